@@ -1,0 +1,632 @@
+package sqlite
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/trillian"
+	"github.com/google/trillian/storage"
+	"github.com/google/trillian/storage/cache"
+	"github.com/google/trillian/storage/storagepb"
+	"github.com/google/trillian/storage/tree"
+	"github.com/google/trillian/types"
+	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/rfc6962"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+const (
+	hashSize = 32 // SHA-256, RFC 6962
+	// maxRange caps the leaves one GetLeavesByRange returns, as the storage
+	// contract allows: callers page.
+	maxRange = 10000
+)
+
+type logStorage struct{ s *Storage }
+
+var _ storage.LogStorage = (*logStorage)(nil)
+
+func (l *logStorage) CheckDatabaseAccessible(ctx context.Context) error {
+	return l.s.checkAccessible(ctx)
+}
+
+// GetActiveLogIDs returns the logs the sequencer works on: ACTIVE and
+// DRAINING logs that are not deleted.
+func (l *logStorage) GetActiveLogIDs(ctx context.Context) ([]int64, error) {
+	rows, err := l.s.rdb.QueryContext(ctx,
+		"SELECT tree_id FROM trees WHERE tree_type IN (?, ?) AND tree_state IN (?, ?) AND deleted = 0 ORDER BY tree_id",
+		trillian.TreeType_LOG.String(), trillian.TreeType_PREORDERED_LOG.String(),
+		trillian.TreeState_ACTIVE.String(), trillian.TreeState_DRAINING.String())
+	if err != nil {
+		return nil, fmt.Errorf("list active logs: %w", err)
+	}
+	defer rows.Close()
+	ids := []int64{}
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+// SnapshotForTree starts a read-only transaction on a read connection. As
+// Trillian's other storages do, it returns the transaction together with
+// storage.ErrTreeNeedsInit when the tree has no root yet.
+func (l *logStorage) SnapshotForTree(ctx context.Context, t *trillian.Tree) (storage.ReadOnlyLogTreeTX, error) {
+	tx, err := l.s.rdb.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("begin snapshot: %w", err)
+	}
+	ltx := newLogTX(tx, t)
+	ltx.commit = func() error { return tx.Commit() }
+	ltx.rollback = tx.Rollback
+	if err := ltx.loadRoot(ctx); err != nil {
+		if errors.Is(err, storage.ErrTreeNeedsInit) {
+			return ltx, err
+		}
+		_ = tx.Rollback()
+		return nil, err
+	}
+	return ltx, nil
+}
+
+// ReadWriteTransaction runs f in a transaction on the write connection and
+// commits it, with the Merkle tiles f changed, if f returns nil. f is called
+// once: with a single writer there is no conflict to retry.
+func (l *logStorage) ReadWriteTransaction(ctx context.Context, t *trillian.Tree, f storage.LogTXFunc) error {
+	return l.s.w.exclusive(ctx, func(tx *sql.Tx) error {
+		ltx := newLogTX(tx, t)
+		ltx.managed = true
+		if err := ltx.loadRoot(ctx); err != nil && !errors.Is(err, storage.ErrTreeNeedsInit) {
+			return err
+		}
+		if err := f(ctx, ltx); err != nil {
+			return err
+		}
+		ltx.mu.Lock()
+		defer ltx.mu.Unlock()
+		return ltx.flushTiles(ctx)
+	})
+}
+
+// QueueLeaves stores leaves for the sequencer to integrate into a LOG tree.
+// A leaf whose identity hash is already stored is not queued again: its
+// result carries AlreadyExists and the stored leaf. The call returns once the
+// leaves are durable; concurrent calls share a commit.
+func (l *logStorage) QueueLeaves(ctx context.Context, t *trillian.Tree, leaves []*trillian.LogLeaf, queueTimestamp time.Time) ([]*trillian.QueuedLogLeaf, error) {
+	for i, leaf := range leaves {
+		if len(leaf.LeafIdentityHash) != hashSize {
+			return nil, status.Errorf(codes.InvalidArgument, "leaves[%d]: identity hash has %d bytes, want %d", i, len(leaf.LeafIdentityHash), hashSize)
+		}
+	}
+	qts := timestamppb.New(queueTimestamp)
+	if err := qts.CheckValid(); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "queue timestamp: %v", err)
+	}
+	nanos := queueTimestamp.UnixNano()
+	var res []*trillian.QueuedLogLeaf
+	err := l.s.w.group(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res = make([]*trillian.QueuedLogLeaf, len(leaves))
+		for i, leaf := range leaves {
+			r, err := tx.ExecContext(ctx,
+				"INSERT INTO leaf_data (tree_id, identity_hash, leaf_value, extra_data, queue_timestamp_nanos) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+				t.TreeId, leaf.LeafIdentityHash, leaf.LeafValue, nullable(leaf.ExtraData), nanos)
+			if err != nil {
+				return fmt.Errorf("queue leaf: %w", err)
+			}
+			if n, err := r.RowsAffected(); err != nil {
+				return err
+			} else if n == 0 {
+				existing, err := leafByIdentity(ctx, tx, t.TreeId, leaf.LeafIdentityHash)
+				if err != nil {
+					return err
+				}
+				res[i] = &trillian.QueuedLogLeaf{Leaf: existing, Status: status.New(codes.AlreadyExists, "leaf already exists").Proto()}
+				continue
+			}
+			if _, err := tx.ExecContext(ctx,
+				"INSERT INTO unsequenced (tree_id, queue_timestamp_nanos, identity_hash, merkle_leaf_hash) VALUES (?, ?, ?, ?)",
+				t.TreeId, nanos, leaf.LeafIdentityHash, leaf.MerkleLeafHash); err != nil {
+				return fmt.Errorf("queue leaf: %w", err)
+			}
+			leaf.QueueTimestamp = qts
+			res[i] = &trillian.QueuedLogLeaf{Leaf: leaf}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// AddSequencedLeaves stores leaves of a PREORDERED_LOG tree at the indices
+// they carry. Per leaf, the result is OK (stored), AlreadyExists (the same
+// leaf is already at that index), or FailedPrecondition (another leaf holds
+// the index, or this leaf is stored at another index), with the stored leaf.
+// The call returns once the leaves are durable; concurrent calls share a
+// commit.
+func (l *logStorage) AddSequencedLeaves(ctx context.Context, t *trillian.Tree, leaves []*trillian.LogLeaf, timestamp time.Time) ([]*trillian.QueuedLogLeaf, error) {
+	for i, leaf := range leaves {
+		if len(leaf.LeafIdentityHash) != hashSize {
+			return nil, status.Errorf(codes.FailedPrecondition, "leaves[%d]: identity hash has %d bytes, want %d", i, len(leaf.LeafIdentityHash), hashSize)
+		}
+		if leaf.LeafIndex < 0 {
+			return nil, status.Errorf(codes.InvalidArgument, "leaves[%d]: negative index %d", i, leaf.LeafIndex)
+		}
+	}
+	qts := timestamppb.New(timestamp)
+	if err := qts.CheckValid(); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "timestamp: %v", err)
+	}
+	nanos := timestamp.UnixNano()
+	var res []*trillian.QueuedLogLeaf
+	err := l.s.w.group(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res = make([]*trillian.QueuedLogLeaf, len(leaves))
+		for i, leaf := range leaves {
+			existing, err := leafAt(ctx, tx, t.TreeId, leaf.LeafIndex)
+			if err != nil {
+				return err
+			}
+			if existing != nil {
+				if bytes.Equal(existing.LeafIdentityHash, leaf.LeafIdentityHash) {
+					res[i] = &trillian.QueuedLogLeaf{Leaf: existing, Status: status.New(codes.AlreadyExists, "leaf already stored at this index").Proto()}
+				} else {
+					res[i] = &trillian.QueuedLogLeaf{Leaf: existing, Status: status.New(codes.FailedPrecondition, "conflicting LeafIndex").Proto()}
+				}
+				continue
+			}
+			r, err := tx.ExecContext(ctx,
+				"INSERT INTO leaf_data (tree_id, identity_hash, leaf_value, extra_data, queue_timestamp_nanos) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+				t.TreeId, leaf.LeafIdentityHash, leaf.LeafValue, nullable(leaf.ExtraData), nanos)
+			if err != nil {
+				return fmt.Errorf("add sequenced leaf: %w", err)
+			}
+			if n, err := r.RowsAffected(); err != nil {
+				return err
+			} else if n == 0 {
+				other, err := leafByIdentity(ctx, tx, t.TreeId, leaf.LeafIdentityHash)
+				if err != nil {
+					return err
+				}
+				res[i] = &trillian.QueuedLogLeaf{Leaf: other, Status: status.New(codes.FailedPrecondition, "conflicting LeafIdentityHash").Proto()}
+				continue
+			}
+			if _, err := tx.ExecContext(ctx,
+				"INSERT INTO sequenced_leaves (tree_id, sequence_number, identity_hash, merkle_leaf_hash, integrate_timestamp_nanos) VALUES (?, ?, ?, ?, 0)",
+				t.TreeId, leaf.LeafIndex, leaf.LeafIdentityHash, leaf.MerkleLeafHash); err != nil {
+				return fmt.Errorf("add sequenced leaf: %w", err)
+			}
+			res[i] = &trillian.QueuedLogLeaf{Status: status.New(codes.OK, "OK").Proto()}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+const selectLeaf = "SELECT s.sequence_number, s.merkle_leaf_hash, l.identity_hash, l.leaf_value, l.extra_data, l.queue_timestamp_nanos, s.integrate_timestamp_nanos " +
+	"FROM sequenced_leaves s JOIN leaf_data l ON l.tree_id = s.tree_id AND l.identity_hash = s.identity_hash "
+
+func scanLeaf(r scanner) (*trillian.LogLeaf, error) {
+	var leaf trillian.LogLeaf
+	var qts, its int64
+	if err := r.Scan(&leaf.LeafIndex, &leaf.MerkleLeafHash, &leaf.LeafIdentityHash, &leaf.LeafValue, &leaf.ExtraData, &qts, &its); err != nil {
+		return nil, err
+	}
+	leaf.QueueTimestamp = timestamppb.New(time.Unix(0, qts))
+	leaf.IntegrateTimestamp = timestamppb.New(time.Unix(0, its))
+	return &leaf, nil
+}
+
+// leafAt returns the leaf stored at index, or nil.
+func leafAt(ctx context.Context, q querier, treeID, index int64) (*trillian.LogLeaf, error) {
+	leaf, err := scanLeaf(q.QueryRowContext(ctx, selectLeaf+"WHERE s.tree_id = ? AND s.sequence_number = ?", treeID, index))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read leaf %d: %w", index, err)
+	}
+	return leaf, nil
+}
+
+// leafByIdentity returns the stored leaf with that identity hash, with its
+// index if it has one (-1 if it is queued and not yet sequenced).
+func leafByIdentity(ctx context.Context, q querier, treeID int64, identity []byte) (*trillian.LogLeaf, error) {
+	var leaf trillian.LogLeaf
+	var qts int64
+	var index, its sql.NullInt64
+	err := q.QueryRowContext(ctx,
+		"SELECT l.identity_hash, l.leaf_value, l.extra_data, l.queue_timestamp_nanos, s.sequence_number, s.merkle_leaf_hash, s.integrate_timestamp_nanos "+
+			"FROM leaf_data l LEFT JOIN sequenced_leaves s ON s.tree_id = l.tree_id AND s.identity_hash = l.identity_hash "+
+			"WHERE l.tree_id = ? AND l.identity_hash = ? ORDER BY s.sequence_number LIMIT 1", treeID, identity).
+		Scan(&leaf.LeafIdentityHash, &leaf.LeafValue, &leaf.ExtraData, &qts, &index, &leaf.MerkleLeafHash, &its)
+	if err != nil {
+		return nil, fmt.Errorf("read existing leaf: %w", err)
+	}
+	leaf.QueueTimestamp = timestamppb.New(time.Unix(0, qts))
+	leaf.LeafIndex = -1
+	if index.Valid {
+		leaf.LeafIndex = index.Int64
+		leaf.IntegrateTimestamp = timestamppb.New(time.Unix(0, its.Int64))
+	}
+	return &leaf, nil
+}
+
+func nullable(b []byte) any {
+	if b == nil {
+		return nil
+	}
+	return b
+}
+
+// logTX is a transaction on one tree. Its methods are safe for concurrent
+// use, as Trillian's contract asks, by serialising them.
+type logTX struct {
+	mu       sync.Mutex
+	q        querier
+	treeID   int64
+	treeType trillian.TreeType
+	root     types.LogRootV1
+	slr      *trillian.SignedLogRoot // nil until loadRoot finds one
+	tiles    *cache.SubtreeCache
+	dequeued map[string]int64 // identity hash -> queue timestamp, LOG trees
+	cursor   *dequeueKey      // last leaf DequeueLeaves returned
+	managed  bool             // inside ReadWriteTransaction, which commits
+	closed   bool
+	commit   func() error
+	rollback func() error
+}
+
+type dequeueKey struct {
+	nanos    int64
+	identity []byte
+}
+
+var _ storage.LogTreeTX = (*logTX)(nil)
+
+func newLogTX(q querier, t *trillian.Tree) *logTX {
+	return &logTX{
+		q:        q,
+		treeID:   t.TreeId,
+		treeType: t.TreeType,
+		tiles:    cache.NewLogSubtreeCache(rfc6962.DefaultHasher),
+		dequeued: make(map[string]int64),
+	}
+}
+
+func (t *logTX) loadRoot(ctx context.Context) error {
+	var ts, size int64
+	var hash []byte
+	err := t.q.QueryRowContext(ctx,
+		"SELECT timestamp_nanos, tree_size, root_hash FROM tree_heads WHERE tree_id = ? ORDER BY timestamp_nanos DESC LIMIT 1",
+		t.treeID).Scan(&ts, &size, &hash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return storage.ErrTreeNeedsInit
+	}
+	if err != nil {
+		return fmt.Errorf("read latest root: %w", err)
+	}
+	t.root = types.LogRootV1{TreeSize: uint64(size), RootHash: hash, TimestampNanos: uint64(ts)}
+	b, err := t.root.MarshalBinary()
+	if err != nil {
+		return fmt.Errorf("marshal root: %w", err)
+	}
+	t.slr = &trillian.SignedLogRoot{LogRoot: b}
+	return nil
+}
+
+// Commit commits a snapshot. Inside ReadWriteTransaction the transaction is
+// committed when f returns, so Commit only writes the changed tiles.
+func (t *logTX) Commit(ctx context.Context) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return errors.New("transaction already closed")
+	}
+	if t.managed {
+		return t.flushTiles(ctx)
+	}
+	t.closed = true
+	return t.commit()
+}
+
+// Close rolls back a snapshot that was not committed. Inside
+// ReadWriteTransaction it does nothing: returning an error from f rolls back.
+func (t *logTX) Close() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed || t.managed {
+		return nil
+	}
+	t.closed = true
+	return t.rollback()
+}
+
+func (t *logTX) LatestSignedLogRoot(ctx context.Context) (*trillian.SignedLogRoot, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.slr == nil {
+		return nil, storage.ErrTreeNeedsInit
+	}
+	return t.slr, nil
+}
+
+func (t *logTX) StoreSignedLogRoot(ctx context.Context, root *trillian.SignedLogRoot) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var lr types.LogRootV1
+	if err := lr.UnmarshalBinary(root.GetLogRoot()); err != nil {
+		return fmt.Errorf("parse log root: %w", err)
+	}
+	if len(lr.Metadata) != 0 {
+		return errors.New("log root metadata is not supported")
+	}
+	if _, err := t.q.ExecContext(ctx,
+		"INSERT INTO tree_heads (tree_id, timestamp_nanos, tree_size, root_hash) VALUES (?, ?, ?, ?)",
+		t.treeID, int64(lr.TimestampNanos), int64(lr.TreeSize), lr.RootHash); err != nil {
+		return fmt.Errorf("store log root: %w", err)
+	}
+	return nil
+}
+
+func (t *logTX) GetMerkleNodes(ctx context.Context, ids []compact.NodeID) ([]tree.Node, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.tiles.GetNodes(ids, t.readTiles(ctx))
+}
+
+func (t *logTX) SetMerkleNodes(ctx context.Context, nodes []tree.Node) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.tiles.SetNodes(nodes, t.readTiles(ctx))
+}
+
+func (t *logTX) readTiles(ctx context.Context) cache.GetSubtreesFunc {
+	return func(ids [][]byte) ([]*storagepb.SubtreeProto, error) {
+		if len(ids) == 0 {
+			return nil, nil
+		}
+		args := make([]any, 0, len(ids)+1)
+		args = append(args, t.treeID)
+		for _, id := range ids {
+			args = append(args, id)
+		}
+		rows, err := t.q.QueryContext(ctx,
+			"SELECT nodes FROM subtrees WHERE tree_id = ? AND subtree_id IN ("+placeholders(len(ids))+")", args...)
+		if err != nil {
+			return nil, fmt.Errorf("read tiles: %w", err)
+		}
+		defer rows.Close()
+		out := make([]*storagepb.SubtreeProto, 0, len(ids))
+		for rows.Next() {
+			var b []byte
+			if err := rows.Scan(&b); err != nil {
+				return nil, err
+			}
+			var st storagepb.SubtreeProto
+			if err := proto.Unmarshal(b, &st); err != nil {
+				return nil, fmt.Errorf("decode tile: %w", err)
+			}
+			if st.Prefix == nil {
+				st.Prefix = []byte{}
+			}
+			out = append(out, &st)
+		}
+		return out, rows.Err()
+	}
+}
+
+// flushTiles writes the tiles changed in this transaction. Callers hold mu.
+func (t *logTX) flushTiles(ctx context.Context) error {
+	tiles, err := t.tiles.UpdatedTiles()
+	if err != nil {
+		return fmt.Errorf("collect tiles: %w", err)
+	}
+	for _, st := range tiles {
+		b, err := proto.Marshal(st)
+		if err != nil {
+			return fmt.Errorf("encode tile: %w", err)
+		}
+		if _, err := t.q.ExecContext(ctx,
+			"INSERT INTO subtrees (tree_id, subtree_id, nodes) VALUES (?, ?, ?) ON CONFLICT (tree_id, subtree_id) DO UPDATE SET nodes = excluded.nodes",
+			t.treeID, st.Prefix, b); err != nil {
+			return fmt.Errorf("write tile: %w", err)
+		}
+	}
+	// Written: a second flush (Commit, then the end of the transaction)
+	// must not write them again.
+	t.tiles = cache.NewLogSubtreeCache(rfc6962.DefaultHasher)
+	return nil
+}
+
+// DequeueLeaves returns leaves to integrate. For a LOG tree they are queued
+// leaves, oldest first, queued no later than cutoff; calls within one
+// transaction continue where the previous one stopped. For a PREORDERED_LOG
+// tree they are the stored leaves that follow the tree, up to the first gap
+// or the first leaf stored after cutoff.
+func (t *logTX) DequeueLeaves(ctx context.Context, limit int, cutoff time.Time) ([]*trillian.LogLeaf, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if limit <= 0 {
+		return nil, nil
+	}
+	if t.treeType == trillian.TreeType_PREORDERED_LOG {
+		leaves, err := t.leavesByRange(ctx, int64(t.root.TreeSize), int64(limit))
+		if err != nil {
+			return nil, err
+		}
+		for i, leaf := range leaves {
+			if leaf.QueueTimestamp.AsTime().After(cutoff) {
+				return leaves[:i], nil
+			}
+		}
+		return leaves, nil
+	}
+
+	query := "SELECT queue_timestamp_nanos, identity_hash, merkle_leaf_hash FROM unsequenced WHERE tree_id = ? AND queue_timestamp_nanos <= ? "
+	args := []any{t.treeID, cutoff.UnixNano()}
+	if t.cursor != nil {
+		query += "AND (queue_timestamp_nanos, identity_hash) > (?, ?) "
+		args = append(args, t.cursor.nanos, t.cursor.identity)
+	}
+	query += "ORDER BY queue_timestamp_nanos, identity_hash LIMIT ?"
+	args = append(args, limit)
+	rows, err := t.q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("dequeue leaves: %w", err)
+	}
+	defer rows.Close()
+	var leaves []*trillian.LogLeaf
+	for rows.Next() {
+		var nanos int64
+		leaf := &trillian.LogLeaf{}
+		if err := rows.Scan(&nanos, &leaf.LeafIdentityHash, &leaf.MerkleLeafHash); err != nil {
+			return nil, err
+		}
+		leaf.QueueTimestamp = timestamppb.New(time.Unix(0, nanos))
+		t.dequeued[string(leaf.LeafIdentityHash)] = nanos
+		t.cursor = &dequeueKey{nanos: nanos, identity: leaf.LeafIdentityHash}
+		leaves = append(leaves, leaf)
+	}
+	return leaves, rows.Err()
+}
+
+// UpdateSequencedLeaves gives dequeued leaves of a LOG tree their positions
+// and removes them from the queue.
+func (t *logTX) UpdateSequencedLeaves(ctx context.Context, leaves []*trillian.LogLeaf) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, leaf := range leaves {
+		nanos, ok := t.dequeued[string(leaf.LeafIdentityHash)]
+		if !ok {
+			return fmt.Errorf("leaf %x was not dequeued in this transaction", leaf.LeafIdentityHash)
+		}
+		if err := leaf.IntegrateTimestamp.CheckValid(); err != nil {
+			return fmt.Errorf("integrate timestamp: %w", err)
+		}
+		if _, err := t.q.ExecContext(ctx,
+			"INSERT INTO sequenced_leaves (tree_id, sequence_number, identity_hash, merkle_leaf_hash, integrate_timestamp_nanos) VALUES (?, ?, ?, ?, ?)",
+			t.treeID, leaf.LeafIndex, leaf.LeafIdentityHash, leaf.MerkleLeafHash, leaf.IntegrateTimestamp.AsTime().UnixNano()); err != nil {
+			return fmt.Errorf("sequence leaf %d: %w", leaf.LeafIndex, err)
+		}
+		r, err := t.q.ExecContext(ctx,
+			"DELETE FROM unsequenced WHERE tree_id = ? AND queue_timestamp_nanos = ? AND identity_hash = ?",
+			t.treeID, nanos, leaf.LeafIdentityHash)
+		if err != nil {
+			return fmt.Errorf("unqueue leaf: %w", err)
+		}
+		if n, err := r.RowsAffected(); err != nil || n != 1 {
+			return fmt.Errorf("unqueue leaf %x: %d rows removed (%v)", leaf.LeafIdentityHash, n, err)
+		}
+		delete(t.dequeued, string(leaf.LeafIdentityHash))
+	}
+	return nil
+}
+
+func (t *logTX) GetLeavesByRange(ctx context.Context, start, count int64) ([]*trillian.LogLeaf, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.leavesByRange(ctx, start, count)
+}
+
+// leavesByRange returns the contiguous leaves from start. Within the tree a
+// missing leaf is an error; beyond it (PREORDERED_LOG trees) the result
+// stops at the first gap. Callers hold mu.
+func (t *logTX) leavesByRange(ctx context.Context, start, count int64) ([]*trillian.LogLeaf, error) {
+	if count <= 0 {
+		return nil, status.Errorf(codes.InvalidArgument, "invalid count %d, want > 0", count)
+	}
+	if start < 0 {
+		return nil, status.Errorf(codes.InvalidArgument, "invalid start %d, want >= 0", start)
+	}
+	size := int64(t.root.TreeSize)
+	if t.treeType == trillian.TreeType_LOG {
+		if size == 0 {
+			return nil, status.Errorf(codes.OutOfRange, "empty tree")
+		}
+		if start >= size {
+			return nil, status.Errorf(codes.OutOfRange, "invalid start %d, want < tree size %d", start, size)
+		}
+		count = min(count, size-start)
+	}
+	count = min(count, maxRange)
+	rows, err := t.q.QueryContext(ctx,
+		selectLeaf+"WHERE s.tree_id = ? AND s.sequence_number >= ? AND s.sequence_number < ? ORDER BY s.sequence_number",
+		t.treeID, start, start+count)
+	if err != nil {
+		return nil, fmt.Errorf("read leaves: %w", err)
+	}
+	defer rows.Close()
+	leaves := make([]*trillian.LogLeaf, 0, count)
+	for want := start; rows.Next(); want++ {
+		leaf, err := scanLeaf(rows)
+		if err != nil {
+			return nil, fmt.Errorf("read leaves: %w", err)
+		}
+		if leaf.LeafIndex != want {
+			if want < size {
+				return nil, status.Errorf(codes.Internal, "leaf %d is missing", want)
+			}
+			break
+		}
+		leaves = append(leaves, leaf)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read leaves: %w", err)
+	}
+	if next := start + int64(len(leaves)); next < size && int64(len(leaves)) < count {
+		return nil, status.Errorf(codes.Internal, "leaf %d is missing", next)
+	}
+	return leaves, nil
+}
+
+func (t *logTX) GetLeavesByHash(ctx context.Context, hashes [][]byte, orderBySequence bool) ([]*trillian.LogLeaf, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(hashes) == 0 {
+		return nil, nil
+	}
+	args := make([]any, 0, len(hashes)+1)
+	args = append(args, t.treeID)
+	for _, h := range hashes {
+		args = append(args, h)
+	}
+	query := selectLeaf + "WHERE s.tree_id = ? AND s.merkle_leaf_hash IN (" + placeholders(len(hashes)) + ")"
+	if orderBySequence {
+		query += " ORDER BY s.sequence_number"
+	}
+	rows, err := t.q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("read leaves by hash: %w", err)
+	}
+	defer rows.Close()
+	var leaves []*trillian.LogLeaf
+	for rows.Next() {
+		leaf, err := scanLeaf(rows)
+		if err != nil {
+			return nil, err
+		}
+		leaves = append(leaves, leaf)
+	}
+	return leaves, rows.Err()
+}
+
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?,", n), ",")
+}
