@@ -15,9 +15,9 @@ import (
 	"github.com/google/trillian/integration"
 	"github.com/google/trillian/storage"
 
+	"github.com/vigie-sante/vigie/ledger/sqldb/pgtest"
 	vtrillian "github.com/vigie-sante/vigie/ledger/trillian"
 	"github.com/vigie-sante/vigie/ledger/trillian/sqlite"
-	"github.com/vigie-sante/vigie/ledger/sqldb/pgtest"
 )
 
 type provider interface {
