@@ -17,7 +17,49 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
-type adminStorage struct{ s *Storage }
+// adminStorage keeps the trees it read in memory: Trillian's log server
+// reads the tree on every call, and only this process writes the database
+// (Open holds a lock), so the cache is exact once every admin write clears
+// it.
+type adminStorage struct {
+	s *Storage
+
+	mu    sync.Mutex
+	gen   uint64 // incremented by every read-write transaction
+	trees map[int64]*trillian.Tree
+}
+
+// cached returns a copy of the cached tree, and the generation to pass to
+// remember after a miss.
+func (a *adminStorage) cached(id int64) (*trillian.Tree, uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if t, ok := a.trees[id]; ok {
+		return proto.Clone(t).(*trillian.Tree), a.gen
+	}
+	return nil, a.gen
+}
+
+// remember caches a tree read at generation gen, unless a write happened
+// since.
+func (a *adminStorage) remember(t *trillian.Tree, gen uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if gen != a.gen {
+		return
+	}
+	if a.trees == nil {
+		a.trees = make(map[int64]*trillian.Tree)
+	}
+	a.trees[t.TreeId] = proto.Clone(t).(*trillian.Tree)
+}
+
+func (a *adminStorage) invalidate() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.gen++
+	a.trees = nil
+}
 
 var _ storage.AdminStorage = (*adminStorage)(nil)
 
@@ -33,27 +75,36 @@ func (a *adminStorage) CheckDatabaseAccessible(ctx context.Context) error {
 }
 
 func (s *Storage) checkAccessible(ctx context.Context) error {
-	var one int
-	if err := s.rdb.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
-		return fmt.Errorf("database not accessible: %w", err)
-	}
-	return nil
+	return s.r.read(ctx, func(q querier) error {
+		var one int
+		if err := q.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
+			return fmt.Errorf("database not accessible: %w", err)
+		}
+		return nil
+	})
 }
 
-// Snapshot starts a read-only transaction on a read connection.
+// Snapshot starts a read-only transaction. It takes a read connection only
+// when a read misses the tree cache.
 func (a *adminStorage) Snapshot(ctx context.Context) (storage.ReadOnlyAdminTX, error) {
-	tx, err := a.s.rdb.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
-	if err != nil {
-		return nil, fmt.Errorf("begin snapshot: %w", err)
-	}
-	return &adminTX{q: tx, now: a.s.now, commit: tx.Commit, rollback: tx.Rollback}, nil
+	return &adminTX{
+		a:        a,
+		now:      a.s.now,
+		commit:   func() error { return nil },
+		rollback: func() error { return nil },
+		begin: func(ctx context.Context) (querier, func() error, func() error, error) {
+			return a.s.r.snapshot(ctx)
+		},
+	}, nil
 }
 
 // ReadWriteTransaction runs f in a transaction on the write connection. f is
 // called once; it is not retried, since no other writer can conflict.
 func (a *adminStorage) ReadWriteTransaction(ctx context.Context, f storage.AdminTXFunc) error {
-	return a.s.w.exclusive(ctx, func(tx *sql.Tx) error {
-		atx := &adminTX{q: tx, now: a.s.now}
+	a.invalidate()
+	defer a.invalidate()
+	return a.s.w.exclusive(ctx, func(q querier) error {
+		atx := &adminTX{q: q, now: a.s.now}
 		// Commit and Close inside f are no-ops: the writer commits after f.
 		atx.commit = func() error { return nil }
 		atx.rollback = func() error { return nil }
@@ -62,7 +113,9 @@ func (a *adminStorage) ReadWriteTransaction(ctx context.Context, f storage.Admin
 }
 
 type adminTX struct {
-	q        querier
+	a        *adminStorage // for snapshots: the tree cache
+	q        querier       // nil until begin runs (snapshots)
+	begin    func(context.Context) (querier, func() error, func() error, error)
 	now      func() time.Time
 	commit   func() error
 	rollback func() error
@@ -95,13 +148,45 @@ func (t *adminTX) Close() error {
 
 const selectTrees = "SELECT tree_id, tree_state, tree_type, display_name, description, create_time_millis, update_time_millis, max_root_duration_millis, deleted, delete_time_millis FROM trees"
 
+// query returns the transaction's connection, starting a snapshot's read
+// transaction on first use.
+func (t *adminTX) query(ctx context.Context) (querier, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return nil, errors.New("transaction already closed")
+	}
+	if t.q == nil {
+		q, commit, rollback, err := t.begin(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("begin snapshot: %w", err)
+		}
+		t.q, t.commit, t.rollback = q, commit, rollback
+	}
+	return t.q, nil
+}
+
 func (t *adminTX) GetTree(ctx context.Context, treeID int64) (*trillian.Tree, error) {
-	tree, err := scanTree(t.q.QueryRowContext(ctx, selectTrees+" WHERE tree_id = ?", treeID))
+	var gen uint64
+	if t.a != nil {
+		var tree *trillian.Tree
+		if tree, gen = t.a.cached(treeID); tree != nil {
+			return tree, nil
+		}
+	}
+	q, err := t.query(ctx)
+	if err != nil {
+		return nil, err
+	}
+	tree, err := scanTree(q.QueryRowContext(ctx, selectTrees+" WHERE tree_id = ?", treeID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, status.Errorf(codes.NotFound, "tree %d not found", treeID)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read tree %d: %w", treeID, err)
+	}
+	if t.a != nil {
+		t.a.remember(tree, gen)
 	}
 	return tree, nil
 }
@@ -111,7 +196,11 @@ func (t *adminTX) ListTrees(ctx context.Context, includeDeleted bool) ([]*trilli
 	if !includeDeleted {
 		q += " WHERE deleted = 0"
 	}
-	rows, err := t.q.QueryContext(ctx, q+" ORDER BY tree_id")
+	qr, err := t.query(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := qr.QueryContext(ctx, q+" ORDER BY tree_id")
 	if err != nil {
 		return nil, fmt.Errorf("list trees: %w", err)
 	}

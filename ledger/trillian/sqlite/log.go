@@ -42,41 +42,44 @@ func (l *logStorage) CheckDatabaseAccessible(ctx context.Context) error {
 // GetActiveLogIDs returns the logs the sequencer works on: ACTIVE and
 // DRAINING logs that are not deleted.
 func (l *logStorage) GetActiveLogIDs(ctx context.Context) ([]int64, error) {
-	rows, err := l.s.rdb.QueryContext(ctx,
-		"SELECT tree_id FROM trees WHERE tree_type IN (?, ?) AND tree_state IN (?, ?) AND deleted = 0 ORDER BY tree_id",
-		trillian.TreeType_LOG.String(), trillian.TreeType_PREORDERED_LOG.String(),
-		trillian.TreeState_ACTIVE.String(), trillian.TreeState_DRAINING.String())
-	if err != nil {
-		return nil, fmt.Errorf("list active logs: %w", err)
-	}
-	defer rows.Close()
 	ids := []int64{}
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
+	err := l.s.r.read(ctx, func(q querier) error {
+		rows, err := q.QueryContext(ctx,
+			"SELECT tree_id FROM trees WHERE tree_type IN (?, ?) AND tree_state IN (?, ?) AND deleted = 0 ORDER BY tree_id",
+			trillian.TreeType_LOG.String(), trillian.TreeType_PREORDERED_LOG.String(),
+			trillian.TreeState_ACTIVE.String(), trillian.TreeState_DRAINING.String())
+		if err != nil {
+			return fmt.Errorf("list active logs: %w", err)
 		}
-		ids = append(ids, id)
-	}
-	return ids, rows.Err()
+		defer rows.Close()
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				return err
+			}
+			ids = append(ids, id)
+		}
+		return rows.Err()
+	})
+	return ids, err
 }
 
 // SnapshotForTree starts a read-only transaction on a read connection. As
 // Trillian's other storages do, it returns the transaction together with
 // storage.ErrTreeNeedsInit when the tree has no root yet.
 func (l *logStorage) SnapshotForTree(ctx context.Context, t *trillian.Tree) (storage.ReadOnlyLogTreeTX, error) {
-	tx, err := l.s.rdb.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	q, commit, rollback, err := l.s.r.snapshot(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("begin snapshot: %w", err)
 	}
-	ltx := newLogTX(tx, t)
-	ltx.commit = func() error { return tx.Commit() }
-	ltx.rollback = tx.Rollback
+	ltx := newLogTX(q, t)
+	ltx.commit = commit
+	ltx.rollback = rollback
 	if err := ltx.loadRoot(ctx); err != nil {
 		if errors.Is(err, storage.ErrTreeNeedsInit) {
 			return ltx, err
 		}
-		_ = tx.Rollback()
+		rollback()
 		return nil, err
 	}
 	return ltx, nil
@@ -86,8 +89,8 @@ func (l *logStorage) SnapshotForTree(ctx context.Context, t *trillian.Tree) (sto
 // commits it, with the Merkle tiles f changed, if f returns nil. f is called
 // once: with a single writer there is no conflict to retry.
 func (l *logStorage) ReadWriteTransaction(ctx context.Context, t *trillian.Tree, f storage.LogTXFunc) error {
-	return l.s.w.exclusive(ctx, func(tx *sql.Tx) error {
-		ltx := newLogTX(tx, t)
+	return l.s.w.exclusive(ctx, func(q querier) error {
+		ltx := newLogTX(q, t)
 		ltx.managed = true
 		if err := ltx.loadRoot(ctx); err != nil && !errors.Is(err, storage.ErrTreeNeedsInit) {
 			return err
@@ -117,7 +120,7 @@ func (l *logStorage) QueueLeaves(ctx context.Context, t *trillian.Tree, leaves [
 	}
 	nanos := queueTimestamp.UnixNano()
 	var res []*trillian.QueuedLogLeaf
-	err := l.s.w.group(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := l.s.w.group(ctx, func(ctx context.Context, tx querier) error {
 		res = make([]*trillian.QueuedLogLeaf, len(leaves))
 		for i, leaf := range leaves {
 			r, err := tx.ExecContext(ctx,
@@ -173,7 +176,7 @@ func (l *logStorage) AddSequencedLeaves(ctx context.Context, t *trillian.Tree, l
 	}
 	nanos := timestamp.UnixNano()
 	var res []*trillian.QueuedLogLeaf
-	err := l.s.w.group(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := l.s.w.group(ctx, func(ctx context.Context, tx querier) error {
 		res = make([]*trillian.QueuedLogLeaf, len(leaves))
 		for i, leaf := range leaves {
 			existing, err := leafAt(ctx, tx, t.TreeId, leaf.LeafIndex)
@@ -507,36 +510,56 @@ func (t *logTX) DequeueLeaves(ctx context.Context, limit int, cutoff time.Time) 
 	return leaves, rows.Err()
 }
 
+// seqChunk is how many rows one statement of UpdateSequencedLeaves writes.
+const seqChunk = 128
+
 // UpdateSequencedLeaves gives dequeued leaves of a LOG tree their positions
-// and removes them from the queue.
+// and removes them from the queue, a chunk of rows per statement.
 func (t *logTX) UpdateSequencedLeaves(ctx context.Context, leaves []*trillian.LogLeaf) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, leaf := range leaves {
-		nanos, ok := t.dequeued[string(leaf.LeafIdentityHash)]
-		if !ok {
+		if _, ok := t.dequeued[string(leaf.LeafIdentityHash)]; !ok {
 			return fmt.Errorf("leaf %x was not dequeued in this transaction", leaf.LeafIdentityHash)
 		}
 		if err := leaf.IntegrateTimestamp.CheckValid(); err != nil {
 			return fmt.Errorf("integrate timestamp: %w", err)
 		}
+	}
+	for len(leaves) > 0 {
+		chunk := leaves[:min(len(leaves), seqChunk)]
+		leaves = leaves[len(chunk):]
+		ins := make([]any, 0, 1+4*len(chunk))
+		del := make([]any, 0, 1+2*len(chunk))
+		ins = append(ins, t.treeID)
+		del = append(del, t.treeID)
+		for _, leaf := range chunk {
+			ins = append(ins, leaf.LeafIndex, leaf.LeafIdentityHash, leaf.MerkleLeafHash, leaf.IntegrateTimestamp.AsTime().UnixNano())
+			del = append(del, t.dequeued[string(leaf.LeafIdentityHash)], leaf.LeafIdentityHash)
+		}
 		if _, err := t.q.ExecContext(ctx,
-			"INSERT INTO sequenced_leaves (tree_id, sequence_number, identity_hash, merkle_leaf_hash, integrate_timestamp_nanos) VALUES (?, ?, ?, ?, ?)",
-			t.treeID, leaf.LeafIndex, leaf.LeafIdentityHash, leaf.MerkleLeafHash, leaf.IntegrateTimestamp.AsTime().UnixNano()); err != nil {
-			return fmt.Errorf("sequence leaf %d: %w", leaf.LeafIndex, err)
+			"INSERT INTO sequenced_leaves (tree_id, sequence_number, identity_hash, merkle_leaf_hash, integrate_timestamp_nanos) VALUES "+
+				rows(len(chunk), "(?1, ?, ?, ?, ?)"), ins...); err != nil {
+			return fmt.Errorf("sequence leaves: %w", err)
 		}
 		r, err := t.q.ExecContext(ctx,
-			"DELETE FROM unsequenced WHERE tree_id = ? AND queue_timestamp_nanos = ? AND identity_hash = ?",
-			t.treeID, nanos, leaf.LeafIdentityHash)
+			"DELETE FROM unsequenced WHERE tree_id = ?1 AND (queue_timestamp_nanos, identity_hash) IN (VALUES "+rows(len(chunk), "(?, ?)")+")", del...)
 		if err != nil {
-			return fmt.Errorf("unqueue leaf: %w", err)
+			return fmt.Errorf("unqueue leaves: %w", err)
 		}
-		if n, err := r.RowsAffected(); err != nil || n != 1 {
-			return fmt.Errorf("unqueue leaf %x: %d rows removed (%v)", leaf.LeafIdentityHash, n, err)
+		if n, err := r.RowsAffected(); err != nil || n != int64(len(chunk)) {
+			return fmt.Errorf("unqueue leaves: %d of %d rows removed (%v)", n, len(chunk), err)
 		}
-		delete(t.dequeued, string(leaf.LeafIdentityHash))
+		for _, leaf := range chunk {
+			delete(t.dequeued, string(leaf.LeafIdentityHash))
+		}
 	}
 	return nil
+}
+
+// rows repeats a row of placeholders n times, comma-separated.
+func rows(n int, row string) string {
+	return strings.TrimSuffix(strings.Repeat(row+",", n), ",")
 }
 
 func (t *logTX) GetLeavesByRange(ctx context.Context, start, count int64) ([]*trillian.LogLeaf, error) {

@@ -19,11 +19,11 @@ import (
 func TestOpenCreatesDurableDatabase(t *testing.T) {
 	s := openTemp(t)
 	ctx := context.Background()
-	conn, err := s.rdb.Conn(ctx)
+	conn, err := s.r.get(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	defer s.r.put(conn)
 	var appID, version int64
 	var mode string
 	if err := conn.QueryRowContext(ctx, "PRAGMA application_id").Scan(&appID); err != nil {
@@ -202,9 +202,9 @@ func TestOpenRefusesCorruptDatabase(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Fill a few pages, then checkpoint so they live in the main file.
-	if err := s.w.exclusive(ctx, func(tx *sql.Tx) error {
+	if err := s.w.exclusive(ctx, func(tx querier) error {
 		for i := range 2000 {
-			if _, err := tx.Exec("INSERT INTO leaf_data VALUES (1, randomblob(32), randomblob(200), NULL, ?)", i); err != nil {
+			if _, err := tx.ExecContext(ctx, "INSERT INTO leaf_data VALUES (1, randomblob(32), randomblob(200), NULL, ?)", i); err != nil {
 				return err
 			}
 		}
@@ -212,7 +212,7 @@ func TestOpenRefusesCorruptDatabase(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.w.conn.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+	if err := s.w.conn.exec("PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()

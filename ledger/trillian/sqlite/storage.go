@@ -99,8 +99,9 @@ type Storage struct {
 	path  string
 	lock  *os.File
 	wdb   *sql.DB // one connection, owned by w
-	rdb   *sql.DB // read-only connections
+	rdb   *sql.DB // read-only connections, owned by r
 	w     *writer
+	r     *readers
 	now   func() time.Time
 	log   *logStorage
 	admin *adminStorage
@@ -136,6 +137,14 @@ func Open(ctx context.Context, path string, opts Options) (_ *Storage, err error
 	if err != nil {
 		return nil, err
 	}
+	// Create the file owner-only before SQLite does (SQLite gives its
+	// journal files the mode of the database file).
+	if f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("create %s: %w", path, err)
+	} else {
+		f.Close()
+	}
 	s := &Storage{path: path, lock: lock, now: opts.Now}
 	defer func() {
 		if err != nil {
@@ -155,7 +164,7 @@ func Open(ctx context.Context, path string, opts Options) (_ *Storage, err error
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	s.w = newWriter(conn)
+	s.w = newWriter(newConn(conn))
 	if err := s.prepare(ctx, conn, opts); err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
@@ -166,7 +175,9 @@ func Open(ctx context.Context, path string, opts Options) (_ *Storage, err error
 	}
 	s.rdb.SetMaxOpenConns(opts.Readers)
 	s.rdb.SetMaxIdleConns(opts.Readers)
-	if err := s.rdb.PingContext(ctx); err != nil {
+	s.rdb.SetConnMaxLifetime(0)
+	s.rdb.SetConnMaxIdleTime(0)
+	if s.r, err = newReaders(ctx, s.rdb, opts.Readers); err != nil {
 		return nil, fmt.Errorf("open %s for reading: %w", path, err)
 	}
 	s.log = &logStorage{s: s}
@@ -222,16 +233,13 @@ func (s *Storage) prepare(ctx context.Context, conn *sql.Conn, opts Options) err
 		return err
 	}
 	if fresh {
-		return s.w.exclusive(ctx, func(tx *sql.Tx) error {
-			if _, err := tx.ExecContext(ctx, schemaSQL); err != nil {
-				return fmt.Errorf("create schema: %w", err)
-			}
-			if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA application_id=%d", ApplicationID)); err != nil {
-				return err
-			}
-			_, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version=%d", SchemaVersion))
-			return err
-		})
+		// One transaction: the file has all of the schema or none of it.
+		script := "BEGIN IMMEDIATE;\n" + schemaSQL +
+			fmt.Sprintf("\nPRAGMA application_id=%d;\nPRAGMA user_version=%d;\nCOMMIT;", ApplicationID, SchemaVersion)
+		if _, err := conn.ExecContext(ctx, script); err != nil {
+			conn.ExecContext(context.Background(), "ROLLBACK")
+			return fmt.Errorf("create schema: %w", err)
+		}
 	}
 	return nil
 }
@@ -305,7 +313,10 @@ func (s *Storage) Path() string { return s.path }
 func (s *Storage) Close() error {
 	var errs []error
 	if s.w != nil {
-		errs = append(errs, s.w.conn.Close())
+		errs = append(errs, s.w.conn.close())
+	}
+	if s.r != nil {
+		errs = append(errs, s.r.close())
 	}
 	if s.rdb != nil {
 		errs = append(errs, s.rdb.Close())

@@ -2,8 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"fmt"
 	"sync"
 )
@@ -21,15 +19,15 @@ const maxGroup = 1024
 //   - exclusive: one caller holds the connection for a whole transaction
 //     (Trillian's ReadWriteTransaction, the admin transactions);
 //   - grouped: short jobs (QueueLeaves, AddSequencedLeaves) are queued; whoever
-//     takes the connection next runs every queued job in one transaction, each
-//     inside its own savepoint so that one failing job does not undo the
-//     others, then commits once and wakes every submitter.
+//     takes the connection next runs every queued job in one transaction,
+//     commits once and wakes every submitter. A failing job does not fail
+//     the others: they run again without it (see runBatch).
 //
 // Every job runs on a goroutine that submitted one (the leader of its group),
 // never on a background goroutine, so a job that panics or calls
 // runtime.Goexit does so on a goroutine that asked for that work.
 type writer struct {
-	conn  *sql.Conn
+	conn  *conn
 	token chan struct{} // holding a value in the channel means owning conn
 
 	mu      sync.Mutex
@@ -38,13 +36,13 @@ type writer struct {
 
 type job struct {
 	ctx  context.Context
-	fn   func(ctx context.Context, tx *sql.Tx) error
+	fn   func(ctx context.Context, q querier) error
 	err  error
 	done chan struct{}
 }
 
-func newWriter(conn *sql.Conn) *writer {
-	return &writer{conn: conn, token: make(chan struct{}, 1)}
+func newWriter(c *conn) *writer {
+	return &writer{conn: c, token: make(chan struct{}, 1)}
 }
 
 // acquire takes the write connection, waiting for it at most as long as ctx.
@@ -61,49 +59,47 @@ func (w *writer) release() { <-w.token }
 
 // exclusive runs f in a transaction of its own on the write connection and
 // commits it if f returns nil. f runs on the caller's goroutine.
-func (w *writer) exclusive(ctx context.Context, f func(tx *sql.Tx) error) error {
+func (w *writer) exclusive(ctx context.Context, f func(q querier) error) error {
 	if err := w.acquire(ctx); err != nil {
 		return err
 	}
 	defer w.release()
-	// The transaction is not bound to ctx: database/sql would roll it back
-	// from another goroutine on cancellation while f may still be using it.
-	tx, err := w.conn.BeginTx(context.Background(), nil)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
+	if err := w.conn.exec("BEGIN IMMEDIATE"); err != nil {
+		return err
 	}
 	finished := false
 	defer func() {
 		// Also reached when f panics or calls runtime.Goexit (t.Fatal in
 		// a test): the connection must not stay inside a transaction.
 		if !finished {
-			_ = tx.Rollback()
+			w.conn.exec("ROLLBACK")
 		}
 	}()
-	if err := f(tx); err != nil {
+	if err := f(w.conn); err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	finished = true
-	if err := tx.Commit(); err != nil {
-		w.abandon()
-		return fmt.Errorf("commit: %w", err)
+	return w.commit()
+}
+
+// commit commits the open transaction. A failed COMMIT may leave it open
+// (SQLITE_BUSY, for one): it is rolled back so that the connection is clean,
+// and nothing of it is durable.
+func (w *writer) commit() error {
+	if err := w.conn.exec("COMMIT"); err != nil {
+		w.conn.exec("ROLLBACK")
+		return err
 	}
 	return nil
 }
 
-// abandon makes sure no transaction is left open on the connection after a
-// failed COMMIT, which SQLite may leave active (for example on SQLITE_BUSY).
-func (w *writer) abandon() {
-	_, _ = w.conn.ExecContext(context.Background(), "ROLLBACK")
-}
-
 // group runs fn in a transaction shared with other concurrent callers, and
 // returns once that transaction has committed (or failed). fn must only use
-// tx; it may be rolled back to its own savepoint without affecting the others.
-func (w *writer) group(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
+// q, and may be called more than once: it must start from scratch each time.
+func (w *writer) group(ctx context.Context, fn func(ctx context.Context, q querier) error) error {
 	j := &job{ctx: ctx, fn: fn, done: make(chan struct{})}
 	w.mu.Lock()
 	w.pending = append(w.pending, j)
@@ -138,59 +134,57 @@ func (w *writer) runPending() {
 	}
 }
 
+// runBatch runs the jobs in one transaction. Savepoints per job would cost
+// two statements each on the common path; instead, if a job fails, the
+// transaction is rolled back and the other jobs run again without it, so
+// jobs must be safe to run more than once (each starts from scratch).
 func (w *writer) runBatch(batch []*job) {
 	defer func() {
 		for _, j := range batch {
 			close(j.done)
 		}
 	}()
-	fail := func(err error) {
-		for _, j := range batch {
-			if j.err == nil {
-				j.err = err
-			}
-		}
-	}
-	tx, err := w.conn.BeginTx(context.Background(), nil)
-	if err != nil {
-		fail(fmt.Errorf("begin: %w", err))
-		return
-	}
-	ran := 0
+	live := make([]*job, 0, len(batch))
 	for _, j := range batch {
 		if err := j.ctx.Err(); err != nil {
 			j.err = err
 			continue
 		}
-		if _, err := tx.Exec("SAVEPOINT job"); err != nil {
-			j.err = fmt.Errorf("savepoint: %w", err)
-			continue
-		}
-		if err := j.fn(j.ctx, tx); err != nil {
-			j.err = err
-			if _, rerr := tx.Exec("ROLLBACK TO job"); rerr != nil {
-				// The transaction is in an unknown state: fail everyone.
-				_ = tx.Rollback()
-				fail(errors.Join(err, fmt.Errorf("rollback to savepoint: %w", rerr)))
-				return
+		live = append(live, j)
+	}
+	for len(live) > 0 {
+		if err := w.conn.exec("BEGIN IMMEDIATE"); err != nil {
+			for _, j := range live {
+				j.err = err
 			}
-		}
-		if _, err := tx.Exec("RELEASE job"); err != nil {
-			_ = tx.Rollback()
-			fail(fmt.Errorf("release savepoint: %w", err))
 			return
 		}
-		ran++
-	}
-	if ran == 0 {
-		_ = tx.Rollback()
-		return
-	}
-	if err := tx.Commit(); err != nil {
-		// Nothing of this batch is durable.
-		w.abandon()
-		for _, j := range batch {
-			j.err = fmt.Errorf("commit: %w", err)
+		failed := -1
+		for i, j := range live {
+			if err := j.fn(j.ctx, w.conn); err != nil {
+				j.err = err
+				failed = i
+				break
+			}
 		}
+		if failed >= 0 {
+			if err := w.conn.exec("ROLLBACK"); err != nil {
+				for _, j := range live {
+					if j.err == nil {
+						j.err = err
+					}
+				}
+				return
+			}
+			live = append(live[:failed:failed], live[failed+1:]...)
+			continue
+		}
+		if err := w.commit(); err != nil {
+			// Nothing of this batch is durable.
+			for _, j := range live {
+				j.err = fmt.Errorf("commit: %w", err)
+			}
+		}
+		return
 	}
 }
