@@ -1,11 +1,24 @@
 #!/usr/bin/env bash
-# Runs every test of Vigie: starts a throwaway PostgreSQL cluster (installing
-# PostgreSQL from Debian's packages if needed), runs go test over the whole
-# module, and stops the cluster whatever happens. Under CI (CI=true) a test
-# that cannot reach PostgreSQL fails instead of skipping.
+# Runs every test of Vigie (make test):
+#   1. static checks: gofmt, go vet, a static (CGO_ENABLED=0) build;
+#   2. a throwaway PostgreSQL cluster (installed from Debian's packages if
+#      needed, see scripts/pg.sh), stopped whatever happens;
+#   3. go test over the whole module.
+# Under CI (CI=true) a test that cannot reach PostgreSQL fails instead of
+# skipping. Extra arguments go to go test (e.g. scripts/test.sh -run Crash).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/env.sh
 . scripts/pg.sh
+
+unformatted=$(gofmt -l $(git ls-files '*.go' | grep -v '\.pb\.'))
+if [ -n "$unformatted" ]; then
+	echo "test.sh: gofmt would change:" >&2
+	echo "$unformatted" >&2
+	exit 1
+fi
+go vet ./...
+CGO_ENABLED=0 go build -o /dev/null ./...  # one static binary, no cgo
 
 if ! pg_start; then
 	if [ "${CI:-}" = true ]; then

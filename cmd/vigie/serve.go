@@ -208,4 +208,4 @@ func (d demote) Handle(ctx context.Context, r slog.Record) error {
 }
 
 func (d demote) WithAttrs(as []slog.Attr) slog.Handler { return demote{d.Handler.WithAttrs(as)} }
-func (d demote) WithGroup(g string) slog.Handler      { return demote{d.Handler.WithGroup(g)} }
+func (d demote) WithGroup(g string) slog.Handler       { return demote{d.Handler.WithGroup(g)} }

@@ -87,7 +87,7 @@ func BenchmarkQueueLeaf(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			e, err := vtrillian.Start(context.Background(), vtrillian.Config{LogStorage: ls, AdminStorage: as, Listener: lis, SequencerInterval: benchSeqInterval})
+			e, err := vtrillian.Start(context.Background(), vtrillian.Config{LogStorage: ls, AdminStorage: as, Listener: lis, SequencerInterval: 100 * time.Millisecond, BatchSize: 1000})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -295,5 +295,3 @@ func reportPercentiles(b *testing.B, lat []time.Duration, prefix string) {
 	b.ReportMetric(pct(0.50), prefix+"p50-ms")
 	b.ReportMetric(pct(0.99), prefix+"p99-ms")
 }
-
-var benchSeqInterval = 100 * time.Millisecond

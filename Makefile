@@ -1,0 +1,31 @@
+# Vigie. See README.md: `make run` runs the service, `make test` every test.
+
+GO ?= go
+
+.PHONY: run build test bench lint fmt clean
+
+## run: run the service with the embedded default (data in ./vigie-data)
+run:
+	$(GO) run ./cmd/vigie serve
+
+## build: build the static binary bin/vigie
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/vigie ./cmd/vigie
+
+## test: every test, PostgreSQL ones included (starts a throwaway cluster)
+test:
+	scripts/test.sh
+
+## bench: the benchmarks of docs/performance.md, with PostgreSQL
+bench:
+	scripts/bench.sh
+
+## lint: gofmt, go vet and staticcheck (pinned in go.mod as a tool)
+lint:
+	scripts/lint.sh
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf bin vigie-data bench-results
