@@ -29,7 +29,9 @@ pg_install() {
 	mkdir -p /etc/postgresql-common
 	[ -f /etc/postgresql-common/createcluster.conf ] ||
 		echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.conf
-	apt-get install -y -qq --no-install-recommends postgresql >&2 || return 1
+	apt-get install -y -qq --no-install-recommends \
+		-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+		postgresql >&2 || return 1
 	pg_bindir >/dev/null
 }
 
