@@ -234,7 +234,7 @@ func TestServeRefusesBadDataDir(t *testing.T) {
 			t.Fatal(err)
 		}
 		code, out := runVigie(t, nil, "serve", "--data-dir", dataDir)
-		if code != exitFailure || !strings.Contains(out, "not a Vigie Trillian database") {
+		if code != exitFailure || !strings.Contains(out, "want a Vigie Trillian database") {
 			t.Errorf("foreign file: exit %d, output:\n%s", code, out)
 		}
 		if b, _ := os.ReadFile(filepath.Join(dataDir, "trillian.db")); !bytes.Equal(b, garbage) {

@@ -15,6 +15,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/vigie-sante/vigie/ledger/sqldb"
 )
 
 // adminStorage keeps the trees it read in memory: Trillian's log server
@@ -63,19 +65,13 @@ func (a *adminStorage) invalidate() {
 
 var _ storage.AdminStorage = (*adminStorage)(nil)
 
-// querier is what both read and write transactions offer.
-type querier interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
 
 func (a *adminStorage) CheckDatabaseAccessible(ctx context.Context) error {
 	return a.s.checkAccessible(ctx)
 }
 
 func (s *Storage) checkAccessible(ctx context.Context) error {
-	return s.r.read(ctx, func(q querier) error {
+	return s.db.Read(ctx, func(q sqldb.Querier) error {
 		var one int
 		if err := q.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
 			return fmt.Errorf("database not accessible: %w", err)
@@ -92,8 +88,8 @@ func (a *adminStorage) Snapshot(ctx context.Context) (storage.ReadOnlyAdminTX, e
 		now:      a.s.now,
 		commit:   func() error { return nil },
 		rollback: func() error { return nil },
-		begin: func(ctx context.Context) (querier, func() error, func() error, error) {
-			return a.s.r.snapshot(ctx)
+		begin: func(ctx context.Context) (sqldb.Querier, func() error, func() error, error) {
+			return a.s.db.Snapshot(ctx)
 		},
 	}, nil
 }
@@ -103,7 +99,7 @@ func (a *adminStorage) Snapshot(ctx context.Context) (storage.ReadOnlyAdminTX, e
 func (a *adminStorage) ReadWriteTransaction(ctx context.Context, f storage.AdminTXFunc) error {
 	a.invalidate()
 	defer a.invalidate()
-	return a.s.w.exclusive(ctx, func(q querier) error {
+	return a.s.db.Exclusive(ctx, func(q sqldb.Querier) error {
 		atx := &adminTX{q: q, now: a.s.now}
 		// Commit and Close inside f are no-ops: the writer commits after f.
 		atx.commit = func() error { return nil }
@@ -114,8 +110,8 @@ func (a *adminStorage) ReadWriteTransaction(ctx context.Context, f storage.Admin
 
 type adminTX struct {
 	a        *adminStorage // for snapshots: the tree cache
-	q        querier       // nil until begin runs (snapshots)
-	begin    func(context.Context) (querier, func() error, func() error, error)
+	q        sqldb.Querier       // nil until begin runs (snapshots)
+	begin    func(context.Context) (sqldb.Querier, func() error, func() error, error)
 	now      func() time.Time
 	commit   func() error
 	rollback func() error
@@ -150,7 +146,7 @@ const selectTrees = "SELECT tree_id, tree_state, tree_type, display_name, descri
 
 // query returns the transaction's connection, starting a snapshot's read
 // transaction on first use.
-func (t *adminTX) query(ctx context.Context) (querier, error) {
+func (t *adminTX) query(ctx context.Context) (sqldb.Querier, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {

@@ -22,6 +22,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/vigie-sante/vigie/ledger/sqldb"
 )
 
 const (
@@ -43,7 +45,7 @@ func (l *logStorage) CheckDatabaseAccessible(ctx context.Context) error {
 // DRAINING logs that are not deleted.
 func (l *logStorage) GetActiveLogIDs(ctx context.Context) ([]int64, error) {
 	ids := []int64{}
-	err := l.s.r.read(ctx, func(q querier) error {
+	err := l.s.db.Read(ctx, func(q sqldb.Querier) error {
 		rows, err := q.QueryContext(ctx,
 			"SELECT tree_id FROM trees WHERE tree_type IN (?, ?) AND tree_state IN (?, ?) AND deleted = 0 ORDER BY tree_id",
 			trillian.TreeType_LOG.String(), trillian.TreeType_PREORDERED_LOG.String(),
@@ -68,7 +70,7 @@ func (l *logStorage) GetActiveLogIDs(ctx context.Context) ([]int64, error) {
 // Trillian's other storages do, it returns the transaction together with
 // storage.ErrTreeNeedsInit when the tree has no root yet.
 func (l *logStorage) SnapshotForTree(ctx context.Context, t *trillian.Tree) (storage.ReadOnlyLogTreeTX, error) {
-	q, commit, rollback, err := l.s.r.snapshot(ctx)
+	q, commit, rollback, err := l.s.db.Snapshot(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("begin snapshot: %w", err)
 	}
@@ -89,7 +91,7 @@ func (l *logStorage) SnapshotForTree(ctx context.Context, t *trillian.Tree) (sto
 // commits it, with the Merkle tiles f changed, if f returns nil. f is called
 // once: with a single writer there is no conflict to retry.
 func (l *logStorage) ReadWriteTransaction(ctx context.Context, t *trillian.Tree, f storage.LogTXFunc) error {
-	return l.s.w.exclusive(ctx, func(q querier) error {
+	return l.s.db.Exclusive(ctx, func(q sqldb.Querier) error {
 		ltx := newLogTX(q, t)
 		ltx.managed = true
 		if err := ltx.loadRoot(ctx); err != nil && !errors.Is(err, storage.ErrTreeNeedsInit) {
@@ -120,7 +122,7 @@ func (l *logStorage) QueueLeaves(ctx context.Context, t *trillian.Tree, leaves [
 	}
 	nanos := queueTimestamp.UnixNano()
 	var res []*trillian.QueuedLogLeaf
-	err := l.s.w.group(ctx, func(ctx context.Context, tx querier) error {
+	err := l.s.db.Group(ctx, func(ctx context.Context, tx sqldb.Querier) error {
 		res = make([]*trillian.QueuedLogLeaf, len(leaves))
 		for i, leaf := range leaves {
 			r, err := tx.ExecContext(ctx,
@@ -176,7 +178,7 @@ func (l *logStorage) AddSequencedLeaves(ctx context.Context, t *trillian.Tree, l
 	}
 	nanos := timestamp.UnixNano()
 	var res []*trillian.QueuedLogLeaf
-	err := l.s.w.group(ctx, func(ctx context.Context, tx querier) error {
+	err := l.s.db.Group(ctx, func(ctx context.Context, tx sqldb.Querier) error {
 		res = make([]*trillian.QueuedLogLeaf, len(leaves))
 		for i, leaf := range leaves {
 			existing, err := leafAt(ctx, tx, t.TreeId, leaf.LeafIndex)
@@ -237,7 +239,7 @@ func scanLeaf(r scanner) (*trillian.LogLeaf, error) {
 }
 
 // leafAt returns the leaf stored at index, or nil.
-func leafAt(ctx context.Context, q querier, treeID, index int64) (*trillian.LogLeaf, error) {
+func leafAt(ctx context.Context, q sqldb.Querier, treeID, index int64) (*trillian.LogLeaf, error) {
 	leaf, err := scanLeaf(q.QueryRowContext(ctx, selectLeaf+"WHERE s.tree_id = ? AND s.sequence_number = ?", treeID, index))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
@@ -250,7 +252,7 @@ func leafAt(ctx context.Context, q querier, treeID, index int64) (*trillian.LogL
 
 // leafByIdentity returns the stored leaf with that identity hash, with its
 // index if it has one (-1 if it is queued and not yet sequenced).
-func leafByIdentity(ctx context.Context, q querier, treeID int64, identity []byte) (*trillian.LogLeaf, error) {
+func leafByIdentity(ctx context.Context, q sqldb.Querier, treeID int64, identity []byte) (*trillian.LogLeaf, error) {
 	var leaf trillian.LogLeaf
 	var qts int64
 	var index, its sql.NullInt64
@@ -282,7 +284,7 @@ func nullable(b []byte) any {
 // use, as Trillian's contract asks, by serialising them.
 type logTX struct {
 	mu       sync.Mutex
-	q        querier
+	q        sqldb.Querier
 	treeID   int64
 	treeType trillian.TreeType
 	root     types.LogRootV1
@@ -303,7 +305,7 @@ type dequeueKey struct {
 
 var _ storage.LogTreeTX = (*logTX)(nil)
 
-func newLogTX(q querier, t *trillian.Tree) *logTX {
+func newLogTX(q sqldb.Querier, t *trillian.Tree) *logTX {
 	return &logTX{
 		q:        q,
 		treeID:   t.TreeId,

@@ -1,4 +1,4 @@
-package sqlite
+package sqldb
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 func TestGroupCommitIsolatesFailures(t *testing.T) {
 	ctx := context.Background()
 	s := openTemp(t)
-	if err := s.w.exclusive(ctx, func(q querier) error {
+	if err := s.Exclusive(ctx, func(q Querier) error {
 		_, err := q.ExecContext(ctx, "CREATE TABLE jobs (id INTEGER PRIMARY KEY, runs INTEGER NOT NULL)")
 		return err
 	}); err != nil {
@@ -28,7 +28,7 @@ func TestGroupCommitIsolatesFailures(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = s.w.group(ctx, func(ctx context.Context, q querier) error {
+			errs[i] = s.Group(ctx, func(ctx context.Context, q Querier) error {
 				if _, err := q.ExecContext(ctx, "INSERT INTO jobs VALUES (?, 1)", i); err != nil {
 					return err
 				}
@@ -41,7 +41,7 @@ func TestGroupCommitIsolatesFailures(t *testing.T) {
 	}
 	wg.Wait()
 	got := map[int]bool{}
-	if err := s.r.read(ctx, func(q querier) error {
+	if err := s.Read(ctx, func(q Querier) error {
 		rows, err := q.QueryContext(ctx, "SELECT id, runs FROM jobs")
 		if err != nil {
 			return err
@@ -79,7 +79,7 @@ func TestGroupCommitCanceledJob(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	ran := false
-	err := s.w.group(ctx, func(ctx context.Context, q querier) error { ran = true; return nil })
+	err := s.Group(ctx, func(ctx context.Context, q Querier) error { ran = true; return nil })
 	if !errors.Is(err, context.Canceled) || ran {
 		t.Errorf("group with a canceled context = %v (ran %v), want context.Canceled without running", err, ran)
 	}

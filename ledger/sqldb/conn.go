@@ -1,4 +1,4 @@
-package sqlite
+package sqldb
 
 import (
 	"context"
@@ -14,7 +14,7 @@ const maxCachedStmts = 256
 // SQLite spends more time parsing a short statement than running it, so
 // each query is prepared once per connection and reused. Transactions are
 // plain BEGIN/COMMIT statements on the connection. A conn is used by one
-// goroutine at a time (its holder); it implements querier.
+// goroutine at a time (its holder); it implements Querier.
 type conn struct {
 	c     *sql.Conn
 	stmts map[string]*sql.Stmt
@@ -121,7 +121,7 @@ func (r *readers) close() error {
 }
 
 // read runs f in a read transaction on a pooled connection.
-func (r *readers) read(ctx context.Context, f func(q querier) error) error {
+func (r *readers) read(ctx context.Context, f func(q Querier) error) error {
 	c, err := r.get(ctx)
 	if err != nil {
 		return err
@@ -139,7 +139,7 @@ func (r *readers) read(ctx context.Context, f func(q querier) error) error {
 
 // snapshot starts a read transaction that the caller ends with commit or
 // rollback; either returns the connection to the pool.
-func (r *readers) snapshot(ctx context.Context) (q querier, commit, rollback func() error, err error) {
+func (r *readers) snapshot(ctx context.Context) (q Querier, commit, rollback func() error, err error) {
 	c, err := r.get(ctx)
 	if err != nil {
 		return nil, nil, nil, err

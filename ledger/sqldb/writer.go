@@ -1,4 +1,4 @@
-package sqlite
+package sqldb
 
 import (
 	"context"
@@ -36,7 +36,7 @@ type writer struct {
 
 type job struct {
 	ctx  context.Context
-	fn   func(ctx context.Context, q querier) error
+	fn   func(ctx context.Context, q Querier) error
 	err  error
 	done chan struct{}
 }
@@ -59,7 +59,7 @@ func (w *writer) release() { <-w.token }
 
 // exclusive runs f in a transaction of its own on the write connection and
 // commits it if f returns nil. f runs on the caller's goroutine.
-func (w *writer) exclusive(ctx context.Context, f func(q querier) error) error {
+func (w *writer) exclusive(ctx context.Context, f func(q Querier) error) error {
 	if err := w.acquire(ctx); err != nil {
 		return err
 	}
@@ -99,7 +99,7 @@ func (w *writer) commit() error {
 // group runs fn in a transaction shared with other concurrent callers, and
 // returns once that transaction has committed (or failed). fn must only use
 // q, and may be called more than once: it must start from scratch each time.
-func (w *writer) group(ctx context.Context, fn func(ctx context.Context, q querier) error) error {
+func (w *writer) group(ctx context.Context, fn func(ctx context.Context, q Querier) error) error {
 	j := &job{ctx: ctx, fn: fn, done: make(chan struct{})}
 	w.mu.Lock()
 	w.pending = append(w.pending, j)
