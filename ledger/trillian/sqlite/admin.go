@@ -65,7 +65,6 @@ func (a *adminStorage) invalidate() {
 
 var _ storage.AdminStorage = (*adminStorage)(nil)
 
-
 func (a *adminStorage) CheckDatabaseAccessible(ctx context.Context) error {
 	return a.s.checkAccessible(ctx)
 }
@@ -110,7 +109,7 @@ func (a *adminStorage) ReadWriteTransaction(ctx context.Context, f storage.Admin
 
 type adminTX struct {
 	a        *adminStorage // for snapshots: the tree cache
-	q        sqldb.Querier       // nil until begin runs (snapshots)
+	q        sqldb.Querier // nil until begin runs (snapshots)
 	begin    func(context.Context) (sqldb.Querier, func() error, func() error, error)
 	now      func() time.Time
 	commit   func() error
