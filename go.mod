@@ -3,6 +3,7 @@ module github.com/vigie-sante/vigie
 go 1.26.0
 
 require (
+	github.com/cockroachdb/cockroach-go/v2 v2.4.3
 	github.com/go-logr/logr v1.4.4
 	github.com/google/trillian v1.8.0
 	github.com/jackc/pgx/v5 v5.12.0

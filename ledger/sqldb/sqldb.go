@@ -1,0 +1,324 @@
+// Package sqldb is Vigie's own database: SQLite in the embedded mode,
+// PostgreSQL or CockroachDB otherwise. The ledger's and the consent
+// store's tables live in it together, so that a consent change and its
+// ledger event commit in one transaction.
+//
+// Queries are written once, with $1, $2... placeholders, in the SQL that
+// SQLite, PostgreSQL and CockroachDB all accept; schemas (Migration) are
+// written per dialect. Integers are BIGINT, byte strings BLOB/BYTEA, truth
+// values 0/1 integers, times Unix nanoseconds.
+//
+// Every read-write transaction is safe to retry: ReadWrite may call its
+// function more than once. On SQLite there is one writer and no conflict.
+// On PostgreSQL, transactions run at SERIALIZABLE and the whole transaction
+// is retried on a serialization failure or a deadlock (SQLSTATE 40001,
+// 40P01); an error from COMMIT that is not one of those leaves the outcome
+// unknown and is returned as ErrCommitUnknown, so that the caller checks
+// (by idempotency key) whether its write happened. On CockroachDB,
+// cockroach-go's crdbpgx helper runs the transaction with CockroachDB's
+// savepoint retry protocol; it is not used on PostgreSQL, where that
+// protocol can acknowledge a transaction that was rolled back.
+package sqldb
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/cockroachdb/cockroach-go/v2/crdb/crdbpgxv5"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Dialect is the database engine behind a DB.
+type Dialect int
+
+// Dialects.
+const (
+	SQLiteDialect Dialect = iota + 1
+	PostgreSQLDialect
+	CockroachDBDialect
+)
+
+func (d Dialect) String() string {
+	switch d {
+	case SQLiteDialect:
+		return "SQLite"
+	case PostgreSQLDialect:
+		return "PostgreSQL"
+	case CockroachDBDialect:
+		return "CockroachDB"
+	}
+	return fmt.Sprintf("Dialect(%d)", int(d))
+}
+
+var (
+	// ErrNoRows is returned by Row.Scan when the query selected nothing.
+	// Callers test for it with errors.Is.
+	ErrNoRows = errors.New("sqldb: no rows")
+	// ErrCommitUnknown is returned by ReadWrite when COMMIT failed in a way
+	// that leaves the outcome unknown: the transaction may or may not have
+	// committed. Callers test for it with errors.Is and check by an
+	// idempotency key before doing the work again.
+	ErrCommitUnknown = errors.New("sqldb: commit outcome unknown")
+)
+
+// Tx is a transaction. Its methods must not be used after the function it
+// was given to returns.
+type Tx interface {
+	// Exec runs a statement and returns the number of rows it affected.
+	Exec(ctx context.Context, query string, args ...any) (int64, error)
+	// Query runs a query; the caller closes the rows.
+	Query(ctx context.Context, query string, args ...any) (Rows, error)
+	// QueryRow runs a query expected to return at most one row.
+	QueryRow(ctx context.Context, query string, args ...any) Row
+	// Dialect is the engine, for the rare statement that differs.
+	Dialect() Dialect
+}
+
+// Rows are the rows of a query.
+type Rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+	Close()
+}
+
+// Row is the result of QueryRow. Scan returns ErrNoRows if there is none.
+type Row interface {
+	Scan(dest ...any) error
+}
+
+// Options configure a DB. The zero value is valid.
+type Options struct {
+	// MaxRetries bounds the retries of a transaction that failed with a
+	// serialization failure (PostgreSQL, CockroachDB). Default 20.
+	MaxRetries int
+	// SQLite configures the embedded mode's file.
+	SQLite SQLiteOptions
+}
+
+// DB is Vigie's database. It is safe for concurrent use.
+type DB struct {
+	dialect    Dialect
+	lite       *SQLite
+	pool       *pgxpool.Pool
+	maxRetries int
+}
+
+// OpenSQLiteDB opens (or creates) Vigie's database in a SQLite file.
+func OpenSQLiteDB(ctx context.Context, path string, opts Options) (*DB, error) {
+	lite, err := OpenSQLite(ctx, path, opts.SQLite)
+	if err != nil {
+		return nil, err
+	}
+	return &DB{dialect: SQLiteDialect, lite: lite}, nil
+}
+
+// OpenPostgres connects to Vigie's database on PostgreSQL or CockroachDB
+// (told apart by the server's version string). url is a postgres:// URL.
+func OpenPostgres(ctx context.Context, url string, opts Options) (*DB, error) {
+	if opts.MaxRetries <= 0 {
+		opts.MaxRetries = 20
+	}
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return nil, fmt.Errorf("sqldb: open: %w", err)
+	}
+	var version string
+	if err := pool.QueryRow(ctx, "SELECT version()").Scan(&version); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("sqldb: connect: %w", err)
+	}
+	d := PostgreSQLDialect
+	if strings.Contains(version, "CockroachDB") {
+		d = CockroachDBDialect
+	}
+	return &DB{dialect: d, pool: pool, maxRetries: opts.MaxRetries}, nil
+}
+
+// Dialect returns the engine.
+func (db *DB) Dialect() Dialect { return db.dialect }
+
+// SQLiteFile returns the SQLite file of an embedded database, or nil.
+func (db *DB) SQLiteFile() *SQLite { return db.lite }
+
+// Close closes the database.
+func (db *DB) Close() error {
+	if db.lite != nil {
+		return db.lite.Close()
+	}
+	db.pool.Close()
+	return nil
+}
+
+// ReadWrite runs f in a read-write transaction and commits it if f returns
+// nil. f may be called more than once (after a serialization failure): it
+// must not keep state across calls, and must return the error of a failed
+// statement rather than ignore it.
+func (db *DB) ReadWrite(ctx context.Context, f func(ctx context.Context, tx Tx) error) error {
+	switch db.dialect {
+	case SQLiteDialect:
+		return db.lite.Exclusive(ctx, func(q Querier) error { return f(ctx, liteTx{q}) })
+	case CockroachDBDialect:
+		return crdbpgx.ExecuteTx(ctx, db.pool, pgx.TxOptions{IsoLevel: pgx.Serializable}, func(tx pgx.Tx) error {
+			return f(ctx, pgTx{tx: tx, dialect: db.dialect})
+		})
+	}
+	return db.retry(ctx, pgx.TxOptions{IsoLevel: pgx.Serializable}, f)
+}
+
+// Read runs f in a read-only transaction that sees one consistent state.
+// f may be called more than once.
+func (db *DB) Read(ctx context.Context, f func(ctx context.Context, tx Tx) error) error {
+	switch db.dialect {
+	case SQLiteDialect:
+		return db.lite.Read(ctx, func(q Querier) error { return f(ctx, liteTx{q}) })
+	case CockroachDBDialect:
+		return crdbpgx.ExecuteTx(ctx, db.pool, pgx.TxOptions{IsoLevel: pgx.Serializable, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+			return f(ctx, pgTx{tx: tx, dialect: db.dialect})
+		})
+	}
+	return db.retry(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, f)
+}
+
+// retry runs f in whole transactions on PostgreSQL until one commits, the
+// error is not a serialization failure, or the retries are spent.
+func (db *DB) retry(ctx context.Context, opts pgx.TxOptions, f func(ctx context.Context, tx Tx) error) error {
+	for attempt := 0; ; attempt++ {
+		err, atCommit := db.once(ctx, opts, f)
+		if err == nil {
+			return nil
+		}
+		if !Retryable(err) || attempt >= db.maxRetries {
+			if atCommit && !Retryable(err) {
+				return fmt.Errorf("%w: %v", ErrCommitUnknown, err)
+			}
+			return err
+		}
+		// Back off with jitter: 1 ms, 2 ms, 4 ms... up to 100 ms.
+		d := min(time.Millisecond<<min(attempt, 7), 100*time.Millisecond)
+		select {
+		case <-time.After(d/2 + rand.N(d/2+1)):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (db *DB) once(ctx context.Context, opts pgx.TxOptions, f func(ctx context.Context, tx Tx) error) (err error, atCommit bool) {
+	tx, err := db.pool.BeginTx(ctx, opts)
+	if err != nil {
+		return err, false
+	}
+	if err := f(ctx, pgTx{tx: tx, dialect: db.dialect}); err != nil {
+		tx.Rollback(context.WithoutCancel(ctx))
+		return err, false
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return err, true
+	}
+	return nil, false
+}
+
+// Retryable reports whether err is a serialization failure or a deadlock:
+// the transaction was rolled back and may run again.
+func Retryable(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code == "40001" || pe.Code == "40P01"
+	}
+	return false
+}
+
+// IsUniqueViolation reports whether err is a unique constraint violation,
+// on any dialect.
+func IsUniqueViolation(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code == "23505"
+	}
+	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
+}
+
+// liteTx is a transaction on SQLite's write or read connection.
+type liteTx struct{ q Querier }
+
+func (t liteTx) Dialect() Dialect { return SQLiteDialect }
+
+func (t liteTx) Exec(ctx context.Context, query string, args ...any) (int64, error) {
+	res, err := t.q.ExecContext(ctx, query, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+func (t liteTx) Query(ctx context.Context, query string, args ...any) (Rows, error) {
+	rows, err := t.q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	return liteRows{rows}, nil
+}
+
+func (t liteTx) QueryRow(ctx context.Context, query string, args ...any) Row {
+	return liteRow{t.q.QueryRowContext(ctx, query, args...)}
+}
+
+type liteRows struct{ *sql.Rows }
+
+func (r liteRows) Close() { r.Rows.Close() }
+
+type liteRow struct{ r *sql.Row }
+
+func (r liteRow) Scan(dest ...any) error {
+	err := r.r.Scan(dest...)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrNoRows
+	}
+	return err
+}
+
+// pgTx is a transaction on PostgreSQL or CockroachDB.
+type pgTx struct {
+	tx      pgx.Tx
+	dialect Dialect
+}
+
+func (t pgTx) Dialect() Dialect { return t.dialect }
+
+func (t pgTx) Exec(ctx context.Context, query string, args ...any) (int64, error) {
+	tag, err := t.tx.Exec(ctx, query, args...)
+	if err != nil {
+		return 0, err
+	}
+	return tag.RowsAffected(), nil
+}
+
+func (t pgTx) Query(ctx context.Context, query string, args ...any) (Rows, error) {
+	rows, err := t.tx.Query(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	return rows, nil
+}
+
+func (t pgTx) QueryRow(ctx context.Context, query string, args ...any) Row {
+	return pgRow{t.tx.QueryRow(ctx, query, args...)}
+}
+
+type pgRow struct{ r pgx.Row }
+
+func (r pgRow) Scan(dest ...any) error {
+	err := r.r.Scan(dest...)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ErrNoRows
+	}
+	return err
+}
