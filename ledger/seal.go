@@ -1,0 +1,145 @@
+package ledger
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/vigie-sante/vigie/ledger/event"
+)
+
+// KeySize is the size of every secret key of the ledger: the
+// key-encryption key, the pseudonym key and the patients' data keys.
+const KeySize = 32
+
+// PatientID is a patient's identifier in canonical form. consent/ident's
+// INS implements it; the ledger never stores or logs it, it only derives
+// the pseudonym.
+type PatientID interface {
+	// Canonical returns the identifier's one normalised form.
+	Canonical() string
+}
+
+// Pseudonymizer derives patients' pseudonyms: HMAC-SHA256 of the canonical
+// INS under a deployment secret. Without the secret, a pseudonym cannot be
+// linked to an INS (the INS has too little entropy for an unkeyed hash).
+type Pseudonymizer struct{ key []byte }
+
+// NewPseudonymizer returns a Pseudonymizer with a KeySize-byte secret.
+func NewPseudonymizer(key []byte) (*Pseudonymizer, error) {
+	if len(key) != KeySize {
+		return nil, fmt.Errorf("pseudonym key: %d bytes, want %d", len(key), KeySize)
+	}
+	return &Pseudonymizer{key: append([]byte(nil), key...)}, nil
+}
+
+// Pseudonym returns the patient's pseudonym.
+func (p *Pseudonymizer) Pseudonym(id PatientID) event.Hash {
+	m := hmac.New(sha256.New, p.key)
+	m.Write([]byte("vigie/pseudonym/v1\x00"))
+	m.Write([]byte(id.Canonical()))
+	return event.Hash(m.Sum(nil))
+}
+
+// keyring seals event bodies with patients' data keys, and wraps those with
+// the key-encryption key (KEK). Every seal is AES-256-GCM with a random
+// nonce; the additional data binds a ciphertext to what it belongs to (the
+// patient's pseudonym for a wrapped key, the commitment for a body), so a
+// ciphertext moved to another row does not open.
+type keyring struct {
+	kek  cipher.AEAD
+	rand io.Reader
+}
+
+func newKeyring(kek []byte, rand io.Reader) (*keyring, error) {
+	if len(kek) != KeySize {
+		return nil, fmt.Errorf("key-encryption key: %d bytes, want %d", len(kek), KeySize)
+	}
+	a, err := newAEAD(kek)
+	if err != nil {
+		return nil, err
+	}
+	return &keyring{kek: a, rand: rand}, nil
+}
+
+func newAEAD(key []byte) (cipher.AEAD, error) {
+	b, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(b)
+}
+
+// errUnsealed is returned when a ciphertext does not open: wrong key (an
+// erased patient), or a tampered row.
+var errUnsealed = errors.New("ciphertext does not open")
+
+func seal(a cipher.AEAD, rand io.Reader, plaintext, ad []byte) ([]byte, error) {
+	nonce := make([]byte, a.NonceSize(), a.NonceSize()+len(plaintext)+a.Overhead())
+	if _, err := io.ReadFull(rand, nonce); err != nil {
+		return nil, fmt.Errorf("nonce: %w", err)
+	}
+	return a.Seal(nonce, nonce, plaintext, ad), nil
+}
+
+func open(a cipher.AEAD, sealed, ad []byte) ([]byte, error) {
+	if len(sealed) < a.NonceSize()+a.Overhead() {
+		return nil, errUnsealed
+	}
+	out, err := a.Open(nil, sealed[:a.NonceSize()], sealed[a.NonceSize():], ad)
+	if err != nil {
+		return nil, errUnsealed
+	}
+	return out, nil
+}
+
+// newDataKey makes a patient's data key and returns it with its wrapped
+// form.
+func (k *keyring) newDataKey(pseudonym event.Hash) (cipher.AEAD, []byte, error) {
+	key := make([]byte, KeySize)
+	if _, err := io.ReadFull(k.rand, key); err != nil {
+		return nil, nil, fmt.Errorf("data key: %w", err)
+	}
+	wrapped, err := seal(k.kek, k.rand, key, pseudonym[:])
+	if err != nil {
+		return nil, nil, err
+	}
+	a, err := newAEAD(key)
+	return a, wrapped, err
+}
+
+// dataKey unwraps a patient's data key.
+func (k *keyring) dataKey(pseudonym event.Hash, wrapped []byte) (cipher.AEAD, error) {
+	if wrapped == nil {
+		return nil, ErrErased
+	}
+	key, err := open(k.kek, wrapped, pseudonym[:])
+	if err != nil {
+		return nil, fmt.Errorf("unwrap data key: %w", err)
+	}
+	return newAEAD(key)
+}
+
+// sealBody encrypts salt ‖ body for an event with this commitment.
+func (k *keyring) sealBody(dk cipher.AEAD, salt [32]byte, body []byte, c event.Hash) ([]byte, error) {
+	plain := make([]byte, 0, len(salt)+len(body))
+	plain = append(append(plain, salt[:]...), body...)
+	return seal(dk, k.rand, plain, c[:])
+}
+
+// openBody decrypts an event's salt and body.
+func openBody(dk cipher.AEAD, sealed []byte, c event.Hash) (salt [32]byte, body []byte, err error) {
+	plain, err := open(dk, sealed, c[:])
+	if err != nil {
+		return salt, nil, err
+	}
+	if len(plain) < len(salt) {
+		return salt, nil, errUnsealed
+	}
+	copy(salt[:], plain)
+	return salt, plain[len(salt):], nil
+}

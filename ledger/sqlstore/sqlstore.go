@@ -1,0 +1,483 @@
+// Package sqlstore is the ledger's Store on Vigie's database (package
+// sqldb): SQLite in the embedded mode, PostgreSQL or CockroachDB otherwise,
+// with the same SQL. It passes ledger/storetest on SQLite and PostgreSQL.
+//
+// The writes the ledger's invariants rest on are compare-and-swaps in SQL
+// (UPDATE ... WHERE value = expected): the next leaf index, a patient's
+// chain head, the sent size and the latest checkpoint. Two writers that
+// read the same value cannot both succeed, whatever the isolation level.
+package sqlstore
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/vigie-sante/vigie/ledger"
+	"github.com/vigie-sante/vigie/ledger/event"
+	"github.com/vigie-sante/vigie/ledger/sqldb"
+)
+
+// Store is the ledger's Store on a sqldb.DB.
+type Store struct{ db *sqldb.DB }
+
+var _ ledger.Store = (*Store)(nil)
+
+// New returns the Store on db, whose schema must include Migrations.
+func New(db *sqldb.DB) *Store { return &Store{db: db} }
+
+// Update implements ledger.Store.
+func (s *Store) Update(ctx context.Context, f func(ctx context.Context, tx ledger.StoreTx) error) error {
+	return s.db.ReadWrite(ctx, func(ctx context.Context, tx sqldb.Tx) error {
+		return f(ctx, txn{tx})
+	})
+}
+
+// View implements ledger.Store.
+func (s *Store) View(ctx context.Context, f func(ctx context.Context, tx ledger.StoreReader) error) error {
+	return s.db.Read(ctx, func(ctx context.Context, tx sqldb.Tx) error {
+		return f(ctx, txn{tx})
+	})
+}
+
+type txn struct{ tx sqldb.Tx }
+
+var _ ledger.StoreTx = txn{}
+
+func (t txn) SQL() sqldb.Tx { return t.tx }
+
+func notFound(err error) error {
+	if errors.Is(err, sqldb.ErrNoRows) {
+		return ledger.ErrNotFound
+	}
+	return err
+}
+
+func (t txn) State(ctx context.Context) (ledger.State, error) {
+	var s ledger.State
+	var next, sent, cp int64
+	err := t.tx.QueryRow(ctx, "SELECT next_index, sent_size, checkpoint_size FROM ledger_state WHERE id = 1").Scan(&next, &sent, &cp)
+	if err != nil {
+		return s, fmt.Errorf("read ledger state: %w", err)
+	}
+	return ledger.State{NextIndex: uint64(next), SentSize: uint64(sent), CheckpointSize: uint64(cp)}, nil
+}
+
+func (t txn) Meta(ctx context.Context, name string) ([]byte, error) {
+	var v []byte
+	if err := t.tx.QueryRow(ctx, "SELECT value FROM ledger_meta WHERE name = $1", name).Scan(&v); err != nil {
+		return nil, notFound(err)
+	}
+	return v, nil
+}
+
+func (t txn) SetMeta(ctx context.Context, name string, value []byte) error {
+	old, err := t.Meta(ctx, name)
+	switch {
+	case err == nil && bytes.Equal(old, value):
+		return nil
+	case err == nil:
+		return fmt.Errorf("ledger meta %q is already set to another value", name)
+	case !errors.Is(err, ledger.ErrNotFound):
+		return err
+	}
+	_, err = t.tx.Exec(ctx, "INSERT INTO ledger_meta (name, value) VALUES ($1, $2)", name, value)
+	return err
+}
+
+func (t txn) ReserveIndices(ctx context.Context, n uint64) (uint64, error) {
+	st, err := t.State(ctx)
+	if err != nil {
+		return 0, err
+	}
+	// Compare-and-swap: indices are taken once, and gap-free, even if two
+	// writers read the same next index.
+	rows, err := t.tx.Exec(ctx, "UPDATE ledger_state SET next_index = $1 WHERE id = 1 AND next_index = $2", int64(st.NextIndex+n), int64(st.NextIndex))
+	if err != nil {
+		return 0, fmt.Errorf("reserve indices: %w", err)
+	}
+	if rows != 1 {
+		return 0, fmt.Errorf("reserve indices: %w", ledger.ErrConflict)
+	}
+	return st.NextIndex, nil
+}
+
+const patientColumns = "pseudonym, seq, head, consent_version, wrapped_key, erased_nanos"
+
+func scanPatient(r interface{ Scan(...any) error }) (ledger.PatientRow, error) {
+	var p ledger.PatientRow
+	var pseudo, head []byte
+	var seq int64
+	if err := r.Scan(&pseudo, &seq, &head, &p.ConsentVersion, &p.WrappedKey, &p.ErasedNanos); err != nil {
+		return p, err
+	}
+	if len(pseudo) != 32 || len(head) != 32 {
+		return p, errors.New("patient row: malformed hash column")
+	}
+	copy(p.Pseudonym[:], pseudo)
+	copy(p.Head[:], head)
+	p.Seq = uint64(seq)
+	return p, nil
+}
+
+func (t txn) Patient(ctx context.Context, pseudonym event.Hash) (ledger.PatientRow, error) {
+	p, err := scanPatient(t.tx.QueryRow(ctx, "SELECT "+patientColumns+" FROM patients WHERE pseudonym = $1", pseudonym[:]))
+	return p, notFound(err)
+}
+
+func (t txn) InsertPatient(ctx context.Context, p ledger.PatientRow) error {
+	_, err := t.tx.Exec(ctx, "INSERT INTO patients ("+patientColumns+") VALUES ($1, $2, $3, $4, $5, $6)",
+		p.Pseudonym[:], int64(p.Seq), p.Head[:], p.ConsentVersion, p.WrappedKey, p.ErasedNanos)
+	if sqldb.IsUniqueViolation(err) {
+		return fmt.Errorf("insert patient: %w", ledger.ErrConflict)
+	}
+	return err
+}
+
+func (t txn) AdvancePatient(ctx context.Context, p ledger.PatientRow, oldSeq uint64) error {
+	// Compare-and-swap on the sequence number: the chain grows by one
+	// writer at a time, with no fork and no gap.
+	n, err := t.tx.Exec(ctx, "UPDATE patients SET seq = $1, head = $2, consent_version = $3, wrapped_key = $4 WHERE pseudonym = $5 AND seq = $6",
+		int64(p.Seq), p.Head[:], p.ConsentVersion, p.WrappedKey, p.Pseudonym[:], int64(oldSeq))
+	if err != nil {
+		return fmt.Errorf("advance patient: %w", err)
+	}
+	if n != 1 {
+		return fmt.Errorf("advance patient: %w", ledger.ErrConflict)
+	}
+	return nil
+}
+
+const eventColumns = "leaf_index, commitment, pseudonym, seq, kind, time_nanos, service, actor, organisation, break_glass, sealed, idem_service, idem_request"
+
+func scanEvent(r interface{ Scan(...any) error }) (ledger.EventRow, error) {
+	var e ledger.EventRow
+	var index int64
+	var commitment, pseudo, sealed []byte
+	var seq, timeNanos, breakGlass sql.NullInt64
+	var kind, service, actor, org, idemService, idemRequest sql.NullString
+	if err := r.Scan(&index, &commitment, &pseudo, &seq, &kind, &timeNanos, &service, &actor, &org, &breakGlass, &sealed, &idemService, &idemRequest); err != nil {
+		return e, err
+	}
+	if len(commitment) != 32 {
+		return e, errors.New("event row: malformed commitment")
+	}
+	e.Index = uint64(index)
+	copy(e.Commitment[:], commitment)
+	if pseudo == nil {
+		e.Erased = true
+		return e, nil
+	}
+	if len(pseudo) != 32 {
+		return e, errors.New("event row: malformed pseudonym")
+	}
+	copy(e.Pseudonym[:], pseudo)
+	e.Seq = uint64(seq.Int64)
+	e.Kind = event.Kind(kind.String)
+	e.TimeNanos = timeNanos.Int64
+	e.Service = service.String
+	e.Actor = actor.String
+	e.Organisation = org.String
+	e.BreakGlass = breakGlass.Int64 != 0
+	e.Sealed = sealed
+	e.Key = ledger.Key{Service: idemService.String, RequestID: idemRequest.String}
+	return e, nil
+}
+
+func (t txn) event(ctx context.Context, where string, args ...any) (ledger.EventRow, error) {
+	e, err := scanEvent(t.tx.QueryRow(ctx, "SELECT "+eventColumns+" FROM events WHERE "+where, args...))
+	return e, notFound(err)
+}
+
+func (t txn) EventByKey(ctx context.Context, key ledger.Key) (ledger.EventRow, error) {
+	return t.event(ctx, "idem_service = $1 AND idem_request = $2", key.Service, key.RequestID)
+}
+
+func (t txn) EventByIndex(ctx context.Context, index uint64) (ledger.EventRow, error) {
+	return t.event(ctx, "leaf_index = $1", int64(index))
+}
+
+func (t txn) EventByCommitment(ctx context.Context, c event.Hash) (ledger.EventRow, error) {
+	return t.event(ctx, "commitment = $1", c[:])
+}
+
+func (t txn) events(ctx context.Context, query string, args ...any) ([]ledger.EventRow, error) {
+	rows, err := t.tx.Query(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []ledger.EventRow
+	for rows.Next() {
+		e, err := scanEvent(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+func (t txn) PatientEvents(ctx context.Context, pseudonym event.Hash, fromSeq uint64, limit int) ([]ledger.EventRow, error) {
+	live, err := t.events(ctx, "SELECT "+eventColumns+" FROM events WHERE pseudonym = $1 AND seq >= $2 ORDER BY seq LIMIT $3",
+		pseudonym[:], int64(fromSeq), int64(limit))
+	if err != nil {
+		return nil, fmt.Errorf("read patient events: %w", err)
+	}
+	// Erased events keep their place in the chain as placeholders.
+	rows, err := t.tx.Query(ctx, "SELECT e.seq, e.leaf_index, ev.commitment FROM erased_events e JOIN events ev ON ev.leaf_index = e.leaf_index WHERE e.pseudonym = $1 AND e.seq >= $2 ORDER BY e.seq LIMIT $3",
+		pseudonym[:], int64(fromSeq), int64(limit))
+	if err != nil {
+		return nil, fmt.Errorf("read erased events: %w", err)
+	}
+	defer rows.Close()
+	var erased []ledger.EventRow
+	for rows.Next() {
+		var seq, index int64
+		var c []byte
+		if err := rows.Scan(&seq, &index, &c); err != nil {
+			return nil, err
+		}
+		e := ledger.EventRow{Index: uint64(index), Erased: true, Seq: uint64(seq), Pseudonym: pseudonym}
+		copy(e.Commitment[:], c)
+		erased = append(erased, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(erased) == 0 {
+		return live, nil
+	}
+	// Merge by sequence number.
+	out := make([]ledger.EventRow, 0, len(live)+len(erased))
+	i, j := 0, 0
+	for len(out) < limit && (i < len(live) || j < len(erased)) {
+		if j >= len(erased) || (i < len(live) && live[i].Seq < erased[j].Seq) {
+			out = append(out, live[i])
+			i++
+		} else {
+			out = append(out, erased[j])
+			j++
+		}
+	}
+	return out, nil
+}
+
+func (t txn) Commitments(ctx context.Context, start, end uint64) ([]event.Hash, error) {
+	if end <= start {
+		return nil, nil
+	}
+	rows, err := t.tx.Query(ctx, "SELECT leaf_index, commitment FROM events WHERE leaf_index >= $1 AND leaf_index < $2 ORDER BY leaf_index", int64(start), int64(end))
+	if err != nil {
+		return nil, fmt.Errorf("read commitments: %w", err)
+	}
+	defer rows.Close()
+	out := make([]event.Hash, 0, end-start)
+	for rows.Next() {
+		var index int64
+		var c []byte
+		if err := rows.Scan(&index, &c); err != nil {
+			return nil, err
+		}
+		if uint64(index) != start+uint64(len(out)) || len(c) != 32 {
+			return nil, fmt.Errorf("read commitments: event %d is missing", start+uint64(len(out)))
+		}
+		out = append(out, event.Hash(c))
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if uint64(len(out)) != end-start {
+		return nil, fmt.Errorf("read commitments: event %d is missing", start+uint64(len(out)))
+	}
+	return out, nil
+}
+
+func (t txn) InsertEvent(ctx context.Context, e ledger.EventRow) error {
+	var idemService, idemRequest any
+	if !e.Key.IsZero() {
+		idemService, idemRequest = e.Key.Service, e.Key.RequestID
+	}
+	bg := int64(0)
+	if e.BreakGlass {
+		bg = 1
+	}
+	if _, err := t.tx.Exec(ctx, "INSERT INTO events ("+eventColumns+") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+		int64(e.Index), e.Commitment[:], e.Pseudonym[:], int64(e.Seq), string(e.Kind), e.TimeNanos,
+		e.Service, nullString(e.Actor), nullString(e.Organisation), bg, e.Sealed, idemService, idemRequest); err != nil {
+		if sqldb.IsUniqueViolation(err) {
+			return fmt.Errorf("insert event %d: %w", e.Index, ledger.ErrConflict)
+		}
+		return fmt.Errorf("insert event %d: %w", e.Index, err)
+	}
+	leaf := append([]byte{0x01}, e.Commitment[:]...)
+	if _, err := t.tx.Exec(ctx, "INSERT INTO outbox (leaf_index, leaf_value) VALUES ($1, $2)", int64(e.Index), leaf); err != nil {
+		return fmt.Errorf("insert outbox %d: %w", e.Index, err)
+	}
+	return nil
+}
+
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func (t txn) Outbox(ctx context.Context, start uint64, limit int) ([]ledger.OutboxRow, error) {
+	rows, err := t.tx.Query(ctx, "SELECT leaf_index, leaf_value FROM outbox WHERE leaf_index >= $1 ORDER BY leaf_index LIMIT $2", int64(start), int64(limit))
+	if err != nil {
+		return nil, fmt.Errorf("read outbox: %w", err)
+	}
+	defer rows.Close()
+	var out []ledger.OutboxRow
+	for rows.Next() {
+		var r ledger.OutboxRow
+		var index int64
+		if err := rows.Scan(&index, &r.LeafValue); err != nil {
+			return nil, err
+		}
+		r.Index = uint64(index)
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+func (t txn) MarkSent(ctx context.Context, from, to uint64) error {
+	// Compare-and-swap on the sent size: senders on several nodes may send
+	// the same leaves (idempotent by index), but the size moves once.
+	n, err := t.tx.Exec(ctx, "UPDATE ledger_state SET sent_size = $1 WHERE id = 1 AND sent_size = $2", int64(to), int64(from))
+	if err != nil {
+		return fmt.Errorf("mark sent: %w", err)
+	}
+	if n != 1 {
+		return fmt.Errorf("mark sent: %w", ledger.ErrConflict)
+	}
+	if _, err := t.tx.Exec(ctx, "DELETE FROM outbox WHERE leaf_index < $1", int64(to)); err != nil {
+		return fmt.Errorf("mark sent: %w", err)
+	}
+	return nil
+}
+
+const checkpointColumns = "size, root, note, range_hashes, signed_nanos"
+
+func scanCheckpoint(r interface{ Scan(...any) error }) (ledger.CheckpointRow, error) {
+	var c ledger.CheckpointRow
+	var size int64
+	var root, rng []byte
+	if err := r.Scan(&size, &root, &c.Note, &rng, &c.SignedNanos); err != nil {
+		return c, err
+	}
+	if len(root) != 32 || len(rng)%32 != 0 {
+		return c, errors.New("checkpoint row: malformed hashes")
+	}
+	c.Size = uint64(size)
+	copy(c.Root[:], root)
+	for i := 0; i < len(rng); i += 32 {
+		c.Range = append(c.Range, rng[i:i+32])
+	}
+	return c, nil
+}
+
+func (t txn) LatestCheckpoint(ctx context.Context) (ledger.CheckpointRow, error) {
+	c, err := scanCheckpoint(t.tx.QueryRow(ctx, "SELECT "+checkpointColumns+" FROM checkpoints WHERE size = (SELECT checkpoint_size FROM ledger_state WHERE id = 1)"))
+	return c, notFound(err)
+}
+
+func (t txn) Checkpoint(ctx context.Context, size uint64) (ledger.CheckpointRow, error) {
+	c, err := scanCheckpoint(t.tx.QueryRow(ctx, "SELECT "+checkpointColumns+" FROM checkpoints WHERE size = $1", int64(size)))
+	return c, notFound(err)
+}
+
+func (t txn) Checkpoints(ctx context.Context, after uint64, limit int) ([]ledger.CheckpointRow, error) {
+	rows, err := t.tx.Query(ctx, "SELECT "+checkpointColumns+" FROM checkpoints WHERE size > $1 ORDER BY size LIMIT $2", int64(after), int64(limit))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []ledger.CheckpointRow
+	for rows.Next() {
+		c, err := scanCheckpoint(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+func (t txn) AddCheckpoint(ctx context.Context, cp ledger.CheckpointRow, prevSize uint64) error {
+	// Compare-and-swap on the latest size: the latest checkpoint only moves
+	// forward from the one its signer checked consistency against.
+	n, err := t.tx.Exec(ctx, "UPDATE ledger_state SET checkpoint_size = $1 WHERE id = 1 AND checkpoint_size = $2 AND $1 > $2", int64(cp.Size), int64(prevSize))
+	if err != nil {
+		return fmt.Errorf("add checkpoint: %w", err)
+	}
+	if n != 1 {
+		return fmt.Errorf("add checkpoint: %w", ledger.ErrConflict)
+	}
+	if _, err := t.tx.Exec(ctx, "INSERT INTO checkpoints ("+checkpointColumns+") VALUES ($1, $2, $3, $4, $5)",
+		int64(cp.Size), cp.Root[:], cp.Note, bytes.Join(cp.Range, nil), cp.SignedNanos); err != nil {
+		return fmt.Errorf("add checkpoint: %w", err)
+	}
+	return nil
+}
+
+func (t txn) AddSecurityEvent(ctx context.Context, s ledger.SecurityEvent) error {
+	_, err := t.tx.Exec(ctx, "INSERT INTO security_events (id, kind, detail, evidence, nanos) SELECT COALESCE(MAX(id), 0) + 1, $1, $2, $3, $4 FROM security_events",
+		s.Kind, s.Detail, s.Evidence, s.Nanos)
+	return err
+}
+
+func (t txn) ErasePatient(ctx context.Context, pseudonym event.Hash, at int64) (int, error) {
+	// Keep each erased event's place in the patient's chain, then clear
+	// everything that could identify the patient or the event.
+	if _, err := t.tx.Exec(ctx, "INSERT INTO erased_events (pseudonym, seq, leaf_index) SELECT pseudonym, seq, leaf_index FROM events WHERE pseudonym = $1", pseudonym[:]); err != nil {
+		return 0, fmt.Errorf("erase: %w", err)
+	}
+	n, err := t.tx.Exec(ctx, "UPDATE events SET pseudonym = NULL, seq = NULL, kind = NULL, time_nanos = NULL, service = NULL, actor = NULL, organisation = NULL, break_glass = NULL, sealed = NULL, idem_service = NULL, idem_request = NULL WHERE pseudonym = $1", pseudonym[:])
+	if err != nil {
+		return 0, fmt.Errorf("erase: %w", err)
+	}
+	if _, err := t.tx.Exec(ctx, "UPDATE patients SET wrapped_key = NULL, erased_nanos = $1 WHERE pseudonym = $2", at, pseudonym[:]); err != nil {
+		return 0, fmt.Errorf("erase: %w", err)
+	}
+	return int(n), nil
+}
+
+func (t txn) SearchEvents(ctx context.Context, f ledger.SearchFilter, after int64, limit int) ([]ledger.EventRow, error) {
+	var where []string
+	var args []any
+	add := func(cond string, v any) {
+		args = append(args, v)
+		where = append(where, strings.ReplaceAll(cond, "?", fmt.Sprintf("$%d", len(args))))
+	}
+	add("leaf_index > ?", after)
+	where = append(where, "pseudonym IS NOT NULL")
+	if f.Pseudonym != nil {
+		add("pseudonym = ?", f.Pseudonym[:])
+	}
+	if f.Actor != "" {
+		add("actor = ?", f.Actor)
+	}
+	if f.Organisation != "" {
+		add("organisation = ?", f.Organisation)
+	}
+	if f.FromNanos != 0 {
+		add("time_nanos >= ?", f.FromNanos)
+	}
+	if f.ToNanos != 0 {
+		add("time_nanos < ?", f.ToNanos)
+	}
+	if f.Kind != "" {
+		add("kind = ?", string(f.Kind))
+	}
+	if f.BreakGlassOnly {
+		where = append(where, "break_glass = 1")
+	}
+	args = append(args, int64(limit))
+	return t.events(ctx, fmt.Sprintf("SELECT %s FROM events WHERE %s ORDER BY leaf_index LIMIT $%d", eventColumns, strings.Join(where, " AND "), len(args)), args...)
+}

@@ -1,0 +1,211 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+
+	"github.com/vigie-sante/vigie/ledger/event"
+	"github.com/vigie-sante/vigie/ledger/sqldb"
+)
+
+// Store holds the ledger's tables: patients' chain heads and wrapped keys,
+// events (the durable record, with the outbox of leaves not yet in the
+// log), signed checkpoints and security events. Implementations must pass
+// ledger/storetest; ledger/sqlstore is the one on SQLite, PostgreSQL and
+// CockroachDB.
+//
+// A Store is safe for concurrent use.
+type Store interface {
+	// Update runs f in a read-write transaction and commits it if f
+	// returns nil. f may be called more than once (a retried transaction):
+	// it must start from scratch each time. If the outcome of the commit
+	// is unknown, Update returns an error wrapping sqldb.ErrCommitUnknown.
+	Update(ctx context.Context, f func(ctx context.Context, tx StoreTx) error) error
+	// View runs f in a read-only transaction that sees one consistent
+	// state. f may be called more than once.
+	View(ctx context.Context, f func(ctx context.Context, tx StoreReader) error) error
+}
+
+// ErrNotFound is returned by StoreReader lookups when there is nothing.
+// Callers test for it with errors.Is.
+var ErrNotFound = errors.New("not found")
+
+// ErrConflict is returned by the compare-and-swap writes of StoreTx when
+// the value they expected is no longer there: another writer went first.
+// Callers test with errors.Is; the transaction should be abandoned.
+var ErrConflict = errors.New("concurrent update")
+
+// StoreReader reads the ledger's tables in a transaction.
+type StoreReader interface {
+	// State returns the ledger's counters.
+	State(ctx context.Context) (State, error)
+	// Meta returns a named value (the log's origin, its tree), or
+	// ErrNotFound.
+	Meta(ctx context.Context, name string) ([]byte, error)
+	// Patient returns the patient's row, or ErrNotFound.
+	Patient(ctx context.Context, pseudonym event.Hash) (PatientRow, error)
+	// EventByKey returns the event recorded with this idempotency key, or
+	// ErrNotFound.
+	EventByKey(ctx context.Context, key Key) (EventRow, error)
+	// EventByIndex returns the event at a leaf index, or ErrNotFound.
+	EventByIndex(ctx context.Context, index uint64) (EventRow, error)
+	// EventByCommitment returns the event with this commitment, or
+	// ErrNotFound.
+	EventByCommitment(ctx context.Context, c event.Hash) (EventRow, error)
+	// PatientEvents returns up to limit events of the patient with
+	// sequence numbers from fromSeq on, in order, erased ones included.
+	PatientEvents(ctx context.Context, pseudonym event.Hash, fromSeq uint64, limit int) ([]EventRow, error)
+	// Commitments returns the commitments of the events at indices
+	// [start, end), in order; it fails if one is missing.
+	Commitments(ctx context.Context, start, end uint64) ([]event.Hash, error)
+	// Outbox returns up to limit outbox rows from index start on, in
+	// order of index (there may be gaps: the caller checks).
+	Outbox(ctx context.Context, start uint64, limit int) ([]OutboxRow, error)
+	// LatestCheckpoint returns the latest signed checkpoint, or
+	// ErrNotFound before the first.
+	LatestCheckpoint(ctx context.Context) (CheckpointRow, error)
+	// Checkpoint returns the checkpoint of this size, or ErrNotFound.
+	Checkpoint(ctx context.Context, size uint64) (CheckpointRow, error)
+	// Checkpoints returns up to limit checkpoints with size > after, in
+	// order of size.
+	Checkpoints(ctx context.Context, after uint64, limit int) ([]CheckpointRow, error)
+	// SearchEvents returns up to limit events matching the filter, in
+	// order of index, from index after on (exclusive).
+	SearchEvents(ctx context.Context, f SearchFilter, after int64, limit int) ([]EventRow, error)
+}
+
+// StoreTx reads and writes the ledger's tables in a transaction.
+type StoreTx interface {
+	StoreReader
+	// SQL returns the underlying transaction, so that other tables of the
+	// same database (the consent store's) change in the same transaction.
+	SQL() sqldb.Tx
+	// SetMeta sets a named value once; setting it again to a different
+	// value fails.
+	SetMeta(ctx context.Context, name string, value []byte) error
+	// ReserveIndices takes n consecutive leaf indices and returns the
+	// first. It is a compare-and-swap on the next index, so two writers
+	// can never take the same indices (one of them gets ErrConflict or a
+	// serialization failure).
+	ReserveIndices(ctx context.Context, n uint64) (uint64, error)
+	// InsertPatient adds a patient's row; it fails with ErrConflict if the
+	// patient exists.
+	InsertPatient(ctx context.Context, p PatientRow) error
+	// AdvancePatient moves a patient's chain head from seq old to p.Seq,
+	// and sets the consent version: a compare-and-swap on the sequence
+	// number, so that two writers cannot both extend the chain from the
+	// same head (ErrConflict).
+	AdvancePatient(ctx context.Context, p PatientRow, oldSeq uint64) error
+	// InsertEvent adds an event and its outbox row. It fails if the index,
+	// the commitment or the idempotency key is taken.
+	InsertEvent(ctx context.Context, e EventRow) error
+	// MarkSent records that the leaves [from, to) are in the log: their
+	// outbox rows go and the sent size moves from from to to
+	// (compare-and-swap: ErrConflict if another sender went first).
+	MarkSent(ctx context.Context, from, to uint64) error
+	// AddCheckpoint stores a signed checkpoint and makes it the latest,
+	// by compare-and-swap on the latest size (ErrConflict): two signers
+	// can never both extend the same checkpoint.
+	AddCheckpoint(ctx context.Context, cp CheckpointRow, prevSize uint64) error
+	// AddSecurityEvent records evidence of an inconsistency.
+	AddSecurityEvent(ctx context.Context, s SecurityEvent) error
+	// ErasePatient destroys the patient's wrapped key and clears every
+	// column of the patient's events that could identify them, keeping
+	// commitments, indices and, in a table of its own, the positions of
+	// the erased events in the patient's chain. It returns the number of
+	// events erased.
+	ErasePatient(ctx context.Context, pseudonym event.Hash, at int64) (int, error)
+}
+
+// State are the ledger's counters.
+type State struct {
+	// NextIndex is the next leaf index to assign: events [0, NextIndex)
+	// are recorded.
+	NextIndex uint64
+	// SentSize is how many leaves the log has acknowledged: [0, SentSize).
+	SentSize uint64
+	// CheckpointSize is the size of the latest signed checkpoint.
+	CheckpointSize uint64
+}
+
+// PatientRow is a patient's chain head and key.
+type PatientRow struct {
+	Pseudonym event.Hash
+	// Seq is the sequence number of the patient's latest event (0: none).
+	Seq uint64
+	// Head is the commitment of the latest event (zero: none).
+	Head event.Hash
+	// ConsentVersion is the patient's consent version (0: none).
+	ConsentVersion int64
+	// WrappedKey is the patient's data key wrapped by the key-encryption
+	// key; nil once erased.
+	WrappedKey []byte
+	// ErasedNanos is when the patient's events were erased (0: never).
+	ErasedNanos int64
+}
+
+// Key is an idempotency key: the calling service and its request id.
+type Key struct {
+	Service   string
+	RequestID string
+}
+
+// IsZero reports whether there is no key.
+func (k Key) IsZero() bool { return k.Service == "" && k.RequestID == "" }
+
+// EventRow is an event as stored.
+type EventRow struct {
+	Index      uint64
+	Commitment event.Hash
+	// The fields below are cleared by an erasure (Erased is then true):
+	// Pseudonym, Kind, TimeNanos, Service, Actor, Organisation,
+	// BreakGlass, Sealed, Key.
+	Erased       bool
+	Pseudonym    event.Hash
+	Seq          uint64
+	Kind         event.Kind
+	TimeNanos    int64
+	Service      string
+	Actor        string
+	Organisation string
+	BreakGlass   bool
+	// Sealed is salt ‖ body encrypted with the patient's data key.
+	Sealed []byte
+	Key    Key
+}
+
+// OutboxRow is a leaf waiting to be sent to the log.
+type OutboxRow struct {
+	Index     uint64
+	LeafValue []byte
+}
+
+// CheckpointRow is a signed checkpoint with the compact range of the tree
+// it signs, from which the next checkpoint's root is computed.
+type CheckpointRow struct {
+	Size        uint64
+	Root        event.Hash
+	Note        []byte
+	Range       [][]byte
+	SignedNanos int64
+}
+
+// SecurityEvent is evidence of an inconsistency between the log and the
+// ledger, or of a tampered store.
+type SecurityEvent struct {
+	Kind     string
+	Detail   string
+	Evidence []byte
+	Nanos    int64
+}
+
+// SearchFilter selects events for auditors. Zero fields do not filter.
+type SearchFilter struct {
+	Pseudonym      *event.Hash
+	Actor          string
+	Organisation   string
+	FromNanos      int64
+	ToNanos        int64 // exclusive
+	Kind           event.Kind
+	BreakGlassOnly bool
+}
