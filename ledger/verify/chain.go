@@ -1,0 +1,104 @@
+package verify
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/vigie-sante/vigie/ledger/event"
+)
+
+// ErrCommitmentMismatch means an event body and salt do not hash to the
+// expected commitment: the body or the salt is not the one committed to.
+var ErrCommitmentMismatch = errors.New("body and salt do not match the commitment")
+
+// VerifyEvent checks that body and salt hash to commitment c, then parses
+// the body (strictly, as [event.Parse] does). The commitment is checked
+// first, over the exact bytes received: an error wrapping
+// [ErrCommitmentMismatch] means the bytes are not those committed to; any
+// other error means the committed bytes do not parse (for example a body
+// version this verifier does not know: [event.ErrUnsupportedVersion]).
+func VerifyEvent(body []byte, salt [SaltSize]byte, c event.Hash) (*event.Body, error) {
+	if got := Commitment(salt, body); got != c {
+		return nil, fmt.Errorf("event %s: %w", c, ErrCommitmentMismatch)
+	}
+	b, err := event.Parse(body)
+	if err != nil {
+		return nil, fmt.Errorf("event %s: commitment matches, but %w", c, err)
+	}
+	return b, nil
+}
+
+// A Link is the place of one event in its patient's chain: its sequence
+// number, the commitment of the previous event it names, and its own
+// commitment.
+type Link struct {
+	Seq        uint64
+	Prev       event.Hash
+	Commitment event.Hash
+}
+
+// LinkOf returns the link of the event with body b and commitment c.
+func LinkOf(b *event.Body, c event.Hash) Link {
+	return Link{Seq: b.Seq, Prev: b.Prev, Commitment: c}
+}
+
+// Errors of [VerifyChain], each held by a [*ChainError] and to be tested with
+// [errors.Is].
+var (
+	// ErrMissingEvent means no event has the sequence number the chain
+	// needs next: an event was left out.
+	ErrMissingEvent = errors.New("missing event")
+	// ErrWrongLink means an event does not name the commitment of the
+	// event before it (or, for the first, the zero hash).
+	ErrWrongLink = errors.New("wrong link to the previous event")
+	// ErrDuplicateSeq means two events have the same sequence number: the
+	// chain forked, or an event was listed twice.
+	ErrDuplicateSeq = errors.New("duplicate sequence number")
+)
+
+// A ChainError reports where a chain breaks: Seq is the sequence number at
+// which it breaks, and Err one of [ErrMissingEvent], [ErrWrongLink] and
+// [ErrDuplicateSeq].
+type ChainError struct {
+	Seq uint64
+	Err error
+}
+
+func (e *ChainError) Error() string {
+	return fmt.Sprintf("chain breaks at seq %d: %v", e.Seq, e.Err)
+}
+
+func (e *ChainError) Unwrap() error { return e.Err }
+
+// VerifyChain checks that links, the events of one patient (or of the
+// system chain) in any order, form one unbroken chain: sequence numbers 1
+// to n, each once, the first naming the zero hash as previous and every
+// other naming the commitment of the event before it. It reports the break
+// with the lowest sequence number as a [*ChainError]. An empty list is a
+// valid chain.
+//
+// VerifyChain shows that nothing is missing before the last event listed;
+// it cannot show that no event comes after it.
+func VerifyChain(links []Link) error {
+	sorted := slices.Clone(links)
+	slices.SortStableFunc(sorted, func(a, b Link) int { return cmp.Compare(a.Seq, b.Seq) })
+	if len(sorted) > 0 && sorted[0].Seq == 0 {
+		return errors.New("chain: sequence number 0 (sequences start at 1)")
+	}
+	var prev event.Hash // the zero hash before the first event
+	for i, l := range sorted {
+		// The links before i are numbered 1..i, so l.Seq >= i+1.
+		switch {
+		case l.Seq > uint64(i)+1:
+			return &ChainError{Seq: uint64(i) + 1, Err: ErrMissingEvent}
+		case i+1 < len(sorted) && sorted[i+1].Seq == l.Seq:
+			return &ChainError{Seq: l.Seq, Err: ErrDuplicateSeq}
+		case l.Prev != prev:
+			return &ChainError{Seq: l.Seq, Err: ErrWrongLink}
+		}
+		prev = l.Commitment
+	}
+	return nil
+}
