@@ -72,6 +72,8 @@ type StoreReader interface {
 	// SearchEvents returns up to limit events matching the filter, in
 	// order of index, from index after on (exclusive).
 	SearchEvents(ctx context.Context, f SearchFilter, after int64, limit int) ([]EventRow, error)
+	// SecurityEvents returns the security events recorded, oldest first.
+	SecurityEvents(ctx context.Context, limit int) ([]SecurityEvent, error)
 }
 
 // StoreTx reads and writes the ledger's tables in a transaction.

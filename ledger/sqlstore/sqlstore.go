@@ -19,6 +19,7 @@ import (
 	"github.com/vigie-sante/vigie/ledger"
 	"github.com/vigie-sante/vigie/ledger/event"
 	"github.com/vigie-sante/vigie/ledger/sqldb"
+	"github.com/vigie-sante/vigie/ledger/verify"
 )
 
 // Store is the ledger's Store on a sqldb.DB.
@@ -313,8 +314,7 @@ func (t txn) InsertEvent(ctx context.Context, e ledger.EventRow) error {
 		}
 		return fmt.Errorf("insert event %d: %w", e.Index, err)
 	}
-	leaf := append([]byte{0x01}, e.Commitment[:]...)
-	if _, err := t.tx.Exec(ctx, "INSERT INTO outbox (leaf_index, leaf_value) VALUES ($1, $2)", int64(e.Index), leaf); err != nil {
+	if _, err := t.tx.Exec(ctx, "INSERT INTO outbox (leaf_index, leaf_value) VALUES ($1, $2)", int64(e.Index), verify.LeafValue(e.Commitment)); err != nil {
 		return fmt.Errorf("insert outbox %d: %w", e.Index, err)
 	}
 	return nil
@@ -411,8 +411,10 @@ func (t txn) Checkpoints(ctx context.Context, after uint64, limit int) ([]ledger
 
 func (t txn) AddCheckpoint(ctx context.Context, cp ledger.CheckpointRow, prevSize uint64) error {
 	// Compare-and-swap on the latest size: the latest checkpoint only moves
-	// forward from the one its signer checked consistency against.
-	n, err := t.tx.Exec(ctx, "UPDATE ledger_state SET checkpoint_size = $1 WHERE id = 1 AND checkpoint_size = $2 AND $1 > $2", int64(cp.Size), int64(prevSize))
+	// forward from the one its signer checked consistency against. The
+	// first checkpoint may be of size 0 (an empty log); a second one of
+	// size 0 fails on the primary key below.
+	n, err := t.tx.Exec(ctx, "UPDATE ledger_state SET checkpoint_size = $1 WHERE id = 1 AND checkpoint_size = $2 AND ($1 > $2 OR $1 = 0)", int64(cp.Size), int64(prevSize))
 	if err != nil {
 		return fmt.Errorf("add checkpoint: %w", err)
 	}
@@ -421,6 +423,9 @@ func (t txn) AddCheckpoint(ctx context.Context, cp ledger.CheckpointRow, prevSiz
 	}
 	if _, err := t.tx.Exec(ctx, "INSERT INTO checkpoints ("+checkpointColumns+") VALUES ($1, $2, $3, $4, $5)",
 		int64(cp.Size), cp.Root[:], cp.Note, bytes.Join(cp.Range, nil), cp.SignedNanos); err != nil {
+		if sqldb.IsUniqueViolation(err) {
+			return fmt.Errorf("add checkpoint: %w", ledger.ErrConflict)
+		}
 		return fmt.Errorf("add checkpoint: %w", err)
 	}
 	return nil
@@ -480,4 +485,21 @@ func (t txn) SearchEvents(ctx context.Context, f ledger.SearchFilter, after int6
 	}
 	args = append(args, int64(limit))
 	return t.events(ctx, fmt.Sprintf("SELECT %s FROM events WHERE %s ORDER BY leaf_index LIMIT $%d", eventColumns, strings.Join(where, " AND "), len(args)), args...)
+}
+
+func (t txn) SecurityEvents(ctx context.Context, limit int) ([]ledger.SecurityEvent, error) {
+	rows, err := t.tx.Query(ctx, "SELECT kind, detail, evidence, nanos FROM security_events ORDER BY id LIMIT $1", int64(limit))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []ledger.SecurityEvent
+	for rows.Next() {
+		var s ledger.SecurityEvent
+		if err := rows.Scan(&s.Kind, &s.Detail, &s.Evidence, &s.Nanos); err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
 }

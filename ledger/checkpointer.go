@@ -1,0 +1,187 @@
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/rfc6962"
+
+	"github.com/vigie-sante/vigie/ledger/event"
+	"github.com/vigie-sante/vigie/ledger/verify"
+)
+
+// ErrInconsistent means the log's tree is not the ledger's: it shrank, it
+// changed under an earlier checkpoint, or it holds other leaves than the
+// ledger recorded. The checkpointer refuses to sign, keeps the evidence
+// (AddSecurityEvent) and reports the ledger not ready. It is never retried
+// silently: signing resumes only if the log's tree becomes the ledger's.
+var ErrInconsistent = errors.New("the log is inconsistent with the ledger")
+
+func (l *Ledger) checkpointLoop(ctx context.Context) {
+	for {
+		signed, err := l.checkpointOnce(ctx)
+		l.health.set(func(h *health) {
+			h.checkErr = err
+			if err == nil {
+				h.lastCheckAt = l.cfg.Now()
+			}
+		})
+		if err != nil && ctx.Err() == nil {
+			if errors.Is(err, ErrInconsistent) {
+				l.cfg.Logger.Error("ledger: SECURITY: refusing to sign a checkpoint", "err", err)
+			} else {
+				l.cfg.Logger.Warn("ledger: checkpoint", "err", err)
+			}
+		}
+		// At most one checkpoint per interval; sooner than that, only a
+		// send can make the tree grow.
+		wait(ctx, l.cfg.CheckpointInterval, nil)
+		if ctx.Err() != nil {
+			return
+		}
+		if !signed && err == nil {
+			wait(ctx, l.cfg.CheckpointInterval, l.sent)
+			if ctx.Err() != nil {
+				return
+			}
+		}
+	}
+}
+
+// checkpointOnce signs a checkpoint if the log's tree grew beyond the
+// latest one. Before signing it checks that the tree is the ledger's: the
+// root recomputed from the ledger's own commitments must equal the log's,
+// and the log's consistency proof from the latest checkpoint must verify.
+// It reports whether it signed.
+func (l *Ledger) checkpointOnce(ctx context.Context) (bool, error) {
+	root, err := l.log.Root(ctx)
+	if err != nil {
+		return false, fmt.Errorf("log root: %w", err)
+	}
+	var last CheckpointRow
+	first := false // no checkpoint yet: sign one even for an empty tree
+	var commitments []event.Hash
+	err = l.store.View(ctx, func(ctx context.Context, tx StoreReader) error {
+		var err error
+		last, err = tx.LatestCheckpoint(ctx)
+		if errors.Is(err, ErrNotFound) {
+			last, first, err = CheckpointRow{}, true, nil
+		}
+		if err != nil || root.Size <= last.Size {
+			return err
+		}
+		commitments, err = tx.Commitments(ctx, last.Size, root.Size)
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("read ledger: %w", err)
+	}
+	switch {
+	case root.Size < last.Size:
+		return false, l.inconsistent(ctx, fmt.Sprintf("the log's tree shrank from %d to %d leaves", last.Size, root.Size), last, root, nil)
+	case root.Size == last.Size && !first:
+		if root.Hash != last.Root {
+			return false, l.inconsistent(ctx, fmt.Sprintf("the log's root at size %d changed", root.Size), last, root, nil)
+		}
+		return false, nil
+	}
+
+	// Recompute the root from the ledger's own commitments, from the
+	// compact range saved with the latest checkpoint.
+	rf := compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
+	cr, err := rf.NewRange(0, last.Size, last.Range)
+	if err != nil {
+		return false, fmt.Errorf("checkpoint %d: saved range: %w", last.Size, err)
+	}
+	for _, c := range commitments {
+		h := verify.MerkleLeafHash(c)
+		if err := cr.Append(h[:], nil); err != nil {
+			return false, err
+		}
+	}
+	ours := rfc6962.DefaultHasher.EmptyRoot()
+	if root.Size > 0 {
+		if ours, err = cr.GetRootHash(nil); err != nil {
+			return false, err
+		}
+	}
+	if !bytes.Equal(ours, root.Hash[:]) {
+		return false, l.inconsistent(ctx, fmt.Sprintf("the log's root at size %d is not the root of the ledger's leaves", root.Size), last, root, nil)
+	}
+	if last.Size > 0 {
+		proof, err := l.log.ConsistencyProof(ctx, last.Size, root.Size)
+		if err != nil {
+			return false, fmt.Errorf("consistency proof %d→%d: %w", last.Size, root.Size, err)
+		}
+		oldCP := verify.Checkpoint{Origin: l.cfg.Origin, Size: last.Size, Hash: last.Root}
+		newCP := verify.Checkpoint{Origin: l.cfg.Origin, Size: root.Size, Hash: root.Hash}
+		if err := verify.VerifyConsistency(oldCP, newCP, proof); err != nil {
+			return false, l.inconsistent(ctx, fmt.Sprintf("the log's consistency proof %d→%d does not verify: %v", last.Size, root.Size, err), last, root, proof)
+		}
+	}
+
+	signed, err := verify.SignCheckpoint(verify.Checkpoint{Origin: l.cfg.Origin, Size: root.Size, Hash: root.Hash}, l.cfg.CheckpointSigner)
+	if err != nil {
+		return false, fmt.Errorf("sign checkpoint: %w", err)
+	}
+	row := CheckpointRow{Size: root.Size, Root: root.Hash, Note: signed, Range: cr.Hashes(), SignedNanos: l.cfg.Now().UnixNano()}
+	err = l.store.Update(ctx, func(ctx context.Context, tx StoreTx) error {
+		return tx.AddCheckpoint(ctx, row, last.Size)
+	})
+	if errors.Is(err, ErrConflict) {
+		return false, nil // another node signed first; next round starts from it
+	}
+	if err != nil {
+		return false, fmt.Errorf("store checkpoint: %w", err)
+	}
+	return true, nil
+}
+
+// inconsistent records the evidence of an inconsistency and returns the
+// error that stops signing.
+func (l *Ledger) inconsistent(ctx context.Context, what string, last CheckpointRow, root LogRoot, proof [][]byte) error {
+	var ev bytes.Buffer
+	fmt.Fprintf(&ev, "latest checkpoint (size %d, root %x):\n%s\nlog root: size %d, root %x\n", last.Size, last.Root, last.Note, root.Size, root.Hash)
+	for _, h := range proof {
+		fmt.Fprintf(&ev, "proof %x\n", h)
+	}
+	l.securityEvent(ctx, "inconsistent_log", what, ev.Bytes())
+	return fmt.Errorf("%w: %s", ErrInconsistent, what)
+}
+
+// LatestCheckpoint returns the latest signed checkpoint (the note's bytes)
+// and its size, or ErrNotFound before the first.
+func (l *Ledger) LatestCheckpoint(ctx context.Context) ([]byte, uint64, error) {
+	var cp CheckpointRow
+	err := l.store.View(ctx, func(ctx context.Context, tx StoreReader) error {
+		var err error
+		cp, err = tx.LatestCheckpoint(ctx)
+		return err
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	return cp.Note, cp.Size, nil
+}
+
+// WaitCheckpoint waits until a checkpoint covers index, or ctx is done.
+func (l *Ledger) WaitCheckpoint(ctx context.Context, index uint64) error {
+	for {
+		_, size, err := l.LatestCheckpoint(ctx)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		if err == nil && size > index {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,210 @@
+// Package ledger records every decision about a patient's health data in
+// an append-only, verifiable log, without putting health data on the log.
+//
+// An event (an access decision, a consent change, a read of the ledger...)
+// has a body: versioned JSON (package ledger/event) naming the patient by
+// pseudonym (a keyed HMAC of the INS, never the INS), with the patient's
+// sequence number and the commitment of the patient's previous event (a
+// per-patient hash chain). Three hashes, defined in package ledger/verify,
+// turn it into a leaf: the commitment, SHA-256 of a domain separator, a
+// fresh 32-byte salt and the body's exact bytes; the leaf value, 0x01 and
+// the commitment; and the RFC 6962 Merkle leaf hash of the leaf value. Only
+// leaf values reach the log; bodies and salts are stored encrypted with the
+// patient's data key, which is wrapped by a key-encryption key. Destroying a
+// patient's data key (Erase) makes their bodies unreadable while every
+// proof stays valid.
+//
+// Record returns once the event is durable in the Store, with a receipt: a
+// signed promise that its commitment will be in the log at its leaf index
+// within the maximum merge delay. Leaf indices are assigned, gap-free, in
+// the transaction that makes the event durable. A sender sends the outbox
+// to the Log (a Trillian PREORDERED_LOG tree) in batches; a checkpointer
+// signs a C2SP checkpoint whenever the tree grew, after checking that the
+// tree is exactly the ledger's leaves and consistent with the last
+// checkpoint. Both run in the background between Start and Close.
+//
+// [tlog-checkpoint]: https://c2sp.org/tlog-checkpoint
+package ledger
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/vigie-sante/vigie/ledger/event"
+	"github.com/vigie-sante/vigie/ledger/verify"
+)
+
+// Config configures a Ledger. Fields without a default are required.
+type Config struct {
+	// Origin is the log's name in checkpoints and receipts, conventionally
+	// "<name>/vigie/<tree id>". It is saved in the store at first start
+	// and must never change.
+	Origin string
+	// CheckpointSigner signs checkpoints; its name must be Origin.
+	CheckpointSigner note.Signer
+	// ReceiptSigner signs receipts; its name must be
+	// verify.ReceiptKeyName(Origin), which differs from Origin, so that a
+	// receipt is never taken for a checkpoint.
+	ReceiptSigner note.Signer
+	// KEK is the key-encryption key (KeySize bytes) wrapping patients'
+	// data keys.
+	KEK []byte
+	// Pseudonyms derives patients' pseudonyms.
+	Pseudonyms *Pseudonymizer
+	// MergeDelay is the promise a receipt makes: the event is in a signed
+	// checkpoint within this delay. Default 10s.
+	MergeDelay time.Duration
+	// CheckpointInterval is the least time between two checkpoints.
+	// Default 1s.
+	CheckpointInterval time.Duration
+	// SendBatch is the most leaves sent to the log in one call. Default
+	// 1000.
+	SendBatch int
+	// MaxGroup is the most Record calls committed in one transaction.
+	// Default 512.
+	MaxGroup int
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+	// Rand is the source of salts, nonces, keys and event ids. Default
+	// crypto/rand.
+	Rand io.Reader
+	// Logger receives operational logs (never an INS or a body). Default
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) validate() error {
+	switch {
+	case c.Origin == "":
+		return errors.New("ledger: Origin is required")
+	case c.CheckpointSigner == nil || c.ReceiptSigner == nil:
+		return errors.New("ledger: CheckpointSigner and ReceiptSigner are required")
+	case c.CheckpointSigner.Name() != c.Origin:
+		return fmt.Errorf("ledger: the checkpoint key is named %q, want the origin %q", c.CheckpointSigner.Name(), c.Origin)
+	case c.ReceiptSigner.Name() != verify.ReceiptKeyName(c.Origin):
+		return fmt.Errorf("ledger: the receipt key is named %q, want %q", c.ReceiptSigner.Name(), verify.ReceiptKeyName(c.Origin))
+	case c.Pseudonyms == nil:
+		return errors.New("ledger: Pseudonyms is required")
+	}
+	if c.MergeDelay <= 0 {
+		c.MergeDelay = 10 * time.Second
+	}
+	if c.CheckpointInterval <= 0 {
+		c.CheckpointInterval = time.Second
+	}
+	if c.SendBatch <= 0 {
+		c.SendBatch = 1000
+	}
+	if c.MaxGroup <= 0 {
+		c.MaxGroup = 512
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Rand == nil {
+		c.Rand = rand.Reader
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+// Ledger records events and publishes them. It is safe for concurrent use.
+type Ledger struct {
+	cfg   Config
+	store Store
+	log   Log
+	keys  *keyring
+
+	batch batcher
+
+	// Background work, between Start and Close.
+	wake     chan struct{} // new events: the sender should look
+	sent     chan struct{} // leaves sent: the checkpointer should look
+	stop     context.CancelFunc
+	wg       sync.WaitGroup
+	health   health
+	started  bool
+	closeErr error
+}
+
+// New returns a ledger over store and log. It checks the configuration
+// and, at first start, saves the origin in the store; afterwards the
+// origin must be the same.
+func New(ctx context.Context, cfg Config, store Store, log Log) (*Ledger, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	keys, err := newKeyring(cfg.KEK, cfg.Rand)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: %w", err)
+	}
+	if err := store.Update(ctx, func(ctx context.Context, tx StoreTx) error {
+		return tx.SetMeta(ctx, "origin", []byte(cfg.Origin))
+	}); err != nil {
+		return nil, fmt.Errorf("ledger: origin: %w", err)
+	}
+	l := &Ledger{
+		cfg:   cfg,
+		store: store,
+		log:   log,
+		keys:  keys,
+		wake:  make(chan struct{}, 1),
+		sent:  make(chan struct{}, 1),
+	}
+	l.batch.token = make(chan struct{}, 1)
+	return l, nil
+}
+
+// Origin returns the log's origin.
+func (l *Ledger) Origin() string { return l.cfg.Origin }
+
+// Pseudonym returns a patient's pseudonym.
+func (l *Ledger) Pseudonym(id PatientID) event.Hash { return l.cfg.Pseudonyms.Pseudonym(id) }
+
+// Start starts the sender and the checkpointer. They stop when ctx is done
+// or Close is called.
+func (l *Ledger) Start(ctx context.Context) {
+	ctx, l.stop = context.WithCancel(ctx)
+	l.started = true
+	l.wg.Add(2)
+	go func() {
+		defer l.wg.Done()
+		l.sendLoop(ctx)
+	}()
+	go func() {
+		defer l.wg.Done()
+		l.checkpointLoop(ctx)
+	}()
+}
+
+// Close stops the background work. Before it stops, it gives the sender
+// until ctx is done to drain the outbox (what remains is sent at the next
+// start), and signs a last checkpoint if the tree grew.
+func (l *Ledger) Close(ctx context.Context) error {
+	if !l.started {
+		return nil
+	}
+	l.started = false
+	err := l.drain(ctx)
+	l.stop()
+	l.wg.Wait()
+	return err
+}
+
+// notify wakes a background loop without blocking.
+func notify(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}

@@ -1,0 +1,220 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/vigie-sante/vigie/ledger/event"
+	"github.com/vigie-sante/vigie/ledger/verify"
+)
+
+// MaxLeaves is the most leaves Leaves returns in one call.
+const MaxLeaves = 1000
+
+// ErrBeyondCheckpoint is returned for a proof or leaves that the latest
+// signed checkpoint does not cover yet. Callers test with errors.Is.
+var ErrBeyondCheckpoint = errors.New("beyond the latest signed checkpoint")
+
+// HistoryEvent is one event of a patient's chain, with what proves it.
+type HistoryEvent struct {
+	Seq        uint64
+	Index      uint64
+	Commitment event.Hash
+	// Erased events have no body and no salt: a placeholder.
+	Erased bool
+	Body   []byte
+	Salt   [32]byte
+	// Proof is the inclusion proof against the history's checkpoint, for
+	// an event it covers; Receipt is the event's receipt otherwise.
+	Proof   [][]byte
+	Receipt []byte
+}
+
+// History is a page of a patient's chain, proved against one checkpoint.
+type History struct {
+	// Checkpoint is the signed checkpoint the proofs are against, and its
+	// size. Nil before the first checkpoint.
+	Checkpoint     []byte
+	CheckpointSize uint64
+	Events         []HistoryEvent
+}
+
+// History returns up to limit events of a patient's chain from sequence
+// number fromSeq on, erased ones as placeholders, each with an inclusion
+// proof against the checkpoint of size atSize (the latest if 0), or its
+// receipt if that checkpoint does not cover it yet.
+func (l *Ledger) History(ctx context.Context, patient PatientID, fromSeq uint64, limit int, atSize uint64) (*History, error) {
+	pseudonym := l.cfg.Pseudonyms.Pseudonym(patient)
+	var h History
+	var rows []EventRow
+	var cp CheckpointRow
+	err := l.store.View(ctx, func(ctx context.Context, tx StoreReader) error {
+		h = History{}
+		var err error
+		if atSize == 0 {
+			cp, err = tx.LatestCheckpoint(ctx)
+		} else {
+			cp, err = tx.Checkpoint(ctx, atSize)
+		}
+		switch {
+		case errors.Is(err, ErrNotFound) && atSize == 0:
+		case err != nil:
+			return fmt.Errorf("checkpoint: %w", err)
+		default:
+			h.Checkpoint, h.CheckpointSize = cp.Note, cp.Size
+		}
+		if rows, err = tx.PatientEvents(ctx, pseudonym, max(fromSeq, 1), limit); err != nil {
+			return err
+		}
+		h.Events = make([]HistoryEvent, len(rows))
+		for i, r := range rows {
+			e := HistoryEvent{Seq: r.Seq, Index: r.Index, Commitment: r.Commitment, Erased: r.Erased}
+			if !r.Erased {
+				if e.Salt, e.Body, err = l.openEvent(ctx, tx, r); err != nil {
+					return err
+				}
+				if r.Seq != 0 {
+					e.Seq = r.Seq
+				}
+			}
+			h.Events[i] = e
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for i := range h.Events {
+		e := &h.Events[i]
+		if e.Index < h.CheckpointSize {
+			p, err := l.log.InclusionProof(ctx, e.Index, h.CheckpointSize)
+			if err != nil {
+				return nil, fmt.Errorf("inclusion proof of %d: %w", e.Index, err)
+			}
+			e.Proof = p
+			continue
+		}
+		var t time.Time
+		if !e.Erased {
+			b, err := event.Parse(e.Body)
+			if err != nil {
+				return nil, fmt.Errorf("event %d: %w", e.Index, err)
+			}
+			t = b.Time
+		} else {
+			// An erased event lost its time; it is older than any
+			// checkpoint in practice (erasure runs on recorded events).
+			continue
+		}
+		r, err := l.receipt(&Recorded{Index: e.Index, Commitment: e.Commitment, Time: t})
+		if err != nil {
+			return nil, err
+		}
+		e.Receipt = r
+	}
+	return &h, nil
+}
+
+// latestSize returns the size of the latest checkpoint (0 before the first).
+func (l *Ledger) latestSize(ctx context.Context) (uint64, error) {
+	var st State
+	err := l.store.View(ctx, func(ctx context.Context, tx StoreReader) error {
+		var err error
+		st, err = tx.State(ctx)
+		return err
+	})
+	return st.CheckpointSize, err
+}
+
+// InclusionProof returns the proof of the leaf at index in the tree of the
+// given size, which a signed checkpoint must cover.
+func (l *Ledger) InclusionProof(ctx context.Context, index, size uint64) ([][]byte, error) {
+	latest, err := l.latestSize(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if size > latest {
+		return nil, fmt.Errorf("tree size %d: %w (size %d)", size, ErrBeyondCheckpoint, latest)
+	}
+	if index >= size {
+		return nil, fmt.Errorf("leaf %d is not in a tree of size %d", index, size)
+	}
+	return l.log.InclusionProof(ctx, index, size)
+}
+
+// ConsistencyProof returns the proof that the tree of size first is a
+// prefix of the tree of size second; a signed checkpoint must cover
+// second.
+func (l *Ledger) ConsistencyProof(ctx context.Context, first, second uint64) ([][]byte, error) {
+	latest, err := l.latestSize(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if second > latest {
+		return nil, fmt.Errorf("tree size %d: %w (size %d)", second, ErrBeyondCheckpoint, latest)
+	}
+	if first == 0 || first > second {
+		return nil, fmt.Errorf("no consistency proof from size %d to %d", first, second)
+	}
+	if first == second {
+		return [][]byte{}, nil
+	}
+	return l.log.ConsistencyProof(ctx, first, second)
+}
+
+// Leaves returns the leaf values at indices [start, end), clipped to the
+// latest signed checkpoint and to MaxLeaves. The leaves are the ledger's
+// own: the checkpointer signs only a tree made of exactly these.
+func (l *Ledger) Leaves(ctx context.Context, start, end uint64) ([][]byte, error) {
+	var out [][]byte
+	err := l.store.View(ctx, func(ctx context.Context, tx StoreReader) error {
+		st, err := tx.State(ctx)
+		if err != nil {
+			return err
+		}
+		end = min(end, st.CheckpointSize, start+MaxLeaves)
+		if start >= end {
+			out = nil
+			return nil
+		}
+		cs, err := tx.Commitments(ctx, start, end)
+		if err != nil {
+			return err
+		}
+		out = make([][]byte, len(cs))
+		for i, c := range cs {
+			out[i] = verify.LeafValue(c)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// IndexOf returns the leaf index of the event with this commitment, or
+// ErrNotFound.
+func (l *Ledger) IndexOf(ctx context.Context, c event.Hash) (uint64, error) {
+	var index uint64
+	err := l.store.View(ctx, func(ctx context.Context, tx StoreReader) error {
+		row, err := tx.EventByCommitment(ctx, c)
+		index = row.Index
+		return err
+	})
+	return index, err
+}
+
+// Erase destroys a patient's data key and clears what could identify their
+// events; commitments, leaf indices and every proof stay valid. It returns
+// the number of events erased. Recording the erasure itself is the
+// caller's (an erasure event, recorded after).
+func (l *Ledger) Erase(ctx context.Context, patient PatientID) (int, error) {
+	pseudonym := l.cfg.Pseudonyms.Pseudonym(patient)
+	var n int
+	err := l.store.Update(ctx, func(ctx context.Context, tx StoreTx) error {
+		var err error
+		n, err = tx.ErasePatient(ctx, pseudonym, l.cfg.Now().UnixNano())
+		return err
+	})
+	return n, err
+}

@@ -1,0 +1,522 @@
+package ledger
+
+import (
+	"context"
+	"crypto/cipher"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/vigie-sante/vigie/ledger/event"
+	"github.com/vigie-sante/vigie/ledger/sqldb"
+	"github.com/vigie-sante/vigie/ledger/verify"
+)
+
+var (
+	// ErrConsentChanged is returned by Record when the patient's consent
+	// version is no longer the one the entry was decided under (or, for a
+	// consent change, the one it expected): nothing was recorded, and the
+	// caller decides again with the current consent. Callers test for it
+	// with errors.Is.
+	ErrConsentChanged = errors.New("the patient's consent changed")
+	// ErrErased is returned when reading the body of an erased event.
+	// Callers test for it with errors.Is.
+	ErrErased = errors.New("erased")
+	// ErrInvalidEntry wraps the errors of a malformed entry. Callers test
+	// for it with errors.Is.
+	ErrInvalidEntry = errors.New("invalid ledger entry")
+)
+
+// Entry is an event to record.
+type Entry struct {
+	// Kind is the event's kind.
+	Kind event.Kind
+	// Patient is whom the event is about; nil for an event that concerns
+	// no patient (a rules change), chained on the system chain.
+	Patient PatientID
+	// Service is the calling service (or the user) on whose behalf the
+	// event is recorded.
+	Service string
+	// Payload is the kind-specific content: a compact JSON object, which
+	// goes into the body as is.
+	Payload json.RawMessage
+	// Key, if not zero, makes the entry idempotent: recording an entry
+	// with a key already recorded returns the first event and records
+	// nothing.
+	Key Key
+	// CheckConsent asks Record to fail with ErrConsentChanged unless the
+	// patient's consent version is ConsentVersion: the entry was decided
+	// under that version.
+	CheckConsent   bool
+	ConsentVersion int64
+	// ConsentChange, if not nil, makes the entry a consent change: it
+	// commits only if the patient's consent version is Expected, moves it
+	// to Next, and runs Apply in the same transaction.
+	ConsentChange *ConsentChange
+	// Index columns for auditors' searches (plaintext, cleared by an
+	// erasure): the professional's RPPS, the organisation's FINESS, and
+	// whether it was a break-glass access.
+	Actor, Organisation string
+	BreakGlass          bool
+}
+
+// ConsentChange is the compare-and-swap of a consent change.
+type ConsentChange struct {
+	Expected, Next int64
+	// Apply writes the consent store's rows in the ledger's transaction.
+	// It may be called more than once (a retried transaction) and must
+	// start from scratch each time.
+	Apply func(ctx context.Context, tx sqldb.Tx) error
+}
+
+// Recorded is a recorded event: what the caller needs to answer, and to
+// prove it later.
+type Recorded struct {
+	Index      uint64
+	Commitment event.Hash
+	Body       []byte
+	Salt       [32]byte
+	Time       time.Time
+	// Receipt is the signed note promising inclusion at Index before
+	// Time + the merge delay.
+	Receipt []byte
+	// Duplicate is true when the entry's key was recorded before: this is
+	// that first event.
+	Duplicate bool
+}
+
+func (e *Entry) validate() error {
+	if !e.Kind.Valid() {
+		return fmt.Errorf("%w: unknown kind %q", ErrInvalidEntry, e.Kind)
+	}
+	if (e.Patient == nil) != (e.Kind == event.KindRulesChange) {
+		return fmt.Errorf("%w: a %s event needs a patient exactly when it is not a rules change", ErrInvalidEntry, e.Kind)
+	}
+	if e.Service == "" {
+		return fmt.Errorf("%w: no service", ErrInvalidEntry)
+	}
+	if (e.Key.Service == "") != (e.Key.RequestID == "") {
+		return fmt.Errorf("%w: an idempotency key needs both a service and a request id", ErrInvalidEntry)
+	}
+	if e.ConsentChange != nil && (e.Kind != event.KindConsentChange || e.ConsentChange.Next <= e.ConsentChange.Expected) {
+		return fmt.Errorf("%w: a consent change moves a consent_change event's version forward", ErrInvalidEntry)
+	}
+	return nil
+}
+
+// Record records an entry and returns once it is durable, with its
+// receipt. Concurrent calls share transactions (group commit). It fails
+// with ErrConsentChanged if the patient's consent moved on, and with an
+// error, never a result, if the event could not be made durable.
+func (l *Ledger) Record(ctx context.Context, e Entry) (*Recorded, error) {
+	if err := e.validate(); err != nil {
+		return nil, err
+	}
+	pseudonym := event.SystemChain
+	if e.Patient != nil {
+		pseudonym = l.cfg.Pseudonyms.Pseudonym(e.Patient)
+		if pseudonym == event.SystemChain {
+			return nil, fmt.Errorf("%w: pseudonym collides with the system chain", ErrInvalidEntry)
+		}
+	}
+	j := &recordJob{ctx: ctx, entry: e, pseudonym: pseudonym, done: make(chan struct{})}
+	l.batch.run(j, l.runBatch)
+	if j.err != nil {
+		return nil, j.err
+	}
+	if j.res.Receipt == nil {
+		r, err := l.receipt(j.res)
+		if err != nil {
+			return nil, err
+		}
+		j.res.Receipt = r
+	}
+	notify(l.wake)
+	return j.res, nil
+}
+
+// receipt signs the receipt of a recorded event. Ed25519 signatures are
+// deterministic: the receipt of an event is always the same bytes.
+func (l *Ledger) receipt(r *Recorded) ([]byte, error) {
+	signed, err := verify.SignReceipt(verify.Receipt{
+		Origin:     l.cfg.Origin,
+		Index:      r.Index,
+		Commitment: r.Commitment,
+		Time:       r.Time,
+		Deadline:   r.Time.Add(l.cfg.MergeDelay),
+	}, l.cfg.ReceiptSigner)
+	if err != nil {
+		return nil, fmt.Errorf("sign receipt: %w", err)
+	}
+	return signed, nil
+}
+
+type recordJob struct {
+	ctx       context.Context
+	entry     Entry
+	pseudonym event.Hash
+	res       *Recorded
+	err       error
+	done      chan struct{}
+}
+
+// batcher groups concurrent jobs: whoever holds the token runs every job
+// queued, in one transaction; the others wait for their result. Jobs run
+// on a submitter's goroutine.
+type batcher struct {
+	token   chan struct{}
+	mu      sync.Mutex
+	pending []*recordJob
+}
+
+func (b *batcher) run(j *recordJob, runBatch func([]*recordJob)) {
+	b.mu.Lock()
+	b.pending = append(b.pending, j)
+	b.mu.Unlock()
+	select {
+	case b.token <- struct{}{}:
+		for {
+			b.mu.Lock()
+			batch := b.pending
+			b.pending = nil
+			b.mu.Unlock()
+			if len(batch) == 0 {
+				break
+			}
+			runBatch(batch)
+			select {
+			case <-j.done:
+				<-b.token
+				return
+			default:
+			}
+		}
+		<-b.token
+	case <-j.done:
+	}
+	<-j.done
+}
+
+// jobError is a failure caused by one job (its Apply failed): the batch is
+// rolled back and the others run again without it.
+type jobError struct {
+	job *recordJob
+	err error
+}
+
+func (e *jobError) Error() string { return e.err.Error() }
+func (e *jobError) Unwrap() error { return e.err }
+
+// runBatch records jobs in transactions of at most MaxGroup jobs.
+func (l *Ledger) runBatch(all []*recordJob) {
+	defer func() {
+		for _, j := range all {
+			close(j.done)
+		}
+	}()
+	var live []*recordJob
+	for _, j := range all {
+		if err := j.ctx.Err(); err != nil {
+			j.err = err
+			continue
+		}
+		live = append(live, j)
+	}
+	for len(live) > 0 {
+		n := min(len(live), l.cfg.MaxGroup)
+		l.commitGroup(live[:n])
+		live = live[n:]
+	}
+}
+
+func (l *Ledger) commitGroup(group []*recordJob) {
+	for len(group) > 0 {
+		err := l.store.Update(context.WithoutCancel(group[0].ctx), func(ctx context.Context, tx StoreTx) error {
+			return l.recordGroup(ctx, tx, group)
+		})
+		var je *jobError
+		switch {
+		case err == nil:
+			return
+		case errors.As(err, &je):
+			je.job.err = je.err
+			group = remove(group, je.job)
+			continue
+		case errors.Is(err, sqldb.ErrCommitUnknown):
+			l.cfg.Logger.Warn("ledger: commit outcome unknown; checking by idempotency key", "err", err)
+			l.resolveUnknown(group, err)
+			return
+		default:
+			for _, j := range group {
+				if j.err == nil {
+					j.err = fmt.Errorf("record: %w", err)
+				}
+				j.res = nil
+			}
+			return
+		}
+	}
+}
+
+func remove(group []*recordJob, j *recordJob) []*recordJob {
+	out := group[:0:0]
+	for _, g := range group {
+		if g != j {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// resolveUnknown finds out, after a commit whose outcome is unknown, which
+// jobs were recorded: those with a key are looked up; the others cannot be
+// told apart and fail (a caller without a key accepted that).
+func (l *Ledger) resolveUnknown(group []*recordJob, cause error) {
+	for _, j := range group {
+		if j.err != nil && !errors.Is(j.err, sqldb.ErrCommitUnknown) {
+			continue
+		}
+		j.res = nil
+		if j.entry.Key.IsZero() {
+			j.err = fmt.Errorf("record: %w", cause)
+			continue
+		}
+		err := l.store.Update(context.WithoutCancel(j.ctx), func(ctx context.Context, tx StoreTx) error {
+			res, err := l.existing(ctx, tx, j.entry.Key)
+			if err != nil {
+				return err
+			}
+			j.res = res
+			return nil
+		})
+		if err != nil {
+			j.err = fmt.Errorf("record: %w (and the check by key failed: %v)", cause, err)
+			j.res = nil
+		} else {
+			j.err = nil
+		}
+	}
+}
+
+// patientState is a patient's chain head as the batch moves it.
+type patientState struct {
+	row    PatientRow
+	oldSeq uint64
+	isNew  bool
+	dirty  bool
+	dk     cipher.AEAD
+}
+
+// recordGroup is the body of one transaction. It may run more than once:
+// every job's outcome is reset first.
+func (l *Ledger) recordGroup(ctx context.Context, tx StoreTx, group []*recordJob) error {
+	now := l.cfg.Now().UTC()
+	byKey := make(map[Key]*recordJob)
+	patients := make(map[event.Hash]*patientState)
+	var accepted []*recordJob
+	for _, j := range group {
+		j.res, j.err = nil, nil
+		if !j.entry.Key.IsZero() {
+			if first, ok := byKey[j.entry.Key]; ok {
+				// The same key twice in this batch: the second waits for
+				// the first's result.
+				j.res = nil
+				j.err = errSameBatch{first}
+				continue
+			}
+			byKey[j.entry.Key] = j
+			res, err := l.existing(ctx, tx, j.entry.Key)
+			if err == nil {
+				j.res = res
+				continue
+			}
+			if !errors.Is(err, ErrNotFound) {
+				return err
+			}
+		}
+		ps, err := l.patientState(ctx, tx, patients, j.pseudonym)
+		if err != nil {
+			return err
+		}
+		if j.entry.CheckConsent && ps.row.ConsentVersion != j.entry.ConsentVersion {
+			j.err = ErrConsentChanged
+			continue
+		}
+		if c := j.entry.ConsentChange; c != nil {
+			if ps.row.ConsentVersion != c.Expected {
+				j.err = ErrConsentChanged
+				continue
+			}
+			if err := c.Apply(ctx, tx.SQL()); err != nil {
+				return &jobError{job: j, err: fmt.Errorf("apply consent change: %w", err)}
+			}
+			ps.row.ConsentVersion = c.Next
+			ps.dirty = true
+		}
+		accepted = append(accepted, j)
+	}
+	if len(accepted) > 0 {
+		first, err := tx.ReserveIndices(ctx, uint64(len(accepted)))
+		if err != nil {
+			return err
+		}
+		for i, j := range accepted {
+			res, err := l.append(ctx, tx, patients[j.pseudonym], j, first+uint64(i), now)
+			if err != nil {
+				return err
+			}
+			j.res = res
+		}
+	}
+	for _, ps := range patients {
+		switch {
+		case ps.isNew:
+			if err := tx.InsertPatient(ctx, ps.row); err != nil {
+				return err
+			}
+		case ps.dirty:
+			if err := tx.AdvancePatient(ctx, ps.row, ps.oldSeq); err != nil {
+				return err
+			}
+		}
+	}
+	// Jobs that repeated a key of this batch get the first one's result.
+	for _, j := range group {
+		if e, ok := j.err.(errSameBatch); ok {
+			j.err = e.first.err
+			if e.first.res != nil {
+				dup := *e.first.res
+				dup.Duplicate = true
+				j.res = &dup
+			}
+		}
+	}
+	return nil
+}
+
+type errSameBatch struct{ first *recordJob }
+
+func (errSameBatch) Error() string { return "same key earlier in the batch" }
+
+func (l *Ledger) patientState(ctx context.Context, tx StoreTx, patients map[event.Hash]*patientState, pseudonym event.Hash) (*patientState, error) {
+	if ps, ok := patients[pseudonym]; ok {
+		return ps, nil
+	}
+	row, err := tx.Patient(ctx, pseudonym)
+	ps := &patientState{row: row, oldSeq: row.Seq}
+	switch {
+	case errors.Is(err, ErrNotFound):
+		dk, wrapped, err := l.keys.newDataKey(pseudonym)
+		if err != nil {
+			return nil, err
+		}
+		ps.row = PatientRow{Pseudonym: pseudonym, WrappedKey: wrapped}
+		ps.isNew, ps.dk = true, dk
+	case err != nil:
+		return nil, err
+	case row.WrappedKey == nil:
+		// Erased: events recorded from now on get a new data key.
+		dk, wrapped, err := l.keys.newDataKey(pseudonym)
+		if err != nil {
+			return nil, err
+		}
+		ps.row.WrappedKey, ps.dk, ps.dirty = wrapped, dk, true
+	default:
+		if ps.dk, err = l.keys.dataKey(pseudonym, row.WrappedKey); err != nil {
+			return nil, err
+		}
+	}
+	patients[pseudonym] = ps
+	return ps, nil
+}
+
+// append builds the event at index on the patient's chain and stores it.
+func (l *Ledger) append(ctx context.Context, tx StoreTx, ps *patientState, j *recordJob, index uint64, now time.Time) (*Recorded, error) {
+	id, err := event.NewID(l.cfg.Rand)
+	if err != nil {
+		return nil, err
+	}
+	b := event.Body{
+		V:       event.Version,
+		ID:      id,
+		Time:    now,
+		Kind:    j.entry.Kind,
+		Patient: j.pseudonym,
+		Seq:     ps.row.Seq + 1,
+		Prev:    ps.row.Head,
+		Service: j.entry.Service,
+		Payload: j.entry.Payload,
+	}
+	body, err := b.Marshal()
+	if err != nil {
+		return nil, &jobError{job: j, err: fmt.Errorf("%w: %w", ErrInvalidEntry, err)}
+	}
+	var salt [32]byte
+	if _, err := io.ReadFull(l.cfg.Rand, salt[:]); err != nil {
+		return nil, fmt.Errorf("salt: %w", err)
+	}
+	c := verify.Commitment(salt, body)
+	sealed, err := l.keys.sealBody(ps.dk, salt, body, c)
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.InsertEvent(ctx, EventRow{
+		Index:        index,
+		Commitment:   c,
+		Pseudonym:    j.pseudonym,
+		Seq:          b.Seq,
+		Kind:         b.Kind,
+		TimeNanos:    now.UnixNano(),
+		Service:      b.Service,
+		Actor:        j.entry.Actor,
+		Organisation: j.entry.Organisation,
+		BreakGlass:   j.entry.BreakGlass,
+		Sealed:       sealed,
+		Key:          j.entry.Key,
+	}); err != nil {
+		return nil, err
+	}
+	ps.row.Seq, ps.row.Head, ps.dirty = b.Seq, c, true
+	return &Recorded{Index: index, Commitment: c, Body: body, Salt: salt, Time: now}, nil
+}
+
+// existing returns the event recorded with key, with its body.
+func (l *Ledger) existing(ctx context.Context, tx StoreReader, key Key) (*Recorded, error) {
+	row, err := tx.EventByKey(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	salt, body, err := l.openEvent(ctx, tx, row)
+	if err != nil {
+		return nil, err
+	}
+	return &Recorded{Index: row.Index, Commitment: row.Commitment, Body: body, Salt: salt, Time: time.Unix(0, row.TimeNanos).UTC(), Duplicate: true}, nil
+}
+
+// openEvent decrypts an event's salt and body, and checks them against
+// its commitment.
+func (l *Ledger) openEvent(ctx context.Context, tx StoreReader, row EventRow) ([32]byte, []byte, error) {
+	var salt [32]byte
+	if row.Erased || row.Sealed == nil {
+		return salt, nil, ErrErased
+	}
+	p, err := tx.Patient(ctx, row.Pseudonym)
+	if err != nil {
+		return salt, nil, fmt.Errorf("event %d: patient: %w", row.Index, err)
+	}
+	dk, err := l.keys.dataKey(row.Pseudonym, p.WrappedKey)
+	if err != nil {
+		return salt, nil, fmt.Errorf("event %d: %w", row.Index, err)
+	}
+	salt, body, err := openBody(dk, row.Sealed, row.Commitment)
+	if err != nil {
+		return salt, nil, fmt.Errorf("event %d: %w", row.Index, err)
+	}
+	if verify.Commitment(salt, body) != row.Commitment {
+		return salt, nil, fmt.Errorf("event %d: body does not match its commitment", row.Index)
+	}
+	return salt, body, nil
+}

@@ -1,0 +1,218 @@
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+)
+
+// senderPoll is how often the sender looks at the outbox when nothing
+// woke it (events recorded by another node, say).
+const senderPoll = 250 * time.Millisecond
+
+// ErrGap means the outbox lacks a leaf the log needs next: the event table
+// or the outbox was changed behind the ledger's back. Trillian's sequencer
+// cannot integrate past a missing index, so the ledger reports itself not
+// ready until an operator restores the row.
+var ErrGap = errors.New("the outbox has a gap")
+
+// ErrLogConflict means the log holds, at an index the ledger assigned,
+// another leaf than the ledger's: a security event. Sending stops; nothing
+// is retried silently.
+var ErrLogConflict = errors.New("the log holds another leaf at an index of the ledger")
+
+// health is the background work's state, for readiness.
+type health struct {
+	mu          sync.Mutex
+	sendErr     error // the sender's last error, nil when it caught up
+	checkErr    error // the checkpointer's last error
+	lastSentAt  time.Time
+	lastCheckAt time.Time
+}
+
+func (h *health) set(f func(h *health)) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	f(h)
+}
+
+// Ready returns nil if the ledger's background work is healthy: the
+// sender is not blocked by a gap or a conflict, and the checkpointer has
+// not refused to sign. It does not check the store or the log themselves.
+func (l *Ledger) Ready() error {
+	l.health.mu.Lock()
+	defer l.health.mu.Unlock()
+	if l.health.sendErr != nil && (errors.Is(l.health.sendErr, ErrGap) || errors.Is(l.health.sendErr, ErrLogConflict)) {
+		return l.health.sendErr
+	}
+	if l.health.checkErr != nil && errors.Is(l.health.checkErr, ErrInconsistent) {
+		return l.health.checkErr
+	}
+	return nil
+}
+
+func (l *Ledger) sendLoop(ctx context.Context) {
+	backoff := time.Duration(0)
+	for {
+		n, err := l.sendOnce(ctx)
+		l.health.set(func(h *health) {
+			h.sendErr = err
+			if err == nil {
+				h.lastSentAt = l.cfg.Now()
+			}
+		})
+		switch {
+		case ctx.Err() != nil:
+			return
+		case errors.Is(err, ErrLogConflict):
+			l.cfg.Logger.Error("ledger: SECURITY: sending stopped", "err", err)
+			<-ctx.Done()
+			return
+		case err != nil:
+			backoff = min(max(2*backoff, 50*time.Millisecond), 5*time.Second)
+			if !errors.Is(err, ErrGap) || backoff == 5*time.Second {
+				l.cfg.Logger.Warn("ledger: send to log", "err", err, "retry_in", backoff)
+			}
+			wait(ctx, backoff/2+rand.N(backoff/2+1), l.wake)
+			continue
+		}
+		backoff = 0
+		if n > 0 {
+			notify(l.sent)
+			continue // more may be waiting
+		}
+		wait(ctx, senderPoll, l.wake)
+	}
+}
+
+// wait sleeps for d, or until ctx is done or c fires.
+func wait(ctx context.Context, d time.Duration, c <-chan struct{}) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	case <-c:
+	}
+}
+
+// sendOnce sends the next batch of the outbox to the log and records that
+// it is there. It returns how many leaves it sent.
+func (l *Ledger) sendOnce(ctx context.Context) (int, error) {
+	var st State
+	var rows []OutboxRow
+	err := l.store.View(ctx, func(ctx context.Context, tx StoreReader) error {
+		var err error
+		if st, err = tx.State(ctx); err != nil {
+			return err
+		}
+		rows, err = tx.Outbox(ctx, st.SentSize, l.cfg.SendBatch)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("read outbox: %w", err)
+	}
+	if len(rows) == 0 {
+		if st.NextIndex > st.SentSize {
+			return 0, fmt.Errorf("%w: leaves %d to %d are recorded but not in the outbox", ErrGap, st.SentSize, st.NextIndex-1)
+		}
+		return 0, nil
+	}
+	// Only a contiguous run from the sent size can go.
+	if rows[0].Index != st.SentSize {
+		return 0, fmt.Errorf("%w: next leaf %d is missing (the outbox resumes at %d)", ErrGap, st.SentSize, rows[0].Index)
+	}
+	values := make([][]byte, 0, len(rows))
+	for i, r := range rows {
+		if r.Index != st.SentSize+uint64(i) {
+			break
+		}
+		values = append(values, r.LeafValue)
+	}
+	outcomes, err := l.log.AddSequenced(ctx, st.SentSize, values)
+	if err != nil {
+		return 0, fmt.Errorf("add leaves %d+%d: %w", st.SentSize, len(values), err)
+	}
+	if len(outcomes) != len(values) {
+		return 0, fmt.Errorf("add leaves: %d outcomes for %d leaves", len(outcomes), len(values))
+	}
+	stored := 0
+	for i, o := range outcomes {
+		if o.Conflict != nil && !bytes.Equal(o.Conflict, values[i]) {
+			index := st.SentSize + uint64(i)
+			err := fmt.Errorf("%w: index %d holds %x, the ledger's leaf is %x", ErrLogConflict, index, o.Conflict, values[i])
+			l.securityEvent(ctx, "log_conflict", err.Error(), bytes.Join([][]byte{values[i], o.Conflict}, []byte{'\n'}))
+			return 0, err
+		}
+		if !o.Stored {
+			break
+		}
+		stored++
+	}
+	if stored == 0 {
+		return 0, fmt.Errorf("add leaves: leaf %d not stored, retrying", st.SentSize)
+	}
+	err = l.store.Update(ctx, func(ctx context.Context, tx StoreTx) error {
+		return tx.MarkSent(ctx, st.SentSize, st.SentSize+uint64(stored))
+	})
+	if errors.Is(err, ErrConflict) {
+		return stored, nil // another sender recorded it first
+	}
+	if err != nil {
+		return 0, fmt.Errorf("mark sent: %w", err)
+	}
+	return stored, nil
+}
+
+// securityEvent logs and stores evidence of a security event. Storing can
+// fail (the store may be what is broken); the log line stays.
+func (l *Ledger) securityEvent(ctx context.Context, kind, detail string, evidence []byte) {
+	l.cfg.Logger.Error("ledger: SECURITY EVENT", "kind", kind, "detail", detail)
+	err := l.store.Update(context.WithoutCancel(ctx), func(ctx context.Context, tx StoreTx) error {
+		return tx.AddSecurityEvent(ctx, SecurityEvent{Kind: kind, Detail: detail, Evidence: evidence, Nanos: l.cfg.Now().UnixNano()})
+	})
+	if err != nil {
+		l.cfg.Logger.Error("ledger: could not store a security event", "kind", kind, "err", err)
+	}
+}
+
+// drain sends the outbox until it is empty, or ctx is done, then signs a
+// last checkpoint if the log has grown. Used by Close.
+func (l *Ledger) drain(ctx context.Context) error {
+	for {
+		n, err := l.sendOnce(ctx)
+		if err != nil {
+			return fmt.Errorf("drain: %w", err)
+		}
+		if n == 0 {
+			break
+		}
+	}
+	// Wait until the log integrated what was sent, then sign.
+	for {
+		var st State
+		if err := l.store.View(ctx, func(ctx context.Context, tx StoreReader) error {
+			var err error
+			st, err = tx.State(ctx)
+			return err
+		}); err != nil {
+			return fmt.Errorf("drain: %w", err)
+		}
+		if st.CheckpointSize >= st.SentSize {
+			return nil
+		}
+		if _, err := l.checkpointOnce(ctx); err != nil {
+			return fmt.Errorf("drain: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("drain: %w", ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}

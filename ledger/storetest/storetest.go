@@ -1,0 +1,505 @@
+// Package storetest is the conformance suite of ledger.Store: every
+// implementation runs it against a real database (ledger/sqlstore runs it
+// on SQLite and on PostgreSQL).
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/vigie-sante/vigie/ledger"
+	"github.com/vigie-sante/vigie/ledger/event"
+	"github.com/vigie-sante/vigie/ledger/verify"
+)
+
+// Factory returns an empty store for one test; it arranges its cleanup.
+type Factory func(t *testing.T) ledger.Store
+
+// Run runs the suite.
+func Run(t *testing.T, newStore Factory) {
+	for _, tc := range []struct {
+		name string
+		f    func(t *testing.T, s ledger.Store)
+	}{
+		{"InitialState", testInitialState},
+		{"Meta", testMeta},
+		{"ReserveIndicesIsGapFree", testReserveIndices},
+		{"PatientCompareAndSwap", testPatientCAS},
+		{"Events", testEvents},
+		{"EventUniqueness", testEventUniqueness},
+		{"FailedUpdateWritesNothing", testFailedUpdate},
+		{"OutboxAndMarkSent", testOutbox},
+		{"Checkpoints", testCheckpoints},
+		{"Erase", testErase},
+		{"Search", testSearch},
+		{"SecurityEvents", testSecurityEvents},
+	} {
+		t.Run(tc.name, func(t *testing.T) { tc.f(t, newStore(t)) })
+	}
+}
+
+var ctx = context.Background()
+
+func hash(s string) event.Hash { return sha256.Sum256([]byte(s)) }
+
+func hashBytes(s string) []byte { h := hash(s); return h[:] }
+
+func update(t *testing.T, s ledger.Store, f func(tx ledger.StoreTx) error) {
+	t.Helper()
+	if err := s.Update(ctx, func(ctx context.Context, tx ledger.StoreTx) error { return f(tx) }); err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+}
+
+func view(t *testing.T, s ledger.Store, f func(tx ledger.StoreReader) error) {
+	t.Helper()
+	if err := s.View(ctx, func(ctx context.Context, tx ledger.StoreReader) error { return f(tx) }); err != nil {
+		t.Fatalf("View: %v", err)
+	}
+}
+
+func state(t *testing.T, s ledger.Store) ledger.State {
+	t.Helper()
+	var st ledger.State
+	view(t, s, func(tx ledger.StoreReader) error {
+		var err error
+		st, err = tx.State(ctx)
+		return err
+	})
+	return st
+}
+
+func testInitialState(t *testing.T, s ledger.Store) {
+	if st := state(t, s); st != (ledger.State{}) {
+		t.Errorf("State of an empty store = %+v, want zero", st)
+	}
+	view(t, s, func(tx ledger.StoreReader) error {
+		if _, err := tx.LatestCheckpoint(ctx); !errors.Is(err, ledger.ErrNotFound) {
+			t.Errorf("LatestCheckpoint of an empty store = %v, want ErrNotFound", err)
+		}
+		if _, err := tx.Patient(ctx, hash("nobody")); !errors.Is(err, ledger.ErrNotFound) {
+			t.Errorf("Patient(unknown) = %v, want ErrNotFound", err)
+		}
+		if _, err := tx.EventByIndex(ctx, 0); !errors.Is(err, ledger.ErrNotFound) {
+			t.Errorf("EventByIndex(0) = %v, want ErrNotFound", err)
+		}
+		return nil
+	})
+}
+
+func testMeta(t *testing.T, s ledger.Store) {
+	update(t, s, func(tx ledger.StoreTx) error { return tx.SetMeta(ctx, "origin", []byte("a")) })
+	update(t, s, func(tx ledger.StoreTx) error { return tx.SetMeta(ctx, "origin", []byte("a")) })
+	err := s.Update(ctx, func(ctx context.Context, tx ledger.StoreTx) error { return tx.SetMeta(ctx, "origin", []byte("b")) })
+	if err == nil {
+		t.Errorf("SetMeta with another value succeeded")
+	}
+	view(t, s, func(tx ledger.StoreReader) error {
+		v, err := tx.Meta(ctx, "origin")
+		if err != nil || string(v) != "a" {
+			t.Errorf("Meta(origin) = %q, %v; want a", v, err)
+		}
+		if _, err := tx.Meta(ctx, "other"); !errors.Is(err, ledger.ErrNotFound) {
+			t.Errorf("Meta(other) = %v, want ErrNotFound", err)
+		}
+		return nil
+	})
+}
+
+// testReserveIndices reserves from many goroutines: every index is taken
+// once and the result is gap-free.
+func testReserveIndices(t *testing.T, s ledger.Store) {
+	const workers, each = 8, 10
+	var mu sync.Mutex
+	taken := map[uint64]bool{}
+	var wg sync.WaitGroup
+	for g := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				n := uint64(1 + (g+i)%3)
+				var first uint64
+				err := s.Update(ctx, func(ctx context.Context, tx ledger.StoreTx) error {
+					var err error
+					first, err = tx.ReserveIndices(ctx, n)
+					return err
+				})
+				if err != nil {
+					t.Errorf("ReserveIndices: %v", err)
+					return
+				}
+				mu.Lock()
+				for k := first; k < first+n; k++ {
+					if taken[k] {
+						t.Errorf("index %d taken twice", k)
+					}
+					taken[k] = true
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	next := state(t, s).NextIndex
+	if uint64(len(taken)) != next {
+		t.Errorf("%d indices taken, next index %d", len(taken), next)
+	}
+	for k := range next {
+		if !taken[k] {
+			t.Errorf("index %d skipped", k)
+		}
+	}
+}
+
+func testPatientCAS(t *testing.T, s ledger.Store) {
+	p := ledger.PatientRow{Pseudonym: hash("p"), WrappedKey: []byte("wrapped")}
+	update(t, s, func(tx ledger.StoreTx) error { return tx.InsertPatient(ctx, p) })
+	if err := s.Update(ctx, func(ctx context.Context, tx ledger.StoreTx) error { return tx.InsertPatient(ctx, p) }); !errors.Is(err, ledger.ErrConflict) {
+		t.Errorf("InsertPatient twice = %v, want ErrConflict", err)
+	}
+	next := p
+	next.Seq, next.Head, next.ConsentVersion = 1, hash("c1"), 3
+	update(t, s, func(tx ledger.StoreTx) error { return tx.AdvancePatient(ctx, next, 0) })
+	stale := next
+	stale.Seq, stale.Head = 2, hash("c2")
+	if err := s.Update(ctx, func(ctx context.Context, tx ledger.StoreTx) error { return tx.AdvancePatient(ctx, stale, 0) }); !errors.Is(err, ledger.ErrConflict) {
+		t.Errorf("AdvancePatient from a stale sequence number = %v, want ErrConflict", err)
+	}
+	view(t, s, func(tx ledger.StoreReader) error {
+		got, err := tx.Patient(ctx, p.Pseudonym)
+		if err != nil {
+			return err
+		}
+		if got.Seq != 1 || got.Head != next.Head || got.ConsentVersion != 3 || !bytes.Equal(got.WrappedKey, p.WrappedKey) {
+			t.Errorf("Patient = %+v, want seq 1, head c1, consent 3", got)
+		}
+		return nil
+	})
+}
+
+// addEvents stores n events of patient p (seq from 1), returning them.
+func addEvents(t *testing.T, s ledger.Store, p event.Hash, n int, mod func(i int, e *ledger.EventRow)) []ledger.EventRow {
+	t.Helper()
+	var out []ledger.EventRow
+	update(t, s, func(tx ledger.StoreTx) error {
+		out = out[:0]
+		first, err := tx.ReserveIndices(ctx, uint64(n))
+		if err != nil {
+			return err
+		}
+		st, err := tx.Patient(ctx, p)
+		isNew := errors.Is(err, ledger.ErrNotFound)
+		if err != nil && !isNew {
+			return err
+		}
+		if isNew {
+			st = ledger.PatientRow{Pseudonym: p, WrappedKey: []byte("k")}
+		}
+		old := st.Seq
+		for i := range n {
+			e := ledger.EventRow{
+				Index:      first + uint64(i),
+				Commitment: hash(fmt.Sprintf("%x/%d", p, st.Seq+1)),
+				Pseudonym:  p,
+				Seq:        st.Seq + 1,
+				Kind:       event.KindAccess,
+				TimeNanos:  int64(1000 + first + uint64(i)),
+				Service:    "svc",
+				Actor:      "10000000001",
+				Sealed:     []byte{byte(i)},
+			}
+			if mod != nil {
+				mod(i, &e)
+			}
+			if err := tx.InsertEvent(ctx, e); err != nil {
+				return err
+			}
+			st.Seq, st.Head = e.Seq, e.Commitment
+			out = append(out, e)
+		}
+		if isNew {
+			return tx.InsertPatient(ctx, st)
+		}
+		return tx.AdvancePatient(ctx, st, old)
+	})
+	return out
+}
+
+func testEvents(t *testing.T, s ledger.Store) {
+	a, b := hash("a"), hash("b")
+	ea := addEvents(t, s, a, 3, func(i int, e *ledger.EventRow) {
+		if i == 1 {
+			e.Key = ledger.Key{Service: "svc", RequestID: "r1"}
+			e.BreakGlass = true
+			e.Organisation = "750000001"
+		}
+	})
+	addEvents(t, s, b, 2, nil)
+	ea = append(ea, addEvents(t, s, a, 1, nil)...)
+	view(t, s, func(tx ledger.StoreReader) error {
+		got, err := tx.PatientEvents(ctx, a, 1, 10)
+		if err != nil {
+			return err
+		}
+		if len(got) != len(ea) {
+			t.Fatalf("PatientEvents(a) = %d events, want %d", len(got), len(ea))
+		}
+		for i := range got {
+			if got[i].Index != ea[i].Index || got[i].Seq != uint64(i+1) || got[i].Commitment != ea[i].Commitment || !bytes.Equal(got[i].Sealed, ea[i].Sealed) {
+				t.Errorf("PatientEvents(a)[%d] = %+v, want %+v", i, got[i], ea[i])
+			}
+		}
+		if got, _ := tx.PatientEvents(ctx, a, 3, 1); len(got) != 1 || got[0].Seq != 3 {
+			t.Errorf("PatientEvents(a, from 3, limit 1) = %+v", got)
+		}
+		byKey, err := tx.EventByKey(ctx, ledger.Key{Service: "svc", RequestID: "r1"})
+		if err != nil || byKey.Index != ea[1].Index || !byKey.BreakGlass || byKey.Organisation != "750000001" {
+			t.Errorf("EventByKey = %+v, %v; want event %d", byKey, err, ea[1].Index)
+		}
+		if _, err := tx.EventByKey(ctx, ledger.Key{Service: "svc", RequestID: "r2"}); !errors.Is(err, ledger.ErrNotFound) {
+			t.Errorf("EventByKey(unknown) = %v, want ErrNotFound", err)
+		}
+		byC, err := tx.EventByCommitment(ctx, ea[2].Commitment)
+		if err != nil || byC.Index != ea[2].Index {
+			t.Errorf("EventByCommitment = %+v, %v", byC, err)
+		}
+		cs, err := tx.Commitments(ctx, 0, 6)
+		if err != nil || len(cs) != 6 || cs[0] != ea[0].Commitment {
+			t.Errorf("Commitments(0, 6) = %d, %v", len(cs), err)
+		}
+		if _, err := tx.Commitments(ctx, 0, 7); err == nil {
+			t.Errorf("Commitments beyond the events succeeded")
+		}
+		return nil
+	})
+}
+
+func testEventUniqueness(t *testing.T, s ledger.Store) {
+	ev := addEvents(t, s, hash("a"), 1, func(_ int, e *ledger.EventRow) { e.Key = ledger.Key{Service: "s", RequestID: "k"} })[0]
+	for name, mod := range map[string]func(e *ledger.EventRow){
+		"same index":      func(e *ledger.EventRow) { e.Commitment = hash("other"); e.Key = ledger.Key{} },
+		"same commitment": func(e *ledger.EventRow) { e.Index = 99; e.Key = ledger.Key{} },
+		"same key":        func(e *ledger.EventRow) { e.Index = 99; e.Commitment = hash("other") },
+	} {
+		e := ev
+		e.Seq = 2
+		mod(&e)
+		err := s.Update(ctx, func(ctx context.Context, tx ledger.StoreTx) error { return tx.InsertEvent(ctx, e) })
+		if !errors.Is(err, ledger.ErrConflict) {
+			t.Errorf("InsertEvent with %s = %v, want ErrConflict", name, err)
+		}
+	}
+}
+
+// testFailedUpdate checks that an Update whose function fails leaves
+// nothing behind: no partial write.
+func testFailedUpdate(t *testing.T, s ledger.Store) {
+	boom := errors.New("boom")
+	err := s.Update(ctx, func(ctx context.Context, tx ledger.StoreTx) error {
+		if _, err := tx.ReserveIndices(ctx, 5); err != nil {
+			return err
+		}
+		if err := tx.InsertPatient(ctx, ledger.PatientRow{Pseudonym: hash("p")}); err != nil {
+			return err
+		}
+		if err := tx.InsertEvent(ctx, ledger.EventRow{Index: 0, Commitment: hash("c"), Pseudonym: hash("p"), Seq: 1, Kind: event.KindAccess}); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("Update = %v, want the function's error", err)
+	}
+	if st := state(t, s); st.NextIndex != 0 {
+		t.Errorf("after a failed Update, next index %d, want 0", st.NextIndex)
+	}
+	view(t, s, func(tx ledger.StoreReader) error {
+		if _, err := tx.Patient(ctx, hash("p")); !errors.Is(err, ledger.ErrNotFound) {
+			t.Errorf("after a failed Update, Patient = %v, want ErrNotFound", err)
+		}
+		if rows, _ := tx.Outbox(ctx, 0, 10); len(rows) != 0 {
+			t.Errorf("after a failed Update, %d outbox rows", len(rows))
+		}
+		return nil
+	})
+}
+
+func testOutbox(t *testing.T, s ledger.Store) {
+	evs := addEvents(t, s, hash("a"), 5, nil)
+	view(t, s, func(tx ledger.StoreReader) error {
+		rows, err := tx.Outbox(ctx, 0, 10)
+		if err != nil {
+			return err
+		}
+		if len(rows) != 5 {
+			t.Fatalf("Outbox = %d rows, want 5", len(rows))
+		}
+		for i, r := range rows {
+			if r.Index != evs[i].Index || !bytes.Equal(r.LeafValue, verify.LeafValue(evs[i].Commitment)) {
+				t.Errorf("Outbox[%d] = %d %x, want %d %x", i, r.Index, r.LeafValue, evs[i].Index, verify.LeafValue(evs[i].Commitment))
+			}
+		}
+		return nil
+	})
+	update(t, s, func(tx ledger.StoreTx) error { return tx.MarkSent(ctx, 0, 3) })
+	if err := s.Update(ctx, func(ctx context.Context, tx ledger.StoreTx) error { return tx.MarkSent(ctx, 0, 5) }); !errors.Is(err, ledger.ErrConflict) {
+		t.Errorf("MarkSent from a stale size = %v, want ErrConflict", err)
+	}
+	if st := state(t, s); st.SentSize != 3 {
+		t.Errorf("sent size %d, want 3", st.SentSize)
+	}
+	view(t, s, func(tx ledger.StoreReader) error {
+		rows, err := tx.Outbox(ctx, 0, 10)
+		if err != nil || len(rows) != 2 || rows[0].Index != 3 {
+			t.Errorf("Outbox after MarkSent(0, 3) = %+v, %v", rows, err)
+		}
+		return nil
+	})
+}
+
+func testCheckpoints(t *testing.T, s ledger.Store) {
+	mk := func(size uint64) ledger.CheckpointRow {
+		return ledger.CheckpointRow{Size: size, Root: hash(fmt.Sprint(size)), Note: []byte(fmt.Sprintf("note %d\n", size)), Range: [][]byte{hashBytes("r"), hashBytes(fmt.Sprint("x", size))}, SignedNanos: int64(size)}
+	}
+	update(t, s, func(tx ledger.StoreTx) error { return tx.AddCheckpoint(ctx, mk(0), 0) })
+	update(t, s, func(tx ledger.StoreTx) error { return tx.AddCheckpoint(ctx, mk(10), 0) })
+	for _, tc := range []struct {
+		size, prev uint64
+	}{{20, 0}, {5, 10}, {10, 10}, {0, 0}} {
+		err := s.Update(ctx, func(ctx context.Context, tx ledger.StoreTx) error { return tx.AddCheckpoint(ctx, mk(tc.size), tc.prev) })
+		if !errors.Is(err, ledger.ErrConflict) {
+			t.Errorf("AddCheckpoint(%d, prev %d) = %v, want ErrConflict", tc.size, tc.prev, err)
+		}
+	}
+	update(t, s, func(tx ledger.StoreTx) error { return tx.AddCheckpoint(ctx, mk(20), 10) })
+	view(t, s, func(tx ledger.StoreReader) error {
+		latest, err := tx.LatestCheckpoint(ctx)
+		if err != nil || latest.Size != 20 || !bytes.Equal(latest.Note, mk(20).Note) || len(latest.Range) != 2 || !bytes.Equal(latest.Range[1], mk(20).Range[1]) {
+			t.Errorf("LatestCheckpoint = %+v, %v", latest, err)
+		}
+		all, err := tx.Checkpoints(ctx, 0, 10)
+		if err != nil || len(all) != 2 || all[0].Size != 10 || all[1].Size != 20 {
+			t.Errorf("Checkpoints(after 0) = %+v, %v", all, err)
+		}
+		if c, err := tx.Checkpoint(ctx, 10); err != nil || c.Root != mk(10).Root {
+			t.Errorf("Checkpoint(10) = %+v, %v", c, err)
+		}
+		return nil
+	})
+	if st := state(t, s); st.CheckpointSize != 20 {
+		t.Errorf("checkpoint size %d, want 20", st.CheckpointSize)
+	}
+}
+
+func testErase(t *testing.T, s ledger.Store) {
+	a, b := hash("a"), hash("b")
+	ea := addEvents(t, s, a, 3, func(i int, e *ledger.EventRow) { e.Key = ledger.Key{Service: "s", RequestID: fmt.Sprint(i)} })
+	eb := addEvents(t, s, b, 1, nil)
+	var n int
+	update(t, s, func(tx ledger.StoreTx) error {
+		var err error
+		n, err = tx.ErasePatient(ctx, a, 42)
+		return err
+	})
+	if n != 3 {
+		t.Errorf("ErasePatient = %d events, want 3", n)
+	}
+	view(t, s, func(tx ledger.StoreReader) error {
+		p, err := tx.Patient(ctx, a)
+		if err != nil || p.WrappedKey != nil || p.ErasedNanos != 42 {
+			t.Errorf("erased patient = %+v, %v; want no key", p, err)
+		}
+		got, err := tx.PatientEvents(ctx, a, 1, 10)
+		if err != nil || len(got) != 3 {
+			t.Fatalf("PatientEvents after erasure = %d, %v; want 3 placeholders", len(got), err)
+		}
+		for i, e := range got {
+			if !e.Erased || e.Seq != uint64(i+1) || e.Index != ea[i].Index || e.Commitment != ea[i].Commitment || e.Sealed != nil || e.Actor != "" || e.TimeNanos != 0 {
+				t.Errorf("placeholder %d = %+v", i, e)
+			}
+		}
+		byIndex, err := tx.EventByIndex(ctx, ea[0].Index)
+		if err != nil || !byIndex.Erased || byIndex.Commitment != ea[0].Commitment {
+			t.Errorf("EventByIndex of an erased event = %+v, %v", byIndex, err)
+		}
+		if _, err := tx.EventByKey(ctx, ledger.Key{Service: "s", RequestID: "0"}); !errors.Is(err, ledger.ErrNotFound) {
+			t.Errorf("EventByKey of an erased event = %v, want ErrNotFound", err)
+		}
+		if cs, err := tx.Commitments(ctx, 0, 4); err != nil || cs[0] != ea[0].Commitment {
+			t.Errorf("Commitments after erasure = %v, %v", cs, err)
+		}
+		if got, _ := tx.PatientEvents(ctx, b, 1, 10); len(got) != 1 || got[0].Erased || got[0].Index != eb[0].Index {
+			t.Errorf("another patient's events after erasure = %+v", got)
+		}
+		return nil
+	})
+}
+
+func testSearch(t *testing.T, s ledger.Store) {
+	a := hash("a")
+	addEvents(t, s, a, 4, func(i int, e *ledger.EventRow) {
+		e.Actor = fmt.Sprint("1000000000", i%2)
+		e.Organisation = "750000001"
+		e.BreakGlass = i == 3
+		if i == 2 {
+			e.Kind = event.KindLedgerRead
+		}
+	})
+	addEvents(t, s, hash("b"), 2, func(i int, e *ledger.EventRow) { e.Organisation, e.Actor = "750000002", "" })
+	for _, tc := range []struct {
+		name string
+		f    ledger.SearchFilter
+		want []uint64
+	}{
+		{"all", ledger.SearchFilter{}, []uint64{0, 1, 2, 3, 4, 5}},
+		{"patient", ledger.SearchFilter{Pseudonym: &a}, []uint64{0, 1, 2, 3}},
+		{"actor", ledger.SearchFilter{Actor: "10000000001"}, []uint64{1, 3}},
+		{"organisation", ledger.SearchFilter{Organisation: "750000002"}, []uint64{4, 5}},
+		{"kind", ledger.SearchFilter{Kind: event.KindLedgerRead}, []uint64{2}},
+		{"break-glass", ledger.SearchFilter{BreakGlassOnly: true}, []uint64{3}},
+		{"time", ledger.SearchFilter{FromNanos: 1001, ToNanos: 1003}, []uint64{1, 2}},
+	} {
+		view(t, s, func(tx ledger.StoreReader) error {
+			got, err := tx.SearchEvents(ctx, tc.f, -1, 100)
+			if err != nil {
+				return err
+			}
+			var idx []uint64
+			for _, e := range got {
+				idx = append(idx, e.Index)
+			}
+			if fmt.Sprint(idx) != fmt.Sprint(tc.want) {
+				t.Errorf("SearchEvents(%s) = %v, want %v", tc.name, idx, tc.want)
+			}
+			return nil
+		})
+	}
+	view(t, s, func(tx ledger.StoreReader) error {
+		page, err := tx.SearchEvents(ctx, ledger.SearchFilter{}, 2, 2)
+		if err != nil || len(page) != 2 || page[0].Index != 3 {
+			t.Errorf("SearchEvents after 2, limit 2 = %+v, %v", page, err)
+		}
+		return nil
+	})
+}
+
+func testSecurityEvents(t *testing.T, s ledger.Store) {
+	for i := range 2 {
+		update(t, s, func(tx ledger.StoreTx) error {
+			return tx.AddSecurityEvent(ctx, ledger.SecurityEvent{Kind: "k", Detail: fmt.Sprint("d", i), Evidence: []byte{byte(i)}, Nanos: int64(i)})
+		})
+	}
+	view(t, s, func(tx ledger.StoreReader) error {
+		got, err := tx.SecurityEvents(ctx, 10)
+		if err != nil || len(got) != 2 || got[1].Detail != "d1" || !bytes.Equal(got[1].Evidence, []byte{1}) {
+			t.Errorf("SecurityEvents = %+v, %v", got, err)
+		}
+		return nil
+	})
+}
