@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"sync"
 	"time"
-
 )
 
 // senderPoll is how often the sender looks at the outbox when nothing
