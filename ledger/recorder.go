@@ -289,6 +289,7 @@ func (l *Ledger) resolveUnknown(group []*recordJob, cause error) {
 			if err != nil {
 				return err
 			}
+			res.Duplicate = false // it is this call's own event
 			j.res = res
 			return nil
 		})

@@ -1,0 +1,250 @@
+// Package ledgertest assembles a complete ledger for tests: Vigie's
+// database (SQLite or PostgreSQL) with the ledger's tables, an in-process
+// Trillian on SQLite or on Trillian's PostgreSQL storage, keys, and the
+// ledger itself, as vigie serve assembles them. The same data directory
+// and seed reopen the same ledger (crash tests restart it).
+package ledgertest
+
+import (
+	"context"
+	"crypto/sha256"
+	"io"
+	"math/rand/v2"
+	"path/filepath"
+	"testing"
+	"time"
+
+	tpb "github.com/google/trillian"
+	"github.com/google/trillian/storage"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/vigie-sante/vigie/ledger"
+	"github.com/vigie-sante/vigie/ledger/sqldb"
+	"github.com/vigie-sante/vigie/ledger/sqldb/pgtest"
+	"github.com/vigie-sante/vigie/ledger/sqlstore"
+	vtrillian "github.com/vigie-sante/vigie/ledger/trillian"
+	"github.com/vigie-sante/vigie/ledger/trillian/sqlite"
+	"github.com/vigie-sante/vigie/ledger/verify"
+)
+
+// ApplicationID is the SQLite application_id of Vigie's database.
+const ApplicationID = 0x56474431 // "VGD1"
+
+// Options configure New. The zero value gives a SQLite ledger in a new
+// temporary directory, started.
+type Options struct {
+	// PostgreSQL, if not empty, is the database URL for the ledger's
+	// tables and Trillian's (pgtest.NewDatabase gives one).
+	PostgreSQL string
+	// Dir is the data directory for SQLite (default: t.TempDir()).
+	Dir string
+	// Seed makes the keys; the same seed gives the same keys. Default 1.
+	Seed uint64
+	// NoStart leaves the background work stopped.
+	NoStart bool
+	// CheckpointInterval (default 50ms) and SequencerInterval (default
+	// 20ms) are short for tests.
+	CheckpointInterval, SequencerInterval time.Duration
+	// MergeDelay of receipts (default 10s).
+	MergeDelay time.Duration
+	// Now is the ledger's clock.
+	Now func() time.Time
+	// WrapStore and WrapLog put fakes with fault hooks around the real
+	// store and log.
+	WrapStore func(ledger.Store) ledger.Store
+	WrapLog   func(ledger.Log) ledger.Log
+}
+
+// Env is an assembled ledger.
+type Env struct {
+	Ledger           *ledger.Ledger
+	Store            ledger.Store
+	DB               *sqldb.DB
+	Log              ledger.Log
+	Trillian         *vtrillian.Embedded
+	TrillianStorage  storage.Provider
+	Tree             *tpb.Tree
+	Origin           string
+	CheckpointKey    note.Verifier
+	ReceiptKey       note.Verifier
+	Pseudonyms       *ledger.Pseudonymizer
+	closed           bool
+	t                testing.TB
+	backgroundCancel context.CancelFunc
+}
+
+// Keys derives the test keys of a seed: a deterministic source, so that a
+// child process and its parent share them.
+type Keys struct {
+	KEK, Pseudonym []byte
+	rand           io.Reader
+}
+
+func keys(seed uint64) Keys {
+	r := rand.NewChaCha8(sha256.Sum256([]byte{byte(seed), byte(seed >> 8), byte(seed >> 16), byte(seed >> 24)}))
+	k := Keys{KEK: make([]byte, 32), Pseudonym: make([]byte, 32), rand: r}
+	r.Read(k.KEK)
+	r.Read(k.Pseudonym)
+	return k
+}
+
+// New assembles and (unless NoStart) starts a ledger; Close or the end of
+// the test closes it.
+func New(t testing.TB, opts Options) *Env {
+	t.Helper()
+	ctx := context.Background()
+	if opts.Dir == "" {
+		opts.Dir = t.TempDir()
+	}
+	if opts.Seed == 0 {
+		opts.Seed = 1
+	}
+	if opts.CheckpointInterval == 0 {
+		opts.CheckpointInterval = 50 * time.Millisecond
+	}
+	if opts.SequencerInterval == 0 {
+		opts.SequencerInterval = 20 * time.Millisecond
+	}
+	e := &Env{t: t}
+	var err error
+	if opts.PostgreSQL != "" {
+		e.DB, err = sqldb.OpenPostgres(ctx, opts.PostgreSQL, sqldb.Options{})
+		if err != nil {
+			t.Fatalf("ledgertest: %v", err)
+		}
+		p, err := vtrillian.OpenPostgreSQL(ctx, opts.PostgreSQL, nil)
+		if err != nil {
+			t.Fatalf("ledgertest: %v", err)
+		}
+		e.TrillianStorage = p
+	} else {
+		e.DB, err = sqldb.OpenSQLiteDB(ctx, filepath.Join(opts.Dir, "vigie.db"), sqldb.Options{SQLite: sqldb.SQLiteOptions{ApplicationID: ApplicationID, Name: "Vigie database"}})
+		if err != nil {
+			t.Fatalf("ledgertest: %v", err)
+		}
+		s, err := sqlite.Open(ctx, filepath.Join(opts.Dir, "trillian.db"), sqlite.Options{})
+		if err != nil {
+			t.Fatalf("ledgertest: %v", err)
+		}
+		e.TrillianStorage = s
+	}
+	t.Cleanup(e.Close)
+	if err := e.DB.Migrate(ctx, sqlstore.Migrations); err != nil {
+		t.Fatalf("ledgertest: %v", err)
+	}
+	e.Store = sqlstore.New(e.DB)
+	if opts.WrapStore != nil {
+		e.Store = opts.WrapStore(e.Store)
+	}
+	e.Trillian, err = vtrillian.Start(ctx, vtrillian.Config{
+		LogStorage:        e.TrillianStorage.LogStorage(),
+		AdminStorage:      e.TrillianStorage.AdminStorage(),
+		SequencerInterval: opts.SequencerInterval,
+	})
+	if err != nil {
+		t.Fatalf("ledgertest: %v", err)
+	}
+	e.Tree, err = vtrillian.EnsureTree(ctx, e.Trillian.Clients, vtrillian.TreeSpec{DisplayName: "vigie", Type: tpb.TreeType_PREORDERED_LOG})
+	if err != nil {
+		t.Fatalf("ledgertest: %v", err)
+	}
+	log, err := vtrillian.NewLog(e.Trillian.Clients, e.Tree)
+	if err != nil {
+		t.Fatalf("ledgertest: %v", err)
+	}
+	e.Log = log
+	if opts.WrapLog != nil {
+		e.Log = opts.WrapLog(log)
+	}
+	e.Origin, err = verify.FormatOrigin("test.vigie.example", e.Tree.TreeId)
+	if err != nil {
+		t.Fatalf("ledgertest: %v", err)
+	}
+	k := keys(opts.Seed)
+	cpSigner, cpVerifier := signer(t, k.rand, e.Origin)
+	rcSigner, rcVerifier := signer(t, k.rand, verify.ReceiptKeyName(e.Origin))
+	e.CheckpointKey, e.ReceiptKey = cpVerifier, rcVerifier
+	e.Pseudonyms, err = ledger.NewPseudonymizer(k.Pseudonym)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Ledger, err = ledger.New(ctx, ledger.Config{
+		Origin:             e.Origin,
+		CheckpointSigner:   cpSigner,
+		ReceiptSigner:      rcSigner,
+		KEK:                k.KEK,
+		Pseudonyms:         e.Pseudonyms,
+		MergeDelay:         opts.MergeDelay,
+		CheckpointInterval: opts.CheckpointInterval,
+		Now:                opts.Now,
+	}, e.Store, e.Log)
+	if err != nil {
+		t.Fatalf("ledgertest: %v", err)
+	}
+	if !opts.NoStart {
+		e.Start()
+	}
+	return e
+}
+
+// Start starts the ledger's background work.
+func (e *Env) Start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	e.backgroundCancel = cancel
+	e.Ledger.Start(ctx)
+}
+
+func signer(t testing.TB, r io.Reader, name string) (note.Signer, note.Verifier) {
+	t.Helper()
+	skey, vkey, err := note.GenerateKey(r, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := note.NewSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := note.NewVerifier(vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, v
+}
+
+// Close drains and stops the ledger, then closes Trillian and the
+// databases. It is idempotent.
+func (e *Env) Close() {
+	if e.closed {
+		return
+	}
+	e.closed = true
+	if e.Ledger != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		if err := e.Ledger.Close(ctx); err != nil {
+			e.t.Logf("ledgertest: close ledger: %v", err)
+		}
+		cancel()
+	}
+	if e.backgroundCancel != nil {
+		e.backgroundCancel()
+	}
+	if e.Trillian != nil {
+		e.Trillian.Close()
+	}
+	if e.TrillianStorage != nil {
+		e.TrillianStorage.Close()
+	}
+	if e.DB != nil {
+		e.DB.Close()
+	}
+}
+
+// Postgres returns a fresh PostgreSQL database for New, or skips t as
+// pgtest does.
+func Postgres(t testing.TB) string { return pgtest.NewDatabase(t) }
+
+// Patient is a test patient identifier (implements ledger.PatientID).
+type Patient string
+
+// Canonical implements ledger.PatientID.
+func (p Patient) Canonical() string { return string(p) }
