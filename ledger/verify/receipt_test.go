@@ -56,6 +56,7 @@ func TestParseReceipt(t *testing.T) {
 		{"time with offset", with(4, "2026-11-28T23:00:01.000000500+01:00\n"), "time"},
 		{"deadline missing", with(5, "\n"), "deadline"},
 		{"deadline before time", with(5, "2026-11-28T22:00:00.000000000Z\n"), "deadline before time"},
+		{"year 0", with(4, "0000-01-01T00:00:00.000000000Z\n"), "time missing or out of range"},
 		{"CRLF", strings.ReplaceAll(golden, "\n", "\r\n"), "control character"},
 		{"too large", golden + strings.Repeat("x", 1000) + "\n", "limit"},
 	}
