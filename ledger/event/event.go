@@ -421,17 +421,18 @@ func checkVersion(data []byte) error {
 		return ErrMissingVersion
 	}
 	rest := data[len(prefix):]
-	n := 0
-	for n < len(rest) && '0' <= rest[n] && rest[n] <= '9' {
-		n++
+	n := bytes.IndexAny(rest, ",}")
+	if n < 0 {
+		return errors.New("event body: truncated JSON")
 	}
-	if n == 1 && rest[0] == '1' && n < len(rest) && rest[n] == ',' {
+	switch v := rest[:n]; {
+	case string(v) == "1":
 		return nil
+	case string(bytes.TrimSpace(v)) == "1":
+		return errors.New("event body: not in canonical form (whitespace or escapes)")
+	default:
+		return fmt.Errorf("%w %s", ErrUnsupportedVersion, versionText(v))
 	}
-	if n > 0 && n < len(rest) && (rest[n] == ',' || rest[n] == '}') {
-		return fmt.Errorf("%w %s", ErrUnsupportedVersion, versionText(rest[:n]))
-	}
-	return fmt.Errorf("%w %s", ErrUnsupportedVersion, versionText(nil))
 }
 
 // versionText names a version for an error message: a short decimal integer

@@ -1,7 +1,6 @@
 package verify
 
 import (
-	"bytes"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -228,9 +227,6 @@ func openNote(signed []byte, v note.Verifier) ([]byte, error) {
 	}
 	// note.Open verified at least one signature, and v is the only key it
 	// knows.
-	if !bytes.HasSuffix([]byte(n.Text), []byte("\n")) {
-		return nil, errors.New("signed note: text does not end in a newline")
-	}
 	return []byte(n.Text), nil
 }
 

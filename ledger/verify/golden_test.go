@@ -236,3 +236,28 @@ func TestGoldenVectorsByHand(t *testing.T) {
 		t.Errorf("root of the two leaves %x, file says %x", node, root)
 	}
 }
+
+// TestDocsQuoteGolden keeps docs/formats.md in step with the golden files it
+// quotes.
+func TestDocsQuoteGolden(t *testing.T) {
+	doc := string(readFile(t, "../../docs/formats.md"))
+	for _, name := range []string{"checkpoint.note", "receipt.note", "event-1.json"} {
+		if !strings.Contains(doc, strings.TrimSpace(string(readFile(t, "testdata/"+name)))) {
+			t.Errorf("docs/formats.md does not quote testdata/%s as it is", name)
+		}
+	}
+	// The worked example quotes every value of event 1 and the tree root.
+	for _, block := range strings.Split(string(readFile(t, "testdata/vectors.txt")), "\n\n") {
+		if !strings.HasPrefix(block, "[event 1]") && !strings.HasPrefix(block, "[tree]") {
+			continue
+		}
+		for _, line := range strings.Split(block, "\n")[1:] {
+			if k, v, _ := strings.Cut(line, " "); v != "" && k != "body-file" && k != "size" && !strings.Contains(doc, v) {
+				t.Errorf("docs/formats.md does not quote %s %s", k, v)
+			}
+		}
+	}
+	if _, vkey, _ := strings.Cut(strings.Split(string(readFile(t, "testdata/keys.txt")), "\n")[1], " "); !strings.Contains(doc, vkey) {
+		t.Errorf("docs/formats.md does not quote the checkpoint verifier key %s", vkey)
+	}
+}

@@ -132,8 +132,8 @@ func ParseReceipt(text []byte) (Receipt, error) {
 	if r.Deadline, err = parseTime(lines[5]); err != nil {
 		return Receipt{}, fmt.Errorf("receipt: line 6: deadline: %w", err)
 	}
-	if r.Deadline.Before(r.Time) {
-		return Receipt{}, errors.New("receipt: deadline before time")
+	if err := r.check(); err != nil { // the rules of FormatReceipt
+		return Receipt{}, err
 	}
 	return r, nil
 }
