@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of Vigie (make test):
-#   1. static checks: gofmt, go vet, a static (CGO_ENABLED=0) build;
+#   1. static checks: gofmt, go vet, a static (CGO_ENABLED=0) build, the
+#      verifier's WebAssembly build and tests (scripts/check-wasm.sh);
 #   2. a throwaway PostgreSQL cluster (installed from Debian's packages if
 #      needed, see scripts/pg.sh), stopped whatever happens;
 #   3. go test over the whole module.
@@ -19,6 +20,7 @@ if [ -n "$unformatted" ]; then
 fi
 go vet ./...
 CGO_ENABLED=0 go build -o /dev/null ./...  # one static binary, no cgo
+scripts/check-wasm.sh                       # the verifier runs in browsers
 
 if ! pg_start; then
 	if [ "${CI:-}" = true ]; then
