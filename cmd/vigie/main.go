@@ -3,8 +3,9 @@
 //
 // Usage:
 //
-//	vigie serve [flags]   run the service (embedded ledger by default)
-//	vigie version         print the version
+//	vigie serve [flags]          run the service (embedded ledger by default)
+//	vigie bench record [flags]   measure sustained recording on this machine
+//	vigie version                print the version
 //
 // Every flag can also be set through the environment: --data-dir is
 // VIGIE_DATA_DIR, and so on; a flag on the command line wins. Run
@@ -38,6 +39,7 @@ type command struct {
 
 var commands = map[string]command{
 	"serve":   {"run the service", runServe},
+	"bench":   {"measure Vigie on this machine (bench record)", runBench},
 	"version": {"print the version", runVersion},
 }
 

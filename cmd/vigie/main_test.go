@@ -203,7 +203,7 @@ func TestServeStopsGracefully(t *testing.T) {
 	if info.Mode().Perm() != 0o700 {
 		t.Errorf("data directory mode %v, want 0700", info.Mode().Perm())
 	}
-	for _, name := range []string{"trillian.db"} {
+	for _, name := range []string{"trillian.db", "vigie.db", "keys/kek", "keys/pseudonym.key", "keys/checkpoint.key", "keys/receipt.key"} {
 		info, err := os.Stat(filepath.Join(dataDir, name))
 		if err != nil {
 			t.Fatal(err)
@@ -211,6 +211,22 @@ func TestServeStopsGracefully(t *testing.T) {
 		if info.Mode().Perm() != 0o600 {
 			t.Errorf("%s mode %v, want 0600", name, info.Mode().Perm())
 		}
+	}
+}
+
+// TestServeRefusesAnotherLogName checks that the log's name, saved at
+// first start, cannot change: it is in every checkpoint's origin.
+func TestServeRefusesAnotherLogName(t *testing.T) {
+	dataDir := t.TempDir()
+	s := startServe(t, "--data-dir", dataDir, "--log-name", "first.example")
+	s.waitReady(t)
+	if !strings.Contains(s.output(), "log origin: first.example/vigie/") {
+		t.Errorf("output does not show the origin:\n%s", s.output())
+	}
+	s.stop(t, syscall.SIGTERM)
+	code, out := runVigie(t, nil, "serve", "--data-dir", dataDir, "--log-name", "second.example")
+	if code != exitFailure || !strings.Contains(out, `log is named "first.example", which never changes`) {
+		t.Errorf("another log name: exit %d, output:\n%s", code, out)
 	}
 }
 

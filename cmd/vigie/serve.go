@@ -2,46 +2,25 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
-	tpb "github.com/google/trillian"
-	"github.com/google/trillian/storage"
 	"k8s.io/klog/v2"
-
-	vtrillian "github.com/vigie-sante/vigie/ledger/trillian"
-	"github.com/vigie-sante/vigie/ledger/trillian/sqlite"
 )
 
-// treeName is the display name of Vigie's Trillian tree, found again at
-// every start.
-const treeName = "vigie"
-
 type serveConfig struct {
-	dataDir           string
-	db                string
-	trillianAddr      string
-	treeID            int64
-	sequencerInterval time.Duration
-	sequencerBatch    int
-	logLevel          slog.Level
+	node     nodeConfig
+	logLevel slog.Level
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("serve", stderr)
 	var cfg serveConfig
-	fs.StringVar(&cfg.dataDir, "data-dir", "vigie-data", "directory of Vigie's files: SQLite databases and keys (embedded mode)")
-	fs.StringVar(&cfg.db, "db", "", "database URL: empty for SQLite files in the data directory (embedded), or postgres://... for PostgreSQL")
-	fs.StringVar(&cfg.trillianAddr, "trillian", "", "address (host:port) of an external Trillian log server; empty runs Trillian in process")
-	fs.Int64Var(&cfg.treeID, "trillian-tree-id", 0, "ID of the Trillian tree to use; 0 finds (or creates) the tree named \""+treeName+"\"")
-	fs.DurationVar(&cfg.sequencerInterval, "sequencer-interval", 100*time.Millisecond, "in-process Trillian: time between sequencing runs")
-	fs.IntVar(&cfg.sequencerBatch, "sequencer-batch", 1000, "in-process Trillian: most leaves integrated per sequencing run")
+	cfg.node.flags(fs)
 	fs.TextVar(&cfg.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
 	if code, done := parseFlags(fs, args); done {
 		return code
@@ -54,119 +33,36 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	return exitOK
 }
 
+// drainTimeout bounds how long a shutdown waits for the outbox to drain.
+const drainTimeout = 30 * time.Second
+
 // serve runs the service until ctx is done (SIGINT or SIGTERM), then shuts
-// down in order: nothing new is accepted, work in flight finishes, storage
-// closes last.
+// down in order: nothing new is accepted, work in flight finishes, the
+// outbox drains, storage closes last.
 func serve(ctx context.Context, cfg serveConfig, stdout io.Writer, logger *slog.Logger) error {
-	if cfg.sequencerBatch <= 0 {
-		return errors.New("--sequencer-batch must be positive")
-	}
-	if cfg.sequencerInterval <= 0 {
-		return errors.New("--sequencer-interval must be positive")
-	}
-	lg, err := openLedger(ctx, cfg, logger)
+	n, err := openNode(ctx, cfg.node, logger)
 	if err != nil {
 		return err
 	}
-	defer lg.close()
+	defer n.close(context.Background())
 
 	fmt.Fprintf(stdout, "Vigie %s is running.\n", versionString())
-	fmt.Fprintf(stdout, "  ledger: Trillian tree %d (%s) on %s\n", lg.tree.TreeId, lg.tree.TreeType, lg.where)
+	fmt.Fprintf(stdout, "  ledger: Trillian tree %d (%s) on %s\n", n.tree.TreeId, n.tree.TreeType, n.where)
+	fmt.Fprintf(stdout, "  log origin: %s\n", n.origin)
+	fmt.Fprintf(stdout, "  checkpoint key: %s\n", n.keys.checkpointVerifier)
+	fmt.Fprintf(stdout, "  receipt key: %s\n", n.keys.receiptVerifier)
 	fmt.Fprintln(stdout, "Stop it with Ctrl+C (SIGINT) or SIGTERM.")
-	logger.Info("ready", "tree_id", lg.tree.TreeId, "trillian", lg.where)
+	logger.Info("ready", "tree_id", n.tree.TreeId, "origin", n.origin, "trillian", n.where)
 
 	<-ctx.Done()
 	logger.Info("shutting down")
-	if err := lg.close(); err != nil {
+	dctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+	defer cancel()
+	if err := n.close(dctx); err != nil {
 		return fmt.Errorf("shut down: %w", err)
 	}
 	logger.Info("stopped")
 	return nil
-}
-
-// ledger holds the Trillian side of the service.
-type ledger struct {
-	clients vtrillian.Clients
-	tree    *tpb.Tree
-	where   string
-	closers []func() error // run in reverse order
-	closed  bool
-}
-
-func (l *ledger) close() error {
-	if l.closed {
-		return nil
-	}
-	l.closed = true
-	var errs []error
-	for i := len(l.closers) - 1; i >= 0; i-- {
-		errs = append(errs, l.closers[i]())
-	}
-	return errors.Join(errs...)
-}
-
-func openLedger(ctx context.Context, cfg serveConfig, logger *slog.Logger) (_ *ledger, err error) {
-	lg := &ledger{}
-	defer func() {
-		if err != nil {
-			lg.close()
-		}
-	}()
-	spec := vtrillian.TreeSpec{TreeID: cfg.treeID, DisplayName: treeName, Type: tpb.TreeType_PREORDERED_LOG}
-
-	if cfg.trillianAddr != "" {
-		r, err := vtrillian.Dial(cfg.trillianAddr)
-		if err != nil {
-			return nil, err
-		}
-		lg.closers = append(lg.closers, r.Close)
-		lg.clients = r.Clients
-		lg.where = "Trillian at " + cfg.trillianAddr
-	} else {
-		var p storage.Provider
-		switch {
-		case cfg.db == "":
-			dir, err := prepareDataDir(cfg.dataDir)
-			if err != nil {
-				return nil, err
-			}
-			path := filepath.Join(dir, "trillian.db")
-			s, err := sqlite.Open(ctx, path, sqlite.Options{})
-			if err != nil {
-				return nil, fmt.Errorf("open Trillian storage: %w", err)
-			}
-			p, lg.where = s, "SQLite "+path
-		case strings.HasPrefix(cfg.db, "postgres://") || strings.HasPrefix(cfg.db, "postgresql://"):
-			s, err := vtrillian.OpenPostgreSQL(ctx, cfg.db, nil)
-			if err != nil {
-				return nil, err
-			}
-			p, lg.where = s, "PostgreSQL"
-		default:
-			return nil, errors.New("--db: want a postgres:// URL, or nothing for the embedded SQLite files")
-		}
-		lg.closers = append(lg.closers, p.Close)
-		e, err := vtrillian.Start(ctx, vtrillian.Config{
-			LogStorage:        p.LogStorage(),
-			AdminStorage:      p.AdminStorage(),
-			SequencerInterval: cfg.sequencerInterval,
-			BatchSize:         cfg.sequencerBatch,
-		})
-		if err != nil {
-			return nil, err
-		}
-		lg.closers = append(lg.closers, e.Close)
-		lg.clients = e.Clients
-	}
-
-	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	lg.tree, err = vtrillian.EnsureTree(tctx, lg.clients, spec)
-	if err != nil {
-		return nil, err
-	}
-	logger.Debug("trillian tree", "tree_id", lg.tree.TreeId)
-	return lg, nil
 }
 
 // prepareDataDir creates the data directory (owner-only) if needed and

@@ -1,0 +1,221 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"time"
+
+	tpb "github.com/google/trillian"
+	"github.com/google/trillian/storage"
+
+	"github.com/vigie-sante/vigie/ledger"
+	"github.com/vigie-sante/vigie/ledger/sqldb"
+	"github.com/vigie-sante/vigie/ledger/sqlstore"
+	vtrillian "github.com/vigie-sante/vigie/ledger/trillian"
+	"github.com/vigie-sante/vigie/ledger/trillian/sqlite"
+	"github.com/vigie-sante/vigie/ledger/verify"
+)
+
+// treeName is the display name of Vigie's Trillian tree, found again at
+// every start.
+const treeName = "vigie"
+
+// dbApplicationID is the SQLite application_id of Vigie's database.
+const dbApplicationID = 0x56474431 // "VGD1"
+
+// nodeConfig is what a Vigie node is assembled from (flags of serve and
+// bench).
+type nodeConfig struct {
+	dataDir            string
+	db                 string
+	trillianAddr       string
+	treeID             int64
+	sequencerInterval  time.Duration
+	sequencerBatch     int
+	logName            string
+	kekFile            string
+	checkpointInterval time.Duration
+	mergeDelay         time.Duration
+}
+
+func (c *nodeConfig) flags(fs *flag.FlagSet) {
+	fs.StringVar(&c.dataDir, "data-dir", "vigie-data", "directory of Vigie's files: keys, and the SQLite databases in embedded mode")
+	fs.StringVar(&c.db, "db", "", "database URL: empty for SQLite files in the data directory (embedded), or postgres://... for PostgreSQL")
+	fs.StringVar(&c.trillianAddr, "trillian", "", "address (host:port) of an external Trillian log server; empty runs Trillian in process")
+	fs.Int64Var(&c.treeID, "trillian-tree-id", 0, "ID of the Trillian tree to use; 0 finds (or creates) the tree named \""+treeName+"\"")
+	fs.DurationVar(&c.sequencerInterval, "sequencer-interval", 100*time.Millisecond, "in-process Trillian: time between sequencing runs")
+	fs.IntVar(&c.sequencerBatch, "sequencer-batch", 1000, "in-process Trillian: most leaves integrated per sequencing run")
+	fs.StringVar(&c.logName, "log-name", "", "the log's name, the start of every checkpoint's origin (default vigie.localhost); saved at first start, never changes")
+	fs.StringVar(&c.kekFile, "kek-file", "", "file of the key-encryption key (default <data dir>/keys/kek)")
+	fs.DurationVar(&c.checkpointInterval, "checkpoint-interval", time.Second, "least time between two signed checkpoints")
+	fs.DurationVar(&c.mergeDelay, "merge-delay", 10*time.Second, "maximum merge delay promised by receipts")
+}
+
+func (c *nodeConfig) validate() error {
+	switch {
+	case c.sequencerBatch <= 0:
+		return errors.New("--sequencer-batch must be positive")
+	case c.sequencerInterval <= 0:
+		return errors.New("--sequencer-interval must be positive")
+	case c.checkpointInterval <= 0:
+		return errors.New("--checkpoint-interval must be positive")
+	case c.mergeDelay <= 0:
+		return errors.New("--merge-delay must be positive")
+	case c.db != "" && !strings.HasPrefix(c.db, "postgres://") && !strings.HasPrefix(c.db, "postgresql://"):
+		return errors.New("--db: want a postgres:// URL, or nothing for the embedded SQLite files")
+	}
+	return nil
+}
+
+// node is an assembled Vigie: database, Trillian, ledger.
+type node struct {
+	db        *sqldb.DB
+	store     ledger.Store
+	clients   vtrillian.Clients
+	tree      *tpb.Tree
+	ledger    *ledger.Ledger
+	keys      *keyring
+	origin    string
+	where     string // where Trillian runs, for humans
+	closers   []func() error
+	cancelBg  context.CancelFunc
+	ledgerRun bool
+}
+
+// openNode assembles a node and starts the ledger's background work.
+func openNode(ctx context.Context, cfg nodeConfig, logger *slog.Logger) (_ *node, err error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	n := &node{}
+	defer func() {
+		if err != nil {
+			n.close(context.Background())
+		}
+	}()
+	dataDir, err := prepareDataDir(cfg.dataDir)
+	if err != nil {
+		return nil, err
+	}
+
+	// Vigie's own database.
+	if cfg.db == "" {
+		n.db, err = sqldb.OpenSQLiteDB(ctx, filepath.Join(dataDir, "vigie.db"), sqldb.Options{SQLite: sqldb.SQLiteOptions{ApplicationID: dbApplicationID, Name: "Vigie database"}})
+	} else {
+		n.db, err = sqldb.OpenPostgres(ctx, cfg.db, sqldb.Options{})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	n.closers = append(n.closers, n.db.Close)
+	if err := n.db.Migrate(ctx, sqlstore.Migrations); err != nil {
+		return nil, fmt.Errorf("database schema: %w", err)
+	}
+	n.store = sqlstore.New(n.db)
+
+	// Trillian.
+	spec := vtrillian.TreeSpec{TreeID: cfg.treeID, DisplayName: treeName, Type: tpb.TreeType_PREORDERED_LOG}
+	if cfg.trillianAddr != "" {
+		r, err := vtrillian.Dial(cfg.trillianAddr)
+		if err != nil {
+			return nil, err
+		}
+		n.closers = append(n.closers, r.Close)
+		n.clients, n.where = r.Clients, "Trillian at "+cfg.trillianAddr
+	} else {
+		var p storage.Provider
+		if cfg.db == "" {
+			path := filepath.Join(dataDir, "trillian.db")
+			s, err := sqlite.Open(ctx, path, sqlite.Options{})
+			if err != nil {
+				return nil, fmt.Errorf("open Trillian storage: %w", err)
+			}
+			p, n.where = s, "SQLite "+path
+		} else {
+			s, err := vtrillian.OpenPostgreSQL(ctx, cfg.db, nil)
+			if err != nil {
+				return nil, err
+			}
+			p, n.where = s, "PostgreSQL"
+		}
+		n.closers = append(n.closers, p.Close)
+		e, err := vtrillian.Start(ctx, vtrillian.Config{
+			LogStorage:        p.LogStorage(),
+			AdminStorage:      p.AdminStorage(),
+			SequencerInterval: cfg.sequencerInterval,
+			BatchSize:         cfg.sequencerBatch,
+		})
+		if err != nil {
+			return nil, err
+		}
+		n.closers = append(n.closers, e.Close)
+		n.clients = e.Clients
+	}
+	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if n.tree, err = vtrillian.EnsureTree(tctx, n.clients, spec); err != nil {
+		return nil, err
+	}
+	log, err := vtrillian.NewLog(n.clients, n.tree)
+	if err != nil {
+		return nil, err
+	}
+
+	// Keys and the ledger.
+	keysDir := filepath.Join(dataDir, "keys")
+	name, err := logName(keysDir, cfg.logName)
+	if err != nil {
+		return nil, err
+	}
+	if n.origin, err = verify.FormatOrigin(name, n.tree.TreeId); err != nil {
+		return nil, err
+	}
+	if n.keys, err = loadOrCreateKeys(keysDir, cfg.kekFile, n.origin); err != nil {
+		return nil, err
+	}
+	pseudonyms, err := ledger.NewPseudonymizer(n.keys.pseudonym)
+	if err != nil {
+		return nil, err
+	}
+	n.ledger, err = ledger.New(ctx, ledger.Config{
+		Origin:             n.origin,
+		CheckpointSigner:   n.keys.checkpoint,
+		ReceiptSigner:      n.keys.receipt,
+		KEK:                n.keys.kek,
+		Pseudonyms:         pseudonyms,
+		MergeDelay:         cfg.mergeDelay,
+		CheckpointInterval: cfg.checkpointInterval,
+		Logger:             logger,
+	}, n.store, log)
+	if err != nil {
+		return nil, err
+	}
+	bg, cancelBg := context.WithCancel(context.WithoutCancel(ctx))
+	n.cancelBg = cancelBg
+	n.ledger.Start(bg)
+	n.ledgerRun = true
+	return n, nil
+}
+
+// close drains the ledger's outbox (until ctx is done), stops it, then
+// closes Trillian and the databases.
+func (n *node) close(ctx context.Context) error {
+	var errs []error
+	if n.ledgerRun {
+		n.ledgerRun = false
+		errs = append(errs, n.ledger.Close(ctx))
+	}
+	if n.cancelBg != nil {
+		n.cancelBg()
+	}
+	for i := len(n.closers) - 1; i >= 0; i-- {
+		errs = append(errs, n.closers[i]())
+	}
+	n.closers = nil
+	return errors.Join(errs...)
+}
