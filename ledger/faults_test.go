@@ -175,4 +175,3 @@ func wantSecurityEvent(t *testing.T, env *ledgertest.Env, kind string) {
 	}
 	t.Errorf("no %s security event with evidence among %d", kind, len(evs))
 }
-
