@@ -180,48 +180,126 @@ func (l *logStorage) AddSequencedLeaves(ctx context.Context, t *trillian.Tree, l
 	var res []*trillian.QueuedLogLeaf
 	err := l.s.db.Group(ctx, func(ctx context.Context, tx sqldb.Querier) error {
 		res = make([]*trillian.QueuedLogLeaf, len(leaves))
-		for i, leaf := range leaves {
-			existing, err := leafAt(ctx, tx, t.TreeId, leaf.LeafIndex)
-			if err != nil {
-				return err
-			}
-			if existing != nil {
-				if bytes.Equal(existing.LeafIdentityHash, leaf.LeafIdentityHash) {
-					res[i] = &trillian.QueuedLogLeaf{Leaf: existing, Status: status.New(codes.AlreadyExists, "leaf already stored at this index").Proto()}
-				} else {
-					res[i] = &trillian.QueuedLogLeaf{Leaf: existing, Status: status.New(codes.FailedPrecondition, "conflicting LeafIndex").Proto()}
-				}
-				continue
-			}
-			r, err := tx.ExecContext(ctx,
-				"INSERT INTO leaf_data (tree_id, identity_hash, leaf_value, extra_data, queue_timestamp_nanos) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-				t.TreeId, leaf.LeafIdentityHash, leaf.LeafValue, nullable(leaf.ExtraData), nanos)
-			if err != nil {
-				return fmt.Errorf("add sequenced leaf: %w", err)
-			}
-			if n, err := r.RowsAffected(); err != nil {
-				return err
-			} else if n == 0 {
-				other, err := leafByIdentity(ctx, tx, t.TreeId, leaf.LeafIdentityHash)
-				if err != nil {
-					return err
-				}
-				res[i] = &trillian.QueuedLogLeaf{Leaf: other, Status: status.New(codes.FailedPrecondition, "conflicting LeafIdentityHash").Proto()}
-				continue
-			}
-			if _, err := tx.ExecContext(ctx,
-				"INSERT INTO sequenced_leaves (tree_id, sequence_number, identity_hash, merkle_leaf_hash, integrate_timestamp_nanos) VALUES (?, ?, ?, ?, 0)",
-				t.TreeId, leaf.LeafIndex, leaf.LeafIdentityHash, leaf.MerkleLeafHash); err != nil {
-				return fmt.Errorf("add sequenced leaf: %w", err)
-			}
-			res[i] = &trillian.QueuedLogLeaf{Status: status.New(codes.OK, "OK").Proto()}
-		}
-		return nil
+		return addSequenced(ctx, tx, t.TreeId, leaves, nanos, res)
 	})
 	if err != nil {
 		return nil, err
 	}
 	return res, nil
+}
+
+// addSequenced stores leaves at their indices, filling res. The common
+// case, a run of new leaves, takes one statement per table per chunk; a
+// leaf that meets a stored one (a retry, or a conflict) is looked at
+// alone.
+func addSequenced(ctx context.Context, tx sqldb.Querier, treeID int64, leaves []*trillian.LogLeaf, nanos int64, res []*trillian.QueuedLogLeaf) error {
+	ok := status.New(codes.OK, "OK").Proto()
+	for start := 0; start < len(leaves); start += seqChunk {
+		chunk := leaves[start:min(len(leaves), start+seqChunk)]
+		out := res[start : start+len(chunk)]
+
+		// Indices already taken, in storage or earlier in this call.
+		args := []any{treeID}
+		for _, leaf := range chunk {
+			args = append(args, leaf.LeafIndex)
+		}
+		rows, err := tx.QueryContext(ctx, "SELECT sequence_number FROM sequenced_leaves WHERE tree_id = ?1 AND sequence_number IN ("+placeholders(len(chunk))+")", args...)
+		if err != nil {
+			return fmt.Errorf("add sequenced leaves: %w", err)
+		}
+		taken := map[int64]bool{}
+		for rows.Next() {
+			var seq int64
+			if err := rows.Scan(&seq); err != nil {
+				rows.Close()
+				return err
+			}
+			taken[seq] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		var fresh []int // positions in chunk to insert
+		identities := map[string]int{}
+		for i, leaf := range chunk {
+			if taken[leaf.LeafIndex] {
+				existing, err := leafAt(ctx, tx, treeID, leaf.LeafIndex)
+				if err != nil {
+					return err
+				}
+				if existing == nil {
+					return fmt.Errorf("add sequenced leaves: leaf %d vanished", leaf.LeafIndex)
+				}
+				if bytes.Equal(existing.LeafIdentityHash, leaf.LeafIdentityHash) {
+					out[i] = &trillian.QueuedLogLeaf{Leaf: existing, Status: status.New(codes.AlreadyExists, "leaf already stored at this index").Proto()}
+				} else {
+					out[i] = &trillian.QueuedLogLeaf{Leaf: existing, Status: status.New(codes.FailedPrecondition, "conflicting LeafIndex").Proto()}
+				}
+				continue
+			}
+			if j, dup := identities[string(leaf.LeafIdentityHash)]; dup {
+				out[i] = &trillian.QueuedLogLeaf{Leaf: chunk[j], Status: status.New(codes.FailedPrecondition, "conflicting LeafIdentityHash").Proto()}
+				continue
+			}
+			taken[leaf.LeafIndex] = true
+			identities[string(leaf.LeafIdentityHash)] = i
+			fresh = append(fresh, i)
+		}
+		if len(fresh) == 0 {
+			continue
+		}
+
+		// Leaf data, unless the identity is stored already (at another
+		// index: a conflict).
+		args = []any{treeID, nanos}
+		for _, i := range fresh {
+			args = append(args, chunk[i].LeafIdentityHash, chunk[i].LeafValue, nullable(chunk[i].ExtraData))
+		}
+		rows, err = tx.QueryContext(ctx,
+			"INSERT INTO leaf_data (tree_id, queue_timestamp_nanos, identity_hash, leaf_value, extra_data) VALUES "+
+				rowsOf(len(fresh), "(?1, ?2, ?, ?, ?)")+" ON CONFLICT DO NOTHING RETURNING identity_hash", args...)
+		if err != nil {
+			return fmt.Errorf("add sequenced leaves: %w", err)
+		}
+		inserted := map[string]bool{}
+		for rows.Next() {
+			var id []byte
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return err
+			}
+			inserted[string(id)] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		args = []any{treeID}
+		n := 0
+		for _, i := range fresh {
+			leaf := chunk[i]
+			if !inserted[string(leaf.LeafIdentityHash)] {
+				other, err := leafByIdentity(ctx, tx, treeID, leaf.LeafIdentityHash)
+				if err != nil {
+					return err
+				}
+				out[i] = &trillian.QueuedLogLeaf{Leaf: other, Status: status.New(codes.FailedPrecondition, "conflicting LeafIdentityHash").Proto()}
+				continue
+			}
+			args = append(args, leaf.LeafIndex, leaf.LeafIdentityHash, leaf.MerkleLeafHash)
+			out[i] = &trillian.QueuedLogLeaf{Status: ok}
+			n++
+		}
+		if n > 0 {
+			if _, err := tx.ExecContext(ctx,
+				"INSERT INTO sequenced_leaves (tree_id, sequence_number, identity_hash, merkle_leaf_hash, integrate_timestamp_nanos) VALUES "+
+					rowsOf(n, "(?1, ?, ?, ?, 0)"), args...); err != nil {
+				return fmt.Errorf("add sequenced leaves: %w", err)
+			}
+		}
+	}
+	return nil
 }
 
 const selectLeaf = "SELECT s.sequence_number, s.merkle_leaf_hash, l.identity_hash, l.leaf_value, l.extra_data, l.queue_timestamp_nanos, s.integrate_timestamp_nanos " +
@@ -541,11 +619,11 @@ func (t *logTX) UpdateSequencedLeaves(ctx context.Context, leaves []*trillian.Lo
 		}
 		if _, err := t.q.ExecContext(ctx,
 			"INSERT INTO sequenced_leaves (tree_id, sequence_number, identity_hash, merkle_leaf_hash, integrate_timestamp_nanos) VALUES "+
-				rows(len(chunk), "(?1, ?, ?, ?, ?)"), ins...); err != nil {
+				rowsOf(len(chunk), "(?1, ?, ?, ?, ?)"), ins...); err != nil {
 			return fmt.Errorf("sequence leaves: %w", err)
 		}
 		r, err := t.q.ExecContext(ctx,
-			"DELETE FROM unsequenced WHERE tree_id = ?1 AND (queue_timestamp_nanos, identity_hash) IN (VALUES "+rows(len(chunk), "(?, ?)")+")", del...)
+			"DELETE FROM unsequenced WHERE tree_id = ?1 AND (queue_timestamp_nanos, identity_hash) IN (VALUES "+rowsOf(len(chunk), "(?, ?)")+")", del...)
 		if err != nil {
 			return fmt.Errorf("unqueue leaves: %w", err)
 		}
@@ -559,8 +637,8 @@ func (t *logTX) UpdateSequencedLeaves(ctx context.Context, leaves []*trillian.Lo
 	return nil
 }
 
-// rows repeats a row of placeholders n times, comma-separated.
-func rows(n int, row string) string {
+// rowsOf repeats a row of placeholders n times, comma-separated.
+func rowsOf(n int, row string) string {
 	return strings.TrimSuffix(strings.Repeat(row+",", n), ",")
 }
 
