@@ -133,16 +133,16 @@ func TestSenderDetectsGap(t *testing.T) {
 	for i := range 4 {
 		record(t, env.Ledger, access("alice", i))
 	}
-	// An outbox row deleted behind the ledger's back.
+	// An event not yet sent deleted behind the ledger's back.
 	if err := env.DB.ReadWrite(ctx, func(ctx context.Context, tx sqldb.Tx) error {
-		_, err := tx.Exec(ctx, "DELETE FROM outbox WHERE leaf_index = 0")
+		_, err := tx.Exec(ctx, "DELETE FROM events WHERE leaf_index = 1")
 		return err
 	}); err != nil {
 		t.Fatal(err)
 	}
 	env.Start()
 	waitFor(t, "the sender to report the gap", func() bool { return errors.Is(env.Ledger.Ready(), ledger.ErrGap) })
-	if err := env.Ledger.Ready(); !strings.Contains(err.Error(), "next leaf 0 is missing") {
+	if err := env.Ledger.Ready(); !strings.Contains(err.Error(), "event 1") {
 		t.Errorf("Ready = %v, want it to name the missing leaf", err)
 	}
 }

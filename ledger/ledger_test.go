@@ -138,6 +138,17 @@ func TestRecordProveVerify(t *testing.T) {
 			if rb.Root() != cp.Hash {
 				t.Errorf("root of the served leaves %x, checkpoint %x", rb.Root(), cp.Hash)
 			}
+			// Lookup by commitment, as auditors and patients do.
+			index, proof, err := env.Ledger.InclusionProofOf(ctx, last.Commitment, cp.Size)
+			if err != nil || index != last.Index {
+				t.Fatalf("InclusionProofOf = %d, %v; want %d", index, err, last.Index)
+			}
+			if err := verify.VerifyInclusion(index, cp.Size, verify.MerkleLeafHash(last.Commitment), proof, cp.Hash); err != nil {
+				t.Errorf("InclusionProofOf's proof: %v", err)
+			}
+			if _, _, err := env.Ledger.InclusionProofOf(ctx, event.Hash{1}, cp.Size); !errors.Is(err, ledger.ErrNotFound) {
+				t.Errorf("InclusionProofOf(unknown) = %v, want ErrNotFound", err)
+			}
 		})
 	}
 }

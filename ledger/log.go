@@ -27,7 +27,11 @@ type Log interface {
 	// prefix of the tree of size to (0 < from ≤ to ≤ the latest root's
 	// size).
 	ConsistencyProof(ctx context.Context, from, to uint64) ([][]byte, error)
-	// LeafValue returns the value stored at index, integrated or not, or
+	// InclusionProofByHash finds the leaf with this Merkle leaf hash in
+	// the tree of the given size and returns its index and inclusion
+	// proof, or ErrNotFound.
+	InclusionProofByHash(ctx context.Context, leafHash event.Hash, size uint64) (uint64, [][]byte, error)
+	// LeafValue returns the value of the integrated leaf at index, or
 	// ErrNotFound.
 	LeafValue(ctx context.Context, index uint64) ([]byte, error)
 }

@@ -192,16 +192,18 @@ func (l *Ledger) Leaves(ctx context.Context, start, end uint64) ([][]byte, error
 	return out, err
 }
 
-// IndexOf returns the leaf index of the event with this commitment, or
-// ErrNotFound.
-func (l *Ledger) IndexOf(ctx context.Context, c event.Hash) (uint64, error) {
-	var index uint64
-	err := l.store.View(ctx, func(ctx context.Context, tx StoreReader) error {
-		row, err := tx.EventByCommitment(ctx, c)
-		index = row.Index
-		return err
-	})
-	return index, err
+// InclusionProofOf returns the leaf index of the event with commitment c
+// and its inclusion proof in the tree of the given size, which a signed
+// checkpoint must cover; ErrNotFound if that tree does not hold it.
+func (l *Ledger) InclusionProofOf(ctx context.Context, c event.Hash, size uint64) (uint64, [][]byte, error) {
+	latest, err := l.latestSize(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	if size > latest {
+		return 0, nil, fmt.Errorf("tree size %d: %w (size %d)", size, ErrBeyondCheckpoint, latest)
+	}
+	return l.log.InclusionProofByHash(ctx, verify.MerkleLeafHash(c), size)
 }
 
 // Erase destroys a patient's data key and clears what could identify their

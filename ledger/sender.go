@@ -8,14 +8,17 @@ import (
 	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/vigie-sante/vigie/ledger/event"
+	"github.com/vigie-sante/vigie/ledger/verify"
 )
 
 // senderPoll is how often the sender looks at the outbox when nothing
 // woke it (events recorded by another node, say).
 const senderPoll = 250 * time.Millisecond
 
-// ErrGap means the outbox lacks a leaf the log needs next: the event table
-// or the outbox was changed behind the ledger's back. Trillian's sequencer
+// ErrGap means an event the log needs next is missing from the store: the
+// events table was changed behind the ledger's back. Trillian's sequencer
 // cannot integrate past a missing index, so the ledger reports itself not
 // ready until an operator restores the row.
 var ErrGap = errors.New("the outbox has a gap")
@@ -100,38 +103,32 @@ func wait(ctx context.Context, d time.Duration, c <-chan struct{}) {
 	}
 }
 
-// sendOnce sends the next batch of the outbox to the log and records that
-// it is there. It returns how many leaves it sent.
+// sendOnce sends the next batch of the outbox (the events beyond the sent
+// size) to the log and records that it is there. It returns how many
+// leaves it sent.
 func (l *Ledger) sendOnce(ctx context.Context) (int, error) {
 	var st State
-	var rows []OutboxRow
+	var commitments []event.Hash
 	err := l.store.View(ctx, func(ctx context.Context, tx StoreReader) error {
 		var err error
 		if st, err = tx.State(ctx); err != nil {
 			return err
 		}
-		rows, err = tx.Outbox(ctx, st.SentSize, l.cfg.SendBatch)
+		commitments, err = tx.Commitments(ctx, st.SentSize, min(st.NextIndex, st.SentSize+uint64(l.cfg.SendBatch)))
 		return err
 	})
+	if errors.Is(err, ErrMissing) {
+		return 0, fmt.Errorf("%w: %v", ErrGap, err)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("read outbox: %w", err)
 	}
-	if len(rows) == 0 {
-		if st.NextIndex > st.SentSize {
-			return 0, fmt.Errorf("%w: leaves %d to %d are recorded but not in the outbox", ErrGap, st.SentSize, st.NextIndex-1)
-		}
+	if len(commitments) == 0 {
 		return 0, nil
 	}
-	// Only a contiguous run from the sent size can go.
-	if rows[0].Index != st.SentSize {
-		return 0, fmt.Errorf("%w: next leaf %d is missing (the outbox resumes at %d)", ErrGap, st.SentSize, rows[0].Index)
-	}
-	values := make([][]byte, 0, len(rows))
-	for i, r := range rows {
-		if r.Index != st.SentSize+uint64(i) {
-			break
-		}
-		values = append(values, r.LeafValue)
+	values := make([][]byte, len(commitments))
+	for i, c := range commitments {
+		values[i] = verify.LeafValue(c)
 	}
 	outcomes, err := l.log.AddSequenced(ctx, st.SentSize, values)
 	if err != nil {

@@ -9,8 +9,9 @@ import (
 )
 
 // Store holds the ledger's tables: patients' chain heads and wrapped keys,
-// events (the durable record, with the outbox of leaves not yet in the
-// log), signed checkpoints and security events. Implementations must pass
+// events (the durable record; the events beyond the sent size are the
+// outbox: recorded, not yet acknowledged by the log), signed checkpoints
+// and security events. Implementations must pass
 // ledger/storetest; ledger/sqlstore is the one on SQLite, PostgreSQL and
 // CockroachDB.
 //
@@ -29,6 +30,11 @@ type Store interface {
 // ErrNotFound is returned by StoreReader lookups when there is nothing.
 // Callers test for it with errors.Is.
 var ErrNotFound = errors.New("not found")
+
+// ErrMissing is returned by StoreReader.Commitments when an event of the
+// range is not there: the table was changed behind the ledger's back.
+// Callers test for it with errors.Is.
+var ErrMissing = errors.New("event missing")
 
 // ErrConflict is returned by the compare-and-swap writes of StoreTx when
 // the value they expected is no longer there: another writer went first.
@@ -49,18 +55,13 @@ type StoreReader interface {
 	EventByKey(ctx context.Context, key Key) (EventRow, error)
 	// EventByIndex returns the event at a leaf index, or ErrNotFound.
 	EventByIndex(ctx context.Context, index uint64) (EventRow, error)
-	// EventByCommitment returns the event with this commitment, or
-	// ErrNotFound.
-	EventByCommitment(ctx context.Context, c event.Hash) (EventRow, error)
 	// PatientEvents returns up to limit events of the patient with
 	// sequence numbers from fromSeq on, in order, erased ones included.
 	PatientEvents(ctx context.Context, pseudonym event.Hash, fromSeq uint64, limit int) ([]EventRow, error)
 	// Commitments returns the commitments of the events at indices
-	// [start, end), in order; it fails if one is missing.
+	// [start, end), in order; it fails with an error wrapping ErrMissing
+	// if one is missing.
 	Commitments(ctx context.Context, start, end uint64) ([]event.Hash, error)
-	// Outbox returns up to limit outbox rows from index start on, in
-	// order of index (there may be gaps: the caller checks).
-	Outbox(ctx context.Context, start uint64, limit int) ([]OutboxRow, error)
 	// LatestCheckpoint returns the latest signed checkpoint, or
 	// ErrNotFound before the first.
 	LatestCheckpoint(ctx context.Context) (CheckpointRow, error)
@@ -98,12 +99,12 @@ type StoreTx interface {
 	// number, so that two writers cannot both extend the chain from the
 	// same head (ErrConflict).
 	AdvancePatient(ctx context.Context, p PatientRow, oldSeq uint64) error
-	// InsertEvent adds an event and its outbox row. It fails if the index,
-	// the commitment or the idempotency key is taken.
+	// InsertEvent adds an event. It fails with ErrConflict if the index,
+	// the patient's sequence number or the idempotency key is taken.
 	InsertEvent(ctx context.Context, e EventRow) error
-	// MarkSent records that the leaves [from, to) are in the log: their
-	// outbox rows go and the sent size moves from from to to
-	// (compare-and-swap: ErrConflict if another sender went first).
+	// MarkSent records that the leaves [from, to) are in the log: the sent
+	// size moves from from to to (compare-and-swap: ErrConflict if another
+	// sender went first).
 	MarkSent(ctx context.Context, from, to uint64) error
 	// AddCheckpoint stores a signed checkpoint and makes it the latest,
 	// by compare-and-swap on the latest size (ErrConflict): two signers
@@ -174,12 +175,6 @@ type EventRow struct {
 	// Sealed is salt ‖ body encrypted with the patient's data key.
 	Sealed []byte
 	Key    Key
-}
-
-// OutboxRow is a leaf waiting to be sent to the log.
-type OutboxRow struct {
-	Index     uint64
-	LeafValue []byte
 }
 
 // CheckpointRow is a signed checkpoint with the compact range of the tree

@@ -27,7 +27,7 @@ CREATE TABLE patients (
 ) STRICT, WITHOUT ROWID;
 CREATE TABLE events (
   leaf_index    INTEGER PRIMARY KEY,
-  commitment    BLOB NOT NULL UNIQUE,
+  commitment    BLOB NOT NULL,
   pseudonym     BLOB,
   seq           INTEGER,
   kind          TEXT,
@@ -50,10 +50,6 @@ CREATE TABLE erased_events (
   leaf_index INTEGER NOT NULL,
   PRIMARY KEY (pseudonym, seq)
 ) STRICT, WITHOUT ROWID;
-CREATE TABLE outbox (
-  leaf_index INTEGER PRIMARY KEY,
-  leaf_value BLOB NOT NULL
-) STRICT;
 CREATE TABLE checkpoints (
   size         INTEGER PRIMARY KEY,
   root         BLOB NOT NULL,
@@ -91,7 +87,7 @@ CREATE TABLE patients (
 );
 CREATE TABLE events (
   leaf_index    BIGINT PRIMARY KEY,
-  commitment    BYTEA NOT NULL UNIQUE,
+  commitment    BYTEA NOT NULL,
   pseudonym     BYTEA,
   seq           BIGINT,
   kind          TEXT,
@@ -113,10 +109,6 @@ CREATE TABLE erased_events (
   seq        BIGINT NOT NULL,
   leaf_index BIGINT NOT NULL,
   PRIMARY KEY (pseudonym, seq)
-);
-CREATE TABLE outbox (
-  leaf_index BIGINT PRIMARY KEY,
-  leaf_value BYTEA NOT NULL
 );
 CREATE TABLE checkpoints (
   size         BIGINT PRIMARY KEY,

@@ -19,7 +19,6 @@ import (
 	"github.com/vigie-sante/vigie/ledger"
 	"github.com/vigie-sante/vigie/ledger/event"
 	"github.com/vigie-sante/vigie/ledger/sqldb"
-	"github.com/vigie-sante/vigie/ledger/verify"
 )
 
 // Store is the ledger's Store on a sqldb.DB.
@@ -201,10 +200,6 @@ func (t txn) EventByIndex(ctx context.Context, index uint64) (ledger.EventRow, e
 	return t.event(ctx, "leaf_index = $1", int64(index))
 }
 
-func (t txn) EventByCommitment(ctx context.Context, c event.Hash) (ledger.EventRow, error) {
-	return t.event(ctx, "commitment = $1", c[:])
-}
-
 func (t txn) events(ctx context.Context, query string, args ...any) ([]ledger.EventRow, error) {
 	rows, err := t.tx.Query(ctx, query, args...)
 	if err != nil {
@@ -284,7 +279,7 @@ func (t txn) Commitments(ctx context.Context, start, end uint64) ([]event.Hash, 
 			return nil, err
 		}
 		if uint64(index) != start+uint64(len(out)) || len(c) != 32 {
-			return nil, fmt.Errorf("read commitments: event %d is missing", start+uint64(len(out)))
+			return nil, fmt.Errorf("read commitments: event %d: %w", start+uint64(len(out)), ledger.ErrMissing)
 		}
 		out = append(out, event.Hash(c))
 	}
@@ -292,7 +287,7 @@ func (t txn) Commitments(ctx context.Context, start, end uint64) ([]event.Hash, 
 		return nil, err
 	}
 	if uint64(len(out)) != end-start {
-		return nil, fmt.Errorf("read commitments: event %d is missing", start+uint64(len(out)))
+		return nil, fmt.Errorf("read commitments: event %d: %w", start+uint64(len(out)), ledger.ErrMissing)
 	}
 	return out, nil
 }
@@ -314,9 +309,6 @@ func (t txn) InsertEvent(ctx context.Context, e ledger.EventRow) error {
 		}
 		return fmt.Errorf("insert event %d: %w", e.Index, err)
 	}
-	if _, err := t.tx.Exec(ctx, "INSERT INTO outbox (leaf_index, leaf_value) VALUES ($1, $2)", int64(e.Index), verify.LeafValue(e.Commitment)); err != nil {
-		return fmt.Errorf("insert outbox %d: %w", e.Index, err)
-	}
 	return nil
 }
 
@@ -325,25 +317,6 @@ func nullString(s string) any {
 		return nil
 	}
 	return s
-}
-
-func (t txn) Outbox(ctx context.Context, start uint64, limit int) ([]ledger.OutboxRow, error) {
-	rows, err := t.tx.Query(ctx, "SELECT leaf_index, leaf_value FROM outbox WHERE leaf_index >= $1 ORDER BY leaf_index LIMIT $2", int64(start), int64(limit))
-	if err != nil {
-		return nil, fmt.Errorf("read outbox: %w", err)
-	}
-	defer rows.Close()
-	var out []ledger.OutboxRow
-	for rows.Next() {
-		var r ledger.OutboxRow
-		var index int64
-		if err := rows.Scan(&index, &r.LeafValue); err != nil {
-			return nil, err
-		}
-		r.Index = uint64(index)
-		out = append(out, r)
-	}
-	return out, rows.Err()
 }
 
 func (t txn) MarkSent(ctx context.Context, from, to uint64) error {
@@ -355,9 +328,6 @@ func (t txn) MarkSent(ctx context.Context, from, to uint64) error {
 	}
 	if n != 1 {
 		return fmt.Errorf("mark sent: %w", ledger.ErrConflict)
-	}
-	if _, err := t.tx.Exec(ctx, "DELETE FROM outbox WHERE leaf_index < $1", int64(to)); err != nil {
-		return fmt.Errorf("mark sent: %w", err)
 	}
 	return nil
 }

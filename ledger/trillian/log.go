@@ -7,6 +7,7 @@ import (
 	tpb "github.com/google/trillian"
 	"github.com/google/trillian/types"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/vigie-sante/vigie/ledger"
 	"github.com/vigie-sante/vigie/ledger/event"
@@ -116,6 +117,23 @@ func (l *Log) ConsistencyProof(ctx context.Context, from, to uint64) ([][]byte, 
 		return nil, fmt.Errorf("trillian: no consistency proof %d→%d yet", from, to)
 	}
 	return resp.Proof.Hashes, nil
+}
+
+// InclusionProofByHash implements ledger.Log.
+func (l *Log) InclusionProofByHash(ctx context.Context, leafHash event.Hash, size uint64) (uint64, [][]byte, error) {
+	resp, err := l.c.Log.GetInclusionProofByHash(ctx, &tpb.GetInclusionProofByHashRequest{LogId: l.tree, LeafHash: leafHash[:], TreeSize: int64(size), OrderBySequence: true})
+	if status.Code(err) == codes.NotFound {
+		return 0, nil, ledger.ErrNotFound
+	}
+	if err != nil {
+		return 0, nil, err
+	}
+	for _, p := range resp.Proof {
+		if p.LeafIndex >= 0 && uint64(p.LeafIndex) < size {
+			return uint64(p.LeafIndex), p.Hashes, nil
+		}
+	}
+	return 0, nil, ledger.ErrNotFound
 }
 
 // LeafValue implements ledger.Log. Trillian's API serves integrated leaves
