@@ -282,9 +282,9 @@ func testEvents(t *testing.T, s ledger.Store) {
 func testEventUniqueness(t *testing.T, s ledger.Store) {
 	ev := addEvents(t, s, hash("a"), 1, func(_ int, e *ledger.EventRow) { e.Key = ledger.Key{Service: "s", RequestID: "k"} })[0]
 	for name, mod := range map[string]func(e *ledger.EventRow){
-		"same index":      func(e *ledger.EventRow) { e.Commitment = hash("other"); e.Key = ledger.Key{} },
+		"same index":       func(e *ledger.EventRow) { e.Commitment = hash("other"); e.Key = ledger.Key{} },
 		"same patient seq": func(e *ledger.EventRow) { e.Index = 99; e.Seq = 1; e.Key = ledger.Key{}; e.Commitment = hash("other") },
-		"same key":        func(e *ledger.EventRow) { e.Index = 99; e.Commitment = hash("other") },
+		"same key":         func(e *ledger.EventRow) { e.Index = 99; e.Commitment = hash("other") },
 	} {
 		e := ev
 		e.Seq = 2
