@@ -7,7 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/mod/sumdb/tlog"
+
 	"github.com/vigie-sante/vigie/ledger"
+	"github.com/vigie-sante/vigie/ledger/event"
 	"github.com/vigie-sante/vigie/ledger/ledgertest"
 	"github.com/vigie-sante/vigie/ledger/verify"
 )
@@ -67,7 +70,59 @@ func TestEndToEnd(t *testing.T) {
 				t.Errorf("%d events in the histories, want %d", total, tc.events)
 			}
 			verifyCheckpointHistory(t, env)
+			crossCheckWithTlog(t, env)
 		})
+	}
+}
+
+// crossCheckWithTlog checks proofs the ledger serves with an independent
+// implementation, golang.org/x/mod/sumdb/tlog (the Go checksum database's).
+func crossCheckWithTlog(t *testing.T, env *ledgertest.Env) {
+	t.Helper()
+	note, size, err := env.Ledger.LatestCheckpoint(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err := verify.OpenCheckpoint(note, env.CheckpointKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	toTlog := func(p [][]byte) []tlog.Hash {
+		out := make([]tlog.Hash, len(p))
+		for i, h := range p {
+			copy(out[i][:], h)
+		}
+		return out
+	}
+	var leaves [][]byte
+	for uint64(len(leaves)) < size {
+		page, err := env.Ledger.Leaves(ctx, uint64(len(leaves)), size)
+		if err != nil || len(page) == 0 {
+			t.Fatalf("Leaves(%d, %d) = %d leaves, %v", len(leaves), size, len(page), err)
+		}
+		leaves = append(leaves, page...)
+	}
+	for _, index := range []uint64{0, 1, size / 3, size / 2, uint64(len(leaves)) - 1} {
+		proof, err := env.Ledger.InclusionProof(ctx, index, size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tlog.CheckRecord(toTlog(proof), int64(size), tlog.Hash(cp.Hash), int64(index), tlog.RecordHash(leaves[index])); err != nil {
+			t.Errorf("tlog rejects the inclusion proof of %d in %d: %v", index, size, err)
+		}
+	}
+	for _, old := range []uint64{1, 2, size / 3, size - 1} {
+		proof, err := env.Ledger.ConsistencyProof(ctx, old, size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rb verify.RootBuilder
+		for _, lv := range leaves[:old] {
+			rb.Append(event.Hash(tlog.RecordHash(lv)))
+		}
+		if err := tlog.CheckTree(toTlog(proof), int64(size), tlog.Hash(cp.Hash), int64(old), tlog.Hash(rb.Root())); err != nil {
+			t.Errorf("tlog rejects the consistency proof %d→%d: %v", old, size, err)
+		}
 	}
 }
 
