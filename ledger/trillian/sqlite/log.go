@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -250,36 +251,40 @@ func addSequenced(ctx context.Context, tx sqldb.Querier, treeID int64, leaves []
 			continue
 		}
 
-		// Leaf data, unless the identity is stored already (at another
-		// index: a conflict).
-		args = []any{treeID, nanos}
+		// Identities stored already (at other indices: conflicts).
+		args = []any{treeID}
 		for _, i := range fresh {
-			args = append(args, chunk[i].LeafIdentityHash, chunk[i].LeafValue, nullable(chunk[i].ExtraData))
+			args = append(args, chunk[i].LeafIdentityHash)
 		}
+		// Numbered parameters: the list appears twice.
+		nums := make([]string, len(fresh))
+		for k := range fresh {
+			nums[k] = "?" + strconv.Itoa(k+2)
+		}
+		in := "(" + strings.Join(nums, ",") + ")"
 		rows, err = tx.QueryContext(ctx,
-			"INSERT INTO leaf_data (tree_id, queue_timestamp_nanos, identity_hash, leaf_value, extra_data) VALUES "+
-				rowsOf(len(fresh), "(?1, ?2, ?, ?, ?)")+" ON CONFLICT DO NOTHING RETURNING identity_hash", args...)
+			"SELECT coalesce(identity_hash, merkle_leaf_hash) FROM sequenced_leaves WHERE tree_id = ?1 AND (identity_hash IN "+in+" OR (identity_hash IS NULL AND merkle_leaf_hash IN "+in+"))", args...)
 		if err != nil {
 			return fmt.Errorf("add sequenced leaves: %w", err)
 		}
-		inserted := map[string]bool{}
+		stored := map[string]bool{}
 		for rows.Next() {
 			var id []byte
 			if err := rows.Scan(&id); err != nil {
 				rows.Close()
 				return err
 			}
-			inserted[string(id)] = true
+			stored[string(id)] = true
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		args = []any{treeID}
+		args = []any{treeID, nanos}
 		n := 0
 		for _, i := range fresh {
 			leaf := chunk[i]
-			if !inserted[string(leaf.LeafIdentityHash)] {
+			if stored[string(leaf.LeafIdentityHash)] {
 				other, err := leafByIdentity(ctx, tx, treeID, leaf.LeafIdentityHash)
 				if err != nil {
 					return err
@@ -287,14 +292,14 @@ func addSequenced(ctx context.Context, tx sqldb.Querier, treeID int64, leaves []
 				out[i] = &trillian.QueuedLogLeaf{Leaf: other, Status: status.New(codes.FailedPrecondition, "conflicting LeafIdentityHash").Proto()}
 				continue
 			}
-			args = append(args, leaf.LeafIndex, leaf.LeafIdentityHash, leaf.MerkleLeafHash)
+			args = append(args, leaf.LeafIndex, leaf.MerkleLeafHash, identityColumn(leaf), leaf.LeafValue, nullable(leaf.ExtraData))
 			out[i] = &trillian.QueuedLogLeaf{Status: ok}
 			n++
 		}
 		if n > 0 {
 			if _, err := tx.ExecContext(ctx,
-				"INSERT INTO sequenced_leaves (tree_id, sequence_number, identity_hash, merkle_leaf_hash, integrate_timestamp_nanos) VALUES "+
-					rowsOf(n, "(?1, ?, ?, ?, 0)"), args...); err != nil {
+				"INSERT INTO sequenced_leaves (tree_id, queue_timestamp_nanos, sequence_number, merkle_leaf_hash, identity_hash, leaf_value, extra_data, integrate_timestamp_nanos) VALUES "+
+					rowsOf(n, "(?1, ?2, ?, ?, ?, ?, ?, 0)"), args...); err != nil {
 				return fmt.Errorf("add sequenced leaves: %w", err)
 			}
 		}
@@ -302,8 +307,21 @@ func addSequenced(ctx context.Context, tx sqldb.Querier, treeID int64, leaves []
 	return nil
 }
 
-const selectLeaf = "SELECT s.sequence_number, s.merkle_leaf_hash, l.identity_hash, l.leaf_value, l.extra_data, l.queue_timestamp_nanos, s.integrate_timestamp_nanos " +
-	"FROM sequenced_leaves s JOIN leaf_data l ON l.tree_id = s.tree_id AND l.identity_hash = s.identity_hash "
+const selectLeaf = "SELECT s.sequence_number, s.merkle_leaf_hash, coalesce(s.identity_hash, s.merkle_leaf_hash), s.leaf_value, s.extra_data, s.queue_timestamp_nanos, s.integrate_timestamp_nanos " +
+	"FROM sequenced_leaves s "
+
+// whereIdentity selects sequenced leaves by identity hash (?2), using both
+// indexes: identity_hash is NULL when it equals the Merkle leaf hash.
+const whereIdentity = "s.tree_id = ?1 AND (s.identity_hash = ?2 OR (s.identity_hash IS NULL AND s.merkle_leaf_hash = ?2))"
+
+// identityColumn stores an identity hash: NULL when it is the Merkle leaf
+// hash.
+func identityColumn(leaf *trillian.LogLeaf) any {
+	if bytes.Equal(leaf.LeafIdentityHash, leaf.MerkleLeafHash) {
+		return nil
+	}
+	return leaf.LeafIdentityHash
+}
 
 func scanLeaf(r scanner) (*trillian.LogLeaf, error) {
 	var leaf trillian.LogLeaf
@@ -328,27 +346,26 @@ func leafAt(ctx context.Context, q sqldb.Querier, treeID, index int64) (*trillia
 	return leaf, nil
 }
 
-// leafByIdentity returns the stored leaf with that identity hash, with its
-// index if it has one (-1 if it is queued and not yet sequenced).
+// leafByIdentity returns the stored leaf with that identity hash: a
+// sequenced one with its index, or else (LOG trees) a queued one with
+// index -1.
 func leafByIdentity(ctx context.Context, q sqldb.Querier, treeID int64, identity []byte) (*trillian.LogLeaf, error) {
-	var leaf trillian.LogLeaf
+	leaf, err := scanLeaf(q.QueryRowContext(ctx, selectLeaf+"WHERE "+whereIdentity+" ORDER BY s.sequence_number LIMIT 1", treeID, identity))
+	if err == nil {
+		return leaf, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("read existing leaf: %w", err)
+	}
 	var qts int64
-	var index, its sql.NullInt64
-	err := q.QueryRowContext(ctx,
-		"SELECT l.identity_hash, l.leaf_value, l.extra_data, l.queue_timestamp_nanos, s.sequence_number, s.merkle_leaf_hash, s.integrate_timestamp_nanos "+
-			"FROM leaf_data l LEFT JOIN sequenced_leaves s ON s.tree_id = l.tree_id AND s.identity_hash = l.identity_hash "+
-			"WHERE l.tree_id = ? AND l.identity_hash = ? ORDER BY s.sequence_number LIMIT 1", treeID, identity).
-		Scan(&leaf.LeafIdentityHash, &leaf.LeafValue, &leaf.ExtraData, &qts, &index, &leaf.MerkleLeafHash, &its)
+	leaf = &trillian.LogLeaf{LeafIndex: -1}
+	err = q.QueryRowContext(ctx, "SELECT identity_hash, leaf_value, extra_data, queue_timestamp_nanos FROM leaf_data WHERE tree_id = ? AND identity_hash = ?", treeID, identity).
+		Scan(&leaf.LeafIdentityHash, &leaf.LeafValue, &leaf.ExtraData, &qts)
 	if err != nil {
 		return nil, fmt.Errorf("read existing leaf: %w", err)
 	}
 	leaf.QueueTimestamp = timestamppb.New(time.Unix(0, qts))
-	leaf.LeafIndex = -1
-	if index.Valid {
-		leaf.LeafIndex = index.Int64
-		leaf.IntegrateTimestamp = timestamppb.New(time.Unix(0, its.Int64))
-	}
-	return &leaf, nil
+	return leaf, nil
 }
 
 func nullable(b []byte) any {
@@ -368,12 +385,19 @@ type logTX struct {
 	root     types.LogRootV1
 	slr      *trillian.SignedLogRoot // nil until loadRoot finds one
 	tiles    *cache.SubtreeCache
-	dequeued map[string]int64 // identity hash -> queue timestamp, LOG trees
+	dequeued map[string]dequeuedLeaf // by identity hash, LOG trees
 	cursor   *dequeueKey      // last leaf DequeueLeaves returned
 	managed  bool             // inside ReadWriteTransaction, which commits
 	closed   bool
 	commit   func() error
 	rollback func() error
+}
+
+// dequeuedLeaf is what UpdateSequencedLeaves needs of a dequeued leaf
+// (the sequencer's leaves carry hashes only).
+type dequeuedLeaf struct {
+	nanos        int64
+	value, extra []byte
 }
 
 type dequeueKey struct {
@@ -389,7 +413,7 @@ func newLogTX(q sqldb.Querier, t *trillian.Tree) *logTX {
 		treeID:   t.TreeId,
 		treeType: t.TreeType,
 		tiles:    cache.NewLogSubtreeCache(rfc6962.DefaultHasher),
-		dequeued: make(map[string]int64),
+		dequeued: make(map[string]dequeuedLeaf),
 	}
 }
 
@@ -562,13 +586,15 @@ func (t *logTX) DequeueLeaves(ctx context.Context, limit int, cutoff time.Time) 
 		return leaves, nil
 	}
 
-	query := "SELECT queue_timestamp_nanos, identity_hash, merkle_leaf_hash FROM unsequenced WHERE tree_id = ? AND queue_timestamp_nanos <= ? "
+	query := "SELECT u.queue_timestamp_nanos, u.identity_hash, u.merkle_leaf_hash, l.leaf_value, l.extra_data FROM unsequenced u " +
+		"JOIN leaf_data l ON l.tree_id = u.tree_id AND l.identity_hash = u.identity_hash " +
+		"WHERE u.tree_id = ? AND u.queue_timestamp_nanos <= ? "
 	args := []any{t.treeID, cutoff.UnixNano()}
 	if t.cursor != nil {
-		query += "AND (queue_timestamp_nanos, identity_hash) > (?, ?) "
+		query += "AND (u.queue_timestamp_nanos, u.identity_hash) > (?, ?) "
 		args = append(args, t.cursor.nanos, t.cursor.identity)
 	}
-	query += "ORDER BY queue_timestamp_nanos, identity_hash LIMIT ?"
+	query += "ORDER BY u.queue_timestamp_nanos, u.identity_hash LIMIT ?"
 	args = append(args, limit)
 	rows, err := t.q.QueryContext(ctx, query, args...)
 	if err != nil {
@@ -579,11 +605,12 @@ func (t *logTX) DequeueLeaves(ctx context.Context, limit int, cutoff time.Time) 
 	for rows.Next() {
 		var nanos int64
 		leaf := &trillian.LogLeaf{}
-		if err := rows.Scan(&nanos, &leaf.LeafIdentityHash, &leaf.MerkleLeafHash); err != nil {
+		var value, extra []byte
+		if err := rows.Scan(&nanos, &leaf.LeafIdentityHash, &leaf.MerkleLeafHash, &value, &extra); err != nil {
 			return nil, err
 		}
 		leaf.QueueTimestamp = timestamppb.New(time.Unix(0, nanos))
-		t.dequeued[string(leaf.LeafIdentityHash)] = nanos
+		t.dequeued[string(leaf.LeafIdentityHash)] = dequeuedLeaf{nanos: nanos, value: value, extra: extra}
 		t.cursor = &dequeueKey{nanos: nanos, identity: leaf.LeafIdentityHash}
 		leaves = append(leaves, leaf)
 	}
@@ -609,17 +636,18 @@ func (t *logTX) UpdateSequencedLeaves(ctx context.Context, leaves []*trillian.Lo
 	for len(leaves) > 0 {
 		chunk := leaves[:min(len(leaves), seqChunk)]
 		leaves = leaves[len(chunk):]
-		ins := make([]any, 0, 1+4*len(chunk))
+		ins := make([]any, 0, 1+7*len(chunk))
 		del := make([]any, 0, 1+2*len(chunk))
 		ins = append(ins, t.treeID)
 		del = append(del, t.treeID)
 		for _, leaf := range chunk {
-			ins = append(ins, leaf.LeafIndex, leaf.LeafIdentityHash, leaf.MerkleLeafHash, leaf.IntegrateTimestamp.AsTime().UnixNano())
-			del = append(del, t.dequeued[string(leaf.LeafIdentityHash)], leaf.LeafIdentityHash)
+			d := t.dequeued[string(leaf.LeafIdentityHash)]
+			ins = append(ins, leaf.LeafIndex, leaf.MerkleLeafHash, identityColumn(leaf), d.value, nullable(d.extra), d.nanos, leaf.IntegrateTimestamp.AsTime().UnixNano())
+			del = append(del, d.nanos, leaf.LeafIdentityHash)
 		}
 		if _, err := t.q.ExecContext(ctx,
-			"INSERT INTO sequenced_leaves (tree_id, sequence_number, identity_hash, merkle_leaf_hash, integrate_timestamp_nanos) VALUES "+
-				rowsOf(len(chunk), "(?1, ?, ?, ?, ?)"), ins...); err != nil {
+			"INSERT INTO sequenced_leaves (tree_id, sequence_number, merkle_leaf_hash, identity_hash, leaf_value, extra_data, queue_timestamp_nanos, integrate_timestamp_nanos) VALUES "+
+				rowsOf(len(chunk), "(?1, ?, ?, ?, ?, ?, ?, ?)"), ins...); err != nil {
 			return fmt.Errorf("sequence leaves: %w", err)
 		}
 		r, err := t.q.ExecContext(ctx,

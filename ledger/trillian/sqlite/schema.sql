@@ -33,7 +33,8 @@ CREATE TABLE subtrees (
   PRIMARY KEY (tree_id, subtree_id)
 ) STRICT, WITHOUT ROWID;
 
--- Leaf contents, once per identity hash.
+-- LOG trees: every leaf queued, once per identity hash (QueueLeaves
+-- deduplicates on it). PREORDERED_LOG trees do not use it.
 CREATE TABLE leaf_data (
   tree_id               INTEGER NOT NULL,
   identity_hash         BLOB    NOT NULL,
@@ -43,13 +44,19 @@ CREATE TABLE leaf_data (
   PRIMARY KEY (tree_id, identity_hash)
 ) STRICT, WITHOUT ROWID;
 
--- The position of each leaf in the log. For PREORDERED_LOG trees rows
--- beyond the current tree size are leaves waiting to be integrated.
+-- The leaves at their positions in the log, with their contents. For
+-- PREORDERED_LOG trees rows beyond the current tree size are leaves
+-- waiting to be integrated. identity_hash is NULL when it equals the Merkle
+-- leaf hash (Trillian's default, and always the case for Vigie), so that a
+-- leaf costs one index entry on a random key, not two.
 CREATE TABLE sequenced_leaves (
   tree_id                   INTEGER NOT NULL,
   sequence_number           INTEGER NOT NULL CHECK (sequence_number >= 0),
-  identity_hash             BLOB    NOT NULL,
   merkle_leaf_hash          BLOB    NOT NULL,
+  identity_hash             BLOB,
+  leaf_value                BLOB    NOT NULL,
+  extra_data                BLOB,
+  queue_timestamp_nanos     INTEGER NOT NULL,
   integrate_timestamp_nanos INTEGER NOT NULL,
   PRIMARY KEY (tree_id, sequence_number)
 ) STRICT, WITHOUT ROWID;
@@ -57,10 +64,8 @@ CREATE TABLE sequenced_leaves (
 CREATE INDEX sequenced_leaves_by_merkle_hash
   ON sequenced_leaves (tree_id, merkle_leaf_hash);
 
--- Finds the position of a leaf that is queued or added again, so that the
--- caller learns where the original is.
 CREATE INDEX sequenced_leaves_by_identity_hash
-  ON sequenced_leaves (tree_id, identity_hash);
+  ON sequenced_leaves (tree_id, identity_hash) WHERE identity_hash IS NOT NULL;
 
 -- LOG trees only: leaves queued and not yet given a position.
 CREATE TABLE unsequenced (
