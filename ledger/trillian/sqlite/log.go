@@ -386,8 +386,8 @@ type logTX struct {
 	slr      *trillian.SignedLogRoot // nil until loadRoot finds one
 	tiles    *cache.SubtreeCache
 	dequeued map[string]dequeuedLeaf // by identity hash, LOG trees
-	cursor   *dequeueKey      // last leaf DequeueLeaves returned
-	managed  bool             // inside ReadWriteTransaction, which commits
+	cursor   *dequeueKey             // last leaf DequeueLeaves returned
+	managed  bool                    // inside ReadWriteTransaction, which commits
 	closed   bool
 	commit   func() error
 	rollback func() error
