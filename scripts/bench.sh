@@ -1,19 +1,48 @@
 #!/usr/bin/env bash
 # Runs the benchmarks of docs/performance.md with a throwaway PostgreSQL
-# cluster, several times each, and summarises them with benchstat (medians).
-# Results go to bench-results/. Arguments replace the default -bench pattern.
+# cluster, and writes the results to bench-results/<time>/.
+#
+#   scripts/bench.sh [suite...]      suites: go record (default: all)
+#
+#   go      the Go benchmarks of every package (go test -bench), BENCH_COUNT
+#           runs each (default 5), summarised by benchstat (medians);
+#           BENCH_PATTERN restricts them (default all)
+#   record  vigie bench record, sustained recording for RECORD_SECONDS
+#           (default 60) on SQLite and on PostgreSQL, RECORD_RUNS times
+#           each (default 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
 . scripts/pg.sh
 
-pattern=${1:-.}
-count=${BENCH_COUNT:-5}
+suites=("$@")
+[ ${#suites[@]} -gt 0 ] || suites=(go record)
 pg_start || { echo "bench.sh: PostgreSQL is required for the side-by-side figures" >&2; exit 1; }
-mkdir -p bench-results
-out="bench-results/$(date -u +%Y%m%dT%H%M%SZ).txt"
-{
-	echo "# $(go version) on $(nproc) CPUs, $(uname -srm)"
-	go test -run '^$' -bench "$pattern" -benchtime "${BENCH_TIME:-10000x}" -count "$count" -timeout 60m ./...
-} | tee "$out"
-go tool benchstat "$out" | tee "${out%.txt}.stat"
+out="bench-results/$(date -u +%Y%m%dT%H%M%SZ)"
+mkdir -p "$out"
+echo "# $(go version) on $(nproc) CPUs, $(uname -srm), $(date -u)" | tee "$out/machine.txt"
+
+for suite in "${suites[@]}"; do
+	case "$suite" in
+	go)
+		go test -run '^$' -bench "${BENCH_PATTERN:-.}" -benchtime "${BENCH_TIME:-10000x}" \
+			-count "${BENCH_COUNT:-5}" -timeout 120m ./... | tee "$out/go.txt"
+		go tool benchstat "$out/go.txt" | tee "$out/go.stat"
+		;;
+	record)
+		go build -o "$out/vigie" ./cmd/vigie
+		for run in $(seq 1 "${RECORD_RUNS:-3}"); do
+			"$out/vigie" bench record --duration "${RECORD_SECONDS:-60}s" | tee -a "$out/record-sqlite.txt"
+			db="${VIGIE_TEST_POSTGRES%/postgres*}/bench_$run?sslmode=disable"
+			psql "$VIGIE_TEST_POSTGRES" -qc "CREATE DATABASE bench_$run" >/dev/null
+			"$out/vigie" bench record --duration "${RECORD_SECONDS:-60}s" --db "$db" \
+				--data-dir "$(mktemp -d)" | tee -a "$out/record-postgresql.txt"
+		done
+		;;
+	*)
+		echo "bench.sh: unknown suite $suite (go, record)" >&2
+		exit 2
+		;;
+	esac
+done
+echo "bench.sh: results in $out"
