@@ -262,8 +262,7 @@ func addSequenced(ctx context.Context, tx sqldb.Querier, treeID int64, leaves []
 			nums[k] = "?" + strconv.Itoa(k+2)
 		}
 		in := "(" + strings.Join(nums, ",") + ")"
-		rows, err = tx.QueryContext(ctx,
-			"SELECT coalesce(identity_hash, merkle_leaf_hash) FROM sequenced_leaves WHERE tree_id = ?1 AND (identity_hash IN "+in+" OR (identity_hash IS NULL AND merkle_leaf_hash IN "+in+"))", args...)
+		rows, err = tx.QueryContext(ctx, storedIdentitiesQuery(in), args...)
 		if err != nil {
 			return fmt.Errorf("add sequenced leaves: %w", err)
 		}
@@ -307,12 +306,31 @@ func addSequenced(ctx context.Context, tx sqldb.Querier, treeID int64, leaves []
 	return nil
 }
 
-const selectLeaf = "SELECT s.sequence_number, s.merkle_leaf_hash, coalesce(s.identity_hash, s.merkle_leaf_hash), s.leaf_value, s.extra_data, s.queue_timestamp_nanos, s.integrate_timestamp_nanos " +
-	"FROM sequenced_leaves s "
+// Lookups by hash name their index: without statistics, SQLite's planner
+// takes tree_id (the primary key's first column) for selective and would
+// scan the whole tree; with INDEXED BY a plan that cannot use the index
+// fails instead of scanning.
+const (
+	leafColumns = "SELECT s.sequence_number, s.merkle_leaf_hash, coalesce(s.identity_hash, s.merkle_leaf_hash), s.leaf_value, s.extra_data, s.queue_timestamp_nanos, s.integrate_timestamp_nanos "
+	selectLeaf  = leafColumns + "FROM sequenced_leaves s "
+	byMerkle    = leafColumns + "FROM sequenced_leaves s INDEXED BY sequenced_leaves_by_merkle_hash "
+	byIdentity  = leafColumns + "FROM sequenced_leaves s INDEXED BY sequenced_leaves_by_identity_hash "
+)
 
-// whereIdentity selects sequenced leaves by identity hash (?2), using both
-// indexes: identity_hash is NULL when it equals the Merkle leaf hash.
-const whereIdentity = "s.tree_id = ?1 AND (s.identity_hash = ?2 OR (s.identity_hash IS NULL AND s.merkle_leaf_hash = ?2))"
+// leafByIdentityQuery selects the first sequenced leaf with identity hash
+// ?2 in tree ?1: identity_hash is NULL when it equals the Merkle leaf hash.
+const leafByIdentityQuery = "SELECT * FROM (" +
+	byIdentity + "WHERE s.tree_id = ?1 AND s.identity_hash = ?2 UNION ALL " +
+	byMerkle + "WHERE s.tree_id = ?1 AND s.merkle_leaf_hash = ?2 AND s.identity_hash IS NULL" +
+	") ORDER BY 1 LIMIT 1"
+
+// storedIdentitiesQuery selects, among the identity hashes of the list in
+// (parameters ?2...), those stored in tree ?1. Two SELECTs, not one with
+// OR: given a long list, SQLite would scan the tree's leaves for the OR.
+func storedIdentitiesQuery(in string) string {
+	return "SELECT identity_hash FROM sequenced_leaves INDEXED BY sequenced_leaves_by_identity_hash WHERE tree_id = ?1 AND identity_hash IN " + in +
+		" UNION ALL SELECT merkle_leaf_hash FROM sequenced_leaves INDEXED BY sequenced_leaves_by_merkle_hash WHERE tree_id = ?1 AND merkle_leaf_hash IN " + in + " AND identity_hash IS NULL"
+}
 
 // identityColumn stores an identity hash: NULL when it is the Merkle leaf
 // hash.
@@ -350,7 +368,7 @@ func leafAt(ctx context.Context, q sqldb.Querier, treeID, index int64) (*trillia
 // sequenced one with its index, or else (LOG trees) a queued one with
 // index -1.
 func leafByIdentity(ctx context.Context, q sqldb.Querier, treeID int64, identity []byte) (*trillian.LogLeaf, error) {
-	leaf, err := scanLeaf(q.QueryRowContext(ctx, selectLeaf+"WHERE "+whereIdentity+" ORDER BY s.sequence_number LIMIT 1", treeID, identity))
+	leaf, err := scanLeaf(q.QueryRowContext(ctx, leafByIdentityQuery, treeID, identity))
 	if err == nil {
 		return leaf, nil
 	}
@@ -738,7 +756,7 @@ func (t *logTX) GetLeavesByHash(ctx context.Context, hashes [][]byte, orderBySeq
 	for _, h := range hashes {
 		args = append(args, h)
 	}
-	query := selectLeaf + "WHERE s.tree_id = ? AND s.merkle_leaf_hash IN (" + placeholders(len(hashes)) + ")"
+	query := byMerkle + "WHERE s.tree_id = ? AND s.merkle_leaf_hash IN (" + placeholders(len(hashes)) + ")"
 	if orderBySequence {
 		query += " ORDER BY s.sequence_number"
 	}
