@@ -23,6 +23,7 @@ const MaxRulesSize = 1 << 20
 const (
 	maxRulesCodes = 512
 	maxLabelLen   = 256
+	maxTitleLen   = 4096
 )
 
 // SectorAccess is how a sector reaches patients' records.
@@ -301,8 +302,8 @@ func checkRules(d *RulesData) error {
 	if d.Version < 1 {
 		return rerr("version", "must be at least 1")
 	}
-	if err := checkLabel("title", d.Title); err != nil {
-		return err
+	if d.Title == "" || len(d.Title) > maxTitleLen {
+		return rerr("title", "required, at most "+strconv.Itoa(maxTitleLen)+" bytes")
 	}
 	validPurpose := func(s string) bool { return Purpose(s).Valid() }
 	if err := sortedCodes("care_purposes", d.CarePurposes, validPurpose); err != nil {
