@@ -124,8 +124,11 @@ func (e *Engine) Decide(req *consent.Request, snap *consent.Consent, rules *cons
 	sc := e.pool.Get().(*scratch)
 	defer e.release(sc)
 	lr := sc.build(req, cr, c)
+	if !safeNeedle(lr.Subject) || !safeNeedle(lr.Resource) || !safeNeedle(lr.Action) {
+		return consent.Decision{}, fmt.Errorf("ladonpolicy: decide: %w", errNeedle) // validated requests never are
+	}
 	sc.cands = e.manager.appendCandidates(sc.cands[:0], lr, sc)
-	if err := evaluate(context.Background(), Matcher{}, lr, sc.cands, &sc.out); err != nil {
+	if err := evaluate(context.Background(), Matcher{checked: true}, lr, sc.cands, &sc.out); err != nil {
 		return consent.Decision{}, fmt.Errorf("ladonpolicy: decide: %w", err)
 	}
 	return decision(&sc.out, req, snap.Version, cr), nil

@@ -119,12 +119,15 @@ type patternSource interface {
 // 512-entry LRU cache: with per-patient patterns the cache thrashes and
 // every request compiles regular expressions.
 //
-// Matcher has no state and is safe for concurrent use.
-type Matcher struct{}
+// Matcher is immutable and safe for concurrent use.
+type Matcher struct {
+	// checked: the caller has checked every needle with safeNeedle.
+	checked bool
+}
 
 // Matches reports whether needle matches one of the patterns in haystack
 // of policy p.
-func (Matcher) Matches(p ladon.Policy, haystack []string, needle string) (bool, error) {
+func (m Matcher) Matches(p ladon.Policy, haystack []string, needle string) (bool, error) {
 	start, end := p.GetStartDelimiter(), p.GetEndDelimiter()
 	for _, h := range haystack {
 		if strings.IndexByte(h, start) < 0 {
@@ -133,8 +136,11 @@ func (Matcher) Matches(p ladon.Policy, haystack []string, needle string) (bool, 
 			}
 			continue
 		}
-		if !safeNeedle(needle) {
+		if !m.checked && !safeNeedle(needle) {
 			return false, errNeedle
+		}
+		if len(h) == 4 && h[0] == start && h[1] == '.' && h[2] == '*' && h[3] == end {
+			return true, nil // <.*>: anything (without a newline)
 		}
 		if sh, ok := parseShape(h, start, end); ok {
 			if sh.match(needle) {
