@@ -57,7 +57,7 @@ type Engine struct {
 
 type shard struct {
 	mu sync.RWMutex
-	m  map[ident.INS]*Compiled
+	m  map[ident.INS]Compiled // values: one allocation per patient, its data
 }
 
 type rulesEntry struct {
@@ -82,7 +82,7 @@ func NewEngine(opts Options) *Engine {
 		rulesCache: make(map[[32]byte]*compiledRules),
 	}
 	for i := range e.shards {
-		e.shards[i].m = make(map[ident.INS]*Compiled)
+		e.shards[i].m = make(map[ident.INS]Compiled)
 	}
 	e.pool.New = func() any { return newScratch() }
 	return e
@@ -117,13 +117,13 @@ func (e *Engine) Decide(req *consent.Request, snap *consent.Consent, rules *cons
 		return consent.Decision{}, fmt.Errorf("ladonpolicy: decide: consent version %d, request saw %d: %w", snap.Version, req.MinConsentVersion, consent.ErrStaleConsent)
 	}
 	cr := e.compiledRules(rules)
-	c, err := e.patient(req.Patient, snap)
-	if err != nil {
-		return consent.Decision{}, err
-	}
 	sc := e.pool.Get().(*scratch)
 	defer e.release(sc)
-	lr := sc.build(req, cr, c)
+	var err error
+	if sc.patient, err = e.patient(req.Patient, snap); err != nil {
+		return consent.Decision{}, err
+	}
+	lr := sc.build(req, cr, &sc.patient)
 	if !safeNeedle(lr.Subject) || !safeNeedle(lr.Resource) || !safeNeedle(lr.Action) {
 		return consent.Decision{}, fmt.Errorf("ladonpolicy: decide: %w", errNeedle) // validated requests never are
 	}
@@ -181,29 +181,29 @@ func (e *Engine) compiledRules(r *consent.Rules) *compiledRules {
 }
 
 // patient returns the patient's compiled consent at snap's version.
-func (e *Engine) patient(p ident.INS, snap *consent.Consent) (*Compiled, error) {
+func (e *Engine) patient(p ident.INS, snap *consent.Consent) (Compiled, error) {
 	sh := &e.shards[maphash.Comparable(e.seed, p)%numShards]
 	sh.mu.RLock()
-	c := sh.m[p]
+	c, ok := sh.m[p]
 	sh.mu.RUnlock()
-	if c != nil {
+	if ok {
 		switch {
 		case c.version == snap.Version:
 			return c, nil
 		case c.version > snap.Version:
-			return nil, fmt.Errorf("ladonpolicy: decide: consent version %d, already decided with %d: %w", snap.Version, c.version, consent.ErrStaleConsent)
+			return Compiled{}, fmt.Errorf("ladonpolicy: decide: consent version %d, already decided with %d: %w", snap.Version, c.version, consent.ErrStaleConsent)
 		}
 	}
-	nc, err := Compile(snap)
+	nc, err := compile(snap)
 	if err != nil {
-		return nil, fmt.Errorf("ladonpolicy: compile consent version %d: %w", snap.Version, err)
+		return Compiled{}, fmt.Errorf("ladonpolicy: compile consent version %d: %w", snap.Version, err)
 	}
 	e.compiles.Add(1)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	cur := sh.m[p]
+	cur, ok := sh.m[p]
 	switch {
-	case cur == nil:
+	case !ok:
 		if len(sh.m) >= e.perShard {
 			for k := range sh.m { // evict an arbitrary patient
 				delete(sh.m, k)
@@ -216,18 +216,19 @@ func (e *Engine) patient(p ident.INS, snap *consent.Consent) (*Compiled, error) 
 	case cur.version == nc.version:
 		nc = cur // a concurrent decision compiled it first
 	default:
-		return nil, fmt.Errorf("ladonpolicy: decide: consent version %d, already decided with %d: %w", snap.Version, cur.version, consent.ErrStaleConsent)
+		return Compiled{}, fmt.Errorf("ladonpolicy: decide: consent version %d, already decided with %d: %w", snap.Version, cur.version, consent.ErrStaleConsent)
 	}
 	return nc, nil
 }
 
 // scratch is the per-decision working memory, pooled.
 type scratch struct {
-	lr    ladon.Request
-	ctx   ladon.Context
-	buf   []byte
-	cands []ladon.Policy
-	views []dirPolicy
+	patient Compiled // the patient's compiled consent, copied from the cache
+	lr      ladon.Request
+	ctx     ladon.Context
+	buf     []byte
+	cands   []ladon.Policy
+	views   []dirPolicy
 	// nviews counts the views in use.
 	nviews int
 	out    outcome
@@ -251,6 +252,7 @@ func (e *Engine) release(sc *scratch) {
 	sc.out.reset()
 	clear(sc.ctx)
 	sc.lr = ladon.Request{}
+	sc.patient = Compiled{}
 	e.pool.Put(sc)
 }
 

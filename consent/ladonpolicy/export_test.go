@@ -21,3 +21,24 @@ func RulePolicyCount(e *Engine, lr *ladon.Request) int {
 	}
 	return n
 }
+
+// DecodedDirective is a compiled directive's record, decoded.
+type DecodedDirective struct {
+	From, Until       int64
+	ID, Subject, Arg  string
+	Kind              string
+	HasGeneralPattern bool
+}
+
+// Decode decodes every directive of c.
+func Decode(c *Compiled) []DecodedDirective {
+	var out []DecodedDirective
+	for i := range int(c.n) {
+		d := c.dir(i)
+		out = append(out, DecodedDirective{
+			From: d.from, Until: d.until, ID: c.str(d.id), Subject: c.str(d.subj), Arg: c.str(d.arg),
+			Kind: string(kindNames[d.kind]), HasGeneralPattern: d.pat != 0,
+		})
+	}
+	return out
+}

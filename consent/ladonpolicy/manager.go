@@ -256,8 +256,8 @@ func (c *Compiled) appendViews(dst []ladon.Policy, cr *compiledRules, r *ladon.R
 		return new(dirPolicy)
 	}
 	isDoc := strings.HasPrefix(r.Resource, documentPrefix)
-	for i := range c.dirs {
-		d := &c.dirs[i]
+	for i := range int(c.n) {
+		d := c.dir(i)
 		switch d.kind {
 		case kBlockProfessional, kAllowProfessional, kTreatingPhysician, kExtendedRights:
 			if c.str(d.subj) != r.Subject {

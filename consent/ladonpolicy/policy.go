@@ -87,7 +87,7 @@ func effectOf(allow bool) consent.Effect {
 // into itself, and the engine builds it in a pooled buffer.
 type dirPolicy struct {
 	c     *Compiled
-	i     int // index in c.dirs, or -1 for the hidden-document rule
+	i     int // index of the directive in c, or -1 for the hidden-document rule
 	allow bool
 	id    string
 	kind  string
@@ -112,7 +112,8 @@ var _ ladon.Policy = (*dirPolicy)(nil)
 
 // setDirective makes p the view of directive i of c under the rules cr.
 func (p *dirPolicy) setDirective(c *Compiled, i int, cr *compiledRules) {
-	d := &c.dirs[i]
+	dv := c.dir(i)
+	d := &dv
 	*p = dirPolicy{c: c, i: i, id: c.str(d.id), kind: string(kindNames[d.kind]), src: consent.SourceDirective}
 	p.subjects[0] = "<.*>"
 	p.resources[0] = "<.*>"
@@ -217,11 +218,11 @@ func (p *dirPolicy) compiledPattern(tpl string) (*Pattern, bool) {
 	if p.i < 0 {
 		return nil, false
 	}
-	d := &p.c.dirs[p.i]
-	if d.pat == 0 || tpl != p.resources[0] {
+	d := p.c.dir(p.i)
+	if d.pat == 0 || tpl != p.resources[0] || p.c.pats == nil || int(d.pat) > len(*p.c.pats) {
 		return nil, false
 	}
-	return p.c.pats[d.pat-1], true
+	return (*p.c.pats)[d.pat-1], true
 }
 
 var (
