@@ -1,0 +1,196 @@
+package consent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/vigie-sante/vigie/consent/ident"
+)
+
+// Config configures a [Service]. Store, Recorder and Engine are required.
+type Config struct {
+	Store    Store
+	Recorder Recorder
+	Engine   Engine
+	// Rules are the national rules to start with. If the store has no
+	// rules, or only older versions, they are published (stored) at
+	// start; if the store has a newer version, the store's is used. They
+	// are required when the store has none.
+	Rules *Rules
+	// Clock gives the decision time of requests that have none, and the
+	// time of changes. Default time.Now.
+	Clock func() time.Time
+	// MaxAttempts bounds how many times Check decides when the consent
+	// keeps changing between decision and record. Default 3.
+	MaxAttempts int
+}
+
+// Service checks access requests and changes consents: it decides with
+// the Engine and records with the Recorder, and never answers ALLOW for a
+// decision that is not durably recorded. Safe for concurrent use.
+type Service struct {
+	store       Store
+	recorder    Recorder
+	engine      Engine
+	clock       func() time.Time
+	maxAttempts int
+	rules       atomic.Pointer[Rules]
+}
+
+// NewService returns a service, after making sure the store holds national
+// rules (see [Config.Rules]).
+func NewService(ctx context.Context, cfg Config) (*Service, error) {
+	if cfg.Store == nil || cfg.Recorder == nil || cfg.Engine == nil {
+		return nil, errors.New("consent: Store, Recorder and Engine are required")
+	}
+	s := &Service{store: cfg.Store, recorder: cfg.Recorder, engine: cfg.Engine, clock: cfg.Clock, maxAttempts: cfg.MaxAttempts}
+	if s.clock == nil {
+		s.clock = time.Now
+	}
+	if s.maxAttempts <= 0 {
+		s.maxAttempts = 3
+	}
+	latest, err := cfg.Store.LatestRules(ctx)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		if cfg.Rules == nil {
+			return nil, errors.New("consent: the store has no national rules and none are configured")
+		}
+		latest = nil
+	case err != nil:
+		return nil, fmt.Errorf("consent: read national rules: %w", err)
+	}
+	current := latest
+	if cfg.Rules != nil && (latest == nil || cfg.Rules.Version() > latest.Version()) {
+		if err := cfg.Store.PutRules(ctx, cfg.Rules, Change{Time: s.now(), Author: "config"}); err != nil {
+			return nil, fmt.Errorf("consent: publish configured national rules: %w", err)
+		}
+		current = cfg.Rules
+	} else if cfg.Rules != nil && cfg.Rules.Version() == latest.Version() && cfg.Rules.Hash() != latest.Hash() {
+		return nil, fmt.Errorf("consent: configured national rules version %d differs from the stored one: %w", cfg.Rules.Version(), ErrRulesConflict)
+	}
+	s.rules.Store(current)
+	return s, nil
+}
+
+func (s *Service) now() time.Time { return s.clock().UTC().Truncate(time.Second) }
+
+// Rules returns the national rules the service decides with.
+func (s *Service) Rules() *Rules { return s.rules.Load() }
+
+// Check decides req and records the decision, and returns it with its
+// receipt. The decision returned is the recorded one: for a request key
+// already recorded (a retry), the first decision.
+//
+// A request without a time gets the service clock's. An invalid request
+// returns a *FieldError. If the patient's consent changes between the
+// decision and its recording, Check decides again with the new consent,
+// at most MaxAttempts times in all. If recording fails, Check returns an
+// error and no decision: never an ALLOW that is not recorded. The caller
+// may retry with the same request key; the recorder then returns the
+// first answer if the failed attempt was in fact recorded.
+func (s *Service) Check(ctx context.Context, req Request) (Decision, Receipt, error) {
+	if req.Time.IsZero() {
+		req.Time = s.clock().UTC()
+	}
+	if err := ValidateRequest(&req); err != nil {
+		return Decision{}, Receipt{}, err
+	}
+	rules := s.rules.Load()
+	var lastErr error
+	for range s.maxAttempts {
+		snap, err := s.store.Consent(ctx, req.Patient)
+		if err != nil {
+			return Decision{}, Receipt{}, fmt.Errorf("check: read consent: %w", err)
+		}
+		if snap.Version < req.MinConsentVersion {
+			return Decision{}, Receipt{}, fmt.Errorf("check: store has consent version %d, caller saw %d: %w", snap.Version, req.MinConsentVersion, ErrStaleConsent)
+		}
+		d, err := s.engine.Decide(&req, &snap, rules)
+		if errors.Is(err, ErrStaleConsent) {
+			lastErr = err
+			continue // a lagging read: read again
+		}
+		if err != nil {
+			return Decision{}, Receipt{}, fmt.Errorf("check: decide: %w", err)
+		}
+		rec, err := s.recorder.RecordDecision(ctx, req.Key(), &req, &d)
+		if errors.Is(err, ErrConsentChanged) {
+			lastErr = err
+			continue
+		}
+		if err != nil {
+			return Decision{}, Receipt{}, fmt.Errorf("check: record decision: %w", err)
+		}
+		return rec.Decision, rec, nil
+	}
+	return Decision{}, Receipt{}, fmt.Errorf("check: consent kept changing over %d attempts: %w", s.maxAttempts, lastErr)
+}
+
+// UpdateConsent replaces a patient's directives if the current version is
+// expected, after validating them against the current national rules and
+// the engine. It returns the stored record (version expected+1), a
+// *FieldError for invalid directives, or ErrStaleVersion. author says who
+// makes the change ("patient", "rpps:...", "admin:..."); it must not be an
+// INS.
+func (s *Service) UpdateConsent(ctx context.Context, patient ident.INS, expected int64, directives []Directive, author string) (ConsentRecord, error) {
+	if patient.IsZero() {
+		return ConsentRecord{}, fieldErr("patient", "required")
+	}
+	if err := checkAuthor(author); err != nil {
+		return ConsentRecord{}, err
+	}
+	if expected < 0 {
+		return ConsentRecord{}, fieldErr("version", "must not be negative")
+	}
+	c := Consent{Version: expected + 1, Directives: directives}
+	rules := s.rules.Load()
+	if err := ValidateConsent(&c, rules); err != nil {
+		return ConsentRecord{}, err
+	}
+	if err := s.engine.CheckConsent(&c, rules); err != nil {
+		return ConsentRecord{}, err
+	}
+	rec, err := s.store.UpdateConsent(ctx, patient, expected, directives, Change{Time: s.now(), Author: author})
+	if err != nil {
+		return ConsentRecord{}, fmt.Errorf("update consent: %w", err)
+	}
+	return rec, nil
+}
+
+func checkAuthor(author string) error {
+	if author == "" {
+		return fieldErr("author", "required")
+	}
+	if len(author) > 128 {
+		return fieldErr("author", "longer than "+strconv.Itoa(128)+" bytes")
+	}
+	if _, err := ident.NormalizeINS(author); err == nil {
+		return fieldErr("author", "must not be an INS")
+	}
+	return nil
+}
+
+// PublishRules stores a new national rules version and decides with it
+// from then on. It returns ErrRulesConflict for a version that is not new.
+func (s *Service) PublishRules(ctx context.Context, rules *Rules, author string) error {
+	if err := checkAuthor(author); err != nil {
+		return err
+	}
+	if err := s.store.PutRules(ctx, rules, Change{Time: s.now(), Author: author}); err != nil {
+		return fmt.Errorf("publish national rules: %w", err)
+	}
+	for {
+		cur := s.rules.Load()
+		if cur != nil && cur.Version() >= rules.Version() {
+			return nil
+		}
+		if s.rules.CompareAndSwap(cur, rules) { // CAS: a concurrent publish of a newer version wins
+			return nil
+		}
+	}
+}

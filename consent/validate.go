@@ -1,0 +1,382 @@
+package consent
+
+import (
+	"errors"
+	"fmt"
+	"regexp/syntax"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Limits on what a patient's consent and a request may hold.
+const (
+	// MaxDirectives is the most directives one patient's consent holds.
+	// The DMP's own choices (block, hide, treating physician...) come to
+	// a handful per patient; 64 leaves room while keeping a decision's
+	// cost bounded.
+	MaxDirectives = 64
+	// MaxPatterns is the most directives with a pattern one consent
+	// holds: each compiles to a regular expression kept in memory.
+	MaxPatterns = 4
+	// MaxPatternLen is the longest pattern, in bytes.
+	MaxPatternLen = 128
+	// MaxJustificationLen is the longest justification, in bytes.
+	MaxJustificationLen = 1024
+)
+
+// FieldError is a validation error naming the field at fault, as a path
+// (e.g. "actor.rpps", "directives[2].until"). Its text never contains an
+// INS. Callers test for it with errors.As.
+type FieldError struct {
+	// Field is the path of the field at fault.
+	Field string
+	// Problem says what is wrong, without echoing identifiers.
+	Problem string
+	// Err is the underlying error, if any.
+	Err error
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Problem }
+
+func (e *FieldError) Unwrap() error { return e.Err }
+
+func fieldErr(field, problem string) error { return &FieldError{Field: field, Problem: problem} }
+
+// ValidateRequest checks a request at the boundary: every required field
+// present and well-formed. It does not check codes against the national
+// rules: an unknown profession, sector or document type is a decision
+// (DENY), not a malformed request. It returns a *[FieldError].
+func ValidateRequest(r *Request) error {
+	if err := checkToken("id", r.ID, 64, false); err != nil {
+		return err
+	}
+	if err := checkToken("service", r.Service, 128, false); err != nil {
+		return err
+	}
+	if r.Patient.IsZero() {
+		return fieldErr("patient", "required")
+	}
+	if r.Actor.RPPS.IsZero() {
+		return fieldErr("actor.rpps", "required")
+	}
+	if err := checkCode("actor.profession", r.Actor.Profession, 8); err != nil {
+		return err
+	}
+	if r.Actor.Specialty != "" {
+		if err := checkCode("actor.specialty", r.Actor.Specialty, 16); err != nil {
+			return err
+		}
+	}
+	if err := checkCode("actor.sector", r.Actor.Sector, 32); err != nil {
+		return err
+	}
+	if r.Actor.Organization.IsZero() {
+		return fieldErr("actor.organization", "required")
+	}
+	if r.Action == "" {
+		return fieldErr("action", "required")
+	}
+	if !r.Action.Valid() {
+		return fieldErr("action", "must be read, write or hide")
+	}
+	switch r.Resource.Kind {
+	case ResourceRecord:
+		if r.Action != ActionRead {
+			return fieldErr("resource.kind", "write and hide apply to a document")
+		}
+		if r.Resource.DocumentID != "" || r.Resource.DocumentType != "" || !r.Resource.Author.IsZero() || r.Resource.Hidden {
+			return fieldErr("resource", "a record has no document fields")
+		}
+	case ResourceDocument:
+		if err := checkToken("resource.document_id", r.Resource.DocumentID, 128, false); err != nil {
+			return err
+		}
+		if err := checkCode("resource.document_type", r.Resource.DocumentType, 64); err != nil {
+			return err
+		}
+	case "":
+		return fieldErr("resource.kind", "required")
+	default:
+		return fieldErr("resource.kind", "must be record or document")
+	}
+	if r.Purpose == "" {
+		return fieldErr("purpose", "required")
+	}
+	if !r.Purpose.Valid() {
+		return fieldErr("purpose", "unknown purpose of use")
+	}
+	if len(r.Justification) > MaxJustificationLen {
+		return fieldErr("justification", "longer than "+strconv.Itoa(MaxJustificationLen)+" bytes")
+	}
+	if !utf8.ValidString(r.Justification) || strings.ContainsFunc(r.Justification, isControl) {
+		return fieldErr("justification", "must be UTF-8 text without control characters")
+	}
+	if r.Time.IsZero() {
+		return fieldErr("time", "required")
+	}
+	if r.MinConsentVersion < 0 {
+		return fieldErr("min_consent_version", "must not be negative")
+	}
+	return nil
+}
+
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) }
+
+// checkToken checks an identifier: 1 to max bytes of [A-Za-z0-9._:-], and
+// with pattern, ladon's pattern delimiters < and > too.
+func checkToken(field, s string, max int, pattern bool) error {
+	if s == "" {
+		return fieldErr(field, "required")
+	}
+	if len(s) > max {
+		return fieldErr(field, "longer than "+strconv.Itoa(max)+" bytes")
+	}
+	for i := 0; i < len(s); i++ {
+		if !tokenByte(s[i]) {
+			return fieldErr(field, "character "+strconv.Itoa(i+1)+" is not one of A-Z a-z 0-9 . _ : -")
+		}
+	}
+	return nil
+}
+
+func tokenByte(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+		c == '.' || c == '_' || c == ':' || c == '-'
+}
+
+// checkCode checks a code of the national rules: 1 to max bytes of
+// [A-Za-z0-9._-], starting with a letter or digit.
+func checkCode(field, s string, max int) error {
+	if err := CheckCode(s, max); err != nil {
+		return fieldErr(field, err.Error())
+	}
+	return nil
+}
+
+// CheckCode checks a code of the national rules (a profession, sector or
+// document type code): 1 to max bytes of [A-Za-z0-9._-], starting with a
+// letter or a digit.
+func CheckCode(s string, max int) error {
+	if s == "" {
+		return errors.New("required")
+	}
+	if len(s) > max {
+		return errors.New("longer than " + strconv.Itoa(max) + " bytes")
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		ok := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || (i > 0 && (c == '.' || c == '_' || c == '-'))
+		if !ok {
+			return errors.New("character " + strconv.Itoa(i+1) + " is not allowed in a code")
+		}
+	}
+	return nil
+}
+
+// IsPattern reports whether a HideDocument target is a pattern (it holds
+// ladon's delimiter '<') rather than a document ID.
+func IsPattern(s string) bool { return strings.IndexByte(s, '<') >= 0 }
+
+// CheckPattern checks the syntax of a document-ID pattern: ladon's
+// template syntax, literal text and regular expressions between < and >,
+// with balanced delimiters, literal text made of document-ID characters,
+// and each expression in the RE2 syntax. The engine compiles the pattern
+// as well when the consent is written (see [Engine.CheckConsent]).
+func CheckPattern(p string) error {
+	if len(p) > MaxPatternLen {
+		return errors.New("pattern longer than " + strconv.Itoa(MaxPatternLen) + " bytes")
+	}
+	level, start := 0, 0
+	for i := 0; i < len(p); i++ {
+		switch c := p[i]; c {
+		case '<':
+			if level == 0 {
+				start = i + 1
+			}
+			level++
+		case '>':
+			level--
+			if level < 0 {
+				return errors.New("unbalanced > in pattern")
+			}
+			if level == 0 {
+				if _, err := syntax.Parse(p[start:i], syntax.Perl); err != nil {
+					return fmt.Errorf("pattern expression does not compile: %w", err)
+				}
+			}
+		default:
+			if level == 0 && !tokenByte(c) {
+				return errors.New("pattern character " + strconv.Itoa(i+1) + " is not one of A-Z a-z 0-9 . _ : - < >")
+			}
+			if c == '\n' || c == '/' {
+				return errors.New("pattern must not contain / or a newline")
+			}
+		}
+	}
+	if level != 0 {
+		return errors.New("unbalanced < in pattern")
+	}
+	return nil
+}
+
+// ValidateConsent checks a patient's consent before it is written: the
+// limits, each directive's fields for its kind and validity period, the
+// document types against rules, pattern syntax, and contradictions
+// between directives. It returns a *[FieldError] naming the directive
+// (e.g. "directives[3].professional").
+//
+// Contradictions are: the same professional both blocked and allowed
+// (allow-professional, treating-physician or extended-rights) in
+// overlapping periods; two different treating physicians in overlapping
+// periods; the same directive twice (same kind and target, overlapping
+// periods); two directives with the same ID.
+func ValidateConsent(c *Consent, rules *Rules) error {
+	if c.Version < 0 {
+		return fieldErr("version", "must not be negative")
+	}
+	if len(c.Directives) > MaxDirectives {
+		return fieldErr("directives", "more than "+strconv.Itoa(MaxDirectives)+" directives")
+	}
+	patterns := 0
+	ids := make(map[string]int, len(c.Directives))
+	for i := range c.Directives {
+		d := &c.Directives[i]
+		f := func(name string) string { return "directives[" + strconv.Itoa(i) + "]" + name }
+		if err := checkToken(f(".id"), d.ID, 64, false); err != nil {
+			return err
+		}
+		if j, dup := ids[d.ID]; dup {
+			return fieldErr(f(".id"), "same ID as directives["+strconv.Itoa(j)+"]")
+		}
+		ids[d.ID] = i
+		if d.Kind == "" {
+			return fieldErr(f(".kind"), "required")
+		}
+		if !d.Kind.Valid() {
+			return fieldErr(f(".kind"), "unknown directive kind")
+		}
+		if err := checkTarget(d, f, rules); err != nil {
+			return err
+		}
+		if d.Kind == HideDocument && IsPattern(d.Document) {
+			patterns++
+			if patterns > MaxPatterns {
+				return fieldErr(f(".document"), "more than "+strconv.Itoa(MaxPatterns)+" patterns")
+			}
+		}
+		for _, tf := range []struct {
+			name string
+			t    time.Time
+		}{{".from", d.From}, {".until", d.Until}} {
+			if tf.t.IsZero() {
+				continue
+			}
+			if tf.t.Location() != time.UTC || tf.t.Nanosecond() != 0 {
+				return fieldErr(f(tf.name), "must be whole seconds in UTC")
+			}
+			if y := tf.t.Year(); y < 2000 || y >= 2200 {
+				return fieldErr(f(tf.name), "must be between the years 2000 and 2199")
+			}
+		}
+		if !d.From.IsZero() && !d.Until.IsZero() && !d.From.Before(d.Until) {
+			return fieldErr(f(".until"), "must be after from")
+		}
+	}
+	return checkContradictions(c.Directives)
+}
+
+func checkTarget(d *Directive, f func(string) string, rules *Rules) error {
+	var want string
+	switch d.Kind {
+	case BlockProfessional, AllowProfessional, TreatingPhysician, ExtendedRights:
+		want = "professional"
+		if d.Professional.IsZero() {
+			return fieldErr(f(".professional"), "required for "+string(d.Kind))
+		}
+	case BlockOrganization:
+		want = "organization"
+		if d.Organization.IsZero() {
+			return fieldErr(f(".organization"), "required for "+string(d.Kind))
+		}
+	case HideDocument:
+		want = "document"
+		if d.Document == "" {
+			return fieldErr(f(".document"), "required for "+string(d.Kind))
+		}
+		if IsPattern(d.Document) {
+			if err := CheckPattern(d.Document); err != nil {
+				return &FieldError{Field: f(".document"), Problem: err.Error(), Err: err}
+			}
+		} else if err := checkToken(f(".document"), d.Document, 128, false); err != nil {
+			return err
+		}
+	case HideDocumentType:
+		want = "document_type"
+		if err := checkCode(f(".document_type"), d.DocumentType, 64); err != nil {
+			return err
+		}
+		if rules == nil {
+			return fieldErr(f(".document_type"), "cannot be checked without national rules")
+		}
+		if !rules.KnowsDocumentType(d.DocumentType) {
+			return fieldErr(f(".document_type"), "unknown to the national rules")
+		}
+	}
+	if want != "professional" && !d.Professional.IsZero() {
+		return fieldErr(f(".professional"), "not used by "+string(d.Kind))
+	}
+	if want != "organization" && !d.Organization.IsZero() {
+		return fieldErr(f(".organization"), "not used by "+string(d.Kind))
+	}
+	if want != "document" && d.Document != "" {
+		return fieldErr(f(".document"), "not used by "+string(d.Kind))
+	}
+	if want != "document_type" && d.DocumentType != "" {
+		return fieldErr(f(".document_type"), "not used by "+string(d.Kind))
+	}
+	return nil
+}
+
+// overlap reports whether the validity periods of a and b intersect.
+func overlap(a, b *Directive) bool {
+	// [aFrom, aUntil) and [bFrom, bUntil) intersect iff each starts before
+	// the other ends; a zero bound is infinite.
+	startsBefore := func(from time.Time, until time.Time) bool {
+		return from.IsZero() || until.IsZero() || from.Before(until)
+	}
+	return startsBefore(a.From, b.Until) && startsBefore(b.From, a.Until)
+}
+
+func grantsAccess(k DirectiveKind) bool {
+	return k == AllowProfessional || k == TreatingPhysician || k == ExtendedRights
+}
+
+func sameTarget(a, b *Directive) bool {
+	return a.Professional == b.Professional && a.Organization == b.Organization &&
+		a.Document == b.Document && a.DocumentType == b.DocumentType
+}
+
+func checkContradictions(ds []Directive) error {
+	for i := range ds {
+		for j := 0; j < i; j++ {
+			a, b := &ds[i], &ds[j]
+			if !overlap(a, b) {
+				continue
+			}
+			field := "directives[" + strconv.Itoa(i) + "]"
+			other := "directives[" + strconv.Itoa(j) + "]"
+			switch {
+			case a.Kind == b.Kind && sameTarget(a, b):
+				return fieldErr(field, "duplicates "+other+" in an overlapping period")
+			case a.Professional == b.Professional && !a.Professional.IsZero() &&
+				(a.Kind == BlockProfessional && grantsAccess(b.Kind) || b.Kind == BlockProfessional && grantsAccess(a.Kind)):
+				return fieldErr(field+".professional", "blocked and allowed by "+other+" in an overlapping period")
+			case a.Kind == TreatingPhysician && b.Kind == TreatingPhysician:
+				return fieldErr(field+".professional", "a second treating physician overlaps "+other)
+			}
+		}
+	}
+	return nil
+}

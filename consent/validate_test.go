@@ -1,0 +1,227 @@
+package consent_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vigie-sante/vigie/consent"
+	"github.com/vigie-sante/vigie/consent/ident"
+	"github.com/vigie-sante/vigie/consent/nationalrules"
+)
+
+const patientINS = "184127645108946"
+
+var (
+	drA = ident.MustParseRPPS("10002727377")
+	drB = ident.MustParseRPPS("10100901734")
+	hop = ident.MustParseFINESS("750712184")
+)
+
+func validRequest() consent.Request {
+	p, err := ident.ParseINS(patientINS)
+	if err != nil {
+		panic(err)
+	}
+	return consent.Request{
+		ID:      "req-1",
+		Service: "his.example",
+		Patient: p,
+		Actor:   consent.Actor{RPPS: drA, Profession: "10", Sector: "care", Organization: hop, CareTeam: true},
+		Action:  consent.ActionRead,
+		Resource: consent.Resource{
+			Kind: consent.ResourceDocument, DocumentID: "doc-1", DocumentType: "consultation-note",
+		},
+		Purpose: consent.PurposeTreatment,
+		Time:    time.Date(2025, 6, 1, 10, 0, 0, 0, time.UTC),
+	}
+}
+
+func TestValidateRequest(t *testing.T) {
+	tests := []struct {
+		name  string
+		edit  func(r *consent.Request)
+		field string // "" for valid
+	}{
+		{"valid", func(r *consent.Request) {}, ""},
+		{"valid record", func(r *consent.Request) { r.Resource = consent.Resource{Kind: consent.ResourceRecord} }, ""},
+		{"missing id", func(r *consent.Request) { r.ID = "" }, "id"},
+		{"bad id", func(r *consent.Request) { r.ID = "a b" }, "id"},
+		{"missing service", func(r *consent.Request) { r.Service = "" }, "service"},
+		{"missing patient", func(r *consent.Request) { r.Patient = ident.INS{} }, "patient"},
+		{"missing rpps", func(r *consent.Request) { r.Actor.RPPS = ident.RPPS{} }, "actor.rpps"},
+		{"missing profession", func(r *consent.Request) { r.Actor.Profession = "" }, "actor.profession"},
+		{"bad profession", func(r *consent.Request) { r.Actor.Profession = "1 0" }, "actor.profession"},
+		{"bad specialty", func(r *consent.Request) { r.Actor.Specialty = "<x>" }, "actor.specialty"},
+		{"missing sector", func(r *consent.Request) { r.Actor.Sector = "" }, "actor.sector"},
+		{"missing organization", func(r *consent.Request) { r.Actor.Organization = ident.FINESS{} }, "actor.organization"},
+		{"missing action", func(r *consent.Request) { r.Action = "" }, "action"},
+		{"bad action", func(r *consent.Request) { r.Action = "delete" }, "action"},
+		{"missing kind", func(r *consent.Request) { r.Resource.Kind = "" }, "resource.kind"},
+		{"write record", func(r *consent.Request) {
+			r.Action = consent.ActionWrite
+			r.Resource = consent.Resource{Kind: consent.ResourceRecord}
+		}, "resource.kind"},
+		{"record with document", func(r *consent.Request) { r.Resource.Kind = consent.ResourceRecord }, "resource"},
+		{"missing document id", func(r *consent.Request) { r.Resource.DocumentID = "" }, "resource.document_id"},
+		{"document id with slash", func(r *consent.Request) { r.Resource.DocumentID = "a/b" }, "resource.document_id"},
+		{"document id with pattern", func(r *consent.Request) { r.Resource.DocumentID = "<.*>" }, "resource.document_id"},
+		{"missing document type", func(r *consent.Request) { r.Resource.DocumentType = "" }, "resource.document_type"},
+		{"missing purpose", func(r *consent.Request) { r.Purpose = "" }, "purpose"},
+		{"bad purpose", func(r *consent.Request) { r.Purpose = "TREATMENT" }, "purpose"},
+		{"long justification", func(r *consent.Request) { r.Justification = strings.Repeat("x", 1025) }, "justification"},
+		{"control in justification", func(r *consent.Request) { r.Justification = "a\nb" }, "justification"},
+		{"missing time", func(r *consent.Request) { r.Time = time.Time{} }, "time"},
+		{"negative version", func(r *consent.Request) { r.MinConsentVersion = -1 }, "min_consent_version"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := validRequest()
+			tt.edit(&r)
+			err := consent.ValidateRequest(&r)
+			if tt.field == "" {
+				if err != nil {
+					t.Fatalf("ValidateRequest() = %v, want nil", err)
+				}
+				return
+			}
+			var fe *consent.FieldError
+			if !errors.As(err, &fe) {
+				t.Fatalf("ValidateRequest() = %v, want a *FieldError", err)
+			}
+			if fe.Field != tt.field {
+				t.Errorf("ValidateRequest() field = %q, want %q (%v)", fe.Field, tt.field, err)
+			}
+			if strings.Contains(err.Error(), patientINS) {
+				t.Errorf("error %q contains the INS", err)
+			}
+		})
+	}
+}
+
+func day(d int) time.Time { return time.Date(2025, 1, d, 0, 0, 0, 0, time.UTC) }
+
+func TestValidateConsent(t *testing.T) {
+	rules := nationalrules.Illustrative()
+	block := func(id string, r ident.RPPS) consent.Directive {
+		return consent.Directive{ID: id, Kind: consent.BlockProfessional, Professional: r}
+	}
+	tests := []struct {
+		name  string
+		ds    []consent.Directive
+		field string
+	}{
+		{"empty", nil, ""},
+		{"typical", []consent.Directive{
+			{ID: "d1", Kind: consent.TreatingPhysician, Professional: drA},
+			block("d2", drB),
+			{ID: "d3", Kind: consent.BlockOrganization, Organization: hop},
+			{ID: "d4", Kind: consent.HideDocument, Document: "doc-7"},
+			{ID: "d5", Kind: consent.HideDocument, Document: "stay-2024-<[0-9]+>"},
+			{ID: "d6", Kind: consent.HideDocumentType, DocumentType: "psychiatric-summary"},
+			{ID: "d7", Kind: consent.OpposeEmergency},
+			{ID: "d8", Kind: consent.HideEverything, From: day(1), Until: day(2)},
+			{ID: "d9", Kind: consent.OptOut, From: day(3)},
+		}, ""},
+		{"missing id", []consent.Directive{{Kind: consent.OptOut}}, "directives[0].id"},
+		{"duplicate id", []consent.Directive{block("d1", drA), {ID: "d1", Kind: consent.OptOut}}, "directives[1].id"},
+		{"unknown kind", []consent.Directive{{ID: "d1", Kind: "ban"}}, "directives[0].kind"},
+		{"block without rpps", []consent.Directive{{ID: "d1", Kind: consent.BlockProfessional}}, "directives[0].professional"},
+		{"block org without finess", []consent.Directive{{ID: "d1", Kind: consent.BlockOrganization}}, "directives[0].organization"},
+		{"opt-out with target", []consent.Directive{{ID: "d1", Kind: consent.OptOut, Professional: drA}}, "directives[0].professional"},
+		{"hide without document", []consent.Directive{{ID: "d1", Kind: consent.HideDocument}}, "directives[0].document"},
+		{"pattern does not compile", []consent.Directive{{ID: "d1", Kind: consent.HideDocument, Document: "x-<[0-9>"}}, "directives[0].document"},
+		{"pattern unbalanced", []consent.Directive{{ID: "d1", Kind: consent.HideDocument, Document: "x-<[0-9]+"}}, "directives[0].document"},
+		{"unknown document type", []consent.Directive{{ID: "d1", Kind: consent.HideDocumentType, DocumentType: "horoscope"}}, "directives[0].document_type"},
+		{"until before from", []consent.Directive{{ID: "d1", Kind: consent.OptOut, From: day(2), Until: day(1)}}, "directives[0].until"},
+		{"not whole seconds", []consent.Directive{{ID: "d1", Kind: consent.OptOut, From: day(2).Add(time.Millisecond)}}, "directives[0].from"},
+		{"not UTC", []consent.Directive{{ID: "d1", Kind: consent.OptOut, From: day(2).In(time.FixedZone("CET", 3600))}}, "directives[0].from"},
+		{"blocked and allowed", []consent.Directive{block("d1", drA), {ID: "d2", Kind: consent.AllowProfessional, Professional: drA}}, "directives[1].professional"},
+		{"blocked and treating", []consent.Directive{{ID: "d1", Kind: consent.TreatingPhysician, Professional: drA}, block("d2", drA)}, "directives[1].professional"},
+		{"blocked then allowed later", []consent.Directive{
+			{ID: "d1", Kind: consent.BlockProfessional, Professional: drA, Until: day(10)},
+			{ID: "d2", Kind: consent.AllowProfessional, Professional: drA, From: day(10)},
+		}, ""},
+		{"two treating physicians", []consent.Directive{
+			{ID: "d1", Kind: consent.TreatingPhysician, Professional: drA},
+			{ID: "d2", Kind: consent.TreatingPhysician, Professional: drB, From: day(5)},
+		}, "directives[1].professional"},
+		{"treating physicians in turn", []consent.Directive{
+			{ID: "d1", Kind: consent.TreatingPhysician, Professional: drA, Until: day(5)},
+			{ID: "d2", Kind: consent.TreatingPhysician, Professional: drB, From: day(5)},
+		}, ""},
+		{"duplicate directive", []consent.Directive{block("d1", drB), block("d2", drB)}, "directives[1]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := consent.Consent{Version: 1, Directives: tt.ds}
+			err := consent.ValidateConsent(&c, rules)
+			if tt.field == "" {
+				if err != nil {
+					t.Fatalf("ValidateConsent() = %v, want nil", err)
+				}
+				return
+			}
+			var fe *consent.FieldError
+			if !errors.As(err, &fe) {
+				t.Fatalf("ValidateConsent() = %v, want a *FieldError", err)
+			}
+			if fe.Field != tt.field {
+				t.Errorf("ValidateConsent() field = %q, want %q (%v)", fe.Field, tt.field, err)
+			}
+		})
+	}
+}
+
+func TestValidateConsentLimits(t *testing.T) {
+	rules := nationalrules.Illustrative()
+	var ds []consent.Directive
+	for i := range consent.MaxDirectives + 1 {
+		ds = append(ds, consent.Directive{ID: "h" + string(rune('a'+i/26)) + string(rune('a'+i%26)), Kind: consent.HideDocument, Document: "doc-" + string(rune('a'+i/26)) + string(rune('a'+i%26))})
+	}
+	c := consent.Consent{Directives: ds[:consent.MaxDirectives]}
+	if err := consent.ValidateConsent(&c, rules); err != nil {
+		t.Fatalf("ValidateConsent(%d directives) = %v, want nil", consent.MaxDirectives, err)
+	}
+	c.Directives = ds
+	var fe *consent.FieldError
+	if err := consent.ValidateConsent(&c, rules); !errors.As(err, &fe) || fe.Field != "directives" {
+		t.Errorf("ValidateConsent(%d directives) = %v, want a directives field error", len(ds), err)
+	}
+	var pats []consent.Directive
+	for i := range consent.MaxPatterns + 1 {
+		pats = append(pats, consent.Directive{ID: "p" + string(rune('a'+i)), Kind: consent.HideDocument, Document: "s" + string(rune('a'+i)) + "-<.*>"})
+	}
+	c.Directives = pats
+	if err := consent.ValidateConsent(&c, rules); !errors.As(err, &fe) || fe.Field != "directives[4].document" {
+		t.Errorf("ValidateConsent(%d patterns) = %v, want directives[4].document", len(pats), err)
+	}
+}
+
+func FuzzValidateRequest(f *testing.F) {
+	f.Add("req-1", "10", "care", "read", "document", "doc-1", "lab-report", "TREAT", "", int64(0))
+	f.Add("", "", "", "", "", "", "", "", "x\x00", int64(-1))
+	f.Fuzz(func(t *testing.T, id, prof, sector, action, kind, docID, docType, purpose, just string, minVersion int64) {
+		r := validRequest()
+		r.ID, r.Actor.Profession, r.Actor.Sector = id, prof, sector
+		r.Action, r.Resource.Kind = consent.Action(action), consent.ResourceKind(kind)
+		r.Resource.DocumentID, r.Resource.DocumentType = docID, docType
+		r.Purpose, r.Justification, r.MinConsentVersion = consent.Purpose(purpose), just, minVersion
+		err := consent.ValidateRequest(&r)
+		if err == nil {
+			// A valid request has well-formed parts.
+			if !r.Action.Valid() || !r.Purpose.Valid() || r.ID == "" || strings.ContainsAny(r.Resource.DocumentID, "/<>\n") {
+				t.Fatalf("ValidateRequest accepted a malformed request: %+v", r)
+			}
+			return
+		}
+		var fe *consent.FieldError
+		if !errors.As(err, &fe) || fe.Field == "" {
+			t.Fatalf("ValidateRequest() = %v, want a *FieldError with a field", err)
+		}
+		if strings.Contains(err.Error(), patientINS) {
+			t.Fatalf("error %q contains the INS", err)
+		}
+	})
+}
