@@ -187,18 +187,17 @@ func (l *Ledger) Start(ctx context.Context) {
 	}()
 }
 
-// Close stops the background work. Before it stops, it gives the sender
-// until ctx is done to drain the outbox (what remains is sent at the next
-// start), and signs a last checkpoint if the tree grew.
+// Close stops the background work, then, until ctx is done, drains the
+// outbox (what remains is sent at the next start) and signs a last
+// checkpoint if the tree grew.
 func (l *Ledger) Close(ctx context.Context) error {
 	if !l.started {
 		return nil
 	}
 	l.started = false
-	err := l.drain(ctx)
 	l.stop()
 	l.wg.Wait()
-	return err
+	return l.drain(ctx)
 }
 
 // notify wakes a background loop without blocking.

@@ -226,14 +226,15 @@ func TestConsentVersionGuard(t *testing.T) {
 
 	applied := 0
 	change := ledger.Entry{
-		Kind:    event.KindConsentChange,
-		Patient: ledgertest.Patient("alice"),
-		Service: "patient",
-		Payload: json.RawMessage(`{"version":1}`),
-		ConsentChange: &ledger.ConsentChange{Expected: 0, Next: 1, Apply: func(ctx context.Context, tx sqldb.Tx) error {
+		Kind:          event.KindConsentChange,
+		Patient:       ledgertest.Patient("alice"),
+		Service:       "patient",
+		Payload:       json.RawMessage(`{"version":1}`),
+		ConsentChange: &ledger.ConsentChange{Expected: 0, Next: 1},
+		Apply: func(ctx context.Context, tx sqldb.Tx) error {
 			applied++
 			return nil
-		}},
+		},
 	}
 	record(t, env.Ledger, change)
 	if applied == 0 {
@@ -253,7 +254,8 @@ func TestConsentVersionGuard(t *testing.T) {
 	record(t, env.Ledger, e)
 	// A failing Apply fails its entry only, and stores nothing of it.
 	bad := change
-	bad.ConsentChange = &ledger.ConsentChange{Expected: 1, Next: 2, Apply: func(context.Context, sqldb.Tx) error { return errors.New("boom") }}
+	bad.ConsentChange = &ledger.ConsentChange{Expected: 1, Next: 2}
+	bad.Apply = func(context.Context, sqldb.Tx) error { return errors.New("boom") }
 	if _, err := env.Ledger.Record(ctx, bad); err == nil {
 		t.Errorf("Record with a failing Apply succeeded")
 	}

@@ -53,9 +53,15 @@ type Entry struct {
 	CheckConsent   bool
 	ConsentVersion int64
 	// ConsentChange, if not nil, makes the entry a consent change: it
-	// commits only if the patient's consent version is Expected, moves it
-	// to Next, and runs Apply in the same transaction.
+	// commits only if the patient's consent version is Expected, and moves
+	// it to Next.
 	ConsentChange *ConsentChange
+	// Apply, if not nil, writes other tables of the database (the consent
+	// store's) in the transaction that records the entry: both commit or
+	// neither. It may be called more than once (a retried transaction) and
+	// must start from scratch each time. If it fails, the entry fails with
+	// its error and nothing of it is stored.
+	Apply func(ctx context.Context, tx sqldb.Tx) error
 	// Index columns for auditors' searches (plaintext, cleared by an
 	// erasure): the professional's RPPS, the organisation's FINESS, and
 	// whether it was a break-glass access.
@@ -66,10 +72,6 @@ type Entry struct {
 // ConsentChange is the compare-and-swap of a consent change.
 type ConsentChange struct {
 	Expected, Next int64
-	// Apply writes the consent store's rows in the ledger's transaction.
-	// It may be called more than once (a retried transaction) and must
-	// start from scratch each time.
-	Apply func(ctx context.Context, tx sqldb.Tx) error
 }
 
 // Recorded is a recorded event: what the caller needs to answer, and to
@@ -351,11 +353,13 @@ func (l *Ledger) recordGroup(ctx context.Context, tx StoreTx, group []*recordJob
 				j.err = ErrConsentChanged
 				continue
 			}
-			if err := c.Apply(ctx, tx.SQL()); err != nil {
-				return &jobError{job: j, err: fmt.Errorf("apply consent change: %w", err)}
-			}
 			ps.row.ConsentVersion = c.Next
 			ps.dirty = true
+		}
+		if j.entry.Apply != nil {
+			if err := j.entry.Apply(ctx, tx.SQL()); err != nil {
+				return &jobError{job: j, err: err}
+			}
 		}
 		accepted = append(accepted, j)
 	}

@@ -31,3 +31,9 @@ if ! pg_start; then
 fi
 
 go test -count=1 -timeout 20m "$@" ./...
+
+# The race detector on the packages with shared caches and concurrency of
+# their own; not on everything (the pure-Go SQLite driver is slow under it).
+if [ $# -eq 0 ]; then
+	CGO_ENABLED=1 go test -race -count=1 -timeout 10m ./consent/ ./consent/ladonpolicy/ ./ledger/sqldb/
+fi

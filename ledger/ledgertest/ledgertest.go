@@ -11,8 +11,13 @@ import (
 	"io"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/klog/v2"
 
 	tpb "github.com/google/trillian"
 	"github.com/google/trillian/storage"
@@ -49,6 +54,9 @@ type Options struct {
 	MergeDelay time.Duration
 	// Now is the ledger's clock.
 	Now func() time.Time
+	// Migrations are other tables of Vigie's database to create with the
+	// ledger's (the consent store's).
+	Migrations []sqldb.Migration
 	// WrapStore and WrapLog put fakes with fault hooks around the real
 	// store and log.
 	WrapStore func(ledger.Store) ledger.Store
@@ -73,6 +81,8 @@ type Env struct {
 	backgroundCancel context.CancelFunc
 }
 
+var quietOnce sync.Once
+
 // Keys derives the test keys of a seed: a deterministic source, so that a
 // child process and its parent share them.
 type Keys struct {
@@ -92,6 +102,11 @@ func keys(seed uint64) Keys {
 // the test closes it.
 func New(t testing.TB, opts Options) *Env {
 	t.Helper()
+	quietOnce.Do(func() {
+		if !testing.Verbose() {
+			klog.SetLogger(logr.Discard()) // Trillian's chatter
+		}
+	})
 	ctx := context.Background()
 	if opts.Dir == "" {
 		opts.Dir = t.TempDir()
@@ -129,7 +144,7 @@ func New(t testing.TB, opts Options) *Env {
 		e.TrillianStorage = s
 	}
 	t.Cleanup(e.Close)
-	if err := e.DB.Migrate(ctx, sqlstore.Migrations); err != nil {
+	if err := e.DB.Migrate(ctx, append(slices.Clone(sqlstore.Migrations), opts.Migrations...)); err != nil {
 		t.Fatalf("ledgertest: %v", err)
 	}
 	e.Store = sqlstore.New(e.DB)

@@ -1,0 +1,319 @@
+package consent
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/vigie-sante/vigie/consent/ident"
+)
+
+// The formats of what the consent layer writes into ledger events (the
+// "payload" of an event body, see ledger/event). Each is one compact JSON
+// object whose "format" field names it and its version. They hold no INS:
+// the event names the patient by pseudonym. Everything a decision depended
+// on is in its access record, so that an auditor replays it with the
+// consent in force (folded from the consent records) and the national
+// rules it names.
+const (
+	AccessRecordFormat        = "vigie.access.v1"
+	ConsentChangeRecordFormat = "vigie.consent-change.v1"
+	RulesChangeRecordFormat   = "vigie.rules-change.v1"
+)
+
+// maxRecordSize bounds a record; the ledger's body limit is larger.
+const maxRecordSize = 48 << 10
+
+// AccessRecord is the payload of an access event: the validated request
+// (without the INS) and the whole decision.
+type AccessRecord struct {
+	Format   string         `json:"format"`
+	Request  accessRequest  `json:"request"`
+	Decision accessDecision `json:"decision"`
+}
+
+type accessRequest struct {
+	ID                string       `json:"id"`
+	Service           string       `json:"service"`
+	Actor             accessActor  `json:"actor"`
+	Action            Action       `json:"action"`
+	Resource          accessTarget `json:"resource"`
+	Purpose           Purpose      `json:"purpose"`
+	Justification     string       `json:"justification,omitempty"`
+	Time              time.Time    `json:"time"`
+	MinConsentVersion int64        `json:"min_consent_version,omitempty"`
+}
+
+type accessActor struct {
+	RPPS         string `json:"rpps"`
+	Profession   string `json:"profession"`
+	Specialty    string `json:"specialty,omitempty"`
+	Sector       string `json:"sector"`
+	Organization string `json:"organization"`
+	CareTeam     bool   `json:"care_team"`
+}
+
+type accessTarget struct {
+	Kind         ResourceKind `json:"kind"`
+	DocumentID   string       `json:"document_id,omitempty"`
+	DocumentType string       `json:"document_type,omitempty"`
+	Author       string       `json:"author,omitempty"`
+	Hidden       bool         `json:"hidden,omitempty"`
+}
+
+type accessDecision struct {
+	Effect         Effect         `json:"effect"`
+	Reason         Reason         `json:"reason"`
+	Grounds        []accessGround `json:"grounds"`
+	Obligations    []Obligation   `json:"obligations"`
+	ConsentVersion int64          `json:"consent_version"`
+	RulesVersion   int64          `json:"rules_version"`
+	RulesHash      string         `json:"rules_hash"`
+	Time           time.Time      `json:"time"`
+}
+
+type accessGround struct {
+	Source GroundSource `json:"source"`
+	ID     string       `json:"id"`
+	Kind   string       `json:"kind"`
+	Effect Effect       `json:"effect"`
+}
+
+// FormatAccessRecord encodes the access record of a decision: compact JSON,
+// fields in a fixed order, times in RFC 3339 UTC. The grounds' French and
+// English texts are not recorded: they follow from each ground's source
+// and kind ([GroundText]).
+func FormatAccessRecord(req *Request, d *Decision) ([]byte, error) {
+	r := AccessRecord{
+		Format: AccessRecordFormat,
+		Request: accessRequest{
+			ID:      req.ID,
+			Service: req.Service,
+			Actor: accessActor{
+				RPPS:         req.Actor.RPPS.String(),
+				Profession:   req.Actor.Profession,
+				Specialty:    req.Actor.Specialty,
+				Sector:       req.Actor.Sector,
+				Organization: req.Actor.Organization.String(),
+				CareTeam:     req.Actor.CareTeam,
+			},
+			Action: req.Action,
+			Resource: accessTarget{
+				Kind:         req.Resource.Kind,
+				DocumentID:   req.Resource.DocumentID,
+				DocumentType: req.Resource.DocumentType,
+				Author:       req.Resource.Author.String(),
+				Hidden:       req.Resource.Hidden,
+			},
+			Purpose:           req.Purpose,
+			Justification:     req.Justification,
+			Time:              req.Time.UTC(),
+			MinConsentVersion: req.MinConsentVersion,
+		},
+		Decision: accessDecision{
+			Effect:         d.Effect,
+			Reason:         d.Reason,
+			Grounds:        make([]accessGround, len(d.Grounds)),
+			Obligations:    d.Obligations,
+			ConsentVersion: d.ConsentVersion,
+			RulesVersion:   d.RulesVersion,
+			RulesHash:      hex.EncodeToString(d.RulesHash[:]),
+			Time:           d.Time.UTC(),
+		},
+	}
+	if r.Decision.Obligations == nil {
+		r.Decision.Obligations = []Obligation{}
+	}
+	for i, g := range d.Grounds {
+		r.Decision.Grounds[i] = accessGround{Source: g.Source, ID: g.ID, Kind: g.Kind, Effect: g.Effect}
+	}
+	return compactJSON(r)
+}
+
+// ParseAccessRecord decodes an access record: the request (its Patient
+// left zero: the record holds no INS) and the decision (grounds with their
+// texts). It accepts exactly what FormatAccessRecord writes.
+func ParseAccessRecord(b []byte) (Request, Decision, error) {
+	var r AccessRecord
+	if err := strictJSON(b, &r, AccessRecordFormat, func() string { return r.Format }); err != nil {
+		return Request{}, Decision{}, fmt.Errorf("parse access record: %w", err)
+	}
+	req := Request{
+		ID:      r.Request.ID,
+		Service: r.Request.Service,
+		Actor: Actor{
+			Profession: r.Request.Actor.Profession,
+			Specialty:  r.Request.Actor.Specialty,
+			Sector:     r.Request.Actor.Sector,
+			CareTeam:   r.Request.Actor.CareTeam,
+		},
+		Action: r.Request.Action,
+		Resource: Resource{
+			Kind:         r.Request.Resource.Kind,
+			DocumentID:   r.Request.Resource.DocumentID,
+			DocumentType: r.Request.Resource.DocumentType,
+			Hidden:       r.Request.Resource.Hidden,
+		},
+		Purpose:           r.Request.Purpose,
+		Justification:     r.Request.Justification,
+		Time:              r.Request.Time,
+		MinConsentVersion: r.Request.MinConsentVersion,
+	}
+	var err error
+	if req.Actor.RPPS, err = ident.ParseRPPS(r.Request.Actor.RPPS); err != nil {
+		return Request{}, Decision{}, fmt.Errorf("parse access record: actor.rpps: %w", err)
+	}
+	if req.Actor.Organization, err = ident.ParseFINESS(r.Request.Actor.Organization); err != nil {
+		return Request{}, Decision{}, fmt.Errorf("parse access record: actor.organization: %w", err)
+	}
+	if r.Request.Resource.Author != "" {
+		if req.Resource.Author, err = ident.ParseRPPS(r.Request.Resource.Author); err != nil {
+			return Request{}, Decision{}, fmt.Errorf("parse access record: resource.author: %w", err)
+		}
+	}
+	d := Decision{
+		Effect:         r.Decision.Effect,
+		Reason:         r.Decision.Reason,
+		Obligations:    r.Decision.Obligations,
+		ConsentVersion: r.Decision.ConsentVersion,
+		RulesVersion:   r.Decision.RulesVersion,
+		Time:           r.Decision.Time,
+	}
+	if len(d.Obligations) == 0 {
+		d.Obligations = nil
+	}
+	h, err := hex.DecodeString(r.Decision.RulesHash)
+	if err != nil || len(h) != len(d.RulesHash) {
+		return Request{}, Decision{}, errors.New("parse access record: decision.rules_hash: want 64 hex digits")
+	}
+	copy(d.RulesHash[:], h)
+	for _, g := range r.Decision.Grounds {
+		fr, en := GroundText(g.Source, g.Kind)
+		d.Grounds = append(d.Grounds, Ground{Source: g.Source, ID: g.ID, Kind: g.Kind, Effect: g.Effect, FR: fr, EN: en})
+	}
+	canon, err := FormatAccessRecord(&req, &d)
+	if err != nil {
+		return Request{}, Decision{}, err
+	}
+	if !bytes.Equal(canon, b) {
+		return Request{}, Decision{}, errors.New("parse access record: not in canonical form")
+	}
+	return req, d, nil
+}
+
+// ConsentChangeRecord is the payload of a consent-change event: who made
+// the change, the new version, the hash of the consent's canonical form
+// and the consent itself (its directives), so that an auditor folds the
+// consent in force at any moment from the ledger alone.
+type ConsentChangeRecord struct {
+	Format      string          `json:"format"`
+	Author      string          `json:"author"`
+	Version     int64           `json:"version"`
+	ConsentHash string          `json:"consent_hash"`
+	Consent     json.RawMessage `json:"consent"`
+}
+
+// FormatConsentChangeRecord encodes the consent-change record of c, made
+// by author.
+func FormatConsentChangeRecord(c Consent, author string) ([]byte, error) {
+	body, err := FormatConsent(c)
+	if err != nil {
+		return nil, err
+	}
+	h, err := ConsentHash(c)
+	if err != nil {
+		return nil, err
+	}
+	return compactJSON(ConsentChangeRecord{Format: ConsentChangeRecordFormat, Author: author, Version: c.Version, ConsentHash: hex.EncodeToString(h[:]), Consent: body})
+}
+
+// ParseConsentChangeRecord decodes a consent-change record and checks that
+// the hash it carries is the consent's.
+func ParseConsentChangeRecord(b []byte) (Consent, string, error) {
+	var r ConsentChangeRecord
+	if err := strictJSON(b, &r, ConsentChangeRecordFormat, func() string { return r.Format }); err != nil {
+		return Consent{}, "", fmt.Errorf("parse consent-change record: %w", err)
+	}
+	c, err := ParseConsent(r.Consent)
+	if err != nil {
+		return Consent{}, "", err
+	}
+	if c.Version != r.Version {
+		return Consent{}, "", fmt.Errorf("parse consent-change record: version %d, consent version %d", r.Version, c.Version)
+	}
+	canon, err := FormatConsentChangeRecord(c, r.Author)
+	if err != nil {
+		return Consent{}, "", err
+	}
+	if !bytes.Equal(canon, b) {
+		return Consent{}, "", errors.New("parse consent-change record: not in canonical form, or the hash is not the consent's")
+	}
+	return c, r.Author, nil
+}
+
+// RulesChangeRecord is the payload of a rules-change event: the version,
+// the SHA-256 of its exact bytes (served at GET /v1/rules/{version}), and
+// who published it.
+type RulesChangeRecord struct {
+	Format  string `json:"format"`
+	Author  string `json:"author"`
+	Version int64  `json:"version"`
+	Hash    string `json:"hash"`
+}
+
+// FormatRulesChangeRecord encodes the rules-change record of rules.
+func FormatRulesChangeRecord(rules *Rules, author string) ([]byte, error) {
+	h := rules.Hash()
+	return compactJSON(RulesChangeRecord{Format: RulesChangeRecordFormat, Author: author, Version: rules.Version(), Hash: hex.EncodeToString(h[:])})
+}
+
+// ParseRulesChangeRecord decodes a rules-change record.
+func ParseRulesChangeRecord(b []byte) (RulesChangeRecord, error) {
+	var r RulesChangeRecord
+	if err := strictJSON(b, &r, RulesChangeRecordFormat, func() string { return r.Format }); err != nil {
+		return r, fmt.Errorf("parse rules-change record: %w", err)
+	}
+	canon, err := compactJSON(r)
+	if err != nil {
+		return r, err
+	}
+	if !bytes.Equal(canon, b) {
+		return r, errors.New("parse rules-change record: not in canonical form")
+	}
+	return r, nil
+}
+
+func compactJSON(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	b := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	if len(b) > maxRecordSize {
+		return nil, errors.New("record too large")
+	}
+	return b, nil
+}
+
+func strictJSON(b []byte, v any, format string, got func() string) error {
+	if len(b) > maxRecordSize {
+		return errors.New("too large")
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("data after the JSON object")
+	}
+	if got() != format {
+		return fmt.Errorf("format is not %q", format)
+	}
+	return nil
+}
