@@ -1,0 +1,102 @@
+package consent_test
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vigie-sante/vigie/consent"
+	"github.com/vigie-sante/vigie/consent/ident"
+	"github.com/vigie-sante/vigie/consent/nationalrules"
+)
+
+func sampleDecision() (consent.Request, consent.Decision) {
+	patient, _ := ident.NormalizeINS("1 84 12 76 451 089 46")
+	req := consent.Request{
+		ID: "r-1", Service: "samu-software", Patient: patient,
+		Actor: consent.Actor{RPPS: ident.MustParseRPPS("10000000001"), Profession: "10", Specialty: "SM26", Sector: "samu",
+			Organization: ident.MustParseFINESS("750712184")},
+		Action:        consent.ActionRead,
+		Resource:      consent.Resource{Kind: consent.ResourceDocument, DocumentID: "d-9", DocumentType: "lab-result", Author: ident.MustParseRPPS("10000000002")},
+		Purpose:       consent.PurposeBreakGlass,
+		Justification: "patient unconscious, \"quotes\" and <html> kept as is",
+		Time:          time.Date(2026, 11, 28, 3, 4, 5, 6, time.UTC),
+	}
+	rules := nationalrules.Illustrative()
+	d := consent.Decision{
+		Effect: consent.Allow, Reason: consent.ReasonAllowed,
+		Grounds:        []consent.Ground{{Source: consent.SourceRule, ID: "break-glass/samu", Kind: consent.RuleSAMURegulator, Effect: consent.Allow}},
+		Obligations:    []consent.Obligation{consent.NotifyPatient, consent.FlagForReview},
+		ConsentVersion: 4, RulesVersion: rules.Version(), RulesHash: rules.Hash(), Time: req.Time,
+	}
+	return req, d
+}
+
+func TestAccessRecordRoundTrip(t *testing.T) {
+	req, d := sampleDecision()
+	b, err := consent.FormatAccessRecord(&req, &d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(b, []byte(req.Patient.Canonical())) {
+		t.Fatalf("the access record holds the INS: %s", b)
+	}
+	gotReq, gotD, err := consent.ParseAccessRecord(b)
+	if err != nil {
+		t.Fatalf("ParseAccessRecord: %v\n%s", err, b)
+	}
+	if gotReq.Actor != req.Actor || gotReq.Resource != req.Resource || gotReq.Justification != req.Justification || !gotReq.Time.Equal(req.Time) || gotReq.Purpose != req.Purpose {
+		t.Errorf("request = %+v, want %+v", gotReq, req)
+	}
+	if gotD.Effect != d.Effect || gotD.ConsentVersion != 4 || gotD.RulesHash != d.RulesHash || len(gotD.Grounds) != 1 || gotD.Grounds[0].FR == "" || len(gotD.Obligations) != 2 {
+		t.Errorf("decision = %+v, want %+v", gotD, d)
+	}
+	again, err := consent.FormatAccessRecord(&gotReq, &gotD)
+	if err != nil || !bytes.Equal(again, b) {
+		t.Errorf("Format(Parse(x)) != x:\n%s\n%s", again, b)
+	}
+	for name, bad := range map[string]string{
+		"unknown field":  strings.Replace(string(b), `"format"`, `"extra":1,"format"`, 1),
+		"other format":   strings.Replace(string(b), consent.AccessRecordFormat, "vigie.access.v2", 1),
+		"spaces":         strings.Replace(string(b), `":`, `": `, 1),
+		"bad rules hash": strings.Replace(string(b), `"rules_hash":"`, `"rules_hash":"zz`, 1),
+		"trailing data":  string(b) + "{}",
+	} {
+		if _, _, err := consent.ParseAccessRecord([]byte(bad)); err == nil {
+			t.Errorf("ParseAccessRecord accepted %s", name)
+		}
+	}
+}
+
+func TestConsentChangeRecordRoundTrip(t *testing.T) {
+	c := consent.Consent{Version: 3, Directives: []consent.Directive{{ID: "b1", Kind: consent.BlockProfessional, Professional: ident.MustParseRPPS("10000000001")}}}
+	b, err := consent.FormatConsentChangeRecord(c, "patient")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, author, err := consent.ParseConsentChangeRecord(b)
+	if err != nil || author != "patient" || got.Version != 3 || len(got.Directives) != 1 {
+		t.Fatalf("ParseConsentChangeRecord = %+v %q, %v", got, author, err)
+	}
+	tampered := strings.Replace(string(b), `"kind":"block-professional"`, `"kind":"allow-professional"`, 1)
+	if tampered == string(b) {
+		t.Fatalf("test does not tamper: %s", b)
+	}
+	if _, _, err := consent.ParseConsentChangeRecord([]byte(tampered)); err == nil {
+		t.Errorf("a consent-change record whose hash is not its consent's was accepted")
+	}
+}
+
+func TestRulesChangeRecordRoundTrip(t *testing.T) {
+	rules := nationalrules.Illustrative()
+	b, err := consent.FormatRulesChangeRecord(rules, "admin:ops")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := consent.ParseRulesChangeRecord(b)
+	h := rules.Hash()
+	if err != nil || r.Version != rules.Version() || !strings.Contains(string(b), strings.ToLower(r.Hash)) || r.Author != "admin:ops" || len(r.Hash) != 2*len(h) {
+		t.Fatalf("ParseRulesChangeRecord = %+v, %v", r, err)
+	}
+}
