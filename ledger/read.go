@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/vigie-sante/vigie/ledger/event"
+	"github.com/vigie-sante/vigie/ledger/sqldb"
 	"github.com/vigie-sante/vigie/ledger/verify"
 )
 
@@ -211,12 +212,23 @@ func (l *Ledger) InclusionProofOf(ctx context.Context, c event.Hash, size uint64
 // the number of events erased. Recording the erasure itself is the
 // caller's (an erasure event, recorded after).
 func (l *Ledger) Erase(ctx context.Context, patient PatientID) (int, error) {
-	pseudonym := l.cfg.Pseudonyms.Pseudonym(patient)
+	return l.ErasePseudonym(ctx, l.cfg.Pseudonyms.Pseudonym(patient), nil)
+}
+
+// ErasePseudonym erases the patient with this pseudonym, as Erase does,
+// and runs also, if not nil, in the same transaction (other tables' rows of
+// the patient, say). also may be called more than once.
+func (l *Ledger) ErasePseudonym(ctx context.Context, pseudonym event.Hash, also func(ctx context.Context, tx sqldb.Tx) error) (int, error) {
 	var n int
 	err := l.store.Update(ctx, func(ctx context.Context, tx StoreTx) error {
 		var err error
-		n, err = tx.ErasePatient(ctx, pseudonym, l.cfg.Now().UnixNano())
-		return err
+		if n, err = tx.ErasePatient(ctx, pseudonym, l.cfg.Now().UnixNano()); err != nil {
+			return err
+		}
+		if also != nil {
+			return also(ctx, tx.SQL())
+		}
+		return nil
 	})
 	return n, err
 }

@@ -37,6 +37,10 @@ type Entry struct {
 	// Patient is whom the event is about; nil for an event that concerns
 	// no patient (a rules change), chained on the system chain.
 	Patient PatientID
+	// Pseudonym names the patient instead of Patient, when only the
+	// pseudonym is known (an auditor's read or review of an event found by
+	// search). Zero when Patient is set.
+	Pseudonym event.Hash
 	// Service is the calling service (or the user) on whose behalf the
 	// event is recorded.
 	Service string
@@ -94,7 +98,11 @@ func (e *Entry) validate() error {
 	if !e.Kind.Valid() {
 		return fmt.Errorf("%w: unknown kind %q", ErrInvalidEntry, e.Kind)
 	}
-	if (e.Patient == nil) != (e.Kind == event.KindRulesChange) {
+	hasPatient := e.Patient != nil || !e.Pseudonym.IsZero()
+	if e.Patient != nil && !e.Pseudonym.IsZero() {
+		return fmt.Errorf("%w: a patient and a pseudonym", ErrInvalidEntry)
+	}
+	if hasPatient != (e.Kind != event.KindRulesChange) {
 		return fmt.Errorf("%w: a %s event needs a patient exactly when it is not a rules change", ErrInvalidEntry, e.Kind)
 	}
 	if e.Service == "" {
@@ -117,7 +125,7 @@ func (l *Ledger) Record(ctx context.Context, e Entry) (*Recorded, error) {
 	if err := e.validate(); err != nil {
 		return nil, err
 	}
-	pseudonym := event.SystemChain
+	pseudonym := e.Pseudonym
 	if e.Patient != nil {
 		pseudonym = l.cfg.Pseudonyms.Pseudonym(e.Patient)
 		if pseudonym == event.SystemChain {

@@ -325,3 +325,13 @@ func (s *Store) RecordDecision(ctx context.Context, key consent.RequestKey, req 
 	}
 	return consent.Receipt{Decision: decision, Index: int64(rec.Index), Commitment: rec.Commitment, Note: rec.Receipt}, nil
 }
+
+// EraseRows returns the deletion of a patient's consents, to run in the
+// ledger's erasure transaction (ledger.ErasePseudonym): the directives go
+// with the patient's data key.
+func EraseRows(pseudonym event.Hash) func(ctx context.Context, tx sqldb.Tx) error {
+	return func(ctx context.Context, tx sqldb.Tx) error {
+		_, err := tx.Exec(ctx, "DELETE FROM consents WHERE pseudonym = $1", pseudonym[:])
+		return err
+	}
+}
