@@ -188,7 +188,9 @@ func TestVerifyRejects(t *testing.T) {
 		{"no exp", sign(t, jose.EdDSA, f.key, f.kid(), with(map[string]any{"exp": nil})), ErrMalformed},
 		{"malformed: garbage", "not-a-token", ErrMalformed},
 		{"malformed: two parts", b64([]byte(`{"alg":"EdDSA"}`)) + "." + b64(claimsJSON), ErrMalformed},
-		{"malformed: claims not JSON", b64([]byte(`{"alg":"EdDSA","kid":"`+f.kid()+`"}`)) + "." + b64([]byte("hello")) + "." + b64(make([]byte, 64)), ErrSignature},
+		{"garbage signature", b64([]byte(`{"alg":"EdDSA","kid":"`+f.kid()+`"}`)) + "." + b64(claimsJSON) + "." + b64(make([]byte, 64)), ErrSignature},
+		{"malformed: signed claims not JSON", signRaw(t, f, []byte("hello")), ErrMalformed},
+		{"malformed: signed claims an array", signRaw(t, f, []byte(`[1,2]`)), ErrMalformed},
 		{"malformed: too long", strings.Repeat("a", 9000), ErrMalformed},
 		{"malformed: JSON serialization", `{"payload":"` + b64(claimsJSON) + `","signatures":[]}`, ErrMalformed},
 		{"malformed: typ", signTyp(t, f, "JOSE+JSON"), ErrMalformed},
@@ -221,6 +223,20 @@ func TestVerifyLeeway(t *testing.T) {
 	if _, err := f.verifier.Verify(context.Background(), sign(t, jose.EdDSA, f.key, f.kid(), c)); err != nil {
 		t.Errorf("Verify of a token within the leeway = %v, want nil", err)
 	}
+}
+
+// signRaw signs any payload with the fixture's key.
+func signRaw(t *testing.T, f *fixture, payload []byte) string {
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.EdDSA, Key: f.key}, (&jose.SignerOptions{}).WithHeader("kid", f.kid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	jws, err := s.Sign(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := jws.CompactSerialize()
+	return tok
 }
 
 func signTyp(t *testing.T, f *fixture, typ string) string {
