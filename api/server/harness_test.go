@@ -71,7 +71,9 @@ func (r *recorder) reach(method string, ctx context.Context) {
 	id, _ := auth.FromContext(ctx)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.reached[method] = append(r.reached[method], id)
+	if r.reached != nil {
+		r.reached[method] = append(r.reached[method], id)
+	}
 }
 
 func (r *recorder) count(method string) int {
