@@ -2,7 +2,7 @@
 
 GO ?= go
 
-.PHONY: run build test bench lint fmt clean
+.PHONY: run build test bench lint fmt proto clean
 
 ## run: run the service with the embedded default (data in ./vigie-data)
 run:
@@ -26,6 +26,11 @@ lint:
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
+
+## proto: regenerate api/vigie/v1's Go code and OpenAPI description from its
+## .proto files, offline, with the plugin versions pinned in go.mod
+proto:
+	$(GO) run ./api/internal/protogen
 
 clean:
 	rm -rf bin vigie-data bench-results

@@ -4,6 +4,7 @@
 // Usage:
 //
 //	vigie serve [flags]          run the service (embedded ledger by default)
+//	vigie token --role R --sub S mint a token of the embedded issuer
 //	vigie bench record [flags]   measure sustained recording on this machine
 //	vigie version                print the version
 //
@@ -39,6 +40,7 @@ type command struct {
 
 var commands = map[string]command{
 	"serve":   {"run the service", runServe},
+	"token":   {"mint a bearer token of the embedded issuer (for trying Vigie out)", runToken},
 	"bench":   {"measure Vigie on this machine (bench record)", runBench},
 	"version": {"print the version", runVersion},
 }

@@ -1,0 +1,297 @@
+package auth
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+)
+
+// DefaultAlgorithms are the signature algorithms a Verifier accepts by
+// default. "none" and the HMAC algorithms (a shared secret cannot tell the
+// issuer from a verifier) are never accepted.
+var DefaultAlgorithms = []jose.SignatureAlgorithm{jose.EdDSA, jose.ES256, jose.ES384, jose.RS256, jose.PS256}
+
+// VerifierConfig configures a Verifier. Issuer, Audience and Keys are
+// required.
+type VerifierConfig struct {
+	// Issuer is the only iss accepted (compared exactly).
+	Issuer string
+	// Audience must be one of the token's aud.
+	Audience string
+	// Keys finds the issuer's verification keys.
+	Keys KeySource
+	// Algorithms are the signature algorithms accepted. Default
+	// DefaultAlgorithms; HS256, HS384, HS512 and "none" are refused.
+	Algorithms []jose.SignatureAlgorithm
+	// RoleClaim and OrganizationsClaim name the claims of the role (a
+	// string) and of the organisations (an array of FINESS numbers).
+	// Default "role" and "orgs".
+	RoleClaim, OrganizationsClaim string
+	// ParseINS checks a patient's subject. Default CheckINS.
+	ParseINS INSParser
+	// Leeway is the clock skew tolerated on exp, nbf and iat. Default 30s.
+	Leeway time.Duration
+	// MaxTokenSize is the longest token accepted, in bytes. Default 8192.
+	MaxTokenSize int
+	// CacheSize bounds the verified tokens kept, so that a token is
+	// verified once, not at every call. Default 65536; negative disables
+	// the cache.
+	CacheSize int
+	// CacheTTL is how long a verified token is trusted without being
+	// verified again (it is never trusted past its exp): it bounds how
+	// long a key removed from the issuer's key set keeps working. Default
+	// 5 minutes.
+	CacheTTL time.Duration
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+func (c *VerifierConfig) validate() error {
+	switch {
+	case c.Issuer == "":
+		return errors.New("auth: VerifierConfig.Issuer is required")
+	case c.Audience == "":
+		return errors.New("auth: VerifierConfig.Audience is required")
+	case c.Keys == nil:
+		return errors.New("auth: VerifierConfig.Keys is required")
+	}
+	if len(c.Algorithms) == 0 {
+		c.Algorithms = DefaultAlgorithms
+	}
+	for _, a := range c.Algorithms {
+		switch a {
+		case jose.HS256, jose.HS384, jose.HS512, "none", "":
+			return fmt.Errorf("auth: algorithm %q is not accepted", a)
+		}
+	}
+	if c.RoleClaim == "" {
+		c.RoleClaim = "role"
+	}
+	if c.OrganizationsClaim == "" {
+		c.OrganizationsClaim = "orgs"
+	}
+	if c.ParseINS == nil {
+		c.ParseINS = CheckINS
+	}
+	if c.Leeway <= 0 {
+		c.Leeway = 30 * time.Second
+	}
+	if c.MaxTokenSize <= 0 {
+		c.MaxTokenSize = 8192
+	}
+	if c.CacheSize == 0 {
+		c.CacheSize = 65536
+	}
+	if c.CacheTTL <= 0 {
+		c.CacheTTL = 5 * time.Minute
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return nil
+}
+
+// Verifier verifies bearer tokens and returns the identities they carry.
+// It is safe for concurrent use.
+type Verifier struct {
+	cfg   VerifierConfig
+	cache *tokenCache
+}
+
+// NewVerifier returns a Verifier.
+func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	v := &Verifier{cfg: cfg}
+	if cfg.CacheSize > 0 {
+		v.cache = newTokenCache(cfg.CacheSize)
+	}
+	return v, nil
+}
+
+// Verify checks a bearer token (the compact JWS, without "Bearer ") and
+// returns its identity. Errors wrap one of the package's sentinels
+// (ErrMalformed, ErrExpired...) and never quote the token.
+//
+// A token verified before is found in a cache until its exp or CacheTTL,
+// whichever comes first; exp and nbf are checked again at every call.
+func (v *Verifier) Verify(ctx context.Context, token string) (*Identity, error) {
+	if token == "" {
+		return nil, ErrNoCredentials
+	}
+	if len(token) > v.cfg.MaxTokenSize {
+		return nil, fmt.Errorf("%w: longer than %d bytes", ErrMalformed, v.cfg.MaxTokenSize)
+	}
+	now := v.cfg.Now()
+	var h [sha256.Size]byte
+	if v.cache != nil {
+		h = sha256.Sum256([]byte(token))
+		if e, ok := v.cache.get(h); ok {
+			switch {
+			case !now.Before(e.verifiedUntil):
+				// Verify again below: the key may have been removed.
+			case now.Before(e.notBefore):
+				return nil, ErrNotYetValid
+			default:
+				return e.id, nil
+			}
+		}
+	}
+	id, exp, nbf, err := v.verify(ctx, token, now)
+	if err != nil {
+		return nil, err
+	}
+	if v.cache != nil {
+		until := exp.Add(v.cfg.Leeway)
+		if ttl := now.Add(v.cfg.CacheTTL); ttl.Before(until) {
+			until = ttl
+		}
+		v.cache.put(h, cacheEntry{id: id, verifiedUntil: until, notBefore: nbf.Add(-v.cfg.Leeway)})
+	}
+	return id, nil
+}
+
+// verify does the work of Verify, and returns the token's exp and nbf.
+func (v *Verifier) verify(ctx context.Context, token string, now time.Time) (_ *Identity, exp, nbf time.Time, err error) {
+	jws, err := jose.ParseSignedCompact(token, v.cfg.Algorithms)
+	if err != nil {
+		if _, ok := errors.AsType[*jose.ErrUnexpectedSignatureAlgorithm](err); ok {
+			return nil, exp, nbf, ErrAlgorithm
+		}
+		return nil, exp, nbf, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
+	}
+	if len(jws.Signatures) != 1 {
+		return nil, exp, nbf, fmt.Errorf("%w: want exactly one signature", ErrMalformed)
+	}
+	hdr := jws.Signatures[0].Header
+	if typ, ok := hdr.ExtraHeaders[jose.HeaderType].(string); ok && !strings.EqualFold(typ, "JWT") && !strings.EqualFold(typ, "at+jwt") {
+		return nil, exp, nbf, fmt.Errorf("%w: typ is not JWT", ErrMalformed)
+	}
+	key, err := v.cfg.Keys.Key(ctx, hdr.KeyID)
+	if err != nil {
+		return nil, exp, nbf, err
+	}
+	if key.Algorithm != "" && key.Algorithm != hdr.Algorithm {
+		return nil, exp, nbf, fmt.Errorf("%w: the key is for %s", ErrAlgorithm, key.Algorithm)
+	}
+	if key.Use != "" && key.Use != "sig" {
+		return nil, exp, nbf, fmt.Errorf("%w: the key is not a signing key", ErrUnknownKey)
+	}
+	payload, err := jws.Verify(key.Key)
+	if err != nil {
+		return nil, exp, nbf, ErrSignature
+	}
+	var std jwt.Claims
+	var extra map[string]json.RawMessage
+	if json.Unmarshal(payload, &std) != nil || json.Unmarshal(payload, &extra) != nil {
+		return nil, exp, nbf, fmt.Errorf("%w: claims are not a JSON object", ErrMalformed)
+	}
+	if std.Expiry == nil {
+		return nil, exp, nbf, fmt.Errorf("%w: no exp", ErrMalformed)
+	}
+	err = std.ValidateWithLeeway(jwt.Expected{Issuer: v.cfg.Issuer, AnyAudience: jwt.Audience{v.cfg.Audience}, Time: now}, v.cfg.Leeway)
+	switch {
+	case errors.Is(err, jwt.ErrInvalidIssuer):
+		return nil, exp, nbf, ErrIssuer
+	case errors.Is(err, jwt.ErrInvalidAudience):
+		return nil, exp, nbf, ErrAudience
+	case errors.Is(err, jwt.ErrExpired):
+		return nil, exp, nbf, ErrExpired
+	case errors.Is(err, jwt.ErrNotValidYet), errors.Is(err, jwt.ErrIssuedInTheFuture):
+		return nil, exp, nbf, ErrNotYetValid
+	case err != nil:
+		return nil, exp, nbf, fmt.Errorf("%w: claims", ErrMalformed)
+	}
+	exp = std.Expiry.Time()
+	if std.NotBefore != nil {
+		nbf = std.NotBefore.Time()
+	}
+
+	var role Role
+	if raw, ok := extra[v.cfg.RoleClaim]; !ok || json.Unmarshal(raw, &role) != nil {
+		return nil, exp, nbf, ErrRole
+	}
+	var orgs []string
+	if raw, ok := extra[v.cfg.OrganizationsClaim]; ok && role.BoundToOrganizations() {
+		if err := json.Unmarshal(raw, &orgs); err != nil {
+			return nil, exp, nbf, fmt.Errorf("%w: want an array of strings", ErrOrganizations)
+		}
+	}
+	subject := std.Subject
+	if role == RolePatient {
+		if subject, err = v.cfg.ParseINS(subject); err != nil {
+			if !errors.Is(err, ErrSubject) {
+				err = fmt.Errorf("%w: %w", ErrSubject, err)
+			}
+			return nil, exp, nbf, err
+		}
+	}
+	id, err := newIdentity(role, subject, orgs, MethodBearer)
+	return id, exp, nbf, err
+}
+
+// cacheEntry is a verified token.
+type cacheEntry struct {
+	id            *Identity
+	verifiedUntil time.Time // exp (plus leeway), or CacheTTL after verification
+	notBefore     time.Time // nbf (minus leeway)
+}
+
+// tokenCache keeps verified tokens by hash, in two generations: a lookup
+// that finds a token in the old generation moves it to the new one, and
+// when the new generation is full it becomes the old one (the old one is
+// dropped). Tokens in use stay; tokens no longer used leave after two
+// generations. Safe for concurrent use.
+type tokenCache struct {
+	mu       sync.Mutex
+	size     int // per generation
+	cur, old map[[sha256.Size]byte]cacheEntry
+}
+
+func newTokenCache(size int) *tokenCache {
+	size = max(size/2, 1)
+	return &tokenCache{size: size, cur: make(map[[sha256.Size]byte]cacheEntry)}
+}
+
+func (c *tokenCache) get(h [sha256.Size]byte) (cacheEntry, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.cur[h]; ok {
+		return e, true
+	}
+	e, ok := c.old[h]
+	if ok {
+		delete(c.old, h)
+		c.putLocked(h, e)
+	}
+	return e, ok
+}
+
+func (c *tokenCache) put(h [sha256.Size]byte, e cacheEntry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.putLocked(h, e)
+}
+
+func (c *tokenCache) putLocked(h [sha256.Size]byte, e cacheEntry) {
+	if len(c.cur) >= c.size {
+		c.old, c.cur = c.cur, make(map[[sha256.Size]byte]cacheEntry, c.size)
+	}
+	c.cur[h] = e
+}
+
+// len returns the number of tokens kept.
+func (c *tokenCache) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.cur) + len(c.old)
+}

@@ -1,0 +1,180 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/vigie-sante/vigie/api/auth"
+	"github.com/vigie-sante/vigie/ledger"
+	"github.com/vigie-sante/vigie/ledger/sqldb"
+)
+
+// Errors that handlers return, or wrap, to say what went wrong when the
+// domain package's own error does not say it (the domain packages' errors
+// are recognised as they are: see Status). Test with errors.Is.
+var (
+	// ErrNotFound: what the request names does not exist (NOT_FOUND).
+	ErrNotFound = errors.New("not found")
+	// ErrStale: the request was based on a version that is no longer
+	// current (ABORTED, HTTP 409): read again, then retry.
+	ErrStale = errors.New("stale version")
+	// ErrUnavailable: the request could not be carried out now, and
+	// nothing was decided (UNAVAILABLE): in particular, the ledger could
+	// not record. Retrying the same request (same request_id) is safe.
+	// Check MUST wrap every recording failure in it: fail closed.
+	ErrUnavailable = errors.New("unavailable")
+	// ErrPermissionDenied: the caller may call the method, but not about
+	// this (PERMISSION_DENIED), e.g. a DPO reviewing an access of another
+	// organisation.
+	ErrPermissionDenied = errors.New("permission denied")
+)
+
+// FieldError is a request field that is missing or invalid
+// (INVALID_ARGUMENT, HTTP 400). Its message names the field; Problem must
+// not quote the field's value (it may be an INS).
+type FieldError struct {
+	// Field is the field's path in the request, with the .proto names:
+	// "actor.rpps", "directives[2].valid_until".
+	Field string
+	// Problem says what is wrong, e.g. "required", "must be 11 digits".
+	Problem string
+	// Err is the underlying error, for the server log only.
+	Err error
+}
+
+func (e *FieldError) Error() string { return "invalid " + e.Field + ": " + e.Problem }
+
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// InvalidField returns a *FieldError.
+func InvalidField(field, problem string) error {
+	return &FieldError{Field: field, Problem: problem}
+}
+
+// Errors of the interceptors.
+var (
+	errRateLimited  = errors.New("rate limit exceeded")
+	errNoRule       = errors.New("no authorization rule for this method")
+	errRoleNotAllow = errors.New("role not allowed")
+	errOrganization = errors.New("organization not bound to the caller")
+	errTooLarge     = errors.New("request too large")
+)
+
+// Status is THE place where errors become gRPC statuses: every error a
+// handler or an interceptor returns goes through it, once, in the
+// outermost interceptor. It returns the status for the client, whose
+// message never contains an identifier or health data, and whether the
+// error is the server's fault (logged at error level).
+//
+// The table, in order (the first that matches):
+//
+//	context.Canceled                         CANCELED
+//	context.DeadlineExceeded                 DEADLINE_EXCEEDED
+//	auth.ErrNoCredentials                    UNAUTHENTICATED "authentication required"
+//	auth.ErrKeys                             UNAVAILABLE (the issuer's keys cannot be had)
+//	other auth errors                        UNAUTHENTICATED "invalid credentials: <reason>"
+//	*FieldError                              INVALID_ARGUMENT "invalid <field>: <problem>"
+//	request too large                        INVALID_ARGUMENT
+//	ledger.ErrBeyondCheckpoint               INVALID_ARGUMENT (handlers should wrap it in a FieldError naming tree_size)
+//	no rule, role not allowed, organization  PERMISSION_DENIED
+//	ErrPermissionDenied                      PERMISSION_DENIED
+//	ErrNotFound, ledger.ErrNotFound          NOT_FOUND
+//	ledger.ErrErased                         NOT_FOUND "erased"
+//	ErrStale, ledger.ErrConsentChanged       ABORTED (HTTP 409)
+//	rate limit                               RESOURCE_EXHAUSTED (HTTP 429)
+//	ErrUnavailable, sqldb.ErrCommitUnknown,  UNAVAILABLE: fail closed, retry with the same request_id
+//	  ledger.ErrInconsistent, ErrGap, ErrLogConflict
+//	a *status.Status error                   its code, with that code's generic message (handlers should not build statuses)
+//	anything else                            INTERNAL "internal error"
+//
+// The consent package's errors join the table where they are first used
+// (consent.ErrStaleVersion as ErrStale, *consent.FieldError as
+// *FieldError, consent.ErrNotFound as ErrNotFound, consent.ErrRulesConflict
+// as ErrStale).
+func Status(err error) (st *status.Status, serverFault bool) {
+	if err == nil {
+		return status.New(codes.OK, ""), false
+	}
+	var fe *FieldError
+	switch {
+	case errors.Is(err, context.Canceled):
+		return status.New(codes.Canceled, "canceled"), false
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.New(codes.DeadlineExceeded, "deadline exceeded"), false
+
+	case errors.Is(err, auth.ErrNoCredentials):
+		return status.New(codes.Unauthenticated, "authentication required"), false
+	case errors.Is(err, auth.ErrKeys):
+		return status.New(codes.Unavailable, "credentials cannot be verified now"), true
+	case authError(err) != nil:
+		return status.New(codes.Unauthenticated, "invalid credentials: "+authError(err).Error()), false
+
+	case errors.As(err, &fe):
+		return status.New(codes.InvalidArgument, redactINS(fe.Error())), false
+	case errors.Is(err, errTooLarge):
+		return status.New(codes.InvalidArgument, redactINS(err.Error())), false
+	case errors.Is(err, ledger.ErrBeyondCheckpoint):
+		return status.New(codes.InvalidArgument, "tree size beyond the latest signed checkpoint"), false
+
+	case errors.Is(err, errNoRule), errors.Is(err, errRoleNotAllow), errors.Is(err, errOrganization):
+		return status.New(codes.PermissionDenied, redactINS(err.Error())), false
+	case errors.Is(err, ErrPermissionDenied):
+		return status.New(codes.PermissionDenied, "permission denied"), false
+
+	case errors.Is(err, ErrNotFound), errors.Is(err, ledger.ErrNotFound):
+		return status.New(codes.NotFound, "not found"), false
+	case errors.Is(err, ledger.ErrErased):
+		return status.New(codes.NotFound, "erased"), false
+
+	case errors.Is(err, ErrStale), errors.Is(err, ledger.ErrConsentChanged):
+		return status.New(codes.Aborted, "the version changed: read it again, then retry"), false
+
+	case errors.Is(err, errRateLimited):
+		return status.New(codes.ResourceExhausted, "rate limit exceeded: slow down"), false
+
+	case errors.Is(err, ErrUnavailable), errors.Is(err, sqldb.ErrCommitUnknown):
+		return status.New(codes.Unavailable, "not recorded: retry later with the same request"), true
+	case errors.Is(err, ledger.ErrInconsistent), errors.Is(err, ledger.ErrGap), errors.Is(err, ledger.ErrLogConflict):
+		return status.New(codes.Unavailable, "the ledger is unavailable"), true
+	}
+	if s, ok := status.FromError(err); ok && s.Code() != codes.Unknown {
+		// A status built elsewhere (a handler, gRPC itself): keep the code,
+		// not the message, which nobody checked.
+		return status.New(s.Code(), genericMessage(s.Code())), s.Code() == codes.Internal || s.Code() == codes.Unavailable
+	}
+	return status.New(codes.Internal, "internal error"), true
+}
+
+// authError returns err's auth sentinel, if it has one.
+func authError(err error) error {
+	for _, e := range []error{
+		auth.ErrMalformed, auth.ErrAlgorithm, auth.ErrUnknownKey, auth.ErrSignature,
+		auth.ErrExpired, auth.ErrNotYetValid, auth.ErrIssuer, auth.ErrAudience,
+		auth.ErrRole, auth.ErrSubject, auth.ErrOrganizations,
+	} {
+		if errors.Is(err, e) {
+			return e
+		}
+	}
+	return nil
+}
+
+func genericMessage(c codes.Code) string {
+	switch c {
+	case codes.InvalidArgument:
+		return "invalid request"
+	case codes.NotFound:
+		return "not found"
+	case codes.PermissionDenied:
+		return "permission denied"
+	case codes.Unauthenticated:
+		return "authentication required"
+	case codes.Unimplemented:
+		return "not implemented"
+	}
+	return fmt.Sprintf("error: %s", c)
+}

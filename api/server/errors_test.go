@@ -1,0 +1,96 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/vigie-sante/vigie/api/auth"
+	"github.com/vigie-sante/vigie/ledger"
+	"github.com/vigie-sante/vigie/ledger/sqldb"
+)
+
+func TestStatus(t *testing.T) {
+	tests := []struct {
+		name  string
+		err   error
+		code  codes.Code
+		msg   string // a substring of the message
+		fault bool
+	}{
+		{"canceled", fmt.Errorf("record: %w", context.Canceled), codes.Canceled, "canceled", false},
+		{"deadline", fmt.Errorf("record: %w", context.DeadlineExceeded), codes.DeadlineExceeded, "deadline", false},
+		{"no credentials", auth.ErrNoCredentials, codes.Unauthenticated, "authentication required", false},
+		{"expired token", fmt.Errorf("x: %w", auth.ErrExpired), codes.Unauthenticated, "token expired", false},
+		{"wrong audience", auth.ErrAudience, codes.Unauthenticated, "wrong audience", false},
+		{"issuer keys unavailable", fmt.Errorf("%w: fetch: boom", auth.ErrKeys), codes.Unavailable, "cannot be verified", true},
+		{"field", &FieldError{Field: "actor.rpps", Problem: "must be 11 digits"}, codes.InvalidArgument, "invalid actor.rpps: must be 11 digits", false},
+		{"wrapped field", fmt.Errorf("check: %w", InvalidField("purpose_of_use", "required")), codes.InvalidArgument, "invalid purpose_of_use: required", false},
+		{"too large", fmt.Errorf("%w: 9 bytes", errTooLarge), codes.InvalidArgument, "too large", false},
+		{"beyond checkpoint", fmt.Errorf("tree size 9: %w", ledger.ErrBeyondCheckpoint), codes.InvalidArgument, "beyond", false},
+		{"role", fmt.Errorf("%w: x", errRoleNotAllow), codes.PermissionDenied, "role not allowed", false},
+		{"organization", fmt.Errorf("%w: actor.organization", errOrganization), codes.PermissionDenied, "actor.organization", false},
+		{"no rule", errNoRule, codes.PermissionDenied, "no authorization rule", false},
+		{"handler's permission denied", fmt.Errorf("review: %w", ErrPermissionDenied), codes.PermissionDenied, "permission denied", false},
+		{"not found", fmt.Errorf("rules 7: %w", ErrNotFound), codes.NotFound, "not found", false},
+		{"ledger not found", fmt.Errorf("checkpoint: %w", ledger.ErrNotFound), codes.NotFound, "not found", false},
+		{"erased", ledger.ErrErased, codes.NotFound, "erased", false},
+		{"stale", fmt.Errorf("update: %w", ErrStale), codes.Aborted, "version changed", false},
+		{"consent changed", ledger.ErrConsentChanged, codes.Aborted, "version changed", false},
+		{"rate limited", errRateLimited, codes.ResourceExhausted, "rate limit", false},
+		{"not recorded", fmt.Errorf("%w: record: disk full", ErrUnavailable), codes.Unavailable, "not recorded", true},
+		{"commit unknown", fmt.Errorf("record: %w", sqldb.ErrCommitUnknown), codes.Unavailable, "not recorded", true},
+		{"inconsistent log", fmt.Errorf("checkpoint: %w", ledger.ErrInconsistent), codes.Unavailable, "ledger is unavailable", true},
+		{"status from elsewhere", status.Error(codes.NotFound, "patient 137047624348415 has no consent"), codes.NotFound, "not found", false},
+		{"internal status", status.Error(codes.Internal, "db: 137047624348415"), codes.Internal, "error", true},
+		{"anything else", errors.New("pq: relation consent does not exist"), codes.Internal, "internal error", true},
+		{"panic", errPanic, codes.Internal, "internal error", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st, fault := Status(tt.err)
+			if st.Code() != tt.code || !strings.Contains(st.Message(), tt.msg) || fault != tt.fault {
+				t.Errorf("Status(%v) = %v %q, fault %v; want %v containing %q, fault %v", tt.err, st.Code(), st.Message(), fault, tt.code, tt.msg, tt.fault)
+			}
+			if strings.Contains(st.Message(), testINS) {
+				t.Errorf("Status(%v) message %q shows an INS", tt.err, st.Message())
+			}
+		})
+	}
+	if st, _ := Status(nil); st.Code() != codes.OK {
+		t.Errorf("Status(nil) = %v, want OK", st.Code())
+	}
+}
+
+// TestStatusRedactsINS covers domain errors that break the rule and quote
+// an INS: the safety net redacts it.
+func TestStatusRedactsINS(t *testing.T) {
+	st, _ := Status(&FieldError{Field: "patient_ins", Problem: "unknown patient " + testINS + " or " + otherINS})
+	if strings.Contains(st.Message(), testINS) || strings.Contains(st.Message(), otherINS) || !strings.Contains(st.Message(), auth.Redacted) {
+		t.Errorf("message %q: want both INS redacted", st.Message())
+	}
+}
+
+func TestRedactINS(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"", ""},
+		{"nothing here", "nothing here"},
+		{testINS, auth.Redacted},
+		{"a " + testINS + " b", "a " + auth.Redacted + " b"},
+		{"x" + testINS + "x", "x" + auth.Redacted + "x"},
+		{"9" + testINS, "9" + auth.Redacted}, // inside a longer run of digits
+		{testINS + otherINS, auth.Redacted + auth.Redacted},
+		{"137047624348416", "137047624348416"}, // not an INS: wrong key
+		{"leaf 12345678901234567890", "leaf 12345678901234567890"},
+	}
+	for _, tt := range tests {
+		if got := redactINS(tt.in); got != tt.want {
+			t.Errorf("redactINS(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
