@@ -134,7 +134,6 @@ type Ledger struct {
 	wg       sync.WaitGroup
 	health   health
 	started  bool
-	closeErr error
 }
 
 // New returns a ledger over store and log. It checks the configuration
