@@ -128,12 +128,12 @@ type Ledger struct {
 	batch batcher
 
 	// Background work, between Start and Close.
-	wake     chan struct{} // new events: the sender should look
-	sent     chan struct{} // leaves sent: the checkpointer should look
-	stop     context.CancelFunc
-	wg       sync.WaitGroup
-	health   health
-	started  bool
+	wake    chan struct{} // new events: the sender should look
+	sent    chan struct{} // leaves sent: the checkpointer should look
+	stop    context.CancelFunc
+	wg      sync.WaitGroup
+	health  health
+	started bool
 }
 
 // New returns a ledger over store and log. It checks the configuration
