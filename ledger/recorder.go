@@ -312,13 +312,15 @@ func (l *Ledger) resolveUnknown(group []*recordJob, cause error) {
 	}
 }
 
-// patientState is a patient's chain head as the batch moves it.
+// patientState is a patient's chain head and row as the batch moves them.
 type patientState struct {
-	row    PatientRow
-	oldSeq uint64
-	isNew  bool
-	dirty  bool
-	dk     cipher.AEAD
+	row        PatientRow
+	oldConsent int64
+	isNew      bool
+	dirty      bool // the row changed (consent version, key)
+	seq        uint64
+	head       event.Hash
+	dk         cipher.AEAD
 }
 
 // recordGroup is the body of one transaction. It may run more than once:
@@ -391,7 +393,7 @@ func (l *Ledger) recordGroup(ctx context.Context, tx StoreTx, group []*recordJob
 				return err
 			}
 		case ps.dirty:
-			if err := tx.AdvancePatient(ctx, ps.row, ps.oldSeq); err != nil {
+			if err := tx.UpdatePatient(ctx, ps.row, ps.oldConsent); err != nil {
 				return err
 			}
 		}
@@ -419,7 +421,7 @@ func (l *Ledger) patientState(ctx context.Context, tx StoreTx, patients map[even
 		return ps, nil
 	}
 	row, err := tx.Patient(ctx, pseudonym)
-	ps := &patientState{row: row, oldSeq: row.Seq}
+	ps := &patientState{row: row, oldConsent: row.ConsentVersion}
 	switch {
 	case errors.Is(err, ErrNotFound):
 		dk, wrapped, err := l.keys.newDataKey(pseudonym)
@@ -442,6 +444,11 @@ func (l *Ledger) patientState(ctx context.Context, tx StoreTx, patients map[even
 			return nil, err
 		}
 	}
+	if !ps.isNew {
+		if ps.seq, ps.head, err = tx.ChainHead(ctx, pseudonym); err != nil {
+			return nil, err
+		}
+	}
 	patients[pseudonym] = ps
 	return ps, nil
 }
@@ -458,8 +465,8 @@ func (l *Ledger) append(ctx context.Context, tx StoreTx, ps *patientState, j *re
 		Time:    now,
 		Kind:    j.entry.Kind,
 		Patient: j.pseudonym,
-		Seq:     ps.row.Seq + 1,
-		Prev:    ps.row.Head,
+		Seq:     ps.seq + 1,
+		Prev:    ps.head,
 		Service: j.entry.Service,
 		Payload: j.entry.Payload,
 	}
@@ -492,7 +499,7 @@ func (l *Ledger) append(ctx context.Context, tx StoreTx, ps *patientState, j *re
 	}); err != nil {
 		return nil, err
 	}
-	ps.row.Seq, ps.row.Head, ps.dirty = b.Seq, c, true
+	ps.seq, ps.head = b.Seq, c
 	return &Recorded{Index: index, Commitment: c, Body: body, Salt: salt, Time: now}, nil
 }
 

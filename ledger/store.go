@@ -50,6 +50,9 @@ type StoreReader interface {
 	Meta(ctx context.Context, name string) ([]byte, error)
 	// Patient returns the patient's row, or ErrNotFound.
 	Patient(ctx context.Context, pseudonym event.Hash) (PatientRow, error)
+	// ChainHead returns the sequence number and commitment of the
+	// patient's latest event, erased or not; zero values if there is none.
+	ChainHead(ctx context.Context, pseudonym event.Hash) (uint64, event.Hash, error)
 	// EventByKey returns the event recorded with this idempotency key, or
 	// ErrNotFound.
 	EventByKey(ctx context.Context, key Key) (EventRow, error)
@@ -94,13 +97,14 @@ type StoreTx interface {
 	// InsertPatient adds a patient's row; it fails with ErrConflict if the
 	// patient exists.
 	InsertPatient(ctx context.Context, p PatientRow) error
-	// AdvancePatient moves a patient's chain head from seq old to p.Seq,
-	// and sets the consent version: a compare-and-swap on the sequence
-	// number, so that two writers cannot both extend the chain from the
-	// same head (ErrConflict).
-	AdvancePatient(ctx context.Context, p PatientRow, oldSeq uint64) error
+	// UpdatePatient sets a patient's consent version and wrapped key: a
+	// compare-and-swap on the consent version, so that two consent changes
+	// from the same version cannot both commit (ErrConflict).
+	UpdatePatient(ctx context.Context, p PatientRow, oldConsentVersion int64) error
 	// InsertEvent adds an event. It fails with ErrConflict if the index,
-	// the patient's sequence number or the idempotency key is taken.
+	// the patient's sequence number or the idempotency key is taken: the
+	// unique sequence number is what keeps a patient's chain from forking
+	// when two writers extend it from the same head.
 	InsertEvent(ctx context.Context, e EventRow) error
 	// MarkSent records that the leaves [from, to) are in the log: the sent
 	// size moves from from to to (compare-and-swap: ErrConflict if another
@@ -131,13 +135,10 @@ type State struct {
 	CheckpointSize uint64
 }
 
-// PatientRow is a patient's chain head and key.
+// PatientRow is a patient's key and consent version. (The chain head is
+// the patient's latest event: see ChainHead.)
 type PatientRow struct {
 	Pseudonym event.Hash
-	// Seq is the sequence number of the patient's latest event (0: none).
-	Seq uint64
-	// Head is the commitment of the latest event (zero: none).
-	Head event.Hash
 	// ConsentVersion is the patient's consent version (0: none).
 	ConsentVersion int64
 	// WrappedKey is the patient's data key wrapped by the key-encryption

@@ -19,8 +19,6 @@ CREATE TABLE ledger_meta (
 ) STRICT;
 CREATE TABLE patients (
   pseudonym       BLOB PRIMARY KEY,
-  seq             INTEGER NOT NULL,
-  head            BLOB NOT NULL,
   consent_version INTEGER NOT NULL,
   wrapped_key     BLOB,
   erased_nanos    INTEGER NOT NULL
@@ -79,8 +77,6 @@ CREATE TABLE ledger_meta (
 );
 CREATE TABLE patients (
   pseudonym       BYTEA PRIMARY KEY,
-  seq             BIGINT NOT NULL,
-  head            BYTEA NOT NULL,
   consent_version BIGINT NOT NULL,
   wrapped_key     BYTEA,
   erased_nanos    BIGINT NOT NULL

@@ -105,21 +105,18 @@ func (t txn) ReserveIndices(ctx context.Context, n uint64) (uint64, error) {
 	return st.NextIndex, nil
 }
 
-const patientColumns = "pseudonym, seq, head, consent_version, wrapped_key, erased_nanos"
+const patientColumns = "pseudonym, consent_version, wrapped_key, erased_nanos"
 
 func scanPatient(r interface{ Scan(...any) error }) (ledger.PatientRow, error) {
 	var p ledger.PatientRow
-	var pseudo, head []byte
-	var seq int64
-	if err := r.Scan(&pseudo, &seq, &head, &p.ConsentVersion, &p.WrappedKey, &p.ErasedNanos); err != nil {
+	var pseudo []byte
+	if err := r.Scan(&pseudo, &p.ConsentVersion, &p.WrappedKey, &p.ErasedNanos); err != nil {
 		return p, err
 	}
-	if len(pseudo) != 32 || len(head) != 32 {
-		return p, errors.New("patient row: malformed hash column")
+	if len(pseudo) != 32 {
+		return p, errors.New("patient row: malformed pseudonym")
 	}
 	copy(p.Pseudonym[:], pseudo)
-	copy(p.Head[:], head)
-	p.Seq = uint64(seq)
 	return p, nil
 }
 
@@ -129,26 +126,49 @@ func (t txn) Patient(ctx context.Context, pseudonym event.Hash) (ledger.PatientR
 }
 
 func (t txn) InsertPatient(ctx context.Context, p ledger.PatientRow) error {
-	_, err := t.tx.Exec(ctx, "INSERT INTO patients ("+patientColumns+") VALUES ($1, $2, $3, $4, $5, $6)",
-		p.Pseudonym[:], int64(p.Seq), p.Head[:], p.ConsentVersion, p.WrappedKey, p.ErasedNanos)
+	_, err := t.tx.Exec(ctx, "INSERT INTO patients ("+patientColumns+") VALUES ($1, $2, $3, $4)",
+		p.Pseudonym[:], p.ConsentVersion, p.WrappedKey, p.ErasedNanos)
 	if sqldb.IsUniqueViolation(err) {
 		return fmt.Errorf("insert patient: %w", ledger.ErrConflict)
 	}
 	return err
 }
 
-func (t txn) AdvancePatient(ctx context.Context, p ledger.PatientRow, oldSeq uint64) error {
-	// Compare-and-swap on the sequence number: the chain grows by one
-	// writer at a time, with no fork and no gap.
-	n, err := t.tx.Exec(ctx, "UPDATE patients SET seq = $1, head = $2, consent_version = $3, wrapped_key = $4 WHERE pseudonym = $5 AND seq = $6",
-		int64(p.Seq), p.Head[:], p.ConsentVersion, p.WrappedKey, p.Pseudonym[:], int64(oldSeq))
+func (t txn) UpdatePatient(ctx context.Context, p ledger.PatientRow, oldConsentVersion int64) error {
+	// Compare-and-swap on the consent version: of two changes from the
+	// same version, one commits.
+	n, err := t.tx.Exec(ctx, "UPDATE patients SET consent_version = $1, wrapped_key = $2 WHERE pseudonym = $3 AND consent_version = $4",
+		p.ConsentVersion, p.WrappedKey, p.Pseudonym[:], oldConsentVersion)
 	if err != nil {
-		return fmt.Errorf("advance patient: %w", err)
+		return fmt.Errorf("update patient: %w", err)
 	}
 	if n != 1 {
-		return fmt.Errorf("advance patient: %w", ledger.ErrConflict)
+		return fmt.Errorf("update patient: %w", ledger.ErrConflict)
 	}
 	return nil
+}
+
+func (t txn) ChainHead(ctx context.Context, pseudonym event.Hash) (uint64, event.Hash, error) {
+	var seq, erasedSeq int64
+	var head, erasedHead []byte
+	err := t.tx.QueryRow(ctx, "SELECT seq, commitment FROM events WHERE pseudonym = $1 ORDER BY seq DESC LIMIT 1", pseudonym[:]).Scan(&seq, &head)
+	if err != nil && !errors.Is(err, sqldb.ErrNoRows) {
+		return 0, event.Hash{}, fmt.Errorf("chain head: %w", err)
+	}
+	err = t.tx.QueryRow(ctx, "SELECT e.seq, ev.commitment FROM erased_events e JOIN events ev ON ev.leaf_index = e.leaf_index WHERE e.pseudonym = $1 ORDER BY e.seq DESC LIMIT 1", pseudonym[:]).Scan(&erasedSeq, &erasedHead)
+	if err != nil && !errors.Is(err, sqldb.ErrNoRows) {
+		return 0, event.Hash{}, fmt.Errorf("chain head: %w", err)
+	}
+	if erasedSeq > seq {
+		seq, head = erasedSeq, erasedHead
+	}
+	if seq == 0 {
+		return 0, event.Hash{}, nil
+	}
+	if len(head) != 32 {
+		return 0, event.Hash{}, errors.New("chain head: malformed commitment")
+	}
+	return uint64(seq), event.Hash(head), nil
 }
 
 const eventColumns = "leaf_index, commitment, pseudonym, seq, kind, time_nanos, service, actor, organisation, break_glass, sealed, idem_service, idem_request"

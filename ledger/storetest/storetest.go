@@ -29,6 +29,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"Meta", testMeta},
 		{"ReserveIndicesIsGapFree", testReserveIndices},
 		{"PatientCompareAndSwap", testPatientCAS},
+		{"ChainHead", testChainHead},
 		{"Events", testEvents},
 		{"EventUniqueness", testEventUniqueness},
 		{"FailedUpdateWritesNothing", testFailedUpdate},
@@ -163,23 +164,59 @@ func testPatientCAS(t *testing.T, s ledger.Store) {
 		t.Errorf("InsertPatient twice = %v, want ErrConflict", err)
 	}
 	next := p
-	next.Seq, next.Head, next.ConsentVersion = 1, hash("c1"), 3
-	update(t, s, func(tx ledger.StoreTx) error { return tx.AdvancePatient(ctx, next, 0) })
+	next.ConsentVersion, next.WrappedKey = 3, []byte("rewrapped")
+	update(t, s, func(tx ledger.StoreTx) error { return tx.UpdatePatient(ctx, next, 0) })
 	stale := next
-	stale.Seq, stale.Head = 2, hash("c2")
-	if err := s.Update(ctx, func(ctx context.Context, tx ledger.StoreTx) error { return tx.AdvancePatient(ctx, stale, 0) }); !errors.Is(err, ledger.ErrConflict) {
-		t.Errorf("AdvancePatient from a stale sequence number = %v, want ErrConflict", err)
+	stale.ConsentVersion = 4
+	if err := s.Update(ctx, func(ctx context.Context, tx ledger.StoreTx) error { return tx.UpdatePatient(ctx, stale, 0) }); !errors.Is(err, ledger.ErrConflict) {
+		t.Errorf("UpdatePatient from a stale consent version = %v, want ErrConflict", err)
 	}
 	view(t, s, func(tx ledger.StoreReader) error {
 		got, err := tx.Patient(ctx, p.Pseudonym)
 		if err != nil {
 			return err
 		}
-		if got.Seq != 1 || got.Head != next.Head || got.ConsentVersion != 3 || !bytes.Equal(got.WrappedKey, p.WrappedKey) {
-			t.Errorf("Patient = %+v, want seq 1, head c1, consent 3", got)
+		if got.ConsentVersion != 3 || !bytes.Equal(got.WrappedKey, next.WrappedKey) {
+			t.Errorf("Patient = %+v, want consent 3 and the new key", got)
 		}
 		return nil
 	})
+}
+
+// testChainHead checks that the head is the latest event, erased or not.
+func testChainHead(t *testing.T, s ledger.Store) {
+	a := hash("a")
+	view(t, s, func(tx ledger.StoreReader) error {
+		seq, head, err := tx.ChainHead(ctx, a)
+		if err != nil || seq != 0 || !head.IsZero() {
+			t.Errorf("ChainHead of a new patient = %d %s, %v; want none", seq, head, err)
+		}
+		return nil
+	})
+	evs := addEvents(t, s, a, 3, nil)
+	wantHead := func(want ledger.EventRow) {
+		t.Helper()
+		view(t, s, func(tx ledger.StoreReader) error {
+			seq, head, err := tx.ChainHead(ctx, a)
+			if err != nil || seq != want.Seq || head != want.Commitment {
+				t.Errorf("ChainHead = %d %s, %v; want %d %s", seq, head, err, want.Seq, want.Commitment)
+			}
+			return nil
+		})
+	}
+	wantHead(evs[2])
+	update(t, s, func(tx ledger.StoreTx) error {
+		_, err := tx.ErasePatient(ctx, a, 1)
+		return err
+	})
+	wantHead(evs[2])
+	// Two writers extending the chain from the same head: one fails.
+	e := ledger.EventRow{Index: 10, Commitment: hash("x"), Pseudonym: a, Seq: 4, Kind: event.KindAccess}
+	update(t, s, func(tx ledger.StoreTx) error { return tx.InsertEvent(ctx, e) })
+	e.Index, e.Commitment = 11, hash("y")
+	if err := s.Update(ctx, func(ctx context.Context, tx ledger.StoreTx) error { return tx.InsertEvent(ctx, e) }); !errors.Is(err, ledger.ErrConflict) {
+		t.Errorf("a second event with the same sequence number = %v, want ErrConflict", err)
+	}
 }
 
 // addEvents stores n events of patient p (seq from 1), returning them.
@@ -192,21 +229,21 @@ func addEvents(t *testing.T, s ledger.Store, p event.Hash, n int, mod func(i int
 		if err != nil {
 			return err
 		}
-		st, err := tx.Patient(ctx, p)
+		_, err = tx.Patient(ctx, p)
 		isNew := errors.Is(err, ledger.ErrNotFound)
 		if err != nil && !isNew {
 			return err
 		}
-		if isNew {
-			st = ledger.PatientRow{Pseudonym: p, WrappedKey: []byte("k")}
+		seq, _, err := tx.ChainHead(ctx, p)
+		if err != nil {
+			return err
 		}
-		old := st.Seq
 		for i := range n {
 			e := ledger.EventRow{
 				Index:      first + uint64(i),
-				Commitment: hash(fmt.Sprintf("%x/%d", p, st.Seq+1)),
+				Commitment: hash(fmt.Sprintf("%x/%d", p, seq+1)),
 				Pseudonym:  p,
-				Seq:        st.Seq + 1,
+				Seq:        seq + 1,
 				Kind:       event.KindAccess,
 				TimeNanos:  int64(1000 + first + uint64(i)),
 				Service:    "svc",
@@ -219,13 +256,13 @@ func addEvents(t *testing.T, s ledger.Store, p event.Hash, n int, mod func(i int
 			if err := tx.InsertEvent(ctx, e); err != nil {
 				return err
 			}
-			st.Seq, st.Head = e.Seq, e.Commitment
+			seq = e.Seq
 			out = append(out, e)
 		}
 		if isNew {
-			return tx.InsertPatient(ctx, st)
+			return tx.InsertPatient(ctx, ledger.PatientRow{Pseudonym: p, WrappedKey: []byte("k")})
 		}
-		return tx.AdvancePatient(ctx, st, old)
+		return nil
 	})
 	return out
 }
