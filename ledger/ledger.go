@@ -68,6 +68,10 @@ type Config struct {
 	// SendBatch is the most leaves sent to the log in one call. Default
 	// 1000.
 	SendBatch int
+	// SendLinger is how long the sender waits after sending less than a
+	// full batch, so that the next send carries more. Default 50ms; it
+	// adds at most that to the time from Record to a checkpoint.
+	SendLinger time.Duration
 	// MaxGroup is the most Record calls committed in one transaction.
 	// Default 512.
 	MaxGroup int
@@ -102,6 +106,9 @@ func (c *Config) validate() error {
 	}
 	if c.SendBatch <= 0 {
 		c.SendBatch = 1000
+	}
+	if c.SendLinger <= 0 {
+		c.SendLinger = 50 * time.Millisecond
 	}
 	if c.MaxGroup <= 0 {
 		c.MaxGroup = 512

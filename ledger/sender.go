@@ -86,6 +86,11 @@ func (l *Ledger) sendLoop(ctx context.Context) {
 		backoff = 0
 		if n > 0 {
 			notify(l.sent)
+			if n < l.cfg.SendBatch {
+				// Let the outbox fill: fewer, larger sends cost the log and
+				// the store fewer commits.
+				wait(ctx, l.cfg.SendLinger, nil)
+			}
 			continue // more may be waiting
 		}
 		wait(ctx, senderPoll, l.wake)
