@@ -39,6 +39,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/vigie-sante/vigie/ledger/event"
+	"github.com/vigie-sante/vigie/ledger/sqldb"
 	"github.com/vigie-sante/vigie/ledger/verify"
 )
 
@@ -83,6 +84,9 @@ type Config struct {
 	// Logger receives operational logs (never an INS or a body). Default
 	// slog.Default().
 	Logger *slog.Logger
+	// EraseAlso, if not nil, returns what else to delete when a patient is
+	// erased (the consent store's rows), run in the erasure's transaction.
+	EraseAlso func(pseudonym event.Hash) func(ctx context.Context, tx sqldb.Tx) error
 }
 
 func (c *Config) validate() error {
@@ -135,12 +139,14 @@ type Ledger struct {
 	batch batcher
 
 	// Background work, between Start and Close.
-	wake    chan struct{} // new events: the sender should look
-	sent    chan struct{} // leaves sent: the checkpointer should look
-	stop    context.CancelFunc
-	wg      sync.WaitGroup
-	health  health
-	started bool
+	wake chan struct{} // new events: the sender should look
+	sent chan struct{} // leaves sent: the checkpointer should look
+	// erasureWake asks the erasure loop to look now.
+	erasureWake chan struct{}
+	stop        context.CancelFunc
+	wg          sync.WaitGroup
+	health      health
+	started     bool
 }
 
 // New returns a ledger over store and log. It checks the configuration
@@ -160,12 +166,13 @@ func New(ctx context.Context, cfg Config, store Store, log Log) (*Ledger, error)
 		return nil, fmt.Errorf("ledger: origin: %w", err)
 	}
 	l := &Ledger{
-		cfg:   cfg,
-		store: store,
-		log:   log,
-		keys:  keys,
-		wake:  make(chan struct{}, 1),
-		sent:  make(chan struct{}, 1),
+		cfg:         cfg,
+		store:       store,
+		log:         log,
+		keys:        keys,
+		wake:        make(chan struct{}, 1),
+		sent:        make(chan struct{}, 1),
+		erasureWake: make(chan struct{}, 1),
 	}
 	l.batch.token = make(chan struct{}, 1)
 	return l, nil
@@ -182,10 +189,14 @@ func (l *Ledger) Pseudonym(id PatientID) event.Hash { return l.cfg.Pseudonyms.Ps
 func (l *Ledger) Start(ctx context.Context) {
 	ctx, l.stop = context.WithCancel(ctx)
 	l.started = true
-	l.wg.Add(2)
+	l.wg.Add(3)
 	go func() {
 		defer l.wg.Done()
 		l.sendLoop(ctx)
+	}()
+	go func() {
+		defer l.wg.Done()
+		l.erasureLoop(ctx)
 	}()
 	go func() {
 		defer l.wg.Done()

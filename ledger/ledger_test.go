@@ -12,7 +12,6 @@ import (
 	"github.com/vigie-sante/vigie/ledger"
 	"github.com/vigie-sante/vigie/ledger/event"
 	"github.com/vigie-sante/vigie/ledger/ledgertest"
-	"github.com/vigie-sante/vigie/ledger/sqldb"
 	"github.com/vigie-sante/vigie/ledger/verify"
 )
 
@@ -231,7 +230,7 @@ func TestConsentVersionGuard(t *testing.T) {
 		Service:       "patient",
 		Payload:       json.RawMessage(`{"version":1}`),
 		ConsentChange: &ledger.ConsentChange{Expected: 0, Next: 1},
-		Apply: func(ctx context.Context, tx sqldb.Tx) error {
+		Apply: func(ctx context.Context, stx ledger.StoreTx) error {
 			applied++
 			return nil
 		},
@@ -255,7 +254,7 @@ func TestConsentVersionGuard(t *testing.T) {
 	// A failing Apply fails its entry only, and stores nothing of it.
 	bad := change
 	bad.ConsentChange = &ledger.ConsentChange{Expected: 1, Next: 2}
-	bad.Apply = func(context.Context, sqldb.Tx) error { return errors.New("boom") }
+	bad.Apply = func(context.Context, ledger.StoreTx) error { return errors.New("boom") }
 	if _, err := env.Ledger.Record(ctx, bad); err == nil {
 		t.Errorf("Record with a failing Apply succeeded")
 	}

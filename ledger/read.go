@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/vigie-sante/vigie/ledger/event"
-	"github.com/vigie-sante/vigie/ledger/sqldb"
 	"github.com/vigie-sante/vigie/ledger/verify"
 )
 
@@ -209,16 +208,19 @@ func (l *Ledger) InclusionProofOf(ctx context.Context, c event.Hash, size uint64
 
 // Erase destroys a patient's data key and clears what could identify their
 // events; commitments, leaf indices and every proof stay valid. It returns
-// the number of events erased. Recording the erasure itself is the
-// caller's (an erasure event, recorded after).
+// the number of events erased. Recording the erasure is the caller's;
+// RequestErasure and RunDueErasures do both.
 func (l *Ledger) Erase(ctx context.Context, patient PatientID) (int, error) {
-	return l.ErasePseudonym(ctx, l.cfg.Pseudonyms.Pseudonym(patient), nil)
+	pseudonym := l.cfg.Pseudonyms.Pseudonym(patient)
+	var also func(context.Context, StoreTx) error
+	if l.cfg.EraseAlso != nil {
+		f := l.cfg.EraseAlso(pseudonym)
+		also = func(ctx context.Context, tx StoreTx) error { return f(ctx, tx.SQL()) }
+	}
+	return l.erase(ctx, pseudonym, also)
 }
 
-// ErasePseudonym erases the patient with this pseudonym, as Erase does,
-// and runs also, if not nil, in the same transaction (other tables' rows of
-// the patient, say). also may be called more than once.
-func (l *Ledger) ErasePseudonym(ctx context.Context, pseudonym event.Hash, also func(ctx context.Context, tx sqldb.Tx) error) (int, error) {
+func (l *Ledger) erase(ctx context.Context, pseudonym event.Hash, also func(ctx context.Context, tx StoreTx) error) (int, error) {
 	var n int
 	err := l.store.Update(ctx, func(ctx context.Context, tx StoreTx) error {
 		var err error
@@ -226,9 +228,76 @@ func (l *Ledger) ErasePseudonym(ctx context.Context, pseudonym event.Hash, also 
 			return err
 		}
 		if also != nil {
-			return also(ctx, tx.SQL())
+			return also(ctx, tx)
 		}
 		return nil
 	})
 	return n, err
+}
+
+// EventByCommitment returns the event with commitment c: found through the
+// log if a checkpoint covers it, among the recent events otherwise; or
+// ErrNotFound.
+func (l *Ledger) EventByCommitment(ctx context.Context, c event.Hash) (EventRow, error) {
+	size, err := l.latestSize(ctx)
+	if err != nil {
+		return EventRow{}, err
+	}
+	var row EventRow
+	if size > 0 {
+		index, _, err := l.log.InclusionProofByHash(ctx, verify.MerkleLeafHash(c), size)
+		switch {
+		case err == nil:
+			err = l.store.View(ctx, func(ctx context.Context, tx StoreReader) error {
+				row, err = tx.EventByIndex(ctx, index)
+				return err
+			})
+			return row, err
+		case !errors.Is(err, ErrNotFound):
+			return EventRow{}, err
+		}
+	}
+	err = l.store.View(ctx, func(ctx context.Context, tx StoreReader) error {
+		row, err = tx.RecentEventByCommitment(ctx, c, size)
+		return err
+	})
+	return row, err
+}
+
+// OpenEvent decrypts an event's salt and body (ErrErased for an erased
+// event). Reading a body is a read of health data: the caller records it.
+func (l *Ledger) OpenEvent(ctx context.Context, row EventRow) ([32]byte, []byte, error) {
+	var salt [32]byte
+	var body []byte
+	err := l.store.View(ctx, func(ctx context.Context, tx StoreReader) error {
+		var err error
+		salt, body, err = l.openEvent(ctx, tx, row)
+		return err
+	})
+	return salt, body, err
+}
+
+// Search returns up to limit events matching f, after index after, for
+// auditors. It reads no body.
+func (l *Ledger) Search(ctx context.Context, f SearchFilter, after int64, limit int) ([]EventRow, error) {
+	var rows []EventRow
+	err := l.store.View(ctx, func(ctx context.Context, tx StoreReader) error {
+		var err error
+		rows, err = tx.SearchEvents(ctx, f, after, limit)
+		return err
+	})
+	return rows, err
+}
+
+// ChainLength returns the sequence number of the patient's latest event
+// (0 if they have none).
+func (l *Ledger) ChainLength(ctx context.Context, patient PatientID) (uint64, error) {
+	pseudonym := l.cfg.Pseudonyms.Pseudonym(patient)
+	var seq uint64
+	err := l.store.View(ctx, func(ctx context.Context, tx StoreReader) error {
+		var err error
+		seq, _, err = tx.ChainHead(ctx, pseudonym)
+		return err
+	})
+	return seq, err
 }

@@ -65,7 +65,7 @@ type Entry struct {
 	// neither. It may be called more than once (a retried transaction) and
 	// must start from scratch each time. If it fails, the entry fails with
 	// its error and nothing of it is stored.
-	Apply func(ctx context.Context, tx sqldb.Tx) error
+	Apply func(ctx context.Context, tx StoreTx) error
 	// Index columns for auditors' searches (plaintext, cleared by an
 	// erasure): the professional's RPPS, the organisation's FINESS, and
 	// whether it was a break-glass access.
@@ -367,7 +367,7 @@ func (l *Ledger) recordGroup(ctx context.Context, tx StoreTx, group []*recordJob
 			ps.dirty = true
 		}
 		if j.entry.Apply != nil {
-			if err := j.entry.Apply(ctx, tx.SQL()); err != nil {
+			if err := j.entry.Apply(ctx, tx); err != nil {
 				return &jobError{job: j, err: err}
 			}
 		}

@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/vigie-sante/vigie/ledger/event"
 	"github.com/vigie-sante/vigie/ledger/sqldb"
@@ -78,6 +79,12 @@ type StoreReader interface {
 	SearchEvents(ctx context.Context, f SearchFilter, after int64, limit int) ([]EventRow, error)
 	// SecurityEvents returns the security events recorded, oldest first.
 	SecurityEvents(ctx context.Context, limit int) ([]SecurityEvent, error)
+	// DueErasures returns up to limit erasures due at now, earliest first.
+	DueErasures(ctx context.Context, now time.Time, limit int) ([]Erasure, error)
+	// RecentEventByCommitment returns the event with commitment c among
+	// those from index from on (the ones not in a checkpoint yet: lookups
+	// of older ones go to the log), or ErrNotFound.
+	RecentEventByCommitment(ctx context.Context, c event.Hash, from uint64) (EventRow, error)
 }
 
 // StoreTx reads and writes the ledger's tables in a transaction.
@@ -116,6 +123,11 @@ type StoreTx interface {
 	AddCheckpoint(ctx context.Context, cp CheckpointRow, prevSize uint64) error
 	// AddSecurityEvent records evidence of an inconsistency.
 	AddSecurityEvent(ctx context.Context, s SecurityEvent) error
+	// ScheduleErasure schedules an erasure; a patient with one scheduled
+	// keeps the earlier time. It returns the time scheduled.
+	ScheduleErasure(ctx context.Context, e Erasure) (time.Time, error)
+	// DeleteErasure removes a patient's scheduled erasure.
+	DeleteErasure(ctx context.Context, pseudonym event.Hash) error
 	// ErasePatient destroys the patient's wrapped key and clears every
 	// column of the patient's events that could identify them, keeping
 	// commitments, indices and, in a table of its own, the positions of

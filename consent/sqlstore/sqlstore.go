@@ -133,7 +133,8 @@ func (s *Store) UpdateConsent(ctx context.Context, patient ident.INS, expected i
 		Service:       change.Author,
 		Payload:       payload,
 		ConsentChange: &ledger.ConsentChange{Expected: expected, Next: c.Version},
-		Apply: func(ctx context.Context, tx sqldb.Tx) error {
+		Apply: func(ctx context.Context, stx ledger.StoreTx) error {
+			tx := stx.SQL()
 			_, err := tx.Exec(ctx, "INSERT INTO consents (pseudonym, version, consent, author, changed_nanos) VALUES ($1, $2, $3, $4, $5)",
 				p[:], c.Version, body, change.Author, change.Time.UnixNano())
 			if sqldb.IsUniqueViolation(err) {
@@ -203,7 +204,8 @@ func (s *Store) PutRules(ctx context.Context, rules *consent.Rules, change conse
 		Kind:    event.KindRulesChange,
 		Service: change.Author,
 		Payload: payload,
-		Apply: func(ctx context.Context, tx sqldb.Tx) error {
+		Apply: func(ctx context.Context, stx ledger.StoreTx) error {
+			tx := stx.SQL()
 			var latest int64
 			var hash []byte
 			err := tx.QueryRow(ctx, "SELECT version, hash FROM national_rules ORDER BY version DESC LIMIT 1").Scan(&latest, &hash)

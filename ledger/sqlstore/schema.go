@@ -55,6 +55,11 @@ CREATE TABLE checkpoints (
   range_hashes BLOB NOT NULL,
   signed_nanos INTEGER NOT NULL
 ) STRICT;
+CREATE TABLE erasures (
+  pseudonym    BLOB PRIMARY KEY,
+  due_nanos    INTEGER NOT NULL,
+  requested_by TEXT NOT NULL
+) STRICT, WITHOUT ROWID;
 CREATE TABLE security_events (
   id       INTEGER PRIMARY KEY,
   kind     TEXT NOT NULL,
@@ -112,6 +117,11 @@ CREATE TABLE checkpoints (
   note         BYTEA NOT NULL,
   range_hashes BYTEA NOT NULL,
   signed_nanos BIGINT NOT NULL
+);
+CREATE TABLE erasures (
+  pseudonym    BYTEA PRIMARY KEY,
+  due_nanos    BIGINT NOT NULL,
+  requested_by TEXT NOT NULL
 );
 CREATE TABLE security_events (
   id       BIGINT PRIMARY KEY,

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/vigie-sante/vigie/ledger"
 	"github.com/vigie-sante/vigie/ledger/event"
@@ -492,4 +493,55 @@ func (t txn) SecurityEvents(ctx context.Context, limit int) ([]ledger.SecurityEv
 		out = append(out, s)
 	}
 	return out, rows.Err()
+}
+
+func (t txn) ScheduleErasure(ctx context.Context, e ledger.Erasure) (time.Time, error) {
+	var existing int64
+	err := t.tx.QueryRow(ctx, "SELECT due_nanos FROM erasures WHERE pseudonym = $1", e.Pseudonym[:]).Scan(&existing)
+	switch {
+	case err == nil && existing <= e.Due.UnixNano():
+		return time.Unix(0, existing).UTC(), nil
+	case err == nil:
+		_, err = t.tx.Exec(ctx, "UPDATE erasures SET due_nanos = $1 WHERE pseudonym = $2", e.Due.UnixNano(), e.Pseudonym[:])
+		return e.Due, err
+	case !errors.Is(err, sqldb.ErrNoRows):
+		return time.Time{}, err
+	}
+	_, err = t.tx.Exec(ctx, "INSERT INTO erasures (pseudonym, due_nanos, requested_by) VALUES ($1, $2, $3)", e.Pseudonym[:], e.Due.UnixNano(), e.RequestedBy)
+	return e.Due, err
+}
+
+func (t txn) DeleteErasure(ctx context.Context, pseudonym event.Hash) error {
+	_, err := t.tx.Exec(ctx, "DELETE FROM erasures WHERE pseudonym = $1", pseudonym[:])
+	return err
+}
+
+func (t txn) DueErasures(ctx context.Context, now time.Time, limit int) ([]ledger.Erasure, error) {
+	rows, err := t.tx.Query(ctx, "SELECT pseudonym, due_nanos, requested_by FROM erasures WHERE due_nanos <= $1 ORDER BY due_nanos LIMIT $2", now.UnixNano(), int64(limit))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []ledger.Erasure
+	for rows.Next() {
+		var p []byte
+		var e ledger.Erasure
+		var nanos int64
+		if err := rows.Scan(&p, &nanos, &e.RequestedBy); err != nil {
+			return nil, err
+		}
+		if len(p) != len(e.Pseudonym) {
+			return nil, errors.New("erasures: malformed pseudonym")
+		}
+		copy(e.Pseudonym[:], p)
+		e.Due = time.Unix(0, nanos).UTC()
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+func (t txn) RecentEventByCommitment(ctx context.Context, c event.Hash, from uint64) (ledger.EventRow, error) {
+	// The events from a checkpoint's size on are few (those recorded in the
+	// last second or so): a range of the primary key, filtered.
+	return t.event(ctx, "leaf_index >= $1 AND commitment = $2", int64(from), c[:])
 }

@@ -1,0 +1,217 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"unicode/utf8"
+
+	"github.com/vigie-sante/vigie/api/auth"
+	vigiev1 "github.com/vigie-sante/vigie/api/vigie/v1"
+	"github.com/vigie-sante/vigie/ledger"
+	"github.com/vigie-sante/vigie/ledger/event"
+)
+
+// MaxReviewComment bounds a break-glass review's comment, in bytes.
+const MaxReviewComment = 2000
+
+type auditService struct {
+	vigiev1.UnimplementedAuditServiceServer
+	b *Backend
+}
+
+const searchScope = "SearchEvents"
+
+var eventKinds = map[vigiev1.EventKind]event.Kind{
+	vigiev1.EventKind_EVENT_KIND_ACCESS:             event.KindAccess,
+	vigiev1.EventKind_EVENT_KIND_CONSENT_CHANGE:     event.KindConsentChange,
+	vigiev1.EventKind_EVENT_KIND_RULES_CHANGE:       event.KindRulesChange,
+	vigiev1.EventKind_EVENT_KIND_LEDGER_READ:        event.KindLedgerRead,
+	vigiev1.EventKind_EVENT_KIND_BREAK_GLASS_REVIEW: event.KindBreakGlassReview,
+	vigiev1.EventKind_EVENT_KIND_ERASURE:            event.KindErasure,
+}
+
+// SearchEvents returns the events matching the filters, with their bodies,
+// to a regulator (every event) or a DPO (the events of its organisations).
+// Before anything is returned, the read is recorded in the chain of every
+// patient whose events are in the page.
+func (s *auditService) SearchEvents(ctx context.Context, req *vigiev1.SearchEventsRequest) (*vigiev1.SearchEventsResponse, error) {
+	id, err := identity(ctx)
+	if err != nil {
+		return nil, err
+	}
+	size, err := PageSize(req.PageSize, 50, 100)
+	if err != nil {
+		return nil, err
+	}
+	var f ledger.SearchFilter
+	if req.PatientIns != "" {
+		ins, err := parseINS("patient_ins", req.PatientIns)
+		if err != nil {
+			return nil, err
+		}
+		p := s.b.Ledger.Pseudonym(ins)
+		f.Pseudonym = &p
+	}
+	if req.ActorRpps != "" {
+		if len(req.ActorRpps) != 11 || !digits(req.ActorRpps) {
+			return nil, InvalidField("actor_rpps", "must be 11 digits")
+		}
+		f.Actor = req.ActorRpps
+	}
+	f.Organisation = req.Organization
+	if id.Role() == auth.RoleDPO {
+		// A DPO sees its organisations' events only.
+		orgs := id.Organizations()
+		switch {
+		case f.Organisation == "" && len(orgs) == 1:
+			f.Organisation = orgs[0]
+		case f.Organisation == "":
+			return nil, InvalidField("organization", "required: one of the organisations you act for")
+		case !id.SpeaksFor(f.Organisation):
+			return nil, ErrPermissionDenied
+		}
+	}
+	if req.StartTime != nil {
+		if err := req.StartTime.CheckValid(); err != nil {
+			return nil, InvalidField("start_time", "invalid timestamp")
+		}
+		f.FromNanos = req.StartTime.AsTime().UnixNano()
+	}
+	if req.EndTime != nil {
+		if err := req.EndTime.CheckValid(); err != nil {
+			return nil, InvalidField("end_time", "invalid timestamp")
+		}
+		f.ToNanos = req.EndTime.AsTime().UnixNano()
+		if f.ToNanos <= f.FromNanos {
+			return nil, InvalidField("end_time", "must be after start_time")
+		}
+	}
+	if req.Kind != vigiev1.EventKind_EVENT_KIND_UNSPECIFIED {
+		k, ok := eventKinds[req.Kind]
+		if !ok {
+			return nil, InvalidField("kind", "unknown value")
+		}
+		f.Kind = k
+	}
+	f.BreakGlassOnly = req.BreakGlassOnly
+	after := int64(-1)
+	if req.PageToken != "" {
+		v, err := s.b.Pages.Open(searchScope, Binding(id), req.PageToken, 1)
+		if err != nil {
+			return nil, err
+		}
+		after = int64(v[0])
+	}
+	rows, err := s.b.Ledger.Search(ctx, f, after, size+1)
+	if err != nil {
+		return nil, err
+	}
+	resp := &vigiev1.SearchEventsResponse{}
+	if len(rows) > size {
+		rows = rows[:size]
+		resp.NextPageToken = s.b.Pages.Seal(searchScope, Binding(id), rows[size-1].Index)
+	}
+	// Record the reads first, one event per patient: fail closed.
+	perPatient := map[event.Hash]int{}
+	var order []event.Hash
+	for _, r := range rows {
+		if perPatient[r.Pseudonym] == 0 {
+			order = append(order, r.Pseudonym)
+		}
+		perPatient[r.Pseudonym]++
+	}
+	for _, p := range order {
+		if p == event.SystemChain {
+			continue // the system chain's events are no patient's
+		}
+		if err := s.b.recordRead(ctx, nil, p, id.Principal(), searchScope, perPatient[p], 0, 0); err != nil {
+			return nil, err
+		}
+	}
+	for _, r := range rows {
+		salt, body, err := s.b.Ledger.OpenEvent(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		resp.Events = append(resp.Events, &vigiev1.LedgerEvent{Sequence: r.Seq, LeafIndex: r.Index, Commitment: r.Commitment.String(), Body: body, Salt: salt[:]})
+	}
+	AddLogAttrs(ctx, slog.Int("events", len(resp.Events)), slog.Int("patients", len(order)))
+	return resp, nil
+}
+
+func digits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// ReviewRecordFormat names the payload of break-glass review events.
+const ReviewRecordFormat = "vigie.break-glass-review.v1"
+
+type reviewRecord struct {
+	Format    string `json:"format"`
+	Event     string `json:"event"`
+	LeafIndex uint64 `json:"leaf_index"`
+	Verdict   string `json:"verdict"`
+	Comment   string `json:"comment,omitempty"`
+	Reviewer  string `json:"reviewer"`
+}
+
+// ReviewBreakGlass records the review of a break-glass access, in the
+// patient's chain, idempotently by (reviewer, request_id).
+func (s *auditService) ReviewBreakGlass(ctx context.Context, req *vigiev1.ReviewBreakGlassRequest) (*vigiev1.ReviewBreakGlassResponse, error) {
+	id, err := identity(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if req.RequestId == "" || len(req.RequestId) > 128 || !printableASCII(req.RequestId) {
+		return nil, InvalidField("request_id", "required: 1 to 128 printable ASCII characters")
+	}
+	c, err := event.ParseHash(req.EventCommitment)
+	if err != nil {
+		return nil, InvalidField("event_commitment", "must be 64 lowercase hex digits")
+	}
+	var verdict string
+	switch req.Verdict {
+	case vigiev1.BreakGlassVerdict_BREAK_GLASS_VERDICT_JUSTIFIED:
+		verdict = "justified"
+	case vigiev1.BreakGlassVerdict_BREAK_GLASS_VERDICT_UNJUSTIFIED:
+		verdict = "unjustified"
+	case vigiev1.BreakGlassVerdict_BREAK_GLASS_VERDICT_UNSPECIFIED:
+		return nil, InvalidField("verdict", "required")
+	default:
+		return nil, InvalidField("verdict", "unknown value")
+	}
+	if len(req.Comment) > MaxReviewComment || !utf8.ValidString(req.Comment) {
+		return nil, InvalidField("comment", "at most 2000 bytes of UTF-8")
+	}
+	row, err := s.b.Ledger.EventByCommitment(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	if row.Erased {
+		return nil, ledger.ErrErased
+	}
+	if row.Kind != event.KindAccess || !row.BreakGlass {
+		return nil, InvalidField("event_commitment", "not a break-glass access")
+	}
+	if id.Role() == auth.RoleDPO && !id.SpeaksFor(row.Organisation) {
+		return nil, ErrPermissionDenied
+	}
+	payload, err := json.Marshal(reviewRecord{Format: ReviewRecordFormat, Event: c.String(), LeafIndex: row.Index, Verdict: verdict, Comment: req.Comment, Reviewer: id.Principal()})
+	if err != nil {
+		return nil, err
+	}
+	rec, err := s.b.Ledger.Record(ctx, ledger.Entry{
+		Kind: event.KindBreakGlassReview, Pseudonym: row.Pseudonym, Service: id.Principal(), Payload: payload,
+		Key: ledger.Key{Service: id.Principal(), RequestID: req.RequestId}, Organisation: row.Organisation,
+	})
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	return &vigiev1.ReviewBreakGlassResponse{Event: recorded(rec.Index, rec.Commitment, rec.Receipt)}, nil
+}

@@ -1,0 +1,158 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/vigie-sante/vigie/api/auth"
+	vigiev1 "github.com/vigie-sante/vigie/api/vigie/v1"
+	"github.com/vigie-sante/vigie/consent"
+	"github.com/vigie-sante/vigie/consent/ident"
+	consentsql "github.com/vigie-sante/vigie/consent/sqlstore"
+	"github.com/vigie-sante/vigie/ledger"
+	"github.com/vigie-sante/vigie/ledger/event"
+)
+
+// Backend is what the handlers call: the consent service and its store,
+// the ledger, the page-token key and the log's public keys. Handlers map
+// requests to the domain and back; the decisions are the domain's.
+type Backend struct {
+	Consent  *consent.Service
+	Consents *consentsql.Store
+	Ledger   *ledger.Ledger
+	Pages    *PageTokens
+	// Keys are the log's note verifier keys (GET /v1/log/key).
+	Keys PublicKeys
+	// ErasureDelay is how long after a request an erasure runs. Default 0.
+	ErasureDelay time.Duration
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+	// Logger receives what handlers log (never an INS or a body).
+	Logger *slog.Logger
+}
+
+// PublicKeys are the log's published keys.
+type PublicKeys struct {
+	Origin, CheckpointKey, ReceiptKey string
+}
+
+// Services returns the handlers of every service on b.
+func (b *Backend) Services() Services {
+	if b.Now == nil {
+		b.Now = time.Now
+	}
+	if b.Logger == nil {
+		b.Logger = slog.Default()
+	}
+	return Services{
+		Access:  &accessService{b: b},
+		Consent: &consentService{b: b},
+		History: &historyService{b: b},
+		Admin:   &adminService{b: b},
+		Log:     &logService{b: b},
+		Audit:   &auditService{b: b},
+	}
+}
+
+// identity returns the caller; the authentication interceptor put it there.
+func identity(ctx context.Context) (*auth.Identity, error) {
+	id, ok := auth.FromContext(ctx)
+	if !ok {
+		return nil, auth.ErrNoCredentials
+	}
+	return id, nil
+}
+
+// me returns the calling patient's INS.
+func me(ctx context.Context) (*auth.Identity, ident.INS, error) {
+	id, err := identity(ctx)
+	if err != nil {
+		return nil, ident.INS{}, err
+	}
+	p, ok := id.Patient()
+	if !ok {
+		return nil, ident.INS{}, ErrPermissionDenied
+	}
+	ins, err := ident.ParseINS(p.Canonical())
+	if err != nil {
+		// The authenticator checked it; a failure here is ours.
+		return nil, ident.INS{}, fmt.Errorf("token subject: %w", err)
+	}
+	return id, ins, nil
+}
+
+// parseINS parses an INS given in a request body (spaces allowed).
+func parseINS(field, s string) (ident.INS, error) {
+	if s == "" {
+		return ident.INS{}, InvalidField(field, "required")
+	}
+	ins, err := ident.NormalizeINS(s)
+	if err != nil {
+		// The ident errors never contain the number.
+		return ident.INS{}, &FieldError{Field: field, Problem: err.Error(), Err: err}
+	}
+	return ins, nil
+}
+
+// author says who makes a change, for the ledger: a principal, never an
+// INS ("patient" for the patient themselves).
+func author(id *auth.Identity) string {
+	if id.Role() == auth.RolePatient {
+		return "patient"
+	}
+	return id.Principal()
+}
+
+// readRecord is the payload of a ledger-read event: who read which of a
+// patient's events.
+type readRecord struct {
+	Format         string `json:"format"`
+	Reader         string `json:"reader"`
+	Method         string `json:"method"`
+	Events         int    `json:"events"`
+	CheckpointSize uint64 `json:"checkpoint_size,omitempty"`
+	FromSeq        uint64 `json:"from_seq,omitempty"`
+}
+
+// ReadRecordFormat names the payload of ledger-read events.
+const ReadRecordFormat = "vigie.ledger-read.v1"
+
+// recordRead records, before the data goes out, that reader read n events
+// of a patient (by INS or pseudonym). Every read of bodies is an event.
+func (b *Backend) recordRead(ctx context.Context, patient ledger.PatientID, pseudonym event.Hash, reader, method string, n int, size, fromSeq uint64) error {
+	payload, err := json.Marshal(readRecord{Format: ReadRecordFormat, Reader: reader, Method: method, Events: n, CheckpointSize: size, FromSeq: fromSeq})
+	if err != nil {
+		return err
+	}
+	e := ledger.Entry{Kind: event.KindLedgerRead, Service: reader, Payload: payload}
+	if patient != nil {
+		e.Patient = patient
+	} else {
+		e.Pseudonym = pseudonym
+	}
+	if _, err := b.Ledger.Record(ctx, e); err != nil {
+		return fmt.Errorf("%w: record the read: %v", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// unavailable wraps a recording failure: fail closed.
+func unavailable(err error) error {
+	if err == nil || errors.Is(err, ErrUnavailable) {
+		return err
+	}
+	var fe *consent.FieldError
+	if errors.As(err, &fe) || errors.Is(err, ledger.ErrInvalidEntry) {
+		return err
+	}
+	return fmt.Errorf("%w: %v", ErrUnavailable, err)
+}
+
+// recorded converts a ledger result.
+func recorded(index uint64, c event.Hash, receipt []byte) *vigiev1.RecordedEvent {
+	return &vigiev1.RecordedEvent{Commitment: c.String(), LeafIndex: index, Receipt: receipt}
+}

@@ -1,0 +1,98 @@
+package server
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/genproto/googleapis/api/httpbody"
+
+	vigiev1 "github.com/vigie-sante/vigie/api/vigie/v1"
+	"github.com/vigie-sante/vigie/ledger"
+	"github.com/vigie-sante/vigie/ledger/event"
+)
+
+type logService struct {
+	vigiev1.UnimplementedLogServiceServer
+	b *Backend
+}
+
+// GetCheckpoint serves the latest signed checkpoint as C2SP logs do: the
+// signed note, text/plain.
+func (s *logService) GetCheckpoint(ctx context.Context, _ *vigiev1.GetCheckpointRequest) (*httpbody.HttpBody, error) {
+	note, _, err := s.b.Ledger.LatestCheckpoint(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &httpbody.HttpBody{ContentType: "text/plain; charset=utf-8", Data: note}, nil
+}
+
+// beyond turns the ledger's "not signed yet" into an error naming the field.
+func beyond(err error, field string) error {
+	if errors.Is(err, ledger.ErrBeyondCheckpoint) {
+		return &FieldError{Field: field, Problem: "beyond the latest signed checkpoint", Err: err}
+	}
+	return err
+}
+
+func (s *logService) GetConsistencyProof(ctx context.Context, req *vigiev1.GetConsistencyProofRequest) (*vigiev1.ConsistencyProof, error) {
+	if req.First == 0 {
+		return nil, InvalidField("first", "must be positive")
+	}
+	if req.Second < req.First {
+		return nil, InvalidField("second", "must not be less than first")
+	}
+	hashes, err := s.b.Ledger.ConsistencyProof(ctx, req.First, req.Second)
+	if err != nil {
+		return nil, beyond(err, "second")
+	}
+	return &vigiev1.ConsistencyProof{First: req.First, Second: req.Second, Hashes: hashes}, nil
+}
+
+func (s *logService) GetInclusionProof(ctx context.Context, req *vigiev1.GetInclusionProofRequest) (*vigiev1.InclusionProof, error) {
+	if req.TreeSize == 0 {
+		return nil, InvalidField("tree_size", "must be positive")
+	}
+	switch l := req.GetLeaf().(type) {
+	case *vigiev1.GetInclusionProofRequest_LeafIndex:
+		if l.LeafIndex >= req.TreeSize {
+			return nil, InvalidField("leaf_index", "must be less than tree_size")
+		}
+		hashes, err := s.b.Ledger.InclusionProof(ctx, l.LeafIndex, req.TreeSize)
+		if err != nil {
+			return nil, beyond(err, "tree_size")
+		}
+		return &vigiev1.InclusionProof{LeafIndex: l.LeafIndex, TreeSize: req.TreeSize, Hashes: hashes}, nil
+	case *vigiev1.GetInclusionProofRequest_Commitment:
+		c, err := event.ParseHash(l.Commitment)
+		if err != nil {
+			return nil, InvalidField("commitment", "must be 64 lowercase hex digits")
+		}
+		index, hashes, err := s.b.Ledger.InclusionProofOf(ctx, c, req.TreeSize)
+		if err != nil {
+			return nil, beyond(err, "tree_size")
+		}
+		return &vigiev1.InclusionProof{LeafIndex: index, TreeSize: req.TreeSize, Hashes: hashes}, nil
+	}
+	return nil, InvalidField("leaf_index", "leaf_index or commitment is required")
+}
+
+// GetLeaves returns leaf values [start, end), clipped to the latest signed
+// checkpoint and to ledger.MaxLeaves: fewer than asked means "ask again
+// from start + len".
+func (s *logService) GetLeaves(ctx context.Context, req *vigiev1.GetLeavesRequest) (*vigiev1.GetLeavesResponse, error) {
+	if req.End <= req.Start {
+		return nil, InvalidField("end", "must be greater than start")
+	}
+	leaves, err := s.b.Ledger.Leaves(ctx, req.Start, req.End)
+	if err != nil {
+		return nil, err
+	}
+	if len(leaves) == 0 {
+		return nil, InvalidField("start", "beyond the latest signed checkpoint")
+	}
+	return &vigiev1.GetLeavesResponse{Start: req.Start, LeafValues: leaves}, nil
+}
+
+func (s *logService) GetPublicKey(context.Context, *vigiev1.GetPublicKeyRequest) (*vigiev1.PublicKeys, error) {
+	return &vigiev1.PublicKeys{Origin: s.b.Keys.Origin, CheckpointKey: s.b.Keys.CheckpointKey, ReceiptKey: s.b.Keys.ReceiptKey}, nil
+}

@@ -1,0 +1,120 @@
+package ledger
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/vigie-sante/vigie/ledger/event"
+	"github.com/vigie-sante/vigie/ledger/sqldb"
+)
+
+// ErasureRecordFormat names the payload of erasure events.
+const ErasureRecordFormat = "vigie.erasure.v1"
+
+// ErasureRecord is the payload of an erasure event: a request (state
+// "requested", with the time it is due) and its execution (state "done",
+// with the number of events erased). Both are in the patient's chain.
+type ErasureRecord struct {
+	Format      string    `json:"format"`
+	State       string    `json:"state"`
+	RequestedBy string    `json:"requested_by,omitempty"`
+	Reference   string    `json:"reference,omitempty"`
+	Due         time.Time `json:"due,omitzero"`
+	Erased      int       `json:"erased,omitempty"`
+}
+
+// Erasure is a scheduled erasure.
+type Erasure struct {
+	Pseudonym   event.Hash
+	Due         time.Time
+	RequestedBy string
+}
+
+// RequestErasure schedules the erasure of a patient's events at due and
+// records the request in the patient's chain, in one transaction. A patient
+// with an erasure already scheduled keeps the earlier time. requestedBy
+// says who asked ("patient", "admin:..."); reference is the administrator's
+// reference of the decision, if any. Neither may hold an INS.
+func (l *Ledger) RequestErasure(ctx context.Context, patient PatientID, due time.Time, requestedBy, reference string) (*Recorded, time.Time, error) {
+	pseudonym := l.cfg.Pseudonyms.Pseudonym(patient)
+	due = due.UTC()
+	payload, err := json.Marshal(ErasureRecord{Format: ErasureRecordFormat, State: "requested", RequestedBy: requestedBy, Reference: reference, Due: due})
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	scheduled := due
+	rec, err := l.Record(ctx, Entry{
+		Kind:    event.KindErasure,
+		Patient: patient,
+		Service: requestedBy,
+		Payload: payload,
+		Apply: func(ctx context.Context, tx StoreTx) error {
+			at, err := tx.ScheduleErasure(ctx, Erasure{Pseudonym: pseudonym, Due: due, RequestedBy: requestedBy})
+			scheduled = at
+			return err
+		},
+	})
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("request erasure: %w", err)
+	}
+	return rec, scheduled, nil
+}
+
+// RunDueErasures erases every patient whose erasure is due, records each
+// erasure in the patient's chain, and returns how many it ran. also, if
+// the ledger's config has EraseAlso, removes the patient's rows of other
+// tables in the same transaction.
+func (l *Ledger) RunDueErasures(ctx context.Context) (int, error) {
+	var due []Erasure
+	err := l.store.View(ctx, func(ctx context.Context, tx StoreReader) error {
+		var err error
+		due, err = tx.DueErasures(ctx, l.cfg.Now(), 100)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("due erasures: %w", err)
+	}
+	for i, e := range due {
+		var also func(context.Context, sqldb.Tx) error
+		if l.cfg.EraseAlso != nil {
+			also = l.cfg.EraseAlso(e.Pseudonym)
+		}
+		pseudonym := e.Pseudonym
+		n, err := l.erase(ctx, pseudonym, func(ctx context.Context, tx StoreTx) error {
+			if err := tx.DeleteErasure(ctx, pseudonym); err != nil {
+				return err
+			}
+			if also != nil {
+				return also(ctx, tx.SQL())
+			}
+			return nil
+		})
+		if err != nil {
+			return i, fmt.Errorf("erase: %w", err)
+		}
+		payload, err := json.Marshal(ErasureRecord{Format: ErasureRecordFormat, State: "done", RequestedBy: e.RequestedBy, Erased: n})
+		if err != nil {
+			return i, err
+		}
+		if _, err := l.Record(ctx, Entry{Kind: event.KindErasure, Pseudonym: pseudonym, Service: "vigie", Payload: payload}); err != nil {
+			return i, fmt.Errorf("record erasure: %w", err)
+		}
+		l.cfg.Logger.Info("ledger: patient erased", "events", n)
+	}
+	return len(due), nil
+}
+
+// erasureLoop runs due erasures every interval until ctx is done.
+func (l *Ledger) erasureLoop(ctx context.Context) {
+	for {
+		if _, err := l.RunDueErasures(ctx); err != nil && ctx.Err() == nil {
+			l.cfg.Logger.Warn("ledger: erasures", "err", err)
+		}
+		wait(ctx, time.Minute, l.erasureWake)
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
