@@ -131,8 +131,10 @@ type StoreTx interface {
 	// ErasePatient destroys the patient's wrapped key and clears every
 	// column of the patient's events that could identify them, keeping
 	// commitments, indices and, in a table of its own, the positions of
-	// the erased events in the patient's chain. It returns the number of
-	// events erased.
+	// the erased events in the patient's chain. The patient's consent
+	// version goes up by one: their consent is erased too (by the
+	// caller's EraseAlso), which is a change of consent. It returns the
+	// number of events erased.
 	ErasePatient(ctx context.Context, pseudonym event.Hash, at int64) (int, error)
 }
 

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/vigie-sante/vigie/api/auth"
+	"github.com/vigie-sante/vigie/consent"
 	"github.com/vigie-sante/vigie/ledger"
 	"github.com/vigie-sante/vigie/ledger/sqldb"
 )
@@ -91,15 +92,15 @@ var (
 //	a *status.Status error                   its code, with that code's generic message (handlers should not build statuses)
 //	anything else                            INTERNAL "internal error"
 //
-// The consent package's errors join the table where they are first used
-// (consent.ErrStaleVersion as ErrStale, *consent.FieldError as
-// *FieldError, consent.ErrNotFound as ErrNotFound, consent.ErrRulesConflict
-// as ErrStale).
+// The consent package's errors are in the table too: *consent.FieldError
+// as *FieldError, consent.ErrNotFound as ErrNotFound, ErrStaleVersion,
+// ErrRulesConflict, ErrStaleConsent and ErrConsentChanged as ABORTED.
 func Status(err error) (st *status.Status, serverFault bool) {
 	if err == nil {
 		return status.New(codes.OK, ""), false
 	}
 	var fe *FieldError
+	var cfe *consent.FieldError
 	switch {
 	case errors.Is(err, context.Canceled):
 		return status.New(codes.Canceled, "canceled"), false
@@ -115,6 +116,8 @@ func Status(err error) (st *status.Status, serverFault bool) {
 
 	case errors.As(err, &fe):
 		return status.New(codes.InvalidArgument, redactINS(fe.Error())), false
+	case errors.As(err, &cfe):
+		return status.New(codes.InvalidArgument, redactINS("invalid "+cfe.Error())), false
 	case errors.Is(err, errTooLarge):
 		return status.New(codes.InvalidArgument, redactINS(err.Error())), false
 	case errors.Is(err, ledger.ErrBeyondCheckpoint):
@@ -125,13 +128,17 @@ func Status(err error) (st *status.Status, serverFault bool) {
 	case errors.Is(err, ErrPermissionDenied):
 		return status.New(codes.PermissionDenied, "permission denied"), false
 
-	case errors.Is(err, ErrNotFound), errors.Is(err, ledger.ErrNotFound):
+	case errors.Is(err, ErrNotFound), errors.Is(err, ledger.ErrNotFound), errors.Is(err, consent.ErrNotFound):
 		return status.New(codes.NotFound, "not found"), false
 	case errors.Is(err, ledger.ErrErased):
 		return status.New(codes.NotFound, "erased"), false
 
-	case errors.Is(err, ErrStale), errors.Is(err, ledger.ErrConsentChanged):
+	case errors.Is(err, ErrStale), errors.Is(err, ledger.ErrConsentChanged), errors.Is(err, consent.ErrStaleVersion):
 		return status.New(codes.Aborted, "the version changed: read it again, then retry"), false
+	case errors.Is(err, consent.ErrRulesConflict):
+		return status.New(codes.Aborted, "a national rules version with this number exists, or a later one"), false
+	case errors.Is(err, consent.ErrStaleConsent), errors.Is(err, consent.ErrConsentChanged):
+		return status.New(codes.Aborted, "the patient's consent changed: retry with the same request"), false
 
 	case errors.Is(err, errRateLimited):
 		return status.New(codes.ResourceExhausted, "rate limit exceeded: slow down"), false

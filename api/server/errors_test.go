@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/vigie-sante/vigie/api/auth"
+	"github.com/vigie-sante/vigie/consent"
 	"github.com/vigie-sante/vigie/ledger"
 	"github.com/vigie-sante/vigie/ledger/sqldb"
 )
@@ -42,6 +43,11 @@ func TestStatus(t *testing.T) {
 		{"erased", ledger.ErrErased, codes.NotFound, "erased", false},
 		{"stale", fmt.Errorf("update: %w", ErrStale), codes.Aborted, "version changed", false},
 		{"consent changed", ledger.ErrConsentChanged, codes.Aborted, "version changed", false},
+		{"consent field", fmt.Errorf("check: %w", &consent.FieldError{Field: "actor.profession", Problem: "unknown profession"}), codes.InvalidArgument, "invalid actor.profession: unknown profession", false},
+		{"consent not found", fmt.Errorf("rules: %w", consent.ErrNotFound), codes.NotFound, "not found", false},
+		{"stale consent version", fmt.Errorf("update: %w", consent.ErrStaleVersion), codes.Aborted, "version changed", false},
+		{"rules conflict", consent.ErrRulesConflict, codes.Aborted, "national rules", false},
+		{"stale consent snapshot", consent.ErrStaleConsent, codes.Aborted, "consent changed", false},
 		{"rate limited", errRateLimited, codes.ResourceExhausted, "rate limit", false},
 		{"not recorded", fmt.Errorf("%w: record: disk full", ErrUnavailable), codes.Unavailable, "not recorded", true},
 		{"commit unknown", fmt.Errorf("record: %w", sqldb.ErrCommitUnknown), codes.Unavailable, "not recorded", true},

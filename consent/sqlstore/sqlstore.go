@@ -89,8 +89,15 @@ func (s *Store) Consent(ctx context.Context, patient ident.INS) (consent.Consent
 		var b []byte
 		err := tx.QueryRow(ctx, "SELECT consent FROM consents WHERE pseudonym = $1 ORDER BY version DESC LIMIT 1", p[:]).Scan(&b)
 		if errors.Is(err, sqldb.ErrNoRows) {
+			// No consent stored: the default one, at the version the
+			// ledger holds (0 for a new patient; after an erasure, which
+			// deleted the consents and raised the version, the next one).
 			c = consent.Consent{}
-			return nil
+			err = tx.QueryRow(ctx, "SELECT consent_version FROM patients WHERE pseudonym = $1", p[:]).Scan(&c.Version)
+			if errors.Is(err, sqldb.ErrNoRows) {
+				return nil
+			}
+			return err
 		}
 		if err != nil {
 			return err

@@ -22,7 +22,7 @@ var ctx = context.Background()
 
 func open(t *testing.T, backend string) (*sqlstore.Store, *ledgertest.Env) {
 	t.Helper()
-	opts := ledgertest.Options{Migrations: sqlstore.Migrations}
+	opts := ledgertest.Options{Migrations: sqlstore.Migrations, EraseAlso: sqlstore.EraseRows}
 	if backend == "PostgreSQL" {
 		opts.PostgreSQL = ledgertest.Postgres(t)
 	}
@@ -183,6 +183,52 @@ func TestCheckRecordsWhatItDecides(t *testing.T) {
 			}
 			if rulesEvents != 1 {
 				t.Errorf("%d rules-change events, want 1", rulesEvents)
+			}
+		})
+	}
+}
+
+// TestErasureResetsConsent erases a patient who had a consent: the consent
+// and its history are gone, the patient's consent is the default one at
+// the next version, and decisions go on under it (the engine does not
+// keep deciding with the erased consent).
+func TestErasureResetsConsent(t *testing.T) {
+	for _, backend := range []string{"SQLite", "PostgreSQL"} {
+		t.Run(backend, func(t *testing.T) {
+			store, env := open(t, backend)
+			svc, err := consent.NewService(ctx, consent.Config{
+				Store: store, Recorder: store,
+				Engine: ladonpolicy.NewEngine(ladonpolicy.Options{}),
+				Rules:  nationalrules.Illustrative(),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := svc.UpdateConsent(ctx, patient, 0, []consent.Directive{{ID: "b1", Kind: consent.BlockProfessional, Professional: physician}}, "patient"); err != nil {
+				t.Fatal(err)
+			}
+			if d, _, err := svc.Check(ctx, request("before")); err != nil || d.Effect != consent.Deny {
+				t.Fatalf("Check while blocked = %v, %v; want DENY", d.Effect, err)
+			}
+			if _, _, err := env.Ledger.RequestErasure(ctx, patient, time.Unix(0, 0), "patient", ""); err != nil {
+				t.Fatal(err)
+			}
+			if n, err := env.Ledger.RunDueErasures(ctx); err != nil || n != 1 {
+				t.Fatalf("RunDueErasures = %d, %v", n, err)
+			}
+			c, err := store.Consent(ctx, patient)
+			if err != nil || c.Version != 2 || len(c.Directives) != 0 {
+				t.Errorf("consent after erasure = %+v, %v; want version 2, no directive", c, err)
+			}
+			if h, err := store.ConsentHistory(ctx, patient, 1, 10); err != nil || len(h) != 0 {
+				t.Errorf("consent history after erasure = %d versions, %v; want none", len(h), err)
+			}
+			d, _, err := svc.Check(ctx, request("after"))
+			if err != nil || d.Effect != consent.Allow || d.ConsentVersion != 2 {
+				t.Fatalf("Check after erasure = %v (consent %d), %v; want ALLOW under version 2", d.Effect, d.ConsentVersion, err)
+			}
+			if _, err := svc.UpdateConsent(ctx, patient, 2, nil, "patient"); err != nil {
+				t.Errorf("UpdateConsent from version 2 after erasure: %v", err)
 			}
 		})
 	}

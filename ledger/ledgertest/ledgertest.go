@@ -24,6 +24,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/vigie-sante/vigie/ledger"
+	"github.com/vigie-sante/vigie/ledger/event"
 	"github.com/vigie-sante/vigie/ledger/sqldb"
 	"github.com/vigie-sante/vigie/ledger/sqldb/pgtest"
 	"github.com/vigie-sante/vigie/ledger/sqlstore"
@@ -61,6 +62,8 @@ type Options struct {
 	// store and log.
 	WrapStore func(ledger.Store) ledger.Store
 	WrapLog   func(ledger.Log) ledger.Log
+	// EraseAlso is the ledger's Config.EraseAlso.
+	EraseAlso func(pseudonym event.Hash) func(ctx context.Context, tx sqldb.Tx) error
 }
 
 // Env is an assembled ledger.
@@ -192,6 +195,7 @@ func New(t testing.TB, opts Options) *Env {
 		MergeDelay:         opts.MergeDelay,
 		CheckpointInterval: opts.CheckpointInterval,
 		Now:                opts.Now,
+		EraseAlso:          opts.EraseAlso,
 	}, e.Store, e.Log)
 	if err != nil {
 		t.Fatalf("ledgertest: %v", err)

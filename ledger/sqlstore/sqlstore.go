@@ -438,7 +438,10 @@ func (t txn) ErasePatient(ctx context.Context, pseudonym event.Hash, at int64) (
 	if err != nil {
 		return 0, fmt.Errorf("erase: %w", err)
 	}
-	if _, err := t.tx.Exec(ctx, "UPDATE patients SET wrapped_key = NULL, erased_nanos = $1 WHERE pseudonym = $2", at, pseudonym[:]); err != nil {
+	// The patient's consent goes with the rest (the caller's EraseAlso
+	// deletes it): that is a change of consent, hence a new version,
+	// whose consent is the default one.
+	if _, err := t.tx.Exec(ctx, "UPDATE patients SET wrapped_key = NULL, erased_nanos = $1, consent_version = consent_version + 1 WHERE pseudonym = $2", at, pseudonym[:]); err != nil {
 		return 0, fmt.Errorf("erase: %w", err)
 	}
 	return int(n), nil

@@ -423,6 +423,12 @@ func testErase(t *testing.T, s ledger.Store) {
 	a, b := hash("a"), hash("b")
 	ea := addEvents(t, s, a, 3, func(i int, e *ledger.EventRow) { e.Key = ledger.Key{Service: "s", RequestID: fmt.Sprint(i)} })
 	eb := addEvents(t, s, b, 1, nil)
+	var before ledger.PatientRow
+	view(t, s, func(tx ledger.StoreReader) error {
+		var err error
+		before, err = tx.Patient(ctx, a)
+		return err
+	})
 	var n int
 	update(t, s, func(tx ledger.StoreTx) error {
 		var err error
@@ -434,8 +440,8 @@ func testErase(t *testing.T, s ledger.Store) {
 	}
 	view(t, s, func(tx ledger.StoreReader) error {
 		p, err := tx.Patient(ctx, a)
-		if err != nil || p.WrappedKey != nil || p.ErasedNanos != 42 {
-			t.Errorf("erased patient = %+v, %v; want no key", p, err)
+		if err != nil || p.WrappedKey != nil || p.ErasedNanos != 42 || p.ConsentVersion != before.ConsentVersion+1 {
+			t.Errorf("erased patient = %+v, %v; want no key, and consent version %d", p, err, before.ConsentVersion+1)
 		}
 		got, err := tx.PatientEvents(ctx, a, 1, 10)
 		if err != nil || len(got) != 3 {
