@@ -101,23 +101,25 @@ func TestVersion(t *testing.T) {
 	}
 }
 
-// server is a vigie serve process.
-type server struct {
+// serveProc is a vigie serve process.
+type serveProc struct {
 	cmd    *exec.Cmd
 	stdout *bufio.Scanner
 	stderr *bytes.Buffer
 	lines  []string
 }
 
-func startServe(t *testing.T, args ...string) *server {
+// startServe starts vigie serve with args, on free ports of loopback.
+func startServe(t *testing.T, args ...string) *serveProc {
 	t.Helper()
-	cmd := exec.Command(vigieBin, append([]string{"serve"}, args...)...)
+	args = append([]string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, args...)
+	cmd := exec.Command(vigieBin, args...)
 	cmd.Env = os.Environ()
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &server{cmd: cmd, stdout: bufio.NewScanner(stdout), stderr: &bytes.Buffer{}}
+	s := &serveProc{cmd: cmd, stdout: bufio.NewScanner(stdout), stderr: &bytes.Buffer{}}
 	cmd.Stderr = s.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -128,7 +130,7 @@ func startServe(t *testing.T, args ...string) *server {
 
 // waitReady reads stdout until the line saying the service stops with
 // Ctrl+C, which comes once everything is up.
-func (s *server) waitReady(t *testing.T) {
+func (s *serveProc) waitReady(t *testing.T) {
 	t.Helper()
 	done := make(chan bool, 1)
 	go func() {
@@ -152,10 +154,10 @@ func (s *server) waitReady(t *testing.T) {
 	}
 }
 
-func (s *server) output() string { return strings.Join(s.lines, "\n") }
+func (s *serveProc) output() string { return strings.Join(s.lines, "\n") }
 
 // stop sends sig and returns the exit code.
-func (s *server) stop(t *testing.T, sig syscall.Signal) int {
+func (s *serveProc) stop(t *testing.T, sig syscall.Signal) int {
 	t.Helper()
 	if err := s.cmd.Process.Signal(sig); err != nil {
 		t.Fatal(err)
@@ -170,7 +172,7 @@ func (s *server) stop(t *testing.T, sig syscall.Signal) int {
 	return s.cmd.ProcessState.ExitCode()
 }
 
-var treeLine = regexp.MustCompile(`ledger: Trillian tree (\d+) \(PREORDERED_LOG\)`)
+var treeLine = regexp.MustCompile(`ledger:\s+Trillian tree (\d+) \(PREORDERED_LOG\)`)
 
 // TestServeStopsGracefully starts the embedded service, stops it with each
 // signal, and checks that a restart finds the same tree.
@@ -220,7 +222,7 @@ func TestServeRefusesAnotherLogName(t *testing.T) {
 	dataDir := t.TempDir()
 	s := startServe(t, "--data-dir", dataDir, "--log-name", "first.example")
 	s.waitReady(t)
-	if !strings.Contains(s.output(), "log origin: first.example/vigie/") {
+	if !regexp.MustCompile(`log origin:\s+first\.example/vigie/`).MatchString(s.output()) {
 		t.Errorf("output does not show the origin:\n%s", s.output())
 	}
 	s.stop(t, syscall.SIGTERM)

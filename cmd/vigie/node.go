@@ -6,13 +6,19 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	tpb "github.com/google/trillian"
 	"github.com/google/trillian/storage"
 
+	"github.com/vigie-sante/vigie/consent"
+	"github.com/vigie-sante/vigie/consent/ladonpolicy"
+	"github.com/vigie-sante/vigie/consent/nationalrules"
+	consentsql "github.com/vigie-sante/vigie/consent/sqlstore"
 	"github.com/vigie-sante/vigie/ledger"
 	"github.com/vigie-sante/vigie/ledger/sqldb"
 	"github.com/vigie-sante/vigie/ledger/sqlstore"
@@ -39,6 +45,7 @@ type nodeConfig struct {
 	sequencerBatch     int
 	logName            string
 	kekFile            string
+	rulesFile          string
 	checkpointInterval time.Duration
 	mergeDelay         time.Duration
 }
@@ -52,6 +59,7 @@ func (c *nodeConfig) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.sequencerBatch, "sequencer-batch", 1000, "in-process Trillian: most leaves integrated per sequencing run")
 	fs.StringVar(&c.logName, "log-name", "", "the log's name, the start of every checkpoint's origin (default vigie.localhost); saved at first start, never changes")
 	fs.StringVar(&c.kekFile, "kek-file", "", "file of the key-encryption key (default <data dir>/keys/kek)")
+	fs.StringVar(&c.rulesFile, "national-rules", "", "file of the national access rules (JSON, canonical form); default: the illustrative rules built in. A version above the stored one is published at start")
 	fs.DurationVar(&c.checkpointInterval, "checkpoint-interval", time.Second, "least time between two signed checkpoints")
 	fs.DurationVar(&c.mergeDelay, "merge-delay", 10*time.Second, "maximum merge delay promised by receipts")
 }
@@ -72,14 +80,17 @@ func (c *nodeConfig) validate() error {
 	return nil
 }
 
-// node is an assembled Vigie: database, Trillian, ledger.
+// node is an assembled Vigie: database, Trillian, ledger, consent.
 type node struct {
 	db        *sqldb.DB
 	store     ledger.Store
 	clients   vtrillian.Clients
 	tree      *tpb.Tree
 	ledger    *ledger.Ledger
+	consents  *consentsql.Store
+	consent   *consent.Service
 	keys      *keyring
+	dataDir   string
 	origin    string
 	where     string // where Trillian runs, for humans
 	closers   []func() error
@@ -102,6 +113,7 @@ func openNode(ctx context.Context, cfg nodeConfig, logger *slog.Logger) (_ *node
 	if err != nil {
 		return nil, err
 	}
+	n.dataDir = dataDir
 
 	// Vigie's own database.
 	if cfg.db == "" {
@@ -113,7 +125,10 @@ func openNode(ctx context.Context, cfg nodeConfig, logger *slog.Logger) (_ *node
 		return nil, fmt.Errorf("open database: %w", err)
 	}
 	n.closers = append(n.closers, n.db.Close)
-	if err := n.db.Migrate(ctx, sqlstore.Migrations); err != nil {
+	// Every table of the database, in one list: Migrate refuses a
+	// database with migrations it does not know.
+	migrations := append(slices.Clone(sqlstore.Migrations), consentsql.Migrations...)
+	if err := n.db.Migrate(ctx, migrations); err != nil {
 		return nil, fmt.Errorf("database schema: %w", err)
 	}
 	n.store = sqlstore.New(n.db)
@@ -191,7 +206,32 @@ func openNode(ctx context.Context, cfg nodeConfig, logger *slog.Logger) (_ *node
 		MergeDelay:         cfg.mergeDelay,
 		CheckpointInterval: cfg.checkpointInterval,
 		Logger:             logger,
+		EraseAlso:          consentsql.EraseRows,
 	}, n.store, log)
+	if err != nil {
+		return nil, err
+	}
+
+	// Consent: the store and recorder on the same database and ledger,
+	// the national rules (published through the ledger if new), the
+	// engine.
+	rules := nationalrules.Illustrative()
+	if cfg.rulesFile != "" {
+		b, err := os.ReadFile(cfg.rulesFile)
+		if err != nil {
+			return nil, fmt.Errorf("national rules: %w", err)
+		}
+		if rules, err = consent.ParseRules(b); err != nil {
+			return nil, fmt.Errorf("national rules: %s: %w", cfg.rulesFile, err)
+		}
+	}
+	n.consents = consentsql.New(n.db, n.ledger)
+	n.consent, err = consent.NewService(ctx, consent.Config{
+		Store:    n.consents,
+		Recorder: n.consents,
+		Engine:   ladonpolicy.NewEngine(ladonpolicy.Options{}),
+		Rules:    rules,
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -200,6 +240,16 @@ func openNode(ctx context.Context, cfg nodeConfig, logger *slog.Logger) (_ *node
 	n.ledger.Start(bg)
 	n.ledgerRun = true
 	return n, nil
+}
+
+// ready reports whether the node can serve: the ledger's background work
+// is healthy and its database answers.
+func (n *node) ready(ctx context.Context) error {
+	if err := n.ledger.Ready(); err != nil {
+		return err
+	}
+	_, err := n.ledger.Stats(ctx)
+	return err
 }
 
 // close drains the ledger's outbox (until ctx is done), stops it, then

@@ -7,13 +7,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"time"
 
 	"k8s.io/klog/v2"
 )
 
 type serveConfig struct {
 	node     nodeConfig
+	api      apiConfig
 	logLevel slog.Level
 }
 
@@ -21,6 +21,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs := newFlagSet("serve", stderr)
 	var cfg serveConfig
 	cfg.node.flags(fs)
+	cfg.api.flags(fs)
 	fs.TextVar(&cfg.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
 	if code, done := parseFlags(fs, args); done {
 		return code
@@ -33,36 +34,79 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	return exitOK
 }
 
-// drainTimeout bounds how long a shutdown waits for the outbox to drain.
-const drainTimeout = 30 * time.Second
-
 // serve runs the service until ctx is done (SIGINT or SIGTERM), then shuts
-// down in order: nothing new is accepted, work in flight finishes, the
-// outbox drains, storage closes last.
+// down in order: health checks report NOT_SERVING, nothing new is
+// accepted, calls in flight finish, the outbox drains, storage closes
+// last.
 func serve(ctx context.Context, cfg serveConfig, stdout io.Writer, logger *slog.Logger) error {
+	if err := cfg.api.validate(); err != nil {
+		return err
+	}
 	n, err := openNode(ctx, cfg.node, logger)
 	if err != nil {
 		return err
 	}
 	defer n.close(context.Background())
+	a, err := startAPI(ctx, cfg.api, n, logger)
+	if err != nil {
+		return err
+	}
+	defer a.stop(context.Background())
+	a.markReady()
+	printBanner(stdout, n, a)
+	grpcURL, httpURL := a.urls()
+	logger.Info("ready", "tree_id", n.tree.TreeId, "origin", n.origin, "trillian", n.where, "grpc", grpcURL, "http", httpURL)
 
-	fmt.Fprintf(stdout, "Vigie %s is running.\n", versionString())
-	fmt.Fprintf(stdout, "  ledger: Trillian tree %d (%s) on %s\n", n.tree.TreeId, n.tree.TreeType, n.where)
-	fmt.Fprintf(stdout, "  log origin: %s\n", n.origin)
-	fmt.Fprintf(stdout, "  checkpoint key: %s\n", n.keys.checkpointVerifier)
-	fmt.Fprintf(stdout, "  receipt key: %s\n", n.keys.receiptVerifier)
-	fmt.Fprintln(stdout, "Stop it with Ctrl+C (SIGINT) or SIGTERM.")
-	logger.Info("ready", "tree_id", n.tree.TreeId, "origin", n.origin, "trillian", n.where)
-
-	<-ctx.Done()
+	select {
+	case <-ctx.Done():
+	case err := <-a.done:
+		logger.Error("a listener stopped", "err", err)
+	}
 	logger.Info("shutting down")
-	dctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+	dctx, cancel := context.WithTimeout(context.Background(), cfg.api.drainTimeout)
 	defer cancel()
+	a.stop(dctx)
 	if err := n.close(dctx); err != nil {
 		return fmt.Errorf("shut down: %w", err)
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// examplePatient is a made-up INS (valid control key) for the examples.
+const examplePatient = "279035121518989"
+
+// printBanner tells the person who started Vigie where it is and how to
+// try it.
+func printBanner(w io.Writer, n *node, a *api) {
+	grpcURL, httpURL := a.urls()
+	fmt.Fprintf(w, "Vigie %s is running.\n", versionString())
+	fmt.Fprintf(w, "  gRPC API:       %s\n", grpcURL)
+	if httpURL != "" {
+		fmt.Fprintf(w, "  HTTP API:       %s  (checkpoint: %s/checkpoint, metrics: %s/metrics)\n", httpURL, httpURL, httpURL)
+	}
+	fmt.Fprintf(w, "  ledger:         Trillian tree %d (%s) on %s\n", n.tree.TreeId, n.tree.TreeType, n.where)
+	fmt.Fprintf(w, "  log origin:     %s\n", n.origin)
+	fmt.Fprintf(w, "  checkpoint key: %s\n", n.keys.checkpointVerifier)
+	fmt.Fprintf(w, "  receipt key:    %s\n", n.keys.receiptVerifier)
+	fmt.Fprintf(w, "  national rules: version %d%s\n", n.consent.Rules().Version(), illustrativeNote(n))
+	if httpURL != "" {
+		self := os.Args[0]
+		fmt.Fprintf(w, "\nTry it (a hospital's software asks whether a physician may read a patient's record):\n\n")
+		fmt.Fprintf(w, "  TOKEN=$(%s token --data-dir %s --role service --sub hospital-his --org 750712184)\n", self, n.dataDir)
+		fmt.Fprintf(w, "  curl -sS -H \"Authorization: Bearer $TOKEN\" %s/v1/access:check -d '{\"request_id\": \"try-1\", \"patient_ins\": \"%s\", \"actor\": {\"rpps\": \"10000000001\", \"profession\": \"10\", \"organization\": \"750712184\", \"sector\": \"care\", \"care_team\": true}, \"action\": \"ACTION_READ\", \"resource\": {\"record\": {}}, \"purpose_of_use\": \"TREAT\"}'\n\n", httpURL, examplePatient)
+		fmt.Fprintf(w, "Then, as that patient, list who read the file:\n\n")
+		fmt.Fprintf(w, "  TOKEN=$(%s token --data-dir %s --role patient --sub %s)\n", self, n.dataDir, examplePatient)
+		fmt.Fprintf(w, "  curl -sS -H \"Authorization: Bearer $TOKEN\" %s/v1/me/accesses\n\n", httpURL)
+	}
+	fmt.Fprintln(w, "Stop it with Ctrl+C (SIGINT) or SIGTERM.")
+}
+
+func illustrativeNote(n *node) string {
+	if n.consent.Rules().Illustrative() {
+		return " (ILLUSTRATIVE: not the official rules; load them with --national-rules)"
+	}
+	return ""
 }
 
 // prepareDataDir creates the data directory (owner-only) if needed and

@@ -1,0 +1,407 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/vigie-sante/vigie/api/auth"
+	"github.com/vigie-sante/vigie/api/gateway"
+	"github.com/vigie-sante/vigie/api/server"
+	"github.com/vigie-sante/vigie/consent/ident"
+	"github.com/vigie-sante/vigie/ledger"
+)
+
+// apiConfig is what the network service is configured with (flags of
+// serve).
+type apiConfig struct {
+	grpcAddr, httpAddr         string
+	tlsCert, tlsKey, clientCA  string
+	mtlsServices               string
+	oidcIssuer, oidcAudience   string
+	oidcJWKS                   string
+	erasureDelay               time.Duration
+	drainTimeout               time.Duration
+	defaultTimeout, maxTimeout time.Duration
+}
+
+func (c *apiConfig) flags(fs *flag.FlagSet) {
+	fs.StringVar(&c.grpcAddr, "grpc-addr", "127.0.0.1:8081", "address of the gRPC API (host:port; port 0 picks a free one)")
+	fs.StringVar(&c.httpAddr, "http-addr", "127.0.0.1:8080", "address of the HTTP API: JSON gateway, /checkpoint, /healthz, /readyz, /metrics")
+	fs.StringVar(&c.tlsCert, "tls-cert", "", "server certificate (PEM) for both APIs; TLS is required to listen beyond loopback")
+	fs.StringVar(&c.tlsKey, "tls-key", "", "private key (PEM) of --tls-cert")
+	fs.StringVar(&c.clientCA, "tls-client-ca", "", "CA certificates (PEM) of services' client certificates (mTLS on the gRPC API)")
+	fs.StringVar(&c.mtlsServices, "mtls-services", "", "JSON file of the services that authenticate with a client certificate: [{\"name\": URI or DNS SAN, \"service\": name, \"organizations\": [FINESS...]}]")
+	fs.StringVar(&c.oidcIssuer, "oidc-issuer", "", "OpenID Connect issuer whose tokens are accepted (its JWKS is discovered); empty: the embedded issuer of `vigie token`")
+	fs.StringVar(&c.oidcAudience, "oidc-audience", tokenAudience, "audience tokens must carry")
+	fs.StringVar(&c.oidcJWKS, "oidc-jwks-url", "", "JWKS URL of --oidc-issuer, if it does not publish a discovery document")
+	fs.DurationVar(&c.erasureDelay, "erasure-delay", 0, "delay between an erasure request and the erasure (0: at once)")
+	fs.DurationVar(&c.drainTimeout, "drain-timeout", 30*time.Second, "at shutdown, how long calls in flight and the ledger's outbox may take to finish")
+	fs.DurationVar(&c.defaultTimeout, "call-timeout", 10*time.Second, "deadline of a call that has none")
+	fs.DurationVar(&c.maxTimeout, "max-call-timeout", 60*time.Second, "longest deadline a call may ask for")
+}
+
+func (c *apiConfig) validate() error {
+	switch {
+	case (c.tlsCert == "") != (c.tlsKey == ""):
+		return errors.New("--tls-cert and --tls-key go together")
+	case c.clientCA != "" && c.tlsCert == "":
+		return errors.New("--tls-client-ca needs --tls-cert and --tls-key")
+	case c.mtlsServices != "" && c.clientCA == "":
+		return errors.New("--mtls-services needs --tls-client-ca")
+	case c.oidcJWKS != "" && c.oidcIssuer == "":
+		return errors.New("--oidc-jwks-url needs --oidc-issuer")
+	case c.oidcAudience == "":
+		return errors.New("--oidc-audience must not be empty")
+	case c.erasureDelay < 0:
+		return errors.New("--erasure-delay must not be negative")
+	case c.drainTimeout <= 0:
+		return errors.New("--drain-timeout must be positive")
+	case c.grpcAddr == "":
+		return errors.New("--grpc-addr is required")
+	}
+	if c.tlsCert == "" {
+		for _, a := range []struct{ flag, addr string }{{"--grpc-addr", c.grpcAddr}, {"--http-addr", c.httpAddr}} {
+			if a.addr == "" {
+				continue
+			}
+			if err := loopbackOnly(a.addr); err != nil {
+				return fmt.Errorf("%s: %w", a.flag, err)
+			}
+		}
+	}
+	return nil
+}
+
+// loopbackOnly refuses an address reachable from other machines: without
+// TLS, tokens and health data would cross the network in clear.
+func loopbackOnly(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("want host:port: %w", err)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("%q is not a loopback address: listening beyond loopback requires TLS (--tls-cert, --tls-key)", host)
+	}
+	return nil
+}
+
+// api is the running network service.
+type api struct {
+	grpc     *server.Server
+	grpcAddr net.Addr
+	http     *http.Server
+	httpAddr net.Addr
+	conn     *grpc.ClientConn
+	tls      bool
+	done     chan error // the listeners' errors
+	logger   *slog.Logger
+}
+
+// startAPI starts the gRPC and HTTP APIs on the node. They report
+// NOT_SERVING until markReady.
+func startAPI(ctx context.Context, cfg apiConfig, n *node, logger *slog.Logger) (_ *api, err error) {
+	a := &api{logger: logger, done: make(chan error, 2), tls: cfg.tlsCert != ""}
+	defer func() {
+		if err != nil {
+			a.stop(context.Background())
+		}
+	}()
+	authn, err := authenticator(ctx, cfg, filepath.Join(n.dataDir, "keys"))
+	if err != nil {
+		return nil, err
+	}
+	pageKey, err := secretFile(filepath.Join(n.dataDir, "keys", "page-token.key"))
+	if err != nil {
+		return nil, err
+	}
+	pages, err := server.NewPageTokens(pageKey)
+	if err != nil {
+		return nil, err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newLedgerCollector(n.ledger))
+
+	backend := &server.Backend{
+		Consent:      n.consent,
+		Consents:     n.consents,
+		Ledger:       n.ledger,
+		Pages:        pages,
+		Keys:         server.PublicKeys{Origin: n.origin, CheckpointKey: n.keys.checkpointVerifier, ReceiptKey: n.keys.receiptVerifier},
+		ErasureDelay: cfg.erasureDelay,
+		Logger:       logger,
+	}
+	opts := []grpc.ServerOption{
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 15 * time.Minute, Time: 2 * time.Minute, Timeout: 20 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 30 * time.Second, PermitWithoutStream: true}),
+	}
+	var httpTLS *tls.Config
+	if a.tls {
+		grpcTLS, err := serverTLS(cfg.tlsCert, cfg.tlsKey, cfg.clientCA)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, grpc.Creds(credentials.NewTLS(grpcTLS)))
+		// The gateway's calls carry no client certificate: over HTTP,
+		// services authenticate with bearer tokens.
+		httpTLS = grpcTLS.Clone()
+		httpTLS.ClientAuth, httpTLS.ClientCAs = tls.NoClientCert, nil
+	}
+	a.grpc, err = server.New(server.Config{
+		Authenticator:  authn,
+		Logger:         logger,
+		Registerer:     reg,
+		DefaultTimeout: cfg.defaultTimeout,
+		MaxTimeout:     cfg.maxTimeout,
+		ServerOptions:  opts,
+	}, backend.Services())
+	if err != nil {
+		return nil, err
+	}
+
+	gl, err := net.Listen("tcp", cfg.grpcAddr)
+	if err != nil {
+		return nil, fmt.Errorf("gRPC API: %w", err)
+	}
+	a.grpcAddr = gl.Addr()
+	go func() { a.done <- a.grpc.Serve(gl) }()
+
+	if cfg.httpAddr != "" {
+		if a.conn, err = a.grpc.DialInProcess(); err != nil {
+			return nil, err
+		}
+		h, err := gateway.New(ctx, gateway.Config{
+			Conn:     a.conn,
+			Gatherer: reg,
+			Logger:   logger,
+			Ready:    func(ctx context.Context) error { return n.ready(ctx) },
+		})
+		if err != nil {
+			return nil, err
+		}
+		a.http = &http.Server{
+			Handler:           h,
+			TLSConfig:         httpTLS,
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			WriteTimeout:      cfg.maxTimeout + 10*time.Second,
+			IdleTimeout:       2 * time.Minute,
+			MaxHeaderBytes:    64 << 10,
+			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		}
+		hl, err := net.Listen("tcp", cfg.httpAddr)
+		if err != nil {
+			return nil, fmt.Errorf("HTTP API: %w", err)
+		}
+		a.httpAddr = hl.Addr()
+		go func() {
+			var err error
+			if a.tls {
+				err = a.http.ServeTLS(hl, "", "")
+			} else {
+				err = a.http.Serve(hl)
+			}
+			if errors.Is(err, http.ErrServerClosed) {
+				err = nil
+			}
+			a.done <- err
+		}()
+	}
+	return a, nil
+}
+
+// markReady makes health checks report SERVING.
+func (a *api) markReady() { a.grpc.SetServing(true) }
+
+// stop stops accepting calls and lets those in flight finish, until ctx is
+// done.
+func (a *api) stop(ctx context.Context) {
+	if a.http != nil {
+		if err := a.http.Shutdown(ctx); err != nil {
+			a.http.Close()
+		}
+	}
+	if a.grpc != nil {
+		a.grpc.Stop(ctx)
+	}
+	if a.conn != nil {
+		a.conn.Close()
+	}
+}
+
+// urls returns the base URLs of the APIs, for humans.
+func (a *api) urls() (grpcURL, httpURL string) {
+	scheme := "http"
+	if a.tls {
+		scheme = "https"
+	}
+	grpcURL = a.grpcAddr.String()
+	if a.httpAddr != nil {
+		httpURL = scheme + "://" + a.httpAddr.String()
+	}
+	return grpcURL, httpURL
+}
+
+// authenticator returns the calls' authenticator: bearer tokens of the
+// configured OpenID Connect issuer, or of the embedded one; client
+// certificates of the services listed.
+func authenticator(ctx context.Context, cfg apiConfig, keysDir string) (*auth.Authenticator, error) {
+	vc := auth.VerifierConfig{Audience: cfg.oidcAudience, ParseINS: canonicalINS}
+	if cfg.oidcIssuer != "" {
+		url := cfg.oidcJWKS
+		if url == "" {
+			dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+			defer cancel()
+			var err error
+			if url, err = auth.DiscoverJWKS(dctx, nil, cfg.oidcIssuer); err != nil {
+				return nil, fmt.Errorf("--oidc-issuer: %w", err)
+			}
+		}
+		keys, err := auth.NewRemoteKeys(auth.RemoteKeysConfig{URL: url})
+		if err != nil {
+			return nil, err
+		}
+		vc.Issuer, vc.Keys = cfg.oidcIssuer, keys
+	} else {
+		iss, err := embeddedTokenIssuer(keysDir)
+		if err != nil {
+			return nil, err
+		}
+		vc.Issuer, vc.Audience, vc.Keys = iss.Issuer(), iss.Audience(), iss.Keys()
+	}
+	v, err := auth.NewVerifier(vc)
+	if err != nil {
+		return nil, err
+	}
+	var services []auth.ServiceCert
+	if cfg.mtlsServices != "" {
+		b, err := os.ReadFile(cfg.mtlsServices)
+		if err != nil {
+			return nil, fmt.Errorf("--mtls-services: %w", err)
+		}
+		var list []struct {
+			Name          string   `json:"name"`
+			Service       string   `json:"service"`
+			Organizations []string `json:"organizations"`
+		}
+		if err := json.Unmarshal(b, &list); err != nil {
+			return nil, fmt.Errorf("--mtls-services: %s: %w", cfg.mtlsServices, err)
+		}
+		for _, s := range list {
+			services = append(services, auth.ServiceCert{Name: s.Name, Service: s.Service, Organizations: s.Organizations})
+		}
+	}
+	a, err := auth.NewAuthenticator(auth.AuthenticatorConfig{Verifier: v, Services: services})
+	if err != nil {
+		return nil, fmt.Errorf("--mtls-services: %w", err)
+	}
+	return a, nil
+}
+
+// canonicalINS checks a patient token's subject with consent/ident, the
+// parser every other INS goes through. Tokens carry the canonical
+// spelling.
+func canonicalINS(s string) (string, error) {
+	ins, err := ident.ParseINS(s)
+	if err != nil {
+		return "", err
+	}
+	return ins.Canonical(), nil
+}
+
+// serverTLS returns the TLS configuration of the gRPC API: the server's
+// certificate and, with clientCA, client certificates verified when given
+// (services may authenticate with one, others with tokens).
+func serverTLS(certFile, keyFile, clientCA string) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("--tls-cert, --tls-key: %w", err)
+	}
+	c := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
+	if clientCA != "" {
+		pem, err := os.ReadFile(clientCA)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-client-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--tls-client-ca: %s holds no PEM certificate", clientCA)
+		}
+		c.ClientCAs, c.ClientAuth = pool, tls.VerifyClientCertIfGiven
+	}
+	return c, nil
+}
+
+// ledgerCollector exports the ledger's progress at each scrape.
+type ledgerCollector struct {
+	l                                                         *ledger.Ledger
+	recorded, outbox, unsigned, lag, size, age, ready, errors *prometheus.Desc
+}
+
+func newLedgerCollector(l *ledger.Ledger) *ledgerCollector {
+	d := func(name, help string) *prometheus.Desc { return prometheus.NewDesc(name, help, nil, nil) }
+	return &ledgerCollector{
+		l:        l,
+		recorded: d("vigie_ledger_recorded_events", "Events recorded (the next leaf index)."),
+		outbox:   d("vigie_ledger_outbox_events", "Events recorded and not yet acknowledged by the log."),
+		unsigned: d("vigie_ledger_unsigned_events", "Events no signed checkpoint covers yet."),
+		lag:      d("vigie_ledger_integration_lag_seconds", "Age of the oldest event no signed checkpoint covers (0 if none): compare with the merge delay."),
+		size:     d("vigie_ledger_checkpoint_size", "Size of the latest signed checkpoint."),
+		age:      d("vigie_ledger_checkpoint_age_seconds", "Time since the latest checkpoint was signed (checkpoints are signed only when the log grows)."),
+		ready:    d("vigie_ledger_ready", "1 if the ledger's sender and checkpointer are healthy, 0 after a gap, a log conflict or an inconsistent log."),
+		errors:   d("vigie_ledger_stats_errors", "1 if the ledger's counters could not be read at this scrape."),
+	}
+}
+
+func (c *ledgerCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.recorded, c.outbox, c.unsigned, c.lag, c.size, c.age, c.ready, c.errors} {
+		ch <- d
+	}
+}
+
+func (c *ledgerCollector) Collect(ch chan<- prometheus.Metric) {
+	gauge := func(d *prometheus.Desc, v float64) { ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v) }
+	ready := 1.0
+	if c.l.Ready() != nil {
+		ready = 0
+	}
+	gauge(c.ready, ready)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := c.l.Stats(ctx)
+	if err != nil {
+		gauge(c.errors, 1)
+		return
+	}
+	gauge(c.errors, 0)
+	now := time.Now()
+	gauge(c.recorded, float64(s.Recorded))
+	gauge(c.outbox, float64(s.Outbox()))
+	gauge(c.unsigned, float64(s.Unsigned()))
+	gauge(c.lag, s.IntegrationLag(now).Seconds())
+	gauge(c.size, float64(s.CheckpointSize))
+	if !s.CheckpointTime.IsZero() {
+		gauge(c.age, now.Sub(s.CheckpointTime).Seconds())
+	}
+}

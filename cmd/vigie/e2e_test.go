@@ -1,0 +1,363 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/vigie-sante/vigie/api/auth"
+	vigiev1 "github.com/vigie-sante/vigie/api/vigie/v1"
+	"github.com/vigie-sante/vigie/ledger/event"
+	"github.com/vigie-sante/vigie/ledger/verify"
+)
+
+// e2e is a vigie serve process and gRPC clients of it over TCP.
+type e2e struct {
+	t       *testing.T
+	proc    *serveProc
+	conn    *grpc.ClientConn
+	issuer  *auth.Issuer
+	cpKey   note.Verifier
+	rcptKey note.Verifier
+}
+
+var (
+	grpcLine = regexp.MustCompile(`gRPC API:\s+(\S+)`)
+	httpLine = regexp.MustCompile(`HTTP API:\s+(\S+)`)
+	keyLine  = regexp.MustCompile(`(checkpoint|receipt) key:\s+(\S+)`)
+)
+
+func startE2E(t *testing.T, args ...string) *e2e {
+	t.Helper()
+	dataDir := filepath.Join(t.TempDir(), "data")
+	proc := startServe(t, append([]string{"--data-dir", dataDir, "--checkpoint-interval", "100ms", "--sequencer-interval", "20ms"}, args...)...)
+	proc.waitReady(t)
+	m := grpcLine.FindStringSubmatch(proc.output())
+	if m == nil {
+		t.Fatalf("no gRPC address in the output:\n%s", proc.output())
+	}
+	conn, err := grpc.NewClient(m[1], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	issuer, err := embeddedTokenIssuer(filepath.Join(dataDir, "keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &e2e{t: t, proc: proc, conn: conn, issuer: issuer}
+	// The keys printed at start are the ones a patient's tool trusts; the
+	// API's GetPublicKey must say the same.
+	for _, k := range keyLine.FindAllStringSubmatch(proc.output(), -1) {
+		v, err := note.NewVerifier(k[2])
+		if err != nil {
+			t.Fatalf("%s key %q: %v", k[1], k[2], err)
+		}
+		if k[1] == "checkpoint" {
+			e.cpKey = v
+		} else {
+			e.rcptKey = v
+		}
+	}
+	if e.cpKey == nil || e.rcptKey == nil {
+		t.Fatalf("keys not in the output:\n%s", proc.output())
+	}
+	keys, err := vigiev1.NewLogServiceClient(conn).GetPublicKey(context.Background(), &vigiev1.GetPublicKeyRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(proc.output(), keys.CheckpointKey) || !strings.Contains(proc.output(), keys.ReceiptKey) {
+		t.Errorf("GetPublicKey = %+v, not the keys printed at start", keys)
+	}
+	return e
+}
+
+// as returns a context carrying a token of role and subject.
+func (e *e2e) as(role auth.Role, sub string, orgs ...string) context.Context {
+	e.t.Helper()
+	tok, err := e.issuer.Mint(auth.TokenRequest{Role: role, Subject: sub, Organizations: orgs, TTL: time.Hour})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	e.t.Cleanup(cancel)
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
+}
+
+const (
+	e2ePatient  = "279035121518989"
+	e2eHospital = "750712184"
+	e2eDoctor   = "10000000001"
+)
+
+func checkRequest(id string) *vigiev1.CheckRequest {
+	return &vigiev1.CheckRequest{
+		RequestId:    id,
+		PatientIns:   e2ePatient,
+		Actor:        &vigiev1.Actor{Rpps: e2eDoctor, Profession: "10", Organization: e2eHospital, Sector: "care", CareTeam: true},
+		Action:       vigiev1.Action_ACTION_READ,
+		Resource:     &vigiev1.Resource{Kind: &vigiev1.Resource_Record{Record: &vigiev1.WholeRecord{}}},
+		PurposeOfUse: vigiev1.PurposeOfUse_TREAT,
+	}
+}
+
+// verifiedEvent is an event of a patient's history, verified.
+type verifiedEvent struct {
+	body       *event.Body
+	commitment event.Hash
+	index      uint64
+	erased     bool
+}
+
+// listAndVerify lists the patient's whole history, page by page, and
+// verifies it as a patient's tool does, with ledger/verify only and the
+// keys printed at start: the checkpoint's signature, each body against its
+// commitment, each inclusion proof against the checkpoint (or the receipt
+// of an event newer than it), and the chain from the first event to the
+// last, without holes.
+func (e *e2e) listAndVerify(ctx context.Context, pageSize int32) []verifiedEvent {
+	e.t.Helper()
+	client := vigiev1.NewHistoryServiceClient(e.conn)
+	var out []verifiedEvent
+	var links []verify.Link
+	var pinned []byte
+	token := ""
+	for {
+		resp, err := client.ListAccesses(ctx, &vigiev1.ListAccessesRequest{PageSize: pageSize, PageToken: token})
+		if err != nil {
+			e.t.Fatalf("ListAccesses: %v", err)
+		}
+		if pinned == nil {
+			pinned = resp.Checkpoint
+		} else if string(resp.Checkpoint) != string(pinned) {
+			e.t.Fatalf("page %d is proved against another checkpoint than the first page", len(out)/int(pageSize))
+		}
+		cp, err := verify.OpenCheckpoint(resp.Checkpoint, e.cpKey)
+		if err != nil {
+			e.t.Fatalf("checkpoint: %v", err)
+		}
+		for _, ev := range resp.Events {
+			c, err := event.ParseHash(ev.Commitment)
+			if err != nil {
+				e.t.Fatal(err)
+			}
+			v := verifiedEvent{commitment: c, index: ev.LeafIndex, erased: ev.Erased}
+			switch {
+			case ev.LeafIndex < cp.Size:
+				if err := verify.VerifyInclusion(ev.LeafIndex, cp.Size, verify.MerkleLeafHash(c), ev.InclusionProof, cp.Hash); err != nil {
+					e.t.Fatalf("event %d: inclusion: %v", ev.Sequence, err)
+				}
+			default:
+				r, err := verify.OpenReceipt(ev.Receipt, e.rcptKey)
+				if err != nil || r.Commitment != c || r.Index != ev.LeafIndex {
+					e.t.Fatalf("event %d beyond the checkpoint: receipt %+v, %v", ev.Sequence, r, err)
+				}
+			}
+			if ev.Erased {
+				// Nothing to check but its place in the log (above).
+				out = append(out, v)
+				continue
+			}
+			{
+				var salt [verify.SaltSize]byte
+				copy(salt[:], ev.Salt)
+				b, err := verify.VerifyEvent(ev.Body, salt, c)
+				if err != nil {
+					e.t.Fatalf("event %d: %v", ev.Sequence, err)
+				}
+				v.body = b
+				links = append(links, verify.LinkOf(b, c))
+			}
+			out = append(out, v)
+		}
+		if resp.NextPageToken == "" {
+			break
+		}
+		token = resp.NextPageToken
+	}
+	if len(links) == len(out) {
+		if err := verify.VerifyChain(links); err != nil {
+			e.t.Fatalf("chain: %v", err)
+		}
+	}
+	return out
+}
+
+func kinds(evs []verifiedEvent) []string {
+	var out []string
+	for _, v := range evs {
+		if v.erased {
+			out = append(out, "erased")
+		} else {
+			out = append(out, string(v.body.Kind))
+		}
+	}
+	return out
+}
+
+// TestEndToEnd runs the story of the API over real TCP against a vigie
+// serve process: a hospital's service checks an access; the patient lists
+// and verifies their history; a regulator searches the events; the patient
+// then sees the regulator's read in their own, verified, history. Along the
+// way: a retry records nothing, a consent change is followed, a stale
+// consent version is refused, and the log's proofs verify.
+func TestEndToEnd(t *testing.T) {
+	e := startE2E(t)
+	access := vigiev1.NewAccessServiceClient(e.conn)
+	service := e.as(auth.RoleService, "hospital-his", e2eHospital)
+
+	first, err := access.Check(service, checkRequest("visit-1"))
+	if err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	if first.Decision != vigiev1.Decision_ALLOW || first.Event == nil || first.Event.Commitment == "" {
+		t.Fatalf("Check = %+v, want ALLOW with an event", first)
+	}
+	r, err := verify.OpenReceipt(first.Event.Receipt, e.rcptKey)
+	if err != nil || r.Index != first.Event.LeafIndex || r.Commitment.String() != first.Event.Commitment {
+		t.Fatalf("receipt of Check = %+v, %v", r, err)
+	}
+	retry, err := access.Check(service, checkRequest("visit-1"))
+	if err != nil || retry.Event.LeafIndex != first.Event.LeafIndex || retry.Event.Commitment != first.Event.Commitment {
+		t.Fatalf("retry = %+v, %v; want the first event again", retry, err)
+	}
+
+	// Another organisation's actor: refused, nothing recorded.
+	other := checkRequest("visit-x")
+	other.Actor.Organization = "130000011"
+	if _, err := access.Check(service, other); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("Check for another organisation = %v, want PermissionDenied", err)
+	}
+
+	// The patient blocks the physician; the next Check is denied.
+	patient := e.as(auth.RolePatient, e2ePatient)
+	consents := vigiev1.NewConsentServiceClient(e.conn)
+	block := []*vigiev1.Directive{{Id: "no-dr-x", Kind: &vigiev1.Directive_BlockProfessional{BlockProfessional: &vigiev1.BlockProfessional{Rpps: e2eDoctor}}}}
+	upd, err := consents.UpdateConsent(patient, &vigiev1.UpdateConsentRequest{ExpectedVersion: 0, Directives: block})
+	if err != nil || upd.Version != 1 {
+		t.Fatalf("UpdateConsent = %+v, %v", upd, err)
+	}
+	if _, err := consents.UpdateConsent(patient, &vigiev1.UpdateConsentRequest{ExpectedVersion: 0}); status.Code(err) != codes.Aborted {
+		t.Errorf("UpdateConsent from a stale version = %v, want Aborted", err)
+	}
+	denied, err := access.Check(service, checkRequest("visit-2"))
+	if err != nil || denied.Decision != vigiev1.Decision_DENY || denied.ConsentVersion != 1 {
+		t.Fatalf("Check after the block = %+v, %v; want DENY under consent 1", denied, err)
+	}
+
+	// The patient's history: access, consent change, access. Verified.
+	evs := e.listAndVerify(patient, 2)
+	if got := strings.Join(kinds(evs), ","); got != "access,consent_change,access" {
+		t.Fatalf("history = %s, want access,consent_change,access", got)
+	}
+	if evs[0].commitment.String() != first.Event.Commitment || evs[2].commitment.String() != denied.Event.Commitment {
+		t.Errorf("history's accesses are not the events Check returned")
+	}
+
+	// A regulator searches the patient's events, with their bodies.
+	audit := vigiev1.NewAuditServiceClient(e.conn)
+	regulator := e.as(auth.RoleRegulator, "cnil")
+	found, err := audit.SearchEvents(regulator, &vigiev1.SearchEventsRequest{PatientIns: e2ePatient, Kind: vigiev1.EventKind_EVENT_KIND_ACCESS})
+	if err != nil {
+		t.Fatalf("SearchEvents: %v", err)
+	}
+	if len(found.Events) != 2 {
+		t.Fatalf("SearchEvents found %d accesses, want 2", len(found.Events))
+	}
+	for _, ev := range found.Events {
+		var salt [verify.SaltSize]byte
+		copy(salt[:], ev.Salt)
+		c, _ := event.ParseHash(ev.Commitment)
+		if _, err := verify.VerifyEvent(ev.Body, salt, c); err != nil {
+			t.Errorf("searched event %d: %v", ev.LeafIndex, err)
+		}
+	}
+	// An auditor reads the log, not the bodies.
+	if _, err := audit.SearchEvents(e.as(auth.RoleAuditor, "asso-patients"), &vigiev1.SearchEventsRequest{PatientIns: e2ePatient}); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("SearchEvents as an auditor = %v, want PermissionDenied", err)
+	}
+
+	// The patient sees their own listing (two calls, two reads) and the
+	// regulator's read.
+	evs = e.listAndVerify(patient, 100)
+	want := "access,consent_change,access,ledger_read,ledger_read,ledger_read"
+	if got := strings.Join(kinds(evs), ","); got != want {
+		t.Fatalf("history = %s, want %s", got, want)
+	}
+	var readers []string
+	for _, ev := range evs[3:] {
+		var read struct {
+			Format, Reader, Method string
+			Events                 int
+		}
+		if err := json.Unmarshal(ev.body.Payload, &read); err != nil {
+			t.Fatal(err)
+		}
+		if read.Format != "vigie.ledger-read.v1" {
+			t.Errorf("read record format %q", read.Format)
+		}
+		readers = append(readers, fmt.Sprintf("%s %s %d", read.Reader, read.Method, read.Events))
+	}
+	if got, want := strings.Join(readers, "; "), "patient ListAccesses 2; patient ListAccesses 1; regulator:cnil SearchEvents 2"; got != want {
+		t.Errorf("reads = %s, want %s", got, want)
+	}
+
+	// The log: the checkpoint grows consistently.
+	logs := vigiev1.NewLogServiceClient(e.conn)
+	body, err := logs.GetCheckpoint(context.Background(), &vigiev1.GetCheckpointRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err := verify.OpenCheckpoint(body.Data, e.cpKey)
+	if err != nil {
+		t.Fatalf("GET /checkpoint: %v", err)
+	}
+	if cp.Size > 2 {
+		proof, err := logs.GetConsistencyProof(context.Background(), &vigiev1.GetConsistencyProofRequest{First: 2, Second: cp.Size})
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaves, err := logs.GetLeaves(context.Background(), &vigiev1.GetLeavesRequest{Start: 0, End: 2})
+		if err != nil || len(leaves.LeafValues) != 2 {
+			t.Fatalf("GetLeaves = %v, %v", leaves, err)
+		}
+		// The tree of the first two leaves, rebuilt from them, is
+		// consistent with the latest checkpoint.
+		var hashes []event.Hash
+		for _, v := range leaves.LeafValues {
+			c, err := verify.ParseLeafValue(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			hashes = append(hashes, verify.MerkleLeafHash(c))
+		}
+		var rb verify.RootBuilder
+		for _, h := range hashes {
+			rb.Append(h)
+		}
+		old := verify.Checkpoint{Origin: cp.Origin, Size: 2, Hash: rb.Root()}
+		if err := verify.VerifyConsistency(old, cp, proof.Hashes); err != nil {
+			t.Errorf("consistency 2→%d: %v", cp.Size, err)
+		}
+	}
+
+	if code := e.proc.stop(t, syscall.SIGTERM); code != 0 {
+		t.Errorf("exit code %d after SIGTERM\n%s", code, e.proc.stderr)
+	}
+	if strings.Contains(e.proc.stderr.String(), e2ePatient) {
+		t.Errorf("the server's log holds the patient's INS:\n%s", e.proc.stderr)
+	}
+}
