@@ -9,10 +9,14 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,6 +43,7 @@ type apiConfig struct {
 	erasureDelay               time.Duration
 	drainTimeout               time.Duration
 	defaultTimeout, maxTimeout time.Duration
+	rateLimits                 rateLimits
 }
 
 func (c *apiConfig) flags(fs *flag.FlagSet) {
@@ -55,6 +60,60 @@ func (c *apiConfig) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.drainTimeout, "drain-timeout", 30*time.Second, "at shutdown, how long calls in flight and the ledger's outbox may take to finish")
 	fs.DurationVar(&c.defaultTimeout, "call-timeout", 10*time.Second, "deadline of a call that has none")
 	fs.DurationVar(&c.maxTimeout, "max-call-timeout", 60*time.Second, "longest deadline a call may ask for")
+	fs.Var(&c.rateLimits, "rate-limit", "per-caller rate limits that replace the defaults, as role=calls_per_second:burst (role anonymous for callers without credentials, per client address), comma-separated; \"off\" for no limit: service=5000:10000,patient=10:40")
+}
+
+// rateLimits is the value of --rate-limit.
+type rateLimits map[auth.Role]server.Limit
+
+func (r *rateLimits) String() string {
+	if r == nil || len(*r) == 0 {
+		return ""
+	}
+	var parts []string
+	for role, l := range *r {
+		name := string(role)
+		if name == "" {
+			name = "anonymous"
+		}
+		if math.IsInf(l.PerSecond, 1) {
+			parts = append(parts, name+"=off")
+		} else {
+			parts = append(parts, fmt.Sprintf("%s=%g:%d", name, l.PerSecond, l.Burst))
+		}
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, ",")
+}
+
+func (r *rateLimits) Set(s string) error {
+	if *r == nil {
+		*r = rateLimits{}
+	}
+	for _, item := range strings.Split(s, ",") {
+		name, spec, ok := strings.Cut(strings.TrimSpace(item), "=")
+		if !ok {
+			return fmt.Errorf("%q: want role=calls_per_second:burst", item)
+		}
+		role := auth.Role(name)
+		if name == "anonymous" {
+			role = ""
+		} else if !role.Valid() {
+			return fmt.Errorf("%q: unknown role (%s, anonymous)", name, rolesList())
+		}
+		if spec == "off" {
+			(*r)[role] = server.Unlimited
+			continue
+		}
+		rateStr, burstStr, ok := strings.Cut(spec, ":")
+		rate, err1 := strconv.ParseFloat(rateStr, 64)
+		burst, err2 := strconv.Atoi(burstStr)
+		if !ok || err1 != nil || err2 != nil || rate <= 0 || math.IsInf(rate, 0) || burst < 1 {
+			return fmt.Errorf("%q: want role=calls_per_second:burst with both positive, or role=off", item)
+		}
+		(*r)[role] = server.Limit{PerSecond: rate, Burst: burst}
+	}
+	return nil
 }
 
 func (c *apiConfig) validate() error {
@@ -174,6 +233,7 @@ func startAPI(ctx context.Context, cfg apiConfig, n *node, logger *slog.Logger) 
 		Registerer:     reg,
 		DefaultTimeout: cfg.defaultTimeout,
 		MaxTimeout:     cfg.maxTimeout,
+		RateLimits:     cfg.rateLimits,
 		ServerOptions:  opts,
 	}, backend.Services())
 	if err != nil {

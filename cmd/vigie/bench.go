@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -24,16 +25,26 @@ type benchPatient string
 
 func (p benchPatient) Canonical() string { return string(p) }
 
-// runBench runs a benchmark: vigie bench record [flags].
+// benchUsage lists the benchmarks.
+const benchUsage = `Usage: vigie bench <benchmark> [flags]
+
+Benchmarks:
+  record   sustained Record throughput, latency, and time to a signed checkpoint
+  api      Check over gRPC, side by side with a no-op call behind the same
+           interceptors and with the ledger's Record alone
+`
+
+// runBench runs a benchmark: vigie bench record|api [flags].
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] != "record" {
-		fmt.Fprintln(stderr, "Usage: vigie bench record [flags]\n\nBenchmarks:\n  record   sustained Record throughput, latency, and time to a signed checkpoint")
+	if len(args) == 0 || (args[0] != "record" && args[0] != "api") {
+		fmt.Fprint(stderr, benchUsage)
 		return exitUsage
 	}
-	fs := newFlagSet("bench record", stderr)
+	which := args[0]
+	fs := newFlagSet("bench "+which, stderr)
 	var cfg nodeConfig
 	cfg.flags(fs)
-	duration := fs.Duration("duration", 60*time.Second, "how long to record")
+	duration := fs.Duration("duration", 60*time.Second, "how long to run (each phase, for api)")
 	workers := fs.Int("concurrency", 64, "concurrent callers")
 	patients := fs.Int("patients", 100000, "distinct patients")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
@@ -41,11 +52,17 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if code, done := parseFlags(fs, args[1:]); done {
 		return code
 	}
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "vigie bench: %v\n", err)
+		return exitFailure
+	}
+	if *workers < 1 || *patients < 1 || *duration <= 0 {
+		return fail(errors.New("--concurrency, --patients and --duration must be positive"))
+	}
 	if !isFlagSet(fs, "data-dir") && cfg.db == "" {
 		dir, err := os.MkdirTemp("", "vigie-bench-")
 		if err != nil {
-			fmt.Fprintf(stderr, "vigie bench: %v\n", err)
-			return exitFailure
+			return fail(err)
 		}
 		defer os.RemoveAll(dir)
 		cfg.dataDir = dir
@@ -53,31 +70,40 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	logger := newLogger(stderr, slog.LevelWarn)
 	n, err := openNode(ctx, cfg, logger)
 	if err != nil {
-		fmt.Fprintf(stderr, "vigie bench: %v\n", err)
-		return exitFailure
+		return fail(err)
 	}
 	defer n.close(context.Background())
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
-			fmt.Fprintf(stderr, "vigie bench: %v\n", err)
-			return exitFailure
+			return fail(err)
 		}
 		defer f.Close()
 		if err := pprof.StartCPUProfile(f); err != nil {
-			fmt.Fprintf(stderr, "vigie bench: %v\n", err)
-			return exitFailure
+			return fail(err)
 		}
 		defer pprof.StopCPUProfile()
 	}
-	res, err := benchRecord(ctx, n, *duration, *workers, *patients)
-	if err != nil {
-		fmt.Fprintf(stderr, "vigie bench: %v\n", err)
-		return exitFailure
-	}
-	res.Backend = "SQLite"
+	backend := "SQLite"
 	if cfg.db != "" {
-		res.Backend = n.db.Dialect().String()
+		backend = n.db.Dialect().String()
+	}
+	var res interface{ print(io.Writer) }
+	switch which {
+	case "record":
+		r, err := benchRecord(ctx, n, *duration, *workers, *patients)
+		if err != nil {
+			return fail(err)
+		}
+		r.Backend = backend
+		res = r
+	case "api":
+		r, err := benchAPI(ctx, n, logger, *duration, *workers, *patients)
+		if err != nil {
+			return fail(err)
+		}
+		r.Backend = backend
+		res = r
 	}
 	if *asJSON {
 		json.NewEncoder(stdout).Encode(res)
