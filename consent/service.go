@@ -27,6 +27,10 @@ type Config struct {
 	// MaxAttempts bounds how many times Check decides when the consent
 	// keeps changing between decision and record. Default 3.
 	MaxAttempts int
+	// CachedPatients bounds how many patients' consents the service keeps
+	// in memory to decide without reading the store (see Check). Default
+	// 1<<20; negative: read the store at every Check.
+	CachedPatients int
 }
 
 // Service checks access requests and changes consents: it decides with
@@ -39,6 +43,7 @@ type Service struct {
 	clock       func() time.Time
 	maxAttempts int
 	rules       atomic.Pointer[Rules]
+	cache       *consentCache // nil: none
 }
 
 // NewService returns a service, after making sure the store holds national
@@ -53,6 +58,12 @@ func NewService(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	if s.maxAttempts <= 0 {
 		s.maxAttempts = 3
+	}
+	switch {
+	case cfg.CachedPatients == 0:
+		s.cache = newConsentCache(1 << 20)
+	case cfg.CachedPatients > 0:
+		s.cache = newConsentCache(cfg.CachedPatients)
 	}
 	latest, err := cfg.Store.LatestRules(ctx)
 	switch {
@@ -93,6 +104,13 @@ func (s *Service) Rules() *Rules { return s.rules.Load() }
 // error and no decision: never an ALLOW that is not recorded. The caller
 // may retry with the same request key; the recorder then returns the
 // first answer if the failed attempt was in fact recorded.
+//
+// The first attempt decides with the patient's consent as this service
+// last saw it, without reading the store, unless the request asks for a
+// later version: the Recorder's check of the consent version, in the
+// transaction that records the decision, makes that safe (a consent
+// changed elsewhere is ErrConsentChanged, and the next attempt reads the
+// store).
 func (s *Service) Check(ctx context.Context, req Request) (Decision, Receipt, error) {
 	if req.Time.IsZero() {
 		req.Time = s.clock().UTC()
@@ -102,17 +120,23 @@ func (s *Service) Check(ctx context.Context, req Request) (Decision, Receipt, er
 	}
 	rules := s.rules.Load()
 	var lastErr error
-	for range s.maxAttempts {
-		snap, err := s.store.Consent(ctx, req.Patient)
-		if err != nil {
-			return Decision{}, Receipt{}, fmt.Errorf("check: read consent: %w", err)
+	for attempt := range s.maxAttempts {
+		snap, cached := s.cache.get(req.Patient)
+		if !cached || attempt > 0 || snap.Version < req.MinConsentVersion {
+			read, err := s.store.Consent(ctx, req.Patient)
+			if err != nil {
+				return Decision{}, Receipt{}, fmt.Errorf("check: read consent: %w", err)
+			}
+			snap, cached = &read, false
+			s.cache.put(req.Patient, snap)
 		}
 		if snap.Version < req.MinConsentVersion {
 			return Decision{}, Receipt{}, fmt.Errorf("check: store has consent version %d, caller saw %d: %w", snap.Version, req.MinConsentVersion, ErrStaleConsent)
 		}
-		d, err := s.engine.Decide(&req, &snap, rules)
+		d, err := s.engine.Decide(&req, snap, rules)
 		if errors.Is(err, ErrStaleConsent) {
 			lastErr = err
+			s.cache.forget(req.Patient)
 			continue // a lagging read: read again
 		}
 		if err != nil {
@@ -121,6 +145,7 @@ func (s *Service) Check(ctx context.Context, req Request) (Decision, Receipt, er
 		rec, err := s.recorder.RecordDecision(ctx, req.Key(), &req, &d)
 		if errors.Is(err, ErrConsentChanged) {
 			lastErr = err
+			s.cache.forget(req.Patient)
 			continue
 		}
 		if err != nil {
@@ -157,8 +182,13 @@ func (s *Service) UpdateConsent(ctx context.Context, patient ident.INS, expected
 	}
 	rec, err := s.store.UpdateConsent(ctx, patient, expected, directives, Change{Time: s.now(), Author: author})
 	if err != nil {
+		if errors.Is(err, ErrStaleVersion) {
+			s.cache.forget(patient)
+		}
 		return ConsentRecord{}, fmt.Errorf("update consent: %w", err)
 	}
+	c = rec.Consent
+	s.cache.put(patient, &c)
 	return rec, nil
 }
 

@@ -344,3 +344,54 @@ func TestServiceRules(t *testing.T) {
 		t.Errorf("NewService(other bytes for v2) = %v, want ErrRulesConflict", err)
 	}
 }
+
+// countingStore counts the consent reads.
+type countingStore struct {
+	consent.Store
+	mu    sync.Mutex
+	reads int
+}
+
+func (s *countingStore) Consent(ctx context.Context, p ident.INS) (consent.Consent, error) {
+	s.mu.Lock()
+	s.reads++
+	s.mu.Unlock()
+	return s.Store.Consent(ctx, p)
+}
+
+// TestCheckDecidesFromTheCache: a patient's consent is read once, then
+// decisions use what the service saw or wrote, until the recorder says it
+// changed; with the cache off, every Check reads.
+func TestCheckDecidesFromTheCache(t *testing.T) {
+	for _, tc := range []struct {
+		cached    int
+		wantReads int
+	}{{0, 1}, {-1, 3}} {
+		mem := memstore.New()
+		store := &countingStore{Store: mem}
+		svc, err := consent.NewService(ctx, consent.Config{
+			Store: store, Recorder: &consenttest.Recorder{Store: mem}, Engine: ladonpolicy.NewEngine(ladonpolicy.Options{}),
+			Rules: nationalrules.Illustrative(), CachedPatients: tc.cached,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := validRequest()
+		for i, id := range []string{"c1", "c2"} {
+			req.ID = id
+			if d, _, err := svc.Check(ctx, req); err != nil || d.Effect != consent.Allow {
+				t.Fatalf("Check %d = %v, %v", i, d.Effect, err)
+			}
+		}
+		if _, err := svc.UpdateConsent(ctx, req.Patient, 0, blockDrA(), "patient"); err != nil {
+			t.Fatal(err)
+		}
+		req.ID = "c3"
+		if d, _, err := svc.Check(ctx, req); err != nil || d.Effect != consent.Deny || d.ConsentVersion != 1 {
+			t.Fatalf("Check after the change = %v under %d, %v", d.Effect, d.ConsentVersion, err)
+		}
+		if store.reads != tc.wantReads {
+			t.Errorf("CachedPatients %d: %d consent reads for 3 checks, want %d", tc.cached, store.reads, tc.wantReads)
+		}
+	}
+}

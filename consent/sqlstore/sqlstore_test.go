@@ -3,6 +3,7 @@ package sqlstore_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -231,5 +232,42 @@ func TestErasureResetsConsent(t *testing.T) {
 				t.Errorf("UpdateConsent from version 2 after erasure: %v", err)
 			}
 		})
+	}
+}
+
+// TestCheckFollowsChangesMadeElsewhere runs two consent services on one
+// store and ledger, as two nodes would: each decides with the consent it
+// last saw, and a change made through the other is still followed at
+// once, because the ledger refuses to record a decision made with a
+// consent version that is no longer current.
+func TestCheckFollowsChangesMadeElsewhere(t *testing.T) {
+	store, _ := open(t, "SQLite")
+	node := func() *consent.Service {
+		svc, err := consent.NewService(ctx, consent.Config{
+			Store: store, Recorder: store,
+			Engine: ladonpolicy.NewEngine(ladonpolicy.Options{}),
+			Rules:  nationalrules.Illustrative(),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return svc
+	}
+	a, b := node(), node()
+	if d, _, err := a.Check(ctx, request("a1")); err != nil || d.Effect != consent.Allow {
+		t.Fatalf("first Check on a = %v, %v", d.Effect, err)
+	}
+	for i, ds := range [][]consent.Directive{{{ID: "b1", Kind: consent.BlockProfessional, Professional: physician}}, nil} {
+		if _, err := b.UpdateConsent(ctx, patient, int64(i), ds, "patient"); err != nil {
+			t.Fatal(err)
+		}
+		want := consent.Deny
+		if ds == nil {
+			want = consent.Allow
+		}
+		d, _, err := a.Check(ctx, request(fmt.Sprint("a-after-", i)))
+		if err != nil || d.Effect != want || d.ConsentVersion != int64(i+1) {
+			t.Fatalf("Check on a after change %d on b = %v under version %d, %v; want %v under version %d", i+1, d.Effect, d.ConsentVersion, err, want, i+1)
+		}
 	}
 }
