@@ -107,10 +107,11 @@ func (s *Service) Rules() *Rules { return s.rules.Load() }
 //
 // The first attempt decides with the patient's consent as this service
 // last saw it, without reading the store, unless the request asks for a
-// later version: the Recorder's check of the consent version, in the
-// transaction that records the decision, makes that safe (a consent
-// changed elsewhere is ErrConsentChanged, and the next attempt reads the
-// store).
+// later version; a patient it has not seen is presumed to have no consent
+// (version 0), as most patients have none. The Recorder's check of the
+// consent version, in the transaction that records the decision, makes
+// that safe: a consent changed elsewhere, or presumed wrongly, is
+// ErrConsentChanged, and the next attempt reads the store.
 func (s *Service) Check(ctx context.Context, req Request) (Decision, Receipt, error) {
 	if req.Time.IsZero() {
 		req.Time = s.clock().UTC()
@@ -121,13 +122,13 @@ func (s *Service) Check(ctx context.Context, req Request) (Decision, Receipt, er
 	rules := s.rules.Load()
 	var lastErr error
 	for attempt := range s.maxAttempts {
-		snap, cached := s.cache.get(req.Patient)
-		if !cached || attempt > 0 || snap.Version < req.MinConsentVersion {
+		snap, presumed := s.snapshot(req.Patient, req.MinConsentVersion, attempt)
+		if snap == nil {
 			read, err := s.store.Consent(ctx, req.Patient)
 			if err != nil {
 				return Decision{}, Receipt{}, fmt.Errorf("check: read consent: %w", err)
 			}
-			snap, cached = &read, false
+			snap = &read
 			s.cache.put(req.Patient, snap)
 		}
 		if snap.Version < req.MinConsentVersion {
@@ -151,9 +152,31 @@ func (s *Service) Check(ctx context.Context, req Request) (Decision, Receipt, er
 		if err != nil {
 			return Decision{}, Receipt{}, fmt.Errorf("check: record decision: %w", err)
 		}
+		if presumed {
+			s.cache.put(req.Patient, snap) // the recorder confirmed it
+		}
 		return rec.Decision, rec, nil
 	}
 	return Decision{}, Receipt{}, fmt.Errorf("check: consent kept changing over %d attempts: %w", s.maxAttempts, lastErr)
+}
+
+// noConsent is the consent of a patient who has none.
+var noConsent = &Consent{}
+
+// snapshot returns the consent to decide with without reading the store,
+// and whether it is presumed; nil when the store must be read.
+func (s *Service) snapshot(p ident.INS, minVersion int64, attempt int) (snap *Consent, presumed bool) {
+	if attempt > 0 || s.cache == nil {
+		return nil, false
+	}
+	c, ok := s.cache.get(p)
+	switch {
+	case ok && c.Version >= minVersion:
+		return c, false
+	case !ok && minVersion == 0:
+		return noConsent, true
+	}
+	return nil, false
 }
 
 // UpdateConsent replaces a patient's directives if the current version is

@@ -359,14 +359,15 @@ func (s *countingStore) Consent(ctx context.Context, p ident.INS) (consent.Conse
 	return s.Store.Consent(ctx, p)
 }
 
-// TestCheckDecidesFromTheCache: a patient's consent is read once, then
-// decisions use what the service saw or wrote, until the recorder says it
-// changed; with the cache off, every Check reads.
+// TestCheckDecidesFromTheCache: a patient the service has not seen is
+// presumed to have no consent, then decisions use what the service saw or
+// wrote, until the recorder says it changed; with the cache off, every
+// Check reads.
 func TestCheckDecidesFromTheCache(t *testing.T) {
 	for _, tc := range []struct {
 		cached    int
 		wantReads int
-	}{{0, 1}, {-1, 3}} {
+	}{{0, 0}, {-1, 3}} {
 		mem := memstore.New()
 		store := &countingStore{Store: mem}
 		svc, err := consent.NewService(ctx, consent.Config{
@@ -393,5 +394,23 @@ func TestCheckDecidesFromTheCache(t *testing.T) {
 		if store.reads != tc.wantReads {
 			t.Errorf("CachedPatients %d: %d consent reads for 3 checks, want %d", tc.cached, store.reads, tc.wantReads)
 		}
+	}
+}
+
+// TestCheckPresumesNoConsentSafely: a patient with a consent the service
+// never saw (written by another node) is first presumed to have none; the
+// recorder refuses that decision, and the service reads the consent and
+// decides with it.
+func TestCheckPresumesNoConsentSafely(t *testing.T) {
+	f := newFixture(t)
+	if _, err := f.store.UpdateConsent(ctx, f.patient(), 0, blockDrA(), consent.Change{Author: "patient", Time: f.now}); err != nil {
+		t.Fatal(err)
+	}
+	d, _, err := f.svc.Check(ctx, validRequest())
+	if err != nil || d.Effect != consent.Deny || d.ConsentVersion != 1 {
+		t.Fatalf("Check = %v under version %d, %v; want DENY under version 1", d.Effect, d.ConsentVersion, err)
+	}
+	if n := len(f.recorder.Events()); n != 1 {
+		t.Errorf("%d decisions recorded, want 1 (the presumed one is refused)", n)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"runtime/pprof"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,6 +50,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	patients := fs.Int("patients", 100000, "distinct patients")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
+	phases := fs.String("phases", "noop,record,check", "api: the phases to run, in order")
 	if code, done := parseFlags(fs, args[1:]); done {
 		return code
 	}
@@ -98,7 +100,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		r.Backend = backend
 		res = r
 	case "api":
-		r, err := benchAPI(ctx, n, logger, *duration, *workers, *patients)
+		r, err := benchAPI(ctx, n, logger, *duration, *workers, *patients, strings.Split(*phases, ","))
 		if err != nil {
 			return fail(err)
 		}

@@ -7,8 +7,10 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -30,6 +32,10 @@ type phaseResult struct {
 	PerSecond float64 `json:"per_second"`
 	P50Ms     float64 `json:"p50_ms"`
 	P99Ms     float64 `json:"p99_ms"`
+	// CPUus is the process's CPU time (user and system, every goroutine:
+	// callers, server, background work) per call: a figure that other
+	// load on the machine disturbs less than throughput.
+	CPUus float64 `json:"cpu_us_per_call"`
 }
 
 type apiResult struct {
@@ -49,7 +55,7 @@ type apiResult struct {
 func (r apiResult) print(w io.Writer) {
 	fmt.Fprintf(w, "API, %s, durable, %d concurrent callers over gRPC on loopback TCP, %.0f s a phase:\n", r.Backend, r.Workers, r.Seconds)
 	row := func(name string, p phaseResult) {
-		fmt.Fprintf(w, "  %-38s %8.0f calls/s   p50 %6.2f ms   p99 %6.2f ms\n", name, p.PerSecond, p.P50Ms, p.P99Ms)
+		fmt.Fprintf(w, "  %-38s %8.0f calls/s   p50 %6.2f ms   p99 %6.2f ms   CPU %5.0f µs/call\n", name, p.PerSecond, p.P50Ms, p.P99Ms, p.CPUus)
 	}
 	row("no-op call, same interceptors", r.NoOp)
 	row("Record alone (ledger, in process)", r.Record)
@@ -71,7 +77,7 @@ func benchINS(n int) []string {
 // (GetPublicKey with a service's token: authentication, authorization,
 // rate limit, metrics and the log line, and nothing else), the ledger's
 // Record alone with the payload a Check records, and Check over gRPC.
-func benchAPI(ctx context.Context, n *node, logger *slog.Logger, d time.Duration, workers, patients int) (apiResult, error) {
+func benchAPI(ctx context.Context, n *node, logger *slog.Logger, d time.Duration, workers, patients int, only []string) (apiResult, error) {
 	res := apiResult{Workers: workers, Seconds: d.Seconds()}
 	unlimited := rateLimits{}
 	for _, r := range append(auth.Roles, "") {
@@ -135,15 +141,17 @@ func benchAPI(ctx context.Context, n *node, logger *slog.Logger, d time.Duration
 		return res, err
 	}
 
-	phases := []struct {
+	type phase struct {
+		name string
 		out  *phaseResult
 		call func(g, i int, r *rand.Rand) error
-	}{
-		{&res.NoOp, func(g, i int, r *rand.Rand) error {
+	}
+	phases := []phase{
+		{"noop", &res.NoOp, func(g, i int, r *rand.Rand) error {
 			_, err := vigiev1.NewLogServiceClient(conns[g%len(conns)]).GetPublicKey(callCtx, &vigiev1.GetPublicKeyRequest{})
 			return err
 		}},
-		{&res.Record, func(g, i int, r *rand.Rand) error {
+		{"record", &res.Record, func(g, i int, r *rand.Rand) error {
 			patient, _ := ident.ParseINS(ins[r.IntN(len(ins))])
 			_, err := n.ledger.Record(ctx, ledger.Entry{
 				Kind: event.KindAccess, Patient: patient, Service: "service:bench-record", Payload: payload,
@@ -152,7 +160,7 @@ func benchAPI(ctx context.Context, n *node, logger *slog.Logger, d time.Duration
 			})
 			return err
 		}},
-		{&res.Check, func(g, i int, r *rand.Rand) error {
+		{"check", &res.Check, func(g, i int, r *rand.Rand) error {
 			resp, err := vigiev1.NewAccessServiceClient(conns[g%len(conns)]).Check(callCtx, checkReq(fmt.Sprintf("c-%d-%d", g, i), ins[r.IntN(len(ins))]))
 			if err == nil {
 				if resp.Decision == vigiev1.Decision_ALLOW {
@@ -164,7 +172,12 @@ func benchAPI(ctx context.Context, n *node, logger *slog.Logger, d time.Duration
 			return err
 		}},
 	}
-	for _, p := range phases {
+	for _, name := range only {
+		i := slices.IndexFunc(phases, func(p phase) bool { return p.name == name })
+		if i < 0 {
+			return res, fmt.Errorf("--phases: unknown phase %q (noop, record, check)", name)
+		}
+		p := phases[i]
 		out, err := runPhase(ctx, d, workers, p.call)
 		if err != nil {
 			return res, err
@@ -218,6 +231,7 @@ func runPhase(ctx context.Context, d time.Duration, workers int, call func(g, i 
 		wg       sync.WaitGroup
 	)
 	start := time.Now()
+	cpu0 := processCPU()
 	for g := range workers {
 		wg.Add(1)
 		go func() {
@@ -243,10 +257,23 @@ func runPhase(ctx context.Context, d time.Duration, workers int, call func(g, i 
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	cpu := processCPU() - cpu0
 	if firstErr != nil {
 		return phaseResult{}, firstErr
 	}
 	out := phaseResult{Calls: int64(len(lat)), PerSecond: float64(len(lat)) / elapsed.Seconds()}
+	if len(lat) > 0 {
+		out.CPUus = float64(cpu.Microseconds()) / float64(len(lat))
+	}
 	out.P50Ms, out.P99Ms = percentilesMs(lat)
 	return out, nil
+}
+
+// processCPU returns the CPU time the process used so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
