@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 const testAppID = 0x54455354 // "TEST"
@@ -341,5 +342,45 @@ func execSQL(t *testing.T, path, script string) {
 	defer db.Close()
 	if _, err := db.Exec(script); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestBackgroundCheckpoints: commits leave the write-ahead log to the
+// background connection (their own threshold is the safety net, four
+// times higher), which copies it into the database file.
+func TestBackgroundCheckpoints(t *testing.T) {
+	ctx := context.Background()
+	s, err := OpenSQLite(ctx, filepath.Join(t.TempDir(), "test.db"), SQLiteOptions{ApplicationID: testAppID, CheckpointEvery: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Exclusive(ctx, func(q Querier) error {
+		var pages int
+		if err := q.QueryRowContext(ctx, "PRAGMA wal_autocheckpoint").Scan(&pages); err != nil {
+			return err
+		}
+		if pages != 40000 {
+			t.Errorf("the writer's wal_autocheckpoint = %d, want 40000", pages)
+		}
+		_, err := q.ExecContext(ctx, "CREATE TABLE t (x BLOB)")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		if err := s.Exclusive(ctx, func(q Querier) error {
+			_, err := q.ExecContext(ctx, "INSERT INTO t (x) VALUES (randomblob(8192))")
+			return err
+		}); err != nil {
+			t.Fatalf("insert %d: %v", i, err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for s.ckpt.copies() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no background checkpoint copied the log within 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

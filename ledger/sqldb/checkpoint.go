@@ -1,0 +1,83 @@
+package sqldb
+
+import (
+	"context"
+	"database/sql"
+	"sync"
+	"time"
+)
+
+// checkpointer copies a database's write-ahead log into the database file
+// from a connection of its own, every interval, with PASSIVE checkpoints:
+// they copy what no reader still needs and never block the writer, so the
+// copying and its fsync leave the commit path.
+type checkpointer struct {
+	db   *sql.DB
+	stop context.CancelFunc
+	wg   sync.WaitGroup
+
+	mu   sync.Mutex
+	runs int // checkpoints that copied frames, for tests
+}
+
+func startCheckpointer(ctx context.Context, path string, every time.Duration) (*checkpointer, error) {
+	db, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxLifetime(0)
+	db.SetConnMaxIdleTime(0)
+	// The connection must not checkpoint as a side effect of anything
+	// else, and fails now rather than at the first tick if it cannot open.
+	if _, err := db.ExecContext(ctx, "PRAGMA wal_autocheckpoint=0"); err != nil {
+		db.Close()
+		return nil, err
+	}
+	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	c := &checkpointer{db: db, stop: stop}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-runCtx.Done():
+				return
+			case <-t.C:
+			}
+			c.once(runCtx)
+		}
+	}()
+	return c, nil
+}
+
+// once runs one PASSIVE checkpoint. A failure is left to the next one, and
+// behind them to the commits' own checkpoints past CheckpointPages.
+func (c *checkpointer) once(ctx context.Context) {
+	var busy, logFrames, copied int
+	if err := c.db.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &logFrames, &copied); err != nil {
+		return
+	}
+	if copied > 0 {
+		c.mu.Lock()
+		c.runs++
+		c.mu.Unlock()
+	}
+}
+
+func (c *checkpointer) copies() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.runs
+}
+
+// close stops the checkpoints; SQLite checkpoints what remains when the
+// last connection closes.
+func (c *checkpointer) close() error {
+	c.stop()
+	c.wg.Wait()
+	return c.db.Close()
+}
