@@ -97,7 +97,7 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 	mux := runtime.NewServeMux(
 		// google.api.HttpBody responses (/checkpoint, the rules' bytes)
 		// are written as they are, with their content type.
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.HTTPBodyMarshaler{Marshaler: jsonpb}),
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.HTTPBodyMarshaler{Marshaler: fieldErrors{jsonpb}}),
 		// No request header becomes metadata (Authorization always does,
 		// as "authorization", and only it).
 		runtime.WithIncomingHeaderMatcher(func(string) (string, bool) { return "", false }),

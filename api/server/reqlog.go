@@ -61,6 +61,10 @@ func redactAttr(a slog.Attr) slog.Attr {
 	return slog.Attr{Key: a.Key, Value: v}
 }
 
+// RedactINS replaces every valid INS in s by auth.Redacted: a backstop
+// for text that may quote a request (error messages of other libraries).
+func RedactINS(s string) string { return redactINS(s) }
+
 // redactINS replaces every 15 characters that make a valid INS (see
 // auth.CheckINS) by auth.Redacted: a safety net under the rule that no
 // message or log line carries an INS, not a substitute for it.

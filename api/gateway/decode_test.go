@@ -1,0 +1,41 @@
+package gateway
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	vigiev1 "github.com/vigie-sante/vigie/api/vigie/v1"
+)
+
+// TestBodyErrors decodes bad bodies as the gateway does: the message names
+// the field by its path, and never quotes the value.
+func TestBodyErrors(t *testing.T) {
+	m := fieldErrors{&runtime.JSONPb{UnmarshalOptions: protojson.UnmarshalOptions{}}}
+	for _, tc := range []struct {
+		body string
+		msg  string
+	}{
+		{`{"patient_ins": 279035121518989}`, "invalid patient_ins: wrong JSON type or value"},
+		{`{"patientIns": true}`, "invalid patientIns: wrong JSON type or value"},
+		{`{"279035121518989": 1}`, "unknown field"},
+		{`{"action": "ACTION_FLY"}`, "invalid action: unknown value"},
+		{"{\n  \"actor\": {\"rpps\": 1}\n}", "invalid actor.rpps: wrong JSON type or value"},
+		{`{"request_id":`, "invalid request body: malformed JSON"},
+		{`[1]`, "invalid request body: the body must be a JSON object"},
+	} {
+		err := m.NewDecoder(strings.NewReader(tc.body)).Decode(&vigiev1.CheckRequest{})
+		if err == nil || !strings.Contains(err.Error(), tc.msg) {
+			t.Errorf("%s: %v, want %q", tc.body, err, tc.msg)
+		}
+		if err != nil && strings.Contains(err.Error(), "279035121518989") {
+			t.Errorf("%s: the message quotes the INS: %v", tc.body, err)
+		}
+	}
+	err := m.NewDecoder(strings.NewReader(`{"directives":[{"id":"a","opt_out":{}},{"id":"b","valid_until":"yesterday"}]}`)).Decode(&vigiev1.UpdateConsentRequest{})
+	if err == nil || err.Error() != "invalid directives[1].valid_until: not an RFC 3339 timestamp (e.g. 2026-11-28T10:00:00Z)" {
+		t.Errorf("nested timestamp: %v", err)
+	}
+}
