@@ -5,12 +5,20 @@
 #   2. a throwaway PostgreSQL cluster (installed from Debian's packages if
 #      needed, see scripts/pg.sh), stopped whatever happens;
 #   3. go test over the whole module.
+# Commands the tests need (curl, Node.js) are installed from Debian's
+# packages if missing (scripts/deps.sh).
 # Under CI (CI=true) a test that cannot reach PostgreSQL fails instead of
 # skipping. Extra arguments go to go test (e.g. scripts/test.sh -run Crash).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
 . scripts/pg.sh
+. scripts/deps.sh
+
+# Commands some tests run: curl (the README's walk-through), Node.js (the
+# verifier's tests under WebAssembly).
+need_command curl curl || [ "${CI:-}" != true ] || exit 1
+need_command node nodejs || [ "${CI:-}" != true ] || exit 1
 
 unformatted=$(gofmt -l $(git ls-files '*.go' | grep -v '\.pb\.'))
 if [ -n "$unformatted" ]; then
