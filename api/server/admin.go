@@ -48,7 +48,7 @@ func (s *adminService) LoadNationalRules(ctx context.Context, req *vigiev1.LoadN
 const listRulesScope = "ListNationalRules"
 
 func (s *adminService) ListNationalRules(ctx context.Context, req *vigiev1.ListNationalRulesRequest) (*vigiev1.ListNationalRulesResponse, error) {
-	size, err := PageSize(req.PageSize, 50, 200)
+	size, err := PageSize(req.PageSize, 100, 100)
 	if err != nil {
 		return nil, err
 	}

@@ -27,7 +27,7 @@ func (s *historyService) ListAccesses(ctx context.Context, req *vigiev1.ListAcce
 	if err != nil {
 		return nil, err
 	}
-	size, err := PageSize(req.PageSize, 100, 1000)
+	size, err := PageSize(req.PageSize, 100, 500)
 	if err != nil {
 		return nil, err
 	}

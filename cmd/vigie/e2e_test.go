@@ -156,6 +156,10 @@ func (e *e2e) listAndVerify(ctx context.Context, pageSize int32) []verifiedEvent
 			}
 			v := verifiedEvent{commitment: c, index: ev.LeafIndex, erased: ev.Erased}
 			switch {
+			case ev.Erased && ev.LeafIndex >= cp.Size:
+				// An erased event lost its time, hence its receipt: it is
+				// proved once a checkpoint covers it.
+				e.t.Fatalf("erased event %d is beyond the checkpoint: wait for one first", ev.Sequence)
 			case ev.LeafIndex < cp.Size:
 				if err := verify.VerifyInclusion(ev.LeafIndex, cp.Size, verify.MerkleLeafHash(c), ev.InclusionProof, cp.Hash); err != nil {
 					e.t.Fatalf("event %d: inclusion: %v", ev.Sequence, err)
@@ -359,5 +363,103 @@ func TestEndToEnd(t *testing.T) {
 	}
 	if strings.Contains(e.proc.stderr.String(), e2ePatient) {
 		t.Errorf("the server's log holds the patient's INS:\n%s", e.proc.stderr)
+	}
+}
+
+// TestBreakGlassReviewAndErasure: an emergency access, found by the
+// hospital's DPO (who sees only their organisation's events) and reviewed
+// as justified, the review recorded in the patient's chain; a DPO of
+// another organisation may neither see nor review it. Then the patient
+// closes their account: their history becomes placeholders, still proved,
+// and the erasure is itself in the chain.
+func TestBreakGlassReviewAndErasure(t *testing.T) {
+	e := startE2E(t)
+	access := vigiev1.NewAccessServiceClient(e.conn)
+	audit := vigiev1.NewAuditServiceClient(e.conn)
+	service := e.as(auth.RoleService, "hospital-his", e2eHospital)
+
+	req := checkRequest("er-1")
+	req.PurposeOfUse = vigiev1.PurposeOfUse_BTG
+	req.BreakGlassJustification = "unconscious patient, emergency room"
+	bg, err := access.Check(service, req)
+	if err != nil || bg.Decision != vigiev1.Decision_ALLOW {
+		t.Fatalf("break-glass Check = %+v, %v", bg, err)
+	}
+
+	dpo := e.as(auth.RoleDPO, "dpo-a", e2eHospital)
+	found, err := audit.SearchEvents(dpo, &vigiev1.SearchEventsRequest{Organization: e2eHospital, BreakGlassOnly: true})
+	if err != nil || len(found.Events) != 1 || found.Events[0].Commitment != bg.Event.Commitment {
+		t.Fatalf("the DPO's break-glass search = %v, %v; want the one access", found, err)
+	}
+	other := e.as(auth.RoleDPO, "dpo-b", "130000011")
+	if found, err := audit.SearchEvents(other, &vigiev1.SearchEventsRequest{Organization: "130000011", BreakGlassOnly: true}); err != nil || len(found.Events) != 0 {
+		t.Errorf("another organisation's DPO found %v, %v; want nothing", found, err)
+	}
+	if _, err := audit.SearchEvents(other, &vigiev1.SearchEventsRequest{Organization: e2eHospital}); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("a DPO searching another organisation = %v, want PermissionDenied", err)
+	}
+	review := &vigiev1.ReviewBreakGlassRequest{RequestId: "rv-1", EventCommitment: bg.Event.Commitment, Verdict: vigiev1.BreakGlassVerdict_BREAK_GLASS_VERDICT_JUSTIFIED, Comment: "checked with the ER"}
+	if _, err := audit.ReviewBreakGlass(other, review); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("review by another organisation's DPO = %v, want PermissionDenied", err)
+	}
+	rv, err := audit.ReviewBreakGlass(dpo, review)
+	if err != nil {
+		t.Fatalf("ReviewBreakGlass: %v", err)
+	}
+	again, err := audit.ReviewBreakGlass(dpo, review)
+	if err != nil || again.Event.LeafIndex != rv.Event.LeafIndex {
+		t.Errorf("the same review again = %v, %v; want the first event", again, err)
+	}
+	notBG := checkRequest("er-2")
+	plain, err := access.Check(service, notBG)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := audit.ReviewBreakGlass(dpo, &vigiev1.ReviewBreakGlassRequest{RequestId: "rv-2", EventCommitment: plain.Event.Commitment, Verdict: vigiev1.BreakGlassVerdict_BREAK_GLASS_VERDICT_UNJUSTIFIED}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("review of an ordinary access = %v, want InvalidArgument", err)
+	}
+
+	patient := e.as(auth.RolePatient, e2ePatient)
+	evs := e.listAndVerify(patient, 100)
+	if got := strings.Join(kinds(evs), ","); got != "access,ledger_read,break_glass_review,access" {
+		t.Fatalf("history = %s", got)
+	}
+
+	// The patient closes their account (erasure delay 0: at once).
+	consents := vigiev1.NewConsentServiceClient(e.conn)
+	if _, err := consents.RequestErasure(patient, &vigiev1.RequestErasureRequest{Confirm: true}); err != nil {
+		t.Fatalf("RequestErasure: %v", err)
+	}
+	e.waitCheckpoint(rv.Event.LeafIndex + 4)
+	evs = e.listAndVerify(patient, 100)
+	got := strings.Join(kinds(evs), ",")
+	if !strings.HasPrefix(got, "erased,erased,erased,erased,erased,erased,erasure") {
+		t.Fatalf("history after erasure = %s; want the listing's events erased, then the erasure", got)
+	}
+	if found, err := audit.SearchEvents(e.as(auth.RoleRegulator, "cnil"), &vigiev1.SearchEventsRequest{PatientIns: e2ePatient, Kind: vigiev1.EventKind_EVENT_KIND_ACCESS}); err != nil || len(found.Events) != 0 {
+		t.Errorf("a search for the erased patient's accesses = %v, %v; want nothing", found, err)
+	}
+}
+
+// waitCheckpoint waits for a signed checkpoint of at least size leaves.
+func (e *e2e) waitCheckpoint(size uint64) {
+	e.t.Helper()
+	logs := vigiev1.NewLogServiceClient(e.conn)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		body, err := logs.GetCheckpoint(context.Background(), &vigiev1.GetCheckpointRequest{})
+		if err == nil {
+			cp, err := verify.OpenCheckpoint(body.Data, e.cpKey)
+			if err != nil {
+				e.t.Fatal(err)
+			}
+			if cp.Size >= size {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("no checkpoint of %d leaves within 20s", size)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
