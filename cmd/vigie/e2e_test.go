@@ -439,6 +439,9 @@ func TestBreakGlassReviewAndErasure(t *testing.T) {
 	if found, err := audit.SearchEvents(e.as(auth.RoleRegulator, "cnil"), &vigiev1.SearchEventsRequest{PatientIns: e2ePatient, Kind: vigiev1.EventKind_EVENT_KIND_ACCESS}); err != nil || len(found.Events) != 0 {
 		t.Errorf("a search for the erased patient's accesses = %v, %v; want nothing", found, err)
 	}
+	if strings.Contains(e.proc.stderr.String(), "unconscious") || strings.Contains(e.proc.stderr.String(), "checked with the ER") {
+		t.Errorf("the server's log holds a justification or a review's comment:\n%s", e.proc.stderr)
+	}
 }
 
 // waitCheckpoint waits for a signed checkpoint of at least size leaves.
