@@ -89,8 +89,7 @@ func (p *testPKI) issue(name string, ip net.IP, uri *url.URL) (tls.Certificate, 
 // TestServeTLS serves both APIs with TLS on every interface: a service
 // authenticates with its client certificate alone (on the allow-list,
 // bound to its organisation); a call with neither certificate nor token
-// gets nothing; HTTPS
-// serves the gateway.
+// gets nothing; HTTPS serves the gateway.
 func TestServeTLS(t *testing.T) {
 	pki := newTestPKI(t)
 	_, certFile, keyFile := pki.issue("server", net.ParseIP("127.0.0.1"), nil)
