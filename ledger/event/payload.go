@@ -1,6 +1,7 @@
 package event
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -217,7 +218,7 @@ func (s *payloadScanner) object(depth int) error {
 		s.i++
 		return nil
 	}
-	var small [smallKeys]string
+	var small [smallKeys][]byte
 	keys := small[:0]
 	var many map[string]struct{}
 	for {
@@ -235,17 +236,17 @@ func (s *payloadScanner) object(depth int) error {
 		if many == nil && len(keys) == smallKeys {
 			many = make(map[string]struct{}, 2*smallKeys)
 			for _, k := range keys {
-				many[k] = struct{}{}
+				many[string(k)] = struct{}{}
 			}
 		}
 		if many != nil {
-			if _, dup := many[key]; dup {
+			if _, dup := many[string(key)]; dup {
 				return s.duplicate(depth)
 			}
-			many[key] = struct{}{}
+			many[string(key)] = struct{}{}
 		} else {
 			for _, k := range keys {
-				if k == key {
+				if bytes.Equal(k, key) {
 					return s.duplicate(depth)
 				}
 			}
@@ -277,24 +278,17 @@ func (s *payloadScanner) object(depth int) error {
 // when they hold no escape (the input is valid UTF-8), else unescaped by
 // encoding/json itself, which decides what an escape means (lone
 // surrogates become U+FFFD).
-func (s *payloadScanner) key(raw []byte) (string, error) {
-	escaped := false
-	for _, c := range raw {
-		if c == '\\' {
-			escaped = true
-			break
-		}
-	}
-	if !escaped {
-		return unsafeString(raw), nil
+func (s *payloadScanner) key(raw []byte) ([]byte, error) {
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return raw, nil
 	}
 	quoted := make([]byte, 0, len(raw)+2)
 	quoted = append(append(append(quoted, '"'), raw...), '"')
 	var k string
 	if err := json.Unmarshal(quoted, &k); err != nil {
-		return "", errNotJSON
+		return nil, errNotJSON
 	}
-	return k, nil
+	return []byte(k), nil
 }
 
 // A duplicate key is reported only if the whole input is valid JSON, as
