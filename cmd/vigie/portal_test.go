@@ -483,3 +483,80 @@ func TestPortalPatient(t *testing.T) {
 		t.Errorf("the server's log holds the patient's INS")
 	}
 }
+
+// TestPortalAuditor is the dashboard in a real browser: a regulator sees
+// the log verified and consistent, reviews the break-glass access (the
+// review is recorded in the patient's chain, as is the regulator's read),
+// searches events (a wrong field is named); an auditor sees the log only.
+func TestPortalAuditor(t *testing.T) {
+	e := startE2E(t)
+	base := e.httpBase()
+	e.waitCheckpoint(portalAccesses(t, e))
+	b := newBrowser(t)
+	b.signIn(base, e.token(auth.RoleRegulator, "cnil"), `#log-status[data-state="verified"], #log-status[data-state="failed"], #log-status[data-state="error"]`)
+	if state := b.attr("#log-status", "data-state"); state != "verified" {
+		t.Fatalf("log status %q: %s", state, b.text("#log-status"))
+	}
+	b.run("review queue", chromedp.WaitVisible(chromedp.CSS("form.review")))
+	if n := b.count("form.review"); n != 1 {
+		t.Fatalf("%d break-glass accesses to review, want 1", n)
+	}
+	if txt := b.text("#alerts-body"); !strings.Contains(txt, "Aucune règle") {
+		t.Errorf("alerts without rules: %q", txt)
+	}
+	b.screenshot("dashboard")
+	b.run("review without a verdict",
+		chromedp.Click(chromedp.CSS(`form.review button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.CSS(`form.review .field-error`)),
+	)
+	if msg := b.text(`form.review .field-error`); !strings.Contains(msg, "Conclusion") {
+		t.Errorf("missing verdict: %q", msg)
+	}
+	b.run("review",
+		chromedp.Click(chromedp.CSS(`form.review input[value=justified]`)),
+		chromedp.SetValue(chromedp.CSS(`form.review textarea`), "arrêt cardiaque, patient inconscient"),
+		chromedp.Click(chromedp.CSS(`form.review button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#queue-status[data-reviewed]`)),
+	)
+	b.run("search with a wrong RPPS",
+		chromedp.SetValue(chromedp.CSS("#s-rpps"), "123"),
+		chromedp.Click(chromedp.CSS(`#search-form button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.CSS("#s-rpps-error")),
+	)
+	if msg := b.text("#s-rpps-error"); !strings.Contains(msg, "RPPS") {
+		t.Errorf("wrong RPPS: %q", msg)
+	}
+	b.run("search",
+		chromedp.SetValue(chromedp.CSS("#s-rpps"), e2eDoctor),
+		chromedp.Click(chromedp.CSS(`#search-form button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#search-count[data-ok]`)),
+	)
+	if ok := b.attr("#search-count", "data-ok"); ok != "true" || b.count(`#results tbody tr[data-verdict="verified"]`) != 1 {
+		t.Errorf("search: ok=%s, %d verified rows, want 1: %s", ok, b.count(`#results tbody tr`), b.text("#results"))
+	}
+	b.screenshot("dashboard-reviewed")
+	b.run("queue after the review", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("#queue-empty")))
+
+	// The patient's chain has the review, and the regulator's reads.
+	patient := e.as(auth.RolePatient, e2ePatient)
+	var reviews, reads int
+	for _, ev := range e.listAndVerify(patient, 100) {
+		switch {
+		case ev.body.Kind == "break_glass_review":
+			reviews++
+		case ev.body.Kind == "ledger_read" && strings.Contains(string(ev.body.Payload), `"reader":"regulator:cnil"`):
+			reads++
+		}
+	}
+	if reviews != 1 || reads < 3 {
+		t.Errorf("the patient's chain has %d reviews and %d reads by the regulator, want 1 and at least 3", reviews, reads)
+	}
+
+	// An auditor reads the log, not events.
+	a := newBrowser(t)
+	a.signIn(base, e.token(auth.RoleAuditor, "asso-patients"), `#log-status[data-state="verified"]`)
+	if n := a.count("#search:not([hidden]), #queue:not([hidden]), #alerts:not([hidden])"); n != 0 {
+		t.Errorf("an auditor sees %d event sections", n)
+	}
+	a.screenshot("dashboard-auditor")
+}
