@@ -177,7 +177,9 @@ func (f fixedAlerts) Alerts(_ context.Context, s Scope) ([]Alert, error) {
 
 type failingAlerts struct{}
 
-func (failingAlerts) Alerts(context.Context, Scope) ([]Alert, error) { return nil, errors.New("db down") }
+func (failingAlerts) Alerts(context.Context, Scope) ([]Alert, error) {
+	return nil, errors.New("db down")
+}
 
 func TestAlertsByRole(t *testing.T) {
 	src := fixedAlerts{all: []Alert{
