@@ -2,17 +2,20 @@
 # Runs every test of Vigie (make test):
 #   1. static checks: gofmt, go vet, a static (CGO_ENABLED=0) build, the
 #      verifier's WebAssembly build and tests (scripts/check-wasm.sh);
-#   2. a throwaway PostgreSQL cluster (installed from Debian's packages if
+#   2. Debian's chromium for the portal's browser tests (scripts/chromium.sh;
+#      screenshots go to $VIGIE_TEST_ARTIFACTS, default test-artifacts/);
+#   3. a throwaway PostgreSQL cluster (installed from Debian's packages if
 #      needed, see scripts/pg.sh), stopped whatever happens;
-#   3. go test over the whole module.
+#   4. go test over the whole module.
 # Commands the tests need (curl, Node.js) are installed from Debian's
 # packages if missing (scripts/deps.sh).
-# Under CI (CI=true) a test that cannot reach PostgreSQL fails instead of
-# skipping. Extra arguments go to go test (e.g. scripts/test.sh -run Crash).
+# Under CI (CI=true) a test that cannot reach PostgreSQL or chromium fails
+# instead of skipping. Extra arguments go to go test (e.g. scripts/test.sh -run Crash).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
 . scripts/pg.sh
+. scripts/chromium.sh
 . scripts/deps.sh
 
 # Commands some tests run: curl (the README's walk-through), Node.js (the
@@ -29,6 +32,14 @@ fi
 go vet ./...
 CGO_ENABLED=0 go build -o /dev/null ./...  # one static binary, no cgo
 scripts/check-wasm.sh                       # the verifier runs in browsers
+
+if ! chromium_install; then
+	if [ "${CI:-}" = true ]; then
+		echo "test.sh: chromium could not be installed, and CI=true" >&2
+		exit 1
+	fi
+	echo "test.sh: chromium unavailable: the portal's browser tests will skip" >&2
+fi
 
 if ! pg_start; then
 	if [ "${CI:-}" = true ]; then

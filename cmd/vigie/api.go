@@ -27,6 +27,7 @@ import (
 
 	"github.com/vigie-sante/vigie/api/auth"
 	"github.com/vigie-sante/vigie/api/gateway"
+	"github.com/vigie-sante/vigie/api/gateway/portal"
 	"github.com/vigie-sante/vigie/api/server"
 	"github.com/vigie-sante/vigie/consent/ident"
 	"github.com/vigie-sante/vigie/ledger"
@@ -260,8 +261,22 @@ func startAPI(ctx context.Context, cfg apiConfig, n *node, logger *slog.Logger) 
 		if err != nil {
 			return nil, err
 		}
+		pages, err := portal.New(portal.Config{
+			Authenticate: func(ctx context.Context, authorization string) (*auth.Identity, error) {
+				return authn.Authenticate(ctx, authorization, nil)
+			},
+			Logger: logger,
+		})
+		if err != nil {
+			return nil, err
+		}
+		// The portal's pages beside the JSON gateway; / leads to them.
+		mux := http.NewServeMux()
+		mux.Handle(portal.Prefix, pages)
+		mux.Handle("GET /{$}", http.RedirectHandler(portal.Prefix, http.StatusFound))
+		mux.Handle("/", h)
 		a.http = &http.Server{
-			Handler:           h,
+			Handler:           mux,
 			TLSConfig:         httpTLS,
 			ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout:       30 * time.Second,

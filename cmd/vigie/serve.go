@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 
 	"k8s.io/klog/v2"
+
+	"github.com/vigie-sante/vigie/api/gateway/portal"
 )
 
 type serveConfig struct {
@@ -84,6 +86,7 @@ func printBanner(w io.Writer, n *node, a *api) {
 	fmt.Fprintf(w, "  gRPC API:       %s\n", grpcURL)
 	if httpURL != "" {
 		fmt.Fprintf(w, "  HTTP API:       %s  (checkpoint: %s/checkpoint, metrics: %s/metrics)\n", httpURL, httpURL, httpURL)
+		fmt.Fprintf(w, "  portal:         %s%s  (patients and auditors sign in with a token)\n", httpURL, portal.Prefix)
 	}
 	fmt.Fprintf(w, "  ledger:         Trillian tree %d (%s) on %s\n", n.tree.TreeId, n.tree.TreeType, n.where)
 	fmt.Fprintf(w, "  log origin:     %s\n", n.origin)

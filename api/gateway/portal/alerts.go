@@ -1,0 +1,99 @@
+package portal
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/vigie-sante/vigie/api/auth"
+)
+
+// Severity grades an alert.
+type Severity string
+
+// The severities, from the least.
+const (
+	SeverityInfo     Severity = "info"
+	SeverityWarning  Severity = "warning"
+	SeverityCritical Severity = "critical"
+)
+
+// EventRef names a ledger event an alert is about.
+type EventRef struct {
+	LeafIndex  uint64 `json:"leaf_index,string"`
+	Commitment string `json:"commitment"` // 64 hex digits
+}
+
+// Alert is a possible misuse found in the ledger by an alert rule
+// (DOMAIN.md's misuse signals: break-glass rate, no care relationship,
+// bursts, odd hours, repeated denials...). It names the professional and
+// the events, never a patient: the dashboard's reader opens the events
+// with an audit search, which is recorded in the ledger.
+type Alert struct {
+	// Kind names the rule that raised the alert, e.g. "break-glass-rate".
+	// The dashboard shows a French or English label for the kinds it
+	// knows, and the kind itself otherwise.
+	Kind     string   `json:"kind"`
+	Severity Severity `json:"severity"`
+	// Professional is the RPPS number of the professional concerned.
+	Professional string `json:"professional"`
+	// Organisation is the FINESS number of the organisation the events
+	// were made for, if one.
+	Organisation string `json:"organisation,omitempty"`
+	// Events are the events that raised the alert, in log order.
+	Events []EventRef `json:"events"`
+	// Detail says what the rule measured, in words and figures, without
+	// health data or patient identifiers ("12 break-glass accesses in
+	// 24 h, threshold 5").
+	Detail string `json:"detail,omitempty"`
+	// Time is when the alert was raised (the last event's time).
+	Time time.Time `json:"time"`
+}
+
+// Scope is what an alert reader may see.
+type Scope struct {
+	// Organisations confines the alerts to events of these organisations
+	// (FINESS numbers); empty means every organisation (a regulator).
+	Organisations []string
+}
+
+// AlertSource finds misuse alerts. Implementations MUST return only the
+// alerts of events within scope, MUST NOT put patient identifiers or
+// health data in them, and must be safe for concurrent use. The list is
+// most severe and most recent first; an empty list is not an error.
+type AlertSource interface {
+	Alerts(ctx context.Context, scope Scope) ([]Alert, error)
+}
+
+// alerts serves GET /portal/api/alerts to DPOs (their organisations) and
+// regulators (all), with the caller's bearer token.
+func (p *portal) alerts(w http.ResponseWriter, r *http.Request) {
+	id, err := p.cfg.Authenticate(r.Context(), r.Header.Get("Authorization"))
+	if err != nil {
+		writeError(w, http.StatusUnauthorized, 16, err.Error())
+		return
+	}
+	var scope Scope
+	switch id.Role() {
+	case auth.RoleRegulator:
+	case auth.RoleDPO:
+		scope.Organisations = id.Organizations()
+	default:
+		writeError(w, http.StatusForbidden, 7, "permission denied")
+		return
+	}
+	if p.cfg.Alerts == nil {
+		writeError(w, http.StatusNotFound, 5, "no alert rules configured")
+		return
+	}
+	list, err := p.cfg.Alerts.Alerts(r.Context(), scope)
+	if err != nil {
+		p.cfg.Logger.Error("misuse alerts", "err", err, "principal", id.Principal())
+		writeError(w, http.StatusServiceUnavailable, 14, "alerts unavailable")
+		return
+	}
+	if list == nil {
+		list = []Alert{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"alerts": list})
+}

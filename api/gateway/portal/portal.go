@@ -1,0 +1,203 @@
+// Package portal is Vigie's web pages, served by `vigie serve` beside the
+// JSON gateway: the patient portal (sign-in, history of accesses verified
+// in the browser, consent) and the auditors' dashboard (the log's
+// checkpoints and consistency, misuse alerts, the break-glass review
+// queue, event search).
+//
+// The pages are plain HTML, CSS and JavaScript embedded in the binary
+// (static/), with no framework, no third-party request and no inline
+// script: every page is served with a strict Content-Security-Policy
+// (CSP) whose one allowance is 'wasm-unsafe-eval', for the verifier. The
+// pages call the JSON API (docs/api.md) with the bearer token the user
+// signed in with, kept in the tab's sessionStorage and never in a URL; the
+// API decides what each role may see and records every read of events.
+//
+// The verifier is cmd/verify-wasm (package ledger/verify/report over
+// ledger/verify) built for WebAssembly and embedded as static/verify.wasm,
+// with the Go toolchain's static/wasm_exec.js: the page checks every
+// event it shows itself, and trusts no claim of the server. `go generate`
+// rebuilds both; TestWasmUpToDate fails when they are stale.
+//
+// docs/portal.md describes the pages; docs/threat-model.md says what a
+// verifier served by the operator proves and what it cannot.
+package portal
+
+//go:generate sh -c "GOOS=js GOARCH=wasm go build -trimpath -ldflags=-s -o static/verify.wasm ../../../cmd/verify-wasm && cp \"$(go env GOROOT)/lib/wasm/wasm_exec.js\" static/wasm_exec.js && go version | cut -d' ' -f3 > static/verify.wasm.go-version"
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"mime"
+	"net/http"
+	"path"
+	"strings"
+
+	"github.com/vigie-sante/vigie/api/auth"
+)
+
+//go:embed static
+var staticFS embed.FS
+
+// CSP is the Content-Security-Policy of every page and file of the
+// portal: scripts, styles, images and connections from the portal's own
+// origin only, no inline script or style, no plugin, no framing, and
+// 'wasm-unsafe-eval' so that the page may compile the verifier.
+const CSP = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self'; " +
+	"connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+
+// Prefix is where the portal is mounted.
+const Prefix = "/portal/"
+
+// Config configures the portal.
+type Config struct {
+	// Authenticate identifies the caller of the portal's own JSON routes
+	// (/portal/api/...) from their Authorization header, as the API does
+	// (api/auth.Authenticator.Authenticate). Required.
+	Authenticate func(ctx context.Context, authorization string) (*auth.Identity, error)
+	// Alerts is the source of misuse alerts the dashboard shows. Nil: the
+	// dashboard says that no alert rules are configured.
+	Alerts AlertSource
+	// Logger receives the portal's errors. Default slog.Default().
+	Logger *slog.Logger
+}
+
+type file struct {
+	body, gz    []byte
+	contentType string
+	etag        string
+}
+
+type portal struct {
+	cfg   Config
+	files map[string]*file
+	texts []byte
+}
+
+// New returns the portal's handler, to be mounted at [Prefix]. It serves
+// the pages and static files under Prefix, the texts of decisions
+// (Prefix+"texts.json") and the misuse alerts (Prefix+"api/alerts").
+func New(cfg Config) (http.Handler, error) {
+	if cfg.Authenticate == nil {
+		return nil, errors.New("portal: Config.Authenticate is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	p := &portal{cfg: cfg, files: map[string]*file{}}
+	err := fs.WalkDir(staticFS, "static", func(name string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || strings.HasSuffix(name, ".go-version") {
+			return err
+		}
+		b, err := staticFS.ReadFile(name)
+		if err != nil {
+			return err
+		}
+		p.files[strings.TrimPrefix(name, "static/")] = newFile(name, b)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("portal: %w", err)
+	}
+	if p.texts, err = json.Marshal(decisionTexts()); err != nil {
+		return nil, fmt.Errorf("portal: %w", err)
+	}
+	p.files["texts.json"] = newFile("texts.json", p.texts)
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+Prefix+"api/alerts", p.alerts)
+	mux.HandleFunc("GET "+Prefix+"{file...}", p.static)
+	return headers(mux), nil
+}
+
+func newFile(name string, b []byte) *file {
+	sum := sha256.Sum256(b)
+	ct := mime.TypeByExtension(path.Ext(name))
+	switch path.Ext(name) {
+	case ".wasm":
+		ct = "application/wasm"
+	case ".js":
+		ct = "text/javascript; charset=utf-8"
+	case ".json":
+		ct = "application/json"
+	}
+	f := &file{body: b, contentType: ct, etag: `"` + hex.EncodeToString(sum[:16]) + `"`}
+	if len(b) > 1024 && ct != "image/png" {
+		var buf bytes.Buffer
+		zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+		zw.Write(b)
+		zw.Close()
+		f.gz = buf.Bytes()
+	}
+	return f
+}
+
+// headers sets the security headers of every response of the portal.
+func headers(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Security-Policy", CSP)
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Cross-Origin-Opener-Policy", "same-origin")
+		h.Set("Cross-Origin-Resource-Policy", "same-origin")
+		h.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")
+		next.ServeHTTP(w, r)
+	})
+}
+
+// static serves the embedded files; a directory serves its index.html.
+// Files are revalidated on each use (ETag), so that a new binary's pages
+// and verifier are never mixed with an old one's.
+func (p *portal) static(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("file")
+	if name == "" || strings.HasSuffix(name, "/") {
+		name += "index.html"
+	}
+	f, ok := p.files[name]
+	if !ok {
+		http.Error(w, "not found", http.StatusNotFound)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", f.contentType)
+	h.Set("Cache-Control", "no-cache")
+	h.Set("ETag", f.etag)
+	h.Set("Vary", "Accept-Encoding")
+	if r.Header.Get("If-None-Match") == f.etag {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	body := f.body
+	if f.gz != nil && strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+		h.Set("Content-Encoding", "gzip")
+		body = f.gz
+	}
+	if r.Method != http.MethodHead {
+		w.Write(body)
+	}
+}
+
+// writeJSON writes v, not to be cached (the portal's API answers are a
+// user's).
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+// writeError writes an error as the gateway does: {"code", "message"},
+// with the gRPC code's number and an HTTP status.
+func writeError(w http.ResponseWriter, status, code int, msg string) {
+	writeJSON(w, status, map[string]any{"code": code, "message": msg})
+}

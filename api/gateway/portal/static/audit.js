@@ -1,0 +1,187 @@
+// The auditors' dashboard. Auditors read the log (checkpoints and
+// consistency); DPOs (their organisations) and regulators (all) also see
+// misuse alerts, the break-glass review queue and the event search. The
+// API enforces who sees what, and records every read of patients' events.
+'use strict';
+
+document.addEventListener('DOMContentLoaded', async () => {
+  const s = Vigie.requireSession(['auditor', 'dpo', 'regulator']);
+  if (!s) return;
+  const { t, el, svg } = Vigie;
+  const SEEN = 'vigie.audit.checkpoints';
+  const readsEvents = s.role === 'dpo' || s.role === 'regulator';
+  const orgs = Array.isArray(s.claims.orgs) ? s.claims.orgs : [];
+  for (const id of ['alerts', 'queue', 'search']) document.getElementById(id).hidden = !readsEvents;
+  let keys = null, checkpoint = null; // keys and the latest signed checkpoint, verified
+
+  const sizeOf = b64 => Number(atob(b64).split('\n')[1]);
+
+  // The log: every checkpoint this browser saw, each verified and proved
+  // consistent with the one before.
+  async function checkLog() {
+    const box = document.getElementById('log-status');
+    const note = Vigie.b64(await Vigie.api('GET', '/checkpoint', undefined, { raw: true }));
+    let seen = [];
+    try { seen = JSON.parse(localStorage.getItem(SEEN)) || []; } catch (e) { seen = []; }
+    if (!seen.length || seen[seen.length - 1].note !== note) seen.push({ note, time: new Date().toISOString() });
+    seen = seen.slice(-100);
+    const proofs = [];
+    for (let i = 1; i < seen.length; i++) {
+      const a = sizeOf(seen[i - 1].note), b = sizeOf(seen[i].note);
+      proofs.push(a > 0 && a < b ? (await Vigie.api('GET', `/v1/log/consistency?first=${a}&second=${b}`)).hashes : []);
+    }
+    const rep = await Vigie.verify('series', { keys, notes: seen.map(x => x.note), proofs });
+    if (rep.ok) {
+      localStorage.setItem(SEEN, JSON.stringify(seen));
+      checkpoint = note;
+      Vigie.status(box, 'verified', t('audit.consistent', { n: seen.length }), keyNote());
+    } else {
+      Vigie.status(box, 'failed', t('audit.inconsistent'), (rep.problems || []).concat(rep.checkpoints.flatMap(c => c.problems || [])).join(' · '));
+      box.setAttribute('role', 'alert');
+    }
+    box.dataset.checkpoints = seen.length;
+    document.getElementById('cp-list').replaceChildren(...rep.checkpoints.map((c, i) =>
+      el('li', { text: t('audit.cpLine', { size: c.size || sizeOf(seen[i].note), time: Vigie.fmtTime(seen[i].time), verdict: t('verdict.' + c.verdict) }) })).reverse());
+    drawSizes(seen, rep);
+  }
+  let keyInfo = null;
+  const keyNote = () => keyInfo && keyInfo.changed ? t('keys.changed') : '';
+
+  function drawSizes(seen, rep) {
+    const W = 720, H = 200, left = 50, bottom = 24, top = 10;
+    const pts = seen.map((x, i) => ({ t: Date.parse(x.time), size: sizeOf(x.note), ok: rep.checkpoints[i] && rep.checkpoints[i].verdict === 'verified' }));
+    const t0 = pts[0].t, t1 = Math.max(pts[pts.length - 1].t, t0 + 1), max = Math.max(1, ...pts.map(p => p.size));
+    const x = v => left + (W - left - 10) * (v - t0) / (t1 - t0), y = v => H - bottom - (H - bottom - top) * v / max;
+    document.getElementById('cp-chart').replaceChildren(svg('svg', { class: 'chart', viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-labelledby': 'cp-chart-title cp-chart-desc' },
+      svg('desc', { id: 'cp-chart-desc' }, t('audit.chartSummary', { from: pts[0].size, to: pts[pts.length - 1].size, n: pts.length })),
+      svg('line', { class: 'axis', x1: left, y1: H - bottom, x2: W - 5, y2: H - bottom }),
+      svg('line', { class: 'axis', x1: left, y1: top, x2: left, y2: H - bottom }),
+      svg('text', { x: left - 6, y: top + 10, 'text-anchor': 'end' }, String(max)),
+      svg('text', { x: left - 6, y: H - bottom, 'text-anchor': 'end' }, '0'),
+      svg('polyline', { class: 'line', points: pts.map(p => `${x(p.t)},${y(p.size)}`).join(' ') }),
+      pts.map(p => svg('circle', { class: 'dot' + (p.ok ? '' : ' failed'), cx: x(p.t), cy: y(p.size), r: 4 }, svg('title', null, `${p.size} · ${Vigie.fmtTime(new Date(p.t).toISOString())}`)))));
+  }
+
+  // search runs an audit search (recorded by the API as a read in each
+  // patient's history) and verifies each event against the checkpoint.
+  async function search(filters) {
+    const page = await Vigie.api('POST', '/v1/audit/events:search', Object.assign({ page_size: 100 }, filters));
+    const size = sizeOf(checkpoint);
+    const events = await Promise.all(page.events.map(async e => {
+      if (Number(e.leaf_index) >= size) return e;
+      const p = await Vigie.api('GET', `/v1/log/inclusion?leaf_index=${e.leaf_index}&tree_size=${size}`);
+      return Object.assign({}, e, { inclusion_proof: p.hashes });
+    }));
+    return Vigie.verify('events', { keys, checkpoint, events, now: new Date().toISOString() });
+  }
+  const scopeOrg = () => (s.role === 'dpo' && orgs.length ? { organization: orgs[0] } : {});
+
+  async function loadAlerts() {
+    const body = document.getElementById('alerts-body');
+    try {
+      const r = await Vigie.api('GET', 'api/alerts');
+      if (!r.alerts.length) { body.replaceChildren(el('p', { text: t('audit.alertsNone') })); return; }
+      body.replaceChildren(el('div', { class: 'table-wrap' }, el('table', { class: 'responsive', id: 'alerts-table' },
+        el('thead', null, el('tr', null, ['audit.alertKind', 'audit.severity', 'field.rpps', 'audit.organization', 'audit.events', 'audit.detail'].map(k => el('th', { scope: 'col', text: t(k) })))),
+        el('tbody', null, r.alerts.map(a => el('tr', { class: a.severity === 'critical' ? 'deny' : a.severity === 'warning' ? 'btg' : null },
+          el('td', { 'data-label': t('audit.alertKind'), text: t('alert.' + a.kind) === 'alert.' + a.kind ? a.kind : t('alert.' + a.kind) }),
+          el('td', { 'data-label': t('audit.severity') }, el('span', { class: 'badge ' + (a.severity === 'critical' ? 'deny' : 'btg'), text: t('severity.' + a.severity) })),
+          el('td', { 'data-label': t('field.rpps'), text: a.professional }),
+          el('td', { 'data-label': t('audit.organization'), text: a.organisation || '' }),
+          el('td', { 'data-label': t('audit.events'), class: 'mono', text: a.events.map(e => '#' + e.leaf_index).join(' ') }),
+          el('td', { 'data-label': t('audit.detail'), text: a.detail || '' })))))));
+    } catch (e) {
+      if (e instanceof Vigie.ApiError && e.status === 404) body.replaceChildren(el('p', { text: t('audit.alertsOff') }));
+      else if (!(e instanceof Vigie.ApiError && e.status === 401)) body.replaceChildren(el('p', { class: 'field-error', text: t('error.load') + ' ' + e.message }));
+    }
+  }
+
+  // The queue: break-glass accesses that no review event names yet.
+  async function loadQueue() {
+    const body = document.getElementById('queue-body');
+    const [accesses, reviews] = await Promise.all([
+      search(Object.assign({ kind: 'EVENT_KIND_ACCESS', break_glass_only: true }, scopeOrg())),
+      search(Object.assign({ kind: 'EVENT_KIND_BREAK_GLASS_REVIEW' }, scopeOrg())),
+    ]);
+    await VigieEvents.loadRules(accesses.events);
+    const reviewed = new Set(reviews.events.filter(e => e.verdict === 'verified' && e.payload).map(e => e.payload.event));
+    const pending = accesses.events.filter(e => !reviewed.has(e.commitment));
+    if (!pending.length) { body.replaceChildren(el('p', { id: 'queue-empty', text: t('audit.queueEmpty') })); return; }
+    body.replaceChildren(...pending.map(e => reviewCard(VigieEvents.describe(e))));
+  }
+  function reviewCard(v) {
+    const id = 'r' + v.commitment.slice(0, 12);
+    const err = el('p', { class: 'field-error', id: id + '-error', hidden: true });
+    const radios = ['justified', 'unjustified'].map(k => el('label', { class: 'check' },
+      el('input', { type: 'radio', name: 'verdict', value: k, id: id + '-' + k }), t('audit.' + k)));
+    const comment = el('textarea', { id: id + '-comment', name: 'comment', maxlength: '2000' });
+    const form = el('form', { class: 'panel review', 'data-commitment': v.commitment, novalidate: true },
+      el('table', null, el('tbody', null, VigieEvents.row(v))),
+      el('fieldset', { 'aria-describedby': id + '-error' }, el('legend', { text: t('audit.verdict') }), radios), err,
+      el('label', { for: id + '-comment', text: t('audit.comment') }), comment,
+      el('button', { type: 'submit', class: 'primary', text: t('audit.review') }));
+    form.addEventListener('submit', async ev => {
+      ev.preventDefault();
+      const verdict = form.querySelector('input[name=verdict]:checked');
+      Vigie.fieldError(radios[0].firstChild, err, verdict ? '' : t('audit.err.verdict'));
+      if (!verdict) { radios[0].firstChild.focus(); return; }
+      try {
+        const r = await Vigie.api('POST', '/v1/audit/break-glass-reviews', {
+          request_id: 'portal-' + crypto.getRandomValues(new Uint32Array(4)).join('-'), event_commitment: v.commitment,
+          verdict: verdict.value === 'justified' ? 'BREAK_GLASS_VERDICT_JUSTIFIED' : 'BREAK_GLASS_VERDICT_UNJUSTIFIED', comment: comment.value });
+        const box = document.getElementById('queue-status');
+        Vigie.status(box, 'verified', t('audit.reviewed', { index: r.event.leaf_index }));
+        box.dataset.reviewed = v.commitment;
+        form.remove();
+      } catch (e) {
+        if (e instanceof Vigie.ApiError && e.status !== 401) Vigie.fieldError(comment, err, e.message);
+      }
+    });
+    return form;
+  }
+
+  const form = document.getElementById('search-form');
+  form.addEventListener('submit', async ev => {
+    ev.preventDefault();
+    const f = form.elements, problems = [];
+    const check = (input, problem) => { Vigie.fieldError(input, document.getElementById(input.id + '-error'), problem); if (problem) problems.push(input); };
+    const ins = f.patient_ins.value.replace(/\s/g, ''), rpps = f.actor_rpps.value.trim(), org = f.organization.value.trim();
+    check(f.patient_ins, ins && !/^[0-9]{13}[0-9]{2}$|^[0-9]{5}[0-9AB][0-9]{7}[0-9]{2}$/.test(ins) ? t('field.named', { field: t('audit.ins'), problem: t('field.err.ins') }) : '');
+    check(f.actor_rpps, rpps && !/^[0-9]{11}$/.test(rpps) ? t('field.named', { field: t('field.rpps'), problem: t('field.err.rpps') }) : '');
+    check(f.organization, org && !/^[0-9A-Za-z]{9}$/.test(org) ? t('field.named', { field: t('audit.organization'), problem: t('field.err.finess') }) : '');
+    check(f.to, f.from.value && f.to.value && f.to.value <= f.from.value ? t('audit.err.dates') : '');
+    if (problems.length) { problems[0].focus(); return; }
+    const q = Object.assign({}, scopeOrg());
+    if (ins) q.patient_ins = ins;
+    if (rpps) q.actor_rpps = rpps;
+    if (org) q.organization = org;
+    if (f.from.value) q.start_time = f.from.value + 'T00:00:00Z';
+    if (f.to.value) q.end_time = f.to.value + 'T00:00:00Z';
+    if (f.kind.value) q.kind = f.kind.value;
+    if (f.break_glass_only.checked) q.break_glass_only = true;
+    const count = document.getElementById('search-count');
+    try {
+      const rep = await search(q);
+      await VigieEvents.loadRules(rep.events);
+      document.querySelector('#results tbody').replaceChildren(...rep.events.map(e => VigieEvents.row(VigieEvents.describe(e))));
+      count.textContent = t('audit.results', { n: rep.events.length, ok: rep.ok ? t('audit.allOk') : t('audit.notAllOk') });
+      count.dataset.ok = rep.ok;
+    } catch (e) {
+      if (e instanceof Vigie.ApiError && e.status === 400) {
+        const field = { patient_ins: f.patient_ins, actor_rpps: f.actor_rpps, organization: f.organization, end_time: f.to }[(e.message.match(/invalid ([a-z_]+)/) || [])[1]];
+        if (field) { check(field, e.message); field.focus(); return; }
+      }
+      if (!(e instanceof Vigie.ApiError && e.status === 401)) count.textContent = t('error.load') + ' ' + e.message;
+    }
+  });
+
+  try {
+    await VigieEvents.loadTexts();
+    keyInfo = await Vigie.logKeys();
+    keys = keyInfo.keys;
+    await checkLog();
+    if (readsEvents && checkpoint) await Promise.all([loadAlerts(), loadQueue()]);
+  } catch (e) {
+    if (!(e instanceof Vigie.ApiError && e.status === 401)) Vigie.status(document.getElementById('log-status'), 'error', t('error.load'), e.message);
+  }
+});

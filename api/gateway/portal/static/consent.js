@@ -1,0 +1,160 @@
+// Consent: the patient's directives. Each change is one compare-and-swap
+// on the version read (PUT /v1/me/consent with expected_version); when
+// someone else changed the consent meanwhile (HTTP 409), the change is
+// kept and offered again on top of the new version.
+'use strict';
+
+document.addEventListener('DOMContentLoaded', async () => {
+  const s = Vigie.requireSession(['patient']);
+  if (!s) return;
+  const { t, el } = Vigie;
+  const PENDING = 'vigie.pendingConsent';
+  const statusBox = document.getElementById('consent-status');
+  const staleBox = document.getElementById('stale');
+  let consent = null;
+
+  const KINDS = ['block_professional', 'block_organization', 'allow_professional', 'treating_physician', 'extended_rights',
+    'hide_document', 'hide_document_type', 'hide_everything', 'oppose_emergency_access', 'opt_out'];
+  const kindOf = d => KINDS.find(k => d[k]);
+  // clean keeps what PUT takes: the id, the validity if set, the kind.
+  function clean(d) {
+    const k = kindOf(d), out = { id: d.id, [k]: d[k] };
+    if (d.valid_from) out.valid_from = d.valid_from;
+    if (d.valid_until) out.valid_until = d.valid_until;
+    return out;
+  }
+  function describe(d) {
+    const k = kindOf(d), v = d[k] || {};
+    return t('directive.' + k, { rpps: v.rpps, finess: v.finess, doc: v.document_id, type: v.document_type });
+  }
+
+  // A change is an operation applied to whichever version is current.
+  function apply(op, directives) {
+    let out = directives.map(clean);
+    if (op.remove) out = out.filter(d => d.id !== op.remove);
+    if (op.replaceKind) out = out.filter(d => !d[op.replaceKind]);
+    if (op.add) out = out.filter(d => d.id !== op.add.id).concat([op.add]);
+    return out;
+  }
+
+  async function load() {
+    consent = await Vigie.api('GET', '/v1/me/consent');
+    const list = document.getElementById('directives');
+    list.replaceChildren(...consent.directives.map(d => {
+      const btn = el('button', { type: 'button', class: 'secondary', text: t('consent.remove') });
+      btn.setAttribute('aria-label', t('consent.removeLabel', { what: describe(d) }));
+      btn.addEventListener('click', () => save({ remove: d.id, label: t('consent.removeLabel', { what: describe(d) }) }));
+      return el('li', { 'data-id': d.id }, describe(d), ' ', btn);
+    }));
+    if (!consent.directives.length) list.replaceChildren(el('li', { text: t('consent.none') }));
+    document.getElementById('oppose').checked = consent.directives.some(d => d.oppose_emergency_access);
+    document.getElementById('optout').checked = consent.directives.some(d => d.opt_out);
+    const pages = await Vigie.allPages('/v1/me/consent/history', 'versions', 100);
+    document.getElementById('versions').replaceChildren(...pages.flatMap(p => p.versions).reverse().map(v =>
+      el('li', { text: t('consent.versionLine', { version: v.version, time: Vigie.fmtTime(v.update_time), by: v.updated_by === 'patient' ? t('event.you') : v.updated_by, n: v.directives.length }) })));
+    const p = pending();
+    if (!p) Vigie.status(statusBox, 'verified', t('consent.version', { version: consent.version }), consent.update_time ? t('consent.since', { time: Vigie.fmtTime(consent.update_time) }) : '');
+  }
+
+  function pending() { try { return JSON.parse(sessionStorage.getItem(PENDING)); } catch (e) { return null; } }
+
+  // fieldFor maps the field a server error names to the form's input.
+  function fieldFor(message) {
+    if (/block_professional/.test(message)) return 'block-rpps';
+    if (/treating_physician/.test(message)) return 'physician-rpps';
+    if (/hide_document/.test(message)) return 'hide-doc';
+    return null;
+  }
+
+  async function save(op) {
+    sessionStorage.setItem(PENDING, JSON.stringify(op));
+    staleBox.hidden = true;
+    try {
+      const r = await Vigie.api('PUT', '/v1/me/consent', { expected_version: consent.version, directives: apply(op, consent.directives) });
+      sessionStorage.removeItem(PENDING);
+      await load();
+      Vigie.status(statusBox, 'verified', t('consent.saved', { version: r.version }), op.label);
+      statusBox.dataset.version = r.version;
+      return true;
+    } catch (e) {
+      if (!(e instanceof Vigie.ApiError)) { Vigie.status(statusBox, 'error', t('error.load'), e.message); return false; }
+      if (e.status === 409) {
+        // Someone changed the consent meanwhile: read it again, keep the
+        // change, and let the patient look before retrying.
+        const before = consent.version;
+        await load();
+        document.getElementById('stale-detail').textContent = t('consent.staleDetail', { before, now: consent.version, change: op.label });
+        staleBox.hidden = false;
+        staleBox.querySelector('#retry').focus();
+        Vigie.status(statusBox, 'warning', t('consent.notSaved'), '');
+        return false;
+      }
+      if (e.status === 400) {
+        sessionStorage.removeItem(PENDING);
+        const id = fieldFor(e.message);
+        const input = id && document.getElementById(id);
+        if (input) { Vigie.fieldError(input, document.getElementById(id + '-error'), t('consent.serverField', { detail: e.message })); input.focus(); }
+        Vigie.status(statusBox, 'error', t('consent.notSaved'), e.message);
+        return false;
+      }
+      Vigie.status(statusBox, 'error', t('consent.notSaved'), e.message);
+      return false;
+    }
+  }
+
+  document.getElementById('retry').addEventListener('click', () => { const op = pending(); if (op) save(op); });
+  document.getElementById('discard').addEventListener('click', () => { sessionStorage.removeItem(PENDING); staleBox.hidden = true; load(); });
+
+  const rppsProblem = v => !v ? t('field.err.required') : !/^[0-9]{11}$/.test(v) ? t('field.err.rpps') : '';
+  function rppsForm(formId, inputId, build) {
+    const form = document.getElementById(formId), input = document.getElementById(inputId), err = document.getElementById(inputId + '-error');
+    form.addEventListener('submit', async ev => {
+      ev.preventDefault();
+      const v = input.value.replace(/\s/g, '');
+      const problem = rppsProblem(v);
+      Vigie.fieldError(input, err, problem && t('field.named', { field: t('field.rpps'), problem }));
+      if (problem) { input.focus(); return; }
+      if (await save(build(v))) input.value = '';
+    });
+  }
+  rppsForm('block-form', 'block-rpps', rpps => ({ add: { id: 'block-' + rpps, block_professional: { rpps } }, label: t('directive.block_professional', { rpps }) }));
+  rppsForm('physician-form', 'physician-rpps', rpps => ({ replaceKind: 'treating_physician', add: { id: 'treating-physician', treating_physician: { rpps } }, label: t('directive.treating_physician', { rpps }) }));
+
+  document.getElementById('hide-form').addEventListener('submit', async ev => {
+    ev.preventDefault();
+    const input = document.getElementById('hide-doc'), err = document.getElementById('hide-doc-error');
+    const doc = input.value.trim();
+    const problem = !doc ? t('field.err.required') : doc.length > 128 ? t('field.err.tooLong', { max: 128 }) : '';
+    Vigie.fieldError(input, err, problem && t('field.named', { field: t('field.document'), problem }));
+    if (problem) { input.focus(); return; }
+    const id = 'hide-' + Array.from(new TextEncoder().encode(doc)).map(b => b.toString(16).padStart(2, '0')).join('').slice(0, 58);
+    if (await save({ add: { id, hide_document: { document_id: doc } }, label: t('directive.hide_document', { doc }) })) input.value = '';
+  });
+  document.getElementById('emergency-form').addEventListener('submit', ev => {
+    ev.preventDefault();
+    const on = document.getElementById('oppose').checked;
+    save(on ? { replaceKind: 'oppose_emergency_access', add: { id: 'oppose-emergency', oppose_emergency_access: {} }, label: t('directive.oppose_emergency_access') }
+      : { replaceKind: 'oppose_emergency_access', label: t('consent.emergencyOff') });
+  });
+  document.getElementById('optout-form').addEventListener('submit', ev => {
+    ev.preventDefault();
+    const on = document.getElementById('optout').checked, confirm = document.getElementById('optout-confirm');
+    const problem = on && !confirm.checked ? t('consent.optoutNeedsConfirm') : '';
+    Vigie.fieldError(confirm, document.getElementById('optout-confirm-error'), problem);
+    if (problem) { confirm.focus(); return; }
+    save(on ? { replaceKind: 'opt_out', add: { id: 'opt-out', opt_out: {} }, label: t('directive.opt_out') }
+      : { replaceKind: 'opt_out', label: t('consent.optoutOff') });
+  });
+  document.addEventListener('vigie:lang', () => load());
+
+  try {
+    await load();
+    const op = pending();
+    if (op) {
+      document.getElementById('stale-detail').textContent = t('consent.pendingDetail', { change: op.label });
+      staleBox.hidden = false;
+    }
+  } catch (e) {
+    if (!(e instanceof Vigie.ApiError && e.status === 401)) Vigie.status(statusBox, 'error', t('error.load'), e.message);
+  }
+});

@@ -1,0 +1,110 @@
+// What an event means, in words: shared by the history and the
+// dashboard. Everything here reads the contents the verifier parsed from
+// the bytes it hashed (report.EventReport), never the server's fields.
+'use strict';
+
+const VigieEvents = (() => {
+  const { t, el } = Vigie;
+  let texts = null;             // /portal/texts.json: wording of rules, directives, reasons
+  const rules = new Map();      // rules version -> parsed national rules (hash checked)
+
+  async function loadTexts() {
+    if (!texts) texts = await (await fetch('texts.json', { cache: 'no-cache' })).json();
+  }
+  function wording(group, kind) {
+    const w = texts && texts[group] && texts[group][kind];
+    return w ? w[Vigie.lang] : kind;
+  }
+
+  // loadRules fetches the national rules each access was decided under
+  // (GET /v1/rules/{version}, public) for their labels, and uses them only
+  // if their SHA-256 is the one the verified record names.
+  async function loadRules(events) {
+    const wanted = new Map();
+    for (const e of events) {
+      const d = e.payload && e.payload.decision;
+      if (d && d.rules_version && !rules.has(String(d.rules_version))) wanted.set(String(d.rules_version), d.rules_hash);
+    }
+    for (const [v, hash] of wanted) {
+      try {
+        const bytes = await Vigie.api('GET', '/v1/rules/' + encodeURIComponent(v), undefined, { raw: true });
+        const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
+        const hex = Array.from(digest, b => b.toString(16).padStart(2, '0')).join('');
+        if (hex === hash) rules.set(v, JSON.parse(new TextDecoder().decode(bytes)));
+      } catch (e) { /* labels are a comfort: codes are shown instead */ }
+    }
+  }
+  function label(version, list, code) {
+    const r = rules.get(String(version));
+    const item = r && (r[list] || []).find(x => x.code === code);
+    return item ? item[Vigie.lang] : code;
+  }
+
+  // describe turns a verified event into what the table shows.
+  function describe(e) {
+    const p = e.payload || {};
+    const v = { seq: e.sequence, index: e.leaf_index, time: e.time, kind: e.kind, verdict: e.verdict, problems: e.problems || [], commitment: e.commitment };
+    if (e.erased) return Object.assign(v, { what: t('event.erased'), who: '', why: '', outcome: null });
+    if (!e.kind) return Object.assign(v, { what: t('event.unreadable'), who: '', why: '', outcome: null });
+    switch (e.kind) {
+      case 'access': {
+        const rq = p.request || {}, d = p.decision || {}, a = rq.actor || {}, res = rq.resource || {};
+        const rv = d.rules_version;
+        const btg = ['BTG', 'ETREAT'].includes(rq.purpose) || (d.grounds || []).some(g => g.kind === 'break-glass');
+        v.outcome = d.effect === 'ALLOW' ? (btg ? 'btg' : 'allow') : 'deny';
+        v.rpps = a.rpps;
+        v.who = [label(rv, 'professions', a.profession) + ' · RPPS ' + a.rpps,
+          t('event.org', { org: a.organization }) + (a.sector ? ' · ' + label(rv, 'sectors', a.sector) : ''),
+          a.care_team ? t('event.careTeam') : ''].filter(Boolean);
+        const action = t('action.' + rq.action);
+        v.what = res.kind === 'document'
+          ? action + ' · ' + label(rv, 'document_types', res.document_type) + (res.document_id ? ' (' + res.document_id + ')' : '')
+          : action + ' · ' + t('event.wholeRecord');
+        v.why = [t('purpose.' + rq.purpose)].concat((d.grounds || []).map(g => wording(g.source, g.kind)));
+        if (rq.justification) v.why.push(t('event.justification', { text: rq.justification }));
+        return v;
+      }
+      case 'consent_change':
+        return Object.assign(v, { who: p.author === 'patient' ? t('event.you') : p.author, what: t('event.consentChange', { version: p.version }), why: '', outcome: null });
+      case 'ledger_read':
+        return Object.assign(v, { who: p.reader === 'patient' ? t('event.you') : p.reader, what: t('event.read', { n: p.events }), why: t('event.readMethod.' + p.method), outcome: null });
+      case 'break_glass_review':
+        return Object.assign(v, { who: p.reviewer, what: t('event.review.' + p.verdict), why: p.comment || '', outcome: null, reviewed: p.event });
+      case 'erasure':
+        return Object.assign(v, { who: p.requested_by || '', what: t('event.erasure.' + p.state), why: '', outcome: null });
+      case 'rules_change':
+        return Object.assign(v, { who: p.author, what: t('event.rules', { version: p.version }), why: '', outcome: null });
+    }
+    return Object.assign(v, { what: e.kind, who: '', why: '', outcome: null });
+  }
+
+  function verdictCell(v) {
+    const sym = { verified: '✔', promised: '⏳', failed: '✖' }[v.verdict] || '?';
+    const cell = [el('span', { class: 'badge ' + v.verdict, text: sym + ' ' + t('verdict.' + v.verdict) })];
+    if (v.problems.length) cell.push(el('ul', { class: 'small' }, v.problems.map(p => el('li', { text: p }))));
+    cell.push(el('div', { class: 'small mono', title: t('col.commitment'), text: '#' + v.index + ' · ' + (v.commitment || '').slice(0, 12) + '…' }));
+    return cell;
+  }
+  function outcomeCell(v) {
+    if (!v.outcome) return '';
+    const sym = { allow: '✔', deny: '✖', btg: '⚠' }[v.outcome];
+    return el('span', { class: 'badge ' + v.outcome, text: sym + ' ' + t('outcome.' + v.outcome) });
+  }
+  function lines(x) { return (Array.isArray(x) ? x : [x]).filter(Boolean).map((s, i) => i ? [el('br'), s] : s).flat(); }
+
+  // row renders one described event as a table row.
+  function row(v) {
+    const cls = v.outcome === 'deny' ? 'deny' : v.outcome === 'btg' ? 'btg' : null;
+    const tr = el('tr', { class: cls, 'data-verdict': v.verdict, 'data-outcome': v.outcome || '', 'data-seq': v.seq });
+    tr.append(
+      el('td', { 'data-label': t('col.when') }, Vigie.fmtTime(v.time)),
+      el('td', { 'data-label': t('col.who') }, lines(v.who)),
+      el('td', { 'data-label': t('col.what') }, lines(v.what)),
+      el('td', { 'data-label': t('col.why') }, lines(v.why)),
+      el('td', { 'data-label': t('col.outcome') }, outcomeCell(v)),
+      el('td', { 'data-label': t('col.proof') }, verdictCell(v)));
+    return tr;
+  }
+
+  return { loadTexts, loadRules, describe, row, label };
+})();

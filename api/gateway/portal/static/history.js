@@ -1,0 +1,143 @@
+// History: every event of the patient's chain, verified in this browser
+// by the WebAssembly verifier before anything is shown.
+'use strict';
+
+document.addEventListener('DOMContentLoaded', async () => {
+  const s = Vigie.requireSession(['patient']);
+  if (!s) return;
+  const { t, el, svg } = Vigie;
+  const verdictBox = document.getElementById('verdict');
+  const logBox = document.getElementById('log-status');
+  const form = document.getElementById('filters');
+  let report = null, described = [], keyInfo = null, growth = null;
+
+  function showVerdict() {
+    if (!report) return;
+    const failed = report.events.filter(e => e.verdict === 'failed').length;
+    const promised = report.events.filter(e => e.verdict === 'promised').length;
+    if (report.ok) {
+      const cp = report.checkpoint;
+      Vigie.status(verdictBox, 'verified', t('verify.ok', { n: report.events.length }),
+        (cp ? t('verify.okDetail', { size: cp.size, origin: cp.origin }) : '') + (promised ? ' ' + t('verify.promised', { n: promised }) : ''));
+    } else {
+      Vigie.status(verdictBox, 'failed', t('verify.failed', { n: failed }), (report.problems || []).join(' · '));
+      verdictBox.setAttribute('role', 'alert');
+    }
+    verdictBox.dataset.events = report.events.length;
+    verdictBox.dataset.failed = failed;
+    const notes = [];
+    if (keyInfo && keyInfo.changed) notes.push(['failed', t('keys.changed')]);
+    if (growth && !growth.ok) notes.push(['failed', t('log.inconsistent', { detail: (growth.problems || []).concat(growth.checkpoints.flatMap(c => c.problems || [])).join(' · ') })]);
+    else if (growth) notes.push(['verified', t('log.consistent')]);
+    else if (keyInfo && keyInfo.firstUse) notes.push(['warning', t('keys.firstUse')]);
+    if (notes.length) {
+      const worst = notes.find(n => n[0] === 'failed') || notes[0];
+      Vigie.status(logBox, worst[0], notes.map(n => n[1]).join(' '));
+    }
+    document.getElementById('pinned-key').textContent = keyInfo ? keyInfo.keys.checkpoint_key : '';
+  }
+
+  function filters() {
+    const from = form.from.value, to = form.to.value;
+    const err = document.getElementById('filter-error');
+    if (from && to && to < from) {
+      Vigie.fieldError(form.to, err, t('filter.err.order'));
+      return null;
+    }
+    Vigie.fieldError(form.to, err, '');
+    return { from, to, pro: form.professional.value, outcome: form.outcome.value, all: form.all.checked };
+  }
+  function matches(v, f) {
+    const day = (v.time || '').slice(0, 10);
+    if (f.from && day < f.from) return false;
+    if (f.to && day > f.to) return false;
+    if (!f.all && v.kind !== 'access' && v.verdict !== 'failed') return false;
+    if (f.pro && v.rpps !== f.pro) return false;
+    if (f.outcome && v.outcome !== f.outcome) return false;
+    return true;
+  }
+
+  function render() {
+    const f = filters();
+    if (!f) return;
+    described = report.events.map(VigieEvents.describe);
+    const shown = described.filter(v => matches(v, f)).reverse(); // newest first
+    document.querySelector('#events tbody').replaceChildren(...shown.map(VigieEvents.row));
+    document.getElementById('count').textContent = t('history.count', { n: shown.length, total: described.length });
+    drawChart(shown.filter(v => v.kind === 'access'));
+    // professionals for the filter, kept selected across renders
+    const sel = form.professional, cur = sel.value;
+    const pros = new Map();
+    described.filter(v => v.rpps).forEach(v => pros.set(v.rpps, v.who[0]));
+    sel.replaceChildren(el('option', { value: '', text: t('filter.all') }), ...[...pros].map(([rpps, who]) => el('option', { value: rpps, text: who })));
+    sel.value = cur;
+    showVerdict();
+  }
+
+  // drawChart draws accesses per month, stacked by outcome, as SVG.
+  function drawChart(accesses) {
+    const box = document.getElementById('chart');
+    if (!accesses.length) { box.replaceChildren(el('p', { class: 'small', text: t('history.noAccess') })); return; }
+    const key = d => d.getUTCFullYear() * 12 + d.getUTCMonth();
+    const months = new Map();
+    accesses.forEach(v => {
+      const k = key(new Date(v.time));
+      const m = months.get(k) || { allow: 0, deny: 0, btg: 0 };
+      m[v.outcome]++;
+      months.set(k, m);
+    });
+    const last = Math.max(...months.keys()), first = Math.max(Math.min(...months.keys()), last - 23);
+    const n = last - first + 1, W = 720, H = 220, left = 36, bottom = 30, top = 10;
+    const max = Math.max(1, ...[...months.values()].map(m => m.allow + m.deny + m.btg));
+    const bw = Math.min((W - left - 10) / n, 60), y = c => (H - bottom - top) * c / max;
+    const bars = [];
+    for (let i = 0; i < n; i++) {
+      const m = months.get(first + i) || { allow: 0, deny: 0, btg: 0 };
+      const date = new Date(Date.UTC(Math.floor((first + i) / 12), (first + i) % 12, 1));
+      let base = H - bottom;
+      const g = svg('g', null, svg('title', null, t('chart.month', { month: Vigie.fmtMonth(date), allow: m.allow, deny: m.deny, btg: m.btg })));
+      for (const o of ['allow', 'btg', 'deny']) {
+        if (!m[o]) continue;
+        base -= y(m[o]);
+        g.append(svg('rect', { class: o, x: left + i * bw + 2, y: base, width: Math.max(bw - 4, 2), height: y(m[o]) }));
+      }
+      if (n <= 12 || i % Math.ceil(n / 12) === 0) g.append(svg('text', { x: left + i * bw + bw / 2, y: H - bottom + 16, 'text-anchor': 'middle' }, Vigie.fmtMonth(date)));
+      bars.push(g);
+    }
+    const total = accesses.length, denied = accesses.filter(v => v.outcome === 'deny').length, btg = accesses.filter(v => v.outcome === 'btg').length;
+    box.replaceChildren(svg('svg', { class: 'chart', viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-labelledby': 'chart-title chart-desc' },
+      svg('desc', { id: 'chart-desc' }, t('chart.summary', { n: total, deny: denied, btg })),
+      svg('line', { class: 'axis', x1: left, y1: H - bottom, x2: W - 5, y2: H - bottom }),
+      svg('line', { class: 'axis', x1: left, y1: top, x2: left, y2: H - bottom }),
+      svg('text', { x: left - 6, y: top + 10, 'text-anchor': 'end' }, String(max)),
+      svg('text', { x: left - 6, y: H - bottom, 'text-anchor': 'end' }, '0'),
+      bars));
+  }
+
+  form.addEventListener('input', () => report && render());
+  form.addEventListener('submit', ev => ev.preventDefault());
+  document.addEventListener('vigie:lang', () => report && render());
+
+  document.getElementById('pin-form').addEventListener('submit', ev => {
+    ev.preventDefault();
+    const input = document.getElementById('pin-key'), err = document.getElementById('pin-error');
+    const keys = input.value.trim().split(/\s+/).filter(Boolean);
+    const cp = keys.find(k => !k.split('+')[0].endsWith('/receipt')), rc = keys.find(k => k.split('+')[0].endsWith('/receipt'));
+    if (!cp || cp.split('+').length !== 3) { Vigie.fieldError(input, err, t('keys.err.format')); input.focus(); return; }
+    Vigie.fieldError(input, err, '');
+    Vigie.pinKeys(cp, rc || (keyInfo && keyInfo.keys.receipt_key));
+    location.reload();
+  });
+
+  try {
+    const [k, pages] = await Promise.all([Vigie.logKeys(), Vigie.allPages('/v1/me/accesses', 'events', 200), VigieEvents.loadTexts(), Vigie.verifier()]);
+    keyInfo = k;
+    report = await Vigie.verify('history', { keys: k.keys, pages, now: new Date().toISOString() });
+    if (report.ok && report.checkpoint_note) growth = await Vigie.checkLogGrowth(k.keys, report.checkpoint_note);
+    await VigieEvents.loadRules(report.events);
+    render();
+  } catch (e) {
+    if (e instanceof Vigie.ApiError && e.status === 401) return;
+    Vigie.status(verdictBox, 'error', t('error.load'), e.message);
+  }
+});

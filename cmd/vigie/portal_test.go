@@ -1,0 +1,524 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/vigie-sante/vigie/api/auth"
+	"github.com/vigie-sante/vigie/api/gateway/portal"
+	vigiev1 "github.com/vigie-sante/vigie/api/vigie/v1"
+)
+
+// The portal's tests drive Debian's chromium, headless, against a vigie
+// serve process (scripts/test.sh installs chromium). Without chromium they
+// skip, unless CI=true. Screenshots go to $VIGIE_TEST_ARTIFACTS, by
+// default test-artifacts/portal at the top of the repository.
+
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("chromium is not installed, and CI=true (scripts/test.sh installs it)")
+	}
+	t.Skip("chromium is not installed: the portal's browser tests skip (scripts/test.sh installs it)")
+	return ""
+}
+
+func artifactsDir(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("VIGIE_TEST_ARTIFACTS")
+	if dir == "" {
+		dir = filepath.Join("..", "..", "test-artifacts")
+	}
+	dir, err := filepath.Abs(filepath.Join(dir, "portal"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// browser is a headless chromium tab that fails the test on a script
+// error or a Content-Security-Policy violation.
+type browser struct {
+	t         *testing.T
+	ctx       context.Context
+	artifacts string
+	mu        sync.Mutex
+	problems  []string
+}
+
+func newBrowser(t *testing.T) *browser {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromiumPath(t)),
+		chromedp.NoSandbox, chromedp.Headless, chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.WindowSize(1200, 1000),
+	)
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancel)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(cancel)
+	b := &browser{t: t, ctx: ctx, artifacts: artifactsDir(t)}
+	if err := chromedp.Do(ctx); err != nil { // starts the browser
+		t.Fatalf("start chromium: %v", err)
+	}
+	messages := chromedp.Console(ctx)
+	go func() {
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			if m.IsException() || strings.Contains(m.Text, "Content Security Policy") {
+				b.mu.Lock()
+				b.problems = append(b.problems, m.String())
+				b.mu.Unlock()
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		for _, p := range b.problems {
+			t.Errorf("in the browser: %s", p)
+		}
+	})
+	return b
+}
+
+// run runs actions with a deadline, failing the test with a screenshot
+// of the page on error.
+func (b *browser) run(what string, actions ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		b.fail(what, err)
+	}
+}
+
+// get runs one action that returns a value.
+func get[T any](b *browser, what string, a chromedp.Action[T]) T {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, a)
+	if err != nil {
+		b.fail(what, err)
+	}
+	return v
+}
+
+func (b *browser) fail(what string, err error) {
+	b.t.Helper()
+	b.screenshot("failed-" + strings.ReplaceAll(what, " ", "-"))
+	ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
+	defer cancel()
+	text, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("main")))
+	b.t.Fatalf("%s: %v\npage says:\n%s", what, err, text)
+}
+
+func (b *browser) screenshot(name string) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
+	defer cancel()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		b.t.Logf("screenshot %s: %v", name, err)
+		return
+	}
+	path := filepath.Join(b.artifacts, name+".png")
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		b.t.Errorf("screenshot: %v", err)
+	}
+}
+
+// signIn opens the portal at base and signs in with token.
+func (b *browser) signIn(base, token, then string) {
+	b.t.Helper()
+	b.run("sign in",
+		chromedp.Navigate(base+portal.Prefix),
+		chromedp.WaitVisible(chromedp.CSS("#token")),
+		chromedp.SetValue(chromedp.CSS("#token"), token),
+		chromedp.Click(chromedp.CSS(`#signin-form button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.CSS(then)),
+	)
+}
+
+// attr returns the attribute of the element selected.
+func (b *browser) attr(sel, name string) string {
+	b.t.Helper()
+	return get(b, "read "+sel, chromedp.AttributeValue(chromedp.CSS(sel), name)).Value
+}
+
+func (b *browser) count(sel string) int {
+	b.t.Helper()
+	return get(b, "count "+sel, chromedp.Evaluate[int](fmt.Sprintf("document.querySelectorAll(%q).length", sel)))
+}
+
+func (b *browser) text(sel string) string {
+	b.t.Helper()
+	return get(b, "text of "+sel, chromedp.Text(chromedp.CSS(sel)))
+}
+
+// eval runs a script for its effect.
+func eval(script string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := chromedp.Evaluate[any](script)(ctx, t)
+		return err
+	})
+}
+
+// tamperingProxy forwards to target and changes one byte of the first
+// event body of every history listing (GET /v1/me/accesses): a server
+// that lies about what was recorded.
+func tamperingProxy(t *testing.T, target string) string {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	proxy.ModifyResponse = func(r *http.Response) error {
+		if r.Request.URL.Path != "/v1/me/accesses" || r.StatusCode != http.StatusOK {
+			return nil
+		}
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			return err
+		}
+		var page map[string]any
+		if err := json.Unmarshal(body, &page); err != nil {
+			return err
+		}
+		if evs, _ := page["events"].([]any); len(evs) > 0 {
+			ev := evs[0].(map[string]any)
+			b, err := base64.StdEncoding.DecodeString(ev["body"].(string))
+			if err != nil {
+				return err
+			}
+			// The professional was in the care team: say they were not.
+			b = bytes.Replace(b, []byte(`"care_team":true`), []byte(`"care_team":false`), 1)
+			ev["body"] = base64.StdEncoding.EncodeToString(b)
+		}
+		out, err := json.Marshal(page)
+		if err != nil {
+			return err
+		}
+		r.Body = io.NopCloser(bytes.NewReader(out))
+		r.ContentLength = int64(len(out))
+		r.Header.Set("Content-Length", fmt.Sprint(len(out)))
+		return nil
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: proxy}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return "http://" + l.Addr().String()
+}
+
+// portalAccesses records three accesses to the e2e patient's record: an
+// allowed one by the care team, a break-glass one, and one the national
+// rules deny (a dentist reading advance directives). It returns the last
+// leaf index.
+func portalAccesses(t *testing.T, e *e2e) uint64 {
+	t.Helper()
+	access := vigiev1.NewAccessServiceClient(e.conn)
+	service := e.as(auth.RoleService, "hospital-his", e2eHospital)
+	btg := checkRequest("portal-btg")
+	btg.Actor.Rpps, btg.Actor.CareTeam = "10000000002", false
+	btg.PurposeOfUse, btg.BreakGlassJustification = vigiev1.PurposeOfUse_BTG, "patient unconscious in the emergency room"
+	dentist := checkRequest("portal-dentist")
+	dentist.Actor.Rpps, dentist.Actor.Profession = "10000000003", "40"
+	dentist.Resource = &vigiev1.Resource{Kind: &vigiev1.Resource_Document{Document: &vigiev1.Document{Id: "doc-7", Type: "advance-directives"}}}
+	want := []vigiev1.Decision{vigiev1.Decision_ALLOW, vigiev1.Decision_ALLOW, vigiev1.Decision_DENY}
+	var last uint64
+	for i, req := range []*vigiev1.CheckRequest{checkRequest("portal-1"), btg, dentist} {
+		resp, err := access.Check(service, req)
+		if err != nil || resp.Decision != want[i] {
+			t.Fatalf("Check %s = %v, %v; want %v", req.RequestId, resp, err, want[i])
+		}
+		last = resp.Event.LeafIndex
+	}
+	return last
+}
+
+// TestPortalPatient is the patient's story in a real browser: sign in,
+// see the accesses this test made, verified by the page's WebAssembly
+// verifier; through a proxy that changes a body, see the page report the
+// failure; block a professional, after which a Check is denied; a stale
+// consent edit is explained and retried; another patient sees none of it;
+// expired and foreign tokens lead back to the sign-in page with a message.
+func TestPortalPatient(t *testing.T) {
+	e := startE2E(t)
+	base := e.http().base
+	e.waitCheckpoint(portalAccesses(t, e) + 1)
+	b := newBrowser(t)
+	patientToken := e.token(auth.RolePatient, e2ePatient)
+
+	// The history: three accesses, each verified, break-glass and denial
+	// standing out.
+	b.signIn(base, patientToken, `#verdict[data-state="verified"], #verdict[data-state="failed"], #verdict[data-state="error"]`)
+	if state := b.attr("#verdict", "data-state"); state != "verified" {
+		b.screenshot("history-not-verified")
+		t.Fatalf("history verdict %q: %s", state, b.text("#verdict"))
+	}
+	if n := b.attr("#verdict", "data-events"); n != "3" {
+		t.Errorf("verified %s events, want 3", n)
+	}
+	if got := b.count(`#events tbody tr[data-verdict="verified"]`); got != 3 {
+		t.Errorf("%d verified rows, want 3", got)
+	}
+	for _, o := range []string{"allow", "btg", "deny"} {
+		if got := b.count(fmt.Sprintf(`#events tbody tr[data-outcome=%q]`, o)); got != 1 {
+			t.Errorf("%d rows with outcome %s, want 1", got, o)
+		}
+	}
+	if got := b.count(`#chart svg rect`); got < 3 {
+		t.Errorf("the chart has %d bars, want at least 3 (one per outcome)", got)
+	}
+	if txt := b.text("#events"); !strings.Contains(txt, "Médecin") || !strings.Contains(txt, "Directives anticipées") || !strings.Contains(txt, "Urgence") {
+		t.Errorf("the table lacks the national rules' French labels:\n%s", txt)
+	}
+	b.screenshot("history-fr")
+	b.run("switch to English", chromedp.Click(chromedp.CSS("#lang")), chromedp.WaitVisible(chromedp.CSS(`html[lang="en"]`)))
+	if txt := b.text("#verdict"); !strings.Contains(txt, "Verified by your browser") {
+		t.Errorf("English verdict: %s", txt)
+	}
+	b.screenshot("history-en")
+	b.run("narrow screen", chromedp.EmulateViewport(380, 800))
+	b.screenshot("history-mobile")
+	b.run("wide screen", chromedp.EmulateViewport(1200, 1000), chromedp.Click(chromedp.CSS("#lang")), chromedp.WaitVisible(chromedp.CSS(`html[lang="fr"]`)))
+
+	// Block the physician of the first access: the next Check is denied.
+	b.run("block a professional",
+		chromedp.Navigate(base+portal.Prefix+"consent.html"),
+		chromedp.WaitVisible(chromedp.CSS(`#consent-status[data-state="verified"]`)),
+		chromedp.SetValue(chromedp.CSS("#block-rpps"), "1234"),
+		chromedp.Click(chromedp.CSS(`#block-form button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#block-rpps-error`)),
+	)
+	if msg := b.text("#block-rpps-error"); !strings.Contains(msg, "RPPS") {
+		t.Errorf("a short RPPS: the error does not name the field: %q", msg)
+	}
+	b.run("block a professional",
+		chromedp.SetValue(chromedp.CSS("#block-rpps"), e2eDoctor),
+		chromedp.Click(chromedp.CSS(`#block-form button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#consent-status[data-version="1"]`)),
+	)
+	b.screenshot("consent-blocked")
+	denied, err := vigiev1.NewAccessServiceClient(e.conn).Check(e.as(auth.RoleService, "hospital-his", e2eHospital), checkRequest("portal-after-block"))
+	if err != nil || denied.Decision != vigiev1.Decision_DENY || denied.ConsentVersion != 1 {
+		t.Fatalf("Check after the block = %v, %v; want DENY under consent 1", denied, err)
+	}
+
+	// A stale edit: the consent changes elsewhere (version 2) while the
+	// page shows version 1; the page explains, keeps the change, retries.
+	consents := vigiev1.NewConsentServiceClient(e.conn)
+	patient := e.as(auth.RolePatient, e2ePatient)
+	cur, err := consents.GetConsent(patient, &vigiev1.GetConsentRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	elsewhere := append(cur.Directives, &vigiev1.Directive{Id: "elsewhere", Kind: &vigiev1.Directive_OpposeEmergencyAccess{OpposeEmergencyAccess: &vigiev1.OpposeEmergencyAccess{}}})
+	if _, err := consents.UpdateConsent(patient, &vigiev1.UpdateConsentRequest{ExpectedVersion: cur.Version, Directives: elsewhere}); err != nil {
+		t.Fatal(err)
+	}
+	b.run("stale edit",
+		chromedp.SetValue(chromedp.CSS("#block-rpps"), "10000000009"),
+		chromedp.Click(chromedp.CSS(`#block-form button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.CSS("#stale")),
+	)
+	if msg := b.text("#stale"); !strings.Contains(msg, "10000000009") {
+		t.Errorf("the stale message does not keep the change: %q", msg)
+	}
+	b.screenshot("consent-stale")
+	b.run("retry", chromedp.Click(chromedp.CSS("#retry")), chromedp.WaitVisible(chromedp.CSS(`#consent-status[data-version="3"]`)))
+	final, err := consents.GetConsent(patient, &vigiev1.GetConsentRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, d := range final.Directives {
+		ids = append(ids, d.Id)
+	}
+	if got := strings.Join(ids, ","); got != "block-"+e2eDoctor+",elsewhere,block-10000000009" {
+		t.Errorf("consent after the retry: %s", got)
+	}
+
+	// Through a proxy that changes a body, the page reports the failure.
+	tb := newBrowser(t)
+	tb.signIn(tamperingProxy(t, base), patientToken, `#verdict[data-state="verified"], #verdict[data-state="failed"]`)
+	if state := tb.attr("#verdict", "data-state"); state != "failed" {
+		tb.screenshot("tampered-not-detected")
+		t.Fatalf("a tampered body was not detected: verdict %q: %s", state, tb.text("#verdict"))
+	}
+	if got := tb.count(`#events tbody tr[data-verdict="failed"][data-seq="1"]`); got != 1 {
+		t.Errorf("the tampered event is not marked failed")
+	}
+	tb.screenshot("history-tampered")
+
+	// Another patient sees only their own (empty) history.
+	other := newBrowser(t)
+	other.signIn(base, e.token(auth.RolePatient, "180127512345642"), `#verdict[data-state="verified"]`)
+	if n := other.attr("#verdict", "data-events"); n != "0" {
+		t.Errorf("another patient sees %s events", n)
+	}
+	html := get(other, "page source", chromedp.OuterHTML(chromedp.CSS("html")))
+	if strings.Contains(html, e2eDoctor) || strings.Contains(html, "10000000002") {
+		t.Errorf("another patient's page shows the first patient's professionals")
+	}
+
+	// Tokens refused: foreign issuer (server check), expired (client check).
+	foreignIssuer, err := embeddedTokenIssuer(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign, err := foreignIssuer.Mint(auth.TokenRequest{Role: auth.RolePatient, Subject: e2ePatient, TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.run("sign in with a foreign token",
+		chromedp.Navigate(base+portal.Prefix+"index.html"),
+		chromedp.Click(chromedp.CSS("#signout")),
+		chromedp.WaitVisible(chromedp.CSS("#token")),
+		chromedp.SetValue(chromedp.CSS("#token"), foreign),
+		chromedp.Click(chromedp.CSS(`#signin-form button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.CSS("#token-error")),
+	)
+	if msg := other.text("#token-error"); !strings.Contains(msg, "refusé") {
+		t.Errorf("foreign token: %q", msg)
+	}
+	// A foreign token already in the session: the API refuses it, and the
+	// page goes back to sign-in with the server's reason.
+	other.run("foreign token in the session",
+		eval(fmt.Sprintf("sessionStorage.setItem('vigie.token', %q)", foreign)),
+		chromedp.Navigate(base+portal.Prefix+"history.html"),
+		chromedp.WaitVisible(chromedp.CSS("#signin-message")),
+	)
+	if msg := other.text("#signin-message"); !strings.Contains(msg, "refusé") {
+		t.Errorf("foreign token in the session: %q", msg)
+	}
+	expired, err := e.issuer.Mint(auth.TokenRequest{Role: auth.RolePatient, Subject: e2ePatient, TTL: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	other.run("expired token",
+		eval(fmt.Sprintf("sessionStorage.setItem('vigie.token', %q)", expired)),
+		chromedp.Navigate(base+portal.Prefix+"history.html"),
+		chromedp.WaitVisible(chromedp.CSS("#signin-message")),
+	)
+	if msg := other.text("#signin-message"); !strings.Contains(msg, "expiré") {
+		t.Errorf("expired token: %q", msg)
+	}
+	other.screenshot("signin-expired")
+
+	if strings.Contains(e.proc.stderr.String(), e2ePatient) {
+		t.Errorf("the server's log holds the patient's INS")
+	}
+}
+
+// TestPortalAuditor is the dashboard in a real browser: a regulator sees
+// the log verified and consistent, reviews the break-glass access (the
+// review is recorded in the patient's chain, as is the regulator's read),
+// searches events (a wrong field is named); an auditor sees the log only.
+func TestPortalAuditor(t *testing.T) {
+	e := startE2E(t)
+	base := e.http().base
+	e.waitCheckpoint(portalAccesses(t, e) + 1)
+	b := newBrowser(t)
+	b.signIn(base, e.token(auth.RoleRegulator, "cnil"), `#log-status[data-state="verified"], #log-status[data-state="failed"], #log-status[data-state="error"]`)
+	if state := b.attr("#log-status", "data-state"); state != "verified" {
+		t.Fatalf("log status %q: %s", state, b.text("#log-status"))
+	}
+	b.run("review queue", chromedp.WaitVisible(chromedp.CSS("form.review")))
+	if n := b.count("form.review"); n != 1 {
+		t.Fatalf("%d break-glass accesses to review, want 1", n)
+	}
+	if txt := b.text("#alerts-body"); !strings.Contains(txt, "Aucune règle") {
+		t.Errorf("alerts without rules: %q", txt)
+	}
+	b.screenshot("dashboard")
+	b.run("review without a verdict",
+		chromedp.Click(chromedp.CSS(`form.review button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.CSS(`form.review .field-error`)),
+	)
+	if msg := b.text(`form.review .field-error`); !strings.Contains(msg, "Conclusion") {
+		t.Errorf("missing verdict: %q", msg)
+	}
+	b.run("review",
+		chromedp.Click(chromedp.CSS(`form.review input[value=justified]`)),
+		chromedp.SetValue(chromedp.CSS(`form.review textarea`), "arrêt cardiaque, patient inconscient"),
+		chromedp.Click(chromedp.CSS(`form.review button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#queue-status[data-reviewed]`)),
+	)
+	b.run("search with a wrong RPPS",
+		chromedp.SetValue(chromedp.CSS("#s-rpps"), "123"),
+		chromedp.Click(chromedp.CSS(`#search-form button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.CSS("#s-rpps-error")),
+	)
+	if msg := b.text("#s-rpps-error"); !strings.Contains(msg, "RPPS") {
+		t.Errorf("wrong RPPS: %q", msg)
+	}
+	b.run("search",
+		chromedp.SetValue(chromedp.CSS("#s-rpps"), e2eDoctor),
+		chromedp.Click(chromedp.CSS(`#search-form button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#search-count[data-ok]`)),
+	)
+	if ok := b.attr("#search-count", "data-ok"); ok != "true" || b.count(`#results tbody tr[data-verdict="verified"]`) != 1 {
+		t.Errorf("search: ok=%s, %d verified rows, want 1: %s", ok, b.count(`#results tbody tr`), b.text("#results"))
+	}
+	b.screenshot("dashboard-reviewed")
+	b.run("queue after the review", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("#queue-empty")))
+
+	// The patient's chain has the review, and the regulator's reads.
+	patient := e.as(auth.RolePatient, e2ePatient)
+	var reviews, reads int
+	for _, ev := range e.listAndVerify(patient, 100) {
+		switch {
+		case ev.body.Kind == "break_glass_review":
+			reviews++
+		case ev.body.Kind == "ledger_read" && strings.Contains(string(ev.body.Payload), `"reader":"regulator:cnil"`):
+			reads++
+		}
+	}
+	if reviews != 1 || reads < 3 {
+		t.Errorf("the patient's chain has %d reviews and %d reads by the regulator, want 1 and at least 3", reviews, reads)
+	}
+
+	// An auditor reads the log, not events.
+	a := newBrowser(t)
+	a.signIn(base, e.token(auth.RoleAuditor, "asso-patients"), `#log-status[data-state="verified"]`)
+	if n := a.count("#search:not([hidden]), #queue:not([hidden]), #alerts:not([hidden])"); n != 0 {
+		t.Errorf("an auditor sees %d event sections", n)
+	}
+	a.screenshot("dashboard-auditor")
+}
