@@ -196,6 +196,9 @@ func secureHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("X-Content-Type-Options", "nosniff")
+		// No response of the API is a page: nothing in it may run, load
+		// or be framed, even if a browser were made to render it.
+		h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
 		if !strings.HasPrefix(r.URL.Path, "/metrics") {
 			h.Set("Cache-Control", "no-store")
 		}

@@ -446,8 +446,8 @@ func TestJSONMapping(t *testing.T) {
 		got["consent_version"] != "0" || event["leaf_index"] != "0" || event["commitment"] != strings.Repeat("ab", 32) {
 		t.Errorf("Check response %s: want proto names, enum names, 64-bit integers as strings, zero values shown", body)
 	}
-	if resp.Header.Get("Cache-Control") != "no-store" || resp.Header.Get("X-Content-Type-Options") != "nosniff" {
-		t.Errorf("headers %v: want no-store and nosniff", resp.Header)
+	if resp.Header.Get("Cache-Control") != "no-store" || resp.Header.Get("X-Content-Type-Options") != "nosniff" || resp.Header.Get("Content-Security-Policy") != "default-src 'none'; frame-ancestors 'none'" {
+		t.Errorf("headers %v: want no-store, nosniff and a CSP that allows nothing", resp.Header)
 	}
 	// Stale version: ABORTED, HTTP 409.
 	patient := bearer(e.token(auth.RolePatient))

@@ -13,7 +13,7 @@ import (
 )
 
 // MaxReviewComment bounds a break-glass review's comment, in bytes.
-const MaxReviewComment = 2000
+const MaxReviewComment = 4096
 
 type auditService struct {
 	vigiev1.UnimplementedAuditServiceServer
@@ -180,7 +180,7 @@ func (s *auditService) ReviewBreakGlass(ctx context.Context, req *vigiev1.Review
 		return nil, InvalidField("verdict", "unknown value")
 	}
 	if len(req.Comment) > MaxReviewComment || !utf8.ValidString(req.Comment) {
-		return nil, InvalidField("comment", "at most 2000 bytes of UTF-8")
+		return nil, InvalidField("comment", "at most 4096 bytes of UTF-8")
 	}
 	row, err := s.b.Ledger.EventByCommitment(ctx, c)
 	if err != nil {
