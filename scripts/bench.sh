@@ -10,13 +10,16 @@
 #   record  vigie bench record, sustained recording for RECORD_SECONDS
 #           (default 60) on SQLite and on PostgreSQL, RECORD_RUNS times
 #           each (default 3)
+#   api     vigie bench api: Check over gRPC beside a no-op call and Record
+#           alone, API_SECONDS a phase (default 20), API_RUNS times
+#           (default 3), embedded mode
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
 . scripts/pg.sh
 
 suites=("$@")
-[ ${#suites[@]} -gt 0 ] || suites=(go record)
+[ ${#suites[@]} -gt 0 ] || suites=(go record api)
 pg_start || { echo "bench.sh: PostgreSQL is required for the side-by-side figures" >&2; exit 1; }
 out="bench-results/$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$out"
@@ -39,8 +42,14 @@ for suite in "${suites[@]}"; do
 				--data-dir "$(mktemp -d)" | tee -a "$out/record-postgresql.txt"
 		done
 		;;
+	api)
+		go build -o "$out/vigie" ./cmd/vigie
+		for run in $(seq 1 "${API_RUNS:-3}"); do
+			"$out/vigie" bench api --duration "${API_SECONDS:-20}s" | tee -a "$out/api.txt"
+		done
+		;;
 	*)
-		echo "bench.sh: unknown suite $suite (go, record)" >&2
+		echo "bench.sh: unknown suite $suite (go, record, api)" >&2
 		exit 2
 		;;
 	esac
