@@ -58,9 +58,9 @@ func (b *builder) access(s accessSpec) event.Ref {
 		s.grounds = []consent.Ground{{Source: consent.SourceRule, ID: "care-team", Kind: consent.RuleCareTeam, Effect: s.effect}}
 	}
 	req := consent.Request{ID: fmt.Sprint("r", len(b.events)), Service: "his",
-		Actor:    consent.Actor{RPPS: rpps, Profession: "10", Sector: "care", Organization: org, CareTeam: s.careTeam},
-		Action:   consent.ActionRead, Resource: consent.Resource{Kind: consent.ResourceRecord},
-		Purpose:  s.purpose, Time: s.at}
+		Actor:  consent.Actor{RPPS: rpps, Profession: "10", Sector: "care", Organization: org, CareTeam: s.careTeam},
+		Action: consent.ActionRead, Resource: consent.Resource{Kind: consent.ResourceRecord},
+		Purpose: s.purpose, Time: s.at}
 	if s.purpose != consent.PurposeTreatment {
 		req.Justification = "unconscious patient"
 	}
