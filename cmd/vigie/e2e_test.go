@@ -42,7 +42,12 @@ var (
 
 func startE2E(t *testing.T, args ...string) *e2e {
 	t.Helper()
-	dataDir := filepath.Join(t.TempDir(), "data")
+	return startE2EAt(t, filepath.Join(t.TempDir(), "data"), args...)
+}
+
+// startE2EAt starts vigie serve on dataDir (new or not) and connects to it.
+func startE2EAt(t *testing.T, dataDir string, args ...string) *e2e {
+	t.Helper()
 	proc := startServe(t, append([]string{"--data-dir", dataDir, "--checkpoint-interval", "100ms", "--sequencer-interval", "20ms"}, args...)...)
 	proc.waitReady(t)
 	m := grpcLine.FindStringSubmatch(proc.output())

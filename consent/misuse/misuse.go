@@ -86,6 +86,17 @@ func (s Severity) String() string {
 // MarshalText returns "high", "medium" or "low".
 func (s Severity) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
+// UnmarshalText parses what MarshalText returns.
+func (s *Severity) UnmarshalText(b []byte) error {
+	for _, v := range []Severity{High, Medium, Low} {
+		if v.String() == string(b) {
+			*s = v
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown severity %q", b)
+}
+
 // Config holds the thresholds. The zero value of a field means its
 // default; a negative value is an error.
 type Config struct {

@@ -261,3 +261,17 @@ func TestDetectInput(t *testing.T) {
 		}
 	}
 }
+
+func TestSeverityText(t *testing.T) {
+	for _, s := range []Severity{High, Medium, Low} {
+		b, _ := s.MarshalText()
+		var got Severity
+		if err := got.UnmarshalText(b); err != nil || got != s {
+			t.Errorf("%s: round trip %v, %v", b, got, err)
+		}
+	}
+	var s Severity
+	if err := s.UnmarshalText([]byte("urgent")); err == nil {
+		t.Error("an unknown severity parsed")
+	}
+}

@@ -114,6 +114,17 @@ func (s Severity) String() string {
 // MarshalText returns "critical", "high" or "medium".
 func (s Severity) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
+// UnmarshalText parses what MarshalText returns.
+func (s *Severity) UnmarshalText(b []byte) error {
+	for _, v := range []Severity{Critical, High, Medium} {
+		if v.String() == string(b) {
+			*s = v
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown severity %q", b)
+}
+
 var severities = map[Kind]Severity{
 	KindAllowDenied: Critical, KindDenyAllowed: High, KindConsentVersion: High, KindConsentChange: High,
 	KindRules: High, KindUnreadable: High, KindExplanation: Medium,

@@ -271,3 +271,17 @@ func TestReplayErrors(t *testing.T) {
 		t.Error("Replay without an engine succeeded")
 	}
 }
+
+func TestSeverityText(t *testing.T) {
+	for _, s := range []Severity{Critical, High, Medium} {
+		b, _ := s.MarshalText()
+		var got Severity
+		if err := got.UnmarshalText(b); err != nil || got != s {
+			t.Errorf("%s: round trip %v, %v", b, got, err)
+		}
+	}
+	var s Severity
+	if err := s.UnmarshalText([]byte("low")); err == nil {
+		t.Error("an unknown severity parsed")
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/vigie-sante/vigie/ledger/event"
 	"github.com/vigie-sante/vigie/ledger/verify"
@@ -140,12 +141,16 @@ func Follow(ctx context.Context, src LogSource, opts FollowOptions) (*FollowRepo
 			return nil, err
 		}
 	}
+	if len(f.r.Seen) == 0 {
+		return f.r, nil // the only checkpoint served is not the log's
+	}
 	last := f.r.Seen[len(f.r.Seen)-1]
 	for i := range opts.Expect {
 		if i >= last.Size {
 			f.r.Beyond = append(f.r.Beyond, i)
 		}
 	}
+	slices.Sort(f.r.Beyond)
 	if len(f.r.Findings) == 0 && last.RootChecked {
 		f.r.State = &LogState{Checkpoint: last.Note, Range: f.rb.Range()}
 	}

@@ -234,3 +234,17 @@ func TestCheckReceipt(t *testing.T) {
 		t.Errorf("forged: %s %v", r.Status, r.Findings)
 	}
 }
+
+// TestFollowFirstCheckpointForged: with no saved state, a first checkpoint
+// that is not the log's is reported, and nothing is saved.
+func TestFollowFirstCheckpointForged(t *testing.T) {
+	l := newFakeLog(t, "forged")
+	grow(l, 5, "a")
+	other, _, _ := testKeys(t, "other")
+	l.cpSigner = other
+	l.sign()
+	r := follow(t, l, FollowOptions{})
+	if !slices.Equal(kinds(r.Findings), []Kind{KindSignature}) || r.State != nil || len(r.Seen) != 0 {
+		t.Fatalf("findings %v, state %v, seen %v", r.Findings, r.State, r.Seen)
+	}
+}
