@@ -57,6 +57,12 @@ type Config struct {
 	MaxRetries int
 	// UserAgent is sent with every call. Default "vigie-client".
 	UserAgent string
+	// AnonymousPublic sends the token only with the methods that need
+	// one (a patient's history, an auditor's search), not with the public
+	// ones (the log's, the national rules): a patient's tool need not tell
+	// the server which entries of the log it checks. An auditor sends it
+	// everywhere, for its role's larger rate limit.
+	AnonymousPublic bool
 }
 
 // Client calls Vigie's HTTP API. It is safe for concurrent use.
@@ -125,12 +131,12 @@ func IsCode(err error, code codes.Code) bool {
 // keys proves nothing.
 func (c *Client) PublicKeys(ctx context.Context) (*vigiev1.PublicKeys, error) {
 	out := &vigiev1.PublicKeys{}
-	return out, c.getJSON(ctx, "/v1/log/key", nil, out)
+	return out, c.getJSON(ctx, public, "/v1/log/key", nil, out)
 }
 
 // Checkpoint returns the latest signed checkpoint note (GET /checkpoint).
 func (c *Client) Checkpoint(ctx context.Context) ([]byte, error) {
-	return c.getRaw(ctx, "/checkpoint", nil)
+	return c.do(ctx, http.MethodGet, public, "/checkpoint", nil, nil)
 }
 
 // ConsistencyProof returns the proof that the tree of size first is a
@@ -138,7 +144,7 @@ func (c *Client) Checkpoint(ctx context.Context) ([]byte, error) {
 func (c *Client) ConsistencyProof(ctx context.Context, first, second uint64) ([][]byte, error) {
 	out := &vigiev1.ConsistencyProof{}
 	q := url.Values{"first": {u64(first)}, "second": {u64(second)}}
-	if err := c.getJSON(ctx, "/v1/log/consistency", q, out); err != nil {
+	if err := c.getJSON(ctx, public, "/v1/log/consistency", q, out); err != nil {
 		return nil, err
 	}
 	return out.Hashes, nil
@@ -149,7 +155,7 @@ func (c *Client) ConsistencyProof(ctx context.Context, first, second uint64) ([]
 func (c *Client) InclusionProof(ctx context.Context, index, size uint64) ([][]byte, error) {
 	out := &vigiev1.InclusionProof{}
 	q := url.Values{"leaf_index": {u64(index)}, "tree_size": {u64(size)}}
-	if err := c.getJSON(ctx, "/v1/log/inclusion", q, out); err != nil {
+	if err := c.getJSON(ctx, public, "/v1/log/inclusion", q, out); err != nil {
 		return nil, err
 	}
 	if out.LeafIndex != index || out.TreeSize != size {
@@ -165,7 +171,7 @@ func (c *Client) InclusionProof(ctx context.Context, index, size uint64) ([][]by
 func (c *Client) Leaves(ctx context.Context, start, end uint64) ([][]byte, error) {
 	out := &vigiev1.GetLeavesResponse{}
 	q := url.Values{"start": {u64(start)}, "end": {u64(end)}}
-	if err := c.getJSON(ctx, "/v1/log/leaves", q, out); err != nil {
+	if err := c.getJSON(ctx, public, "/v1/log/leaves", q, out); err != nil {
 		return nil, err
 	}
 	if out.Start != start {
@@ -188,7 +194,7 @@ func (c *Client) ListAccesses(ctx context.Context, pageSize int32, pageToken str
 		q.Set("page_token", pageToken)
 	}
 	out := &vigiev1.ListAccessesResponse{}
-	return out, c.getJSON(ctx, "/v1/me/accesses", q, out)
+	return out, c.getJSON(ctx, private, "/v1/me/accesses", q, out)
 }
 
 // NationalRules returns the exact bytes of a national rules version (GET
@@ -197,7 +203,7 @@ func (c *Client) NationalRules(ctx context.Context, version int64) ([]byte, erro
 	if version < 1 {
 		return nil, fmt.Errorf("national rules version %d: must be positive", version)
 	}
-	return c.getRaw(ctx, "/v1/rules/"+strconv.FormatInt(version, 10), nil)
+	return c.do(ctx, http.MethodGet, public, "/v1/rules/"+strconv.FormatInt(version, 10), nil, nil)
 }
 
 // SearchEvents returns a page of events matching req (POST
@@ -209,7 +215,7 @@ func (c *Client) SearchEvents(ctx context.Context, req *vigiev1.SearchEventsRequ
 		return nil, fmt.Errorf("search events: %w", err)
 	}
 	out := &vigiev1.SearchEventsResponse{}
-	b, err := c.do(ctx, http.MethodPost, "/v1/audit/events:search", nil, body)
+	b, err := c.do(ctx, http.MethodPost, private, "/v1/audit/events:search", nil, body)
 	if err != nil {
 		return nil, err
 	}
@@ -218,16 +224,18 @@ func (c *Client) SearchEvents(ctx context.Context, req *vigiev1.SearchEventsRequ
 
 func u64(v uint64) string { return strconv.FormatUint(v, 10) }
 
-func (c *Client) getJSON(ctx context.Context, path string, q url.Values, out proto.Message) error {
-	b, err := c.do(ctx, http.MethodGet, path, q, nil)
+// Whether a method needs the caller's token (see Config.AnonymousPublic).
+const (
+	public  = false
+	private = true
+)
+
+func (c *Client) getJSON(ctx context.Context, auth bool, path string, q url.Values, out proto.Message) error {
+	b, err := c.do(ctx, http.MethodGet, auth, path, q, nil)
 	if err != nil {
 		return err
 	}
 	return unmarshal("GET "+path, b, out)
-}
-
-func (c *Client) getRaw(ctx context.Context, path string, q url.Values) ([]byte, error) {
-	return c.do(ctx, http.MethodGet, path, q, nil)
 }
 
 func unmarshal(route string, b []byte, out proto.Message) error {
@@ -250,14 +258,18 @@ func retryable(status int) bool {
 
 // do makes a call, retrying what is retryable, and returns the body of a
 // 2xx answer.
-func (c *Client) do(ctx context.Context, method, path string, q url.Values, body []byte) ([]byte, error) {
+func (c *Client) do(ctx context.Context, method string, auth bool, path string, q url.Values, body []byte) ([]byte, error) {
 	route := method + " " + path
+	token := c.cfg.Token
+	if !auth && c.cfg.AnonymousPublic {
+		token = ""
+	}
 	u := *c.base
 	u.Path += path
 	u.RawQuery = q.Encode()
 	backoff := 200 * time.Millisecond
 	for attempt := 0; ; attempt++ {
-		b, status, err := c.once(ctx, method, u.String(), body)
+		b, status, err := c.once(ctx, method, u.String(), token, body)
 		if err == nil && status/100 == 2 {
 			return b, nil
 		}
@@ -280,7 +292,7 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 	}
 }
 
-func (c *Client) once(ctx context.Context, method, u string, body []byte) ([]byte, int, error) {
+func (c *Client) once(ctx context.Context, method, u, token string, body []byte) ([]byte, int, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -292,8 +304,8 @@ func (c *Client) once(ctx context.Context, method, u string, body []byte) ([]byt
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if c.cfg.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.cfg.Token)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	req.Header.Set("User-Agent", c.cfg.UserAgent)
 	resp, err := c.http.Do(req)

@@ -118,6 +118,32 @@ func TestCalls(t *testing.T) {
 	}
 }
 
+// TestAnonymousPublic checks that with AnonymousPublic the token goes
+// only with the methods that need it.
+func TestAnonymousPublic(t *testing.T) {
+	ctx := context.Background()
+	got := map[string]string{}
+	c := newTestClient(t, func(w http.ResponseWriter, r *http.Request) {
+		got[r.URL.Path] = r.Header.Get("Authorization")
+		switch r.URL.Path {
+		case "/v1/me/accesses":
+			writeProto(t, w, &vigiev1.ListAccessesResponse{})
+		default:
+			w.Write([]byte("x"))
+		}
+	}, "tok")
+	c.cfg.AnonymousPublic = true
+	c.Checkpoint(ctx)
+	c.NationalRules(ctx, 1)
+	c.ListAccesses(ctx, 0, "")
+	want := map[string]string{"/checkpoint": "", "/v1/rules/1": "", "/v1/me/accesses": "Bearer tok"}
+	for p, w := range want {
+		if got[p] != w {
+			t.Errorf("%s: Authorization %q, want %q", p, got[p], w)
+		}
+	}
+}
+
 // TestErrors checks that an error answer becomes an *Error with the
 // server's code and message, that rate limits and unavailability are
 // retried and other errors are not.

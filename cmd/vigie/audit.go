@@ -34,6 +34,7 @@ type auditConfig struct {
 	fromZero     bool
 	noProgress   bool
 	batch        uint64
+	waitCP       time.Duration
 	oddHours     string
 	timezone     string
 	misuse       misuse.Config
@@ -47,6 +48,7 @@ func (a *auditConfig) flags(fs *flag.FlagSet) {
 	fs.BoolVar(&a.fromZero, "from-zero", false, "fetch every leaf from index 0 even with a saved state (always done when events are read)")
 	fs.BoolVar(&a.noProgress, "no-progress", false, "no progress bar (there is none when standard error is not a terminal)")
 	fs.Uint64Var(&a.batch, "batch", 1000, "leaves asked per call (the server gives at most 1000)")
+	fs.DurationVar(&a.waitCP, "wait-checkpoint", 30*time.Second, "how long to wait for a checkpoint that covers the events read (the log signs them within its merge delay); those it does not cover are left to the next run")
 	fs.IntVar(&a.misuse.BreakGlassPerActor, "alert-break-glass", 3, "alert on a professional with at least this many emergency accesses")
 	fs.DurationVar(&a.misuse.ReviewDelay, "alert-review-delay", 0, "alert on an emergency access not reviewed this long after it (0: every unreviewed one)")
 	fs.IntVar(&a.misuse.BurstPatients, "alert-burst-patients", 20, "alert on a professional accessing at least this many distinct patients within --alert-burst-window")
@@ -64,6 +66,9 @@ func (a *auditConfig) flags(fs *flag.FlagSet) {
 func (a *auditConfig) validate(now time.Time) (from, to time.Time, err error) {
 	if a.batch == 0 || a.batch > 1000 {
 		return from, to, usagef("--batch: want 1 to 1000")
+	}
+	if a.waitCP < 0 {
+		return from, to, usagef("--wait-checkpoint must not be negative")
 	}
 	start, end, ok := strings.Cut(a.oddHours, "-")
 	s, err1 := strconv.Atoi(start)
@@ -219,7 +224,10 @@ func auditCommand(ctx context.Context, c *remoteConfig, a *auditConfig, now func
 		}
 	}
 
-	opts := audit.FollowOptions{Keys: keys.Keys, FromZero: a.fromZero || len(expect) > 0, Expect: expect, Batch: a.batch}
+	opts := audit.FollowOptions{Keys: keys.Keys, FromZero: a.fromZero || len(expect) > 0, Expect: expect, Batch: a.batch, MinSizeWait: a.waitCP}
+	for i := range expect {
+		opts.MinSize = max(opts.MinSize, i+1)
+	}
 	if st.Audit != nil {
 		rng, err := hexToHashes(st.Audit.Range)
 		if err != nil {

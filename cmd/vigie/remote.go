@@ -39,6 +39,10 @@ type remoteConfig struct {
 	lang                     string
 	json                     bool
 	timeout                  time.Duration
+	// anonymousPublic: the token goes only with the calls that need it
+	// (vigie verify: the server need not learn which log entries a
+	// patient checks).
+	anonymousPublic bool
 }
 
 func (c *remoteConfig) flags(fs *flag.FlagSet) {
@@ -105,7 +109,7 @@ func (c *remoteConfig) client() (*client.Client, error) {
 		}
 		hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, Proxy: http.ProxyFromEnvironment}
 	}
-	cl, err := client.New(client.Config{BaseURL: c.server, Token: c.token, HTTPClient: hc, UserAgent: "vigie/" + versionString()})
+	cl, err := client.New(client.Config{BaseURL: c.server, Token: c.token, HTTPClient: hc, UserAgent: "vigie/" + versionString(), AnonymousPublic: c.anonymousPublic})
 	if err != nil {
 		return nil, usagef("--server or --token: %v", err)
 	}

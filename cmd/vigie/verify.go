@@ -26,6 +26,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs := newFlagSet("verify", stderr)
 	var c remoteConfig
 	c.flags(fs)
+	c.anonymousPublic = true
 	receipt := fs.String("receipt", "", "file holding a receipt (its signed note, or the base64 the API returns) to check against the log once its merge delay has passed")
 	if code, done := parseFlags(fs, args); done {
 		return code
@@ -104,7 +105,7 @@ func verifyCommand(ctx context.Context, c *remoteConfig, receiptFile string, now
 	newest := previous
 	var hr *audit.HistoryReport
 	if c.token != "" {
-		hr, err = audit.VerifyHistory(ctx, historySource{cl}, audit.HistoryOptions{Keys: keys.Keys, Previous: previous, Heads: heads, Now: now, Poll: 250 * time.Millisecond})
+		hr, err = audit.VerifyHistory(ctx, historySource{cl}, audit.HistoryOptions{Keys: keys.Keys, Previous: previous, Heads: heads, Now: now})
 		if err != nil {
 			return nil, err
 		}

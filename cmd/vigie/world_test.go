@@ -31,7 +31,7 @@ import (
 // the same across restarts (the verifiers pin the log's key by server URL),
 // and which can change answers on their way to the verifiers.
 type world struct {
-	t     *testing.T
+	t     testing.TB
 	e     *e2e
 	dir   string // the process's data directory
 	proxy *httptest.Server
@@ -42,7 +42,7 @@ type world struct {
 	edit func(path string, body []byte) []byte
 }
 
-func newWorld(t *testing.T, dataDir string) *world {
+func newWorld(t testing.TB, dataDir string) *world {
 	w := &world{t: t}
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
@@ -77,7 +77,7 @@ func newWorld(t *testing.T, dataDir string) *world {
 
 // restart stops the process if it runs, and starts vigie serve on dataDir
 // for test t, behind the same proxy.
-func (w *world) restart(t *testing.T, dataDir string) *world {
+func (w *world) restart(t testing.TB, dataDir string) *world {
 	t.Helper()
 	if w.e != nil && w.e.proc.cmd.ProcessState == nil {
 		w.stop()
@@ -181,7 +181,7 @@ func (w *world) noINS(s string) {
 }
 
 // copyDir copies a directory tree (a data or state directory), owner-only.
-func copyDir(t *testing.T, src string) string {
+func copyDir(t testing.TB, src string) string {
 	t.Helper()
 	dst := filepath.Join(t.TempDir(), filepath.Base(src))
 	if err := os.CopyFS(dst, os.DirFS(src)); err != nil {

@@ -1,10 +1,12 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/vigie-sante/vigie/ledger/event"
 	"github.com/vigie-sante/vigie/ledger/verify"
@@ -44,6 +46,13 @@ type FollowOptions struct {
 	// Progress, if not nil, is called as leaves arrive with the number
 	// fetched and the number to fetch so far.
 	Progress func(done, total uint64)
+	// MinSize and MinSizeWait: the first poll asks for the checkpoint
+	// again, every 200 ms for up to MinSizeWait, until one covers MinSize
+	// leaves (the events an auditor just read: the log signs them within
+	// its merge delay). Without such a checkpoint, Follow goes on with the
+	// latest, and the events beyond it are listed in Beyond.
+	MinSize     uint64
+	MinSizeWait time.Duration
 }
 
 // A Seen checkpoint is one [Follow] saw, with what it checked.
@@ -94,6 +103,7 @@ type follower struct {
 	// rescanned: the leaves were fetched again from 0 to settle a failed
 	// consistency proof.
 	rescanned bool
+	waited    bool // for a checkpoint of opts.MinSize
 }
 
 // Follow follows the log from a saved state to its latest checkpoint (see
@@ -157,12 +167,45 @@ func Follow(ctx context.Context, src LogSource, opts FollowOptions) (*FollowRepo
 	return f.r, nil
 }
 
+// latest returns the latest checkpoint note, waiting for one of
+// opts.MinSize leaves the first time.
+func (f *follower) latest(ctx context.Context) ([]byte, error) {
+	deadline := time.Now().Add(f.opts.MinSizeWait)
+	for {
+		n, err := f.src.Checkpoint(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("latest checkpoint: %w", err)
+		}
+		if f.waited || f.opts.MinSize == 0 || time.Now().After(deadline) {
+			f.waited = true
+			return n, nil
+		}
+		// The size only decides whether to wait: the note is verified by
+		// the caller.
+		if cp, err := verify.ParseCheckpoint(noteText(n)); err != nil || cp.Size >= f.opts.MinSize {
+			f.waited = true
+			return n, nil
+		}
+		if err := sleep(ctx, 200*time.Millisecond); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// noteText returns the text of a signed note (before its blank line).
+func noteText(n []byte) []byte {
+	if i := bytes.Index(n, []byte("\n\n")); i >= 0 {
+		return n[:i+1]
+	}
+	return n
+}
+
 // poll fetches the latest checkpoint and, if it is new, the leaves up to
 // it. It reports whether the checkpoint was new.
 func (f *follower) poll(ctx context.Context) (bool, error) {
-	n, err := f.src.Checkpoint(ctx)
+	n, err := f.latest(ctx)
 	if err != nil {
-		return false, fmt.Errorf("latest checkpoint: %w", err)
+		return false, err
 	}
 	cp, bad := openCheckpoint(n, f.opts.Keys, "the latest checkpoint")
 	if bad != nil {
@@ -178,7 +221,9 @@ func (f *follower) poll(ctx context.Context) (bool, error) {
 				Evidence: &Evidence{Checkpoints: [][]byte{last.Note, n}}})
 			return false, nil
 		case cp.Size == last.Size && cp.Hash == last.Hash:
-			return false, nil
+			// Nothing new; but the leaves up to it may be to fetch still
+			// (from zero).
+			return false, f.catchUp(ctx, f.rb, cp.Size)
 		}
 	}
 	f.r.Seen = append(f.r.Seen, Seen{Checkpoint: cp, Note: n})

@@ -248,3 +248,40 @@ func TestFollowFirstCheckpointForged(t *testing.T) {
 		t.Fatalf("findings %v, state %v, seen %v", r.Findings, r.State, r.Seen)
 	}
 }
+
+// TestFollowFromZeroUnchanged: from zero, with a log that has not grown
+// since the saved state, every leaf is still fetched and the saved root
+// rebuilt.
+func TestFollowFromZeroUnchanged(t *testing.T) {
+	l := newFakeLog(t, "unchanged")
+	grow(l, 300, "a")
+	saved := follow(t, l, FollowOptions{}).State
+	r := follow(t, l, FollowOptions{State: saved, FromZero: true, Expect: map[uint64]event.Hash{5: mustCommitment(t, l.values[5])}})
+	if len(r.Findings) != 0 || r.Fetched != 300 || !r.Seen[0].RootChecked || r.Expected != 1 || r.State == nil {
+		t.Fatalf("findings %v, fetched %d, seen %+v, expected %d", r.Findings, r.Fetched, r.Seen, r.Expected)
+	}
+}
+
+// TestFollowWaitsForMinSize: the first poll waits for a checkpoint that
+// covers MinSize leaves, up to MinSizeWait.
+func TestFollowWaitsForMinSize(t *testing.T) {
+	l := newFakeLog(t, "wait")
+	grow(l, 10, "a")
+	polls := 0
+	l.cpHook = func(n []byte) []byte {
+		if polls++; polls == 3 {
+			grow(l, 5, "b")
+			return l.latest
+		}
+		return n
+	}
+	r := follow(t, l, FollowOptions{MinSize: 15, MinSizeWait: 10 * time.Second})
+	if len(r.Findings) != 0 || r.Seen[0].Size != 15 || polls < 3 {
+		t.Fatalf("findings %v, first checkpoint %d after %d polls", r.Findings, r.Seen[0].Size, polls)
+	}
+	start := time.Now()
+	r = follow(t, l, FollowOptions{MinSize: 100, MinSizeWait: 300 * time.Millisecond})
+	if len(r.Findings) != 0 || r.Seen[0].Size != 15 || time.Since(start) > 5*time.Second {
+		t.Fatalf("waiting for a size never reached: findings %v, size %d", r.Findings, r.Seen[0].Size)
+	}
+}
