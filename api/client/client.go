@@ -53,7 +53,8 @@ type Config struct {
 	// MaxRetries is how many times a call refused for the caller's rate
 	// limit (429) or by an unavailable server (502, 503, 504) is retried,
 	// with exponential backoff from 200 ms to 5 s. Default 6; negative
-	// means none.
+	// means none. A GET that fails on the way (connection refused or
+	// reset) is retried at most twice.
 	MaxRetries int
 	// UserAgent is sent with every call. Default "vigie-client".
 	UserAgent string
@@ -246,6 +247,10 @@ func unmarshal(route string, b []byte, out proto.Message) error {
 	return nil
 }
 
+// maxTransportRetries bounds the retries of a GET that failed on the way:
+// a server that is down should be said so soon.
+const maxTransportRetries = 2
+
 // retryable reports whether an HTTP status is worth retrying: the caller's
 // rate limit, or a server or gateway that is not available right now.
 func retryable(status int) bool {
@@ -277,7 +282,7 @@ func (c *Client) do(ctx context.Context, method string, auth bool, path string, 
 			return nil, fmt.Errorf("%s: %w", route, ctx.Err())
 		}
 		// A transport error on a GET, or a retryable status, is retried.
-		again := (err != nil && method == http.MethodGet) || (err == nil && retryable(status))
+		again := (err != nil && method == http.MethodGet && attempt < maxTransportRetries) || (err == nil && retryable(status))
 		if !again || attempt >= c.cfg.MaxRetries {
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", route, err)

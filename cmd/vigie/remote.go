@@ -85,6 +85,16 @@ func (c *remoteConfig) validate() error {
 	case c.stateDir == "":
 		return usagef("--state-dir must not be empty")
 	}
+	if c.logKey != "" {
+		if _, err := note.NewVerifier(c.logKey); err != nil {
+			return usagef("--log-key: %v", err)
+		}
+	}
+	if c.receiptKey != "" {
+		if _, err := note.NewVerifier(c.receiptKey); err != nil {
+			return usagef("--receipt-key: %v", err)
+		}
+	}
 	if c.tokenFile != "" {
 		b, err := os.ReadFile(c.tokenFile)
 		if err != nil {

@@ -114,8 +114,13 @@ func buildStory(t *testing.T) *story {
 	for i := range 3 {
 		last = check(t, w.e, fmt.Sprint("s-5-", i), e2ePatient, e2eDoctor, vigiev1.PurposeOfUse_TREAT, true)
 	}
-	r6 := check(t, w.e, "s-6", otherPatient, otherDoctor, vigiev1.PurposeOfUse_TREAT, true)
+	check(t, w.e, "s-6", otherPatient, otherDoctor, vigiev1.PurposeOfUse_TREAT, true)
 	s.receipt = []byte(base64.StdEncoding.EncodeToString(last.Event.Receipt))
+	// The other patient has their events erased, then is seen again.
+	if _, err := vigiev1.NewConsentServiceClient(w.e.conn).RequestErasure(w.e.as(auth.RolePatient, otherPatient), &vigiev1.RequestErasureRequest{Confirm: true}); err != nil {
+		t.Fatalf("RequestErasure: %v", err)
+	}
+	r6 := check(t, w.e, "s-7", otherPatient, e2eDoctor, vigiev1.PurposeOfUse_TREAT, true)
 	// The verification's saved checkpoint covers the whole story: a backup
 	// from its first part is then older.
 	waitCheckpoint(t, w, r6.Event.LeafIndex+1)
@@ -129,9 +134,15 @@ func buildStory(t *testing.T) *story {
 		t.Fatalf("clean verify: %d events", got)
 	}
 	s.clean = rep
+	// Erased events are placeholders: their place is proven, and the
+	// history still verifies.
+	code, rep, errOut = w.verify(otherPatient, s.state)
+	if code != exitOK || len(rep.Findings) != 0 || rep.Erased < 3 || rep.Events[0].Kind != "erased" || rep.Events[len(rep.Events)-1].Kind != "access" {
+		t.Fatalf("verify after an erasure: exit %d, %d erased, %+v\n%s", code, rep.Erased, rep, errOut)
+	}
 	s.endState = copyDir(t, s.state)
 	code, arep, errOut := w.audit(auth.RoleRegulator, s.endState)
-	if code != exitOK || len(arep.Findings)+len(arep.Replayed)+len(arep.Alerts) != 0 || arep.Replay.Agreed != arep.Replay.Accesses || arep.Replay.Accesses < 8 || arep.Events.NotYetInLog != 0 {
+	if code != exitOK || len(arep.Findings)+len(arep.Replayed)+len(arep.Alerts) != 0 || arep.Replay.Agreed != arep.Replay.Accesses || arep.Replay.Accesses < 7 || arep.Events.NotYetInLog != 0 {
 		t.Fatalf("clean audit: exit %d, %+v, replay %+v\n%s", code, arep, arep.Replay, errOut)
 	}
 	w.stop()
@@ -166,6 +177,30 @@ func TestVerifyAndAuditFindTampering(t *testing.T) {
 			t.Errorf("evidence file %q: %v", evidence, err)
 		}
 	}
+
+	t.Run("the reports", func(t *testing.T) {
+		w := s.w.restart(t, copyDir(t, s.final))
+		code, out, errOut := w.cli("verify", "--state-dir", copyDir(t, s.state), "--token", w.token(auth.RolePatient, e2ePatient))
+		w.noINS(out + errOut)
+		for _, want := range []string{"Historique des accès à votre dossier", "⚠ URGENCE autorisé", "REFUSÉ", "le patient a bloqué ce professionnel",
+			"revue de l'accès en urgence n°", "justifié", "consentement modifié : version 1, 1 directive(s)", "VÉRIFIÉ : ", "journal cohérent avec la vérification précédente"} {
+			if code != exitOK || !strings.Contains(out, want) {
+				t.Errorf("vigie verify: exit %d, no %q in:\n%s\n%s", code, want, out, errOut)
+			}
+		}
+		code, out, errOut = w.cli("verify", "--lang", "en", "--state-dir", copyDir(t, s.state), "--token", w.token(auth.RolePatient, otherPatient))
+		for _, want := range []string{"erased event", "erasure done", "VERIFIED: ", "erased events (their place is proven, their link can no longer be checked)"} {
+			if code != exitOK || !strings.Contains(out, want) {
+				t.Errorf("vigie verify --lang en: exit %d, no %q in:\n%s\n%s", code, want, out, errOut)
+			}
+		}
+		code, out, errOut = w.cli("audit", "--lang", "en", "--state-dir", copyDir(t, s.endState), "--token", w.token(auth.RoleRegulator, "cnil"))
+		for _, want := range []string{"Audit of the log", "consistency:", "Replay of decisions:", "every replayed decision confirmed", "VERIFIED: "} {
+			if code != exitOK || !strings.Contains(out, want) {
+				t.Errorf("vigie audit: exit %d, no %q in:\n%s\n%s", code, want, out, errOut)
+			}
+		}
+	})
 
 	t.Run("an outbox row deleted after acknowledgement", func(t *testing.T) {
 		r := s.row(t, "access", 3)
