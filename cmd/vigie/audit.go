@@ -381,13 +381,16 @@ func (r *auditReport) table(w io.Writer) {
 			"\nEvents read (role %s): %d (%s); %d compared with their leaf, %d not in a checkpoint yet"}, e.Role, e.Read, strings.Join(kinds, ", "), e.Compared, e.NotYetInLog))
 	}
 	if rp := r.Replay; rp != nil {
-		var nr []string
-		for k, n := range rp.NotReplayable {
-			nr = append(nr, fmt.Sprintf("%s: %d", k, n))
+		line := l.f(msg{"Rejeu des décisions : %d accès, %d rejoués, %d identiques", "Replay of decisions: %d accesses, %d replayed, %d identical"}, rp.Accesses, rp.Replayed, rp.Agreed)
+		if n := rp.Accesses - rp.Replayed; n > 0 {
+			var nr []string
+			for k, n := range rp.NotReplayable {
+				nr = append(nr, fmt.Sprintf("%s: %d", k, n))
+			}
+			slices.Sort(nr)
+			line += l.f(msg{" ; non rejouables : %d (%s)", "; not replayable: %d (%s)"}, n, strings.Join(nr, ", "))
 		}
-		slices.Sort(nr)
-		fmt.Fprintln(w, l.f(msg{"Rejeu des décisions : %d accès, %d rejoués, %d identiques ; non rejouables : %d %v",
-			"Replay of decisions: %d accesses, %d replayed, %d identical; not replayable: %d %v"}, rp.Accesses, rp.Replayed, rp.Agreed, rp.Accesses-rp.Replayed, nr))
+		fmt.Fprintln(w, line)
 		for _, v := range rp.Rules {
 			ev := l.f(msg{"aucun événement de changement de règles vu", "no rules-change event seen"})
 			if v.Event != nil {

@@ -43,6 +43,8 @@ type story struct {
 	state    string // vigie verify at the end, vigie audit after the first events
 	endState string // vigie audit at the end
 	clean    *verifyReport
+	// verified is the size of the checkpoint vigie verify saved last.
+	verified uint64
 	// receipt is the receipt of the last access, as the API returns it.
 	receipt []byte
 }
@@ -140,6 +142,7 @@ func buildStory(t *testing.T) *story {
 	if code != exitOK || len(rep.Findings) != 0 || rep.Erased < 3 || rep.Events[0].Kind != "erased" || rep.Events[len(rep.Events)-1].Kind != "access" {
 		t.Fatalf("verify after an erasure: exit %d, %d erased, %+v\n%s", code, rep.Erased, rep, errOut)
 	}
+	s.verified = rep.Log.CheckpointSize
 	s.endState = copyDir(t, s.state)
 	code, arep, errOut := w.audit(auth.RoleRegulator, s.endState)
 	if code != exitOK || len(arep.Findings)+len(arep.Replayed)+len(arep.Alerts) != 0 || arep.Replay.Agreed != arep.Replay.Accesses || arep.Replay.Accesses < 7 || arep.Events.NotYetInLog != 0 {
@@ -300,10 +303,10 @@ func TestVerifyAndAuditFindTampering(t *testing.T) {
 		// The backup restored, then other events: a tree as large as the
 		// one verified, with another history.
 		w := s.w.restart(t, copyDir(t, s.early))
-		for i := 0; uint64(i) < s.clean.Log.CheckpointSize; i++ {
+		for i := 0; uint64(i) < s.verified; i++ {
 			check(t, w.e, fmt.Sprint("fork-", i), otherPatient, e2eDoctor, vigiev1.PurposeOfUse_TREAT, true)
 		}
-		waitCheckpoint(t, w, s.clean.Log.CheckpointSize+1)
+		waitCheckpoint(t, w, s.verified+1)
 		code, rep, _ := w.verify(e2ePatient, copyDir(t, s.state))
 		wantFinding(t, code, rep.Findings, rep.Evidence, audit.KindFork, 0)
 		acode, arep, _ := w.audit(auth.RoleAuditor, copyDir(t, s.endState))
