@@ -201,9 +201,16 @@ func auditCommand(ctx context.Context, c *remoteConfig, a *auditConfig, now func
 
 	// Events first (reading them is recorded in the log, which grows):
 	// then the log, up to a checkpoint that covers them.
-	role := tokenRole(c.token)
+	role, orgs := tokenClaims(c.token)
 	var logged []event.Logged
 	expect := map[uint64]event.Hash{}
+	if !a.logOnly && role == "dpo" && a.organization == "" {
+		// A DPO names the organisation it audits; with one, it is that.
+		if len(orgs) != 1 {
+			return nil, usagef("--organization: required for a DPO acting for %d organisations", len(orgs))
+		}
+		a.organization = orgs[0]
+	}
 	if !a.logOnly && (role == "regulator" || role == "dpo") {
 		rep.Events = &eventsSummary{Role: role, Organization: a.organization, ByKind: map[string]int{}}
 		evs, err := searchEvents(ctx, cl, role, a.organization, from, to)

@@ -343,24 +343,26 @@ func (c *remoteConfig) writeEvidence(command string, now time.Time, v any) (stri
 	return abs, nil
 }
 
-// tokenRole reads the role claim of a JWT without verifying it: only to
-// choose what to ask the server, which checks the token itself.
-func tokenRole(tok string) string {
+// tokenClaims reads the role and organisations of a JWT without verifying
+// it: only to choose what to ask the server, which checks the token
+// itself.
+func tokenClaims(tok string) (role string, orgs []string) {
 	parts := strings.Split(tok, ".")
 	if len(parts) != 3 {
-		return ""
+		return "", nil
 	}
 	b, err := base64.RawURLEncoding.DecodeString(parts[1])
 	if err != nil {
-		return ""
+		return "", nil
 	}
 	var claims struct {
-		Role string `json:"role"`
+		Role string   `json:"role"`
+		Orgs []string `json:"orgs"`
 	}
 	if json.Unmarshal(b, &claims) != nil {
-		return ""
+		return "", nil
 	}
-	return claims.Role
+	return claims.Role, claims.Orgs
 }
 
 func hashesToHex(hs []event.Hash) []string {

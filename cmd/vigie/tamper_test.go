@@ -197,6 +197,13 @@ func TestVerifyAndAuditFindTampering(t *testing.T) {
 				t.Errorf("vigie verify --lang en: exit %d, no %q in:\n%s\n%s", code, want, out, errOut)
 			}
 		}
+		// A DPO: the events of its organisation; without the consent
+		// changes, only the decisions under consent version 0 replay.
+		dpo := &auditReport{}
+		code, errOut = w.runJSON(dpo, "audit", "--json", "--state-dir", copyDir(t, s.endState), "--token", w.token(auth.RoleDPO, "dpo", e2eHospital), "--alert-odd-hours-min", "1000000")
+		if code != exitOK || len(dpo.Findings)+len(dpo.Replayed) != 0 || dpo.Events.Role != "dpo" || dpo.Replay.Replayed == 0 || dpo.Replay.NotReplayable["consent not visible"] == 0 {
+			t.Errorf("a DPO's audit: exit %d, %+v, replay %+v\n%s", code, dpo, dpo.Replay, errOut)
+		}
 		code, out, errOut = w.cli("audit", "--lang", "en", "--state-dir", copyDir(t, s.endState), "--token", w.token(auth.RoleRegulator, "cnil"))
 		for _, want := range []string{"Audit of the log", "consistency:", "Replay of decisions:", "every replayed decision confirmed", "VERIFIED: "} {
 			if code != exitOK || !strings.Contains(out, want) {
