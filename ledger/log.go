@@ -36,6 +36,17 @@ type Log interface {
 	LeafValue(ctx context.Context, index uint64) ([]byte, error)
 }
 
+// BatchProver is implemented by Logs that prove many leaves of one tree
+// faster together than one by one (an in-process Trillian reads each
+// Merkle tile once for all). History uses it for a page of a patient's
+// events.
+type BatchProver interface {
+	// InclusionProofs returns the proof of each leaf at indices in the
+	// tree of the given size, in the order of indices (each index < size
+	// ≤ the latest root's size).
+	InclusionProofs(ctx context.Context, indices []uint64, size uint64) ([][][]byte, error)
+}
+
 // LogRoot is a root of the log's tree.
 type LogRoot struct {
 	Size uint64

@@ -2,9 +2,12 @@ package ledger
 
 import (
 	"context"
+	"crypto/cipher"
 	"errors"
 	"fmt"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/vigie-sante/vigie/ledger/event"
 	"github.com/vigie-sante/vigie/ledger/verify"
@@ -69,10 +72,11 @@ func (l *Ledger) History(ctx context.Context, patient PatientID, fromSeq uint64,
 			return err
 		}
 		h.Events = make([]HistoryEvent, len(rows))
+		keys := map[event.Hash]cipher.AEAD{} // one patient: one data key
 		for i, r := range rows {
 			e := HistoryEvent{Seq: r.Seq, Index: r.Index, Commitment: r.Commitment, Erased: r.Erased}
 			if !r.Erased {
-				if e.Salt, e.Body, err = l.openEvent(ctx, tx, r); err != nil {
+				if e.Salt, e.Body, err = l.openEventWith(ctx, tx, r, keys); err != nil {
 					return err
 				}
 				if r.Seq != 0 {
@@ -86,14 +90,12 @@ func (l *Ledger) History(ctx context.Context, patient PatientID, fromSeq uint64,
 	if err != nil {
 		return nil, err
 	}
+	if err := l.proveHistory(ctx, &h); err != nil {
+		return nil, err
+	}
 	for i := range h.Events {
 		e := &h.Events[i]
 		if e.Index < h.CheckpointSize {
-			p, err := l.log.InclusionProof(ctx, e.Index, h.CheckpointSize)
-			if err != nil {
-				return nil, fmt.Errorf("inclusion proof of %d: %w", e.Index, err)
-			}
-			e.Proof = p
 			continue
 		}
 		var t time.Time
@@ -115,6 +117,54 @@ func (l *Ledger) History(ctx context.Context, patient PatientID, fromSeq uint64,
 		e.Receipt = r
 	}
 	return &h, nil
+}
+
+// proofWorkers bounds the inclusion proofs asked of a Log that cannot
+// prove a batch at once, concurrently (a remote Trillian: each is a round
+// trip).
+const proofWorkers = 8
+
+// proveHistory sets the inclusion proof of every event of h its checkpoint
+// covers: at once if the Log is a BatchProver, else a few at a time.
+func (l *Ledger) proveHistory(ctx context.Context, h *History) error {
+	var idx []int
+	var indices []uint64
+	for i, e := range h.Events {
+		if e.Index < h.CheckpointSize {
+			idx = append(idx, i)
+			indices = append(indices, e.Index)
+		}
+	}
+	if len(idx) == 0 {
+		return nil
+	}
+	if bp, ok := l.log.(BatchProver); ok {
+		proofs, err := bp.InclusionProofs(ctx, indices, h.CheckpointSize)
+		if err != nil {
+			return fmt.Errorf("inclusion proofs: %w", err)
+		}
+		if len(proofs) != len(idx) {
+			return fmt.Errorf("inclusion proofs: %d for %d leaves", len(proofs), len(idx))
+		}
+		for k, i := range idx {
+			h.Events[i].Proof = proofs[k]
+		}
+		return nil
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(proofWorkers)
+	for _, i := range idx {
+		e := &h.Events[i]
+		g.Go(func() error {
+			p, err := l.log.InclusionProof(gctx, e.Index, h.CheckpointSize)
+			if err != nil {
+				return fmt.Errorf("inclusion proof of %d: %w", e.Index, err)
+			}
+			e.Proof = p
+			return nil
+		})
+	}
+	return g.Wait()
 }
 
 // latestSize returns the size of the latest checkpoint (0 before the first).

@@ -519,17 +519,28 @@ func (l *Ledger) existing(ctx context.Context, tx StoreReader, key Key) (*Record
 // openEvent decrypts an event's salt and body, and checks them against
 // its commitment.
 func (l *Ledger) openEvent(ctx context.Context, tx StoreReader, row EventRow) ([32]byte, []byte, error) {
+	return l.openEventWith(ctx, tx, row, nil)
+}
+
+// openEventWith is openEvent with a cache of patients' data keys, for
+// reading many events of one patient (nil: no cache).
+func (l *Ledger) openEventWith(ctx context.Context, tx StoreReader, row EventRow, keys map[event.Hash]cipher.AEAD) ([32]byte, []byte, error) {
 	var salt [32]byte
 	if row.Erased || row.Sealed == nil {
 		return salt, nil, ErrErased
 	}
-	p, err := tx.Patient(ctx, row.Pseudonym)
-	if err != nil {
-		return salt, nil, fmt.Errorf("event %d: patient: %w", row.Index, err)
-	}
-	dk, err := l.keys.dataKey(row.Pseudonym, p.WrappedKey)
-	if err != nil {
-		return salt, nil, fmt.Errorf("event %d: %w", row.Index, err)
+	dk := keys[row.Pseudonym]
+	if dk == nil {
+		p, err := tx.Patient(ctx, row.Pseudonym)
+		if err != nil {
+			return salt, nil, fmt.Errorf("event %d: patient: %w", row.Index, err)
+		}
+		if dk, err = l.keys.dataKey(row.Pseudonym, p.WrappedKey); err != nil {
+			return salt, nil, fmt.Errorf("event %d: %w", row.Index, err)
+		}
+		if keys != nil {
+			keys[row.Pseudonym] = dk
+		}
 	}
 	salt, body, err := openBody(dk, row.Sealed, row.Commitment)
 	if err != nil {

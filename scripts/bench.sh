@@ -2,7 +2,7 @@
 # Runs the benchmarks of docs/performance.md with a throwaway PostgreSQL
 # cluster, and writes the results to bench-results/<time>/.
 #
-#   scripts/bench.sh [suite...]      suites: go record (default: all)
+#   scripts/bench.sh [suite...]      suites: go record api verify (default: all)
 #
 #   go      the Go benchmarks of every package (go test -bench), BENCH_COUNT
 #           runs each (default 5), summarised by benchstat (medians);
@@ -13,13 +13,17 @@
 #   api     vigie bench api: Check over gRPC beside a no-op call and Record
 #           alone, API_SECONDS a phase (default 20), API_RUNS times
 #           (default 3), embedded mode
+#   verify  the verification and audit figures of docs/performance.md:
+#           root recomputation on one core beside raw SHA-256, vigie verify
+#           of a 1,000-event patient, vigie audit through the API (these
+#           benchmarks are whole runs, skipped by the go suite)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
 . scripts/pg.sh
 
 suites=("$@")
-[ ${#suites[@]} -gt 0 ] || suites=(go record api)
+[ ${#suites[@]} -gt 0 ] || suites=(go record api verify)
 pg_start || { echo "bench.sh: PostgreSQL is required for the side-by-side figures" >&2; exit 1; }
 out="bench-results/$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$out"
@@ -28,7 +32,7 @@ echo "# $(go version) on $(nproc) CPUs, $(uname -srm), $(date -u)" | tee "$out/m
 for suite in "${suites[@]}"; do
 	case "$suite" in
 	go)
-		go test -run '^$' -bench "${BENCH_PATTERN:-.}" -benchtime "${BENCH_TIME:-10000x}" \
+		VIGIE_BENCH_SUITE=go go test -run '^$' -bench "${BENCH_PATTERN:-.}" -benchtime "${BENCH_TIME:-10000x}" \
 			-count "${BENCH_COUNT:-5}" -timeout 120m ./... | tee "$out/go.txt"
 		go tool benchstat "$out/go.txt" | tee "$out/go.stat"
 		;;
@@ -48,8 +52,14 @@ for suite in "${suites[@]}"; do
 			"$out/vigie" bench api --duration "${API_SECONDS:-20}s" | tee -a "$out/api.txt"
 		done
 		;;
+	verify)
+		go test -run '^$' -bench RootRecompute -cpu 1 -count 10 ./ledger/audit/ | tee "$out/verify.txt"
+		go test -run '^$' -bench Verify1000 -benchtime 30x -count 5 ./cmd/vigie/ | tee -a "$out/verify.txt"
+		go test -run '^$' -bench AuditThroughAPI -benchtime 3x -count 5 -timeout 60m ./cmd/vigie/ | tee -a "$out/verify.txt"
+		go tool benchstat "$out/verify.txt" | tee "$out/verify.stat"
+		;;
 	*)
-		echo "bench.sh: unknown suite $suite (go, record, api)" >&2
+		echo "bench.sh: unknown suite $suite (go, record, api, verify)" >&2
 		exit 2
 		;;
 	esac

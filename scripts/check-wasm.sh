@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Invariant 8: the verifier runs in the browser. Checks that ledger/verify,
-# ledger/verify/report (what the portal's verifier runs) and ledger/event
+# ledger/verify/report (what the portal's verifier runs), ledger/audit (a
+# patient's and an auditor's checks) and ledger/event
 #   1. build with GOOS=js GOARCH=wasm;
 #   2. depend on nothing outside the standard library but sumdb/note,
 #      transparency-dev/merkle and each other (no Trillian, gRPC, database);
@@ -10,13 +11,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
 
-pkgs=(./ledger/event/ ./ledger/verify/ ./ledger/verify/report/)
+pkgs=(./ledger/event/ ./ledger/verify/ ./ledger/verify/report/ ./ledger/audit/)
 export GOOS=js GOARCH=wasm
 
 go build -o /dev/null "${pkgs[@]}"
 
 bad=$(go list -deps -f '{{if not .Standard}}{{.ImportPath}}{{end}}' "${pkgs[@]}" |
-	grep -v -E '^(github\.com/vigie-sante/vigie/ledger/(event|verify|verify/report)|golang\.org/x/mod/sumdb/note|github\.com/transparency-dev/merkle(/.*)?)$' || true)
+	grep -v -E '^(github\.com/vigie-sante/vigie/ledger/(event|verify|verify/report|audit)|golang\.org/x/mod/sumdb/note|github\.com/transparency-dev/merkle(/.*)?)$' || true)
 if [ -n "$bad" ]; then
 	echo "check-wasm.sh: the pure verifier depends on:" >&2
 	echo "$bad" >&2
@@ -38,4 +39,4 @@ elif [ "${CI:-}" = true ]; then
 else
 	echo "check-wasm.sh: Node.js not found: built for js/wasm, tests not run under WebAssembly" >&2
 fi
-echo "check-wasm.sh: ledger/event, ledger/verify and ledger/verify/report are pure and build for js/wasm"
+echo "check-wasm.sh: ledger/event, ledger/verify, ledger/verify/report and ledger/audit are pure and build for js/wasm"

@@ -15,7 +15,7 @@ import (
 
 // httpClient calls the HTTP API of an e2e server.
 type httpClient struct {
-	t    *testing.T
+	t    testing.TB
 	base string
 }
 

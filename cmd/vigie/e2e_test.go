@@ -26,7 +26,7 @@ import (
 
 // e2e is a vigie serve process and gRPC clients of it over TCP.
 type e2e struct {
-	t       *testing.T
+	t       testing.TB
 	proc    *serveProc
 	conn    *grpc.ClientConn
 	issuer  *auth.Issuer
@@ -42,7 +42,12 @@ var (
 
 func startE2E(t *testing.T, args ...string) *e2e {
 	t.Helper()
-	dataDir := filepath.Join(t.TempDir(), "data")
+	return startE2EAt(t, filepath.Join(t.TempDir(), "data"), args...)
+}
+
+// startE2EAt starts vigie serve on dataDir (new or not) and connects to it.
+func startE2EAt(t testing.TB, dataDir string, args ...string) *e2e {
+	t.Helper()
 	proc := startServe(t, append([]string{"--data-dir", dataDir, "--checkpoint-interval", "100ms", "--sequencer-interval", "20ms"}, args...)...)
 	proc.waitReady(t)
 	m := grpcLine.FindStringSubmatch(proc.output())

@@ -4,6 +4,10 @@
 // Usage:
 //
 //	vigie serve [flags]          run the service (embedded ledger by default)
+//	vigie verify [flags]         a patient verifies their history (or a receipt)
+//	vigie audit [flags]          an auditor follows and verifies the log; a
+//	                             regulator or DPO also replays decisions
+//	                             and looks for misuse
 //	vigie token --role R --sub S mint a token of the embedded issuer
 //	vigie bench record [flags]   measure sustained recording on this machine
 //	vigie version                print the version
@@ -41,6 +45,8 @@ type command struct {
 var commands = map[string]command{
 	"serve":   {"run the service", runServe},
 	"token":   {"mint a bearer token of the embedded issuer (for trying Vigie out)", runToken},
+	"verify":  {"verify your access history, trusting only the log's key (a patient)", runVerify},
+	"audit":   {"follow and verify the log; replay decisions and find misuse (an auditor)", runAudit},
 	"bench":   {"measure Vigie on this machine (bench record)", runBench},
 	"version": {"print the version", runVersion},
 }

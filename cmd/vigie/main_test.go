@@ -110,7 +110,7 @@ type serveProc struct {
 }
 
 // startServe starts vigie serve with args, on free ports of loopback.
-func startServe(t *testing.T, args ...string) *serveProc {
+func startServe(t testing.TB, args ...string) *serveProc {
 	t.Helper()
 	args = append([]string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, args...)
 	cmd := exec.Command(vigieBin, args...)
@@ -130,7 +130,7 @@ func startServe(t *testing.T, args ...string) *serveProc {
 
 // waitReady reads stdout until the line saying the service stops with
 // Ctrl+C, which comes once everything is up.
-func (s *serveProc) waitReady(t *testing.T) {
+func (s *serveProc) waitReady(t testing.TB) {
 	t.Helper()
 	done := make(chan bool, 1)
 	go func() {
@@ -157,7 +157,7 @@ func (s *serveProc) waitReady(t *testing.T) {
 func (s *serveProc) output() string { return strings.Join(s.lines, "\n") }
 
 // stop sends sig and returns the exit code.
-func (s *serveProc) stop(t *testing.T, sig syscall.Signal) int {
+func (s *serveProc) stop(t testing.TB, sig syscall.Signal) int {
 	t.Helper()
 	if err := s.cmd.Process.Signal(sig); err != nil {
 		t.Fatal(err)

@@ -135,6 +135,7 @@ func openNode(ctx context.Context, cfg nodeConfig, logger *slog.Logger) (_ *node
 
 	// Trillian.
 	spec := vtrillian.TreeSpec{TreeID: cfg.treeID, DisplayName: treeName, Type: tpb.TreeType_PREORDERED_LOG}
+	var logStorage storage.LogStorage // in process: read directly for batches of proofs
 	if cfg.trillianAddr != "" {
 		r, err := vtrillian.Dial(cfg.trillianAddr)
 		if err != nil {
@@ -159,6 +160,7 @@ func openNode(ctx context.Context, cfg nodeConfig, logger *slog.Logger) (_ *node
 			p, n.where = s, "PostgreSQL"
 		}
 		n.closers = append(n.closers, p.Close)
+		logStorage = p.LogStorage()
 		e, err := vtrillian.Start(ctx, vtrillian.Config{
 			LogStorage:        p.LogStorage(),
 			AdminStorage:      p.AdminStorage(),
@@ -176,7 +178,7 @@ func openNode(ctx context.Context, cfg nodeConfig, logger *slog.Logger) (_ *node
 	if n.tree, err = vtrillian.EnsureTree(tctx, n.clients, spec); err != nil {
 		return nil, err
 	}
-	log, err := vtrillian.NewLog(n.clients, n.tree)
+	log, err := vtrillian.NewLog(n.clients, n.tree, logStorage)
 	if err != nil {
 		return nil, err
 	}

@@ -63,3 +63,19 @@ func isLowerHex[T string | []byte](b T, n int) bool {
 	}
 	return true
 }
+
+// A Ref names an event of the log: its leaf index and its commitment.
+// Reports (verification findings, replay differences, misuse alerts) name
+// events by Ref, which anyone can check against the log.
+type Ref struct {
+	Index      uint64 `json:"leaf_index"`
+	Commitment Hash   `json:"commitment"`
+}
+
+// Logged is a parsed body with its place in the log, as a verifier holds
+// it once it has checked the body against the commitment and the
+// commitment against the log.
+type Logged struct {
+	Ref
+	Body *Body
+}

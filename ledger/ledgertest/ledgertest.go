@@ -166,7 +166,7 @@ func New(t testing.TB, opts Options) *Env {
 	if err != nil {
 		t.Fatalf("ledgertest: %v", err)
 	}
-	log, err := vtrillian.NewLog(e.Trillian.Clients, e.Tree)
+	log, err := vtrillian.NewLog(e.Trillian.Clients, e.Tree, e.TrillianStorage.LogStorage())
 	if err != nil {
 		t.Fatalf("ledgertest: %v", err)
 	}

@@ -5,7 +5,11 @@ import (
 	"fmt"
 
 	tpb "github.com/google/trillian"
+	"github.com/google/trillian/storage"
 	"github.com/google/trillian/types"
+	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -18,16 +22,93 @@ import (
 type Log struct {
 	c    Clients
 	tree int64
+	// With an in-process Trillian, its storage, read directly for what
+	// the API does one call at a time (InclusionProofs).
+	storage   storage.LogStorage
+	treeProto *tpb.Tree
 }
 
-var _ ledger.Log = (*Log)(nil)
+var (
+	_ ledger.Log         = (*Log)(nil)
+	_ ledger.BatchProver = (*Log)(nil)
+)
 
 // NewLog returns the Log on the tree, which must be a PREORDERED_LOG tree.
-func NewLog(c Clients, tree *tpb.Tree) (*Log, error) {
+// ls, if not nil, is the storage of an in-process Trillian serving c, which
+// the Log reads directly to prove many leaves at once.
+func NewLog(c Clients, tree *tpb.Tree, ls storage.LogStorage) (*Log, error) {
 	if tree.TreeType != tpb.TreeType_PREORDERED_LOG {
 		return nil, fmt.Errorf("trillian: tree %d is %v, the ledger needs PREORDERED_LOG", tree.TreeId, tree.TreeType)
 	}
-	return &Log{c: c, tree: tree.TreeId}, nil
+	return &Log{c: c, tree: tree.TreeId, storage: ls, treeProto: tree}, nil
+}
+
+// InclusionProofs implements ledger.BatchProver. With the storage of an
+// in-process Trillian it reads every node of every proof in one snapshot,
+// so that each Merkle tile is read and rebuilt once (one GetInclusionProof
+// call per leaf reads its tiles each time), and builds the proofs as
+// Trillian's server does; without, it asks for each proof in turn.
+func (l *Log) InclusionProofs(ctx context.Context, indices []uint64, size uint64) ([][][]byte, error) {
+	out := make([][][]byte, len(indices))
+	if l.storage == nil {
+		for i, index := range indices {
+			p, err := l.InclusionProof(ctx, index, size)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = p
+		}
+		return out, nil
+	}
+	tx, err := l.storage.SnapshotForTree(ctx, l.treeProto)
+	if err != nil {
+		return nil, fmt.Errorf("trillian: snapshot: %w", err)
+	}
+	defer tx.Close()
+	slr, err := tx.LatestSignedLogRoot(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("trillian: log root: %w", err)
+	}
+	var root types.LogRootV1
+	if err := root.UnmarshalBinary(slr.GetLogRoot()); err != nil {
+		return nil, fmt.Errorf("trillian: log root: %w", err)
+	}
+	if size > root.TreeSize {
+		return nil, fmt.Errorf("trillian: no inclusion proof at size %d yet (tree size %d)", size, root.TreeSize)
+	}
+	nodes := make([]proof.Nodes, len(indices))
+	var ids []compact.NodeID
+	for i, index := range indices {
+		if index >= size {
+			return nil, fmt.Errorf("trillian: leaf %d is not in a tree of size %d", index, size)
+		}
+		if nodes[i], err = proof.Inclusion(index, size); err != nil {
+			return nil, fmt.Errorf("trillian: inclusion proof of %d: %w", index, err)
+		}
+		ids = append(ids, nodes[i].IDs...)
+	}
+	got, err := tx.GetMerkleNodes(ctx, ids)
+	if err != nil {
+		return nil, fmt.Errorf("trillian: read nodes: %w", err)
+	}
+	if len(got) != len(ids) {
+		return nil, fmt.Errorf("trillian: %d nodes read, %d asked", len(got), len(ids))
+	}
+	k := 0
+	for i, pn := range nodes {
+		hashes := make([][]byte, len(pn.IDs))
+		for j, id := range pn.IDs {
+			if got[k].ID != id {
+				return nil, fmt.Errorf("trillian: node %v read for %v", got[k].ID, id)
+			}
+			hashes[j] = got[k].Hash
+			k++
+		}
+		if out[i], err = pn.Rehash(hashes, rfc6962.DefaultHasher.HashChildren); err != nil {
+			return nil, fmt.Errorf("trillian: inclusion proof of %d: %w", indices[i], err)
+		}
+	}
+	return out, tx.Commit(ctx)
 }
 
 // AddSequenced implements ledger.Log. Trillian answers a resent leaf with

@@ -33,10 +33,23 @@ func VerifyEvent(body []byte, salt [SaltSize]byte, c event.Hash) (*event.Body, e
 // A Link is the place of one event in its patient's chain: its sequence
 // number, the commitment of the previous event it names, and its own
 // commitment.
+//
+// An erased event (its body destroyed with the patient's key) still has a
+// sequence number and a commitment, but the previous commitment it named
+// is gone with its body: Erased is true and Prev is ignored. The link from
+// it to the next event is still checked (the next event names its
+// commitment); the link into it cannot be.
 type Link struct {
 	Seq        uint64
 	Prev       event.Hash
 	Commitment event.Hash
+	Erased     bool
+}
+
+// ErasedLink returns the link of an erased event: its place in the chain
+// and its commitment, its previous commitment unknown.
+func ErasedLink(seq uint64, c event.Hash) Link {
+	return Link{Seq: seq, Commitment: c, Erased: true}
 }
 
 // LinkOf returns the link of the event with body b and commitment c.
@@ -77,7 +90,8 @@ func (e *ChainError) Unwrap() error { return e.Err }
 // to n, each once, the first naming the zero hash as previous and every
 // other naming the commitment of the event before it. It reports the break
 // with the lowest sequence number as a [*ChainError]. An empty list is a
-// valid chain.
+// valid chain. The previous commitment of an erased link is not checked
+// (it is unknown); everything else is.
 //
 // VerifyChain shows that nothing is missing before the last event listed;
 // it cannot show that no event comes after it.
@@ -95,7 +109,7 @@ func VerifyChain(links []Link) error {
 			return &ChainError{Seq: uint64(i) + 1, Err: ErrMissingEvent}
 		case i+1 < len(sorted) && sorted[i+1].Seq == l.Seq:
 			return &ChainError{Seq: l.Seq, Err: ErrDuplicateSeq}
-		case l.Prev != prev:
+		case !l.Erased && l.Prev != prev:
 			return &ChainError{Seq: l.Seq, Err: ErrWrongLink}
 		}
 		prev = l.Commitment

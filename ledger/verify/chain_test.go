@@ -75,6 +75,25 @@ func TestVerifyChain(t *testing.T) {
 			}
 		})
 	}
+	t.Run("erased", func(t *testing.T) {
+		erased := slices.Clone(c)
+		for i := range 3 { // the first three events were erased
+			erased[i] = ErasedLink(c[i].Seq, c[i].Commitment)
+		}
+		if err := VerifyChain(erased); err != nil {
+			t.Errorf("VerifyChain with erased events = %v, want nil", err)
+		}
+		// The link from an erased event to the next is still checked.
+		wrong := slices.Clone(erased)
+		wrong[3].Prev = c[1].Commitment
+		if err := VerifyChain(wrong); !errors.Is(err, ErrWrongLink) {
+			t.Errorf("wrong link after an erased event: %v, want ErrWrongLink", err)
+		}
+		// So is its place: an erased event does not fill a gap.
+		if err := VerifyChain(append(slices.Clone(erased[:2]), erased[3:]...)); !errors.Is(err, ErrMissingEvent) {
+			t.Errorf("gap among erased events: %v, want ErrMissingEvent", err)
+		}
+	})
 	if err := VerifyChain([]Link{{Seq: 0}}); err == nil {
 		t.Error("VerifyChain(seq 0) succeeded")
 	}

@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"math/bits"
+	"slices"
 
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
@@ -168,6 +170,23 @@ type RootBuilder struct {
 	// largest (leftmost) first: one per bit set in size.
 	hashes []event.Hash
 }
+
+// NewRootBuilder returns a RootBuilder that continues a tree of size leaves
+// from its compact range, hashes, as [RootBuilder.Range] returned it: the
+// roots of the perfect subtrees that make up the tree, largest first, one
+// per bit set in size. An auditor saves the range with the checkpoint it
+// verified, and later appends only the leaves that came after. It fails if
+// the number of hashes does not match size.
+func NewRootBuilder(size uint64, hashes []event.Hash) (*RootBuilder, error) {
+	if want := bits.OnesCount64(size); len(hashes) != want {
+		return nil, fmt.Errorf("root builder: %d hashes for a tree of size %d, want %d", len(hashes), size, want)
+	}
+	return &RootBuilder{size: size, hashes: slices.Clone(hashes)}, nil
+}
+
+// Range returns a copy of the compact range of the leaves appended so far
+// (see [NewRootBuilder]).
+func (b *RootBuilder) Range() []event.Hash { return slices.Clone(b.hashes) }
 
 // Append adds the leaf with Merkle leaf hash h at index Size().
 func (b *RootBuilder) Append(h event.Hash) {

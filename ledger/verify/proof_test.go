@@ -66,6 +66,49 @@ func TestRootBuilder(t *testing.T) {
 	}
 }
 
+// TestRootBuilderResume checks that a RootBuilder restored from the range
+// of a shorter tree continues to the same roots, at every split of a tree,
+// and that a range of the wrong length is refused.
+func TestRootBuilderResume(t *testing.T) {
+	tr := newTLogTree(t, 70, "resume")
+	for split := 0; split <= len(tr.leaves); split++ {
+		var first RootBuilder
+		for _, h := range tr.leaves[:split] {
+			first.Append(h)
+		}
+		rb, err := NewRootBuilder(first.Size(), first.Range())
+		if err != nil {
+			t.Fatalf("NewRootBuilder(%d, its range): %v", split, err)
+		}
+		if split > 0 && rb.Root() != tr.root(t, split) {
+			t.Fatalf("restored at %d: root %s, want %s", split, rb.Root(), tr.root(t, split))
+		}
+		for _, h := range tr.leaves[split:] {
+			rb.Append(h)
+		}
+		if got, want := rb.Root(), tr.root(t, len(tr.leaves)); got != want {
+			t.Fatalf("resumed at %d: root %s, want %s", split, got, want)
+		}
+	}
+	var rb RootBuilder
+	for _, h := range tr.leaves[:7] {
+		rb.Append(h)
+	}
+	r := rb.Range()
+	for _, bad := range []struct {
+		size   uint64
+		hashes []event.Hash
+	}{{7, r[:2]}, {7, append(r, r[0])}, {8, r}, {0, r[:1]}} {
+		if _, err := NewRootBuilder(bad.size, bad.hashes); err == nil {
+			t.Errorf("NewRootBuilder(%d, %d hashes) succeeded", bad.size, len(bad.hashes))
+		}
+	}
+	r[0] = event.Hash{}
+	if rb.Range()[0] == (event.Hash{}) {
+		t.Error("Range returns the builder's own slice")
+	}
+}
+
 // TestInclusionCrossCheck verifies, for every leaf of trees of many sizes,
 // the inclusion proofs made by golang.org/x/mod/sumdb/tlog, and checks that
 // tampered proofs fail here and in tlog alike.

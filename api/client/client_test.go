@@ -1,0 +1,205 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	vigiev1 "github.com/vigie-sante/vigie/api/vigie/v1"
+)
+
+func writeProto(t *testing.T, w http.ResponseWriter, m proto.Message) {
+	b, err := protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}.Marshal(m)
+	if err != nil {
+		t.Error(err)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(b)
+}
+
+func newTestClient(t *testing.T, h http.HandlerFunc, token string) *Client {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	c, err := New(Config{BaseURL: srv.URL + "/", Token: token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.sleep = func(context.Context, time.Duration) error { return nil }
+	return c
+}
+
+// TestCalls checks each method's route, query, body and decoding against a
+// server that answers as the gateway does.
+func TestCalls(t *testing.T) {
+	ctx := context.Background()
+	c := newTestClient(t, func(w http.ResponseWriter, r *http.Request) {
+		if got := r.Header.Get("Authorization"); got != "Bearer tok" {
+			t.Errorf("%s: Authorization %q", r.URL.Path, got)
+		}
+		q := r.URL.Query()
+		switch r.Method + " " + r.URL.Path {
+		case "GET /checkpoint":
+			w.Write([]byte("origin\n1\nroot\n\n— sig\n"))
+		case "GET /v1/log/key":
+			writeProto(t, w, &vigiev1.PublicKeys{Origin: "o", CheckpointKey: "ck", ReceiptKey: "rk"})
+		case "GET /v1/log/consistency":
+			if q.Get("first") != "3" || q.Get("second") != "9" {
+				t.Errorf("consistency query %v", q)
+			}
+			writeProto(t, w, &vigiev1.ConsistencyProof{First: 3, Second: 9, Hashes: [][]byte{{1}, {2}}})
+		case "GET /v1/log/inclusion":
+			if q.Get("leaf_index") != "4" || q.Get("tree_size") != "9" {
+				t.Errorf("inclusion query %v", q)
+			}
+			writeProto(t, w, &vigiev1.InclusionProof{LeafIndex: 4, TreeSize: 9, Hashes: [][]byte{{3}}})
+		case "GET /v1/log/leaves":
+			writeProto(t, w, &vigiev1.GetLeavesResponse{Start: 5, LeafValues: [][]byte{{1}, {2}}})
+		case "GET /v1/me/accesses":
+			if q.Get("page_size") != "500" || q.Get("page_token") != "next" {
+				t.Errorf("accesses query %v", q)
+			}
+			writeProto(t, w, &vigiev1.ListAccessesResponse{Events: []*vigiev1.LedgerEvent{{Sequence: 1, Body: []byte("{}")}}})
+		case "GET /v1/rules/2":
+			w.Write([]byte(`{"format":"vigie-national-rules-v1"}`))
+		case "POST /v1/audit/events:search":
+			b, _ := io.ReadAll(r.Body)
+			if r.URL.RawQuery != "" || !strings.Contains(string(b), `"patient_ins":"279035121518989"`) {
+				t.Errorf("search: query %q, body %s", r.URL.RawQuery, b)
+			}
+			writeProto(t, w, &vigiev1.SearchEventsResponse{NextPageToken: "p2"})
+		default:
+			t.Errorf("unexpected %s %s", r.Method, r.URL)
+			http.NotFound(w, r)
+		}
+	}, "tok")
+	if b, err := c.Checkpoint(ctx); err != nil || !strings.HasPrefix(string(b), "origin\n") {
+		t.Errorf("Checkpoint = %q, %v", b, err)
+	}
+	if k, err := c.PublicKeys(ctx); err != nil || k.CheckpointKey != "ck" {
+		t.Errorf("PublicKeys = %v, %v", k, err)
+	}
+	if p, err := c.ConsistencyProof(ctx, 3, 9); err != nil || len(p) != 2 {
+		t.Errorf("ConsistencyProof = %v, %v", p, err)
+	}
+	if p, err := c.InclusionProof(ctx, 4, 9); err != nil || len(p) != 1 {
+		t.Errorf("InclusionProof = %v, %v", p, err)
+	}
+	if l, err := c.Leaves(ctx, 5, 100); err != nil || len(l) != 2 {
+		t.Errorf("Leaves = %v, %v", l, err)
+	}
+	if _, err := c.Leaves(ctx, 6, 100); err == nil {
+		t.Error("Leaves accepted an answer for another start")
+	}
+	if _, err := c.Leaves(ctx, 5, 6); err == nil {
+		t.Error("Leaves accepted more leaves than asked")
+	}
+	if p, err := c.ListAccesses(ctx, 500, "next"); err != nil || len(p.Events) != 1 || p.Events[0].Sequence != 1 {
+		t.Errorf("ListAccesses = %v, %v", p, err)
+	}
+	if b, err := c.NationalRules(ctx, 2); err != nil || !strings.Contains(string(b), "national-rules") {
+		t.Errorf("NationalRules = %q, %v", b, err)
+	}
+	if _, err := c.NationalRules(ctx, 0); err == nil {
+		t.Error("NationalRules(0) succeeded")
+	}
+	if r, err := c.SearchEvents(ctx, &vigiev1.SearchEventsRequest{PatientIns: "279035121518989"}); err != nil || r.NextPageToken != "p2" {
+		t.Errorf("SearchEvents = %v, %v", r, err)
+	}
+}
+
+// TestAnonymousPublic checks that with AnonymousPublic the token goes
+// only with the methods that need it.
+func TestAnonymousPublic(t *testing.T) {
+	ctx := context.Background()
+	got := map[string]string{}
+	c := newTestClient(t, func(w http.ResponseWriter, r *http.Request) {
+		got[r.URL.Path] = r.Header.Get("Authorization")
+		switch r.URL.Path {
+		case "/v1/me/accesses":
+			writeProto(t, w, &vigiev1.ListAccessesResponse{})
+		default:
+			w.Write([]byte("x"))
+		}
+	}, "tok")
+	c.cfg.AnonymousPublic = true
+	c.Checkpoint(ctx)
+	c.NationalRules(ctx, 1)
+	c.ListAccesses(ctx, 0, "")
+	want := map[string]string{"/checkpoint": "", "/v1/rules/1": "", "/v1/me/accesses": "Bearer tok"}
+	for p, w := range want {
+		if got[p] != w {
+			t.Errorf("%s: Authorization %q, want %q", p, got[p], w)
+		}
+	}
+}
+
+// TestErrors checks that an error answer becomes an *Error with the
+// server's code and message, that rate limits and unavailability are
+// retried and other errors are not.
+func TestErrors(t *testing.T) {
+	ctx := context.Background()
+	var calls atomic.Int32
+	c := newTestClient(t, func(w http.ResponseWriter, r *http.Request) {
+		n := calls.Add(1)
+		switch r.URL.Path {
+		case "/v1/log/leaves":
+			w.WriteHeader(http.StatusBadRequest)
+			w.Write([]byte(`{"code":3,"message":"invalid start: beyond the latest signed checkpoint","details":[]}`))
+		case "/checkpoint":
+			if n < 3 {
+				w.WriteHeader(http.StatusTooManyRequests)
+				w.Write([]byte(`{"code":8,"message":"rate limited"}`))
+				return
+			}
+			w.Write([]byte("ok\n"))
+		case "/v1/log/key":
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte("not json"))
+		}
+	}, "")
+	_, err := c.Leaves(ctx, 10, 20)
+	var e *Error
+	if !errors.As(err, &e) || e.Code != codes.InvalidArgument || e.HTTPStatus != 400 || !strings.Contains(e.Message, "invalid start") || !IsCode(err, codes.InvalidArgument) {
+		t.Errorf("Leaves error = %#v", err)
+	}
+	if calls.Load() != 1 {
+		t.Errorf("a 400 was tried %d times, want once", calls.Load())
+	}
+	calls.Store(0)
+	if b, err := c.Checkpoint(ctx); err != nil || string(b) != "ok\n" {
+		t.Errorf("Checkpoint after two 429s = %q, %v", b, err)
+	}
+	calls.Store(0)
+	if _, err := c.PublicKeys(ctx); !errors.As(err, &e) || e.HTTPStatus != 503 || e.Code != codes.Unknown {
+		t.Errorf("PublicKeys on a 503 = %v", err)
+	}
+	if got := calls.Load(); got != 7 {
+		t.Errorf("a 503 was tried %d times, want 1 + 6 retries", got)
+	}
+}
+
+func TestNewRefusesBadConfig(t *testing.T) {
+	for _, cfg := range []Config{
+		{BaseURL: ""},
+		{BaseURL: "vigie.example"},
+		{BaseURL: "ftp://vigie.example"},
+		{BaseURL: "https://user:pw@vigie.example"},
+		{BaseURL: "https://vigie.example/?q=1"},
+		{BaseURL: "https://vigie.example", Token: "two words"},
+	} {
+		if _, err := New(cfg); err == nil {
+			t.Errorf("New(%+v) succeeded", cfg)
+		}
+	}
+}

@@ -1,0 +1,258 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/codes"
+
+	"github.com/vigie-sante/vigie/api/client"
+	vigiev1 "github.com/vigie-sante/vigie/api/vigie/v1"
+	"github.com/vigie-sante/vigie/consent"
+	"github.com/vigie-sante/vigie/consent/replay"
+	"github.com/vigie-sante/vigie/ledger"
+	"github.com/vigie-sante/vigie/ledger/audit"
+	"github.com/vigie-sante/vigie/ledger/event"
+)
+
+// envelope converts an event as the API serves it.
+func envelope(e *vigiev1.LedgerEvent) audit.Envelope {
+	return audit.Envelope{Seq: e.Sequence, Index: e.LeafIndex, Commitment: e.Commitment, Erased: e.Erased,
+		Body: e.Body, Salt: e.Salt, Proof: e.InclusionProof, Receipt: e.Receipt}
+}
+
+// historySource is the patient's history over the API.
+type historySource struct{ *client.Client }
+
+func (h historySource) HistoryPage(ctx context.Context, token string) (*audit.HistoryPage, error) {
+	resp, err := h.ListAccesses(ctx, 500, token)
+	if err != nil {
+		return nil, err
+	}
+	p := &audit.HistoryPage{Checkpoint: resp.Checkpoint, Next: resp.NextPageToken}
+	for _, e := range resp.Events {
+		p.Events = append(p.Events, envelope(e))
+	}
+	return p, nil
+}
+
+// rulesSource fetches national rules versions for the replay.
+func rulesSource(cl *client.Client) replay.RulesSource {
+	return func(ctx context.Context, v int64) ([]byte, error) {
+		b, err := cl.NationalRules(ctx, v)
+		if client.IsCode(err, codes.NotFound) {
+			return nil, fmt.Errorf("%w: %v", replay.ErrNoRules, err)
+		}
+		return b, err
+	}
+}
+
+// labels are the national rules' names of professions and document types,
+// for readable reports; codes are shown when a version cannot be had.
+type labels struct {
+	cl    *client.Client
+	rules map[int64]*consent.Rules
+}
+
+func newLabels(cl *client.Client) *labels { return &labels{cl: cl, rules: map[int64]*consent.Rules{}} }
+
+// of returns the rules of a decision, if the server serves the very
+// version it names (same hash); nil otherwise.
+func (lb *labels) of(ctx context.Context, d *consent.Decision) *consent.Rules {
+	if r, ok := lb.rules[d.RulesVersion]; ok {
+		return r
+	}
+	lb.rules[d.RulesVersion] = nil
+	b, err := lb.cl.NationalRules(ctx, d.RulesVersion)
+	if err != nil || sha256.Sum256(b) != d.RulesHash {
+		return nil
+	}
+	r, err := consent.ParseRules(b)
+	if err != nil {
+		return nil
+	}
+	lb.rules[d.RulesVersion] = r
+	return r
+}
+
+func profession(l lang, r *consent.Rules, code string) string {
+	if r != nil {
+		for _, p := range r.Data().Professions {
+			if p.Code == code {
+				return [2]string{p.FR, p.EN}[l]
+			}
+		}
+	}
+	return l.f(msg{"profession %s", "profession %s"}, code)
+}
+
+func documentType(l lang, r *consent.Rules, code string) string {
+	if r != nil {
+		for _, d := range r.Data().DocumentTypes {
+			if d.Code == code {
+				return [2]string{d.FR, d.EN}[l]
+			}
+		}
+	}
+	return code
+}
+
+// eventRow is an event of a report, described for its reader.
+type eventRow struct {
+	Seq        uint64     `json:"seq"`
+	Index      uint64     `json:"leaf_index"`
+	Commitment event.Hash `json:"commitment"`
+	Kind       string     `json:"kind"`
+	Time       *time.Time `json:"time,omitempty"`
+	Erased     bool       `json:"erased,omitempty"`
+	Proof      string     `json:"proof"`
+	Who        string     `json:"who,omitempty"`
+	What       string     `json:"what,omitempty"`
+	Why        string     `json:"why,omitempty"`
+	Outcome    string     `json:"outcome,omitempty"`
+	// Flags: "emergency", "denied".
+	Flags  []string      `json:"flags,omitempty"`
+	Access *accessDetail `json:"access,omitempty"`
+}
+
+// accessDetail is an access decision, for machines.
+type accessDetail struct {
+	ActorRPPS      string          `json:"actor_rpps"`
+	Profession     string          `json:"profession"`
+	Organization   string          `json:"organization"`
+	Sector         string          `json:"sector"`
+	CareTeam       bool            `json:"care_team"`
+	Action         consent.Action  `json:"action"`
+	Resource       string          `json:"resource"`
+	DocumentID     string          `json:"document_id,omitempty"`
+	DocumentType   string          `json:"document_type,omitempty"`
+	Purpose        consent.Purpose `json:"purpose"`
+	Decision       string          `json:"decision"`
+	Reason         consent.Reason  `json:"reason"`
+	Grounds        []groundDetail  `json:"grounds"`
+	ConsentVersion int64           `json:"consent_version"`
+	RulesVersion   int64           `json:"rules_version"`
+}
+
+type groundDetail struct {
+	Source consent.GroundSource `json:"source"`
+	Kind   string               `json:"kind"`
+	ID     string               `json:"id"`
+	Effect string               `json:"effect"`
+	Text   string               `json:"text"`
+}
+
+// describe makes the row of an event: who did what, when, why, with what
+// outcome. seqOf maps commitments to sequence numbers, to name the access a
+// review is about.
+func describe(ctx context.Context, l lang, lb *labels, e *audit.HistoryEvent, seqOf map[event.Hash]uint64) eventRow {
+	row := eventRow{Seq: e.Seq, Index: e.Index, Commitment: e.Commitment, Erased: e.Erased, Proof: e.Proof}
+	b := e.Body
+	if b == nil {
+		row.Kind = "erased"
+		row.What = l.f(msg{"événement effacé (son contenu a été détruit ; sa place dans le journal est prouvée)", "erased event (its content was destroyed; its place in the log is proven)"})
+		if !e.Erased {
+			row.Kind = "unverified"
+			row.What = l.f(msg{"événement non vérifié (voir les problèmes)", "unverified event (see the problems)"})
+		}
+		return row
+	}
+	t := b.Time
+	row.Time = &t
+	row.Kind = string(b.Kind)
+	switch b.Kind {
+	case event.KindAccess:
+		req, d, err := consent.ParseAccessRecord(b.Payload)
+		if err != nil {
+			row.What = l.f(msg{"accès (enregistrement illisible)", "access (unreadable record)"})
+			return row
+		}
+		r := lb.of(ctx, &d)
+		row.Who = l.f(mProfessional, req.Actor.RPPS.String(), profession(l, r, req.Actor.Profession), req.Actor.Organization.String())
+		if req.Actor.CareTeam {
+			row.Who += ", " + mCareTeam[l]
+		}
+		act := title(l, actions, req.Action)
+		if req.Resource.Kind == consent.ResourceDocument {
+			row.What = act + " : " + l.f(mDocument, documentType(l, r, req.Resource.DocumentType))
+		} else {
+			row.What = act + " : " + mRecord[l]
+		}
+		var why []string
+		why = append(why, title(l, purposes, req.Purpose))
+		for _, g := range d.Grounds {
+			why = append(why, [2]string{g.FR, g.EN}[l])
+		}
+		row.Why = strings.Join(why, " ; ")
+		row.Outcome = mAllowed[l]
+		if d.Effect == consent.Deny {
+			row.Outcome = mDenied[l]
+			row.Flags = append(row.Flags, "denied")
+		}
+		if req.Purpose == consent.PurposeBreakGlass || req.Purpose == consent.PurposeEmergencyTreatment {
+			row.Outcome = mEmergency[l] + " " + row.Outcome
+			row.Flags = append(row.Flags, "emergency")
+		}
+		ad := &accessDetail{ActorRPPS: req.Actor.RPPS.String(), Profession: req.Actor.Profession, Organization: req.Actor.Organization.String(),
+			Sector: req.Actor.Sector, CareTeam: req.Actor.CareTeam, Action: req.Action, Resource: string(req.Resource.Kind),
+			DocumentID: req.Resource.DocumentID, DocumentType: req.Resource.DocumentType, Purpose: req.Purpose,
+			Decision: d.Effect.String(), Reason: d.Reason, ConsentVersion: d.ConsentVersion, RulesVersion: d.RulesVersion}
+		for _, g := range d.Grounds {
+			ad.Grounds = append(ad.Grounds, groundDetail{Source: g.Source, Kind: g.Kind, ID: g.ID, Effect: g.Effect.String(), Text: [2]string{g.FR, g.EN}[l]})
+		}
+		row.Access = ad
+	case event.KindConsentChange:
+		c, author, err := consent.ParseConsentChangeRecord(b.Payload)
+		if err != nil {
+			row.What = l.f(msg{"changement de consentement (enregistrement illisible)", "consent change (unreadable record)"})
+			return row
+		}
+		row.Who = author
+		row.What = l.f(msg{"consentement modifié : version %d, %d directive(s)", "consent changed: version %d, %d directive(s)"}, c.Version, len(c.Directives))
+	case event.KindLedgerRead:
+		var rd struct {
+			Reader string `json:"reader"`
+			Method string `json:"method"`
+			Events int    `json:"events"`
+		}
+		json.Unmarshal(b.Payload, &rd)
+		row.Who = rd.Reader
+		switch rd.Method {
+		case "ListAccesses":
+			row.What = l.f(msg{"consultation de l'historique (%d événements lus)", "history listed (%d events read)"}, rd.Events)
+		case "SearchEvents":
+			row.What = l.f(msg{"lecture par un auditeur (%d événements lus)", "read by an auditor (%d events read)"}, rd.Events)
+		default:
+			row.What = l.f(msg{"lecture du journal (%d événements lus)", "ledger read (%d events read)"}, rd.Events)
+		}
+	case event.KindBreakGlassReview:
+		var rv struct {
+			Event    event.Hash `json:"event"`
+			Verdict  string     `json:"verdict"`
+			Reviewer string     `json:"reviewer"`
+			Comment  string     `json:"comment"`
+		}
+		json.Unmarshal(b.Payload, &rv)
+		row.Who = rv.Reviewer
+		verdict := map[string]msg{"justified": {"justifié", "justified"}, "unjustified": {"NON JUSTIFIÉ", "NOT JUSTIFIED"}}[rv.Verdict]
+		row.What = l.f(msg{"revue de l'accès en urgence n°%d", "review of emergency access no. %d"}, seqOf[rv.Event])
+		row.Outcome = verdict[l]
+		row.Why = rv.Comment
+	case event.KindErasure:
+		var er ledger.ErasureRecord
+		json.Unmarshal(b.Payload, &er)
+		row.Who = er.RequestedBy
+		if er.State == "done" {
+			row.What = l.f(msg{"effacement effectué (%d événements)", "erasure done (%d events)"}, er.Erased)
+		} else {
+			row.What = l.f(msg{"effacement demandé, prévu le %s", "erasure requested, due %s"}, er.Due.Format(time.DateTime))
+		}
+	default:
+		row.What = string(b.Kind)
+	}
+	return row
+}

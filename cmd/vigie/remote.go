@@ -1,0 +1,386 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/vigie-sante/vigie/api/client"
+	"github.com/vigie-sante/vigie/ledger/audit"
+	"github.com/vigie-sante/vigie/ledger/event"
+	"github.com/vigie-sante/vigie/ledger/verify"
+)
+
+// remoteConfig is what vigie verify and vigie audit share: the server, the
+// credentials, the log's keys and where the state is kept.
+type remoteConfig struct {
+	server, token, tokenFile string
+	logKey, receiptKey       string
+	tlsCA                    string
+	stateDir                 string
+	evidence                 string
+	lang                     string
+	json                     bool
+	timeout                  time.Duration
+	// anonymousPublic: the token goes only with the calls that need it
+	// (vigie verify: the server need not learn which log entries a
+	// patient checks).
+	anonymousPublic bool
+}
+
+func (c *remoteConfig) flags(fs *flag.FlagSet) {
+	fs.StringVar(&c.server, "server", "http://127.0.0.1:8080", "URL of Vigie's HTTP API")
+	fs.StringVar(&c.token, "token", "", "bearer token (prefer the environment variable, or --token-file: a flag shows in the process list)")
+	fs.StringVar(&c.tokenFile, "token-file", "", "file holding the bearer token")
+	fs.StringVar(&c.logKey, "log-key", "", "the log's checkpoint key (note verifier, <origin>+<hash>+<key>), obtained by another channel; default: pinned on first use")
+	fs.StringVar(&c.receiptKey, "receipt-key", "", "the log's receipt key (note verifier); default: pinned on first use")
+	fs.StringVar(&c.tlsCA, "tls-ca", "", "CA certificates (PEM) to trust for an https server, instead of the system's")
+	fs.StringVar(&c.stateDir, "state-dir", defaultStateDir(), "directory of the pinned keys and of what the last run saw")
+	fs.StringVar(&c.evidence, "evidence", "", "file to write the evidence to when verification fails (default: <state dir>/evidence/<command>-<time>.json)")
+	fs.StringVar(&c.lang, "lang", "fr", "language of the report: fr or en")
+	fs.BoolVar(&c.json, "json", false, "print the report as JSON")
+	fs.DurationVar(&c.timeout, "timeout", 10*time.Minute, "give up after this long")
+}
+
+func defaultStateDir() string {
+	dir, err := os.UserConfigDir()
+	if err != nil {
+		return ".vigie"
+	}
+	return filepath.Join(dir, "vigie")
+}
+
+// usageError is a bad flag or argument: exit code 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
+
+func (c *remoteConfig) validate() error {
+	switch {
+	case c.lang != "fr" && c.lang != "en":
+		return usagef("--lang: want fr or en, not %q", c.lang)
+	case c.token != "" && c.tokenFile != "":
+		return usagef("--token and --token-file: give one")
+	case c.timeout <= 0:
+		return usagef("--timeout must be positive")
+	case c.stateDir == "":
+		return usagef("--state-dir must not be empty")
+	}
+	if c.logKey != "" {
+		if _, err := note.NewVerifier(c.logKey); err != nil {
+			return usagef("--log-key: %v", err)
+		}
+	}
+	if c.receiptKey != "" {
+		if _, err := note.NewVerifier(c.receiptKey); err != nil {
+			return usagef("--receipt-key: %v", err)
+		}
+	}
+	if c.tokenFile != "" {
+		b, err := os.ReadFile(c.tokenFile)
+		if err != nil {
+			return usagef("--token-file: %v", err)
+		}
+		c.token = strings.TrimSpace(string(b))
+	}
+	return nil
+}
+
+// client returns the API client.
+func (c *remoteConfig) client() (*client.Client, error) {
+	hc := &http.Client{Timeout: 60 * time.Second}
+	if c.tlsCA != "" {
+		pem, err := os.ReadFile(c.tlsCA)
+		if err != nil {
+			return nil, usagef("--tls-ca: %v", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, usagef("--tls-ca: no PEM certificate in %s", c.tlsCA)
+		}
+		hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, Proxy: http.ProxyFromEnvironment}
+	}
+	cl, err := client.New(client.Config{BaseURL: c.server, Token: c.token, HTTPClient: hc, UserAgent: "vigie/" + versionString(), AnonymousPublic: c.anonymousPublic})
+	if err != nil {
+		return nil, usagef("--server or --token: %v", err)
+	}
+	return cl, nil
+}
+
+// stateFile is what vigie verify and vigie audit keep about one server,
+// in <state dir>/servers/<host>-<hash>.json (mode 0600): the log's keys,
+// pinned on first use, and the latest checkpoint each command verified.
+// docs/auditors.md documents it.
+type stateFile struct {
+	Version       int          `json:"version"`
+	Server        string       `json:"server"`
+	Origin        string       `json:"origin"`
+	CheckpointKey string       `json:"checkpoint_key"`
+	ReceiptKey    string       `json:"receipt_key,omitempty"`
+	PinnedAt      time.Time    `json:"pinned_at"`
+	Verify        *verifyState `json:"verify,omitempty"`
+	Audit         *auditState  `json:"audit,omitempty"`
+
+	path string
+}
+
+// verifyState is what vigie verify saw last: the newest checkpoint, and
+// the head of each patient's chain (by pseudonym; never an INS).
+type verifyState struct {
+	Checkpoint string                     `json:"checkpoint"`
+	SeenAt     time.Time                  `json:"seen_at"`
+	Chains     map[string]audit.ChainHead `json:"chains,omitempty"`
+}
+
+// auditState is where vigie audit stopped: the checkpoint it verified and
+// the compact range of the tree at its size.
+type auditState struct {
+	Checkpoint string    `json:"checkpoint"`
+	SeenAt     time.Time `json:"seen_at"`
+	Range      []string  `json:"range"`
+}
+
+const stateVersion = 1
+
+// loadState reads the state of server, or returns an empty one.
+func loadState(dir, server string) (*stateFile, error) {
+	u, _ := url.Parse(server)
+	h := sha256.Sum256([]byte(server))
+	name := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '-' {
+			return r
+		}
+		return '_'
+	}, strings.ToLower(u.Host))
+	path := filepath.Join(dir, "servers", fmt.Sprintf("%s-%x.json", name, h[:4]))
+	st := &stateFile{Version: stateVersion, Server: server, path: path}
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return st, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("state: %w", err)
+	}
+	if err := json.Unmarshal(b, st); err != nil {
+		return nil, fmt.Errorf("state %s: %w", path, err)
+	}
+	if st.Version != stateVersion || st.Server != server {
+		return nil, fmt.Errorf("state %s: version %d for server %q, want version %d for %q", path, st.Version, st.Server, stateVersion, server)
+	}
+	st.path = path
+	return st, nil
+}
+
+// save writes the state atomically, readable by its owner only.
+func (st *stateFile) save() error {
+	if err := os.MkdirAll(filepath.Dir(st.path), 0o700); err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(st.path, append(b, '\n'))
+}
+
+func writeFileAtomic(path string, b []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// connect returns the client of the server, the state kept about it and
+// the log's keys; when the keys are to be pinned now (first use), it says
+// so on stderr, unless the report is JSON.
+func (c *remoteConfig) connect(ctx context.Context, command string, stderr io.Writer) (*client.Client, *stateFile, *logKeys, error) {
+	cl, err := c.client()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	st, err := loadState(c.stateDir, cl.BaseURL())
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	keys, err := resolveKeys(ctx, c, cl, st)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if keys.firstUse && !c.json {
+		fmt.Fprintln(stderr, langOf(c.lang).f(msg{
+			"vigie %s : première utilisation de %s : la clé du journal %s sera épinglée si la vérification réussit. Comparez-la avec celle que publie l'opérateur par un autre canal.",
+			"vigie %s: first use of %s: the log key %s will be pinned if the verification succeeds. Compare it with the one the operator publishes through another channel."},
+			command, cl.BaseURL(), keys.checkpoint))
+	}
+	return cl, st, keys, nil
+}
+
+// logKeys are the keys a run trusts, and whether they were pinned just now
+// (on first use) rather than before or given by flag.
+type logKeys struct {
+	audit.Keys
+	origin, checkpoint, receipt string
+	firstUse                    bool
+}
+
+// resolveKeys returns the log's keys: given by flag, pinned in the state,
+// or else fetched from the server and to be pinned (trust on first use).
+func resolveKeys(ctx context.Context, c *remoteConfig, cl *client.Client, st *stateFile) (*logKeys, error) {
+	k := &logKeys{checkpoint: c.logKey, receipt: c.receiptKey}
+	if k.checkpoint != "" && st.CheckpointKey != "" && k.checkpoint != st.CheckpointKey {
+		return nil, usagef("--log-key differs from the key pinned for %s on %s in %s; if the log's key really changed, delete that file", st.Server, st.PinnedAt.Format(time.DateOnly), st.path)
+	}
+	if k.receipt != "" && st.ReceiptKey != "" && k.receipt != st.ReceiptKey {
+		return nil, usagef("--receipt-key differs from the key pinned for %s in %s; if the log's key really changed, delete that file", st.Server, st.path)
+	}
+	if k.checkpoint == "" {
+		k.checkpoint = st.CheckpointKey
+	}
+	if k.receipt == "" {
+		k.receipt = st.ReceiptKey
+	}
+	if k.checkpoint == "" || k.receipt == "" {
+		pub, err := cl.PublicKeys(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if k.checkpoint == "" {
+			k.checkpoint, k.firstUse = pub.CheckpointKey, true
+		}
+		if k.receipt == "" {
+			k.receipt, k.firstUse = pub.ReceiptKey, true
+		}
+	}
+	var err error
+	if k.Checkpoint, err = note.NewVerifier(k.checkpoint); err != nil {
+		return nil, keyError(c.logKey != "", "--log-key", "checkpoint", err)
+	}
+	k.origin = k.Checkpoint.Name()
+	if !verify.ValidOrigin(k.origin) {
+		return nil, keyError(c.logKey != "", "--log-key", "checkpoint", errors.New("its name is not a valid log origin"))
+	}
+	if k.Receipt, err = note.NewVerifier(k.receipt); err != nil {
+		return nil, keyError(c.receiptKey != "", "--receipt-key", "receipt", err)
+	}
+	if want := verify.ReceiptKeyName(k.origin); k.Receipt.Name() != want {
+		return nil, keyError(c.receiptKey != "", "--receipt-key", "receipt", fmt.Errorf("named %q, want %q", k.Receipt.Name(), want))
+	}
+	return k, nil
+}
+
+func keyError(flagGiven bool, flagName, which string, err error) error {
+	if flagGiven {
+		return usagef("%s: %v", flagName, err)
+	}
+	return fmt.Errorf("the server's %s key: %v", which, err)
+}
+
+// pin records the keys in the state.
+func (k *logKeys) pin(st *stateFile, now time.Time) {
+	if st.CheckpointKey == "" {
+		st.PinnedAt = now
+	}
+	st.Origin, st.CheckpointKey, st.ReceiptKey = k.origin, k.checkpoint, k.receipt
+}
+
+// evidenceFile writes evidence as JSON, readable by its owner only, and
+// returns its path.
+func (c *remoteConfig) writeEvidence(command string, now time.Time, v any) (string, error) {
+	path := c.evidence
+	if path == "" {
+		path = filepath.Join(c.stateDir, "evidence", fmt.Sprintf("%s-%s.json", command, now.UTC().Format("20060102T150405Z")))
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", fmt.Errorf("evidence: %w", err)
+	}
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return "", err
+	}
+	if err := writeFileAtomic(path, append(b, '\n')); err != nil {
+		return "", fmt.Errorf("evidence: %w", err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return path, nil
+	}
+	return abs, nil
+}
+
+// tokenClaims reads the role and organisations of a JWT without verifying
+// it: only to choose what to ask the server, which checks the token
+// itself.
+func tokenClaims(tok string) (role string, orgs []string) {
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		return "", nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return "", nil
+	}
+	var claims struct {
+		Role string   `json:"role"`
+		Orgs []string `json:"orgs"`
+	}
+	if json.Unmarshal(b, &claims) != nil {
+		return "", nil
+	}
+	return claims.Role, claims.Orgs
+}
+
+func hashesToHex(hs []event.Hash) []string {
+	out := make([]string, len(hs))
+	for i, h := range hs {
+		out[i] = hex.EncodeToString(h[:])
+	}
+	return out
+}
+
+func hexToHashes(ss []string) ([]event.Hash, error) {
+	out := make([]event.Hash, len(ss))
+	for i, s := range ss {
+		h, err := event.ParseHash(s)
+		if err != nil {
+			return nil, fmt.Errorf("range hash %d: %w", i, err)
+		}
+		out[i] = h
+	}
+	return out, nil
+}

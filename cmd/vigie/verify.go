@@ -1,0 +1,337 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/vigie-sante/vigie/api/client"
+	"github.com/vigie-sante/vigie/ledger/audit"
+	"github.com/vigie-sante/vigie/ledger/event"
+	"github.com/vigie-sante/vigie/ledger/verify"
+)
+
+// runVerify is vigie verify: a patient fetches their history from the
+// public API and verifies everything (package ledger/audit), with the log's
+// key pinned on first use; or a receipt is checked against the log.
+func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("verify", stderr)
+	var c remoteConfig
+	c.flags(fs)
+	c.anonymousPublic = true
+	receipt := fs.String("receipt", "", "file holding a receipt (its signed note, or the base64 the API returns) to check against the log once its merge delay has passed")
+	if code, done := parseFlags(fs, args); done {
+		return code
+	}
+	rep, err := verifyCommand(ctx, &c, *receipt, time.Now, stderr)
+	return finish(&c, "verify", rep, err, stdout, stderr)
+}
+
+// verifyReport is what vigie verify prints, as JSON or as a table.
+type verifyReport struct {
+	Verdict  string          `json:"verdict"` // "verified" or "failed"
+	Server   string          `json:"server"`
+	Log      *logSummary     `json:"log,omitempty"`
+	Previous *uint64         `json:"previous_checkpoint_size,omitempty"`
+	FirstUse bool            `json:"key_pinned_now,omitempty"`
+	Events   []eventRow      `json:"events"`
+	Erased   int             `json:"erased,omitempty"`
+	Pending  int             `json:"pending,omitempty"`
+	Receipt  *receiptSummary `json:"receipt,omitempty"`
+	Findings []audit.Finding `json:"findings"`
+	Evidence string          `json:"evidence_file,omitempty"`
+
+	lang  lang
+	notes [][]byte // the checkpoints seen, for the evidence
+}
+
+type logSummary struct {
+	Origin         string     `json:"origin"`
+	CheckpointSize uint64     `json:"checkpoint_size"`
+	Root           event.Hash `json:"root"`
+	Key            string     `json:"checkpoint_key"`
+}
+
+type receiptSummary struct {
+	LeafIndex  uint64     `json:"leaf_index"`
+	Commitment event.Hash `json:"commitment"`
+	Time       time.Time  `json:"time"`
+	Deadline   time.Time  `json:"deadline"`
+	Status     string     `json:"status"`
+}
+
+func verifyCommand(ctx context.Context, c *remoteConfig, receiptFile string, now func() time.Time, stderr io.Writer) (*verifyReport, error) {
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	if c.token == "" && receiptFile == "" {
+		return nil, usagef("a patient's token is needed to verify their history (--token, --token-file or VIGIE_TOKEN), or a receipt to check (--receipt)")
+	}
+	var receipt []byte
+	if receiptFile != "" {
+		b, err := os.ReadFile(receiptFile)
+		if err != nil {
+			return nil, usagef("--receipt: %v", err)
+		}
+		if receipt, err = readNote(b); err != nil {
+			return nil, usagef("--receipt: %v", err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	cl, st, keys, err := c.connect(ctx, "verify", stderr)
+	if err != nil {
+		return nil, err
+	}
+	rep := &verifyReport{Server: cl.BaseURL(), FirstUse: keys.firstUse, lang: langOf(c.lang), Events: []eventRow{}, Findings: []audit.Finding{}}
+	var previous []byte
+	heads := map[event.Hash]audit.ChainHead{}
+	if st.Verify != nil {
+		previous = []byte(st.Verify.Checkpoint)
+		for p, h := range st.Verify.Chains {
+			if ps, err := event.ParseHash(p); err == nil {
+				heads[ps] = h
+			}
+		}
+	}
+	newest := previous
+	var hr *audit.HistoryReport
+	if c.token != "" {
+		hr, err = audit.VerifyHistory(ctx, historySource{cl}, audit.HistoryOptions{Keys: keys.Keys, Previous: previous, Heads: heads, Now: now})
+		if err != nil {
+			return nil, err
+		}
+		rep.Findings = append(rep.Findings, hr.Findings...)
+		rep.Erased = hr.Erased
+		rep.notes = append(rep.notes, hr.CheckpointNote)
+		if hr.LatestNote != nil {
+			rep.notes = append(rep.notes, hr.LatestNote)
+		}
+		switch {
+		case hr.Latest != nil:
+			rep.Log = &logSummary{Origin: keys.origin, CheckpointSize: hr.Latest.Size, Root: hr.Latest.Hash, Key: keys.checkpoint}
+		case len(hr.CheckpointNote) > 0:
+			rep.Log = &logSummary{Origin: keys.origin, CheckpointSize: hr.Checkpoint.Size, Root: hr.Checkpoint.Hash, Key: keys.checkpoint}
+		}
+		if hr.Previous != nil {
+			rep.Previous = &hr.Previous.Size
+		}
+		seqOf := map[event.Hash]uint64{}
+		for _, e := range hr.Events {
+			seqOf[e.Commitment] = e.Seq
+		}
+		lb := newLabels(cl)
+		for i := range hr.Events {
+			row := describe(ctx, rep.lang, lb, &hr.Events[i], seqOf)
+			if row.Proof == audit.Pending {
+				rep.Pending++
+			}
+			rep.Events = append(rep.Events, row)
+		}
+		if n := hr.NewestNote(); len(n) > 0 {
+			newest = n
+		}
+	}
+	if receipt != nil {
+		rr, err := audit.CheckReceipt(ctx, cl, keys.Keys, receipt, newest, now, 500*time.Millisecond)
+		if err != nil {
+			return nil, err
+		}
+		rep.Findings = append(rep.Findings, rr.Findings...)
+		rep.Receipt = &receiptSummary{LeafIndex: rr.Receipt.Index, Commitment: rr.Receipt.Commitment, Time: rr.Receipt.Time, Deadline: rr.Receipt.Deadline, Status: rr.Status}
+		if rr.LatestNote != nil {
+			rep.notes = append(rep.notes, rr.LatestNote)
+			newest = rr.LatestNote
+			if rep.Log == nil {
+				rep.Log = &logSummary{Origin: keys.origin, CheckpointSize: rr.Latest.Size, Root: rr.Latest.Hash, Key: keys.checkpoint}
+			}
+		}
+	}
+	if len(rep.Findings) > 0 {
+		rep.Verdict = "failed"
+		return rep, nil
+	}
+	rep.Verdict = "verified"
+	// Save what was verified: the next run checks the log against it.
+	keys.pin(st, now())
+	if st.Verify == nil {
+		st.Verify = &verifyState{}
+	}
+	if len(newest) > 0 {
+		st.Verify.Checkpoint, st.Verify.SeenAt = string(newest), now().UTC()
+	}
+	if hr != nil && !hr.Pseudonym.IsZero() {
+		if st.Verify.Chains == nil {
+			st.Verify.Chains = map[string]audit.ChainHead{}
+		}
+		st.Verify.Chains[hr.Pseudonym.String()] = hr.Head
+	}
+	if err := st.save(); err != nil {
+		return nil, err
+	}
+	return rep, nil
+}
+
+// readNote accepts a signed note as it is, or in base64 (as the JSON API
+// returns a receipt), with surrounding white space.
+func readNote(b []byte) ([]byte, error) {
+	t := bytes.TrimSpace(b)
+	if bytes.HasPrefix(t, []byte(verify.ReceiptHeader)) {
+		if !bytes.HasSuffix(b, []byte("\n")) {
+			b = append(b, '\n')
+		}
+		return bytes.TrimLeft(b, " \t\r\n"), nil
+	}
+	d, err := base64.StdEncoding.DecodeString(string(t))
+	if err != nil || !bytes.HasPrefix(d, []byte(verify.ReceiptHeader)) {
+		return nil, errors.New("not a receipt: want a signed note starting with \"" + verify.ReceiptHeader + "\", or its base64")
+	}
+	return d, nil
+}
+
+// reporter is a report vigie verify or vigie audit prints.
+type reporter interface {
+	failed() bool
+	evidence() any
+	setEvidence(path string)
+	table(w io.Writer)
+}
+
+func (r *verifyReport) failed() bool            { return r.Verdict != "verified" }
+func (r *verifyReport) setEvidence(path string) { r.Evidence = path }
+func (r *verifyReport) evidence() any {
+	return map[string]any{"command": "vigie verify", "server": r.Server, "log": r.Log, "findings": r.Findings, "checkpoints": r.notes, "receipt": r.Receipt}
+}
+
+// finish prints a report and returns the exit code: 0 verified, 1 a
+// verification failure (with the evidence written to a file it names), 2
+// a usage, network or server error.
+func finish[R reporter](c *remoteConfig, command string, rep R, err error, stdout, stderr io.Writer) int {
+	if err != nil {
+		var ue *usageError
+		if errors.As(err, &ue) {
+			fmt.Fprintf(stderr, "vigie %s: %v\n", command, err)
+			return exitUsage
+		}
+		var ae *client.Error
+		if errors.As(err, &ae) || errors.Is(err, context.DeadlineExceeded) {
+			fmt.Fprintf(stderr, "vigie %s: the server could not be asked: %v\n", command, err)
+		} else {
+			fmt.Fprintf(stderr, "vigie %s: %v\n", command, err)
+		}
+		return exitUsage
+	}
+	code := exitOK
+	if rep.failed() {
+		code = exitFailure
+		path, err := c.writeEvidence(command, time.Now(), rep.evidence())
+		if err != nil {
+			fmt.Fprintf(stderr, "vigie %s: %v\n", command, err)
+		} else {
+			rep.setEvidence(path)
+		}
+	}
+	if c.json {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(rep); err != nil {
+			fmt.Fprintf(stderr, "vigie %s: %v\n", command, err)
+			return exitUsage
+		}
+		return code
+	}
+	rep.table(stdout)
+	return code
+}
+
+func (r *verifyReport) table(w io.Writer) {
+	l := r.lang
+	if r.Log != nil {
+		fmt.Fprintln(w, l.f(msg{"Journal %s, point de contrôle de %d entrées (clé %s)", "Log %s, checkpoint of %d entries (key %s)"}, r.Log.Origin, r.Log.CheckpointSize, r.Log.Key))
+	}
+	if len(r.Events) > 0 {
+		fmt.Fprintln(w, l.f(msg{"\nHistorique des accès à votre dossier :\n", "\nAccess history of your record:\n"}))
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, l.f(msg{"n°\tdate\tqui\tquoi\tpourquoi\tdécision", "no.\tdate\twho\twhat\twhy\toutcome"}))
+		for _, e := range r.Events {
+			date := ""
+			if e.Time != nil {
+				date = e.Time.Local().Format("2006-01-02 15:04")
+			}
+			outcome := e.Outcome
+			if e.Proof == audit.Pending {
+				outcome = strings.TrimSpace(outcome + " " + l.f(msg{"(inscription promise, en attente)", "(inclusion promised, pending)"}))
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", e.Seq, date, e.Who, e.What, e.Why, outcome)
+		}
+		tw.Flush()
+	}
+	if r.Receipt != nil {
+		fmt.Fprintln(w, l.f(msg{"\nReçu : entrée %d du journal, engagement %s, promise avant le %s : %s", "\nReceipt: log entry %d, commitment %s, promised by %s: %s"},
+			r.Receipt.LeafIndex, r.Receipt.Commitment, r.Receipt.Deadline.Local().Format(time.DateTime), receiptStatus(l, r.Receipt.Status)))
+	}
+	if len(r.Findings) > 0 {
+		fmt.Fprintln(w, l.f(msg{"\nProblèmes trouvés :", "\nProblems found:"}))
+		printFindings(w, l, r.Findings)
+	}
+	fmt.Fprintln(w)
+	if r.failed() {
+		fmt.Fprintln(w, l.f(msg{"ÉCHEC DE LA VÉRIFICATION : %d problème(s) ; les preuves sont dans %s", "VERIFICATION FAILED: %d problem(s); the evidence is in %s"}, len(r.Findings), r.Evidence))
+		return
+	}
+	var parts []string
+	if r.Log != nil && len(r.Events) > 0 {
+		parts = append(parts, l.f(msg{"%d événements, tous inscrits dans le journal signé", "%d events, all in the signed log"}, len(r.Events)))
+		if r.Pending > 0 {
+			parts[0] = l.f(msg{"%d événements, dont %d promis par un reçu valide et pas encore inscrits", "%d events, of which %d promised by a valid receipt and not yet in the log"}, len(r.Events), r.Pending)
+		}
+		parts = append(parts, l.f(msg{"chaîne complète et intacte", "chain complete and unbroken"}))
+		if r.Erased > 0 {
+			parts = append(parts, l.f(msg{"%d événements effacés (leur place est prouvée, leur lien ne peut plus être vérifié)", "%d erased events (their place is proven, their link can no longer be checked)"}, r.Erased))
+		}
+	}
+	if r.Previous != nil {
+		parts = append(parts, l.f(msg{"journal cohérent avec la vérification précédente (%d → %d entrées)", "log consistent with the previous verification (%d → %d entries)"}, *r.Previous, r.Log.CheckpointSize))
+	} else if r.Log != nil {
+		parts = append(parts, l.f(msg{"première vérification : point de contrôle enregistré pour la prochaine", "first verification: checkpoint saved for the next one"}))
+	}
+	if r.Receipt != nil {
+		parts = append(parts, receiptStatus(l, r.Receipt.Status))
+	}
+	fmt.Fprintln(w, l.f(msg{"VÉRIFIÉ : %s.", "VERIFIED: %s."}, strings.Join(parts, " ; ")))
+}
+
+func receiptStatus(l lang, s string) string {
+	switch s {
+	case audit.Included:
+		return l.f(msg{"reçu tenu : l'événement est dans le journal", "receipt honoured: the event is in the log"})
+	case audit.Pending:
+		return l.f(msg{"reçu valide, délai pas encore écoulé : vérifiez plus tard", "receipt valid, its delay not passed yet: check again later"})
+	}
+	return l.f(msg{"reçu non tenu", "receipt not honoured"})
+}
+
+// printFindings lists findings, each with its title and details.
+func printFindings(w io.Writer, l lang, fs []audit.Finding) {
+	for _, f := range fs {
+		where := ""
+		switch {
+		case f.Seq != 0 && f.Index != nil:
+			where = l.f(msg{" (événement n°%d, entrée %d du journal)", " (event no. %d, log entry %d)"}, f.Seq, *f.Index)
+		case f.Seq != 0:
+			where = l.f(msg{" (événement n°%d)", " (event no. %d)"}, f.Seq)
+		case f.Index != nil:
+			where = l.f(msg{" (entrée %d du journal)", " (log entry %d)"}, *f.Index)
+		}
+		fmt.Fprintf(w, "  ✗ %s%s [%s]\n      %s\n", title(l, findingTitles, f.Kind), where, f.Kind, f.Message)
+	}
+}
