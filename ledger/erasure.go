@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -76,13 +77,17 @@ func (l *Ledger) RunDueErasures(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("due erasures: %w", err)
 	}
-	for i, e := range due {
+	ran := 0
+	for _, e := range due {
 		var also func(context.Context, sqldb.Tx) error
 		if l.cfg.EraseAlso != nil {
 			also = l.cfg.EraseAlso(e.Pseudonym)
 		}
 		pseudonym := e.Pseudonym
 		n, err := l.erase(ctx, pseudonym, func(ctx context.Context, tx StoreTx) error {
+			// Deleting the schedule claims the erasure: of two runs that
+			// saw it due (the loop, and a request's run with no delay),
+			// one erases, the other finds it gone and does nothing.
 			if err := tx.DeleteErasure(ctx, pseudonym); err != nil {
 				return err
 			}
@@ -91,19 +96,23 @@ func (l *Ledger) RunDueErasures(ctx context.Context) (int, error) {
 			}
 			return nil
 		})
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
 		if err != nil {
-			return i, fmt.Errorf("erase: %w", err)
+			return ran, fmt.Errorf("erase: %w", err)
 		}
 		payload, err := json.Marshal(ErasureRecord{Format: ErasureRecordFormat, State: "done", RequestedBy: e.RequestedBy, Erased: n})
 		if err != nil {
-			return i, err
+			return ran, err
 		}
 		if _, err := l.Record(ctx, Entry{Kind: event.KindErasure, Pseudonym: pseudonym, Service: "vigie", Payload: payload}); err != nil {
-			return i, fmt.Errorf("record erasure: %w", err)
+			return ran, fmt.Errorf("record erasure: %w", err)
 		}
+		ran++
 		l.cfg.Logger.Info("ledger: patient erased", "events", n)
 	}
-	return len(due), nil
+	return ran, nil
 }
 
 // erasureLoop runs due erasures every interval until ctx is done.

@@ -126,7 +126,9 @@ type StoreTx interface {
 	// ScheduleErasure schedules an erasure; a patient with one scheduled
 	// keeps the earlier time. It returns the time scheduled.
 	ScheduleErasure(ctx context.Context, e Erasure) (time.Time, error)
-	// DeleteErasure removes a patient's scheduled erasure.
+	// DeleteErasure removes a patient's scheduled erasure, or returns
+	// ErrNotFound if there is none: whoever deletes it runs the erasure,
+	// once.
 	DeleteErasure(ctx context.Context, pseudonym event.Hash) error
 	// ErasePatient destroys the patient's wrapped key and clears every
 	// column of the patient's events that could identify them, keeping

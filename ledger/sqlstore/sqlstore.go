@@ -515,7 +515,10 @@ func (t txn) ScheduleErasure(ctx context.Context, e ledger.Erasure) (time.Time, 
 }
 
 func (t txn) DeleteErasure(ctx context.Context, pseudonym event.Hash) error {
-	_, err := t.tx.Exec(ctx, "DELETE FROM erasures WHERE pseudonym = $1", pseudonym[:])
+	n, err := t.tx.Exec(ctx, "DELETE FROM erasures WHERE pseudonym = $1", pseudonym[:])
+	if err == nil && n == 0 {
+		return ledger.ErrNotFound
+	}
 	return err
 }
 

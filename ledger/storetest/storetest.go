@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/vigie-sante/vigie/ledger"
 	"github.com/vigie-sante/vigie/ledger/event"
@@ -36,6 +37,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"OutboxAndMarkSent", testOutbox},
 		{"Checkpoints", testCheckpoints},
 		{"Erase", testErase},
+		{"ErasureSchedule", testErasureSchedule},
 		{"Search", testSearch},
 		{"SecurityEvents", testSecurityEvents},
 	} {
@@ -530,4 +532,53 @@ func testSecurityEvents(t *testing.T, s ledger.Store) {
 		}
 		return nil
 	})
+}
+
+// testErasureSchedule: a patient has one scheduled erasure, at the
+// earliest time asked; it is due from then; deleting it claims it, once.
+func testErasureSchedule(t *testing.T, s ledger.Store) {
+	a, b := hash("a"), hash("b")
+	at := func(sec int64) time.Time { return time.Unix(1_800_000_000+sec, 0).UTC() }
+	schedule := func(p event.Hash, due time.Time) time.Time {
+		var got time.Time
+		update(t, s, func(tx ledger.StoreTx) error {
+			var err error
+			got, err = tx.ScheduleErasure(ctx, ledger.Erasure{Pseudonym: p, Due: due, RequestedBy: "patient"})
+			return err
+		})
+		return got
+	}
+	if got := schedule(a, at(100)); !got.Equal(at(100)) {
+		t.Errorf("first schedule = %v, want %v", got, at(100))
+	}
+	if got := schedule(a, at(200)); !got.Equal(at(100)) {
+		t.Errorf("a later request = %v, want the earlier %v kept", got, at(100))
+	}
+	if got := schedule(a, at(50)); !got.Equal(at(50)) {
+		t.Errorf("an earlier request = %v, want %v", got, at(50))
+	}
+	schedule(b, at(300))
+	due := func(now time.Time) []ledger.Erasure {
+		var out []ledger.Erasure
+		view(t, s, func(tx ledger.StoreReader) error {
+			var err error
+			out, err = tx.DueErasures(ctx, now, 10)
+			return err
+		})
+		return out
+	}
+	if d := due(at(49)); len(d) != 0 {
+		t.Errorf("due before time = %+v", d)
+	}
+	if d := due(at(300)); len(d) != 2 || d[0].Pseudonym != a || !d[0].Due.Equal(at(50)) || d[0].RequestedBy != "patient" || d[1].Pseudonym != b {
+		t.Errorf("due at 300 = %+v, want a then b", d)
+	}
+	update(t, s, func(tx ledger.StoreTx) error { return tx.DeleteErasure(ctx, a) })
+	err := s.Update(ctx, func(ctx context.Context, tx ledger.StoreTx) error { return tx.DeleteErasure(ctx, a) })
+	if !errors.Is(err, ledger.ErrNotFound) {
+		t.Errorf("deleting it again = %v, want ErrNotFound", err)
+	}
+	if d := due(at(300)); len(d) != 1 || d[0].Pseudonym != b {
+		t.Errorf("due after the deletion = %+v, want b", d)
+	}
 }
