@@ -22,6 +22,8 @@ const (
 	AccessRecordFormat        = "vigie.access.v1"
 	ConsentChangeRecordFormat = "vigie.consent-change.v1"
 	RulesChangeRecordFormat   = "vigie.rules-change.v1"
+	ReadRecordFormat          = "vigie.ledger-read.v1"
+	ReviewRecordFormat        = "vigie.break-glass-review.v1"
 )
 
 // maxRecordSize bounds a record; the ledger's body limit is larger.
@@ -282,6 +284,94 @@ func ParseRulesChangeRecord(b []byte) (RulesChangeRecord, error) {
 	}
 	if !bytes.Equal(canon, b) {
 		return r, errors.New("parse rules-change record: not in canonical form")
+	}
+	return r, nil
+}
+
+// ReadRecord is the payload of a ledger-read event: who read how many of
+// the patient's events, by which method. Every read of event bodies is
+// one, in the chain of the patient whose events were read.
+type ReadRecord struct {
+	Format string `json:"format"`
+	// Reader is the principal ("patient", "regulator:cnil", "dpo:...").
+	Reader string `json:"reader"`
+	// Method is the API method ("ListAccesses", "SearchEvents").
+	Method string `json:"method"`
+	// Events is how many of the patient's events the read returned.
+	Events int `json:"events"`
+	// CheckpointSize and FromSeq say which page of a history was read.
+	CheckpointSize uint64 `json:"checkpoint_size,omitempty"`
+	FromSeq        uint64 `json:"from_seq,omitempty"`
+}
+
+// FormatReadRecord encodes a ledger-read record.
+func FormatReadRecord(r ReadRecord) ([]byte, error) {
+	r.Format = ReadRecordFormat
+	if r.Reader == "" || r.Method == "" || r.Events < 0 {
+		return nil, errors.New("read record: reader and method are required, events not negative")
+	}
+	return compactJSON(r)
+}
+
+// ParseReadRecord decodes a ledger-read record in canonical form.
+func ParseReadRecord(b []byte) (ReadRecord, error) {
+	var r ReadRecord
+	if err := strictJSON(b, &r, ReadRecordFormat, func() string { return r.Format }); err != nil {
+		return r, fmt.Errorf("parse read record: %w", err)
+	}
+	canon, err := FormatReadRecord(r)
+	if err != nil || !bytes.Equal(canon, b) {
+		return r, errors.New("parse read record: not in canonical form")
+	}
+	return r, nil
+}
+
+// The verdicts of a break-glass review.
+const (
+	VerdictJustified   = "justified"
+	VerdictUnjustified = "unjustified"
+)
+
+// ReviewRecord is the payload of a break-glass review event, in the chain
+// of the patient whose access was reviewed.
+type ReviewRecord struct {
+	Format string `json:"format"`
+	// Event and LeafIndex name the reviewed access event.
+	Event     string `json:"event"`
+	LeafIndex uint64 `json:"leaf_index"`
+	// Verdict is VerdictJustified or VerdictUnjustified.
+	Verdict string `json:"verdict"`
+	// Comment is the reviewer's, at most 4096 bytes.
+	Comment string `json:"comment,omitempty"`
+	// Reviewer is the principal ("dpo:...", "regulator:...").
+	Reviewer string `json:"reviewer"`
+}
+
+// FormatReviewRecord encodes a break-glass review record.
+func FormatReviewRecord(r ReviewRecord) ([]byte, error) {
+	r.Format = ReviewRecordFormat
+	switch {
+	case r.Verdict != VerdictJustified && r.Verdict != VerdictUnjustified:
+		return nil, fmt.Errorf("review record: verdict %q", r.Verdict)
+	case len(r.Event) != 64:
+		return nil, errors.New("review record: the event's commitment is required (64 hex digits)")
+	case r.Reviewer == "":
+		return nil, errors.New("review record: the reviewer is required")
+	case len(r.Comment) > 4096:
+		return nil, errors.New("review record: comment longer than 4096 bytes")
+	}
+	return compactJSON(r)
+}
+
+// ParseReviewRecord decodes a break-glass review record in canonical form.
+func ParseReviewRecord(b []byte) (ReviewRecord, error) {
+	var r ReviewRecord
+	if err := strictJSON(b, &r, ReviewRecordFormat, func() string { return r.Format }); err != nil {
+		return r, fmt.Errorf("parse review record: %w", err)
+	}
+	canon, err := FormatReviewRecord(r)
+	if err != nil || !bytes.Equal(canon, b) {
+		return r, errors.New("parse review record: not in canonical form")
 	}
 	return r, nil
 }

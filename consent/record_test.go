@@ -101,3 +101,36 @@ func TestRulesChangeRecordRoundTrip(t *testing.T) {
 		t.Fatalf("ParseRulesChangeRecord = %+v, %v", r, err)
 	}
 }
+
+func TestReadAndReviewRecords(t *testing.T) {
+	read := consent.ReadRecord{Reader: "regulator:cnil", Method: "SearchEvents", Events: 2}
+	b, err := consent.FormatReadRecord(read)
+	if err != nil || string(b) != `{"format":"vigie.ledger-read.v1","reader":"regulator:cnil","method":"SearchEvents","events":2}` {
+		t.Fatalf("FormatReadRecord = %s, %v", b, err)
+	}
+	if got, err := consent.ParseReadRecord(b); err != nil || got.Reader != read.Reader || got.Events != 2 {
+		t.Errorf("ParseReadRecord = %+v, %v", got, err)
+	}
+	review := consent.ReviewRecord{Event: strings.Repeat("ab", 32), LeafIndex: 7, Verdict: consent.VerdictJustified, Comment: "<ER> & co", Reviewer: "dpo:a"}
+	b, err = consent.FormatReviewRecord(review)
+	if err != nil || !strings.Contains(string(b), `"comment":"<ER> & co"`) {
+		t.Fatalf("FormatReviewRecord = %s, %v (no HTML escaping: one byte form)", b, err)
+	}
+	if got, err := consent.ParseReviewRecord(b); err != nil || got.LeafIndex != 7 || got.Comment != review.Comment {
+		t.Errorf("ParseReviewRecord = %+v, %v", got, err)
+	}
+	for name, bad := range map[string]string{
+		"escaped":       strings.Replace(string(b), "<ER>", `\u003cER\u003e`, 1),
+		"spaced":        strings.Replace(string(b), `"verdict":`, `"verdict": `, 1),
+		"unknown field": strings.Replace(string(b), `"verdict"`, `"x":1,"verdict"`, 1),
+		"bad verdict":   strings.Replace(string(b), `"justified"`, `"maybe"`, 1),
+		"other format":  strings.Replace(string(b), `break-glass-review`, `ledger-read`, 1),
+	} {
+		if _, err := consent.ParseReviewRecord([]byte(bad)); err == nil {
+			t.Errorf("%s review record accepted: %s", name, bad)
+		}
+	}
+	if _, err := consent.FormatReviewRecord(consent.ReviewRecord{Event: "ab", Verdict: consent.VerdictJustified, Reviewer: "x"}); err == nil {
+		t.Errorf("a review of a malformed commitment was formatted")
+	}
+}

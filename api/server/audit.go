@@ -2,12 +2,12 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"unicode/utf8"
 
 	"github.com/vigie-sante/vigie/api/auth"
 	vigiev1 "github.com/vigie-sante/vigie/api/vigie/v1"
+	"github.com/vigie-sante/vigie/consent"
 	"github.com/vigie-sante/vigie/ledger"
 	"github.com/vigie-sante/vigie/ledger/event"
 )
@@ -142,18 +142,6 @@ func digits(s string) bool {
 	return true
 }
 
-// ReviewRecordFormat names the payload of break-glass review events.
-const ReviewRecordFormat = "vigie.break-glass-review.v1"
-
-type reviewRecord struct {
-	Format    string `json:"format"`
-	Event     string `json:"event"`
-	LeafIndex uint64 `json:"leaf_index"`
-	Verdict   string `json:"verdict"`
-	Comment   string `json:"comment,omitempty"`
-	Reviewer  string `json:"reviewer"`
-}
-
 // ReviewBreakGlass records the review of a break-glass access, in the
 // patient's chain, idempotently by (reviewer, request_id).
 func (s *auditService) ReviewBreakGlass(ctx context.Context, req *vigiev1.ReviewBreakGlassRequest) (*vigiev1.ReviewBreakGlassResponse, error) {
@@ -171,9 +159,9 @@ func (s *auditService) ReviewBreakGlass(ctx context.Context, req *vigiev1.Review
 	var verdict string
 	switch req.Verdict {
 	case vigiev1.BreakGlassVerdict_BREAK_GLASS_VERDICT_JUSTIFIED:
-		verdict = "justified"
+		verdict = consent.VerdictJustified
 	case vigiev1.BreakGlassVerdict_BREAK_GLASS_VERDICT_UNJUSTIFIED:
-		verdict = "unjustified"
+		verdict = consent.VerdictUnjustified
 	case vigiev1.BreakGlassVerdict_BREAK_GLASS_VERDICT_UNSPECIFIED:
 		return nil, InvalidField("verdict", "required")
 	default:
@@ -195,7 +183,7 @@ func (s *auditService) ReviewBreakGlass(ctx context.Context, req *vigiev1.Review
 	if id.Role() == auth.RoleDPO && !id.SpeaksFor(row.Organisation) {
 		return nil, ErrPermissionDenied
 	}
-	payload, err := json.Marshal(reviewRecord{Format: ReviewRecordFormat, Event: c.String(), LeafIndex: row.Index, Verdict: verdict, Comment: req.Comment, Reviewer: id.Principal()})
+	payload, err := consent.FormatReviewRecord(consent.ReviewRecord{Event: c.String(), LeafIndex: row.Index, Verdict: verdict, Comment: req.Comment, Reviewer: id.Principal()})
 	if err != nil {
 		return nil, err
 	}

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -107,24 +106,10 @@ func author(id *auth.Identity) string {
 	return id.Principal()
 }
 
-// readRecord is the payload of a ledger-read event: who read which of a
-// patient's events.
-type readRecord struct {
-	Format         string `json:"format"`
-	Reader         string `json:"reader"`
-	Method         string `json:"method"`
-	Events         int    `json:"events"`
-	CheckpointSize uint64 `json:"checkpoint_size,omitempty"`
-	FromSeq        uint64 `json:"from_seq,omitempty"`
-}
-
-// ReadRecordFormat names the payload of ledger-read events.
-const ReadRecordFormat = "vigie.ledger-read.v1"
-
 // recordRead records, before the data goes out, that reader read n events
 // of a patient (by INS or pseudonym). Every read of bodies is an event.
 func (b *Backend) recordRead(ctx context.Context, patient ledger.PatientID, pseudonym event.Hash, reader, method string, n int, size, fromSeq uint64) error {
-	payload, err := json.Marshal(readRecord{Format: ReadRecordFormat, Reader: reader, Method: method, Events: n, CheckpointSize: size, FromSeq: fromSeq})
+	payload, err := consent.FormatReadRecord(consent.ReadRecord{Reader: reader, Method: method, Events: n, CheckpointSize: size, FromSeq: fromSeq})
 	if err != nil {
 		return err
 	}

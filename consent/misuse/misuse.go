@@ -36,7 +36,6 @@ package misuse
 
 import (
 	"cmp"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -45,9 +44,6 @@ import (
 	"github.com/vigie-sante/vigie/consent"
 	"github.com/vigie-sante/vigie/ledger/event"
 )
-
-// ReviewRecordFormat is the payload format of break-glass review events.
-const ReviewRecordFormat = "vigie.break-glass-review.v1"
 
 // A Kind names a misuse signal. The values are stable.
 type Kind string
@@ -252,16 +248,18 @@ func Detect(events []event.Logged, cfg Config) (*Result, error) {
 				latest = a.time
 			}
 		case event.KindBreakGlassReview:
-			var r struct {
-				Format string     `json:"format"`
-				Event  event.Hash `json:"event"`
+			r, err := consent.ParseReviewRecord(e.Body.Payload)
+			if err != nil {
+				res.Unreadable++
+				continue
 			}
-			if err := json.Unmarshal(e.Body.Payload, &r); err != nil || r.Format != ReviewRecordFormat {
+			c, err := event.ParseHash(r.Event)
+			if err != nil {
 				res.Unreadable++
 				continue
 			}
 			res.Reviews++
-			reviewed[r.Event] = true
+			reviewed[c] = true
 		}
 		if e.Body.Time.After(latest) {
 			latest = e.Body.Time
