@@ -45,6 +45,7 @@ type apiConfig struct {
 	drainTimeout               time.Duration
 	defaultTimeout, maxTimeout time.Duration
 	rateLimits                 rateLimits
+	alertsWindow, alertsCache  time.Duration
 }
 
 func (c *apiConfig) flags(fs *flag.FlagSet) {
@@ -61,6 +62,8 @@ func (c *apiConfig) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.drainTimeout, "drain-timeout", 30*time.Second, "at shutdown, how long calls in flight and the ledger's outbox may take to finish")
 	fs.DurationVar(&c.defaultTimeout, "call-timeout", 10*time.Second, "deadline of a call that has none")
 	fs.DurationVar(&c.maxTimeout, "max-call-timeout", 60*time.Second, "longest deadline a call may ask for")
+	fs.DurationVar(&c.alertsWindow, "alerts-window", 7*24*time.Hour, "the auditor dashboard's misuse alerts: how far back events are read")
+	fs.DurationVar(&c.alertsCache, "alerts-cache", 30*time.Second, "the auditor dashboard's misuse alerts: how long computed alerts are served again")
 	fs.Var(&c.rateLimits, "rate-limit", "per-caller rate limits that replace the defaults, as role=calls_per_second:burst (role anonymous for callers without credentials, per client address), comma-separated; \"off\" for no limit: service=5000:10000,patient=10:40")
 }
 
@@ -133,6 +136,8 @@ func (c *apiConfig) validate() error {
 		return errors.New("--erasure-delay must not be negative")
 	case c.drainTimeout <= 0:
 		return errors.New("--drain-timeout must be positive")
+	case c.alertsWindow < 0 || c.alertsCache < 0:
+		return errors.New("--alerts-window and --alerts-cache must not be negative")
 	case c.grpcAddr == "":
 		return errors.New("--grpc-addr is required")
 	}
@@ -265,6 +270,7 @@ func startAPI(ctx context.Context, cfg apiConfig, n *node, logger *slog.Logger) 
 			Authenticate: func(ctx context.Context, authorization string) (*auth.Identity, error) {
 				return authn.Authenticate(ctx, authorization, nil)
 			},
+			Alerts: newLedgerAlerts(n.ledger, cfg.alertsWindow, cfg.alertsCache),
 			Logger: logger,
 		})
 		if err != nil {

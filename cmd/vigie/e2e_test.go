@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -469,5 +470,69 @@ func (e *e2e) waitCheckpoint(size uint64) {
 			e.t.Fatalf("no checkpoint of %d leaves within 20s", size)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestMisuseAlerts: the dashboard's alerts, computed by the server with
+// the rules of `vigie audit`, within each reader's scope: an unreviewed
+// emergency access shows for the regulator and the hospital's DPO, not
+// for another organisation's DPO nor for a patient; once reviewed, it
+// does not show any more.
+func TestMisuseAlerts(t *testing.T) {
+	e := startE2E(t, "--alerts-cache", "0")
+	c := e.http()
+	req := checkRequest("al-1")
+	req.PurposeOfUse = vigiev1.PurposeOfUse_BTG
+	req.BreakGlassJustification = "cardiac arrest"
+	bg, err := vigiev1.NewAccessServiceClient(e.conn).Check(e.as(auth.RoleService, "hospital-his", e2eHospital), req)
+	if err != nil || bg.Decision != vigiev1.Decision_ALLOW {
+		t.Fatalf("Check = %v, %v", bg, err)
+	}
+	alerts := func(token string) (int, []string) {
+		code, b := c.do("GET", "/portal/api/alerts", token, "")
+		var resp struct {
+			Alerts []struct {
+				Kind   string `json:"kind"`
+				Events []struct {
+					Commitment string `json:"commitment"`
+				} `json:"events"`
+			} `json:"alerts"`
+		}
+		if code == 200 {
+			if err := json.Unmarshal(b, &resp); err != nil {
+				t.Fatalf("alerts: %s: %v", b, err)
+			}
+		}
+		var got []string
+		for _, a := range resp.Alerts {
+			for _, ev := range a.Events {
+				got = append(got, a.Kind+" "+ev.Commitment)
+			}
+		}
+		if strings.Contains(string(b), e2ePatient) {
+			t.Errorf("the alerts hold the INS: %s", b)
+		}
+		return code, got
+	}
+	want := "break-glass-unreviewed " + bg.Event.Commitment
+	if code, got := alerts(e.token(auth.RoleRegulator, "cnil")); code != 200 || !slices.Contains(got, want) {
+		t.Errorf("the regulator's alerts = %d %v, want %s", code, got, want)
+	}
+	if code, got := alerts(e.token(auth.RoleDPO, "dpo-a", e2eHospital)); code != 200 || !slices.Contains(got, want) {
+		t.Errorf("the hospital DPO's alerts = %d %v, want %s", code, got, want)
+	}
+	if code, got := alerts(e.token(auth.RoleDPO, "dpo-b", "130000011")); code != 200 || len(got) != 0 {
+		t.Errorf("another organisation's DPO's alerts = %d %v, want none", code, got)
+	}
+	if code, _ := alerts(e.token(auth.RolePatient, e2ePatient)); code != 403 {
+		t.Errorf("a patient's alerts = %d, want 403", code)
+	}
+	if _, err := vigiev1.NewAuditServiceClient(e.conn).ReviewBreakGlass(e.as(auth.RoleDPO, "dpo-a", e2eHospital), &vigiev1.ReviewBreakGlassRequest{
+		RequestId: "al-rv", EventCommitment: bg.Event.Commitment, Verdict: vigiev1.BreakGlassVerdict_BREAK_GLASS_VERDICT_JUSTIFIED,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if code, got := alerts(e.token(auth.RoleRegulator, "cnil")); code != 200 || slices.Contains(got, want) {
+		t.Errorf("after the review, the regulator's alerts = %d %v, want no %s", code, got, want)
 	}
 }
