@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the consent engine benchmarks of docs/performance-consent.md: the
+# Runs the consent engine benchmarks of docs/performance.md: the
 # engine on 1,000 and 1,000,000 patients and stock ladon on 10,000 and
 # 100,000 policies, in one go test process per run (so that each run's
 # peak RSS is its own), RUNS times (default 5), and prints every result

@@ -22,7 +22,7 @@ import (
 	"github.com/vigie-sante/vigie/consent/nationalrules"
 )
 
-// The benchmarks of docs/performance-consent.md:
+// The benchmarks of docs/performance.md:
 //
 //	go test -run='^$' -bench='Decide|StockLadon' -benchtime=10s ./consent/ladonpolicy/
 //
