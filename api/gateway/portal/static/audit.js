@@ -83,7 +83,7 @@ document.addEventListener('DOMContentLoaded', async () => {
       if (!r.alerts.length) { body.replaceChildren(el('p', { text: t('audit.alertsNone') })); return; }
       body.replaceChildren(el('div', { class: 'table-wrap' }, el('table', { class: 'responsive', id: 'alerts-table' },
         el('thead', null, el('tr', null, ['audit.alertKind', 'audit.severity', 'field.rpps', 'audit.organization', 'audit.events', 'audit.detail'].map(k => el('th', { scope: 'col', text: t(k) })))),
-        el('tbody', null, r.alerts.map(a => el('tr', { class: a.severity === 'critical' ? 'deny' : a.severity === 'warning' ? 'btg' : null },
+        el('tbody', null, r.alerts.map(a => el('tr', { 'data-kind': a.kind, class: a.severity === 'critical' ? 'deny' : a.severity === 'warning' ? 'btg' : null },
           el('td', { 'data-label': t('audit.alertKind'), text: t('alert.' + a.kind) === 'alert.' + a.kind ? a.kind : t('alert.' + a.kind) }),
           el('td', { 'data-label': t('audit.severity') }, el('span', { class: 'badge ' + (a.severity === 'critical' ? 'deny' : 'btg'), text: t('severity.' + a.severity) })),
           el('td', { 'data-label': t('field.rpps'), text: a.professional }),
