@@ -77,6 +77,7 @@ var matrix = map[string]rule{
 
 	// The log: public (auditors read it here).
 	vigiev1.LogService_GetCheckpoint_FullMethodName:       {public: true},
+	vigiev1.LogService_ListCheckpoints_FullMethodName:     {public: true},
 	vigiev1.LogService_GetConsistencyProof_FullMethodName: {public: true},
 	vigiev1.LogService_GetInclusionProof_FullMethodName:   {public: true},
 	vigiev1.LogService_GetLeaves_FullMethodName:           {public: true},

@@ -40,6 +40,7 @@ vigie.v1.AdminService/ListNationalRules     y    y       y       y       y   y  
 vigie.v1.AdminService/GetNationalRules      y    y       y       y       y   y         y
 vigie.v1.AdminService/ErasePatient          -    -       -       -       -   -         y
 vigie.v1.LogService/GetCheckpoint           y    y       y       y       y   y         y
+vigie.v1.LogService/ListCheckpoints         y    y       y       y       y   y         y
 vigie.v1.LogService/GetConsistencyProof     y    y       y       y       y   y         y
 vigie.v1.LogService/GetInclusionProof       y    y       y       y       y   y         y
 vigie.v1.LogService/GetLeaves               y    y       y       y       y   y         y

@@ -3,8 +3,11 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
+	"time"
 
 	"google.golang.org/genproto/googleapis/api/httpbody"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	vigiev1 "github.com/vigie-sante/vigie/api/vigie/v1"
 	"github.com/vigie-sante/vigie/ledger"
@@ -24,6 +27,33 @@ func (s *logService) GetCheckpoint(ctx context.Context, _ *vigiev1.GetCheckpoint
 		return nil, err
 	}
 	return &httpbody.HttpBody{ContentType: "text/plain; charset=utf-8", Data: note}, nil
+}
+
+// DefaultCheckpoints is how many checkpoints ListCheckpoints returns when
+// the request does not say.
+const DefaultCheckpoints = 100
+
+// ListCheckpoints serves the log's history of signed checkpoints, sampled
+// by size, each with the consistency proof from the one before.
+func (s *logService) ListCheckpoints(ctx context.Context, req *vigiev1.ListCheckpointsRequest) (*vigiev1.ListCheckpointsResponse, error) {
+	n := int(req.MaxCount)
+	switch {
+	case n == 0:
+		n = DefaultCheckpoints
+	case n > ledger.MaxCheckpoints:
+		return nil, InvalidField("max_count", fmt.Sprintf("must be at most %d", ledger.MaxCheckpoints))
+	}
+	history, err := s.b.Ledger.CheckpointHistory(ctx, req.MinSize, n)
+	if err != nil {
+		return nil, err
+	}
+	out := &vigiev1.ListCheckpointsResponse{Checkpoints: make([]*vigiev1.HistoryCheckpoint, len(history))}
+	for i, c := range history {
+		out.Checkpoints[i] = &vigiev1.HistoryCheckpoint{
+			Note: c.Note, Size: c.Size, SignedAt: timestamppb.New(time.Unix(0, c.SignedNanos)), ConsistencyProof: c.Proof,
+		}
+	}
+	return out, nil
 }
 
 // beyond turns the ledger's "not signed yet" into an error naming the field.

@@ -326,6 +326,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	// The log: the checkpoint grows consistently.
+	e.waitCheckpoint(4)
 	logs := vigiev1.NewLogServiceClient(e.conn)
 	body, err := logs.GetCheckpoint(context.Background(), &vigiev1.GetCheckpointRequest{})
 	if err != nil {
@@ -362,6 +363,37 @@ func TestEndToEnd(t *testing.T) {
 		if err := verify.VerifyConsistency(old, cp, proof.Hashes); err != nil {
 			t.Errorf("consistency 2→%d: %v", cp.Size, err)
 		}
+	}
+	// The history of checkpoints, over HTTP: each signed, each consistent
+	// with the one before by the proof that comes with it, up to the
+	// latest.
+	code, b := e.http().do("GET", "/v1/log/checkpoints?max_count=5", "", "")
+	var history struct {
+		Checkpoints []struct {
+			Note             []byte    `json:"note"`
+			Size             uint64    `json:"size,string"`
+			SignedAt         time.Time `json:"signed_at"`
+			ConsistencyProof [][]byte  `json:"consistency_proof"`
+		} `json:"checkpoints"`
+	}
+	if err := json.Unmarshal(b, &history); code != 200 || err != nil || len(history.Checkpoints) == 0 || len(history.Checkpoints) > 5 {
+		t.Fatalf("GET /v1/log/checkpoints = %d %s (%v); latest %d", code, b, err, cp.Size)
+	}
+	var prev verify.Checkpoint
+	for i, h := range history.Checkpoints {
+		c, err := verify.OpenCheckpoint(h.Note, e.cpKey)
+		if err != nil || c.Size != h.Size || h.SignedAt.IsZero() {
+			t.Fatalf("checkpoint %d of the history: size %d, signed at %v: %v", i, h.Size, h.SignedAt, err)
+		}
+		if i > 0 {
+			if err := verify.VerifyConsistency(prev, c, h.ConsistencyProof); err != nil {
+				t.Errorf("history %d→%d: %v", prev.Size, c.Size, err)
+			}
+		}
+		prev = c
+	}
+	if prev.Size < cp.Size {
+		t.Errorf("the history ends at %d, before the checkpoint of size %d", prev.Size, cp.Size)
 	}
 
 	if code := e.proc.stop(t, syscall.SIGTERM); code != 0 {

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -197,6 +198,24 @@ func eval(script string) chromedp.Action[chromedp.Void] {
 // event body of every history listing (GET /v1/me/accesses): a server
 // that lies about what was recorded.
 func tamperingProxy(t *testing.T, target string) string {
+	return changingProxy(t, target, "/v1/me/accesses", func(page map[string]any) error {
+		if evs, _ := page["events"].([]any); len(evs) > 0 {
+			ev := evs[0].(map[string]any)
+			b, err := base64.StdEncoding.DecodeString(ev["body"].(string))
+			if err != nil {
+				return err
+			}
+			// The professional was in the care team: say they were not.
+			b = bytes.Replace(b, []byte(`"care_team":true`), []byte(`"care_team":false`), 1)
+			ev["body"] = base64.StdEncoding.EncodeToString(b)
+		}
+		return nil
+	})
+}
+
+// changingProxy forwards to target and lets change rewrite the JSON
+// answers of GET path.
+func changingProxy(t *testing.T, target, path string, change func(map[string]any) error) string {
 	t.Helper()
 	u, err := url.Parse(target)
 	if err != nil {
@@ -204,7 +223,7 @@ func tamperingProxy(t *testing.T, target string) string {
 	}
 	proxy := httputil.NewSingleHostReverseProxy(u)
 	proxy.ModifyResponse = func(r *http.Response) error {
-		if r.Request.URL.Path != "/v1/me/accesses" || r.StatusCode != http.StatusOK {
+		if r.Request.URL.Path != path || r.StatusCode != http.StatusOK {
 			return nil
 		}
 		body, err := io.ReadAll(r.Body)
@@ -215,15 +234,8 @@ func tamperingProxy(t *testing.T, target string) string {
 		if err := json.Unmarshal(body, &page); err != nil {
 			return err
 		}
-		if evs, _ := page["events"].([]any); len(evs) > 0 {
-			ev := evs[0].(map[string]any)
-			b, err := base64.StdEncoding.DecodeString(ev["body"].(string))
-			if err != nil {
-				return err
-			}
-			// The professional was in the care team: say they were not.
-			b = bytes.Replace(b, []byte(`"care_team":true`), []byte(`"care_team":false`), 1)
-			ev["body"] = base64.StdEncoding.EncodeToString(b)
+		if err := change(page); err != nil {
+			return err
 		}
 		out, err := json.Marshal(page)
 		if err != nil {
@@ -453,11 +465,15 @@ func TestPortalPatient(t *testing.T) {
 func TestPortalAuditor(t *testing.T) {
 	e := startE2E(t, "--alerts-cache", "0")
 	base := e.http().base
+	e.waitCheckpoint(1) // the log has a history: a first checkpoint, then the accesses'
 	e.waitCheckpoint(portalAccesses(t, e) + 1)
 	b := newBrowser(t)
 	b.signIn(base, e.token(auth.RoleRegulator, "cnil"), `#log-status[data-state="verified"], #log-status[data-state="failed"], #log-status[data-state="error"]`)
 	if state := b.attr("#log-status", "data-state"); state != "verified" {
 		t.Fatalf("log status %q: %s", state, b.text("#log-status"))
+	}
+	if n, _ := strconv.Atoi(b.attr("#log-status", "data-signed-history")); n < 2 {
+		t.Errorf("the dashboard checked %d checkpoints of the server's history, want at least 2", n)
 	}
 	b.run("review queue", chromedp.WaitVisible(chromedp.CSS("form.review")))
 	if n := b.count("form.review"); n != 1 {
@@ -531,4 +547,31 @@ func TestPortalAuditor(t *testing.T) {
 		t.Errorf("an auditor sees %d event sections", n)
 	}
 	a.screenshot("dashboard-auditor")
+
+	// A server whose history of checkpoints does not hold together (one
+	// hash of a consistency proof changed): the dashboard says so.
+	forked := changingProxy(t, base, "/v1/log/checkpoints", func(page map[string]any) error {
+		cps, _ := page["checkpoints"].([]any)
+		if len(cps) < 2 {
+			return fmt.Errorf("a history of %d checkpoints", len(cps))
+		}
+		last := cps[len(cps)-1].(map[string]any)
+		proof, _ := last["consistency_proof"].([]any)
+		if len(proof) == 0 {
+			return fmt.Errorf("no consistency proof to change: %v", last)
+		}
+		h, err := base64.StdEncoding.DecodeString(proof[0].(string))
+		if err != nil {
+			return err
+		}
+		h[0] ^= 1
+		proof[0] = base64.StdEncoding.EncodeToString(h)
+		return nil
+	})
+	f := newBrowser(t)
+	f.signIn(forked, e.token(auth.RoleAuditor, "asso-patients"), `#log-status[data-state="verified"], #log-status[data-state="failed"]`)
+	if state := f.attr("#log-status", "data-state"); state != "failed" {
+		t.Errorf("a history with a wrong consistency proof: log status %q: %s", state, f.text("#log-status"))
+	}
+	f.screenshot("dashboard-inconsistent")
 }

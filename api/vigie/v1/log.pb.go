@@ -12,6 +12,7 @@ import (
 	httpbody "google.golang.org/genproto/googleapis/api/httpbody"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -61,6 +62,182 @@ func (*GetCheckpointRequest) Descriptor() ([]byte, []int) {
 	return file_vigie_v1_log_proto_rawDescGZIP(), []int{0}
 }
 
+// ListCheckpointsRequest bounds the checkpoints of the history.
+type ListCheckpointsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The smallest tree size of interest; 0 for the whole history.
+	MinSize uint64 `protobuf:"varint,1,opt,name=min_size,json=minSize,proto3" json:"min_size,omitempty"`
+	// The most checkpoints to return: default 100, at most 1000.
+	MaxCount      uint32 `protobuf:"varint,2,opt,name=max_count,json=maxCount,proto3" json:"max_count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCheckpointsRequest) Reset() {
+	*x = ListCheckpointsRequest{}
+	mi := &file_vigie_v1_log_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCheckpointsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCheckpointsRequest) ProtoMessage() {}
+
+func (x *ListCheckpointsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_vigie_v1_log_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCheckpointsRequest.ProtoReflect.Descriptor instead.
+func (*ListCheckpointsRequest) Descriptor() ([]byte, []int) {
+	return file_vigie_v1_log_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ListCheckpointsRequest) GetMinSize() uint64 {
+	if x != nil {
+		return x.MinSize
+	}
+	return 0
+}
+
+func (x *ListCheckpointsRequest) GetMaxCount() uint32 {
+	if x != nil {
+		return x.MaxCount
+	}
+	return 0
+}
+
+// ListCheckpointsResponse is a series of signed checkpoints.
+type ListCheckpointsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The checkpoints, by increasing size.
+	Checkpoints   []*HistoryCheckpoint `protobuf:"bytes,1,rep,name=checkpoints,proto3" json:"checkpoints,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCheckpointsResponse) Reset() {
+	*x = ListCheckpointsResponse{}
+	mi := &file_vigie_v1_log_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCheckpointsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCheckpointsResponse) ProtoMessage() {}
+
+func (x *ListCheckpointsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_vigie_v1_log_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCheckpointsResponse.ProtoReflect.Descriptor instead.
+func (*ListCheckpointsResponse) Descriptor() ([]byte, []int) {
+	return file_vigie_v1_log_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ListCheckpointsResponse) GetCheckpoints() []*HistoryCheckpoint {
+	if x != nil {
+		return x.Checkpoints
+	}
+	return nil
+}
+
+// HistoryCheckpoint is a signed checkpoint of the log's history.
+type HistoryCheckpoint struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The signed note, exactly as GetCheckpoint served it when it was the
+	// latest.
+	Note []byte `protobuf:"bytes,1,opt,name=note,proto3" json:"note,omitempty"`
+	// Its tree size, as the note says (for convenience: verify the note).
+	Size uint64 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	// When the log signed it, as the log says (not signed).
+	SignedAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=signed_at,json=signedAt,proto3" json:"signed_at,omitempty"`
+	// The consistency proof from the previous checkpoint of the response to
+	// this one (32-byte hashes, RFC 6962 order); empty for the first.
+	ConsistencyProof [][]byte `protobuf:"bytes,4,rep,name=consistency_proof,json=consistencyProof,proto3" json:"consistency_proof,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *HistoryCheckpoint) Reset() {
+	*x = HistoryCheckpoint{}
+	mi := &file_vigie_v1_log_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HistoryCheckpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HistoryCheckpoint) ProtoMessage() {}
+
+func (x *HistoryCheckpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_vigie_v1_log_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HistoryCheckpoint.ProtoReflect.Descriptor instead.
+func (*HistoryCheckpoint) Descriptor() ([]byte, []int) {
+	return file_vigie_v1_log_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *HistoryCheckpoint) GetNote() []byte {
+	if x != nil {
+		return x.Note
+	}
+	return nil
+}
+
+func (x *HistoryCheckpoint) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *HistoryCheckpoint) GetSignedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SignedAt
+	}
+	return nil
+}
+
+func (x *HistoryCheckpoint) GetConsistencyProof() [][]byte {
+	if x != nil {
+		return x.ConsistencyProof
+	}
+	return nil
+}
+
 // GetConsistencyProofRequest names two tree sizes.
 type GetConsistencyProofRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -75,7 +252,7 @@ type GetConsistencyProofRequest struct {
 
 func (x *GetConsistencyProofRequest) Reset() {
 	*x = GetConsistencyProofRequest{}
-	mi := &file_vigie_v1_log_proto_msgTypes[1]
+	mi := &file_vigie_v1_log_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -87,7 +264,7 @@ func (x *GetConsistencyProofRequest) String() string {
 func (*GetConsistencyProofRequest) ProtoMessage() {}
 
 func (x *GetConsistencyProofRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_log_proto_msgTypes[1]
+	mi := &file_vigie_v1_log_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -100,7 +277,7 @@ func (x *GetConsistencyProofRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConsistencyProofRequest.ProtoReflect.Descriptor instead.
 func (*GetConsistencyProofRequest) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_log_proto_rawDescGZIP(), []int{1}
+	return file_vigie_v1_log_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GetConsistencyProofRequest) GetFirst() uint64 {
@@ -133,7 +310,7 @@ type ConsistencyProof struct {
 
 func (x *ConsistencyProof) Reset() {
 	*x = ConsistencyProof{}
-	mi := &file_vigie_v1_log_proto_msgTypes[2]
+	mi := &file_vigie_v1_log_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -145,7 +322,7 @@ func (x *ConsistencyProof) String() string {
 func (*ConsistencyProof) ProtoMessage() {}
 
 func (x *ConsistencyProof) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_log_proto_msgTypes[2]
+	mi := &file_vigie_v1_log_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -158,7 +335,7 @@ func (x *ConsistencyProof) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsistencyProof.ProtoReflect.Descriptor instead.
 func (*ConsistencyProof) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_log_proto_rawDescGZIP(), []int{2}
+	return file_vigie_v1_log_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ConsistencyProof) GetFirst() uint64 {
@@ -201,7 +378,7 @@ type GetInclusionProofRequest struct {
 
 func (x *GetInclusionProofRequest) Reset() {
 	*x = GetInclusionProofRequest{}
-	mi := &file_vigie_v1_log_proto_msgTypes[3]
+	mi := &file_vigie_v1_log_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -213,7 +390,7 @@ func (x *GetInclusionProofRequest) String() string {
 func (*GetInclusionProofRequest) ProtoMessage() {}
 
 func (x *GetInclusionProofRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_log_proto_msgTypes[3]
+	mi := &file_vigie_v1_log_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -226,7 +403,7 @@ func (x *GetInclusionProofRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInclusionProofRequest.ProtoReflect.Descriptor instead.
 func (*GetInclusionProofRequest) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_log_proto_rawDescGZIP(), []int{3}
+	return file_vigie_v1_log_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetInclusionProofRequest) GetLeaf() isGetInclusionProofRequest_Leaf {
@@ -295,7 +472,7 @@ type InclusionProof struct {
 
 func (x *InclusionProof) Reset() {
 	*x = InclusionProof{}
-	mi := &file_vigie_v1_log_proto_msgTypes[4]
+	mi := &file_vigie_v1_log_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -307,7 +484,7 @@ func (x *InclusionProof) String() string {
 func (*InclusionProof) ProtoMessage() {}
 
 func (x *InclusionProof) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_log_proto_msgTypes[4]
+	mi := &file_vigie_v1_log_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -320,7 +497,7 @@ func (x *InclusionProof) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InclusionProof.ProtoReflect.Descriptor instead.
 func (*InclusionProof) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_log_proto_rawDescGZIP(), []int{4}
+	return file_vigie_v1_log_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *InclusionProof) GetLeafIndex() uint64 {
@@ -357,7 +534,7 @@ type GetLeavesRequest struct {
 
 func (x *GetLeavesRequest) Reset() {
 	*x = GetLeavesRequest{}
-	mi := &file_vigie_v1_log_proto_msgTypes[5]
+	mi := &file_vigie_v1_log_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -369,7 +546,7 @@ func (x *GetLeavesRequest) String() string {
 func (*GetLeavesRequest) ProtoMessage() {}
 
 func (x *GetLeavesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_log_proto_msgTypes[5]
+	mi := &file_vigie_v1_log_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -382,7 +559,7 @@ func (x *GetLeavesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLeavesRequest.ProtoReflect.Descriptor instead.
 func (*GetLeavesRequest) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_log_proto_rawDescGZIP(), []int{5}
+	return file_vigie_v1_log_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetLeavesRequest) GetStart() uint64 {
@@ -415,7 +592,7 @@ type GetLeavesResponse struct {
 
 func (x *GetLeavesResponse) Reset() {
 	*x = GetLeavesResponse{}
-	mi := &file_vigie_v1_log_proto_msgTypes[6]
+	mi := &file_vigie_v1_log_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -427,7 +604,7 @@ func (x *GetLeavesResponse) String() string {
 func (*GetLeavesResponse) ProtoMessage() {}
 
 func (x *GetLeavesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_log_proto_msgTypes[6]
+	mi := &file_vigie_v1_log_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -440,7 +617,7 @@ func (x *GetLeavesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLeavesResponse.ProtoReflect.Descriptor instead.
 func (*GetLeavesResponse) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_log_proto_rawDescGZIP(), []int{6}
+	return file_vigie_v1_log_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetLeavesResponse) GetStart() uint64 {
@@ -466,7 +643,7 @@ type GetPublicKeyRequest struct {
 
 func (x *GetPublicKeyRequest) Reset() {
 	*x = GetPublicKeyRequest{}
-	mi := &file_vigie_v1_log_proto_msgTypes[7]
+	mi := &file_vigie_v1_log_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -478,7 +655,7 @@ func (x *GetPublicKeyRequest) String() string {
 func (*GetPublicKeyRequest) ProtoMessage() {}
 
 func (x *GetPublicKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_log_proto_msgTypes[7]
+	mi := &file_vigie_v1_log_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -491,7 +668,7 @@ func (x *GetPublicKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPublicKeyRequest.ProtoReflect.Descriptor instead.
 func (*GetPublicKeyRequest) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_log_proto_rawDescGZIP(), []int{7}
+	return file_vigie_v1_log_proto_rawDescGZIP(), []int{10}
 }
 
 // PublicKeys are the log's verifier keys.
@@ -512,7 +689,7 @@ type PublicKeys struct {
 
 func (x *PublicKeys) Reset() {
 	*x = PublicKeys{}
-	mi := &file_vigie_v1_log_proto_msgTypes[8]
+	mi := &file_vigie_v1_log_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -524,7 +701,7 @@ func (x *PublicKeys) String() string {
 func (*PublicKeys) ProtoMessage() {}
 
 func (x *PublicKeys) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_log_proto_msgTypes[8]
+	mi := &file_vigie_v1_log_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -537,7 +714,7 @@ func (x *PublicKeys) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublicKeys.ProtoReflect.Descriptor instead.
 func (*PublicKeys) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_log_proto_rawDescGZIP(), []int{8}
+	return file_vigie_v1_log_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PublicKeys) GetOrigin() string {
@@ -565,8 +742,18 @@ var File_vigie_v1_log_proto protoreflect.FileDescriptor
 
 const file_vigie_v1_log_proto_rawDesc = "" +
 	"\n" +
-	"\x12vigie/v1/log.proto\x12\bvigie.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"\x16\n" +
-	"\x14GetCheckpointRequest\"J\n" +
+	"\x12vigie/v1/log.proto\x12\bvigie.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"\x16\n" +
+	"\x14GetCheckpointRequest\"P\n" +
+	"\x16ListCheckpointsRequest\x12\x19\n" +
+	"\bmin_size\x18\x01 \x01(\x04R\aminSize\x12\x1b\n" +
+	"\tmax_count\x18\x02 \x01(\rR\bmaxCount\"X\n" +
+	"\x17ListCheckpointsResponse\x12=\n" +
+	"\vcheckpoints\x18\x01 \x03(\v2\x1b.vigie.v1.HistoryCheckpointR\vcheckpoints\"\xa1\x01\n" +
+	"\x11HistoryCheckpoint\x12\x12\n" +
+	"\x04note\x18\x01 \x01(\fR\x04note\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x04R\x04size\x127\n" +
+	"\tsigned_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\bsignedAt\x12+\n" +
+	"\x11consistency_proof\x18\x04 \x03(\fR\x10consistencyProof\"J\n" +
 	"\x1aGetConsistencyProofRequest\x12\x14\n" +
 	"\x05first\x18\x01 \x01(\x04R\x05first\x12\x16\n" +
 	"\x06second\x18\x02 \x01(\x04R\x06second\"X\n" +
@@ -600,10 +787,11 @@ const file_vigie_v1_log_proto_rawDesc = "" +
 	"\x06origin\x18\x01 \x01(\tR\x06origin\x12%\n" +
 	"\x0echeckpoint_key\x18\x02 \x01(\tR\rcheckpointKey\x12\x1f\n" +
 	"\vreceipt_key\x18\x03 \x01(\tR\n" +
-	"receiptKey2\x9d\x04\n" +
+	"receiptKey2\x97\x05\n" +
 	"\n" +
 	"LogService\x12_\n" +
-	"\rGetCheckpoint\x12\x1e.vigie.v1.GetCheckpointRequest\x1a\x14.google.api.HttpBody\"\x18\x92A\x02b\x00\x82\xd3\xe4\x93\x02\r\x12\v/checkpoint\x12y\n" +
+	"\rGetCheckpoint\x12\x1e.vigie.v1.GetCheckpointRequest\x1a\x14.google.api.HttpBody\"\x18\x92A\x02b\x00\x82\xd3\xe4\x93\x02\r\x12\v/checkpoint\x12x\n" +
+	"\x0fListCheckpoints\x12 .vigie.v1.ListCheckpointsRequest\x1a!.vigie.v1.ListCheckpointsResponse\" \x92A\x02b\x00\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/log/checkpoints\x12y\n" +
 	"\x13GetConsistencyProof\x12$.vigie.v1.GetConsistencyProofRequest\x1a\x1a.vigie.v1.ConsistencyProof\" \x92A\x02b\x00\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/log/consistency\x12q\n" +
 	"\x11GetInclusionProof\x12\".vigie.v1.GetInclusionProofRequest\x1a\x18.vigie.v1.InclusionProof\"\x1e\x92A\x02b\x00\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/log/inclusion\x12a\n" +
 	"\tGetLeaves\x12\x1a.vigie.v1.GetLeavesRequest\x1a\x1b.vigie.v1.GetLeavesResponse\"\x1b\x92A\x02b\x00\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/log/leaves\x12]\n" +
@@ -621,35 +809,43 @@ func file_vigie_v1_log_proto_rawDescGZIP() []byte {
 	return file_vigie_v1_log_proto_rawDescData
 }
 
-var file_vigie_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_vigie_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_vigie_v1_log_proto_goTypes = []any{
 	(*GetCheckpointRequest)(nil),       // 0: vigie.v1.GetCheckpointRequest
-	(*GetConsistencyProofRequest)(nil), // 1: vigie.v1.GetConsistencyProofRequest
-	(*ConsistencyProof)(nil),           // 2: vigie.v1.ConsistencyProof
-	(*GetInclusionProofRequest)(nil),   // 3: vigie.v1.GetInclusionProofRequest
-	(*InclusionProof)(nil),             // 4: vigie.v1.InclusionProof
-	(*GetLeavesRequest)(nil),           // 5: vigie.v1.GetLeavesRequest
-	(*GetLeavesResponse)(nil),          // 6: vigie.v1.GetLeavesResponse
-	(*GetPublicKeyRequest)(nil),        // 7: vigie.v1.GetPublicKeyRequest
-	(*PublicKeys)(nil),                 // 8: vigie.v1.PublicKeys
-	(*httpbody.HttpBody)(nil),          // 9: google.api.HttpBody
+	(*ListCheckpointsRequest)(nil),     // 1: vigie.v1.ListCheckpointsRequest
+	(*ListCheckpointsResponse)(nil),    // 2: vigie.v1.ListCheckpointsResponse
+	(*HistoryCheckpoint)(nil),          // 3: vigie.v1.HistoryCheckpoint
+	(*GetConsistencyProofRequest)(nil), // 4: vigie.v1.GetConsistencyProofRequest
+	(*ConsistencyProof)(nil),           // 5: vigie.v1.ConsistencyProof
+	(*GetInclusionProofRequest)(nil),   // 6: vigie.v1.GetInclusionProofRequest
+	(*InclusionProof)(nil),             // 7: vigie.v1.InclusionProof
+	(*GetLeavesRequest)(nil),           // 8: vigie.v1.GetLeavesRequest
+	(*GetLeavesResponse)(nil),          // 9: vigie.v1.GetLeavesResponse
+	(*GetPublicKeyRequest)(nil),        // 10: vigie.v1.GetPublicKeyRequest
+	(*PublicKeys)(nil),                 // 11: vigie.v1.PublicKeys
+	(*timestamppb.Timestamp)(nil),      // 12: google.protobuf.Timestamp
+	(*httpbody.HttpBody)(nil),          // 13: google.api.HttpBody
 }
 var file_vigie_v1_log_proto_depIdxs = []int32{
-	0, // 0: vigie.v1.LogService.GetCheckpoint:input_type -> vigie.v1.GetCheckpointRequest
-	1, // 1: vigie.v1.LogService.GetConsistencyProof:input_type -> vigie.v1.GetConsistencyProofRequest
-	3, // 2: vigie.v1.LogService.GetInclusionProof:input_type -> vigie.v1.GetInclusionProofRequest
-	5, // 3: vigie.v1.LogService.GetLeaves:input_type -> vigie.v1.GetLeavesRequest
-	7, // 4: vigie.v1.LogService.GetPublicKey:input_type -> vigie.v1.GetPublicKeyRequest
-	9, // 5: vigie.v1.LogService.GetCheckpoint:output_type -> google.api.HttpBody
-	2, // 6: vigie.v1.LogService.GetConsistencyProof:output_type -> vigie.v1.ConsistencyProof
-	4, // 7: vigie.v1.LogService.GetInclusionProof:output_type -> vigie.v1.InclusionProof
-	6, // 8: vigie.v1.LogService.GetLeaves:output_type -> vigie.v1.GetLeavesResponse
-	8, // 9: vigie.v1.LogService.GetPublicKey:output_type -> vigie.v1.PublicKeys
-	5, // [5:10] is the sub-list for method output_type
-	0, // [0:5] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	3,  // 0: vigie.v1.ListCheckpointsResponse.checkpoints:type_name -> vigie.v1.HistoryCheckpoint
+	12, // 1: vigie.v1.HistoryCheckpoint.signed_at:type_name -> google.protobuf.Timestamp
+	0,  // 2: vigie.v1.LogService.GetCheckpoint:input_type -> vigie.v1.GetCheckpointRequest
+	1,  // 3: vigie.v1.LogService.ListCheckpoints:input_type -> vigie.v1.ListCheckpointsRequest
+	4,  // 4: vigie.v1.LogService.GetConsistencyProof:input_type -> vigie.v1.GetConsistencyProofRequest
+	6,  // 5: vigie.v1.LogService.GetInclusionProof:input_type -> vigie.v1.GetInclusionProofRequest
+	8,  // 6: vigie.v1.LogService.GetLeaves:input_type -> vigie.v1.GetLeavesRequest
+	10, // 7: vigie.v1.LogService.GetPublicKey:input_type -> vigie.v1.GetPublicKeyRequest
+	13, // 8: vigie.v1.LogService.GetCheckpoint:output_type -> google.api.HttpBody
+	2,  // 9: vigie.v1.LogService.ListCheckpoints:output_type -> vigie.v1.ListCheckpointsResponse
+	5,  // 10: vigie.v1.LogService.GetConsistencyProof:output_type -> vigie.v1.ConsistencyProof
+	7,  // 11: vigie.v1.LogService.GetInclusionProof:output_type -> vigie.v1.InclusionProof
+	9,  // 12: vigie.v1.LogService.GetLeaves:output_type -> vigie.v1.GetLeavesResponse
+	11, // 13: vigie.v1.LogService.GetPublicKey:output_type -> vigie.v1.PublicKeys
+	8,  // [8:14] is the sub-list for method output_type
+	2,  // [2:8] is the sub-list for method input_type
+	2,  // [2:2] is the sub-list for extension type_name
+	2,  // [2:2] is the sub-list for extension extendee
+	0,  // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_vigie_v1_log_proto_init() }
@@ -657,7 +853,7 @@ func file_vigie_v1_log_proto_init() {
 	if File_vigie_v1_log_proto != nil {
 		return
 	}
-	file_vigie_v1_log_proto_msgTypes[3].OneofWrappers = []any{
+	file_vigie_v1_log_proto_msgTypes[6].OneofWrappers = []any{
 		(*GetInclusionProofRequest_LeafIndex)(nil),
 		(*GetInclusionProofRequest_Commitment)(nil),
 	}
@@ -667,7 +863,7 @@ func file_vigie_v1_log_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vigie_v1_log_proto_rawDesc), len(file_vigie_v1_log_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

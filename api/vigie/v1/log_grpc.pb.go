@@ -21,6 +21,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	LogService_GetCheckpoint_FullMethodName       = "/vigie.v1.LogService/GetCheckpoint"
+	LogService_ListCheckpoints_FullMethodName     = "/vigie.v1.LogService/ListCheckpoints"
 	LogService_GetConsistencyProof_FullMethodName = "/vigie.v1.LogService/GetConsistencyProof"
 	LogService_GetInclusionProof_FullMethodName   = "/vigie.v1.LogService/GetInclusionProof"
 	LogService_GetLeaves_FullMethodName           = "/vigie.v1.LogService/GetLeaves"
@@ -44,6 +45,17 @@ type LogServiceClient interface {
 	//
 	// Errors: NOT_FOUND before the first checkpoint.
 	GetCheckpoint(ctx context.Context, in *GetCheckpointRequest, opts ...grpc.CallOption) (*httpbody.HttpBody, error)
+	// ListCheckpoints returns signed checkpoints of the log's history, oldest
+	// first: the first checkpoint of size at least `min_size`, the latest,
+	// and between them the first checkpoint at or above each of evenly
+	// spaced sizes, at most `max_count` in all, so that one call spans the
+	// whole history however long it is. Each checkpoint after the first
+	// comes with the consistency proof from the one before it: a client
+	// checks every signature and that the log only grew, with no other
+	// call. Empty before the first checkpoint.
+	//
+	// Errors: INVALID_ARGUMENT for a max_count above 1000.
+	ListCheckpoints(ctx context.Context, in *ListCheckpointsRequest, opts ...grpc.CallOption) (*ListCheckpointsResponse, error)
 	// GetConsistencyProof returns the proof that the tree of size `first` is
 	// a prefix of the tree of size `second` (RFC 6962 section 2.1.2).
 	//
@@ -82,6 +94,16 @@ func (c *logServiceClient) GetCheckpoint(ctx context.Context, in *GetCheckpointR
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(httpbody.HttpBody)
 	err := c.cc.Invoke(ctx, LogService_GetCheckpoint_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *logServiceClient) ListCheckpoints(ctx context.Context, in *ListCheckpointsRequest, opts ...grpc.CallOption) (*ListCheckpointsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListCheckpointsResponse)
+	err := c.cc.Invoke(ctx, LogService_ListCheckpoints_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -145,6 +167,17 @@ type LogServiceServer interface {
 	//
 	// Errors: NOT_FOUND before the first checkpoint.
 	GetCheckpoint(context.Context, *GetCheckpointRequest) (*httpbody.HttpBody, error)
+	// ListCheckpoints returns signed checkpoints of the log's history, oldest
+	// first: the first checkpoint of size at least `min_size`, the latest,
+	// and between them the first checkpoint at or above each of evenly
+	// spaced sizes, at most `max_count` in all, so that one call spans the
+	// whole history however long it is. Each checkpoint after the first
+	// comes with the consistency proof from the one before it: a client
+	// checks every signature and that the log only grew, with no other
+	// call. Empty before the first checkpoint.
+	//
+	// Errors: INVALID_ARGUMENT for a max_count above 1000.
+	ListCheckpoints(context.Context, *ListCheckpointsRequest) (*ListCheckpointsResponse, error)
 	// GetConsistencyProof returns the proof that the tree of size `first` is
 	// a prefix of the tree of size `second` (RFC 6962 section 2.1.2).
 	//
@@ -181,6 +214,9 @@ type UnimplementedLogServiceServer struct{}
 
 func (UnimplementedLogServiceServer) GetCheckpoint(context.Context, *GetCheckpointRequest) (*httpbody.HttpBody, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetCheckpoint not implemented")
+}
+func (UnimplementedLogServiceServer) ListCheckpoints(context.Context, *ListCheckpointsRequest) (*ListCheckpointsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListCheckpoints not implemented")
 }
 func (UnimplementedLogServiceServer) GetConsistencyProof(context.Context, *GetConsistencyProofRequest) (*ConsistencyProof, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetConsistencyProof not implemented")
@@ -229,6 +265,24 @@ func _LogService_GetCheckpoint_Handler(srv interface{}, ctx context.Context, dec
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(LogServiceServer).GetCheckpoint(ctx, req.(*GetCheckpointRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _LogService_ListCheckpoints_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListCheckpointsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LogServiceServer).ListCheckpoints(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: LogService_ListCheckpoints_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LogServiceServer).ListCheckpoints(ctx, req.(*ListCheckpointsRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -315,6 +369,10 @@ var LogService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetCheckpoint",
 			Handler:    _LogService_GetCheckpoint_Handler,
+		},
+		{
+			MethodName: "ListCheckpoints",
+			Handler:    _LogService_ListCheckpoints_Handler,
 		},
 		{
 			MethodName: "GetConsistencyProof",

@@ -16,40 +16,51 @@ document.addEventListener('DOMContentLoaded', async () => {
 
   const sizeOf = b64 => Number(atob(b64).split('\n')[1]);
 
-  // The log: every checkpoint this browser saw, each verified and proved
-  // consistent with the one before.
+  // The log: the server's history of signed checkpoints (sampled over the
+  // log's whole life, each with the consistency proof from the one before)
+  // and every checkpoint this browser saw, merged by size; each verified
+  // here and proved consistent with the one before. A checkpoint this
+  // browser saw that the history contradicts is a fork: the series fails.
   async function checkLog() {
     const box = document.getElementById('log-status');
     const note = Vigie.b64(await Vigie.api('GET', '/checkpoint', undefined, { raw: true }));
+    const history = (await Vigie.api('GET', '/v1/log/checkpoints?max_count=100')).checkpoints || [];
     let seen = [];
     try { seen = JSON.parse(localStorage.getItem(SEEN)) || []; } catch (e) { seen = []; }
     if (!seen.length || seen[seen.length - 1].note !== note) seen.push({ note, time: new Date().toISOString() });
     seen = seen.slice(-100);
+    const all = history.map((h, i) => ({ note: h.note, size: sizeOf(h.note), time: h.signed_at, signed: true, proof: i > 0 ? h.consistency_proof || [] : null, prev: i > 0 ? history[i - 1].note : null }))
+      .concat(seen.map(x => ({ note: x.note, size: sizeOf(x.note), time: x.time, signed: false })));
+    all.sort((a, b) => a.size - b.size || (a.signed === b.signed ? 0 : a.signed ? -1 : 1));
+    const series = all.filter((x, i) => i === 0 || x.note !== all[i - 1].note);
     const proofs = [];
-    for (let i = 1; i < seen.length; i++) {
-      const a = sizeOf(seen[i - 1].note), b = sizeOf(seen[i].note);
-      proofs.push(a > 0 && a < b ? (await Vigie.api('GET', `/v1/log/consistency?first=${a}&second=${b}`)).hashes : []);
+    for (let i = 1; i < series.length; i++) {
+      const a = series[i - 1], b = series[i];
+      if (b.proof && b.prev === a.note) proofs.push(b.proof);
+      else if (a.size === b.size || a.size === 0) proofs.push([]);
+      else proofs.push((await Vigie.api('GET', `/v1/log/consistency?first=${a.size}&second=${b.size}`)).hashes);
     }
-    const rep = await Vigie.verify('series', { keys, notes: seen.map(x => x.note), proofs });
+    const rep = await Vigie.verify('series', { keys, notes: series.map(x => x.note), proofs });
     if (rep.ok) {
       localStorage.setItem(SEEN, JSON.stringify(seen));
       checkpoint = note;
-      Vigie.status(box, 'verified', t('audit.consistent', { n: seen.length }), keyNote());
+      Vigie.status(box, 'verified', t('audit.consistent', { n: series.length }), keyNote());
     } else {
       Vigie.status(box, 'failed', t('audit.inconsistent'), (rep.problems || []).concat(rep.checkpoints.flatMap(c => c.problems || [])).join(' · '));
       box.setAttribute('role', 'alert');
     }
-    box.dataset.checkpoints = seen.length;
-    document.getElementById('cp-list').replaceChildren(...rep.checkpoints.map((c, i) =>
-      el('li', { text: t('audit.cpLine', { size: c.size || sizeOf(seen[i].note), time: Vigie.fmtTime(seen[i].time), verdict: t('verdict.' + c.verdict) }) })).reverse());
-    drawSizes(seen, rep);
+    box.dataset.checkpoints = series.length;
+    box.dataset.signedHistory = history.length;
+    document.getElementById('cp-list').replaceChildren(...series.map((x, i) =>
+      el('li', { text: t(x.signed ? 'audit.cpLineSigned' : 'audit.cpLine', { size: x.size, time: Vigie.fmtTime(x.time), verdict: t('verdict.' + (rep.checkpoints[i] ? rep.checkpoints[i].verdict : 'failed')) }) })).reverse().slice(0, 20));
+    drawSizes(series, rep);
   }
   let keyInfo = null;
   const keyNote = () => keyInfo && keyInfo.changed ? t('keys.changed') : '';
 
   function drawSizes(seen, rep) {
     const W = 720, H = 200, left = 50, bottom = 24, top = 10;
-    const pts = seen.map((x, i) => ({ t: Date.parse(x.time), size: sizeOf(x.note), ok: rep.checkpoints[i] && rep.checkpoints[i].verdict === 'verified' }));
+    const pts = seen.map((x, i) => ({ t: Date.parse(x.time), size: x.size, ok: rep.checkpoints[i] && rep.checkpoints[i].verdict === 'verified' }));
     const t0 = pts[0].t, t1 = Math.max(pts[pts.length - 1].t, t0 + 1), max = Math.max(1, ...pts.map(p => p.size));
     const x = v => left + (W - left - 10) * (v - t0) / (t1 - t0), y = v => H - bottom - (H - bottom - top) * v / max;
     document.getElementById('cp-chart').replaceChildren(svg('svg', { class: 'chart', viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-labelledby': 'cp-chart-title cp-chart-desc' },
