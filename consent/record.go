@@ -295,7 +295,8 @@ type ReadRecord struct {
 	Format string `json:"format"`
 	// Reader is the principal ("patient", "regulator:cnil", "dpo:...").
 	Reader string `json:"reader"`
-	// Method is the API method ("ListAccesses", "SearchEvents").
+	// Method is what was read: an API method ("ListAccesses",
+	// "SearchEvents") or the dashboard's misuse alerts ("Alerts").
 	Method string `json:"method"`
 	// Events is how many of the patient's events the read returned.
 	Events int `json:"events"`

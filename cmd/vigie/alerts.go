@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/vigie-sante/vigie/api/gateway/portal"
+	"github.com/vigie-sante/vigie/consent"
 	"github.com/vigie-sante/vigie/consent/misuse"
 	"github.com/vigie-sante/vigie/ledger"
 	"github.com/vigie-sante/vigie/ledger/event"
@@ -20,8 +21,11 @@ import (
 //
 // The server reads the events' bodies to compute the alerts; what it
 // returns names professionals and events (leaf index, commitment), never
-// a patient nor a body. Opening an event goes through the audit search,
-// which records the read in the patient's chain.
+// a patient nor a body. But an alert says something of the events it
+// names (an emergency access at that time, unreviewed), so every answer
+// is recorded, before it goes out, as a ledger-read event ("Alerts") in
+// the chain of each patient whose events it names, as the audit search
+// records its reads; opening an event goes through the audit search.
 type ledgerAlerts struct {
 	ledger *ledger.Ledger
 	// window is how far back events are read; maxEvents bounds how many
@@ -39,7 +43,13 @@ type ledgerAlerts struct {
 type cachedAlerts struct {
 	at     time.Time
 	alerts []portal.Alert
+	// patients are the pseudonyms of the patients of the events named
+	// by alerts, by commitment (hex).
+	patients map[string]event.Hash
 }
+
+// alertsReadMethod names the dashboard's alerts in ledger-read records.
+const alertsReadMethod = "Alerts"
 
 func newLedgerAlerts(l *ledger.Ledger, window, cacheTTL time.Duration) *ledgerAlerts {
 	paris, err := time.LoadLocation("Europe/Paris")
@@ -52,14 +62,26 @@ func newLedgerAlerts(l *ledger.Ledger, window, cacheTTL time.Duration) *ledgerAl
 	}
 }
 
-// Alerts implements portal.AlertSource.
+// Alerts implements portal.AlertSource: computed (or cached) alerts, the
+// reads recorded first.
 func (a *ledgerAlerts) Alerts(ctx context.Context, scope portal.Scope) ([]portal.Alert, error) {
+	c, err := a.compute(ctx, scope)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.recordReads(ctx, scope.Reader, c); err != nil {
+		return nil, err
+	}
+	return c.alerts, nil
+}
+
+func (a *ledgerAlerts) compute(ctx context.Context, scope portal.Scope) (cachedAlerts, error) {
 	key := strings.Join(slices.Sorted(slices.Values(scope.Organisations)), ",")
 	now := a.now()
 	a.mu.Lock()
 	if c, ok := a.cache[key]; ok && now.Sub(c.at) < a.cacheTTL {
 		a.mu.Unlock()
-		return c.alerts, nil
+		return c, nil
 	}
 	a.mu.Unlock()
 
@@ -71,17 +93,21 @@ func (a *ledgerAlerts) Alerts(ctx context.Context, scope portal.Scope) ([]portal
 	for _, org := range orgs {
 		got, err := a.events(ctx, org, now)
 		if err != nil {
-			return nil, err
+			return cachedAlerts{}, err
 		}
 		events = append(events, got...)
+	}
+	patientOf := make(map[event.Hash]event.Hash, len(events))
+	for _, e := range events {
+		patientOf[e.Ref.Commitment] = e.Body.Patient
 	}
 	cfg := a.config
 	cfg.Now = now
 	res, err := misuse.Detect(events, cfg)
 	if err != nil {
-		return nil, err
+		return cachedAlerts{}, err
 	}
-	out := make([]portal.Alert, 0, len(res.Alerts))
+	c := cachedAlerts{at: now, alerts: make([]portal.Alert, 0, len(res.Alerts)), patients: map[string]event.Hash{}}
 	for _, m := range res.Alerts {
 		if len(scope.Organisations) > 0 && !slices.Contains(scope.Organisations, m.Organization) {
 			continue
@@ -91,14 +117,63 @@ func (a *ledgerAlerts) Alerts(ctx context.Context, scope portal.Scope) ([]portal
 			Detail: m.Message, Time: m.To,
 		}
 		for _, r := range m.Events {
-			pa.Events = append(pa.Events, portal.EventRef{LeafIndex: r.Index, Commitment: r.Commitment.String()})
+			ref := portal.EventRef{LeafIndex: r.Index, Commitment: r.Commitment.String()}
+			pa.Events = append(pa.Events, ref)
+			if p, ok := patientOf[r.Commitment]; ok {
+				c.patients[ref.Commitment] = p
+			}
 		}
-		out = append(out, pa)
+		c.alerts = append(c.alerts, pa)
 	}
 	a.mu.Lock()
-	a.cache[key] = cachedAlerts{at: now, alerts: out}
+	a.cache[key] = c
 	a.mu.Unlock()
-	return out, nil
+	return c, nil
+}
+
+// recordReads records that reader was shown alerts naming these events:
+// one ledger-read event per patient, with how many of their events the
+// alerts name. Any failure fails the answer (fail closed).
+func (a *ledgerAlerts) recordReads(ctx context.Context, reader string, c cachedAlerts) error {
+	perPatient := map[event.Hash]int{}
+	var order []event.Hash
+	named := map[string]bool{} // an event may be named by several alerts
+	for _, al := range c.alerts {
+		for _, r := range al.Events {
+			p, ok := c.patients[r.Commitment]
+			if !ok || p == event.SystemChain || named[r.Commitment] {
+				continue
+			}
+			named[r.Commitment] = true
+			if perPatient[p] == 0 {
+				order = append(order, p)
+			}
+			perPatient[p]++
+		}
+	}
+	if len(order) > 0 && reader == "" {
+		return fmt.Errorf("misuse alerts: no reader to record the read of %d patients' events", len(order))
+	}
+	// Concurrent Records share the ledger's group commits.
+	sem := make(chan struct{}, 32)
+	errs := make(chan error, len(order))
+	for _, p := range order {
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem }()
+			payload, err := consent.FormatReadRecord(consent.ReadRecord{Reader: reader, Method: alertsReadMethod, Events: perPatient[p]})
+			if err == nil {
+				_, err = a.ledger.Record(ctx, ledger.Entry{Kind: event.KindLedgerRead, Pseudonym: p, Service: reader, Payload: payload})
+			}
+			errs <- err
+		}()
+	}
+	for range order {
+		if err := <-errs; err != nil {
+			return fmt.Errorf("misuse alerts: record the read: %w", err)
+		}
+	}
+	return nil
 }
 
 // events reads the access and review events of an organisation ("" for

@@ -559,6 +559,22 @@ func TestMisuseAlerts(t *testing.T) {
 	if code, _ := alerts(e.token(auth.RolePatient, e2ePatient)); code != 403 {
 		t.Errorf("a patient's alerts = %d, want 403", code)
 	}
+	// Each answer naming the patient's event was recorded in their chain:
+	// the regulator's and the hospital DPO's, not the other DPO's.
+	var alertReads []string
+	for _, ev := range e.listAndVerify(e.as(auth.RolePatient, e2ePatient), 100) {
+		var rd struct {
+			Reader string `json:"reader"`
+			Method string `json:"method"`
+			Events int    `json:"events"`
+		}
+		if ev.body.Kind == event.KindLedgerRead && json.Unmarshal(ev.body.Payload, &rd) == nil && rd.Method == alertsReadMethod {
+			alertReads = append(alertReads, fmt.Sprintf("%s %d", rd.Reader, rd.Events))
+		}
+	}
+	if got, want := strings.Join(alertReads, "; "), "regulator:cnil 1; dpo:dpo-a 1"; got != want {
+		t.Errorf("the patient's chain records alert reads %q, want %q", got, want)
+	}
 	if _, err := vigiev1.NewAuditServiceClient(e.conn).ReviewBreakGlass(e.as(auth.RoleDPO, "dpo-a", e2eHospital), &vigiev1.ReviewBreakGlassRequest{
 		RequestId: "al-rv", EventCommitment: bg.Event.Commitment, Verdict: vigiev1.BreakGlassVerdict_BREAK_GLASS_VERDICT_JUSTIFIED,
 	}); err != nil {

@@ -55,12 +55,18 @@ type Scope struct {
 	// Organisations confines the alerts to events of these organisations
 	// (FINESS numbers); empty means every organisation (a regulator).
 	Organisations []string
+	// Reader is the principal the alerts are for ("regulator:cnil"), as
+	// ledger-read records name readers.
+	Reader string
 }
 
 // AlertSource finds misuse alerts. Implementations MUST return only the
 // alerts of events within scope, MUST NOT put patient identifiers or
-// health data in them, and must be safe for concurrent use. The list is
-// most severe and most recent first; an empty list is not an error.
+// health data in them, MUST record the read, before answering, in the
+// chain of each patient whose events the alerts name (an alert says
+// something of those events), and must be safe for concurrent use. The
+// list is most severe and most recent first; an empty list is not an
+// error.
 type AlertSource interface {
 	Alerts(ctx context.Context, scope Scope) ([]Alert, error)
 }
@@ -73,7 +79,7 @@ func (p *portal) alerts(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, 16, err.Error())
 		return
 	}
-	var scope Scope
+	scope := Scope{Reader: id.Principal()}
 	switch id.Role() {
 	case auth.RoleRegulator:
 	case auth.RoleDPO:
