@@ -84,37 +84,54 @@ type accessGround struct {
 	Effect Effect       `json:"effect"`
 }
 
+// recordRequest is the request as an access record holds it: everything
+// but the INS.
+func recordRequest(req *Request) accessRequest {
+	return accessRequest{
+		ID:      req.ID,
+		Service: req.Service,
+		Actor: accessActor{
+			RPPS:         req.Actor.RPPS.String(),
+			Profession:   req.Actor.Profession,
+			Specialty:    req.Actor.Specialty,
+			Sector:       req.Actor.Sector,
+			Organization: req.Actor.Organization.String(),
+			CareTeam:     req.Actor.CareTeam,
+		},
+		Action: req.Action,
+		Resource: accessTarget{
+			Kind:         req.Resource.Kind,
+			DocumentID:   req.Resource.DocumentID,
+			DocumentType: req.Resource.DocumentType,
+			Author:       req.Resource.Author.String(),
+			Hidden:       req.Resource.Hidden,
+		},
+		Purpose:           req.Purpose,
+		Justification:     req.Justification,
+		Time:              req.Time.UTC(),
+		MinConsentVersion: req.MinConsentVersion,
+	}
+}
+
+// SameRequest reports whether a and b are one access request, as an access
+// record holds it, but for the decision time and the consent version the
+// caller saw: a retry under one request id. A request id used again for
+// another actor, action, document or purpose is not a retry.
+func SameRequest(a, b *Request) bool {
+	ra, rb := recordRequest(a), recordRequest(b)
+	ra.Time, rb.Time = time.Time{}, time.Time{}
+	ra.MinConsentVersion, rb.MinConsentVersion = 0, 0
+	return ra == rb
+}
+
 // FormatAccessRecord encodes the access record of a decision: compact JSON,
 // fields in a fixed order, times in RFC 3339 UTC. The grounds' French and
 // English texts are not recorded: they follow from each ground's source
 // and kind ([GroundText]).
 func FormatAccessRecord(req *Request, d *Decision) ([]byte, error) {
 	r := AccessRecord{
-		Format: AccessRecordFormat,
-		Request: accessRequest{
-			ID:      req.ID,
-			Service: req.Service,
-			Actor: accessActor{
-				RPPS:         req.Actor.RPPS.String(),
-				Profession:   req.Actor.Profession,
-				Specialty:    req.Actor.Specialty,
-				Sector:       req.Actor.Sector,
-				Organization: req.Actor.Organization.String(),
-				CareTeam:     req.Actor.CareTeam,
-			},
-			Action: req.Action,
-			Resource: accessTarget{
-				Kind:         req.Resource.Kind,
-				DocumentID:   req.Resource.DocumentID,
-				DocumentType: req.Resource.DocumentType,
-				Author:       req.Resource.Author.String(),
-				Hidden:       req.Resource.Hidden,
-			},
-			Purpose:           req.Purpose,
-			Justification:     req.Justification,
-			Time:              req.Time.UTC(),
-			MinConsentVersion: req.MinConsentVersion,
-		},
+		Format:  AccessRecordFormat,
+		Request: recordRequest(req),
 		Decision: accessDecision{
 			Effect:         d.Effect,
 			Reason:         d.Reason,

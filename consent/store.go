@@ -33,6 +33,12 @@ var (
 	// Nothing was decided: read the consent again. Callers test for it
 	// with errors.Is.
 	ErrStaleConsent = errors.New("consent snapshot is older than a version already seen")
+	// ErrRequestReused is returned by [Recorder.RecordDecision] when the
+	// calling service's request id was used before for another request
+	// (another patient, actor, action, document or purpose): not a retry.
+	// Nothing was recorded and the first decision is not returned.
+	// Callers test for it with errors.Is.
+	ErrRequestReused = errors.New("request id already used by this service for another request")
 )
 
 // Change describes who made a change and when, for the history and the

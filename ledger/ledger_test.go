@@ -202,6 +202,45 @@ func TestIdempotentRecord(t *testing.T) {
 	if st.NextIndex != 2 {
 		t.Errorf("%d events recorded, want 2", st.NextIndex)
 	}
+
+	// A used key for another patient, or another kind of event, is not a
+	// retry: refused, nothing recorded, and the first event (another
+	// patient's) is not handed out. Alone, or racing in one batch.
+	bob := access("bob", 1)
+	bob.Key = ledger.Key{Service: "hospital-his", RequestID: "req-1"}
+	read := access("alice", 3)
+	read.Kind, read.Key = event.KindLedgerRead, bob.Key
+	for _, reused := range []ledger.Entry{bob, read} {
+		if r, err := env.Ledger.Record(ctx, reused); !errors.Is(err, ledger.ErrKeyReused) || r != nil {
+			t.Errorf("Record(%s of another patient or kind) = %+v, %v; want ErrKeyReused", reused.Key.RequestID, r, err)
+		}
+	}
+	bob.Key.RequestID, read.Key.RequestID = "req-3", "req-3"
+	alice := access("alice", 4)
+	alice.Key = bob.Key
+	var bobErr, aliceErr error
+	var bobRes, aliceRes *ledger.Recorded
+	wg.Add(2)
+	go func() { defer wg.Done(); bobRes, bobErr = env.Ledger.Record(ctx, bob) }()
+	go func() { defer wg.Done(); aliceRes, aliceErr = env.Ledger.Record(ctx, alice) }()
+	wg.Wait()
+	if (bobErr == nil) == (aliceErr == nil) {
+		t.Errorf("two patients under one new key: %v and %v, want one recorded and one ErrKeyReused", bobErr, aliceErr)
+	}
+	for _, err := range []error{bobErr, aliceErr} {
+		if err != nil && !errors.Is(err, ledger.ErrKeyReused) {
+			t.Errorf("the second patient under one key: %v, want ErrKeyReused", err)
+		}
+	}
+	if (bobRes != nil && bobRes.Duplicate) || (aliceRes != nil && aliceRes.Duplicate) {
+		t.Errorf("a patient got another's event as a retry")
+	}
+	if n, err := env.Ledger.ChainLength(ctx, ledgertest.Patient("bob")); err != nil || (n == 1) != (bobErr == nil) {
+		t.Errorf("bob's chain has %d events (%v) after Record returned %v", n, err, bobErr)
+	}
+	if st := state(t, env); st.NextIndex != 3 {
+		t.Errorf("%d events recorded, want 3", st.NextIndex)
+	}
 }
 
 func state(t *testing.T, env *ledgertest.Env) ledger.State {

@@ -28,6 +28,12 @@ var (
 	// ErrInvalidEntry wraps the errors of a malformed entry. Callers test
 	// for it with errors.Is.
 	ErrInvalidEntry = errors.New("invalid ledger entry")
+	// ErrKeyReused is returned when an entry's idempotency key names an
+	// event of another patient or kind: not a retry but another request
+	// under a used key. Nothing is recorded, and the first event is not
+	// returned (it is another patient's). Callers test for it with
+	// errors.Is.
+	ErrKeyReused = errors.New("idempotency key already used for another patient or kind of event")
 )
 
 // Entry is an event to record.
@@ -295,7 +301,7 @@ func (l *Ledger) resolveUnknown(group []*recordJob, cause error) {
 			continue
 		}
 		err := l.store.Update(context.WithoutCancel(j.ctx), func(ctx context.Context, tx StoreTx) error {
-			res, err := l.existing(ctx, tx, j.entry.Key)
+			res, err := l.existing(ctx, tx, j)
 			if err != nil {
 				return err
 			}
@@ -335,15 +341,18 @@ func (l *Ledger) recordGroup(ctx context.Context, tx StoreTx, group []*recordJob
 		if !j.entry.Key.IsZero() {
 			if first, ok := byKey[j.entry.Key]; ok {
 				// The same key twice in this batch: the second waits for
-				// the first's result.
+				// the first's result, if it is the same patient and kind.
 				j.res = nil
 				j.err = errSameBatch{first}
+				if first.pseudonym != j.pseudonym || first.entry.Kind != j.entry.Kind {
+					j.err = ErrKeyReused
+				}
 				continue
 			}
 			byKey[j.entry.Key] = j
-			res, err := l.existing(ctx, tx, j.entry.Key)
-			if err == nil {
-				j.res = res
+			res, err := l.existing(ctx, tx, j)
+			if err == nil || errors.Is(err, ErrKeyReused) {
+				j.res, j.err = res, err
 				continue
 			}
 			if !errors.Is(err, ErrNotFound) {
@@ -503,11 +512,15 @@ func (l *Ledger) append(ctx context.Context, tx StoreTx, ps *patientState, j *re
 	return &Recorded{Index: index, Commitment: c, Body: body, Salt: salt, Time: now}, nil
 }
 
-// existing returns the event recorded with key, with its body.
-func (l *Ledger) existing(ctx context.Context, tx StoreReader, key Key) (*Recorded, error) {
-	row, err := tx.EventByKey(ctx, key)
+// existing returns the event recorded with j's key, with its body; or
+// ErrKeyReused if that event is of another patient or kind than j.
+func (l *Ledger) existing(ctx context.Context, tx StoreReader, j *recordJob) (*Recorded, error) {
+	row, err := tx.EventByKey(ctx, j.entry.Key)
 	if err != nil {
 		return nil, err
+	}
+	if row.Pseudonym != j.pseudonym || row.Kind != j.entry.Kind {
+		return nil, ErrKeyReused
 	}
 	salt, body, err := l.openEvent(ctx, tx, row)
 	if err != nil {

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"unicode/utf8"
 
@@ -67,11 +68,8 @@ func (s *accessService) Check(ctx context.Context, req *vigiev1.CheckRequest) (*
 // error names the field.
 func validateCheck(req *vigiev1.CheckRequest) (consent.Request, error) {
 	var r consent.Request
-	if req.RequestId == "" {
-		return r, InvalidField("request_id", "required")
-	}
-	if len(req.RequestId) > 128 || !printableASCII(req.RequestId) {
-		return r, InvalidField("request_id", "must be 1 to 128 printable ASCII characters")
+	if err := validateRequestID(req.RequestId); err != nil {
+		return r, err
 	}
 	r.ID = req.RequestId
 	var err error
@@ -160,6 +158,28 @@ func validateCheck(req *vigiev1.CheckRequest) (consent.Request, error) {
 	}
 	r.MinConsentVersion = req.MinConsentVersion
 	return r, nil
+}
+
+// MaxRequestID is the longest request_id, in bytes.
+const MaxRequestID = 64
+
+// validateRequestID checks a caller's request_id: 1 to MaxRequestID
+// characters from [A-Za-z0-9._:-], as the ledger's idempotency keys and
+// the consent model take them.
+func validateRequestID(id string) error {
+	if id == "" {
+		return InvalidField("request_id", "required")
+	}
+	if len(id) > MaxRequestID {
+		return InvalidField("request_id", fmt.Sprintf("must be at most %d characters", MaxRequestID))
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == ':' || c == '-') {
+			return InvalidField("request_id", "must be letters, digits, '.', '_', ':' or '-'")
+		}
+	}
+	return nil
 }
 
 func printableASCII(s string) bool {

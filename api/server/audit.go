@@ -149,8 +149,8 @@ func (s *auditService) ReviewBreakGlass(ctx context.Context, req *vigiev1.Review
 	if err != nil {
 		return nil, err
 	}
-	if req.RequestId == "" || len(req.RequestId) > 128 || !printableASCII(req.RequestId) {
-		return nil, InvalidField("request_id", "required: 1 to 128 printable ASCII characters")
+	if err := validateRequestID(req.RequestId); err != nil {
+		return nil, err
 	}
 	c, err := event.ParseHash(req.EventCommitment)
 	if err != nil {

@@ -131,7 +131,8 @@ func unavailable(err error) error {
 		return err
 	}
 	var fe *consent.FieldError
-	if errors.As(err, &fe) || errors.Is(err, ledger.ErrInvalidEntry) {
+	if errors.As(err, &fe) || errors.Is(err, ledger.ErrInvalidEntry) ||
+		errors.Is(err, consent.ErrRequestReused) || errors.Is(err, ledger.ErrKeyReused) {
 		return err
 	}
 	return fmt.Errorf("%w: %v", ErrUnavailable, err)

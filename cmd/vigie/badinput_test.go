@@ -119,6 +119,8 @@ func TestBadInput(t *testing.T) {
 		{"Check: no request_id", "POST", "/v1/access:check", service, check(`"request_id":"bad-1",`, ``), "request_id"},
 		{"Check: request_id too long", "POST", "/v1/access:check", service, check(`"bad-1"`, `"`+strings.Repeat("r", 129)+`"`), "request_id"},
 		{"Check: request_id with a space", "POST", "/v1/access:check", service, check(`"bad-1"`, `"bad 1"`), "request_id"},
+		{"Check: request_id of 65 characters", "POST", "/v1/access:check", service, check(`"bad-1"`, `"`+strings.Repeat("r", 65)+`"`), "request_id"},
+		{"Check: request_id with a slash", "POST", "/v1/access:check", service, check(`"bad-1"`, `"bad/1"`), "request_id"},
 		{"Check: no patient_ins", "POST", "/v1/access:check", service, check(`"patient_ins":"`+e2ePatient+`",`, ``), "patient_ins"},
 		{"Check: INS with a wrong key", "POST", "/v1/access:check", service, check(e2ePatient, e2ePatient[:13]+"00"), "patient_ins"},
 		{"Check: INS too short", "POST", "/v1/access:check", service, check(e2ePatient, e2ePatient[:14]), "patient_ins"},

@@ -245,6 +245,22 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("retry = %+v, %v; want the first event again", retry, err)
 	}
 
+	// The same request_id for another patient, or another assertion: not a
+	// retry. Refused naming request_id; nothing recorded; the first
+	// answer is not handed out.
+	otherPatient := checkRequest("visit-1")
+	otherPatient.PatientIns = "180127512345642"
+	otherActor := checkRequest("visit-1")
+	otherActor.Actor.CareTeam = false
+	for _, reused := range []*vigiev1.CheckRequest{otherPatient, otherActor} {
+		if got, err := access.Check(service, reused); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "request_id") {
+			t.Errorf("Check reusing a request_id for another request = %v, %v; want InvalidArgument naming request_id", got, err)
+		}
+	}
+	if n := len(e.listAndVerify(e.as(auth.RolePatient, "180127512345642"), 10)); n != 0 {
+		t.Errorf("the other patient's chain has %d events after a refused reuse", n)
+	}
+
 	// Another organisation's actor: refused, nothing recorded.
 	other := checkRequest("visit-x")
 	other.Actor.Organization = "130000011"

@@ -79,6 +79,9 @@ func (r *Recorder) RecordDecision(ctx context.Context, key consent.RequestKey, r
 	defer r.mu.Unlock()
 	r.calls++
 	if rec, ok := r.byKey[key]; ok {
+		if first := r.events[rec.Index].Request; first.Patient != req.Patient || !consent.SameRequest(&first, req) {
+			return consent.Receipt{}, fmt.Errorf("record decision: %w", consent.ErrRequestReused)
+		}
 		return rec, nil
 	}
 	fault := NoFault

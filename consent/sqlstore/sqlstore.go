@@ -318,6 +318,9 @@ func (s *Store) RecordDecision(ctx context.Context, key consent.RequestKey, req 
 	if errors.Is(err, ledger.ErrConsentChanged) {
 		return consent.Receipt{}, fmt.Errorf("record decision: %w", consent.ErrConsentChanged)
 	}
+	if errors.Is(err, ledger.ErrKeyReused) {
+		return consent.Receipt{}, fmt.Errorf("record decision: %w", consent.ErrRequestReused)
+	}
 	if err != nil {
 		return consent.Receipt{}, fmt.Errorf("record decision: %w", err)
 	}
@@ -328,8 +331,12 @@ func (s *Store) RecordDecision(ctx context.Context, key consent.RequestKey, req 
 		if err != nil {
 			return consent.Receipt{}, fmt.Errorf("record decision: recorded body: %w", err)
 		}
-		if _, decision, err = consent.ParseAccessRecord(b.Payload); err != nil {
+		var first consent.Request
+		if first, decision, err = consent.ParseAccessRecord(b.Payload); err != nil {
 			return consent.Receipt{}, fmt.Errorf("record decision: recorded decision: %w", err)
+		}
+		if !consent.SameRequest(&first, req) {
+			return consent.Receipt{}, fmt.Errorf("record decision: %w", consent.ErrRequestReused)
 		}
 	}
 	return consent.Receipt{Decision: decision, Index: int64(rec.Index), Commitment: rec.Commitment, Note: rec.Receipt}, nil
