@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/vigie-sante/vigie/ledger/event"
-	"github.com/vigie-sante/vigie/ledger/sqldb"
 )
 
 // ErasureRecordFormat names the payload of erasure events.
@@ -63,10 +62,11 @@ func (l *Ledger) RequestErasure(ctx context.Context, patient PatientID, due time
 	return rec, scheduled, nil
 }
 
-// RunDueErasures erases every patient whose erasure is due, records each
-// erasure in the patient's chain, and returns how many it ran. also, if
-// the ledger's config has EraseAlso, removes the patient's rows of other
-// tables in the same transaction.
+// RunDueErasures erases every patient whose erasure is due and returns
+// how many it ran. Each erasure commits with its record in the patient's
+// chain (state "done", with the number of events erased), and with the
+// removal of the patient's rows of other tables (Config.EraseAlso): all
+// or nothing.
 func (l *Ledger) RunDueErasures(ctx context.Context) (int, error) {
 	var due []Erasure
 	err := l.store.View(ctx, func(ctx context.Context, tx StoreReader) error {
@@ -79,22 +79,17 @@ func (l *Ledger) RunDueErasures(ctx context.Context) (int, error) {
 	}
 	ran := 0
 	for _, e := range due {
-		var also func(context.Context, sqldb.Tx) error
-		if l.cfg.EraseAlso != nil {
-			also = l.cfg.EraseAlso(e.Pseudonym)
-		}
-		pseudonym := e.Pseudonym
-		n, err := l.erase(ctx, pseudonym, func(ctx context.Context, tx StoreTx) error {
+		pseudonym, requestedBy := e.Pseudonym, e.RequestedBy
+		_, err := l.Record(ctx, Entry{
+			Kind: event.KindErasure, Pseudonym: pseudonym, Service: "vigie",
 			// Deleting the schedule claims the erasure: of two runs that
 			// saw it due (the loop, and a request's run with no delay),
 			// one erases, the other finds it gone and does nothing.
-			if err := tx.DeleteErasure(ctx, pseudonym); err != nil {
-				return err
-			}
-			if also != nil {
-				return also(ctx, tx.SQL())
-			}
-			return nil
+			Apply: func(ctx context.Context, tx StoreTx) error { return tx.DeleteErasure(ctx, pseudonym) },
+			// The erasure and its record: one transaction.
+			Erase: func(n int) (json.RawMessage, error) {
+				return json.Marshal(ErasureRecord{Format: ErasureRecordFormat, State: "done", RequestedBy: requestedBy, Erased: n})
+			},
 		})
 		if errors.Is(err, ErrNotFound) {
 			continue
@@ -102,15 +97,8 @@ func (l *Ledger) RunDueErasures(ctx context.Context) (int, error) {
 		if err != nil {
 			return ran, fmt.Errorf("erase: %w", err)
 		}
-		payload, err := json.Marshal(ErasureRecord{Format: ErasureRecordFormat, State: "done", RequestedBy: e.RequestedBy, Erased: n})
-		if err != nil {
-			return ran, err
-		}
-		if _, err := l.Record(ctx, Entry{Kind: event.KindErasure, Pseudonym: pseudonym, Service: "vigie", Payload: payload}); err != nil {
-			return ran, fmt.Errorf("record erasure: %w", err)
-		}
 		ran++
-		l.cfg.Logger.Info("ledger: patient erased", "events", n)
+		l.cfg.Logger.Info("ledger: patient erased")
 	}
 	return ran, nil
 }

@@ -3,7 +3,9 @@ package ledger_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -101,5 +103,81 @@ func TestErasureRunsOnce(t *testing.T) {
 	}
 	if p.ConsentVersion != 1 {
 		t.Errorf("consent version after one erasure = %d, want 1", p.ConsentVersion)
+	}
+}
+
+// failingErasureRecord is a store where writing an erasure's event fails
+// while failing is set: the erasure's record cannot be written.
+type failingErasureRecord struct {
+	ledger.Store
+	failing *atomic.Bool
+}
+
+type failingErasureTx struct {
+	ledger.StoreTx
+	failing *atomic.Bool
+}
+
+func (s failingErasureRecord) Update(ctx context.Context, f func(ctx context.Context, tx ledger.StoreTx) error) error {
+	return s.Store.Update(ctx, func(ctx context.Context, tx ledger.StoreTx) error { return f(ctx, failingErasureTx{tx, s.failing}) })
+}
+
+func (tx failingErasureTx) InsertEvent(ctx context.Context, e ledger.EventRow) error {
+	if e.Kind == event.KindErasure && tx.failing.Load() {
+		return errors.New("injected: the erasure's record cannot be written")
+	}
+	return tx.StoreTx.InsertEvent(ctx, e)
+}
+
+// TestErasureIsAtomic: an erasure and its record commit together. When
+// the record cannot be written, nothing is erased and the erasure stays
+// due; the next run erases and records it, and the patient's chain says
+// so right after the erased events.
+func TestErasureIsAtomic(t *testing.T) {
+	failing := new(atomic.Bool)
+	env := ledgertest.New(t, ledgertest.Options{WrapStore: func(s ledger.Store) ledger.Store { return failingErasureRecord{s, failing} }})
+	alice := ledgertest.Patient("alice")
+	for i := range 2 {
+		record(t, env.Ledger, access("alice", i))
+	}
+	if _, _, err := env.Ledger.RequestErasure(ctx, alice, time.Unix(0, 0), "patient", ""); err != nil {
+		t.Fatal(err)
+	}
+	before := state(t, env)
+	failing.Store(true)
+	if n, err := env.Ledger.RunDueErasures(ctx); err == nil || n != 0 {
+		t.Fatalf("a run whose erasure fails = %d, %v; want an error", n, err)
+	}
+	if after := state(t, env); after.NextIndex != before.NextIndex {
+		t.Errorf("a failed erasure recorded %d events", after.NextIndex-before.NextIndex)
+	}
+	h, err := env.Ledger.History(ctx, alice, 1, 100, 0)
+	if err != nil || len(h.Events) != 3 {
+		t.Fatalf("history after a failed erasure: %d events, %v", len(h.Events), err)
+	}
+	for _, e := range h.Events {
+		if e.Erased {
+			t.Errorf("event %d erased by an erasure that failed", e.Seq)
+		}
+	}
+
+	failing.Store(false)
+	if n, err := env.Ledger.RunDueErasures(ctx); err != nil || n != 1 {
+		t.Fatalf("the next run = %d, %v; want 1", n, err)
+	}
+	h, err = env.Ledger.History(ctx, alice, 1, 100, 0)
+	if err != nil || len(h.Events) != 4 {
+		t.Fatalf("history after the erasure: %d events, %v", len(h.Events), err)
+	}
+	for _, e := range h.Events[:3] {
+		if !e.Erased {
+			t.Errorf("event %d not erased", e.Seq)
+		}
+	}
+	done := h.Events[3]
+	b, err := event.Parse(done.Body)
+	var r ledger.ErasureRecord
+	if err != nil || b.Kind != event.KindErasure || json.Unmarshal(b.Payload, &r) != nil || r.State != "done" || r.Erased != 3 {
+		t.Errorf("the event after the erased ones = %s (%v), want the erasure's record of 3 events", done.Body, err)
 	}
 }

@@ -72,6 +72,16 @@ type Entry struct {
 	// must start from scratch each time. If it fails, the entry fails with
 	// its error and nothing of it is stored.
 	Apply func(ctx context.Context, tx StoreTx) error
+	// Erase, if not nil, makes the entry the record of an erasure, done in
+	// its own transaction: just before the entry is appended, every event
+	// of the patient recorded so far is erased (data key destroyed,
+	// identifying columns cleared, consent version raised) with the
+	// patient's rows of other tables (Config.EraseAlso); Erase(n) then
+	// gives the entry's payload, n being how many events it erased. The
+	// entry is the first event sealed under the patient's new data key:
+	// an erasure and its record commit together or not at all. Payload is
+	// ignored.
+	Erase func(n int) (json.RawMessage, error)
 	// Index columns for auditors' searches (plaintext, cleared by an
 	// erasure): the professional's RPPS, the organisation's FINESS, and
 	// whether it was a break-glass access.
@@ -119,6 +129,9 @@ func (e *Entry) validate() error {
 	}
 	if e.ConsentChange != nil && (e.Kind != event.KindConsentChange || e.ConsentChange.Next <= e.ConsentChange.Expected) {
 		return fmt.Errorf("%w: a consent change moves a consent_change event's version forward", ErrInvalidEntry)
+	}
+	if e.Erase != nil && (e.Kind != event.KindErasure || e.ConsentChange != nil || e.CheckConsent) {
+		return fmt.Errorf("%w: an erasure is an erasure event, neither a consent change nor a decision", ErrInvalidEntry)
 	}
 	return nil
 }
@@ -380,6 +393,12 @@ func (l *Ledger) recordGroup(ctx context.Context, tx StoreTx, group []*recordJob
 				return &jobError{job: j, err: err}
 			}
 		}
+		if j.entry.Erase != nil {
+			// The erasure resets the consent: a decision later in this
+			// batch, made under the consent before, must decide again.
+			ps.row.ConsentVersion++
+			ps.dirty = true
+		}
 		accepted = append(accepted, j)
 	}
 	if len(accepted) > 0 {
@@ -468,6 +487,12 @@ func (l *Ledger) append(ctx context.Context, tx StoreTx, ps *patientState, j *re
 	if err != nil {
 		return nil, err
 	}
+	payload := j.entry.Payload
+	if j.entry.Erase != nil {
+		if payload, err = l.eraseBefore(ctx, tx, ps, j); err != nil {
+			return nil, err
+		}
+	}
 	b := event.Body{
 		V:       event.Version,
 		ID:      id,
@@ -477,7 +502,7 @@ func (l *Ledger) append(ctx context.Context, tx StoreTx, ps *patientState, j *re
 		Seq:     ps.seq + 1,
 		Prev:    ps.head,
 		Service: j.entry.Service,
-		Payload: j.entry.Payload,
+		Payload: payload,
 	}
 	body, err := b.Marshal()
 	if err != nil {
@@ -510,6 +535,34 @@ func (l *Ledger) append(ctx context.Context, tx StoreTx, ps *patientState, j *re
 	}
 	ps.seq, ps.head = b.Seq, c
 	return &Recorded{Index: index, Commitment: c, Body: body, Salt: salt, Time: now}, nil
+}
+
+// eraseBefore erases, in tx, every event of j's patient recorded so far
+// (this batch's included), with the patient's rows of other tables, gives
+// the patient a new data key, and returns j's payload.
+func (l *Ledger) eraseBefore(ctx context.Context, tx StoreTx, ps *patientState, j *recordJob) (json.RawMessage, error) {
+	n, err := tx.ErasePatient(ctx, j.pseudonym, l.cfg.Now().UnixNano())
+	if err != nil {
+		return nil, err
+	}
+	if !ps.isNew {
+		ps.oldConsent++ // ErasePatient raised the stored version
+	}
+	if l.cfg.EraseAlso != nil {
+		if err := l.cfg.EraseAlso(j.pseudonym)(ctx, tx.SQL()); err != nil {
+			return nil, err
+		}
+	}
+	dk, wrapped, err := l.keys.newDataKey(j.pseudonym)
+	if err != nil {
+		return nil, err
+	}
+	ps.dk, ps.row.WrappedKey, ps.dirty = dk, wrapped, true
+	payload, err := j.entry.Erase(n)
+	if err != nil {
+		return nil, &jobError{job: j, err: fmt.Errorf("%w: %w", ErrInvalidEntry, err)}
+	}
+	return payload, nil
 }
 
 // existing returns the event recorded with j's key, with its body; or
