@@ -31,20 +31,21 @@ func (l lang) f(m msg, args ...any) string { return fmt.Sprintf(m[l], args...) }
 
 // What each finding of ledger/audit means, for its reader.
 var findingTitles = map[audit.Kind]msg{
-	audit.KindSignature:      {"point de contrôle non signé par la clé du journal épinglée", "checkpoint not signed by the pinned log key"},
-	audit.KindRollback:       {"retour en arrière du journal (plus petit que lors d'une vérification précédente)", "log rolled back (smaller than at an earlier verification)"},
-	audit.KindFork:           {"journal divergent (incohérent avec le point de contrôle enregistré)", "log fork (inconsistent with the saved checkpoint)"},
-	audit.KindRootMismatch:   {"racine recalculée différente de la racine signée", "recomputed root differs from the signed root"},
-	audit.KindProof:          {"preuve invalide", "proof does not verify"},
-	audit.KindModifiedBody:   {"contenu d'événement modifié", "modified event body"},
-	audit.KindMalformed:      {"donnée mal formée", "malformed data"},
-	audit.KindMissingEvent:   {"événement manquant dans la chaîne", "event missing from the chain"},
-	audit.KindWrongLink:      {"maillon de chaîne incorrect", "wrong chain link"},
-	audit.KindDuplicate:      {"événement en double dans la chaîne", "duplicate event in the chain"},
-	audit.KindRewritten:      {"historique réécrit depuis la vérification précédente", "history rewritten since the previous verification"},
-	audit.KindReceipt:        {"reçu invalide", "invalid receipt"},
-	audit.KindReceiptOverdue: {"reçu non tenu : événement absent du journal après le délai promis", "receipt not honoured: event not in the log after the promised delay"},
-	audit.KindNotInLog:       {"engagement absent du journal à l'index annoncé", "commitment not in the log at its index"},
+	audit.KindSignature:          {"point de contrôle non signé par la clé du journal épinglée", "checkpoint not signed by the pinned log key"},
+	audit.KindRollback:           {"retour en arrière du journal (plus petit que lors d'une vérification précédente)", "log rolled back (smaller than at an earlier verification)"},
+	audit.KindFork:               {"journal divergent (incohérent avec le point de contrôle enregistré)", "log fork (inconsistent with the saved checkpoint)"},
+	audit.KindRootMismatch:       {"racine recalculée différente de la racine signée", "recomputed root differs from the signed root"},
+	audit.KindProof:              {"preuve invalide", "proof does not verify"},
+	audit.KindModifiedBody:       {"contenu d'événement modifié", "modified event body"},
+	audit.KindMalformed:          {"donnée mal formée", "malformed data"},
+	audit.KindMissingEvent:       {"événement manquant dans la chaîne", "event missing from the chain"},
+	audit.KindUnexplainedErasure: {"événement effacé sans effacement enregistré", "event erased with no erasure recorded"},
+	audit.KindWrongLink:          {"maillon de chaîne incorrect", "wrong chain link"},
+	audit.KindDuplicate:          {"événement en double dans la chaîne", "duplicate event in the chain"},
+	audit.KindRewritten:          {"historique réécrit depuis la vérification précédente", "history rewritten since the previous verification"},
+	audit.KindReceipt:            {"reçu invalide", "invalid receipt"},
+	audit.KindReceiptOverdue:     {"reçu non tenu : événement absent du journal après le délai promis", "receipt not honoured: event not in the log after the promised delay"},
+	audit.KindNotInLog:           {"engagement absent du journal à l'index annoncé", "commitment not in the log at its index"},
 }
 
 var replayTitles = map[replay.Kind]msg{

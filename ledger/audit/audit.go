@@ -105,6 +105,9 @@ const (
 	KindWrongLink Kind = "wrong-link"
 	// KindDuplicate: two events claim one place in a chain.
 	KindDuplicate Kind = "duplicate-event"
+	// KindUnexplainedErasure: an event shown erased that no erasure
+	// record explains: a server hiding an event behind a placeholder.
+	KindUnexplainedErasure Kind = "unexplained-erasure"
 	// KindRewritten: the history no longer holds what an earlier
 	// verification saw (fewer events, or another event at a place).
 	KindRewritten Kind = "history-rewritten"

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -279,11 +280,17 @@ func (l *fakeLog) HistoryPage(_ context.Context, token string) (*HistoryPage, er
 var testPatient = event.Hash(sha256.Sum256([]byte("patient")))
 
 // story records a patient's history of n events, among other leaves,
-// and signs a checkpoint.
-func story(t testing.TB, n int) *fakeLog {
+// and signs a checkpoint. The events at the erasedAt places are records
+// of an erasure of the events before them (erase them to match).
+func story(t testing.TB, n int, erasedAt ...int) *fakeLog {
 	l := newFakeLog(t, "log")
 	for i := range n {
 		l.add(event.Hash(sha256.Sum256([]byte(fmt.Sprint("other ", i)))))
+		if slices.Contains(erasedAt, i) {
+			// The record of an erasure of the events before it.
+			l.record(testPatient, event.KindErasure, fmt.Sprintf(`{"format":"vigie.erasure.v1","state":"done","erased":%d}`, i))
+			continue
+		}
 		l.record(testPatient, event.KindAccess, fmt.Sprintf(`{"n":%d}`, i))
 	}
 	l.sign()

@@ -199,7 +199,7 @@ func VerifyHistory(ctx context.Context, src HistorySource, opts HistoryOptions) 
 				r.Events = append(r.Events, he)
 				continue // no commitment to prove
 			}
-			links = append(links, verify.ErasedLink(e.Seq, l.Commitment)) // its own link is unknown
+			links = append(links, verify.UnreadLink(e.Seq, l.Commitment)) // its own link is unknown
 		case e.Erased:
 			r.Erased++
 			links = append(links, verify.ErasedLink(e.Seq, l.Commitment))
@@ -289,6 +289,9 @@ func chainFinding(err error) Finding {
 		case errors.Is(err, verify.ErrDuplicateSeq):
 			f.Kind = KindDuplicate
 			f.Message = fmt.Sprintf("two events claim place %d of the chain", ce.Seq)
+		case errors.Is(err, verify.ErrUnexplainedErasure):
+			f.Kind = KindUnexplainedErasure
+			f.Message = fmt.Sprintf("event %d is shown erased, but no erasure explains it: an erasure erases every event before it and is recorded right after them (%v)", ce.Seq, ce.Err)
 		}
 	}
 	return f

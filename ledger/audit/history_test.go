@@ -30,7 +30,7 @@ func verifyHistory(t *testing.T, l *fakeLog, opts HistoryOptions) *HistoryReport
 // pages, with erased events, then again from the saved state after the
 // log grew: no finding.
 func TestVerifyHistoryClean(t *testing.T) {
-	l := story(t, 8)
+	l := story(t, 8, 2)
 	l.erase(2)
 	r := verifyHistory(t, l, HistoryOptions{})
 	if len(r.Findings) != 0 {
@@ -182,6 +182,31 @@ func TestVerifyHistoryTampered(t *testing.T) {
 			}
 			if r.Findings[0].Message == "" {
 				t.Error("a finding without a message")
+			}
+		})
+	}
+}
+
+// TestVerifyHistoryUnexplainedErasure: a server that shows an event as
+// erased, to hide it, when no erasure explains it (in the middle of the
+// chain, or with no erasure record after it) is caught.
+func TestVerifyHistoryUnexplainedErasure(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		erased []int
+	}{
+		{"an event in the middle", []int{4}},
+		{"the first events, no erasure record", []int{0, 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := story(t, 8)
+			for _, i := range tc.erased {
+				e := &l.events[i].env
+				e.Erased, e.Body, e.Salt = true, nil, nil
+			}
+			r := verifyHistory(t, l, HistoryOptions{})
+			if got := kinds(r.Findings); !slices.Equal(got, []Kind{KindUnexplainedErasure}) {
+				t.Errorf("findings = %v, want %s", r.Findings, KindUnexplainedErasure)
 			}
 		})
 	}

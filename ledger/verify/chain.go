@@ -2,6 +2,7 @@ package verify
 
 import (
 	"cmp"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -39,11 +40,19 @@ func VerifyEvent(body []byte, salt [SaltSize]byte, c event.Hash) (*event.Body, e
 // is gone with its body: Erased is true and Prev is ignored. The link from
 // it to the next event is still checked (the next event names its
 // commitment); the link into it cannot be.
+//
+// An erasure destroys every event the patient had, and is itself recorded
+// in the chain, readable, right after them (an erasure event in state
+// "done"): ErasureDone marks that record. An event whose body could not be
+// read for another reason (it failed its commitment) is Unread: its
+// previous commitment is unknown too, but it is not an erasure.
 type Link struct {
-	Seq        uint64
-	Prev       event.Hash
-	Commitment event.Hash
-	Erased     bool
+	Seq         uint64
+	Prev        event.Hash
+	Commitment  event.Hash
+	Erased      bool
+	Unread      bool
+	ErasureDone bool
 }
 
 // ErasedLink returns the link of an erased event: its place in the chain
@@ -52,9 +61,27 @@ func ErasedLink(seq uint64, c event.Hash) Link {
 	return Link{Seq: seq, Commitment: c, Erased: true}
 }
 
+// UnreadLink returns the link of an event whose body could not be read
+// (it failed its commitment): its place and commitment, nothing else.
+func UnreadLink(seq uint64, c event.Hash) Link {
+	return Link{Seq: seq, Commitment: c, Unread: true}
+}
+
 // LinkOf returns the link of the event with body b and commitment c.
 func LinkOf(b *event.Body, c event.Hash) Link {
-	return Link{Seq: b.Seq, Prev: b.Prev, Commitment: c}
+	return Link{Seq: b.Seq, Prev: b.Prev, Commitment: c, ErasureDone: IsErasureDone(b)}
+}
+
+// IsErasureDone reports whether b is the record of an erasure carried out
+// (an erasure event whose payload is in state "done").
+func IsErasureDone(b *event.Body) bool {
+	if b == nil || b.Kind != event.KindErasure {
+		return false
+	}
+	var p struct {
+		State string `json:"state"`
+	}
+	return json.Unmarshal(b.Payload, &p) == nil && p.State == "done"
 }
 
 // Errors of [VerifyChain], each held by a [*ChainError] and to be tested with
@@ -69,11 +96,17 @@ var (
 	// ErrDuplicateSeq means two events have the same sequence number: the
 	// chain forked, or an event was listed twice.
 	ErrDuplicateSeq = errors.New("duplicate sequence number")
+	// ErrUnexplainedErasure means an event is shown erased that no erasure
+	// explains: an erasure erases every event before it and records itself
+	// right after them, so erased events are the first of the chain and a
+	// readable erasure record follows the last of them. Otherwise the
+	// server blanked an event it did not want seen.
+	ErrUnexplainedErasure = errors.New("erased without an erasure record after it")
 )
 
 // A ChainError reports where a chain breaks: Seq is the sequence number at
-// which it breaks, and Err one of [ErrMissingEvent], [ErrWrongLink] and
-// [ErrDuplicateSeq].
+// which it breaks, and Err one of [ErrMissingEvent], [ErrWrongLink],
+// [ErrDuplicateSeq] and [ErrUnexplainedErasure].
 type ChainError struct {
 	Seq uint64
 	Err error
@@ -109,10 +142,41 @@ func VerifyChain(links []Link) error {
 			return &ChainError{Seq: uint64(i) + 1, Err: ErrMissingEvent}
 		case i+1 < len(sorted) && sorted[i+1].Seq == l.Seq:
 			return &ChainError{Seq: l.Seq, Err: ErrDuplicateSeq}
-		case !l.Erased && l.Prev != prev:
+		case !l.Erased && !l.Unread && l.Prev != prev:
 			return &ChainError{Seq: l.Seq, Err: ErrWrongLink}
 		}
 		prev = l.Commitment
+	}
+	return CheckErasures(sorted)
+}
+
+// CheckErasures checks that the erased events of a whole chain, given in
+// any order, are explained by an erasure: they are the first events of
+// the chain (none after a readable event), and a readable erasure record
+// follows the last of them. It returns a [*ChainError] holding
+// [ErrUnexplainedErasure], naming the last erased event. Unread events
+// count neither way.
+func CheckErasures(links []Link) error {
+	var last uint64 // the last erased event
+	for _, l := range links {
+		if l.Erased {
+			last = max(last, l.Seq)
+		}
+	}
+	if last == 0 {
+		return nil
+	}
+	done := false
+	for _, l := range links {
+		switch {
+		case l.Seq < last && !l.Erased && !l.Unread:
+			return &ChainError{Seq: last, Err: fmt.Errorf("%w (event %d before it is readable)", ErrUnexplainedErasure, l.Seq)}
+		case l.Seq > last && l.ErasureDone:
+			done = true
+		}
+	}
+	if !done {
+		return &ChainError{Seq: last, Err: ErrUnexplainedErasure}
 	}
 	return nil
 }

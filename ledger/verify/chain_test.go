@@ -80,8 +80,29 @@ func TestVerifyChain(t *testing.T) {
 		for i := range 3 { // the first three events were erased
 			erased[i] = ErasedLink(c[i].Seq, c[i].Commitment)
 		}
+		// Without the erasure's record after them, nothing explains them.
+		if err := VerifyChain(erased); !errors.Is(err, ErrUnexplainedErasure) {
+			t.Errorf("erased events with no erasure record: %v, want ErrUnexplainedErasure", err)
+		}
+		erased[3].ErasureDone = true
 		if err := VerifyChain(erased); err != nil {
 			t.Errorf("VerifyChain with erased events = %v, want nil", err)
+		}
+		// An erased event after a readable one: no erasure leaves that.
+		middle := slices.Clone(c)
+		middle[2] = ErasedLink(c[2].Seq, c[2].Commitment)
+		middle[4].ErasureDone = true
+		var ce *ChainError
+		if err := VerifyChain(middle); !errors.Is(err, ErrUnexplainedErasure) || !errors.As(err, &ce) || ce.Seq != 3 {
+			t.Errorf("an erased event after readable ones: %v, want ErrUnexplainedErasure at seq 3", err)
+		}
+		// An erasure record before the erased events explains nothing.
+		before := slices.Clone(erased)
+		before[3].ErasureDone = false
+		before[0] = Link{Seq: 1, Commitment: c[0].Commitment, ErasureDone: true}
+		before[1] = ErasedLink(c[1].Seq, c[1].Commitment)
+		if err := VerifyChain(before); !errors.Is(err, ErrUnexplainedErasure) {
+			t.Errorf("an erasure record before the erased events: %v, want ErrUnexplainedErasure", err)
 		}
 		// The link from an erased event to the next is still checked.
 		wrong := slices.Clone(erased)

@@ -200,7 +200,7 @@ func VerifyHistory(in HistoryInput) *HistoryReport {
 		for _, e := range p.Events {
 			r, b := checkEvent(e, cp, rcptKey, in.Now)
 			rep.Events = append(rep.Events, r)
-			links = append(links, link{seq: r.Sequence, commitment: r.Commitment, body: b})
+			links = append(links, link{seq: r.Sequence, commitment: r.Commitment, body: b, erased: e.Erased})
 		}
 	}
 	if len(rep.Events) > 0 && pinned == nil {
@@ -291,6 +291,7 @@ type link struct {
 	seq        uint64
 	commitment string
 	body       *event.Body
+	erased     bool
 }
 
 // checkChain checks the chain of a whole history: the events come in
@@ -327,7 +328,12 @@ func checkChain(links []link) error {
 		}
 		prev = c
 	}
-	return nil
+	// Erased events: only those an erasure explains.
+	marks := make([]verify.Link, len(links))
+	for i, l := range links {
+		marks[i] = verify.Link{Seq: l.seq, Erased: l.erased, Unread: !l.erased && l.body == nil, ErasureDone: verify.IsErasureDone(l.body)}
+	}
+	return verify.CheckErasures(marks)
 }
 
 // SeriesInput is a series of signed checkpoints, by increasing size, with

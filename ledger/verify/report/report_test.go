@@ -180,11 +180,13 @@ func TestVerifyHistory(t *testing.T) {
 				in.Pages[i].Checkpoint = nil
 			}
 		}, verdicts: "failed failed failed failed", problem: "no checkpoint"},
-		{name: "erased event", mutate: func(in *HistoryInput) {
+		// An event blanked in the middle of the chain, with no erasure
+		// recorded after it: the server hides it; each event still proves.
+		{name: "event shown erased with no erasure", mutate: func(in *HistoryInput) {
 			e := &in.Pages[0].Events[1]
 			e.Erased, e.Body, e.Salt = true, nil, nil
-		}, verdicts: "verified verified verified promised"},
-		{name: "erased event with a body", mutate: func(in *HistoryInput) { in.Pages[0].Events[1].Erased = true }, verdicts: "verified failed verified promised"},
+		}, verdicts: "verified verified verified promised", problem: "erased without an erasure record"},
+		{name: "erased event with a body", mutate: func(in *HistoryInput) { in.Pages[0].Events[1].Erased = true }, verdicts: "verified failed verified promised", problem: "erased without an erasure record"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			in := HistoryInput{Keys: l.keys, Pages: l.pages(covered, 2), Now: t0.Add(time.Minute)}
@@ -335,5 +337,50 @@ func TestVerifyEvents(t *testing.T) {
 	in.Events[1].Body[len(in.Events[1].Body)-2] = ' '
 	if rep := VerifyEvents(in); rep.OK || rep.Events[1].Verdict != Failed || rep.Events[0].Verdict != Verified {
 		t.Fatalf("VerifyEvents with a tampered body = %+v", rep)
+	}
+}
+
+// TestVerifyHistoryErasures: erased events pass only as an erasure leaves
+// them: the first events of the chain, followed by the erasure's record.
+func TestVerifyHistoryErasures(t *testing.T) {
+	l := newTestLog(t)
+	l.add(event.KindAccess, `{"format":"vigie.access.v1"}`)
+	l.add(event.KindErasure, `{"format":"vigie.erasure.v1","state":"requested","requested_by":"patient"}`)
+	l.add(event.KindErasure, `{"format":"vigie.erasure.v1","state":"done","requested_by":"patient","erased":2}`)
+	l.add(event.KindAccess, `{"format":"vigie.access.v1","n":4}`)
+	size := int64(len(l.events))
+	for _, tc := range []struct {
+		name    string
+		erased  []int
+		problem string
+	}{
+		{"nothing erased", nil, ""},
+		{"the events before the erasure's record", []int{0, 1}, ""},
+		{"the first event only", []int{0}, ""},
+		{"an event after a readable one", []int{1}, "erased without an erasure record"},
+		{"the erasure's record itself", []int{0, 1, 2}, "erased without an erasure record"},
+		{"every event", []int{0, 1, 2, 3}, "erased without an erasure record"},
+		{"the event after the erasure's record", []int{0, 1, 3}, "erased without an erasure record"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := HistoryInput{Keys: l.keys, Pages: l.pages(size, 10), Now: t0}
+			b, err := json.Marshal(in) // a deep copy
+			if err != nil {
+				t.Fatal(err)
+			}
+			in = HistoryInput{}
+			if err := json.Unmarshal(b, &in); err != nil {
+				t.Fatal(err)
+			}
+			for _, i := range tc.erased {
+				e := &in.Pages[0].Events[i]
+				e.Erased, e.Body, e.Salt = true, nil, nil
+			}
+			rep := VerifyHistory(in)
+			problems := strings.Join(rep.Problems, "; ")
+			if tc.problem == "" && (problems != "" || !rep.OK) || !strings.Contains(problems, tc.problem) {
+				t.Errorf("problems = %q (OK %v), want %q", problems, rep.OK, tc.problem)
+			}
+		})
 	}
 }
