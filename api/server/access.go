@@ -58,7 +58,13 @@ func (s *accessService) Check(ctx context.Context, req *vigiev1.CheckRequest) (*
 	}
 	fr, en := d.Reason.Text()
 	resp.Reason = &vigiev1.CoarseReason{Code: reasonCode(d.Reason), Text: en, TextFr: fr}
+	// Obligations bind the caller only for an access it may perform; on a
+	// denial they would tell which directive applied (an opposition to
+	// emergency access is flagged for review): they stay in the ledger.
 	for _, o := range d.Obligations {
+		if d.Effect != consent.Allow {
+			break
+		}
 		resp.Obligations = append(resp.Obligations, obligation(o))
 	}
 	return resp, nil

@@ -174,14 +174,16 @@ func (s *auditService) ReviewBreakGlass(ctx context.Context, req *vigiev1.Review
 	if err != nil {
 		return nil, err
 	}
+	// A DPO learns nothing of events outside its organisations, not even
+	// that they exist: one answer for all of them.
+	if id.Role() == auth.RoleDPO && (row.Erased || !id.SpeaksFor(row.Organisation)) {
+		return nil, ErrNotFound
+	}
 	if row.Erased {
 		return nil, ledger.ErrErased
 	}
 	if row.Kind != event.KindAccess || !row.BreakGlass {
 		return nil, InvalidField("event_commitment", "not a break-glass access")
-	}
-	if id.Role() == auth.RoleDPO && !id.SpeaksFor(row.Organisation) {
-		return nil, ErrPermissionDenied
 	}
 	payload, err := consent.FormatReviewRecord(consent.ReviewRecord{Event: c.String(), LeafIndex: row.Index, Verdict: verdict, Comment: req.Comment, Reviewer: id.Principal()})
 	if err != nil {

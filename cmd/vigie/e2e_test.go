@@ -453,8 +453,13 @@ func TestBreakGlassReviewAndErasure(t *testing.T) {
 		t.Errorf("a DPO searching another organisation = %v, want PermissionDenied", err)
 	}
 	review := &vigiev1.ReviewBreakGlassRequest{RequestId: "rv-1", EventCommitment: bg.Event.Commitment, Verdict: vigiev1.BreakGlassVerdict_BREAK_GLASS_VERDICT_JUSTIFIED, Comment: "checked with the ER"}
-	if _, err := audit.ReviewBreakGlass(other, review); status.Code(err) != codes.PermissionDenied {
-		t.Errorf("review by another organisation's DPO = %v, want PermissionDenied", err)
+	// Another organisation's DPO learns nothing of the event: the answer
+	// is the one for a commitment that names no event.
+	_, errOther := audit.ReviewBreakGlass(other, review)
+	unknown := &vigiev1.ReviewBreakGlassRequest{RequestId: "rv-0", EventCommitment: strings.Repeat("ab", 32), Verdict: vigiev1.BreakGlassVerdict_BREAK_GLASS_VERDICT_JUSTIFIED}
+	_, errUnknown := audit.ReviewBreakGlass(other, unknown)
+	if status.Code(errOther) != codes.NotFound || status.Convert(errOther).Message() != status.Convert(errUnknown).Message() {
+		t.Errorf("review by another organisation's DPO = %v, want what an unknown event gets (%v)", errOther, errUnknown)
 	}
 	rv, err := audit.ReviewBreakGlass(dpo, review)
 	if err != nil {
