@@ -282,7 +282,16 @@ func (l *Ledger) erase(ctx context.Context, pseudonym event.Hash, also func(ctx 
 		}
 		return nil
 	})
-	return n, err
+	if err != nil {
+		return n, err
+	}
+	// The erasure is committed; the old versions of the pages it changed
+	// must leave the store's files too. A failure leaves that to the
+	// store's later checkpoints: the erasure itself stands.
+	if err := l.store.Scrub(ctx); err != nil {
+		l.cfg.Logger.Warn("ledger: erased content may stay in the database's files until a later checkpoint", "err", err)
+	}
+	return n, nil
 }
 
 // EventByCommitment returns the event with commitment c: found through the
