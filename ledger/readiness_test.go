@@ -1,15 +1,19 @@
 package ledger_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/vigie-sante/vigie/ledger"
+	"github.com/vigie-sante/vigie/ledger/event"
 	"github.com/vigie-sante/vigie/ledger/ledgertest"
+	"github.com/vigie-sante/vigie/ledger/verify"
 )
 
 // clock is a clock the test moves.
@@ -80,4 +84,40 @@ func TestReadyReportsStalledSender(t *testing.T) {
 
 	down.Store(false)
 	waitFor(t, "the ledger to be ready again once the log answers", func() bool { return env.Ledger.Ready() == nil })
+}
+
+// TestCheckpointerRefusesALongerTree: leaves in the log's tree beyond the
+// events the ledger recorded (someone else writing to the tree) are a
+// security event with the sizes as evidence, and nothing is signed.
+func TestCheckpointerRefusesALongerTree(t *testing.T) {
+	env := ledgertest.New(t, ledgertest.Options{})
+	record(t, env.Ledger, access("alice", 1))
+	r := record(t, env.Ledger, access("alice", 2))
+	if err := env.Ledger.WaitCheckpoint(ctx, r.Index); err != nil {
+		t.Fatal(err)
+	}
+	var foreign event.Hash
+	foreign[0] = 0xee
+	if _, err := env.Log.AddSequenced(ctx, 2, [][]byte{verify.LeafValue(foreign)}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the checkpointer to refuse", func() bool { return errors.Is(env.Ledger.Ready(), ledger.ErrInconsistent) })
+	if _, size, err := env.Ledger.LatestCheckpoint(ctx); err != nil || size != 2 {
+		t.Errorf("latest checkpoint: size %d, %v; want 2, the ledger's own", size, err)
+	}
+	var evs []ledger.SecurityEvent
+	if err := env.Store.View(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
+		var err error
+		evs, err = tx.SecurityEvents(ctx, 10)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) == 0 {
+		t.Fatal("no security event")
+	}
+	e := evs[0]
+	if e.Kind != "inconsistent_log" || !strings.Contains(e.Detail, "3 leaves") || !strings.Contains(e.Detail, "recorded 2") || !bytes.Contains(e.Evidence, []byte("next index 2")) {
+		t.Errorf("security event %q: %s\n%s\nwant inconsistent_log naming both sizes", e.Kind, e.Detail, e.Evidence)
+	}
 }
