@@ -13,6 +13,7 @@ import (
 	"github.com/vigie-sante/vigie/ledger"
 	"github.com/vigie-sante/vigie/ledger/event"
 	"github.com/vigie-sante/vigie/ledger/ledgertest"
+	"github.com/vigie-sante/vigie/ledger/sqldb"
 	"github.com/vigie-sante/vigie/ledger/verify"
 )
 
@@ -120,4 +121,41 @@ func TestCheckpointerRefusesALongerTree(t *testing.T) {
 	if e.Kind != "inconsistent_log" || !strings.Contains(e.Detail, "3 leaves") || !strings.Contains(e.Detail, "recorded 2") || !bytes.Contains(e.Evidence, []byte("next index 2")) {
 		t.Errorf("security event %q: %s\n%s\nwant inconsistent_log naming both sizes", e.Kind, e.Detail, e.Evidence)
 	}
+}
+
+// TestAlteredBodyIsCorrupt: an event whose sealed body was altered in the
+// store fails History and OpenEvent with a *CorruptEventError naming its
+// leaf index and sequence number, and nothing of the body.
+func TestAlteredBodyIsCorrupt(t *testing.T) {
+	env := ledgertest.New(t, ledgertest.Options{})
+	record(t, env.Ledger, access("alice", 1))
+	r := record(t, env.Ledger, access("alice", 2))
+	record(t, env.Ledger, access("bob", 1))
+	if err := env.DB.ReadWrite(ctx, func(ctx context.Context, tx sqldb.Tx) error {
+		var sealed []byte
+		if err := tx.QueryRow(ctx, "SELECT sealed FROM events WHERE leaf_index = $1", int64(r.Index)).Scan(&sealed); err != nil {
+			return err
+		}
+		sealed[20] ^= 1
+		_, err := tx.Exec(ctx, "UPDATE events SET sealed = $1 WHERE leaf_index = $2", sealed, int64(r.Index))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	check := func(what string, err error) {
+		t.Helper()
+		var ce *ledger.CorruptEventError
+		if !errors.As(err, &ce) || !errors.Is(err, ledger.ErrCorrupt) || ce.Index != r.Index || ce.Seq != 2 {
+			t.Errorf("%s of an altered body = %v, want a CorruptEventError at leaf %d, sequence number 2", what, err, r.Index)
+		}
+	}
+	_, err := env.Ledger.History(ctx, ledgertest.Patient("alice"), 1, 10, 0)
+	check("History", err)
+	row, err := env.Ledger.EventByCommitment(ctx, r.Commitment)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = env.Ledger.OpenEvent(ctx, row)
+	check("OpenEvent", err)
+	verifyHistory(t, env, "bob", 1)
 }
