@@ -15,8 +15,9 @@ import (
 )
 
 // ErrInconsistent means the log's tree is not the ledger's: it shrank, it
-// changed under an earlier checkpoint, or it holds other leaves than the
-// ledger recorded. The checkpointer refuses to sign, keeps the evidence
+// changed under an earlier checkpoint, it holds other or more leaves than
+// the ledger recorded, or the ledger's record of one of its leaves is
+// gone. The checkpointer refuses to sign, keeps the evidence
 // (AddSecurityEvent) and reports the ledger not ready. It is never retried
 // silently: signing resumes only if the log's tree becomes the ledger's.
 var ErrInconsistent = errors.New("the log is inconsistent with the ledger")
@@ -63,10 +64,12 @@ func (l *Ledger) checkpointOnce(ctx context.Context) (bool, error) {
 		return false, fmt.Errorf("log root: %w", err)
 	}
 	var last CheckpointRow
+	var st *State
 	first := false // no checkpoint yet: sign one even for an empty tree
 	var commitments []event.Hash
 	err = l.store.View(ctx, func(ctx context.Context, tx StoreReader) error {
 		var err error
+		st = nil
 		last, err = tx.LatestCheckpoint(ctx)
 		if errors.Is(err, ErrNotFound) {
 			last, first, err = CheckpointRow{}, true, nil
@@ -74,20 +77,38 @@ func (l *Ledger) checkpointOnce(ctx context.Context) (bool, error) {
 		if err != nil || root.Size <= last.Size {
 			return err
 		}
+		// The root was read first: every leaf of the log's tree was sent
+		// after its event committed, so this state counts it.
+		s, err := tx.State(ctx)
+		if err != nil {
+			return err
+		}
+		st = &s
+		if root.Size > st.NextIndex {
+			return nil
+		}
 		commitments, err = tx.Commitments(ctx, last.Size, root.Size)
 		return err
 	})
-	if err != nil {
+	missing := errors.Is(err, ErrMissing)
+	if err != nil && !missing {
 		return false, fmt.Errorf("read ledger: %w", err)
 	}
 	switch {
 	case root.Size < last.Size:
-		return false, l.inconsistent(ctx, fmt.Sprintf("the log's tree shrank from %d to %d leaves", last.Size, root.Size), last, root, nil)
+		return false, l.inconsistent(ctx, fmt.Sprintf("the log's tree shrank from %d to %d leaves", last.Size, root.Size), last, root, nil, st)
 	case root.Size == last.Size && !first:
 		if root.Hash != last.Root {
-			return false, l.inconsistent(ctx, fmt.Sprintf("the log's root at size %d changed", root.Size), last, root, nil)
+			return false, l.inconsistent(ctx, fmt.Sprintf("the log's root at size %d changed", root.Size), last, root, nil, st)
 		}
 		return false, nil
+	case st != nil && root.Size > st.NextIndex:
+		return false, l.inconsistent(ctx, fmt.Sprintf("the log's tree has %d leaves, the ledger recorded %d", root.Size, st.NextIndex), last, root, nil, st)
+	case missing:
+		// Our own record of a leaf the log holds is gone: the store was
+		// changed behind the ledger's back, and the tree can no longer be
+		// checked against it.
+		return false, l.inconsistent(ctx, fmt.Sprintf("the log's tree has %d leaves, the ledger's record of one of them is missing: %v", root.Size, err), last, root, nil, st)
 	}
 
 	// Recompute the root from the ledger's own commitments, from the
@@ -110,7 +131,7 @@ func (l *Ledger) checkpointOnce(ctx context.Context) (bool, error) {
 		}
 	}
 	if !bytes.Equal(ours, root.Hash[:]) {
-		return false, l.inconsistent(ctx, fmt.Sprintf("the log's root at size %d is not the root of the ledger's leaves", root.Size), last, root, nil)
+		return false, l.inconsistent(ctx, fmt.Sprintf("the log's root at size %d is not the root of the ledger's leaves", root.Size), last, root, nil, st)
 	}
 	if last.Size > 0 {
 		proof, err := l.log.ConsistencyProof(ctx, last.Size, root.Size)
@@ -120,7 +141,7 @@ func (l *Ledger) checkpointOnce(ctx context.Context) (bool, error) {
 		oldCP := verify.Checkpoint{Origin: l.cfg.Origin, Size: last.Size, Hash: last.Root}
 		newCP := verify.Checkpoint{Origin: l.cfg.Origin, Size: root.Size, Hash: root.Hash}
 		if err := verify.VerifyConsistency(oldCP, newCP, proof); err != nil {
-			return false, l.inconsistent(ctx, fmt.Sprintf("the log's consistency proof %d→%d does not verify: %v", last.Size, root.Size, err), last, root, proof)
+			return false, l.inconsistent(ctx, fmt.Sprintf("the log's consistency proof %d→%d does not verify: %v", last.Size, root.Size, err), last, root, proof, st)
 		}
 	}
 
@@ -142,10 +163,13 @@ func (l *Ledger) checkpointOnce(ctx context.Context) (bool, error) {
 }
 
 // inconsistent records the evidence of an inconsistency and returns the
-// error that stops signing.
-func (l *Ledger) inconsistent(ctx context.Context, what string, last CheckpointRow, root LogRoot, proof [][]byte) error {
+// error that stops signing. st is the ledger's state, if it was read.
+func (l *Ledger) inconsistent(ctx context.Context, what string, last CheckpointRow, root LogRoot, proof [][]byte, st *State) error {
 	var ev bytes.Buffer
 	fmt.Fprintf(&ev, "latest checkpoint (size %d, root %x):\n%s\nlog root: size %d, root %x\n", last.Size, last.Root, last.Note, root.Size, root.Hash)
+	if st != nil {
+		fmt.Fprintf(&ev, "ledger: next index %d, sent size %d, checkpoint size %d\n", st.NextIndex, st.SentSize, st.CheckpointSize)
+	}
 	for _, h := range proof {
 		fmt.Fprintf(&ev, "proof %x\n", h)
 	}

@@ -73,6 +73,11 @@ type Config struct {
 	// full batch, so that the next send carries more. Default 50ms; it
 	// adds at most that to the time from Record to a checkpoint.
 	SendLinger time.Duration
+	// SendStallAfter is how long sending to the log may fail without a
+	// break, with events waiting in the outbox, before Ready reports
+	// ErrSendStalled: the log is unreachable or refuses the leaves, and
+	// receipts are about to be broken. Default 30s.
+	SendStallAfter time.Duration
 	// MaxGroup is the most Record calls committed in one transaction.
 	// Default 512.
 	MaxGroup int
@@ -113,6 +118,9 @@ func (c *Config) validate() error {
 	}
 	if c.SendLinger <= 0 {
 		c.SendLinger = 50 * time.Millisecond
+	}
+	if c.SendStallAfter <= 0 {
+		c.SendStallAfter = 30 * time.Second
 	}
 	if c.MaxGroup <= 0 {
 		c.MaxGroup = 512

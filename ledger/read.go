@@ -47,7 +47,8 @@ type History struct {
 // History returns up to limit events of a patient's chain from sequence
 // number fromSeq on, erased ones as placeholders, each with an inclusion
 // proof against the checkpoint of size atSize (the latest if 0), or its
-// receipt if that checkpoint does not cover it yet.
+// receipt if that checkpoint does not cover it yet. An event whose stored
+// form was altered fails it with a *CorruptEventError.
 func (l *Ledger) History(ctx context.Context, patient PatientID, fromSeq uint64, limit int, atSize uint64) (*History, error) {
 	pseudonym := l.cfg.Pseudonyms.Pseudonym(patient)
 	var h History
@@ -77,7 +78,7 @@ func (l *Ledger) History(ctx context.Context, patient PatientID, fromSeq uint64,
 			e := HistoryEvent{Seq: r.Seq, Index: r.Index, Commitment: r.Commitment, Erased: r.Erased}
 			if !r.Erased {
 				if e.Salt, e.Body, err = l.openEventWith(ctx, tx, r, keys); err != nil {
-					return err
+					return corrupt(r, err)
 				}
 				if r.Seq != 0 {
 					e.Seq = r.Seq
@@ -282,7 +283,16 @@ func (l *Ledger) erase(ctx context.Context, pseudonym event.Hash, also func(ctx 
 		}
 		return nil
 	})
-	return n, err
+	if err != nil {
+		return n, err
+	}
+	// The erasure is committed; the old versions of the pages it changed
+	// must leave the store's files too. A failure leaves that to the
+	// store's later checkpoints: the erasure itself stands.
+	if err := l.store.Scrub(ctx); err != nil {
+		l.cfg.Logger.Warn("ledger: erased content may stay in the database's files until a later checkpoint", "err", err)
+	}
+	return n, nil
 }
 
 // EventByCommitment returns the event with commitment c: found through the
@@ -315,14 +325,15 @@ func (l *Ledger) EventByCommitment(ctx context.Context, c event.Hash) (EventRow,
 }
 
 // OpenEvent decrypts an event's salt and body (ErrErased for an erased
-// event). Reading a body is a read of health data: the caller records it.
+// event, a *CorruptEventError for one whose stored form was altered).
+// Reading a body is a read of health data: the caller records it.
 func (l *Ledger) OpenEvent(ctx context.Context, row EventRow) ([32]byte, []byte, error) {
 	var salt [32]byte
 	var body []byte
 	err := l.store.View(ctx, func(ctx context.Context, tx StoreReader) error {
 		var err error
 		salt, body, err = l.openEvent(ctx, tx, row)
-		return err
+		return corrupt(row, err)
 	})
 	return salt, body, err
 }

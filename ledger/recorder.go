@@ -613,7 +613,7 @@ func (l *Ledger) openEventWith(ctx context.Context, tx StoreReader, row EventRow
 		return salt, nil, fmt.Errorf("event %d: %w", row.Index, err)
 	}
 	if verify.Commitment(salt, body) != row.Commitment {
-		return salt, nil, fmt.Errorf("event %d: body does not match its commitment", row.Index)
+		return salt, nil, fmt.Errorf("event %d: %w: body does not match its commitment", row.Index, ErrCorrupt)
 	}
 	return salt, body, nil
 }

@@ -74,9 +74,39 @@ func newAEAD(key []byte) (cipher.AEAD, error) {
 	return cipher.NewGCM(b)
 }
 
-// errUnsealed is returned when a ciphertext does not open: wrong key (an
-// erased patient), or a tampered row.
-var errUnsealed = errors.New("ciphertext does not open")
+// ErrCorrupt means a stored event does not open: its sealed body or its
+// patient's wrapped key fails authentication, or the body does not match
+// the event's commitment. The store was altered (or the key-encryption key
+// is not the one it was sealed with). Reads of the event fail with a
+// *CorruptEventError, which wraps it. Callers test with errors.Is.
+var ErrCorrupt = errors.New("stored event does not open")
+
+// CorruptEventError says which event does not open (ErrCorrupt). Its
+// message holds leaf index and sequence number, no body.
+type CorruptEventError struct {
+	Index uint64 // leaf index
+	Seq   uint64 // sequence number in the patient's chain
+	Err   error  // wraps ErrCorrupt
+}
+
+func (e *CorruptEventError) Error() string {
+	return fmt.Sprintf("event at leaf %d (sequence number %d): %v", e.Index, e.Seq, e.Err)
+}
+
+func (e *CorruptEventError) Unwrap() error { return e.Err }
+
+// corrupt returns err as a *CorruptEventError about row if it is an
+// ErrCorrupt, else err.
+func corrupt(row EventRow, err error) error {
+	if errors.Is(err, ErrCorrupt) {
+		return &CorruptEventError{Index: row.Index, Seq: row.Seq, Err: err}
+	}
+	return err
+}
+
+// errUnsealed is returned when a ciphertext does not open: a tampered row
+// (an erased patient's key is gone, ErrErased, before anything is opened).
+var errUnsealed = fmt.Errorf("%w: ciphertext does not open", ErrCorrupt)
 
 func seal(a cipher.AEAD, rand io.Reader, plaintext, ad []byte) ([]byte, error) {
 	nonce := make([]byte, a.NonceSize(), a.NonceSize()+len(plaintext)+a.Overhead())

@@ -28,11 +28,18 @@ var ErrGap = errors.New("the outbox has a gap")
 // is retried silently.
 var ErrLogConflict = errors.New("the log holds another leaf at an index of the ledger")
 
+// ErrSendStalled means sending the outbox to the log has failed without a
+// break for longer than Config.SendStallAfter: the log is unreachable or
+// refuses the leaves. The sender keeps retrying; the ledger is ready again
+// at the first send that succeeds. Callers test with errors.Is.
+var ErrSendStalled = errors.New("sending to the log keeps failing")
+
 // health is the background work's state, for readiness.
 type health struct {
 	mu          sync.Mutex
-	sendErr     error // the sender's last error, nil when it caught up
-	checkErr    error // the checkpointer's last error
+	sendErr     error     // the sender's last error, nil when it caught up
+	failingFrom time.Time // start of the sender's current run of failures
+	checkErr    error     // the checkpointer's last error
 	lastSentAt  time.Time
 	lastCheckAt time.Time
 }
@@ -44,13 +51,22 @@ func (h *health) set(f func(h *health)) {
 }
 
 // Ready returns nil if the ledger's background work is healthy: the
-// sender is not blocked by a gap or a conflict, and the checkpointer has
-// not refused to sign. It does not check the store or the log themselves.
+// sender is not blocked by a gap or a conflict and has not been failing
+// for longer than Config.SendStallAfter (ErrSendStalled), and the
+// checkpointer has not refused to sign. It does not check the store or
+// the log themselves.
 func (l *Ledger) Ready() error {
 	l.health.mu.Lock()
 	defer l.health.mu.Unlock()
-	if l.health.sendErr != nil && (errors.Is(l.health.sendErr, ErrGap) || errors.Is(l.health.sendErr, ErrLogConflict)) {
-		return l.health.sendErr
+	if err := l.health.sendErr; err != nil {
+		if errors.Is(err, ErrGap) || errors.Is(err, ErrLogConflict) {
+			return err
+		}
+		// A failing send means events are waiting: an empty outbox is
+		// never sent.
+		if d := l.cfg.Now().Sub(l.health.failingFrom); d > l.cfg.SendStallAfter {
+			return fmt.Errorf("%w: for %s: %v", ErrSendStalled, d.Round(time.Second), err)
+		}
 	}
 	if l.health.checkErr != nil && errors.Is(l.health.checkErr, ErrInconsistent) {
 		return l.health.checkErr
@@ -63,6 +79,9 @@ func (l *Ledger) sendLoop(ctx context.Context) {
 	for {
 		n, err := l.sendOnce(ctx)
 		l.health.set(func(h *health) {
+			if err != nil && h.sendErr == nil {
+				h.failingFrom = l.cfg.Now()
+			}
 			h.sendErr = err
 			if err == nil {
 				h.lastSentAt = l.cfg.Now()

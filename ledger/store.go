@@ -26,6 +26,14 @@ type Store interface {
 	// View runs f in a read-only transaction that sees one consistent
 	// state. f may be called more than once.
 	View(ctx context.Context, f func(ctx context.Context, tx StoreReader) error) error
+	// Scrub makes what committed transactions deleted or cleared (an
+	// erasure's keys and bodies) unrecoverable from the store's own
+	// files, as far as the engine allows: on SQLite, freed content is
+	// zeroed as it is freed and Scrub empties the write-ahead log of the
+	// older page versions; on PostgreSQL it does nothing, dead tuples
+	// stay until VACUUM (docs/operations.md). It may be retried; after an
+	// error the content leaves the files at a later scrub or checkpoint.
+	Scrub(ctx context.Context) error
 }
 
 // ErrNotFound is returned by StoreReader lookups when there is nothing.

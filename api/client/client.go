@@ -17,6 +17,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +28,7 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -112,6 +114,12 @@ type Error struct {
 	HTTPStatus int
 	Code       codes.Code
 	Message    string
+	// Reason and Metadata are those of the status's google.rpc.ErrorInfo
+	// detail, if it has one (DATA_LOSS "EVENT_UNREADABLE", with "seq" and
+	// "leaf_index": the server cannot read an event of the history, its
+	// stored form was altered).
+	Reason   string
+	Metadata map[string]string
 }
 
 func (e *Error) Error() string {
@@ -332,8 +340,25 @@ func (c *Client) once(ctx context.Context, method, u, token string, body []byte)
 func apiError(route string, status int, b []byte) error {
 	e := &Error{Route: route, HTTPStatus: status, Code: codes.Unknown}
 	var st spb.Status
-	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(b, &st); err == nil {
-		e.Code, e.Message = codes.Code(st.Code), st.Message
+	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(b, &st); err != nil {
+		// A detail of a type this client does not know fails the whole
+		// message: keep the code and message.
+		var plain struct {
+			Code    int32  `json:"code"`
+			Message string `json:"message"`
+		}
+		if json.Unmarshal(b, &plain) == nil {
+			e.Code, e.Message = codes.Code(plain.Code), plain.Message
+		}
+		return e
+	}
+	e.Code, e.Message = codes.Code(st.Code), st.Message
+	for _, d := range st.Details {
+		var info errdetails.ErrorInfo
+		if d.UnmarshalTo(&info) == nil {
+			e.Reason, e.Metadata = info.Reason, info.Metadata
+			break
+		}
 	}
 	return e
 }

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -201,5 +202,30 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		if _, err := New(cfg); err == nil {
 			t.Errorf("New(%+v) succeeded", cfg)
 		}
+	}
+}
+
+// TestErrorDetails: the ErrorInfo of a DATA_LOSS answer reaches the
+// caller; a detail of an unknown type keeps the code and message.
+func TestErrorDetails(t *testing.T) {
+	for _, tc := range []struct {
+		name, body string
+		want       Error
+	}{
+		{"error info", `{"code":15,"message":"event 4 (log entry 17) cannot be read: its stored form was altered","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"EVENT_UNREADABLE","domain":"vigie","metadata":{"seq":"4","leaf_index":"17"}}]}`,
+			Error{Code: codes.DataLoss, Message: "event 4 (log entry 17) cannot be read: its stored form was altered", Reason: "EVENT_UNREADABLE", Metadata: map[string]string{"seq": "4", "leaf_index": "17"}}},
+		{"unknown detail", `{"code":15,"message":"lost","details":[{"@type":"type.example.com/Unknown","x":1}]}`,
+			Error{Code: codes.DataLoss, Message: "lost"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var e *Error
+			if !errors.As(apiError("GET /v1/x", 500, []byte(tc.body)), &e) {
+				t.Fatal("not an *Error")
+			}
+			tc.want.Route, tc.want.HTTPStatus = "GET /v1/x", 500
+			if e.Code != tc.want.Code || e.Message != tc.want.Message || e.Reason != tc.want.Reason || fmt.Sprint(e.Metadata) != fmt.Sprint(tc.want.Metadata) {
+				t.Errorf("apiError = %+v, want %+v", e, tc.want)
+			}
+		})
 	}
 }

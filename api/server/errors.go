@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -90,6 +92,8 @@ var (
 //	ledger.ErrErased                         NOT_FOUND "erased"
 //	ErrStale, ledger.ErrConsentChanged       ABORTED (HTTP 409)
 //	rate limit                               RESOURCE_EXHAUSTED (HTTP 429)
+//	*ledger.CorruptEventError                DATA_LOSS (HTTP 500) "event <seq> (log entry <index>) cannot be read: its stored form was altered",
+//	                                         with an ErrorInfo detail (reason EVENT_UNREADABLE, metadata seq and leaf_index)
 //	ErrUnavailable, sqldb.ErrCommitUnknown,  UNAVAILABLE: fail closed, retry with the same request_id
 //	  ledger.ErrInconsistent, ErrGap, ErrLogConflict
 //	a *status.Status error                   its code, with that code's generic message (handlers should not build statuses)
@@ -104,6 +108,7 @@ func Status(err error) (st *status.Status, serverFault bool) {
 	}
 	var fe *FieldError
 	var cfe *consent.FieldError
+	var ce *ledger.CorruptEventError
 	switch {
 	case errors.Is(err, context.Canceled):
 		return status.New(codes.Canceled, "canceled"), false
@@ -150,6 +155,9 @@ func Status(err error) (st *status.Status, serverFault bool) {
 	case errors.Is(err, errRateLimited):
 		return status.New(codes.ResourceExhausted, "rate limit exceeded: slow down"), false
 
+	case errors.As(err, &ce):
+		return corruptEvent(ce), true
+
 	case errors.Is(err, ErrUnavailable), errors.Is(err, sqldb.ErrCommitUnknown):
 		return status.New(codes.Unavailable, "not recorded: retry later with the same request"), true
 	case errors.Is(err, ledger.ErrInconsistent), errors.Is(err, ledger.ErrGap), errors.Is(err, ledger.ErrLogConflict):
@@ -161,6 +169,27 @@ func Status(err error) (st *status.Status, serverFault bool) {
 		return status.New(s.Code(), genericMessage(s.Code())), s.Code() == codes.Internal || s.Code() == codes.Unavailable
 	}
 	return status.New(codes.Internal, "internal error"), true
+}
+
+// ReasonEventUnreadable is the ErrorInfo reason of a DATA_LOSS answer: the
+// server cannot read an event because its stored form was altered. The
+// metadata "seq" and "leaf_index" say which.
+const ReasonEventUnreadable = "EVENT_UNREADABLE"
+
+// corruptEvent is the DATA_LOSS status of an event the server cannot read:
+// a tampered store, which a patient's verifier reports as such. It names
+// the event by place (never by content).
+func corruptEvent(ce *ledger.CorruptEventError) *status.Status {
+	st := status.New(codes.DataLoss, fmt.Sprintf("event %d (log entry %d) cannot be read: its stored form was altered", ce.Seq, ce.Index))
+	d, err := st.WithDetails(&errdetails.ErrorInfo{
+		Reason:   ReasonEventUnreadable,
+		Domain:   "vigie",
+		Metadata: map[string]string{"seq": strconv.FormatUint(ce.Seq, 10), "leaf_index": strconv.FormatUint(ce.Index, 10)},
+	})
+	if err != nil {
+		return st
+	}
+	return d
 }
 
 // authError returns err's auth sentinel, if it has one.

@@ -229,7 +229,9 @@ func TestVerifyAndAuditFindTampering(t *testing.T) {
 	t.Run("one byte of a stored body", func(t *testing.T) {
 		r := s.row(t, "access", 3)
 		// Naively: the ciphertext no longer opens, the server refuses to
-		// serve the history (it fails closed), and says so.
+		// serve the history (it fails closed, DATA_LOSS naming the
+		// event), and the patient's verification fails on it, with
+		// evidence.
 		dir := copyDir(t, s.final)
 		db := openDB(t, filepath.Join(dir, "vigie.db"))
 		var sealed []byte
@@ -239,9 +241,21 @@ func TestVerifyAndAuditFindTampering(t *testing.T) {
 		sealed[20] ^= 1
 		execOne(t, db, "UPDATE events SET sealed = ? WHERE leaf_index = ?", sealed, r.Index)
 		w := s.w.restart(t, dir)
-		code, _, errOut := w.verify(e2ePatient, copyDir(t, s.state))
-		if code != exitUsage || !strings.Contains(errOut, "could not be asked") {
-			t.Errorf("a body that does not open: exit %d, %s", code, errOut)
+		code, rep, _ := w.verify(e2ePatient, copyDir(t, s.state))
+		wantFinding(t, code, rep.Findings, rep.Evidence, kindUnreadable, r.Seq)
+		if f := rep.Findings[0]; f.Index == nil || *f.Index != r.Index {
+			t.Errorf("finding %+v, want leaf index %d", f, r.Index)
+		}
+		code, out, errOut := w.cli("verify", "--state-dir", copyDir(t, s.state), "--token", w.token(auth.RolePatient, e2ePatient))
+		w.noINS(out + errOut)
+		for _, want := range []string{fmt.Sprintf("le serveur ne peut plus lire l'événement n° %d : son stockage a été altéré", r.Seq), "ÉCHEC DE LA VÉRIFICATION"} {
+			if code != exitFailure || !strings.Contains(strings.ToLower(out), strings.ToLower(want)) {
+				t.Errorf("a body that does not open: exit %d, no %q in:\n%s\n%s", code, want, out, errOut)
+			}
+		}
+		code, out, errOut = w.cli("verify", "--lang", "en", "--state-dir", copyDir(t, s.state), "--token", w.token(auth.RolePatient, e2ePatient))
+		if want := fmt.Sprintf("The server can no longer read event no. %d: its storage has been altered.", r.Seq); code != exitFailure || !strings.Contains(out, want) {
+			t.Errorf("a body that does not open, in English: exit %d, no %q in:\n%s\n%s", code, want, out, errOut)
 		}
 		w.stop()
 
@@ -262,7 +276,7 @@ func TestVerifyAndAuditFindTampering(t *testing.T) {
 		resealed := dk.Seal(nonce, nonce, append(salt[:], body...), c[:])
 		execOne(t, db, "UPDATE events SET commitment = ?, sealed = ? WHERE leaf_index = ?", c[:], resealed, r.Index)
 		w.restart(t, dir)
-		code, rep, _ := w.verify(e2ePatient, copyDir(t, s.state))
+		code, rep, _ = w.verify(e2ePatient, copyDir(t, s.state))
 		wantFinding(t, code, rep.Findings, rep.Evidence, audit.KindProof, r.Seq)
 		wantFinding(t, code, rep.Findings, rep.Evidence, audit.KindWrongLink, r.Seq+1)
 		w.stop()

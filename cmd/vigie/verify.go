@@ -9,11 +9,15 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"google.golang.org/grpc/codes"
+
 	"github.com/vigie-sante/vigie/api/client"
+	"github.com/vigie-sante/vigie/api/server"
 	"github.com/vigie-sante/vigie/ledger/audit"
 	"github.com/vigie-sante/vigie/ledger/event"
 	"github.com/vigie-sante/vigie/ledger/verify"
@@ -106,6 +110,13 @@ func verifyCommand(ctx context.Context, c *remoteConfig, receiptFile string, now
 	var hr *audit.HistoryReport
 	if c.token != "" {
 		hr, err = audit.VerifyHistory(ctx, historySource{cl}, audit.HistoryOptions{Keys: keys.Keys, Previous: previous, Heads: heads, Now: now})
+		if f, ok := unreadableEvent(err); ok {
+			// The server refuses the history because it cannot read one
+			// of its own events: that is what a verification is for.
+			rep.Findings = append(rep.Findings, f)
+			rep.Verdict = "failed"
+			return rep, nil
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -178,6 +189,30 @@ func verifyCommand(ctx context.Context, c *remoteConfig, receiptFile string, now
 		return nil, err
 	}
 	return rep, nil
+}
+
+// kindUnreadable is the finding of a server that refuses to serve the
+// history because it cannot read one of its events (DATA_LOSS): the
+// event's stored form fails authentication, the store was altered.
+const kindUnreadable audit.Kind = "unreadable-event"
+
+// unreadableEvent returns the finding of err if it is the server's
+// DATA_LOSS answer about an event of the history.
+func unreadableEvent(err error) (audit.Finding, bool) {
+	var ae *client.Error
+	if !errors.As(err, &ae) || ae.Code != codes.DataLoss {
+		return audit.Finding{}, false
+	}
+	f := audit.Finding{Kind: kindUnreadable, Message: fmt.Sprintf("the server can no longer read this event, its stored form was altered; it answered %s: %s", ae.Code, ae.Message)}
+	if ae.Reason == server.ReasonEventUnreadable {
+		if seq, err := strconv.ParseUint(ae.Metadata["seq"], 10, 64); err == nil {
+			f.Seq = seq
+		}
+		if index, err := strconv.ParseUint(ae.Metadata["leaf_index"], 10, 64); err == nil {
+			f.Index = &index
+		}
+	}
+	return f, true
 }
 
 // readNote accepts a signed note as it is, or in base64 (as the JSON API
@@ -278,6 +313,14 @@ func (r *verifyReport) table(w io.Writer) {
 	if r.Receipt != nil {
 		fmt.Fprintln(w, l.f(msg{"\nReçu : entrée %d du journal, engagement %s, promise avant le %s : %s", "\nReceipt: log entry %d, commitment %s, promised by %s: %s"},
 			r.Receipt.LeafIndex, r.Receipt.Commitment, r.Receipt.Deadline.Local().Format(time.DateTime), receiptStatus(l, r.Receipt.Status)))
+	}
+	for _, f := range r.Findings {
+		switch {
+		case f.Kind == kindUnreadable && f.Seq != 0:
+			fmt.Fprintln(w, l.f(msg{"\nLe serveur ne peut plus lire l'événement n° %d : son stockage a été altéré.", "\nThe server can no longer read event no. %d: its storage has been altered."}, f.Seq))
+		case f.Kind == kindUnreadable:
+			fmt.Fprintln(w, l.f(msg{"\nLe serveur ne peut plus lire un événement de votre historique : son stockage a été altéré.", "\nThe server can no longer read an event of your history: its storage has been altered."}))
+		}
 	}
 	if len(r.Findings) > 0 {
 		fmt.Fprintln(w, l.f(msg{"\nProblèmes trouvés :", "\nProblems found:"}))

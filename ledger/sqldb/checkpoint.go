@@ -3,6 +3,7 @@ package sqldb
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"sync"
 	"time"
 )
@@ -16,12 +17,15 @@ type checkpointer struct {
 	stop context.CancelFunc
 	wg   sync.WaitGroup
 
-	mu   sync.Mutex
-	runs int // checkpoints that copied frames, for tests
+	mu      sync.Mutex
+	runs    int  // checkpoints that copied frames, for tests
+	pending bool // a TRUNCATE checkpoint was asked for and has not succeeded
 }
 
+const checkpointerBusyTimeout = 10 * time.Second
+
 func startCheckpointer(ctx context.Context, path string, every time.Duration) (*checkpointer, error) {
-	db, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(10000)")
+	db, err := sql.Open("sqlite", fmt.Sprintf("%s?_pragma=busy_timeout(%d)", path, checkpointerBusyTimeout.Milliseconds()))
 	if err != nil {
 		return nil, err
 	}
@@ -54,9 +58,17 @@ func startCheckpointer(ctx context.Context, path string, every time.Duration) (*
 	return c, nil
 }
 
-// once runs one PASSIVE checkpoint. A failure is left to the next one, and
-// behind them to the commits' own checkpoints past CheckpointPages.
+// once runs one PASSIVE checkpoint, or a TRUNCATE one while one is
+// pending. A failure is left to the next one, and behind them to the
+// commits' own checkpoints past CheckpointPages.
 func (c *checkpointer) once(ctx context.Context) {
+	c.mu.Lock()
+	pending := c.pending
+	c.mu.Unlock()
+	if pending {
+		c.truncate(ctx)
+		return
+	}
 	var busy, logFrames, copied int
 	if err := c.db.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &logFrames, &copied); err != nil {
 		return
@@ -66,6 +78,23 @@ func (c *checkpointer) once(ctx context.Context) {
 		c.runs++
 		c.mu.Unlock()
 	}
+}
+
+// truncate runs a TRUNCATE checkpoint; until one succeeds, the next
+// rounds run TRUNCATE checkpoints instead of PASSIVE ones.
+func (c *checkpointer) truncate(ctx context.Context) error {
+	err := func() error {
+		conn, err := c.db.Conn(ctx)
+		if err != nil {
+			return fmt.Errorf("truncate the write-ahead log: %w", err)
+		}
+		defer conn.Close()
+		return truncateWAL(ctx, conn, checkpointerBusyTimeout)
+	}()
+	c.mu.Lock()
+	c.pending = err != nil
+	c.mu.Unlock()
+	return err
 }
 
 func (c *checkpointer) copies() int {

@@ -70,6 +70,14 @@ type SQLiteOptions struct {
 	// is copied once per checkpoint, so fewer, larger checkpoints write
 	// less than SQLite's default of 1000; measured in docs/performance.md.
 	CheckpointPages int
+	// KeepDeleted leaves deleted content in the file's free space, where
+	// it stays readable until the space is reused (SQLite's default).
+	// Default false: deleted and overwritten content is overwritten with
+	// zeros as it is freed (PRAGMA secure_delete), so that an erasure
+	// leaves nothing behind once TruncateWAL has moved the older page
+	// versions out of the write-ahead log. Only a file that never holds
+	// personal data (Trillian's: commitments only) may set it.
+	KeepDeleted bool
 }
 
 // SQLite is a SQLite database file owned by this process.
@@ -237,6 +245,11 @@ func (s *SQLite) prepare(ctx context.Context, c *sql.Conn, opts SQLiteOptions) e
 	if err := checkDurable(ctx, c); err != nil {
 		return err
 	}
+	if !opts.KeepDeleted {
+		if err := setSecureDelete(ctx, c); err != nil {
+			return err
+		}
+	}
 	if fresh {
 		// With no schema objects yet, the file is fresh again if we crash
 		// before the caller creates its schema.
@@ -262,6 +275,22 @@ func checkDurable(ctx context.Context, c *sql.Conn) error {
 	}
 	if sync < 2 { // 2 is FULL, 3 EXTRA
 		return fmt.Errorf("%w: synchronous is %d, want 2 (FULL)", ErrNotDurable, sync)
+	}
+	return nil
+}
+
+// setSecureDelete makes the connection overwrite what it deletes, and
+// reads the setting back: an erasure's promise rests on it.
+func setSecureDelete(ctx context.Context, c *sql.Conn) error {
+	var on int
+	if _, err := c.ExecContext(ctx, "PRAGMA secure_delete=ON"); err != nil {
+		return fmt.Errorf("set secure_delete: %w", err)
+	}
+	if err := c.QueryRowContext(ctx, "PRAGMA secure_delete").Scan(&on); err != nil {
+		return fmt.Errorf("read secure_delete: %w", err)
+	}
+	if on != 1 {
+		return fmt.Errorf("secure_delete is %d, want 1 (on)", on)
 	}
 	return nil
 }
@@ -330,6 +359,55 @@ func (s *SQLite) Read(ctx context.Context, f func(q Querier) error) error {
 // rollback (exactly one of them, exactly once).
 func (s *SQLite) Snapshot(ctx context.Context) (q Querier, commit, rollback func() error, err error) {
 	return s.r.snapshot(ctx)
+}
+
+// ErrWALBusy is returned by TruncateWAL when readers of older snapshots
+// kept the write-ahead log from being emptied in time. Callers test with
+// errors.Is; the background checkpoints keep trying.
+var ErrWALBusy = errors.New("write-ahead log in use: not truncated yet")
+
+// truncateWait bounds how long TruncateWAL waits for the writer and for
+// readers of older snapshots; new writes wait behind it meanwhile.
+const truncateWait = 2 * time.Second
+
+// TruncateWAL copies the whole write-ahead log into the database file and
+// truncates the log to zero bytes (a TRUNCATE checkpoint), so that page
+// versions older than the latest commit, which may hold content deleted
+// since, leave the disk. It blocks writers while it runs and waits at most
+// a couple of seconds for readers of older snapshots; if they remain it
+// returns an error wrapping ErrWALBusy, and the background checkpoints (if
+// any: CheckpointEvery) run TRUNCATE checkpoints until one succeeds. It
+// may be retried.
+func (s *SQLite) TruncateWAL(ctx context.Context) error {
+	if s.ckpt != nil {
+		return s.ckpt.truncate(ctx)
+	}
+	if err := s.w.acquire(ctx); err != nil {
+		return err
+	}
+	defer s.w.release()
+	return truncateWAL(ctx, s.w.conn.c, 10*time.Second)
+}
+
+// truncateWAL runs a TRUNCATE checkpoint on c, with a busy timeout of
+// truncateWait, then restores c's busy timeout to restore.
+func truncateWAL(ctx context.Context, c *sql.Conn, restore time.Duration) (err error) {
+	if _, err := c.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout=%d", truncateWait.Milliseconds())); err != nil {
+		return fmt.Errorf("truncate the write-ahead log: %w", err)
+	}
+	defer func() {
+		if _, rerr := c.ExecContext(context.WithoutCancel(ctx), fmt.Sprintf("PRAGMA busy_timeout=%d", restore.Milliseconds())); rerr != nil && err == nil {
+			err = fmt.Errorf("truncate the write-ahead log: %w", rerr)
+		}
+	}()
+	var busy, logFrames, copied int
+	if err := c.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &copied); err != nil {
+		return fmt.Errorf("truncate the write-ahead log: %w", err)
+	}
+	if busy != 0 {
+		return fmt.Errorf("truncate the write-ahead log: %w (%d of %d frames copied)", ErrWALBusy, copied, logFrames)
+	}
+	return nil
 }
 
 // Close closes the connections and releases the lock. Calls in progress

@@ -384,3 +384,122 @@ func TestBackgroundCheckpoints(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestDeletedContentLeavesTheFiles: deleted and overwritten content is
+// zeroed in the database file, and TruncateWAL empties the write-ahead log
+// of the page versions that held it; with and without the background
+// checkpoints. With KeepDeleted, the content stays (the test can see it).
+func TestDeletedContentLeavesTheFiles(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		opts      SQLiteOptions
+		wantFound bool
+	}{
+		{"background checkpoints", SQLiteOptions{}, false},
+		{"commits checkpoint", SQLiteOptions{CheckpointEvery: -1}, false},
+		{"KeepDeleted", SQLiteOptions{KeepDeleted: true}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			path := filepath.Join(t.TempDir(), "test.db")
+			tc.opts.ApplicationID = testAppID
+			s, err := OpenSQLite(ctx, path, tc.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			secret := make([]byte, 200)
+			rand.Read(secret)
+			exec := func(query string, args ...any) {
+				t.Helper()
+				if err := s.Exclusive(ctx, func(q Querier) error {
+					_, err := q.ExecContext(ctx, query, args...)
+					return err
+				}); err != nil {
+					t.Fatalf("%s: %v", query, err)
+				}
+			}
+			exec("CREATE TABLE t (id INTEGER PRIMARY KEY, x BLOB, y BLOB)")
+			exec("INSERT INTO t (id, x, y) VALUES (1, randomblob(100), $1), (2, $1, NULL), (3, randomblob(100), randomblob(100))", secret)
+			// Into the database file, then gone: one row deleted, one
+			// cleared.
+			if err := s.TruncateWAL(ctx); err != nil {
+				t.Fatal(err)
+			}
+			exec("DELETE FROM t WHERE id = 2")
+			exec("UPDATE t SET y = NULL WHERE id = 1")
+			if err := s.TruncateWAL(ctx); err != nil {
+				t.Fatal(err)
+			}
+			found := false
+			for _, name := range []string{path, path + "-wal"} {
+				b, err := os.ReadFile(name)
+				if err != nil && !os.IsNotExist(err) {
+					t.Fatal(err)
+				}
+				if bytes.Contains(b, secret[:16]) {
+					found = true
+				}
+			}
+			if found != tc.wantFound {
+				t.Errorf("deleted content found in the files: %v, want %v", found, tc.wantFound)
+			}
+			if fi, err := os.Stat(path + "-wal"); err == nil && fi.Size() != 0 {
+				t.Errorf("write-ahead log after TruncateWAL: %d bytes, want 0", fi.Size())
+			}
+		})
+	}
+}
+
+// TestTruncateWALWaitsForReaders: a reader of an older snapshot keeps the
+// log from being emptied; TruncateWAL says so, and the background
+// checkpoints empty it once the reader is gone.
+func TestTruncateWALWaitsForReaders(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "test.db")
+	s, err := OpenSQLite(ctx, path, SQLiteOptions{ApplicationID: testAppID, CheckpointEvery: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	write := func(query string) {
+		t.Helper()
+		if err := s.Exclusive(ctx, func(q Querier) error {
+			_, err := q.ExecContext(ctx, query)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("CREATE TABLE t (x BLOB)")
+	write("INSERT INTO t (x) VALUES (randomblob(100))")
+	q, _, rollback, err := s.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := q.QueryRowContext(ctx, "SELECT count(*) FROM t").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	write("INSERT INTO t (x) VALUES (randomblob(100))")
+	if err := s.TruncateWAL(ctx); !errors.Is(err, ErrWALBusy) {
+		t.Errorf("TruncateWAL with a reader of an older snapshot = %v, want ErrWALBusy", err)
+	}
+	if err := rollback(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		fi, err := os.Stat(path + "-wal")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Size() == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the write-ahead log still has %d bytes 10s after the reader left: no background TRUNCATE", fi.Size())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -44,6 +44,16 @@ func (s *Store) View(ctx context.Context, f func(ctx context.Context, tx ledger.
 	})
 }
 
+// Scrub implements ledger.Store: on SQLite, whose connections zero what
+// they free (sqldb.SQLiteOptions.KeepDeleted), it truncates the
+// write-ahead log; on PostgreSQL and CockroachDB it does nothing.
+func (s *Store) Scrub(ctx context.Context) error {
+	if lite := s.db.SQLiteFile(); lite != nil {
+		return lite.TruncateWAL(ctx)
+	}
+	return nil
+}
+
 type txn struct{ tx sqldb.Tx }
 
 var _ ledger.StoreTx = txn{}

@@ -1,0 +1,161 @@
+package ledger_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/vigie-sante/vigie/ledger"
+	"github.com/vigie-sante/vigie/ledger/event"
+	"github.com/vigie-sante/vigie/ledger/ledgertest"
+	"github.com/vigie-sante/vigie/ledger/sqldb"
+	"github.com/vigie-sante/vigie/ledger/verify"
+)
+
+// clock is a clock the test moves.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// downLog fails every send while down is set: Trillian unreachable.
+type downLog struct {
+	ledger.Log
+	down  *atomic.Bool
+	calls *atomic.Int64
+}
+
+func (d downLog) AddSequenced(ctx context.Context, first uint64, values [][]byte) ([]ledger.AddOutcome, error) {
+	d.calls.Add(1)
+	if d.down.Load() {
+		return nil, errors.New("injected: connection refused")
+	}
+	return d.Log.AddSequenced(ctx, first, values)
+}
+
+// TestReadyReportsStalledSender: a sender that keeps failing with events
+// waiting makes the ledger not ready after SendStallAfter (30s by
+// default), and ready again at the first send that succeeds.
+func TestReadyReportsStalledSender(t *testing.T) {
+	clk := &clock{t: time.Now()}
+	var down atomic.Bool
+	var calls atomic.Int64
+	down.Store(true)
+	env := ledgertest.New(t, ledgertest.Options{
+		Now:     clk.Now,
+		WrapLog: func(l ledger.Log) ledger.Log { return downLog{Log: l, down: &down, calls: &calls} },
+	})
+	// Nothing to send: an unreachable log is not a failure yet.
+	time.Sleep(300 * time.Millisecond)
+	clk.Advance(time.Minute)
+	if n := calls.Load(); n != 0 {
+		t.Fatalf("%d sends with an empty outbox", n)
+	}
+	if err := env.Ledger.Ready(); err != nil {
+		t.Fatalf("Ready with an empty outbox = %v, want nil", err)
+	}
+
+	record(t, env.Ledger, access("alice", 1))
+	waitFor(t, "two failed sends", func() bool { return calls.Load() >= 2 })
+	clk.Advance(29 * time.Second)
+	if err := env.Ledger.Ready(); err != nil {
+		t.Errorf("Ready after 29s of failed sends = %v, want nil", err)
+	}
+	clk.Advance(2 * time.Second)
+	if err := env.Ledger.Ready(); !errors.Is(err, ledger.ErrSendStalled) {
+		t.Errorf("Ready after 31s of failed sends = %v, want ErrSendStalled", err)
+	}
+
+	down.Store(false)
+	waitFor(t, "the ledger to be ready again once the log answers", func() bool { return env.Ledger.Ready() == nil })
+}
+
+// TestCheckpointerRefusesALongerTree: leaves in the log's tree beyond the
+// events the ledger recorded (someone else writing to the tree) are a
+// security event with the sizes as evidence, and nothing is signed.
+func TestCheckpointerRefusesALongerTree(t *testing.T) {
+	env := ledgertest.New(t, ledgertest.Options{})
+	record(t, env.Ledger, access("alice", 1))
+	r := record(t, env.Ledger, access("alice", 2))
+	if err := env.Ledger.WaitCheckpoint(ctx, r.Index); err != nil {
+		t.Fatal(err)
+	}
+	var foreign event.Hash
+	foreign[0] = 0xee
+	if _, err := env.Log.AddSequenced(ctx, 2, [][]byte{verify.LeafValue(foreign)}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the checkpointer to refuse", func() bool { return errors.Is(env.Ledger.Ready(), ledger.ErrInconsistent) })
+	if _, size, err := env.Ledger.LatestCheckpoint(ctx); err != nil || size != 2 {
+		t.Errorf("latest checkpoint: size %d, %v; want 2, the ledger's own", size, err)
+	}
+	var evs []ledger.SecurityEvent
+	if err := env.Store.View(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
+		var err error
+		evs, err = tx.SecurityEvents(ctx, 10)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) == 0 {
+		t.Fatal("no security event")
+	}
+	e := evs[0]
+	if e.Kind != "inconsistent_log" || !strings.Contains(e.Detail, "3 leaves") || !strings.Contains(e.Detail, "recorded 2") || !bytes.Contains(e.Evidence, []byte("next index 2")) {
+		t.Errorf("security event %q: %s\n%s\nwant inconsistent_log naming both sizes", e.Kind, e.Detail, e.Evidence)
+	}
+}
+
+// TestAlteredBodyIsCorrupt: an event whose sealed body was altered in the
+// store fails History and OpenEvent with a *CorruptEventError naming its
+// leaf index and sequence number, and nothing of the body.
+func TestAlteredBodyIsCorrupt(t *testing.T) {
+	env := ledgertest.New(t, ledgertest.Options{})
+	record(t, env.Ledger, access("alice", 1))
+	r := record(t, env.Ledger, access("alice", 2))
+	record(t, env.Ledger, access("bob", 1))
+	if err := env.DB.ReadWrite(ctx, func(ctx context.Context, tx sqldb.Tx) error {
+		var sealed []byte
+		if err := tx.QueryRow(ctx, "SELECT sealed FROM events WHERE leaf_index = $1", int64(r.Index)).Scan(&sealed); err != nil {
+			return err
+		}
+		sealed[20] ^= 1
+		_, err := tx.Exec(ctx, "UPDATE events SET sealed = $1 WHERE leaf_index = $2", sealed, int64(r.Index))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	check := func(what string, err error) {
+		t.Helper()
+		var ce *ledger.CorruptEventError
+		if !errors.As(err, &ce) || !errors.Is(err, ledger.ErrCorrupt) || ce.Index != r.Index || ce.Seq != 2 {
+			t.Errorf("%s of an altered body = %v, want a CorruptEventError at leaf %d, sequence number 2", what, err, r.Index)
+		}
+	}
+	_, err := env.Ledger.History(ctx, ledgertest.Patient("alice"), 1, 10, 0)
+	check("History", err)
+	row, err := env.Ledger.EventByCommitment(ctx, r.Commitment)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = env.Ledger.OpenEvent(ctx, row)
+	check("OpenEvent", err)
+	verifyHistory(t, env, "bob", 1)
+}
