@@ -99,6 +99,7 @@ func (l *Ledger) RunDueErasures(ctx context.Context) (int, error) {
 		}
 		ran++
 		l.cfg.Logger.Info("ledger: patient erased")
+		l.scrub(ctx)
 	}
 	return ran, nil
 }

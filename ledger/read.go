@@ -286,13 +286,17 @@ func (l *Ledger) erase(ctx context.Context, pseudonym event.Hash, also func(ctx 
 	if err != nil {
 		return n, err
 	}
-	// The erasure is committed; the old versions of the pages it changed
-	// must leave the store's files too. A failure leaves that to the
-	// store's later checkpoints: the erasure itself stands.
+	l.scrub(ctx)
+	return n, nil
+}
+
+// scrub follows a committed erasure: the old versions of the pages it
+// changed must leave the store's files too. A failure leaves that to the
+// store's later checkpoints: the erasure itself stands.
+func (l *Ledger) scrub(ctx context.Context) {
 	if err := l.store.Scrub(ctx); err != nil {
 		l.cfg.Logger.Warn("ledger: erased content may stay in the database's files until a later checkpoint", "err", err)
 	}
-	return n, nil
 }
 
 // EventByCommitment returns the event with commitment c: found through the

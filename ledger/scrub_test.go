@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/vigie-sante/vigie/ledger"
 	"github.com/vigie-sante/vigie/ledger/ledgertest"
@@ -15,7 +16,28 @@ import (
 // file nor its write-ahead log holds the patient's wrapped data key or a
 // byte string of their sealed bodies (SQLite keeps deleted content in free
 // space and old page versions in the WAL unless told otherwise).
+// Both ways: Erase, and a scheduled erasure run with its record.
 func TestEraseLeavesNothingOnDisk(t *testing.T) {
+	t.Run("Erase", func(t *testing.T) {
+		testEraseLeavesNothingOnDisk(t, func(env *ledgertest.Env) {
+			if n, err := env.Ledger.Erase(ctx, ledgertest.Patient("alice")); err != nil || n != 5 {
+				t.Fatalf("Erase = %d, %v; want 5", n, err)
+			}
+		})
+	})
+	t.Run("RunDueErasures", func(t *testing.T) {
+		testEraseLeavesNothingOnDisk(t, func(env *ledgertest.Env) {
+			if _, _, err := env.Ledger.RequestErasure(ctx, ledgertest.Patient("alice"), time.Unix(0, 0), "patient", ""); err != nil {
+				t.Fatal(err)
+			}
+			if n, err := env.Ledger.RunDueErasures(ctx); err != nil || n != 1 {
+				t.Fatalf("RunDueErasures = %d, %v; want 1", n, err)
+			}
+		})
+	})
+}
+
+func testEraseLeavesNothingOnDisk(t *testing.T, erase func(env *ledgertest.Env)) {
 	dir := t.TempDir()
 	env := ledgertest.New(t, ledgertest.Options{Dir: dir})
 	var last *ledger.Recorded
@@ -52,9 +74,7 @@ func TestEraseLeavesNothingOnDisk(t *testing.T) {
 		t.Fatal("before the erasure, no secret is found in the files: the scan sees nothing")
 	}
 
-	if n, err := env.Ledger.Erase(ctx, ledgertest.Patient("alice")); err != nil || n != 5 {
-		t.Fatalf("Erase = %d, %v; want 5", n, err)
-	}
+	erase(env)
 	for _, f := range scan(t, files, secrets) {
 		t.Errorf("after the erasure, %s", f)
 	}
