@@ -129,7 +129,7 @@ func (c *remoteConfig) client() (*client.Client, error) {
 // stateFile is what vigie verify and vigie audit keep about one server,
 // in <state dir>/servers/<host>-<hash>.json (mode 0600): the log's keys,
 // pinned on first use, and the latest checkpoint each command verified.
-// docs/auditors.md documents it.
+// docs/verification.md documents it.
 type stateFile struct {
 	Version       int          `json:"version"`
 	Server        string       `json:"server"`
