@@ -129,7 +129,9 @@ func TestCheckpointerRefusesALongerTree(t *testing.T) {
 func TestAlteredBodyIsCorrupt(t *testing.T) {
 	env := ledgertest.New(t, ledgertest.Options{})
 	record(t, env.Ledger, access("alice", 1))
-	r := record(t, env.Ledger, access("alice", 2))
+	keyed := access("alice", 2)
+	keyed.Key = ledger.Key{Service: "hospital-his", RequestID: "altered"}
+	r := record(t, env.Ledger, keyed)
 	record(t, env.Ledger, access("bob", 1))
 	if err := env.DB.ReadWrite(ctx, func(ctx context.Context, tx sqldb.Tx) error {
 		var sealed []byte
@@ -151,6 +153,30 @@ func TestAlteredBodyIsCorrupt(t *testing.T) {
 	}
 	_, err := env.Ledger.History(ctx, ledgertest.Patient("alice"), 1, 10, 0)
 	check("History", err)
+	// A retry of the altered event fails alone: the entries it shares a
+	// transaction with are recorded.
+	var wg sync.WaitGroup
+	errs := make([]error, 16)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if i == 0 {
+				_, errs[i] = env.Ledger.Record(ctx, keyed)
+			} else {
+				_, errs[i] = env.Ledger.Record(ctx, access("carol", i))
+			}
+		}()
+	}
+	wg.Wait()
+	if !errors.Is(errs[0], ledger.ErrCorrupt) {
+		t.Errorf("a retry of an altered event = %v, want ErrCorrupt", errs[0])
+	}
+	for _, err := range errs[1:] {
+		if err != nil {
+			t.Errorf("an entry recorded beside the retry of an altered event: %v", err)
+		}
+	}
 	row, err := env.Ledger.EventByCommitment(ctx, r.Commitment)
 	if err != nil {
 		t.Fatal(err)

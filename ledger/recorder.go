@@ -368,6 +368,11 @@ func (l *Ledger) recordGroup(ctx context.Context, tx StoreTx, group []*recordJob
 				j.res, j.err = res, err
 				continue
 			}
+			if errors.Is(err, ErrCorrupt) {
+				// This job's first event cannot be read (altered): this
+				// job fails, not the batch.
+				return &jobError{job: j, err: err}
+			}
 			if !errors.Is(err, ErrNotFound) {
 				return err
 			}
