@@ -575,3 +575,159 @@ func TestPortalAuditor(t *testing.T) {
 	}
 	f.screenshot("dashboard-inconsistent")
 }
+
+// replayProxy forwards to a server, except for the paths given an answer
+// of its own: a server rolled back to an older state serves again what it
+// served then.
+type replayProxy struct {
+	url   string
+	mu    sync.Mutex
+	fixed map[string]fixedAnswer
+}
+
+type fixedAnswer struct {
+	status      int
+	contentType string
+	body        []byte
+}
+
+func newReplayProxy(t *testing.T, target string) *replayProxy {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &replayProxy{fixed: map[string]fixedAnswer{}}
+	forward := httputil.NewSingleHostReverseProxy(u)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.mu.Lock()
+		a, ok := p.fixed[r.URL.Path]
+		p.mu.Unlock()
+		if !ok {
+			forward.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", a.contentType)
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(a.status)
+		w.Write(a.body)
+	})}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	p.url = "http://" + l.Addr().String()
+	return p
+}
+
+// serve makes the proxy answer GET path with body; a nil body forwards again.
+func (p *replayProxy) serve(path string, status int, contentType string, body []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if body == nil {
+		delete(p.fixed, path)
+		return
+	}
+	p.fixed[path] = fixedAnswer{status, contentType, body}
+}
+
+// TestPortalRollback: a server that, after this browser verified a larger
+// log, serves an older checkpoint (and the answers that go with it) is
+// reported as rolled back, on the patient's history and on the dashboard,
+// with both sizes; and so is a server that cannot prove the log it serves
+// extends the one this browser saw, its size being "beyond" its latest
+// checkpoint.
+func TestPortalRollback(t *testing.T) {
+	e := startE2E(t)
+	c := e.http()
+	e.waitCheckpoint(portalAccesses(t, e) + 1)
+	patientToken := e.token(auth.RolePatient, e2ePatient)
+	auditorToken := e.token(auth.RoleAuditor, "asso-patients")
+	capture := func(path, token string) []byte {
+		t.Helper()
+		code, b := c.do("GET", path, token, "")
+		if code != http.StatusOK {
+			t.Fatalf("GET %s = %d %s", path, code, b)
+		}
+		return b
+	}
+	// What the server serves now, to be served again later.
+	oldListing := capture("/v1/me/accesses?page_size=200", patientToken)
+	oldCheckpoint := capture("/checkpoint", "")
+	oldHistory := capture("/v1/log/checkpoints?max_count=100", auditorToken)
+	oldSize := strings.Split(string(oldCheckpoint), "\n")[1]
+
+	// The log grows.
+	var last uint64
+	for i := range 3 {
+		resp, err := vigiev1.NewAccessServiceClient(e.conn).Check(e.as(auth.RoleService, "hospital-his", e2eHospital), checkRequest(fmt.Sprintf("portal-later-%d", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = resp.Event.LeafIndex
+	}
+	e.waitCheckpoint(last + 1)
+
+	p := newReplayProxy(t, c.base)
+	verdict := `#verdict[data-state="verified"], #verdict[data-state="failed"], #verdict[data-state="error"]`
+	b := newBrowser(t)
+	b.signIn(p.url, patientToken, verdict)
+	if state := b.attr("#verdict", "data-state"); state != "verified" {
+		t.Fatalf("history verdict %q: %s", state, b.text("#verdict"))
+	}
+	b.run("history seen again", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(`#log-status[data-state="verified"]`)))
+
+	// Rolled back: the listing of before, proved against the older
+	// checkpoint, each event authentic.
+	p.serve("/v1/me/accesses", http.StatusOK, "application/json", oldListing)
+	b.run("history rolled back", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(`#log-status[data-state="failed"]`)))
+	if got := b.attr("#log-status", "data-rollback"); got != "rollback" {
+		t.Errorf("history rolled back: data-rollback %q, want rollback: %s", got, b.text("#log-status"))
+	}
+	if txt, now := b.text("#log-status"), b.attr("#log-status", "data-now"); !strings.Contains(txt, "retour en arrière") || !strings.Contains(txt, "taille "+oldSize) ||
+		now != oldSize || !strings.Contains(txt, "taille "+b.attr("#log-status", "data-seen")) || b.attr("#log-status", "role") != "alert" {
+		t.Errorf("history rolled back to size %s: the page says (now %s) %q", oldSize, now, txt)
+	}
+	b.screenshot("history-rolled-back")
+	// Served again the log it grew to, the page checks it against the
+	// largest it saw: consistent.
+	p.serve("/v1/me/accesses", 0, "", nil)
+	b.run("history after the rollback", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(`#log-status[data-state="verified"]`)))
+
+	// The dashboard, in the same browser origin.
+	a := newBrowser(t)
+	a.signIn(p.url, auditorToken, `#log-status[data-state="verified"], #log-status[data-state="failed"], #log-status[data-state="error"]`)
+	if state := a.attr("#log-status", "data-state"); state != "verified" {
+		t.Fatalf("log status %q: %s", state, a.text("#log-status"))
+	}
+	p.serve("/checkpoint", http.StatusOK, "text/plain; charset=utf-8", oldCheckpoint)
+	p.serve("/v1/log/checkpoints", http.StatusOK, "application/json", oldHistory)
+	a.run("dashboard rolled back", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(`#log-status[data-state="failed"], #log-status[data-state="error"]`)))
+	if got := a.attr("#log-status", "data-rollback"); got != "rollback" || a.attr("#log-status", "data-now") != oldSize {
+		t.Errorf("dashboard rolled back: data-rollback %q: %s", got, a.text("#log-status"))
+	}
+	if txt := a.text("#log-status"); !strings.Contains(txt, "taille "+oldSize) {
+		t.Errorf("the dashboard does not name the size served: %q", txt)
+	}
+	a.screenshot("dashboard-rolled-back")
+
+	// A browser that saw the older log; the server serves the newer one
+	// but says it is beyond its checkpoint when asked to prove it.
+	p.serve("/checkpoint", 0, "", nil)
+	p.serve("/v1/log/checkpoints", 0, "", nil)
+	p2 := newReplayProxy(t, c.base)
+	p2.serve("/v1/me/accesses", http.StatusOK, "application/json", oldListing)
+	o := newBrowser(t)
+	o.signIn(p2.url, patientToken, verdict)
+	p2.serve("/v1/me/accesses", 0, "", nil)
+	p2.serve("/v1/log/consistency", http.StatusBadRequest, "application/json", []byte(`{"code":3,"message":"invalid second: beyond the latest signed checkpoint"}`))
+	o.run("history beyond", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(`#log-status[data-state="failed"]`)))
+	if got := o.attr("#log-status", "data-rollback"); got != "beyond" || o.attr("#log-status", "data-seen") != oldSize {
+		t.Errorf("a consistency proof beyond the checkpoint: data-rollback %q: %s", got, o.text("#log-status"))
+	}
+	if st := o.attr("#verdict", "data-state"); st != "verified" {
+		t.Errorf("a consistency proof beyond the checkpoint: the events' verdict %q, want verified (only the log's growth fails)", st)
+	}
+}

@@ -21,12 +21,18 @@ document.addEventListener('DOMContentLoaded', async () => {
   // and every checkpoint this browser saw, merged by size; each verified
   // here and proved consistent with the one before. A checkpoint this
   // browser saw that the history contradicts is a fork: the series fails.
+  // A checkpoint served now that is older than the largest this browser
+  // verified before (smaller, or as large with another tree) is a
+  // rollback: reported as such, before anything else.
   async function checkLog() {
     const box = document.getElementById('log-status');
     const note = Vigie.b64(await Vigie.api('GET', '/checkpoint', undefined, { raw: true }));
-    const history = (await Vigie.api('GET', '/v1/log/checkpoints?max_count=100')).checkpoints || [];
     let seen = [];
     try { seen = JSON.parse(localStorage.getItem(SEEN)) || []; } catch (e) { seen = []; }
+    const largest = seen.reduce((m, x) => (!m || sizeOf(x.note) > sizeOf(m.note) ? x : m), null);
+    const back = largest && Vigie.rollbackOf(largest.note, note);
+    if (back) return rolledBack(box, back);
+    const history = (await Vigie.api('GET', '/v1/log/checkpoints?max_count=100')).checkpoints || [];
     if (!seen.length || seen[seen.length - 1].note !== note) seen.push({ note, time: new Date().toISOString() });
     seen = seen.slice(-100);
     const all = history.map((h, i) => ({ note: h.note, size: sizeOf(h.note), time: h.signed_at, signed: true, proof: i > 0 ? h.consistency_proof || [] : null, prev: i > 0 ? history[i - 1].note : null }))
@@ -38,7 +44,14 @@ document.addEventListener('DOMContentLoaded', async () => {
       const a = series[i - 1], b = series[i];
       if (b.proof && b.prev === a.note) proofs.push(b.proof);
       else if (a.size === b.size || a.size === 0) proofs.push([]);
-      else proofs.push((await Vigie.api('GET', `/v1/log/consistency?first=${a.size}&second=${b.size}`)).hashes);
+      else {
+        try {
+          proofs.push((await Vigie.api('GET', `/v1/log/consistency?first=${a.size}&second=${b.size}`)).hashes);
+        } catch (e) {
+          if (Vigie.beyondCheckpoint(e)) return rolledBack(box, Vigie.rollback(b.size, sizeOf(note), 'beyond'));
+          throw e;
+        }
+      }
     }
     const rep = await Vigie.verify('series', { keys, notes: series.map(x => x.note), proofs });
     if (rep.ok) {
@@ -54,6 +67,14 @@ document.addEventListener('DOMContentLoaded', async () => {
     document.getElementById('cp-list').replaceChildren(...series.map((x, i) =>
       el('li', { text: t(x.signed ? 'audit.cpLineSigned' : 'audit.cpLine', { size: x.size, time: Vigie.fmtTime(x.time), verdict: t('verdict.' + (rep.checkpoints[i] ? rep.checkpoints[i].verdict : 'failed')) }) })).reverse().slice(0, 20));
     drawSizes(series, rep);
+  }
+  // rolledBack reports a rollback or fork of the log; what this browser
+  // saw before stays remembered.
+  function rolledBack(box, rep) {
+    Vigie.status(box, 'failed', t('audit.inconsistent'), rep.problems.join(' '));
+    box.setAttribute('role', 'alert');
+    Object.assign(box.dataset, { rollback: rep.rollback, seen: rep.seen, now: rep.now });
+    document.getElementById('cp-list').replaceChildren();
   }
   let keyInfo = null;
   const keyNote = () => keyInfo && keyInfo.changed ? t('keys.changed') : '';
