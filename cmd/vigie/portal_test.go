@@ -385,6 +385,51 @@ func TestPortalPatient(t *testing.T) {
 		t.Errorf("consent after the retry: %s", got)
 	}
 
+	// A change the server refuses: naming as treating physician the
+	// professional the patient blocks. The reason shows, in French, on the
+	// field and on the row of the block; the change is kept, and saved
+	// once the block is removed.
+	b.run("refused change",
+		chromedp.SetValue(chromedp.CSS("#physician-rpps"), e2eDoctor),
+		chromedp.Click(chromedp.CSS(`#physician-form button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.CSS("#physician-rpps-error")),
+	)
+	if msg := b.text("#physician-rpps-error"); !strings.Contains(msg, "à la fois bloqué et autorisé") || !strings.Contains(msg, "Numéro RPPS") || strings.Contains(msg, "directives[") {
+		t.Errorf("the refusal on the physician's field: %q", msg)
+	}
+	if b.attr("#physician-rpps", "aria-invalid") != "true" {
+		t.Errorf("the physician's field is not marked invalid")
+	}
+	blockRow := fmt.Sprintf(`#directives li[data-id="block-%s"]`, e2eDoctor)
+	if msg := b.text(blockRow + " .field-error"); !strings.Contains(msg, "En conflit") {
+		t.Errorf("the row of the block: %q", msg)
+	}
+	if got := b.attr("#stale-title", "data-i18n"); got != "consent.refused" || b.count("#stale:not([hidden])") != 1 {
+		t.Errorf("the refused change is not offered again (%q)", got)
+	}
+	if kept := get(b, "pending change", chromedp.Evaluate[string]("sessionStorage.getItem('vigie.pendingConsent') || ''")); !strings.Contains(kept, e2eDoctor) {
+		t.Errorf("the refused change was not kept: %q", kept)
+	}
+	b.screenshot("consent-refused")
+	b.run("remove the block, retry the change",
+		chromedp.Click(chromedp.CSS(blockRow+" button")),
+		chromedp.WaitVisible(chromedp.CSS(`#consent-status[data-version="4"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#stale")),
+		chromedp.Click(chromedp.CSS("#retry")),
+		chromedp.WaitVisible(chromedp.CSS(`#consent-status[data-version="5"]`)),
+	)
+	final, err = consents.GetConsent(patient, &vigiev1.GetConsentRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids = ids[:0]
+	for _, d := range final.Directives {
+		ids = append(ids, d.Id)
+	}
+	if got := strings.Join(ids, ","); got != "elsewhere,block-10000000009,treating-physician" || final.Directives[2].GetTreatingPhysician().GetRpps() != e2eDoctor {
+		t.Errorf("consent after the block's removal and the retry: %s", got)
+	}
+
 	// Through a proxy that changes a body, the page reports the failure.
 	tb := newBrowser(t)
 	tb.signIn(tamperingProxy(t, base), patientToken, `#verdict[data-state="verified"], #verdict[data-state="failed"]`)
