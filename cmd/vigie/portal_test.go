@@ -776,3 +776,83 @@ func TestPortalRollback(t *testing.T) {
 		t.Errorf("a consistency proof beyond the checkpoint: the events' verdict %q, want verified (only the log's growth fails)", st)
 	}
 }
+
+// TestPortalReviewQueue: a DPO bound to two organisations sees in the
+// review queue the allowed emergency accesses of both, more than a page
+// of them, and not an emergency attempt that was denied (it gave access
+// to nothing); the search shows a page of results, and the next on demand.
+func TestPortalReviewQueue(t *testing.T) {
+	// The dashboard fetches one inclusion proof per event: more than a
+	// DPO's default rate allows for a hundred events.
+	e := startE2E(t, "--rate-limit", "dpo=2000:4000")
+	const clinic = "130000011"
+	access := vigiev1.NewAccessServiceClient(e.conn)
+	btg := func(id, ins, org string) *vigiev1.CheckRequest {
+		r := checkRequest(id)
+		r.PatientIns = ins
+		r.Actor.Rpps, r.Actor.CareTeam, r.Actor.Organization = "10000000002", false, org
+		r.PurposeOfUse, r.BreakGlassJustification = vigiev1.PurposeOfUse_BTG, "patient unconscious in the emergency room"
+		return r
+	}
+	check := func(ctx context.Context, r *vigiev1.CheckRequest, want vigiev1.Decision) *vigiev1.CheckResponse {
+		t.Helper()
+		resp, err := access.Check(ctx, r)
+		if err != nil || resp.Decision != want {
+			t.Fatalf("Check %s = %v, %v; want %v", r.RequestId, resp, err, want)
+		}
+		return resp
+	}
+	hospital := e.as(auth.RoleService, "hospital-his", e2eHospital)
+	// A patient who opposes emergency access: the attempt is denied.
+	opposing := "180127512345642"
+	if _, err := vigiev1.NewConsentServiceClient(e.conn).UpdateConsent(e.as(auth.RolePatient, opposing), &vigiev1.UpdateConsentRequest{
+		Directives: []*vigiev1.Directive{{Id: "oppose", Kind: &vigiev1.Directive_OpposeEmergencyAccess{OpposeEmergencyAccess: &vigiev1.OpposeEmergencyAccess{}}}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	denied := check(hospital, btg("rq-denied", opposing, e2eHospital), vigiev1.Decision_DENY)
+	for i := range 101 {
+		check(hospital, btg(fmt.Sprintf("rq-%d", i), e2ePatient, e2eHospital), vigiev1.Decision_ALLOW)
+	}
+	atClinic := check(e.as(auth.RoleService, "clinic-his", clinic), btg("rq-clinic", e2ePatient, clinic), vigiev1.Decision_ALLOW)
+	e.waitCheckpoint(atClinic.Event.LeafIndex + 1)
+
+	b := newBrowser(t)
+	b.signIn(e.http().base, e.token(auth.RoleDPO, "dpo-ab", e2eHospital, clinic), `#queue-body form.review, #queue-empty, #log-status[data-state="failed"], #log-status[data-state="error"]`)
+	if n := b.count("form.review"); n != 102 {
+		t.Errorf("%d accesses to review, want 102 (101 at the hospital, 1 at the clinic)", n)
+	}
+	if n := b.count(fmt.Sprintf(`form.review[data-commitment=%q]`, denied.Event.Commitment)); n != 0 {
+		t.Errorf("the denied emergency attempt is in the review queue")
+	}
+	if n := b.count(fmt.Sprintf(`form.review[data-commitment=%q]`, atClinic.Event.Commitment)); n != 1 {
+		t.Errorf("the clinic's emergency access is not in the review queue")
+	}
+	if n := b.count("#queue-more"); n != 0 {
+		t.Errorf("the queue says it is incomplete: %s", b.text("#queue-more"))
+	}
+
+	b.run("search the hospital's accesses",
+		chromedp.SetValue(chromedp.CSS("#s-org"), e2eHospital),
+		chromedp.SetValue(chromedp.CSS("#s-kind"), "EVENT_KIND_ACCESS"),
+		chromedp.Click(chromedp.CSS(`#search-form button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#search-count[data-n="100"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#search-more`)),
+	)
+	b.run("more results",
+		chromedp.Click(chromedp.CSS(`#search-more`)),
+		chromedp.WaitVisible(chromedp.CSS(`#search-count[data-n="102"]`)),
+	)
+	if n := b.count(`#results tbody tr[data-verdict="verified"]`); n != 102 {
+		t.Errorf("%d verified results, want 102", n)
+	}
+	if n := b.count(`#search-more:not([hidden])`); n != 0 {
+		t.Errorf("the last page still offers more results")
+	}
+	b.run("search the clinic's",
+		chromedp.SetValue(chromedp.CSS("#s-org"), clinic),
+		chromedp.Click(chromedp.CSS(`#search-form button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#search-count[data-n="1"]`)),
+	)
+	b.screenshot("dashboard-dpo-two-organisations")
+}

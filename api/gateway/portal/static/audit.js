@@ -94,19 +94,36 @@ document.addEventListener('DOMContentLoaded', async () => {
       pts.map(p => svg('circle', { class: 'dot' + (p.ok ? '' : ' failed'), cx: x(p.t), cy: y(p.size), r: 4 }, svg('title', null, `${p.size} · ${Vigie.fmtTime(new Date(p.t).toISOString())}`)))));
   }
 
-  // search runs an audit search (recorded by the API as a read in each
-  // patient's history) and verifies each event against the checkpoint.
-  async function search(filters) {
-    const page = await Vigie.api('POST', '/v1/audit/events:search', Object.assign({ page_size: 100 }, filters));
+  // searchPages runs an audit search (recorded by the API as a read in
+  // each patient's history), page after page from token, at most
+  // maxPages, and verifies each event against the checkpoint. next is the
+  // token of the page after, if any.
+  async function searchPages(filters, maxPages, token) {
+    let events = [], pages = 0;
+    token = token || '';
+    do {
+      const page = await Vigie.api('POST', '/v1/audit/events:search', Object.assign({ page_size: 100 }, filters, token ? { page_token: token } : {}));
+      events = events.concat(page.events || []);
+      token = page.next_page_token || '';
+      pages++;
+    } while (token && pages < maxPages);
     const size = sizeOf(checkpoint);
-    const events = await Promise.all(page.events.map(async e => {
+    events = await Promise.all(events.map(async e => {
       if (Number(e.leaf_index) >= size) return e;
       const p = await Vigie.api('GET', `/v1/log/inclusion?leaf_index=${e.leaf_index}&tree_size=${size}`);
       return Object.assign({}, e, { inclusion_proof: p.hashes });
     }));
-    return Vigie.verify('events', { keys, checkpoint, events, now: new Date().toISOString() });
+    const rep = await Vigie.verify('events', { keys, checkpoint, events, now: new Date().toISOString() });
+    return { rep, next: token };
   }
-  const scopeOrg = () => (s.role === 'dpo' && orgs.length ? { organization: orgs[0] } : {});
+  // A DPO searches one of their organisations at a time (the API requires
+  // it); the queue goes through each.
+  const scopes = () => (s.role === 'dpo' ? orgs.map(o => ({ organization: o })) : [{}]);
+  if (s.role === 'dpo') {
+    const input = document.getElementById('s-org');
+    const select = el('select', { id: 's-org', name: 'organization', 'aria-describedby': 's-org-error' }, orgs.map(o => el('option', { value: o, text: o })));
+    input.replaceWith(select);
+  }
 
   async function loadAlerts() {
     const body = document.getElementById('alerts-body');
@@ -128,18 +145,40 @@ document.addEventListener('DOMContentLoaded', async () => {
     }
   }
 
-  // The queue: break-glass accesses that no review event names yet.
+  // The queue: the break-glass accesses that were allowed (a denied
+  // attempt gave access to nothing; the misuse rule "unreviewed" counts
+  // the same ones) and that no review event names yet, oldest first, up
+  // to QUEUE_PAGES pages of each search; beyond, the page says so.
+  const QUEUE_PAGES = 10;
+  const emergencyAllowed = e => {
+    const p = e.payload || {}, rq = p.request || {}, d = p.decision || {};
+    return e.kind === 'access' && d.effect === 'ALLOW' && ['BTG', 'ETREAT'].includes(rq.purpose);
+  };
   async function loadQueue() {
     const body = document.getElementById('queue-body');
-    const [accesses, reviews] = await Promise.all([
-      search(Object.assign({ kind: 'EVENT_KIND_ACCESS', break_glass_only: true }, scopeOrg())),
-      search(Object.assign({ kind: 'EVENT_KIND_BREAK_GLASS_REVIEW' }, scopeOrg())),
-    ]);
-    await VigieEvents.loadRules(accesses.events);
-    const reviewed = new Set(reviews.events.filter(e => e.verdict === 'verified' && e.payload).map(e => e.payload.event));
-    const pending = accesses.events.filter(e => !reviewed.has(e.commitment));
-    if (!pending.length) { body.replaceChildren(el('p', { id: 'queue-empty', text: t('audit.queueEmpty') })); return; }
-    body.replaceChildren(...pending.map(e => reviewCard(VigieEvents.describe(e))));
+    let accesses = [], reviews = [], truncated = false;
+    for (const scope of scopes()) {
+      const a = await searchPages(Object.assign({ kind: 'EVENT_KIND_ACCESS', break_glass_only: true }, scope), QUEUE_PAGES);
+      // An event that fails verification stays in view, failed.
+      const found = a.rep.events.filter(e => emergencyAllowed(e) || e.verdict === 'failed');
+      accesses = accesses.concat(found);
+      truncated = truncated || !!a.next;
+      if (!found.length) continue;
+      // A review comes after the access it names.
+      const since = new Date(Math.min(...found.map(e => Date.parse(e.time)).filter(x => !isNaN(x)), Date.now())).toISOString();
+      const r = await searchPages(Object.assign({ kind: 'EVENT_KIND_BREAK_GLASS_REVIEW', start_time: since }, scope), QUEUE_PAGES);
+      reviews = reviews.concat(r.rep.events);
+      truncated = truncated || !!r.next;
+    }
+    await VigieEvents.loadRules(accesses);
+    const reviewed = new Set(reviews.filter(e => e.verdict === 'verified' && e.payload).map(e => e.payload.event));
+    const seen = new Set();
+    const pending = accesses.filter(e => !reviewed.has(e.commitment) && !seen.has(e.commitment) && seen.add(e.commitment))
+      .sort((a, b) => Number(a.leaf_index) - Number(b.leaf_index));
+    const note = truncated ? el('p', { id: 'queue-more', class: 'small', text: t('audit.queueMore', { pages: QUEUE_PAGES, n: pending.length }) }) : null;
+    body.dataset.pending = pending.length;
+    if (!pending.length) { body.replaceChildren(el('p', { id: 'queue-empty', text: t('audit.queueEmpty') }), note || ''); return; }
+    body.replaceChildren(...[note].concat(pending.map(e => reviewCard(VigieEvents.describe(e)))).filter(Boolean));
   }
   function reviewCard(v) {
     const id = 'r' + v.commitment.slice(0, 12);
@@ -183,7 +222,7 @@ document.addEventListener('DOMContentLoaded', async () => {
     check(f.organization, org && !/^[0-9A-Za-z]{9}$/.test(org) ? t('field.named', { field: t('audit.organization'), problem: t('field.err.finess') }) : '');
     check(f.to, f.from.value && f.to.value && f.to.value <= f.from.value ? t('audit.err.dates') : '');
     if (problems.length) { problems[0].focus(); return; }
-    const q = Object.assign({}, scopeOrg());
+    const q = {};
     if (ins) q.patient_ins = ins;
     if (rpps) q.actor_rpps = rpps;
     if (org) q.organization = org;
@@ -191,13 +230,33 @@ document.addEventListener('DOMContentLoaded', async () => {
     if (f.to.value) q.end_time = f.to.value + 'T00:00:00Z';
     if (f.kind.value) q.kind = f.kind.value;
     if (f.break_glass_only.checked) q.break_glass_only = true;
-    const count = document.getElementById('search-count');
+    found = { q, events: [], ok: true, next: '' };
+    document.querySelector('#results tbody').replaceChildren();
+    await more();
+  });
+
+  // The search's results so far, and the token of the next page: the
+  // "more results" button asks for it, with the same filters.
+  let found = null;
+  const moreBtn = el('button', { type: 'button', class: 'secondary', id: 'search-more', hidden: true, text: t('audit.moreResults') });
+  document.getElementById('results').closest('.table-wrap').after(moreBtn);
+  moreBtn.addEventListener('click', () => more());
+  document.addEventListener('vigie:lang', () => { moreBtn.textContent = t('audit.moreResults'); });
+  async function more() {
+    const f = form.elements, count = document.getElementById('search-count');
+    const check = (input, problem) => Vigie.fieldError(input, document.getElementById(input.id + '-error'), problem);
+    moreBtn.hidden = true;
     try {
-      const rep = await search(q);
+      const { rep, next } = await searchPages(found.q, 1, found.next);
       await VigieEvents.loadRules(rep.events);
-      document.querySelector('#results tbody').replaceChildren(...rep.events.map(e => VigieEvents.row(VigieEvents.describe(e))));
-      count.textContent = t('audit.results', { n: rep.events.length, ok: rep.ok ? t('audit.allOk') : t('audit.notAllOk') });
-      count.dataset.ok = rep.ok;
+      document.querySelector('#results tbody').append(...rep.events.map(e => VigieEvents.row(VigieEvents.describe(e))));
+      found.events = found.events.concat(rep.events);
+      found.ok = found.ok && rep.ok;
+      found.next = next;
+      count.textContent = t('audit.results', { n: found.events.length, ok: found.ok ? t('audit.allOk') : t('audit.notAllOk') }) + (next ? ' ' + t('audit.resultsMore') : '');
+      count.dataset.ok = found.ok;
+      count.dataset.n = found.events.length;
+      moreBtn.hidden = !next;
     } catch (e) {
       if (e instanceof Vigie.ApiError && e.status === 400) {
         const field = { patient_ins: f.patient_ins, actor_rpps: f.actor_rpps, organization: f.organization, end_time: f.to }[(e.message.match(/invalid ([a-z_]+)/) || [])[1]];
@@ -205,7 +264,7 @@ document.addEventListener('DOMContentLoaded', async () => {
       }
       if (!(e instanceof Vigie.ApiError && e.status === 401)) count.textContent = t('error.load') + ' ' + e.message;
     }
-  });
+  }
 
   try {
     await VigieEvents.loadTexts();
