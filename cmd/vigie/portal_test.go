@@ -533,6 +533,25 @@ func TestPortalAuditor(t *testing.T) {
 	if txt := b.text("#alerts-body"); !strings.Contains(txt, "Accès en urgence non examiné") || !strings.Contains(txt, "10000000002") {
 		t.Errorf("alerts: %q", txt)
 	}
+	// The details are sentences of the page's language, built from the
+	// alert's figures; the dentist's attempt is outside the access matrix.
+	detail := func(kind string) string {
+		return b.text(fmt.Sprintf(`#alerts-table tr[data-kind=%q] td.detail`, kind))
+	}
+	if got := detail("break-glass-unreviewed"); !strings.Contains(got, "Accès en urgence autorisé le") || !strings.Contains(got, "pas encore examiné") {
+		t.Errorf("the unreviewed access's detail: %q", got)
+	}
+	if got, want := detail("outside-matrix"), "1 tentative sur des types de documents que la matrice d’accès n’ouvre pas à cette profession (1 patient)."; got != want {
+		t.Errorf("the outside-matrix detail: %q, want %q", got, want)
+	}
+	b.run("alerts in English", chromedp.Click(chromedp.CSS("#lang")), chromedp.WaitVisible(chromedp.CSS(`html[lang="en"]`)))
+	if got, want := detail("outside-matrix"), "1 attempt on document types the access matrix does not open to this profession (1 patient)."; got != want {
+		t.Errorf("the outside-matrix detail in English: %q, want %q", got, want)
+	}
+	if got := detail("break-glass-unreviewed"); !strings.Contains(got, "not yet reviewed") {
+		t.Errorf("the unreviewed access's detail in English: %q", got)
+	}
+	b.run("back to French", chromedp.Click(chromedp.CSS("#lang")), chromedp.WaitVisible(chromedp.CSS(`html[lang="fr"]`)))
 	b.screenshot("dashboard")
 	b.run("review without a verdict",
 		chromedp.Click(chromedp.CSS(`form.review button[type=submit]`)),

@@ -8,8 +8,15 @@ const Vigie = (() => {
   const PINNED = 'vigie.pinnedKeys', LAST_CP = 'vigie.lastCheckpoint';
   let lang = localStorage.getItem(LANG) === 'en' ? 'en' : 'fr';
 
+  // t returns the text of key in the page's language with {name} replaced
+  // by vars.name, and {name:one|many} by one or many as vars.name is
+  // singular or plural in that language.
   function t(key, vars) {
     let s = (I18N[lang] && I18N[lang][key]) ?? I18N.fr[key] ?? key;
+    s = s.replace(/\{(\w+):([^|{}]*)\|([^{}]*)\}/g, (m, k, one, many) => {
+      const n = Number((vars || {})[k]);
+      return (lang === 'fr' ? Math.abs(n) < 2 : n === 1) ? one : many;
+    });
     for (const [k, v] of Object.entries(vars || {})) s = s.split('{' + k + '}').join(String(v));
     return s;
   }

@@ -125,25 +125,46 @@ document.addEventListener('DOMContentLoaded', async () => {
     input.replaceWith(select);
   }
 
+  // alertText says what an alert's rule measured, in the page's language,
+  // from its figures; the server's (English) detail for a kind the page
+  // does not know.
+  function alertText(a) {
+    const key = 'alertText.' + a.kind;
+    if (t(key) === key || typeof a.count !== 'number') return a.detail || '';
+    const h = a.odd_hours || {};
+    return t(key, { count: a.count, patients: a.patients, threshold: a.threshold || '', window: fmtWindow(a.window_seconds),
+      from: Vigie.fmtTime(a.from), to: Vigie.fmtTime(a.time), start: h.from, end: h.to, zone: h.zone || '' });
+  }
+  function fmtWindow(sec) {
+    sec = Number(sec) || 0;
+    return sec % 3600 === 0 ? (sec / 3600) + ' h' : sec % 60 === 0 ? (sec / 60) + ' min' : sec + ' s';
+  }
+  let alerts = null; // the last answer, shown again in another language
   async function loadAlerts() {
     const body = document.getElementById('alerts-body');
     try {
-      const r = await Vigie.api('GET', 'api/alerts');
-      if (!r.alerts.length) { body.replaceChildren(el('p', { text: t('audit.alertsNone') })); return; }
-      body.replaceChildren(el('div', { class: 'table-wrap' }, el('table', { class: 'responsive', id: 'alerts-table' },
-        el('thead', null, el('tr', null, ['audit.alertKind', 'audit.severity', 'field.rpps', 'audit.organization', 'audit.events', 'audit.detail'].map(k => el('th', { scope: 'col', text: t(k) })))),
-        el('tbody', null, r.alerts.map(a => el('tr', { 'data-kind': a.kind, class: a.severity === 'critical' ? 'deny' : a.severity === 'warning' ? 'btg' : null },
-          el('td', { 'data-label': t('audit.alertKind'), text: t('alert.' + a.kind) === 'alert.' + a.kind ? a.kind : t('alert.' + a.kind) }),
-          el('td', { 'data-label': t('audit.severity') }, el('span', { class: 'badge ' + (a.severity === 'critical' ? 'deny' : 'btg'), text: t('severity.' + a.severity) })),
-          el('td', { 'data-label': t('field.rpps'), text: a.professional }),
-          el('td', { 'data-label': t('audit.organization'), text: a.organisation || '' }),
-          el('td', { 'data-label': t('audit.events'), class: 'mono', text: a.events.map(e => '#' + e.leaf_index).join(' ') }),
-          el('td', { 'data-label': t('audit.detail'), text: a.detail || '' })))))));
+      alerts = (await Vigie.api('GET', 'api/alerts')).alerts || [];
+      renderAlerts();
     } catch (e) {
       if (e instanceof Vigie.ApiError && e.status === 404) body.replaceChildren(el('p', { text: t('audit.alertsOff') }));
       else if (!(e instanceof Vigie.ApiError && e.status === 401)) body.replaceChildren(el('p', { class: 'field-error', text: t('error.load') + ' ' + e.message }));
     }
   }
+  function renderAlerts() {
+    const body = document.getElementById('alerts-body');
+    if (!alerts) return;
+    if (!alerts.length) { body.replaceChildren(el('p', { text: t('audit.alertsNone') })); return; }
+    body.replaceChildren(el('div', { class: 'table-wrap' }, el('table', { class: 'responsive', id: 'alerts-table' },
+      el('thead', null, el('tr', null, ['audit.alertKind', 'audit.severity', 'field.rpps', 'audit.organization', 'audit.events', 'audit.detail'].map(k => el('th', { scope: 'col', text: t(k) })))),
+      el('tbody', null, alerts.map(a => el('tr', { 'data-kind': a.kind, class: a.severity === 'critical' ? 'deny' : a.severity === 'warning' ? 'btg' : null },
+        el('td', { 'data-label': t('audit.alertKind'), text: t('alert.' + a.kind) === 'alert.' + a.kind ? a.kind : t('alert.' + a.kind) }),
+        el('td', { 'data-label': t('audit.severity') }, el('span', { class: 'badge ' + (a.severity === 'critical' ? 'deny' : 'btg'), text: t('severity.' + a.severity) })),
+        el('td', { 'data-label': t('field.rpps'), text: a.professional }),
+        el('td', { 'data-label': t('audit.organization'), text: a.organisation || '' }),
+        el('td', { 'data-label': t('audit.events'), class: 'mono', text: a.events.map(e => '#' + e.leaf_index).join(' ') }),
+        el('td', { 'data-label': t('audit.detail'), class: 'detail', text: alertText(a) })))))));
+  }
+  document.addEventListener('vigie:lang', renderAlerts);
 
   // The queue: the break-glass accesses that were allowed (a denied
   // attempt gave access to nothing; the misuse rule "unreviewed" counts
