@@ -86,7 +86,14 @@ const Vigie = (() => {
     const headers = { Accept: 'application/json' };
     if (s) headers.Authorization = 'Bearer ' + s.token;
     if (body !== undefined) headers['Content-Type'] = 'application/json';
-    const r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), cache: 'no-store', credentials: 'omit', redirect: 'error' });
+    let r;
+    // A call over the caller's rate (429) was refused before anything was
+    // done: it is retried, a little later each time.
+    for (let attempt = 0; ; attempt++) {
+      r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), cache: 'no-store', credentials: 'omit', redirect: 'error' });
+      if (r.status !== 429 || attempt >= 6) break;
+      await new Promise(ok => setTimeout(ok, 250 * 2 ** attempt));
+    }
     const text = opts && opts.raw ? null : await r.text();
     if (r.status === 401 && !(opts && opts.noSignOut)) {
       let msg = ''; try { msg = JSON.parse(text).message; } catch (e) { /* not JSON */ }
@@ -101,6 +108,15 @@ const Vigie = (() => {
     try { data = text ? JSON.parse(text) : null; } catch (e) { data = { message: text }; }
     if (!r.ok) throw new ApiError(r.status, data);
     return data;
+  }
+  // pool maps items with f, at most n calls at a time, in order.
+  async function pool(items, n, f) {
+    const out = new Array(items.length);
+    let next = 0;
+    await Promise.all(Array.from({ length: Math.min(n, items.length) }, async () => {
+      while (next < items.length) { const i = next++; out[i] = await f(items[i], i); }
+    }));
+    return out;
   }
   // pages fetches every page of a list route.
   async function allPages(path, field, pageSize) {
@@ -282,6 +298,6 @@ const Vigie = (() => {
 
   return {
     t, get lang() { return lang; }, applyI18n, session, startSession, signOut, takeSignInMessage, expired, requireSession, homeOf, claims,
-    api, allPages, ApiError, verify, verifier, logKeys, pinKeys, checkLogGrowth, noteSize, rollbackOf, rollback, beyondCheckpoint, b64, unb64, el, svg, fmtTime, fmtMonth, status, fieldError,
+    api, allPages, pool, ApiError, verify, verifier, logKeys, pinKeys, checkLogGrowth, noteSize, rollbackOf, rollback, beyondCheckpoint, b64, unb64, el, svg, fmtTime, fmtMonth, status, fieldError,
   };
 })();
