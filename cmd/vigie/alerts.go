@@ -101,7 +101,10 @@ func (a *ledgerAlerts) compute(ctx context.Context, scope portal.Scope) (cachedA
 	for _, e := range events {
 		patientOf[e.Ref.Commitment] = e.Body.Patient
 	}
-	cfg := a.config
+	cfg, err := a.config.WithDefaults()
+	if err != nil {
+		return cachedAlerts{}, err
+	}
 	cfg.Now = now
 	res, err := misuse.Detect(events, cfg)
 	if err != nil {
@@ -114,8 +117,9 @@ func (a *ledgerAlerts) compute(ctx context.Context, scope portal.Scope) (cachedA
 		}
 		pa := portal.Alert{
 			Kind: string(m.Kind), Severity: severity(m.Severity), Professional: m.Actor, Organisation: m.Organization,
-			Detail: m.Message, Time: m.To,
+			Detail: m.Message, Count: m.Count, Patients: m.Patients, From: m.From, Time: m.To,
 		}
+		fillThreshold(&pa, m.Kind, cfg)
 		for _, r := range m.Events {
 			ref := portal.EventRef{LeafIndex: r.Index, Commitment: r.Commitment.String()}
 			pa.Events = append(pa.Events, ref)
@@ -223,4 +227,24 @@ func severity(s misuse.Severity) portal.Severity {
 		return portal.SeverityWarning
 	}
 	return portal.SeverityInfo
+}
+
+// fillThreshold sets the threshold, window and hours of the rule of kind
+// k under cfg (with its defaults), for the dashboard to say them.
+func fillThreshold(pa *portal.Alert, k misuse.Kind, cfg misuse.Config) {
+	switch k {
+	case misuse.KindBreakGlassRate:
+		pa.Threshold = cfg.BreakGlassPerActor
+	case misuse.KindBurst:
+		pa.Threshold, pa.WindowSeconds = cfg.BurstPatients, int64(cfg.BurstWindow/time.Second)
+	case misuse.KindRepeatedDenials:
+		pa.Threshold, pa.WindowSeconds = cfg.Denials, int64(cfg.DenialWindow/time.Second)
+	case misuse.KindOddHours:
+		pa.Threshold = cfg.OddHoursMin
+		pa.OddHours = &portal.HourRange{From: cfg.OddHoursStart, To: cfg.OddHoursEnd, Zone: cfg.Location.String()}
+	case misuse.KindNoCareRelationship:
+		pa.Threshold = cfg.NoCareMin
+	case misuse.KindOutsideMatrix:
+		pa.Threshold = cfg.OutsideMatrixMin
+	}
 }

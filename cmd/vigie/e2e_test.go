@@ -545,8 +545,11 @@ func TestMisuseAlerts(t *testing.T) {
 		code, b := c.do("GET", "/portal/api/alerts", token, "")
 		var resp struct {
 			Alerts []struct {
-				Kind   string `json:"kind"`
-				Events []struct {
+				Kind     string    `json:"kind"`
+				Count    int       `json:"count"`
+				Patients int       `json:"patients"`
+				From     time.Time `json:"from"`
+				Events   []struct {
 					Commitment string `json:"commitment"`
 				} `json:"events"`
 			} `json:"alerts"`
@@ -558,6 +561,10 @@ func TestMisuseAlerts(t *testing.T) {
 		}
 		var got []string
 		for _, a := range resp.Alerts {
+			// The figures the dashboard builds its sentences from.
+			if a.Count != len(a.Events) || a.Patients < 1 || a.From.IsZero() {
+				t.Errorf("alert %s: count %d, patients %d, from %v; want the count of its %d events, patients, a time", a.Kind, a.Count, a.Patients, a.From, len(a.Events))
+			}
 			for _, ev := range a.Events {
 				got = append(got, a.Kind+" "+ev.Commitment)
 			}

@@ -385,6 +385,51 @@ func TestPortalPatient(t *testing.T) {
 		t.Errorf("consent after the retry: %s", got)
 	}
 
+	// A change the server refuses: naming as treating physician the
+	// professional the patient blocks. The reason shows, in French, on the
+	// field and on the row of the block; the change is kept, and saved
+	// once the block is removed.
+	b.run("refused change",
+		chromedp.SetValue(chromedp.CSS("#physician-rpps"), e2eDoctor),
+		chromedp.Click(chromedp.CSS(`#physician-form button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.CSS("#physician-rpps-error")),
+	)
+	if msg := b.text("#physician-rpps-error"); !strings.Contains(msg, "à la fois bloqué et autorisé") || !strings.Contains(msg, "Numéro RPPS") || strings.Contains(msg, "directives[") {
+		t.Errorf("the refusal on the physician's field: %q", msg)
+	}
+	if b.attr("#physician-rpps", "aria-invalid") != "true" {
+		t.Errorf("the physician's field is not marked invalid")
+	}
+	blockRow := fmt.Sprintf(`#directives li[data-id="block-%s"]`, e2eDoctor)
+	if msg := b.text(blockRow + " .field-error"); !strings.Contains(msg, "En conflit") {
+		t.Errorf("the row of the block: %q", msg)
+	}
+	if got := b.attr("#stale-title", "data-i18n"); got != "consent.refused" || b.count("#stale:not([hidden])") != 1 {
+		t.Errorf("the refused change is not offered again (%q)", got)
+	}
+	if kept := get(b, "pending change", chromedp.Evaluate[string]("sessionStorage.getItem('vigie.pendingConsent') || ''")); !strings.Contains(kept, e2eDoctor) {
+		t.Errorf("the refused change was not kept: %q", kept)
+	}
+	b.screenshot("consent-refused")
+	b.run("remove the block, retry the change",
+		chromedp.Click(chromedp.CSS(blockRow+" button")),
+		chromedp.WaitVisible(chromedp.CSS(`#consent-status[data-version="4"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#stale")),
+		chromedp.Click(chromedp.CSS("#retry")),
+		chromedp.WaitVisible(chromedp.CSS(`#consent-status[data-version="5"]`)),
+	)
+	final, err = consents.GetConsent(patient, &vigiev1.GetConsentRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids = ids[:0]
+	for _, d := range final.Directives {
+		ids = append(ids, d.Id)
+	}
+	if got := strings.Join(ids, ","); got != "elsewhere,block-10000000009,treating-physician" || final.Directives[2].GetTreatingPhysician().GetRpps() != e2eDoctor {
+		t.Errorf("consent after the block's removal and the retry: %s", got)
+	}
+
 	// Through a proxy that changes a body, the page reports the failure.
 	tb := newBrowser(t)
 	tb.signIn(tamperingProxy(t, base), patientToken, `#verdict[data-state="verified"], #verdict[data-state="failed"]`)
@@ -488,6 +533,25 @@ func TestPortalAuditor(t *testing.T) {
 	if txt := b.text("#alerts-body"); !strings.Contains(txt, "Accès en urgence non examiné") || !strings.Contains(txt, "10000000002") {
 		t.Errorf("alerts: %q", txt)
 	}
+	// The details are sentences of the page's language, built from the
+	// alert's figures; the dentist's attempt is outside the access matrix.
+	detail := func(kind string) string {
+		return b.text(fmt.Sprintf(`#alerts-table tr[data-kind=%q] td.detail`, kind))
+	}
+	if got := detail("break-glass-unreviewed"); !strings.Contains(got, "Accès en urgence autorisé le") || !strings.Contains(got, "pas encore examiné") {
+		t.Errorf("the unreviewed access's detail: %q", got)
+	}
+	if got, want := detail("outside-matrix"), "1 tentative sur des types de documents que la matrice d’accès n’ouvre pas à cette profession (1 patient)."; got != want {
+		t.Errorf("the outside-matrix detail: %q, want %q", got, want)
+	}
+	b.run("alerts in English", chromedp.Click(chromedp.CSS("#lang")), chromedp.WaitVisible(chromedp.CSS(`html[lang="en"]`)))
+	if got, want := detail("outside-matrix"), "1 attempt on document types the access matrix does not open to this profession (1 patient)."; got != want {
+		t.Errorf("the outside-matrix detail in English: %q, want %q", got, want)
+	}
+	if got := detail("break-glass-unreviewed"); !strings.Contains(got, "not yet reviewed") {
+		t.Errorf("the unreviewed access's detail in English: %q", got)
+	}
+	b.run("back to French", chromedp.Click(chromedp.CSS("#lang")), chromedp.WaitVisible(chromedp.CSS(`html[lang="fr"]`)))
 	b.screenshot("dashboard")
 	b.run("review without a verdict",
 		chromedp.Click(chromedp.CSS(`form.review button[type=submit]`)),
@@ -574,4 +638,241 @@ func TestPortalAuditor(t *testing.T) {
 		t.Errorf("a history with a wrong consistency proof: log status %q: %s", state, f.text("#log-status"))
 	}
 	f.screenshot("dashboard-inconsistent")
+}
+
+// replayProxy forwards to a server, except for the paths given an answer
+// of its own: a server rolled back to an older state serves again what it
+// served then.
+type replayProxy struct {
+	url   string
+	mu    sync.Mutex
+	fixed map[string]fixedAnswer
+}
+
+type fixedAnswer struct {
+	status      int
+	contentType string
+	body        []byte
+}
+
+func newReplayProxy(t *testing.T, target string) *replayProxy {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &replayProxy{fixed: map[string]fixedAnswer{}}
+	forward := httputil.NewSingleHostReverseProxy(u)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.mu.Lock()
+		a, ok := p.fixed[r.URL.Path]
+		p.mu.Unlock()
+		if !ok {
+			forward.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", a.contentType)
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(a.status)
+		w.Write(a.body)
+	})}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	p.url = "http://" + l.Addr().String()
+	return p
+}
+
+// serve makes the proxy answer GET path with body; a nil body forwards again.
+func (p *replayProxy) serve(path string, status int, contentType string, body []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if body == nil {
+		delete(p.fixed, path)
+		return
+	}
+	p.fixed[path] = fixedAnswer{status, contentType, body}
+}
+
+// TestPortalRollback: a server that, after this browser verified a larger
+// log, serves an older checkpoint (and the answers that go with it) is
+// reported as rolled back, on the patient's history and on the dashboard,
+// with both sizes; and so is a server that cannot prove the log it serves
+// extends the one this browser saw, its size being "beyond" its latest
+// checkpoint.
+func TestPortalRollback(t *testing.T) {
+	e := startE2E(t)
+	c := e.http()
+	e.waitCheckpoint(portalAccesses(t, e) + 1)
+	patientToken := e.token(auth.RolePatient, e2ePatient)
+	auditorToken := e.token(auth.RoleAuditor, "asso-patients")
+	capture := func(path, token string) []byte {
+		t.Helper()
+		code, b := c.do("GET", path, token, "")
+		if code != http.StatusOK {
+			t.Fatalf("GET %s = %d %s", path, code, b)
+		}
+		return b
+	}
+	// What the server serves now, to be served again later.
+	oldListing := capture("/v1/me/accesses?page_size=200", patientToken)
+	oldCheckpoint := capture("/checkpoint", "")
+	oldHistory := capture("/v1/log/checkpoints?max_count=100", auditorToken)
+	oldSize := strings.Split(string(oldCheckpoint), "\n")[1]
+
+	// The log grows.
+	var last uint64
+	for i := range 3 {
+		resp, err := vigiev1.NewAccessServiceClient(e.conn).Check(e.as(auth.RoleService, "hospital-his", e2eHospital), checkRequest(fmt.Sprintf("portal-later-%d", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = resp.Event.LeafIndex
+	}
+	e.waitCheckpoint(last + 1)
+
+	p := newReplayProxy(t, c.base)
+	verdict := `#verdict[data-state="verified"], #verdict[data-state="failed"], #verdict[data-state="error"]`
+	b := newBrowser(t)
+	b.signIn(p.url, patientToken, verdict)
+	if state := b.attr("#verdict", "data-state"); state != "verified" {
+		t.Fatalf("history verdict %q: %s", state, b.text("#verdict"))
+	}
+	b.run("history seen again", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(`#log-status[data-state="verified"]`)))
+
+	// Rolled back: the listing of before, proved against the older
+	// checkpoint, each event authentic.
+	p.serve("/v1/me/accesses", http.StatusOK, "application/json", oldListing)
+	b.run("history rolled back", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(`#log-status[data-state="failed"]`)))
+	if got := b.attr("#log-status", "data-rollback"); got != "rollback" {
+		t.Errorf("history rolled back: data-rollback %q, want rollback: %s", got, b.text("#log-status"))
+	}
+	if txt, now := b.text("#log-status"), b.attr("#log-status", "data-now"); !strings.Contains(txt, "retour en arrière") || !strings.Contains(txt, "taille "+oldSize) ||
+		now != oldSize || !strings.Contains(txt, "taille "+b.attr("#log-status", "data-seen")) || b.attr("#log-status", "role") != "alert" {
+		t.Errorf("history rolled back to size %s: the page says (now %s) %q", oldSize, now, txt)
+	}
+	b.screenshot("history-rolled-back")
+	// Served again the log it grew to, the page checks it against the
+	// largest it saw: consistent.
+	p.serve("/v1/me/accesses", 0, "", nil)
+	b.run("history after the rollback", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(`#log-status[data-state="verified"]`)))
+
+	// The dashboard, in the same browser origin.
+	a := newBrowser(t)
+	a.signIn(p.url, auditorToken, `#log-status[data-state="verified"], #log-status[data-state="failed"], #log-status[data-state="error"]`)
+	if state := a.attr("#log-status", "data-state"); state != "verified" {
+		t.Fatalf("log status %q: %s", state, a.text("#log-status"))
+	}
+	p.serve("/checkpoint", http.StatusOK, "text/plain; charset=utf-8", oldCheckpoint)
+	p.serve("/v1/log/checkpoints", http.StatusOK, "application/json", oldHistory)
+	a.run("dashboard rolled back", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(`#log-status[data-state="failed"], #log-status[data-state="error"]`)))
+	if got := a.attr("#log-status", "data-rollback"); got != "rollback" || a.attr("#log-status", "data-now") != oldSize {
+		t.Errorf("dashboard rolled back: data-rollback %q: %s", got, a.text("#log-status"))
+	}
+	if txt := a.text("#log-status"); !strings.Contains(txt, "taille "+oldSize) {
+		t.Errorf("the dashboard does not name the size served: %q", txt)
+	}
+	a.screenshot("dashboard-rolled-back")
+
+	// A browser that saw the older log; the server serves the newer one
+	// but says it is beyond its checkpoint when asked to prove it.
+	p.serve("/checkpoint", 0, "", nil)
+	p.serve("/v1/log/checkpoints", 0, "", nil)
+	p2 := newReplayProxy(t, c.base)
+	p2.serve("/v1/me/accesses", http.StatusOK, "application/json", oldListing)
+	o := newBrowser(t)
+	o.signIn(p2.url, patientToken, verdict)
+	p2.serve("/v1/me/accesses", 0, "", nil)
+	p2.serve("/v1/log/consistency", http.StatusBadRequest, "application/json", []byte(`{"code":3,"message":"invalid second: beyond the latest signed checkpoint"}`))
+	o.run("history beyond", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(`#log-status[data-state="failed"]`)))
+	if got := o.attr("#log-status", "data-rollback"); got != "beyond" || o.attr("#log-status", "data-seen") != oldSize {
+		t.Errorf("a consistency proof beyond the checkpoint: data-rollback %q: %s", got, o.text("#log-status"))
+	}
+	if st := o.attr("#verdict", "data-state"); st != "verified" {
+		t.Errorf("a consistency proof beyond the checkpoint: the events' verdict %q, want verified (only the log's growth fails)", st)
+	}
+}
+
+// TestPortalReviewQueue: a DPO bound to two organisations sees in the
+// review queue the allowed emergency accesses of both, more than a page
+// of them, and not an emergency attempt that was denied (it gave access
+// to nothing); the search shows a page of results, and the next on demand.
+func TestPortalReviewQueue(t *testing.T) {
+	// The dashboard fetches one inclusion proof per event: for two
+	// hundred events, more than a DPO's default rate (20/s, burst 50)
+	// allows at once; the page paces its calls.
+	e := startE2E(t)
+	const clinic = "130000011"
+	access := vigiev1.NewAccessServiceClient(e.conn)
+	btg := func(id, ins, org string) *vigiev1.CheckRequest {
+		r := checkRequest(id)
+		r.PatientIns = ins
+		r.Actor.Rpps, r.Actor.CareTeam, r.Actor.Organization = "10000000002", false, org
+		r.PurposeOfUse, r.BreakGlassJustification = vigiev1.PurposeOfUse_BTG, "patient unconscious in the emergency room"
+		return r
+	}
+	check := func(ctx context.Context, r *vigiev1.CheckRequest, want vigiev1.Decision) *vigiev1.CheckResponse {
+		t.Helper()
+		resp, err := access.Check(ctx, r)
+		if err != nil || resp.Decision != want {
+			t.Fatalf("Check %s = %v, %v; want %v", r.RequestId, resp, err, want)
+		}
+		return resp
+	}
+	hospital := e.as(auth.RoleService, "hospital-his", e2eHospital)
+	// A patient who opposes emergency access: the attempt is denied.
+	opposing := "180127512345642"
+	if _, err := vigiev1.NewConsentServiceClient(e.conn).UpdateConsent(e.as(auth.RolePatient, opposing), &vigiev1.UpdateConsentRequest{
+		Directives: []*vigiev1.Directive{{Id: "oppose", Kind: &vigiev1.Directive_OpposeEmergencyAccess{OpposeEmergencyAccess: &vigiev1.OpposeEmergencyAccess{}}}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	denied := check(hospital, btg("rq-denied", opposing, e2eHospital), vigiev1.Decision_DENY)
+	for i := range 101 {
+		check(hospital, btg(fmt.Sprintf("rq-%d", i), e2ePatient, e2eHospital), vigiev1.Decision_ALLOW)
+	}
+	atClinic := check(e.as(auth.RoleService, "clinic-his", clinic), btg("rq-clinic", e2ePatient, clinic), vigiev1.Decision_ALLOW)
+	e.waitCheckpoint(atClinic.Event.LeafIndex + 1)
+
+	b := newBrowser(t)
+	b.signIn(e.http().base, e.token(auth.RoleDPO, "dpo-ab", e2eHospital, clinic), `#queue-body form.review, #queue-empty, #log-status[data-state="failed"], #log-status[data-state="error"]`)
+	if n := b.count("form.review"); n != 102 {
+		t.Errorf("%d accesses to review, want 102 (101 at the hospital, 1 at the clinic)", n)
+	}
+	if n := b.count(fmt.Sprintf(`form.review[data-commitment=%q]`, denied.Event.Commitment)); n != 0 {
+		t.Errorf("the denied emergency attempt is in the review queue")
+	}
+	if n := b.count(fmt.Sprintf(`form.review[data-commitment=%q]`, atClinic.Event.Commitment)); n != 1 {
+		t.Errorf("the clinic's emergency access is not in the review queue")
+	}
+	if n := b.count("#queue-more"); n != 0 {
+		t.Errorf("the queue says it is incomplete: %s", b.text("#queue-more"))
+	}
+
+	b.run("search the hospital's accesses",
+		chromedp.SetValue(chromedp.CSS("#s-org"), e2eHospital),
+		chromedp.SetValue(chromedp.CSS("#s-kind"), "EVENT_KIND_ACCESS"),
+		chromedp.Click(chromedp.CSS(`#search-form button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#search-count[data-n="100"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#search-more`)),
+	)
+	b.run("more results",
+		chromedp.Click(chromedp.CSS(`#search-more`)),
+		chromedp.WaitVisible(chromedp.CSS(`#search-count[data-n="102"]`)),
+	)
+	if n := b.count(`#results tbody tr[data-verdict="verified"]`); n != 102 {
+		t.Errorf("%d verified results, want 102", n)
+	}
+	if n := b.count(`#search-more:not([hidden])`); n != 0 {
+		t.Errorf("the last page still offers more results")
+	}
+	b.run("search the clinic's",
+		chromedp.SetValue(chromedp.CSS("#s-org"), clinic),
+		chromedp.Click(chromedp.CSS(`#search-form button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#search-count[data-n="1"]`)),
+	)
+	b.screenshot("dashboard-dpo-two-organisations")
 }

@@ -39,6 +39,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/vigie-sante/vigie/consent"
@@ -133,6 +134,11 @@ type Config struct {
 	// outside the access matrix is reported. Default 1.
 	OutsideMatrixMin int
 }
+
+// WithDefaults returns c with its zero fields set to their defaults, or
+// an error if c is invalid: the thresholds Detect applies, for a reader
+// to show along with the alerts.
+func (c Config) WithDefaults() (Config, error) { return c.withDefaults() }
 
 // withDefaults checks c and fills in the defaults.
 func (c Config) withDefaults() (Config, error) {
@@ -285,9 +291,13 @@ func Detect(events []event.Logged, cfg Config) (*Result, error) {
 		as := byActor[k]
 		res.Alerts = append(res.Alerts, perActor(as, cfg)...)
 		res.Alerts = append(res.Alerts, windows(KindBurst, High, as, func(a *access) bool { return true }, cfg.BurstPatients, cfg.BurstWindow, true,
-			"%d accesses to %d distinct patients within %s")...)
+			func(n, patients int) string {
+				return count(n, "access", "accesses") + " to " + count(patients, "distinct patient", "distinct patients") + " within " + cfg.BurstWindow.String()
+			})...)
 		res.Alerts = append(res.Alerts, windows(KindRepeatedDenials, Medium, as, func(a *access) bool { return a.dec.Effect == consent.Deny }, cfg.Denials, cfg.DenialWindow, false,
-			"%d denied accesses (%d patients) within %s")...)
+			func(n, patients int) string {
+				return count(n, "denied access", "denied accesses") + " (" + count(patients, "patient", "patients") + ") within " + cfg.DenialWindow.String()
+			})...)
 	}
 	for _, a := range accesses {
 		if a.breakGls && a.dec.Effect == consent.Allow && !reviewed[a.ref.Commitment] && cfg.Now.Sub(a.time) >= cfg.ReviewDelay {
@@ -344,18 +354,26 @@ func perActor(as []access, cfg Config) []Alert {
 		}
 	}
 	var out []Alert
-	add := func(k Kind, s Severity, list []access, threshold int, format string) {
+	add := func(k Kind, s Severity, list []access, threshold int, what func(n int) string) {
 		if len(list) == 0 || len(list) < threshold {
 			return
 		}
 		al := newAlert(k, s, list)
-		al.Message = fmt.Sprintf(format, len(list), al.Patients)
+		al.Message = what(len(list)) + " (" + count(al.Patients, "patient", "patients") + ")"
 		out = append(out, al)
 	}
-	add(KindBreakGlassRate, Medium, bg, cfg.BreakGlassPerActor, "%d emergency (break-glass) accesses, %d patients")
-	add(KindNoCareRelationship, Medium, noCare, cfg.NoCareMin, "%d accesses or attempts outside the care team, not named by the patient, outside an emergency (%d patients)")
-	add(KindOddHours, Low, odd, cfg.OddHoursMin, fmt.Sprintf("%%d accesses between %02d:00 and %02d:00 (%s), outside emergencies (%%d patients)", cfg.OddHoursStart, cfg.OddHoursEnd, cfg.Location))
-	add(KindOutsideMatrix, Low, matrix, cfg.OutsideMatrixMin, "%d attempts on document types the access matrix does not permit to the profession (%d patients)")
+	add(KindBreakGlassRate, Medium, bg, cfg.BreakGlassPerActor, func(n int) string {
+		return count(n, "emergency (break-glass) access", "emergency (break-glass) accesses")
+	})
+	add(KindNoCareRelationship, Medium, noCare, cfg.NoCareMin, func(n int) string {
+		return count(n, "access or attempt", "accesses or attempts") + " outside the care team, not named by the patient, outside an emergency"
+	})
+	add(KindOddHours, Low, odd, cfg.OddHoursMin, func(n int) string {
+		return count(n, "access", "accesses") + fmt.Sprintf(" between %02d:00 and %02d:00 (%s), outside emergencies", cfg.OddHoursStart, cfg.OddHoursEnd, cfg.Location)
+	})
+	add(KindOutsideMatrix, Low, matrix, cfg.OutsideMatrixMin, func(n int) string {
+		return count(n, "attempt", "attempts") + " on document types the access matrix does not permit to the profession"
+	})
 	return out
 }
 
@@ -405,7 +423,7 @@ func oddHour(t time.Time, cfg Config) bool {
 // match keep, the windows of at most width holding at least threshold of
 // them (of distinct patients when distinct), merges overlapping windows, and
 // returns one alert per merged window.
-func windows(k Kind, s Severity, all []access, keep func(*access) bool, threshold int, width time.Duration, distinct bool, format string) []Alert {
+func windows(k Kind, s Severity, all []access, keep func(*access) bool, threshold int, width time.Duration, distinct bool, message func(n, patients int) string) []Alert {
 	var as []access
 	for i := range all {
 		if keep(&all[i]) {
@@ -419,7 +437,7 @@ func windows(k Kind, s Severity, all []access, keep func(*access) bool, threshol
 	flush := func() {
 		if mergedLo >= 0 {
 			al := newAlert(k, s, as[mergedLo:mergedHi+1])
-			al.Message = fmt.Sprintf(format, al.Count, al.Patients, width)
+			al.Message = message(al.Count, al.Patients)
 			out = append(out, al)
 		}
 		mergedLo, mergedHi = -1, -1
@@ -449,4 +467,12 @@ func windows(k Kind, s Severity, all []access, keep func(*access) bool, threshol
 	}
 	flush()
 	return out
+}
+
+// count says "1 access" or "2 accesses".
+func count(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return strconv.Itoa(n) + " " + many
 }

@@ -3,6 +3,7 @@ package misuse
 import (
 	"crypto/sha256"
 	"fmt"
+	"regexp"
 	"slices"
 	"testing"
 	"time"
@@ -30,6 +31,9 @@ type accessSpec struct {
 	careTeam bool
 	grounds  []consent.Ground
 }
+
+// oneThings matches "1 accesses", "1 attempts", "1 patients".
+var oneThings = regexp.MustCompile(`\b1 [^0-9]*?\b(accesses|attempts|patients)\b`)
 
 func pseudonym(n int) event.Hash { return sha256.Sum256([]byte(fmt.Sprint("patient ", n))) }
 
@@ -197,6 +201,9 @@ func TestDetectSignals(t *testing.T) {
 			a := r.Alerts[0]
 			if a.Actor != drA || a.Count < 1 || len(a.Events) != a.Count || a.Message == "" || a.From.After(a.To) {
 				t.Errorf("alert %+v", a)
+			}
+			if oneThings.MatchString(a.Message) {
+				t.Errorf("message %q: one of a thing in the plural", a.Message)
 			}
 			for _, ref := range a.Events {
 				if b.events[ref.Index].Ref != ref {

@@ -42,12 +42,36 @@ type Alert struct {
 	Organisation string `json:"organisation,omitempty"`
 	// Events are the events that raised the alert, in log order.
 	Events []EventRef `json:"events"`
-	// Detail says what the rule measured, in words and figures, without
-	// health data or patient identifiers ("12 break-glass accesses in
-	// 24 h, threshold 5").
+	// Detail says what the rule measured, in English words and figures,
+	// without health data or patient identifiers ("12 break-glass
+	// accesses in 24 h, threshold 5"): the dashboard builds its own
+	// sentence from the fields below for the kinds it knows, and shows
+	// Detail for the others.
 	Detail string `json:"detail,omitempty"`
+	// Count is the number of events, Patients the number of distinct
+	// patients among them.
+	Count    int `json:"count"`
+	Patients int `json:"patients"`
+	// Threshold is the rule's threshold the count reached (events, or
+	// distinct patients for a burst); 0 for a rule without one.
+	Threshold int `json:"threshold,omitempty"`
+	// WindowSeconds is the width of the rule's window (bursts, repeated
+	// denials); 0 for a rule without one.
+	WindowSeconds int64 `json:"window_seconds,omitempty"`
+	// OddHours is the period of odd hours, for an odd-hours alert.
+	OddHours *HourRange `json:"odd_hours,omitempty"`
+	// From is the first event's time.
+	From time.Time `json:"from"`
 	// Time is when the alert was raised (the last event's time).
 	Time time.Time `json:"time"`
+}
+
+// HourRange is a daily period of local hours, [From, To), across
+// midnight when From > To, in the time zone named by Zone (IANA).
+type HourRange struct {
+	From int    `json:"from"`
+	To   int    `json:"to"`
+	Zone string `json:"zone"`
 }
 
 // Scope is what an alert reader may see.

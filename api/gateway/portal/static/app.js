@@ -8,8 +8,15 @@ const Vigie = (() => {
   const PINNED = 'vigie.pinnedKeys', LAST_CP = 'vigie.lastCheckpoint';
   let lang = localStorage.getItem(LANG) === 'en' ? 'en' : 'fr';
 
+  // t returns the text of key in the page's language with {name} replaced
+  // by vars.name, and {name:one|many} by one or many as vars.name is
+  // singular or plural in that language.
   function t(key, vars) {
     let s = (I18N[lang] && I18N[lang][key]) ?? I18N.fr[key] ?? key;
+    s = s.replace(/\{(\w+):([^|{}]*)\|([^{}]*)\}/g, (m, k, one, many) => {
+      const n = Number((vars || {})[k]);
+      return (lang === 'fr' ? Math.abs(n) < 2 : n === 1) ? one : many;
+    });
     for (const [k, v] of Object.entries(vars || {})) s = s.split('{' + k + '}').join(String(v));
     return s;
   }
@@ -79,7 +86,14 @@ const Vigie = (() => {
     const headers = { Accept: 'application/json' };
     if (s) headers.Authorization = 'Bearer ' + s.token;
     if (body !== undefined) headers['Content-Type'] = 'application/json';
-    const r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), cache: 'no-store', credentials: 'omit', redirect: 'error' });
+    let r;
+    // A call over the caller's rate (429) was refused before anything was
+    // done: it is retried, a little later each time.
+    for (let attempt = 0; ; attempt++) {
+      r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), cache: 'no-store', credentials: 'omit', redirect: 'error' });
+      if (r.status !== 429 || attempt >= 6) break;
+      await new Promise(ok => setTimeout(ok, 250 * 2 ** attempt));
+    }
     const text = opts && opts.raw ? null : await r.text();
     if (r.status === 401 && !(opts && opts.noSignOut)) {
       let msg = ''; try { msg = JSON.parse(text).message; } catch (e) { /* not JSON */ }
@@ -94,6 +108,15 @@ const Vigie = (() => {
     try { data = text ? JSON.parse(text) : null; } catch (e) { data = { message: text }; }
     if (!r.ok) throw new ApiError(r.status, data);
     return data;
+  }
+  // pool maps items with f, at most n calls at a time, in order.
+  async function pool(items, n, f) {
+    const out = new Array(items.length);
+    let next = 0;
+    await Promise.all(Array.from({ length: Math.min(n, items.length) }, async () => {
+      while (next < items.length) { const i = next++; out[i] = await f(items[i], i); }
+    }));
+    return out;
   }
   // pages fetches every page of a list route.
   async function allPages(path, field, pageSize) {
@@ -149,25 +172,57 @@ const Vigie = (() => {
     localStorage.setItem(PINNED, JSON.stringify({ checkpoint_key: checkpointKey, receipt_key: receiptKey }));
   }
 
+  // A checkpoint note's text: origin, size, root hash, then signatures.
+  function noteText(n) { return new TextDecoder().decode(typeof n === 'string' ? unb64(n) : n); }
+  function noteSize(n) { return Number(noteText(n).split('\n')[1]); }
+  // noteTree is the signed body of a note (origin, size, hash): two notes
+  // of the same tree may differ only by their signatures.
+  function noteTree(n) { const s = noteText(n), i = s.indexOf('\n\n'); return i < 0 ? s : s.slice(0, i + 1); }
+  // rollback is the failed series report when the server now serves a
+  // checkpoint older than one this browser verified before (seen is its
+  // size, now the size served): smaller, or as large with another tree,
+  // or a size the server says it has not reached.
+  function rollback(seen, now, why) {
+    const problem = t('log.' + why, { seen, now });
+    return { ok: false, inconsistent: true, rollback: why, seen, now, problems: [problem], checkpoints: [] };
+  }
+  // rollbackOf compares the note served now with the largest note this
+  // browser verified before, and returns the rollback report, or null.
+  function rollbackOf(largest, note) {
+    const seen = noteSize(largest), now = noteSize(note);
+    if (now < seen) return rollback(seen, now, 'rollback');
+    if (now === seen && noteTree(largest) !== noteTree(note)) return rollback(seen, now, 'fork');
+    return null;
+  }
+  // beyondCheckpoint tells the API's answer that a size is past the
+  // server's latest signed checkpoint.
+  function beyondCheckpoint(e) { return e instanceof ApiError && e.status === 400 && /beyond the latest signed checkpoint/.test(e.message); }
+
   // checkLogGrowth checks that the checkpoint just verified is consistent
-  // with the last one this browser verified (the log only grew), then
-  // remembers it. It returns null when there is nothing to compare.
+  // with the largest one this browser verified before (the log only grew),
+  // then remembers it. A smaller checkpoint, or another tree of the same
+  // size, is a rollback or a fork: reported, never accepted, and the
+  // larger one stays remembered. It returns null when there is nothing to
+  // compare.
   async function checkLogGrowth(keys, note) {
     let last = null;
     try { last = JSON.parse(localStorage.getItem(LAST_CP)); } catch (e) { last = null; }
-    if (typeof note === 'string') note = unb64(note);
-    const cur = { note: b64(note) };
-    const sizeOf = n => Number(new TextDecoder().decode(n).split('\n')[1]);
-    if (!last || !last.note) { localStorage.setItem(LAST_CP, JSON.stringify(cur)); return null; }
-    const a = unb64(last.note), b = note;
-    let [older, newer] = sizeOf(a) <= sizeOf(b) ? [a, b] : [b, a];
+    note = b64(note);
+    if (!last || !last.note) { localStorage.setItem(LAST_CP, JSON.stringify({ note })); return null; }
+    const back = rollbackOf(last.note, note);
+    if (back) return back;
+    const seen = noteSize(last.note), now = noteSize(note);
     let proof = [];
-    if (sizeOf(older) > 0 && sizeOf(older) < sizeOf(newer)) {
-      const p = await api('GET', '/v1/log/consistency?first=' + sizeOf(older) + '&second=' + sizeOf(newer));
-      proof = p.hashes;
+    if (seen > 0 && seen < now) {
+      try {
+        proof = (await api('GET', '/v1/log/consistency?first=' + seen + '&second=' + now)).hashes;
+      } catch (e) {
+        if (beyondCheckpoint(e)) return rollback(seen, now, 'beyond');
+        throw e;
+      }
     }
-    const rep = await verify('series', { keys, notes: [b64(older), b64(newer)], proofs: [proof] });
-    if (rep.ok) localStorage.setItem(LAST_CP, JSON.stringify({ note: b64(newer) }));
+    const rep = await verify('series', { keys, notes: [last.note, note], proofs: [proof] });
+    if (rep.ok) localStorage.setItem(LAST_CP, JSON.stringify({ note }));
     return rep;
   }
 
@@ -243,6 +298,6 @@ const Vigie = (() => {
 
   return {
     t, get lang() { return lang; }, applyI18n, session, startSession, signOut, takeSignInMessage, expired, requireSession, homeOf, claims,
-    api, allPages, ApiError, verify, verifier, logKeys, pinKeys, checkLogGrowth, b64, unb64, el, svg, fmtTime, fmtMonth, status, fieldError,
+    api, allPages, pool, ApiError, verify, verifier, logKeys, pinKeys, checkLogGrowth, noteSize, rollbackOf, rollback, beyondCheckpoint, b64, unb64, el, svg, fmtTime, fmtMonth, status, fieldError,
   };
 })();

@@ -21,12 +21,18 @@ document.addEventListener('DOMContentLoaded', async () => {
   // and every checkpoint this browser saw, merged by size; each verified
   // here and proved consistent with the one before. A checkpoint this
   // browser saw that the history contradicts is a fork: the series fails.
+  // A checkpoint served now that is older than the largest this browser
+  // verified before (smaller, or as large with another tree) is a
+  // rollback: reported as such, before anything else.
   async function checkLog() {
     const box = document.getElementById('log-status');
     const note = Vigie.b64(await Vigie.api('GET', '/checkpoint', undefined, { raw: true }));
-    const history = (await Vigie.api('GET', '/v1/log/checkpoints?max_count=100')).checkpoints || [];
     let seen = [];
     try { seen = JSON.parse(localStorage.getItem(SEEN)) || []; } catch (e) { seen = []; }
+    const largest = seen.reduce((m, x) => (!m || sizeOf(x.note) > sizeOf(m.note) ? x : m), null);
+    const back = largest && Vigie.rollbackOf(largest.note, note);
+    if (back) return rolledBack(box, back);
+    const history = (await Vigie.api('GET', '/v1/log/checkpoints?max_count=100')).checkpoints || [];
     if (!seen.length || seen[seen.length - 1].note !== note) seen.push({ note, time: new Date().toISOString() });
     seen = seen.slice(-100);
     const all = history.map((h, i) => ({ note: h.note, size: sizeOf(h.note), time: h.signed_at, signed: true, proof: i > 0 ? h.consistency_proof || [] : null, prev: i > 0 ? history[i - 1].note : null }))
@@ -38,7 +44,14 @@ document.addEventListener('DOMContentLoaded', async () => {
       const a = series[i - 1], b = series[i];
       if (b.proof && b.prev === a.note) proofs.push(b.proof);
       else if (a.size === b.size || a.size === 0) proofs.push([]);
-      else proofs.push((await Vigie.api('GET', `/v1/log/consistency?first=${a.size}&second=${b.size}`)).hashes);
+      else {
+        try {
+          proofs.push((await Vigie.api('GET', `/v1/log/consistency?first=${a.size}&second=${b.size}`)).hashes);
+        } catch (e) {
+          if (Vigie.beyondCheckpoint(e)) return rolledBack(box, Vigie.rollback(b.size, sizeOf(note), 'beyond'));
+          throw e;
+        }
+      }
     }
     const rep = await Vigie.verify('series', { keys, notes: series.map(x => x.note), proofs });
     if (rep.ok) {
@@ -54,6 +67,14 @@ document.addEventListener('DOMContentLoaded', async () => {
     document.getElementById('cp-list').replaceChildren(...series.map((x, i) =>
       el('li', { text: t(x.signed ? 'audit.cpLineSigned' : 'audit.cpLine', { size: x.size, time: Vigie.fmtTime(x.time), verdict: t('verdict.' + (rep.checkpoints[i] ? rep.checkpoints[i].verdict : 'failed')) }) })).reverse().slice(0, 20));
     drawSizes(series, rep);
+  }
+  // rolledBack reports a rollback or fork of the log; what this browser
+  // saw before stays remembered.
+  function rolledBack(box, rep) {
+    Vigie.status(box, 'failed', t('audit.inconsistent'), rep.problems.join(' '));
+    box.setAttribute('role', 'alert');
+    Object.assign(box.dataset, { rollback: rep.rollback, seen: rep.seen, now: rep.now });
+    document.getElementById('cp-list').replaceChildren();
   }
   let keyInfo = null;
   const keyNote = () => keyInfo && keyInfo.changed ? t('keys.changed') : '';
@@ -73,52 +94,113 @@ document.addEventListener('DOMContentLoaded', async () => {
       pts.map(p => svg('circle', { class: 'dot' + (p.ok ? '' : ' failed'), cx: x(p.t), cy: y(p.size), r: 4 }, svg('title', null, `${p.size} · ${Vigie.fmtTime(new Date(p.t).toISOString())}`)))));
   }
 
-  // search runs an audit search (recorded by the API as a read in each
-  // patient's history) and verifies each event against the checkpoint.
-  async function search(filters) {
-    const page = await Vigie.api('POST', '/v1/audit/events:search', Object.assign({ page_size: 100 }, filters));
+  // searchPages runs an audit search (recorded by the API as a read in
+  // each patient's history), page after page from token, at most
+  // maxPages, and verifies each event against the checkpoint. next is the
+  // token of the page after, if any.
+  async function searchPages(filters, maxPages, token) {
+    let events = [], pages = 0;
+    token = token || '';
+    do {
+      const page = await Vigie.api('POST', '/v1/audit/events:search', Object.assign({ page_size: 100 }, filters, token ? { page_token: token } : {}));
+      events = events.concat(page.events || []);
+      token = page.next_page_token || '';
+      pages++;
+    } while (token && pages < maxPages);
     const size = sizeOf(checkpoint);
-    const events = await Promise.all(page.events.map(async e => {
+    // One inclusion proof per event, a few at a time: within a DPO's rate.
+    events = await Vigie.pool(events, 4, async e => {
       if (Number(e.leaf_index) >= size) return e;
       const p = await Vigie.api('GET', `/v1/log/inclusion?leaf_index=${e.leaf_index}&tree_size=${size}`);
       return Object.assign({}, e, { inclusion_proof: p.hashes });
-    }));
-    return Vigie.verify('events', { keys, checkpoint, events, now: new Date().toISOString() });
+    });
+    const rep = await Vigie.verify('events', { keys, checkpoint, events, now: new Date().toISOString() });
+    return { rep, next: token };
   }
-  const scopeOrg = () => (s.role === 'dpo' && orgs.length ? { organization: orgs[0] } : {});
+  // A DPO searches one of their organisations at a time (the API requires
+  // it); the queue goes through each.
+  const scopes = () => (s.role === 'dpo' ? orgs.map(o => ({ organization: o })) : [{}]);
+  if (s.role === 'dpo') {
+    const input = document.getElementById('s-org');
+    const select = el('select', { id: 's-org', name: 'organization', 'aria-describedby': 's-org-error' }, orgs.map(o => el('option', { value: o, text: o })));
+    input.replaceWith(select);
+  }
 
+  // alertText says what an alert's rule measured, in the page's language,
+  // from its figures; the server's (English) detail for a kind the page
+  // does not know.
+  function alertText(a) {
+    const key = 'alertText.' + a.kind;
+    if (t(key) === key || typeof a.count !== 'number') return a.detail || '';
+    const h = a.odd_hours || {};
+    return t(key, { count: a.count, patients: a.patients, threshold: a.threshold || '', window: fmtWindow(a.window_seconds),
+      from: Vigie.fmtTime(a.from), to: Vigie.fmtTime(a.time), start: h.from, end: h.to, zone: h.zone || '' });
+  }
+  function fmtWindow(sec) {
+    sec = Number(sec) || 0;
+    return sec % 3600 === 0 ? (sec / 3600) + ' h' : sec % 60 === 0 ? (sec / 60) + ' min' : sec + ' s';
+  }
+  let alerts = null; // the last answer, shown again in another language
   async function loadAlerts() {
     const body = document.getElementById('alerts-body');
     try {
-      const r = await Vigie.api('GET', 'api/alerts');
-      if (!r.alerts.length) { body.replaceChildren(el('p', { text: t('audit.alertsNone') })); return; }
-      body.replaceChildren(el('div', { class: 'table-wrap' }, el('table', { class: 'responsive', id: 'alerts-table' },
-        el('thead', null, el('tr', null, ['audit.alertKind', 'audit.severity', 'field.rpps', 'audit.organization', 'audit.events', 'audit.detail'].map(k => el('th', { scope: 'col', text: t(k) })))),
-        el('tbody', null, r.alerts.map(a => el('tr', { 'data-kind': a.kind, class: a.severity === 'critical' ? 'deny' : a.severity === 'warning' ? 'btg' : null },
-          el('td', { 'data-label': t('audit.alertKind'), text: t('alert.' + a.kind) === 'alert.' + a.kind ? a.kind : t('alert.' + a.kind) }),
-          el('td', { 'data-label': t('audit.severity') }, el('span', { class: 'badge ' + (a.severity === 'critical' ? 'deny' : 'btg'), text: t('severity.' + a.severity) })),
-          el('td', { 'data-label': t('field.rpps'), text: a.professional }),
-          el('td', { 'data-label': t('audit.organization'), text: a.organisation || '' }),
-          el('td', { 'data-label': t('audit.events'), class: 'mono', text: a.events.map(e => '#' + e.leaf_index).join(' ') }),
-          el('td', { 'data-label': t('audit.detail'), text: a.detail || '' })))))));
+      alerts = (await Vigie.api('GET', 'api/alerts')).alerts || [];
+      renderAlerts();
     } catch (e) {
       if (e instanceof Vigie.ApiError && e.status === 404) body.replaceChildren(el('p', { text: t('audit.alertsOff') }));
       else if (!(e instanceof Vigie.ApiError && e.status === 401)) body.replaceChildren(el('p', { class: 'field-error', text: t('error.load') + ' ' + e.message }));
     }
   }
+  function renderAlerts() {
+    const body = document.getElementById('alerts-body');
+    if (!alerts) return;
+    if (!alerts.length) { body.replaceChildren(el('p', { text: t('audit.alertsNone') })); return; }
+    body.replaceChildren(el('div', { class: 'table-wrap' }, el('table', { class: 'responsive', id: 'alerts-table' },
+      el('thead', null, el('tr', null, ['audit.alertKind', 'audit.severity', 'field.rpps', 'audit.organization', 'audit.events', 'audit.detail'].map(k => el('th', { scope: 'col', text: t(k) })))),
+      el('tbody', null, alerts.map(a => el('tr', { 'data-kind': a.kind, class: a.severity === 'critical' ? 'deny' : a.severity === 'warning' ? 'btg' : null },
+        el('td', { 'data-label': t('audit.alertKind'), text: t('alert.' + a.kind) === 'alert.' + a.kind ? a.kind : t('alert.' + a.kind) }),
+        el('td', { 'data-label': t('audit.severity') }, el('span', { class: 'badge ' + (a.severity === 'critical' ? 'deny' : 'btg'), text: t('severity.' + a.severity) })),
+        el('td', { 'data-label': t('field.rpps'), text: a.professional }),
+        el('td', { 'data-label': t('audit.organization'), text: a.organisation || '' }),
+        el('td', { 'data-label': t('audit.events'), class: 'mono', text: a.events.map(e => '#' + e.leaf_index).join(' ') }),
+        el('td', { 'data-label': t('audit.detail'), class: 'detail', text: alertText(a) })))))));
+  }
+  document.addEventListener('vigie:lang', renderAlerts);
 
-  // The queue: break-glass accesses that no review event names yet.
+  // The queue: the break-glass accesses that were allowed (a denied
+  // attempt gave access to nothing; the misuse rule "unreviewed" counts
+  // the same ones) and that no review event names yet, oldest first, up
+  // to QUEUE_PAGES pages of each search; beyond, the page says so.
+  const QUEUE_PAGES = 10;
+  const emergencyAllowed = e => {
+    const p = e.payload || {}, rq = p.request || {}, d = p.decision || {};
+    return e.kind === 'access' && d.effect === 'ALLOW' && ['BTG', 'ETREAT'].includes(rq.purpose);
+  };
   async function loadQueue() {
     const body = document.getElementById('queue-body');
-    const [accesses, reviews] = await Promise.all([
-      search(Object.assign({ kind: 'EVENT_KIND_ACCESS', break_glass_only: true }, scopeOrg())),
-      search(Object.assign({ kind: 'EVENT_KIND_BREAK_GLASS_REVIEW' }, scopeOrg())),
-    ]);
-    await VigieEvents.loadRules(accesses.events);
-    const reviewed = new Set(reviews.events.filter(e => e.verdict === 'verified' && e.payload).map(e => e.payload.event));
-    const pending = accesses.events.filter(e => !reviewed.has(e.commitment));
-    if (!pending.length) { body.replaceChildren(el('p', { id: 'queue-empty', text: t('audit.queueEmpty') })); return; }
-    body.replaceChildren(...pending.map(e => reviewCard(VigieEvents.describe(e))));
+    let accesses = [], reviews = [], truncated = false;
+    for (const scope of scopes()) {
+      const a = await searchPages(Object.assign({ kind: 'EVENT_KIND_ACCESS', break_glass_only: true }, scope), QUEUE_PAGES);
+      // An event that fails verification stays in view, failed.
+      const found = a.rep.events.filter(e => emergencyAllowed(e) || e.verdict === 'failed');
+      accesses = accesses.concat(found);
+      truncated = truncated || !!a.next;
+      if (!found.length) continue;
+      // A review comes after the access it names.
+      const since = new Date(Math.min(...found.map(e => Date.parse(e.time)).filter(x => !isNaN(x)), Date.now())).toISOString();
+      const r = await searchPages(Object.assign({ kind: 'EVENT_KIND_BREAK_GLASS_REVIEW', start_time: since }, scope), QUEUE_PAGES);
+      reviews = reviews.concat(r.rep.events);
+      truncated = truncated || !!r.next;
+    }
+    await VigieEvents.loadRules(accesses);
+    const reviewed = new Set(reviews.filter(e => e.verdict === 'verified' && e.payload).map(e => e.payload.event));
+    const seen = new Set();
+    const pending = accesses.filter(e => !reviewed.has(e.commitment) && !seen.has(e.commitment) && seen.add(e.commitment))
+      .sort((a, b) => Number(a.leaf_index) - Number(b.leaf_index));
+    const note = truncated ? el('p', { id: 'queue-more', class: 'small', text: t('audit.queueMore', { pages: QUEUE_PAGES, n: pending.length }) }) : null;
+    body.dataset.pending = pending.length;
+    if (!pending.length) { body.replaceChildren(el('p', { id: 'queue-empty', text: t('audit.queueEmpty') }), note || ''); return; }
+    body.replaceChildren(...[note].concat(pending.map(e => reviewCard(VigieEvents.describe(e)))).filter(Boolean));
   }
   function reviewCard(v) {
     const id = 'r' + v.commitment.slice(0, 12);
@@ -162,7 +244,7 @@ document.addEventListener('DOMContentLoaded', async () => {
     check(f.organization, org && !/^[0-9A-Za-z]{9}$/.test(org) ? t('field.named', { field: t('audit.organization'), problem: t('field.err.finess') }) : '');
     check(f.to, f.from.value && f.to.value && f.to.value <= f.from.value ? t('audit.err.dates') : '');
     if (problems.length) { problems[0].focus(); return; }
-    const q = Object.assign({}, scopeOrg());
+    const q = {};
     if (ins) q.patient_ins = ins;
     if (rpps) q.actor_rpps = rpps;
     if (org) q.organization = org;
@@ -170,13 +252,33 @@ document.addEventListener('DOMContentLoaded', async () => {
     if (f.to.value) q.end_time = f.to.value + 'T00:00:00Z';
     if (f.kind.value) q.kind = f.kind.value;
     if (f.break_glass_only.checked) q.break_glass_only = true;
-    const count = document.getElementById('search-count');
+    found = { q, events: [], ok: true, next: '' };
+    document.querySelector('#results tbody').replaceChildren();
+    await more();
+  });
+
+  // The search's results so far, and the token of the next page: the
+  // "more results" button asks for it, with the same filters.
+  let found = null;
+  const moreBtn = el('button', { type: 'button', class: 'secondary', id: 'search-more', hidden: true, text: t('audit.moreResults') });
+  document.getElementById('results').closest('.table-wrap').after(moreBtn);
+  moreBtn.addEventListener('click', () => more());
+  document.addEventListener('vigie:lang', () => { moreBtn.textContent = t('audit.moreResults'); });
+  async function more() {
+    const f = form.elements, count = document.getElementById('search-count');
+    const check = (input, problem) => Vigie.fieldError(input, document.getElementById(input.id + '-error'), problem);
+    moreBtn.hidden = true;
     try {
-      const rep = await search(q);
+      const { rep, next } = await searchPages(found.q, 1, found.next);
       await VigieEvents.loadRules(rep.events);
-      document.querySelector('#results tbody').replaceChildren(...rep.events.map(e => VigieEvents.row(VigieEvents.describe(e))));
-      count.textContent = t('audit.results', { n: rep.events.length, ok: rep.ok ? t('audit.allOk') : t('audit.notAllOk') });
-      count.dataset.ok = rep.ok;
+      document.querySelector('#results tbody').append(...rep.events.map(e => VigieEvents.row(VigieEvents.describe(e))));
+      found.events = found.events.concat(rep.events);
+      found.ok = found.ok && rep.ok;
+      found.next = next;
+      count.textContent = t('audit.results', { n: found.events.length, ok: found.ok ? t('audit.allOk') : t('audit.notAllOk') }) + (next ? ' ' + t('audit.resultsMore') : '');
+      count.dataset.ok = found.ok;
+      count.dataset.n = found.events.length;
+      moreBtn.hidden = !next;
     } catch (e) {
       if (e instanceof Vigie.ApiError && e.status === 400) {
         const field = { patient_ins: f.patient_ins, actor_rpps: f.actor_rpps, organization: f.organization, end_time: f.to }[(e.message.match(/invalid ([a-z_]+)/) || [])[1]];
@@ -184,7 +286,7 @@ document.addEventListener('DOMContentLoaded', async () => {
       }
       if (!(e instanceof Vigie.ApiError && e.status === 401)) count.textContent = t('error.load') + ' ' + e.message;
     }
-  });
+  }
 
   try {
     await VigieEvents.loadTexts();

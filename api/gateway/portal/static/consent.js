@@ -58,23 +58,96 @@ document.addEventListener('DOMContentLoaded', async () => {
 
   function pending() { try { return JSON.parse(sessionStorage.getItem(PENDING)); } catch (e) { return null; } }
 
-  // fieldFor maps the field a server error names to the form's input.
-  function fieldFor(message) {
-    if (/block_professional/.test(message)) return 'block-rpps';
-    if (/treating_physician/.test(message)) return 'physician-rpps';
-    if (/hide_document/.test(message)) return 'hide-doc';
-    return null;
+  // INPUT is the form field where each kind of directive is entered.
+  const INPUT = { block_professional: 'block-rpps', treating_physician: 'physician-rpps', hide_document: 'hide-doc' };
+  // PROBLEMS are the server's problems the page says in its language;
+  // {other} describes the directive the problem names, {max} a limit.
+  const PROBLEMS = [
+    [/^blocked and allowed by /, 'consent.err.blockedAndAllowed'],
+    [/^duplicates /, 'consent.err.duplicate'],
+    [/^a second treating physician overlaps /, 'consent.err.secondPhysician'],
+    [/^same ID as /, 'consent.err.sameId'],
+    [/^required/, 'field.err.required'],
+    [/^longer than (\d+) bytes/, 'field.err.tooLong'],
+    [/^must be an RPPS number/, 'field.err.rpps'],
+    [/^must be a FINESS number/, 'field.err.finess'],
+    [/^(?:more than|at most) (\d+)/, 'consent.err.tooMany'],
+  ];
+  // refusal reads a 400's message ("invalid directives[3].professional:
+  // blocked and allowed by directives[0] in an overlapping period") as
+  // the directive at fault (an index into sent), the other directive it
+  // names, and the problem in the page's language.
+  function refusal(message, sent) {
+    const m = message.match(/^invalid directives(?:\[(\d+)\])?[.a-z_]*: (.*)$/s);
+    if (!m) return null;
+    const [, index, problem] = m;
+    const o = (problem.match(/directives\[(\d+)\]/) || [])[1];
+    const at = index === undefined ? null : sent[Number(index)], other = o === undefined ? null : sent[Number(o)];
+    const known = PROBLEMS.find(([re]) => re.test(problem));
+    const text = known ? t(known[1], { other: other ? describe(other) : '', max: (problem.match(known[0]) || [])[1] }) : t('consent.serverField', { detail: problem });
+    return { at, other, text };
+  }
+  // rowOf is the list item showing the current directive with this id.
+  const rowOf = id => [...document.querySelectorAll('#directives li[data-id]')].find(li => li.dataset.id === id);
+  function markRow(li, message) {
+    const id = 'err-' + Array.from(li.dataset.id).map(c => c.charCodeAt(0).toString(16)).join('');
+    li.append(el('p', { class: 'field-error', id, text: message }));
+    li.classList.add('invalid');
+    const btn = li.querySelector('button');
+    if (btn) btn.setAttribute('aria-describedby', id);
+    return btn;
+  }
+  function clearMarks() {
+    document.querySelectorAll('#directives .field-error').forEach(p => p.remove());
+    document.querySelectorAll('#directives li.invalid').forEach(li => { li.classList.remove('invalid'); const b = li.querySelector('button'); if (b) b.removeAttribute('aria-describedby'); });
+  }
+  // showRefusal puts the server's reason on the form field of the change
+  // (or on the row of the directive at fault) and on the row of the
+  // directive it conflicts with; it returns what to focus.
+  function showRefusal(r, op) {
+    let focus = null;
+    for (const [d, isAt] of [[r.at, true], [r.other, false]]) {
+      if (!d) continue;
+      const k = kindOf(d);
+      if (op.add && d.id === op.add.id && INPUT[k]) {
+        const input = document.getElementById(INPUT[k]);
+        Vigie.fieldError(input, document.getElementById(INPUT[k] + '-error'), t('field.named', { field: t(k === 'hide_document' ? 'field.document' : 'field.rpps'), problem: r.text }));
+        focus = focus || input;
+      } else {
+        const li = rowOf(d.id);
+        if (li) {
+          const btn = markRow(li, isAt ? t('consent.err.row', { problem: r.text }) : t('consent.err.conflict', { change: op.label }));
+          focus = focus || btn;
+        }
+      }
+    }
+    return focus;
+  }
+  function showPending(titleKey, detail) {
+    const title = document.getElementById('stale-title');
+    title.dataset.i18n = titleKey;
+    title.textContent = t(titleKey);
+    document.getElementById('stale-detail').textContent = detail;
+    staleBox.hidden = false;
   }
 
+  // save applies op to the current version. A change refused or not made
+  // stays pending (sessionStorage) until it is saved or discarded, even
+  // while other changes are saved meanwhile.
   async function save(op) {
+    const earlier = pending();
     sessionStorage.setItem(PENDING, JSON.stringify(op));
     staleBox.hidden = true;
+    clearMarks();
+    const sent = apply(op, consent.directives);
     try {
-      const r = await Vigie.api('PUT', '/v1/me/consent', { expected_version: consent.version, directives: apply(op, consent.directives) });
-      sessionStorage.removeItem(PENDING);
+      const r = await Vigie.api('PUT', '/v1/me/consent', { expected_version: consent.version, directives: sent });
+      const other = earlier && JSON.stringify(earlier) !== JSON.stringify(op) ? earlier : null;
+      if (other) sessionStorage.setItem(PENDING, JSON.stringify(other)); else sessionStorage.removeItem(PENDING);
       await load();
       Vigie.status(statusBox, 'verified', t('consent.saved', { version: r.version }), op.label);
       statusBox.dataset.version = r.version;
+      if (other) showPending('consent.pending', t('consent.pendingDetail', { change: other.label }));
       return true;
     } catch (e) {
       if (!(e instanceof Vigie.ApiError)) { Vigie.status(statusBox, 'error', t('error.load'), e.message); return false; }
@@ -83,18 +156,20 @@ document.addEventListener('DOMContentLoaded', async () => {
         // change, and let the patient look before retrying.
         const before = consent.version;
         await load();
-        document.getElementById('stale-detail').textContent = t('consent.staleDetail', { before, now: consent.version, change: op.label });
-        staleBox.hidden = false;
+        showPending('consent.stale', t('consent.staleDetail', { before, now: consent.version, change: op.label }));
         staleBox.querySelector('#retry').focus();
         Vigie.status(statusBox, 'warning', t('consent.notSaved'), '');
         return false;
       }
       if (e.status === 400) {
-        sessionStorage.removeItem(PENDING);
-        const id = fieldFor(e.message);
-        const input = id && document.getElementById(id);
-        if (input) { Vigie.fieldError(input, document.getElementById(id + '-error'), t('consent.serverField', { detail: e.message })); input.focus(); }
-        Vigie.status(statusBox, 'error', t('consent.notSaved'), e.message);
+        // Refused (e.g. blocking and allowing the same professional): say
+        // why where it applies, and keep the change for a retry.
+        const r = refusal(e.message, sent);
+        const focus = r && showRefusal(r, op);
+        Vigie.status(statusBox, 'error', t('consent.notSaved'), r ? r.text.charAt(0).toUpperCase() + r.text.slice(1) + '.' : e.message);
+        statusBox.dataset.refused = 'true';
+        showPending('consent.refused', t('consent.refusedDetail', { change: op.label }));
+        (focus || staleBox.querySelector('#retry')).focus();
         return false;
       }
       Vigie.status(statusBox, 'error', t('consent.notSaved'), e.message);
@@ -150,10 +225,7 @@ document.addEventListener('DOMContentLoaded', async () => {
   try {
     await load();
     const op = pending();
-    if (op) {
-      document.getElementById('stale-detail').textContent = t('consent.pendingDetail', { change: op.label });
-      staleBox.hidden = false;
-    }
+    if (op) showPending('consent.pending', t('consent.pendingDetail', { change: op.label }));
   } catch (e) {
     if (!(e instanceof Vigie.ApiError && e.status === 401)) Vigie.status(statusBox, 'error', t('error.load'), e.message);
   }

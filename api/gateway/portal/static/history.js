@@ -27,12 +27,15 @@ document.addEventListener('DOMContentLoaded', async () => {
     verdictBox.dataset.failed = failed;
     const notes = [];
     if (keyInfo && keyInfo.changed) notes.push(['failed', t('keys.changed')]);
-    if (growth && !growth.ok) notes.push(['failed', t('log.inconsistent', { detail: (growth.problems || []).concat(growth.checkpoints.flatMap(c => c.problems || [])).join(' · ') })]);
+    if (growth && growth.rollback) notes.push(['failed', growth.problems.join(' ')]);
+    else if (growth && !growth.ok) notes.push(['failed', t('log.inconsistent', { detail: (growth.problems || []).concat(growth.checkpoints.flatMap(c => c.problems || [])).join(' · ') })]);
     else if (growth) notes.push(['verified', t('log.consistent')]);
     else if (keyInfo && keyInfo.firstUse) notes.push(['warning', t('keys.firstUse')]);
     if (notes.length) {
       const worst = notes.find(n => n[0] === 'failed') || notes[0];
       Vigie.status(logBox, worst[0], notes.map(n => n[1]).join(' '));
+      if (worst[0] === 'failed') logBox.setAttribute('role', 'alert');
+      if (growth && growth.rollback) Object.assign(logBox.dataset, { rollback: growth.rollback, seen: growth.seen, now: growth.now });
     }
     document.getElementById('pinned-key').textContent = keyInfo ? keyInfo.keys.checkpoint_key : '';
   }
