@@ -257,6 +257,10 @@ func TestVerifyAndAuditFindTampering(t *testing.T) {
 		if want := fmt.Sprintf("The server can no longer read event no. %d: its storage has been altered.", r.Seq); code != exitFailure || !strings.Contains(out, want) {
 			t.Errorf("a body that does not open, in English: exit %d, no %q in:\n%s\n%s", code, want, out, errOut)
 		}
+		// The regulator's audit, whose search meets the same event.
+		reg := &auditReport{}
+		code, errOut = w.runJSON(reg, "audit", "--json", "--state-dir", copyDir(t, s.endState), "--token", w.token(auth.RoleRegulator, "cnil"), "--alert-odd-hours-min", "1000000")
+		wantFinding(t, code, reg.Findings, reg.Evidence, kindUnreadable, 0)
 		w.stop()
 
 		// As an operator with the keys: the body changed by one byte,
