@@ -43,8 +43,9 @@ type story struct {
 	state    string // vigie verify at the end, vigie audit after the first events
 	endState string // vigie audit at the end
 	clean    *verifyReport
-	// verified is the size of the checkpoint vigie verify saved last.
-	verified uint64
+	// verified is the size of the checkpoint vigie verify saved last;
+	// audited, that of the checkpoint the audit saved in endState.
+	verified, audited uint64
 	// receipt is the receipt of the last access, as the API returns it.
 	receipt []byte
 }
@@ -147,6 +148,9 @@ func buildStory(t *testing.T) *story {
 	code, arep, errOut := w.audit(auth.RoleRegulator, s.endState)
 	if code != exitOK || len(arep.Findings)+len(arep.Replayed)+len(arep.Alerts) != 0 || arep.Replay.Agreed != arep.Replay.Accesses || arep.Replay.Accesses < 7 || arep.Events.NotYetInLog != 0 {
 		t.Fatalf("clean audit: exit %d, %+v, replay %+v\n%s", code, arep, arep.Replay, errOut)
+	}
+	for _, c := range arep.Log.Checkpoints {
+		s.audited = max(s.audited, c.Size)
 	}
 	w.stop()
 	s.final = w.dir
@@ -297,6 +301,18 @@ func TestVerifyAndAuditFindTampering(t *testing.T) {
 		}))
 		code, rep, _ = w.verify(e2ePatient, copyDir(t, s.state))
 		wantFinding(t, code, rep.Findings, rep.Evidence, audit.KindModifiedBody, r.Seq)
+
+		// Served as an erased placeholder, to hide it: no erasure explains
+		// an erased event after readable ones.
+		w.setEdit(editHistory(func(resp *vigiev1.ListAccessesResponse) {
+			for _, e := range resp.Events {
+				if e.Sequence == r.Seq {
+					e.Erased, e.Body, e.Salt = true, nil, nil
+				}
+			}
+		}))
+		code, rep, _ = w.verify(e2ePatient, copyDir(t, s.state))
+		wantFinding(t, code, rep.Findings, rep.Evidence, audit.KindUnexplainedErasure, r.Seq)
 	})
 
 	t.Run("a leaf rewritten in Trillian's storage", func(t *testing.T) {
@@ -327,11 +343,14 @@ func TestVerifyAndAuditFindTampering(t *testing.T) {
 	t.Run("a fork", func(t *testing.T) {
 		// The backup restored, then other events: a tree as large as the
 		// one verified, with another history.
+		// It must outgrow both the checkpoint verify saved and the one
+		// the audit saved (the audit's own reads made that one larger).
 		w := s.w.restart(t, copyDir(t, s.early))
-		for i := 0; uint64(i) < s.verified; i++ {
+		size := max(s.verified, s.audited)
+		for i := 0; uint64(i) < size; i++ {
 			doCheck(t, w.e, fmt.Sprint("fork-", i), otherPatient, e2eDoctor, vigiev1.PurposeOfUse_TREAT, true)
 		}
-		waitCheckpoint(t, w, s.verified+1)
+		waitCheckpoint(t, w, size+1)
 		code, rep, _ := w.verify(e2ePatient, copyDir(t, s.state))
 		wantFinding(t, code, rep.Findings, rep.Evidence, audit.KindFork, 0)
 		acode, arep, _ := w.audit(auth.RoleAuditor, copyDir(t, s.endState))
