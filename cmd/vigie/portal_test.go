@@ -876,3 +876,40 @@ func TestPortalReviewQueue(t *testing.T) {
 	)
 	b.screenshot("dashboard-dpo-two-organisations")
 }
+
+// TestPortalUnreadableEvent: a server that cannot read one of the
+// patient's events (its storage altered: DATA_LOSS, as the gateway
+// answers it) makes the history page fail the verification, naming the
+// event, rather than report a loading error.
+func TestPortalUnreadableEvent(t *testing.T) {
+	e := startE2E(t)
+	base := e.http().base
+	portalAccesses(t, e)
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/me/accesses" {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusInternalServerError)
+			io.WriteString(w, `{"code":15,"message":"event 2 (log entry 3) cannot be read: its stored form was altered","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"EVENT_UNREADABLE","domain":"vigie","metadata":{"seq":"2","leaf_index":"3"}}]}`)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	})}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+
+	b := newBrowser(t)
+	b.signIn("http://"+l.Addr().String(), e.token(auth.RolePatient, e2ePatient), `#verdict[data-state="verified"], #verdict[data-state="failed"], #verdict[data-state="error"]`)
+	if state := b.attr("#verdict", "data-state"); state != "failed" || !strings.Contains(b.text("#verdict"), "l’événement n° 2") {
+		t.Errorf("an unreadable event: verdict %q: %s", state, b.text("#verdict"))
+	}
+	b.screenshot("history-unreadable")
+}
