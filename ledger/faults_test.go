@@ -126,6 +126,24 @@ func TestCheckpointerRefusesAnotherTree(t *testing.T) {
 		t.Errorf("a checkpoint of size %d was signed over a tree that is not the ledger's:\n%s", size, note)
 	}
 	wantSecurityEvent(t, env, "inconsistent_log")
+	// Found again at every round, stored once.
+	time.Sleep(500 * time.Millisecond) // ten rounds of the checkpointer (50 ms)
+	if n := countSecurityEvents(t, env); n != 1 {
+		t.Errorf("%d security events stored for one inconsistency, want 1", n)
+	}
+}
+
+func countSecurityEvents(t *testing.T, env *ledgertest.Env) int {
+	t.Helper()
+	var evs []ledger.SecurityEvent
+	if err := env.Store.View(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
+		var err error
+		evs, err = tx.SecurityEvents(ctx, 100)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return len(evs)
 }
 
 func TestSenderDetectsGap(t *testing.T) {

@@ -155,6 +155,12 @@ type Ledger struct {
 	wg          sync.WaitGroup
 	health      health
 	started     bool
+
+	// lastSecurity is the last security event stored (a hash of its kind,
+	// detail and evidence): the same evidence found again at every
+	// round is stored once.
+	securityMu   sync.Mutex
+	lastSecurity [32]byte
 }
 
 // New returns a ledger over store and log. It checks the configuration

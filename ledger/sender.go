@@ -3,6 +3,8 @@ package ledger
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -192,13 +194,31 @@ func (l *Ledger) sendOnce(ctx context.Context) (int, error) {
 // securityEvent logs and stores evidence of a security event. Storing can
 // fail (the store may be what is broken); the log line stays.
 func (l *Ledger) securityEvent(ctx context.Context, kind, detail string, evidence []byte) {
+	h := sha256.New()
+	for _, b := range [][]byte{[]byte(kind), []byte(detail), evidence} {
+		h.Write(binary.BigEndian.AppendUint64(nil, uint64(len(b))))
+		h.Write(b)
+	}
+	sum := [32]byte(h.Sum(nil))
+	l.securityMu.Lock()
+	again := sum == l.lastSecurity
+	l.securityMu.Unlock()
+	if again {
+		// The same evidence as the last one stored: the background
+		// loops find it at every round until an operator acts.
+		return
+	}
 	l.cfg.Logger.Error("ledger: SECURITY EVENT", "kind", kind, "detail", detail)
 	err := l.store.Update(context.WithoutCancel(ctx), func(ctx context.Context, tx StoreTx) error {
 		return tx.AddSecurityEvent(ctx, SecurityEvent{Kind: kind, Detail: detail, Evidence: evidence, Nanos: l.cfg.Now().UnixNano()})
 	})
 	if err != nil {
 		l.cfg.Logger.Error("ledger: could not store a security event", "kind", kind, "err", err)
+		return
 	}
+	l.securityMu.Lock()
+	l.lastSecurity = sum
+	l.securityMu.Unlock()
 }
 
 // drain sends the outbox until it is empty, or ctx is done, then signs a
