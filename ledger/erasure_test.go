@@ -181,3 +181,34 @@ func TestErasureIsAtomic(t *testing.T) {
 		t.Errorf("the event after the erased ones = %s (%v), want the erasure's record of 3 events", done.Body, err)
 	}
 }
+
+// TestHistoryProvesFreshlyErasedEvents: events erased before any
+// checkpoint covered them have no time left to sign a receipt with; the
+// history waits for a checkpoint that covers them, and every erased event
+// comes with its inclusion proof.
+func TestHistoryProvesFreshlyErasedEvents(t *testing.T) {
+	env := ledgertest.New(t, ledgertest.Options{CheckpointInterval: time.Second})
+	alice := ledgertest.Patient("alice")
+	first := record(t, env.Ledger, access("bob", 0))
+	if err := env.Ledger.WaitCheckpoint(ctx, first.Index); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		record(t, env.Ledger, access("alice", i))
+	}
+	if _, _, err := env.Ledger.RequestErasure(ctx, alice, time.Unix(0, 0), "patient", ""); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := env.Ledger.RunDueErasures(ctx); err != nil || n != 1 {
+		t.Fatalf("RunDueErasures = %d, %v", n, err)
+	}
+	h, err := env.Ledger.History(ctx, alice, 1, 100, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range h.Events {
+		if e.Erased && (e.Index >= h.CheckpointSize || e.Proof == nil) {
+			t.Errorf("erased event %d (leaf %d) without a proof: checkpoint size %d", e.Seq, e.Index, h.CheckpointSize)
+		}
+	}
+}

@@ -91,6 +91,27 @@ func (l *Ledger) History(ctx context.Context, patient PatientID, fromSeq uint64,
 	if err != nil {
 		return nil, err
 	}
+	if atSize == 0 {
+		// Erased events have no time left to sign a receipt with: when an
+		// erasure followed them before a checkpoint covered them, wait
+		// (within the merge delay) for one that does, so that each comes
+		// with its inclusion proof.
+		var last uint64
+		waiting := false
+		for _, e := range h.Events {
+			if e.Erased && e.Index >= h.CheckpointSize {
+				last, waiting = max(last, e.Index), true
+			}
+		}
+		if waiting {
+			wctx, cancel := context.WithTimeout(ctx, 2*l.cfg.MergeDelay)
+			err := l.WaitCheckpoint(wctx, last)
+			cancel()
+			if err == nil {
+				return l.History(ctx, patient, fromSeq, limit, 0)
+			}
+		}
+	}
 	if err := l.proveHistory(ctx, &h); err != nil {
 		return nil, err
 	}
