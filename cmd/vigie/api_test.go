@@ -30,6 +30,24 @@ func TestAPIConfig(t *testing.T) {
 		{"client CA without TLS", func(c *apiConfig) { c.clientCA = "ca" }, "--tls-client-ca"},
 		{"mTLS services without client CA", func(c *apiConfig) { c.tlsCert, c.tlsKey, c.mtlsServices = "c", "k", "s.json" }, "--mtls-services"},
 		{"JWKS without issuer", func(c *apiConfig) { c.oidcJWKS = "https://x/jwks" }, "--oidc-issuer"},
+		{"portal sign-in", func(c *apiConfig) {
+			c.oidcIssuer, c.oidcClientID, c.publicURL = "https://idp.example", "vigie", "https://vigie.example"
+		}, ""},
+		{"portal sign-in, confidential client on loopback http", func(c *apiConfig) {
+			c.oidcIssuer, c.oidcClientID, c.oidcSecret, c.publicURL = "https://idp.example", "vigie", "secret", "http://127.0.0.1:8080/"
+		}, ""},
+		{"client ID without issuer", func(c *apiConfig) { c.oidcClientID, c.publicURL = "vigie", "https://vigie.example" }, "--oidc-client-id needs --oidc-issuer"},
+		{"client ID without public URL", func(c *apiConfig) { c.oidcIssuer, c.oidcClientID = "https://idp.example", "vigie" }, "--oidc-client-id needs --public-url"},
+		{"client ID without HTTP", func(c *apiConfig) {
+			c.oidcIssuer, c.oidcClientID, c.publicURL, c.httpAddr = "https://idp.example", "vigie", "https://vigie.example", ""
+		}, "--http-addr"},
+		{"secret without client ID", func(c *apiConfig) { c.oidcIssuer, c.oidcSecret = "https://idp.example", "secret" }, "--oidc-client-secret-file needs --oidc-client-id"},
+		{"public URL over http beyond loopback", func(c *apiConfig) { c.publicURL = "http://vigie.example" }, "--public-url"},
+		{"public URL with a path", func(c *apiConfig) { c.publicURL = "https://vigie.example/vigie" }, "--public-url"},
+		{"public URL with a query", func(c *apiConfig) { c.publicURL = "https://vigie.example/?a=b" }, "--public-url"},
+		{"public URL not http", func(c *apiConfig) { c.publicURL = "ftp://vigie.example" }, "--public-url"},
+		{"public URL relative", func(c *apiConfig) { c.publicURL = "vigie.example" }, "--public-url"},
+		{"public URL on localhost", func(c *apiConfig) { c.publicURL = "http://localhost:8080" }, ""},
 		{"negative erasure delay", func(c *apiConfig) { c.erasureDelay = -1 }, "--erasure-delay"},
 	} {
 		c := base()
