@@ -58,6 +58,14 @@ const testINS = "279035121518989"
 func oidcPortal(t *testing.T, secure bool) (*oidctest.Provider, http.Handler, *bytes.Buffer) {
 	t.Helper()
 	p := oidctest.New(t, "vigie-portal", testINS, map[string]any{"role": "patient"})
+	h, logs := oidcPortalFor(t, p, secure, "")
+	return p, h, logs
+}
+
+// oidcPortalFor is a portal signing in through p, as a confidential
+// client if secret is not empty.
+func oidcPortalFor(t *testing.T, p *oidctest.Provider, secure bool, secret string) (http.Handler, *bytes.Buffer) {
+	t.Helper()
 	keys, err := auth.NewRemoteKeys(auth.RemoteKeysConfig{URL: p.Issuer + "/jwks"})
 	if err != nil {
 		t.Fatal(err)
@@ -75,13 +83,14 @@ func oidcPortal(t *testing.T, secure bool) (*oidctest.Provider, http.Handler, *b
 		Authenticate: func(ctx context.Context, a string) (*auth.Identity, error) {
 			return v.Verify(ctx, strings.TrimPrefix(a, "Bearer "))
 		},
-		OIDC:   &OIDCConfig{Issuer: p.Issuer, ClientID: p.ClientID, RedirectURL: redirect, CookieKey: bytes.Repeat([]byte{1}, 32)},
+		OIDC: &OIDCConfig{Issuer: p.Issuer, ClientID: p.ClientID, ClientSecret: secret,
+			RedirectURL: redirect, CookieKey: bytes.Repeat([]byte{1}, 32)},
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return p, h, &logs
+	return h, &logs
 }
 
 // signInFlow runs the browser's part: login, the provider, the callback.
@@ -168,6 +177,7 @@ func TestOIDCSignIn(t *testing.T) {
 		{"tampered state", oidctest.Hooks{TamperState: true}, "state"},
 		{"wrong PKCE verifier", oidctest.Hooks{WrongChallenge: true}, "exchange"},
 		{"denied", oidctest.Hooks{Deny: true}, "denied"},
+		{"wrong nonce", oidctest.Hooks{WrongNonce: true}, "token"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p.SetHooks(tc.hooks)
@@ -183,6 +193,55 @@ func TestOIDCSignIn(t *testing.T) {
 	h.ServeHTTP(rec, httptest.NewRequest("GET", Prefix+"oidc/callback?code=x&state=y", nil))
 	if got := rec.Header().Get("Location"); got != Prefix+"index.html#oidc_error=state" {
 		t.Errorf("callback without cookie redirects to %q", got)
+	}
+}
+
+func TestOIDCConfidentialClient(t *testing.T) {
+	p := oidctest.New(t, "vigie-portal", testINS, map[string]any{"role": "patient"})
+	p.ClientSecret = "s3cret"
+	for _, tc := range []struct {
+		name, secret, want string
+	}{
+		{"with the secret", "s3cret", Prefix + "index.html#oidc_token="},
+		{"with another secret", "other", Prefix + "index.html#oidc_error=exchange"},
+		{"as a public client", "", Prefix + "index.html#oidc_error=exchange"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, logs := oidcPortalFor(t, p, false, tc.secret)
+			if got := signInFlow(t, h); !strings.HasPrefix(got, tc.want) {
+				t.Errorf("callback redirects to %q, want %s...", got, tc.want)
+			}
+			if strings.Contains(logs.String(), "s3cret") {
+				t.Errorf("the log shows the client secret: %s", logs)
+			}
+		})
+	}
+}
+
+func TestOIDCConfig(t *testing.T) {
+	good := func() OIDCConfig {
+		return OIDCConfig{Issuer: "https://idp.example", ClientID: "c", RedirectURL: "https://v.example/portal/oidc/callback", CookieKey: make([]byte, 32)}
+	}
+	for _, tc := range []struct {
+		name   string
+		change func(c *OIDCConfig)
+		want   string
+	}{
+		{"valid", func(c *OIDCConfig) {}, ""},
+		{"no issuer", func(c *OIDCConfig) { c.Issuer = "" }, "Issuer"},
+		{"no client", func(c *OIDCConfig) { c.ClientID = "" }, "ClientID"},
+		{"short key", func(c *OIDCConfig) { c.CookieKey = make([]byte, 16) }, "CookieKey"},
+		{"redirect elsewhere", func(c *OIDCConfig) { c.RedirectURL = "https://v.example/cb" }, "RedirectURL"},
+		{"relative redirect", func(c *OIDCConfig) { c.RedirectURL = "/portal/oidc/callback" }, "RedirectURL"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := good()
+			tc.change(&c)
+			err := c.validate()
+			if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+				t.Errorf("validate() = %v, want %q", err, tc.want)
+			}
+		})
 	}
 }
 

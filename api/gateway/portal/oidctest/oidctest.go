@@ -51,6 +51,8 @@ type Hooks struct {
 	WrongChallenge bool
 	// Deny answers the authorization request with error=access_denied.
 	Deny bool
+	// WrongNonce puts another nonce in the ID token than the client sent.
+	WrongNonce bool
 }
 
 type grant struct {
@@ -207,6 +209,11 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_grant"})
 		return
 	}
+	p.mu.Lock()
+	if p.hooks.WrongNonce {
+		g.nonce += "x"
+	}
+	p.mu.Unlock()
 	idToken, err := p.Token(p.sub, p.claims, g.nonce)
 	if err != nil {
 		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "server_error"})
