@@ -12,6 +12,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -41,6 +42,8 @@ type apiConfig struct {
 	mtlsServices               string
 	oidcIssuer, oidcAudience   string
 	oidcJWKS                   string
+	oidcClientID, oidcSecret   string // the portal's sign-in
+	publicURL                  string
 	erasureDelay               time.Duration
 	drainTimeout               time.Duration
 	defaultTimeout, maxTimeout time.Duration
@@ -58,6 +61,9 @@ func (c *apiConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.oidcIssuer, "oidc-issuer", "", "OpenID Connect issuer whose tokens are accepted (its JWKS is discovered); empty: the embedded issuer of `vigie token`")
 	fs.StringVar(&c.oidcAudience, "oidc-audience", tokenAudience, "audience tokens must carry")
 	fs.StringVar(&c.oidcJWKS, "oidc-jwks-url", "", "JWKS URL of --oidc-issuer, if it does not publish a discovery document")
+	fs.StringVar(&c.oidcClientID, "oidc-client-id", "", "the portal's client ID at --oidc-issuer: enables sign-in with the provider in the portal (needs --public-url)")
+	fs.StringVar(&c.oidcSecret, "oidc-client-secret-file", "", "file holding the client secret of --oidc-client-id (a confidential client); none: a public client, with PKCE")
+	fs.StringVar(&c.publicURL, "public-url", "", "the portal's external base URL (https://host[:port]), for the provider's redirect_uri <public-url>/portal/oidc/callback; http only on loopback")
 	fs.DurationVar(&c.erasureDelay, "erasure-delay", 0, "delay between an erasure request and the erasure (0: at once)")
 	fs.DurationVar(&c.drainTimeout, "drain-timeout", 30*time.Second, "at shutdown, how long calls in flight and the ledger's outbox may take to finish")
 	fs.DurationVar(&c.defaultTimeout, "call-timeout", 10*time.Second, "deadline of a call that has none")
@@ -132,6 +138,14 @@ func (c *apiConfig) validate() error {
 		return errors.New("--oidc-jwks-url needs --oidc-issuer")
 	case c.oidcAudience == "":
 		return errors.New("--oidc-audience must not be empty")
+	case c.oidcClientID != "" && c.oidcIssuer == "":
+		return errors.New("--oidc-client-id needs --oidc-issuer (the embedded issuer has no sign-in page: paste a token of `vigie token`)")
+	case c.oidcClientID != "" && c.publicURL == "":
+		return errors.New("--oidc-client-id needs --public-url (the provider sends the browser back to <public-url>/portal/oidc/callback)")
+	case c.oidcClientID != "" && c.httpAddr == "":
+		return errors.New("--oidc-client-id needs --http-addr (the portal)")
+	case c.oidcSecret != "" && c.oidcClientID == "":
+		return errors.New("--oidc-client-secret-file needs --oidc-client-id")
 	case c.erasureDelay < 0:
 		return errors.New("--erasure-delay must not be negative")
 	case c.drainTimeout <= 0:
@@ -140,6 +154,11 @@ func (c *apiConfig) validate() error {
 		return errors.New("--alerts-window and --alerts-cache must not be negative")
 	case c.grpcAddr == "":
 		return errors.New("--grpc-addr is required")
+	}
+	if c.publicURL != "" {
+		if err := checkPublicURL(c.publicURL); err != nil {
+			return fmt.Errorf("--public-url: %w", err)
+		}
 	}
 	if c.tlsCert == "" {
 		for _, a := range []struct{ flag, addr string }{{"--grpc-addr", c.grpcAddr}, {"--http-addr", c.httpAddr}} {
@@ -171,6 +190,59 @@ func loopbackOnly(addr string) error {
 	return nil
 }
 
+// checkPublicURL accepts scheme://host[:port] with an optional trailing
+// slash: https, or http on a loopback host (a sign-in's cookie and code
+// would otherwise cross the network in clear).
+func checkPublicURL(s string) error {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return err
+	case u.Scheme != "https" && u.Scheme != "http":
+		return fmt.Errorf("%q: want an https URL", s)
+	case u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "":
+		return fmt.Errorf("%q: want scheme://host[:port], without a path, query or user", s)
+	case u.Scheme == "http":
+		h := u.Hostname()
+		if ip := net.ParseIP(h); h != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			return fmt.Errorf("%q: http is allowed on loopback only, want https", s)
+		}
+	}
+	return nil
+}
+
+// portalOIDC returns the portal's OpenID Connect sign-in configuration,
+// or nil without --oidc-client-id.
+func portalOIDC(cfg apiConfig, keysDir string) (*portal.OIDCConfig, error) {
+	if cfg.oidcClientID == "" {
+		return nil, nil
+	}
+	// A key of its own: the page-token key authenticates something else.
+	key, err := secretFile(filepath.Join(keysDir, "portal-oidc-cookie.key"))
+	if err != nil {
+		return nil, err
+	}
+	c := &portal.OIDCConfig{
+		Issuer:      cfg.oidcIssuer,
+		ClientID:    cfg.oidcClientID,
+		RedirectURL: strings.TrimSuffix(cfg.publicURL, "/") + portal.Prefix + "oidc/callback",
+		CookieKey:   key,
+	}
+	if cfg.oidcSecret != "" {
+		if err := checkPrivate(cfg.oidcSecret); err != nil {
+			return nil, fmt.Errorf("--oidc-client-secret-file: %w", err)
+		}
+		b, err := os.ReadFile(cfg.oidcSecret)
+		if err != nil {
+			return nil, fmt.Errorf("--oidc-client-secret-file: %w", err)
+		}
+		if c.ClientSecret = strings.TrimSpace(string(b)); c.ClientSecret == "" {
+			return nil, fmt.Errorf("--oidc-client-secret-file: %s is empty", cfg.oidcSecret)
+		}
+	}
+	return c, nil
+}
+
 // api is the running network service.
 type api struct {
 	grpc     *server.Server
@@ -179,6 +251,7 @@ type api struct {
 	httpAddr net.Addr
 	conn     *grpc.ClientConn
 	tls      bool
+	signIn   string     // the portal's OpenID Connect provider, if any
 	done     chan error // the listeners' errors
 	logger   *slog.Logger
 }
@@ -266,11 +339,19 @@ func startAPI(ctx context.Context, cfg apiConfig, n *node, logger *slog.Logger) 
 		if err != nil {
 			return nil, err
 		}
+		oidc, err := portalOIDC(cfg, filepath.Join(n.dataDir, "keys"))
+		if err != nil {
+			return nil, err
+		}
+		if oidc != nil {
+			a.signIn = oidc.Issuer
+		}
 		pages, err := portal.New(portal.Config{
 			Authenticate: func(ctx context.Context, authorization string) (*auth.Identity, error) {
 				return authn.Authenticate(ctx, authorization, nil)
 			},
 			Alerts: newLedgerAlerts(n.ledger, cfg.alertsWindow, cfg.alertsCache),
+			OIDC:   oidc,
 			Logger: logger,
 		})
 		if err != nil {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -30,6 +32,24 @@ func TestAPIConfig(t *testing.T) {
 		{"client CA without TLS", func(c *apiConfig) { c.clientCA = "ca" }, "--tls-client-ca"},
 		{"mTLS services without client CA", func(c *apiConfig) { c.tlsCert, c.tlsKey, c.mtlsServices = "c", "k", "s.json" }, "--mtls-services"},
 		{"JWKS without issuer", func(c *apiConfig) { c.oidcJWKS = "https://x/jwks" }, "--oidc-issuer"},
+		{"portal sign-in", func(c *apiConfig) {
+			c.oidcIssuer, c.oidcClientID, c.publicURL = "https://idp.example", "vigie", "https://vigie.example"
+		}, ""},
+		{"portal sign-in, confidential client on loopback http", func(c *apiConfig) {
+			c.oidcIssuer, c.oidcClientID, c.oidcSecret, c.publicURL = "https://idp.example", "vigie", "secret", "http://127.0.0.1:8080/"
+		}, ""},
+		{"client ID without issuer", func(c *apiConfig) { c.oidcClientID, c.publicURL = "vigie", "https://vigie.example" }, "--oidc-client-id needs --oidc-issuer"},
+		{"client ID without public URL", func(c *apiConfig) { c.oidcIssuer, c.oidcClientID = "https://idp.example", "vigie" }, "--oidc-client-id needs --public-url"},
+		{"client ID without HTTP", func(c *apiConfig) {
+			c.oidcIssuer, c.oidcClientID, c.publicURL, c.httpAddr = "https://idp.example", "vigie", "https://vigie.example", ""
+		}, "--http-addr"},
+		{"secret without client ID", func(c *apiConfig) { c.oidcIssuer, c.oidcSecret = "https://idp.example", "secret" }, "--oidc-client-secret-file needs --oidc-client-id"},
+		{"public URL over http beyond loopback", func(c *apiConfig) { c.publicURL = "http://vigie.example" }, "--public-url"},
+		{"public URL with a path", func(c *apiConfig) { c.publicURL = "https://vigie.example/vigie" }, "--public-url"},
+		{"public URL with a query", func(c *apiConfig) { c.publicURL = "https://vigie.example/?a=b" }, "--public-url"},
+		{"public URL not http", func(c *apiConfig) { c.publicURL = "ftp://vigie.example" }, "--public-url"},
+		{"public URL relative", func(c *apiConfig) { c.publicURL = "vigie.example" }, "--public-url"},
+		{"public URL on localhost", func(c *apiConfig) { c.publicURL = "http://localhost:8080" }, ""},
 		{"negative erasure delay", func(c *apiConfig) { c.erasureDelay = -1 }, "--erasure-delay"},
 	} {
 		c := base()
@@ -65,6 +85,50 @@ func TestRateLimitFlag(t *testing.T) {
 		var r rateLimits
 		if err := r.Set(bad); err == nil {
 			t.Errorf("Set(%q) accepted", bad)
+		}
+	}
+}
+
+func TestPortalOIDCConfig(t *testing.T) {
+	dir := t.TempDir()
+	keys := filepath.Join(dir, "keys")
+	if err := os.Mkdir(keys, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cfg := apiConfig{oidcIssuer: "https://idp.example", oidcClientID: "vigie", publicURL: "https://vigie.example/"}
+	c, err := portalOIDC(cfg, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.RedirectURL != "https://vigie.example/portal/oidc/callback" || c.ClientSecret != "" || len(c.CookieKey) != 32 {
+		t.Errorf("portalOIDC = %+v", c)
+	}
+	if _, err := os.Stat(filepath.Join(keys, "portal-oidc-cookie.key")); err != nil {
+		t.Errorf("the cookie key has no file of its own: %v", err)
+	}
+	if c, _ := portalOIDC(apiConfig{}, keys); c != nil {
+		t.Errorf("portalOIDC without --oidc-client-id = %+v, want nil", c)
+	}
+	for _, tc := range []struct {
+		name, content string
+		mode          os.FileMode
+		want          string // "" for the secret read
+	}{
+		{"private", " s3cret\n", 0o600, ""},
+		{"readable by others", "s3cret", 0o644, "readable by others"},
+		{"empty", "\n", 0o600, "empty"},
+	} {
+		path := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-"))
+		if err := os.WriteFile(path, []byte(tc.content), tc.mode); err != nil {
+			t.Fatal(err)
+		}
+		cfg.oidcSecret = path
+		c, err := portalOIDC(cfg, keys)
+		switch {
+		case tc.want == "" && (err != nil || c.ClientSecret != "s3cret"):
+			t.Errorf("%s: %+v, %v; want the secret s3cret", tc.name, c, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "--oidc-client-secret-file")):
+			t.Errorf("%s: %v, want an error naming --oidc-client-secret-file and %q", tc.name, err, tc.want)
 		}
 	}
 }

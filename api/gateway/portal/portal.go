@@ -66,7 +66,12 @@ type Config struct {
 	// Alerts is the source of misuse alerts the dashboard shows. Nil: the
 	// dashboard says that no alert rules are configured.
 	Alerts AlertSource
-	// Logger receives the portal's errors. Default slog.Default().
+	// OIDC, if not nil, enables sign-in through an OpenID Connect
+	// provider (Prefix+"oidc/login"); the token it yields is checked with
+	// Authenticate before the page gets it. Nil: users paste a token.
+	OIDC *OIDCConfig
+	// Logger receives the portal's errors. Default slog.Default(). Codes
+	// and tokens are never logged.
 	Logger *slog.Logger
 }
 
@@ -80,11 +85,15 @@ type portal struct {
 	cfg   Config
 	files map[string]*file
 	texts []byte
+	oidc  *oidcFlow // nil without Config.OIDC
 }
 
 // New returns the portal's handler, to be mounted at [Prefix]. It serves
 // the pages and static files under Prefix, the texts of decisions
-// (Prefix+"texts.json") and the misuse alerts (Prefix+"api/alerts").
+// (Prefix+"texts.json"), the misuse alerts (Prefix+"api/alerts"), the
+// ways of signing in (Prefix+"api/config": {"oidc": bool}) and, with
+// Config.OIDC, the OpenID Connect sign-in (Prefix+"oidc/login" and
+// Prefix+"oidc/callback").
 func New(cfg Config) (http.Handler, error) {
 	if cfg.Authenticate == nil {
 		return nil, errors.New("portal: Config.Authenticate is required")
@@ -111,9 +120,23 @@ func New(cfg Config) (http.Handler, error) {
 		return nil, fmt.Errorf("portal: %w", err)
 	}
 	p.files["texts.json"] = newFile("texts.json", p.texts)
+	if cfg.OIDC != nil {
+		p.oidc, err = newOIDCFlow(*cfg.OIDC, func(ctx context.Context, token string) error {
+			_, err := cfg.Authenticate(ctx, "Bearer "+token)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+Prefix+"api/alerts", p.alerts)
+	mux.HandleFunc("GET "+Prefix+"api/config", p.clientConfig)
+	if p.oidc != nil {
+		mux.HandleFunc("GET "+oidcPath+"login", p.oidcLogin)
+		mux.HandleFunc("GET "+oidcPath+"callback", p.oidcCallback)
+	}
 	mux.HandleFunc("GET "+Prefix+"{file...}", p.static)
 	return headers(mux), nil
 }
