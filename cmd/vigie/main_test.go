@@ -300,3 +300,15 @@ func runVigie(t *testing.T, attr *syscall.SysProcAttr, args ...string) (int, str
 	out, _ := cmd.CombinedOutput()
 	return cmd.ProcessState.ExitCode(), string(out)
 }
+
+// TestNodeFlagsValidated: a node setting out of range stops serve before
+// anything starts, naming the flag.
+func TestNodeFlagsValidated(t *testing.T) {
+	for _, flag := range []string{"--merge-delay", "--checkpoint-interval", "--send-stall-after"} {
+		var out bytes.Buffer
+		code := run(context.Background(), []string{"serve", "--data-dir", t.TempDir(), flag, "0s"}, &out, &out)
+		if code == exitOK || !strings.Contains(out.String(), flag+" must be positive") {
+			t.Errorf("serve %s 0s: exit %d:\n%s", flag, code, out.String())
+		}
+	}
+}

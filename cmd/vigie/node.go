@@ -48,6 +48,7 @@ type nodeConfig struct {
 	rulesFile          string
 	checkpointInterval time.Duration
 	mergeDelay         time.Duration
+	sendStallAfter     time.Duration
 }
 
 func (c *nodeConfig) flags(fs *flag.FlagSet) {
@@ -62,6 +63,7 @@ func (c *nodeConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.rulesFile, "national-rules", "", "file of the national access rules (JSON, canonical form); default: the illustrative rules built in. A version above the stored one is published at start")
 	fs.DurationVar(&c.checkpointInterval, "checkpoint-interval", time.Second, "least time between two signed checkpoints")
 	fs.DurationVar(&c.mergeDelay, "merge-delay", 10*time.Second, "maximum merge delay promised by receipts")
+	fs.DurationVar(&c.sendStallAfter, "send-stall-after", 30*time.Second, "how long sending events to the log may fail without a break before /readyz reports the node not ready")
 }
 
 func (c *nodeConfig) validate() error {
@@ -74,6 +76,8 @@ func (c *nodeConfig) validate() error {
 		return errors.New("--checkpoint-interval must be positive")
 	case c.mergeDelay <= 0:
 		return errors.New("--merge-delay must be positive")
+	case c.sendStallAfter <= 0:
+		return errors.New("--send-stall-after must be positive")
 	case c.db != "" && !strings.HasPrefix(c.db, "postgres://") && !strings.HasPrefix(c.db, "postgresql://"):
 		return errors.New("--db: want a postgres:// URL, or nothing for the embedded SQLite files")
 	}
@@ -206,6 +210,7 @@ func openNode(ctx context.Context, cfg nodeConfig, logger *slog.Logger) (_ *node
 		KEK:                n.keys.kek,
 		Pseudonyms:         pseudonyms,
 		MergeDelay:         cfg.mergeDelay,
+		SendStallAfter:     cfg.sendStallAfter,
 		CheckpointInterval: cfg.checkpointInterval,
 		Logger:             logger,
 		EraseAlso:          consentsql.EraseRows,
