@@ -264,6 +264,7 @@ func TestVerifyAndAuditFindTampering(t *testing.T) {
 		// The regulator's audit, whose search meets the same event.
 		reg := &auditReport{}
 		code, errOut = w.runJSON(reg, "audit", "--json", "--state-dir", copyDir(t, s.endState), "--token", w.token(auth.RoleRegulator, "cnil"), "--alert-odd-hours-min", "1000000")
+		w.noINS(errOut)
 		wantFinding(t, code, reg.Findings, reg.Evidence, kindUnreadable, 0)
 		w.stop()
 
