@@ -230,4 +230,7 @@ type SearchFilter struct {
 	ToNanos        int64 // exclusive
 	Kind           event.Kind
 	BreakGlassOnly bool
+	// ErasedOnly selects the erased events instead (their rows keep only
+	// the leaf index and commitment); the other fields must be zero.
+	ErasedOnly bool
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"fmt"
 	"context"
 	"log/slog"
 	"unicode/utf8"
@@ -88,6 +89,13 @@ func (s *auditService) SearchEvents(ctx context.Context, req *vigiev1.SearchEven
 		f.Kind = k
 	}
 	f.BreakGlassOnly = req.BreakGlassOnly
+	if req.ErasedOnly {
+		if req.PatientIns != "" || req.ActorRpps != "" || req.Organization != "" || req.StartTime != nil || req.EndTime != nil ||
+			req.Kind != vigiev1.EventKind_EVENT_KIND_UNSPECIFIED || req.BreakGlassOnly {
+			return nil, InvalidField("erased_only", "no other filter may be set with it")
+		}
+		f.ErasedOnly = true
+	}
 	after := int64(-1)
 	if req.PageToken != "" {
 		v, err := s.b.Pages.Open(searchScope, Binding(id), req.PageToken, 1)
@@ -123,6 +131,13 @@ func (s *auditService) SearchEvents(ctx context.Context, req *vigiev1.SearchEven
 		}
 	}
 	for _, r := range rows {
+		if f.ErasedOnly {
+			if !r.Erased {
+				return nil, fmt.Errorf("search: event %d is not erased", r.Index)
+			}
+			resp.Events = append(resp.Events, &vigiev1.LedgerEvent{LeafIndex: r.Index, Commitment: r.Commitment.String(), Erased: true})
+			continue
+		}
 		salt, body, err := s.b.Ledger.OpenEvent(ctx, r)
 		if err != nil {
 			return nil, err

@@ -23,6 +23,7 @@ import (
 	"github.com/vigie-sante/vigie/consent/replay"
 	"github.com/vigie-sante/vigie/ledger/audit"
 	"github.com/vigie-sante/vigie/ledger/event"
+	"github.com/vigie-sante/vigie/ledger/verify"
 )
 
 // auditConfig are the flags of vigie audit beyond those it shares with
@@ -171,6 +172,10 @@ type eventsSummary struct {
 	ByKind       map[string]int `json:"by_kind"`
 	Compared     int            `json:"compared_with_leaves"`
 	NotYetInLog  int            `json:"not_yet_in_a_checkpoint"`
+	// Erased counts the erased placeholders served; Complete says every
+	// leaf of the log was accounted for (a regulator's whole audit).
+	Erased   int  `json:"erased"`
+	Complete bool `json:"every_leaf_accounted_for"`
 }
 
 type replaySummary struct {
@@ -211,9 +216,24 @@ func auditCommand(ctx context.Context, c *remoteConfig, a *auditConfig, now func
 		}
 		a.organization = orgs[0]
 	}
+	// A regulator's audit of the whole log accounts for every leaf: each
+	// is an event the search served or an erased placeholder. The leaves
+	// to account for are those of the checkpoint before the search (the
+	// search itself records reads, after it).
+	complete := !a.logOnly && role == "regulator" && from.IsZero() && to.IsZero()
+	var accountFor uint64
+	if complete {
+		note, err := cl.Checkpoint(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if cp, err := verify.OpenCheckpoint(note, keys.Keys.Checkpoint); err == nil {
+			accountFor = cp.Size
+		} // else: the log's own check reports the checkpoint
+	}
 	if !a.logOnly && (role == "regulator" || role == "dpo") {
 		rep.Events = &eventsSummary{Role: role, Organization: a.organization, ByKind: map[string]int{}}
-		evs, err := searchEvents(ctx, cl, role, a.organization, from, to)
+		evs, err := searchEvents(ctx, cl, role, a.organization, from, to, complete)
 		if f, ok := unreadableEvent(err); ok {
 			// The server cannot read one of its own events: a finding
 			// (its store was altered), and nothing to replay.
@@ -225,6 +245,18 @@ func auditCommand(ctx context.Context, c *remoteConfig, a *auditConfig, now func
 		}
 		for _, e := range evs {
 			env := envelope(e)
+			if env.Erased {
+				// An erased placeholder: its commitment is still checked
+				// against the leaf at its index.
+				c, err := event.ParseHash(env.Commitment)
+				if err != nil {
+					rep.Findings = append(rep.Findings, audit.Finding{Kind: audit.KindMalformed, Index: &env.Index, Message: "an erased placeholder without a valid commitment"})
+					continue
+				}
+				rep.Events.Erased++
+				expect[env.Index] = c
+				continue
+			}
 			lg, f := audit.CheckEvent(&env)
 			if f != nil {
 				rep.Findings = append(rep.Findings, *f)
@@ -268,6 +300,12 @@ func auditCommand(ctx context.Context, c *remoteConfig, a *auditConfig, now func
 		rep.notes = append(rep.notes, s.Note)
 	}
 	rep.Findings = append(rep.Findings, fr.Findings...)
+	if complete && rep.Events != nil && len(fr.Seen) > 0 {
+		if f := withheld(expect, min(accountFor, fr.Seen[len(fr.Seen)-1].Size)); f != nil {
+			rep.Findings = append(rep.Findings, *f)
+		}
+		rep.Events.Complete = true
+	}
 
 	if rep.Events != nil {
 		rep.Events.Compared = fr.Expected
@@ -315,20 +353,27 @@ func auditCommand(ctx context.Context, c *remoteConfig, a *auditConfig, now func
 // searchEvents reads the events an audit needs: for a regulator, every
 // consent change, rules change and erasure (to fold consents), and the
 // accesses and break-glass reviews; for a DPO, the accesses and reviews of
-// its organisation. The accesses are those of [from, to) when set.
-func searchEvents(ctx context.Context, cl *client.Client, role, org string, from, to time.Time) ([]*vigiev1.LedgerEvent, error) {
+// its organisation. The accesses are those of [from, to) when set. With
+// complete (a regulator's audit of the whole log), the ledger reads and
+// the erased placeholders too: every leaf.
+func searchEvents(ctx context.Context, cl *client.Client, role, org string, from, to time.Time, complete bool) ([]*vigiev1.LedgerEvent, error) {
 	type query struct {
 		kind   vigiev1.EventKind
 		window bool
+		erased bool
 	}
-	qs := []query{{vigiev1.EventKind_EVENT_KIND_ACCESS, true}, {vigiev1.EventKind_EVENT_KIND_BREAK_GLASS_REVIEW, false}}
+	qs := []query{{kind: vigiev1.EventKind_EVENT_KIND_ACCESS, window: true}, {kind: vigiev1.EventKind_EVENT_KIND_BREAK_GLASS_REVIEW}}
 	if role == "regulator" {
-		qs = append(qs, query{vigiev1.EventKind_EVENT_KIND_CONSENT_CHANGE, false}, query{vigiev1.EventKind_EVENT_KIND_RULES_CHANGE, false},
-			query{vigiev1.EventKind_EVENT_KIND_ERASURE, false})
+		qs = append(qs, query{kind: vigiev1.EventKind_EVENT_KIND_CONSENT_CHANGE}, query{kind: vigiev1.EventKind_EVENT_KIND_RULES_CHANGE},
+			query{kind: vigiev1.EventKind_EVENT_KIND_ERASURE})
+	}
+	if complete {
+		// Every other leaf too: the reads, and the erased placeholders.
+		qs = append(qs, query{kind: vigiev1.EventKind_EVENT_KIND_LEDGER_READ}, query{erased: true})
 	}
 	var out []*vigiev1.LedgerEvent
 	for _, q := range qs {
-		req := &vigiev1.SearchEventsRequest{Kind: q.kind, Organization: org, PageSize: 100}
+		req := &vigiev1.SearchEventsRequest{Kind: q.kind, Organization: org, PageSize: 500, ErasedOnly: q.erased}
 		if q.window && !from.IsZero() {
 			req.StartTime = timestamppb.New(from)
 		}
@@ -511,4 +556,26 @@ func (p *progressBar) done() {
 	if p != nil && p.shown {
 		fmt.Fprintln(p.w)
 	}
+}
+
+// withheld returns the finding of the leaves below size that expect does
+// not account for (nil if none): the regulator's full search served
+// neither an event nor an erased placeholder for them.
+func withheld(expect map[uint64]event.Hash, size uint64) *audit.Finding {
+	var missing []uint64
+	n := 0
+	for i := range size {
+		if _, ok := expect[i]; !ok {
+			n++
+			if len(missing) < 10 {
+				missing = append(missing, i)
+			}
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	first := missing[0]
+	return &audit.Finding{Kind: audit.KindWithheld, Index: &first,
+		Message: fmt.Sprintf("%d of the %d leaves of the log were served by the search neither as events nor as erased placeholders (leaves %v%s): events withheld from the audit", n, size, missing, map[bool]string{true: ", …"}[n > len(missing)])}
 }

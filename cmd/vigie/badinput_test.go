@@ -171,6 +171,7 @@ func TestBadInput(t *testing.T) {
 		{"SearchEvents: bad INS", "POST", "/v1/audit/events:search", regulator, `{"patient_ins":"123"}`, "patient_ins"},
 		{"SearchEvents: RPPS with letters", "POST", "/v1/audit/events:search", regulator, `{"actor_rpps":"1000000000A"}`, "actor_rpps"},
 		{"SearchEvents: end before start", "POST", "/v1/audit/events:search", regulator, `{"start_time":"2026-11-28T10:00:00Z","end_time":"2026-11-28T09:00:00Z"}`, "end_time"},
+		{"SearchEvents: erased_only with a filter", "POST", "/v1/audit/events:search", regulator, `{"erased_only":true,"kind":"EVENT_KIND_ACCESS"}`, "erased_only"},
 		{"SearchEvents: negative page size", "POST", "/v1/audit/events:search", regulator, `{"page_size":-5}`, "page_size"},
 		{"SearchEvents: DPO without organisation", "POST", "/v1/audit/events:search", dpo, `{}`, "organization"},
 		{"ReviewBreakGlass: bad commitment", "POST", "/v1/audit/break-glass-reviews", dpo, `{"request_id":"rv1","event_commitment":"xyz","verdict":"BREAK_GLASS_VERDICT_JUSTIFIED"}`, "event_commitment"},

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
+	"google.golang.org/protobuf/encoding/protojson"
 	"os"
 	"path/filepath"
 	"slices"
@@ -148,6 +149,9 @@ func buildStory(t *testing.T) *story {
 	code, arep, errOut := w.audit(auth.RoleRegulator, s.endState)
 	if code != exitOK || len(arep.Findings)+len(arep.Replayed)+len(arep.Alerts) != 0 || arep.Replay.Agreed != arep.Replay.Accesses || arep.Replay.Accesses < 7 || arep.Events.NotYetInLog != 0 {
 		t.Fatalf("clean audit: exit %d, %+v, replay %+v\n%s", code, arep, arep.Replay, errOut)
+	}
+	if !arep.Events.Complete || arep.Events.Erased < 3 {
+		t.Fatalf("clean audit: every leaf accounted for %v, %d erased placeholders; want true, at least 3", arep.Events.Complete, arep.Events.Erased)
 	}
 	for _, c := range arep.Log.Checkpoints {
 		s.audited = max(s.audited, c.Size)
@@ -395,6 +399,30 @@ func TestVerifyAndAuditFindTampering(t *testing.T) {
 		}))
 		code, rep, _ := w.verify(e2ePatient, copyDir(t, s.state))
 		wantFinding(t, code, rep.Findings, rep.Evidence, audit.KindMissingEvent, r.Seq)
+
+		// An access withheld from the regulator's search: the leaf at
+		// its index is accounted for by nothing the search served.
+		access := s.row(t, "access", 2)
+		w.setEdit(func(path string, body []byte) []byte {
+			if path != "/v1/audit/events:search" {
+				return body
+			}
+			var resp vigiev1.SearchEventsResponse
+			if err := protojson.Unmarshal(body, &resp); err != nil {
+				return body
+			}
+			resp.Events = slices.DeleteFunc(resp.Events, func(e *vigiev1.LedgerEvent) bool { return e.LeafIndex == access.Index })
+			b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(&resp)
+			if err != nil {
+				return body
+			}
+			return b
+		})
+		acode, arep, _ := w.audit(auth.RoleRegulator, copyDir(t, s.endState))
+		wantFinding(t, acode, arep.Findings, arep.Evidence, audit.KindWithheld, 0)
+		if f := arep.Findings[0]; f.Kind != audit.KindWithheld || f.Index == nil || *f.Index != access.Index {
+			t.Errorf("findings %+v, want the withheld leaf %d first", arep.Findings, access.Index)
+		}
 	})
 
 	t.Run("an access recorded as ALLOW that the consent in force denied", func(t *testing.T) {

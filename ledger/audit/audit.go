@@ -120,6 +120,10 @@ const (
 	// KindNotInLog: the log holds another leaf than an event's (or a
 	// receipt's) commitment at its index.
 	KindNotInLog Kind = "not-in-log"
+	// KindWithheld: leaves of the log that the regulator's full search
+	// did not serve, neither as events nor as erased placeholders: events
+	// withheld from the audit.
+	KindWithheld Kind = "withheld-events"
 )
 
 // A Finding is one thing found wrong, with its evidence.

@@ -465,7 +465,11 @@ func (t txn) SearchEvents(ctx context.Context, f ledger.SearchFilter, after int6
 		where = append(where, strings.ReplaceAll(cond, "?", fmt.Sprintf("$%d", len(args))))
 	}
 	add("leaf_index > ?", after)
-	where = append(where, "pseudonym IS NOT NULL")
+	if f.ErasedOnly {
+		where = append(where, "pseudonym IS NULL")
+	} else {
+		where = append(where, "pseudonym IS NOT NULL")
+	}
 	if f.Pseudonym != nil {
 		add("pseudonym = ?", f.Pseudonym[:])
 	}

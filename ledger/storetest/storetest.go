@@ -467,6 +467,23 @@ func testErase(t *testing.T, s ledger.Store) {
 		if got, _ := tx.PatientEvents(ctx, b, 1, 10); len(got) != 1 || got[0].Erased || got[0].Index != eb[0].Index {
 			t.Errorf("another patient's events after erasure = %+v", got)
 		}
+		// The erased events, and only they, with ErasedOnly; none without.
+		erased, err := tx.SearchEvents(ctx, ledger.SearchFilter{ErasedOnly: true}, -1, 100)
+		if err != nil || len(erased) != 3 {
+			t.Fatalf("SearchEvents(ErasedOnly) = %+v, %v; want the 3 erased events", erased, err)
+		}
+		for i, e := range erased {
+			if !e.Erased || e.Index != ea[i].Index || e.Commitment != ea[i].Commitment {
+				t.Errorf("erased event %d = %+v, want index %d", i, e, ea[i].Index)
+			}
+		}
+		if page, err := tx.SearchEvents(ctx, ledger.SearchFilter{ErasedOnly: true}, int64(ea[0].Index), 1); err != nil || len(page) != 1 || page[0].Index != ea[1].Index {
+			t.Errorf("SearchEvents(ErasedOnly) after the first, limit 1 = %+v, %v", page, err)
+		}
+		all, err := tx.SearchEvents(ctx, ledger.SearchFilter{}, -1, 100)
+		if err != nil || len(all) != 1 || all[0].Index != eb[0].Index {
+			t.Errorf("SearchEvents after erasure = %+v, %v; want only the other patient's event", all, err)
+		}
 		return nil
 	})
 }

@@ -100,7 +100,12 @@ type SearchEventsRequest struct {
 	PageSize int32 `protobuf:"varint,8,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// The next_page_token of the previous page, with the same filters; empty
 	// for the first page.
-	PageToken     string `protobuf:"bytes,9,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,9,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only the placeholders of erased events (leaf index and commitment,
+	// `erased` set; no body, no patient): for a regulator who accounts for
+	// every leaf of the log. No other filter may be set with it. Nothing is
+	// read, so nothing is recorded.
+	ErasedOnly    bool `protobuf:"varint,10,opt,name=erased_only,json=erasedOnly,proto3" json:"erased_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -196,6 +201,13 @@ func (x *SearchEventsRequest) GetPageToken() string {
 		return x.PageToken
 	}
 	return ""
+}
+
+func (x *SearchEventsRequest) GetErasedOnly() bool {
+	if x != nil {
+		return x.ErasedOnly
+	}
+	return false
 }
 
 // SearchEventsResponse is a page of matching events.
@@ -381,7 +393,7 @@ var File_vigie_v1_audit_proto protoreflect.FileDescriptor
 
 const file_vigie_v1_audit_proto_rawDesc = "" +
 	"\n" +
-	"\x14vigie/v1/audit.proto\x12\bvigie.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15vigie/v1/ledger.proto\"\xfa\x02\n" +
+	"\x14vigie/v1/audit.proto\x12\bvigie.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15vigie/v1/ledger.proto\"\x9b\x03\n" +
 	"\x13SearchEventsRequest\x12\x1f\n" +
 	"\vpatient_ins\x18\x01 \x01(\tR\n" +
 	"patientIns\x12\x1d\n" +
@@ -395,7 +407,10 @@ const file_vigie_v1_audit_proto_rawDesc = "" +
 	"\x10break_glass_only\x18\a \x01(\bR\x0ebreakGlassOnly\x12\x1b\n" +
 	"\tpage_size\x18\b \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\t \x01(\tR\tpageToken\"m\n" +
+	"page_token\x18\t \x01(\tR\tpageToken\x12\x1f\n" +
+	"\verased_only\x18\n" +
+	" \x01(\bR\n" +
+	"erasedOnly\"m\n" +
 	"\x14SearchEventsResponse\x12-\n" +
 	"\x06events\x18\x01 \x03(\v2\x15.vigie.v1.LedgerEventR\x06events\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xb4\x01\n" +
