@@ -116,6 +116,25 @@ func TestPortalOIDCSignIn(t *testing.T) {
 	}
 	provider.SetHooks(oidctest.Hooks{})
 
+	// A link carrying someone's valid token, not from a sign-in this tab
+	// started (login CSRF): refused, nobody signed in.
+	foreign, err := provider.Token(e2ePatient, map[string]any{"role": "patient"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := newBrowser(t)
+	victim.run("follow a link with someone's token",
+		chromedp.Navigate(public+portal.Prefix+"index.html#oidc_token="+url.QueryEscape(foreign)+"&oidc_tab=dGFiLXZhbHVlLW9mLXRoZS10ZXN0LXBhZ2UtMDEyMw"),
+		chromedp.WaitVisible(chromedp.CSS(`#signin-message[data-oidc-error]`)),
+	)
+	if got := victim.attr("#signin-message", "data-oidc-error"); got != "foreign" {
+		t.Errorf("a foreign token in a link: error %q, want foreign", got)
+	}
+	if s := get(victim, "read the session", chromedp.Evaluate[string]("sessionStorage.getItem('vigie.token') || ''")); s != "" {
+		t.Error("a link with someone's token signed the reader in")
+	}
+	victim.screenshot("signin-oidc-foreign")
+
 	// The provider really checks PKCE: the same request, with a fresh code
 	// each time, succeeds with the verifier and fails with another.
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}

@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -88,6 +89,8 @@ func (c *OIDCConfig) validate() error {
 	switch {
 	case c.Issuer == "":
 		return errors.New("portal: OIDCConfig.Issuer is required")
+	case !secureURL(c.Issuer):
+		return fmt.Errorf("portal: OIDCConfig.Issuer %q: want https (http only on a loopback host)", c.Issuer)
 	case c.ClientID == "":
 		return errors.New("portal: OIDCConfig.ClientID is required")
 	case len(c.CookieKey) < 32:
@@ -100,6 +103,11 @@ func (c *OIDCConfig) validate() error {
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{Timeout: 10 * time.Second}
 	}
+	// The code, the verifier and the client secret go to the token
+	// endpoint and nowhere else: no redirection is followed.
+	client := *c.HTTPClient
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return errors.New("the provider redirected the request") }
+	c.HTTPClient = &client
 	if c.DiscoveryTTL <= 0 {
 		c.DiscoveryTTL = time.Hour
 	}
@@ -118,7 +126,12 @@ type oidcState struct {
 	State    string `json:"s"`
 	Nonce    string `json:"n"`
 	Verifier string `json:"v"`
-	Expires  int64  `json:"e"` // Unix seconds
+	// Tab is the random value the sign-in page kept in its tab's
+	// sessionStorage before it sent the browser here; it comes back with
+	// the token, so that the page takes only a token from a sign-in it
+	// started itself (a link carrying someone else's token is refused).
+	Tab     string `json:"t"`
+	Expires int64  `json:"e"` // Unix seconds
 }
 
 // errBadCookie is any state cookie that is not one this portal issued,
@@ -155,7 +168,7 @@ func openState(key []byte, value string, now time.Time) (oidcState, error) {
 	if err1 != nil || err2 != nil || !hmac.Equal(mac, stateMAC(key, payload)) {
 		return st, errBadCookie
 	}
-	if json.Unmarshal(payload, &st) != nil || st.State == "" || st.Nonce == "" || st.Verifier == "" {
+	if json.Unmarshal(payload, &st) != nil || st.State == "" || st.Nonce == "" || st.Verifier == "" || !tabValue(st.Tab) {
 		return st, errBadCookie
 	}
 	if !now.Before(time.Unix(st.Expires, 0)) {
@@ -211,16 +224,26 @@ func (f *oidcFlow) discover(ctx context.Context) (*discovery, error) {
 	switch {
 	case d.Issuer != f.cfg.Issuer:
 		return nil, fmt.Errorf("OpenID Connect discovery: the document is for issuer %q, not %q", d.Issuer, f.cfg.Issuer)
-	case !httpURL(d.AuthorizationEndpoint) || !httpURL(d.TokenEndpoint):
-		return nil, errors.New("OpenID Connect discovery: no valid authorization_endpoint or token_endpoint")
+	case !secureURL(d.AuthorizationEndpoint) || !secureURL(d.TokenEndpoint):
+		return nil, errors.New("OpenID Connect discovery: no valid authorization_endpoint or token_endpoint (https, or http on a loopback host)")
 	}
 	f.doc, f.fetched = &d, f.cfg.Now()
 	return f.doc, nil
 }
 
-func httpURL(s string) bool {
+// secureURL reports whether s is an https URL, or an http one on a
+// loopback host (tests, a provider on the same machine).
+func secureURL(s string) bool {
 	u, err := url.Parse(s)
-	return err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != ""
+	if err != nil || u.Host == "" {
+		return false
+	}
+	if u.Scheme == "https" {
+		return true
+	}
+	h := u.Hostname()
+	ip := net.ParseIP(h)
+	return u.Scheme == "http" && (h == "localhost" || ip != nil && ip.IsLoopback())
 }
 
 // doJSON sends req and decodes a JSON answer of at most maxOIDCBody bytes.
@@ -271,6 +294,10 @@ func (p *portal) oidcLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var st oidcState
+	if st.Tab = r.URL.Query().Get("t"); !tabValue(st.Tab) {
+		p.oidcFail(w, r, oidcErrState)
+		return
+	}
 	for _, s := range []*string{&st.State, &st.Nonce, &st.Verifier} {
 		if *s, err = f.random(); err != nil {
 			p.cfg.Logger.Error("portal: OpenID Connect sign-in", "err", err)
@@ -355,7 +382,22 @@ func (p *portal) oidcCallback(w http.ResponseWriter, r *http.Request) {
 		p.oidcFail(w, r, reason)
 		return
 	}
-	http.Redirect(w, r, Prefix+"index.html#oidc_token="+url.QueryEscape(token), http.StatusSeeOther)
+	http.Redirect(w, r, Prefix+"index.html#oidc_token="+url.QueryEscape(token)+"&oidc_tab="+url.QueryEscape(st.Tab), http.StatusSeeOther)
+}
+
+// tabValue reports whether t can be the sign-in page's tab value: 22 to
+// 128 base64url characters (the page makes 43).
+func tabValue(t string) bool {
+	if len(t) < 22 || len(t) > 128 {
+		return false
+	}
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // exchange redeems code at the token endpoint and returns the token to

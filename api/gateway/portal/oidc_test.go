@@ -20,13 +20,13 @@ import (
 func TestStateCookie(t *testing.T) {
 	key := bytes.Repeat([]byte{7}, 32)
 	now := time.Unix(1_700_000_000, 0)
-	st := oidcState{State: "s", Nonce: "n", Verifier: "v", Expires: now.Add(oidcStateTTL).Unix()}
+	st := oidcState{State: "s", Nonce: "n", Verifier: "v", Tab: testTab, Expires: now.Add(oidcStateTTL).Unix()}
 	good := sealState(key, st)
 	if got, err := openState(key, good, now); err != nil || got != st {
 		t.Fatalf("openState(sealState(st)) = %+v, %v; want %+v", got, err, st)
 	}
 	payload, mac, _ := strings.Cut(good, ".")
-	other := sealState(key, oidcState{State: "s2", Nonce: "n", Verifier: "v", Expires: st.Expires})
+	other := sealState(key, oidcState{State: "s2", Nonce: "n", Verifier: "v", Tab: testTab, Expires: st.Expires})
 	otherPayload, _, _ := strings.Cut(other, ".")
 	for _, tc := range []struct {
 		name  string
@@ -98,7 +98,7 @@ func oidcPortalFor(t *testing.T, p *oidctest.Provider, secure bool, secret strin
 func signInFlow(t *testing.T, h http.Handler) string {
 	t.Helper()
 	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest("GET", Prefix+"oidc/login", nil))
+	h.ServeHTTP(rec, httptest.NewRequest("GET", Prefix+"oidc/login?t="+testTab, nil))
 	if rec.Code != http.StatusFound {
 		t.Fatalf("login: %d %s", rec.Code, rec.Body)
 	}
@@ -135,7 +135,7 @@ func TestOIDCSignIn(t *testing.T) {
 
 	// The login redirection and its cookie.
 	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest("GET", Prefix+"oidc/login", nil))
+	h.ServeHTTP(rec, httptest.NewRequest("GET", Prefix+"oidc/login?t="+testTab, nil))
 	loc, _ := url.Parse(rec.Header().Get("Location"))
 	q := loc.Query()
 	if !strings.HasPrefix(loc.String(), p.Issuer+"/authorize?") || q.Get("response_type") != "code" || q.Get("client_id") != p.ClientID ||
@@ -154,8 +154,13 @@ func TestOIDCSignIn(t *testing.T) {
 	// The whole flow: the ID token (the access token is opaque) is
 	// handed over in the fragment.
 	loc2 := signInFlow(t, h)
-	tok, ok := strings.CutPrefix(loc2, Prefix+"index.html#oidc_token=")
+	frag, ok := strings.CutPrefix(loc2, Prefix+"index.html#")
 	if !ok {
+		t.Fatalf("callback redirects to %q", loc2)
+	}
+	fq, err := url.ParseQuery(frag)
+	tok := fq.Get("oidc_token")
+	if err != nil || tok == "" {
 		t.Fatalf("callback redirects to %q", loc2)
 	}
 	issued := p.Issued()
@@ -233,6 +238,8 @@ func TestOIDCConfig(t *testing.T) {
 		{"short key", func(c *OIDCConfig) { c.CookieKey = make([]byte, 16) }, "CookieKey"},
 		{"redirect elsewhere", func(c *OIDCConfig) { c.RedirectURL = "https://v.example/cb" }, "RedirectURL"},
 		{"relative redirect", func(c *OIDCConfig) { c.RedirectURL = "/portal/oidc/callback" }, "RedirectURL"},
+		{"issuer over http", func(c *OIDCConfig) { c.Issuer = "http://idp.example" }, "https"},
+		{"issuer over http on loopback", func(c *OIDCConfig) { c.Issuer = "http://127.0.0.1:9999" }, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := good()
@@ -248,7 +255,7 @@ func TestOIDCConfig(t *testing.T) {
 func TestOIDCSecureCookie(t *testing.T) {
 	_, h, _ := oidcPortal(t, true)
 	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest("GET", Prefix+"oidc/login", nil))
+	h.ServeHTTP(rec, httptest.NewRequest("GET", Prefix+"oidc/login?t="+testTab, nil))
 	if cs := rec.Result().Cookies(); len(cs) != 1 || !cs[0].Secure {
 		t.Errorf("cookies %v, want one Secure with an https redirect URL", cs)
 	}
@@ -269,8 +276,33 @@ func TestClientConfig(t *testing.T) {
 		}
 	}
 	rec := httptest.NewRecorder()
-	plain.ServeHTTP(rec, httptest.NewRequest("GET", Prefix+"oidc/login", nil))
+	plain.ServeHTTP(rec, httptest.NewRequest("GET", Prefix+"oidc/login?t="+testTab, nil))
 	if rec.Code != http.StatusNotFound {
 		t.Errorf("oidc/login without OIDC: %d, want 404", rec.Code)
+	}
+}
+
+// testTab is a sign-in page's tab value.
+const testTab = "dGFiLXZhbHVlLW9mLXRoZS10ZXN0LXBhZ2UtMDEyMw"
+
+// TestOIDCTabValue: the login needs the page's tab value, and the
+// callback hands it back with the token, for the page to compare.
+func TestOIDCTabValue(t *testing.T) {
+	_, h, _ := oidcPortal(t, false)
+	for _, q := range []string{"", "?t=short", "?t=" + strings.Repeat("a", 129), "?t=" + testTab[:30] + "%2F" + testTab[30:]} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", Prefix+"oidc/login"+q, nil))
+		if loc := rec.Header().Get("Location"); rec.Code != http.StatusSeeOther || loc != Prefix+"index.html#oidc_error=state" || len(rec.Result().Cookies()) != 0 {
+			t.Errorf("login%s: %d to %q, cookies %v; want the state error and no cookie", q, rec.Code, loc, rec.Result().Cookies())
+		}
+	}
+	loc := signInFlow(t, h)
+	u, err := url.Parse(loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	frag, err := url.ParseQuery(u.Fragment)
+	if err != nil || frag.Get("oidc_token") == "" || frag.Get("oidc_tab") != testTab {
+		t.Errorf("callback to %q: want the token and the tab value %s", loc, testTab)
 	}
 }

@@ -3,11 +3,23 @@
 // fragment, which no server sees), or by pasting a bearer token (the
 // embedded issuer's, from `vigie token`, or the provider's). Either way
 // the server has checked the token before it is kept, in this tab's
-// sessionStorage only.
+// sessionStorage only. A token in the fragment is taken only from a
+// sign-in this tab started (the random value it kept comes back with it).
 'use strict';
 
-document.addEventListener('DOMContentLoaded', () => {
+document.addEventListener('DOMContentLoaded', async () => {
   const { t } = Vigie;
+  const TAB = 'vigie.oidc.tab';
+  // serverCheck asks the server to check the token (signature, issuer,
+  // audience, expiry) on a route its role may call; '' when accepted,
+  // else what the server said.
+  async function serverCheck(token, c) {
+    const path = c.role === 'patient' ? '/v1/me/consent' : '/v1/log/key';
+    const r = await fetch(path, { headers: { Authorization: 'Bearer ' + token, Accept: 'application/json' }, cache: 'no-store', credentials: 'omit' });
+    if (r.ok) return '';
+    let detail = ''; try { detail = (await r.json()).message; } catch (e) { /* not JSON */ }
+    return detail || ('HTTP ' + r.status);
+  }
   const form = document.getElementById('signin-form');
   const input = document.getElementById('token');
   const error = document.getElementById('token-error');
@@ -18,17 +30,29 @@ document.addEventListener('DOMContentLoaded', () => {
   // Back from the identity provider: take the token or the error out of
   // the fragment at once, so that it stays in no history entry.
   const back = new URLSearchParams(location.hash.slice(1));
-  const oidcToken = back.get('oidc_token'), oidcError = back.get('oidc_error');
+  const oidcToken = back.get('oidc_token'), oidcError = back.get('oidc_error'), oidcTab = back.get('oidc_tab');
   if (oidcToken !== null || oidcError !== null) history.replaceState(null, '', location.pathname + location.search);
+  const started = sessionStorage.getItem(TAB);
+  if (oidcToken !== null || oidcError !== null) sessionStorage.removeItem(TAB);
   if (oidcToken) {
-    // The server verified it as the API does, before handing it over.
+    // Only a token from a sign-in this tab started (a link carrying
+    // someone else's token would sign the reader in as them), and that
+    // the server accepts as the API does.
     const c = Vigie.claims(oidcToken);
-    if (c && !Vigie.expired(c) && ROLES.includes(c.role)) {
-      Vigie.startSession(oidcToken);
-      location.replace(Vigie.homeOf(c.role));
-      return;
+    if (!started || oidcTab !== started) {
+      msg = { key: 'signin.oidc.err.foreign' };
+      box.dataset.oidcError = 'foreign';
+    } else if (c && !Vigie.expired(c) && ROLES.includes(c.role)) {
+      const refused = await serverCheck(oidcToken, c);
+      if (!refused) {
+        Vigie.startSession(oidcToken);
+        location.replace(Vigie.homeOf(c.role));
+        return;
+      }
+      msg = { key: 'signin.oidc.err.token', detail: refused };
+    } else {
+      msg = { key: 'signin.oidc.err.token' };
     }
-    msg = { key: 'signin.oidc.err.token' };
   } else if (oidcError !== null) {
     const key = 'signin.oidc.err.' + oidcError;
     msg = { key: Object.hasOwn(I18N.fr, key) ? key : 'signin.oidc.err.other' };
@@ -48,6 +72,15 @@ document.addEventListener('DOMContentLoaded', () => {
     .then(r => r.ok ? r.json() : {})
     .then(cfg => {
       if (cfg.oidc !== true) return;
+      // The sign-in carries a random value of this tab, kept here and
+      // handed back with the token.
+      document.getElementById('oidc-signin').addEventListener('click', ev => {
+        ev.preventDefault();
+        const b = crypto.getRandomValues(new Uint8Array(32));
+        const tab = btoa(String.fromCharCode(...b)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+        sessionStorage.setItem(TAB, tab);
+        location.assign('oidc/login?t=' + tab);
+      });
       document.getElementById('oidc').hidden = false;
       document.getElementById('paste-title').hidden = false;
     })
@@ -65,11 +98,9 @@ document.addEventListener('DOMContentLoaded', () => {
     Vigie.fieldError(input, error, problem);
     if (problem) { input.focus(); return; }
     // The server checks the token: signature, issuer, audience, expiry.
-    const path = c.role === 'patient' ? '/v1/me/consent' : '/v1/log/key';
-    const r = await fetch(path, { headers: { Authorization: 'Bearer ' + token, Accept: 'application/json' }, cache: 'no-store', credentials: 'omit' });
-    if (!r.ok) {
-      let detail = ''; try { detail = (await r.json()).message; } catch (e) { /* not JSON */ }
-      Vigie.fieldError(input, error, t('signin.err.refused', { detail: detail || ('HTTP ' + r.status) }));
+    const refused = await serverCheck(token, c);
+    if (refused) {
+      Vigie.fieldError(input, error, t('signin.err.refused', { detail: refused }));
       input.focus();
       return;
     }
