@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -210,6 +211,17 @@ func (s *auditService) ReviewBreakGlass(ctx context.Context, req *vigiev1.Review
 	})
 	if err != nil {
 		return nil, unavailable(err)
+	}
+	if rec.Duplicate {
+		// A retry: the same review, byte for byte (the format is
+		// canonical), or a request_id used again for another review.
+		b, err := event.Parse(rec.Body)
+		if err != nil {
+			return nil, fmt.Errorf("review: recorded body: %w", err)
+		}
+		if !bytes.Equal(b.Payload, payload) {
+			return nil, consent.ErrRequestReused
+		}
 	}
 	return &vigiev1.ReviewBreakGlassResponse{Event: recorded(rec.Index, rec.Commitment, rec.Receipt)}, nil
 }

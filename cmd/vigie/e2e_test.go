@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"google.golang.org/protobuf/proto"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -468,6 +469,12 @@ func TestBreakGlassReviewAndErasure(t *testing.T) {
 	again, err := audit.ReviewBreakGlass(dpo, review)
 	if err != nil || again.Event.LeafIndex != rv.Event.LeafIndex {
 		t.Errorf("the same review again = %v, %v; want the first event", again, err)
+	}
+	// The same request_id for another verdict: not a retry, refused.
+	changed := proto.Clone(review).(*vigiev1.ReviewBreakGlassRequest)
+	changed.Verdict = vigiev1.BreakGlassVerdict_BREAK_GLASS_VERDICT_UNJUSTIFIED
+	if _, err := audit.ReviewBreakGlass(dpo, changed); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "request_id") {
+		t.Errorf("another review under a used request_id = %v, want InvalidArgument naming request_id", err)
 	}
 	notBG := checkRequest("er-2")
 	plain, err := access.Check(service, notBG)
