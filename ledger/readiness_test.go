@@ -185,3 +185,45 @@ func TestAlteredBodyIsCorrupt(t *testing.T) {
 	check("OpenEvent", err)
 	verifyHistory(t, env, "bob", 1)
 }
+
+// TestAlteredKeyFailsOnlyItsPatient: a patient whose wrapped data key was
+// altered in the store cannot record, and nobody else sharing the
+// transaction is failed with them.
+func TestAlteredKeyFailsOnlyItsPatient(t *testing.T) {
+	env := ledgertest.New(t, ledgertest.Options{})
+	record(t, env.Ledger, access("bob", 0))
+	bob := env.Ledger.Pseudonym(ledgertest.Patient("bob"))
+	if err := env.DB.ReadWrite(ctx, func(ctx context.Context, tx sqldb.Tx) error {
+		var wrapped []byte
+		if err := tx.QueryRow(ctx, "SELECT wrapped_key FROM patients WHERE pseudonym = $1", bob[:]).Scan(&wrapped); err != nil {
+			return err
+		}
+		wrapped[len(wrapped)-1] ^= 1
+		_, err := tx.Exec(ctx, "UPDATE patients SET wrapped_key = $1 WHERE pseudonym = $2", wrapped, bob[:])
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 16)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if i == 0 {
+				_, errs[i] = env.Ledger.Record(ctx, access("bob", 1))
+			} else {
+				_, errs[i] = env.Ledger.Record(ctx, access("carol", i))
+			}
+		}()
+	}
+	wg.Wait()
+	if !errors.Is(errs[0], ledger.ErrCorrupt) {
+		t.Errorf("Record for the patient whose key was altered = %v, want ErrCorrupt", errs[0])
+	}
+	for _, err := range errs[1:] {
+		if err != nil {
+			t.Errorf("a Record beside the altered patient's: %v", err)
+		}
+	}
+}

@@ -378,6 +378,11 @@ func (l *Ledger) recordGroup(ctx context.Context, tx StoreTx, group []*recordJob
 			}
 		}
 		ps, err := l.patientState(ctx, tx, patients, j.pseudonym)
+		if errors.Is(err, ErrCorrupt) {
+			// This patient's key no longer opens (altered): the jobs of
+			// this patient fail, not the others of the batch.
+			return &jobError{job: j, err: err}
+		}
 		if err != nil {
 			return err
 		}
@@ -555,7 +560,7 @@ func (l *Ledger) eraseBefore(ctx context.Context, tx StoreTx, ps *patientState, 
 	}
 	if l.cfg.EraseAlso != nil {
 		if err := l.cfg.EraseAlso(j.pseudonym)(ctx, tx.SQL()); err != nil {
-			return nil, err
+			return nil, &jobError{job: j, err: fmt.Errorf("erase the patient's other rows: %w", err)}
 		}
 	}
 	dk, wrapped, err := l.keys.newDataKey(j.pseudonym)
@@ -582,7 +587,7 @@ func (l *Ledger) existing(ctx context.Context, tx StoreReader, j *recordJob) (*R
 	}
 	salt, body, err := l.openEvent(ctx, tx, row)
 	if err != nil {
-		return nil, err
+		return nil, corrupt(row, err)
 	}
 	return &Recorded{Index: row.Index, Commitment: row.Commitment, Body: body, Salt: salt, Time: time.Unix(0, row.TimeNanos).UTC(), Duplicate: true}, nil
 }

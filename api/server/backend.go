@@ -131,7 +131,8 @@ func unavailable(err error) error {
 		return err
 	}
 	var fe *consent.FieldError
-	if errors.As(err, &fe) || errors.Is(err, ledger.ErrInvalidEntry) ||
+	var ce *ledger.CorruptEventError
+	if errors.As(err, &fe) || errors.Is(err, ledger.ErrInvalidEntry) || errors.As(err, &ce) ||
 		errors.Is(err, consent.ErrRequestReused) || errors.Is(err, ledger.ErrKeyReused) {
 		return err
 	}
