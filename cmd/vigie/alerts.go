@@ -25,7 +25,8 @@ import (
 // names (an emergency access at that time, unreviewed), so every answer
 // is recorded, before it goes out, as a ledger-read event ("Alerts") in
 // the chain of each patient whose events it names, as the audit search
-// records its reads; opening an event goes through the audit search.
+// records its reads (once per reader while the answer is cached); opening
+// an event goes through the audit search.
 type ledgerAlerts struct {
 	ledger *ledger.Ledger
 	// window is how far back events are read; maxEvents bounds how many
@@ -46,6 +47,10 @@ type cachedAlerts struct {
 	// patients are the pseudonyms of the patients of the events named
 	// by alerts, by commitment (hex).
 	patients map[string]event.Hash
+	// recorded are the readers whose read of these alerts is recorded:
+	// the same answer again, while it is cached, records nothing more
+	// (reloading the dashboard must not flood patients' chains).
+	recorded *sync.Map
 }
 
 // alertsReadMethod names the dashboard's alerts in ledger-read records.
@@ -69,8 +74,11 @@ func (a *ledgerAlerts) Alerts(ctx context.Context, scope portal.Scope) ([]portal
 	if err != nil {
 		return nil, err
 	}
-	if err := a.recordReads(ctx, scope.Reader, c); err != nil {
-		return nil, err
+	if _, done := c.recorded.Load(scope.Reader); !done {
+		if err := a.recordReads(ctx, scope.Reader, c); err != nil {
+			return nil, err
+		}
+		c.recorded.Store(scope.Reader, true)
 	}
 	return c.alerts, nil
 }
@@ -110,7 +118,7 @@ func (a *ledgerAlerts) compute(ctx context.Context, scope portal.Scope) (cachedA
 	if err != nil {
 		return cachedAlerts{}, err
 	}
-	c := cachedAlerts{at: now, alerts: make([]portal.Alert, 0, len(res.Alerts)), patients: map[string]event.Hash{}}
+	c := cachedAlerts{at: now, alerts: make([]portal.Alert, 0, len(res.Alerts)), patients: map[string]event.Hash{}, recorded: &sync.Map{}}
 	for _, m := range res.Alerts {
 		if len(scope.Organisations) > 0 && !slices.Contains(scope.Organisations, m.Organization) {
 			continue

@@ -619,3 +619,35 @@ func TestMisuseAlerts(t *testing.T) {
 		t.Errorf("after the review, the regulator's alerts = %d %v, want no %s", code, got, want)
 	}
 }
+
+// TestMisuseAlertsRecordedOncePerAnswer: the same cached answer shown
+// again to the same reader records nothing more; another reader's view
+// is recorded.
+func TestMisuseAlertsRecordedOncePerAnswer(t *testing.T) {
+	e := startE2E(t, "--alerts-cache", "10m")
+	req := checkRequest("once-1")
+	req.PurposeOfUse = vigiev1.PurposeOfUse_BTG
+	req.BreakGlassJustification = "cardiac arrest"
+	if _, err := vigiev1.NewAccessServiceClient(e.conn).Check(e.as(auth.RoleService, "hospital-his", e2eHospital), req); err != nil {
+		t.Fatal(err)
+	}
+	c := e.http()
+	for _, token := range []string{e.token(auth.RoleRegulator, "cnil"), e.token(auth.RoleRegulator, "cnil"), e.token(auth.RoleRegulator, "cnil-2")} {
+		if code, b := c.do("GET", "/portal/api/alerts", token, ""); code != 200 || !strings.Contains(string(b), "break-glass-unreviewed") {
+			t.Fatalf("alerts = %d %s", code, b)
+		}
+	}
+	var readers []string
+	for _, ev := range e.listAndVerify(e.as(auth.RolePatient, e2ePatient), 100) {
+		var rd struct {
+			Reader string `json:"reader"`
+			Method string `json:"method"`
+		}
+		if ev.body.Kind == event.KindLedgerRead && json.Unmarshal(ev.body.Payload, &rd) == nil && rd.Method == alertsReadMethod {
+			readers = append(readers, rd.Reader)
+		}
+	}
+	if got, want := strings.Join(readers, " "), "regulator:cnil regulator:cnil-2"; got != want {
+		t.Errorf("alert reads recorded: %q, want %q", got, want)
+	}
+}
