@@ -33,6 +33,10 @@ func (s *logService) GetCheckpoint(ctx context.Context, _ *vigiev1.GetCheckpoint
 // the request does not say.
 const DefaultCheckpoints = 100
 
+// MaxListCheckpoints is the most checkpoints one ListCheckpoints call
+// returns: each costs a consistency proof, and the call is public.
+const MaxListCheckpoints = 200
+
 // ListCheckpoints serves the log's history of signed checkpoints, sampled
 // by size, each with the consistency proof from the one before.
 func (s *logService) ListCheckpoints(ctx context.Context, req *vigiev1.ListCheckpointsRequest) (*vigiev1.ListCheckpointsResponse, error) {
@@ -40,8 +44,8 @@ func (s *logService) ListCheckpoints(ctx context.Context, req *vigiev1.ListCheck
 	switch {
 	case n == 0:
 		n = DefaultCheckpoints
-	case n > ledger.MaxCheckpoints:
-		return nil, InvalidField("max_count", fmt.Sprintf("must be at most %d", ledger.MaxCheckpoints))
+	case n > MaxListCheckpoints:
+		return nil, InvalidField("max_count", fmt.Sprintf("must be at most %d", MaxListCheckpoints))
 	}
 	history, err := s.b.Ledger.CheckpointHistory(ctx, req.MinSize, n)
 	if err != nil {

@@ -157,7 +157,7 @@ func TestBadInput(t *testing.T) {
 		{"Consistency: first 0", "GET", "/v1/log/consistency?first=0&second=1", "", "", "first"},
 		{"Consistency: second below first", "GET", "/v1/log/consistency?first=2&second=1", "", "", "second"},
 		{"Consistency: second beyond the log", "GET", "/v1/log/consistency?first=1&second=1000000", "", "", "second"},
-		{"Checkpoints: max_count above 1000", "GET", "/v1/log/checkpoints?max_count=1001", "", "", "max_count"},
+		{"Checkpoints: max_count above 200", "GET", "/v1/log/checkpoints?max_count=201", "", "", "max_count"},
 		{"Checkpoints: negative min_size", "GET", "/v1/log/checkpoints?min_size=-1", "", "", "min_size"},
 		{"Leaves: end not above start", "GET", "/v1/log/leaves?start=3&end=3", "", "", "end"},
 		{"Leaves: start beyond the checkpoint", "GET", "/v1/log/leaves?start=1000000&end=1000001", "", "", "start"},

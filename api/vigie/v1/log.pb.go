@@ -67,7 +67,7 @@ type ListCheckpointsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The smallest tree size of interest; 0 for the whole history.
 	MinSize uint64 `protobuf:"varint,1,opt,name=min_size,json=minSize,proto3" json:"min_size,omitempty"`
-	// The most checkpoints to return: default 100, at most 1000.
+	// The most checkpoints to return: default 100, at most 200 (each costs a consistency proof).
 	MaxCount      uint32 `protobuf:"varint,2,opt,name=max_count,json=maxCount,proto3" json:"max_count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -54,7 +54,7 @@ type LogServiceClient interface {
 	// checks every signature and that the log only grew, with no other
 	// call. Empty before the first checkpoint.
 	//
-	// Errors: INVALID_ARGUMENT for a max_count above 1000.
+	// Errors: INVALID_ARGUMENT for a max_count above 200.
 	ListCheckpoints(ctx context.Context, in *ListCheckpointsRequest, opts ...grpc.CallOption) (*ListCheckpointsResponse, error)
 	// GetConsistencyProof returns the proof that the tree of size `first` is
 	// a prefix of the tree of size `second` (RFC 6962 section 2.1.2).
@@ -176,7 +176,7 @@ type LogServiceServer interface {
 	// checks every signature and that the log only grew, with no other
 	// call. Empty before the first checkpoint.
 	//
-	// Errors: INVALID_ARGUMENT for a max_count above 1000.
+	// Errors: INVALID_ARGUMENT for a max_count above 200.
 	ListCheckpoints(context.Context, *ListCheckpointsRequest) (*ListCheckpointsResponse, error)
 	// GetConsistencyProof returns the proof that the tree of size `first` is
 	// a prefix of the tree of size `second` (RFC 6962 section 2.1.2).
