@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/vigie-sante/vigie/ledger/event"
+	"github.com/vigie-sante/vigie/ledger/sqldb"
 )
 
 // ErasureRecordFormat names the payload of erasure events.
@@ -95,11 +96,16 @@ func (l *Ledger) RunDueErasures(ctx context.Context) (int, error) {
 			continue
 		}
 		if err != nil {
+			if ran > 0 || errors.Is(err, sqldb.ErrCommitUnknown) {
+				l.scrub(ctx)
+			}
 			return ran, fmt.Errorf("erase: %w", err)
 		}
 		ran++
 		l.cfg.Logger.Info("ledger: patient erased")
-		l.scrub(ctx)
+	}
+	if ran > 0 {
+		l.scrub(ctx) // once for them all: a scrub holds writers back
 	}
 	return ran, nil
 }

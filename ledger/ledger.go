@@ -156,11 +156,16 @@ type Ledger struct {
 	health      health
 	started     bool
 
-	// lastSecurity is the last security event stored (a hash of its kind,
-	// detail and evidence): the same evidence found again at every
-	// round is stored once.
+	// lastSecurity is, by kind, the last security event stored (a hash of
+	// its detail and evidence) and when: the same evidence found again at
+	// every round is stored once an hour.
 	securityMu   sync.Mutex
-	lastSecurity [32]byte
+	lastSecurity map[string]storedSecurity
+}
+
+type storedSecurity struct {
+	sum [32]byte
+	at  time.Time
 }
 
 // New returns a ledger over store and log. It checks the configuration

@@ -103,7 +103,7 @@ func (l *Ledger) History(ctx context.Context, patient PatientID, fromSeq uint64,
 				last, waiting = max(last, e.Index), true
 			}
 		}
-		if waiting {
+		if waiting && l.Ready() == nil { // a stalled log would only make it wait
 			wctx, cancel := context.WithTimeout(ctx, 2*l.cfg.MergeDelay)
 			err := l.WaitCheckpoint(wctx, last)
 			cancel()

@@ -200,12 +200,15 @@ func (l *Ledger) securityEvent(ctx context.Context, kind, detail string, evidenc
 		h.Write(b)
 	}
 	sum := [32]byte(h.Sum(nil))
+	now := l.cfg.Now()
 	l.securityMu.Lock()
-	again := sum == l.lastSecurity
+	last, ok := l.lastSecurity[kind]
+	again := ok && last.sum == sum && now.Sub(last.at) < time.Hour
 	l.securityMu.Unlock()
 	if again {
-		// The same evidence as the last one stored: the background
-		// loops find it at every round until an operator acts.
+		// The same evidence as the last one of its kind, stored less
+		// than an hour ago: the background loops find it at every round
+		// until an operator acts.
 		return
 	}
 	l.cfg.Logger.Error("ledger: SECURITY EVENT", "kind", kind, "detail", detail)
@@ -217,7 +220,10 @@ func (l *Ledger) securityEvent(ctx context.Context, kind, detail string, evidenc
 		return
 	}
 	l.securityMu.Lock()
-	l.lastSecurity = sum
+	if l.lastSecurity == nil {
+		l.lastSecurity = map[string]storedSecurity{}
+	}
+	l.lastSecurity[kind] = storedSecurity{sum: sum, at: now}
 	l.securityMu.Unlock()
 }
 

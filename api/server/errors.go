@@ -85,7 +85,7 @@ var (
 //	ledger.ErrBeyondCheckpoint               INVALID_ARGUMENT (handlers should wrap it in a FieldError naming tree_size)
 //	consent.ErrRequestReused,                INVALID_ARGUMENT "invalid request_id: ..." (not a retry: another request)
 //	  ledger.ErrKeyReused
-//	ledger.ErrInvalidEntry                   INVALID_ARGUMENT
+//	ledger.ErrInvalidEntry                   INTERNAL (the server built an entry the ledger refuses: its bug, the request was validated)
 //	no rule, role not allowed, organization  PERMISSION_DENIED
 //	ErrPermissionDenied                      PERMISSION_DENIED
 //	ErrNotFound, ledger.ErrNotFound          NOT_FOUND
@@ -132,8 +132,6 @@ func Status(err error) (st *status.Status, serverFault bool) {
 		return status.New(codes.InvalidArgument, "tree size beyond the latest signed checkpoint"), false
 	case errors.Is(err, consent.ErrRequestReused), errors.Is(err, ledger.ErrKeyReused):
 		return status.New(codes.InvalidArgument, "invalid request_id: already used by this service for another request"), false
-	case errors.Is(err, ledger.ErrInvalidEntry):
-		return status.New(codes.InvalidArgument, "invalid request: the ledger refused the entry"), false
 
 	case errors.Is(err, errNoRule), errors.Is(err, errRoleNotAllow), errors.Is(err, errOrganization):
 		return status.New(codes.PermissionDenied, redactINS(err.Error())), false

@@ -531,7 +531,7 @@ func newLedgerCollector(l *ledger.Ledger) *ledgerCollector {
 		lag:      d("vigie_ledger_integration_lag_seconds", "Age of the oldest event no signed checkpoint covers (0 if none): compare with the merge delay."),
 		size:     d("vigie_ledger_checkpoint_size", "Size of the latest signed checkpoint."),
 		age:      d("vigie_ledger_checkpoint_age_seconds", "Time since the latest checkpoint was signed (checkpoints are signed only when the log grows)."),
-		ready:    d("vigie_ledger_ready", "1 if the ledger's sender and checkpointer are healthy, 0 after a gap, a log conflict or an inconsistent log, or while sends to the log have failed for longer than 30s."),
+		ready:    d("vigie_ledger_ready", "1 if the ledger's sender and checkpointer are healthy, 0 after a gap, a log conflict or an inconsistent log, or while sends to the log have failed for longer than --send-stall-after."),
 		errors:   d("vigie_ledger_stats_errors", "1 if the ledger's counters could not be read at this scrape."),
 	}
 }
