@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/vigie-sante/vigie/ledger"
 	"github.com/vigie-sante/vigie/ledger/event"
 	"github.com/vigie-sante/vigie/ledger/ledgertest"
+	"github.com/vigie-sante/vigie/ledger/verify"
 )
 
 // staleDue is a store whose DueErasures can answer with a list read
@@ -210,5 +212,118 @@ func TestHistoryProvesFreshlyErasedEvents(t *testing.T) {
 		if e.Erased && (e.Index >= h.CheckpointSize || e.Proof == nil) {
 			t.Errorf("erased event %d (leaf %d) without a proof: checkpoint size %d", e.Seq, e.Index, h.CheckpointSize)
 		}
+	}
+}
+
+// gatedStore holds the first transaction that starts while gate is open,
+// so that the calls made meanwhile queue into one batch.
+type gatedStore struct {
+	ledger.Store
+	armed   atomic.Bool
+	held    chan struct{} // closed when a transaction is held
+	release chan struct{}
+}
+
+func (s *gatedStore) Update(ctx context.Context, f func(ctx context.Context, tx ledger.StoreTx) error) error {
+	if s.armed.CompareAndSwap(true, false) {
+		close(s.held)
+		<-s.release
+	}
+	return s.Store.Update(ctx, f)
+}
+
+// TestErasureInABatch: an erasure recorded in one transaction with other
+// calls for the same patient. A decision before it in the batch is
+// erased with the rest; a decision made under the consent before the
+// erasure, after it in the batch, must decide again; a plain event after
+// it follows the erasure's record, under the new key; the chain verifies.
+func TestErasureInABatch(t *testing.T) {
+	gate := &gatedStore{held: make(chan struct{}), release: make(chan struct{})}
+	// No background work: the only transactions are this test's.
+	env := ledgertest.New(t, ledgertest.Options{NoStart: true, WrapStore: func(s ledger.Store) ledger.Store { gate.Store = s; return gate }})
+	alice := ledgertest.Patient("alice")
+	record(t, env.Ledger, access("alice", 0))
+	if _, _, err := env.Ledger.RequestErasure(ctx, alice, time.Unix(0, 0), "patient", ""); err != nil {
+		t.Fatal(err)
+	}
+	decision := func(n int) ledger.Entry {
+		e := access("alice", n)
+		e.CheckConsent, e.ConsentVersion = true, 0
+		return e
+	}
+
+	gate.armed.Store(true)
+	type result struct {
+		rec *ledger.Recorded
+		err error
+	}
+	results := make([]result, 4)
+	var erased int
+	var eraseErr error
+	var wg sync.WaitGroup
+	queued := 0
+	start := func(f func()) {
+		wg.Add(1)
+		go func() { defer wg.Done(); f() }()
+		if queued == 0 {
+			<-gate.held // the first call's transaction is held
+		} else {
+			for ledger.QueuedRecords(env.Ledger) < queued { // queued in this order
+				time.Sleep(time.Millisecond)
+			}
+		}
+		queued++
+	}
+	start(func() { results[0].rec, results[0].err = env.Ledger.Record(ctx, access("zed", 0)) })
+	start(func() { results[1].rec, results[1].err = env.Ledger.Record(ctx, decision(1)) })
+	start(func() { erased, eraseErr = env.Ledger.RunDueErasures(ctx) })
+	start(func() { results[2].rec, results[2].err = env.Ledger.Record(ctx, decision(2)) })
+	start(func() { results[3].rec, results[3].err = env.Ledger.Record(ctx, access("alice", 3)) })
+	close(gate.release)
+	wg.Wait()
+	env.Start()
+
+	if results[0].err != nil || results[1].err != nil || results[3].err != nil {
+		t.Fatalf("Record errors: %v, %v, %v", results[0].err, results[1].err, results[3].err)
+	}
+	if eraseErr != nil || erased != 1 {
+		t.Fatalf("RunDueErasures = %d, %v", erased, eraseErr)
+	}
+	// One transaction: the recorder takes one time per transaction.
+	if !results[1].rec.Time.Equal(results[3].rec.Time) {
+		t.Fatalf("the calls were not recorded in one batch (%v, %v): the test proves nothing", results[1].rec.Time, results[3].rec.Time)
+	}
+	if !errors.Is(results[2].err, ledger.ErrConsentChanged) {
+		t.Errorf("a decision under the consent before the erasure, after it in the batch = %v, want ErrConsentChanged", results[2].err)
+	}
+	h, err := env.Ledger.History(ctx, alice, 1, 100, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	var links []verify.Link
+	for _, e := range h.Events {
+		if e.Erased {
+			kinds = append(kinds, "erased")
+			links = append(links, verify.ErasedLink(e.Seq, e.Commitment))
+			continue
+		}
+		b, err := event.Parse(e.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kinds = append(kinds, string(b.Kind))
+		links = append(links, verify.LinkOf(b, e.Commitment))
+	}
+	// The first access, the request, the decision of the batch: erased;
+	// then the erasure's record and the plain access.
+	if got, want := strings.Join(kinds, " "), "erased erased erased erasure access"; got != want {
+		t.Errorf("alice's chain: %s, want %s", got, want)
+	}
+	if err := verify.VerifyChain(links); err != nil {
+		t.Errorf("alice's chain after an erasure in a batch: %v", err)
+	}
+	if h.Events[2].Index != results[1].rec.Index || h.Events[4].Index != results[3].rec.Index {
+		t.Errorf("the batch's events are not where they were recorded")
 	}
 }
