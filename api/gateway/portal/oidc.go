@@ -207,10 +207,13 @@ func newOIDCFlow(cfg OIDCConfig, verify func(ctx context.Context, token string) 
 // once per DiscoveryTTL (a failure is not cached).
 func (f *oidcFlow) discover(ctx context.Context) (*discovery, error) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.doc != nil && f.cfg.Now().Sub(f.fetched) < f.cfg.DiscoveryTTL {
-		return f.doc, nil
+	doc, fetched := f.doc, f.fetched
+	f.mu.Unlock()
+	if doc != nil && f.cfg.Now().Sub(fetched) < f.cfg.DiscoveryTTL {
+		return doc, nil
 	}
+	// Fetched without the lock: a slow provider does not queue every
+	// sign-in behind one request.
 	var d discovery
 	u := strings.TrimSuffix(f.cfg.Issuer, "/") + "/.well-known/openid-configuration"
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
@@ -227,8 +230,10 @@ func (f *oidcFlow) discover(ctx context.Context) (*discovery, error) {
 	case !secureURL(d.AuthorizationEndpoint) || !secureURL(d.TokenEndpoint):
 		return nil, errors.New("OpenID Connect discovery: no valid authorization_endpoint or token_endpoint (https, or http on a loopback host)")
 	}
+	f.mu.Lock()
 	f.doc, f.fetched = &d, f.cfg.Now()
-	return f.doc, nil
+	f.mu.Unlock()
+	return &d, nil
 }
 
 // secureURL reports whether s is an https URL, or an http one on a
