@@ -79,6 +79,8 @@ func (l *Ledger) RunDueErasures(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("due erasures: %w", err)
 	}
 	ran := 0
+	var errs []error
+	scrub := false
 	for _, e := range due {
 		pseudonym, requestedBy := e.Pseudonym, e.RequestedBy
 		_, err := l.Record(ctx, Entry{
@@ -96,18 +98,19 @@ func (l *Ledger) RunDueErasures(ctx context.Context) (int, error) {
 			continue
 		}
 		if err != nil {
-			if ran > 0 || errors.Is(err, sqldb.ErrCommitUnknown) {
-				l.scrub(ctx)
-			}
-			return ran, fmt.Errorf("erase: %w", err)
+			// This one stays due and is tried again at the next run; the
+			// others are not held back by it.
+			errs = append(errs, fmt.Errorf("erase: %w", err))
+			scrub = scrub || errors.Is(err, sqldb.ErrCommitUnknown) // it may have committed
+			continue
 		}
 		ran++
 		l.cfg.Logger.Info("ledger: patient erased")
 	}
-	if ran > 0 {
+	if ran > 0 || scrub {
 		l.scrub(ctx) // once for them all: a scrub holds writers back
 	}
-	return ran, nil
+	return ran, errors.Join(errs...)
 }
 
 // erasureLoop runs due erasures every interval until ctx is done.

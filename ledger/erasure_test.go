@@ -13,6 +13,7 @@ import (
 	"github.com/vigie-sante/vigie/ledger"
 	"github.com/vigie-sante/vigie/ledger/event"
 	"github.com/vigie-sante/vigie/ledger/ledgertest"
+	"github.com/vigie-sante/vigie/ledger/sqldb"
 	"github.com/vigie-sante/vigie/ledger/verify"
 )
 
@@ -325,5 +326,62 @@ func TestErasureInABatch(t *testing.T) {
 	}
 	if h.Events[2].Index != results[1].rec.Index || h.Events[4].Index != results[3].rec.Index {
 		t.Errorf("the batch's events are not where they were recorded")
+	}
+}
+
+// TestErasuresDoNotBlockEachOther: an erasure that fails stays due, and
+// does not hold back the others; an erasure needs nothing of the key it
+// destroys (a key that no longer opens is erased all the same).
+func TestErasuresDoNotBlockEachOther(t *testing.T) {
+	aliceP := ledgertest.Patient("alice")
+	var alice event.Hash
+	env := ledgertest.New(t, ledgertest.Options{EraseAlso: func(p event.Hash) func(context.Context, sqldb.Tx) error {
+		return func(context.Context, sqldb.Tx) error {
+			if p == alice {
+				return errors.New("injected: alice's other rows cannot be removed")
+			}
+			return nil
+		}
+	}})
+	alice = env.Ledger.Pseudonym(aliceP)
+	bob, carol := ledgertest.Patient("bob"), ledgertest.Patient("carol")
+	for _, p := range []string{"alice", "bob", "carol"} {
+		record(t, env.Ledger, access(p, 0))
+	}
+	// Carol's wrapped key no longer opens.
+	carolP := env.Ledger.Pseudonym(carol)
+	if err := env.DB.ReadWrite(ctx, func(ctx context.Context, tx sqldb.Tx) error {
+		_, err := tx.Exec(ctx, "UPDATE patients SET wrapped_key = $1 WHERE pseudonym = $2", make([]byte, 60), carolP[:])
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range []ledger.PatientID{aliceP, bob} {
+		// Alice's is due first.
+		if _, _, err := env.Ledger.RequestErasure(ctx, p, time.Unix(int64(i), 0), "patient", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Carol's request cannot be recorded under her key (that is a
+	// DATA_LOSS for whoever asks): scheduled in the store, as an
+	// operator would, the erasure itself runs.
+	if err := env.Store.Update(ctx, func(ctx context.Context, tx ledger.StoreTx) error {
+		_, err := tx.ScheduleErasure(ctx, ledger.Erasure{Pseudonym: carolP, Due: time.Unix(2, 0), RequestedBy: "admin:dpo"})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	n, err := env.Ledger.RunDueErasures(ctx)
+	if err == nil || !strings.Contains(err.Error(), "alice's other rows") {
+		t.Errorf("RunDueErasures error = %v, want alice's failure", err)
+	}
+	if n != 2 {
+		t.Errorf("RunDueErasures ran %d erasures, want 2 (bob's and carol's, past alice's failure)", n)
+	}
+	for _, p := range []ledger.PatientID{bob, carol} {
+		h, err := env.Ledger.History(ctx, p, 1, 100, 0)
+		if err != nil || len(h.Events) == 0 || !h.Events[0].Erased {
+			t.Errorf("a patient after the run: %+v, %v; want erased", h, err)
+		}
 	}
 }

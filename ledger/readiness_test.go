@@ -190,7 +190,8 @@ func TestAlteredBodyIsCorrupt(t *testing.T) {
 // altered in the store cannot record, and nobody else sharing the
 // transaction is failed with them.
 func TestAlteredKeyFailsOnlyItsPatient(t *testing.T) {
-	env := ledgertest.New(t, ledgertest.Options{})
+	gate := &gatedStore{held: make(chan struct{}), release: make(chan struct{})}
+	env := ledgertest.New(t, ledgertest.Options{NoStart: true, WrapStore: func(s ledger.Store) ledger.Store { gate.Store = s; return gate }})
 	record(t, env.Ledger, access("bob", 0))
 	bob := env.Ledger.Pseudonym(ledgertest.Patient("bob"))
 	if err := env.DB.ReadWrite(ctx, func(ctx context.Context, tx sqldb.Tx) error {
@@ -204,26 +205,38 @@ func TestAlteredKeyFailsOnlyItsPatient(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	// One held transaction, then bob's call and carol's queued behind it:
+	// they run in one batch.
+	gate.armed.Store(true)
+	entries := []ledger.Entry{access("zed", 0), access("bob", 1)}
+	for i := range 8 {
+		entries = append(entries, access("carol", i))
+	}
+	recs := make([]*ledger.Recorded, len(entries))
+	errs := make([]error, len(entries))
 	var wg sync.WaitGroup
-	errs := make([]error, 16)
-	for i := range errs {
+	for i, e := range entries {
 		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if i == 0 {
-				_, errs[i] = env.Ledger.Record(ctx, access("bob", 1))
-			} else {
-				_, errs[i] = env.Ledger.Record(ctx, access("carol", i))
-			}
-		}()
+		go func() { defer wg.Done(); recs[i], errs[i] = env.Ledger.Record(ctx, e) }()
+		if i == 0 {
+			<-gate.held
+			continue
+		}
+		for ledger.QueuedRecords(env.Ledger) < i {
+			time.Sleep(time.Millisecond)
+		}
 	}
+	close(gate.release)
 	wg.Wait()
-	if !errors.Is(errs[0], ledger.ErrCorrupt) {
-		t.Errorf("Record for the patient whose key was altered = %v, want ErrCorrupt", errs[0])
+	if !errors.Is(errs[1], ledger.ErrCorrupt) {
+		t.Errorf("Record for the patient whose key was altered = %v, want ErrCorrupt", errs[1])
 	}
-	for _, err := range errs[1:] {
-		if err != nil {
-			t.Errorf("a Record beside the altered patient's: %v", err)
+	for i := 2; i < len(entries); i++ {
+		if errs[i] != nil {
+			t.Fatalf("a Record beside the altered patient's: %v", errs[i])
+		}
+		if !recs[i].Time.Equal(recs[2].Time) {
+			t.Fatalf("the calls were not recorded in one batch: the test proves nothing")
 		}
 	}
 }

@@ -114,10 +114,16 @@ func (s *auditService) SearchEvents(ctx context.Context, req *vigiev1.SearchEven
 		rows = rows[:size]
 		resp.NextPageToken = s.b.Pages.Seal(searchScope, Binding(id), rows[size-1].Index)
 	}
-	// Record the reads first, one event per patient: fail closed.
+	// Record the reads first, one event per patient: fail closed. Reads
+	// of ledger-read events are not recorded: they tell only who read the
+	// record, which the patient sees anyway, and recording them would make
+	// every audit of the whole log grow the log by as much again.
 	perPatient := map[event.Hash]int{}
 	var order []event.Hash
 	for _, r := range rows {
+		if r.Kind == event.KindLedgerRead {
+			continue
+		}
 		if perPatient[r.Pseudonym] == 0 {
 			order = append(order, r.Pseudonym)
 		}

@@ -132,7 +132,7 @@ func unavailable(err error) error {
 	}
 	var fe *consent.FieldError
 	var ce *ledger.CorruptEventError
-	if errors.As(err, &fe) || errors.Is(err, ledger.ErrInvalidEntry) || errors.As(err, &ce) ||
+	if errors.As(err, &fe) || errors.Is(err, ledger.ErrInvalidEntry) || errors.As(err, &ce) || errors.Is(err, ledger.ErrCorrupt) ||
 		errors.Is(err, consent.ErrRequestReused) || errors.Is(err, ledger.ErrKeyReused) {
 		return err
 	}

@@ -92,6 +92,7 @@ var (
 //	ledger.ErrErased                         NOT_FOUND "erased"
 //	ErrStale, ledger.ErrConsentChanged       ABORTED (HTTP 409)
 //	rate limit                               RESOURCE_EXHAUSTED (HTTP 429)
+//	ledger.ErrCorrupt (no event named)      DATA_LOSS "the patient's stored data cannot be read: it was altered"
 //	*ledger.CorruptEventError                DATA_LOSS (HTTP 500) "event <seq> (log entry <index>) cannot be read: its stored form was altered",
 //	                                         with an ErrorInfo detail (reason EVENT_UNREADABLE, metadata seq and leaf_index)
 //	ErrUnavailable, sqldb.ErrCommitUnknown,  UNAVAILABLE: fail closed, retry with the same request_id
@@ -155,6 +156,8 @@ func Status(err error) (st *status.Status, serverFault bool) {
 
 	case errors.As(err, &ce):
 		return corruptEvent(ce), true
+	case errors.Is(err, ledger.ErrCorrupt):
+		return status.New(codes.DataLoss, "the patient's stored data cannot be read: it was altered"), true
 
 	case errors.Is(err, ErrUnavailable), errors.Is(err, sqldb.ErrCommitUnknown):
 		return status.New(codes.Unavailable, "not recorded: retry later with the same request"), true

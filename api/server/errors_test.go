@@ -53,6 +53,7 @@ func TestStatus(t *testing.T) {
 		{"commit unknown", fmt.Errorf("record: %w", sqldb.ErrCommitUnknown), codes.Unavailable, "not recorded", true},
 		{"inconsistent log", fmt.Errorf("checkpoint: %w", ledger.ErrInconsistent), codes.Unavailable, "ledger is unavailable", true},
 		{"altered event", fmt.Errorf("history: %w", &ledger.CorruptEventError{Index: 17, Seq: 4, Err: fmt.Errorf("%w: patient 137047624348415", ledger.ErrCorrupt)}), codes.DataLoss, "event 4 (log entry 17) cannot be read: its stored form was altered", true},
+		{"altered key", fmt.Errorf("record: unwrap data key: %w", ledger.ErrCorrupt), codes.DataLoss, "the patient's stored data cannot be read: it was altered", true},
 		{"status from elsewhere", status.Error(codes.NotFound, "patient 137047624348415 has no consent"), codes.NotFound, "not found", false},
 		{"internal status", status.Error(codes.Internal, "db: 137047624348415"), codes.Internal, "error", true},
 		{"anything else", errors.New("pq: relation consent does not exist"), codes.Internal, "internal error", true},

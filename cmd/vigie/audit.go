@@ -218,27 +218,48 @@ func auditCommand(ctx context.Context, c *remoteConfig, a *auditConfig, now func
 	}
 	// A regulator's audit of the whole log accounts for every leaf: each
 	// is an event the search served or an erased placeholder. The leaves
-	// to account for are those of the checkpoint before the search (the
-	// search itself records reads, after it).
-	complete := !a.logOnly && role == "regulator" && from.IsZero() && to.IsZero()
-	var accountFor uint64
+	// to account for are those of the checkpoint served before the search
+	// (the search itself records reads, after it): it must verify, be no
+	// older than the checkpoint the previous audit reached (so a server
+	// that goes back in time to hide recent events is caught by the next
+	// audit at the latest), and be consistent with the log Follow sees.
+	complete := !a.logOnly && role == "regulator" && from.IsZero() && to.IsZero() && a.organization == ""
+	var bound *verify.Checkpoint
 	if complete {
 		note, err := cl.Checkpoint(ctx)
 		if err != nil {
 			return nil, err
 		}
-		if cp, err := verify.OpenCheckpoint(note, keys.Keys.Checkpoint); err == nil {
-			accountFor = cp.Size
-		} // else: the log's own check reports the checkpoint
+		cp, err := verify.OpenCheckpoint(note, keys.Keys.Checkpoint)
+		switch {
+		case err != nil:
+			rep.Findings = append(rep.Findings, audit.Finding{Kind: audit.KindSignature,
+				Message: fmt.Sprintf("the checkpoint served before the search does not verify: %v", err), Evidence: &audit.Evidence{Checkpoints: [][]byte{note}}})
+			complete = false
+		case st.Audit != nil:
+			if saved, err := verify.OpenCheckpoint([]byte(st.Audit.Checkpoint), keys.Keys.Checkpoint); err == nil && cp.Size < saved.Size {
+				rep.Findings = append(rep.Findings, audit.Finding{Kind: audit.KindRollback,
+					Message:  fmt.Sprintf("the checkpoint served before the search (%d leaves) is older than the one the previous audit reached (%d)", cp.Size, saved.Size),
+					Evidence: &audit.Evidence{Checkpoints: [][]byte{[]byte(st.Audit.Checkpoint), note}}})
+				complete = false
+			}
+		}
+		if complete {
+			bound = &cp
+		}
 	}
+	// accounted are the leaves the search served something for that is
+	// already a finding (a malformed event or placeholder): not withheld.
+	accounted := map[uint64]bool{}
 	if !a.logOnly && (role == "regulator" || role == "dpo") {
 		rep.Events = &eventsSummary{Role: role, Organization: a.organization, ByKind: map[string]int{}}
 		evs, err := searchEvents(ctx, cl, role, a.organization, from, to, complete)
 		if f, ok := unreadableEvent(err); ok {
 			// The server cannot read one of its own events: a finding
-			// (its store was altered), and nothing to replay.
+			// (its store was altered), nothing to replay, nothing to
+			// count.
 			rep.Findings = append(rep.Findings, f)
-			evs, err = nil, nil
+			evs, err, complete = nil, nil, false
 		}
 		if err != nil {
 			return nil, err
@@ -251,6 +272,7 @@ func auditCommand(ctx context.Context, c *remoteConfig, a *auditConfig, now func
 				c, err := event.ParseHash(env.Commitment)
 				if err != nil {
 					rep.Findings = append(rep.Findings, audit.Finding{Kind: audit.KindMalformed, Index: &env.Index, Message: "an erased placeholder without a valid commitment"})
+					accounted[env.Index] = true
 					continue
 				}
 				rep.Events.Erased++
@@ -260,6 +282,7 @@ func auditCommand(ctx context.Context, c *remoteConfig, a *auditConfig, now func
 			lg, f := audit.CheckEvent(&env)
 			if f != nil {
 				rep.Findings = append(rep.Findings, *f)
+				accounted[env.Index] = true
 				continue
 			}
 			rep.Events.Read++
@@ -300,11 +323,15 @@ func auditCommand(ctx context.Context, c *remoteConfig, a *auditConfig, now func
 		rep.notes = append(rep.notes, s.Note)
 	}
 	rep.Findings = append(rep.Findings, fr.Findings...)
-	if complete && rep.Events != nil && len(fr.Seen) > 0 {
-		if f := withheld(expect, min(accountFor, fr.Seen[len(fr.Seen)-1].Size)); f != nil {
+	if complete && bound != nil && rep.Events != nil && len(fr.Seen) > 0 {
+		f, err := accountForLeaves(ctx, cl, *bound, fr.Seen[len(fr.Seen)-1], expect, accounted)
+		if err != nil {
+			return nil, err
+		}
+		if f != nil {
 			rep.Findings = append(rep.Findings, *f)
 		}
-		rep.Events.Complete = true
+		rep.Events.Complete = f == nil || f.Kind == audit.KindWithheld
 	}
 
 	if rep.Events != nil {
@@ -558,14 +585,39 @@ func (p *progressBar) done() {
 	}
 }
 
-// withheld returns the finding of the leaves below size that expect does
-// not account for (nil if none): the regulator's full search served
-// neither an event nor an erased placeholder for them.
-func withheld(expect map[uint64]event.Hash, size uint64) *audit.Finding {
+// accountForLeaves checks that the checkpoint served before the search
+// (bound) is of the log Follow saw (last is its latest checkpoint), then
+// that every leaf below it is accounted for: a finding, or nil.
+func accountForLeaves(ctx context.Context, cl *client.Client, bound verify.Checkpoint, last audit.Seen, expect map[uint64]event.Hash, accounted map[uint64]bool) (*audit.Finding, error) {
+	switch {
+	case bound.Size > last.Size:
+		return &audit.Finding{Kind: audit.KindRollback,
+			Message: fmt.Sprintf("the log shows %d leaves, fewer than the %d of the checkpoint served before the search", last.Size, bound.Size)}, nil
+	case bound.Size == last.Size && bound.Hash != last.Hash:
+		return &audit.Finding{Kind: audit.KindFork, Message: "the checkpoint served before the search is not of the log the audit followed"}, nil
+	case bound.Size == 0:
+		return nil, nil // an empty log then: nothing to account for
+	case bound.Size < last.Size:
+		proof, err := cl.ConsistencyProof(ctx, bound.Size, last.Size)
+		if err != nil {
+			return nil, err
+		}
+		if err := verify.VerifyConsistency(bound, last.Checkpoint, proof); err != nil {
+			return &audit.Finding{Kind: audit.KindFork,
+				Message: fmt.Sprintf("the checkpoint served before the search is not of the log the audit followed: %v", err), Evidence: &audit.Evidence{Checkpoints: [][]byte{last.Note}, Proof: proof}}, nil
+		}
+	}
+	return withheld(expect, accounted, bound.Size), nil
+}
+
+// withheld returns the finding of the leaves below size that neither
+// expect nor accounted accounts for (nil if none): the regulator's full
+// search served neither an event nor an erased placeholder for them.
+func withheld(expect map[uint64]event.Hash, accounted map[uint64]bool, size uint64) *audit.Finding {
 	var missing []uint64
 	n := 0
 	for i := range size {
-		if _, ok := expect[i]; !ok {
+		if _, ok := expect[i]; !ok && !accounted[i] {
 			n++
 			if len(missing) < 10 {
 				missing = append(missing, i)

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -321,15 +322,23 @@ func TestVerifyAndAuditFindTampering(t *testing.T) {
 	})
 
 	t.Run("a leaf rewritten in Trillian's storage", func(t *testing.T) {
-		first := s.row(t, "access", 0) // among the first leaves
+		// One among the first leaves, one among the last: a consistency
+		// proof from a tree of 2^k leaves holds no node of that tree, so
+		// the auditor needs a rewritten leaf beyond its saved checkpoint.
+		first := s.row(t, "access", 0)
+		last := s.clean.Events[len(s.clean.Events)-1]
 		dir := copyDir(t, s.final)
 		rewriteTrillianLeaf(t, filepath.Join(dir, "trillian.db"), first.Index, first.Commitment)
+		rewriteTrillianLeaf(t, filepath.Join(dir, "trillian.db"), last.Index, last.Commitment)
 		w := s.w.restart(t, dir)
 		code, rep, _ := w.verify(e2ePatient, copyDir(t, s.state))
 		wantFinding(t, code, rep.Findings, rep.Evidence, audit.KindProof, 0)
 		// The auditor, from the checkpoint of its first run: the
 		// consistency proof fails, though the leaves rebuild both roots.
 		acode, arep, _ := w.audit(auth.RoleAuditor, copyDir(t, s.state))
+		if saved := arep.Log.Checkpoints[0]; !saved.Saved || last.Index < saved.Size {
+			t.Fatalf("the last event (leaf %d) is not beyond the auditor's saved checkpoint %+v: the story changed", last.Index, saved)
+		}
 		wantFinding(t, acode, arep.Findings, arep.Evidence, audit.KindProof, 0)
 	})
 
@@ -422,6 +431,31 @@ func TestVerifyAndAuditFindTampering(t *testing.T) {
 		wantFinding(t, acode, arep.Findings, arep.Evidence, audit.KindWithheld, 0)
 		if f := arep.Findings[0]; f.Kind != audit.KindWithheld || f.Index == nil || *f.Index != access.Index {
 			t.Errorf("findings %+v, want the withheld leaf %d first", arep.Findings, access.Index)
+		}
+		withhold := w.edit
+		w.stop()
+
+		// The same, behind the first checkpoint of the log served before
+		// the search (so that the withheld access seems to come after
+		// it): that checkpoint is older than the one the previous audit
+		// reached, and the server is caught going back in time.
+		dir := copyDir(t, s.final)
+		var oldest []byte
+		if err := openDB(t, filepath.Join(dir, "vigie.db")).QueryRow("SELECT note FROM checkpoints ORDER BY size LIMIT 1").Scan(&oldest); err != nil {
+			t.Fatal(err)
+		}
+		w.restart(t, dir)
+		var served atomic.Bool
+		w.setEdit(func(path string, body []byte) []byte {
+			if path == "/checkpoint" && served.CompareAndSwap(false, true) {
+				return oldest
+			}
+			return withhold(path, body)
+		})
+		acode, arep, _ = w.audit(auth.RoleRegulator, copyDir(t, s.endState))
+		wantFinding(t, acode, arep.Findings, arep.Evidence, audit.KindRollback, 0)
+		if arep.Events.Complete {
+			t.Error("every leaf claimed accounted for behind an old checkpoint")
 		}
 	})
 
