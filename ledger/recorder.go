@@ -377,7 +377,7 @@ func (l *Ledger) recordGroup(ctx context.Context, tx StoreTx, group []*recordJob
 				return err
 			}
 		}
-		ps, err := l.patientState(ctx, tx, patients, j.pseudonym, j.entry.Erase != nil)
+		ps, err := l.patientState(ctx, tx, patients, j.pseudonym)
 		if errors.Is(err, ErrCorrupt) {
 			// This patient's key no longer opens (altered): the jobs of
 			// this patient fail, not the others of the batch.
@@ -454,10 +454,11 @@ type errSameBatch struct{ first *recordJob }
 
 func (errSameBatch) Error() string { return "same key earlier in the batch" }
 
-// patientState returns the state of a patient's chain for this batch. For
-// an erasure (erasing), a data key that no longer opens is no obstacle:
-// the erasure destroys it and gives the patient a new one.
-func (l *Ledger) patientState(ctx context.Context, tx StoreTx, patients map[event.Hash]*patientState, pseudonym event.Hash, erasing bool) (*patientState, error) {
+// patientState returns the state of a patient's chain for this batch. A
+// data key that does not open fails even an erasure: a wrong KEK looks
+// the same as an altered key, and erasing then would wrap the patient's
+// new key under the wrong KEK.
+func (l *Ledger) patientState(ctx context.Context, tx StoreTx, patients map[event.Hash]*patientState, pseudonym event.Hash) (*patientState, error) {
 	if ps, ok := patients[pseudonym]; ok {
 		return ps, nil
 	}
@@ -481,7 +482,7 @@ func (l *Ledger) patientState(ctx context.Context, tx StoreTx, patients map[even
 		}
 		ps.row.WrappedKey, ps.dk, ps.dirty = wrapped, dk, true
 	default:
-		if ps.dk, err = l.keys.dataKey(pseudonym, row.WrappedKey); err != nil && !(erasing && errors.Is(err, ErrCorrupt)) {
+		if ps.dk, err = l.keys.dataKey(pseudonym, row.WrappedKey); err != nil {
 			return nil, err
 		}
 	}

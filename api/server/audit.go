@@ -114,14 +114,41 @@ func (s *auditService) SearchEvents(ctx context.Context, req *vigiev1.SearchEven
 		rows = rows[:size]
 		resp.NextPageToken = s.b.Pages.Seal(searchScope, Binding(id), rows[size-1].Index)
 	}
-	// Record the reads first, one event per patient: fail closed. Reads
-	// of ledger-read events are not recorded: they tell only who read the
-	// record, which the patient sees anyway, and recording them would make
-	// every audit of the whole log grow the log by as much again.
+	// Open the events first (nothing goes out yet), then record the reads,
+	// one event per patient, before answering: fail closed. Reads of
+	// ledger-read events are not recorded when the search is not about
+	// one patient: they tell only who read a record, which its patient
+	// sees anyway, and recording them would make every audit of the whole
+	// log grow the log by as much again. The kind is the body's, not the
+	// searchable column's, which nothing binds to the commitment.
+	for _, r := range rows {
+		if f.ErasedOnly {
+			if !r.Erased {
+				return nil, fmt.Errorf("search: event %d is not erased", r.Index)
+			}
+			resp.Events = append(resp.Events, &vigiev1.LedgerEvent{LeafIndex: r.Index, Commitment: r.Commitment.String(), Erased: true})
+			continue
+		}
+		salt, body, err := s.b.Ledger.OpenEvent(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		resp.Events = append(resp.Events, &vigiev1.LedgerEvent{Sequence: r.Seq, LeafIndex: r.Index, Commitment: r.Commitment.String(), Body: body, Salt: salt[:]})
+	}
 	perPatient := map[event.Hash]int{}
 	var order []event.Hash
-	for _, r := range rows {
-		if r.Kind == event.KindLedgerRead {
+	for i, r := range rows {
+		if f.ErasedOnly {
+			break
+		}
+		b, err := event.Parse(resp.Events[i].Body)
+		if err != nil {
+			return nil, fmt.Errorf("search: event %d: %w", r.Index, err)
+		}
+		if b.Kind != r.Kind || b.Patient != r.Pseudonym {
+			return nil, fmt.Errorf("search: event %d: %w: its searchable columns are not its body's", r.Index, ledger.ErrCorrupt)
+		}
+		if b.Kind == event.KindLedgerRead && f.Pseudonym == nil {
 			continue
 		}
 		if perPatient[r.Pseudonym] == 0 {
@@ -136,20 +163,6 @@ func (s *auditService) SearchEvents(ctx context.Context, req *vigiev1.SearchEven
 		if err := s.b.recordRead(ctx, nil, p, id.Principal(), searchScope, perPatient[p], 0, 0); err != nil {
 			return nil, err
 		}
-	}
-	for _, r := range rows {
-		if f.ErasedOnly {
-			if !r.Erased {
-				return nil, fmt.Errorf("search: event %d is not erased", r.Index)
-			}
-			resp.Events = append(resp.Events, &vigiev1.LedgerEvent{LeafIndex: r.Index, Commitment: r.Commitment.String(), Erased: true})
-			continue
-		}
-		salt, body, err := s.b.Ledger.OpenEvent(ctx, r)
-		if err != nil {
-			return nil, err
-		}
-		resp.Events = append(resp.Events, &vigiev1.LedgerEvent{Sequence: r.Seq, LeafIndex: r.Index, Commitment: r.Commitment.String(), Body: body, Salt: salt[:]})
 	}
 	AddLogAttrs(ctx, slog.Int("events", len(resp.Events)), slog.Int("patients", len(order)))
 	return resp, nil

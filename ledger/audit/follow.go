@@ -53,6 +53,12 @@ type FollowOptions struct {
 	// latest, and the events beyond it are listed in Beyond.
 	MinSize     uint64
 	MinSizeWait time.Duration
+	// Before, if not nil, is a checkpoint the caller was served before
+	// following (the bound of a search it made): it is checked as the
+	// first one polled (signature, not older than the saved state,
+	// consistency with every other, its root rebuilt from the leaves),
+	// with the same findings and evidence.
+	Before []byte
 }
 
 // A Seen checkpoint is one [Follow] saw, with what it checked.
@@ -137,7 +143,15 @@ func Follow(ctx context.Context, src LogSource, opts FollowOptions) (*FollowRepo
 		}
 	}
 	f.r.First = f.rb.Size()
+	if opts.Before != nil {
+		if _, err := f.pollNote(ctx, opts.Before, "the checkpoint served before"); err != nil {
+			return nil, err
+		}
+	}
 	for range opts.Polls {
+		if f.stopped {
+			break
+		}
 		more, err := f.poll(ctx)
 		if err != nil {
 			return nil, err
@@ -207,7 +221,13 @@ func (f *follower) poll(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	cp, bad := openCheckpoint(n, f.opts.Keys, "the latest checkpoint")
+	return f.pollNote(ctx, n, "the latest checkpoint")
+}
+
+// pollNote checks checkpoint n (what) against those seen and catches up
+// with its leaves.
+func (f *follower) pollNote(ctx context.Context, n []byte, what string) (bool, error) {
+	cp, bad := openCheckpoint(n, f.opts.Keys, what)
 	if bad != nil {
 		f.finding(*bad)
 		return false, nil

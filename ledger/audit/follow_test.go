@@ -285,3 +285,37 @@ func TestFollowWaitsForMinSize(t *testing.T) {
 		t.Fatalf("waiting for a size never reached: findings %v, size %d", r.Findings, r.Seen[0].Size)
 	}
 }
+
+// TestFollowBefore: a checkpoint the caller was served before following
+// is checked as the others: a clean one is seen with its root rebuilt; an
+// older one than the saved state is a rollback; one of another log is a
+// fork; one not signed by the log's key is a signature finding.
+func TestFollowBefore(t *testing.T) {
+	l := newFakeLog(t, "before")
+	grow(l, 100, "a")
+	old := l.latest
+	grow(l, 50, "b")
+	mid := l.latest
+	saved := follow(t, l, FollowOptions{}).State
+	grow(l, 20, "c")
+
+	r := follow(t, l, FollowOptions{FromZero: true, Before: mid})
+	found := false
+	for _, s := range r.Seen {
+		found = found || bytes.Equal(s.Note, mid) && s.RootChecked
+	}
+	if len(r.Findings) != 0 || !found {
+		t.Errorf("a clean checkpoint before: findings %v, seen with its root rebuilt %v", r.Findings, found)
+	}
+	if r := follow(t, l, FollowOptions{State: saved, Before: old}); len(r.Findings) == 0 || r.Findings[0].Kind != KindRollback {
+		t.Errorf("an older checkpoint before than the saved state: %v, want a rollback", r.Findings)
+	}
+	other := newFakeLog(t, "before")
+	grow(other, 160, "z")
+	if r := follow(t, l, FollowOptions{FromZero: true, Before: other.latest}); len(r.Findings) == 0 || r.Findings[0].Kind != KindFork && r.Findings[0].Kind != KindRootMismatch {
+		t.Errorf("a checkpoint of another log before: %v, want a fork", r.Findings)
+	}
+	if r := follow(t, l, FollowOptions{Before: []byte("not a checkpoint\n")}); len(r.Findings) == 0 || r.Findings[0].Kind != KindSignature && r.Findings[0].Kind != KindMalformed {
+		t.Errorf("garbage before: %v, want a signature finding", r.Findings)
+	}
+}
