@@ -82,18 +82,11 @@ func (l *Ledger) RunDueErasures(ctx context.Context) (int, error) {
 	var errs []error
 	scrub := false
 	for _, e := range due {
-		pseudonym, requestedBy := e.Pseudonym, e.RequestedBy
-		_, err := l.Record(ctx, Entry{
-			Kind: event.KindErasure, Pseudonym: pseudonym, Service: "vigie",
-			// Deleting the schedule claims the erasure: of two runs that
-			// saw it due (the loop, and a request's run with no delay),
-			// one erases, the other finds it gone and does nothing.
-			Apply: func(ctx context.Context, tx StoreTx) error { return tx.DeleteErasure(ctx, pseudonym) },
-			// The erasure and its record: one transaction.
-			Erase: func(n int) (json.RawMessage, error) {
-				return json.Marshal(ErasureRecord{Format: ErasureRecordFormat, State: "done", RequestedBy: requestedBy, Erased: n})
-			},
-		})
+		if ctx.Err() != nil {
+			errs = append(errs, ctx.Err())
+			break
+		}
+		err := l.runErasure(ctx, e)
 		if errors.Is(err, ErrNotFound) {
 			continue
 		}
@@ -111,6 +104,43 @@ func (l *Ledger) RunDueErasures(ctx context.Context) (int, error) {
 		l.scrub(ctx) // once for them all: a scrub holds writers back
 	}
 	return ran, errors.Join(errs...)
+}
+
+// RunErasureOf runs the erasure of one patient, scheduled and due now (a
+// request with no delay), and scrubs: the patient's own outcome, whatever
+// the other due erasures. It reports whether this call ran it (false:
+// another run did, or none was due).
+func (l *Ledger) RunErasureOf(ctx context.Context, patient PatientID, requestedBy string) (bool, error) {
+	err := l.runErasure(ctx, Erasure{Pseudonym: l.cfg.Pseudonyms.Pseudonym(patient), Due: l.cfg.Now(), RequestedBy: requestedBy})
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	if err == nil || errors.Is(err, sqldb.ErrCommitUnknown) {
+		l.scrub(ctx)
+	}
+	if err != nil {
+		return false, fmt.Errorf("erase: %w", err)
+	}
+	l.cfg.Logger.Info("ledger: patient erased")
+	return true, nil
+}
+
+// runErasure erases e's patient and records it, in one transaction,
+// claimed by deleting its schedule (ErrNotFound: not scheduled any more).
+func (l *Ledger) runErasure(ctx context.Context, e Erasure) error {
+	pseudonym, requestedBy := e.Pseudonym, e.RequestedBy
+	_, err := l.Record(ctx, Entry{
+		Kind: event.KindErasure, Pseudonym: pseudonym, Service: "vigie",
+		// Deleting the schedule claims the erasure: of two runs that saw
+		// it due (the loop, and a request's run with no delay), one
+		// erases, the other finds it gone and does nothing.
+		Apply: func(ctx context.Context, tx StoreTx) error { return tx.DeleteErasure(ctx, pseudonym) },
+		// The erasure and its record: one transaction.
+		Erase: func(n int) (json.RawMessage, error) {
+			return json.Marshal(ErasureRecord{Format: ErasureRecordFormat, State: "done", RequestedBy: requestedBy, Erased: n})
+		},
+	})
+	return err
 }
 
 // erasureLoop runs due erasures every interval until ctx is done.

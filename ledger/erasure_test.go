@@ -381,3 +381,34 @@ func TestErasuresDoNotBlockEachOther(t *testing.T) {
 		t.Errorf("due after the run: %d, %v; want alice's and carol's still due", len(due), err)
 	}
 }
+
+// TestRunErasureOf: a request's own erasure runs whatever the others due;
+// a second run finds it done.
+func TestRunErasureOf(t *testing.T) {
+	aliceP, bob := ledgertest.Patient("alice"), ledgertest.Patient("bob")
+	var alice event.Hash
+	env := ledgertest.New(t, ledgertest.Options{EraseAlso: func(p event.Hash) func(context.Context, sqldb.Tx) error {
+		return func(context.Context, sqldb.Tx) error {
+			if p == alice {
+				return errors.New("injected: alice's other rows cannot be removed")
+			}
+			return nil
+		}
+	}})
+	alice = env.Ledger.Pseudonym(aliceP)
+	for i, p := range []ledger.PatientID{aliceP, bob} {
+		record(t, env.Ledger, access([]string{"alice", "bob"}[i], 0))
+		if _, _, err := env.Ledger.RequestErasure(ctx, p, time.Unix(int64(i), 0), "patient", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ran, err := env.Ledger.RunErasureOf(ctx, bob, "patient"); !ran || err != nil {
+		t.Fatalf("RunErasureOf(bob) = %v, %v; want bob erased despite alice's failing erasure", ran, err)
+	}
+	if ran, err := env.Ledger.RunErasureOf(ctx, bob, "patient"); ran || err != nil {
+		t.Errorf("RunErasureOf(bob) again = %v, %v; want nothing to do", ran, err)
+	}
+	if _, err := env.Ledger.RunErasureOf(ctx, aliceP, "patient"); err == nil {
+		t.Error("RunErasureOf(alice) succeeded, want her failure")
+	}
+}

@@ -112,7 +112,9 @@ func (b *Backend) erase(ctx context.Context, ins ident.INS, by, reference string
 		return nil, unavailable(err)
 	}
 	if b.ErasureDelay <= 0 {
-		if _, err := b.Ledger.RunDueErasures(ctx); err != nil {
+		// This patient's erasure only: another's failure is not this
+		// caller's (nor its business).
+		if _, err := b.Ledger.RunErasureOf(ctx, ins, by); err != nil {
 			return nil, unavailable(fmt.Errorf("run erasure: %w", err))
 		}
 	}
