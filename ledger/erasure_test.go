@@ -336,14 +336,7 @@ func TestErasureInABatch(t *testing.T) {
 func TestErasuresDoNotBlockEachOther(t *testing.T) {
 	aliceP := ledgertest.Patient("alice")
 	var alice event.Hash
-	env := ledgertest.New(t, ledgertest.Options{EraseAlso: func(p event.Hash) func(context.Context, sqldb.Tx) error {
-		return func(context.Context, sqldb.Tx) error {
-			if p == alice {
-				return errors.New("injected: alice's other rows cannot be removed")
-			}
-			return nil
-		}
-	}})
+	env := ledgertest.New(t, ledgertest.Options{EraseAlso: failingEraseAlso(&alice)})
 	alice = env.Ledger.Pseudonym(aliceP)
 	bob, carol := ledgertest.Patient("bob"), ledgertest.Patient("carol")
 	for _, p := range []string{"alice", "bob", "carol"} {
@@ -387,14 +380,7 @@ func TestErasuresDoNotBlockEachOther(t *testing.T) {
 func TestRunErasureOf(t *testing.T) {
 	aliceP, bob := ledgertest.Patient("alice"), ledgertest.Patient("bob")
 	var alice event.Hash
-	env := ledgertest.New(t, ledgertest.Options{EraseAlso: func(p event.Hash) func(context.Context, sqldb.Tx) error {
-		return func(context.Context, sqldb.Tx) error {
-			if p == alice {
-				return errors.New("injected: alice's other rows cannot be removed")
-			}
-			return nil
-		}
-	}})
+	env := ledgertest.New(t, ledgertest.Options{EraseAlso: failingEraseAlso(&alice)})
 	alice = env.Ledger.Pseudonym(aliceP)
 	for i, p := range []ledger.PatientID{aliceP, bob} {
 		record(t, env.Ledger, access([]string{"alice", "bob"}[i], 0))
@@ -410,5 +396,18 @@ func TestRunErasureOf(t *testing.T) {
 	}
 	if _, err := env.Ledger.RunErasureOf(ctx, aliceP, "patient"); err == nil {
 		t.Error("RunErasureOf(alice) succeeded, want her failure")
+	}
+}
+
+// failingEraseAlso removes nothing, and fails for *failing: the patient's
+// other rows cannot be removed.
+func failingEraseAlso(failing *event.Hash) func(event.Hash) func(context.Context, sqldb.Tx) error {
+	return func(p event.Hash) func(context.Context, sqldb.Tx) error {
+		return func(context.Context, sqldb.Tx) error {
+			if p == *failing {
+				return errors.New("injected: alice's other rows cannot be removed")
+			}
+			return nil
+		}
 	}
 }
