@@ -28,7 +28,9 @@ package ledger
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -183,6 +185,26 @@ func New(ctx context.Context, cfg Config, store Store, log Log) (*Ledger, error)
 		return tx.SetMeta(ctx, "origin", []byte(cfg.Origin))
 	}); err != nil {
 		return nil, fmt.Errorf("ledger: origin: %w", err)
+	}
+	// The keys are those the database was written with: a missing key
+	// file replaced by a new key (an unmounted volume) would make every
+	// patient's data unreadable, or split every chain, and an erasure
+	// would then wrap new keys under the wrong one. Each is checked by a
+	// keyed hash of a label, saved at first start, which reveals nothing
+	// of the key.
+	for _, k := range []struct {
+		name, what string
+		key        []byte
+	}{
+		{"kek-check", "the key-encryption key (keys/kek or --kek-file)", cfg.KEK},
+		{"pseudonym-key-check", "the pseudonym key (keys/pseudonym.key)", cfg.Pseudonyms.key},
+	} {
+		m := hmac.New(sha256.New, k.key)
+		m.Write([]byte("vigie/" + k.name + "/v1"))
+		err := store.Update(ctx, func(ctx context.Context, tx StoreTx) error { return tx.SetMeta(ctx, k.name, m.Sum(nil)) })
+		if err != nil {
+			return nil, fmt.Errorf("ledger: %s is not the one this database was written with (or the database cannot be read): %w", k.what, err)
+		}
 	}
 	l := &Ledger{
 		cfg:         cfg,

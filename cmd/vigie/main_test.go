@@ -232,6 +232,30 @@ func TestServeRefusesAnotherLogName(t *testing.T) {
 	}
 }
 
+// TestServeRefusesAnotherKey: a key file gone (an unmounted volume) and
+// made anew would make every patient's data unreadable or split every
+// chain: serve refuses to start, naming the key.
+func TestServeRefusesAnotherKey(t *testing.T) {
+	for _, key := range []struct{ file, says string }{
+		{"keys/kek", "the key-encryption key"},
+		{"keys/pseudonym.key", "the pseudonym key"},
+	} {
+		t.Run(key.file, func(t *testing.T) {
+			dataDir := t.TempDir()
+			s := startServe(t, "--data-dir", dataDir)
+			s.waitReady(t)
+			s.stop(t, syscall.SIGTERM)
+			if err := os.Remove(filepath.Join(dataDir, key.file)); err != nil {
+				t.Fatal(err)
+			}
+			code, out := runVigie(t, nil, "serve", "--data-dir", dataDir)
+			if code != exitFailure || !strings.Contains(out, key.says+" (") || !strings.Contains(out, "is not the one this database was written with") {
+				t.Errorf("serve with a new %s: exit %d, output:\n%s", key.file, code, out)
+			}
+		})
+	}
+}
+
 // TestServeRefusesBadDataDir checks that a second instance on the same
 // data directory, a foreign database file and an unwritable directory each
 // fail with a clear message and exit code 1, leaving the files alone.
