@@ -122,6 +122,41 @@ func (b *browser) run(what string, actions ...chromedp.Action[chromedp.Void]) {
 	}
 }
 
+// accessibility fails the test for what a screen reader or a keyboard
+// user would miss on the page as it is: a form control without a label, a
+// button or link without a name, an image or chart without a text, a page
+// without a language or a title. (Contrast is held by the style sheet's
+// palette, checked by hand: see docs/portal.md.)
+func (b *browser) accessibility(page string) {
+	b.t.Helper()
+	for _, p := range get(b, "check accessibility of "+page, chromedp.Evaluate[[]string](accessibilityScript)) {
+		b.t.Errorf("%s: %s", page, p)
+	}
+}
+
+// accessibilityScript lists the page's accessibility problems.
+const accessibilityScript = `(() => {
+  const out = [];
+  const text = el => (el ? el.textContent : '').trim();
+  const visible = el => !el.closest('[hidden]');
+  const named = el => (el.getAttribute('aria-label') || '').trim() ||
+    (el.getAttribute('aria-labelledby') || '').split(/\s+/).filter(Boolean).map(id => text(document.getElementById(id))).join(' ').trim() ||
+    (el.id ? Array.from(document.querySelectorAll('label[for="' + el.id + '"]')).map(text).join(' ').trim() : '') ||
+    text(el.closest('label')) || (el.getAttribute('title') || '').trim();
+  const what = el => el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') + (el.name ? '[name=' + el.name + ']' : '');
+  for (const el of document.querySelectorAll('input:not([type=hidden]), select, textarea'))
+    if (visible(el) && !named(el)) out.push('a form control without a label: ' + what(el));
+  for (const el of document.querySelectorAll('button, a[href]'))
+    if (visible(el) && !(text(el) || (el.getAttribute('aria-label') || '').trim())) out.push('a button or link without a name: ' + what(el));
+  for (const el of document.querySelectorAll('img:not([alt])')) out.push('an image without alt: ' + what(el));
+  for (const el of document.querySelectorAll('svg[role=img]'))
+    if (!el.getAttribute('aria-label') && !el.getAttribute('aria-labelledby')) out.push('a chart without a name');
+  if (!document.documentElement.lang) out.push('no lang on <html>');
+  if (!document.title.trim()) out.push('no title');
+  if (!document.querySelector('main, [role=main]')) out.push('no main landmark');
+  return out;
+})()`
+
 // get runs one action that returns a value.
 func get[T any](b *browser, what string, a chromedp.Action[T]) T {
 	b.t.Helper()
@@ -320,6 +355,7 @@ func TestPortalPatient(t *testing.T) {
 		t.Errorf("the table lacks the national rules' French labels:\n%s", txt)
 	}
 	b.screenshot("history-fr")
+	b.accessibility("history")
 	b.run("switch to English", chromedp.Click(chromedp.CSS("#lang")), chromedp.WaitVisible(chromedp.CSS(`html[lang="en"]`)))
 	if txt := b.text("#verdict"); !strings.Contains(txt, "Verified by your browser") {
 		t.Errorf("English verdict: %s", txt)
@@ -330,9 +366,18 @@ func TestPortalPatient(t *testing.T) {
 	b.run("wide screen", chromedp.EmulateViewport(1200, 1000), chromedp.Click(chromedp.CSS("#lang")), chromedp.WaitVisible(chromedp.CSS(`html[lang="fr"]`)))
 
 	// Block the physician of the first access: the next Check is denied.
-	b.run("block a professional",
+	b.run("open the consent page",
 		chromedp.Navigate(base+portal.Prefix+"consent.html"),
 		chromedp.WaitVisible(chromedp.CSS(`#consent-status[data-state="verified"]`)),
+	)
+	b.accessibility("consent")
+	// The check itself finds what it looks for.
+	b.run("an unlabelled field", eval("document.querySelector('main').append(Object.assign(document.createElement('input'), {id: 'unlabelled'}))"))
+	if got := get(b, "check the check", chromedp.Evaluate[[]string](accessibilityScript)); len(got) != 1 || !strings.Contains(got[0], "input#unlabelled") {
+		t.Errorf("the accessibility check on an unlabelled field: %v", got)
+	}
+	b.run("remove it", eval("document.getElementById('unlabelled').remove()"))
+	b.run("block a professional",
 		chromedp.SetValue(chromedp.CSS("#block-rpps"), "1234"),
 		chromedp.Click(chromedp.CSS(`#block-form button[type=submit]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#block-rpps-error`)),
@@ -521,6 +566,8 @@ func TestPortalAuditor(t *testing.T) {
 		t.Errorf("the dashboard checked %d checkpoints of the server's history, want at least 2", n)
 	}
 	b.run("review queue", chromedp.WaitVisible(chromedp.CSS("form.review")))
+	b.run("alerts", chromedp.WaitVisible(chromedp.CSS("#alerts-table, #alerts-body p")))
+	b.accessibility("dashboard")
 	if n := b.count("form.review"); n != 1 {
 		t.Fatalf("%d break-glass accesses to review, want 1", n)
 	}
