@@ -126,21 +126,29 @@ func (l *Ledger) RunErasureOf(ctx context.Context, patient PatientID, requestedB
 }
 
 // runErasure erases e's patient and records it, in one transaction,
-// claimed by deleting its schedule (ErrNotFound: not scheduled any more).
+// claimed by deleting its schedule (ErrNotFound: not scheduled any more):
+// of two runs that saw it due (the loop, and a request's run with no
+// delay), one erases, the other finds it gone and does nothing.
 func (l *Ledger) runErasure(ctx context.Context, e Erasure) error {
-	pseudonym, requestedBy := e.Pseudonym, e.RequestedBy
+	_, err := l.recordErasure(ctx, Entry{Pseudonym: e.Pseudonym}, e.RequestedBy, func(ctx context.Context, tx StoreTx) error {
+		return tx.DeleteErasure(ctx, e.Pseudonym)
+	})
+	return err
+}
+
+// recordErasure erases the patient of target (its Patient or Pseudonym)
+// and records the erasure, state "done", in one transaction; claim, if not
+// nil, runs first in it. It returns how many events it erased.
+func (l *Ledger) recordErasure(ctx context.Context, target Entry, requestedBy string, claim func(ctx context.Context, tx StoreTx) error) (int, error) {
+	var erased int
 	_, err := l.Record(ctx, Entry{
-		Kind: event.KindErasure, Pseudonym: pseudonym, Service: "vigie",
-		// Deleting the schedule claims the erasure: of two runs that saw
-		// it due (the loop, and a request's run with no delay), one
-		// erases, the other finds it gone and does nothing.
-		Apply: func(ctx context.Context, tx StoreTx) error { return tx.DeleteErasure(ctx, pseudonym) },
-		// The erasure and its record: one transaction.
+		Kind: event.KindErasure, Patient: target.Patient, Pseudonym: target.Pseudonym, Service: "vigie", Apply: claim,
 		Erase: func(n int) (json.RawMessage, error) {
+			erased = n
 			return json.Marshal(ErasureRecord{Format: ErasureRecordFormat, State: "done", RequestedBy: requestedBy, Erased: n})
 		},
 	})
-	return err
+	return erased, err
 }
 
 // erasureLoop runs due erasures every interval until ctx is done.

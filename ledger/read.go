@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/vigie-sante/vigie/ledger/event"
+	"github.com/vigie-sante/vigie/ledger/sqldb"
 	"github.com/vigie-sante/vigie/ledger/verify"
 )
 
@@ -279,36 +280,17 @@ func (l *Ledger) InclusionProofOf(ctx context.Context, c event.Hash, size uint64
 }
 
 // Erase destroys a patient's data key and clears what could identify their
-// events; commitments, leaf indices and every proof stay valid. It returns
-// the number of events erased. Recording the erasure is the caller's;
-// RequestErasure and RunDueErasures do both.
+// events, at once, and records it in the patient's chain in the same
+// transaction (an erasure record, state "done", requested by "vigie");
+// commitments, leaf indices and every proof stay valid. It returns the
+// number of events erased. RequestErasure and RunDueErasures do the same
+// after a delay, with the request recorded too.
 func (l *Ledger) Erase(ctx context.Context, patient PatientID) (int, error) {
-	pseudonym := l.cfg.Pseudonyms.Pseudonym(patient)
-	var also func(context.Context, StoreTx) error
-	if l.cfg.EraseAlso != nil {
-		f := l.cfg.EraseAlso(pseudonym)
-		also = func(ctx context.Context, tx StoreTx) error { return f(ctx, tx.SQL()) }
+	n, err := l.recordErasure(ctx, Entry{Patient: patient}, "vigie", nil)
+	if err == nil || errors.Is(err, sqldb.ErrCommitUnknown) {
+		l.scrub(ctx)
 	}
-	return l.erase(ctx, pseudonym, also)
-}
-
-func (l *Ledger) erase(ctx context.Context, pseudonym event.Hash, also func(ctx context.Context, tx StoreTx) error) (int, error) {
-	var n int
-	err := l.store.Update(ctx, func(ctx context.Context, tx StoreTx) error {
-		var err error
-		if n, err = tx.ErasePatient(ctx, pseudonym, l.cfg.Now().UnixNano()); err != nil {
-			return err
-		}
-		if also != nil {
-			return also(ctx, tx)
-		}
-		return nil
-	})
-	if err != nil {
-		return n, err
-	}
-	l.scrub(ctx)
-	return n, nil
+	return n, err
 }
 
 // scrub follows a committed erasure: the old versions of the pages it
