@@ -193,3 +193,42 @@ func wantSecurityEvent(t *testing.T, env *ledgertest.Env, kind string) {
 	}
 	t.Errorf("no %s security event with evidence among %d", kind, len(evs))
 }
+
+// TestLostCommitKeepsOneOriginal: two calls with one new key in one
+// transaction whose commit is lost: found by the key afterwards, one is
+// the original, the other a duplicate, as when the commit succeeds.
+func TestLostCommitKeepsOneOriginal(t *testing.T) {
+	fs := &faultStore{}
+	gate := &gatedStore{held: make(chan struct{}), release: make(chan struct{})}
+	env := ledgertest.New(t, ledgertest.Options{NoStart: true, WrapStore: func(s ledger.Store) ledger.Store {
+		fs.Store = s
+		gate.Store = fs
+		return gate
+	}})
+	e := access("alice", 1)
+	e.Key = ledger.Key{Service: "hospital-his", RequestID: "twice"}
+	gate.armed.Store(true)
+	fs.failAfter = 2 // the held transaction's commit, and the batch's
+	var wg sync.WaitGroup
+	res := make([]*ledger.Recorded, 3)
+	errs := make([]error, 3)
+	for i, entry := range []ledger.Entry{access("zed", 0), e, e} {
+		wg.Add(1)
+		go func() { defer wg.Done(); res[i], errs[i] = env.Ledger.Record(ctx, entry) }()
+		if i == 0 {
+			<-gate.held
+			continue
+		}
+		for ledger.QueuedRecords(env.Ledger) < i {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	close(gate.release)
+	wg.Wait()
+	if errs[1] != nil || errs[2] != nil {
+		t.Fatalf("the two calls: %v, %v", errs[1], errs[2])
+	}
+	if res[1].Index != res[2].Index || res[1].Duplicate == res[2].Duplicate {
+		t.Errorf("after a lost commit: index %d duplicate %v, index %d duplicate %v; want one event, one original", res[1].Index, res[1].Duplicate, res[2].Index, res[2].Duplicate)
+	}
+}

@@ -308,6 +308,9 @@ func (l *Ledger) resolveUnknown(group []*recordJob, cause error) {
 		if j.err != nil && !errors.Is(j.err, sqldb.ErrCommitUnknown) {
 			continue
 		}
+		// A retry (found by its key) or a repeat of a key of the batch
+		// stays one: only the first call of a key recorded the event.
+		wasDuplicate := j.res != nil && j.res.Duplicate
 		j.res = nil
 		if j.entry.Key.IsZero() {
 			j.err = fmt.Errorf("record: %w", cause)
@@ -318,7 +321,7 @@ func (l *Ledger) resolveUnknown(group []*recordJob, cause error) {
 			if err != nil {
 				return err
 			}
-			res.Duplicate = false // it is this call's own event
+			res.Duplicate = wasDuplicate
 			j.res = res
 			return nil
 		})
