@@ -27,9 +27,6 @@ func (l *Ledger) checkpointLoop(ctx context.Context) {
 		signed, err := l.checkpointOnce(ctx)
 		l.health.set(func(h *health) {
 			h.checkErr = err
-			if err == nil {
-				h.lastCheckAt = l.cfg.Now()
-			}
 		})
 		if err != nil && ctx.Err() == nil {
 			if errors.Is(err, ErrInconsistent) {

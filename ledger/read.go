@@ -81,9 +81,6 @@ func (l *Ledger) History(ctx context.Context, patient PatientID, fromSeq uint64,
 				if e.Salt, e.Body, err = l.openEventWith(ctx, tx, r, keys); err != nil {
 					return corrupt(r, err)
 				}
-				if r.Seq != 0 {
-					e.Seq = r.Seq
-				}
 			}
 			h.Events[i] = e
 		}

@@ -42,8 +42,6 @@ type health struct {
 	sendErr     error     // the sender's last error, nil when it caught up
 	failingFrom time.Time // start of the sender's current run of failures
 	checkErr    error     // the checkpointer's last error
-	lastSentAt  time.Time
-	lastCheckAt time.Time
 }
 
 func (h *health) set(f func(h *health)) {
@@ -85,9 +83,6 @@ func (l *Ledger) sendLoop(ctx context.Context) {
 				h.failingFrom = l.cfg.Now()
 			}
 			h.sendErr = err
-			if err == nil {
-				h.lastSentAt = l.cfg.Now()
-			}
 		})
 		switch {
 		case ctx.Err() != nil:
