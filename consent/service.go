@@ -122,7 +122,7 @@ func (s *Service) Check(ctx context.Context, req Request) (Decision, Receipt, er
 	rules := s.rules.Load()
 	var lastErr error
 	for attempt := range s.maxAttempts {
-		snap, presumed := s.snapshot(req.Patient, req.MinConsentVersion, attempt)
+		snap := s.snapshot(req.Patient, req.MinConsentVersion, attempt)
 		if snap == nil {
 			read, err := s.store.Consent(ctx, req.Patient)
 			if err != nil {
@@ -152,9 +152,6 @@ func (s *Service) Check(ctx context.Context, req Request) (Decision, Receipt, er
 		if err != nil {
 			return Decision{}, Receipt{}, fmt.Errorf("check: record decision: %w", err)
 		}
-		if presumed {
-			s.cache.put(req.Patient, snap) // the recorder confirmed it
-		}
 		return rec.Decision, rec, nil
 	}
 	return Decision{}, Receipt{}, fmt.Errorf("check: consent kept changing over %d attempts: %w", s.maxAttempts, lastErr)
@@ -163,20 +160,22 @@ func (s *Service) Check(ctx context.Context, req Request) (Decision, Receipt, er
 // noConsent is the consent of a patient who has none.
 var noConsent = &Consent{}
 
-// snapshot returns the consent to decide with without reading the store,
-// and whether it is presumed; nil when the store must be read.
-func (s *Service) snapshot(p ident.INS, minVersion int64, attempt int) (snap *Consent, presumed bool) {
+// snapshot returns the consent to decide with without reading the store;
+// nil when the store must be read.
+func (s *Service) snapshot(p ident.INS, minVersion int64, attempt int) *Consent {
 	if attempt > 0 || s.cache == nil {
-		return nil, false
+		return nil
 	}
 	c, ok := s.cache.get(p)
 	switch {
 	case ok && c.Version >= minVersion:
-		return c, false
+		return c
 	case !ok && minVersion == 0:
-		return noConsent, true
+		// Presumed: a patient not seen has no consent (kept out of the
+		// cache, which holds only what the store said).
+		return noConsent
 	}
-	return nil, false
+	return nil
 }
 
 // UpdateConsent replaces a patient's directives if the current version is
