@@ -203,7 +203,13 @@ func CheckPattern(p string) error {
 			}
 			if level == 0 {
 				if _, err := syntax.Parse(p[start:i], syntax.Perl); err != nil {
-					return fmt.Errorf("pattern expression does not compile: %w", err)
+					// The code only: the error quotes the expression,
+					// which may hold health data (a document's name).
+					var se *syntax.Error
+					if errors.As(err, &se) {
+						return fmt.Errorf("pattern expression does not compile: %s", se.Code)
+					}
+					return errors.New("pattern expression does not compile")
 				}
 			}
 		default:

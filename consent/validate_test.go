@@ -225,3 +225,13 @@ func FuzzValidateRequest(f *testing.F) {
 		}
 	})
 }
+
+// TestPatternErrorQuotesNothing: a pattern that does not compile is
+// refused naming the problem, never quoting the pattern (a document's
+// name can be health data).
+func TestPatternErrorQuotesNothing(t *testing.T) {
+	err := consent.ValidateConsent(&consent.Consent{Directives: []consent.Directive{{ID: "d1", Kind: consent.HideDocument, Document: "cr-<(sainte-anne-psychiatrie>"}}}, nationalrules.Illustrative())
+	if err == nil || !strings.Contains(err.Error(), "does not compile") || strings.Contains(err.Error(), "sainte-anne") {
+		t.Errorf("error = %v: want the problem, not the pattern", err)
+	}
+}
