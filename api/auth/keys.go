@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -223,4 +225,20 @@ func getJSON(ctx context.Context, client *http.Client, url string, max int64, v 
 		return fmt.Errorf("GET %s: larger than %d bytes", url, max)
 	}
 	return json.Unmarshal(b, v)
+}
+
+// SecureURL reports whether s is an https URL, or an http one on a
+// loopback host (tests, a provider on the same machine): where keys,
+// codes and secrets may be fetched from or sent to.
+func SecureURL(s string) bool {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	if u.Scheme == "https" {
+		return true
+	}
+	h := u.Hostname()
+	ip := net.ParseIP(h)
+	return u.Scheme == "http" && (h == "localhost" || ip != nil && ip.IsLoopback())
 }

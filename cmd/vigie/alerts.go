@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -205,12 +206,18 @@ func (a *ledgerAlerts) events(ctx context.Context, org string, now time.Time) ([
 				continue
 			}
 			_, body, err := a.ledger.OpenEvent(ctx, r)
-			if err != nil {
+			if errors.Is(err, ledger.ErrErased) {
 				continue // erased meanwhile
+			}
+			if err != nil { // an altered event is not left out silently
+				return nil, fmt.Errorf("misuse alerts: %w", err)
 			}
 			b, err := event.Parse(body)
 			if err != nil {
 				return nil, fmt.Errorf("misuse alerts: event %d: %w", r.Index, err)
+			}
+			if b.Kind != r.Kind || b.Patient != r.Pseudonym {
+				return nil, fmt.Errorf("misuse alerts: event %d: %w: its searchable columns are not its body's", r.Index, ledger.ErrCorrupt)
 			}
 			out = append(out, event.Logged{Ref: event.Ref{Index: r.Index, Commitment: r.Commitment}, Body: b})
 			if len(out) >= 2*a.maxEvents {

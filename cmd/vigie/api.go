@@ -136,6 +136,8 @@ func (c *apiConfig) validate() error {
 		return errors.New("--mtls-services needs --tls-client-ca")
 	case c.oidcJWKS != "" && c.oidcIssuer == "":
 		return errors.New("--oidc-jwks-url needs --oidc-issuer")
+	case c.oidcIssuer != "" && !auth.SecureURL(c.oidcIssuer), c.oidcJWKS != "" && !auth.SecureURL(c.oidcJWKS):
+		return errors.New("--oidc-issuer and --oidc-jwks-url: want https URLs (http only on a loopback host): the token signing keys come from there")
 	case c.oidcAudience == "":
 		return errors.New("--oidc-audience must not be empty")
 	case c.oidcClientID != "" && c.oidcIssuer == "":

@@ -32,6 +32,8 @@ func TestAPIConfig(t *testing.T) {
 		{"client CA without TLS", func(c *apiConfig) { c.clientCA = "ca" }, "--tls-client-ca"},
 		{"mTLS services without client CA", func(c *apiConfig) { c.tlsCert, c.tlsKey, c.mtlsServices = "c", "k", "s.json" }, "--mtls-services"},
 		{"JWKS without issuer", func(c *apiConfig) { c.oidcJWKS = "https://x/jwks" }, "--oidc-issuer"},
+		{"issuer over http", func(c *apiConfig) { c.oidcIssuer = "http://idp.example" }, "want https URLs"},
+		{"JWKS over http", func(c *apiConfig) { c.oidcIssuer, c.oidcJWKS = "https://idp.example", "http://idp.example/jwks" }, "want https URLs"},
 		{"portal sign-in", func(c *apiConfig) {
 			c.oidcIssuer, c.oidcClientID, c.publicURL = "https://idp.example", "vigie", "https://vigie.example"
 		}, ""},

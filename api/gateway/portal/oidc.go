@@ -23,13 +23,14 @@ import (
 	"fmt"
 	"io"
 	"mime"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/vigie-sante/vigie/api/auth"
 )
 
 // OIDCConfig configures the portal's sign-in through an OpenID Connect
@@ -89,7 +90,7 @@ func (c *OIDCConfig) validate() error {
 	switch {
 	case c.Issuer == "":
 		return errors.New("portal: OIDCConfig.Issuer is required")
-	case !secureURL(c.Issuer):
+	case !auth.SecureURL(c.Issuer):
 		return fmt.Errorf("portal: OIDCConfig.Issuer %q: want https (http only on a loopback host)", c.Issuer)
 	case c.ClientID == "":
 		return errors.New("portal: OIDCConfig.ClientID is required")
@@ -227,28 +228,13 @@ func (f *oidcFlow) discover(ctx context.Context) (*discovery, error) {
 	switch {
 	case d.Issuer != f.cfg.Issuer:
 		return nil, fmt.Errorf("OpenID Connect discovery: the document is for issuer %q, not %q", d.Issuer, f.cfg.Issuer)
-	case !secureURL(d.AuthorizationEndpoint) || !secureURL(d.TokenEndpoint):
+	case !auth.SecureURL(d.AuthorizationEndpoint) || !auth.SecureURL(d.TokenEndpoint):
 		return nil, errors.New("OpenID Connect discovery: no valid authorization_endpoint or token_endpoint (https, or http on a loopback host)")
 	}
 	f.mu.Lock()
 	f.doc, f.fetched = &d, f.cfg.Now()
 	f.mu.Unlock()
 	return &d, nil
-}
-
-// secureURL reports whether s is an https URL, or an http one on a
-// loopback host (tests, a provider on the same machine).
-func secureURL(s string) bool {
-	u, err := url.Parse(s)
-	if err != nil || u.Host == "" {
-		return false
-	}
-	if u.Scheme == "https" {
-		return true
-	}
-	h := u.Hostname()
-	ip := net.ParseIP(h)
-	return u.Scheme == "http" && (h == "localhost" || ip != nil && ip.IsLoopback())
 }
 
 // doJSON sends req and decodes a JSON answer of at most maxOIDCBody bytes.
