@@ -194,6 +194,9 @@ func DiscoverJWKS(ctx context.Context, client *http.Client, issuer string) (stri
 	if doc.JWKSURI == "" {
 		return "", errors.New("OpenID Connect discovery: no jwks_uri")
 	}
+	if !SecureURL(doc.JWKSURI) {
+		return "", errors.New("OpenID Connect discovery: the jwks_uri is not https (http only on a loopback host)")
+	}
 	return doc.JWKSURI, nil
 }
 
