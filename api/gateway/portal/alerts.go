@@ -5,7 +5,10 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+
 	"github.com/vigie-sante/vigie/api/auth"
+	"github.com/vigie-sante/vigie/api/server"
 )
 
 // Severity grades an alert.
@@ -100,7 +103,9 @@ type AlertSource interface {
 func (p *portal) alerts(w http.ResponseWriter, r *http.Request) {
 	id, err := p.cfg.Authenticate(r.Context(), r.Header.Get("Authorization"))
 	if err != nil {
-		writeError(w, http.StatusUnauthorized, 16, err.Error())
+		// As the API answers: its status and message, one mapping.
+		st, _ := server.Status(err)
+		writeError(w, runtime.HTTPStatusFromCode(st.Code()), int(st.Code()), st.Message())
 		return
 	}
 	scope := Scope{Reader: id.Principal()}
