@@ -1,6 +1,9 @@
 # Vigie. See README.md: `make run` runs the service, `make test` every test.
 
 GO ?= go
+# The patched toolchain named in go.mod (GOTOOLCHAIN=local, as set by this
+# machine's Go installation, would silently ignore it): see scripts/env.sh.
+export GOTOOLCHAIN := $(shell awk '$$1 == "toolchain" { print $$2 }' go.mod)
 
 .PHONY: run build test bench lint fmt proto clean
 
