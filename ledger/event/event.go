@@ -389,7 +389,7 @@ func splitObject(data []byte) ([]field, error) {
 		}
 		tok, err := dec.Token()
 		if err != nil {
-			return nil, syntaxErr(err)
+			return nil, syntaxErr(err, len(data))
 		}
 		name, _ := tok.(string)
 		if seen[name] {
@@ -398,12 +398,12 @@ func splitObject(data []byte) ([]field, error) {
 		seen[name] = true
 		var value json.RawMessage
 		if err := dec.Decode(&value); err != nil {
-			return nil, syntaxErr(err)
+			return nil, syntaxErr(err, len(data))
 		}
 		fields = append(fields, field{name, value})
 	}
 	if _, err := dec.Token(); err != nil {
-		return nil, syntaxErr(err)
+		return nil, syntaxErr(err, len(data))
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, errors.New("event body: data after the object")
@@ -413,13 +413,18 @@ func splitObject(data []byte) ([]field, error) {
 
 // syntaxErr describes a JSON syntax error by its offset only: encoding/json
 // messages quote the offending character, which may come from the payload.
-func syntaxErr(err error) error {
+// An error at or past the end of the n bytes read is a truncation (Go 1.27's
+// encoding/json reports it as a SyntaxError at the end, earlier versions as
+// io.ErrUnexpectedEOF).
+func syntaxErr(err error, n int) error {
 	var se *json.SyntaxError
-	if errors.As(err, &se) {
-		return fmt.Errorf("event body: invalid JSON at offset %d", se.Offset)
-	}
-	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+	switch {
+	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
 		return errors.New("event body: truncated JSON")
+	case errors.As(err, &se) && se.Offset >= int64(n):
+		return errors.New("event body: truncated JSON")
+	case errors.As(err, &se):
+		return fmt.Errorf("event body: invalid JSON at offset %d", se.Offset)
 	}
 	return errors.New("event body: invalid JSON")
 }
