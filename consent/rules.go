@@ -292,6 +292,9 @@ func checkLabel(field, s string) error {
 	if len(s) > maxLabelLen {
 		return rerr(field, "too long")
 	}
+	if err := CheckText(s, maxLabelLen); err != nil {
+		return rerr(field, err.Error())
+	}
 	return nil
 }
 
