@@ -358,9 +358,10 @@ func startAPI(ctx context.Context, cfg apiConfig, n *node, logger *slog.Logger) 
 			Authenticate: func(ctx context.Context, authorization string) (*auth.Identity, error) {
 				return authn.Authenticate(ctx, authorization, nil)
 			},
-			Alerts: newLedgerAlerts(n.ledger, cfg.alertsWindow, cfg.alertsCache),
-			OIDC:   oidc,
-			Logger: logger,
+			Alerts:    newLedgerAlerts(n.ledger, cfg.alertsWindow, cfg.alertsCache),
+			RateLimit: a.grpc.Allow,
+			OIDC:      oidc,
+			Logger:    logger,
 		})
 		if err != nil {
 			return nil, err
