@@ -292,6 +292,9 @@ func checkLabel(field, s string) error {
 	if len(s) > maxLabelLen {
 		return rerr(field, "too long")
 	}
+	if err := CheckText(s, maxLabelLen); err != nil {
+		return rerr(field, err.Error())
+	}
 	return nil
 }
 
@@ -304,6 +307,9 @@ func checkRules(d *RulesData) error {
 	}
 	if d.Title == "" || len(d.Title) > maxTitleLen {
 		return rerr("title", "required, at most "+strconv.Itoa(maxTitleLen)+" bytes")
+	}
+	if err := CheckText(d.Title, maxTitleLen); err != nil {
+		return rerr("title", err.Error())
 	}
 	validPurpose := func(s string) bool { return Purpose(s).Valid() }
 	if err := sortedCodes("care_purposes", d.CarePurposes, validPurpose); err != nil {

@@ -39,6 +39,9 @@ func TestParseRulesStrict(t *testing.T) {
 		{"bad access", func(s string) string { return strings.Replace(s, `"access": "never"`, `"access": "sometimes"`, 1) }, "access"},
 		{"trailing data", func(s string) string { return s + "{}" }, "after"},
 		{"escaped character", func(s string) string { return strings.Replace(s, "é", `\u00e9`, 1) }, "canonical"},
+		{"bidirectional override in the title", func(s string) string { return strings.Replace(s, "arrêté", "arr\u202eêté", 1) }, "title: character"},
+		{"bidirectional override in a label", func(s string) string { return strings.Replace(s, "Santé", "Sant\u202eé", 1) }, ".fr: character"},
+		{"escape in a label", func(s string) string { return strings.Replace(s, "Santé", `Sant\u001b[2J`, 1) }, ".fr: character"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
+	"math"
 	"sync/atomic"
 	"time"
 
@@ -98,7 +98,8 @@ func (s *Service) Rules() *Rules { return s.rules.Load() }
 // already recorded (a retry), the first decision.
 //
 // A request without a time gets the service clock's. An invalid request
-// returns a *FieldError. If the patient's consent changes between the
+// returns a *FieldError; a MinConsentVersion above the patient's consent
+// version, ErrConsentAhead. If the patient's consent changes between the
 // decision and its recording, Check decides again with the new consent,
 // at most MaxAttempts times in all. If recording fails, Check returns an
 // error and no decision: never an ALLOW that is not recorded. The caller
@@ -132,7 +133,10 @@ func (s *Service) Check(ctx context.Context, req Request) (Decision, Receipt, er
 			s.cache.put(req.Patient, snap)
 		}
 		if snap.Version < req.MinConsentVersion {
-			return Decision{}, Receipt{}, fmt.Errorf("check: store has consent version %d, caller saw %d: %w", snap.Version, req.MinConsentVersion, ErrStaleConsent)
+			// Read from the store just now (snapshot returns a cached
+			// consent only at or above the minimum): the version asked
+			// for does not exist, and a retry will not make it.
+			return Decision{}, Receipt{}, fmt.Errorf("check: store has consent version %d, caller asks for %d: %w", snap.Version, req.MinConsentVersion, ErrConsentAhead)
 		}
 		d, err := s.engine.Decide(&req, snap, rules)
 		if errors.Is(err, ErrStaleConsent) {
@@ -181,7 +185,8 @@ func (s *Service) snapshot(p ident.INS, minVersion int64, attempt int) *Consent 
 // UpdateConsent replaces a patient's directives if the current version is
 // expected, after validating them against the current national rules and
 // the engine. It returns the stored record (version expected+1), a
-// *FieldError for invalid directives, or ErrStaleVersion. author says who
+// *FieldError for invalid directives or an expected version out of range
+// (negative, or the largest int64), or ErrStaleVersion. author says who
 // makes the change ("patient", "rpps:...", "admin:..."); it must not be an
 // INS.
 func (s *Service) UpdateConsent(ctx context.Context, patient ident.INS, expected int64, directives []Directive, author string) (ConsentRecord, error) {
@@ -192,7 +197,11 @@ func (s *Service) UpdateConsent(ctx context.Context, patient ident.INS, expected
 		return ConsentRecord{}, err
 	}
 	if expected < 0 {
-		return ConsentRecord{}, fieldErr("version", "must not be negative")
+		return ConsentRecord{}, fieldErr("expected_version", "must not be negative")
+	}
+	if expected == math.MaxInt64 {
+		// expected+1 would wrap to a negative version.
+		return ConsentRecord{}, fieldErr("expected_version", "out of range: no version can follow it")
 	}
 	c := Consent{Version: expected + 1, Directives: directives}
 	rules := s.rules.Load()
@@ -218,8 +227,8 @@ func checkAuthor(author string) error {
 	if author == "" {
 		return fieldErr("author", "required")
 	}
-	if len(author) > 128 {
-		return fieldErr("author", "longer than "+strconv.Itoa(128)+" bytes")
+	if err := checkText("author", author, 128); err != nil {
+		return err
 	}
 	if _, err := ident.NormalizeINS(author); err == nil {
 		return fieldErr("author", "must not be an INS")

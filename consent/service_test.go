@@ -3,6 +3,8 @@ package consent_test
 import (
 	"context"
 	"errors"
+	"math"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -191,8 +193,13 @@ func TestCheckMinConsentVersion(t *testing.T) {
 	f := newFixture(t)
 	req := validRequest()
 	req.MinConsentVersion = 1
-	if _, _, err := f.svc.Check(ctx, req); !errors.Is(err, consent.ErrStaleConsent) {
-		t.Errorf("Check(caller saw version 1, store has 0) = %v, want ErrStaleConsent", err)
+	// Not ErrStaleConsent, which says "retry": the store was read, and
+	// version 1 does not exist.
+	if _, _, err := f.svc.Check(ctx, req); !errors.Is(err, consent.ErrConsentAhead) || errors.Is(err, consent.ErrStaleConsent) {
+		t.Errorf("Check(caller saw version 1, store has 0) = %v, want ErrConsentAhead", err)
+	}
+	if n := len(f.recorder.Events()); n != 0 {
+		t.Errorf("%d events recorded", n)
 	}
 	if _, err := f.svc.UpdateConsent(ctx, f.patient(), 0, nil, "patient"); err != nil {
 		t.Fatal(err)
@@ -412,5 +419,18 @@ func TestCheckPresumesNoConsentSafely(t *testing.T) {
 	}
 	if n := len(f.recorder.Events()); n != 1 {
 		t.Errorf("%d decisions recorded, want 1 (the presumed one is refused)", n)
+	}
+}
+
+// An expected version whose successor does not fit an int64 is refused,
+// naming expected_version, not wrapped to a negative version.
+func TestUpdateConsentExpectedVersionRange(t *testing.T) {
+	f := newFixture(t)
+	for _, v := range []int64{-1, math.MaxInt64} {
+		_, err := f.svc.UpdateConsent(ctx, f.patient(), v, nil, "patient")
+		var fe *consent.FieldError
+		if !errors.As(err, &fe) || fe.Field != "expected_version" || strings.Contains(fe.Problem, "negative") != (v < 0) {
+			t.Errorf("UpdateConsent(expected %d) = %v, want a FieldError naming expected_version", v, err)
+		}
 	}
 }

@@ -33,6 +33,12 @@ var (
 	// Nothing was decided: read the consent again. Callers test for it
 	// with errors.Is.
 	ErrStaleConsent = errors.New("consent snapshot is older than a version already seen")
+	// ErrConsentAhead is returned by [Service.Check] when the request's
+	// MinConsentVersion is above the patient's consent version as the
+	// store holds it now: the caller names a version that does not
+	// exist. Nothing was decided, and retrying the same request does not
+	// help (unlike ErrStaleConsent). Callers test for it with errors.Is.
+	ErrConsentAhead = errors.New("minimum consent version is above the patient's consent version")
 	// ErrRequestReused is returned by [Recorder.RecordDecision] when the
 	// calling service's request id was used before for another request
 	// (another patient, actor, action, document or purpose): not a retry.

@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 )
 
 // Limits on what a patient's consent and a request may hold.
@@ -107,11 +106,8 @@ func ValidateRequest(r *Request) error {
 	if !r.Purpose.Valid() {
 		return fieldErr("purpose", "unknown purpose of use")
 	}
-	if len(r.Justification) > MaxJustificationLen {
-		return fieldErr("justification", "longer than "+strconv.Itoa(MaxJustificationLen)+" bytes")
-	}
-	if !utf8.ValidString(r.Justification) || strings.ContainsFunc(r.Justification, isControl) {
-		return fieldErr("justification", "must be UTF-8 text without control characters")
+	if err := checkText("justification", r.Justification, MaxJustificationLen); err != nil {
+		return err
 	}
 	if r.Time.IsZero() {
 		return fieldErr("time", "required")
@@ -121,8 +117,6 @@ func ValidateRequest(r *Request) error {
 	}
 	return nil
 }
-
-func isControl(r rune) bool { return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) }
 
 // checkToken checks an identifier: 1 to max bytes of [A-Za-z0-9._:-], and
 // with pattern, ladon's pattern delimiters < and > too.

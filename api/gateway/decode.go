@@ -36,8 +36,25 @@ func (m fieldErrors) NewDecoder(r io.Reader) runtime.Decoder {
 		if err := m.JSONPb.Unmarshal(b, v); err != nil {
 			return bodyError(b, err)
 		}
+		// JSONPb reads the first JSON value and ignores the rest: a body
+		// is one object, and nothing but white space follows it.
+		if !oneValue(b) {
+			return errors.New("invalid request body: data after the JSON object")
+		}
 		return nil
 	})
+}
+
+// oneValue reports whether b holds one JSON value, with nothing but white
+// space after it.
+func oneValue(b []byte) bool {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	var first json.RawMessage
+	if err := dec.Decode(&first); err != nil {
+		return false
+	}
+	_, err := dec.Token()
+	return err == io.EOF
 }
 
 var protojsonPosition = regexp.MustCompile(`\(line (\d+):(\d+)\)`)

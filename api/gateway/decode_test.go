@@ -25,6 +25,9 @@ func TestBodyErrors(t *testing.T) {
 		{"{\n  \"actor\": {\"rpps\": 1}\n}", "invalid actor.rpps: wrong JSON type or value"},
 		{`{"request_id":`, "invalid request body: malformed JSON"},
 		{`[1]`, "invalid request body: the body must be a JSON object"},
+		{`{"request_id":"r1"} garbage`, "invalid request body: data after the JSON object"},
+		{`{"request_id":"r1"}{"request_id":"r2"}`, "invalid request body: data after the JSON object"},
+		{"{\"request_id\":\"r1\"}\n{}", "invalid request body: data after the JSON object"},
 	} {
 		err := m.NewDecoder(strings.NewReader(tc.body)).Decode(&vigiev1.CheckRequest{})
 		if err == nil || !strings.Contains(err.Error(), tc.msg) {

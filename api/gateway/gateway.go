@@ -16,7 +16,8 @@
 //
 // JSON uses the .proto field names (request_id, leaf_index) and enum
 // value names ("ALLOW", "TREAT"); 64-bit integers are strings and bytes
-// are base64, as protojson does; unknown fields are refused. Errors are
+// are base64, as protojson does; unknown fields, unknown query parameters
+// and anything after the body's JSON object are refused. Errors are
 // google.rpc.Status objects with the HTTP status of their gRPC code (400
 // INVALID_ARGUMENT, 401, 403, 404, 409 ABORTED, 429, 503...).
 //
@@ -142,7 +143,7 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 	if cfg.Gatherer != nil {
 		top.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
 	}
-	top.Handle("/", limitBody(mux, cfg.MaxBodyBytes, jsonpb))
+	top.Handle("/", limitBody(strictQuery(mux, apiRoutes(), jsonpb), cfg.MaxBodyBytes, jsonpb))
 	return secureHeaders(top), nil
 }
 

@@ -408,6 +408,9 @@ func TestBadRequests(t *testing.T) {
 		{"unknown enum value", strings.Replace(checkBody, `"TREAT"`, `"SHOPPING"`, 1)},
 		{"wrong type", strings.Replace(checkBody, `"r1"`, `42`, 1)},
 		{"missing request_id", strings.Replace(checkBody, `"request_id":"r1",`, ``, 1)},
+		{"trailing garbage", checkBody + `garbage`},
+		{"a second object", checkBody + `{}`},
+		{"a second copy", checkBody + "\n" + checkBody},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -427,6 +430,40 @@ func TestBadRequests(t *testing.T) {
 	resp, body := e.do("GET", "/v1/log/inclusion?leaf_index=-1&tree_size=5", "")
 	if resp.StatusCode != 400 {
 		t.Errorf("negative leaf_index = %d %s, want 400", resp.StatusCode, body)
+	}
+	// Unknown query parameters are refused, named when they look like a
+	// parameter's name, never quoted otherwise (they may hold an INS).
+	for _, tc := range []struct{ query, want string }{
+		{"leaf_index=0&tree_size=5&treesize=6", "invalid query parameter treesize: unknown parameter"},
+		{"leaf_index=0&tree_size=5&" + testINS + "=1", "invalid query parameter: unknown parameter"},
+		{"leaf_index=0&tree_size=5&x" + testINS + "=1", "invalid query parameter: unknown parameter"},
+		{"leaf_index=0&tree_size=5&leaf_index.value=1", "invalid query parameter leaf_index.value: unknown parameter"},
+	} {
+		resp, body := e.do("GET", "/v1/log/inclusion?"+tc.query, "")
+		var st struct {
+			Code    int    `json:"code"`
+			Message string `json:"message"`
+		}
+		if err := json.Unmarshal(body, &st); err != nil || resp.StatusCode != 400 || st.Code != 3 || st.Message != tc.want {
+			t.Errorf("GET /v1/log/inclusion?%s = %d %s, want 400 %q", tc.query, resp.StatusCode, body, tc.want)
+		}
+		if strings.Contains(string(body), testINS) {
+			t.Errorf("GET /v1/log/inclusion?%s: the answer quotes the INS: %s", tc.query, body)
+		}
+	}
+	// A route whose body is the whole request, or whose request has no
+	// field, takes no query parameter.
+	if resp, body := e.do("POST", "/v1/access:check?request_id=r2", checkBody, tok...); resp.StatusCode != 400 || !strings.Contains(string(body), "invalid query parameter request_id") {
+		t.Errorf("Check with a query parameter = %d %s, want 400 naming it", resp.StatusCode, body)
+	}
+	if resp, body := e.do("GET", "/checkpoint?v=2", ""); resp.StatusCode != 400 || !strings.Contains(string(body), "invalid query parameter v") {
+		t.Errorf("GET /checkpoint?v=2 = %d %s, want 400 naming v", resp.StatusCode, body)
+	}
+	// Known parameters, by their .proto or JSON names, are taken.
+	for _, q := range []string{"leaf_index=0&tree_size=5", "leafIndex=0&treeSize=5"} {
+		if resp, body := e.do("GET", "/v1/log/inclusion?"+q, ""); resp.StatusCode != 200 {
+			t.Errorf("GET /v1/log/inclusion?%s = %d %s, want 200", q, resp.StatusCode, body)
+		}
 	}
 }
 

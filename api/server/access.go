@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"unicode/utf8"
 
 	vigiev1 "github.com/vigie-sante/vigie/api/vigie/v1"
 	"github.com/vigie-sante/vigie/consent"
@@ -41,7 +40,7 @@ func (s *accessService) Check(ctx context.Context, req *vigiev1.CheckRequest) (*
 	d, rec, err := s.b.Consent.Check(ctx, r)
 	if err != nil {
 		var fe *consent.FieldError
-		if errors.As(err, &fe) || errors.Is(err, consent.ErrStaleConsent) {
+		if errors.As(err, &fe) || errors.Is(err, consent.ErrStaleConsent) || errors.Is(err, consent.ErrConsentAhead) {
 			return nil, err
 		}
 		return nil, unavailable(err)
@@ -152,11 +151,8 @@ func validateCheck(req *vigiev1.CheckRequest) (consent.Request, error) {
 	default:
 		return r, InvalidField("purpose_of_use", "unknown value")
 	}
-	if len(req.BreakGlassJustification) > MaxJustification {
-		return r, InvalidField("break_glass_justification", "too long (at most 1024 bytes)")
-	}
-	if !utf8.ValidString(req.BreakGlassJustification) {
-		return r, InvalidField("break_glass_justification", "must be UTF-8")
+	if err := consent.CheckText(req.BreakGlassJustification, MaxJustification); err != nil {
+		return r, &FieldError{Field: "break_glass_justification", Problem: err.Error()}
 	}
 	r.Justification = req.BreakGlassJustification
 	if req.MinConsentVersion < 0 {

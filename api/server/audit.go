@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"unicode/utf8"
 
 	"github.com/vigie-sante/vigie/api/auth"
 	vigiev1 "github.com/vigie-sante/vigie/api/vigie/v1"
@@ -202,8 +201,8 @@ func (s *auditService) ReviewBreakGlass(ctx context.Context, req *vigiev1.Review
 	default:
 		return nil, InvalidField("verdict", "unknown value")
 	}
-	if len(req.Comment) > MaxReviewComment || !utf8.ValidString(req.Comment) {
-		return nil, InvalidField("comment", "at most 4096 bytes of UTF-8")
+	if err := consent.CheckText(req.Comment, MaxReviewComment); err != nil {
+		return nil, &FieldError{Field: "comment", Problem: err.Error()}
 	}
 	row, err := s.b.Ledger.EventByCommitment(ctx, c)
 	if err != nil {

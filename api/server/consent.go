@@ -41,9 +41,6 @@ func (s *consentService) UpdateConsent(ctx context.Context, req *vigiev1.UpdateC
 	if err != nil {
 		return nil, err
 	}
-	if req.ExpectedVersion < 0 {
-		return nil, InvalidField("expected_version", "must not be negative")
-	}
 	ds, err := directives(req.Directives)
 	if err != nil {
 		return nil, err

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	"github.com/vigie-sante/vigie/api/gateway/portal"
 	"github.com/vigie-sante/vigie/consent"
 	"github.com/vigie-sante/vigie/consent/misuse"
@@ -37,9 +39,15 @@ type ledgerAlerts struct {
 	cacheTTL  time.Duration
 	config    misuse.Config
 	now       func() time.Time
+	// detect is misuse.Detect (a test counts its calls).
+	detect func([]event.Logged, misuse.Config) (*misuse.Result, error)
 
 	mu    sync.Mutex
 	cache map[string]cachedAlerts
+	// flight computes the alerts of a scope once however many readers
+	// ask while they are computed: the dashboards that reload when the
+	// cache expires share one computation.
+	flight singleflight.Group
 }
 
 type cachedAlerts struct {
@@ -51,7 +59,37 @@ type cachedAlerts struct {
 	// recorded are the readers whose read of these alerts is recorded:
 	// the same answer again, while it is cached, records nothing more
 	// (reloading the dashboard must not flood patients' chains).
-	recorded *sync.Map
+	// recording makes concurrent requests of one reader record once.
+	recorded  *sync.Map
+	recording *singleflight.Group
+}
+
+// computeTimeout bounds a computation of alerts, which goes on when the
+// reader who started it leaves: the others wait for it.
+const computeTimeout = 2 * time.Minute
+
+// shared runs f once for every concurrent caller of g with key, and
+// returns its result to each, or ctx's error to a caller that leaves
+// first. f runs with a context of its own (ctx's values, not its
+// cancellation, bounded by computeTimeout): the first caller leaving must
+// not fail the others.
+func shared[T any](ctx context.Context, g *singleflight.Group, key string, f func(ctx context.Context) (T, error)) (T, error) {
+	ch := g.DoChan(key, func() (any, error) {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), computeTimeout)
+		defer cancel()
+		return f(fctx)
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			var zero T
+			return zero, r.Err
+		}
+		return r.Val.(T), nil
+	case <-ctx.Done():
+		var zero T
+		return zero, ctx.Err()
+	}
 }
 
 // alertsReadMethod names the dashboard's alerts in ledger-read records.
@@ -64,35 +102,57 @@ func newLedgerAlerts(l *ledger.Ledger, window, cacheTTL time.Duration) *ledgerAl
 	}
 	return &ledgerAlerts{
 		ledger: l, window: window, maxEvents: 200_000, cacheTTL: cacheTTL,
-		config: misuse.Config{Location: paris}, now: time.Now, cache: map[string]cachedAlerts{},
+		config: misuse.Config{Location: paris}, now: time.Now, detect: misuse.Detect, cache: map[string]cachedAlerts{},
 	}
 }
 
 // Alerts implements portal.AlertSource: computed (or cached) alerts, the
 // reads recorded first.
 func (a *ledgerAlerts) Alerts(ctx context.Context, scope portal.Scope) ([]portal.Alert, error) {
-	c, err := a.compute(ctx, scope)
-	if err != nil {
-		return nil, err
-	}
-	if _, done := c.recorded.Load(scope.Reader); !done {
-		if err := a.recordReads(ctx, scope.Reader, c); err != nil {
+	key := strings.Join(slices.Sorted(slices.Values(scope.Organisations)), ",")
+	c, ok := a.cached(key)
+	if !ok {
+		var err error
+		c, err = shared(ctx, &a.flight, key, func(ctx context.Context) (cachedAlerts, error) {
+			if c, ok := a.cached(key); ok { // computed by the flight just before
+				return c, nil
+			}
+			return a.compute(ctx, scope, key)
+		})
+		if err != nil {
 			return nil, err
 		}
-		c.recorded.Store(scope.Reader, true)
+	}
+	if _, done := c.recorded.Load(scope.Reader); !done {
+		_, err := shared(ctx, c.recording, scope.Reader, func(ctx context.Context) (bool, error) {
+			if _, done := c.recorded.Load(scope.Reader); done { // by the flight just before
+				return true, nil
+			}
+			if err := a.recordReads(ctx, scope.Reader, c); err != nil {
+				return false, err
+			}
+			c.recorded.Store(scope.Reader, true)
+			return true, nil
+		})
+		if err != nil {
+			return nil, err
+		}
 	}
 	return c.alerts, nil
 }
 
-func (a *ledgerAlerts) compute(ctx context.Context, scope portal.Scope) (cachedAlerts, error) {
-	key := strings.Join(slices.Sorted(slices.Values(scope.Organisations)), ",")
-	now := a.now()
+// cached returns the alerts of key if they are fresh.
+func (a *ledgerAlerts) cached(key string) (cachedAlerts, bool) {
 	a.mu.Lock()
-	if c, ok := a.cache[key]; ok && now.Sub(c.at) < a.cacheTTL {
-		a.mu.Unlock()
-		return c, nil
-	}
-	a.mu.Unlock()
+	defer a.mu.Unlock()
+	c, ok := a.cache[key]
+	return c, ok && a.now().Sub(c.at) < a.cacheTTL
+}
+
+// compute computes the alerts of scope, whose cache key is key, and
+// caches them.
+func (a *ledgerAlerts) compute(ctx context.Context, scope portal.Scope, key string) (cachedAlerts, error) {
+	now := a.now()
 
 	orgs := scope.Organisations
 	if len(orgs) == 0 {
@@ -115,11 +175,12 @@ func (a *ledgerAlerts) compute(ctx context.Context, scope portal.Scope) (cachedA
 		return cachedAlerts{}, err
 	}
 	cfg.Now = now
-	res, err := misuse.Detect(events, cfg)
+	res, err := a.detect(events, cfg)
 	if err != nil {
 		return cachedAlerts{}, err
 	}
-	c := cachedAlerts{at: now, alerts: make([]portal.Alert, 0, len(res.Alerts)), patients: map[string]event.Hash{}, recorded: &sync.Map{}}
+	c := cachedAlerts{at: now, alerts: make([]portal.Alert, 0, len(res.Alerts)), patients: map[string]event.Hash{},
+		recorded: &sync.Map{}, recording: &singleflight.Group{}}
 	for _, m := range res.Alerts {
 		if len(scope.Organisations) > 0 && !slices.Contains(scope.Organisations, m.Organization) {
 			continue

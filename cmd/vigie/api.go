@@ -70,7 +70,7 @@ func (c *apiConfig) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.maxTimeout, "max-call-timeout", 60*time.Second, "longest deadline a call may ask for")
 	fs.DurationVar(&c.alertsWindow, "alerts-window", 7*24*time.Hour, "the auditor dashboard's misuse alerts: how far back events are read")
 	fs.DurationVar(&c.alertsCache, "alerts-cache", 30*time.Second, "the auditor dashboard's misuse alerts: how long computed alerts are served again")
-	fs.Var(&c.rateLimits, "rate-limit", "per-caller rate limits that replace the defaults, as role=calls_per_second:burst (role anonymous for callers without credentials, per client address), comma-separated; \"off\" for no limit: service=5000:10000,patient=10:40")
+	fs.Var(&c.rateLimits, "rate-limit", "per-caller rate limits that replace the defaults, as role=calls_per_second:burst (role anonymous for callers without credentials, per client address), comma-separated, role=off for no limit on a role; \"off\" alone for no limit at all: service=5000:10000,patient=10:40")
 }
 
 // rateLimits is the value of --rate-limit.
@@ -99,6 +99,12 @@ func (r *rateLimits) String() string {
 func (r *rateLimits) Set(s string) error {
 	if *r == nil {
 		*r = rateLimits{}
+	}
+	if strings.TrimSpace(s) == "off" {
+		for _, role := range append(auth.Roles, "") {
+			(*r)[role] = server.Unlimited
+		}
+		return nil
 	}
 	for _, item := range strings.Split(s, ",") {
 		name, spec, ok := strings.Cut(strings.TrimSpace(item), "=")
@@ -352,9 +358,10 @@ func startAPI(ctx context.Context, cfg apiConfig, n *node, logger *slog.Logger) 
 			Authenticate: func(ctx context.Context, authorization string) (*auth.Identity, error) {
 				return authn.Authenticate(ctx, authorization, nil)
 			},
-			Alerts: newLedgerAlerts(n.ledger, cfg.alertsWindow, cfg.alertsCache),
-			OIDC:   oidc,
-			Logger: logger,
+			Alerts:    newLedgerAlerts(n.ledger, cfg.alertsWindow, cfg.alertsCache),
+			RateLimit: a.grpc.Allow,
+			OIDC:      oidc,
+			Logger:    logger,
 		})
 		if err != nil {
 			return nil, err

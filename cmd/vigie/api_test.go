@@ -83,7 +83,17 @@ func TestRateLimitFlag(t *testing.T) {
 	if got := r.String(); got != "anonymous=1.5:3,patient=off,service=5000:10000" {
 		t.Errorf("String() = %q", got)
 	}
-	for _, bad := range []string{"service", "nurse=1:1", "service=0:1", "service=1:0", "service=x:1", "service=1", "service=Inf:1"} {
+	// "off", as --help says: no limit for anyone.
+	var off rateLimits
+	if err := off.Set("off"); err != nil {
+		t.Fatalf("Set(off): %v", err)
+	}
+	for _, role := range append(auth.Roles, "") {
+		if l, ok := off[role]; !ok || !math.IsInf(l.PerSecond, 1) {
+			t.Errorf("off: role %q = %+v, want unlimited", role, l)
+		}
+	}
+	for _, bad := range []string{"service", "nurse=1:1", "off,service=1:1", "of", "service=0:1", "service=1:0", "service=x:1", "service=1", "service=Inf:1"} {
 		var r rateLimits
 		if err := r.Set(bad); err == nil {
 			t.Errorf("Set(%q) accepted", bad)

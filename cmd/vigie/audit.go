@@ -419,7 +419,7 @@ func (r *auditReport) evidence() any {
 
 func (r *auditReport) table(w io.Writer) {
 	l := r.lang
-	fmt.Fprintln(w, l.f(msg{"Audit du journal %s (%s)", "Audit of the log %s (%s)"}, r.Origin, r.Server))
+	fmt.Fprintln(w, l.f(msg{"Audit du journal %s (%s)", "Audit of the log %s (%s)"}, esc(r.Origin), esc(r.Server)))
 	var cps []string
 	for _, s := range r.Log.Checkpoints {
 		x := strconv.FormatUint(s.Size, 10)
@@ -447,18 +447,18 @@ func (r *auditReport) table(w io.Writer) {
 	if e := r.Events; e != nil {
 		var kinds []string
 		for k, n := range e.ByKind {
-			kinds = append(kinds, fmt.Sprintf("%s %d", k, n))
+			kinds = append(kinds, fmt.Sprintf("%s %d", esc(string(k)), n))
 		}
 		slices.Sort(kinds)
 		fmt.Fprintln(w, l.f(msg{"\nÉvénements lus (rôle %s) : %d (%s) ; %d comparés à leur entrée du journal, %d pas encore dans un point de contrôle",
-			"\nEvents read (role %s): %d (%s); %d compared with their leaf, %d not in a checkpoint yet"}, e.Role, e.Read, strings.Join(kinds, ", "), e.Compared, e.NotYetInLog))
+			"\nEvents read (role %s): %d (%s); %d compared with their leaf, %d not in a checkpoint yet"}, esc(string(e.Role)), e.Read, strings.Join(kinds, ", "), e.Compared, e.NotYetInLog))
 	}
 	if rp := r.Replay; rp != nil {
 		line := l.f(msg{"Rejeu des décisions : %d accès, %d rejoués, %d identiques", "Replay of decisions: %d accesses, %d replayed, %d identical"}, rp.Accesses, rp.Replayed, rp.Agreed)
 		if n := rp.Accesses - rp.Replayed; n > 0 {
 			var nr []string
 			for k, n := range rp.NotReplayable {
-				nr = append(nr, fmt.Sprintf("%s: %d", k, n))
+				nr = append(nr, fmt.Sprintf("%s: %d", esc(k), n))
 			}
 			slices.Sort(nr)
 			line += l.f(msg{" ; non rejouables : %d (%s)", "; not replayable: %d (%s)"}, n, strings.Join(nr, ", "))
@@ -469,7 +469,7 @@ func (r *auditReport) table(w io.Writer) {
 			if v.Event != nil {
 				ev = l.f(msg{"événement de changement de règles à l'entrée %d", "rules-change event at leaf %d"}, v.Event.Index)
 			}
-			fmt.Fprintln(w, l.f(msg{"  règles nationales version %d, sha256 %s (%s)", "  national rules version %d, sha256 %s (%s)"}, v.Version, v.Hash, ev))
+			fmt.Fprintln(w, l.f(msg{"  règles nationales version %d, sha256 %s (%s)", "  national rules version %d, sha256 %s (%s)"}, v.Version, esc(v.Hash), ev))
 		}
 	}
 	if len(r.Findings) > 0 {
@@ -481,7 +481,7 @@ func (r *auditReport) table(w io.Writer) {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, l.f(msg{"gravité\tproblème\tentrée\tpatient\tenregistré\trejoué\tdétail", "severity\tproblem\tleaf\tpatient\trecorded\treplayed\tdetail"}))
 		for _, f := range r.Replayed {
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", f.Severity, title(l, replayTitles, f.Kind), f.Event.Index, short(f.Patient), f.Recorded, f.Replayed, f.Message)
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", f.Severity, title(l, replayTitles, f.Kind), f.Event.Index, short(f.Patient), esc(f.Recorded), esc(f.Replayed), esc(f.Message))
 		}
 		tw.Flush()
 	}
@@ -494,7 +494,7 @@ func (r *auditReport) table(w io.Writer) {
 			if !a.To.Equal(a.From) {
 				period += " → " + a.To.Local().Format("2006-01-02 15:04")
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", a.Severity, title(l, alertTitles, a.Kind), a.Actor, period, a.Count, a.Patients, refs(a.Events))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", a.Severity, title(l, alertTitles, a.Kind), esc(a.Actor), period, a.Count, a.Patients, refs(a.Events))
 		}
 		tw.Flush()
 	}

@@ -180,6 +180,17 @@ func TestBadInput(t *testing.T) {
 		{"LoadNationalRules: no rules", "POST", "/v1/rules", admin, `{}`, "rules"},
 		{"GetNationalRules: version 0", "GET", "/v1/rules/0", "", "", "version"},
 		{"ErasePatient: bad INS", "POST", "/v1/erasures", admin, `{"patient_ins":"1234"}`, "patient_ins"},
+		{"Check: garbage after the body", "POST", "/v1/access:check", service, goodCheck + `garbage`, "request body"},
+		{"Check: a second object after the body", "POST", "/v1/access:check", service, goodCheck + goodCheck, "request body"},
+		{"Check: a query parameter", "POST", "/v1/access:check?request_id=bad-2", service, goodCheck, "query parameter request_id"},
+		{"ListAccesses: unknown query parameter", "GET", "/v1/me/accesses?pagesize=5", patient, "", "query parameter pagesize"},
+		{"Leaves: unknown query parameter", "GET", "/v1/log/leaves?start=0&end=1&count=5", "", "", "query parameter count"},
+		{"Check: control characters in the justification", "POST", "/v1/access:check", service, check(`"TREAT"`, `"BTG","break_glass_justification":"ok\u001b[2J\r\n\t\u0007"`), "break_glass_justification"},
+		{"Check: a bidirectional override in the justification", "POST", "/v1/access:check", service, check(`"TREAT"`, `"BTG","break_glass_justification":"ok \u202edeifitsuj"`), "break_glass_justification"},
+		{"Check: a C1 control in the justification", "POST", "/v1/access:check", service, check(`"TREAT"`, `"BTG","break_glass_justification":"ok \u009b2J"`), "break_glass_justification"},
+		{"ReviewBreakGlass: control characters in the comment", "POST", "/v1/audit/break-glass-reviews", dpo, `{"request_id":"rv1","event_commitment":"` + strings.Repeat("ab", 32) + `","verdict":"BREAK_GLASS_VERDICT_JUSTIFIED","comment":"ok\u001b[1A\rforged\n"}`, "comment"},
+		{"ReviewBreakGlass: a bidirectional isolate in the comment", "POST", "/v1/audit/break-glass-reviews", dpo, `{"request_id":"rv1","event_commitment":"` + strings.Repeat("ab", 32) + `","verdict":"BREAK_GLASS_VERDICT_JUSTIFIED","comment":"ok \u2067x"}`, "comment"},
+		{"UpdateConsent: expected_version 2^63-1", "PUT", "/v1/me/consent", patient, `{"expected_version":"9223372036854775807","directives":[]}`, "invalid expected_version: out of range"},
 	}
 	if len(cases) < 30 {
 		t.Fatalf("the catalogue has %d cases, want at least 30", len(cases))
@@ -200,6 +211,18 @@ func TestBadInput(t *testing.T) {
 		if strings.Contains(string(body), e2ePatient) || strings.Contains(string(body), e2ePatient[:13]) {
 			t.Errorf("%s: the error quotes the INS: %s", tc.name, body)
 		}
+	}
+
+	// A min_consent_version above the patient's consent version: not a
+	// stale read that a retry would cure (ABORTED), but a precondition
+	// the request will never meet (FAILED_PRECONDITION, HTTP 400).
+	code, body := c.do("POST", "/v1/access:check", service, check(`"TREAT"`, `"TREAT","min_consent_version":"7"`))
+	var st struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+	}
+	if err := json.Unmarshal(body, &st); err != nil || code != 400 || st.Code != 9 || !strings.Contains(st.Message, "min_consent_version") {
+		t.Errorf("Check with min_consent_version above the consent's = %d %s, want 400 FAILED_PRECONDITION naming min_consent_version", code, body)
 	}
 
 	// Nothing recorded, nothing stored, still serving.

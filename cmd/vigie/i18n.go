@@ -74,7 +74,7 @@ func title[K comparable](l lang, titles map[K]msg, k K) string {
 	if m, ok := titles[k]; ok {
 		return m[l]
 	}
-	return fmt.Sprint(k)
+	return consent.EscapeText(fmt.Sprint(k)) // a value read from the server
 }
 
 var purposes = map[consent.Purpose]msg{

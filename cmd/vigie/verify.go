@@ -18,6 +18,7 @@ import (
 
 	"github.com/vigie-sante/vigie/api/client"
 	"github.com/vigie-sante/vigie/api/server"
+	"github.com/vigie-sante/vigie/consent"
 	"github.com/vigie-sante/vigie/ledger/audit"
 	"github.com/vigie-sante/vigie/ledger/event"
 	"github.com/vigie-sante/vigie/ledger/verify"
@@ -256,11 +257,12 @@ func finish[R reporter](c *remoteConfig, command string, rep R, err error, stdou
 			fmt.Fprintf(stderr, "vigie %s: %v\n", command, err)
 			return exitUsage
 		}
+		// The error may quote the server's words.
 		var ae *client.Error
 		if errors.As(err, &ae) || errors.Is(err, context.DeadlineExceeded) {
-			fmt.Fprintf(stderr, "vigie %s: the server could not be asked: %v\n", command, err)
+			fmt.Fprintf(stderr, "vigie %s: the server could not be asked: %s\n", command, esc(err.Error()))
 		} else {
-			fmt.Fprintf(stderr, "vigie %s: %v\n", command, err)
+			fmt.Fprintf(stderr, "vigie %s: %s\n", command, esc(err.Error()))
 		}
 		return exitUsage
 	}
@@ -291,7 +293,7 @@ func finish[R reporter](c *remoteConfig, command string, rep R, err error, stdou
 func (r *verifyReport) table(w io.Writer) {
 	l := r.lang
 	if r.Log != nil {
-		fmt.Fprintln(w, l.f(msg{"Journal %s, point de contrôle de %d entrées (clé %s)", "Log %s, checkpoint of %d entries (key %s)"}, r.Log.Origin, r.Log.CheckpointSize, r.Log.Key))
+		fmt.Fprintln(w, l.f(msg{"Journal %s, point de contrôle de %d entrées (clé %s)", "Log %s, checkpoint of %d entries (key %s)"}, esc(r.Log.Origin), r.Log.CheckpointSize, esc(r.Log.Key)))
 	}
 	if len(r.Events) > 0 {
 		fmt.Fprintln(w, l.f(msg{"\nHistorique des accès à votre dossier :\n", "\nAccess history of your record:\n"}))
@@ -306,7 +308,7 @@ func (r *verifyReport) table(w io.Writer) {
 			if e.Proof == audit.Pending {
 				outcome = strings.TrimSpace(outcome + " " + l.f(msg{"(inscription promise, en attente)", "(inclusion promised, pending)"}))
 			}
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", e.Seq, date, e.Who, e.What, e.Why, outcome)
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", e.Seq, date, esc(e.Who), esc(e.What), esc(e.Why), esc(outcome))
 		}
 		tw.Flush()
 	}
@@ -375,6 +377,12 @@ func printFindings(w io.Writer, l lang, fs []audit.Finding) {
 		case f.Index != nil:
 			where = l.f(msg{" (entrée %d du journal)", " (log entry %d)"}, *f.Index)
 		}
-		fmt.Fprintf(w, "  ✗ %s%s [%s]\n      %s\n", title(l, findingTitles, f.Kind), where, f.Kind, f.Message)
+		fmt.Fprintf(w, "  ✗ %s%s [%s]\n      %s\n", title(l, findingTitles, f.Kind), where, esc(string(f.Kind)), esc(f.Message))
 	}
 }
+
+// esc is how a report shows text that comes from the server or the
+// ledger (names, comments, justifications, labels, messages): an event
+// recorded before the free-text rule, or a hostile server, must not move
+// the cursor, start a line or a row, or reorder what follows.
+func esc(s string) string { return consent.EscapeText(s) }

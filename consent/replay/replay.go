@@ -38,6 +38,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unicode"
 
 	"github.com/vigie-sante/vigie/consent"
 	"github.com/vigie-sante/vigie/consent/ident"
@@ -376,6 +377,7 @@ func (r *replayer) access(ctx context.Context, p event.Hash, e event.Logged, st 
 		return nil
 	}
 	req.Patient = r.pseudoINS(p)
+	req.Justification = recordedText(req.Justification)
 	got, err := r.cfg.Engine.Decide(&req, &snap, rules.rules)
 	if err != nil {
 		r.rep.NotReplayable["engine refused the request"]++
@@ -445,4 +447,23 @@ func groundsText(gs []consent.Ground) string {
 		fmt.Fprintf(&b, "%s %s %s:%s", g.Effect, g.Source, g.Kind, g.ID)
 	}
 	return b.String()
+}
+
+// recordedText returns a justification recorded before the free-text rule
+// ([consent.CheckText]) as the engine now accepts it, with what a decision
+// reads of it, whether it is blank, unchanged: each character the rule
+// refuses becomes a space if it is one (U+2028, U+2029), '?' otherwise.
+func recordedText(s string) string {
+	if consent.CheckText(s, consent.MaxJustificationLen) == nil {
+		return s
+	}
+	return strings.Map(func(r rune) rune {
+		switch {
+		case !consent.UnsafeRune(r):
+			return r
+		case unicode.IsSpace(r):
+			return ' '
+		}
+		return '?'
+	}, strings.ToValidUTF8(s, "?"))
 }

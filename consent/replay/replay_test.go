@@ -165,6 +165,41 @@ func TestReplayAgrees(t *testing.T) {
 	}
 }
 
+// TestReplayOldJustifications replays emergency accesses recorded before
+// the free-text rule, whose justifications hold characters the engine now
+// refuses: each replays, to the same decision.
+func TestReplayOldJustifications(t *testing.T) {
+	l := newLedger(t)
+	p := patient(1)
+	l.access(p, drX, true, nil) // the patient's INS
+	for i, tc := range []struct{ decidedWith, recorded string }{
+		{"justified", "\u202edeifitsuj"},               // a bidirectional override: a justification
+		{"", "\u2028 \u2029"},                          // separators: blank
+		{"justified", "admis \u2066inconscient\u2069"}, // isolates
+	} {
+		org, _ := ident.ParseFINESS("750712184")
+		req := consent.Request{ID: fmt.Sprint("bg", i), Service: "his", Patient: l.ins[p],
+			Actor:  consent.Actor{RPPS: mustRPPS(t, drY), Profession: "10", Sector: "care", Organization: org},
+			Action: consent.ActionRead, Resource: consent.Resource{Kind: consent.ResourceRecord}, Purpose: consent.PurposeBreakGlass,
+			Justification: tc.decidedWith, Time: t0.Add(time.Duration(len(l.events)) * time.Minute)}
+		snap := l.consent[p]
+		d, err := l.engine.Decide(&req, &snap, l.rules)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Justification = tc.recorded
+		b, err := consent.FormatAccessRecord(&req, &d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.add(p, event.KindAccess, b)
+	}
+	r := replay(t, l, true, l.events, nil)
+	if len(r.Findings) != 0 || r.Accesses != 4 || r.Replayed != 4 || r.Agreed != 4 {
+		t.Fatalf("findings %v; accesses %d, replayed %d, agreed %d, not replayable %v", r.Findings, r.Accesses, r.Replayed, r.Agreed, r.NotReplayable)
+	}
+}
+
 // TestReplayFindings forges one decision or one record at a time and
 // checks the finding.
 func TestReplayFindings(t *testing.T) {

@@ -108,6 +108,13 @@ func (p *portal) alerts(w http.ResponseWriter, r *http.Request) {
 		writeError(w, runtime.HTTPStatusFromCode(st.Code()), int(st.Code()), st.Message())
 		return
 	}
+	if p.cfg.RateLimit != nil {
+		if err := p.cfg.RateLimit(id); err != nil {
+			st, _ := server.Status(err)
+			writeError(w, runtime.HTTPStatusFromCode(st.Code()), int(st.Code()), st.Message())
+			return
+		}
+	}
 	scope := Scope{Reader: id.Principal()}
 	switch id.Role() {
 	case auth.RoleRegulator:

@@ -66,6 +66,11 @@ type Config struct {
 	// Alerts is the source of misuse alerts the dashboard shows. Nil: the
 	// dashboard says that no alert rules are configured.
 	Alerts AlertSource
+	// RateLimit, if not nil, takes one call of the authenticated caller's
+	// rate limit for each call of the portal's own JSON routes, and
+	// returns an error when the caller is beyond it (the API's limits:
+	// api/server.Server.Allow).
+	RateLimit func(id *auth.Identity) error
 	// OIDC, if not nil, enables sign-in through an OpenID Connect
 	// provider (Prefix+"oidc/login"); the token it yields is checked with
 	// Authenticate before the page gets it. Nil: users paste a token.

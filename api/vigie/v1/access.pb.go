@@ -664,12 +664,14 @@ type CheckRequest struct {
 	// Why. Required.
 	PurposeOfUse PurposeOfUse `protobuf:"varint,6,opt,name=purpose_of_use,json=purposeOfUse,proto3,enum=vigie.v1.PurposeOfUse" json:"purpose_of_use,omitempty"`
 	// The professional's justification of an emergency access (purpose BTG
-	// or ETREAT): free text, at most 1024 bytes of UTF-8. It is recorded for
-	// the patient and the auditors, and never returned nor written to
-	// application logs.
+	// or ETREAT): free text, at most 1024 bytes of UTF-8, without control
+	// characters (TAB, CR and LF included), line separators or
+	// bidirectional formatting characters. It is recorded for the patient
+	// and the auditors, and never returned nor written to application logs.
 	BreakGlassJustification string `protobuf:"bytes,7,opt,name=break_glass_justification,json=breakGlassJustification,proto3" json:"break_glass_justification,omitempty"`
 	// The patient's consent version the caller has already seen, if any:
-	// the decision never uses an older consent. 0 means any.
+	// the decision never uses an older consent. 0 means any. Above the
+	// patient's consent version: FAILED_PRECONDITION, not to be retried.
 	MinConsentVersion int64 `protobuf:"varint,8,opt,name=min_consent_version,json=minConsentVersion,proto3" json:"min_consent_version,omitempty"`
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache

@@ -277,7 +277,8 @@ type ReviewBreakGlassRequest struct {
 	EventCommitment string `protobuf:"bytes,2,opt,name=event_commitment,json=eventCommitment,proto3" json:"event_commitment,omitempty"`
 	// The conclusion. Required.
 	Verdict BreakGlassVerdict `protobuf:"varint,3,opt,name=verdict,proto3,enum=vigie.v1.BreakGlassVerdict" json:"verdict,omitempty"`
-	// The reviewer's comment, at most 4096 bytes of UTF-8. It is recorded in
+	// The reviewer's comment, at most 4096 bytes of UTF-8, without control,
+	// line-separator or bidirectional formatting characters. It is recorded in
 	// the patient's chain (the patient reads it) and never written to
 	// application logs.
 	Comment       string `protobuf:"bytes,4,opt,name=comment,proto3" json:"comment,omitempty"`

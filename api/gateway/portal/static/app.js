@@ -17,7 +17,7 @@ const Vigie = (() => {
       const n = Number((vars || {})[k]);
       return (lang === 'fr' ? Math.abs(n) < 2 : n === 1) ? one : many;
     });
-    for (const [k, v] of Object.entries(vars || {})) s = s.split('{' + k + '}').join(String(v));
+    for (const [k, v] of Object.entries(vars || {})) s = s.split('{' + k + '}').join(VigieText.escape(v));
     return s;
   }
   function applyI18n(root) {
@@ -238,9 +238,10 @@ const Vigie = (() => {
     const e = document.createElement(tag);
     for (const [k, v] of Object.entries(attrs || {})) {
       if (v === undefined || v === null || v === false) continue;
-      if (k === 'text') e.textContent = v; else e.setAttribute(k, v === true ? '' : v);
+      if (k === 'text') e.textContent = VigieText.escape(v); else e.setAttribute(k, v === true ? '' : v);
     }
-    for (const c of children.flat()) if (c !== null && c !== undefined) e.append(c);
+    // Strings go in as text nodes, escaped: never as HTML (see text.js).
+    for (const c of children.flat()) if (c !== null && c !== undefined) e.append(typeof c === 'string' ? VigieText.escape(c) : c);
     return e;
   }
   function svg(tag, attrs, ...children) {
@@ -265,7 +266,7 @@ const Vigie = (() => {
   function fieldError(input, errorBox, message) {
     if (message) {
       input.setAttribute('aria-invalid', 'true');
-      errorBox.textContent = message; errorBox.hidden = false;
+      errorBox.textContent = VigieText.escape(message); errorBox.hidden = false;
     } else {
       input.removeAttribute('aria-invalid');
       errorBox.textContent = ''; errorBox.hidden = true;

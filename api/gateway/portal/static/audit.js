@@ -284,7 +284,7 @@ document.addEventListener('DOMContentLoaded', async () => {
         const field = { patient_ins: f.patient_ins, actor_rpps: f.actor_rpps, organization: f.organization, end_time: f.to }[(e.message.match(/invalid ([a-z_]+)/) || [])[1]];
         if (field) { check(field, e.message); field.focus(); return; }
       }
-      if (!(e instanceof Vigie.ApiError && e.status === 401)) count.textContent = t('error.load') + ' ' + e.message;
+      if (!(e instanceof Vigie.ApiError && e.status === 401)) count.textContent = t('error.load') + ' ' + VigieText.escape(e.message);
     }
   }
 

@@ -127,7 +127,7 @@ document.addEventListener('DOMContentLoaded', async () => {
     const title = document.getElementById('stale-title');
     title.dataset.i18n = titleKey;
     title.textContent = t(titleKey);
-    document.getElementById('stale-detail').textContent = detail;
+    document.getElementById('stale-detail').textContent = VigieText.escape(detail);
     staleBox.hidden = false;
   }
 

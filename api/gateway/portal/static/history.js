@@ -37,7 +37,7 @@ document.addEventListener('DOMContentLoaded', async () => {
       if (worst[0] === 'failed') logBox.setAttribute('role', 'alert');
       if (growth && growth.rollback) Object.assign(logBox.dataset, { rollback: growth.rollback, seen: growth.seen, now: growth.now });
     }
-    document.getElementById('pinned-key').textContent = keyInfo ? keyInfo.keys.checkpoint_key : '';
+    document.getElementById('pinned-key').textContent = keyInfo ? VigieText.escape(keyInfo.keys.checkpoint_key) : '';
   }
 
   function filters() {
