@@ -186,6 +186,9 @@ func (v *Verifier) verify(ctx context.Context, token string, now time.Time) (_ *
 	if key.Use != "" && key.Use != "sig" {
 		return nil, exp, nbf, fmt.Errorf("%w: the key is not a signing key", ErrUnknownKey)
 	}
+	if err := CheckKeyStrength(key); err != nil {
+		return nil, exp, nbf, fmt.Errorf("%w: %w", ErrUnknownKey, err)
+	}
 	payload, err := jws.Verify(key.Key)
 	if err != nil {
 		return nil, exp, nbf, ErrSignature

@@ -437,10 +437,11 @@ func authenticator(ctx context.Context, cfg apiConfig, keysDir string) (*auth.Au
 		if url == "" {
 			dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 			defer cancel()
-			var err error
-			if url, err = auth.DiscoverJWKS(dctx, nil, cfg.oidcIssuer); err != nil {
+			d, err := auth.Discover(dctx, nil, cfg.oidcIssuer)
+			if err != nil {
 				return nil, fmt.Errorf("--oidc-issuer: %w", err)
 			}
+			url = d.JWKSURI
 		}
 		keys, err := auth.NewRemoteKeys(auth.RemoteKeysConfig{URL: url})
 		if err != nil {
