@@ -73,7 +73,7 @@ func redactAttr(a slog.Attr) slog.Attr {
 		}
 	case slog.KindAny:
 		if err, ok := v.Any().(error); ok && err != nil {
-			return slog.String(key, ErrorText(err))
+			return slog.String(key, ErrorText(err.Error()))
 		}
 		if s := fmt.Sprint(v.Any()); ident.RedactINS(s) != s {
 			return slog.String(key, ident.RedactINS(s))
@@ -82,10 +82,10 @@ func redactAttr(a slog.Attr) slog.Attr {
 	return slog.Attr{Key: key, Value: v}
 }
 
-// ErrorText is err's text as it may be logged: without what the text
-// quotes between double quotes or backquotes, nor any INS.
-func ErrorText(err error) string {
-	return ident.RedactINS(unquote(err.Error()))
+// ErrorText is an error's text as it may be logged or answered: without
+// what it quotes between double quotes or backquotes, nor any INS.
+func ErrorText(s string) string {
+	return ident.RedactINS(unquote(s))
 }
 
 // unquote replaces what s quotes between double quotes (with Go's

@@ -68,7 +68,7 @@ func TestErrorText(t *testing.T) {
 		{"no quotes", "no quotes"},
 	}
 	for _, tt := range tests {
-		if got := ErrorText(errors.New(tt.in)); got != tt.want {
+		if got := ErrorText(tt.in); got != tt.want {
 			t.Errorf("ErrorText(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
