@@ -77,6 +77,16 @@ func TestStatus(t *testing.T) {
 
 // TestStatusRedactsINS covers domain errors that break the rule and quote
 // an INS: the safety net redacts it.
+// TestStatusQuotesNoInput: a field error whose problem comes from
+// another package's error, which quotes its input, does not answer it.
+func TestStatusQuotesNoInput(t *testing.T) {
+	dep := fmt.Errorf("error parsing regexp: missing closing ): `%s`", "PSYCHIATRY-NOTE-(")
+	st, _ := Status(&FieldError{Field: "directives[0].document", Problem: dep.Error(), Err: dep})
+	if strings.Contains(st.Message(), "PSYCHIATRY") || !strings.Contains(st.Message(), "directives[0].document") {
+		t.Errorf("message %q: want the field named, the input not quoted", st.Message())
+	}
+}
+
 func TestStatusRedactsINS(t *testing.T) {
 	st, _ := Status(&FieldError{Field: "patient_ins", Problem: "unknown patient " + testINS + " or " + otherINS})
 	if strings.Contains(st.Message(), testINS) || strings.Contains(st.Message(), otherINS) || !strings.Contains(st.Message(), auth.Redacted) {
