@@ -3,10 +3,12 @@
 // A caller is authenticated in one of two ways:
 //
 //   - a bearer token: a JWT ([RFC 7519]) signed by the configured issuer,
-//     verified against its keys ([Verifier]): the JWKS of an OpenID
-//     Connect issuer ([RemoteKeys], fetched, cached and refreshed when keys
-//     rotate) or the keys of Vigie's own embedded issuer ([Issuer],
-//     [StaticKeys]);
+//     verified against its keys ([Verifier]; weak keys are refused, see
+//     [CheckKeyStrength]): the JWKS of an OpenID Connect issuer
+//     ([Discover], [RemoteKeys]: fetched, cached and refreshed when keys
+//     rotate, through the one client of every call to the provider,
+//     [ProviderClient]) or the keys of Vigie's own embedded issuer
+//     ([Issuer], [StaticKeys]);
 //   - a TLS client certificate, for services only, verified by the TLS
 //     stack against the configured client CAs and named on an allow-list
 //     ([Authenticator]).
