@@ -3,10 +3,12 @@
 // A caller is authenticated in one of two ways:
 //
 //   - a bearer token: a JWT ([RFC 7519]) signed by the configured issuer,
-//     verified against its keys ([Verifier]): the JWKS of an OpenID
-//     Connect issuer ([RemoteKeys], fetched, cached and refreshed when keys
-//     rotate) or the keys of Vigie's own embedded issuer ([Issuer],
-//     [StaticKeys]);
+//     verified against its keys ([Verifier]; weak keys are refused, see
+//     [CheckKeyStrength]): the JWKS of an OpenID Connect issuer
+//     ([Discover], [RemoteKeys]: fetched, cached and refreshed when keys
+//     rotate, through the one client of every call to the provider,
+//     [ProviderClient]) or the keys of Vigie's own embedded issuer
+//     ([Issuer], [StaticKeys]);
 //   - a TLS client certificate, for services only, verified by the TLS
 //     stack against the configured client CAs and named on an allow-list
 //     ([Authenticator]).
@@ -39,6 +41,8 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+
+	"github.com/vigie-sante/vigie/consent/ident"
 )
 
 // Role is what a caller may do. docs/api.md has the authorization matrix
@@ -143,15 +147,21 @@ type Identity struct {
 }
 
 // newIdentity checks and assembles an identity. For a patient, subject is
-// the INS in canonical form.
+// the INS in its canonical spelling (consent/ident's ParseINS: tokens
+// carry that one).
 func newIdentity(role Role, subject string, orgs []string, method Method) (*Identity, error) {
 	if !role.Valid() {
 		return nil, ErrRole
 	}
 	id := &Identity{role: role, method: method}
 	if role == RolePatient {
-		id.patient = PatientID{ins: &subject}
-		id.key = "patient:" + patientKey(subject)
+		ins, err := ident.ParseINS(subject)
+		if err != nil {
+			// The ident errors never contain the number.
+			return nil, fmt.Errorf("%w: %w", ErrSubject, err)
+		}
+		id.patient = PatientID{ins: ins}
+		id.key = "patient:" + patientKey(ins.Canonical())
 	} else {
 		if err := CheckSubject(subject); err != nil {
 			return nil, err
@@ -255,28 +265,25 @@ func (id *Identity) MarshalJSON() ([]byte, error) {
 	return fmt.Appendf(nil, "%q", id.String()), nil
 }
 
-// PatientID is the INS of an authenticated patient, in canonical form,
-// checked when the token was verified. It never prints: fmt (every verb),
-// String, LogValue and MarshalJSON give "INS(redacted)", and the INS is
-// held behind a pointer, so that printing a struct that holds a PatientID
-// in an unexported field shows an address, not the digits. Only
-// Canonical returns them. It satisfies ledger.PatientID.
-type PatientID struct{ ins *string }
+// PatientID is the INS of an authenticated patient, checked when the
+// token was verified. It never prints: fmt (every verb), String, LogValue
+// and MarshalJSON give "INS(redacted)", as consent/ident's INS, which it
+// holds, does. Only Canonical returns the digits. It satisfies
+// ledger.PatientID.
+type PatientID struct{ ins ident.INS }
 
 // Redacted is how a PatientID prints.
-const Redacted = "INS(redacted)"
+const Redacted = ident.Redacted
 
 // Canonical returns the INS, for the few places that must have it: the
 // keyed pseudonym, the patient's own consent. Never log it.
-func (p PatientID) Canonical() string {
-	if p.ins == nil {
-		return ""
-	}
-	return *p.ins
-}
+func (p PatientID) Canonical() string { return p.ins.Canonical() }
+
+// INS returns the INS.
+func (p PatientID) INS() ident.INS { return p.ins }
 
 // IsZero reports whether there is no INS.
-func (p PatientID) IsZero() bool { return p.ins == nil }
+func (p PatientID) IsZero() bool { return p.ins.IsZero() }
 
 // String returns Redacted.
 func (p PatientID) String() string { return Redacted }
@@ -353,54 +360,4 @@ func CheckFINESS(s string) error {
 		return fmt.Errorf("FINESS number: character %d is not a digit", i+1)
 	}
 	return nil
-}
-
-// INSParser checks that a string is a patient's INS and returns it in
-// canonical form, or an error that does not quote it. [CheckINS] is the
-// default; consent/ident's parser fits:
-//
-//	func(s string) (string, error) {
-//		ins, err := ident.ParseINS(s)
-//		return ins.Canonical(), err
-//	}
-type INSParser func(s string) (string, error)
-
-// Errors of CheckINS, wrapped in ErrSubject.
-var (
-	errINSLength = errors.New("INS must be 15 characters")
-	errINSDigit  = errors.New("INS characters must be digits (2A or 2B at characters 6-7 for Corsica)")
-	errINSKey    = errors.New("INS control key does not match")
-)
-
-// CheckINS is the default INSParser: s must be the 15-character NIR,
-// thirteen characters (digits, with 2A or 2B as the department at
-// characters 6-7 for Corsica) and a two-digit control key equal to
-// 97 - (number mod 97), where 2A counts as 19 and 2B as 18. There is one
-// spelling: upper case, no spaces; the canonical form is s itself.
-func CheckINS(s string) (string, error) {
-	if len(s) != 15 {
-		return "", fmt.Errorf("%w: %w", ErrSubject, errINSLength)
-	}
-	corsica := s[5] == '2' && (s[6] == 'A' || s[6] == 'B')
-	var n uint64
-	for i := 0; i < 13; i++ {
-		c := s[i]
-		if corsica && i == 5 {
-			c = '1' // 2A counts as 19, 2B as 18
-		} else if corsica && i == 6 {
-			c = '9' - (s[6] - 'A')
-		}
-		if c < '0' || c > '9' {
-			return "", fmt.Errorf("%w: %w", ErrSubject, errINSDigit)
-		}
-		n = n*10 + uint64(c-'0')
-	}
-	k1, k2 := s[13], s[14]
-	if k1 < '0' || k1 > '9' || k2 < '0' || k2 > '9' {
-		return "", fmt.Errorf("%w: %w", ErrSubject, errINSDigit)
-	}
-	if key := uint64(k1-'0')*10 + uint64(k2-'0'); key != 97-n%97 {
-		return "", fmt.Errorf("%w: %w", ErrSubject, errINSKey)
-	}
-	return s, nil
 }

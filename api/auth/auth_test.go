@@ -19,13 +19,19 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/go-jose/go-jose/v4"
 )
 
-func TestCheckINS(t *testing.T) {
+// TestPatientSubject: a patient's subject is checked by consent/ident's
+// parser, in its canonical spelling, by the issuer and by the verifier.
+func TestPatientSubject(t *testing.T) {
+	f := newFixture(t)
 	valid := []string{testINS, testINSCorsica, "291112B12345606", "100000000000047", "299129999999911"}
 	for _, s := range valid {
-		if got, err := CheckINS(s); err != nil || got != s {
-			t.Errorf("CheckINS(%s) = %q, %v; want it back", s, got, err)
+		id, err := f.verifier.Verify(context.Background(), f.mint(t, TokenRequest{Role: RolePatient, Subject: s}))
+		if p, ok := id.Patient(); err != nil || !ok || p.Canonical() != s {
+			t.Errorf("Verify(patient %s) = %v, %v; want the INS back", s, id, err)
 		}
 	}
 	invalid := []struct{ name, s string }{
@@ -42,12 +48,16 @@ func TestCheckINS(t *testing.T) {
 	}
 	for _, tt := range invalid {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := CheckINS(tt.s)
+			_, err := f.issuer.Mint(TokenRequest{Role: RolePatient, Subject: tt.s})
 			if !errors.Is(err, ErrSubject) {
-				t.Fatalf("CheckINS(%q) = %v, want ErrSubject", tt.s, err)
+				t.Fatalf("Mint(patient %q) = %v, want ErrSubject", tt.s, err)
 			}
 			if strings.Contains(err.Error(), tt.s[:10]) {
 				t.Errorf("error %q quotes the INS", err)
+			}
+			tok := sign(t, jose.EdDSA, f.key, f.kid(), map[string]any{"iss": "https://vigie.test", "aud": "vigie", "sub": tt.s, "role": "patient", "exp": f.clock.now().Add(time.Hour).Unix()})
+			if _, err := f.verifier.Verify(context.Background(), tok); !errors.Is(err, ErrSubject) {
+				t.Errorf("Verify(patient %q) = %v, want ErrSubject", tt.s, err)
 			}
 		})
 	}

@@ -28,8 +28,6 @@ type IssuerConfig struct {
 	TTL time.Duration
 	// MaxTTL is the longest lifetime a token may be given. Default 30 days.
 	MaxTTL time.Duration
-	// ParseINS checks a patient's subject. Default CheckINS.
-	ParseINS INSParser
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
@@ -60,9 +58,6 @@ func NewIssuer(cfg IssuerConfig) (*Issuer, error) {
 	}
 	if cfg.MaxTTL <= 0 {
 		cfg.MaxTTL = 30 * 24 * time.Hour
-	}
-	if cfg.ParseINS == nil {
-		cfg.ParseINS = CheckINS
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -112,12 +107,6 @@ type TokenRequest struct {
 // issuer, audience and keys until it expires.
 func (i *Issuer) Mint(r TokenRequest) (string, error) {
 	subject := r.Subject
-	if r.Role == RolePatient {
-		var err error
-		if subject, err = i.cfg.ParseINS(subject); err != nil {
-			return "", err
-		}
-	}
 	if _, err := newIdentity(r.Role, subject, r.Organizations, MethodBearer); err != nil {
 		return "", err
 	}

@@ -5,12 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"mime"
 	"net"
 	"net/http"
 	"net/url"
-	"strings"
 	"sync"
 	"time"
 
@@ -56,9 +53,11 @@ func findKey(set *jose.JSONWebKeySet, kid string) (jose.JSONWebKey, error) {
 // RemoteKeysConfig configures RemoteKeys. URL is required.
 type RemoteKeysConfig struct {
 	// URL is the issuer's JWKS (the jwks_uri of its OpenID Connect
-	// discovery document: see DiscoverJWKS).
+	// discovery document: see Discover).
 	URL string
-	// Client fetches the keys. Default: an http.Client with a 10s timeout.
+	// Client is the base of the client that fetches the keys, through
+	// ProviderClient (whose redirect rule and time limit apply whatever
+	// Client says). Default: http.DefaultTransport.
 	Client *http.Client
 	// MaxAge is how long fetched keys are used before they are fetched
 	// again. Default 1 hour.
@@ -95,9 +94,7 @@ func NewRemoteKeys(cfg RemoteKeysConfig) (*RemoteKeys, error) {
 	if cfg.URL == "" {
 		return nil, errors.New("auth: RemoteKeysConfig.URL is required")
 	}
-	if cfg.Client == nil {
-		cfg.Client = &http.Client{Timeout: 10 * time.Second}
-	}
+	cfg.Client = ProviderClient(cfg.Client)
 	if cfg.MaxAge <= 0 {
 		cfg.MaxAge = time.Hour
 	}
@@ -155,79 +152,37 @@ func (r *RemoteKeys) refreshLocked(ctx context.Context, now time.Time) {
 }
 
 func (r *RemoteKeys) fetch(ctx context.Context) (*jose.JSONWebKeySet, error) {
-	var set jose.JSONWebKeySet
-	if err := getJSON(ctx, r.cfg.Client, r.cfg.URL, r.cfg.MaxSize, &set); err != nil {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.cfg.URL, nil)
+	if err != nil {
+		return nil, fmt.Errorf("fetch JWKS: %w", err)
+	}
+	req.Header.Set("Accept", "application/jwk-set+json, application/json")
+	// Each key is read alone: a key of a type this package cannot read
+	// (another curve, another algorithm) is left out, not fatal to the
+	// others.
+	var set struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
+	if err := ProviderJSON(r.cfg.Client, req, r.cfg.MaxSize, &set, "application/jwk-set+json", "application/json"); err != nil {
 		return nil, fmt.Errorf("fetch JWKS: %w", err)
 	}
 	var keys []jose.JSONWebKey
-	for _, k := range set.Keys {
-		// Only public signing keys: a JWKS that publishes a private or
-		// symmetric key is misconfigured, and such a key must not verify.
-		if k.Valid() && k.IsPublic() && (k.Use == "" || k.Use == "sig") {
+	for _, raw := range set.Keys {
+		var k jose.JSONWebKey
+		if k.UnmarshalJSON(raw) != nil {
+			continue
+		}
+		// Only public signing keys of accepted strength: a JWKS that
+		// publishes a private or symmetric key is misconfigured, and such
+		// a key must not verify; nor may a weak one.
+		if k.Valid() && k.IsPublic() && (k.Use == "" || k.Use == "sig") && CheckKeyStrength(k) == nil {
 			keys = append(keys, k)
 		}
 	}
 	if len(keys) == 0 {
-		return nil, errors.New("fetch JWKS: no public signing key")
+		return nil, errors.New("fetch JWKS: no public signing key of accepted strength")
 	}
 	return &jose.JSONWebKeySet{Keys: keys}, nil
-}
-
-// DiscoverJWKS returns the jwks_uri of an OpenID Connect issuer, from its
-// discovery document (issuer + "/.well-known/openid-configuration"),
-// after checking that the document names the same issuer.
-func DiscoverJWKS(ctx context.Context, client *http.Client, issuer string) (string, error) {
-	if client == nil {
-		client = &http.Client{Timeout: 10 * time.Second}
-	}
-	var doc struct {
-		Issuer  string `json:"issuer"`
-		JWKSURI string `json:"jwks_uri"`
-	}
-	u := strings.TrimSuffix(issuer, "/") + "/.well-known/openid-configuration"
-	if err := getJSON(ctx, client, u, 1<<20, &doc); err != nil {
-		return "", fmt.Errorf("OpenID Connect discovery: %w", err)
-	}
-	if doc.Issuer != issuer {
-		return "", fmt.Errorf("OpenID Connect discovery: the document is for issuer %q, not %q", doc.Issuer, issuer)
-	}
-	if doc.JWKSURI == "" {
-		return "", errors.New("OpenID Connect discovery: no jwks_uri")
-	}
-	if !SecureURL(doc.JWKSURI) {
-		return "", errors.New("OpenID Connect discovery: the jwks_uri is not https (http only on a loopback host)")
-	}
-	return doc.JWKSURI, nil
-}
-
-// getJSON fetches a JSON document of at most max bytes.
-func getJSON(ctx context.Context, client *http.Client, url string, max int64, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	if ct := resp.Header.Get("Content-Type"); ct != "" {
-		if mt, _, err := mime.ParseMediaType(ct); err != nil || (mt != "application/json" && mt != "application/jwk-set+json") {
-			return fmt.Errorf("GET %s: content type %q is not JSON", url, ct)
-		}
-	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, max+1))
-	if err != nil {
-		return err
-	}
-	if int64(len(b)) > max {
-		return fmt.Errorf("GET %s: larger than %d bytes", url, max)
-	}
-	return json.Unmarshal(b, v)
 }
 
 // SecureURL reports whether s is an https URL, or an http one on a

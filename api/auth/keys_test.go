@@ -83,11 +83,11 @@ func TestRemoteKeysRotation(t *testing.T) {
 	srv.set(pub1)
 
 	ctx := context.Background()
-	jwksURL, err := DiscoverJWKS(ctx, srv.Client(), srv.URL)
+	d, err := Discover(ctx, srv.Client(), srv.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys, err := NewRemoteKeys(RemoteKeysConfig{URL: jwksURL, Client: srv.Client(), Now: clock.now, MaxAge: time.Hour, MinRefresh: time.Minute})
+	keys, err := NewRemoteKeys(RemoteKeysConfig{URL: d.JWKSURI, Client: srv.Client(), Now: clock.now, MaxAge: time.Hour, MinRefresh: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,9 +181,9 @@ func TestRemoteKeysIgnoresPrivateAndSymmetricKeys(t *testing.T) {
 	}
 }
 
-func TestDiscoverJWKSIssuerMismatch(t *testing.T) {
+func TestDiscoverIssuerMismatch(t *testing.T) {
 	srv := newJWKSServer(t)
-	if _, err := DiscoverJWKS(context.Background(), srv.Client(), srv.URL+"/other"); err == nil {
-		t.Error("DiscoverJWKS for an issuer the document does not name: no error")
+	if _, err := Discover(context.Background(), srv.Client(), srv.URL+"/other"); err == nil {
+		t.Error("Discover for an issuer the document does not name: no error")
 	}
 }

@@ -35,8 +35,6 @@ type VerifierConfig struct {
 	// string) and of the organisations (an array of FINESS numbers).
 	// Default "role" and "orgs".
 	RoleClaim, OrganizationsClaim string
-	// ParseINS checks a patient's subject. Default CheckINS.
-	ParseINS INSParser
 	// Leeway is the clock skew tolerated on exp, nbf and iat. Default 30s.
 	Leeway time.Duration
 	// MaxTokenSize is the longest token accepted, in bytes. Default 8192.
@@ -77,9 +75,6 @@ func (c *VerifierConfig) validate() error {
 	}
 	if c.OrganizationsClaim == "" {
 		c.OrganizationsClaim = "orgs"
-	}
-	if c.ParseINS == nil {
-		c.ParseINS = CheckINS
 	}
 	if c.Leeway <= 0 {
 		c.Leeway = 30 * time.Second
@@ -186,6 +181,9 @@ func (v *Verifier) verify(ctx context.Context, token string, now time.Time) (_ *
 	if key.Use != "" && key.Use != "sig" {
 		return nil, exp, nbf, fmt.Errorf("%w: the key is not a signing key", ErrUnknownKey)
 	}
+	if err := CheckKeyStrength(key); err != nil {
+		return nil, exp, nbf, fmt.Errorf("%w: %w", ErrUnknownKey, err)
+	}
 	payload, err := jws.Verify(key.Key)
 	if err != nil {
 		return nil, exp, nbf, ErrSignature
@@ -226,16 +224,7 @@ func (v *Verifier) verify(ctx context.Context, token string, now time.Time) (_ *
 			return nil, exp, nbf, fmt.Errorf("%w: want an array of strings", ErrOrganizations)
 		}
 	}
-	subject := std.Subject
-	if role == RolePatient {
-		if subject, err = v.cfg.ParseINS(subject); err != nil {
-			if !errors.Is(err, ErrSubject) {
-				err = fmt.Errorf("%w: %w", ErrSubject, err)
-			}
-			return nil, exp, nbf, err
-		}
-	}
-	id, err := newIdentity(role, subject, orgs, MethodBearer)
+	id, err := newIdentity(role, std.Subject, orgs, MethodBearer)
 	return id, exp, nbf, err
 }
 

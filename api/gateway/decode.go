@@ -86,6 +86,10 @@ func bodyError(b []byte, err error) error {
 		col, _ := strconv.Atoi(m[2])
 		path = jsonPath(b, byteOffset(b, line, col))
 	}
+	if what == "unknown field" && !fieldLike(path) {
+		// The client's key, which may be anything: not repeated.
+		path = ""
+	}
 	if path == "" {
 		return errors.New(server.RedactINS("invalid request body: " + what))
 	}
@@ -190,4 +194,17 @@ func jsonPath(b []byte, offset int) string {
 			valueDone()
 		}
 	}
+}
+
+var fieldName = regexp.MustCompile(`^[a-z][a-zA-Z0-9_]{0,63}(\[[0-9]+\])*$`)
+
+// fieldLike reports whether every key of path is spelled as a field
+// name (.proto or JSON), so that naming it repeats no value.
+func fieldLike(path string) bool {
+	for _, k := range strings.Split(path, ".") {
+		if !fieldName.MatchString(k) {
+			return false
+		}
+	}
+	return true
 }

@@ -21,6 +21,9 @@ func TestBodyErrors(t *testing.T) {
 		{`{"patient_ins": 279035121518989}`, "invalid patient_ins: wrong JSON type or value"},
 		{`{"patientIns": true}`, "invalid patientIns: wrong JSON type or value"},
 		{`{"279035121518989": 1}`, "unknown field"},
+		{`{"PSYCHIATRY-NOTE-7": 1}`, "invalid request body: unknown field"},
+		{`{"actor": {"Note psychiatrique": 1}}`, "invalid request body: unknown field"},
+		{`{"requester": 1}`, "invalid requester: unknown field"},
 		{`{"action": "ACTION_FLY"}`, "invalid action: unknown value"},
 		{"{\n  \"actor\": {\"rpps\": 1}\n}", "invalid actor.rpps: wrong JSON type or value"},
 		{`{"request_id":`, "invalid request body: malformed JSON"},
@@ -33,7 +36,7 @@ func TestBodyErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.msg) {
 			t.Errorf("%s: %v, want %q", tc.body, err, tc.msg)
 		}
-		if err != nil && strings.Contains(err.Error(), "279035121518989") {
+		if err != nil && (strings.Contains(err.Error(), "279035121518989") || strings.Contains(err.Error(), "PSYCHIATR") || strings.Contains(err.Error(), "psychiatrique")) {
 			t.Errorf("%s: the message quotes the INS: %v", tc.body, err)
 		}
 	}

@@ -109,6 +109,9 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 		runtime.WithMetadata(func(_ context.Context, r *http.Request) metadata.MD {
 			return metadata.Pairs(server.ClientAddrMetadata, clientHost(r))
 		}),
+		// A parameter that cannot be read is named, its value never
+		// quoted.
+		runtime.WithErrorHandler(paramErrors),
 		runtime.WithDisableHTTPMethodOverride(),
 		runtime.WithDisablePathLengthFallback(),
 	)

@@ -125,18 +125,18 @@ func Status(err error) (st *status.Status, serverFault bool) {
 		return status.New(codes.Unauthenticated, "invalid credentials: "+authError(err).Error()), false
 
 	case errors.As(err, &fe):
-		return status.New(codes.InvalidArgument, redactINS(fe.Error())), false
+		return status.New(codes.InvalidArgument, ErrorText(fe.Error())), false
 	case errors.As(err, &cfe):
-		return status.New(codes.InvalidArgument, redactINS("invalid "+cfe.Error())), false
+		return status.New(codes.InvalidArgument, ErrorText("invalid "+cfe.Error())), false
 	case errors.Is(err, errTooLarge):
-		return status.New(codes.InvalidArgument, redactINS(err.Error())), false
+		return status.New(codes.InvalidArgument, ErrorText(err.Error())), false
 	case errors.Is(err, ledger.ErrBeyondCheckpoint):
 		return status.New(codes.InvalidArgument, "tree size beyond the latest signed checkpoint"), false
 	case errors.Is(err, consent.ErrRequestReused), errors.Is(err, ledger.ErrKeyReused):
 		return status.New(codes.InvalidArgument, "invalid request_id: already used by this service for another request"), false
 
 	case errors.Is(err, errNoRule), errors.Is(err, errRoleNotAllow), errors.Is(err, errOrganization):
-		return status.New(codes.PermissionDenied, redactINS(err.Error())), false
+		return status.New(codes.PermissionDenied, ErrorText(err.Error())), false
 	case errors.Is(err, ErrPermissionDenied):
 		return status.New(codes.PermissionDenied, "permission denied"), false
 

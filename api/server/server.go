@@ -86,8 +86,8 @@ type Services struct {
 type Config struct {
 	// Authenticator authenticates calls.
 	Authenticator *auth.Authenticator
-	// Logger receives one line per call, and panics. Default
-	// slog.Default().
+	// Logger receives one line per call, and panics, through
+	// RedactingHandler. Default slog.Default().
 	Logger *slog.Logger
 	// Registerer receives the metrics (vigie_grpc_*, vigie_auth_*).
 	// Default: a registry of the server's own, not exported.
@@ -143,6 +143,7 @@ func New(cfg Config, svc Services) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	cfg.Logger = slog.New(RedactingHandler(cfg.Logger.Handler()))
 	if cfg.Registerer == nil {
 		cfg.Registerer = prometheus.NewRegistry()
 	}
@@ -362,9 +363,10 @@ func (s *Server) observe(ctx context.Context, method string, call func(ctx conte
 		}
 		attrs = append(attrs, cs.take()...)
 		if err != nil {
-			// The cause, for operators only: domain errors never quote an
-			// INS; redactINS is the safety net.
-			attrs = append(attrs, slog.String("error", redactINS(err.Error())))
+			// The cause, for operators only, as RedactingHandler logs
+			// errors: without what they quote (another package's error
+			// may quote its input), nor any INS.
+			attrs = append(attrs, slog.Any("error", err))
 		}
 		s.cfg.Logger.LogAttrs(ctx, level, "grpc call", attrs...)
 	}

@@ -30,7 +30,6 @@ import (
 	"github.com/vigie-sante/vigie/api/gateway"
 	"github.com/vigie-sante/vigie/api/gateway/portal"
 	"github.com/vigie-sante/vigie/api/server"
-	"github.com/vigie-sante/vigie/consent/ident"
 	"github.com/vigie-sante/vigie/ledger"
 )
 
@@ -438,16 +437,17 @@ func (a *api) urls() (grpcURL, httpURL string) {
 // configured OpenID Connect issuer, or of the embedded one; client
 // certificates of the services listed.
 func authenticator(ctx context.Context, cfg apiConfig, keysDir string) (*auth.Authenticator, error) {
-	vc := auth.VerifierConfig{Audience: cfg.oidcAudience, ParseINS: canonicalINS}
+	vc := auth.VerifierConfig{Audience: cfg.oidcAudience}
 	if cfg.oidcIssuer != "" {
 		url := cfg.oidcJWKS
 		if url == "" {
 			dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 			defer cancel()
-			var err error
-			if url, err = auth.DiscoverJWKS(dctx, nil, cfg.oidcIssuer); err != nil {
+			d, err := auth.Discover(dctx, nil, cfg.oidcIssuer)
+			if err != nil {
 				return nil, fmt.Errorf("--oidc-issuer: %w", err)
 			}
+			url = d.JWKSURI
 		}
 		keys, err := auth.NewRemoteKeys(auth.RemoteKeysConfig{URL: url})
 		if err != nil {
@@ -488,17 +488,6 @@ func authenticator(ctx context.Context, cfg apiConfig, keysDir string) (*auth.Au
 		return nil, fmt.Errorf("--mtls-services: %w", err)
 	}
 	return a, nil
-}
-
-// canonicalINS checks a patient token's subject with consent/ident, the
-// parser every other INS goes through. Tokens carry the canonical
-// spelling.
-func canonicalINS(s string) (string, error) {
-	ins, err := ident.ParseINS(s)
-	if err != nil {
-		return "", err
-	}
-	return ins.Canonical(), nil
 }
 
 // serverTLS returns the TLS configuration of the gRPC API: the server's

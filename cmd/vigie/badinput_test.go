@@ -2,15 +2,19 @@ package main
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/vigie-sante/vigie/api/auth"
+	"github.com/vigie-sante/vigie/consent/ident"
 )
 
 // httpClient calls the HTTP API of an e2e server.
@@ -243,5 +247,198 @@ func TestBadInput(t *testing.T) {
 	}
 	if t.Failed() {
 		fmt.Println(e.proc.stderr.String())
+	}
+}
+
+// probe is a value a hostile or careless caller puts where a value goes:
+// an INS in one of the spellings the API accepts, or health data. needles
+// are the strings that must appear in no answer and no log line.
+type probe struct {
+	name, value string
+	ins         bool // an INS: it may be a token's subject, a request_id's part
+	needles     []string
+}
+
+// probes returns an INS in every spelling the API accepts (canonical,
+// Corsica in upper and lower case, with separators) and health data.
+func probes(t *testing.T) []probe {
+	insProbe := func(name, body string) probe {
+		digits := strings.NewReplacer("2A", "19", "2B", "18").Replace(body)
+		n, err := strconv.ParseUint(digits, 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		canon := fmt.Sprintf("%s%02d", body, 97-n%97)
+		return probe{name: name, value: canon, ins: true, needles: []string{canon, canon[:13]}}
+	}
+	canon := insProbe("INS", "1841276451089")
+	upper := insProbe("INS of Corsica", "17912"+"2A"+"123456")
+	lower := insProbe("INS of Corsica in lower case", "28001"+"2B"+"654321")
+	lower.value = strings.Replace(lower.value, "2B", "2b", 1)
+	lower.needles = append(lower.needles, lower.value, strings.Replace(lower.needles[1], "2B", "2b", 1))
+	spaced := insProbe("INS with spaces", "2650375123456")
+	c := spaced.value
+	spaced.value = c[:1] + " " + c[1:3] + " " + c[3:5] + " " + c[5:7] + " " + c[7:10] + " " + c[10:13] + " " + c[13:]
+	spaced.needles = append(spaced.needles, spaced.value)
+	spaced.ins = false // not a request_id or a subject
+	health := probe{name: "health data", value: "PSYCHIATRY-NOTE-2026-0042", needles: []string{"PSYCHIATRY", "NOTE-2026"}}
+	for _, p := range []probe{canon, upper, lower} {
+		if _, err := ident.NormalizeINS(p.value); err != nil {
+			t.Fatalf("probe %s: %v", p.name, err)
+		}
+	}
+	return []probe{canon, upper, lower, spaced, health}
+}
+
+type badCase struct {
+	name, method, path, token, body string
+	want                            string // in the message, for a 400
+}
+
+// probeCases is the catalogue of bad input with v where the values go:
+// every field of every route, in the body, the query or the path. Each
+// is refused (the value is bad even where v alone would not be: a suffix
+// makes it so).
+func probeCases(v string, service, patient, regulator, admin, dpo string) []badCase {
+	js := func(s string) string { b, _ := json.Marshal(s); return string(b) }
+	q := url.QueryEscape(v)
+	longV := v + strings.Repeat("j", 4097)
+	directive := func(d string) string { return `{"expected_version":"0","directives":[` + d + `]}` }
+	return []badCase{
+		{"Check: request_id", "POST", "/v1/access:check", service, check(`"bad-1"`, js(v+"!")), "request_id"},
+		{"Check: patient_ins", "POST", "/v1/access:check", service, check(`"`+e2ePatient+`"`, js(v+"0")), "patient_ins"},
+		{"Check: actor.rpps", "POST", "/v1/access:check", service, check(`"`+e2eDoctor+`"`, js(v)), "actor.rpps"},
+		{"Check: actor.profession", "POST", "/v1/access:check", service, check(`"profession":"10"`, `"profession":`+js(v+"!")), "actor.profession"},
+		{"Check: actor.organization", "POST", "/v1/access:check", service, check(`"`+e2eHospital+`"`, js(v)), "actor.organization"},
+		{"Check: actor.sector", "POST", "/v1/access:check", service, check(`"care"`, js(v+"!")), "actor.sector"},
+		{"Check: action", "POST", "/v1/access:check", service, check(`"ACTION_READ"`, js(v)), "action"},
+		{"Check: purpose_of_use", "POST", "/v1/access:check", service, check(`"TREAT"`, js(v)), "purpose_of_use"},
+		{"Check: document id", "POST", "/v1/access:check", service, check(`{"record":{}}`, `{"document":{"id":`+js(v+"/")+`,"type":"lab-report"}}`), "resource.document"},
+		{"Check: document type", "POST", "/v1/access:check", service, check(`{"record":{}}`, `{"document":{"id":"d1","type":`+js(v+"/")+`}}`), "resource.document"},
+		{"Check: document author", "POST", "/v1/access:check", service, check(`{"record":{}}`, `{"document":{"id":"d1","type":"lab-report","author_rpps":`+js(v)+`}}`), "resource.document.author_rpps"},
+		{"Check: justification", "POST", "/v1/access:check", service, check(`"TREAT"`, `"BTG","break_glass_justification":`+js(longV)), "break_glass_justification"},
+		{"Check: min_consent_version", "POST", "/v1/access:check", service, check(`"TREAT"`, `"TREAT","min_consent_version":`+js(v+"x")), "min_consent_version"},
+		{"Check: unknown field", "POST", "/v1/access:check", service, check(`"request_id"`, js(v)+`:1,"request_id"`), "unknown field"},
+		{"Check: value as a number", "POST", "/v1/access:check", service, check(`"bad-1"`, `{"x":`+js(v)+`}`), "request_id"},
+		{"ListAccesses: page_size", "GET", "/v1/me/accesses?page_size=" + q, patient, "", "page_size"},
+		{"ListAccesses: page_token", "GET", "/v1/me/accesses?page_token=" + q, patient, "", "page_token"},
+		{"ListConsentHistory: page_token", "GET", "/v1/me/consent/history?page_token=" + q, patient, "", "page_token"},
+		{"Inclusion: leaf_index", "GET", "/v1/log/inclusion?tree_size=1&leaf_index=" + q, "", "", "leaf_index"},
+		{"Inclusion: tree_size", "GET", "/v1/log/inclusion?leaf_index=0&tree_size=" + q, "", "", "tree_size"},
+		{"Inclusion: commitment", "GET", "/v1/log/inclusion?tree_size=1&commitment=" + q, "", "", "commitment"},
+		{"Consistency: first", "GET", "/v1/log/consistency?second=1&first=" + q, "", "", "first"},
+		{"Checkpoints: max_count", "GET", "/v1/log/checkpoints?max_count=" + q, "", "", "max_count"},
+		{"Checkpoints: min_size", "GET", "/v1/log/checkpoints?min_size=" + url.QueryEscape(v+"x"), "", "", "min_size"},
+		{"Leaves: start", "GET", "/v1/log/leaves?end=1&start=" + q, "", "", "start"},
+		{"Leaves: end", "GET", "/v1/log/leaves?start=0&end=" + url.QueryEscape(v+"x"), "", "", "end"},
+		{"Leaves: given twice", "GET", "/v1/log/leaves?start=0&end=1&end=" + q, "", "", "end"},
+		{"UpdateConsent: expected_version", "PUT", "/v1/me/consent", patient, `{"expected_version":` + js(v+"x") + `,"directives":[]}`, "expected_version"},
+		{"UpdateConsent: directive id", "PUT", "/v1/me/consent", patient, directive(`{"id":` + js(v+"/") + `,"opt_out":{}}`), "directives[0].id"},
+		{"UpdateConsent: blocked RPPS", "PUT", "/v1/me/consent", patient, directive(`{"id":"b","block_professional":{"rpps":` + js(v) + `}}`), "directives[0].block_professional.rpps"},
+		{"UpdateConsent: blocked organisation", "PUT", "/v1/me/consent", patient, directive(`{"id":"b","block_organization":{"finess":` + js(v) + `}}`), "directives[0].block_organization.finess"},
+		{"UpdateConsent: hidden document", "PUT", "/v1/me/consent", patient, directive(`{"id":"b","hide_document":{"document_id":` + js(v+"/") + `}}`), "directives[0]"},
+		{"UpdateConsent: hidden document pattern", "PUT", "/v1/me/consent", patient, directive(`{"id":"b","hide_document":{"document_id":` + js("<"+v+"(>") + `}}`), "directives[0]"},
+		{"UpdateConsent: valid_until", "PUT", "/v1/me/consent", patient, directive(`{"id":"b","opt_out":{},"valid_until":` + js(v) + `}`), "directives[0].valid_until"},
+		{"SearchEvents: patient_ins", "POST", "/v1/audit/events:search", regulator, `{"patient_ins":` + js(v+"0") + `}`, "patient_ins"},
+		{"SearchEvents: actor_rpps", "POST", "/v1/audit/events:search", regulator, `{"actor_rpps":` + js(v) + `}`, "actor_rpps"},
+		{"SearchEvents: start_time", "POST", "/v1/audit/events:search", regulator, `{"start_time":` + js(v) + `}`, "start_time"},
+		{"SearchEvents: kind", "POST", "/v1/audit/events:search", regulator, `{"kind":` + js(v) + `}`, "kind"},
+		{"SearchEvents: page_token", "POST", "/v1/audit/events:search", regulator, `{"page_token":` + js(v) + `}`, "page_token"},
+		{"ReviewBreakGlass: event_commitment", "POST", "/v1/audit/break-glass-reviews", dpo, `{"request_id":"rv1","event_commitment":` + js(v) + `,"verdict":"BREAK_GLASS_VERDICT_JUSTIFIED"}`, "event_commitment"},
+		{"ReviewBreakGlass: request_id", "POST", "/v1/audit/break-glass-reviews", dpo, `{"request_id":` + js(v+"!") + `,"event_commitment":"` + strings.Repeat("ab", 32) + `","verdict":"BREAK_GLASS_VERDICT_JUSTIFIED"}`, "request_id"},
+		{"ReviewBreakGlass: comment", "POST", "/v1/audit/break-glass-reviews", dpo, `{"request_id":"rv1","event_commitment":"` + strings.Repeat("ab", 32) + `","verdict":"BREAK_GLASS_VERDICT_JUSTIFIED","comment":` + js(longV) + `}`, "comment"},
+		{"LoadNationalRules: rules", "POST", "/v1/rules", admin, `{"rules":` + js(base64.StdEncoding.EncodeToString([]byte(v))) + `}`, "rules"},
+		{"GetNationalRules: version", "GET", "/v1/rules/" + url.PathEscape(v+"x"), "", "", "version"},
+		{"ErasePatient: patient_ins", "POST", "/v1/erasures", admin, `{"patient_ins":` + js(v+"0") + `}`, "patient_ins"},
+	}
+}
+
+// TestBadInputLeaksNothing runs the catalogue of bad input with INS in
+// every spelling the API accepts and with health data, plus valid calls
+// that carry them where they are allowed (a service named by an INS, a
+// request_id holding one, a document's name), and searches every answer
+// and the server's whole output for them (issue 10, section 3).
+func TestBadInputLeaksNothing(t *testing.T) {
+	// Limits high enough for the catalogue: each case must reach its check.
+	e := startE2E(t, "--rate-limit", "service=1000:1000,patient=1000:1000,auditor=1000:1000,dpo=1000:1000,regulator=1000:1000,admin=1000:1000,anonymous=1000:1000")
+	c := e.http()
+	patient := e.token(auth.RolePatient, e2ePatient)
+	regulator := e.token(auth.RoleRegulator, "cnil")
+	admin := e.token(auth.RoleAdmin, "ops")
+	dpo := e.token(auth.RoleDPO, "dpo-a", e2eHospital)
+	service := e.token(auth.RoleService, "hospital-his", e2eHospital)
+
+	var answers []string
+	ps := probes(t)
+	for _, p := range ps {
+		for _, tc := range probeCases(p.value, service, patient, regulator, admin, dpo) {
+			code, body := c.do(tc.method, tc.path, tc.token, tc.body)
+			answers = append(answers, string(body))
+			if code < 400 || code >= 500 || code == http.StatusTooManyRequests {
+				t.Errorf("%s, %s: %d %s, want a refusal", p.name, tc.name, code, body)
+				continue
+			}
+			var st struct {
+				Message string `json:"message"`
+			}
+			if code == 400 && (json.Unmarshal(body, &st) != nil || !strings.Contains(st.Message, tc.want)) {
+				t.Errorf("%s, %s: %d %s, want a message naming %q", p.name, tc.name, code, body, tc.want)
+			}
+			for _, n := range p.needles {
+				if strings.Contains(string(body), n) {
+					t.Errorf("%s, %s: the answer quotes %q: %s", p.name, tc.name, n, body)
+				}
+			}
+		}
+		if !p.ins {
+			continue
+		}
+		// Where an INS may go: a service's name (its log lines say
+		// caller.principal=service:<name>), a request_id.
+		svc := e.token(auth.RoleService, p.value, e2eHospital)
+		if code, body := c.do("POST", "/v1/access:check", svc, check(`"bad-1"`, `"req-`+p.value+`"`)); code != 200 {
+			t.Errorf("%s: a Check by service %s with request_id req-%[2]s = %d %s", p.name, p.value, code, body)
+		}
+		// And an unknown parameter named by it.
+		_, body := c.do("GET", "/v1/log/checkpoints?"+url.QueryEscape(p.value)+"=1", "", "")
+		answers = append(answers, string(body))
+	}
+	// A document named with health data.
+	doc := `{"document":{"id":"PSYCHIATRY-NOTE-2026-0042","type":"lab-report"}}`
+	if code, body := c.do("POST", "/v1/access:check", service, strings.Replace(check(`{"record":{}}`, doc), `"bad-1"`, `"doc-1"`, 1)); code != 200 {
+		t.Errorf("a Check of a document named with health data = %d %s", code, body)
+	}
+	// A pattern that a backtracking engine takes long to match, and a
+	// document named with health data to match it against: whatever the
+	// engine answers, its error (which quoted its input) reaches no log.
+	if code, body := c.do("PUT", "/v1/me/consent", patient, `{"expected_version":"0","directives":[{"id":"h","hide_document":{"document_id":"<[A-Z-]*(a+)+b>"}}]}`); code != 200 {
+		t.Errorf("a consent hiding <[A-Z-]*(a+)+b> = %d %s", code, body)
+	}
+	slow := `{"document":{"id":"PSYCHIATRY-NOTE-` + strings.Repeat("a", 40) + `c","type":"lab-report"}}`
+	_, body := c.do("POST", "/v1/access:check", service, strings.Replace(check(`{"record":{}}`, slow), `"bad-1"`, `"slow-1"`, 1))
+	answers = append(answers, string(body))
+	_, metrics := c.do("GET", "/metrics", "", "")
+	answers = append(answers, string(metrics))
+
+	if code, b := c.do("GET", "/readyz", "", ""); code != 200 {
+		t.Errorf("/readyz after the catalogue = %d %s", code, b)
+	}
+	all := strings.Join(answers, "\n")
+	log := e.proc.output() + "\n" + e.proc.stderr.String()
+	for _, p := range ps {
+		for _, n := range p.needles {
+			if strings.Contains(all, n) {
+				t.Errorf("%s: an answer holds %q", p.name, n)
+			}
+			if strings.Contains(log, n) {
+				t.Errorf("%s: the server's output holds %q", p.name, n)
+			}
+		}
+	}
+	if !strings.Contains(log, "caller.principal=service:INS(redacted)") {
+		t.Errorf("no log line of the service named by an INS:\n%s", log)
+	}
+	if t.Failed() {
+		fmt.Println(log)
 	}
 }

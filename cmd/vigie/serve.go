@@ -11,6 +11,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/vigie-sante/vigie/api/gateway/portal"
+	"github.com/vigie-sante/vigie/api/server"
 )
 
 type serveConfig struct {
@@ -132,7 +133,8 @@ func prepareDataDir(dir string) (string, error) {
 // newLogger returns the service's logger. Trillian logs through klog; its
 // chatter (info) goes to debug, its warnings and errors stay.
 func newLogger(w io.Writer, level slog.Level) *slog.Logger {
-	h := slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})
+	// Every line, whoever writes it, goes through the one redaction.
+	h := server.RedactingHandler(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
 	klog.SetSlogLogger(slog.New(demote{h}).With("component", "trillian"))
 	return slog.New(h)
 }

@@ -79,7 +79,7 @@ func embeddedTokenIssuer(keysDir string) (*auth.Issuer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return auth.NewIssuer(auth.IssuerConfig{Issuer: embeddedIssuer, Audience: tokenAudience, Key: key, ParseINS: canonicalINS})
+	return auth.NewIssuer(auth.IssuerConfig{Issuer: embeddedIssuer, Audience: tokenAudience, Key: key})
 }
 
 // issuerKey reads the issuer's key, creating it if absent. A key readable

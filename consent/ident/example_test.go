@@ -29,3 +29,9 @@ func ExampleParseINS_errors() {
 	// INS control key does not match true
 	// INS must be 15 characters, got 21 characters
 }
+
+func ExampleRedactINS() {
+	fmt.Println(ident.RedactINS("request_id=req-185052a01234579 caller=service:1 85 05 2A 012 345 79"))
+	// Output:
+	// request_id=req-INS(redacted) caller=service:INS(redacted)
+}

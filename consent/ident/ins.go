@@ -214,9 +214,10 @@ func NormalizeINS(s string) (INS, error) {
 	var b strings.Builder
 	b.Grow(15)
 	for _, r := range s {
-		switch r {
-		case ' ', '\t', '\u00a0', '\u202f':
+		if insSeparator(r) {
 			continue
+		}
+		switch r {
 		case 'a':
 			r = 'A'
 		case 'b':

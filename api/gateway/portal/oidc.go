@@ -22,7 +22,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"net/url"
 	"slices"
@@ -53,7 +52,9 @@ type OIDCConfig struct {
 	// CookieKey authenticates the state cookie (HMAC-SHA256): at least 32
 	// bytes, used for nothing else.
 	CookieKey []byte
-	// HTTPClient calls the provider. Default: a client with a 10s timeout.
+	// HTTPClient is the base of the client that calls the provider,
+	// through auth.ProviderClient (whose redirect rule and time limit
+	// apply whatever HTTPClient says). Default: http.DefaultTransport.
 	HTTPClient *http.Client
 	// DiscoveryTTL is how long the discovery document is used before it
 	// is fetched again. Default 1 hour.
@@ -101,14 +102,10 @@ func (c *OIDCConfig) validate() error {
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || !strings.HasSuffix(u.Path, oidcPath+"callback") {
 		return fmt.Errorf("portal: OIDCConfig.RedirectURL %q: want an http(s) URL ending in %scallback", c.RedirectURL, oidcPath)
 	}
-	if c.HTTPClient == nil {
-		c.HTTPClient = &http.Client{Timeout: 10 * time.Second}
-	}
 	// The code, the verifier and the client secret go to the token
-	// endpoint and nowhere else: no redirection is followed.
-	client := *c.HTTPClient
-	client.CheckRedirect = func(*http.Request, []*http.Request) error { return errors.New("the provider redirected the request") }
-	c.HTTPClient = &client
+	// endpoint and nowhere else: ProviderClient follows no redirect of a
+	// POST.
+	c.HTTPClient = auth.ProviderClient(c.HTTPClient)
 	if c.DiscoveryTTL <= 0 {
 		c.DiscoveryTTL = time.Hour
 	}
@@ -178,14 +175,6 @@ func openState(key []byte, value string, now time.Time) (oidcState, error) {
 	return st, nil
 }
 
-// discovery is the part of the provider's discovery document the flow
-// uses.
-type discovery struct {
-	Issuer                string `json:"issuer"`
-	AuthorizationEndpoint string `json:"authorization_endpoint"`
-	TokenEndpoint         string `json:"token_endpoint"`
-}
-
 // oidcFlow runs the sign-in. It is safe for concurrent use.
 type oidcFlow struct {
 	cfg    OIDCConfig
@@ -193,7 +182,7 @@ type oidcFlow struct {
 	verify func(ctx context.Context, token string) error
 
 	mu      sync.Mutex
-	doc     *discovery
+	doc     *auth.Discovery
 	fetched time.Time
 }
 
@@ -206,7 +195,7 @@ func newOIDCFlow(cfg OIDCConfig, verify func(ctx context.Context, token string) 
 
 // discover returns the provider's discovery document, fetched at most
 // once per DiscoveryTTL (a failure is not cached).
-func (f *oidcFlow) discover(ctx context.Context) (*discovery, error) {
+func (f *oidcFlow) discover(ctx context.Context) (*auth.Discovery, error) {
 	f.mu.Lock()
 	doc, fetched := f.doc, f.fetched
 	f.mu.Unlock()
@@ -215,55 +204,17 @@ func (f *oidcFlow) discover(ctx context.Context) (*discovery, error) {
 	}
 	// Fetched without the lock: a slow provider does not queue every
 	// sign-in behind one request.
-	var d discovery
-	u := strings.TrimSuffix(f.cfg.Issuer, "/") + "/.well-known/openid-configuration"
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	d, err := auth.Discover(ctx, f.cfg.HTTPClient, f.cfg.Issuer)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Accept", "application/json")
-	if err := f.doJSON(req, &d); err != nil {
-		return nil, fmt.Errorf("OpenID Connect discovery: %w", err)
-	}
-	switch {
-	case d.Issuer != f.cfg.Issuer:
-		return nil, fmt.Errorf("OpenID Connect discovery: the document is for issuer %q, not %q", d.Issuer, f.cfg.Issuer)
-	case !auth.SecureURL(d.AuthorizationEndpoint) || !auth.SecureURL(d.TokenEndpoint):
-		return nil, errors.New("OpenID Connect discovery: no valid authorization_endpoint or token_endpoint (https, or http on a loopback host)")
+	if d.AuthorizationEndpoint == "" || d.TokenEndpoint == "" {
+		return nil, errors.New("OpenID Connect discovery: no authorization_endpoint or token_endpoint")
 	}
 	f.mu.Lock()
-	f.doc, f.fetched = &d, f.cfg.Now()
+	f.doc, f.fetched = d, f.cfg.Now()
 	f.mu.Unlock()
-	return &d, nil
-}
-
-// doJSON sends req and decodes a JSON answer of at most maxOIDCBody bytes.
-// An error never quotes the body (it may hold tokens); for an error
-// answer, it gives the OAuth error code only.
-func (f *oidcFlow) doJSON(req *http.Request, v any) error {
-	resp, err := f.cfg.HTTPClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxOIDCBody+1))
-	if err != nil {
-		return err
-	}
-	if len(b) > maxOIDCBody {
-		return fmt.Errorf("%s %s: answer larger than %d bytes", req.Method, req.URL.Redacted(), maxOIDCBody)
-	}
-	if resp.StatusCode != http.StatusOK {
-		var e struct {
-			Error string `json:"error"`
-		}
-		json.Unmarshal(b, &e)
-		return fmt.Errorf("%s %s: %s (error %q)", req.Method, req.URL.Redacted(), resp.Status, e.Error)
-	}
-	if mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-		return fmt.Errorf("%s %s: the answer is not JSON", req.Method, req.URL.Redacted())
-	}
-	return json.Unmarshal(b, v)
+	return d, nil
 }
 
 func (f *oidcFlow) random() (string, error) {
@@ -419,7 +370,7 @@ func (f *oidcFlow) exchange(ctx context.Context, code string, st oidcState) (tok
 		IDToken     string `json:"id_token"`
 		AccessToken string `json:"access_token"`
 	}
-	if err := f.doJSON(req, &resp); err != nil {
+	if err := auth.ProviderJSON(f.cfg.HTTPClient, req, maxOIDCBody, &resp); err != nil {
 		return "", oidcErrExchange, fmt.Errorf("token endpoint: %w", err)
 	}
 	if err := f.checkIDToken(resp.IDToken, st.Nonce); err != nil {
