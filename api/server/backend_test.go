@@ -1,0 +1,159 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/test/bufconn"
+
+	"github.com/vigie-sante/vigie/api/auth"
+	vigiev1 "github.com/vigie-sante/vigie/api/vigie/v1"
+	"github.com/vigie-sante/vigie/consent"
+	"github.com/vigie-sante/vigie/consent/ladonpolicy"
+	"github.com/vigie-sante/vigie/consent/nationalrules"
+	consentsql "github.com/vigie-sante/vigie/consent/sqlstore"
+	"github.com/vigie-sante/vigie/ledger"
+	"github.com/vigie-sante/vigie/ledger/ledgertest"
+)
+
+// live is a Server with the real handlers on a real Backend (ledger and
+// consent on SQLite in a temporary directory), over bufconn. Its ledger
+// store has a fault hook.
+type live struct {
+	t      *testing.T
+	env    *ledgertest.Env
+	store  *faultyStore
+	issuer *auth.Issuer
+	conn   *grpc.ClientConn
+}
+
+// faultyStore fails every write with err while it is set, before the
+// write reaches the database (failed, not persisted), as a full disk does.
+type faultyStore struct {
+	ledger.Store
+	mu  sync.Mutex
+	err error
+}
+
+func (f *faultyStore) fail(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.err = err
+}
+
+func (f *faultyStore) Update(ctx context.Context, fn func(context.Context, ledger.StoreTx) error) error {
+	f.mu.Lock()
+	err := f.err
+	f.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return f.Store.Update(ctx, fn)
+}
+
+// liveOptions change a live server.
+type liveOptions struct {
+	// Rules are the national rules (default: the illustrative ones).
+	Rules *consent.Rules
+}
+
+func newLive(t *testing.T, opts liveOptions) *live {
+	t.Helper()
+	l := &live{t: t, store: &faultyStore{}, issuer: newTestIssuer(t)}
+	l.env = ledgertest.New(t, ledgertest.Options{
+		Migrations: consentsql.Migrations,
+		EraseAlso:  consentsql.EraseRows,
+		WrapStore:  func(s ledger.Store) ledger.Store { l.store.Store = s; return l.store },
+	})
+	if opts.Rules == nil {
+		opts.Rules = nationalrules.Illustrative()
+	}
+	consents := consentsql.New(l.env.DB, l.env.Ledger)
+	svc, err := consent.NewService(context.Background(), consent.Config{
+		Store: consents, Recorder: consents, Engine: ladonpolicy.NewEngine(ladonpolicy.Options{}), Rules: opts.Rules,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pages, err := NewPageTokens(make([]byte, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &Backend{Consent: svc, Consents: consents, Ledger: l.env.Ledger, Pages: pages, Logger: slog.New(slog.DiscardHandler)}
+	unlimited := map[auth.Role]Limit{}
+	for _, r := range append(auth.Roles, "") {
+		unlimited[r] = Unlimited
+	}
+	srv, err := New(Config{
+		Authenticator: newTestAuthenticator(t, l.issuer),
+		Logger:        slog.New(slog.DiscardHandler),
+		Registerer:    prometheus.NewRegistry(),
+		RateLimits:    unlimited,
+	}, b.Services())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis := bufconn.Listen(1 << 20)
+	go srv.Serve(lis)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Stop(ctx)
+	})
+	l.conn, err = grpc.NewClient("passthrough:///bufconn",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.conn.Close() })
+	return l
+}
+
+// as returns a context whose calls carry a token for role and subject,
+// bound to orgs.
+func (l *live) as(role auth.Role, subject string, orgs ...string) context.Context {
+	l.t.Helper()
+	tok, err := l.issuer.Mint(auth.TokenRequest{Role: role, Subject: subject, Organizations: orgs})
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+tok)
+}
+
+// TestUpdateConsentStorageFailure: a database that cannot write makes
+// UpdateConsent UNAVAILABLE (retry), as every other recording call, never
+// INTERNAL; a stale expected version stays ABORTED.
+func TestUpdateConsentStorageFailure(t *testing.T) {
+	l := newLive(t, liveOptions{})
+	c := vigiev1.NewConsentServiceClient(l.conn)
+	ctx := l.as(auth.RolePatient, testINS)
+	block := []*vigiev1.Directive{{Id: "d1", Kind: &vigiev1.Directive_BlockProfessional{BlockProfessional: &vigiev1.BlockProfessional{Rpps: "10002727377"}}}}
+
+	l.store.fail(errors.New("database or disk is full (13)"))
+	_, err := c.UpdateConsent(ctx, &vigiev1.UpdateConsentRequest{ExpectedVersion: 0, Directives: block})
+	if status.Code(err) != codes.Unavailable {
+		t.Errorf("UpdateConsent with the disk full = %v, want Unavailable", err)
+	}
+	l.store.fail(nil)
+	// Nothing was stored: the retry gets version 1.
+	resp, err := c.UpdateConsent(ctx, &vigiev1.UpdateConsentRequest{ExpectedVersion: 0, Directives: block})
+	if err != nil || resp.Version != 1 {
+		t.Fatalf("UpdateConsent retried = %v, %v; want version 1", resp, err)
+	}
+	_, err = c.UpdateConsent(ctx, &vigiev1.UpdateConsentRequest{ExpectedVersion: 0, Directives: block})
+	if status.Code(err) != codes.Aborted {
+		t.Errorf("UpdateConsent(stale version) = %v, want Aborted", err)
+	}
+}
