@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -155,5 +156,57 @@ func TestUpdateConsentStorageFailure(t *testing.T) {
 	_, err = c.UpdateConsent(ctx, &vigiev1.UpdateConsentRequest{ExpectedVersion: 0, Directives: block})
 	if status.Code(err) != codes.Aborted {
 		t.Errorf("UpdateConsent(stale version) = %v, want Aborted", err)
+	}
+}
+
+// TestConsistencyFromEmptyTree: the proof from the empty tree to any
+// signed size is empty (RFC 9162 section 2.1.4: every tree extends the
+// empty one), which witnesses ask for; the other bounds still hold.
+func TestConsistencyFromEmptyTree(t *testing.T) {
+	l := newLive(t, liveOptions{})
+	ctx := context.Background()
+	log := vigiev1.NewLogServiceClient(l.conn)
+	c := vigiev1.NewConsentServiceClient(l.conn)
+	for v := range int64(3) {
+		if _, err := c.UpdateConsent(l.as(auth.RolePatient, testINS), &vigiev1.UpdateConsentRequest{ExpectedVersion: v}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	size := waitCheckpoint(t, l, 3)
+	for _, second := range []uint64{0, 1, size} {
+		p, err := log.GetConsistencyProof(ctx, &vigiev1.GetConsistencyProofRequest{First: 0, Second: second})
+		if err != nil || p.First != 0 || p.Second != second || len(p.Hashes) != 0 {
+			t.Errorf("GetConsistencyProof(0, %d) = %v, %v; want an empty proof", second, p, err)
+		}
+	}
+	for _, tc := range []struct {
+		name          string
+		first, second uint64
+		field         string
+	}{
+		{"second below first", 2, 1, "second"},
+		{"second beyond the log", 0, size + 1, "second"},
+	} {
+		_, err := log.GetConsistencyProof(ctx, &vigiev1.GetConsistencyProofRequest{First: tc.first, Second: tc.second})
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), tc.field) {
+			t.Errorf("%s: GetConsistencyProof(%d, %d) = %v, want INVALID_ARGUMENT naming %s", tc.name, tc.first, tc.second, err, tc.field)
+		}
+	}
+}
+
+// waitCheckpoint waits for a signed checkpoint of at least size leaves and
+// returns its size.
+func waitCheckpoint(t *testing.T, l *live, size uint64) uint64 {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, got, err := l.env.Ledger.LatestCheckpoint(context.Background())
+		if err == nil && got >= size {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no checkpoint of size %d after 30s (last: %d, %v)", size, got, err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
