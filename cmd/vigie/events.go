@@ -193,7 +193,7 @@ func describe(ctx context.Context, l lang, lb *labels, e *audit.HistoryEvent, se
 			row.Outcome = mDenied[l]
 			row.Flags = append(row.Flags, "denied")
 		}
-		if req.Purpose == consent.PurposeBreakGlass || req.Purpose == consent.PurposeEmergencyTreatment {
+		if r != nil && r.Emergency(req.Purpose) {
 			row.Outcome = mEmergency[l] + " " + row.Outcome
 			row.Flags = append(row.Flags, "emergency")
 		}

@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/vigie-sante/vigie/consent"
@@ -70,6 +71,11 @@ CREATE TABLE national_rules (
 type Store struct {
 	db     *sqldb.DB
 	ledger *ledger.Ledger
+
+	mu sync.Mutex
+	// rules caches the national rules versions decisions were made with:
+	// a version is immutable (PutRules), so it is read once.
+	rules map[int64]*consent.Rules
 }
 
 var (
@@ -294,12 +300,44 @@ func (s *Store) ListRules(ctx context.Context) ([]consent.RulesInfo, error) {
 	return out, nil
 }
 
+// decidedWith returns the national rules version d was made with, which
+// must be stored with d's hash.
+func (s *Store) decidedWith(ctx context.Context, d *consent.Decision) (*consent.Rules, error) {
+	s.mu.Lock()
+	r := s.rules[d.RulesVersion]
+	s.mu.Unlock()
+	if r == nil {
+		var err error
+		if r, err = s.Rules(ctx, d.RulesVersion); err != nil {
+			return nil, fmt.Errorf("national rules version %d of the decision: %w", d.RulesVersion, err)
+		}
+		s.mu.Lock()
+		if s.rules == nil {
+			s.rules = map[int64]*consent.Rules{}
+		}
+		s.rules[d.RulesVersion] = r
+		s.mu.Unlock()
+	}
+	if r.Hash() != d.RulesHash {
+		return nil, fmt.Errorf("national rules version %d of the decision: stored with another hash", d.RulesVersion)
+	}
+	return r, nil
+}
+
 // RecordDecision implements consent.Recorder: the access event carries the
 // whole request but the INS and the whole decision (consent's access
 // record), with the consent version it was decided under, which the ledger
 // checks in its transaction.
+//
+// The event is flagged break-glass (the ledger's search column) when the
+// request's purpose is an emergency purpose of the national rules the
+// decision was made with ([consent.Rules.Emergency]).
 func (s *Store) RecordDecision(ctx context.Context, key consent.RequestKey, req *consent.Request, d *consent.Decision) (consent.Receipt, error) {
 	payload, err := consent.FormatAccessRecord(req, d)
+	if err != nil {
+		return consent.Receipt{}, fmt.Errorf("record decision: %w", err)
+	}
+	rules, err := s.decidedWith(ctx, d)
 	if err != nil {
 		return consent.Receipt{}, fmt.Errorf("record decision: %w", err)
 	}
@@ -313,7 +351,7 @@ func (s *Store) RecordDecision(ctx context.Context, key consent.RequestKey, req 
 		ConsentVersion: d.ConsentVersion,
 		Actor:          req.Actor.RPPS.String(),
 		Organisation:   req.Actor.Organization.String(),
-		BreakGlass:     req.Purpose == consent.PurposeBreakGlass || req.Purpose == consent.PurposeEmergencyTreatment,
+		BreakGlass:     rules.Emergency(req.Purpose),
 	})
 	if errors.Is(err, ledger.ErrConsentChanged) {
 		return consent.Receipt{}, fmt.Errorf("record decision: %w", consent.ErrConsentChanged)

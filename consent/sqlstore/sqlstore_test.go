@@ -271,3 +271,67 @@ func TestCheckFollowsChangesMadeElsewhere(t *testing.T) {
 		}
 	}
 }
+
+// TestBreakGlassFromRules: the ledger's break-glass search column says
+// whether the request's purpose is an emergency purpose of the national
+// rules the decision was made with, whatever its code: under rules whose
+// emergency purposes are BTG and HRESCH (ETREAT a care purpose), an
+// HRESCH access is break-glass and an ETREAT access is not; an ETREAT
+// access decided under the earlier rules stays break-glass.
+func TestBreakGlassFromRules(t *testing.T) {
+	store, env := open(t, "SQLite")
+	svc, err := consent.NewService(ctx, consent.Config{
+		Store: store, Recorder: store, Engine: ladonpolicy.NewEngine(ladonpolicy.Options{}), Rules: nationalrules.Illustrative(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(id string, p consent.Purpose) ledger.EventRow {
+		t.Helper()
+		req := request(id)
+		req.Purpose, req.Justification = p, "patient unconscious"
+		_, rec, err := svc.Check(ctx, req)
+		if err != nil {
+			t.Fatalf("Check(%s) = %v", p, err)
+		}
+		row, err := env.Ledger.EventByCommitment(ctx, rec.Commitment)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return row
+	}
+	if row := check("v1-etreat", consent.PurposeEmergencyTreatment); !row.BreakGlass {
+		t.Errorf("ETREAT under the illustrative rules: break-glass %v, want true", row.BreakGlass)
+	}
+	d := nationalrules.Illustrative().Data()
+	d.Version = 2
+	d.CarePurposes = []consent.Purpose{consent.PurposeEmergencyTreatment, consent.PurposeTreatment}
+	d.EmergencyPurposes = []consent.Purpose{consent.PurposeBreakGlass, consent.PurposeResearch}
+	v2, err := consent.NewRules(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.PublishRules(ctx, v2, "admin:test"); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		purpose consent.Purpose
+		want    bool
+	}{
+		{consent.PurposeEmergencyTreatment, false},
+		{consent.PurposeResearch, true},
+		{consent.PurposeBreakGlass, true},
+		{consent.PurposeTreatment, false},
+	} {
+		if row := check("v2-"+string(tc.purpose), tc.purpose); row.BreakGlass != tc.want {
+			t.Errorf("%s under rules whose emergency purposes are BTG and HRESCH: break-glass %v, want %v", tc.purpose, row.BreakGlass, tc.want)
+		}
+	}
+	rows, err := env.Ledger.Search(ctx, ledger.SearchFilter{BreakGlassOnly: true}, -1, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 3 {
+		t.Errorf("search for break-glass accesses: %d events, want 3", len(rows))
+	}
+}
