@@ -129,7 +129,7 @@ func (b *Backend) recordRead(ctx context.Context, patient ledger.PatientID, pseu
 // recording handler returns its domain errors through it. The errors that
 // say what is wrong with the request or the stored data, and the lost
 // compare-and-swaps of the consent store (ErrStaleVersion,
-// ErrRulesConflict: nothing stored, read again), are returned as they
+// ErrRulesConflict, ErrReviewed: nothing stored), are returned as they
 // are; any other is a recording failure (a full disk, a read-only file, a
 // lost connection), ErrUnavailable: fail closed, retry.
 func unavailable(err error) error {
@@ -140,7 +140,7 @@ func unavailable(err error) error {
 	var ce *ledger.CorruptEventError
 	if errors.As(err, &fe) || errors.Is(err, ledger.ErrInvalidEntry) || errors.As(err, &ce) || errors.Is(err, ledger.ErrCorrupt) ||
 		errors.Is(err, consent.ErrRequestReused) || errors.Is(err, ledger.ErrKeyReused) ||
-		errors.Is(err, consent.ErrStaleVersion) || errors.Is(err, consent.ErrRulesConflict) {
+		errors.Is(err, consent.ErrStaleVersion) || errors.Is(err, consent.ErrRulesConflict) || errors.Is(err, consent.ErrReviewed) {
 		return err
 	}
 	return fmt.Errorf("%w: %v", ErrUnavailable, err)

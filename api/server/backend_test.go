@@ -25,6 +25,7 @@ import (
 	"github.com/vigie-sante/vigie/consent/nationalrules"
 	consentsql "github.com/vigie-sante/vigie/consent/sqlstore"
 	"github.com/vigie-sante/vigie/ledger"
+	"github.com/vigie-sante/vigie/ledger/event"
 	"github.com/vigie-sante/vigie/ledger/ledgertest"
 )
 
@@ -208,5 +209,84 @@ func waitCheckpoint(t *testing.T, l *live, size uint64) uint64 {
 			t.Fatalf("no checkpoint of size %d after 30s (last: %d, %v)", size, got, err)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestReviewRule: the first review of a break-glass access decides; a
+// regulator may overrule a DPO, never the reverse; no reviewer of equal
+// standing reviews again; a retry gets its first answer. Every review
+// that counted is an event, and the final verdict is the regulator's.
+func TestReviewRule(t *testing.T) {
+	l := newLive(t, liveOptions{})
+	access := vigiev1.NewAccessServiceClient(l.conn)
+	audit := vigiev1.NewAuditServiceClient(l.conn)
+	resp, err := access.Check(l.as(auth.RoleService, "his", ourOrg), checkRequest())
+	if err != nil || resp.Decision != vigiev1.Decision_ALLOW {
+		t.Fatalf("break-glass Check = %v, %v; want ALLOW", resp, err)
+	}
+	c := resp.Event.Commitment
+	dpoA, dpoB := l.as(auth.RoleDPO, "dpo-a", ourOrg), l.as(auth.RoleDPO, "dpo-b", ourOrg)
+	cnil, cnil2 := l.as(auth.RoleRegulator, "cnil"), l.as(auth.RoleRegulator, "cnil-2")
+	const (
+		justified   = vigiev1.BreakGlassVerdict_BREAK_GLASS_VERDICT_JUSTIFIED
+		unjustified = vigiev1.BreakGlassVerdict_BREAK_GLASS_VERDICT_UNJUSTIFIED
+	)
+	var first *vigiev1.RecordedEvent
+	for _, tc := range []struct {
+		name    string
+		ctx     context.Context
+		id      string
+		verdict vigiev1.BreakGlassVerdict
+		want    codes.Code
+	}{
+		{"the first review, by a DPO", dpoA, "rv-1", justified, codes.OK},
+		{"the same DPO again", dpoA, "rv-2", unjustified, codes.FailedPrecondition},
+		{"another DPO of the organisation", dpoB, "rv-3", unjustified, codes.FailedPrecondition},
+		{"the DPO's retry", dpoA, "rv-1", justified, codes.OK},
+		{"a regulator overrules the DPO", cnil, "rv-4", unjustified, codes.OK},
+		{"the DPO after the regulator", dpoA, "rv-5", justified, codes.FailedPrecondition},
+		{"another regulator", cnil2, "rv-6", justified, codes.FailedPrecondition},
+		{"the same regulator again", cnil, "rv-7", justified, codes.FailedPrecondition},
+	} {
+		r, err := audit.ReviewBreakGlass(tc.ctx, &vigiev1.ReviewBreakGlassRequest{RequestId: tc.id, EventCommitment: c, Verdict: tc.verdict})
+		if status.Code(err) != tc.want {
+			t.Errorf("%s: ReviewBreakGlass = %v, want %v", tc.name, err, tc.want)
+			continue
+		}
+		switch {
+		case err == nil && tc.id == "rv-1" && first == nil:
+			first = r.Event
+		case err == nil && tc.id == "rv-1" && r.Event.LeafIndex != first.LeafIndex:
+			t.Errorf("%s: event %d, want the first one, %d", tc.name, r.Event.LeafIndex, first.LeafIndex)
+		}
+	}
+
+	// The ledger holds both reviews that counted, in the patient's chain;
+	// the final verdict is the regulator's.
+	var reviews []consent.ReviewRecord
+	rows, err := l.env.Ledger.Search(context.Background(), ledger.SearchFilter{Kind: event.KindBreakGlassReview}, -1, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, row := range rows {
+		_, body, err := l.env.Ledger.OpenEvent(context.Background(), row)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := event.Parse(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := consent.ParseReviewRecord(b.Payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reviews = append(reviews, r)
+	}
+	if len(reviews) != 2 || reviews[0].Reviewer != "dpo:dpo-a" || reviews[1].Reviewer != "regulator:cnil" {
+		t.Fatalf("recorded reviews = %+v, want the DPO's then the regulator's", reviews)
+	}
+	if final, ok := consent.FinalReview(reviews); !ok || final.Reviewer != "regulator:cnil" || final.Verdict != consent.VerdictUnjustified {
+		t.Errorf("FinalReview = %+v, %v; want the regulator's unjustified", final, ok)
 	}
 }

@@ -48,6 +48,7 @@ func TestStatus(t *testing.T) {
 		{"stale consent version", fmt.Errorf("update: %w", consent.ErrStaleVersion), codes.Aborted, "version changed", false},
 		{"rules conflict", consent.ErrRulesConflict, codes.Aborted, "national rules", false},
 		{"stale consent snapshot", consent.ErrStaleConsent, codes.Aborted, "consent changed", false},
+		{"already reviewed", fmt.Errorf("record review: %w", consent.ErrReviewed), codes.FailedPrecondition, "already reviewed", false},
 		{"rate limited", errRateLimited, codes.ResourceExhausted, "rate limit", false},
 		{"not recorded", fmt.Errorf("%w: record: disk full", ErrUnavailable), codes.Unavailable, "not recorded", true},
 		{"commit unknown", fmt.Errorf("record: %w", sqldb.ErrCommitUnknown), codes.Unavailable, "not recorded", true},

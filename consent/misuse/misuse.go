@@ -14,7 +14,8 @@
 //   - [KindBreakGlassRate]: a professional who broke the glass (purpose
 //     BTG or ETREAT) many times;
 //   - [KindBreakGlassUnreviewed]: an emergency access allowed and not yet
-//     reviewed (no break-glass review event names it);
+//     reviewed (no break-glass review that counts names it:
+//     consent.FinalReview);
 //   - [KindNoCareRelationship]: accesses or attempts by a professional
 //     the calling service did not put in the patient's care team, outside
 //     an emergency, and whom no directive of the patient names (treating
@@ -233,7 +234,11 @@ func Detect(events []event.Logged, cfg Config) (*Result, error) {
 	}
 	res := &Result{}
 	var accesses []access
-	reviewed := map[event.Hash]bool{}
+	type review struct {
+		index uint64
+		r     consent.ReviewRecord
+	}
+	reviews := map[event.Hash][]review{}
 	var latest time.Time
 	for _, e := range events {
 		if e.Body == nil {
@@ -265,7 +270,7 @@ func Detect(events []event.Logged, cfg Config) (*Result, error) {
 				continue
 			}
 			res.Reviews++
-			reviewed[c] = true
+			reviews[c] = append(reviews[c], review{e.Index, r})
 		}
 		if e.Body.Time.After(latest) {
 			latest = e.Body.Time
@@ -300,7 +305,14 @@ func Detect(events []event.Logged, cfg Config) (*Result, error) {
 			})...)
 	}
 	for _, a := range accesses {
-		if a.breakGls && a.dec.Effect == consent.Allow && !reviewed[a.ref.Commitment] && cfg.Now.Sub(a.time) >= cfg.ReviewDelay {
+		rs := reviews[a.ref.Commitment]
+		slices.SortFunc(rs, func(a, b review) int { return cmp.Compare(a.index, b.index) }) // log order
+		var inOrder []consent.ReviewRecord
+		for _, r := range rs {
+			inOrder = append(inOrder, r.r)
+		}
+		_, reviewed := consent.FinalReview(inOrder)
+		if a.breakGls && a.dec.Effect == consent.Allow && !reviewed && cfg.Now.Sub(a.time) >= cfg.ReviewDelay {
 			al := newAlert(KindBreakGlassUnreviewed, High, []access{a})
 			p := a.patient
 			al.Patient = &p

@@ -77,7 +77,11 @@ func (b *builder) access(s accessSpec) event.Ref {
 }
 
 func (b *builder) review(of event.Ref, patient int, at time.Time) {
-	p := fmt.Sprintf(`{"format":"vigie.break-glass-review.v1","event":"%s","leaf_index":%d,"verdict":"justified","reviewer":"dpo"}`, of.Commitment, of.Index)
+	b.reviewBy("dpo:dpo-a", of, patient, at)
+}
+
+func (b *builder) reviewBy(reviewer string, of event.Ref, patient int, at time.Time) {
+	p := fmt.Sprintf(`{"format":"vigie.break-glass-review.v1","event":"%s","leaf_index":%d,"verdict":"justified","reviewer":"%s"}`, of.Commitment, of.Index, reviewer)
 	b.add(event.KindBreakGlassReview, pseudonym(patient), at, []byte(p))
 }
 
@@ -149,6 +153,15 @@ func TestDetectSignals(t *testing.T) {
 			ref := b.access(accessSpec{rpps: drA, patient: 1, at: noon, purpose: consent.PurposeEmergencyTreatment, effect: consent.Allow, grounds: bgGround})
 			if n == 0 {
 				b.review(ref, 1, noon.Add(time.Hour))
+			}
+		}, 1, Config{}, KindBreakGlassUnreviewed},
+		{"break-glass reviewed by no reviewer", func(b *builder, n int) {
+			// A review event whose principal is no reviewer does not count
+			// (consent.FinalReview).
+			ref := b.access(accessSpec{rpps: drA, patient: 1, at: noon, purpose: consent.PurposeBreakGlass, effect: consent.Allow, grounds: bgGround})
+			b.reviewBy("admin:ops", ref, 1, noon.Add(time.Hour))
+			if n == 0 {
+				b.reviewBy("regulator:cnil", ref, 1, noon.Add(2*time.Hour))
 			}
 		}, 1, Config{}, KindBreakGlassUnreviewed},
 		{"no care relationship", func(b *builder, n int) {

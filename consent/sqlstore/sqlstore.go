@@ -14,6 +14,7 @@
 package sqlstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -63,6 +64,26 @@ CREATE TABLE national_rules (
   author        TEXT   NOT NULL,
   changed_nanos BIGINT NOT NULL
 );
+`,
+}, {
+	// The guard of break-glass reviews: per reviewed access event, the
+	// highest standing of its reviews so far (consent.Overrules).
+	Name: "consent/break-glass-reviews",
+	SQLite: `
+CREATE TABLE break_glass_reviews (
+  leaf_index INTEGER PRIMARY KEY,
+  pseudonym  BLOB    NOT NULL,
+  standing   INTEGER NOT NULL
+) STRICT;
+CREATE INDEX break_glass_reviews_pseudonym ON break_glass_reviews (pseudonym);
+`,
+	PostgreSQL: `
+CREATE TABLE break_glass_reviews (
+  leaf_index BIGINT PRIMARY KEY,
+  pseudonym  BYTEA  NOT NULL,
+  standing   BIGINT NOT NULL
+);
+CREATE INDEX break_glass_reviews_pseudonym ON break_glass_reviews (pseudonym);
 `,
 }}
 
@@ -385,7 +406,76 @@ func (s *Store) RecordDecision(ctx context.Context, key consent.RequestKey, req 
 // with the patient's data key.
 func EraseRows(pseudonym event.Hash) func(ctx context.Context, tx sqldb.Tx) error {
 	return func(ctx context.Context, tx sqldb.Tx) error {
-		_, err := tx.Exec(ctx, "DELETE FROM consents WHERE pseudonym = $1", pseudonym[:])
+		if _, err := tx.Exec(ctx, "DELETE FROM consents WHERE pseudonym = $1", pseudonym[:]); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, "DELETE FROM break_glass_reviews WHERE pseudonym = $1", pseudonym[:])
 		return err
 	}
+}
+
+// RecordReview records r, the review of the break-glass access event
+// access (read by the caller), in the patient's chain, idempotently by
+// key: a retry gets the first event back (Duplicate), and key used for
+// another review is consent.ErrRequestReused. The review is recorded only
+// if it counts ([consent.Overrules] over the access's reviews so far,
+// checked in the transaction that records it); otherwise RecordReview
+// returns consent.ErrReviewed and records nothing.
+func (s *Store) RecordReview(ctx context.Context, access ledger.EventRow, r consent.ReviewRecord, key ledger.Key) (*ledger.Recorded, error) {
+	r.Event, r.LeafIndex = access.Commitment.String(), access.Index
+	payload, err := consent.FormatReviewRecord(r)
+	if err != nil {
+		return nil, fmt.Errorf("record review: %w", err)
+	}
+	standing := consent.ReviewerStanding(r.Reviewer)
+	p := access.Pseudonym
+	rec, err := s.ledger.Record(ctx, ledger.Entry{
+		Kind: event.KindBreakGlassReview, Pseudonym: p, Service: r.Reviewer, Payload: payload,
+		Key: key, Organisation: access.Organisation,
+		Apply: func(ctx context.Context, stx ledger.StoreTx) error {
+			tx := stx.SQL()
+			var prev int64
+			err := tx.QueryRow(ctx, "SELECT standing FROM break_glass_reviews WHERE leaf_index = $1", int64(access.Index)).Scan(&prev)
+			switch {
+			case errors.Is(err, sqldb.ErrNoRows):
+				if !consent.Overrules(standing, consent.StandingNone) {
+					return consent.ErrReviewed
+				}
+				_, err = tx.Exec(ctx, "INSERT INTO break_glass_reviews (leaf_index, pseudonym, standing) VALUES ($1, $2, $3)", int64(access.Index), p[:], int64(standing))
+				if sqldb.IsUniqueViolation(err) {
+					return consent.ErrReviewed // a concurrent first review won
+				}
+				return err
+			case err != nil:
+				return err
+			case !consent.Overrules(standing, consent.Standing(prev)):
+				return consent.ErrReviewed
+			}
+			// Compare-and-swap on the standing read: a concurrent review
+			// that counted since makes this one be judged again.
+			n, err := tx.Exec(ctx, "UPDATE break_glass_reviews SET standing = $1 WHERE leaf_index = $2 AND standing = $3", int64(standing), int64(access.Index), prev)
+			if err == nil && n != 1 {
+				return consent.ErrReviewed
+			}
+			return err
+		},
+	})
+	if errors.Is(err, ledger.ErrKeyReused) {
+		return nil, fmt.Errorf("record review: %w", consent.ErrRequestReused)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("record review: %w", err)
+	}
+	if rec.Duplicate {
+		// A retry: the same review, byte for byte (the format is
+		// canonical), or a key used again for another review.
+		b, err := event.Parse(rec.Body)
+		if err != nil {
+			return nil, fmt.Errorf("record review: recorded body: %w", err)
+		}
+		if !bytes.Equal(b.Payload, payload) {
+			return nil, fmt.Errorf("record review: %w", consent.ErrRequestReused)
+		}
+	}
+	return rec, nil
 }
