@@ -16,6 +16,7 @@ import (
 	"github.com/vigie-sante/vigie/ledger"
 	"github.com/vigie-sante/vigie/ledger/event"
 	"github.com/vigie-sante/vigie/ledger/ledgertest"
+	"github.com/vigie-sante/vigie/ledger/sqldb"
 	"github.com/vigie-sante/vigie/ledger/verify"
 )
 
@@ -333,5 +334,78 @@ func TestBreakGlassFromRules(t *testing.T) {
 	}
 	if len(rows) != 3 {
 		t.Errorf("search for break-glass accesses: %d events, want 3", len(rows))
+	}
+}
+
+// TestConcurrentReviews: of DPOs reviewing one break-glass access at once,
+// exactly one review counts and is recorded; a regulator's then counts
+// once. An erasure removes the access's guard row with the patient's.
+func TestConcurrentReviews(t *testing.T) {
+	for _, backend := range []string{"SQLite", "PostgreSQL"} {
+		t.Run(backend, func(t *testing.T) {
+			store, env := open(t, backend)
+			svc, err := consent.NewService(ctx, consent.Config{
+				Store: store, Recorder: store, Engine: ladonpolicy.NewEngine(ladonpolicy.Options{}), Rules: nationalrules.Illustrative(),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := request("bg-1")
+			req.Purpose, req.Justification = consent.PurposeBreakGlass, "patient unconscious"
+			_, rec, err := svc.Check(ctx, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			row, err := env.Ledger.EventByCommitment(ctx, rec.Commitment)
+			if err != nil || !row.BreakGlass {
+				t.Fatalf("access row = %+v, %v; want a break-glass access", row, err)
+			}
+			count := func(reviewer string, n int) int {
+				t.Helper()
+				errs := make(chan error, n)
+				for i := range n {
+					go func() {
+						r := consent.ReviewRecord{Verdict: consent.VerdictJustified, Reviewer: fmt.Sprintf("%s%d", reviewer, i)}
+						_, err := store.RecordReview(ctx, row, r, ledger.Key{Service: r.Reviewer, RequestID: "rv"})
+						errs <- err
+					}()
+				}
+				ok := 0
+				for range n {
+					switch err := <-errs; {
+					case err == nil:
+						ok++
+					case !errors.Is(err, consent.ErrReviewed):
+						t.Errorf("RecordReview = %v, want nil or ErrReviewed", err)
+					}
+				}
+				return ok
+			}
+			if n := count("dpo:d", 8); n != 1 {
+				t.Errorf("8 DPOs at once: %d reviews counted, want 1", n)
+			}
+			if n := count("regulator:r", 4); n != 1 {
+				t.Errorf("4 regulators at once: %d reviews counted, want 1", n)
+			}
+			rows, err := env.Ledger.Search(ctx, ledger.SearchFilter{Kind: event.KindBreakGlassReview}, -1, 100)
+			if err != nil || len(rows) != 2 {
+				t.Errorf("review events: %d, %v; want 2", len(rows), err)
+			}
+
+			// The guard goes with the patient's other rows.
+			var n int64
+			p := env.Ledger.Pseudonym(patient)
+			if err := env.DB.ReadWrite(ctx, func(ctx context.Context, tx sqldb.Tx) error {
+				if err := sqlstore.EraseRows(p)(ctx, tx); err != nil {
+					return err
+				}
+				return tx.QueryRow(ctx, "SELECT COUNT(*) FROM break_glass_reviews").Scan(&n)
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if n != 0 {
+				t.Errorf("after EraseRows, %d guard rows remain", n)
+			}
+		})
 	}
 }
