@@ -321,9 +321,10 @@ func (s *Store) ListRules(ctx context.Context) ([]consent.RulesInfo, error) {
 	return out, nil
 }
 
-// decidedWith returns the national rules version d was made with, which
-// must be stored with d's hash.
-func (s *Store) decidedWith(ctx context.Context, d *consent.Decision) (*consent.Rules, error) {
+// RulesOf returns the national rules version decision d was made with,
+// which must be stored with d's hash. Versions are cached: a version is
+// immutable.
+func (s *Store) RulesOf(ctx context.Context, d *consent.Decision) (*consent.Rules, error) {
 	s.mu.Lock()
 	r := s.rules[d.RulesVersion]
 	s.mu.Unlock()
@@ -358,7 +359,7 @@ func (s *Store) RecordDecision(ctx context.Context, key consent.RequestKey, req 
 	if err != nil {
 		return consent.Receipt{}, fmt.Errorf("record decision: %w", err)
 	}
-	rules, err := s.decidedWith(ctx, d)
+	rules, err := s.RulesOf(ctx, d)
 	if err != nil {
 		return consent.Receipt{}, fmt.Errorf("record decision: %w", err)
 	}
