@@ -430,6 +430,12 @@ func (s *Store) RecordReview(ctx context.Context, access ledger.EventRow, r cons
 	}
 	standing := consent.ReviewerStanding(r.Reviewer)
 	p := access.Pseudonym
+	// The reviews recorded before the guard table existed have no guard
+	// row: their standing comes from the events themselves.
+	recorded, err := s.recordedStanding(ctx, access)
+	if err != nil {
+		return nil, fmt.Errorf("record review: %w", err)
+	}
 	rec, err := s.ledger.Record(ctx, ledger.Entry{
 		Kind: event.KindBreakGlassReview, Pseudonym: p, Service: r.Reviewer, Payload: payload,
 		Key: key, Organisation: access.Organisation,
@@ -439,7 +445,7 @@ func (s *Store) RecordReview(ctx context.Context, access ledger.EventRow, r cons
 			err := tx.QueryRow(ctx, "SELECT standing FROM break_glass_reviews WHERE leaf_index = $1", int64(access.Index)).Scan(&prev)
 			switch {
 			case errors.Is(err, sqldb.ErrNoRows):
-				if !consent.Overrules(standing, consent.StandingNone) {
+				if !consent.Overrules(standing, recorded) {
 					return consent.ErrReviewed
 				}
 				_, err = tx.Exec(ctx, "INSERT INTO break_glass_reviews (leaf_index, pseudonym, standing) VALUES ($1, $2, $3)", int64(access.Index), p[:], int64(standing))
@@ -479,4 +485,44 @@ func (s *Store) RecordReview(ctx context.Context, access ledger.EventRow, r cons
 		}
 	}
 	return rec, nil
+}
+
+// recordedStanding returns the standing of the final review
+// (consent.FinalReview) of the access among the review events of its
+// patient, StandingNone if none counts.
+func (s *Store) recordedStanding(ctx context.Context, access ledger.EventRow) (consent.Standing, error) {
+	p := access.Pseudonym
+	var reviews []consent.ReviewRecord
+	for after := int64(-1); ; {
+		rows, err := s.ledger.Search(ctx, ledger.SearchFilter{Pseudonym: &p, Kind: event.KindBreakGlassReview}, after, 500)
+		if err != nil {
+			return consent.StandingNone, err
+		}
+		for _, row := range rows {
+			after = int64(row.Index)
+			_, body, err := s.ledger.OpenEvent(ctx, row)
+			if err != nil {
+				return consent.StandingNone, err
+			}
+			b, err := event.Parse(body)
+			if err != nil {
+				return consent.StandingNone, fmt.Errorf("review event %d: %w", row.Index, err)
+			}
+			r, err := consent.ParseReviewRecord(b.Payload)
+			if err != nil {
+				return consent.StandingNone, fmt.Errorf("review event %d: %w", row.Index, err)
+			}
+			if r.Event == access.Commitment.String() {
+				reviews = append(reviews, r)
+			}
+		}
+		if len(rows) < 500 {
+			break
+		}
+	}
+	final, ok := consent.FinalReview(reviews)
+	if !ok {
+		return consent.StandingNone, nil
+	}
+	return consent.ReviewerStanding(final.Reviewer), nil
 }
