@@ -453,6 +453,17 @@ func (r *Rules) Data() RulesData {
 	return d
 }
 
+// Emergency reports whether p is one of the rules' emergency purposes: an
+// access for it is an emergency (break-glass) access, allowed or not,
+// which the ledger flags for the auditors' search, misuse alerts count and
+// reviewers review. This is the one home of that rule: callers ask the
+// rules a decision was made with (its RulesVersion), never a list of
+// codes.
+func (r *Rules) Emergency(p Purpose) bool {
+	_, ok := slices.BinarySearch(r.data.EmergencyPurposes, p)
+	return ok
+}
+
 // KnowsDocumentType reports whether code is a document type of the rules.
 func (r *Rules) KnowsDocumentType(code string) bool { return r.docTypes[code] }
 

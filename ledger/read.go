@@ -216,7 +216,8 @@ func (l *Ledger) InclusionProof(ctx context.Context, index, size uint64) ([][]by
 
 // ConsistencyProof returns the proof that the tree of size first is a
 // prefix of the tree of size second; a signed checkpoint must cover
-// second.
+// second. The proof from the empty tree (first 0), like the proof between
+// equal sizes, is empty (RFC 9162, section 2.1.4).
 func (l *Ledger) ConsistencyProof(ctx context.Context, first, second uint64) ([][]byte, error) {
 	latest, err := l.latestSize(ctx)
 	if err != nil {
@@ -225,10 +226,10 @@ func (l *Ledger) ConsistencyProof(ctx context.Context, first, second uint64) ([]
 	if second > latest {
 		return nil, fmt.Errorf("tree size %d: %w (size %d)", second, ErrBeyondCheckpoint, latest)
 	}
-	if first == 0 || first > second {
+	if first > second {
 		return nil, fmt.Errorf("no consistency proof from size %d to %d", first, second)
 	}
-	if first == second {
+	if first == 0 || first == second {
 		return [][]byte{}, nil
 	}
 	return l.log.ConsistencyProof(ctx, first, second)

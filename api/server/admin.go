@@ -35,9 +35,6 @@ func (s *adminService) LoadNationalRules(ctx context.Context, req *vigiev1.LoadN
 		return nil, &FieldError{Field: "rules", Problem: "not a national rules file in canonical form: " + err.Error(), Err: err}
 	}
 	if err := s.b.Consent.PublishRules(ctx, rules, id.Principal()); err != nil {
-		if errors.Is(err, consent.ErrRulesConflict) {
-			return nil, err
-		}
 		return nil, unavailable(err)
 	}
 	h := rules.Hash()

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -177,7 +176,9 @@ func digits(s string) bool {
 }
 
 // ReviewBreakGlass records the review of a break-glass access, in the
-// patient's chain, idempotently by (reviewer, request_id).
+// patient's chain, idempotently by (reviewer, request_id), if it counts
+// (consent.Overrules: the first review decides, only a higher standing
+// overrules it); otherwise FAILED_PRECONDITION, nothing recorded.
 func (s *auditService) ReviewBreakGlass(ctx context.Context, req *vigiev1.ReviewBreakGlassRequest) (*vigiev1.ReviewBreakGlassResponse, error) {
 	id, err := identity(ctx)
 	if err != nil {
@@ -219,27 +220,10 @@ func (s *auditService) ReviewBreakGlass(ctx context.Context, req *vigiev1.Review
 	if row.Kind != event.KindAccess || !row.BreakGlass {
 		return nil, InvalidField("event_commitment", "not a break-glass access")
 	}
-	payload, err := consent.FormatReviewRecord(consent.ReviewRecord{Event: c.String(), LeafIndex: row.Index, Verdict: verdict, Comment: req.Comment, Reviewer: id.Principal()})
-	if err != nil {
-		return nil, err
-	}
-	rec, err := s.b.Ledger.Record(ctx, ledger.Entry{
-		Kind: event.KindBreakGlassReview, Pseudonym: row.Pseudonym, Service: id.Principal(), Payload: payload,
-		Key: ledger.Key{Service: id.Principal(), RequestID: req.RequestId}, Organisation: row.Organisation,
-	})
+	rec, err := s.b.Consents.RecordReview(ctx, row, consent.ReviewRecord{Verdict: verdict, Comment: req.Comment, Reviewer: id.Principal()},
+		ledger.Key{Service: id.Principal(), RequestID: req.RequestId})
 	if err != nil {
 		return nil, unavailable(err)
-	}
-	if rec.Duplicate {
-		// A retry: the same review, byte for byte (the format is
-		// canonical), or a request_id used again for another review.
-		b, err := event.Parse(rec.Body)
-		if err != nil {
-			return nil, fmt.Errorf("review: recorded body: %w", err)
-		}
-		if !bytes.Equal(b.Payload, payload) {
-			return nil, consent.ErrRequestReused
-		}
 	}
 	return &vigiev1.ReviewBreakGlassResponse{Event: recorded(rec.Index, rec.Commitment, rec.Receipt)}, nil
 }

@@ -125,7 +125,13 @@ func (b *Backend) recordRead(ctx context.Context, patient ledger.PatientID, pseu
 	return nil
 }
 
-// unavailable wraps a recording failure: fail closed.
+// unavailable classifies the error of a call that records: every
+// recording handler returns its domain errors through it. The errors that
+// say what is wrong with the request or the stored data, and the lost
+// compare-and-swaps of the consent store (ErrStaleVersion,
+// ErrRulesConflict, ErrReviewed: nothing stored), are returned as they
+// are; any other is a recording failure (a full disk, a read-only file, a
+// lost connection), ErrUnavailable: fail closed, retry.
 func unavailable(err error) error {
 	if err == nil || errors.Is(err, ErrUnavailable) {
 		return err
@@ -133,7 +139,8 @@ func unavailable(err error) error {
 	var fe *consent.FieldError
 	var ce *ledger.CorruptEventError
 	if errors.As(err, &fe) || errors.Is(err, ledger.ErrInvalidEntry) || errors.As(err, &ce) || errors.Is(err, ledger.ErrCorrupt) ||
-		errors.Is(err, consent.ErrRequestReused) || errors.Is(err, ledger.ErrKeyReused) {
+		errors.Is(err, consent.ErrRequestReused) || errors.Is(err, ledger.ErrKeyReused) ||
+		errors.Is(err, consent.ErrStaleVersion) || errors.Is(err, consent.ErrRulesConflict) || errors.Is(err, consent.ErrReviewed) {
 		return err
 	}
 	return fmt.Errorf("%w: %v", ErrUnavailable, err)

@@ -47,7 +47,7 @@ func (s *consentService) UpdateConsent(ctx context.Context, req *vigiev1.UpdateC
 	}
 	rec, err := s.b.Consent.UpdateConsent(ctx, ins, req.ExpectedVersion, ds, author(id))
 	if err != nil {
-		return nil, err
+		return nil, unavailable(err)
 	}
 	AddLogAttrs(ctx, slog.Int64("consent_version", int64(rec.Version)))
 	return &vigiev1.UpdateConsentResponse{Version: rec.Version}, nil

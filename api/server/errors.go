@@ -92,6 +92,7 @@ var (
 //	ledger.ErrErased                         NOT_FOUND "erased"
 //	ErrStale, ledger.ErrConsentChanged       ABORTED (HTTP 409)
 //	consent.ErrConsentAhead                  FAILED_PRECONDITION (HTTP 400): not retryable
+//	consent.ErrReviewed                      FAILED_PRECONDITION (HTTP 400) "already reviewed: ..."
 //	rate limit                               RESOURCE_EXHAUSTED (HTTP 429)
 //	ledger.ErrCorrupt (no event named)      DATA_LOSS "the patient's stored data cannot be read: it was altered"
 //	*ledger.CorruptEventError                DATA_LOSS (HTTP 500) "event <seq> (log entry <index>) cannot be read: its stored form was altered",
@@ -153,6 +154,9 @@ func Status(err error) (st *status.Status, serverFault bool) {
 		return status.New(codes.FailedPrecondition, "min_consent_version is above the patient's consent version: do not retry this request"), false
 	case errors.Is(err, consent.ErrStaleConsent), errors.Is(err, consent.ErrConsentChanged):
 		return status.New(codes.Aborted, "the patient's consent changed: retry with the same request"), false
+
+	case errors.Is(err, consent.ErrReviewed):
+		return status.New(codes.FailedPrecondition, "already reviewed: only a regulator may overrule a DPO's review, and a regulator's review is final"), false
 
 	case errors.Is(err, errRateLimited):
 		return status.New(codes.ResourceExhausted, "rate limit exceeded: slow down"), false

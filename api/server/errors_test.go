@@ -49,6 +49,7 @@ func TestStatus(t *testing.T) {
 		{"rules conflict", consent.ErrRulesConflict, codes.Aborted, "national rules", false},
 		{"stale consent snapshot", consent.ErrStaleConsent, codes.Aborted, "consent changed", false},
 		{"consent version ahead", fmt.Errorf("check: %w", consent.ErrConsentAhead), codes.FailedPrecondition, "min_consent_version is above", false},
+		{"already reviewed", fmt.Errorf("record review: %w", consent.ErrReviewed), codes.FailedPrecondition, "already reviewed", false},
 		{"rate limited", errRateLimited, codes.ResourceExhausted, "rate limit", false},
 		{"not recorded", fmt.Errorf("%w: record: disk full", ErrUnavailable), codes.Unavailable, "not recorded", true},
 		{"commit unknown", fmt.Errorf("record: %w", sqldb.ErrCommitUnknown), codes.Unavailable, "not recorded", true},

@@ -68,10 +68,11 @@ func beyond(err error, field string) error {
 	return err
 }
 
+// GetConsistencyProof serves the proof that the tree of size first is a
+// prefix of the tree of size second. From the empty tree (first 0) the
+// proof is empty: every tree extends it (RFC 9162, section 2.1.4), and a
+// witness that saw no checkpoint yet asks for exactly that.
 func (s *logService) GetConsistencyProof(ctx context.Context, req *vigiev1.GetConsistencyProofRequest) (*vigiev1.ConsistencyProof, error) {
-	if req.First == 0 {
-		return nil, InvalidField("first", "must be positive")
-	}
 	if req.Second < req.First {
 		return nil, InvalidField("second", "must not be less than first")
 	}

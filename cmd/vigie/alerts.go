@@ -32,6 +32,8 @@ import (
 // an event goes through the audit search.
 type ledgerAlerts struct {
 	ledger *ledger.Ledger
+	// rules returns the national rules a decision was made with.
+	rules func(ctx context.Context, d *consent.Decision) (*consent.Rules, error)
 	// window is how far back events are read; maxEvents bounds how many
 	// (the most recent are kept).
 	window    time.Duration
@@ -95,13 +97,13 @@ func shared[T any](ctx context.Context, g *singleflight.Group, key string, f fun
 // alertsReadMethod names the dashboard's alerts in ledger-read records.
 const alertsReadMethod = "Alerts"
 
-func newLedgerAlerts(l *ledger.Ledger, window, cacheTTL time.Duration) *ledgerAlerts {
+func newLedgerAlerts(l *ledger.Ledger, rules func(context.Context, *consent.Decision) (*consent.Rules, error), window, cacheTTL time.Duration) *ledgerAlerts {
 	paris, err := time.LoadLocation("Europe/Paris")
 	if err != nil {
 		paris = time.UTC
 	}
 	return &ledgerAlerts{
-		ledger: l, window: window, maxEvents: 200_000, cacheTTL: cacheTTL,
+		ledger: l, rules: rules, window: window, maxEvents: 200_000, cacheTTL: cacheTTL,
 		config: misuse.Config{Location: paris}, now: time.Now, detect: misuse.Detect, cache: map[string]cachedAlerts{},
 	}
 }
@@ -170,7 +172,9 @@ func (a *ledgerAlerts) compute(ctx context.Context, scope portal.Scope, key stri
 	for _, e := range events {
 		patientOf[e.Ref.Commitment] = e.Body.Patient
 	}
-	cfg, err := a.config.WithDefaults()
+	cfg := a.config
+	cfg.Rules = func(d *consent.Decision) (*consent.Rules, error) { return a.rules(ctx, d) }
+	cfg, err := cfg.WithDefaults()
 	if err != nil {
 		return cachedAlerts{}, err
 	}

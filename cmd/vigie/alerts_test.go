@@ -48,7 +48,7 @@ func TestAlertsConcurrentReaders(t *testing.T) {
 		t.Fatalf("Check = %v, %v", d.Effect, err)
 	}
 
-	a := newLedgerAlerts(n.ledger, 24*time.Hour, 30*time.Second)
+	a := newLedgerAlerts(n.ledger, n.consents.RulesOf, 24*time.Hour, 30*time.Second)
 	var clock atomic.Int64
 	clock.Store(time.Now().UnixNano())
 	a.now = func() time.Time { return time.Unix(0, clock.Load()) }

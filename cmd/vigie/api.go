@@ -357,7 +357,7 @@ func startAPI(ctx context.Context, cfg apiConfig, n *node, logger *slog.Logger) 
 			Authenticate: func(ctx context.Context, authorization string) (*auth.Identity, error) {
 				return authn.Authenticate(ctx, authorization, nil)
 			},
-			Alerts:    newLedgerAlerts(n.ledger, cfg.alertsWindow, cfg.alertsCache),
+			Alerts:    newLedgerAlerts(n.ledger, n.consents.RulesOf, cfg.alertsWindow, cfg.alertsCache),
 			RateLimit: a.grpc.Allow,
 			OIDC:      oidc,
 			Logger:    logger,

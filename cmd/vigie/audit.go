@@ -19,6 +19,7 @@ import (
 
 	"github.com/vigie-sante/vigie/api/client"
 	vigiev1 "github.com/vigie-sante/vigie/api/vigie/v1"
+	"github.com/vigie-sante/vigie/consent"
 	"github.com/vigie-sante/vigie/consent/ladonpolicy"
 	"github.com/vigie-sante/vigie/consent/misuse"
 	"github.com/vigie-sante/vigie/consent/replay"
@@ -343,6 +344,8 @@ func auditCommand(ctx context.Context, c *remoteConfig, a *auditConfig, now func
 		})
 		mcfg := a.misuse
 		mcfg.Now = now()
+		lb := newLabels(cl)
+		mcfg.Rules = func(d *consent.Decision) (*consent.Rules, error) { return lb.of(ctx, d), nil }
 		res, err := misuse.Detect(window, mcfg)
 		if err != nil {
 			return nil, usagef("%v", err)

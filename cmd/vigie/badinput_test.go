@@ -158,7 +158,7 @@ func TestBadInput(t *testing.T) {
 		{"Inclusion: leaf_index not below tree_size", "GET", "/v1/log/inclusion?leaf_index=5&tree_size=5", "", "", "leaf_index"},
 		{"Inclusion: commitment not hex", "GET", "/v1/log/inclusion?commitment=zz&tree_size=1", "", "", "commitment"},
 		{"Inclusion: no tree_size", "GET", "/v1/log/inclusion?leaf_index=0", "", "", "tree_size"},
-		{"Consistency: first 0", "GET", "/v1/log/consistency?first=0&second=1", "", "", "first"},
+		{"Consistency: from the empty tree beyond the log", "GET", "/v1/log/consistency?first=0&second=1000000", "", "", "second"},
 		{"Consistency: second below first", "GET", "/v1/log/consistency?first=2&second=1", "", "", "second"},
 		{"Consistency: second beyond the log", "GET", "/v1/log/consistency?first=1&second=1000000", "", "", "second"},
 		{"Checkpoints: max_count above 200", "GET", "/v1/log/checkpoints?max_count=201", "", "", "max_count"},
@@ -227,6 +227,17 @@ func TestBadInput(t *testing.T) {
 	}
 	if err := json.Unmarshal(body, &st); err != nil || code != 400 || st.Code != 9 || !strings.Contains(st.Message, "min_consent_version") {
 		t.Errorf("Check with min_consent_version above the consent's = %d %s, want 400 FAILED_PRECONDITION naming min_consent_version", code, body)
+	}
+
+	// Not bad input: the proof from the empty tree, which a witness that
+	// saw no checkpoint asks for, is empty.
+	code, proofBody := c.do("GET", "/v1/log/consistency?first=0&second=1", "", "")
+	var proof struct {
+		First, Second string
+		Hashes        []string
+	}
+	if err := json.Unmarshal(proofBody, &proof); code != 200 || err != nil || proof.First != "0" || proof.Second != "1" || proof.Hashes == nil || len(proof.Hashes) != 0 {
+		t.Errorf("consistency from the empty tree = %d %s, want 200 and an empty proof", code, proofBody)
 	}
 
 	// Nothing recorded, nothing stored, still serving.

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -114,7 +116,8 @@ type eventRow struct {
 	What       string     `json:"what,omitempty"`
 	Why        string     `json:"why,omitempty"`
 	Outcome    string     `json:"outcome,omitempty"`
-	// Flags: "emergency", "denied".
+	// Flags: "emergency", "denied"; for a review, "not-final" when
+	// another review of the access decides (consent.FinalReview).
 	Flags  []string      `json:"flags,omitempty"`
 	Access *accessDetail `json:"access,omitempty"`
 }
@@ -146,10 +149,34 @@ type groundDetail struct {
 	Text   string               `json:"text"`
 }
 
+// finalReviews returns, by reviewed access, the review that decides it
+// among the review events of a history (consent.FinalReview, in log
+// order).
+func finalReviews(events []audit.HistoryEvent) map[string]consent.ReviewRecord {
+	byAccess := map[string][]consent.ReviewRecord{}
+	sorted := slices.Clone(events)
+	slices.SortFunc(sorted, func(a, b audit.HistoryEvent) int { return cmp.Compare(a.Index, b.Index) })
+	for _, e := range sorted {
+		if e.Body == nil || e.Body.Kind != event.KindBreakGlassReview {
+			continue
+		}
+		if r, err := consent.ParseReviewRecord(e.Body.Payload); err == nil {
+			byAccess[r.Event] = append(byAccess[r.Event], r)
+		}
+	}
+	out := map[string]consent.ReviewRecord{}
+	for access, rs := range byAccess {
+		if final, ok := consent.FinalReview(rs); ok {
+			out[access] = final
+		}
+	}
+	return out
+}
+
 // describe makes the row of an event: who did what, when, why, with what
 // outcome. seqOf maps commitments to sequence numbers, to name the access a
-// review is about.
-func describe(ctx context.Context, l lang, lb *labels, e *audit.HistoryEvent, seqOf map[event.Hash]uint64) eventRow {
+// review is about; finals are the deciding reviews (finalReviews).
+func describe(ctx context.Context, l lang, lb *labels, e *audit.HistoryEvent, seqOf map[event.Hash]uint64, finals map[string]consent.ReviewRecord) eventRow {
 	row := eventRow{Seq: e.Seq, Index: e.Index, Commitment: e.Commitment, Erased: e.Erased, Proof: e.Proof}
 	b := e.Body
 	if b == nil {
@@ -193,7 +220,7 @@ func describe(ctx context.Context, l lang, lb *labels, e *audit.HistoryEvent, se
 			row.Outcome = mDenied[l]
 			row.Flags = append(row.Flags, "denied")
 		}
-		if req.Purpose == consent.PurposeBreakGlass || req.Purpose == consent.PurposeEmergencyTreatment {
+		if r != nil && r.Emergency(req.Purpose) {
 			row.Outcome = mEmergency[l] + " " + row.Outcome
 			row.Flags = append(row.Flags, "emergency")
 		}
@@ -244,6 +271,10 @@ func describe(ctx context.Context, l lang, lb *labels, e *audit.HistoryEvent, se
 		row.What = l.f(msg{"revue de l'accès en urgence n°%d", "review of emergency access no. %d"}, seqOf[rv.Event])
 		row.Outcome = verdict[l]
 		row.Why = rv.Comment
+		if r, err := consent.ParseReviewRecord(b.Payload); err != nil || finals[r.Event] != r {
+			row.Outcome += l.f(msg{" (pas le verdict final)", " (not the final verdict)"})
+			row.Flags = append(row.Flags, "not-final")
+		}
 	case event.KindErasure:
 		var er ledger.ErasureRecord
 		json.Unmarshal(b.Payload, &er)

@@ -141,8 +141,9 @@ func verifyCommand(ctx context.Context, c *remoteConfig, receiptFile string, now
 			seqOf[e.Commitment] = e.Seq
 		}
 		lb := newLabels(cl)
+		finals := finalReviews(hr.Events)
 		for i := range hr.Events {
-			row := describe(ctx, rep.lang, lb, &hr.Events[i], seqOf)
+			row := describe(ctx, rep.lang, lb, &hr.Events[i], seqOf, finals)
 			if row.Proof == audit.Pending {
 				rep.Pending++
 			}

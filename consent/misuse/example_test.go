@@ -9,6 +9,7 @@ import (
 	"github.com/vigie-sante/vigie/consent"
 	"github.com/vigie-sante/vigie/consent/ident"
 	"github.com/vigie-sante/vigie/consent/misuse"
+	"github.com/vigie-sante/vigie/consent/nationalrules"
 	"github.com/vigie-sante/vigie/ledger/event"
 )
 
@@ -38,7 +39,12 @@ func Example() {
 		events = append(events, event.Logged{Ref: ref, Body: &event.Body{V: 1, ID: fmt.Sprintf("%032x", i), Time: at,
 			Kind: event.KindAccess, Patient: patient, Seq: 1, Service: "his", Payload: payload}})
 	}
-	res, err := misuse.Detect(events, misuse.Config{BurstPatients: 20, BurstWindow: 10 * time.Minute})
+	res, err := misuse.Detect(events, misuse.Config{
+		// The rules each decision was made with: here, the illustrative
+		// ones for all (vigie audit fetches them by version).
+		Rules:         func(*consent.Decision) (*consent.Rules, error) { return nationalrules.Illustrative(), nil },
+		BurstPatients: 20, BurstWindow: 10 * time.Minute,
+	})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -11,10 +11,12 @@
 //
 // The signals, each with thresholds in [Config]:
 //
-//   - [KindBreakGlassRate]: a professional who broke the glass (purpose
-//     BTG or ETREAT) many times;
+//   - [KindBreakGlassRate]: a professional who broke the glass (a purpose
+//     among the emergency purposes of the rules the decision was made
+//     with: BTG and ETREAT in the illustrative rules) many times;
 //   - [KindBreakGlassUnreviewed]: an emergency access allowed and not yet
-//     reviewed (no break-glass review event names it);
+//     reviewed (no break-glass review that counts names it:
+//     consent.FinalReview);
 //   - [KindNoCareRelationship]: accesses or attempts by a professional
 //     the calling service did not put in the patient's care team, outside
 //     an emergency, and whom no directive of the patient names (treating
@@ -97,6 +99,14 @@ func (s *Severity) UnmarshalText(b []byte) error {
 // Config holds the thresholds. The zero value of a field means its
 // default; a negative value is an error.
 type Config struct {
+	// Rules returns the national rules a decision was made with (its
+	// RulesVersion, whose hash must be its RulesHash), or nil and no error
+	// when they cannot be had. An access is an emergency (break-glass)
+	// access when its purpose is an emergency purpose of those rules
+	// (consent.Rules.Emergency); with no rules it is not (vigie audit's
+	// replay reports the rules it cannot confirm). An error stops Detect.
+	// Required.
+	Rules func(d *consent.Decision) (*consent.Rules, error)
 	// BreakGlassPerActor: a professional with at least this many
 	// break-glass accesses (allowed or not) is reported. Default 3.
 	BreakGlassPerActor int
@@ -154,6 +164,9 @@ func (c Config) withDefaults() (Config, error) {
 		if f.v < 0 {
 			return c, fmt.Errorf("misuse: %s must not be negative", f.name)
 		}
+	}
+	if c.Rules == nil {
+		return c, errors.New("misuse: Rules is required")
 	}
 	if c.OddHoursStart < 0 || c.OddHoursStart > 23 || c.OddHoursEnd < 0 || c.OddHoursEnd > 23 {
 		return c, errors.New("misuse: OddHoursStart and OddHoursEnd must be hours from 0 to 23")
@@ -224,8 +237,8 @@ type access struct {
 	breakGls bool
 }
 
-// Detect computes the alerts of events under cfg. It fails only for an
-// invalid cfg.
+// Detect computes the alerts of events under cfg. It fails for an
+// invalid cfg, or when cfg.Rules does.
 func Detect(events []event.Logged, cfg Config) (*Result, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -233,7 +246,11 @@ func Detect(events []event.Logged, cfg Config) (*Result, error) {
 	}
 	res := &Result{}
 	var accesses []access
-	reviewed := map[event.Hash]bool{}
+	type review struct {
+		index uint64
+		r     consent.ReviewRecord
+	}
+	reviews := map[event.Hash][]review{}
 	var latest time.Time
 	for _, e := range events {
 		if e.Body == nil {
@@ -247,8 +264,12 @@ func Detect(events []event.Logged, cfg Config) (*Result, error) {
 				continue
 			}
 			res.Accesses++
+			rules, err := cfg.Rules(&d)
+			if err != nil {
+				return nil, fmt.Errorf("misuse: national rules version %d: %w", d.RulesVersion, err)
+			}
 			a := access{ref: e.Ref, patient: e.Body.Patient, req: req, dec: d, time: d.Time,
-				breakGls: req.Purpose == consent.PurposeBreakGlass || req.Purpose == consent.PurposeEmergencyTreatment}
+				breakGls: rules != nil && rules.Emergency(req.Purpose)}
 			accesses = append(accesses, a)
 			if a.time.After(latest) {
 				latest = a.time
@@ -265,7 +286,7 @@ func Detect(events []event.Logged, cfg Config) (*Result, error) {
 				continue
 			}
 			res.Reviews++
-			reviewed[c] = true
+			reviews[c] = append(reviews[c], review{e.Index, r})
 		}
 		if e.Body.Time.After(latest) {
 			latest = e.Body.Time
@@ -300,7 +321,14 @@ func Detect(events []event.Logged, cfg Config) (*Result, error) {
 			})...)
 	}
 	for _, a := range accesses {
-		if a.breakGls && a.dec.Effect == consent.Allow && !reviewed[a.ref.Commitment] && cfg.Now.Sub(a.time) >= cfg.ReviewDelay {
+		rs := reviews[a.ref.Commitment]
+		slices.SortFunc(rs, func(a, b review) int { return cmp.Compare(a.index, b.index) }) // log order
+		var inOrder []consent.ReviewRecord
+		for _, r := range rs {
+			inOrder = append(inOrder, r.r)
+		}
+		_, reviewed := consent.FinalReview(inOrder)
+		if a.breakGls && a.dec.Effect == consent.Allow && !reviewed && cfg.Now.Sub(a.time) >= cfg.ReviewDelay {
 			al := newAlert(KindBreakGlassUnreviewed, High, []access{a})
 			p := a.patient
 			al.Patient = &p

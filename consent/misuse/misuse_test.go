@@ -2,6 +2,7 @@ package misuse
 
 import (
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/vigie-sante/vigie/consent"
 	"github.com/vigie-sante/vigie/consent/ident"
+	"github.com/vigie-sante/vigie/consent/nationalrules"
 	"github.com/vigie-sante/vigie/ledger/event"
 )
 
@@ -30,6 +32,8 @@ type accessSpec struct {
 	effect   consent.Effect
 	careTeam bool
 	grounds  []consent.Ground
+	// rulesVersion is the decision's (default 1).
+	rulesVersion int64
 }
 
 // oneThings matches "1 accesses", "1 attempts", "1 patients".
@@ -68,7 +72,10 @@ func (b *builder) access(s accessSpec) event.Ref {
 	if s.purpose != consent.PurposeTreatment {
 		req.Justification = "unconscious patient"
 	}
-	d := consent.Decision{Effect: s.effect, Reason: consent.CoarseReason(s.effect, s.grounds), Grounds: s.grounds, ConsentVersion: 0, RulesVersion: 1, Time: s.at}
+	if s.rulesVersion == 0 {
+		s.rulesVersion = 1
+	}
+	d := consent.Decision{Effect: s.effect, Reason: consent.CoarseReason(s.effect, s.grounds), Grounds: s.grounds, ConsentVersion: 0, RulesVersion: s.rulesVersion, Time: s.at}
 	p, err := consent.FormatAccessRecord(&req, &d)
 	if err != nil {
 		b.t.Fatal(err)
@@ -77,7 +84,11 @@ func (b *builder) access(s accessSpec) event.Ref {
 }
 
 func (b *builder) review(of event.Ref, patient int, at time.Time) {
-	p := fmt.Sprintf(`{"format":"vigie.break-glass-review.v1","event":"%s","leaf_index":%d,"verdict":"justified","reviewer":"dpo"}`, of.Commitment, of.Index)
+	b.reviewBy("dpo:dpo-a", of, patient, at)
+}
+
+func (b *builder) reviewBy(reviewer string, of event.Ref, patient int, at time.Time) {
+	p := fmt.Sprintf(`{"format":"vigie.break-glass-review.v1","event":"%s","leaf_index":%d,"verdict":"justified","reviewer":"%s"}`, of.Commitment, of.Index, reviewer)
 	b.add(event.KindBreakGlassReview, pseudonym(patient), at, []byte(p))
 }
 
@@ -88,6 +99,9 @@ const (
 
 func detect(t *testing.T, events []event.Logged, cfg Config) *Result {
 	t.Helper()
+	if cfg.Rules == nil {
+		cfg.Rules = illustrative
+	}
 	if cfg.Location == nil {
 		paris, err := time.LoadLocation("Europe/Paris")
 		if err != nil {
@@ -100,6 +114,62 @@ func detect(t *testing.T, events []event.Logged, cfg Config) *Result {
 		t.Fatalf("Detect: %v", err)
 	}
 	return r
+}
+
+// illustrative is the Rules of a Config: the illustrative rules for
+// every decision.
+func illustrative(*consent.Decision) (*consent.Rules, error) {
+	return nationalrules.Illustrative(), nil
+}
+
+// TestEmergencyFromRules: which accesses are break-glass follows the
+// emergency purposes of the rules each decision was made with: under
+// rules whose emergency purposes are BTG and HRESCH, HRESCH accesses are
+// counted and ETREAT ones are not. A failing Rules stops Detect.
+func TestEmergencyFromRules(t *testing.T) {
+	d := nationalrules.Illustrative().Data()
+	d.Version = 2
+	d.CarePurposes = []consent.Purpose{consent.PurposeEmergencyTreatment, consent.PurposeTreatment}
+	d.EmergencyPurposes = []consent.Purpose{consent.PurposeBreakGlass, consent.PurposeResearch}
+	v2, err := consent.NewRules(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byVersion := func(d *consent.Decision) (*consent.Rules, error) {
+		if d.RulesVersion == 2 {
+			return v2, nil
+		}
+		return nationalrules.Illustrative(), nil
+	}
+	for _, tc := range []struct {
+		name    string
+		purpose consent.Purpose
+		version int64
+		want    []Kind
+	}{
+		{"ETREAT under the illustrative rules", consent.PurposeEmergencyTreatment, 1, []Kind{KindBreakGlassRate}},
+		{"ETREAT under rules where it is a care purpose", consent.PurposeEmergencyTreatment, 2, nil},
+		{"HRESCH under rules where it is an emergency purpose", consent.PurposeResearch, 2, []Kind{KindBreakGlassRate}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := &builder{t: t}
+			for i := range 3 {
+				ref := b.access(accessSpec{rpps: drA, patient: i, at: noon.Add(time.Duration(i) * time.Hour), purpose: tc.purpose, effect: consent.Deny, rulesVersion: tc.version,
+					grounds: []consent.Ground{{Source: consent.SourceRule, ID: "purpose", Kind: consent.RulePurpose, Effect: consent.Deny}}})
+				b.review(ref, i, noon.Add(48*time.Hour))
+			}
+			r := detect(t, b.events, Config{Rules: byVersion, NoCareMin: 100, Denials: 100})
+			if got := alertKinds(r.Alerts); !slices.Equal(got, tc.want) {
+				t.Errorf("alerts %v, want %v", got, tc.want)
+			}
+		})
+	}
+	b := &builder{t: t}
+	b.access(accessSpec{rpps: drA, patient: 1, at: noon, purpose: consent.PurposeBreakGlass, effect: consent.Allow})
+	boom := errors.New("rules unavailable")
+	if _, err := Detect(b.events, Config{Rules: func(*consent.Decision) (*consent.Rules, error) { return nil, boom }}); !errors.Is(err, boom) {
+		t.Errorf("Detect with failing rules = %v, want its error", err)
+	}
 }
 
 func alertKinds(as []Alert) []Kind {
@@ -149,6 +219,15 @@ func TestDetectSignals(t *testing.T) {
 			ref := b.access(accessSpec{rpps: drA, patient: 1, at: noon, purpose: consent.PurposeEmergencyTreatment, effect: consent.Allow, grounds: bgGround})
 			if n == 0 {
 				b.review(ref, 1, noon.Add(time.Hour))
+			}
+		}, 1, Config{}, KindBreakGlassUnreviewed},
+		{"break-glass reviewed by no reviewer", func(b *builder, n int) {
+			// A review event whose principal is no reviewer does not count
+			// (consent.FinalReview).
+			ref := b.access(accessSpec{rpps: drA, patient: 1, at: noon, purpose: consent.PurposeBreakGlass, effect: consent.Allow, grounds: bgGround})
+			b.reviewBy("admin:ops", ref, 1, noon.Add(time.Hour))
+			if n == 0 {
+				b.reviewBy("regulator:cnil", ref, 1, noon.Add(2*time.Hour))
 			}
 		}, 1, Config{}, KindBreakGlassUnreviewed},
 		{"no care relationship", func(b *builder, n int) {

@@ -14,9 +14,11 @@
 package sqlstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/vigie-sante/vigie/consent"
@@ -63,6 +65,26 @@ CREATE TABLE national_rules (
   changed_nanos BIGINT NOT NULL
 );
 `,
+}, {
+	// The guard of break-glass reviews: per reviewed access event, the
+	// highest standing of its reviews so far (consent.Overrules).
+	Name: "consent/break-glass-reviews",
+	SQLite: `
+CREATE TABLE break_glass_reviews (
+  leaf_index INTEGER PRIMARY KEY,
+  pseudonym  BLOB    NOT NULL,
+  standing   INTEGER NOT NULL
+) STRICT;
+CREATE INDEX break_glass_reviews_pseudonym ON break_glass_reviews (pseudonym);
+`,
+	PostgreSQL: `
+CREATE TABLE break_glass_reviews (
+  leaf_index BIGINT PRIMARY KEY,
+  pseudonym  BYTEA  NOT NULL,
+  standing   BIGINT NOT NULL
+);
+CREATE INDEX break_glass_reviews_pseudonym ON break_glass_reviews (pseudonym);
+`,
 }}
 
 // Store is consent.Store and consent.Recorder on Vigie's database and
@@ -70,6 +92,11 @@ CREATE TABLE national_rules (
 type Store struct {
 	db     *sqldb.DB
 	ledger *ledger.Ledger
+
+	mu sync.Mutex
+	// rules caches the national rules versions decisions were made with:
+	// a version is immutable (PutRules), so it is read once.
+	rules map[int64]*consent.Rules
 }
 
 var (
@@ -294,12 +321,45 @@ func (s *Store) ListRules(ctx context.Context) ([]consent.RulesInfo, error) {
 	return out, nil
 }
 
+// RulesOf returns the national rules version decision d was made with,
+// which must be stored with d's hash. Versions are cached: a version is
+// immutable.
+func (s *Store) RulesOf(ctx context.Context, d *consent.Decision) (*consent.Rules, error) {
+	s.mu.Lock()
+	r := s.rules[d.RulesVersion]
+	s.mu.Unlock()
+	if r == nil {
+		var err error
+		if r, err = s.Rules(ctx, d.RulesVersion); err != nil {
+			return nil, fmt.Errorf("national rules version %d of the decision: %w", d.RulesVersion, err)
+		}
+		s.mu.Lock()
+		if s.rules == nil {
+			s.rules = map[int64]*consent.Rules{}
+		}
+		s.rules[d.RulesVersion] = r
+		s.mu.Unlock()
+	}
+	if r.Hash() != d.RulesHash {
+		return nil, fmt.Errorf("national rules version %d of the decision: stored with another hash", d.RulesVersion)
+	}
+	return r, nil
+}
+
 // RecordDecision implements consent.Recorder: the access event carries the
 // whole request but the INS and the whole decision (consent's access
 // record), with the consent version it was decided under, which the ledger
 // checks in its transaction.
+//
+// The event is flagged break-glass (the ledger's search column) when the
+// request's purpose is an emergency purpose of the national rules the
+// decision was made with ([consent.Rules.Emergency]).
 func (s *Store) RecordDecision(ctx context.Context, key consent.RequestKey, req *consent.Request, d *consent.Decision) (consent.Receipt, error) {
 	payload, err := consent.FormatAccessRecord(req, d)
+	if err != nil {
+		return consent.Receipt{}, fmt.Errorf("record decision: %w", err)
+	}
+	rules, err := s.RulesOf(ctx, d)
 	if err != nil {
 		return consent.Receipt{}, fmt.Errorf("record decision: %w", err)
 	}
@@ -313,7 +373,7 @@ func (s *Store) RecordDecision(ctx context.Context, key consent.RequestKey, req 
 		ConsentVersion: d.ConsentVersion,
 		Actor:          req.Actor.RPPS.String(),
 		Organisation:   req.Actor.Organization.String(),
-		BreakGlass:     req.Purpose == consent.PurposeBreakGlass || req.Purpose == consent.PurposeEmergencyTreatment,
+		BreakGlass:     rules.Emergency(req.Purpose),
 	})
 	if errors.Is(err, ledger.ErrConsentChanged) {
 		return consent.Receipt{}, fmt.Errorf("record decision: %w", consent.ErrConsentChanged)
@@ -347,7 +407,122 @@ func (s *Store) RecordDecision(ctx context.Context, key consent.RequestKey, req 
 // with the patient's data key.
 func EraseRows(pseudonym event.Hash) func(ctx context.Context, tx sqldb.Tx) error {
 	return func(ctx context.Context, tx sqldb.Tx) error {
-		_, err := tx.Exec(ctx, "DELETE FROM consents WHERE pseudonym = $1", pseudonym[:])
+		if _, err := tx.Exec(ctx, "DELETE FROM consents WHERE pseudonym = $1", pseudonym[:]); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, "DELETE FROM break_glass_reviews WHERE pseudonym = $1", pseudonym[:])
 		return err
 	}
+}
+
+// RecordReview records r, the review of the break-glass access event
+// access (read by the caller), in the patient's chain, idempotently by
+// key: a retry gets the first event back (Duplicate), and key used for
+// another review is consent.ErrRequestReused. The review is recorded only
+// if it counts ([consent.Overrules] over the access's reviews so far,
+// checked in the transaction that records it); otherwise RecordReview
+// returns consent.ErrReviewed and records nothing.
+func (s *Store) RecordReview(ctx context.Context, access ledger.EventRow, r consent.ReviewRecord, key ledger.Key) (*ledger.Recorded, error) {
+	r.Event, r.LeafIndex = access.Commitment.String(), access.Index
+	payload, err := consent.FormatReviewRecord(r)
+	if err != nil {
+		return nil, fmt.Errorf("record review: %w", err)
+	}
+	standing := consent.ReviewerStanding(r.Reviewer)
+	p := access.Pseudonym
+	// The reviews recorded before the guard table existed have no guard
+	// row: their standing comes from the events themselves.
+	recorded, err := s.recordedStanding(ctx, access)
+	if err != nil {
+		return nil, fmt.Errorf("record review: %w", err)
+	}
+	rec, err := s.ledger.Record(ctx, ledger.Entry{
+		Kind: event.KindBreakGlassReview, Pseudonym: p, Service: r.Reviewer, Payload: payload,
+		Key: key, Organisation: access.Organisation,
+		Apply: func(ctx context.Context, stx ledger.StoreTx) error {
+			tx := stx.SQL()
+			var prev int64
+			err := tx.QueryRow(ctx, "SELECT standing FROM break_glass_reviews WHERE leaf_index = $1", int64(access.Index)).Scan(&prev)
+			switch {
+			case errors.Is(err, sqldb.ErrNoRows):
+				if !consent.Overrules(standing, recorded) {
+					return consent.ErrReviewed
+				}
+				_, err = tx.Exec(ctx, "INSERT INTO break_glass_reviews (leaf_index, pseudonym, standing) VALUES ($1, $2, $3)", int64(access.Index), p[:], int64(standing))
+				if sqldb.IsUniqueViolation(err) {
+					return consent.ErrReviewed // a concurrent first review won
+				}
+				return err
+			case err != nil:
+				return err
+			case !consent.Overrules(standing, consent.Standing(prev)):
+				return consent.ErrReviewed
+			}
+			// Compare-and-swap on the standing read: a concurrent review
+			// that counted since makes this one be judged again.
+			n, err := tx.Exec(ctx, "UPDATE break_glass_reviews SET standing = $1 WHERE leaf_index = $2 AND standing = $3", int64(standing), int64(access.Index), prev)
+			if err == nil && n != 1 {
+				return consent.ErrReviewed
+			}
+			return err
+		},
+	})
+	if errors.Is(err, ledger.ErrKeyReused) {
+		return nil, fmt.Errorf("record review: %w", consent.ErrRequestReused)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("record review: %w", err)
+	}
+	if rec.Duplicate {
+		// A retry: the same review, byte for byte (the format is
+		// canonical), or a key used again for another review.
+		b, err := event.Parse(rec.Body)
+		if err != nil {
+			return nil, fmt.Errorf("record review: recorded body: %w", err)
+		}
+		if !bytes.Equal(b.Payload, payload) {
+			return nil, fmt.Errorf("record review: %w", consent.ErrRequestReused)
+		}
+	}
+	return rec, nil
+}
+
+// recordedStanding returns the standing of the final review
+// (consent.FinalReview) of the access among the review events of its
+// patient, StandingNone if none counts.
+func (s *Store) recordedStanding(ctx context.Context, access ledger.EventRow) (consent.Standing, error) {
+	p := access.Pseudonym
+	var reviews []consent.ReviewRecord
+	for after := int64(-1); ; {
+		rows, err := s.ledger.Search(ctx, ledger.SearchFilter{Pseudonym: &p, Kind: event.KindBreakGlassReview}, after, 500)
+		if err != nil {
+			return consent.StandingNone, err
+		}
+		for _, row := range rows {
+			after = int64(row.Index)
+			_, body, err := s.ledger.OpenEvent(ctx, row)
+			if err != nil {
+				return consent.StandingNone, err
+			}
+			b, err := event.Parse(body)
+			if err != nil {
+				return consent.StandingNone, fmt.Errorf("review event %d: %w", row.Index, err)
+			}
+			r, err := consent.ParseReviewRecord(b.Payload)
+			if err != nil {
+				return consent.StandingNone, fmt.Errorf("review event %d: %w", row.Index, err)
+			}
+			if r.Event == access.Commitment.String() {
+				reviews = append(reviews, r)
+			}
+		}
+		if len(rows) < 500 {
+			break
+		}
+	}
+	final, ok := consent.FinalReview(reviews)
+	if !ok {
+		return consent.StandingNone, nil
+	}
+	return consent.ReviewerStanding(final.Reviewer), nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/vigie-sante/vigie/ledger"
 	"github.com/vigie-sante/vigie/ledger/event"
 	"github.com/vigie-sante/vigie/ledger/ledgertest"
+	"github.com/vigie-sante/vigie/ledger/sqldb"
 	"github.com/vigie-sante/vigie/ledger/verify"
 )
 
@@ -269,5 +270,154 @@ func TestCheckFollowsChangesMadeElsewhere(t *testing.T) {
 		if err != nil || d.Effect != want || d.ConsentVersion != int64(i+1) {
 			t.Fatalf("Check on a after change %d on b = %v under version %d, %v; want %v under version %d", i+1, d.Effect, d.ConsentVersion, err, want, i+1)
 		}
+	}
+}
+
+// TestBreakGlassFromRules: the ledger's break-glass search column says
+// whether the request's purpose is an emergency purpose of the national
+// rules the decision was made with, whatever its code: under rules whose
+// emergency purposes are BTG and HRESCH (ETREAT a care purpose), an
+// HRESCH access is break-glass and an ETREAT access is not; an ETREAT
+// access decided under the earlier rules stays break-glass.
+func TestBreakGlassFromRules(t *testing.T) {
+	store, env := open(t, "SQLite")
+	svc, err := consent.NewService(ctx, consent.Config{
+		Store: store, Recorder: store, Engine: ladonpolicy.NewEngine(ladonpolicy.Options{}), Rules: nationalrules.Illustrative(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(id string, p consent.Purpose) ledger.EventRow {
+		t.Helper()
+		req := request(id)
+		req.Purpose, req.Justification = p, "patient unconscious"
+		_, rec, err := svc.Check(ctx, req)
+		if err != nil {
+			t.Fatalf("Check(%s) = %v", p, err)
+		}
+		row, err := env.Ledger.EventByCommitment(ctx, rec.Commitment)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return row
+	}
+	if row := check("v1-etreat", consent.PurposeEmergencyTreatment); !row.BreakGlass {
+		t.Errorf("ETREAT under the illustrative rules: break-glass %v, want true", row.BreakGlass)
+	}
+	d := nationalrules.Illustrative().Data()
+	d.Version = 2
+	d.CarePurposes = []consent.Purpose{consent.PurposeEmergencyTreatment, consent.PurposeTreatment}
+	d.EmergencyPurposes = []consent.Purpose{consent.PurposeBreakGlass, consent.PurposeResearch}
+	v2, err := consent.NewRules(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.PublishRules(ctx, v2, "admin:test"); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		purpose consent.Purpose
+		want    bool
+	}{
+		{consent.PurposeEmergencyTreatment, false},
+		{consent.PurposeResearch, true},
+		{consent.PurposeBreakGlass, true},
+		{consent.PurposeTreatment, false},
+	} {
+		if row := check("v2-"+string(tc.purpose), tc.purpose); row.BreakGlass != tc.want {
+			t.Errorf("%s under rules whose emergency purposes are BTG and HRESCH: break-glass %v, want %v", tc.purpose, row.BreakGlass, tc.want)
+		}
+	}
+	rows, err := env.Ledger.Search(ctx, ledger.SearchFilter{BreakGlassOnly: true}, -1, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 3 {
+		t.Errorf("search for break-glass accesses: %d events, want 3", len(rows))
+	}
+}
+
+// TestConcurrentReviews: of DPOs reviewing one break-glass access at once,
+// exactly one review counts and is recorded; a regulator's then counts
+// once. An erasure removes the access's guard row with the patient's.
+func TestConcurrentReviews(t *testing.T) {
+	for _, backend := range []string{"SQLite", "PostgreSQL"} {
+		t.Run(backend, func(t *testing.T) {
+			store, env := open(t, backend)
+			svc, err := consent.NewService(ctx, consent.Config{
+				Store: store, Recorder: store, Engine: ladonpolicy.NewEngine(ladonpolicy.Options{}), Rules: nationalrules.Illustrative(),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := request("bg-1")
+			req.Purpose, req.Justification = consent.PurposeBreakGlass, "patient unconscious"
+			_, rec, err := svc.Check(ctx, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			row, err := env.Ledger.EventByCommitment(ctx, rec.Commitment)
+			if err != nil || !row.BreakGlass {
+				t.Fatalf("access row = %+v, %v; want a break-glass access", row, err)
+			}
+			count := func(reviewer string, n int) int {
+				t.Helper()
+				errs := make(chan error, n)
+				for i := range n {
+					go func() {
+						r := consent.ReviewRecord{Verdict: consent.VerdictJustified, Reviewer: fmt.Sprintf("%s%d", reviewer, i)}
+						_, err := store.RecordReview(ctx, row, r, ledger.Key{Service: r.Reviewer, RequestID: "rv"})
+						errs <- err
+					}()
+				}
+				ok := 0
+				for range n {
+					switch err := <-errs; {
+					case err == nil:
+						ok++
+					case !errors.Is(err, consent.ErrReviewed):
+						t.Errorf("RecordReview = %v, want nil or ErrReviewed", err)
+					}
+				}
+				return ok
+			}
+			if n := count("dpo:d", 8); n != 1 {
+				t.Errorf("8 DPOs at once: %d reviews counted, want 1", n)
+			}
+			if n := count("regulator:r", 4); n != 1 {
+				t.Errorf("4 regulators at once: %d reviews counted, want 1", n)
+			}
+			rows, err := env.Ledger.Search(ctx, ledger.SearchFilter{Kind: event.KindBreakGlassReview}, -1, 100)
+			if err != nil || len(rows) != 2 {
+				t.Errorf("review events: %d, %v; want 2", len(rows), err)
+			}
+
+			// Reviews recorded before the guard existed (no guard row):
+			// the events say the regulator's review is final.
+			if err := env.DB.ReadWrite(ctx, func(ctx context.Context, tx sqldb.Tx) error {
+				_, err := tx.Exec(ctx, "DELETE FROM break_glass_reviews")
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if n := count("regulator:late", 1) + count("dpo:late", 1); n != 0 {
+				t.Errorf("reviews without a guard row: %d counted, want 0", n)
+			}
+
+			// The guard goes with the patient's other rows.
+			var n int64
+			p := env.Ledger.Pseudonym(patient)
+			if err := env.DB.ReadWrite(ctx, func(ctx context.Context, tx sqldb.Tx) error {
+				if err := sqlstore.EraseRows(p)(ctx, tx); err != nil {
+					return err
+				}
+				return tx.QueryRow(ctx, "SELECT COUNT(*) FROM break_glass_reviews").Scan(&n)
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if n != 0 {
+				t.Errorf("after EraseRows, %d guard rows remain", n)
+			}
+		})
 	}
 }

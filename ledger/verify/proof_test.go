@@ -229,6 +229,59 @@ func TestConsistencyCrossCheck(t *testing.T) {
 	}
 }
 
+// TestConsistencyFromEmptyTree: every tree extends the empty one, with an
+// empty proof (RFC 9162, section 2.1.4); anything else about size 0 is
+// refused.
+func TestConsistencyFromEmptyTree(t *testing.T) {
+	const origin = "example.org/vigie/1"
+	tr := newTLogTree(t, 5, "empty")
+	empty, five := tr.checkpoint(t, origin, 0), tr.checkpoint(t, origin, 5)
+	notEmpty := empty
+	notEmpty.Hash = five.Hash
+	oneHash := [][]byte{make([]byte, 32)}
+	for _, tc := range []struct {
+		name          string
+		old, new      Checkpoint
+		proof         [][]byte
+		ok            bool
+		malformed     bool // else an InconsistencyError
+		otherMismatch bool // neither: checkpoints of another log or order
+	}{
+		{name: "empty to five", old: empty, new: five, proof: nil, ok: true},
+		{name: "empty to five, empty slice", old: empty, new: five, proof: [][]byte{}, ok: true},
+		{name: "empty to empty", old: empty, new: empty, ok: true},
+		{name: "a hash from the empty tree", old: empty, new: five, proof: oneHash, malformed: true},
+		{name: "the proof from 1 to 5 as the proof from 0", old: empty, new: five, proof: tr.consistency(t, 1, 5), malformed: true},
+		{name: "a hash between empty trees", old: empty, new: empty, proof: oneHash, malformed: true},
+		{name: "size 0 with another root", old: notEmpty, new: five},
+		{name: "size 0 with another root, to itself", old: notEmpty, new: empty},
+		{name: "five to empty", old: five, new: empty, otherMismatch: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := VerifyConsistency(tc.old, tc.new, tc.proof)
+			var ie *InconsistencyError
+			switch {
+			case tc.ok:
+				if err != nil {
+					t.Errorf("VerifyConsistency(0, %d) = %v, want nil", tc.new.Size, err)
+				}
+			case tc.malformed:
+				if !errors.Is(err, ErrMalformedProof) {
+					t.Errorf("VerifyConsistency = %v, want ErrMalformedProof", err)
+				}
+			case tc.otherMismatch:
+				if err == nil || errors.As(err, &ie) || errors.Is(err, ErrMalformedProof) {
+					t.Errorf("VerifyConsistency = %v, want an error about the checkpoints", err)
+				}
+			default:
+				if !errors.As(err, &ie) {
+					t.Errorf("VerifyConsistency = %v, want an InconsistencyError", err)
+				}
+			}
+		})
+	}
+}
+
 func mustBeInconsistent(t *testing.T, old, new Checkpoint, p [][]byte) *InconsistencyError {
 	t.Helper()
 	err := VerifyConsistency(old, new, p)

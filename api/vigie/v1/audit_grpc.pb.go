@@ -46,6 +46,11 @@ type AuditServiceClient interface {
 	// event in the patient's chain: whether it was justified, with a comment.
 	// A `dpo` reviews only the accesses of their organisations.
 	//
+	// The first review of an access decides; a later one is recorded only
+	// from a higher standing (a `regulator` overruling a `dpo`), never from
+	// an equal or lower one: FAILED_PRECONDITION, nothing recorded. Every
+	// review recorded stays in the patient's chain.
+	//
 	// Idempotent: a retry with the same request_id returns the first
 	// review's event.
 	ReviewBreakGlass(ctx context.Context, in *ReviewBreakGlassRequest, opts ...grpc.CallOption) (*ReviewBreakGlassResponse, error)
@@ -101,6 +106,11 @@ type AuditServiceServer interface {
 	// ReviewBreakGlass records the review of a break-glass access as a ledger
 	// event in the patient's chain: whether it was justified, with a comment.
 	// A `dpo` reviews only the accesses of their organisations.
+	//
+	// The first review of an access decides; a later one is recorded only
+	// from a higher standing (a `regulator` overruling a `dpo`), never from
+	// an equal or lower one: FAILED_PRECONDITION, nothing recorded. Every
+	// review recorded stays in the patient's chain.
 	//
 	// Idempotent: a retry with the same request_id returns the first
 	// review's event.

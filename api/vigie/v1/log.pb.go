@@ -241,7 +241,7 @@ func (x *HistoryCheckpoint) GetConsistencyProof() [][]byte {
 // GetConsistencyProofRequest names two tree sizes.
 type GetConsistencyProofRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The older tree size, at least 1.
+	// The older tree size; 0 for the empty tree.
 	First uint64 `protobuf:"varint,1,opt,name=first,proto3" json:"first,omitempty"`
 	// The newer tree size, at least `first`, at most the latest signed
 	// checkpoint's.
@@ -302,7 +302,7 @@ type ConsistencyProof struct {
 	// The newer tree size.
 	Second uint64 `protobuf:"varint,2,opt,name=second,proto3" json:"second,omitempty"`
 	// The proof's hashes (32 bytes each), in RFC 6962 order; empty when
-	// first == second.
+	// first == second or first == 0.
 	Hashes        [][]byte `protobuf:"bytes,3,rep,name=hashes,proto3" json:"hashes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

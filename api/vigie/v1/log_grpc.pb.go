@@ -57,10 +57,12 @@ type LogServiceClient interface {
 	// Errors: INVALID_ARGUMENT for a max_count above 200.
 	ListCheckpoints(ctx context.Context, in *ListCheckpointsRequest, opts ...grpc.CallOption) (*ListCheckpointsResponse, error)
 	// GetConsistencyProof returns the proof that the tree of size `first` is
-	// a prefix of the tree of size `second` (RFC 6962 section 2.1.2).
+	// a prefix of the tree of size `second` (RFC 6962 section 2.1.2). The
+	// proof from the empty tree (`first` 0) is empty: every tree extends it
+	// (RFC 9162 section 2.1.4).
 	//
-	// Errors: INVALID_ARGUMENT unless 1 <= first <= second <= the size of
-	// the latest signed checkpoint.
+	// Errors: INVALID_ARGUMENT unless first <= second <= the size of the
+	// latest signed checkpoint.
 	GetConsistencyProof(ctx context.Context, in *GetConsistencyProofRequest, opts ...grpc.CallOption) (*ConsistencyProof, error)
 	// GetInclusionProof returns the proof that a leaf is in the tree of size
 	// `tree_size` (RFC 6962 section 2.1.1). The leaf is named by its index or
@@ -179,10 +181,12 @@ type LogServiceServer interface {
 	// Errors: INVALID_ARGUMENT for a max_count above 200.
 	ListCheckpoints(context.Context, *ListCheckpointsRequest) (*ListCheckpointsResponse, error)
 	// GetConsistencyProof returns the proof that the tree of size `first` is
-	// a prefix of the tree of size `second` (RFC 6962 section 2.1.2).
+	// a prefix of the tree of size `second` (RFC 6962 section 2.1.2). The
+	// proof from the empty tree (`first` 0) is empty: every tree extends it
+	// (RFC 9162 section 2.1.4).
 	//
-	// Errors: INVALID_ARGUMENT unless 1 <= first <= second <= the size of
-	// the latest signed checkpoint.
+	// Errors: INVALID_ARGUMENT unless first <= second <= the size of the
+	// latest signed checkpoint.
 	GetConsistencyProof(context.Context, *GetConsistencyProofRequest) (*ConsistencyProof, error)
 	// GetInclusionProof returns the proof that a leaf is in the tree of size
 	// `tree_size` (RFC 6962 section 2.1.1). The leaf is named by its index or

@@ -167,14 +167,17 @@ document.addEventListener('DOMContentLoaded', async () => {
   }
   document.addEventListener('vigie:lang', renderAlerts);
 
-  // The queue: the break-glass accesses that were allowed (a denied
-  // attempt gave access to nothing; the misuse rule "unreviewed" counts
-  // the same ones) and that no review event names yet, oldest first, up
-  // to QUEUE_PAGES pages of each search; beyond, the page says so.
+  // The queue: the break-glass accesses (the server's search says which:
+  // an emergency purpose of the rules of each decision) that were allowed
+  // (a denied attempt gave access to nothing; the misuse rule
+  // "unreviewed" counts the same ones) and that no review event names
+  // yet, oldest first, up to QUEUE_PAGES pages of each search; beyond,
+  // the page says so. The server records only reviews that count
+  // (consent.Overrules), so the first review of an access decides.
   const QUEUE_PAGES = 10;
   const emergencyAllowed = e => {
-    const p = e.payload || {}, rq = p.request || {}, d = p.decision || {};
-    return e.kind === 'access' && d.effect === 'ALLOW' && ['BTG', 'ETREAT'].includes(rq.purpose);
+    const d = (e.payload || {}).decision || {};
+    return e.kind === 'access' && d.effect === 'ALLOW';
   };
   async function loadQueue() {
     const body = document.getElementById('queue-body');

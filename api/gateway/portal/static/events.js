@@ -50,7 +50,12 @@ const VigieEvents = (() => {
       case 'access': {
         const rq = p.request || {}, d = p.decision || {}, a = rq.actor || {}, res = rq.resource || {};
         const rv = d.rules_version;
-        const btg = ['BTG', 'ETREAT'].includes(rq.purpose) || (d.grounds || []).some(g => g.kind === 'break-glass');
+        // An emergency access: its purpose is an emergency purpose of the
+        // rules it was decided under (Rules.Emergency); when those rules
+        // cannot be had, an access an emergency rule allowed.
+        const r = rules.get(String(rv));
+        const btg = r ? (r.emergency_purposes || []).includes(rq.purpose)
+          : (d.grounds || []).some(g => g.kind === 'break-glass' || g.kind === 'samu-regulator');
         v.outcome = d.effect === 'ALLOW' ? (btg ? 'btg' : 'allow') : 'deny';
         v.rpps = a.rpps;
         v.who = [label(rv, 'professions', a.profession) + ' · RPPS ' + a.rpps,
