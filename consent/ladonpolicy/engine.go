@@ -194,7 +194,7 @@ func (e *Engine) patient(p ident.INS, snap *consent.Consent) (Compiled, error) {
 			return Compiled{}, fmt.Errorf("ladonpolicy: decide: consent version %d, already decided with %d: %w", snap.Version, c.version, consent.ErrStaleConsent)
 		}
 	}
-	nc, err := compile(snap)
+	nc, err := compile(snap, false)
 	if err != nil {
 		return Compiled{}, fmt.Errorf("ladonpolicy: compile consent version %d: %w", snap.Version, err)
 	}
