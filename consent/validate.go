@@ -22,6 +22,14 @@ const (
 	MaxPatterns = 4
 	// MaxPatternLen is the longest pattern, in bytes.
 	MaxPatternLen = 128
+	// MaxPatternProgram is the most instructions a pattern's expressions
+	// compile to, in total (Go's regexp/syntax program, after
+	// simplification). Matching takes time proportional to the length of
+	// the document ID times this size: 128 bytes of counted repetitions
+	// such as (?:\w{1,99}){1,9} compile to thousands of instructions and
+	// took 100 ms per match. Useful patterns take a few (stay-<[0-9]+>:
+	// 4; <(\d{1,3}\.){3}\d{1,3}>: 31).
+	MaxPatternProgram = 64
 	// MaxJustificationLen is the longest justification, in bytes.
 	MaxJustificationLen = 1024
 )
@@ -189,7 +197,7 @@ func CheckPattern(p string) error {
 	if len(p) > MaxPatternLen {
 		return errors.New("pattern longer than " + strconv.Itoa(MaxPatternLen) + " bytes")
 	}
-	level, start := 0, 0
+	level, start, program := 0, 0, 0
 	for i := 0; i < len(p); i++ {
 		switch c := p[i]; c {
 		case '<':
@@ -203,7 +211,8 @@ func CheckPattern(p string) error {
 				return errors.New("unbalanced > in pattern")
 			}
 			if level == 0 {
-				if _, err := syntax.Parse(p[start:i], syntax.Perl); err != nil {
+				re, err := syntax.Parse(p[start:i], syntax.Perl)
+				if err != nil {
 					// The code only: the error quotes the expression,
 					// which may hold health data (a document's name).
 					var se *syntax.Error
@@ -214,6 +223,13 @@ func CheckPattern(p string) error {
 				}
 				if j := PortableExpression(p[start:i]); j >= 0 {
 					return errors.New("pattern character " + strconv.Itoa(start+j+1) + " is outside the portable subset of RE2 (docs/consent.md)")
+				}
+				prog, err := syntax.Compile(re.Simplify())
+				if err != nil {
+					return errors.New("pattern expression does not compile")
+				}
+				if program += len(prog.Inst); program > MaxPatternProgram {
+					return errors.New("pattern too complex: its expressions compile to more than " + strconv.Itoa(MaxPatternProgram) + " instructions")
 				}
 			}
 		default:

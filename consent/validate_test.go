@@ -278,3 +278,30 @@ func TestPortableExpression(t *testing.T) {
 		t.Errorf("ValidateConsent(POSIX class) = %v, want a field error on directives[0].document at character 7, not quoting the pattern", err)
 	}
 }
+
+// TestPatternProgramSize: matching costs the length of the document ID
+// times the size of the pattern's program; 128 bytes of counted
+// repetitions compile to thousands of instructions, and are refused.
+func TestPatternProgramSize(t *testing.T) {
+	for _, tt := range []struct {
+		doc string
+		ok  bool
+	}{
+		{`stay-<[0-9]+>`, true},
+		{`<(\d{1,3}\.){3}\d{1,3}>`, true},
+		{`<(.*a){12}>`, true},
+		{`<[a-z]{1,30}>`, true},
+		{`<[a-z]{1,31}>-<[0-9]{1,30}>`, false}, // 64 + 63
+		{`<(?:\w{1,99}){1,9}>`, false},
+		{`<\w{1,999}>`, false},
+		{`<[a-z]{1,100}>`, false},
+	} {
+		err := consent.CheckPattern(tt.doc)
+		if (err == nil) != tt.ok {
+			t.Errorf("CheckPattern(%q) = %v, want ok %v", tt.doc, err, tt.ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "too complex") {
+			t.Errorf("CheckPattern(%q) = %v, want too complex", tt.doc, err)
+		}
+	}
+}

@@ -40,6 +40,7 @@ var hideWays = []hideWay{
 	{name: "hide-everything", dirs: dirs(dir("he", consent.HideEverything)), ground: "directive:he"},
 	{name: "unevaluable pattern", dirs: dirs(hideDoc("h1", "doc-<[[:digit:]]+>")), ground: "directive:h1", unevaluable: true},
 	{name: "unevaluable class subtraction", dirs: dirs(hideDoc("h1", "<[a-z-[aeiou]]+>-1")), ground: "directive:h1", unevaluable: true},
+	{name: "unevaluable program size", dirs: dirs(hideDoc("h1", `<(?:\w{1,99}){1,9}(?:\w{1,99}){1,9}>`)), ground: "directive:h1", unevaluable: true},
 }
 
 // A precedenceRow is a row of the precedence table of hidden documents in
