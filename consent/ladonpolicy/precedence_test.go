@@ -37,10 +37,10 @@ var hideWays = []hideWay{
 	{name: "pattern", dirs: dirs(hideDoc("h1", `doc-<\d+>`)), ground: "directive:h1", names: true},
 	{name: "catastrophic pattern", dirs: dirs(hideDoc("h1", "<(a+)+b>")), edit: docID(strings.Repeat("a", 100) + "b"), ground: "directive:h1", names: true},
 	{name: "hide-document-type", dirs: dirs(consent.Directive{ID: "ht", Kind: consent.HideDocumentType, DocumentType: "consultation-note"}), ground: "directive:ht", names: true},
-	{name: "hide-everything", dirs: dirs(dir("he", consent.HideEverything)), ground: "directive:he"},
-	{name: "unevaluable pattern", dirs: dirs(hideDoc("h1", "doc-<[[:digit:]]+>")), ground: "directive:h1", unevaluable: true},
-	{name: "unevaluable class subtraction", dirs: dirs(hideDoc("h1", "<[a-z-[aeiou]]+>-1")), ground: "directive:h1", unevaluable: true},
-	{name: "unevaluable program size", dirs: dirs(hideDoc("h1", `<(?:\w{1,99}){1,9}(?:\w{1,99}){1,9}>`)), ground: "directive:h1", unevaluable: true},
+	{name: "P9 hide-everything", dirs: dirs(dir("he", consent.HideEverything)), ground: "directive:he"},
+	{name: "P12 unevaluable: POSIX class", dirs: dirs(hideDoc("h1", "doc-<[[:digit:]]+>")), ground: "directive:h1", unevaluable: true},
+	{name: "P12 unevaluable: class subtraction", dirs: dirs(hideDoc("h1", "<[a-z-[aeiou]]+>-1")), ground: "directive:h1", unevaluable: true},
+	{name: "P12 unevaluable: program size", dirs: dirs(hideDoc("h1", `<(?:\w{1,99}){1,9}(?:\w{1,99}){1,9}>`)), ground: "directive:h1", unevaluable: true},
 }
 
 // A precedenceRow is a row of the precedence table of hidden documents in
@@ -64,13 +64,14 @@ var precedenceRows = []precedenceRow{
 	{name: "P6 express consent", edits: fns(as(drExpress, "10", false)), effect: consent.Deny},
 	{name: "P7 break-glass", edits: fns(as(drOther, "10", false), emergency), effect: consent.Deny},
 	{name: "P7 the SAMU regulator", edits: fns(as(drOther, "10", false), sector("samu"), emergency), effect: consent.Deny},
-	{name: "P8 extended rights ended", edits: fns(as(drFormer, "10", true)), effect: consent.Deny},
+	{name: "P8 extended rights that ended", edits: fns(as(drFormer, "10", true)), effect: consent.Deny},
 }
 
 // TestPrecedenceTable checks every row of the precedence table of hidden
-// documents (docs/consent.md), for every way a document is hidden, and
-// rows P10 (another document), P11 (the record) and P12 (a directive that
-// cannot be evaluated is a hide of the document read, and never an error).
+// documents (docs/consent.md): rows P1-P8 and P10-P11 for every way a
+// document is hidden, P9 (hide-everything) and P12 (a directive that
+// cannot be evaluated hides the document read, and is never an error) as
+// ways of hiding.
 func TestPrecedenceTable(t *testing.T) {
 	rules := nationalrules.Illustrative()
 	base := dirs(who("t1", consent.TreatingPhysician, drTreat), who("x1", consent.ExtendedRights, nurse),
