@@ -406,36 +406,46 @@ func BenchmarkLongestPatterns(b *testing.B) {
 	for i := len(c.Directives); i < consent.MaxDirectives; i++ {
 		c.Directives = append(c.Directives, consent.Directive{ID: "h" + strconv.Itoa(i), Kind: consent.HideDocument, Document: "doc-" + strconv.Itoa(i)})
 	}
-	e := ladonpolicy.NewEngine(ladonpolicy.Options{})
-	if err := e.CheckConsent(&c, rules); err != nil {
-		b.Fatal(err)
+	// The baseline: the same consent with document IDs for patterns.
+	base := consent.Consent{Version: 1, Directives: slices.Clone(c.Directives)}
+	for i := range pats {
+		base.Directives[1+i].Document = "stay-" + strconv.Itoa(i)
 	}
 	id := func(n int) string { return strings.Repeat("aa1_", n/4+1)[:n] }
 
-	b.Run("Decide/doc=128B", func(b *testing.B) {
-		reqs := make([]consent.Request, 3)
-		for i := range reqs {
-			reqs[i] = benchRequests()[0]
-			reqs[i].Patient = benchPatient(1)
-			reqs[i].Resource = consent.Resource{Kind: consent.ResourceDocument, DocumentID: id(128), DocumentType: "lab-report"}
-		}
-		reqs[1].Actor.RPPS, reqs[1].Actor.CareTeam = treating, false
-		reqs[2].Actor.CareTeam, reqs[2].Purpose, reqs[2].Justification = false, consent.PurposeBreakGlass, "unconscious"
-		for i := range reqs {
-			d, err := e.Decide(&reqs[i], &c, rules)
-			if err != nil || d.Effect != consent.Allow {
-				b.Fatalf("reader %d: Decide() = %v, %v; want ALLOW", i, d.Effect, err)
-			}
-		}
-		b.ReportAllocs()
-		k := 0
-		for b.Loop() {
-			if _, err := e.Decide(&reqs[k%len(reqs)], &c, rules); err != nil {
+	for _, tt := range []struct {
+		name string
+		c    *consent.Consent
+	}{{"Decide/doc=128B", &c}, {"Decide/baseline-without-patterns", &base}} {
+		b.Run(tt.name, func(b *testing.B) {
+			e := ladonpolicy.NewEngine(ladonpolicy.Options{})
+			if err := e.CheckConsent(tt.c, rules); err != nil {
 				b.Fatal(err)
 			}
-			k++
-		}
-	})
+			reqs := make([]consent.Request, 3)
+			for i := range reqs {
+				reqs[i] = benchRequests()[0]
+				reqs[i].Patient = benchPatient(1)
+				reqs[i].Resource = consent.Resource{Kind: consent.ResourceDocument, DocumentID: id(128), DocumentType: "lab-report"}
+			}
+			reqs[1].Actor.RPPS, reqs[1].Actor.CareTeam = treating, false
+			reqs[2].Actor.CareTeam, reqs[2].Purpose, reqs[2].Justification = false, consent.PurposeBreakGlass, "unconscious"
+			for i := range reqs {
+				d, err := e.Decide(&reqs[i], tt.c, rules)
+				if err != nil || d.Effect != consent.Allow {
+					b.Fatalf("reader %d: Decide() = %v, %v; want ALLOW", i, d.Effect, err)
+				}
+			}
+			b.ReportAllocs()
+			k := 0
+			for b.Loop() {
+				if _, err := e.Decide(&reqs[k%len(reqs)], tt.c, rules); err != nil {
+					b.Fatal(err)
+				}
+				k++
+			}
+		})
+	}
 	compiled := make([]*ladonpolicy.Pattern, len(pats))
 	for i, p := range pats {
 		var err error

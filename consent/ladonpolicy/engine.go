@@ -141,12 +141,12 @@ func (e *Engine) LadonRequest(req *consent.Request, snap *consent.Consent, rules
 	if err := consent.ValidateRequest(req); err != nil {
 		return nil, err
 	}
-	c, err := Compile(snap)
+	c, err := compile(snap, false) // as Decide compiles it
 	if err != nil {
 		return nil, err
 	}
 	sc := newScratch()
-	return sc.build(req, e.compiledRules(rules), c), nil
+	return sc.build(req, e.compiledRules(rules), &c), nil
 }
 
 // CachedPatients returns how many patients' compiled consents the engine
