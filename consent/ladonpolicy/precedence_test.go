@@ -60,6 +60,7 @@ var precedenceRows = []precedenceRow{
 	{name: "P3 the treating physician, for treatment", edits: fns(as(drTreat, "10", false)), effect: consent.Allow, grounds: []string{"directive:t1"}},
 	{name: "P4 extended rights, for treatment", edits: fns(as(nurse, "60", false)), effect: consent.Allow, grounds: []string{"directive:x1"}},
 	{name: "P5 the treating physician, in an emergency", edits: fns(as(drTreat, "10", false), emergency), effect: consent.Allow, grounds: []string{"rule:break-glass"}, obligations: emergObl},
+	{name: "P5 extended rights, in an emergency", edits: fns(as(nurse, "60", false), emergency), effect: consent.Allow, grounds: []string{"rule:break-glass"}, obligations: emergObl},
 	{name: "P6 the care team", effect: consent.Deny},
 	{name: "P6 express consent", edits: fns(as(drExpress, "10", false)), effect: consent.Deny},
 	{name: "P7 break-glass", edits: fns(as(drOther, "10", false), emergency), effect: consent.Deny},
