@@ -21,6 +21,14 @@ const (
 	MaxPatterns = 4
 	// MaxPatternLen is the longest pattern, in bytes.
 	MaxPatternLen = 128
+	// MaxPatternProgram is the most instructions a pattern's expressions
+	// compile to, in total (Go's regexp/syntax program, after
+	// simplification). Matching takes time proportional to the length of
+	// the document ID times this size: 128 bytes of counted repetitions
+	// such as (?:\w{1,99}){1,9} compile to thousands of instructions and
+	// took 100 ms per match. Useful patterns take a few (stay-<[0-9]+>:
+	// 4; <(\d{1,3}\.){3}\d{1,3}>: 31).
+	MaxPatternProgram = 64
 	// MaxJustificationLen is the longest justification, in bytes.
 	MaxJustificationLen = 1024
 )
@@ -176,13 +184,14 @@ func IsPattern(s string) bool { return strings.IndexByte(s, '<') >= 0 }
 // CheckPattern checks the syntax of a document-ID pattern: ladon's
 // template syntax, literal text and regular expressions between < and >,
 // with balanced delimiters, literal text made of document-ID characters,
-// and each expression in the RE2 syntax. The engine compiles the pattern
-// as well when the consent is written (see [Engine.CheckConsent]).
+// and each expression in the RE2 syntax and in its portable subset (see
+// [PortableExpression]). The engine compiles the pattern as well when the
+// consent is written (see [Engine.CheckConsent]).
 func CheckPattern(p string) error {
 	if len(p) > MaxPatternLen {
 		return errors.New("pattern longer than " + strconv.Itoa(MaxPatternLen) + " bytes")
 	}
-	level, start := 0, 0
+	level, start, program := 0, 0, 0
 	for i := 0; i < len(p); i++ {
 		switch c := p[i]; c {
 		case '<':
@@ -196,7 +205,8 @@ func CheckPattern(p string) error {
 				return errors.New("unbalanced > in pattern")
 			}
 			if level == 0 {
-				if _, err := syntax.Parse(p[start:i], syntax.Perl); err != nil {
+				re, err := syntax.Parse(p[start:i], syntax.Perl)
+				if err != nil {
 					// The code only: the error quotes the expression,
 					// which may hold health data (a document's name).
 					var se *syntax.Error
@@ -204,6 +214,16 @@ func CheckPattern(p string) error {
 						return fmt.Errorf("pattern expression does not compile: %s", se.Code)
 					}
 					return errors.New("pattern expression does not compile")
+				}
+				if j := PortableExpression(p[start:i]); j >= 0 {
+					return errors.New("pattern character " + strconv.Itoa(start+j+1) + " is outside the portable subset of RE2 (docs/consent.md)")
+				}
+				prog, err := syntax.Compile(re.Simplify())
+				if err != nil {
+					return errors.New("pattern expression does not compile")
+				}
+				if program += len(prog.Inst); program > MaxPatternProgram {
+					return errors.New("pattern too complex: its expressions compile to more than " + strconv.Itoa(MaxPatternProgram) + " instructions")
 				}
 			}
 		default:
@@ -219,6 +239,174 @@ func CheckPattern(p string) error {
 		return errors.New("unbalanced < in pattern")
 	}
 	return nil
+}
+
+// PortableExpression returns -1 if the regular expression e (the text
+// between a pattern's delimiters) uses only the portable subset of RE2,
+// and otherwise the index in e of the first byte outside it.
+//
+// Patterns were matched by a backtracking engine with .NET's syntax
+// (dlclark/regexp2) before Vigie moved to Go's regexp, and decisions
+// recorded then must replay the same. The portable subset is the syntax
+// both engines read the same way and match the same way on every
+// resource a request can name (document IDs and types are ASCII
+// [A-Za-z0-9._:-], without a newline):
+//
+//   - literal characters A-Z a-z 0-9 _ : -, and any of . - * + ? ( ) [ ] { } | ^ $ \ escaped by \;
+//   - . ^ $ | * + ? and their lazy forms *? +? ??;
+//   - counted repetition {n} {n,} {n,m} and its lazy form;
+//   - groups ( ), (?: ), and the case-insensitive flag (?i) and (?i: );
+//   - the classes \d \D \w \W \s \S;
+//   - bracketed classes [ ] and [^ ] of literal characters, the classes
+//     above, escaped . - [ ] \ ^, and ranges within digits, lower case or
+//     upper case letters; a literal - only first or last.
+//
+// Everything else is refused, among it what the engines read differently
+// (class subtraction [a-z-[aeiou]], POSIX classes [[:alpha:]], octal
+// escapes, \b in a class, (?s) and (?m) flags, \p{...}) and what matters
+// only for other characters than a document ID's (non-ASCII text, \x,
+// spaces). \d, \w, \s, $ and (?i) differ between the engines only on
+// non-ASCII text or a final newline, which no resource contains.
+func PortableExpression(e string) int {
+	for i := 0; i < len(e); {
+		c := e[i]
+		switch {
+		case isAlnum(c) || c == '_' || c == ':' || c == '-',
+			c == '.' || c == '*' || c == '+' || c == '?' || c == '|' || c == ')' || c == '^' || c == '$':
+			i++
+		case c == '(':
+			switch {
+			case strings.HasPrefix(e[i:], "(?:"):
+				i += 3
+			case strings.HasPrefix(e[i:], "(?i)"), strings.HasPrefix(e[i:], "(?i:"):
+				i += 4
+			case strings.HasPrefix(e[i:], "(?"):
+				return i
+			default:
+				i++
+			}
+		case c == '{':
+			j := portableRepeat(e, i)
+			if j < 0 {
+				return i
+			}
+			i = j
+		case c == '\\':
+			if i+1 >= len(e) || !portableEscape(e[i+1], false) {
+				return i
+			}
+			i += 2
+		case c == '[':
+			j, bad := portableClass(e, i)
+			if bad >= 0 {
+				return bad
+			}
+			i = j
+		default:
+			return i
+		}
+	}
+	return -1
+}
+
+// alnumKind is 1 for a digit, 2 for a lower-case letter, 3 for an
+// upper-case letter, and 0 otherwise.
+func alnumKind(c byte) int {
+	switch {
+	case '0' <= c && c <= '9':
+		return 1
+	case 'a' <= c && c <= 'z':
+		return 2
+	case 'A' <= c && c <= 'Z':
+		return 3
+	}
+	return 0
+}
+
+func isAlnum(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
+}
+
+// portableEscape reports whether \c is in the portable subset, in a
+// bracketed class or outside.
+func portableEscape(c byte, inClass bool) bool {
+	if strings.IndexByte("dDwWsS", c) >= 0 {
+		return true
+	}
+	if inClass {
+		return strings.IndexByte(".-[]\\^", c) >= 0
+	}
+	return strings.IndexByte(".-*+?()[]{}|^$\\", c) >= 0
+}
+
+// portableRepeat returns the index after {n}, {n,} or {n,m} at e[i], or -1.
+func portableRepeat(e string, i int) int {
+	digits := func(j int) int {
+		k := j
+		for k < len(e) && k-j < 4 && '0' <= e[k] && e[k] <= '9' {
+			k++
+		}
+		return k
+	}
+	j := digits(i + 1)
+	if j == i+1 || j >= len(e) {
+		return -1
+	}
+	if e[j] == ',' {
+		j = digits(j + 1)
+		if j >= len(e) {
+			return -1
+		}
+	}
+	if e[j] != '}' {
+		return -1
+	}
+	return j + 1
+}
+
+// portableClass returns the index after the bracketed class at e[i], or
+// the index of the first byte outside the portable subset.
+func portableClass(e string, i int) (next, bad int) {
+	open := i
+	i++
+	if i < len(e) && e[i] == '^' {
+		i++
+	}
+	for first := true; ; first = false {
+		if i >= len(e) {
+			return 0, open
+		}
+		switch c := e[i]; {
+		case c == ']':
+			if first {
+				return 0, i
+			}
+			return i + 1, -1
+		case c == '-':
+			if !first && (i+1 >= len(e) || e[i+1] != ']') {
+				return 0, i
+			}
+			i++
+		case c == '\\':
+			if i+1 >= len(e) || !portableEscape(e[i+1], true) {
+				return 0, i
+			}
+			i += 2
+		case isAlnum(c):
+			if i+2 < len(e) && e[i+1] == '-' && e[i+2] != ']' {
+				if lo, hi := c, e[i+2]; alnumKind(lo) != alnumKind(hi) || hi < lo {
+					return 0, i
+				}
+				i += 3
+				continue
+			}
+			i++
+		case c == '_' || c == ':' || c == '.':
+			i++
+		default:
+			return 0, i
+		}
+	}
 }
 
 // ValidateConsent checks a patient's consent before it is written: the

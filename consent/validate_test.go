@@ -235,3 +235,73 @@ func TestPatternErrorQuotesNothing(t *testing.T) {
 		t.Errorf("error = %v: want the problem, not the pattern", err)
 	}
 }
+
+// TestPortableExpression: the portable subset of RE2 that patterns keep
+// to (the constructs both the old and the new matcher read the same way
+// on document IDs), and the position of the first construct outside it.
+func TestPortableExpression(t *testing.T) {
+	for _, tt := range []struct {
+		expr string
+		bad  int
+	}{
+		{`[0-9]+`, -1},
+		{`\d{4}-\d{2}`, -1},
+		{`(?i)psy[a-z0-9_.:-]*`, -1},
+		{`(?:a|b)+?[^\W\d]??\.$`, -1},
+		{`^(?i:abc)\s*\S{1,}x{2,3}?`, -1},
+		{`[-a-z]|[A-Z-]|[\.\-\]\\\^]`, -1},
+		{`[a-z-[aeiou]]`, 4},
+		{`x[[:alpha:]]`, 2},
+		{`(?s).`, 0},
+		{`\x41`, 0},
+		{`[\b]`, 1},
+		{`a b`, 1},
+		{`a{,2}`, 1},
+		{`[]a]`, 1},
+		{`[z-a]`, 1},
+		{`[a-Z]`, 1},
+		{`[a-c-e]`, 4},
+		{`[abc`, 0},
+		{`x\`, 1},
+		{`é`, 0},
+	} {
+		if got := consent.PortableExpression(tt.expr); got != tt.bad {
+			t.Errorf("PortableExpression(%q) = %d, want %d", tt.expr, got, tt.bad)
+		}
+	}
+	// Refused at validation, naming the field and the character, never
+	// quoting the pattern.
+	c := consent.Consent{Directives: []consent.Directive{{ID: "d1", Kind: consent.HideDocument, Document: "psy-<[[:alpha:]]+>"}}}
+	var fe *consent.FieldError
+	err := consent.ValidateConsent(&c, nationalrules.Illustrative())
+	if !errors.As(err, &fe) || fe.Field != "directives[0].document" || !strings.Contains(fe.Problem, "character 7 ") || strings.Contains(err.Error(), "psy") {
+		t.Errorf("ValidateConsent(POSIX class) = %v, want a field error on directives[0].document at character 7, not quoting the pattern", err)
+	}
+}
+
+// TestPatternProgramSize: matching costs the length of the document ID
+// times the size of the pattern's program; 128 bytes of counted
+// repetitions compile to thousands of instructions, and are refused.
+func TestPatternProgramSize(t *testing.T) {
+	for _, tt := range []struct {
+		doc string
+		ok  bool
+	}{
+		{`stay-<[0-9]+>`, true},
+		{`<(\d{1,3}\.){3}\d{1,3}>`, true},
+		{`<(.*a){12}>`, true},
+		{`<[a-z]{1,30}>`, true},
+		{`<[a-z]{1,31}>-<[0-9]{1,30}>`, false}, // 64 + 63
+		{`<(?:\w{1,99}){1,9}>`, false},
+		{`<\w{1,999}>`, false},
+		{`<[a-z]{1,100}>`, false},
+	} {
+		err := consent.CheckPattern(tt.doc)
+		if (err == nil) != tt.ok {
+			t.Errorf("CheckPattern(%q) = %v, want ok %v", tt.doc, err, tt.ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "too complex") {
+			t.Errorf("CheckPattern(%q) = %v, want too complex", tt.doc, err)
+		}
+	}
+}

@@ -171,6 +171,8 @@ func TestBadInput(t *testing.T) {
 		{"UpdateConsent: directive without kind", "PUT", "/v1/me/consent", patient, `{"expected_version":"0","directives":[{"id":"b"}]}`, "directives[0].kind"},
 		{"UpdateConsent: bad timestamp", "PUT", "/v1/me/consent", patient, `{"expected_version":"0","directives":[{"id":"b","opt_out":{},"valid_until":"yesterday"}]}`, "valid_until"},
 		{"UpdateConsent: too many directives", "PUT", "/v1/me/consent", patient, tooMany, "directives"},
+		{"UpdateConsent: pattern outside the portable subset", "PUT", "/v1/me/consent", patient, `{"expected_version":"0","directives":[{"id":"h","hide_document":{"document_id":"psy-<[[:alpha:]]+>"}}]}`, "directives[0].document: pattern character 7"},
+		{"UpdateConsent: pattern too complex", "PUT", "/v1/me/consent", patient, `{"expected_version":"0","directives":[{"id":"h","hide_document":{"document_id":"<(?:\\w{1,99}){1,9}>"}}]}`, "directives[0].document: pattern too complex"},
 		{"RequestErasure: not confirmed", "POST", "/v1/me/erasure", patient, `{"confirm":false}`, "confirm"},
 		{"SearchEvents: bad INS", "POST", "/v1/audit/events:search", regulator, `{"patient_ins":"123"}`, "patient_ins"},
 		{"SearchEvents: RPPS with letters", "POST", "/v1/audit/events:search", regulator, `{"actor_rpps":"1000000000A"}`, "actor_rpps"},

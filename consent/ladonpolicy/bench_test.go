@@ -351,3 +351,123 @@ func BenchmarkDenyLoop(b *testing.B) {
 		}
 	})
 }
+
+// longestPatterns returns consent.MaxPatterns patterns of
+// consent.MaxPatternLen bytes each, whose expressions come as close as
+// they can to consent.MaxPatternProgram instructions with alternations of
+// expressions on which a backtracking engine takes exponential time, and
+// whose remaining length is literal text: the costliest patterns a
+// patient may hold.
+func longestPatterns() []string {
+	units := []string{`(a+)+b`, `(\w+\d*)+:`, `(.*a){3}`, `(a|aa)+c`, `([a-z]+)*[.]`, `(?i)[^\W\d]{2,3}q`, `(x+x+)+y`, `(?:\d|\w)+\.`, `.*1.*a`}
+	out := make([]string, consent.MaxPatterns)
+	for i := range out {
+		body := ""
+		for k := i; k < i+len(units); k++ {
+			next := units[k%len(units)]
+			if body != "" {
+				next = body + "|" + next
+			}
+			if consent.CheckPattern("<"+next+">") == nil {
+				body = next
+			}
+		}
+		p := "<" + body + ">"
+		out[i] = p + strings.Repeat("z", consent.MaxPatternLen-len(p))
+	}
+	return out
+}
+
+// BenchmarkLongestPatterns is the worst case of pattern matching: a
+// patient with the most directives (64), of which the most patterns (4),
+// each of the longest length (128 bytes) and the largest program (64
+// instructions), made of expressions that are exponential for a
+// backtracking engine.
+//
+//	go test -run='^$' -bench=LongestPatterns -count=6 ./consent/ladonpolicy/
+//
+// Decide/doc=128B: Engine.Decide for a document ID of the longest length
+// requests may have (128 bytes, matched by none of the patterns, so that
+// each is run to the end), by the care team, the treating physician and
+// break-glass in turn. Match/doc=N: the four compiled patterns alone,
+// against a resource with a document ID of N bytes (1 KiB and more: what
+// Decide would cost if the limit on document IDs were raised).
+func BenchmarkLongestPatterns(b *testing.B) {
+	rules := nationalrules.Illustrative()
+	pats := longestPatterns()
+	treating := rppsOf(30000000000, 1)
+	c := consent.Consent{Version: 1, Directives: []consent.Directive{{ID: "tp", Kind: consent.TreatingPhysician, Professional: treating}}}
+	for i, p := range pats {
+		if len(p) != consent.MaxPatternLen || strings.Count(p, "|") < 3 {
+			b.Fatalf("pattern %d: %d bytes, %d alternatives; want %d bytes, 4 or more", i, len(p), strings.Count(p, "|")+1, consent.MaxPatternLen)
+		}
+		c.Directives = append(c.Directives, consent.Directive{ID: "p" + strconv.Itoa(i), Kind: consent.HideDocument, Document: p})
+	}
+	for i := len(c.Directives); i < consent.MaxDirectives; i++ {
+		c.Directives = append(c.Directives, consent.Directive{ID: "h" + strconv.Itoa(i), Kind: consent.HideDocument, Document: "doc-" + strconv.Itoa(i)})
+	}
+	// The baseline: the same consent with document IDs for patterns.
+	base := consent.Consent{Version: 1, Directives: slices.Clone(c.Directives)}
+	for i := range pats {
+		base.Directives[1+i].Document = "stay-" + strconv.Itoa(i)
+	}
+	id := func(n int) string { return strings.Repeat("aa1_", n/4+1)[:n] }
+
+	for _, tt := range []struct {
+		name string
+		c    *consent.Consent
+	}{{"Decide/doc=128B", &c}, {"Decide/baseline-without-patterns", &base}} {
+		b.Run(tt.name, func(b *testing.B) {
+			e := ladonpolicy.NewEngine(ladonpolicy.Options{})
+			if err := e.CheckConsent(tt.c, rules); err != nil {
+				b.Fatal(err)
+			}
+			reqs := make([]consent.Request, 3)
+			for i := range reqs {
+				reqs[i] = benchRequests()[0]
+				reqs[i].Patient = benchPatient(1)
+				reqs[i].Resource = consent.Resource{Kind: consent.ResourceDocument, DocumentID: id(128), DocumentType: "lab-report"}
+			}
+			reqs[1].Actor.RPPS, reqs[1].Actor.CareTeam = treating, false
+			reqs[2].Actor.CareTeam, reqs[2].Purpose, reqs[2].Justification = false, consent.PurposeBreakGlass, "unconscious"
+			for i := range reqs {
+				d, err := e.Decide(&reqs[i], tt.c, rules)
+				if err != nil || d.Effect != consent.Allow {
+					b.Fatalf("reader %d: Decide() = %v, %v; want ALLOW", i, d.Effect, err)
+				}
+			}
+			b.ReportAllocs()
+			k := 0
+			for b.Loop() {
+				if _, err := e.Decide(&reqs[k%len(reqs)], tt.c, rules); err != nil {
+					b.Fatal(err)
+				}
+				k++
+			}
+		})
+	}
+	compiled := make([]*ladonpolicy.Pattern, len(pats))
+	for i, p := range pats {
+		var err error
+		if compiled[i], err = ladonpolicy.CompilePattern("document/<.*>/" + p); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, n := range []int{128, 1 << 10, 8 << 10} {
+		name := fmt.Sprintf("Match/doc=%dB", n)
+		if n >= 1<<10 {
+			name = fmt.Sprintf("Match/doc=%dKiB", n>>10)
+		}
+		b.Run(name, func(b *testing.B) {
+			s := "document/lab-report/" + id(n)
+			b.SetBytes(int64(len(s)))
+			for b.Loop() {
+				for _, p := range compiled {
+					if ok, err := p.Match(s); ok || err != nil {
+						b.Fatalf("Match() = %v, %v; want no match", ok, err)
+					}
+				}
+			}
+		})
+	}
+}

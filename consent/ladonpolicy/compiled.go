@@ -2,6 +2,7 @@ package ladonpolicy
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -134,14 +135,20 @@ const (
 // ([consent.ValidateConsent]); Compile checks what it relies on and
 // returns a *consent.FieldError otherwise.
 func Compile(c *consent.Consent) (*Compiled, error) {
-	out, err := compile(c)
+	out, err := compile(c, true)
 	if err != nil {
 		return nil, err
 	}
 	return &out, nil
 }
 
-func compile(c *consent.Consent) (Compiled, error) {
+// compile compiles c. Unless strict, a hide-document directive whose
+// target this version cannot evaluate (a pattern stored by an earlier
+// version and outside what this one accepts) is compiled as hiding every
+// document: each document read is decided as if the directive named it
+// (deny-safe, row P12 of the precedence table in docs/consent.md), and
+// the decision is never an error.
+func compile(c *consent.Consent, strict bool) (Compiled, error) {
 	if len(c.Directives) > consent.MaxDirectives {
 		return Compiled{}, &consent.FieldError{Field: "directives", Problem: "too many directives"}
 	}
@@ -201,27 +208,12 @@ func compile(c *consent.Consent) (Compiled, error) {
 			if d.Document == "" {
 				return Compiled{}, &consent.FieldError{Field: field + ".document", Problem: "required"}
 			}
-			tpl := anyDocumentSlash + d.Document
-			if consent.IsPattern(d.Document) {
-				if err := consent.CheckPattern(d.Document); err != nil {
+			tpl, err := compileHidden(&out, &cd, d.Document)
+			if err != nil {
+				if strict {
 					return Compiled{}, &consent.FieldError{Field: field + ".document", Problem: err.Error(), Err: err}
 				}
-				p, err := CompilePattern(tpl)
-				if err != nil {
-					return Compiled{}, &consent.FieldError{Field: field + ".document", Problem: err.Error(), Err: err}
-				}
-				if _, shaped := parseShape(tpl, '<', '>'); !shaped {
-					if out.pats == nil {
-						out.pats = new(patterns)
-					}
-					if len(*out.pats) >= consent.MaxPatterns {
-						return Compiled{}, &consent.FieldError{Field: field + ".document", Problem: "too many patterns"}
-					}
-					*out.pats = append(*out.pats, p)
-					cd.pat = uint8(len(*out.pats))
-				}
-			} else if strings.ContainsAny(d.Document, "/>\x00\n") {
-				return Compiled{}, &consent.FieldError{Field: field + ".document", Problem: "not a document ID"}
+				tpl = anyDocument
 			}
 			if cd.arg, err = add(tpl); err != nil {
 				return Compiled{}, err
@@ -242,6 +234,38 @@ func compile(c *consent.Consent) (Compiled, error) {
 	}
 	out.data = string(append(data, strs...))
 	return out, nil
+}
+
+// compileHidden returns the resource template of a hide-document
+// directive's target, and compiles it into out and cd if it is a general
+// pattern.
+func compileHidden(out *Compiled, cd *cdir, doc string) (string, error) {
+	tpl := anyDocumentSlash + doc
+	if !consent.IsPattern(doc) {
+		if strings.ContainsAny(doc, "/>\x00\n") {
+			return "", errors.New("not a document ID")
+		}
+		return tpl, nil
+	}
+	if err := consent.CheckPattern(doc); err != nil {
+		return "", err
+	}
+	p, err := CompilePattern(tpl)
+	if err != nil {
+		return "", err
+	}
+	if _, shaped := parseShape(tpl, '<', '>'); shaped {
+		return tpl, nil
+	}
+	if out.pats == nil {
+		out.pats = new(patterns)
+	}
+	if len(*out.pats) >= consent.MaxPatterns {
+		return "", errors.New("too many patterns")
+	}
+	*out.pats = append(*out.pats, p)
+	cd.pat = uint8(len(*out.pats))
+	return tpl, nil
 }
 
 // Version returns the consent version compiled.

@@ -18,8 +18,11 @@
 //     memory manager returns every policy: [Manager] returns the
 //     patient's policies and the national rules' from indexes.
 //   - The default matcher compiles patterns per request in a 512-entry
-//     cache: [Matcher] never compiles; patterns are compiled when their
-//     policy is written.
+//     cache, for a backtracking engine (dlclark/regexp2) that takes
+//     exponential time on expressions such as (a+)+b and gives up with
+//     an error after 250 ms: [Matcher] never compiles, and matches with
+//     Go's regexp in linear time; patterns are compiled when their policy
+//     is written ([Pattern]).
 //   - Ladon.metric() writes the Metric field lazily, a data race:
 //     [NewLadon] sets Metric, AuditLogger and Matcher.
 //   - DoPoliciesAllow starts a goroutine per deny and no-match, and

@@ -141,12 +141,12 @@ func (e *Engine) LadonRequest(req *consent.Request, snap *consent.Consent, rules
 	if err := consent.ValidateRequest(req); err != nil {
 		return nil, err
 	}
-	c, err := Compile(snap)
+	c, err := compile(snap, false) // as Decide compiles it
 	if err != nil {
 		return nil, err
 	}
 	sc := newScratch()
-	return sc.build(req, e.compiledRules(rules), c), nil
+	return sc.build(req, e.compiledRules(rules), &c), nil
 }
 
 // CachedPatients returns how many patients' compiled consents the engine
@@ -194,7 +194,7 @@ func (e *Engine) patient(p ident.INS, snap *consent.Consent) (Compiled, error) {
 			return Compiled{}, fmt.Errorf("ladonpolicy: decide: consent version %d, already decided with %d: %w", snap.Version, c.version, consent.ErrStaleConsent)
 		}
 	}
-	nc, err := compile(snap)
+	nc, err := compile(snap, false)
 	if err != nil {
 		return Compiled{}, fmt.Errorf("ladonpolicy: compile consent version %d: %w", snap.Version, err)
 	}

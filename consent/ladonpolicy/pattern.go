@@ -3,38 +3,90 @@ package ladonpolicy
 import (
 	"errors"
 	"fmt"
+	"regexp"
+	"regexp/syntax"
 	"strings"
 	"unicode/utf8"
 
-	"github.com/dlclark/regexp2"
 	"github.com/ory/ladon"
-	"github.com/ory/ladon/compiler"
 )
 
 // Pattern is a ladon pattern (literal text with regular expressions between
 // delimiters, e.g. "document/<.*>/stay-<[0-9]+>") compiled once, when the
-// policy holding it is written. It matches exactly what ladon's default
-// matcher matches.
+// policy holding it is written. It is ladon's template, matched with Go's
+// regexp: in time linear in the length of the string, RE2 semantics.
+//
+// Ladon's own compiler builds the same regular expression
+// ("^" + quoted literal text + "(" + expression + ")" + … + "$") for the
+// backtracking engine dlclark/regexp2, whose time is exponential for some
+// expressions, as "(a+)+b", and which gives up after 250 ms with an error.
+// The two engines agree on the patterns of a patient's consent, which
+// keep to the portable subset (see [consent.PortableExpression]).
 type Pattern struct {
 	tpl string
-	re  *regexp2.Regexp
+	re  *regexp.Regexp
 }
 
-// CompilePattern compiles a ladon pattern with the delimiters < and >,
-// with ladon's own compiler.
+// CompilePattern compiles a ladon pattern with the delimiters < and >.
 func CompilePattern(tpl string) (*Pattern, error) {
 	return compilePattern(tpl, '<', '>')
 }
 
+// errPattern is the error of a pattern that does not compile: it never
+// quotes the pattern, which may hold health data (a document's name).
+var errPattern = errors.New("pattern does not compile")
+
 func compilePattern(tpl string, start, end byte) (*Pattern, error) {
-	re, err := compiler.CompileRegex(tpl, start, end)
+	re, err := compileTemplate(tpl, start, end)
 	if err != nil {
-		return nil, errors.New("pattern does not compile") // the pattern may hold health data: not in the error
+		return nil, err
 	}
 	return &Pattern{tpl: tpl, re: re}, nil
 }
 
-// Match reports whether s matches the pattern.
+// compileTemplate compiles a ladon template as ladon's compiler does
+// (balanced delimiters; each expression a regular expression on its own),
+// for Go's regexp.
+func compileTemplate(tpl string, start, end byte) (*regexp.Regexp, error) {
+	var b strings.Builder
+	b.WriteByte('^')
+	level, open, last := 0, 0, 0
+	for i := 0; i < len(tpl); i++ {
+		switch tpl[i] {
+		case start:
+			if level++; level == 1 {
+				open = i
+			}
+		case end:
+			if level--; level < 0 {
+				return nil, errPattern
+			} else if level == 0 {
+				expr := tpl[open+1 : i]
+				if _, err := syntax.Parse(expr, syntax.Perl); err != nil {
+					return nil, errPattern
+				}
+				b.WriteString(regexp.QuoteMeta(tpl[last:open]))
+				b.WriteByte('(')
+				b.WriteString(expr)
+				b.WriteByte(')')
+				last = i + 1
+			}
+		}
+	}
+	if level != 0 {
+		return nil, errPattern
+	}
+	b.WriteString(regexp.QuoteMeta(tpl[last:]))
+	b.WriteByte('$')
+	re, err := regexp.Compile(b.String())
+	if err != nil {
+		return nil, errPattern
+	}
+	return re, nil
+}
+
+// Match reports whether s matches the pattern. It fails only for a
+// string with a control character or invalid UTF-8 (see [Matcher]).
 func (p *Pattern) Match(s string) (bool, error) {
 	if !safeNeedle(s) {
 		return false, errNeedle
@@ -42,7 +94,7 @@ func (p *Pattern) Match(s string) (bool, error) {
 	if sh, ok := parseShape(p.tpl, '<', '>'); ok {
 		return sh.match(s), nil
 	}
-	return p.re.MatchString(s)
+	return p.re.MatchString(s), nil
 }
 
 // shape is a pattern of the form prefix<.*>suffix, or a literal. Such
@@ -86,10 +138,10 @@ func parseShape(tpl string, start, end byte) (shape, bool) {
 }
 
 // errNeedle is returned for a subject, action or resource with a control
-// character or invalid UTF-8. Ladon's expressions treat newlines specially ('.' does not
-// match one, '$' matches before a final one); Vigie never builds such a
-// string (requests are validated), so rather than reproduce those corner
-// cases the matcher refuses them, and the request is denied.
+// character or invalid UTF-8. Regular expressions treat newlines
+// specially ('.' does not match one, and ladon's engine matches '$' before
+// a final one, Go's does not); Vigie never builds such a string (requests
+// are validated), so the matcher refuses them, and the request is denied.
 var errNeedle = errors.New("ladonpolicy: subject, action or resource holds a control character")
 
 func safeNeedle(s string) bool {
@@ -113,11 +165,13 @@ type patternSource interface {
 // and suffix, and other patterns must have been compiled when their
 // policy was written (policies from [Manager], [Engine] and the
 // national rules carry them). A policy with an uncompiled pattern is an
-// error, and ladon denies the request.
+// error, and ladon denies the request. Matching takes time linear in the
+// length of the needle (Go's regexp, RE2 semantics: see [Pattern]).
 //
 // Ladon's default matcher instead compiles patterns on first use into a
-// 512-entry LRU cache: with per-patient patterns the cache thrashes and
-// every request compiles regular expressions.
+// 512-entry LRU cache, for a backtracking engine: with per-patient
+// patterns the cache thrashes and every request compiles regular
+// expressions, and some expressions take exponential time.
 //
 // Matcher is immutable and safe for concurrent use.
 type Matcher struct {
@@ -156,11 +210,7 @@ func (m Matcher) Matches(p ladon.Policy, haystack []string, needle string) (bool
 		if !ok {
 			return false, fmt.Errorf("ladonpolicy: policy %q has a pattern not compiled when written", p.GetID())
 		}
-		m, err := pat.re.MatchString(needle)
-		if err != nil {
-			return false, fmt.Errorf("ladonpolicy: match pattern of policy %q: %w", p.GetID(), err)
-		}
-		if m {
+		if pat.re.MatchString(needle) {
 			return true, nil
 		}
 	}
@@ -176,9 +226,9 @@ func compilePatterns(start, end byte, lists ...[]string) (map[string]*Pattern, e
 				continue
 			}
 			if _, ok := parseShape(h, start, end); ok {
-				// Still check that ladon's compiler accepts it.
-				if _, err := compiler.CompileRegex(h, start, end); err != nil {
-					return nil, errors.New("pattern does not compile")
+				// Still check that it compiles, as ladon would.
+				if _, err := compileTemplate(h, start, end); err != nil {
+					return nil, err
 				}
 				continue
 			}

@@ -37,7 +37,7 @@ var readmePolicies = []ladon.Policy{
 	&ladon.DefaultPolicy{ID: "1", Subjects: []string{"max"}, Actions: []string{"update"}, Resources: []string{"<.*>"}, Effect: ladon.AllowAccess},
 	&ladon.DefaultPolicy{ID: "3", Subjects: []string{"max"}, Actions: []string{"broadcast"}, Resources: []string{"<.*>"}, Effect: ladon.DenyAccess},
 	&ladon.DefaultPolicy{ID: "2", Subjects: []string{"max"}, Actions: []string{"random"}, Resources: []string{"<.*>"}, Effect: ladon.DenyAccess},
-	&ladon.DefaultPolicy{ID: "4", Subjects: []string{"swen"}, Actions: []string{"update"}, Resources: []string{"myrn:some.domain.com:resource:<(?!protected).*>"}, Effect: ladon.AllowAccess},
+	&ladon.DefaultPolicy{ID: "4", Subjects: []string{"swen"}, Actions: []string{"update"}, Resources: []string{"myrn:some.domain.com:resource:<(protected)?[0-9]+>"}, Effect: ladon.AllowAccess},
 	&ladon.DefaultPolicy{ID: "5", Subjects: []string{"richard"}, Actions: []string{"update"}, Resources: []string{"myrn:some.domain.com:resource:<[[:digit:]]+>"}, Effect: ladon.AllowAccess},
 	// Deny overrides: max may read reports, except the secret one.
 	&ladon.DefaultPolicy{ID: "6", Subjects: []string{"max"}, Actions: []string{"read"}, Resources: []string{"reports:<.*>"}, Effect: ladon.AllowAccess},
@@ -93,6 +93,23 @@ var readmeRequests = []struct {
 	{"resource contains", ladon.Request{Subject: "carl", Action: "contains", Resource: "rn:city:laholm:part:north", Context: ladon.Context{"some-arbitrary-key": map[string]interface{}{"delimiter": ":", "value": "part:north"}}}},
 	{"resource contains other part", ladon.Request{Subject: "carl", Action: "contains", Resource: "rn:city:laholm:part:north", Context: ladon.Context{"some-arbitrary-key": map[string]interface{}{"delimiter": ":", "value": "part:west"}}}},
 	{"empty request", ladon.Request{}},
+}
+
+// nonRE2Policies are policies of ladon's README whose patterns are not
+// RE2: the Manager refuses them (Vigie matches in linear time, with Go's
+// regexp), where stock ladon's backtracking engine accepts them.
+var nonRE2Policies = []ladon.Policy{
+	&ladon.DefaultPolicy{ID: "4", Subjects: []string{"swen"}, Actions: []string{"update"}, Resources: []string{"myrn:some.domain.com:resource:<(?!protected).*>"}, Effect: ladon.AllowAccess},
+	&ladon.DefaultPolicy{ID: "backref", Subjects: []string{"swen"}, Actions: []string{"update"}, Resources: []string{"r:<(a)\\1>"}, Effect: ladon.AllowAccess},
+}
+
+func TestManagerRefusesNonRE2(t *testing.T) {
+	m := ladonpolicy.NewManager()
+	for _, p := range nonRE2Policies {
+		if err := m.Create(context.Background(), p); err == nil {
+			t.Errorf("Manager.Create(%s) = nil, want an error", p.GetID())
+		}
+	}
 }
 
 // errKind classifies a warden's answer as ladon does.
