@@ -269,16 +269,19 @@ func (l *Ledger) commitGroup(group []*recordJob) {
 		var je *jobError
 		switch {
 		case err == nil:
+			l.recordOutcome(nil)
 			return
 		case errors.As(err, &je):
 			je.job.err = je.err
 			group = remove(group, je.job)
 			continue
 		case errors.Is(err, sqldb.ErrCommitUnknown):
+			l.recordOutcome(err)
 			l.cfg.Logger.Warn("ledger: commit outcome unknown; checking by idempotency key", "err", err)
 			l.resolveUnknown(group, err)
 			return
 		default:
+			l.recordOutcome(err)
 			for _, j := range group {
 				if j.err == nil {
 					j.err = fmt.Errorf("record: %w", err)
