@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -345,4 +346,39 @@ func TestReadyReportsFailingRecords(t *testing.T) {
 	ds.down.Store(false)
 	record(t, l, access("dave", 0))
 	wantReady("once a Record commits", nil)
+}
+
+// TestRecordAllOneTransaction: RecordAll records its entries, of as many
+// patients, in one transaction; an invalid entry fails alone.
+func TestRecordAllOneTransaction(t *testing.T) {
+	ds := &downStore{}
+	env := ledgertest.New(t, ledgertest.Options{NoStart: true, WrapStore: func(s ledger.Store) ledger.Store { ds.Store = s; return ds }})
+	var entries []ledger.Entry
+	for i := range 10 {
+		entries = append(entries, access(fmt.Sprintf("patient-%d", i), 0))
+	}
+	bad := access("nobody", 0)
+	bad.Service = ""
+	entries = append(entries[:5:5], append([]ledger.Entry{bad}, entries[5:]...)...)
+	before := ds.updates.Load()
+	recs, err := env.Ledger.RecordAll(ctx, entries)
+	if !errors.Is(err, ledger.ErrInvalidEntry) {
+		t.Errorf("RecordAll with an invalid entry = %v, want ErrInvalidEntry", err)
+	}
+	if n := ds.updates.Load() - before; n != 1 {
+		t.Errorf("RecordAll of 10 entries ran %d transactions, want 1", n)
+	}
+	if recs[5] != nil {
+		t.Errorf("the invalid entry was recorded: %+v", recs[5])
+	}
+	var next uint64
+	for i, r := range recs {
+		if i == 5 {
+			continue
+		}
+		if r == nil || r.Index != next || r.Receipt == nil || !r.Time.Equal(recs[0].Time) {
+			t.Fatalf("RecordAll result %d = %+v, want index %d with a receipt, at the time of the others", i, r, next)
+		}
+		next++
+	}
 }
