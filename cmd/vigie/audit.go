@@ -273,7 +273,11 @@ func auditCommand(ctx context.Context, c *remoteConfig, a *auditConfig, now func
 			rep.Events.Read++
 			rep.Events.ByKind[string(lg.Body.Kind)]++
 			expect[lg.Index] = lg.Commitment
-			logged = append(logged, lg)
+			if lg.Body.Kind != event.KindLedgerRead {
+				// Neither the replay nor the misuse rules read the reads,
+				// the bulk of a busy log: their commitments are enough.
+				logged = append(logged, lg)
+			}
 		}
 		err := searchEvents(ctx, cl, role, a.organization, from, to, complete, bound, take)
 		if f, ok := unreadableEvent(err); ok {
