@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/metadata"
 
 	"github.com/vigie-sante/vigie/api/auth"
 	vigiev1 "github.com/vigie-sante/vigie/api/vigie/v1"
+	"github.com/vigie-sante/vigie/consent"
+	"github.com/vigie-sante/vigie/ledger/event"
 )
 
 // TestAuditFinishesUnderLoad: a regulator's audit of the whole log
@@ -37,7 +40,11 @@ func TestAuditFinishesUnderLoad(t *testing.T) {
 		stopped  bool
 	)
 	check := func(i int) error {
-		_, err := access.Check(ctx, checkRequest(fmt.Sprintf("load-%d", i)))
+		req := checkRequest(fmt.Sprintf("load-%d", i))
+		if i < 3*int(searchPageSize) && i%2 == 1 {
+			req.PatientIns = otherPatient // two patients on each page of the accesses read
+		}
+		_, err := access.Check(ctx, req)
 		return err
 	}
 	for i := range 3 * int(searchPageSize) {
@@ -102,4 +109,39 @@ func TestAuditFinishesUnderLoad(t *testing.T) {
 		t.Errorf("%d events recorded during the audit: no load", recorded)
 	}
 	t.Logf("%d accesses read, %d events recorded during the audit", rep.Events.ByKind["access"], recorded)
+
+	// The reads of a page are recorded in one transaction: each read of
+	// the second patient has a read of the first at the same time.
+	reads := func(ins string) map[time.Time]bool {
+		t.Helper()
+		resp, err := vigiev1.NewAuditServiceClient(w.e.conn).SearchEvents(w.e.as(auth.RoleRegulator, "cnil"),
+			&vigiev1.SearchEventsRequest{PatientIns: ins, Kind: vigiev1.EventKind_EVENT_KIND_LEDGER_READ, PageSize: 500})
+		if err != nil {
+			t.Fatal(err)
+		}
+		times := map[time.Time]bool{}
+		for _, e := range resp.Events {
+			b, err := event.Parse(e.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := consent.ParseReadRecord(b.Payload)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Method == "SearchEvents" {
+				times[b.Time] = true
+			}
+		}
+		return times
+	}
+	first, second := reads(e2ePatient), reads(otherPatient)
+	if len(second) == 0 {
+		t.Fatal("no read of the second patient recorded")
+	}
+	for at := range second {
+		if !first[at] {
+			t.Errorf("the second patient's read at %s has no read of the first in its transaction: a page's reads were recorded one by one", at.Format(time.RFC3339Nano))
+		}
+	}
 }
