@@ -80,6 +80,17 @@ type Config struct {
 	// ErrSendStalled: the log is unreachable or refuses the leaves, and
 	// receipts are about to be broken. Default 30s.
 	SendStallAfter time.Duration
+	// RecordFailures and RecordFailFor make Ready report ErrRecordFailing
+	// once recording has failed on storage errors RecordFailures times in
+	// a row (transactions, not calls) over at least RecordFailFor, with
+	// no success since: the node can answer no Check. A caller's bad
+	// entry, a consent-version retry and a compare-and-swap lost to
+	// another writer are no storage errors. Ready is nil again as soon as
+	// a Record commits or, once no failure was seen for RecordFailFor, a
+	// probe write that Ready runs itself (a node out of its load
+	// balancer's rotation gets no Record to tell). Defaults 3 and 5s.
+	RecordFailures int
+	RecordFailFor  time.Duration
 	// MaxGroup is the most Record calls committed in one transaction.
 	// Default 512.
 	MaxGroup int
@@ -123,6 +134,12 @@ func (c *Config) validate() error {
 	}
 	if c.SendStallAfter <= 0 {
 		c.SendStallAfter = 30 * time.Second
+	}
+	if c.RecordFailures <= 0 {
+		c.RecordFailures = 3
+	}
+	if c.RecordFailFor <= 0 {
+		c.RecordFailFor = 5 * time.Second
 	}
 	if c.MaxGroup <= 0 {
 		c.MaxGroup = 512

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -238,5 +239,146 @@ func TestAlteredKeyFailsOnlyItsPatient(t *testing.T) {
 		if !recs[i].Time.Equal(recs[2].Time) {
 			t.Fatalf("the calls were not recorded in one batch: the test proves nothing")
 		}
+	}
+}
+
+// downStore fails every transaction while down is set: the database
+// cannot write (a full disk, a lost connection).
+type downStore struct {
+	ledger.Store
+	down    atomic.Bool
+	updates atomic.Int64
+}
+
+func (d *downStore) Update(ctx context.Context, f func(context.Context, ledger.StoreTx) error) error {
+	d.updates.Add(1)
+	if d.down.Load() {
+		return errors.New("injected: database or disk is full")
+	}
+	return d.Store.Update(ctx, f)
+}
+
+// TestReadyReportsFailingRecords: the ledger is not ready once recording
+// has failed on storage errors RecordFailures times in a row for
+// RecordFailFor (3 and 5s by default), never for a caller's bad input or
+// a consent-version retry; while not ready, Ready probes the store once
+// no failure was seen for RecordFailFor, and the ledger is ready again as
+// soon as a probe or a Record commits.
+func TestReadyReportsFailingRecords(t *testing.T) {
+	clk := &clock{t: time.Now()}
+	ds := &downStore{}
+	env := ledgertest.New(t, ledgertest.Options{NoStart: true, Now: clk.Now, WrapStore: func(s ledger.Store) ledger.Store { ds.Store = s; return ds }})
+	l := env.Ledger
+	wantReady := func(what string, want error) {
+		t.Helper()
+		if err := l.Ready(); !errors.Is(err, want) && !(want == nil && err == nil) {
+			t.Fatalf("Ready %s = %v, want %v", what, err, want)
+		}
+	}
+	fail := func(n int) {
+		t.Helper()
+		for i := range n {
+			if r, err := l.Record(ctx, access("bob", i)); err == nil {
+				t.Fatalf("Record with the store down = %+v, want an error", r)
+			}
+		}
+	}
+
+	// Refusals that are no storage fault, however many and long.
+	bad := access("alice", 1)
+	bad.Service = ""
+	record(t, l, access("alice", 0))
+	stale := access("alice", 2)
+	stale.CheckConsent, stale.ConsentVersion = true, 7
+	for range 10 {
+		if _, err := l.Record(ctx, bad); !errors.Is(err, ledger.ErrInvalidEntry) {
+			t.Fatalf("Record of a bad entry = %v, want ErrInvalidEntry", err)
+		}
+		if _, err := l.Record(ctx, stale); !errors.Is(err, ledger.ErrConsentChanged) {
+			t.Fatalf("Record under a stale consent = %v, want ErrConsentChanged", err)
+		}
+		clk.Advance(time.Second)
+	}
+	wantReady("after bad entries and consent retries", nil)
+
+	// Failures broken by a success do not add up.
+	ds.down.Store(true)
+	fail(2)
+	clk.Advance(time.Minute)
+	ds.down.Store(false)
+	record(t, l, access("carol", 0))
+	ds.down.Store(true)
+	fail(2)
+	wantReady("after two failures, a success and two failures", nil)
+
+	// Three in a row, for five seconds.
+	fail(1)
+	wantReady("right after the third failure in a row", nil)
+	clk.Advance(4 * time.Second)
+	fail(1)
+	wantReady("4s after the first failure", nil)
+	clk.Advance(time.Second)
+	wantReady("5s after the first failure", ledger.ErrRecordFailing)
+
+	// While the store is down, a probe fails and the ledger stays not
+	// ready; probes are 5s apart.
+	clk.Advance(5 * time.Second)
+	before := ds.updates.Load()
+	wantReady("while the store is down", ledger.ErrRecordFailing)
+	if ds.updates.Load() == before {
+		t.Fatal("Ready did not probe the store 5s after the last failure")
+	}
+	ds.down.Store(false)
+	before = ds.updates.Load()
+	wantReady("right after a failed probe, the store back", ledger.ErrRecordFailing)
+	if ds.updates.Load() != before {
+		t.Fatal("Ready probed the store less than 5s after the last failure")
+	}
+	clk.Advance(5 * time.Second)
+	wantReady("once a probe commits", nil)
+	record(t, l, access("bob", 9))
+
+	// A Record that commits makes it ready at once.
+	ds.down.Store(true)
+	fail(3)
+	clk.Advance(5 * time.Second)
+	wantReady("after 5s of failures again", ledger.ErrRecordFailing)
+	ds.down.Store(false)
+	record(t, l, access("dave", 0))
+	wantReady("once a Record commits", nil)
+}
+
+// TestRecordAllOneTransaction: RecordAll records its entries, of as many
+// patients, in one transaction; an invalid entry fails alone.
+func TestRecordAllOneTransaction(t *testing.T) {
+	ds := &downStore{}
+	env := ledgertest.New(t, ledgertest.Options{NoStart: true, WrapStore: func(s ledger.Store) ledger.Store { ds.Store = s; return ds }})
+	var entries []ledger.Entry
+	for i := range 10 {
+		entries = append(entries, access(fmt.Sprintf("patient-%d", i), 0))
+	}
+	bad := access("nobody", 0)
+	bad.Service = ""
+	entries = append(entries[:5:5], append([]ledger.Entry{bad}, entries[5:]...)...)
+	before := ds.updates.Load()
+	recs, err := env.Ledger.RecordAll(ctx, entries)
+	if !errors.Is(err, ledger.ErrInvalidEntry) {
+		t.Errorf("RecordAll with an invalid entry = %v, want ErrInvalidEntry", err)
+	}
+	if n := ds.updates.Load() - before; n != 1 {
+		t.Errorf("RecordAll of 10 entries ran %d transactions, want 1", n)
+	}
+	if recs[5] != nil {
+		t.Errorf("the invalid entry was recorded: %+v", recs[5])
+	}
+	var next uint64
+	for i, r := range recs {
+		if i == 5 {
+			continue
+		}
+		if r == nil || r.Index != next || r.Receipt == nil || !r.Time.Equal(recs[0].Time) {
+			t.Fatalf("RecordAll result %d = %+v, want index %d with a receipt, at the time of the others", i, r, next)
+		}
+		next++
 	}
 }

@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"cmp"
 	"context"
 	"crypto/cipher"
 	"encoding/json"
@@ -152,19 +153,76 @@ func (l *Ledger) Record(ctx context.Context, e Entry) (*Recorded, error) {
 		}
 	}
 	j := &recordJob{ctx: ctx, entry: e, pseudonym: pseudonym, done: make(chan struct{})}
-	l.batch.run(j, l.runBatch)
+	l.batch.run([]*recordJob{j}, l.runBatch)
 	if j.err != nil {
 		return nil, j.err
 	}
-	if j.res.Receipt == nil {
-		r, err := l.receipt(j.res)
-		if err != nil {
-			return nil, err
-		}
-		j.res.Receipt = r
+	if err := l.finish(j); err != nil {
+		return nil, err
 	}
 	notify(l.wake)
 	return j.res, nil
+}
+
+// RecordAll records entries as Record does, all of them in one transaction
+// when there are at most Config.MaxGroup (with other concurrent calls'),
+// and returns their results in order. Each entry succeeds or fails on its
+// own, as with a Record call each: on an error, the entries recorded are
+// those whose result is not nil, and the error is the first entry's that
+// failed.
+func (l *Ledger) RecordAll(ctx context.Context, entries []Entry) ([]*Recorded, error) {
+	jobs := make([]*recordJob, 0, len(entries))
+	var first error
+	for _, e := range entries {
+		j := &recordJob{ctx: ctx, entry: e, pseudonym: e.Pseudonym, done: make(chan struct{})}
+		if j.err = e.validate(); j.err == nil && e.Patient != nil {
+			j.pseudonym = l.cfg.Pseudonyms.Pseudonym(e.Patient)
+			if j.pseudonym == event.SystemChain {
+				j.err = fmt.Errorf("%w: pseudonym collides with the system chain", ErrInvalidEntry)
+			}
+		}
+		if j.err != nil {
+			close(j.done)
+		}
+		jobs = append(jobs, j)
+	}
+	var live []*recordJob
+	for _, j := range jobs {
+		if j.err == nil {
+			live = append(live, j)
+		}
+	}
+	if len(live) > 0 {
+		l.batch.run(live, l.runBatch)
+	}
+	out := make([]*Recorded, len(jobs))
+	for i, j := range jobs {
+		if j.err == nil {
+			j.err = l.finish(j)
+		}
+		if j.err != nil {
+			first = cmp.Or(first, j.err)
+			continue
+		}
+		out[i] = j.res
+	}
+	if len(live) > 0 {
+		notify(l.wake)
+	}
+	return out, first
+}
+
+// finish signs the receipt of a recorded job, if it has none yet.
+func (l *Ledger) finish(j *recordJob) error {
+	if j.res.Receipt != nil {
+		return nil
+	}
+	r, err := l.receipt(j.res)
+	if err != nil {
+		return err
+	}
+	j.res.Receipt = r
+	return nil
 }
 
 // receipt signs the receipt of a recorded event. Ed25519 signatures are
@@ -201,10 +259,12 @@ type batcher struct {
 	pending []*recordJob
 }
 
-func (b *batcher) run(j *recordJob, runBatch func([]*recordJob)) {
+func (b *batcher) run(jobs []*recordJob, runBatch func([]*recordJob)) {
 	b.mu.Lock()
-	b.pending = append(b.pending, j)
+	b.pending = append(b.pending, jobs...)
 	b.mu.Unlock()
+	// The last job queued is done last: jobs run in the order queued.
+	last := jobs[len(jobs)-1]
 	select {
 	case b.token <- struct{}{}:
 		for {
@@ -217,16 +277,18 @@ func (b *batcher) run(j *recordJob, runBatch func([]*recordJob)) {
 			}
 			runBatch(batch)
 			select {
-			case <-j.done:
+			case <-last.done:
 				<-b.token
 				return
 			default:
 			}
 		}
 		<-b.token
-	case <-j.done:
+	case <-last.done:
 	}
-	<-j.done
+	for _, j := range jobs {
+		<-j.done
+	}
 }
 
 // jobError is a failure caused by one job (its Apply failed): the batch is
@@ -269,16 +331,19 @@ func (l *Ledger) commitGroup(group []*recordJob) {
 		var je *jobError
 		switch {
 		case err == nil:
+			l.recordOutcome(nil)
 			return
 		case errors.As(err, &je):
 			je.job.err = je.err
 			group = remove(group, je.job)
 			continue
 		case errors.Is(err, sqldb.ErrCommitUnknown):
+			l.recordOutcome(err)
 			l.cfg.Logger.Warn("ledger: commit outcome unknown; checking by idempotency key", "err", err)
 			l.resolveUnknown(group, err)
 			return
 		default:
+			l.recordOutcome(err)
 			for _, j := range group {
 				if j.err == nil {
 					j.err = fmt.Errorf("record: %w", err)

@@ -42,6 +42,7 @@ type health struct {
 	sendErr     error     // the sender's last error, nil when it caught up
 	failingFrom time.Time // start of the sender's current run of failures
 	checkErr    error     // the checkpointer's last error
+	record      recordHealth
 }
 
 func (h *health) set(f func(h *health)) {
@@ -53,8 +54,10 @@ func (h *health) set(f func(h *health)) {
 // Ready returns nil if the ledger's background work is healthy: the
 // sender is not blocked by a gap or a conflict and has not been failing
 // for longer than Config.SendStallAfter (ErrSendStalled), and the
-// checkpointer has not refused to sign. It does not check the store or
-// the log themselves.
+// checkpointer has not refused to sign, and recording has not been failing
+// on storage errors (ErrRecordFailing, see Config.RecordFailures). It
+// checks the store itself only while recording fails, at most once every
+// Config.RecordFailFor; it never checks the log.
 func (l *Ledger) Ready() error {
 	l.health.mu.Lock()
 	defer l.health.mu.Unlock()
@@ -71,7 +74,7 @@ func (l *Ledger) Ready() error {
 	if l.health.checkErr != nil && errors.Is(l.health.checkErr, ErrInconsistent) {
 		return l.health.checkErr
 	}
-	return nil
+	return l.recordReady()
 }
 
 func (l *Ledger) sendLoop(ctx context.Context) {

@@ -107,7 +107,9 @@ type StoreTx interface {
 	// ReserveIndices takes n consecutive leaf indices and returns the
 	// first. It is a compare-and-swap on the next index, so two writers
 	// can never take the same indices (one of them gets ErrConflict or a
-	// serialization failure).
+	// serialization failure). With n = 0 it takes none and returns the
+	// next index, writing the same row all the same: Ledger.Ready's probe
+	// of a store that failed to record.
 	ReserveIndices(ctx context.Context, n uint64) (uint64, error)
 	// InsertPatient adds a patient's row; it fails with ErrConflict if the
 	// patient exists.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 
 	"github.com/vigie-sante/vigie/api/auth"
 	vigiev1 "github.com/vigie-sante/vigie/api/vigie/v1"
@@ -113,7 +114,8 @@ func (s *auditService) SearchEvents(ctx context.Context, req *vigiev1.SearchEven
 		resp.NextPageToken = s.b.Pages.Seal(searchScope, Binding(id), rows[size-1].Index)
 	}
 	// Open the events first (nothing goes out yet), then record the reads,
-	// one event per patient, before answering: fail closed. Reads of
+	// one event per patient, all in one transaction, before answering:
+	// fail closed. Reads of
 	// ledger-read events are not recorded when the search is not about
 	// one patient: they tell only who read a record, which its patient
 	// sees anyway, and recording them would make every audit of the whole
@@ -154,13 +156,11 @@ func (s *auditService) SearchEvents(ctx context.Context, req *vigiev1.SearchEven
 		}
 		perPatient[r.Pseudonym]++
 	}
-	for _, p := range order {
-		if p == event.SystemChain {
-			continue // the system chain's events are no patient's
-		}
-		if err := s.b.recordRead(ctx, nil, p, id.Principal(), searchScope, perPatient[p], 0, 0); err != nil {
-			return nil, err
-		}
+	// The system chain's events are no patient's. One write for the
+	// page: a page of 500 patients is one commit, not 500.
+	order = slices.DeleteFunc(order, func(p event.Hash) bool { return p == event.SystemChain })
+	if err := s.b.recordReads(ctx, order, perPatient, id.Principal(), searchScope); err != nil {
+		return nil, err
 	}
 	AddLogAttrs(ctx, slog.Int("events", len(resp.Events)), slog.Int("patients", len(order)))
 	return resp, nil

@@ -109,9 +109,43 @@ func author(id *auth.Identity) string {
 // recordRead records, before the data goes out, that reader read n events
 // of a patient (by INS or pseudonym). Every read of bodies is an event.
 func (b *Backend) recordRead(ctx context.Context, patient ledger.PatientID, pseudonym event.Hash, reader, method string, n int, size, fromSeq uint64) error {
-	payload, err := consent.FormatReadRecord(consent.ReadRecord{Reader: reader, Method: method, Events: n, CheckpointSize: size, FromSeq: fromSeq})
+	e, err := readEntry(patient, pseudonym, reader, method, n, size, fromSeq)
 	if err != nil {
 		return err
+	}
+	if _, err := b.Ledger.Record(ctx, e); err != nil {
+		return fmt.Errorf("%w: record the read: %v", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// recordReads records the reads of counts[p] events of each patient p of
+// pseudonyms by reader, all in one transaction (Ledger.RecordAll),
+// before anything is returned: fail closed.
+func (b *Backend) recordReads(ctx context.Context, pseudonyms []event.Hash, counts map[event.Hash]int, reader, method string) error {
+	entries := make([]ledger.Entry, 0, len(pseudonyms))
+	for _, p := range pseudonyms {
+		e, err := readEntry(nil, p, reader, method, counts[p], 0, 0)
+		if err != nil {
+			return err
+		}
+		entries = append(entries, e)
+	}
+	if len(entries) == 0 {
+		return nil
+	}
+	if _, err := b.Ledger.RecordAll(ctx, entries); err != nil {
+		return fmt.Errorf("%w: record the reads: %v", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// readEntry is the ledger entry of a read of n events of a patient, named
+// by patient or, if nil, by pseudonym.
+func readEntry(patient ledger.PatientID, pseudonym event.Hash, reader, method string, n int, size, fromSeq uint64) (ledger.Entry, error) {
+	payload, err := consent.FormatReadRecord(consent.ReadRecord{Reader: reader, Method: method, Events: n, CheckpointSize: size, FromSeq: fromSeq})
+	if err != nil {
+		return ledger.Entry{}, err
 	}
 	e := ledger.Entry{Kind: event.KindLedgerRead, Service: reader, Payload: payload}
 	if patient != nil {
@@ -119,10 +153,7 @@ func (b *Backend) recordRead(ctx context.Context, patient ledger.PatientID, pseu
 	} else {
 		e.Pseudonym = pseudonym
 	}
-	if _, err := b.Ledger.Record(ctx, e); err != nil {
-		return fmt.Errorf("%w: record the read: %v", ErrUnavailable, err)
-	}
-	return nil
+	return e, nil
 }
 
 // unavailable classifies the error of a call that records: every

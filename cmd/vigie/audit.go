@@ -25,6 +25,7 @@ import (
 	"github.com/vigie-sante/vigie/consent/replay"
 	"github.com/vigie-sante/vigie/ledger/audit"
 	"github.com/vigie-sante/vigie/ledger/event"
+	"github.com/vigie-sante/vigie/ledger/verify"
 )
 
 // auditConfig are the flags of vigie audit beyond those it shares with
@@ -218,69 +219,83 @@ func auditCommand(ctx context.Context, c *remoteConfig, a *auditConfig, now func
 		}
 		a.organization = orgs[0]
 	}
-	// A regulator's audit of the whole log accounts for every leaf: each
-	// is an event the search served or an erased placeholder. The leaves
-	// to account for are those of the checkpoint served before the search
-	// (the search itself records reads, after it). Follow checks it like
-	// the others (signature, no older than the previous audit's, so that
-	// a server going back in time to hide recent events is caught by the
-	// next audit at the latest; consistent with the log; its root rebuilt
-	// from the leaves); the count runs only if the log holds together.
-	complete := !a.logOnly && role == "regulator" && from.IsZero() && to.IsZero() && a.organization == ""
+	// The search is bounded by the checkpoint served before it: the events
+	// below its size, which a log growing faster than the audit reads
+	// cannot push out of reach (the search itself records reads, after
+	// it). A regulator's audit of the whole log accounts for every leaf
+	// of that checkpoint: each is an event the search served or an erased
+	// placeholder. Follow checks the checkpoint like the others
+	// (signature, no older than the previous audit's, so that a server
+	// going back in time to hide recent events is caught by the next
+	// audit at the latest; consistent with the log; its root rebuilt from
+	// the leaves); the count runs only if the log holds together.
+	readEvents := !a.logOnly && (role == "regulator" || role == "dpo")
+	complete := readEvents && role == "regulator" && from.IsZero() && to.IsZero() && a.organization == ""
 	var boundNote []byte
-	if complete {
+	var bound uint64
+	if readEvents {
 		if boundNote, err = cl.Checkpoint(ctx); err != nil {
 			return nil, err
+		}
+		// A checkpoint that does not open is Follow's finding; nothing
+		// is read below it.
+		if cp, err := verify.OpenCheckpoint(boundNote, keys.Keys.Checkpoint); err == nil {
+			bound = cp.Size
 		}
 	}
 	// accounted are the leaves the search served something for that is
 	// already a finding (a malformed event or placeholder): not withheld.
 	accounted := map[uint64]bool{}
-	if !a.logOnly && (role == "regulator" || role == "dpo") {
+	if readEvents {
 		rep.Events = &eventsSummary{Role: role, Organization: a.organization, ByKind: map[string]int{}}
-		evs, err := searchEvents(ctx, cl, role, a.organization, from, to, complete)
-		if f, ok := unreadableEvent(err); ok {
-			// The server cannot read one of its own events: a finding
-			// (its store was altered), nothing to replay, nothing to
-			// count.
-			rep.Findings = append(rep.Findings, f)
-			evs, err, complete = nil, nil, false
-		}
-		if err != nil {
-			return nil, err
-		}
-		for _, e := range evs {
+		// Each page is folded in as it arrives, and dropped.
+		var found []audit.Finding
+		take := func(e *vigiev1.LedgerEvent) {
 			env := envelope(e)
 			if env.Erased {
 				// An erased placeholder: its commitment is still checked
 				// against the leaf at its index.
 				c, err := event.ParseHash(env.Commitment)
 				if err != nil {
-					rep.Findings = append(rep.Findings, audit.Finding{Kind: audit.KindMalformed, Index: &env.Index, Message: "an erased placeholder without a valid commitment"})
+					found = append(found, audit.Finding{Kind: audit.KindMalformed, Index: &env.Index, Message: "an erased placeholder without a valid commitment"})
 					accounted[env.Index] = true
-					continue
+					return
 				}
 				rep.Events.Erased++
 				expect[env.Index] = c
-				continue
+				return
 			}
 			lg, f := audit.CheckEvent(&env)
 			if f != nil {
-				rep.Findings = append(rep.Findings, *f)
+				found = append(found, *f)
 				accounted[env.Index] = true
-				continue
+				return
 			}
 			rep.Events.Read++
 			rep.Events.ByKind[string(lg.Body.Kind)]++
 			expect[lg.Index] = lg.Commitment
-			logged = append(logged, lg)
+			if lg.Body.Kind != event.KindLedgerRead {
+				// Neither the replay nor the misuse rules read the reads,
+				// the bulk of a busy log: their commitments are enough.
+				logged = append(logged, lg)
+			}
 		}
+		err := searchEvents(ctx, cl, role, a.organization, from, to, complete, bound, take)
+		if f, ok := unreadableEvent(err); ok {
+			// The server cannot read one of its own events: a finding
+			// (its store was altered), nothing to replay, nothing to
+			// count.
+			rep.Events = &eventsSummary{Role: role, Organization: a.organization, ByKind: map[string]int{}}
+			found, logged, expect, accounted, err, complete = []audit.Finding{f}, nil, map[uint64]event.Hash{}, map[uint64]bool{}, nil, false
+		}
+		if err != nil {
+			return nil, err
+		}
+		rep.Findings = append(rep.Findings, found...)
 	}
 
-	opts := audit.FollowOptions{Keys: keys.Keys, FromZero: a.fromZero || len(expect) > 0, Expect: expect, Batch: a.batch, MinSizeWait: a.waitCP}
-	if complete {
-		opts.Before = boundNote
-	}
+	opts := audit.FollowOptions{Keys: keys.Keys, FromZero: a.fromZero || len(expect) > 0, Expect: expect, Batch: a.batch, MinSizeWait: a.waitCP,
+		Before: boundNote}
 	for i := range expect {
 		opts.MinSize = max(opts.MinSize, i+1)
 	}
@@ -368,13 +383,16 @@ func auditCommand(ctx context.Context, c *remoteConfig, a *auditConfig, now func
 	return rep, nil
 }
 
-// searchEvents reads the events an audit needs: for a regulator, every
-// consent change, rules change and erasure (to fold consents), and the
-// accesses and break-glass reviews; for a DPO, the accesses and reviews of
-// its organisation. The accesses are those of [from, to) when set. With
-// complete (a regulator's audit of the whole log), the ledger reads and
-// the erased placeholders too: every leaf.
-func searchEvents(ctx context.Context, cl *client.Client, role, org string, from, to time.Time, complete bool) ([]*vigiev1.LedgerEvent, error) {
+// searchEvents reads the events an audit needs, below leaf index bound,
+// and gives them to take in log order for each kind, a page at a time:
+// for a regulator, every consent change, rules change and erasure (to fold
+// consents), and the accesses and break-glass reviews; for a DPO, the
+// accesses and reviews of its organisation. The accesses are those of
+// [from, to) when set. With complete (a regulator's audit of the whole
+// log), the ledger reads and the erased placeholders too: every leaf.
+// The search of a kind stops at the first event at or past bound (events
+// come in log order), however fast the log grows.
+func searchEvents(ctx context.Context, cl *client.Client, role, org string, from, to time.Time, complete bool, bound uint64, take func(*vigiev1.LedgerEvent)) error {
 	type query struct {
 		kind   vigiev1.EventKind
 		window bool
@@ -389,29 +407,41 @@ func searchEvents(ctx context.Context, cl *client.Client, role, org string, from
 		// Every other leaf too: the reads, and the erased placeholders.
 		qs = append(qs, query{kind: vigiev1.EventKind_EVENT_KIND_LEDGER_READ}, query{erased: true})
 	}
-	var out []*vigiev1.LedgerEvent
+	if bound == 0 {
+		return nil
+	}
 	for _, q := range qs {
-		req := &vigiev1.SearchEventsRequest{Kind: q.kind, Organization: org, PageSize: 500, ErasedOnly: q.erased}
+		req := &vigiev1.SearchEventsRequest{Kind: q.kind, Organization: org, PageSize: searchPageSize, ErasedOnly: q.erased}
 		if q.window && !from.IsZero() {
 			req.StartTime = timestamppb.New(from)
 		}
 		if q.window && !to.IsZero() {
 			req.EndTime = timestamppb.New(to)
 		}
+	pages:
 		for {
 			resp, err := cl.SearchEvents(ctx, req)
 			if err != nil {
-				return nil, err
+				return err
 			}
-			out = append(out, resp.Events...)
+			for _, e := range resp.Events {
+				if e.LeafIndex >= bound {
+					break pages
+				}
+				take(e)
+			}
 			if resp.NextPageToken == "" {
 				break
 			}
 			req.PageToken = resp.NextPageToken
 		}
 	}
-	return out, nil
+	return nil
 }
+
+// searchPageSize is the page size of the audit's searches (the server's
+// largest); tests make it smaller.
+var searchPageSize int32 = 500
 
 func (r *auditReport) failed() bool            { return r.Verdict != "verified" }
 func (r *auditReport) setEvidence(path string) { r.Evidence = path }

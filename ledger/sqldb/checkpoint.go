@@ -17,6 +17,12 @@ type checkpointer struct {
 	stop context.CancelFunc
 	wg   sync.WaitGroup
 
+	// limit is SQLiteOptions.WALLimit (<= 0: none), frame the size of a
+	// log frame (a page and its header).
+	limit, frame int64
+	// running is held while a checkpoint runs (shared with the writer).
+	running *sync.Mutex
+
 	mu      sync.Mutex
 	runs    int  // checkpoints that copied frames, for tests
 	pending bool // a TRUNCATE checkpoint was asked for and has not succeeded
@@ -24,7 +30,7 @@ type checkpointer struct {
 
 const checkpointerBusyTimeout = 10 * time.Second
 
-func startCheckpointer(ctx context.Context, path string, every time.Duration) (*checkpointer, error) {
+func startCheckpointer(ctx context.Context, path string, every time.Duration, limit int64, running *sync.Mutex) (*checkpointer, error) {
 	db, err := sql.Open("sqlite", fmt.Sprintf("%s?_pragma=busy_timeout(%d)", path, checkpointerBusyTimeout.Milliseconds()))
 	if err != nil {
 		return nil, err
@@ -39,8 +45,13 @@ func startCheckpointer(ctx context.Context, path string, every time.Duration) (*
 		db.Close()
 		return nil, err
 	}
+	var page int64
+	if err := db.QueryRowContext(ctx, "PRAGMA page_size").Scan(&page); err != nil {
+		db.Close()
+		return nil, err
+	}
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	c := &checkpointer{db: db, stop: stop}
+	c := &checkpointer{db: db, stop: stop, limit: limit, frame: page + 24, running: running}
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
@@ -59,14 +70,18 @@ func startCheckpointer(ctx context.Context, path string, every time.Duration) (*
 }
 
 // once runs one PASSIVE checkpoint, or a TRUNCATE one while one is
-// pending. A failure is left to the next one, and behind them to the
-// commits' own checkpoints past CheckpointPages.
+// pending or when the log holds half of its limit: a PASSIVE checkpoint
+// never restarts the log, which SQLite itself restarts only when no
+// reader uses it, seldom under load. A failure is left to the next one,
+// and behind them to the commits (WALLimit, CheckpointPages).
 func (c *checkpointer) once(ctx context.Context) {
+	c.running.Lock()
+	defer c.running.Unlock()
 	c.mu.Lock()
 	pending := c.pending
 	c.mu.Unlock()
 	if pending {
-		c.truncate(ctx)
+		c.truncateLocked(ctx)
 		return
 	}
 	var busy, logFrames, copied int
@@ -78,11 +93,21 @@ func (c *checkpointer) once(ctx context.Context) {
 		c.runs++
 		c.mu.Unlock()
 	}
+	if c.limit > 0 && int64(logFrames)*c.frame > c.limit/2 {
+		c.truncateLocked(ctx)
+	}
 }
 
 // truncate runs a TRUNCATE checkpoint; until one succeeds, the next
 // rounds run TRUNCATE checkpoints instead of PASSIVE ones.
 func (c *checkpointer) truncate(ctx context.Context) error {
+	c.running.Lock()
+	defer c.running.Unlock()
+	return c.truncateLocked(ctx)
+}
+
+// truncateLocked is truncate with c.running held.
+func (c *checkpointer) truncateLocked(ctx context.Context) error {
 	err := func() error {
 		conn, err := c.db.Conn(ctx)
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -78,6 +79,15 @@ type SQLiteOptions struct {
 	// versions out of the write-ahead log. Only a file that never holds
 	// personal data (Trillian's: commitments only) may set it.
 	KeepDeleted bool
+	// WALLimit bounds the write-ahead log file, in bytes. Default 64 MiB;
+	// negative: no bound (the log then grows to CheckpointPages while
+	// readers keep SQLite from restarting it, and its file never
+	// shrinks). The background checkpoints empty the log (a TRUNCATE
+	// checkpoint) once it holds half of it; a commit that finds the file
+	// past it empties it before returning, waiting up to two seconds for
+	// readers of older snapshots. The file stays within WALLimit and one
+	// transaction unless a read lasts longer than that.
+	WALLimit int64
 }
 
 // SQLite is a SQLite database file owned by this process.
@@ -101,6 +111,7 @@ type SQLite struct {
 	w           *writer
 	r           *readers
 	ckpt        *checkpointer // nil: commits checkpoint
+	ckptMu      sync.Mutex    // held while this process runs a checkpoint
 	userVersion int64
 }
 
@@ -128,6 +139,9 @@ func OpenSQLite(ctx context.Context, path string, opts SQLiteOptions) (_ *SQLite
 	}
 	if opts.CheckpointEvery == 0 {
 		opts.CheckpointEvery = 250 * time.Millisecond
+	}
+	if opts.WALLimit == 0 {
+		opts.WALLimit = DefaultWALLimit
 	}
 	if opts.CheckpointPages <= 0 {
 		opts.CheckpointPages = 10000
@@ -173,7 +187,10 @@ func OpenSQLite(ctx context.Context, path string, opts SQLiteOptions) (_ *SQLite
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	s.w = newWriter(newConn(c))
+	s.w = newWriter(newConn(c), &s.ckptMu)
+	if opts.WALLimit > 0 {
+		s.w.walPath, s.w.walLimit = path+"-wal", opts.WALLimit
+	}
 	if err := s.prepare(ctx, c, opts); err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
@@ -190,7 +207,7 @@ func OpenSQLite(ctx context.Context, path string, opts SQLiteOptions) (_ *SQLite
 		return nil, fmt.Errorf("open %s for reading: %w", path, err)
 	}
 	if opts.CheckpointEvery > 0 {
-		if s.ckpt, err = startCheckpointer(ctx, path, opts.CheckpointEvery); err != nil {
+		if s.ckpt, err = startCheckpointer(ctx, path, opts.CheckpointEvery, opts.WALLimit, &s.ckptMu); err != nil {
 			return nil, fmt.Errorf("open %s for checkpoints: %w", path, err)
 		}
 	}
@@ -241,6 +258,13 @@ func (s *SQLite) prepare(ctx context.Context, c *sql.Conn, opts SQLiteOptions) e
 	}
 	if _, err := c.ExecContext(ctx, fmt.Sprintf("PRAGMA wal_autocheckpoint=%d", opts.CheckpointPages)); err != nil {
 		return fmt.Errorf("set wal_autocheckpoint: %w", err)
+	}
+	if opts.WALLimit > 0 {
+		// When SQLite restarts the log from its start, it truncates the
+		// file to this size: the file shrinks back after a burst.
+		if _, err := c.ExecContext(ctx, fmt.Sprintf("PRAGMA journal_size_limit=%d", opts.WALLimit)); err != nil {
+			return fmt.Errorf("set journal_size_limit: %w", err)
+		}
 	}
 	if err := checkDurable(ctx, c); err != nil {
 		return err
@@ -360,6 +384,9 @@ func (s *SQLite) Read(ctx context.Context, f func(q Querier) error) error {
 func (s *SQLite) Snapshot(ctx context.Context) (q Querier, commit, rollback func() error, err error) {
 	return s.r.snapshot(ctx)
 }
+
+// DefaultWALLimit is SQLiteOptions.WALLimit's default: 64 MiB.
+const DefaultWALLimit = 64 << 20
 
 // ErrWALBusy is returned by TruncateWAL when readers of older snapshots
 // kept the write-ahead log from being emptied in time. Callers test with

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -502,4 +503,83 @@ func TestTruncateWALWaitsForReaders(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// TestWALStaysBounded: under sustained writes, with readers running
+// beside them (so that SQLite seldom finds the log unused and restarts
+// it by itself), the write-ahead log file stays within WALLimit and one
+// transaction.
+func TestWALStaysBounded(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "test.db")
+	const limit = 4 << 20
+	s, err := OpenSQLite(ctx, path, SQLiteOptions{ApplicationID: testAppID, WALLimit: limit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Exclusive(ctx, func(q Querier) error {
+		_, err := q.ExecContext(ctx, "CREATE TABLE t (x BLOB)")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	readersDone := make(chan struct{})
+	go func() {
+		defer close(readersDone)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			s.Read(ctx, func(q Querier) error {
+				var n int
+				return q.QueryRowContext(ctx, "SELECT count(*) FROM t").Scan(&n)
+			})
+		}
+	}()
+	// 32 MiB (eight times the limit) in commits of 4 concurrent writers,
+	// each a 64 KiB row.
+	const row, writers, total = 64 << 10, 4, 32 << 20
+	var mu sync.Mutex
+	var largest int64
+	errs := make(chan error, writers)
+	for range writers {
+		go func() {
+			for range total / row / writers {
+				if err := s.Group(ctx, func(ctx context.Context, q Querier) error {
+					_, err := q.ExecContext(ctx, "INSERT INTO t (x) VALUES (randomblob(?))", row)
+					return err
+				}); err != nil {
+					errs <- err
+					return
+				}
+				fi, err := os.Stat(path + "-wal")
+				if err != nil {
+					errs <- err
+					return
+				}
+				mu.Lock()
+				largest = max(largest, fi.Size())
+				mu.Unlock()
+			}
+			errs <- nil
+		}()
+	}
+	for range writers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	<-readersDone
+	// One transaction groups at most the writers' rows, with the pages
+	// of the table's b-tree they change.
+	const bound = limit + writers*row + 1<<20
+	if largest > bound {
+		t.Errorf("the write-ahead log reached %d bytes under sustained writes, want at most %d (WALLimit %d and one transaction)", largest, bound, limit)
+	}
+	t.Logf("largest write-ahead log: %d bytes", largest)
 }

@@ -3,8 +3,14 @@ package sqldb
 import (
 	"context"
 	"fmt"
+	"os"
 	"sync"
+	"time"
 )
+
+// writerBusyTimeout is the write connection's busy timeout (its DSN's
+// busy_timeout).
+const writerBusyTimeout = 10 * time.Second
 
 // maxGroup bounds how many queued writes share one transaction, so that one
 // commit never holds the write lock for long.
@@ -32,6 +38,14 @@ type writer struct {
 
 	mu      sync.Mutex
 	pending []*job
+
+	// walPath and walLimit bound the write-ahead log (empty: unbounded);
+	// see SQLiteOptions.WALLimit.
+	walPath  string
+	walLimit int64
+	// ckptMu is held by whoever runs a checkpoint (shared with the
+	// background checkpointer).
+	ckptMu *sync.Mutex
 }
 
 type job struct {
@@ -41,8 +55,8 @@ type job struct {
 	done chan struct{}
 }
 
-func newWriter(c *conn) *writer {
-	return &writer{conn: c, token: make(chan struct{}, 1)}
+func newWriter(c *conn, ckptMu *sync.Mutex) *writer {
+	return &writer{conn: c, token: make(chan struct{}, 1), ckptMu: ckptMu}
 }
 
 // acquire takes the write connection, waiting for it at most as long as ctx.
@@ -93,7 +107,32 @@ func (w *writer) commit() error {
 		w.conn.exec("ROLLBACK")
 		return err
 	}
+	w.boundWAL()
 	return nil
+}
+
+// boundWAL empties the write-ahead log if its file grew past walLimit:
+// the background checkpoints fell behind, or readers kept SQLite from
+// restarting the log. The commit is durable already; a failure (readers
+// of older snapshots for longer than truncateWait) is left to the next
+// commit and to the background checkpoints.
+func (w *writer) boundWAL() {
+	if w.walPath == "" {
+		return
+	}
+	fi, err := os.Stat(w.walPath)
+	if err != nil || fi.Size() <= w.walLimit {
+		return
+	}
+	// SQLite runs one checkpoint at a time and refuses, without waiting,
+	// a second one: wait for the background checkpoint, if any, then
+	// look again.
+	w.ckptMu.Lock()
+	defer w.ckptMu.Unlock()
+	if fi, err = os.Stat(w.walPath); err != nil || fi.Size() <= w.walLimit {
+		return
+	}
+	truncateWAL(context.Background(), w.conn.c, writerBusyTimeout)
 }
 
 // group runs fn in a transaction shared with other concurrent callers, and

@@ -157,6 +157,16 @@ func testReserveIndices(t *testing.T, s ledger.Store) {
 			t.Errorf("index %d skipped", k)
 		}
 	}
+	// None: the next index, unchanged (the ledger's readiness probe).
+	var first uint64
+	update(t, s, func(tx ledger.StoreTx) error {
+		var err error
+		first, err = tx.ReserveIndices(ctx, 0)
+		return err
+	})
+	if after := state(t, s).NextIndex; first != next || after != next {
+		t.Errorf("ReserveIndices(0) = %d, next index then %d; want %d, unchanged", first, after, next)
+	}
 }
 
 func testPatientCAS(t *testing.T, s ledger.Store) {
