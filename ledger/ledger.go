@@ -80,6 +80,12 @@ type Config struct {
 	// ErrSendStalled: the log is unreachable or refuses the leaves, and
 	// receipts are about to be broken. Default 30s.
 	SendStallAfter time.Duration
+	// RequestIDRetention is how long an idempotency key's first answer is
+	// replayed: a retry within it gets the first event back; after it,
+	// Record fails with ErrRequestExpired (never a second event under
+	// the same key). The key's hash itself is kept with the event.
+	// Default 24h.
+	RequestIDRetention time.Duration
 	// MaxGroup is the most Record calls committed in one transaction.
 	// Default 512.
 	MaxGroup int
@@ -123,6 +129,9 @@ func (c *Config) validate() error {
 	}
 	if c.SendStallAfter <= 0 {
 		c.SendStallAfter = 30 * time.Second
+	}
+	if c.RequestIDRetention <= 0 {
+		c.RequestIDRetention = 24 * time.Hour
 	}
 	if c.MaxGroup <= 0 {
 		c.MaxGroup = 512

@@ -322,3 +322,45 @@ func (r pgRow) Scan(dest ...any) error {
 	}
 	return err
 }
+
+// Compact rewrites tables so that content deleted or overwritten in them
+// leaves the database's own files, as far as the engine allows. On
+// SQLite it rewrites the whole file (VACUUM), whose freed content
+// secure_delete zeroed already, then truncates the write-ahead log
+// (TruncateWAL); tables is ignored. On PostgreSQL it runs VACUUM FULL on
+// each table, which writes its live rows into new files and drops the old
+// ones (a plain VACUUM leaves dead tuples in place until reused); the
+// write-ahead log keeps older row images until its segments are removed
+// after a checkpoint (docs/operations.md). On CockroachDB it does nothing:
+// old versions go when the garbage-collection TTL expires. It takes an
+// exclusive lock on each table while it runs: call it at start, not under
+// load. tables must be plain identifiers.
+func (db *DB) Compact(ctx context.Context, tables ...string) error {
+	switch db.dialect {
+	case SQLiteDialect:
+		return db.lite.Vacuum(ctx)
+	case CockroachDBDialect:
+		return nil
+	}
+	for _, t := range tables {
+		if !plainIdentifier(t) {
+			return fmt.Errorf("sqldb: compact: %q is not a plain identifier", t)
+		}
+		if _, err := db.pool.Exec(ctx, "VACUUM FULL "+t); err != nil {
+			return fmt.Errorf("sqldb: compact %s: %w", t, err)
+		}
+	}
+	return nil
+}
+
+func plainIdentifier(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if (r < 'a' || r > 'z') && r != '_' && (r < '0' || r > '9') {
+			return false
+		}
+	}
+	return true
+}
