@@ -324,9 +324,14 @@ func testEvents(t *testing.T, s ledger.Store) {
 func testEventUniqueness(t *testing.T, s ledger.Store) {
 	ev := addEvents(t, s, hash("a"), 1, func(_ int, e *ledger.EventRow) { e.Key = requestKey("s/k") })[0]
 	for name, mod := range map[string]func(e *ledger.EventRow){
-		"same index":       func(e *ledger.EventRow) { e.Commitment = hash("other"); e.Key = ledger.RequestHash{} },
-		"same patient seq": func(e *ledger.EventRow) { e.Index = 99; e.Seq = 1; e.Key = ledger.RequestHash{}; e.Commitment = hash("other") },
-		"same key":         func(e *ledger.EventRow) { e.Index = 99; e.Commitment = hash("other") },
+		"same index": func(e *ledger.EventRow) { e.Commitment = hash("other"); e.Key = ledger.RequestHash{} },
+		"same patient seq": func(e *ledger.EventRow) {
+			e.Index = 99
+			e.Seq = 1
+			e.Key = ledger.RequestHash{}
+			e.Commitment = hash("other")
+		},
+		"same key": func(e *ledger.EventRow) { e.Index = 99; e.Commitment = hash("other") },
 	} {
 		e := ev
 		e.Seq = 2
