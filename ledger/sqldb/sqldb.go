@@ -329,7 +329,9 @@ func (r pgRow) Scan(dest ...any) error {
 // secure_delete zeroed already, then truncates the write-ahead log
 // (TruncateWAL); tables is ignored. On PostgreSQL it runs VACUUM FULL on
 // each table, which writes its live rows into new files and drops the old
-// ones (a plain VACUUM leaves dead tuples in place until reused); the
+// ones (a plain VACUUM leaves dead tuples in place until reused), then
+// ANALYZE, and VACUUM FULL on pg_statistic, whose samples of the old
+// values are dead tuples once replaced; the
 // write-ahead log keeps older row images until its segments are removed
 // after a checkpoint (docs/operations.md). On CockroachDB it does nothing:
 // old versions go when the garbage-collection TTL expires. It takes an
@@ -342,12 +344,22 @@ func (db *DB) Compact(ctx context.Context, tables ...string) error {
 	case CockroachDBDialect:
 		return nil
 	}
+	var stmts []string
 	for _, t := range tables {
 		if !plainIdentifier(t) {
 			return fmt.Errorf("sqldb: compact: %q is not a plain identifier", t)
 		}
-		if _, err := db.pool.Exec(ctx, "VACUUM FULL "+t); err != nil {
-			return fmt.Errorf("sqldb: compact %s: %w", t, err)
+		stmts = append(stmts, "VACUUM FULL "+t, "ANALYZE "+t)
+	}
+	// The planner's statistics sample column values (most common values,
+	// histograms): ANALYZE replaced them, and the rows they were in are
+	// dead tuples of pg_statistic until it is rewritten too. Only the
+	// database's owner or a superuser may (others get a warning, not an
+	// error: docs/operations.md says to run it then).
+	stmts = append(stmts, "VACUUM FULL pg_catalog.pg_statistic")
+	for _, q := range stmts {
+		if _, err := db.pool.Exec(ctx, q); err != nil {
+			return fmt.Errorf("sqldb: compact: %s: %w", q, err)
 		}
 	}
 	return nil
