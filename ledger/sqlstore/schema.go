@@ -160,24 +160,36 @@ CREATE UNIQUE INDEX events_by_request ON events (request_key);
 const requestIDsHashed = "request-ids-hashed"
 
 // HashRequestIDs moves the idempotency keys stored in clear by a version
-// before ledger/2 (idem_service, idem_request) into request_key, as
-// hash computes it (ledger.Pseudonymizer.RequestHash), then drops those
-// columns and their index, in one transaction, recorded in ledger_meta so
-// that it runs once per database. It reports whether it ran. The cleared
-// text stays in the files until sqldb.DB.Compact.
+// before ledger/2 (idem_service, idem_request) into request_key, as hash
+// computes it (ledger.Pseudonymizer.RequestHash), then drops those columns
+// and their index, and records in ledger_meta that it ran, so that it runs
+// once per database. It reports whether it ran. The cleared text stays in
+// the files until sqldb.DB.Compact.
+//
+// Each step is a transaction of its own (CockroachDB refuses a schema
+// change after a write in one transaction), and may be run again: a crash
+// between two steps is finished at the next start.
 //
 // It must run after the migrations and after the pseudonym key was checked
 // against the database (ledger.New), before the ledger records anything.
 func HashRequestIDs(ctx context.Context, db *sqldb.DB, hash func(ledger.Key) ledger.RequestHash) (bool, error) {
-	ran := false
-	err := db.ReadWrite(ctx, func(ctx context.Context, tx sqldb.Tx) error {
-		ran = false
+	done := false
+	err := db.Read(ctx, func(ctx context.Context, tx sqldb.Tx) error {
 		var v []byte
 		err := tx.QueryRow(ctx, "SELECT value FROM ledger_meta WHERE name = $1", requestIDsHashed).Scan(&v)
-		if err == nil {
+		done = err == nil
+		if errors.Is(err, sqldb.ErrNoRows) {
 			return nil
 		}
-		if !errors.Is(err, sqldb.ErrNoRows) {
+		return err
+	})
+	if err != nil || done {
+		return false, wrapHash(err)
+	}
+	n := 0
+	err = db.ReadWrite(ctx, func(ctx context.Context, tx sqldb.Tx) error {
+		n = 0
+		if ok, err := hasColumn(ctx, tx, "events", "idem_service"); err != nil || !ok {
 			return err
 		}
 		type keyed struct {
@@ -207,21 +219,63 @@ func HashRequestIDs(ctx context.Context, db *sqldb.DB, hash func(ledger.Key) led
 				return err
 			}
 		}
-		for _, stmt := range []string{
-			"DROP INDEX events_by_key",
-			"ALTER TABLE events DROP COLUMN idem_service",
-			"ALTER TABLE events DROP COLUMN idem_request",
-		} {
-			if _, err := tx.Exec(ctx, stmt); err != nil {
+		n = len(todo)
+		return nil
+	})
+	if err != nil {
+		return false, wrapHash(err)
+	}
+	err = db.ReadWrite(ctx, func(ctx context.Context, tx sqldb.Tx) error {
+		if _, err := tx.Exec(ctx, "DROP INDEX IF EXISTS events_by_key"); err != nil {
+			return err
+		}
+		for _, col := range []string{"idem_service", "idem_request"} {
+			ok, err := hasColumn(ctx, tx, "events", col)
+			if err != nil {
 				return err
 			}
+			if ok {
+				if _, err := tx.Exec(ctx, "ALTER TABLE events DROP COLUMN "+col); err != nil {
+					return err
+				}
+			}
 		}
-		_, err = tx.Exec(ctx, "INSERT INTO ledger_meta (name, value) VALUES ($1, $2)", requestIDsHashed, []byte(fmt.Sprint(len(todo))))
-		ran = true
+		return nil
+	})
+	if err != nil {
+		return false, wrapHash(err)
+	}
+	err = db.ReadWrite(ctx, func(ctx context.Context, tx sqldb.Tx) error {
+		var v []byte
+		err := tx.QueryRow(ctx, "SELECT value FROM ledger_meta WHERE name = $1", requestIDsHashed).Scan(&v)
+		if !errors.Is(err, sqldb.ErrNoRows) {
+			return err // nil: another node finished first
+		}
+		_, err = tx.Exec(ctx, "INSERT INTO ledger_meta (name, value) VALUES ($1, $2)", requestIDsHashed, []byte(fmt.Sprint(n)))
 		return err
 	})
 	if err != nil {
-		return false, fmt.Errorf("hash request ids: %w", err)
+		return false, wrapHash(err)
 	}
-	return ran, nil
+	return true, nil
+}
+
+func wrapHash(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("hash request ids: %w", err)
+}
+
+// hasColumn reports whether table has column.
+func hasColumn(ctx context.Context, tx sqldb.Tx, table, column string) (bool, error) {
+	q := "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1 AND column_name = $2"
+	if tx.Dialect() == sqldb.SQLiteDialect {
+		q = "SELECT COUNT(*) FROM pragma_table_info($1) WHERE name = $2"
+	}
+	var n int64
+	if err := tx.QueryRow(ctx, q, table, column).Scan(&n); err != nil {
+		return false, err
+	}
+	return n > 0, nil
 }
