@@ -45,6 +45,19 @@ var (
 	// Nothing was recorded and the first decision is not returned.
 	// Callers test for it with errors.Is.
 	ErrRequestReused = errors.New("request id already used by this service for another request")
+	// ErrRequestErased is returned by [Recorder.RecordDecision] when the
+	// request id was recorded before and that event was erased since
+	// (its patient's data was erased): the first answer is gone, and the
+	// request is neither decided nor recorded again under that id.
+	// Callers test for it with errors.Is.
+	ErrRequestErased = errors.New("request id known, its patient's data was erased")
+	// ErrRequestExpired is returned by [Recorder.RecordDecision] when the
+	// request id was recorded longer ago than the deployment remembers
+	// answers for: the first answer is not replayed (it may no longer
+	// reflect the patient's consent), and the request is neither decided
+	// nor recorded again under that id. Callers test for it with
+	// errors.Is.
+	ErrRequestExpired = errors.New("request id older than the retention period")
 )
 
 // Change describes who made a change and when, for the history and the
@@ -166,7 +179,9 @@ type Receipt struct {
 //   - be idempotent by key: if an event was already recorded for key,
 //     record nothing and return that event's receipt, whose Decision is
 //     the first decision, with a nil error (even if d differs, or the
-//     consent changed since);
+//     consent changed since); if that event was erased since, or is
+//     older than the retention period, record nothing and return
+//     ErrRequestErased or ErrRequestExpired;
 //   - store d's obligations with the event.
 //
 // Any other error means the event may or may not be durable ("failed, not

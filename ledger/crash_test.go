@@ -131,7 +131,7 @@ func checkAfterCrash(t *testing.T, dir string, acked map[string]ack, earlier []v
 	defer env.Close()
 	err := env.Store.View(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
 		for key, a := range acked {
-			row, err := tx.EventByKey(ctx, ledger.Key{Service: "crash", RequestID: key})
+			row, err := tx.EventByKey(ctx, env.Pseudonyms.RequestHash(ledger.Key{Service: "crash", RequestID: key}))
 			if err != nil {
 				return fmt.Errorf("acknowledged event %s: %w", key, err)
 			}

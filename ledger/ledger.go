@@ -91,6 +91,12 @@ type Config struct {
 	// balancer's rotation gets no Record to tell). Defaults 3 and 5s.
 	RecordFailures int
 	RecordFailFor  time.Duration
+	// RequestIDRetention is how long an idempotency key's first answer is
+	// replayed: a retry within it gets the first event back; after it,
+	// Record fails with ErrRequestExpired (never a second event under
+	// the same key). The key's hash itself is kept with the event.
+	// Default 24h.
+	RequestIDRetention time.Duration
 	// MaxGroup is the most Record calls committed in one transaction.
 	// Default 512.
 	MaxGroup int
@@ -140,6 +146,9 @@ func (c *Config) validate() error {
 	}
 	if c.RecordFailFor <= 0 {
 		c.RecordFailFor = 5 * time.Second
+	}
+	if c.RequestIDRetention <= 0 {
+		c.RequestIDRetention = 24 * time.Hour
 	}
 	if c.MaxGroup <= 0 {
 		c.MaxGroup = 512

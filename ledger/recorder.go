@@ -35,6 +35,17 @@ var (
 	// returned (it is another patient's). Callers test for it with
 	// errors.Is.
 	ErrKeyReused = errors.New("idempotency key already used for another patient or kind of event")
+	// ErrRequestErased is returned when an entry's idempotency key names
+	// an event erased since (its patient's data was erased): the request
+	// is known, its first answer is gone, and it is not recorded again.
+	// Callers test for it with errors.Is; the caller sends a new request
+	// (a new request id) if it still needs an answer.
+	ErrRequestErased = errors.New("request id known, its patient's data was erased")
+	// ErrRequestExpired is returned when an entry's idempotency key names
+	// an event recorded longer ago than Config.RequestIDRetention: its
+	// answer is no longer replayed, and it is not decided or recorded
+	// again under that id. Callers test for it with errors.Is.
+	ErrRequestExpired = errors.New("request id older than the retention period")
 )
 
 // Entry is an event to record.
@@ -56,7 +67,11 @@ type Entry struct {
 	Payload json.RawMessage
 	// Key, if not zero, makes the entry idempotent: recording an entry
 	// with a key already recorded returns the first event and records
-	// nothing.
+	// nothing; if that event was erased since, or recorded longer ago
+	// than Config.RequestIDRetention, it fails with ErrRequestErased or
+	// ErrRequestExpired and records nothing. The store keeps only the
+	// key's keyed hash (Pseudonymizer.RequestHash), which an erasure
+	// keeps.
 	Key Key
 	// CheckConsent asks Record to fail with ErrConsentChanged unless the
 	// patient's consent version is ConsentVersion: the entry was decided
@@ -432,7 +447,7 @@ func (l *Ledger) recordGroup(ctx context.Context, tx StoreTx, group []*recordJob
 			}
 			byKey[j.entry.Key] = j
 			res, err := l.existing(ctx, tx, j)
-			if err == nil || errors.Is(err, ErrKeyReused) {
+			if err == nil || errors.Is(err, ErrKeyReused) || errors.Is(err, ErrRequestErased) || errors.Is(err, ErrRequestExpired) {
 				j.res, j.err = res, err
 				continue
 			}
@@ -467,7 +482,7 @@ func (l *Ledger) recordGroup(ctx context.Context, tx StoreTx, group []*recordJob
 			ps.dirty = true
 		}
 		if j.entry.Apply != nil {
-			if err := j.entry.Apply(ctx, tx); err != nil {
+			if err := j.entry.Apply(ctx, applyTx{StoreTx: tx, dk: &DataKey{aead: ps.dk, rand: l.cfg.Rand}}); err != nil {
 				return &jobError{job: j, err: err}
 			}
 		}
@@ -611,7 +626,7 @@ func (l *Ledger) append(ctx context.Context, tx StoreTx, ps *patientState, j *re
 		Organisation: j.entry.Organisation,
 		BreakGlass:   j.entry.BreakGlass,
 		Sealed:       sealed,
-		Key:          j.entry.Key,
+		Key:          l.cfg.Pseudonyms.RequestHash(j.entry.Key),
 	}); err != nil {
 		return nil, err
 	}
@@ -648,14 +663,23 @@ func (l *Ledger) eraseBefore(ctx context.Context, tx StoreTx, ps *patientState, 
 }
 
 // existing returns the event recorded with j's key, with its body; or
-// ErrKeyReused if that event is of another patient or kind than j.
+// ErrKeyReused if that event is of another patient or kind than j,
+// ErrRequestErased if it was erased, ErrRequestExpired if it is older than
+// the retention period.
 func (l *Ledger) existing(ctx context.Context, tx StoreReader, j *recordJob) (*Recorded, error) {
-	row, err := tx.EventByKey(ctx, j.entry.Key)
+	row, err := tx.EventByKey(ctx, l.cfg.Pseudonyms.RequestHash(j.entry.Key))
 	if err != nil {
 		return nil, err
 	}
+	if row.Erased {
+		// Whose it was is erased with it: not told apart from a reuse.
+		return nil, ErrRequestErased
+	}
 	if row.Pseudonym != j.pseudonym || row.Kind != j.entry.Kind {
 		return nil, ErrKeyReused
+	}
+	if l.cfg.Now().Sub(time.Unix(0, row.TimeNanos)) > l.cfg.RequestIDRetention {
+		return nil, ErrRequestExpired
 	}
 	salt, body, err := l.openEvent(ctx, tx, row)
 	if err != nil {

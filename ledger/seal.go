@@ -5,6 +5,7 @@ import (
 	"crypto/cipher"
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -43,6 +44,33 @@ func (p *Pseudonymizer) Pseudonym(id PatientID) event.Hash {
 	m.Write([]byte("vigie/pseudonym/v1\x00"))
 	m.Write([]byte(id.Canonical()))
 	return event.Hash(m.Sum(nil))
+}
+
+// RequestHash is the keyed hash of an idempotency key (a calling service
+// and its request id), as the Store keeps it: request ids are chosen by
+// callers, who put identifiers in them, so none is stored in clear.
+type RequestHash [16]byte
+
+// IsZero reports whether h is the zero hash (no key).
+func (h RequestHash) IsZero() bool { return h == RequestHash{} }
+
+// RequestHash returns the keyed hash of k: HMAC-SHA256 under the pseudonym
+// key, domain-separated from pseudonyms by its label, truncated to 16
+// bytes. The pseudonym key is the deployment's, never erased and checked at
+// every start, so a request id is recognised after its patient's erasure;
+// 16 bytes make a collision between two keys negligible (and a collision
+// would only refuse a request, see ErrKeyReused). The zero Key has the zero
+// hash.
+func (p *Pseudonymizer) RequestHash(k Key) RequestHash {
+	if k.IsZero() {
+		return RequestHash{}
+	}
+	m := hmac.New(sha256.New, p.key)
+	m.Write([]byte("vigie/request-id/v1\x00"))
+	m.Write(binary.AppendUvarint(nil, uint64(len(k.Service))))
+	m.Write([]byte(k.Service))
+	m.Write([]byte(k.RequestID))
+	return RequestHash(m.Sum(nil)[:16])
 }
 
 // keyring seals event bodies with patients' data keys, and wraps those with
@@ -172,4 +200,61 @@ func openBody(dk cipher.AEAD, sealed []byte, c event.Hash) (salt [32]byte, body 
 	}
 	copy(salt[:], plain)
 	return salt, plain[len(salt):], nil
+}
+
+// DataKey is a patient's data key, for the patient's rows of other tables
+// (the consent store's): sealed with it, they are erased with the patient's
+// events when the key is destroyed (crypto-shredding). It is safe for
+// concurrent use.
+type DataKey struct {
+	aead cipher.AEAD
+	rand io.Reader
+}
+
+// dataPrefix starts the additional data of everything DataKey seals, which
+// an event body's (its 32-byte commitment) never is: a sealed row never
+// opens as an event body, nor the reverse.
+const dataPrefix = "vigie/patient-data/v1\x00"
+
+// Seal encrypts plaintext (AES-256-GCM, random nonce), bound to ad, which
+// says what the plaintext belongs to (a table, a row): a ciphertext moved
+// to another row does not open.
+func (k *DataKey) Seal(plaintext, ad []byte) ([]byte, error) {
+	return seal(k.aead, k.rand, plaintext, append([]byte(dataPrefix), ad...))
+}
+
+// Open decrypts what Seal sealed with the same ad, or fails with an error
+// wrapping ErrCorrupt.
+func (k *DataKey) Open(sealed, ad []byte) ([]byte, error) {
+	return open(k.aead, sealed, append([]byte(dataPrefix), ad...))
+}
+
+// DataKey unwraps a patient's data key from its wrapped form, as the
+// patients table holds it: ErrErased if nil (the patient was erased),
+// an error wrapping ErrCorrupt if it does not open.
+func (l *Ledger) DataKey(pseudonym event.Hash, wrapped []byte) (*DataKey, error) {
+	a, err := l.keys.dataKey(pseudonym, wrapped)
+	if err != nil {
+		return nil, err
+	}
+	return &DataKey{aead: a, rand: l.cfg.Rand}, nil
+}
+
+// applyTx is the transaction an Entry's Apply runs in: the store's, with
+// the data key of the entry's patient (new patients have no stored key
+// before the transaction ends).
+type applyTx struct {
+	StoreTx
+	dk *DataKey
+}
+
+// EntryDataKey returns the data key of the patient of the entry whose Apply
+// received tx, to seal that patient's rows of other tables in the same
+// transaction. It fails for any other tx.
+func EntryDataKey(tx StoreTx) (*DataKey, error) {
+	a, ok := tx.(applyTx)
+	if !ok || a.dk == nil {
+		return nil, errors.New("ledger: EntryDataKey: not the transaction of an entry's Apply")
+	}
+	return a.dk, nil
 }

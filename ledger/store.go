@@ -62,9 +62,9 @@ type StoreReader interface {
 	// ChainHead returns the sequence number and commitment of the
 	// patient's latest event, erased or not; zero values if there is none.
 	ChainHead(ctx context.Context, pseudonym event.Hash) (uint64, event.Hash, error)
-	// EventByKey returns the event recorded with this idempotency key, or
-	// ErrNotFound.
-	EventByKey(ctx context.Context, key Key) (EventRow, error)
+	// EventByKey returns the event recorded with this idempotency key's
+	// hash, erased or not (an erasure keeps the hash), or ErrNotFound.
+	EventByKey(ctx context.Context, key RequestHash) (EventRow, error)
 	// EventByIndex returns the event at a leaf index, or ErrNotFound.
 	EventByIndex(ctx context.Context, index uint64) (EventRow, error)
 	// PatientEvents returns up to limit events of the patient with
@@ -142,7 +142,8 @@ type StoreTx interface {
 	DeleteErasure(ctx context.Context, pseudonym event.Hash) error
 	// ErasePatient destroys the patient's wrapped key and clears every
 	// column of the patient's events that could identify them, keeping
-	// commitments, indices and, in a table of its own, the positions of
+	// commitments, indices, idempotency keys' hashes (a retry after the
+	// erasure is recognised) and, in a table of its own, the positions of
 	// the erased events in the patient's chain. The patient's consent
 	// version goes up by one: their consent is erased too (by the
 	// caller's EraseAlso), which is a change of consent. It returns the
@@ -187,9 +188,12 @@ func (k Key) IsZero() bool { return k.Service == "" && k.RequestID == "" }
 type EventRow struct {
 	Index      uint64
 	Commitment event.Hash
+	// Key is the keyed hash of the event's idempotency key (zero: none).
+	// An erasure keeps it.
+	Key RequestHash
 	// The fields below are cleared by an erasure (Erased is then true):
 	// Pseudonym, Kind, TimeNanos, Service, Actor, Organisation,
-	// BreakGlass, Sealed, Key.
+	// BreakGlass, Sealed.
 	Erased       bool
 	Pseudonym    event.Hash
 	Seq          uint64
@@ -201,7 +205,6 @@ type EventRow struct {
 	BreakGlass   bool
 	// Sealed is salt ‖ body encrypted with the patient's data key.
 	Sealed []byte
-	Key    Key
 }
 
 // CheckpointRow is a signed checkpoint with the compact range of the tree

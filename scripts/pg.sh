@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # Throwaway PostgreSQL cluster for tests and benchmarks. Source this file,
 # then call pg_start; it exports VIGIE_TEST_POSTGRES (a postgres:// URL) and
-# arranges for pg_stop to run when the calling script exits, whatever happens.
+# VIGIE_TEST_PGDATA (the cluster's data directory, which tests of data at
+# rest scan), and arranges for pg_stop to run when the calling script exits, whatever happens.
 #
 # PostgreSQL comes from Debian's packages: as root, pg_start installs it if it
 # is missing. The cluster runs as a non-root user (postgres, or the caller if
@@ -81,12 +82,17 @@ max_connections = 300
 fsync = on
 synchronous_commit = on
 shared_buffers = 256MB
+# Segments no longer needed are removed, not renamed for reuse with their
+# old content: tests of data at rest scan pg_wal after a switch and a
+# checkpoint.
+wal_recycle = off
 CONF
 	local try port
 	for try in 1 2 3 4 5; do
 		port=$(pg_free_port) || return 1
 		if pg_as_owner "$bin/pg_ctl" -D "$PG_DIR/data" -o "-p $port" -l "$PG_DIR/server.log" -w -t 60 start >/dev/null 2>&1; then
 			export VIGIE_TEST_POSTGRES="postgres://vigie@127.0.0.1:$port/postgres?sslmode=disable"
+			export VIGIE_TEST_PGDATA="$PG_DIR/data"
 			echo "pg.sh: PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$port ($PG_DIR)" >&2
 			return 0
 		fi

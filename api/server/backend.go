@@ -171,7 +171,9 @@ func unavailable(err error) error {
 	var ce *ledger.CorruptEventError
 	if errors.As(err, &fe) || errors.Is(err, ledger.ErrInvalidEntry) || errors.As(err, &ce) || errors.Is(err, ledger.ErrCorrupt) ||
 		errors.Is(err, consent.ErrRequestReused) || errors.Is(err, ledger.ErrKeyReused) ||
-		errors.Is(err, consent.ErrStaleVersion) || errors.Is(err, consent.ErrRulesConflict) || errors.Is(err, consent.ErrReviewed) {
+		errors.Is(err, consent.ErrStaleVersion) || errors.Is(err, consent.ErrRulesConflict) || errors.Is(err, consent.ErrReviewed) ||
+		errors.Is(err, consent.ErrRequestErased) || errors.Is(err, ledger.ErrRequestErased) ||
+		errors.Is(err, consent.ErrRequestExpired) || errors.Is(err, ledger.ErrRequestExpired) {
 		return err
 	}
 	return fmt.Errorf("%w: %v", ErrUnavailable, err)

@@ -85,6 +85,10 @@ var (
 //	ledger.ErrBeyondCheckpoint               INVALID_ARGUMENT (handlers should wrap it in a FieldError naming tree_size)
 //	consent.ErrRequestReused,                INVALID_ARGUMENT "invalid request_id: ..." (not a retry: another request)
 //	  ledger.ErrKeyReused
+//	consent.ErrRequestErased,                FAILED_PRECONDITION "request_id already used; its patient's data was erased since: ..."
+//	  ledger.ErrRequestErased                (a retry after an erasure: never decided or recorded again)
+//	consent.ErrRequestExpired,               FAILED_PRECONDITION "request_id older than the retention period: ..."
+//	  ledger.ErrRequestExpired               (a retry past --request-id-retention: never decided or recorded again)
 //	ledger.ErrInvalidEntry                   INTERNAL (the server built an entry the ledger refuses: its bug, the request was validated)
 //	no rule, role not allowed, organization  PERMISSION_DENIED
 //	ErrPermissionDenied                      PERMISSION_DENIED
@@ -135,6 +139,10 @@ func Status(err error) (st *status.Status, serverFault bool) {
 		return status.New(codes.InvalidArgument, "tree size beyond the latest signed checkpoint"), false
 	case errors.Is(err, consent.ErrRequestReused), errors.Is(err, ledger.ErrKeyReused):
 		return status.New(codes.InvalidArgument, "invalid request_id: already used by this service for another request"), false
+	case errors.Is(err, consent.ErrRequestErased), errors.Is(err, ledger.ErrRequestErased):
+		return status.New(codes.FailedPrecondition, "request_id already used; its patient's data was erased since: send a new request_id"), false
+	case errors.Is(err, consent.ErrRequestExpired), errors.Is(err, ledger.ErrRequestExpired):
+		return status.New(codes.FailedPrecondition, "request_id older than the retention period: send a new request_id"), false
 
 	case errors.Is(err, errNoRule), errors.Is(err, errRoleNotAllow), errors.Is(err, errOrganization):
 		return status.New(codes.PermissionDenied, ErrorText(err.Error())), false

@@ -505,6 +505,18 @@ func TestBreakGlassReviewAndErasure(t *testing.T) {
 	if found, err := audit.SearchEvents(e.as(auth.RoleRegulator, "cnil"), &vigiev1.SearchEventsRequest{PatientIns: e2ePatient, Kind: vigiev1.EventKind_EVENT_KIND_ACCESS}); err != nil || len(found.Events) != 0 {
 		t.Errorf("a search for the erased patient's accesses = %v, %v; want nothing", found, err)
 	}
+	// Retries of requests recorded before the erasure: known, refused,
+	// never decided or recorded again.
+	if _, err := access.Check(service, req); status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "erased") {
+		t.Errorf("retry of a Check after the erasure = %v, want FailedPrecondition (erased)", err)
+	}
+	// (A review's retry finds the reviewed access erased first.)
+	if _, err := audit.ReviewBreakGlass(dpo, review); status.Code(err) != codes.NotFound {
+		t.Errorf("retry of a review after the erasure = %v, want NotFound", err)
+	}
+	if after := e.listAndVerify(patient, 100); len(after) != len(evs)+1 || kinds(after)[len(after)-1] != "ledger_read" {
+		t.Errorf("history after the retries = %s; want only the previous listing's read added", strings.Join(kinds(after), ","))
+	}
 	if strings.Contains(e.proc.stderr.String(), "unconscious") || strings.Contains(e.proc.stderr.String(), "checked with the ER") {
 		t.Errorf("the server's log holds a justification or a review's comment:\n%s", e.proc.stderr)
 	}

@@ -328,7 +328,7 @@ func runVigie(t *testing.T, attr *syscall.SysProcAttr, args ...string) (int, str
 // TestNodeFlagsValidated: a node setting out of range stops serve before
 // anything starts, naming the flag.
 func TestNodeFlagsValidated(t *testing.T) {
-	for _, flag := range []string{"--merge-delay", "--checkpoint-interval", "--send-stall-after"} {
+	for _, flag := range []string{"--merge-delay", "--checkpoint-interval", "--send-stall-after", "--request-id-retention"} {
 		var out bytes.Buffer
 		code := run(context.Background(), []string{"serve", "--data-dir", t.TempDir(), flag, "0s"}, &out, &out)
 		if code == exitOK || !strings.Contains(out.String(), flag+" must be positive") {

@@ -49,6 +49,7 @@ type nodeConfig struct {
 	checkpointInterval time.Duration
 	mergeDelay         time.Duration
 	sendStallAfter     time.Duration
+	requestIDRetention time.Duration
 }
 
 func (c *nodeConfig) flags(fs *flag.FlagSet) {
@@ -63,6 +64,7 @@ func (c *nodeConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.rulesFile, "national-rules", "", "file of the national access rules (JSON, canonical form); default: the illustrative rules built in. A version above the stored one is published at start")
 	fs.DurationVar(&c.checkpointInterval, "checkpoint-interval", time.Second, "least time between two signed checkpoints")
 	fs.DurationVar(&c.mergeDelay, "merge-delay", 10*time.Second, "maximum merge delay promised by receipts")
+	fs.DurationVar(&c.requestIDRetention, "request-id-retention", 24*time.Hour, "how long a retry with the same request_id gets the first answer back; after it, FAILED_PRECONDITION (never a new decision under the same id)")
 	fs.DurationVar(&c.sendStallAfter, "send-stall-after", 30*time.Second, "how long sending events to the log may fail without a break before /readyz reports the node not ready")
 }
 
@@ -78,6 +80,8 @@ func (c *nodeConfig) validate() error {
 		return errors.New("--merge-delay must be positive")
 	case c.sendStallAfter <= 0:
 		return errors.New("--send-stall-after must be positive")
+	case c.requestIDRetention <= 0:
+		return errors.New("--request-id-retention must be positive")
 	case c.db != "" && !strings.HasPrefix(c.db, "postgres://") && !strings.HasPrefix(c.db, "postgresql://"):
 		return errors.New("--db: want a postgres:// URL, or nothing for the embedded SQLite files")
 	}
@@ -214,6 +218,7 @@ func openNode(ctx context.Context, cfg nodeConfig, logger *slog.Logger) (_ *node
 		CheckpointInterval: cfg.checkpointInterval,
 		Logger:             logger,
 		EraseAlso:          consentsql.EraseRows,
+		RequestIDRetention: cfg.requestIDRetention,
 	}, n.store, log)
 	if err != nil {
 		return nil, err
@@ -233,6 +238,9 @@ func openNode(ctx context.Context, cfg nodeConfig, logger *slog.Logger) (_ *node
 		}
 	}
 	n.consents = consentsql.New(n.db, n.ledger)
+	if err := sealAtRest(ctx, n.db, n.store, pseudonyms, n.consents); err != nil {
+		return nil, err
+	}
 	n.consent, err = consent.NewService(ctx, consent.Config{
 		Store:    n.consents,
 		Recorder: n.consents,
@@ -247,6 +255,40 @@ func openNode(ctx context.Context, cfg nodeConfig, logger *slog.Logger) (_ *node
 	n.ledger.Start(bg)
 	n.ledgerRun = true
 	return n, nil
+}
+
+// sealAtRest converts, once per database, what versions before the
+// sealing stored in clear (request ids, consents), then, once, rewrites
+// the converted tables so that the plain text leaves the database's files
+// (sqldb.DB.Compact). It runs after ledger.New checked the keys, before
+// anything is recorded. Backups and WAL archives taken before keep the
+// plain text until they expire (docs/threat-model.md).
+func sealAtRest(ctx context.Context, db *sqldb.DB, store ledger.Store, pseudonyms *ledger.Pseudonymizer, consents *consentsql.Store) error {
+	if _, err := sqlstore.HashRequestIDs(ctx, db, pseudonyms.RequestHash); err != nil {
+		return err
+	}
+	if _, err := consents.SealPlaintext(ctx); err != nil {
+		return err
+	}
+	const compacted = "plaintext-compacted"
+	done := true
+	err := store.View(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
+		_, err := tx.Meta(ctx, compacted)
+		done = err == nil
+		if errors.Is(err, ledger.ErrNotFound) {
+			return nil
+		}
+		return err
+	})
+	if err != nil || done {
+		return err
+	}
+	if err := db.Compact(ctx, "events", "consents"); err != nil {
+		return fmt.Errorf("compact the converted tables: %w", err)
+	}
+	return store.Update(ctx, func(ctx context.Context, tx ledger.StoreTx) error {
+		return tx.SetMeta(ctx, compacted, []byte("1"))
+	})
 }
 
 // ready reports whether the node can serve: the ledger's background work

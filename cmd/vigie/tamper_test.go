@@ -460,16 +460,21 @@ func TestVerifyAndAuditFindTampering(t *testing.T) {
 	})
 
 	t.Run("an access recorded as ALLOW that the consent in force denied", func(t *testing.T) {
-		// The operator lifts the patient's block in the consent store,
-		// without a consent-change event, and the blocked professional
-		// is let in under the consent version that blocks them.
+		// The operator, who holds the KEK, lifts the patient's block in
+		// the consent store (sealed as the store seals it), without a
+		// consent-change event, and the blocked professional is let in
+		// under the consent version that blocks them.
 		dir := copyDir(t, s.final)
 		db := openDB(t, filepath.Join(dir, "vigie.db"))
 		lifted, err := consent.FormatConsent(consent.Consent{Version: 1})
 		if err != nil {
 			t.Fatal(err)
 		}
-		execOne(t, db, "UPDATE consents SET consent = ? WHERE version = 1", lifted)
+		var pseudonym, wrapped []byte
+		if err := db.QueryRow("SELECT c.pseudonym, p.wrapped_key FROM consents c JOIN patients p ON p.pseudonym = c.pseudonym WHERE c.version = 1").Scan(&pseudonym, &wrapped); err != nil {
+			t.Fatal(err)
+		}
+		execOne(t, db, "UPDATE consents SET consent = ? WHERE version = 1", sealConsentAsOperator(t, dir, pseudonym, wrapped, 1, lifted))
 		w := s.w.restart(t, dir)
 		r := doCheck(t, w.e, "after-tamper", e2ePatient, otherDoctor, vigiev1.PurposeOfUse_TREAT, true)
 		if r.Decision != vigiev1.Decision_ALLOW || r.ConsentVersion != 1 {

@@ -5,7 +5,9 @@ import (
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/rand"
 	"database/sql"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"io"
@@ -257,6 +259,45 @@ func openSealed(t *testing.T, dataDir string, wrapped, pseudonym, sealed, commit
 	b, _ := aes.NewCipher(dk)
 	a, _ := cipher.NewGCM(b)
 	return a, open(dk, sealed, commitment)
+}
+
+// sealConsentAsOperator seals a consent version as the consent store does
+// (consent/sqlstore), with the data directory's KEK: AES-256-GCM under the
+// patient's data key, bound to the pseudonym and the version.
+func sealConsentAsOperator(t *testing.T, dataDir string, pseudonym, wrapped []byte, version int64, plain []byte) []byte {
+	t.Helper()
+	kekHex, err := os.ReadFile(filepath.Join(dataDir, "keys", "kek"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kek, err := hex.DecodeString(strings.TrimSpace(string(kekHex)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	aead := func(key []byte) cipher.AEAD {
+		b, err := aes.NewCipher(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := cipher.NewGCM(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	k := aead(kek)
+	dk, err := k.Open(nil, wrapped[:k.NonceSize()], wrapped[k.NonceSize():], pseudonym)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := aead(dk)
+	ad := append([]byte("vigie/patient-data/v1\x00vigie/consent/v1\x00"), pseudonym...)
+	ad = binary.BigEndian.AppendUint64(ad, uint64(version))
+	nonce := make([]byte, a.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		t.Fatal(err)
+	}
+	return a.Seal(nonce, nonce, plain, ad)
 }
 
 // editHistory returns an edit of the patient's listing.

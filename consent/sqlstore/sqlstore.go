@@ -10,7 +10,9 @@
 // rules-change event. A decision is recorded with the consent version it
 // was made under; the ledger refuses it if that version is no longer the
 // patient's. Patients are keyed by the ledger's pseudonym: no INS is
-// stored.
+// stored. Each consent version is sealed under the patient's data key
+// (ledger.DataKey), so that an erasure, which destroys that key, erases it
+// too, even from a copy of the files taken before.
 package sqlstore
 
 import (
@@ -29,6 +31,9 @@ import (
 )
 
 // Migrations are the consent store's tables, for sqldb.DB.Migrate.
+// consents.consent holds the consent's canonical form sealed under the
+// patient's data key (see sealConsent); versions before the sealing wrote
+// it in clear, which SealPlaintext converts once.
 var Migrations = []sqldb.Migration{{
 	Name: "consent/1",
 	SQLite: `
@@ -113,8 +118,9 @@ func (s *Store) Consent(ctx context.Context, patient ident.INS) (consent.Consent
 	p := s.ledger.Pseudonym(patient)
 	var c consent.Consent
 	err := s.db.Read(ctx, func(ctx context.Context, tx sqldb.Tx) error {
-		var b []byte
-		err := tx.QueryRow(ctx, "SELECT consent FROM consents WHERE pseudonym = $1 ORDER BY version DESC LIMIT 1", p[:]).Scan(&b)
+		var b, wrapped []byte
+		var version int64
+		err := tx.QueryRow(ctx, "SELECT c.version, c.consent, p.wrapped_key FROM consents c JOIN patients p ON p.pseudonym = c.pseudonym WHERE c.pseudonym = $1 ORDER BY c.version DESC LIMIT 1", p[:]).Scan(&version, &b, &wrapped)
 		if errors.Is(err, sqldb.ErrNoRows) {
 			// No consent stored: the default one, at the version the
 			// ledger holds (0 for a new patient; after an erasure, which
@@ -129,7 +135,7 @@ func (s *Store) Consent(ctx context.Context, patient ident.INS) (consent.Consent
 		if err != nil {
 			return err
 		}
-		c, err = consent.ParseConsent(b)
+		c, err = s.openConsent(p, version, wrapped, b)
 		return err
 	})
 	if err != nil {
@@ -168,9 +174,16 @@ func (s *Store) UpdateConsent(ctx context.Context, patient ident.INS, expected i
 		Payload:       payload,
 		ConsentChange: &ledger.ConsentChange{Expected: expected, Next: c.Version},
 		Apply: func(ctx context.Context, stx ledger.StoreTx) error {
-			tx := stx.SQL()
-			_, err := tx.Exec(ctx, "INSERT INTO consents (pseudonym, version, consent, author, changed_nanos) VALUES ($1, $2, $3, $4, $5)",
-				p[:], c.Version, body, change.Author, change.Time.UnixNano())
+			dk, err := ledger.EntryDataKey(stx)
+			if err != nil {
+				return err
+			}
+			sealed, err := dk.Seal(body, consentAD(p, c.Version))
+			if err != nil {
+				return err
+			}
+			_, err = stx.SQL().Exec(ctx, "INSERT INTO consents (pseudonym, version, consent, author, changed_nanos) VALUES ($1, $2, $3, $4, $5)",
+				p[:], c.Version, sealed, change.Author, change.Time.UnixNano())
 			if sqldb.IsUniqueViolation(err) {
 				return consent.ErrStaleVersion
 			}
@@ -195,20 +208,31 @@ func (s *Store) ConsentHistory(ctx context.Context, patient ident.INS, from int6
 	var out []consent.ConsentRecord
 	err := s.db.Read(ctx, func(ctx context.Context, tx sqldb.Tx) error {
 		out = nil
-		rows, err := tx.Query(ctx, "SELECT consent, author, changed_nanos FROM consents WHERE pseudonym = $1 AND version >= $2 ORDER BY version LIMIT $3",
+		rows, err := tx.Query(ctx, "SELECT c.version, c.consent, c.author, c.changed_nanos, p.wrapped_key FROM consents c JOIN patients p ON p.pseudonym = c.pseudonym WHERE c.pseudonym = $1 AND c.version >= $2 ORDER BY c.version LIMIT $3",
 			p[:], from, int64(limit))
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
+		var dk *ledger.DataKey
 		for rows.Next() {
-			var b []byte
+			var b, wrapped []byte
+			var version int64
 			var r consent.ConsentRecord
 			var nanos int64
-			if err := rows.Scan(&b, &r.Author, &nanos); err != nil {
+			if err := rows.Scan(&version, &b, &r.Author, &nanos, &wrapped); err != nil {
 				return err
 			}
-			if r.Consent, err = consent.ParseConsent(b); err != nil {
+			if dk == nil { // one patient: one key
+				if dk, err = s.ledger.DataKey(p, wrapped); err != nil {
+					return err
+				}
+			}
+			plain, err := dk.Open(b, consentAD(p, version))
+			if err != nil {
+				return fmt.Errorf("consent version %d: %w", version, err)
+			}
+			if r.Consent, err = consent.ParseConsent(plain); err != nil {
 				return err
 			}
 			r.Time = time.Unix(0, nanos).UTC()
@@ -380,6 +404,12 @@ func (s *Store) RecordDecision(ctx context.Context, key consent.RequestKey, req 
 	}
 	if errors.Is(err, ledger.ErrKeyReused) {
 		return consent.Receipt{}, fmt.Errorf("record decision: %w", consent.ErrRequestReused)
+	}
+	if errors.Is(err, ledger.ErrRequestErased) {
+		return consent.Receipt{}, fmt.Errorf("record decision: %w", consent.ErrRequestErased)
+	}
+	if errors.Is(err, ledger.ErrRequestExpired) {
+		return consent.Receipt{}, fmt.Errorf("record decision: %w", consent.ErrRequestExpired)
 	}
 	if err != nil {
 		return consent.Receipt{}, fmt.Errorf("record decision: %w", err)

@@ -62,6 +62,8 @@ type Options struct {
 	// store and log.
 	WrapStore func(ledger.Store) ledger.Store
 	WrapLog   func(ledger.Log) ledger.Log
+	// RequestIDRetention is the ledger's Config.RequestIDRetention.
+	RequestIDRetention time.Duration
 	// EraseAlso is the ledger's Config.EraseAlso.
 	EraseAlso func(pseudonym event.Hash) func(ctx context.Context, tx sqldb.Tx) error
 }
@@ -196,8 +198,12 @@ func New(t testing.TB, opts Options) *Env {
 		CheckpointInterval: opts.CheckpointInterval,
 		Now:                opts.Now,
 		EraseAlso:          opts.EraseAlso,
+		RequestIDRetention: opts.RequestIDRetention,
 	}, e.Store, e.Log)
 	if err != nil {
+		t.Fatalf("ledgertest: %v", err)
+	}
+	if _, err := sqlstore.HashRequestIDs(ctx, e.DB, e.Pseudonyms.RequestHash); err != nil {
 		t.Fatalf("ledgertest: %v", err)
 	}
 	if !opts.NoStart {

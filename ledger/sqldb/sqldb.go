@@ -322,3 +322,57 @@ func (r pgRow) Scan(dest ...any) error {
 	}
 	return err
 }
+
+// Compact rewrites tables so that content deleted or overwritten in them
+// leaves the database's own files, as far as the engine allows. On
+// SQLite it rewrites the whole file (VACUUM), whose freed content
+// secure_delete zeroed already, then truncates the write-ahead log
+// (TruncateWAL); tables is ignored. On PostgreSQL it runs VACUUM FULL on
+// each table, which writes its live rows into new files and drops the old
+// ones (a plain VACUUM leaves dead tuples in place until reused), then
+// ANALYZE, and VACUUM FULL on pg_statistic, whose samples of the old
+// values are dead tuples once replaced; the
+// write-ahead log keeps older row images until its segments are removed
+// after a checkpoint (docs/operations.md). On CockroachDB it does nothing:
+// old versions go when the garbage-collection TTL expires. It takes an
+// exclusive lock on each table while it runs: call it at start, not under
+// load. tables must be plain identifiers.
+func (db *DB) Compact(ctx context.Context, tables ...string) error {
+	switch db.dialect {
+	case SQLiteDialect:
+		return db.lite.Vacuum(ctx)
+	case CockroachDBDialect:
+		return nil
+	}
+	var stmts []string
+	for _, t := range tables {
+		if !plainIdentifier(t) {
+			return fmt.Errorf("sqldb: compact: %q is not a plain identifier", t)
+		}
+		stmts = append(stmts, "VACUUM FULL "+t, "ANALYZE "+t)
+	}
+	// The planner's statistics sample column values (most common values,
+	// histograms): ANALYZE replaced them, and the rows they were in are
+	// dead tuples of pg_statistic until it is rewritten too. Only the
+	// database's owner or a superuser may (others get a warning, not an
+	// error: docs/operations.md says to run it then).
+	stmts = append(stmts, "VACUUM FULL pg_catalog.pg_statistic")
+	for _, q := range stmts {
+		if _, err := db.pool.Exec(ctx, q); err != nil {
+			return fmt.Errorf("sqldb: compact: %s: %w", q, err)
+		}
+	}
+	return nil
+}
+
+func plainIdentifier(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if (r < 'a' || r > 'z') && r != '_' && (r < '0' || r > '9') {
+			return false
+		}
+	}
+	return true
+}

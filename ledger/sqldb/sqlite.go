@@ -416,6 +416,21 @@ func (s *SQLite) TruncateWAL(ctx context.Context) error {
 	return truncateWAL(ctx, s.w.conn.c, 10*time.Second)
 }
 
+// Vacuum rewrites the database file (VACUUM), leaving none of its free
+// pages, then truncates the write-ahead log (TruncateWAL). It blocks
+// writers while it runs.
+func (s *SQLite) Vacuum(ctx context.Context) error {
+	if err := s.w.acquire(ctx); err != nil {
+		return err
+	}
+	_, err := s.w.conn.c.ExecContext(ctx, "VACUUM")
+	s.w.release()
+	if err != nil {
+		return fmt.Errorf("vacuum: %w", err)
+	}
+	return s.TruncateWAL(ctx)
+}
+
 // truncateWAL runs a TRUNCATE checkpoint on c, with a busy timeout of
 // truncateWait, then restores c's busy timeout to restore.
 func truncateWAL(ctx context.Context, c *sql.Conn, restore time.Duration) (err error) {

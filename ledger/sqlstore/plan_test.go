@@ -28,7 +28,7 @@ func TestQueriesUseIndexes(t *testing.T) {
 		args        []any
 	}{
 		{"patient", "SELECT * FROM patients WHERE pseudonym = $1", []any{p}},
-		{"event by key", "SELECT * FROM events WHERE idem_service = $1 AND idem_request = $2", []any{"s", "r"}},
+		{"event by key", "SELECT * FROM events WHERE request_key = $1", []any{[]byte("0123456789abcdef")}},
 		{"event by index", "SELECT * FROM events WHERE leaf_index = $1", []any{1}},
 		{"patient events", "SELECT * FROM events WHERE pseudonym = $1 AND seq >= $2 ORDER BY seq LIMIT $3", []any{p, 1, 10}},
 		{"erased events", "SELECT e.seq, e.leaf_index, ev.commitment FROM erased_events e JOIN events ev ON ev.leaf_index = e.leaf_index WHERE e.pseudonym = $1 AND e.seq >= $2 ORDER BY e.seq LIMIT $3", []any{p, 1, 10}},

@@ -1,8 +1,21 @@
 package sqlstore
 
-import "github.com/vigie-sante/vigie/ledger/sqldb"
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/vigie-sante/vigie/ledger"
+	"github.com/vigie-sante/vigie/ledger/sqldb"
+)
 
 // Migrations are the ledger's tables, for sqldb.DB.Migrate.
+//
+// ledger/2 adds events.request_key, the keyed hash of an idempotency key
+// (ledger.RequestHash, 16 bytes), which replaces idem_service and
+// idem_request (the request id in clear). Those two columns and their
+// index are dropped by HashRequestIDs, which needs the pseudonym key and
+// so runs after the migrations, at start, once.
 var Migrations = []sqldb.Migration{{
 	Name: "ledger/1",
 	SQLite: `
@@ -131,4 +144,138 @@ CREATE TABLE security_events (
   nanos    BIGINT NOT NULL
 );
 `,
+}, {
+	Name: "ledger/2",
+	SQLite: `
+ALTER TABLE events ADD COLUMN request_key BLOB;
+CREATE UNIQUE INDEX events_by_request ON events (request_key);
+`,
+	PostgreSQL: `
+ALTER TABLE events ADD COLUMN request_key BYTEA;
+CREATE UNIQUE INDEX events_by_request ON events (request_key);
+`,
 }}
+
+// requestIDsHashed is the ledger_meta row saying that HashRequestIDs ran.
+const requestIDsHashed = "request-ids-hashed"
+
+// HashRequestIDs moves the idempotency keys stored in clear by a version
+// before ledger/2 (idem_service, idem_request) into request_key, as hash
+// computes it (ledger.Pseudonymizer.RequestHash), then drops those columns
+// and their index, and records in ledger_meta that it ran, so that it runs
+// once per database. It reports whether it ran. The cleared text stays in
+// the files until sqldb.DB.Compact.
+//
+// Each step is a transaction of its own (CockroachDB refuses a schema
+// change after a write in one transaction), and may be run again: a crash
+// between two steps is finished at the next start.
+//
+// It must run after the migrations and after the pseudonym key was checked
+// against the database (ledger.New), before the ledger records anything.
+func HashRequestIDs(ctx context.Context, db *sqldb.DB, hash func(ledger.Key) ledger.RequestHash) (bool, error) {
+	done := false
+	err := db.Read(ctx, func(ctx context.Context, tx sqldb.Tx) error {
+		var v []byte
+		err := tx.QueryRow(ctx, "SELECT value FROM ledger_meta WHERE name = $1", requestIDsHashed).Scan(&v)
+		done = err == nil
+		if errors.Is(err, sqldb.ErrNoRows) {
+			return nil
+		}
+		return err
+	})
+	if err != nil || done {
+		return false, wrapHash(err)
+	}
+	n := 0
+	err = db.ReadWrite(ctx, func(ctx context.Context, tx sqldb.Tx) error {
+		n = 0
+		if ok, err := hasColumn(ctx, tx, "events", "idem_service"); err != nil || !ok {
+			return err
+		}
+		type keyed struct {
+			index int64
+			key   ledger.Key
+		}
+		var todo []keyed
+		rows, err := tx.Query(ctx, "SELECT leaf_index, idem_service, idem_request FROM events WHERE idem_service IS NOT NULL")
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var k keyed
+			if err := rows.Scan(&k.index, &k.key.Service, &k.key.RequestID); err != nil {
+				rows.Close()
+				return err
+			}
+			todo = append(todo, k)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, k := range todo {
+			h := hash(k.key)
+			if _, err := tx.Exec(ctx, "UPDATE events SET request_key = $1, idem_service = NULL, idem_request = NULL WHERE leaf_index = $2", h[:], k.index); err != nil {
+				return err
+			}
+		}
+		n = len(todo)
+		return nil
+	})
+	if err != nil {
+		return false, wrapHash(err)
+	}
+	err = db.ReadWrite(ctx, func(ctx context.Context, tx sqldb.Tx) error {
+		if _, err := tx.Exec(ctx, "DROP INDEX IF EXISTS events_by_key"); err != nil {
+			return err
+		}
+		for _, col := range []string{"idem_service", "idem_request"} {
+			ok, err := hasColumn(ctx, tx, "events", col)
+			if err != nil {
+				return err
+			}
+			if ok {
+				if _, err := tx.Exec(ctx, "ALTER TABLE events DROP COLUMN "+col); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return false, wrapHash(err)
+	}
+	err = db.ReadWrite(ctx, func(ctx context.Context, tx sqldb.Tx) error {
+		var v []byte
+		err := tx.QueryRow(ctx, "SELECT value FROM ledger_meta WHERE name = $1", requestIDsHashed).Scan(&v)
+		if !errors.Is(err, sqldb.ErrNoRows) {
+			return err // nil: another node finished first
+		}
+		_, err = tx.Exec(ctx, "INSERT INTO ledger_meta (name, value) VALUES ($1, $2)", requestIDsHashed, []byte(fmt.Sprint(n)))
+		return err
+	})
+	if err != nil {
+		return false, wrapHash(err)
+	}
+	return true, nil
+}
+
+func wrapHash(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("hash request ids: %w", err)
+}
+
+// hasColumn reports whether table has column.
+func hasColumn(ctx context.Context, tx sqldb.Tx, table, column string) (bool, error) {
+	q := "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1 AND column_name = $2"
+	if tx.Dialect() == sqldb.SQLiteDialect {
+		q = "SELECT COUNT(*) FROM pragma_table_info($1) WHERE name = $2"
+	}
+	var n int64
+	if err := tx.QueryRow(ctx, q, table, column).Scan(&n); err != nil {
+		return false, err
+	}
+	return n > 0, nil
+}

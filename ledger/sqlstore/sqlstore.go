@@ -182,22 +182,26 @@ func (t txn) ChainHead(ctx context.Context, pseudonym event.Hash) (uint64, event
 	return uint64(seq), event.Hash(head), nil
 }
 
-const eventColumns = "leaf_index, commitment, pseudonym, seq, kind, time_nanos, service, actor, organisation, break_glass, sealed, idem_service, idem_request"
+const eventColumns = "leaf_index, commitment, pseudonym, seq, kind, time_nanos, service, actor, organisation, break_glass, sealed, request_key"
 
 func scanEvent(r interface{ Scan(...any) error }) (ledger.EventRow, error) {
 	var e ledger.EventRow
 	var index int64
-	var commitment, pseudo, sealed []byte
+	var commitment, pseudo, sealed, requestKey []byte
 	var seq, timeNanos, breakGlass sql.NullInt64
-	var kind, service, actor, org, idemService, idemRequest sql.NullString
-	if err := r.Scan(&index, &commitment, &pseudo, &seq, &kind, &timeNanos, &service, &actor, &org, &breakGlass, &sealed, &idemService, &idemRequest); err != nil {
+	var kind, service, actor, org sql.NullString
+	if err := r.Scan(&index, &commitment, &pseudo, &seq, &kind, &timeNanos, &service, &actor, &org, &breakGlass, &sealed, &requestKey); err != nil {
 		return e, err
 	}
 	if len(commitment) != 32 {
 		return e, errors.New("event row: malformed commitment")
 	}
+	if requestKey != nil && len(requestKey) != len(e.Key) {
+		return e, errors.New("event row: malformed request key")
+	}
 	e.Index = uint64(index)
 	copy(e.Commitment[:], commitment)
+	copy(e.Key[:], requestKey)
 	if pseudo == nil {
 		e.Erased = true
 		return e, nil
@@ -214,7 +218,6 @@ func scanEvent(r interface{ Scan(...any) error }) (ledger.EventRow, error) {
 	e.Organisation = org.String
 	e.BreakGlass = breakGlass.Int64 != 0
 	e.Sealed = sealed
-	e.Key = ledger.Key{Service: idemService.String, RequestID: idemRequest.String}
 	return e, nil
 }
 
@@ -223,8 +226,11 @@ func (t txn) event(ctx context.Context, where string, args ...any) (ledger.Event
 	return e, notFound(err)
 }
 
-func (t txn) EventByKey(ctx context.Context, key ledger.Key) (ledger.EventRow, error) {
-	return t.event(ctx, "idem_service = $1 AND idem_request = $2", key.Service, key.RequestID)
+func (t txn) EventByKey(ctx context.Context, key ledger.RequestHash) (ledger.EventRow, error) {
+	if key.IsZero() {
+		return ledger.EventRow{}, ledger.ErrNotFound
+	}
+	return t.event(ctx, "request_key = $1", key[:])
 }
 
 func (t txn) EventByIndex(ctx context.Context, index uint64) (ledger.EventRow, error) {
@@ -324,17 +330,17 @@ func (t txn) Commitments(ctx context.Context, start, end uint64) ([]event.Hash, 
 }
 
 func (t txn) InsertEvent(ctx context.Context, e ledger.EventRow) error {
-	var idemService, idemRequest any
+	var requestKey any
 	if !e.Key.IsZero() {
-		idemService, idemRequest = e.Key.Service, e.Key.RequestID
+		requestKey = e.Key[:]
 	}
 	bg := int64(0)
 	if e.BreakGlass {
 		bg = 1
 	}
-	if _, err := t.tx.Exec(ctx, "INSERT INTO events ("+eventColumns+") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+	if _, err := t.tx.Exec(ctx, "INSERT INTO events ("+eventColumns+") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
 		int64(e.Index), e.Commitment[:], e.Pseudonym[:], int64(e.Seq), string(e.Kind), e.TimeNanos,
-		e.Service, nullString(e.Actor), nullString(e.Organisation), bg, e.Sealed, idemService, idemRequest); err != nil {
+		e.Service, nullString(e.Actor), nullString(e.Organisation), bg, e.Sealed, requestKey); err != nil {
 		if sqldb.IsUniqueViolation(err) {
 			return fmt.Errorf("insert event %d: %w", e.Index, ledger.ErrConflict)
 		}
@@ -440,11 +446,13 @@ func (t txn) AddSecurityEvent(ctx context.Context, s ledger.SecurityEvent) error
 
 func (t txn) ErasePatient(ctx context.Context, pseudonym event.Hash, at int64) (int, error) {
 	// Keep each erased event's place in the patient's chain, then clear
-	// everything that could identify the patient or the event.
+	// everything that could identify the patient or the event. The
+	// request key stays: a keyed hash, linked to no patient any more, by
+	// which a retry after the erasure is recognised (ErrRequestErased).
 	if _, err := t.tx.Exec(ctx, "INSERT INTO erased_events (pseudonym, seq, leaf_index) SELECT pseudonym, seq, leaf_index FROM events WHERE pseudonym = $1", pseudonym[:]); err != nil {
 		return 0, fmt.Errorf("erase: %w", err)
 	}
-	n, err := t.tx.Exec(ctx, "UPDATE events SET pseudonym = NULL, seq = NULL, kind = NULL, time_nanos = NULL, service = NULL, actor = NULL, organisation = NULL, break_glass = NULL, sealed = NULL, idem_service = NULL, idem_request = NULL WHERE pseudonym = $1", pseudonym[:])
+	n, err := t.tx.Exec(ctx, "UPDATE events SET pseudonym = NULL, seq = NULL, kind = NULL, time_nanos = NULL, service = NULL, actor = NULL, organisation = NULL, break_glass = NULL, sealed = NULL WHERE pseudonym = $1", pseudonym[:])
 	if err != nil {
 		return 0, fmt.Errorf("erase: %w", err)
 	}

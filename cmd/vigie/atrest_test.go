@@ -1,0 +1,355 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/vigie-sante/vigie/api/auth"
+	vigiev1 "github.com/vigie-sante/vigie/api/vigie/v1"
+	"github.com/vigie-sante/vigie/ledger"
+	"github.com/vigie-sante/vigie/ledger/sqldb"
+	"github.com/vigie-sante/vigie/ledger/sqldb/pgtest"
+)
+
+// The values of the scripted run that must never be stored in clear: the
+// patient's INS (callers put it in request ids too), directive ids,
+// document ids, a justification and request ids.
+const (
+	atRestDirective  = "hide-ivg-5517"
+	atRestBlock      = "block-dr-5517"
+	atRestDocument   = "doc-ivg-report-5517"
+	atRestOtherDoc   = "doc-discharge-5517"
+	atRestJustify    = "unconscious-patient-5517-er"
+	atRestRequest    = "his-" + e2ePatient + "-0001"
+	atRestRequestBG  = "his-" + e2ePatient + "-0002"
+	atRestRequestDoc = "his-" + e2ePatient + "-0003"
+	atRestReview     = "rv-" + e2ePatient
+)
+
+var atRestSecrets = []string{e2ePatient, atRestDirective, atRestBlock, atRestDocument, atRestOtherDoc, atRestJustify, atRestRequest, atRestRequestBG, atRestRequestDoc, atRestReview}
+
+// scriptedRun makes the calls of a day: a consent with a hidden document,
+// checks of the record and of documents (one break-glass, justified), a
+// DPO's review. It returns the first answer's leaf index.
+func scriptedRun(t *testing.T, e *e2e) uint64 {
+	t.Helper()
+	access := vigiev1.NewAccessServiceClient(e.conn)
+	consents := vigiev1.NewConsentServiceClient(e.conn)
+	service := e.as(auth.RoleService, "hospital-his", e2eHospital)
+	patient := e.as(auth.RolePatient, e2ePatient)
+
+	first, err := access.Check(service, checkRequest(atRestRequest))
+	if err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	directives := []*vigiev1.Directive{
+		{Id: atRestDirective, Kind: &vigiev1.Directive_HideDocument{HideDocument: &vigiev1.HideDocument{DocumentId: atRestDocument}}},
+		{Id: atRestBlock, Kind: &vigiev1.Directive_BlockProfessional{BlockProfessional: &vigiev1.BlockProfessional{Rpps: "10000000002"}}},
+	}
+	if _, err := consents.UpdateConsent(patient, &vigiev1.UpdateConsentRequest{ExpectedVersion: 0, Directives: directives}); err != nil {
+		t.Fatalf("UpdateConsent: %v", err)
+	}
+	bg := checkRequest(atRestRequestBG)
+	bg.PurposeOfUse = vigiev1.PurposeOfUse_BTG
+	bg.BreakGlassJustification = atRestJustify
+	bg.Resource = &vigiev1.Resource{Kind: &vigiev1.Resource_Document{Document: &vigiev1.Document{Id: atRestDocument, Type: "advance-directives"}}}
+	bgResp, err := access.Check(service, bg)
+	if err != nil {
+		t.Fatalf("break-glass Check: %v", err)
+	}
+	doc := checkRequest(atRestRequestDoc)
+	doc.Resource = &vigiev1.Resource{Kind: &vigiev1.Resource_Document{Document: &vigiev1.Document{Id: atRestOtherDoc, Type: "advance-directives"}}}
+	if _, err := access.Check(service, doc); err != nil {
+		t.Fatalf("Check of a document: %v", err)
+	}
+	if bgResp.Decision == vigiev1.Decision_ALLOW {
+		dpo := e.as(auth.RoleDPO, "dpo-a", e2eHospital)
+		audit := vigiev1.NewAuditServiceClient(e.conn)
+		if _, err := audit.ReviewBreakGlass(dpo, &vigiev1.ReviewBreakGlassRequest{RequestId: atRestReview, EventCommitment: bgResp.Event.Commitment, Verdict: vigiev1.BreakGlassVerdict_BREAK_GLASS_VERDICT_JUSTIFIED}); err != nil {
+			t.Fatalf("ReviewBreakGlass: %v", err)
+		}
+	}
+	return first.Event.LeafIndex
+}
+
+// stop stops the server. Its exit code is not what this test is about: a
+// drain cut short leaves events in the outbox, sent at the next start.
+func stop(t *testing.T, e *e2e) {
+	t.Helper()
+	if code := e.proc.stop(t, syscall.SIGTERM); code != 0 {
+		t.Logf("serve exit %d:\n%s", code, e.proc.stderr)
+	}
+}
+
+// scanFiles returns, for each secret found in clear in a file under one of
+// dirs, where: every file, whatever it is (databases, write-ahead logs,
+// their index files).
+func scanFiles(t *testing.T, secrets []string, dirs ...string) map[string][]string {
+	t.Helper()
+	found := map[string][]string{}
+	for _, dir := range dirs {
+		err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					return nil // removed while walking (PostgreSQL)
+				}
+				return err
+			}
+			if !d.Type().IsRegular() {
+				return nil
+			}
+			b, err := os.ReadFile(p)
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			for _, s := range secrets {
+				if bytes.Contains(b, []byte(s)) {
+					found[s] = append(found[s], p)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return found
+}
+
+// legacify turns a stopped node's database back into what the version
+// before the sealing wrote, as that version's schema (migrations ledger/1
+// and consent/1) holds it: request ids in clear in idem_service and
+// idem_request, consents in clear, neither conversion recorded.
+func legacify(t *testing.T, db *sqldb.DB, dataDir string, requestIDs []string) {
+	t.Helper()
+	keyHex := func(name string) []byte {
+		b, err := os.ReadFile(filepath.Join(dataDir, "keys", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, err := hex.DecodeString(strings.TrimSpace(string(b)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	pseudonyms, err := ledger.NewPseudonymizer(keyHex("pseudonym.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kek := keyHex("kek")
+	open := func(key, sealed, ad []byte) ([]byte, error) {
+		b, err := aes.NewCipher(key)
+		if err != nil {
+			return nil, err
+		}
+		a, err := cipher.NewGCM(b)
+		if err != nil {
+			return nil, err
+		}
+		return a.Open(nil, sealed[:a.NonceSize()], sealed[a.NonceSize():], ad)
+	}
+	ctx := context.Background()
+	err = db.ReadWrite(ctx, func(ctx context.Context, tx sqldb.Tx) error {
+		for _, q := range []string{
+			"ALTER TABLE events ADD COLUMN idem_service TEXT",
+			"ALTER TABLE events ADD COLUMN idem_request TEXT",
+		} {
+			if _, err := tx.Exec(ctx, q); err != nil {
+				return err
+			}
+		}
+		type keyed struct {
+			index   int64
+			service string
+			key     []byte
+		}
+		var todo []keyed
+		rows, err := tx.Query(ctx, "SELECT leaf_index, service, request_key FROM events WHERE request_key IS NOT NULL")
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var k keyed
+			if err := rows.Scan(&k.index, &k.service, &k.key); err != nil {
+				rows.Close()
+				return err
+			}
+			todo = append(todo, k)
+		}
+		rows.Close()
+		for _, k := range todo {
+			id := ""
+			for _, r := range requestIDs {
+				if h := pseudonyms.RequestHash(ledger.Key{Service: k.service, RequestID: r}); bytes.Equal(h[:], k.key) {
+					id = r
+				}
+			}
+			if id == "" {
+				t.Fatalf("event %d: request key of no request id of the run", k.index)
+			}
+			if _, err := tx.Exec(ctx, "UPDATE events SET idem_service = $1, idem_request = $2 WHERE leaf_index = $3", k.service, id, k.index); err != nil {
+				return err
+			}
+		}
+		for _, q := range []string{
+			"DROP INDEX events_by_request",
+			"ALTER TABLE events DROP COLUMN request_key",
+			"CREATE UNIQUE INDEX events_by_key ON events (idem_service, idem_request)",
+			"DELETE FROM schema_migrations WHERE name = 'ledger/2'",
+			"DELETE FROM ledger_meta WHERE name IN ('request-ids-hashed', 'consents-sealed', 'plaintext-compacted')",
+		} {
+			if _, err := tx.Exec(ctx, q); err != nil {
+				return err
+			}
+		}
+		type sealedConsent struct {
+			pseudonym, sealed, wrapped []byte
+			version                    int64
+		}
+		var consents []sealedConsent
+		rows, err = tx.Query(ctx, "SELECT c.pseudonym, c.version, c.consent, p.wrapped_key FROM consents c JOIN patients p ON p.pseudonym = c.pseudonym")
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var c sealedConsent
+			if err := rows.Scan(&c.pseudonym, &c.version, &c.sealed, &c.wrapped); err != nil {
+				rows.Close()
+				return err
+			}
+			consents = append(consents, c)
+		}
+		rows.Close()
+		if len(consents) == 0 {
+			t.Fatal("no consent to turn back into clear text")
+		}
+		for _, c := range consents {
+			dk, err := open(kek, c.wrapped, c.pseudonym)
+			if err != nil {
+				return err
+			}
+			ad := append([]byte("vigie/patient-data/v1\x00vigie/consent/v1\x00"), c.pseudonym...)
+			plain, err := open(dk, c.sealed, binary.BigEndian.AppendUint64(ad, uint64(c.version)))
+			if err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, "UPDATE consents SET consent = $1 WHERE pseudonym = $2 AND version = $3", plain, c.pseudonym, c.version); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("legacify: %v", err)
+	}
+}
+
+// TestNothingInClearAtRest runs a day's calls, then checks that the files
+// of the database hold none of the INS, directive ids, document ids,
+// justification and request ids used; then turns the database back into
+// what the version before the sealing wrote (request ids and consents in
+// clear, which the files are checked to hold), opens it with this version
+// (which migrates it: a retry gets its first answer, the consent reads
+// back), and checks the files again.
+func TestNothingInClearAtRest(t *testing.T) {
+	requestIDs := []string{atRestRequest, atRestRequestBG, atRestRequestDoc, atRestReview}
+	for _, backend := range []string{"SQLite", "PostgreSQL"} {
+		t.Run(backend, func(t *testing.T) {
+			dataDir := filepath.Join(t.TempDir(), "data")
+			var args []string
+			var dsn string
+			scanDirs := []string{dataDir}
+			openDatabase := func() *sqldb.DB {
+				db, err := sqldb.OpenSQLiteDB(context.Background(), filepath.Join(dataDir, "vigie.db"), sqldb.Options{SQLite: sqldb.SQLiteOptions{ApplicationID: dbApplicationID}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return db
+			}
+			if backend == "PostgreSQL" {
+				pgdata := os.Getenv("VIGIE_TEST_PGDATA")
+				if os.Getenv(pgtest.EnvVar) == "" || pgdata == "" {
+					t.Skip("no test cluster (scripts/with-pg.sh sets VIGIE_TEST_POSTGRES and VIGIE_TEST_PGDATA)")
+				}
+				dsn = pgtest.NewDatabase(t)
+				args = []string{"--db", dsn}
+				scanDirs = append(scanDirs, filepath.Join(pgdata, "base"), filepath.Join(pgdata, "pg_wal"))
+				openDatabase = func() *sqldb.DB {
+					db, err := sqldb.OpenPostgres(context.Background(), dsn, sqldb.Options{})
+					if err != nil {
+						t.Fatal(err)
+					}
+					return db
+				}
+			}
+			// settle makes the files what a scan should see: PostgreSQL's
+			// write-ahead log switched to a new segment and checkpointed
+			// (twice: the segments before the last checkpoint go), with
+			// wal_recycle off so that they are removed, not reused.
+			settle := func() {
+				if dsn == "" {
+					return
+				}
+				db := openDatabase()
+				defer db.Close()
+				for range 2 {
+					for _, q := range []string{"SELECT pg_switch_wal()", "CHECKPOINT"} {
+						if err := db.ReadWrite(context.Background(), func(ctx context.Context, tx sqldb.Tx) error {
+							_, err := tx.Exec(ctx, q)
+							return err
+						}); err != nil {
+							t.Fatalf("%s: %v", q, err)
+						}
+					}
+				}
+			}
+
+			e := startE2EAt(t, dataDir, args...)
+			firstIndex := scriptedRun(t, e)
+			stop(t, e)
+			settle()
+			if found := scanFiles(t, atRestSecrets, scanDirs...); len(found) > 0 {
+				t.Errorf("after a run, in clear in the files: %v", found)
+			}
+
+			// The database as the version before the sealing left it.
+			db := openDatabase()
+			legacify(t, db, dataDir, requestIDs)
+			db.Close()
+			if found := scanFiles(t, []string{atRestRequest, atRestDirective, atRestDocument}, scanDirs...); len(found) != 3 {
+				t.Fatalf("the database made as the earlier version holds in clear only %v: the scan cannot see what it looks for", found)
+			}
+
+			e = startE2EAt(t, dataDir, args...)
+			access := vigiev1.NewAccessServiceClient(e.conn)
+			again, err := access.Check(e.as(auth.RoleService, "hospital-his", e2eHospital), checkRequest(atRestRequest))
+			if err != nil || again.Event.LeafIndex != firstIndex {
+				t.Errorf("retry after the migration = %v, %v; want the first answer (leaf %d)", again, err, firstIndex)
+			}
+			c, err := vigiev1.NewConsentServiceClient(e.conn).GetConsent(e.as(auth.RolePatient, e2ePatient), &vigiev1.GetConsentRequest{})
+			if err != nil || len(c.Directives) != 2 || c.Directives[0].GetHideDocument().GetDocumentId() != atRestDocument {
+				t.Errorf("consent after the migration = %v, %v", c, err)
+			}
+			stop(t, e)
+			settle()
+			if found := scanFiles(t, atRestSecrets, scanDirs...); len(found) > 0 {
+				t.Errorf("after the migration, in clear in the files: %v", found)
+			}
+		})
+	}
+}
