@@ -5,8 +5,8 @@
 //
 //	go run ./internal/vulndb -osv $VULNDB/data/osv -out DIR [-modified TIME]
 //
-// It writes the layout of the database's v1 API, which govulncheck reads
-// from a local folder: index/db.json, index/modules.json, index/vulns.json
+// It writes the layout of the [Go vulnerability database API] (v1), which
+// govulncheck reads from a local folder: index/db.json, index/modules.json, index/vulns.json
 // and ID/GO-YYYY-NNNN.json, one file per entry, holding the entry's bytes as
 // published (compacted).
 //
