@@ -389,7 +389,7 @@ func splitObject(data []byte) ([]field, error) {
 		}
 		tok, err := dec.Token()
 		if err != nil {
-			return nil, syntaxErr(err)
+			return nil, syntaxErr(err, len(data))
 		}
 		name, _ := tok.(string)
 		if seen[name] {
@@ -398,12 +398,12 @@ func splitObject(data []byte) ([]field, error) {
 		seen[name] = true
 		var value json.RawMessage
 		if err := dec.Decode(&value); err != nil {
-			return nil, syntaxErr(err)
+			return nil, syntaxErr(err, len(data))
 		}
 		fields = append(fields, field{name, value})
 	}
 	if _, err := dec.Token(); err != nil {
-		return nil, syntaxErr(err)
+		return nil, syntaxErr(err, len(data))
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, errors.New("event body: data after the object")
@@ -411,14 +411,17 @@ func splitObject(data []byte) ([]field, error) {
 	return fields, nil
 }
 
-// syntaxErr describes a JSON syntax error by its offset only: encoding/json
-// messages quote the offending character, which may come from the payload.
-func syntaxErr(err error) error {
+// syntaxErr describes a JSON syntax error of a body of size bytes by its
+// offset only: encoding/json messages quote the offending character, which
+// may come from the payload. Input that ends too soon is truncated, whether
+// encoding/json says io.EOF or io.ErrUnexpectedEOF (Go 1.26) or a syntax
+// error at the end of the input (Go 1.27).
+func syntaxErr(err error, size int) error {
 	var se *json.SyntaxError
-	if errors.As(err, &se) {
+	if errors.As(err, &se) && se.Offset < int64(size) {
 		return fmt.Errorf("event body: invalid JSON at offset %d", se.Offset)
 	}
-	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+	if se != nil || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 		return errors.New("event body: truncated JSON")
 	}
 	return errors.New("event body: invalid JSON")
