@@ -23,7 +23,8 @@ test:
 bench:
 	scripts/bench.sh
 
-## lint: gofmt, go vet and staticcheck (pinned in go.mod as a tool)
+## lint: gofmt, go vet, staticcheck and govulncheck (pinned in go.mod as tools;
+## govulncheck offline, against the database of scripts/vulncheck.sh)
 lint:
 	scripts/lint.sh
 

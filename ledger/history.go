@@ -26,7 +26,8 @@ type HistoryCheckpoint struct {
 // the consistency proof from the one before: a client checks the series
 // (every signature, every proof) without another call, and a chart of the
 // log's size over time needs nothing else. No checkpoint of that size yet
-// is an empty answer, not an error.
+// is an empty answer, not an error. The empty tree's checkpoint (size 0,
+// which the checkpointer signs first) is never part of the history.
 func (l *Ledger) CheckpointHistory(ctx context.Context, minSize uint64, count int) ([]HistoryCheckpoint, error) {
 	if count < 1 || count > MaxCheckpoints {
 		return nil, fmt.Errorf("ledger: %d checkpoints asked, want 1 to %d", count, MaxCheckpoints)
@@ -35,7 +36,7 @@ func (l *Ledger) CheckpointHistory(ctx context.Context, minSize uint64, count in
 	err := l.store.View(ctx, func(ctx context.Context, tx StoreReader) error {
 		out = out[:0]
 		latest, err := tx.LatestCheckpoint(ctx)
-		if errors.Is(err, ErrNotFound) || err == nil && latest.Size < minSize {
+		if errors.Is(err, ErrNotFound) || err == nil && latest.Size < max(minSize, 1) {
 			return nil
 		}
 		if err != nil {

@@ -105,7 +105,7 @@ func TestRecordProveVerify(t *testing.T) {
 			if r.Index != last.Index || r.Commitment != last.Commitment || r.Deadline.Sub(r.Time) != 10*time.Second {
 				t.Errorf("receipt = %+v, want index %d", r, last.Index)
 			}
-			waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			waitCtx, cancel := context.WithTimeout(ctx, time.Minute)
 			defer cancel()
 			if err := env.Ledger.WaitCheckpoint(waitCtx, rules.Index); err != nil {
 				t.Fatalf("WaitCheckpoint: %v", err)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# gofmt, go vet and staticcheck over the whole module.
+# gofmt, go vet, staticcheck and govulncheck over the whole module, under
+# the toolchain named in go.mod (scripts/env.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
@@ -12,3 +13,4 @@ if [ -n "$unformatted" ]; then
 fi
 go vet ./...
 go tool staticcheck ./...
+scripts/vulncheck.sh

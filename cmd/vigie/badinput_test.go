@@ -101,13 +101,13 @@ func TestBadInput(t *testing.T) {
 	if code, b := c.do("POST", "/v1/access:check", service, goodCheck); code != 200 {
 		t.Fatalf("a valid Check = %d %s", code, b)
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for {
 		if code, _ := c.do("GET", "/checkpoint", "", ""); code == 200 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("no checkpoint within 10s")
+			t.Fatal("no checkpoint within a minute")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -99,7 +99,7 @@ func (e *e2e) as(role auth.Role, sub string, orgs ...string) context.Context {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	e.t.Cleanup(cancel)
 	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
 }
@@ -526,7 +526,7 @@ func TestBreakGlassReviewAndErasure(t *testing.T) {
 func (e *e2e) waitCheckpoint(size uint64) {
 	e.t.Helper()
 	logs := vigiev1.NewLogServiceClient(e.conn)
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for {
 		body, err := logs.GetCheckpoint(context.Background(), &vigiev1.GetCheckpointRequest{})
 		if err == nil {
@@ -539,7 +539,7 @@ func (e *e2e) waitCheckpoint(size uint64) {
 			}
 		}
 		if time.Now().After(deadline) {
-			e.t.Fatalf("no checkpoint of %d leaves within 20s", size)
+			e.t.Fatalf("no checkpoint of %d leaves within a minute", size)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	goversion "go/version"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/mod/modfile"
 
 	"github.com/vigie-sante/vigie/ledger/sqldb/pgtest"
 )
@@ -98,6 +101,36 @@ func TestVersion(t *testing.T) {
 	}
 	if !regexp.MustCompile(`^vigie \S+ \(go1\.\S+, \w+/\w+\)\n$`).MatchString(out.String()) {
 		t.Errorf("vigie version = %q", out.String())
+	}
+}
+
+// TestVersionIsThePatchedToolchain checks that the vigie binary, built as
+// the scripts build it, was built with at least the toolchain go.mod names:
+// the Go installation's GOTOOLCHAIN=local would otherwise silently build
+// with an older Go and its known vulnerabilities.
+func TestVersionIsThePatchedToolchain(t *testing.T) {
+	b, err := os.ReadFile("../../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mod, err := modfile.Parse("go.mod", b, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mod.Toolchain == nil {
+		t.Fatal("go.mod has no toolchain line")
+	}
+	want := mod.Toolchain.Name
+	out, err := exec.Command(vigieBin, "version").Output()
+	if err != nil {
+		t.Fatalf("vigie version: %v", err)
+	}
+	m := regexp.MustCompile(`\((go1\.[^,]+),`).FindSubmatch(out)
+	if m == nil {
+		t.Fatalf("vigie version = %q, want a Go version", out)
+	}
+	if got := string(m[1]); !goversion.IsValid(got) || goversion.Compare(got, want) < 0 {
+		t.Errorf("vigie version says it was built with %s, want %s (go.mod's toolchain) or later; run the scripts, or export GOTOOLCHAIN=%s", got, want, want)
 	}
 }
 

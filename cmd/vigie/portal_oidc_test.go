@@ -42,7 +42,7 @@ func TestPortalOIDCSignIn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+serviceToken)
 	resp, err := vigiev1.NewAccessServiceClient(e.conn).Check(ctx, checkRequest("oidc-1"))

@@ -110,7 +110,7 @@ func TestServeTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	resp, err := vigiev1.NewAccessServiceClient(conn).Check(ctx, checkRequest("tls-1"))
 	if err != nil || resp.Decision != vigiev1.Decision_ALLOW {
@@ -126,7 +126,7 @@ func TestServeTLS(t *testing.T) {
 		t.Errorf("Check without a client certificate or token succeeded")
 	}
 
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}, Timeout: 10 * time.Second}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}, Timeout: time.Minute}
 	r, err := hc.Get("https://127.0.0.1:" + httpPort + "/healthz")
 	if err != nil {
 		t.Fatalf("HTTPS: %v", err)
