@@ -25,6 +25,6 @@ fi
 
 db=$(mktemp -d)
 trap 'rm -rf "$db"' EXIT
-go run ./internal/vulndb -osv "$src/data/osv" -out "$db/db" ${modified:+-modified "$modified"}
+go run ./scripts/vulndb -osv "$src/data/osv" -out "$db/db" ${modified:+-modified "$modified"}
 echo "vulncheck.sh: $(go env GOVERSION), golang.org/x/vulndb@$VULNDB_VERSION" >&2
 go tool govulncheck -db "file://$db/db" ./...

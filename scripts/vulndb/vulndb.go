@@ -3,7 +3,7 @@
 // OSV entries of a pinned golang.org/x/vulndb module (its data/osv folder).
 // scripts/vulncheck.sh names that version and runs it:
 //
-//	go run ./internal/vulndb -osv $VULNDB/data/osv -out DIR [-modified TIME]
+//	go run ./scripts/vulndb -osv $VULNDB/data/osv -out DIR [-modified TIME]
 //
 // It writes the layout of the [Go vulnerability database API] (v1), which
 // govulncheck reads from a local folder: index/db.json, index/modules.json, index/vulns.json
