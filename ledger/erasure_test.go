@@ -236,8 +236,11 @@ func (s *gatedStore) Update(ctx context.Context, f func(ctx context.Context, tx 
 // TestErasureInABatch: an erasure recorded in one transaction with other
 // calls for the same patient. A decision before it in the batch is
 // erased with the rest; a decision made under the consent before the
-// erasure, after it in the batch, must decide again; a plain event after
-// it follows the erasure's record, under the new key; the chain verifies.
+// erasure, after it in the batch, must decide again; so must a consent
+// change that expects the version after the erasure (its rows would be
+// deleted by the erasure, or sealed under the destroyed key); a plain event
+// after it follows the erasure's record, under the new key; the chain
+// verifies.
 func TestErasureInABatch(t *testing.T) {
 	gate := &gatedStore{held: make(chan struct{}), release: make(chan struct{})}
 	// No background work: the only transactions are this test's.
@@ -258,7 +261,7 @@ func TestErasureInABatch(t *testing.T) {
 		rec *ledger.Recorded
 		err error
 	}
-	results := make([]result, 4)
+	results := make([]result, 5)
 	var erased int
 	var eraseErr error
 	var wg sync.WaitGroup
@@ -280,6 +283,19 @@ func TestErasureInABatch(t *testing.T) {
 	start(func() { erased, eraseErr = env.Ledger.RunDueErasures(ctx) })
 	start(func() { results[2].rec, results[2].err = env.Ledger.Record(ctx, decision(2)) })
 	start(func() { results[3].rec, results[3].err = env.Ledger.Record(ctx, access("alice", 3)) })
+	applied := false
+	change := ledger.Entry{
+		Kind:          event.KindConsentChange,
+		Patient:       alice,
+		Service:       "patient",
+		Payload:       json.RawMessage(`{"version":2}`),
+		ConsentChange: &ledger.ConsentChange{Expected: 1, Next: 2}, // the version after the erasure
+		Apply: func(context.Context, ledger.StoreTx) error {
+			applied = true
+			return nil
+		},
+	}
+	start(func() { results[4].rec, results[4].err = env.Ledger.Record(ctx, change) })
 	close(gate.release)
 	wg.Wait()
 	env.Start()
@@ -293,6 +309,9 @@ func TestErasureInABatch(t *testing.T) {
 	// One transaction: the recorder takes one time per transaction.
 	if !results[1].rec.Time.Equal(results[3].rec.Time) {
 		t.Fatalf("the calls were not recorded in one batch (%v, %v): the test proves nothing", results[1].rec.Time, results[3].rec.Time)
+	}
+	if !errors.Is(results[4].err, ledger.ErrConsentChanged) || applied {
+		t.Errorf("a consent change after the erasure in the batch = %v (applied %v), want ErrConsentChanged, not applied", results[4].err, applied)
 	}
 	if !errors.Is(results[2].err, ledger.ErrConsentChanged) {
 		t.Errorf("a decision under the consent before the erasure, after it in the batch = %v, want ErrConsentChanged", results[2].err)

@@ -431,6 +431,8 @@ func (l *Ledger) recordGroup(ctx context.Context, tx StoreTx, group []*recordJob
 	now := l.cfg.Now().UTC()
 	byKey := make(map[Key]*recordJob)
 	patients := make(map[event.Hash]*patientState)
+	// erasing holds the patients whose erasure is in this batch.
+	erasing := make(map[event.Hash]bool)
 	var accepted []*recordJob
 	for _, j := range group {
 		j.res, j.err = nil, nil
@@ -481,6 +483,16 @@ func (l *Ledger) recordGroup(ctx context.Context, tx StoreTx, group []*recordJob
 			ps.row.ConsentVersion = c.Next
 			ps.dirty = true
 		}
+		if j.entry.Apply != nil && erasing[j.pseudonym] {
+			// The erasure earlier in this batch deletes the patient's
+			// other rows (Config.EraseAlso) and replaces the data key when
+			// its record is appended, after every Apply of the batch: what
+			// this entry wrote now would be deleted, or sealed under the
+			// destroyed key, while its event said it was done. It decides
+			// again, after the erasure.
+			j.err = ErrConsentChanged
+			continue
+		}
 		if j.entry.Apply != nil {
 			if err := j.entry.Apply(ctx, applyTx{StoreTx: tx, dk: &DataKey{aead: ps.dk, rand: l.cfg.Rand}}); err != nil {
 				return &jobError{job: j, err: err}
@@ -491,6 +503,7 @@ func (l *Ledger) recordGroup(ctx context.Context, tx StoreTx, group []*recordJob
 			// batch, made under the consent before, must decide again.
 			ps.row.ConsentVersion++
 			ps.dirty = true
+			erasing[j.pseudonym] = true
 		}
 		accepted = append(accepted, j)
 	}
