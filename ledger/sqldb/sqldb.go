@@ -358,11 +358,52 @@ func (db *DB) Compact(ctx context.Context, tables ...string) error {
 	// error: docs/operations.md says to run it then).
 	stmts = append(stmts, "VACUUM FULL pg_catalog.pg_statistic")
 	for _, q := range stmts {
+		if strings.HasPrefix(q, "VACUUM FULL ") {
+			if err := db.waitHorizon(ctx, time.Minute); err != nil {
+				return err
+			}
+		}
 		if _, err := db.pool.Exec(ctx, q); err != nil {
 			return fmt.Errorf("sqldb: compact: %s: %w", q, err)
 		}
 	}
 	return nil
+}
+
+// waitHorizon waits, at most limit, until no other transaction that may
+// see this database's rows holds a snapshot taken before it was called.
+// VACUUM FULL copies the rows such a snapshot may still see ("recently
+// dead") into the new files: the plain text Compact must remove would
+// survive the rewrite. Trillian's transactions (in the same database in
+// the single-server mode) and autovacuum's are short; a session left idle
+// in a transaction holds the conversion back, and is named by the error.
+func (db *DB) waitHorizon(ctx context.Context, limit time.Duration) error {
+	var since time.Time
+	if err := db.pool.QueryRow(ctx, "SELECT clock_timestamp()").Scan(&since); err != nil {
+		return fmt.Errorf("sqldb: compact: %w", err)
+	}
+	deadline := time.Now().Add(limit)
+	for {
+		var n int
+		var pid *int32
+		err := db.pool.QueryRow(ctx, `SELECT count(*), min(pid) FROM pg_stat_activity
+			WHERE pid <> pg_backend_pid() AND backend_xmin IS NOT NULL
+			AND (datname = current_database() OR datname IS NULL) AND xact_start < $1`, since).Scan(&n, &pid)
+		if err != nil {
+			return fmt.Errorf("sqldb: compact: %w", err)
+		}
+		if n == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("sqldb: compact: %d transactions opened before the rewrite are still open after %v (backend pid %d): they would keep old rows in the rewritten tables", n, limit, *pid)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 func plainIdentifier(s string) bool {
