@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"time"
 
+	"google.golang.org/grpc/codes"
+
 	"github.com/vigie-sante/vigie/api/auth"
 	vigiev1 "github.com/vigie-sante/vigie/api/vigie/v1"
 	"github.com/vigie-sante/vigie/consent"
@@ -157,23 +159,18 @@ func readEntry(patient ledger.PatientID, pseudonym event.Hash, reader, method st
 }
 
 // unavailable classifies the error of a call that records: every
-// recording handler returns its domain errors through it. The errors that
-// say what is wrong with the request or the stored data, and the lost
-// compare-and-swaps of the consent store (ErrStaleVersion,
-// ErrRulesConflict, ErrReviewed: nothing stored), are returned as they
-// are; any other is a recording failure (a full disk, a read-only file, a
-// lost connection), ErrUnavailable: fail closed, retry.
+// recording handler returns its domain errors through it. An error that
+// Status maps to a code of its own (what is wrong with the request or the
+// stored data, a lost compare-and-swap: nothing stored) is returned as it
+// is, and so is ErrInvalidEntry (the server's own bug, INTERNAL); any
+// other, which Status would call INTERNAL, is a recording failure (a full
+// disk, a read-only file, a lost connection): ErrUnavailable, fail closed,
+// retry. Status is the one list of known errors.
 func unavailable(err error) error {
-	if err == nil || errors.Is(err, ErrUnavailable) {
+	if err == nil || errors.Is(err, ErrUnavailable) || errors.Is(err, ledger.ErrInvalidEntry) {
 		return err
 	}
-	var fe *consent.FieldError
-	var ce *ledger.CorruptEventError
-	if errors.As(err, &fe) || errors.Is(err, ledger.ErrInvalidEntry) || errors.As(err, &ce) || errors.Is(err, ledger.ErrCorrupt) ||
-		errors.Is(err, consent.ErrRequestReused) || errors.Is(err, ledger.ErrKeyReused) ||
-		errors.Is(err, consent.ErrStaleVersion) || errors.Is(err, consent.ErrRulesConflict) || errors.Is(err, consent.ErrReviewed) ||
-		errors.Is(err, consent.ErrRequestErased) || errors.Is(err, ledger.ErrRequestErased) ||
-		errors.Is(err, consent.ErrRequestExpired) || errors.Is(err, ledger.ErrRequestExpired) {
+	if st, _ := Status(err); st.Code() != codes.Internal {
 		return err
 	}
 	return fmt.Errorf("%w: %v", ErrUnavailable, err)

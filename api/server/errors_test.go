@@ -45,6 +45,12 @@ func TestStatus(t *testing.T) {
 		{"review request erased", fmt.Errorf("record: %w", ledger.ErrRequestErased), codes.FailedPrecondition, "erased since", false},
 		{"request expired", fmt.Errorf("record decision: %w", consent.ErrRequestExpired), codes.FailedPrecondition, "retention period", false},
 		{"unavailable request expired", unavailable(fmt.Errorf("record decision: %w", consent.ErrRequestExpired)), codes.FailedPrecondition, "retention period", false},
+		// unavailable passes through every error Status knows (one list):
+		// a consent changed within a batch (an erasure before a review or a
+		// consent change) is ABORTED, not a storage failure.
+		{"unavailable consent changed", unavailable(fmt.Errorf("record: %w", ledger.ErrConsentChanged)), codes.Aborted, "version changed", false},
+		{"unavailable altered event", unavailable(fmt.Errorf("record: %w", ledger.ErrCorrupt)), codes.DataLoss, "altered", true},
+		{"unavailable disk full", unavailable(errors.New("database or disk is full")), codes.Unavailable, "not recorded", true},
 		{"stale", fmt.Errorf("update: %w", ErrStale), codes.Aborted, "version changed", false},
 		{"consent changed", ledger.ErrConsentChanged, codes.Aborted, "version changed", false},
 		{"consent field", fmt.Errorf("check: %w", &consent.FieldError{Field: "actor.profession", Problem: "unknown profession"}), codes.InvalidArgument, "invalid actor.profession: unknown profession", false},
