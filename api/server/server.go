@@ -323,7 +323,7 @@ func (s *Server) observe(ctx context.Context, method string, call func(ctx conte
 			if p := recover(); p != nil {
 				s.metrics.panics.Inc()
 				s.cfg.Logger.LogAttrs(ctx, slog.LevelError, "panic", slog.String("method", method),
-					slog.String("panic", redactINS(fmt.Sprint(p))), slog.String("stack", string(debug.Stack())))
+					slog.String("panic", ErrorText(fmt.Sprint(p))), slog.String("stack", string(debug.Stack())))
 				err = errPanic
 			}
 		}()
