@@ -40,7 +40,7 @@ pg_start || echo "stress-test.sh: PostgreSQL unavailable: its tests will skip" >
 out=stress-results/$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$out"
 # Build the tests once, unloaded, so that the runs measure the tests.
-go test -count=1 -run '^$' "$@" >/dev/null
+go test -count=1 "$@" -run '^$' >/dev/null # last: the caller's own -run must not win
 
 stress-ng --cpu "$cpu" --timeout 0 --quiet &
 stress_pid=$!
