@@ -509,7 +509,14 @@ func TestPortalPatient(t *testing.T) {
 	}
 	other.run("sign in with a foreign token",
 		chromedp.Navigate(base+portal.Prefix+"index.html"),
-		chromedp.Click(chromedp.CSS("#signout")),
+		// The signed-in page re-renders while it verifies: a click by
+		// node id may find its node gone ("No node with given id"), so
+		// the button is found and clicked in one step, in the page.
+		chromedp.WaitVisible(chromedp.CSS("#signout")),
+		chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+			_, err := chromedp.Evaluate[bool](`document.querySelector("#signout").click(); true`)(ctx, t)
+			return err
+		}),
 		chromedp.WaitVisible(chromedp.CSS("#token")),
 		chromedp.SetValue(chromedp.CSS("#token"), foreign),
 		chromedp.Click(chromedp.CSS(`#signin-form button[type=submit]`)),
