@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of Vigie (make test):
 #   1. static checks: gofmt, go vet, a static (CGO_ENABLED=0) build, the
-#      verifier's WebAssembly build and tests (scripts/check-wasm.sh);
+#      verifier's WebAssembly build and tests (scripts/check-wasm.sh),
+#      govulncheck offline (scripts/vulncheck.sh, about 20 s);
 #   2. Debian's chromium for the portal's browser tests (scripts/chromium.sh;
 #      screenshots go to $VIGIE_TEST_ARTIFACTS, default test-artifacts/);
 #   3. a throwaway PostgreSQL cluster (installed from Debian's packages if
@@ -32,6 +33,7 @@ fi
 go vet ./...
 CGO_ENABLED=0 go build -o /dev/null ./...  # one static binary, no cgo
 scripts/check-wasm.sh                       # the verifier runs in browsers
+scripts/vulncheck.sh                        # no reachable known vulnerability (also in make lint)
 
 if ! chromium_install; then
 	if [ "${CI:-}" = true ]; then
