@@ -7,11 +7,11 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/genproto/googleapis/api/annotations"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
+
+	"github.com/vigie-sante/vigie/api/server"
 )
 
 // route is an HTTP route of the API, from a method's google.api.http
@@ -98,7 +98,9 @@ func strictQuery(next http.Handler, routes []route, m runtime.Marshaler) http.Ha
 		slices.Sort(keys)
 		for _, k := range keys {
 			if routes[i].body == "*" || !knownParameter(routes[i].input, k) {
-				writeStatus(w, m, status.New(codes.InvalidArgument, "invalid query parameter"+nameOf(k)+": unknown parameter"))
+				// The code comes from the one mapping (server.Status).
+				st, _ := server.Status(&server.FieldError{Field: "query parameter" + nameOf(k), Problem: "unknown parameter"})
+				writeStatus(w, m, st)
 				return
 			}
 		}
