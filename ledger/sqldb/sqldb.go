@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"time"
 
@@ -371,24 +372,32 @@ func (db *DB) Compact(ctx context.Context, tables ...string) error {
 }
 
 // waitHorizon waits, at most limit, until no other transaction that may
-// see this database's rows holds a snapshot taken before it was called.
-// VACUUM FULL copies the rows such a snapshot may still see ("recently
-// dead") into the new files: the plain text Compact must remove would
-// survive the rewrite. Trillian's transactions (in the same database in
-// the single-server mode) and autovacuum's are short; a session left idle
-// in a transaction holds the conversion back, and is named by the error.
+// see this database's rows holds a snapshot, or a transaction id, older
+// than a transaction id taken when it was called. VACUUM FULL copies the
+// rows such a snapshot may still see ("recently dead") into the new
+// files: the plain text Compact must remove would survive the rewrite.
+// The test is on the snapshots' xmin, not on when their transactions
+// started: a transaction started later may hold a snapshot taken while
+// an older one still ran. Trillian's transactions (in the same database
+// in the single-server mode) and autovacuum's are short; a session left
+// idle in a transaction holds the conversion back, and is named by the
+// error.
 func (db *DB) waitHorizon(ctx context.Context, limit time.Duration) error {
-	var since time.Time
-	if err := db.pool.QueryRow(ctx, "SELECT clock_timestamp()").Scan(&since); err != nil {
+	var next int64
+	if err := db.pool.QueryRow(ctx, "SELECT txid_current()").Scan(&next); err != nil {
 		return fmt.Errorf("sqldb: compact: %w", err)
 	}
+	// pg_stat_activity shows 32-bit transaction ids; age() compares them
+	// across wraparound.
+	xid := strconv.FormatInt(next%(1<<32), 10)
 	deadline := time.Now().Add(limit)
 	for {
 		var n int
 		var pid *int32
 		err := db.pool.QueryRow(ctx, `SELECT count(*), min(pid) FROM pg_stat_activity
-			WHERE pid <> pg_backend_pid() AND backend_xmin IS NOT NULL
-			AND (datname = current_database() OR datname IS NULL) AND xact_start < $1`, since).Scan(&n, &pid)
+			WHERE pid <> pg_backend_pid() AND (datname = current_database() OR datname IS NULL)
+			AND ((backend_xmin IS NOT NULL AND age(backend_xmin) > age($1::text::xid))
+			  OR (backend_xid IS NOT NULL AND age(backend_xid) > age($1::text::xid)))`, xid).Scan(&n, &pid)
 		if err != nil {
 			return fmt.Errorf("sqldb: compact: %w", err)
 		}
@@ -396,7 +405,7 @@ func (db *DB) waitHorizon(ctx context.Context, limit time.Duration) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("sqldb: compact: %d transactions opened before the rewrite are still open after %v (backend pid %d): they would keep old rows in the rewritten tables", n, limit, *pid)
+			return fmt.Errorf("sqldb: compact: %d transactions older than the rewrite are still open after %v (backend pid %d): they would keep old rows in the rewritten tables", n, limit, *pid)
 		}
 		select {
 		case <-ctx.Done():
