@@ -7,9 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/transparency-dev/merkle/compact"
-	"github.com/transparency-dev/merkle/rfc6962"
-
 	"github.com/vigie-sante/vigie/ledger/event"
 	"github.com/vigie-sante/vigie/ledger/verify"
 )
@@ -109,25 +106,19 @@ func (l *Ledger) checkpointOnce(ctx context.Context) (bool, error) {
 	}
 
 	// Recompute the root from the ledger's own commitments, from the
-	// compact range saved with the latest checkpoint.
-	rf := compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
-	cr, err := rf.NewRange(0, last.Size, last.Range)
+	// compact range saved with the latest checkpoint, once that range is
+	// shown to be the tree of that checkpoint.
+	rb, err := savedRange(last)
+	if err == nil && !first && rb.Root() != last.Root {
+		err = errors.New("its root is not the checkpoint's")
+	}
 	if err != nil {
-		return false, fmt.Errorf("checkpoint %d: saved range: %w", last.Size, err)
+		return false, l.inconsistent(ctx, fmt.Sprintf("the saved range of the checkpoint of size %d is not its tree: %v", last.Size, err), last, root, nil, st)
 	}
 	for _, c := range commitments {
-		h := verify.MerkleLeafHash(c)
-		if err := cr.Append(h[:], nil); err != nil {
-			return false, err
-		}
+		rb.Append(verify.MerkleLeafHash(c))
 	}
-	ours := rfc6962.DefaultHasher.EmptyRoot()
-	if root.Size > 0 {
-		if ours, err = cr.GetRootHash(nil); err != nil {
-			return false, err
-		}
-	}
-	if !bytes.Equal(ours, root.Hash[:]) {
+	if rb.Root() != root.Hash {
 		return false, l.inconsistent(ctx, fmt.Sprintf("the log's root at size %d is not the root of the ledger's leaves", root.Size), last, root, nil, st)
 	}
 	if last.Size > 0 {
@@ -146,7 +137,7 @@ func (l *Ledger) checkpointOnce(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("sign checkpoint: %w", err)
 	}
-	row := CheckpointRow{Size: root.Size, Root: root.Hash, Note: signed, Range: cr.Hashes(), SignedNanos: l.cfg.Now().UnixNano()}
+	row := CheckpointRow{Size: root.Size, Root: root.Hash, Note: signed, Range: rangeBytes(rb.Range()), SignedNanos: l.cfg.Now().UnixNano()}
 	err = l.store.Update(ctx, func(ctx context.Context, tx StoreTx) error {
 		return tx.AddCheckpoint(ctx, row, last.Size)
 	})
@@ -157,6 +148,27 @@ func (l *Ledger) checkpointOnce(ctx context.Context) (bool, error) {
 		return false, fmt.Errorf("store checkpoint: %w", err)
 	}
 	return true, nil
+}
+
+// savedRange returns a [verify.RootBuilder] that continues the tree of
+// checkpoint cp from the compact range saved with it.
+func savedRange(cp CheckpointRow) (*verify.RootBuilder, error) {
+	hashes := make([]event.Hash, len(cp.Range))
+	for i, h := range cp.Range {
+		if len(h) != event.HashSize {
+			return nil, fmt.Errorf("hash %d is %d bytes, want %d", i, len(h), event.HashSize)
+		}
+		hashes[i] = event.Hash(h)
+	}
+	return verify.NewRootBuilder(cp.Size, hashes)
+}
+
+func rangeBytes(hashes []event.Hash) [][]byte {
+	out := make([][]byte, len(hashes))
+	for i := range hashes {
+		out[i] = hashes[i][:]
+	}
+	return out
 }
 
 // inconsistent records the evidence of an inconsistency and returns the

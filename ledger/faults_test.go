@@ -142,6 +142,63 @@ func TestCheckpointerRefusesAnotherTree(t *testing.T) {
 	}
 }
 
+// TestCheckpointerChecksSavedRange: a compact range saved with the latest
+// checkpoint that is not that checkpoint's tree (a hash altered or gone in
+// the store) is a security event naming the range, not the log, and nothing
+// more is signed.
+func TestCheckpointerChecksSavedRange(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		alter func(rng []byte) []byte
+	}{
+		{"hash altered", func(rng []byte) []byte { rng[0] ^= 1; return rng }},
+		{"hash missing", func(rng []byte) []byte { return rng[32:] }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := ledgertest.New(t, ledgertest.Options{})
+			for i := range 3 {
+				record(t, env.Ledger, access("alice", i))
+			}
+			if err := env.Ledger.WaitCheckpoint(ctx, 2); err != nil {
+				t.Fatal(err)
+			}
+			_, size, err := env.Ledger.LatestCheckpoint(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := env.DB.ReadWrite(ctx, func(ctx context.Context, tx sqldb.Tx) error {
+				var rng []byte
+				if err := tx.QueryRow(ctx, "SELECT range_hashes FROM checkpoints WHERE size = $1", int64(size)).Scan(&rng); err != nil {
+					return err
+				}
+				_, err := tx.Exec(ctx, "UPDATE checkpoints SET range_hashes = $1 WHERE size = $2", tc.alter(rng), int64(size))
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			record(t, env.Ledger, access("alice", 3))
+			waitFor(t, "the checkpointer to refuse", func() bool { return errors.Is(env.Ledger.Ready(), ledger.ErrInconsistent) })
+			if _, after, err := env.Ledger.LatestCheckpoint(ctx); err != nil || after != size {
+				t.Errorf("latest checkpoint: size %d, %v; want %d, the one before the range was altered", after, err, size)
+			}
+			var evs []ledger.SecurityEvent
+			if err := env.Store.View(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
+				var err error
+				evs, err = tx.SecurityEvents(ctx, 10)
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if len(evs) != 1 {
+				t.Fatalf("%d security events, want 1", len(evs))
+			}
+			if e := evs[0]; e.Kind != "inconsistent_log" || !strings.Contains(e.Detail, "saved range") || len(e.Evidence) == 0 {
+				t.Errorf("security event %q: %s\n%s\nwant inconsistent_log naming the saved range, with evidence", e.Kind, e.Detail, e.Evidence)
+			}
+		})
+	}
+}
+
 func countSecurityEvents(t *testing.T, env *ledgertest.Env) int {
 	t.Helper()
 	var evs []ledger.SecurityEvent
