@@ -183,7 +183,9 @@ func NewRules(d RulesData) (*Rules, error) {
 	return ParseRules(b)
 }
 
-// LoadRulesFile reads and parses a national rules file (see [ParseRules]).
+// LoadRulesFile reads and parses a national rules file (see [ParseRules]):
+// the file named in the node's configuration. It reads no more than
+// MaxRulesSize+1 bytes, so a larger or endless file is refused early.
 func LoadRulesFile(path string) (*Rules, error) {
 	f, err := os.Open(path)
 	if err != nil {

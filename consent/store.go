@@ -85,8 +85,8 @@ type RulesInfo struct {
 
 // Store keeps patients' consents, with their history, and the versions of
 // the national rules. Implementations keep them in the database of the
-// ledger, so that a consent change and its ledger event commit together
-// (invariant 4 of DESIGN.md).
+// ledger, so that a consent change and its ledger event commit together,
+// or neither does.
 //
 // Implementations MUST be safe for concurrent use by multiple goroutines
 // and, for shared databases, by multiple processes. Every method MAY be
@@ -159,7 +159,8 @@ type Receipt struct {
 	Decision Decision
 	// Index is the event's index in the log.
 	Index int64
-	// Commitment is the event's commitment (see DESIGN.md, Formats).
+	// Commitment is the event's commitment (docs/formats.md, "The three
+	// hashes").
 	Commitment [32]byte
 	// Note is the signed receipt, a signed note promising inclusion.
 	Note []byte

@@ -26,7 +26,7 @@ func (s *accessService) Check(ctx context.Context, req *vigiev1.CheckRequest) (*
 	if err != nil {
 		return nil, err
 	}
-	r, err := validateCheck(req)
+	r, err := ValidateCheck(req)
 	if err != nil {
 		return nil, err
 	}
@@ -69,9 +69,10 @@ func (s *accessService) Check(ctx context.Context, req *vigiev1.CheckRequest) (*
 	return resp, nil
 }
 
-// validateCheck validates a Check request into the consent model. Every
-// error names the field.
-func validateCheck(req *vigiev1.CheckRequest) (consent.Request, error) {
+// ValidateCheck validates a Check request into the consent model, as Check
+// does before deciding; the caller sets the request's Service. Every error
+// names the field.
+func ValidateCheck(req *vigiev1.CheckRequest) (consent.Request, error) {
 	var r consent.Request
 	if err := validateRequestID(req.RequestId); err != nil {
 		return r, err

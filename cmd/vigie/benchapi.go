@@ -127,7 +127,7 @@ func benchAPI(ctx context.Context, n *node, logger *slog.Logger, d time.Duration
 
 	// The payload Record records in its phase: the access record of a real
 	// decision.
-	req0, err := validateBenchRequest(checkReq("bench-payload", ins[0]))
+	req0, err := server.ValidateCheck(checkReq("bench-payload", ins[0]))
 	if err != nil {
 		return res, err
 	}
@@ -192,31 +192,6 @@ func benchAPI(ctx context.Context, n *node, logger *slog.Logger, d time.Duration
 		res.CheckVsNoOp = res.Check.PerSecond / res.NoOp.PerSecond
 	}
 	return res, nil
-}
-
-// validateBenchRequest turns a Check request into the consent model as
-// the API does (the decision time is the service's clock).
-func validateBenchRequest(r *vigiev1.CheckRequest) (consent.Request, error) {
-	patient, err := ident.ParseINS(r.PatientIns)
-	if err != nil {
-		return consent.Request{}, err
-	}
-	rpps, err := ident.ParseRPPS(r.Actor.Rpps)
-	if err != nil {
-		return consent.Request{}, err
-	}
-	org, err := ident.ParseFINESS(r.Actor.Organization)
-	if err != nil {
-		return consent.Request{}, err
-	}
-	doc := r.Resource.GetDocument()
-	return consent.Request{
-		ID: r.RequestId, Patient: patient,
-		Actor:    consent.Actor{RPPS: rpps, Profession: r.Actor.Profession, Organization: org, Sector: r.Actor.Sector, CareTeam: r.Actor.CareTeam},
-		Action:   consent.ActionRead,
-		Resource: consent.Resource{Kind: consent.ResourceDocument, DocumentID: doc.Id, DocumentType: doc.Type},
-		Purpose:  consent.PurposeTreatment,
-	}, nil
 }
 
 // runPhase calls call from workers goroutines for d and returns the

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -229,12 +228,8 @@ func openNode(ctx context.Context, cfg nodeConfig, logger *slog.Logger) (_ *node
 	// engine.
 	rules := nationalrules.Illustrative()
 	if cfg.rulesFile != "" {
-		b, err := os.ReadFile(cfg.rulesFile)
-		if err != nil {
-			return nil, fmt.Errorf("national rules: %w", err)
-		}
-		if rules, err = consent.ParseRules(b); err != nil {
-			return nil, fmt.Errorf("national rules: %s: %w", cfg.rulesFile, err)
+		if rules, err = consent.LoadRulesFile(cfg.rulesFile); err != nil {
+			return nil, err
 		}
 	}
 	n.consents = consentsql.New(n.db, n.ledger)

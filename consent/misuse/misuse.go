@@ -1,6 +1,6 @@
 // Package misuse finds, in the access events of a Vigie ledger, the signs
-// of misuse that auditors look for (DOMAIN.md, "Misuse signals"): the
-// events that deserve a human look, never a verdict.
+// of misuse that auditors look for: the events that deserve a human look,
+// never a verdict.
 //
 // The input is decoded events ([event.Logged]: a verified body with its
 // leaf index and commitment), in any order: access events (payload

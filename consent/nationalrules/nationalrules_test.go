@@ -30,8 +30,9 @@ func TestIllustrative(t *testing.T) {
 	}
 }
 
-// TestDomainExamples checks the matrix against the examples of
-// DOMAIN.md.
+// TestDomainExamples checks the matrix against the examples of the DMP's
+// access matrix that docs/consent.md lists ("The illustrative rules
+// shipped").
 func TestDomainExamples(t *testing.T) {
 	r := Illustrative()
 	d := r.Data()

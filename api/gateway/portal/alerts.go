@@ -27,11 +27,11 @@ type EventRef struct {
 	Commitment string `json:"commitment"` // 64 hex digits
 }
 
-// Alert is a possible misuse found in the ledger by an alert rule
-// (DOMAIN.md's misuse signals: break-glass rate, no care relationship,
-// bursts, odd hours, repeated denials...). It names the professional and
-// the events, never a patient: the dashboard's reader opens the events
-// with an audit search, which is recorded in the ledger.
+// Alert is a possible misuse found in the ledger by an alert rule (the
+// signals of package consent/misuse: break-glass rate, no care
+// relationship, bursts, odd hours, repeated denials...). It names the
+// professional and the events, never a patient: the dashboard's reader
+// opens the events with an audit search, which is recorded in the ledger.
 type Alert struct {
 	// Kind names the rule that raised the alert, e.g. "break-glass-rate".
 	// The dashboard shows a French or English label for the kinds it

@@ -59,7 +59,8 @@ type plugin struct {
 var plugins = []plugin{
 	{"google.golang.org/protobuf/cmd/protoc-gen-go", "paths=source_relative"},
 	{"google.golang.org/grpc/cmd/protoc-gen-go-grpc", "paths=source_relative"},
-	{"github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-grpc-gateway", "paths=source_relative"},
+	// The package doc is doc.go's, not the plugin's "is a reverse proxy".
+	{"github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-grpc-gateway", "paths=source_relative,omit_package_doc=true"},
 	// One OpenAPI file for the whole API, with the field names the JSON
 	// gateway uses (the proto names).
 	{"github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2",

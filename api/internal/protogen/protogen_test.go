@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"go/parser"
+	"go/token"
 	"os"
 	"path/filepath"
 	"slices"
@@ -94,5 +96,34 @@ func TestThirdPartyMatchesGenproto(t *testing.T) {
 		if diff := cmp.Diff(wantProto, got, protocmp.Transform()); diff != "" {
 			t.Errorf("api/third_party/%s differs from the linked descriptor (-linked +copy):\n%s", name, diff)
 		}
+	}
+}
+
+// TestOnePackageDoc checks that the contract's Go package has one doc
+// comment, doc.go's: a plugin that writes its own ("Package vigiev1 is a
+// reverse proxy") would replace it in go doc.
+func TestOnePackageDoc(t *testing.T) {
+	root, err := moduleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(root, protoRoot, filepath.FromSlash(protoDir))
+	names, err := filepath.Glob(filepath.Join(dir, "*.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var withDoc []string
+	fset := token.NewFileSet()
+	for _, name := range names {
+		f, err := parser.ParseFile(fset, name, nil, parser.PackageClauseOnly|parser.ParseComments)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Doc != nil {
+			withDoc = append(withDoc, filepath.Base(name))
+		}
+	}
+	if want := []string{"doc.go"}; !slices.Equal(withDoc, want) {
+		t.Errorf("files of %s with a package doc = %q, want %q", dir, withDoc, want)
 	}
 }
