@@ -509,17 +509,13 @@ func TestPortalPatient(t *testing.T) {
 	}
 	other.run("sign in with a foreign token",
 		chromedp.Navigate(base+portal.Prefix+"index.html"),
-		// The signed-in page re-renders while it verifies: a click by
-		// node id may find its node gone ("No node with given id"), so
-		// the button is found and clicked in one step, in the page.
+		// The page re-renders while it verifies, and again when signed
+		// out: each node is found and acted on in one step, in the page.
 		chromedp.WaitVisible(chromedp.CSS("#signout")),
-		chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
-			_, err := chromedp.Evaluate[bool](`document.querySelector("#signout").click(); true`)(ctx, t)
-			return err
-		}),
+		inPage(`document.querySelector("#signout").click()`),
 		chromedp.WaitVisible(chromedp.CSS("#token")),
-		chromedp.SetValue(chromedp.CSS("#token"), foreign),
-		chromedp.Click(chromedp.CSS(`#signin-form button[type=submit]`)),
+		inPage(`document.querySelector("#token").value = `+jsString(foreign)+`;
+			document.querySelector("#signin-form button[type=submit]").click()`),
 		chromedp.WaitVisible(chromedp.CSS("#token-error")),
 	)
 	if msg := other.text("#token-error"); !strings.Contains(msg, "refusé") {
@@ -966,4 +962,23 @@ func TestPortalUnreadableEvent(t *testing.T) {
 		t.Errorf("an unreadable event: verdict %q: %s", state, b.text("#verdict"))
 	}
 	b.screenshot("history-unreadable")
+}
+
+// inPage runs js in the page as one step. A page that re-renders can pull
+// a node from under chromedp between its query and its action ("No node
+// with given id found"); it cannot within one script.
+func inPage(js string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := chromedp.Evaluate[bool](js + "; true")(ctx, t)
+		return err
+	})
+}
+
+// jsString is s as a JavaScript string literal.
+func jsString(s string) string {
+	b, err := json.Marshal(s)
+	if err != nil {
+		panic(err) // a Go string always marshals
+	}
+	return string(b)
 }
