@@ -15,9 +15,9 @@ import (
 	"github.com/google/trillian/storage"
 
 	"github.com/vigie-sante/vigie/consent"
+	"github.com/vigie-sante/vigie/consent/consentsql"
 	"github.com/vigie-sante/vigie/consent/ladonpolicy"
 	"github.com/vigie-sante/vigie/consent/nationalrules"
-	consentsql "github.com/vigie-sante/vigie/consent/sqlstore"
 	"github.com/vigie-sante/vigie/ledger"
 	"github.com/vigie-sante/vigie/ledger/sqldb"
 	"github.com/vigie-sante/vigie/ledger/sqlstore"

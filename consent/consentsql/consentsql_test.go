@@ -1,4 +1,4 @@
-package sqlstore_test
+package consentsql_test
 
 import (
 	"context"
@@ -8,10 +8,10 @@ import (
 	"time"
 
 	"github.com/vigie-sante/vigie/consent"
+	"github.com/vigie-sante/vigie/consent/consentsql"
 	"github.com/vigie-sante/vigie/consent/ident"
 	"github.com/vigie-sante/vigie/consent/ladonpolicy"
 	"github.com/vigie-sante/vigie/consent/nationalrules"
-	"github.com/vigie-sante/vigie/consent/sqlstore"
 	"github.com/vigie-sante/vigie/consent/storetest"
 	"github.com/vigie-sante/vigie/ledger"
 	"github.com/vigie-sante/vigie/ledger/event"
@@ -22,14 +22,14 @@ import (
 
 var ctx = context.Background()
 
-func open(t *testing.T, backend string) (*sqlstore.Store, *ledgertest.Env) {
+func open(t *testing.T, backend string) (*consentsql.Store, *ledgertest.Env) {
 	t.Helper()
-	opts := ledgertest.Options{Migrations: sqlstore.Migrations, EraseAlso: sqlstore.EraseRows}
+	opts := ledgertest.Options{Migrations: consentsql.Migrations, EraseAlso: consentsql.EraseRows}
 	if backend == "PostgreSQL" {
 		opts.PostgreSQL = ledgertest.Postgres(t)
 	}
 	env := ledgertest.New(t, opts)
-	return sqlstore.New(env.DB, env.Ledger), env
+	return consentsql.New(env.DB, env.Ledger), env
 }
 
 func TestConformance(t *testing.T) {
@@ -408,7 +408,7 @@ func TestConcurrentReviews(t *testing.T) {
 			var n int64
 			p := env.Ledger.Pseudonym(patient)
 			if err := env.DB.ReadWrite(ctx, func(ctx context.Context, tx sqldb.Tx) error {
-				if err := sqlstore.EraseRows(p)(ctx, tx); err != nil {
+				if err := consentsql.EraseRows(p)(ctx, tx); err != nil {
 					return err
 				}
 				return tx.QueryRow(ctx, "SELECT COUNT(*) FROM break_glass_reviews").Scan(&n)
