@@ -13,7 +13,7 @@ import (
 // events (the durable record; the events beyond the sent size are the
 // outbox: recorded, not yet acknowledged by the log), signed checkpoints
 // and security events. Implementations must pass
-// ledger/storetest; ledger/sqlstore is the one on SQLite, PostgreSQL and
+// ledger/storetest; ledger/ledgersql is the one on SQLite, PostgreSQL and
 // CockroachDB.
 //
 // A Store is safe for concurrent use.

@@ -19,8 +19,8 @@ import (
 	"github.com/vigie-sante/vigie/consent/ladonpolicy"
 	"github.com/vigie-sante/vigie/consent/nationalrules"
 	"github.com/vigie-sante/vigie/ledger"
+	"github.com/vigie-sante/vigie/ledger/ledgersql"
 	"github.com/vigie-sante/vigie/ledger/sqldb"
-	"github.com/vigie-sante/vigie/ledger/sqlstore"
 	vtrillian "github.com/vigie-sante/vigie/ledger/trillian"
 	"github.com/vigie-sante/vigie/ledger/trillian/sqlite"
 	"github.com/vigie-sante/vigie/ledger/verify"
@@ -134,11 +134,11 @@ func openNode(ctx context.Context, cfg nodeConfig, logger *slog.Logger) (_ *node
 	n.closers = append(n.closers, n.db.Close)
 	// Every table of the database, in one list: Migrate refuses a
 	// database with migrations it does not know.
-	migrations := append(slices.Clone(sqlstore.Migrations), consentsql.Migrations...)
+	migrations := append(slices.Clone(ledgersql.Migrations), consentsql.Migrations...)
 	if err := n.db.Migrate(ctx, migrations); err != nil {
 		return nil, fmt.Errorf("database schema: %w", err)
 	}
-	n.store = sqlstore.New(n.db)
+	n.store = ledgersql.New(n.db)
 
 	// Trillian.
 	spec := vtrillian.TreeSpec{TreeID: cfg.treeID, DisplayName: treeName, Type: tpb.TreeType_PREORDERED_LOG}
@@ -259,7 +259,7 @@ func openNode(ctx context.Context, cfg nodeConfig, logger *slog.Logger) (_ *node
 // anything is recorded. Backups and WAL archives taken before keep the
 // plain text until they expire (docs/threat-model.md).
 func sealAtRest(ctx context.Context, db *sqldb.DB, store ledger.Store, pseudonyms *ledger.Pseudonymizer, consents *consentsql.Store) error {
-	if _, err := sqlstore.HashRequestIDs(ctx, db, pseudonyms.RequestHash); err != nil {
+	if _, err := ledgersql.HashRequestIDs(ctx, db, pseudonyms.RequestHash); err != nil {
 		return err
 	}
 	if _, err := consents.SealPlaintext(ctx); err != nil {

@@ -1,5 +1,5 @@
 // Package storetest is the conformance suite of ledger.Store: every
-// implementation runs it against a real database (ledger/sqlstore runs it
+// implementation runs it against a real database (ledger/ledgersql runs it
 // on SQLite and on PostgreSQL).
 package storetest
 

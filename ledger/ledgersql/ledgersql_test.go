@@ -1,4 +1,4 @@
-package sqlstore_test
+package ledgersql_test
 
 import (
 	"context"
@@ -6,9 +6,9 @@ import (
 	"testing"
 
 	"github.com/vigie-sante/vigie/ledger"
+	"github.com/vigie-sante/vigie/ledger/ledgersql"
 	"github.com/vigie-sante/vigie/ledger/sqldb"
 	"github.com/vigie-sante/vigie/ledger/sqldb/pgtest"
-	"github.com/vigie-sante/vigie/ledger/sqlstore"
 	"github.com/vigie-sante/vigie/ledger/storetest"
 )
 
@@ -18,10 +18,10 @@ func migrated(t *testing.T, db *sqldb.DB, err error) ledger.Store {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	if err := db.Migrate(context.Background(), sqlstore.Migrations); err != nil {
+	if err := db.Migrate(context.Background(), ledgersql.Migrations); err != nil {
 		t.Fatal(err)
 	}
-	return sqlstore.New(db)
+	return ledgersql.New(db)
 }
 
 func TestSQLite(t *testing.T) {
@@ -71,7 +71,7 @@ func TestHashRequestIDs(t *testing.T) {
 			// An event as the earlier version stored it.
 			exec("INSERT INTO events (leaf_index, commitment, pseudonym, seq, kind, time_nanos, service, break_glass, sealed, idem_service, idem_request) VALUES (0, $1, $2, 1, 'access', 1, $3, 0, $4, $3, $5)",
 				make([]byte, 32), make([]byte, 32), old.Service, []byte("sealed"), old.RequestID)
-			if ran, err := sqlstore.HashRequestIDs(ctx, db, pseudonyms.RequestHash); err != nil || !ran {
+			if ran, err := ledgersql.HashRequestIDs(ctx, db, pseudonyms.RequestHash); err != nil || !ran {
 				t.Fatalf("HashRequestIDs = %v, %v; want it to run", ran, err)
 			}
 			err = store.View(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
@@ -91,12 +91,12 @@ func TestHashRequestIDs(t *testing.T) {
 			if err == nil {
 				t.Error("the column idem_request is still there")
 			}
-			if ran, err := sqlstore.HashRequestIDs(ctx, db, pseudonyms.RequestHash); err != nil || ran {
+			if ran, err := ledgersql.HashRequestIDs(ctx, db, pseudonyms.RequestHash); err != nil || ran {
 				t.Errorf("HashRequestIDs again = %v, %v; want nothing done", ran, err)
 			}
 			// A crash after the columns were dropped, before the record.
 			exec("DELETE FROM ledger_meta WHERE name = 'request-ids-hashed'")
-			if ran, err := sqlstore.HashRequestIDs(ctx, db, pseudonyms.RequestHash); err != nil || !ran {
+			if ran, err := ledgersql.HashRequestIDs(ctx, db, pseudonyms.RequestHash); err != nil || !ran {
 				t.Errorf("HashRequestIDs after a crash = %v, %v; want it to finish", ran, err)
 			}
 		})

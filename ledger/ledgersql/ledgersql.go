@@ -1,4 +1,4 @@
-// Package sqlstore is the ledger's Store on Vigie's database (package
+// Package ledgersql is the ledger's Store on Vigie's database (package
 // sqldb): SQLite in the embedded mode, PostgreSQL or CockroachDB otherwise,
 // with the same SQL. It passes ledger/storetest on SQLite and PostgreSQL.
 //
@@ -6,7 +6,7 @@
 // (UPDATE ... WHERE value = expected): the next leaf index, a patient's
 // chain head, the sent size and the latest checkpoint. Two writers that
 // read the same value cannot both succeed, whatever the isolation level.
-package sqlstore
+package ledgersql
 
 import (
 	"bytes"
