@@ -9,10 +9,10 @@ import (
 
 	"github.com/vigie-sante/vigie/consent"
 	"github.com/vigie-sante/vigie/consent/consentsql"
+	"github.com/vigie-sante/vigie/consent/consentstoretest"
 	"github.com/vigie-sante/vigie/consent/ident"
 	"github.com/vigie-sante/vigie/consent/ladonpolicy"
 	"github.com/vigie-sante/vigie/consent/nationalrules"
-	"github.com/vigie-sante/vigie/consent/storetest"
 	"github.com/vigie-sante/vigie/ledger"
 	"github.com/vigie-sante/vigie/ledger/event"
 	"github.com/vigie-sante/vigie/ledger/ledgertest"
@@ -35,7 +35,7 @@ func open(t *testing.T, backend string) (*consentsql.Store, *ledgertest.Env) {
 func TestConformance(t *testing.T) {
 	for _, backend := range []string{"SQLite", "PostgreSQL"} {
 		t.Run(backend, func(t *testing.T) {
-			storetest.Run(t, func(t *testing.T) consent.Store {
+			consentstoretest.Run(t, func(t *testing.T) consent.Store {
 				s, _ := open(t, backend)
 				return s
 			})
