@@ -12,9 +12,8 @@ import (
 // Store holds the ledger's tables: patients' chain heads and wrapped keys,
 // events (the durable record; the events beyond the sent size are the
 // outbox: recorded, not yet acknowledged by the log), signed checkpoints
-// and security events. Implementations must pass
-// ledger/storetest; ledger/ledgersql is the one on SQLite, PostgreSQL and
-// CockroachDB.
+// and security events. Implementations must pass ledger/ledgerstoretest;
+// ledger/ledgersql is the one on SQLite, PostgreSQL and CockroachDB.
 //
 // A Store is safe for concurrent use.
 type Store interface {

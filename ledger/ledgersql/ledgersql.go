@@ -1,6 +1,7 @@
 // Package ledgersql is the ledger's Store on Vigie's database (package
 // sqldb): SQLite in the embedded mode, PostgreSQL or CockroachDB otherwise,
-// with the same SQL. It passes ledger/storetest on SQLite and PostgreSQL.
+// with the same SQL. It passes ledger/ledgerstoretest on SQLite and
+// PostgreSQL.
 //
 // The writes the ledger's invariants rest on are compare-and-swaps in SQL
 // (UPDATE ... WHERE value = expected): the next leaf index, a patient's

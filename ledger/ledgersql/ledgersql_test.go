@@ -7,9 +7,9 @@ import (
 
 	"github.com/vigie-sante/vigie/ledger"
 	"github.com/vigie-sante/vigie/ledger/ledgersql"
+	"github.com/vigie-sante/vigie/ledger/ledgerstoretest"
 	"github.com/vigie-sante/vigie/ledger/sqldb"
 	"github.com/vigie-sante/vigie/ledger/sqldb/pgtest"
-	"github.com/vigie-sante/vigie/ledger/storetest"
 )
 
 func migrated(t *testing.T, db *sqldb.DB, err error) ledger.Store {
@@ -25,14 +25,14 @@ func migrated(t *testing.T, db *sqldb.DB, err error) ledger.Store {
 }
 
 func TestSQLite(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) ledger.Store {
+	ledgerstoretest.Run(t, func(t *testing.T) ledger.Store {
 		db, err := sqldb.OpenSQLiteDB(context.Background(), filepath.Join(t.TempDir(), "vigie.db"), sqldb.Options{SQLite: sqldb.SQLiteOptions{ApplicationID: 0x56474431}})
 		return migrated(t, db, err)
 	})
 }
 
 func TestPostgreSQL(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) ledger.Store {
+	ledgerstoretest.Run(t, func(t *testing.T) ledger.Store {
 		db, err := sqldb.OpenPostgres(context.Background(), pgtest.NewDatabase(t), sqldb.Options{})
 		return migrated(t, db, err)
 	})

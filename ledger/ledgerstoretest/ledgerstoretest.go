@@ -1,7 +1,7 @@
-// Package storetest is the conformance suite of ledger.Store: every
+// Package ledgerstoretest is the conformance suite of ledger.Store: every
 // implementation runs it against a real database (ledger/ledgersql runs it
 // on SQLite and on PostgreSQL).
-package storetest
+package ledgerstoretest
 
 import (
 	"bytes"
