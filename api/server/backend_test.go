@@ -54,14 +54,14 @@ func (f *faultyStore) fail(err error) {
 	f.err = err
 }
 
-func (f *faultyStore) Update(ctx context.Context, fn func(context.Context, ledger.StoreTx) error) error {
+func (f *faultyStore) ReadWrite(ctx context.Context, fn func(context.Context, ledger.StoreTx) error) error {
 	f.mu.Lock()
 	err := f.err
 	f.mu.Unlock()
 	if err != nil {
 		return err
 	}
-	return f.Store.Update(ctx, fn)
+	return f.Store.ReadWrite(ctx, fn)
 }
 
 // liveOptions change a live server.

@@ -267,7 +267,7 @@ func sealAtRest(ctx context.Context, db *sqldb.DB, store ledger.Store, pseudonym
 	}
 	const compacted = "plaintext-compacted"
 	done := true
-	err := store.View(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
+	err := store.Read(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
 		_, err := tx.Meta(ctx, compacted)
 		done = err == nil
 		if errors.Is(err, ledger.ErrNotFound) {
@@ -281,7 +281,7 @@ func sealAtRest(ctx context.Context, db *sqldb.DB, store ledger.Store, pseudonym
 	if err := db.Compact(ctx, "events", "consents"); err != nil {
 		return fmt.Errorf("compact the converted tables: %w", err)
 	}
-	return store.Update(ctx, func(ctx context.Context, tx ledger.StoreTx) error {
+	return store.ReadWrite(ctx, func(ctx context.Context, tx ledger.StoreTx) error {
 		return tx.SetMeta(ctx, compacted, []byte("1"))
 	})
 }

@@ -176,7 +176,7 @@ func TestCheckRecordsWhatItDecides(t *testing.T) {
 				t.Errorf("ListRules = %+v, %v", infos, err)
 			}
 			var rulesEvents int
-			if err := env.Store.View(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
+			if err := env.Store.Read(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
 				rows, err := tx.SearchEvents(ctx, ledger.SearchFilter{Kind: event.KindRulesChange}, -1, 10)
 				rulesEvents = len(rows)
 				return err

@@ -240,7 +240,7 @@ func newService(t *testing.T, store *consentsql.Store) *consent.Service {
 func nextIndex(t *testing.T, env *ledgertest.Env) uint64 {
 	t.Helper()
 	var st ledger.State
-	err := env.Store.View(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
+	err := env.Store.Read(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
 		var err error
 		st, err = tx.State(ctx)
 		return err

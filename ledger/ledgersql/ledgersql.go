@@ -31,15 +31,15 @@ var _ ledger.Store = (*Store)(nil)
 // New returns the Store on db, whose schema must include Migrations.
 func New(db *sqldb.DB) *Store { return &Store{db: db} }
 
-// Update implements ledger.Store.
-func (s *Store) Update(ctx context.Context, f func(ctx context.Context, tx ledger.StoreTx) error) error {
+// ReadWrite implements ledger.Store.
+func (s *Store) ReadWrite(ctx context.Context, f func(ctx context.Context, tx ledger.StoreTx) error) error {
 	return s.db.ReadWrite(ctx, func(ctx context.Context, tx sqldb.Tx) error {
 		return f(ctx, txn{tx})
 	})
 }
 
-// View implements ledger.Store.
-func (s *Store) View(ctx context.Context, f func(ctx context.Context, tx ledger.StoreReader) error) error {
+// Read implements ledger.Store.
+func (s *Store) Read(ctx context.Context, f func(ctx context.Context, tx ledger.StoreReader) error) error {
 	return s.db.Read(ctx, func(ctx context.Context, tx sqldb.Tx) error {
 		return f(ctx, txn{tx})
 	})

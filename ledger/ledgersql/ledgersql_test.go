@@ -74,7 +74,7 @@ func TestHashRequestIDs(t *testing.T) {
 			if ran, err := ledgersql.HashRequestIDs(ctx, db, pseudonyms.RequestHash); err != nil || !ran {
 				t.Fatalf("HashRequestIDs = %v, %v; want it to run", ran, err)
 			}
-			err = store.View(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
+			err = store.Read(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
 				e, err := tx.EventByKey(ctx, pseudonyms.RequestHash(old))
 				if err != nil || e.Index != 0 {
 					t.Errorf("EventByKey(converted key) = %+v, %v; want event 0", e, err)
