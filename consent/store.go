@@ -101,7 +101,7 @@ type RulesInfo struct {
 // pseudonym (the ledger's HMAC of [ident.INS.Canonical]) or encrypt it.
 // They MUST NOT log INS values or directives.
 //
-// storetest.Run is the conformance suite every implementation passes.
+// consentstoretest.Run is the conformance suite every implementation passes.
 type Store interface {
 	// Consent returns the patient's current consent. A patient with no
 	// stored consent has Version 0 and no directives, and err == nil.

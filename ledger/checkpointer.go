@@ -61,7 +61,7 @@ func (l *Ledger) checkpointOnce(ctx context.Context) (bool, error) {
 	var st *State
 	first := false // no checkpoint yet: sign one even for an empty tree
 	var commitments []event.Hash
-	err = l.store.View(ctx, func(ctx context.Context, tx StoreReader) error {
+	err = l.store.Read(ctx, func(ctx context.Context, tx StoreReader) error {
 		var err error
 		st = nil
 		last, err = tx.LatestCheckpoint(ctx)
@@ -138,7 +138,7 @@ func (l *Ledger) checkpointOnce(ctx context.Context) (bool, error) {
 		return false, fmt.Errorf("sign checkpoint: %w", err)
 	}
 	row := CheckpointRow{Size: root.Size, Root: root.Hash, Note: signed, Range: rangeBytes(rb.Range()), SignedNanos: l.cfg.Now().UnixNano()}
-	err = l.store.Update(ctx, func(ctx context.Context, tx StoreTx) error {
+	err = l.store.ReadWrite(ctx, func(ctx context.Context, tx StoreTx) error {
 		return tx.AddCheckpoint(ctx, row, last.Size)
 	})
 	if errors.Is(err, ErrConflict) {
@@ -190,7 +190,7 @@ func (l *Ledger) inconsistent(ctx context.Context, what string, last CheckpointR
 // and its size, or ErrNotFound before the first.
 func (l *Ledger) LatestCheckpoint(ctx context.Context) ([]byte, uint64, error) {
 	var cp CheckpointRow
-	err := l.store.View(ctx, func(ctx context.Context, tx StoreReader) error {
+	err := l.store.Read(ctx, func(ctx context.Context, tx StoreReader) error {
 		var err error
 		cp, err = tx.LatestCheckpoint(ctx)
 		return err

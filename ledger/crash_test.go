@@ -129,7 +129,7 @@ func checkAfterCrash(t *testing.T, dir string, acked map[string]ack, earlier []v
 	t.Helper()
 	env := ledgertest.New(t, ledgertest.Options{Dir: dir})
 	defer env.Close()
-	err := env.Store.View(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
+	err := env.Store.Read(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
 		for key, a := range acked {
 			row, err := tx.EventByKey(ctx, env.Pseudonyms.RequestHash(ledger.Key{Service: "crash", RequestID: key}))
 			if err != nil {

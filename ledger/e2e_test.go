@@ -131,7 +131,7 @@ func crossCheckWithTlog(t *testing.T, env *ledgertest.Env) {
 func verifyCheckpointHistory(t *testing.T, env *ledgertest.Env) {
 	t.Helper()
 	var rows []ledger.CheckpointRow
-	if err := env.Store.View(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
+	if err := env.Store.Read(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
 		var err error
 		rows, err = tx.Checkpoints(ctx, 0, 1<<20)
 		return err

@@ -70,7 +70,7 @@ func (l *Ledger) RequestErasure(ctx context.Context, patient PatientID, due time
 // or nothing.
 func (l *Ledger) RunDueErasures(ctx context.Context) (int, error) {
 	var due []Erasure
-	err := l.store.View(ctx, func(ctx context.Context, tx StoreReader) error {
+	err := l.store.Read(ctx, func(ctx context.Context, tx StoreReader) error {
 		var err error
 		due, err = tx.DueErasures(ctx, l.cfg.Now(), 100)
 		return err

@@ -39,8 +39,8 @@ func (r staleReader) DueErasures(ctx context.Context, now time.Time, limit int) 
 	return r.StoreReader.DueErasures(ctx, now, limit)
 }
 
-func (s *staleDue) View(ctx context.Context, f func(ctx context.Context, tx ledger.StoreReader) error) error {
-	return s.Store.View(ctx, func(ctx context.Context, tx ledger.StoreReader) error { return f(ctx, staleReader{tx, s}) })
+func (s *staleDue) Read(ctx context.Context, f func(ctx context.Context, tx ledger.StoreReader) error) error {
+	return s.Store.Read(ctx, func(ctx context.Context, tx ledger.StoreReader) error { return f(ctx, staleReader{tx, s}) })
 }
 
 // TestErasureRunsOnce: a run that saw an erasure due after another run
@@ -57,7 +57,7 @@ func TestErasureRunsOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	var seen []ledger.Erasure
-	if err := env.Store.View(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
+	if err := env.Store.Read(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
 		var err error
 		seen, err = tx.DueErasures(ctx, time.Now(), 10)
 		return err
@@ -98,7 +98,7 @@ func TestErasureRunsOnce(t *testing.T) {
 		t.Errorf("%d erasure-done events, want 1", done)
 	}
 	var p ledger.PatientRow
-	if err := env.Store.View(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
+	if err := env.Store.Read(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
 		p, err = tx.Patient(ctx, env.Ledger.Pseudonym(ledgertest.Patient("alice")))
 		return err
 	}); err != nil {
@@ -121,8 +121,8 @@ type failingErasureTx struct {
 	failing *atomic.Bool
 }
 
-func (s failingErasureRecord) Update(ctx context.Context, f func(ctx context.Context, tx ledger.StoreTx) error) error {
-	return s.Store.Update(ctx, func(ctx context.Context, tx ledger.StoreTx) error { return f(ctx, failingErasureTx{tx, s.failing}) })
+func (s failingErasureRecord) ReadWrite(ctx context.Context, f func(ctx context.Context, tx ledger.StoreTx) error) error {
+	return s.Store.ReadWrite(ctx, func(ctx context.Context, tx ledger.StoreTx) error { return f(ctx, failingErasureTx{tx, s.failing}) })
 }
 
 func (tx failingErasureTx) InsertEvent(ctx context.Context, e ledger.EventRow) error {
@@ -225,12 +225,12 @@ type gatedStore struct {
 	release chan struct{}
 }
 
-func (s *gatedStore) Update(ctx context.Context, f func(ctx context.Context, tx ledger.StoreTx) error) error {
+func (s *gatedStore) ReadWrite(ctx context.Context, f func(ctx context.Context, tx ledger.StoreTx) error) error {
 	if s.armed.CompareAndSwap(true, false) {
 		close(s.held)
 		<-s.release
 	}
-	return s.Store.Update(ctx, f)
+	return s.Store.ReadWrite(ctx, f)
 }
 
 // TestErasureInABatch: an erasure recorded in one transaction with other
@@ -386,7 +386,7 @@ func TestErasuresDoNotBlockEachOther(t *testing.T) {
 		t.Errorf("bob after the run: %+v, %v; want erased", h, err)
 	}
 	var due []ledger.Erasure
-	if err := env.Store.View(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
+	if err := env.Store.Read(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
 		due, err = tx.DueErasures(ctx, time.Now(), 10)
 		return err
 	}); err != nil || len(due) != 2 {

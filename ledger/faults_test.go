@@ -34,11 +34,11 @@ func (f *faultStore) take(n *int) bool {
 	return false
 }
 
-func (f *faultStore) Update(ctx context.Context, fn func(context.Context, ledger.StoreTx) error) error {
+func (f *faultStore) ReadWrite(ctx context.Context, fn func(context.Context, ledger.StoreTx) error) error {
 	if f.take(&f.failNotPersisted) {
 		return errors.New("injected: database unavailable")
 	}
-	err := f.Store.Update(ctx, fn)
+	err := f.Store.ReadWrite(ctx, fn)
 	if err == nil && f.take(&f.failAfter) {
 		return fmt.Errorf("%w: injected: connection lost during COMMIT", sqldb.ErrCommitUnknown)
 	}
@@ -182,7 +182,7 @@ func TestCheckpointerChecksSavedRange(t *testing.T) {
 				t.Errorf("latest checkpoint: size %d, %v; want %d, the one before the range was altered", after, err, size)
 			}
 			var evs []ledger.SecurityEvent
-			if err := env.Store.View(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
+			if err := env.Store.Read(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
 				var err error
 				evs, err = tx.SecurityEvents(ctx, 10)
 				return err
@@ -202,7 +202,7 @@ func TestCheckpointerChecksSavedRange(t *testing.T) {
 func countSecurityEvents(t *testing.T, env *ledgertest.Env) int {
 	t.Helper()
 	var evs []ledger.SecurityEvent
-	if err := env.Store.View(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
+	if err := env.Store.Read(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
 		var err error
 		evs, err = tx.SecurityEvents(ctx, 100)
 		return err
@@ -245,7 +245,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func wantSecurityEvent(t *testing.T, env *ledgertest.Env, kind string) {
 	t.Helper()
 	var evs []ledger.SecurityEvent
-	if err := env.Store.View(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
+	if err := env.Store.Read(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
 		var err error
 		evs, err = tx.SecurityEvents(ctx, 100)
 		return err

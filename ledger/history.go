@@ -33,7 +33,7 @@ func (l *Ledger) CheckpointHistory(ctx context.Context, minSize uint64, count in
 		return nil, fmt.Errorf("ledger: %d checkpoints asked, want 1 to %d", count, MaxCheckpoints)
 	}
 	var out []HistoryCheckpoint
-	err := l.store.View(ctx, func(ctx context.Context, tx StoreReader) error {
+	err := l.store.Read(ctx, func(ctx context.Context, tx StoreReader) error {
 		out = out[:0]
 		latest, err := tx.LatestCheckpoint(ctx)
 		if errors.Is(err, ErrNotFound) || err == nil && latest.Size < max(minSize, 1) {

@@ -207,7 +207,7 @@ func New(ctx context.Context, cfg Config, store Store, log Log) (*Ledger, error)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: %w", err)
 	}
-	if err := store.Update(ctx, func(ctx context.Context, tx StoreTx) error {
+	if err := store.ReadWrite(ctx, func(ctx context.Context, tx StoreTx) error {
 		return tx.SetMeta(ctx, "origin", []byte(cfg.Origin))
 	}); err != nil {
 		return nil, fmt.Errorf("ledger: origin: %w", err)
@@ -227,7 +227,7 @@ func New(ctx context.Context, cfg Config, store Store, log Log) (*Ledger, error)
 	} {
 		m := hmac.New(sha256.New, k.key)
 		m.Write([]byte("vigie/" + k.name + "/v1"))
-		err := store.Update(ctx, func(ctx context.Context, tx StoreTx) error { return tx.SetMeta(ctx, k.name, m.Sum(nil)) })
+		err := store.ReadWrite(ctx, func(ctx context.Context, tx StoreTx) error { return tx.SetMeta(ctx, k.name, m.Sum(nil)) })
 		if err != nil {
 			return nil, fmt.Errorf("ledger: %s is not the one this database was written with (or the database cannot be read): %w", k.what, err)
 		}

@@ -246,7 +246,7 @@ func TestIdempotentRecord(t *testing.T) {
 func state(t *testing.T, env *ledgertest.Env) ledger.State {
 	t.Helper()
 	var st ledger.State
-	if err := env.Store.View(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
+	if err := env.Store.Read(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
 		var err error
 		st, err = tx.State(ctx)
 		return err

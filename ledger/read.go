@@ -55,7 +55,7 @@ func (l *Ledger) History(ctx context.Context, patient PatientID, fromSeq uint64,
 	var h History
 	var rows []EventRow
 	var cp CheckpointRow
-	err := l.store.View(ctx, func(ctx context.Context, tx StoreReader) error {
+	err := l.store.Read(ctx, func(ctx context.Context, tx StoreReader) error {
 		h = History{}
 		var err error
 		if atSize == 0 {
@@ -190,7 +190,7 @@ func (l *Ledger) proveHistory(ctx context.Context, h *History) error {
 // latestSize returns the size of the latest checkpoint (0 before the first).
 func (l *Ledger) latestSize(ctx context.Context) (uint64, error) {
 	var st State
-	err := l.store.View(ctx, func(ctx context.Context, tx StoreReader) error {
+	err := l.store.Read(ctx, func(ctx context.Context, tx StoreReader) error {
 		var err error
 		st, err = tx.State(ctx)
 		return err
@@ -240,7 +240,7 @@ func (l *Ledger) ConsistencyProof(ctx context.Context, first, second uint64) ([]
 // own: the checkpointer signs only a tree made of exactly these.
 func (l *Ledger) Leaves(ctx context.Context, start, end uint64) ([][]byte, error) {
 	var out [][]byte
-	err := l.store.View(ctx, func(ctx context.Context, tx StoreReader) error {
+	err := l.store.Read(ctx, func(ctx context.Context, tx StoreReader) error {
 		st, err := tx.State(ctx)
 		if err != nil {
 			return err
@@ -313,7 +313,7 @@ func (l *Ledger) EventByCommitment(ctx context.Context, c event.Hash) (EventRow,
 		index, _, err := l.log.InclusionProofByHash(ctx, verify.MerkleLeafHash(c), size)
 		switch {
 		case err == nil:
-			err = l.store.View(ctx, func(ctx context.Context, tx StoreReader) error {
+			err = l.store.Read(ctx, func(ctx context.Context, tx StoreReader) error {
 				row, err = tx.EventByIndex(ctx, index)
 				return err
 			})
@@ -322,7 +322,7 @@ func (l *Ledger) EventByCommitment(ctx context.Context, c event.Hash) (EventRow,
 			return EventRow{}, err
 		}
 	}
-	err = l.store.View(ctx, func(ctx context.Context, tx StoreReader) error {
+	err = l.store.Read(ctx, func(ctx context.Context, tx StoreReader) error {
 		row, err = tx.RecentEventByCommitment(ctx, c, size)
 		return err
 	})
@@ -335,7 +335,7 @@ func (l *Ledger) EventByCommitment(ctx context.Context, c event.Hash) (EventRow,
 func (l *Ledger) OpenEvent(ctx context.Context, row EventRow) ([32]byte, []byte, error) {
 	var salt [32]byte
 	var body []byte
-	err := l.store.View(ctx, func(ctx context.Context, tx StoreReader) error {
+	err := l.store.Read(ctx, func(ctx context.Context, tx StoreReader) error {
 		var err error
 		salt, body, err = l.openEvent(ctx, tx, row)
 		return corrupt(row, err)
@@ -347,7 +347,7 @@ func (l *Ledger) OpenEvent(ctx context.Context, row EventRow) ([32]byte, []byte,
 // auditors. It reads no body.
 func (l *Ledger) Search(ctx context.Context, f SearchFilter, after int64, limit int) ([]EventRow, error) {
 	var rows []EventRow
-	err := l.store.View(ctx, func(ctx context.Context, tx StoreReader) error {
+	err := l.store.Read(ctx, func(ctx context.Context, tx StoreReader) error {
 		var err error
 		rows, err = tx.SearchEvents(ctx, f, after, limit)
 		return err
@@ -360,7 +360,7 @@ func (l *Ledger) Search(ctx context.Context, f SearchFilter, after int64, limit 
 func (l *Ledger) ChainLength(ctx context.Context, patient PatientID) (uint64, error) {
 	pseudonym := l.cfg.Pseudonyms.Pseudonym(patient)
 	var seq uint64
-	err := l.store.View(ctx, func(ctx context.Context, tx StoreReader) error {
+	err := l.store.Read(ctx, func(ctx context.Context, tx StoreReader) error {
 		var err error
 		seq, _, err = tx.ChainHead(ctx, pseudonym)
 		return err

@@ -108,7 +108,7 @@ func TestCheckpointerRefusesALongerTree(t *testing.T) {
 		t.Errorf("latest checkpoint: size %d, %v; want 2, the ledger's own", size, err)
 	}
 	var evs []ledger.SecurityEvent
-	if err := env.Store.View(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
+	if err := env.Store.Read(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
 		var err error
 		evs, err = tx.SecurityEvents(ctx, 10)
 		return err
@@ -250,12 +250,12 @@ type downStore struct {
 	updates atomic.Int64
 }
 
-func (d *downStore) Update(ctx context.Context, f func(context.Context, ledger.StoreTx) error) error {
+func (d *downStore) ReadWrite(ctx context.Context, f func(context.Context, ledger.StoreTx) error) error {
 	d.updates.Add(1)
 	if d.down.Load() {
 		return errors.New("injected: database or disk is full")
 	}
-	return d.Store.Update(ctx, f)
+	return d.Store.ReadWrite(ctx, f)
 }
 
 // TestReadyReportsFailingRecords: the ledger is not ready once recording

@@ -340,7 +340,7 @@ func (l *Ledger) runBatch(all []*recordJob) {
 
 func (l *Ledger) commitGroup(group []*recordJob) {
 	for len(group) > 0 {
-		err := l.store.Update(context.WithoutCancel(group[0].ctx), func(ctx context.Context, tx StoreTx) error {
+		err := l.store.ReadWrite(context.WithoutCancel(group[0].ctx), func(ctx context.Context, tx StoreTx) error {
 			return l.recordGroup(ctx, tx, group)
 		})
 		var je *jobError
@@ -396,7 +396,7 @@ func (l *Ledger) resolveUnknown(group []*recordJob, cause error) {
 			j.err = fmt.Errorf("record: %w", cause)
 			continue
 		}
-		err := l.store.Update(context.WithoutCancel(j.ctx), func(ctx context.Context, tx StoreTx) error {
+		err := l.store.ReadWrite(context.WithoutCancel(j.ctx), func(ctx context.Context, tx StoreTx) error {
 			res, err := l.existing(ctx, tx, j)
 			if err != nil {
 				return err

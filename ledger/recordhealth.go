@@ -77,7 +77,7 @@ func (l *Ledger) recordReady() error {
 func (l *Ledger) probe() error {
 	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
 	defer cancel()
-	return l.store.Update(ctx, func(ctx context.Context, tx StoreTx) error {
+	return l.store.ReadWrite(ctx, func(ctx context.Context, tx StoreTx) error {
 		_, err := tx.ReserveIndices(ctx, 0)
 		return err
 	})

@@ -50,7 +50,7 @@ func testEraseLeavesNothingOnDisk(t *testing.T, erase func(env *ledgertest.Env))
 	}
 	pseudonym := env.Ledger.Pseudonym(ledgertest.Patient("alice"))
 	var secrets [][]byte
-	if err := env.Store.View(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
+	if err := env.Store.Read(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
 		secrets = nil
 		p, err := tx.Patient(ctx, pseudonym)
 		if err != nil {

@@ -133,7 +133,7 @@ func wait(ctx context.Context, d time.Duration, c <-chan struct{}) {
 func (l *Ledger) sendOnce(ctx context.Context) (int, error) {
 	var st State
 	var commitments []event.Hash
-	err := l.store.View(ctx, func(ctx context.Context, tx StoreReader) error {
+	err := l.store.Read(ctx, func(ctx context.Context, tx StoreReader) error {
 		var err error
 		if st, err = tx.State(ctx); err != nil {
 			return err
@@ -177,7 +177,7 @@ func (l *Ledger) sendOnce(ctx context.Context) (int, error) {
 	if stored == 0 {
 		return 0, fmt.Errorf("add leaves: leaf %d not stored, retrying", st.SentSize)
 	}
-	err = l.store.Update(ctx, func(ctx context.Context, tx StoreTx) error {
+	err = l.store.ReadWrite(ctx, func(ctx context.Context, tx StoreTx) error {
 		return tx.MarkSent(ctx, st.SentSize, st.SentSize+uint64(stored))
 	})
 	if errors.Is(err, ErrConflict) {
@@ -210,7 +210,7 @@ func (l *Ledger) securityEvent(ctx context.Context, kind, detail string, evidenc
 		return
 	}
 	l.cfg.Logger.Error("ledger: SECURITY EVENT", "kind", kind, "detail", detail)
-	err := l.store.Update(context.WithoutCancel(ctx), func(ctx context.Context, tx StoreTx) error {
+	err := l.store.ReadWrite(context.WithoutCancel(ctx), func(ctx context.Context, tx StoreTx) error {
 		return tx.AddSecurityEvent(ctx, SecurityEvent{Kind: kind, Detail: detail, Evidence: evidence, Nanos: l.cfg.Now().UnixNano()})
 	})
 	if err != nil {
@@ -240,7 +240,7 @@ func (l *Ledger) drain(ctx context.Context) error {
 	// Wait until the log integrated what was sent, then sign.
 	for {
 		var st State
-		if err := l.store.View(ctx, func(ctx context.Context, tx StoreReader) error {
+		if err := l.store.Read(ctx, func(ctx context.Context, tx StoreReader) error {
 			var err error
 			st, err = tx.State(ctx)
 			return err

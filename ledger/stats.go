@@ -40,7 +40,7 @@ func (s Stats) IntegrationLag(now time.Time) time.Duration {
 // Stats returns the ledger's progress, read in one transaction.
 func (l *Ledger) Stats(ctx context.Context) (Stats, error) {
 	var s Stats
-	err := l.store.View(ctx, func(ctx context.Context, tx StoreReader) error {
+	err := l.store.Read(ctx, func(ctx context.Context, tx StoreReader) error {
 		st, err := tx.State(ctx)
 		if err != nil {
 			return err

@@ -12,20 +12,20 @@ import (
 // Store holds the ledger's tables: patients' chain heads and wrapped keys,
 // events (the durable record; the events beyond the sent size are the
 // outbox: recorded, not yet acknowledged by the log), signed checkpoints
-// and security events. Implementations must pass
-// ledger/storetest; ledger/sqlstore is the one on SQLite, PostgreSQL and
-// CockroachDB.
+// and security events. Implementations must pass ledger/ledgerstoretest;
+// ledger/ledgersql is the one on SQLite, PostgreSQL and CockroachDB.
 //
 // A Store is safe for concurrent use.
 type Store interface {
-	// Update runs f in a read-write transaction and commits it if f
+	// ReadWrite runs f in a read-write transaction and commits it if f
 	// returns nil. f may be called more than once (a retried transaction):
 	// it must start from scratch each time. If the outcome of the commit
-	// is unknown, Update returns an error wrapping sqldb.ErrCommitUnknown.
-	Update(ctx context.Context, f func(ctx context.Context, tx StoreTx) error) error
-	// View runs f in a read-only transaction that sees one consistent
+	// is unknown, ReadWrite returns an error wrapping
+	// sqldb.ErrCommitUnknown.
+	ReadWrite(ctx context.Context, f func(ctx context.Context, tx StoreTx) error) error
+	// Read runs f in a read-only transaction that sees one consistent
 	// state. f may be called more than once.
-	View(ctx context.Context, f func(ctx context.Context, tx StoreReader) error) error
+	Read(ctx context.Context, f func(ctx context.Context, tx StoreReader) error) error
 	// Scrub makes what committed transactions deleted or cleared (an
 	// erasure's keys and bodies) unrecoverable from the store's own
 	// files, as far as the engine allows: on SQLite, freed content is

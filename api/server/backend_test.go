@@ -21,9 +21,9 @@ import (
 	"github.com/vigie-sante/vigie/api/auth"
 	vigiev1 "github.com/vigie-sante/vigie/api/vigie/v1"
 	"github.com/vigie-sante/vigie/consent"
+	"github.com/vigie-sante/vigie/consent/consentsql"
 	"github.com/vigie-sante/vigie/consent/ladonpolicy"
 	"github.com/vigie-sante/vigie/consent/nationalrules"
-	consentsql "github.com/vigie-sante/vigie/consent/sqlstore"
 	"github.com/vigie-sante/vigie/ledger"
 	"github.com/vigie-sante/vigie/ledger/event"
 	"github.com/vigie-sante/vigie/ledger/ledgertest"
@@ -54,14 +54,14 @@ func (f *faultyStore) fail(err error) {
 	f.err = err
 }
 
-func (f *faultyStore) Update(ctx context.Context, fn func(context.Context, ledger.StoreTx) error) error {
+func (f *faultyStore) ReadWrite(ctx context.Context, fn func(context.Context, ledger.StoreTx) error) error {
 	f.mu.Lock()
 	err := f.err
 	f.mu.Unlock()
 	if err != nil {
 		return err
 	}
-	return f.Store.Update(ctx, fn)
+	return f.Store.ReadWrite(ctx, fn)
 }
 
 // liveOptions change a live server.

@@ -197,7 +197,7 @@ func benchRecord(ctx context.Context, n *node, d time.Duration, workers, patient
 				}
 			}
 			var st ledger.State
-			n.store.View(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
+			n.store.Read(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
 				var err error
 				st, err = tx.State(ctx)
 				return err
@@ -259,7 +259,7 @@ func benchRecord(ctx context.Context, n *node, d time.Duration, workers, patient
 	case <-time.After(time.Minute):
 	}
 	var st ledger.State
-	n.store.View(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
+	n.store.Read(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
 		var err error
 		st, err = tx.State(ctx)
 		return err

@@ -15,12 +15,12 @@ import (
 	"github.com/google/trillian/storage"
 
 	"github.com/vigie-sante/vigie/consent"
+	"github.com/vigie-sante/vigie/consent/consentsql"
 	"github.com/vigie-sante/vigie/consent/ladonpolicy"
 	"github.com/vigie-sante/vigie/consent/nationalrules"
-	consentsql "github.com/vigie-sante/vigie/consent/sqlstore"
 	"github.com/vigie-sante/vigie/ledger"
+	"github.com/vigie-sante/vigie/ledger/ledgersql"
 	"github.com/vigie-sante/vigie/ledger/sqldb"
-	"github.com/vigie-sante/vigie/ledger/sqlstore"
 	vtrillian "github.com/vigie-sante/vigie/ledger/trillian"
 	"github.com/vigie-sante/vigie/ledger/trillian/sqlite"
 	"github.com/vigie-sante/vigie/ledger/verify"
@@ -134,11 +134,11 @@ func openNode(ctx context.Context, cfg nodeConfig, logger *slog.Logger) (_ *node
 	n.closers = append(n.closers, n.db.Close)
 	// Every table of the database, in one list: Migrate refuses a
 	// database with migrations it does not know.
-	migrations := append(slices.Clone(sqlstore.Migrations), consentsql.Migrations...)
+	migrations := append(slices.Clone(ledgersql.Migrations), consentsql.Migrations...)
 	if err := n.db.Migrate(ctx, migrations); err != nil {
 		return nil, fmt.Errorf("database schema: %w", err)
 	}
-	n.store = sqlstore.New(n.db)
+	n.store = ledgersql.New(n.db)
 
 	// Trillian.
 	spec := vtrillian.TreeSpec{TreeID: cfg.treeID, DisplayName: treeName, Type: tpb.TreeType_PREORDERED_LOG}
@@ -259,7 +259,7 @@ func openNode(ctx context.Context, cfg nodeConfig, logger *slog.Logger) (_ *node
 // anything is recorded. Backups and WAL archives taken before keep the
 // plain text until they expire (docs/threat-model.md).
 func sealAtRest(ctx context.Context, db *sqldb.DB, store ledger.Store, pseudonyms *ledger.Pseudonymizer, consents *consentsql.Store) error {
-	if _, err := sqlstore.HashRequestIDs(ctx, db, pseudonyms.RequestHash); err != nil {
+	if _, err := ledgersql.HashRequestIDs(ctx, db, pseudonyms.RequestHash); err != nil {
 		return err
 	}
 	if _, err := consents.SealPlaintext(ctx); err != nil {
@@ -267,7 +267,7 @@ func sealAtRest(ctx context.Context, db *sqldb.DB, store ledger.Store, pseudonym
 	}
 	const compacted = "plaintext-compacted"
 	done := true
-	err := store.View(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
+	err := store.Read(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
 		_, err := tx.Meta(ctx, compacted)
 		done = err == nil
 		if errors.Is(err, ledger.ErrNotFound) {
@@ -281,7 +281,7 @@ func sealAtRest(ctx context.Context, db *sqldb.DB, store ledger.Store, pseudonym
 	if err := db.Compact(ctx, "events", "consents"); err != nil {
 		return fmt.Errorf("compact the converted tables: %w", err)
 	}
-	return store.Update(ctx, func(ctx context.Context, tx ledger.StoreTx) error {
+	return store.ReadWrite(ctx, func(ctx context.Context, tx ledger.StoreTx) error {
 		return tx.SetMeta(ctx, compacted, []byte("1"))
 	})
 }

@@ -262,7 +262,7 @@ func openSealed(t *testing.T, dataDir string, wrapped, pseudonym, sealed, commit
 }
 
 // sealConsentAsOperator seals a consent version as the consent store does
-// (consent/sqlstore), with the data directory's KEK: AES-256-GCM under the
+// (consent/consentsql), with the data directory's KEK: AES-256-GCM under the
 // patient's data key, bound to the pseudonym and the version.
 func sealConsentAsOperator(t *testing.T, dataDir string, pseudonym, wrapped []byte, version int64, plain []byte) []byte {
 	t.Helper()

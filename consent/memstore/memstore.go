@@ -1,6 +1,6 @@
 // Package memstore is an in-memory consent.Store, for tests, benchmarks
 // and demonstrations. It keeps nothing across restarts. It passes the
-// conformance suite of package consent/storetest.
+// conformance suite of package consent/consentstoretest.
 package memstore
 
 import (

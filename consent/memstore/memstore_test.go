@@ -4,10 +4,10 @@ import (
 	"testing"
 
 	"github.com/vigie-sante/vigie/consent"
+	"github.com/vigie-sante/vigie/consent/consentstoretest"
 	"github.com/vigie-sante/vigie/consent/memstore"
-	"github.com/vigie-sante/vigie/consent/storetest"
 )
 
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) consent.Store { return memstore.New() })
+	consentstoretest.Run(t, func(t *testing.T) consent.Store { return memstore.New() })
 }

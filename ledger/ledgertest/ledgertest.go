@@ -25,9 +25,9 @@ import (
 
 	"github.com/vigie-sante/vigie/ledger"
 	"github.com/vigie-sante/vigie/ledger/event"
+	"github.com/vigie-sante/vigie/ledger/ledgersql"
 	"github.com/vigie-sante/vigie/ledger/sqldb"
 	"github.com/vigie-sante/vigie/ledger/sqldb/pgtest"
-	"github.com/vigie-sante/vigie/ledger/sqlstore"
 	vtrillian "github.com/vigie-sante/vigie/ledger/trillian"
 	"github.com/vigie-sante/vigie/ledger/trillian/sqlite"
 	"github.com/vigie-sante/vigie/ledger/verify"
@@ -149,10 +149,10 @@ func New(t testing.TB, opts Options) *Env {
 		e.TrillianStorage = s
 	}
 	t.Cleanup(e.Close)
-	if err := e.DB.Migrate(ctx, append(slices.Clone(sqlstore.Migrations), opts.Migrations...)); err != nil {
+	if err := e.DB.Migrate(ctx, append(slices.Clone(ledgersql.Migrations), opts.Migrations...)); err != nil {
 		t.Fatalf("ledgertest: %v", err)
 	}
-	e.Store = sqlstore.New(e.DB)
+	e.Store = ledgersql.New(e.DB)
 	if opts.WrapStore != nil {
 		e.Store = opts.WrapStore(e.Store)
 	}
@@ -203,7 +203,7 @@ func New(t testing.TB, opts Options) *Env {
 	if err != nil {
 		t.Fatalf("ledgertest: %v", err)
 	}
-	if _, err := sqlstore.HashRequestIDs(ctx, e.DB, e.Pseudonyms.RequestHash); err != nil {
+	if _, err := ledgersql.HashRequestIDs(ctx, e.DB, e.Pseudonyms.RequestHash); err != nil {
 		t.Fatalf("ledgertest: %v", err)
 	}
 	if !opts.NoStart {

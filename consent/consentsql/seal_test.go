@@ -1,4 +1,4 @@
-package sqlstore_test
+package consentsql_test
 
 import (
 	"bytes"
@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/vigie-sante/vigie/consent"
+	"github.com/vigie-sante/vigie/consent/consentsql"
 	"github.com/vigie-sante/vigie/consent/ladonpolicy"
 	"github.com/vigie-sante/vigie/consent/nationalrules"
-	"github.com/vigie-sante/vigie/consent/sqlstore"
 	"github.com/vigie-sante/vigie/ledger"
 	"github.com/vigie-sante/vigie/ledger/ledgertest"
 	"github.com/vigie-sante/vigie/ledger/sqldb"
@@ -19,14 +19,14 @@ import (
 
 // openWith is open with options, and the store's start-up conversion run
 // as a node runs it.
-func openWith(t *testing.T, backend string, opts ledgertest.Options) (*sqlstore.Store, *ledgertest.Env) {
+func openWith(t *testing.T, backend string, opts ledgertest.Options) (*consentsql.Store, *ledgertest.Env) {
 	t.Helper()
-	opts.Migrations, opts.EraseAlso = sqlstore.Migrations, sqlstore.EraseRows
+	opts.Migrations, opts.EraseAlso = consentsql.Migrations, consentsql.EraseRows
 	if backend == "PostgreSQL" {
 		opts.PostgreSQL = ledgertest.Postgres(t)
 	}
 	env := ledgertest.New(t, opts)
-	s := sqlstore.New(env.DB, env.Ledger)
+	s := consentsql.New(env.DB, env.Ledger)
 	if _, err := s.SealPlaintext(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +224,7 @@ func TestRetryAfterRetention(t *testing.T) {
 	}
 }
 
-func newService(t *testing.T, store *sqlstore.Store) *consent.Service {
+func newService(t *testing.T, store *consentsql.Store) *consent.Service {
 	t.Helper()
 	svc, err := consent.NewService(ctx, consent.Config{
 		Store: store, Recorder: store,
@@ -240,7 +240,7 @@ func newService(t *testing.T, store *sqlstore.Store) *consent.Service {
 func nextIndex(t *testing.T, env *ledgertest.Env) uint64 {
 	t.Helper()
 	var st ledger.State
-	err := env.Store.View(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
+	err := env.Store.Read(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
 		var err error
 		st, err = tx.State(ctx)
 		return err

@@ -1,4 +1,4 @@
-package sqlstore_test
+package consentsql_test
 
 import (
 	"context"
@@ -8,11 +8,11 @@ import (
 	"time"
 
 	"github.com/vigie-sante/vigie/consent"
+	"github.com/vigie-sante/vigie/consent/consentsql"
+	"github.com/vigie-sante/vigie/consent/consentstoretest"
 	"github.com/vigie-sante/vigie/consent/ident"
 	"github.com/vigie-sante/vigie/consent/ladonpolicy"
 	"github.com/vigie-sante/vigie/consent/nationalrules"
-	"github.com/vigie-sante/vigie/consent/sqlstore"
-	"github.com/vigie-sante/vigie/consent/storetest"
 	"github.com/vigie-sante/vigie/ledger"
 	"github.com/vigie-sante/vigie/ledger/event"
 	"github.com/vigie-sante/vigie/ledger/ledgertest"
@@ -22,20 +22,20 @@ import (
 
 var ctx = context.Background()
 
-func open(t *testing.T, backend string) (*sqlstore.Store, *ledgertest.Env) {
+func open(t *testing.T, backend string) (*consentsql.Store, *ledgertest.Env) {
 	t.Helper()
-	opts := ledgertest.Options{Migrations: sqlstore.Migrations, EraseAlso: sqlstore.EraseRows}
+	opts := ledgertest.Options{Migrations: consentsql.Migrations, EraseAlso: consentsql.EraseRows}
 	if backend == "PostgreSQL" {
 		opts.PostgreSQL = ledgertest.Postgres(t)
 	}
 	env := ledgertest.New(t, opts)
-	return sqlstore.New(env.DB, env.Ledger), env
+	return consentsql.New(env.DB, env.Ledger), env
 }
 
 func TestConformance(t *testing.T) {
 	for _, backend := range []string{"SQLite", "PostgreSQL"} {
 		t.Run(backend, func(t *testing.T) {
-			storetest.Run(t, func(t *testing.T) consent.Store {
+			consentstoretest.Run(t, func(t *testing.T) consent.Store {
 				s, _ := open(t, backend)
 				return s
 			})
@@ -176,7 +176,7 @@ func TestCheckRecordsWhatItDecides(t *testing.T) {
 				t.Errorf("ListRules = %+v, %v", infos, err)
 			}
 			var rulesEvents int
-			if err := env.Store.View(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
+			if err := env.Store.Read(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
 				rows, err := tx.SearchEvents(ctx, ledger.SearchFilter{Kind: event.KindRulesChange}, -1, 10)
 				rulesEvents = len(rows)
 				return err
@@ -408,7 +408,7 @@ func TestConcurrentReviews(t *testing.T) {
 			var n int64
 			p := env.Ledger.Pseudonym(patient)
 			if err := env.DB.ReadWrite(ctx, func(ctx context.Context, tx sqldb.Tx) error {
-				if err := sqlstore.EraseRows(p)(ctx, tx); err != nil {
+				if err := consentsql.EraseRows(p)(ctx, tx); err != nil {
 					return err
 				}
 				return tx.QueryRow(ctx, "SELECT COUNT(*) FROM break_glass_reviews").Scan(&n)

@@ -1,4 +1,4 @@
-package sqlstore_test
+package ledgersql_test
 
 import (
 	"context"
@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vigie-sante/vigie/ledger/ledgersql"
 	"github.com/vigie-sante/vigie/ledger/sqldb"
-	"github.com/vigie-sante/vigie/ledger/sqlstore"
 )
 
 // TestQueriesUseIndexes checks, on SQLite, the plans of the ledger's
@@ -19,7 +19,7 @@ func TestQueriesUseIndexes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if err := db.Migrate(ctx, sqlstore.Migrations); err != nil {
+	if err := db.Migrate(ctx, ledgersql.Migrations); err != nil {
 		t.Fatal(err)
 	}
 	p := make([]byte, 32)

@@ -1,4 +1,4 @@
-package sqlstore_test
+package ledgersql_test
 
 import (
 	"context"
@@ -6,10 +6,10 @@ import (
 	"testing"
 
 	"github.com/vigie-sante/vigie/ledger"
+	"github.com/vigie-sante/vigie/ledger/ledgersql"
+	"github.com/vigie-sante/vigie/ledger/ledgerstoretest"
 	"github.com/vigie-sante/vigie/ledger/sqldb"
 	"github.com/vigie-sante/vigie/ledger/sqldb/pgtest"
-	"github.com/vigie-sante/vigie/ledger/sqlstore"
-	"github.com/vigie-sante/vigie/ledger/storetest"
 )
 
 func migrated(t *testing.T, db *sqldb.DB, err error) ledger.Store {
@@ -18,21 +18,21 @@ func migrated(t *testing.T, db *sqldb.DB, err error) ledger.Store {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	if err := db.Migrate(context.Background(), sqlstore.Migrations); err != nil {
+	if err := db.Migrate(context.Background(), ledgersql.Migrations); err != nil {
 		t.Fatal(err)
 	}
-	return sqlstore.New(db)
+	return ledgersql.New(db)
 }
 
 func TestSQLite(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) ledger.Store {
+	ledgerstoretest.Run(t, func(t *testing.T) ledger.Store {
 		db, err := sqldb.OpenSQLiteDB(context.Background(), filepath.Join(t.TempDir(), "vigie.db"), sqldb.Options{SQLite: sqldb.SQLiteOptions{ApplicationID: 0x56474431}})
 		return migrated(t, db, err)
 	})
 }
 
 func TestPostgreSQL(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) ledger.Store {
+	ledgerstoretest.Run(t, func(t *testing.T) ledger.Store {
 		db, err := sqldb.OpenPostgres(context.Background(), pgtest.NewDatabase(t), sqldb.Options{})
 		return migrated(t, db, err)
 	})
@@ -71,10 +71,10 @@ func TestHashRequestIDs(t *testing.T) {
 			// An event as the earlier version stored it.
 			exec("INSERT INTO events (leaf_index, commitment, pseudonym, seq, kind, time_nanos, service, break_glass, sealed, idem_service, idem_request) VALUES (0, $1, $2, 1, 'access', 1, $3, 0, $4, $3, $5)",
 				make([]byte, 32), make([]byte, 32), old.Service, []byte("sealed"), old.RequestID)
-			if ran, err := sqlstore.HashRequestIDs(ctx, db, pseudonyms.RequestHash); err != nil || !ran {
+			if ran, err := ledgersql.HashRequestIDs(ctx, db, pseudonyms.RequestHash); err != nil || !ran {
 				t.Fatalf("HashRequestIDs = %v, %v; want it to run", ran, err)
 			}
-			err = store.View(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
+			err = store.Read(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
 				e, err := tx.EventByKey(ctx, pseudonyms.RequestHash(old))
 				if err != nil || e.Index != 0 {
 					t.Errorf("EventByKey(converted key) = %+v, %v; want event 0", e, err)
@@ -91,12 +91,12 @@ func TestHashRequestIDs(t *testing.T) {
 			if err == nil {
 				t.Error("the column idem_request is still there")
 			}
-			if ran, err := sqlstore.HashRequestIDs(ctx, db, pseudonyms.RequestHash); err != nil || ran {
+			if ran, err := ledgersql.HashRequestIDs(ctx, db, pseudonyms.RequestHash); err != nil || ran {
 				t.Errorf("HashRequestIDs again = %v, %v; want nothing done", ran, err)
 			}
 			// A crash after the columns were dropped, before the record.
 			exec("DELETE FROM ledger_meta WHERE name = 'request-ids-hashed'")
-			if ran, err := sqlstore.HashRequestIDs(ctx, db, pseudonyms.RequestHash); err != nil || !ran {
+			if ran, err := ledgersql.HashRequestIDs(ctx, db, pseudonyms.RequestHash); err != nil || !ran {
 				t.Errorf("HashRequestIDs after a crash = %v, %v; want it to finish", ran, err)
 			}
 		})

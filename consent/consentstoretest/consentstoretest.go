@@ -1,12 +1,12 @@
-// Package storetest is the conformance suite of consent.Store. Every Store
-// implementation runs it against a real engine:
+// Package consentstoretest is the conformance suite of consent.Store.
+// Every Store implementation runs it against a real engine:
 //
 //	func TestConformance(t *testing.T) {
-//		storetest.Run(t, func(t *testing.T) consent.Store { return openStore(t) })
+//		consentstoretest.Run(t, func(t *testing.T) consent.Store { return openStore(t) })
 //	}
 //
 // Each subtest gets a new, empty store from the factory.
-package storetest
+package consentstoretest
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-// Package sqlstore keeps patients' consents and the national rules in
+// Package consentsql keeps patients' consents and the national rules in
 // Vigie's database (package ledger/sqldb), beside the ledger's tables, and
 // records decisions in the ledger. It implements consent.Store and
 // consent.Recorder.
@@ -13,7 +13,7 @@
 // stored. Each consent version is sealed under the patient's data key
 // (ledger.DataKey), so that an erasure, which destroys that key, erases it
 // too, even from a copy of the files taken before.
-package sqlstore
+package consentsql
 
 import (
 	"bytes"

@@ -1,7 +1,7 @@
-// Package storetest is the conformance suite of ledger.Store: every
-// implementation runs it against a real database (ledger/sqlstore runs it
+// Package ledgerstoretest is the conformance suite of ledger.Store: every
+// implementation runs it against a real database (ledger/ledgersql runs it
 // on SQLite and on PostgreSQL).
-package storetest
+package ledgerstoretest
 
 import (
 	"bytes"
@@ -33,7 +33,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"ChainHead", testChainHead},
 		{"Events", testEvents},
 		{"EventUniqueness", testEventUniqueness},
-		{"FailedUpdateWritesNothing", testFailedUpdate},
+		{"FailedReadWriteWritesNothing", testFailedReadWrite},
 		{"OutboxAndMarkSent", testOutbox},
 		{"Checkpoints", testCheckpoints},
 		{"Erase", testErase},
@@ -54,24 +54,24 @@ func hashBytes(s string) []byte { h := hash(s); return h[:] }
 // requestKey stands for the keyed hash of an idempotency key.
 func requestKey(s string) ledger.RequestHash { return ledger.RequestHash(hashBytes("request " + s)) }
 
-func update(t *testing.T, s ledger.Store, f func(tx ledger.StoreTx) error) {
+func readWrite(t *testing.T, s ledger.Store, f func(tx ledger.StoreTx) error) {
 	t.Helper()
-	if err := s.Update(ctx, func(ctx context.Context, tx ledger.StoreTx) error { return f(tx) }); err != nil {
-		t.Fatalf("Update: %v", err)
+	if err := s.ReadWrite(ctx, func(ctx context.Context, tx ledger.StoreTx) error { return f(tx) }); err != nil {
+		t.Fatalf("ReadWrite: %v", err)
 	}
 }
 
-func view(t *testing.T, s ledger.Store, f func(tx ledger.StoreReader) error) {
+func read(t *testing.T, s ledger.Store, f func(tx ledger.StoreReader) error) {
 	t.Helper()
-	if err := s.View(ctx, func(ctx context.Context, tx ledger.StoreReader) error { return f(tx) }); err != nil {
-		t.Fatalf("View: %v", err)
+	if err := s.Read(ctx, func(ctx context.Context, tx ledger.StoreReader) error { return f(tx) }); err != nil {
+		t.Fatalf("Read: %v", err)
 	}
 }
 
 func state(t *testing.T, s ledger.Store) ledger.State {
 	t.Helper()
 	var st ledger.State
-	view(t, s, func(tx ledger.StoreReader) error {
+	read(t, s, func(tx ledger.StoreReader) error {
 		var err error
 		st, err = tx.State(ctx)
 		return err
@@ -83,7 +83,7 @@ func testInitialState(t *testing.T, s ledger.Store) {
 	if st := state(t, s); st != (ledger.State{}) {
 		t.Errorf("State of an empty store = %+v, want zero", st)
 	}
-	view(t, s, func(tx ledger.StoreReader) error {
+	read(t, s, func(tx ledger.StoreReader) error {
 		if _, err := tx.LatestCheckpoint(ctx); !errors.Is(err, ledger.ErrNotFound) {
 			t.Errorf("LatestCheckpoint of an empty store = %v, want ErrNotFound", err)
 		}
@@ -98,13 +98,13 @@ func testInitialState(t *testing.T, s ledger.Store) {
 }
 
 func testMeta(t *testing.T, s ledger.Store) {
-	update(t, s, func(tx ledger.StoreTx) error { return tx.SetMeta(ctx, "origin", []byte("a")) })
-	update(t, s, func(tx ledger.StoreTx) error { return tx.SetMeta(ctx, "origin", []byte("a")) })
-	err := s.Update(ctx, func(ctx context.Context, tx ledger.StoreTx) error { return tx.SetMeta(ctx, "origin", []byte("b")) })
+	readWrite(t, s, func(tx ledger.StoreTx) error { return tx.SetMeta(ctx, "origin", []byte("a")) })
+	readWrite(t, s, func(tx ledger.StoreTx) error { return tx.SetMeta(ctx, "origin", []byte("a")) })
+	err := s.ReadWrite(ctx, func(ctx context.Context, tx ledger.StoreTx) error { return tx.SetMeta(ctx, "origin", []byte("b")) })
 	if err == nil {
 		t.Errorf("SetMeta with another value succeeded")
 	}
-	view(t, s, func(tx ledger.StoreReader) error {
+	read(t, s, func(tx ledger.StoreReader) error {
 		v, err := tx.Meta(ctx, "origin")
 		if err != nil || string(v) != "a" {
 			t.Errorf("Meta(origin) = %q, %v; want a", v, err)
@@ -130,7 +130,7 @@ func testReserveIndices(t *testing.T, s ledger.Store) {
 			for i := range each {
 				n := uint64(1 + (g+i)%3)
 				var first uint64
-				err := s.Update(ctx, func(ctx context.Context, tx ledger.StoreTx) error {
+				err := s.ReadWrite(ctx, func(ctx context.Context, tx ledger.StoreTx) error {
 					var err error
 					first, err = tx.ReserveIndices(ctx, n)
 					return err
@@ -162,7 +162,7 @@ func testReserveIndices(t *testing.T, s ledger.Store) {
 	}
 	// None: the next index, unchanged (the ledger's readiness probe).
 	var first uint64
-	update(t, s, func(tx ledger.StoreTx) error {
+	readWrite(t, s, func(tx ledger.StoreTx) error {
 		var err error
 		first, err = tx.ReserveIndices(ctx, 0)
 		return err
@@ -174,19 +174,19 @@ func testReserveIndices(t *testing.T, s ledger.Store) {
 
 func testPatientCAS(t *testing.T, s ledger.Store) {
 	p := ledger.PatientRow{Pseudonym: hash("p"), WrappedKey: []byte("wrapped")}
-	update(t, s, func(tx ledger.StoreTx) error { return tx.InsertPatient(ctx, p) })
-	if err := s.Update(ctx, func(ctx context.Context, tx ledger.StoreTx) error { return tx.InsertPatient(ctx, p) }); !errors.Is(err, ledger.ErrConflict) {
+	readWrite(t, s, func(tx ledger.StoreTx) error { return tx.InsertPatient(ctx, p) })
+	if err := s.ReadWrite(ctx, func(ctx context.Context, tx ledger.StoreTx) error { return tx.InsertPatient(ctx, p) }); !errors.Is(err, ledger.ErrConflict) {
 		t.Errorf("InsertPatient twice = %v, want ErrConflict", err)
 	}
 	next := p
 	next.ConsentVersion, next.WrappedKey = 3, []byte("rewrapped")
-	update(t, s, func(tx ledger.StoreTx) error { return tx.UpdatePatient(ctx, next, 0) })
+	readWrite(t, s, func(tx ledger.StoreTx) error { return tx.UpdatePatient(ctx, next, 0) })
 	stale := next
 	stale.ConsentVersion = 4
-	if err := s.Update(ctx, func(ctx context.Context, tx ledger.StoreTx) error { return tx.UpdatePatient(ctx, stale, 0) }); !errors.Is(err, ledger.ErrConflict) {
+	if err := s.ReadWrite(ctx, func(ctx context.Context, tx ledger.StoreTx) error { return tx.UpdatePatient(ctx, stale, 0) }); !errors.Is(err, ledger.ErrConflict) {
 		t.Errorf("UpdatePatient from a stale consent version = %v, want ErrConflict", err)
 	}
-	view(t, s, func(tx ledger.StoreReader) error {
+	read(t, s, func(tx ledger.StoreReader) error {
 		got, err := tx.Patient(ctx, p.Pseudonym)
 		if err != nil {
 			return err
@@ -201,7 +201,7 @@ func testPatientCAS(t *testing.T, s ledger.Store) {
 // testChainHead checks that the head is the latest event, erased or not.
 func testChainHead(t *testing.T, s ledger.Store) {
 	a := hash("a")
-	view(t, s, func(tx ledger.StoreReader) error {
+	read(t, s, func(tx ledger.StoreReader) error {
 		seq, head, err := tx.ChainHead(ctx, a)
 		if err != nil || seq != 0 || !head.IsZero() {
 			t.Errorf("ChainHead of a new patient = %d %s, %v; want none", seq, head, err)
@@ -211,7 +211,7 @@ func testChainHead(t *testing.T, s ledger.Store) {
 	evs := addEvents(t, s, a, 3, nil)
 	wantHead := func(want ledger.EventRow) {
 		t.Helper()
-		view(t, s, func(tx ledger.StoreReader) error {
+		read(t, s, func(tx ledger.StoreReader) error {
 			seq, head, err := tx.ChainHead(ctx, a)
 			if err != nil || seq != want.Seq || head != want.Commitment {
 				t.Errorf("ChainHead = %d %s, %v; want %d %s", seq, head, err, want.Seq, want.Commitment)
@@ -220,16 +220,16 @@ func testChainHead(t *testing.T, s ledger.Store) {
 		})
 	}
 	wantHead(evs[2])
-	update(t, s, func(tx ledger.StoreTx) error {
+	readWrite(t, s, func(tx ledger.StoreTx) error {
 		_, err := tx.ErasePatient(ctx, a, 1)
 		return err
 	})
 	wantHead(evs[2])
 	// Two writers extending the chain from the same head: one fails.
 	e := ledger.EventRow{Index: 10, Commitment: hash("x"), Pseudonym: a, Seq: 4, Kind: event.KindAccess}
-	update(t, s, func(tx ledger.StoreTx) error { return tx.InsertEvent(ctx, e) })
+	readWrite(t, s, func(tx ledger.StoreTx) error { return tx.InsertEvent(ctx, e) })
 	e.Index, e.Commitment = 11, hash("y")
-	if err := s.Update(ctx, func(ctx context.Context, tx ledger.StoreTx) error { return tx.InsertEvent(ctx, e) }); !errors.Is(err, ledger.ErrConflict) {
+	if err := s.ReadWrite(ctx, func(ctx context.Context, tx ledger.StoreTx) error { return tx.InsertEvent(ctx, e) }); !errors.Is(err, ledger.ErrConflict) {
 		t.Errorf("a second event with the same sequence number = %v, want ErrConflict", err)
 	}
 }
@@ -238,7 +238,7 @@ func testChainHead(t *testing.T, s ledger.Store) {
 func addEvents(t *testing.T, s ledger.Store, p event.Hash, n int, mod func(i int, e *ledger.EventRow)) []ledger.EventRow {
 	t.Helper()
 	var out []ledger.EventRow
-	update(t, s, func(tx ledger.StoreTx) error {
+	readWrite(t, s, func(tx ledger.StoreTx) error {
 		out = out[:0]
 		first, err := tx.ReserveIndices(ctx, uint64(n))
 		if err != nil {
@@ -293,7 +293,7 @@ func testEvents(t *testing.T, s ledger.Store) {
 	})
 	addEvents(t, s, b, 2, nil)
 	ea = append(ea, addEvents(t, s, a, 1, nil)...)
-	view(t, s, func(tx ledger.StoreReader) error {
+	read(t, s, func(tx ledger.StoreReader) error {
 		got, err := tx.PatientEvents(ctx, a, 1, 10)
 		if err != nil {
 			return err
@@ -346,18 +346,18 @@ func testEventUniqueness(t *testing.T, s ledger.Store) {
 		e := ev
 		e.Seq = 2
 		mod(&e)
-		err := s.Update(ctx, func(ctx context.Context, tx ledger.StoreTx) error { return tx.InsertEvent(ctx, e) })
+		err := s.ReadWrite(ctx, func(ctx context.Context, tx ledger.StoreTx) error { return tx.InsertEvent(ctx, e) })
 		if !errors.Is(err, ledger.ErrConflict) {
 			t.Errorf("InsertEvent with %s = %v, want ErrConflict", name, err)
 		}
 	}
 }
 
-// testFailedUpdate checks that an Update whose function fails leaves
+// testFailedReadWrite checks that a ReadWrite whose function fails leaves
 // nothing behind: no partial write.
-func testFailedUpdate(t *testing.T, s ledger.Store) {
+func testFailedReadWrite(t *testing.T, s ledger.Store) {
 	boom := errors.New("boom")
-	err := s.Update(ctx, func(ctx context.Context, tx ledger.StoreTx) error {
+	err := s.ReadWrite(ctx, func(ctx context.Context, tx ledger.StoreTx) error {
 		if _, err := tx.ReserveIndices(ctx, 5); err != nil {
 			return err
 		}
@@ -370,17 +370,17 @@ func testFailedUpdate(t *testing.T, s ledger.Store) {
 		return boom
 	})
 	if !errors.Is(err, boom) {
-		t.Fatalf("Update = %v, want the function's error", err)
+		t.Fatalf("ReadWrite = %v, want the function's error", err)
 	}
 	if st := state(t, s); st.NextIndex != 0 {
-		t.Errorf("after a failed Update, next index %d, want 0", st.NextIndex)
+		t.Errorf("after a failed ReadWrite, next index %d, want 0", st.NextIndex)
 	}
-	view(t, s, func(tx ledger.StoreReader) error {
+	read(t, s, func(tx ledger.StoreReader) error {
 		if _, err := tx.Patient(ctx, hash("p")); !errors.Is(err, ledger.ErrNotFound) {
-			t.Errorf("after a failed Update, Patient = %v, want ErrNotFound", err)
+			t.Errorf("after a failed ReadWrite, Patient = %v, want ErrNotFound", err)
 		}
 		if _, err := tx.EventByIndex(ctx, 0); !errors.Is(err, ledger.ErrNotFound) {
-			t.Errorf("after a failed Update, EventByIndex(0) = %v, want ErrNotFound", err)
+			t.Errorf("after a failed ReadWrite, EventByIndex(0) = %v, want ErrNotFound", err)
 		}
 		return nil
 	})
@@ -388,15 +388,15 @@ func testFailedUpdate(t *testing.T, s ledger.Store) {
 
 func testOutbox(t *testing.T, s ledger.Store) {
 	addEvents(t, s, hash("a"), 5, nil)
-	update(t, s, func(tx ledger.StoreTx) error { return tx.MarkSent(ctx, 0, 3) })
-	if err := s.Update(ctx, func(ctx context.Context, tx ledger.StoreTx) error { return tx.MarkSent(ctx, 0, 5) }); !errors.Is(err, ledger.ErrConflict) {
+	readWrite(t, s, func(tx ledger.StoreTx) error { return tx.MarkSent(ctx, 0, 3) })
+	if err := s.ReadWrite(ctx, func(ctx context.Context, tx ledger.StoreTx) error { return tx.MarkSent(ctx, 0, 5) }); !errors.Is(err, ledger.ErrConflict) {
 		t.Errorf("MarkSent from a stale size = %v, want ErrConflict", err)
 	}
 	if st := state(t, s); st.SentSize != 3 || st.NextIndex != 5 {
 		t.Errorf("state %+v, want sent size 3 of 5", st)
 	}
 	// A missing event (a row deleted behind the ledger's back) is reported.
-	view(t, s, func(tx ledger.StoreReader) error {
+	read(t, s, func(tx ledger.StoreReader) error {
 		cs, err := tx.Commitments(ctx, 3, 5)
 		if err != nil || len(cs) != 2 {
 			t.Errorf("Commitments(3, 5) = %d, %v", len(cs), err)
@@ -409,18 +409,18 @@ func testCheckpoints(t *testing.T, s ledger.Store) {
 	mk := func(size uint64) ledger.CheckpointRow {
 		return ledger.CheckpointRow{Size: size, Root: hash(fmt.Sprint(size)), Note: []byte(fmt.Sprintf("note %d\n", size)), Range: [][]byte{hashBytes("r"), hashBytes(fmt.Sprint("x", size))}, SignedNanos: int64(size)}
 	}
-	update(t, s, func(tx ledger.StoreTx) error { return tx.AddCheckpoint(ctx, mk(0), 0) })
-	update(t, s, func(tx ledger.StoreTx) error { return tx.AddCheckpoint(ctx, mk(10), 0) })
+	readWrite(t, s, func(tx ledger.StoreTx) error { return tx.AddCheckpoint(ctx, mk(0), 0) })
+	readWrite(t, s, func(tx ledger.StoreTx) error { return tx.AddCheckpoint(ctx, mk(10), 0) })
 	for _, tc := range []struct {
 		size, prev uint64
 	}{{20, 0}, {5, 10}, {10, 10}, {0, 0}} {
-		err := s.Update(ctx, func(ctx context.Context, tx ledger.StoreTx) error { return tx.AddCheckpoint(ctx, mk(tc.size), tc.prev) })
+		err := s.ReadWrite(ctx, func(ctx context.Context, tx ledger.StoreTx) error { return tx.AddCheckpoint(ctx, mk(tc.size), tc.prev) })
 		if !errors.Is(err, ledger.ErrConflict) {
 			t.Errorf("AddCheckpoint(%d, prev %d) = %v, want ErrConflict", tc.size, tc.prev, err)
 		}
 	}
-	update(t, s, func(tx ledger.StoreTx) error { return tx.AddCheckpoint(ctx, mk(20), 10) })
-	view(t, s, func(tx ledger.StoreReader) error {
+	readWrite(t, s, func(tx ledger.StoreTx) error { return tx.AddCheckpoint(ctx, mk(20), 10) })
+	read(t, s, func(tx ledger.StoreReader) error {
 		latest, err := tx.LatestCheckpoint(ctx)
 		if err != nil || latest.Size != 20 || !bytes.Equal(latest.Note, mk(20).Note) || len(latest.Range) != 2 || !bytes.Equal(latest.Range[1], mk(20).Range[1]) {
 			t.Errorf("LatestCheckpoint = %+v, %v", latest, err)
@@ -444,13 +444,13 @@ func testErase(t *testing.T, s ledger.Store) {
 	ea := addEvents(t, s, a, 3, func(i int, e *ledger.EventRow) { e.Key = requestKey(fmt.Sprintf("s/%d", i)) })
 	eb := addEvents(t, s, b, 1, nil)
 	var before ledger.PatientRow
-	view(t, s, func(tx ledger.StoreReader) error {
+	read(t, s, func(tx ledger.StoreReader) error {
 		var err error
 		before, err = tx.Patient(ctx, a)
 		return err
 	})
 	var n int
-	update(t, s, func(tx ledger.StoreTx) error {
+	readWrite(t, s, func(tx ledger.StoreTx) error {
 		var err error
 		n, err = tx.ErasePatient(ctx, a, 42)
 		return err
@@ -458,7 +458,7 @@ func testErase(t *testing.T, s ledger.Store) {
 	if n != 3 {
 		t.Errorf("ErasePatient = %d events, want 3", n)
 	}
-	view(t, s, func(tx ledger.StoreReader) error {
+	read(t, s, func(tx ledger.StoreReader) error {
 		p, err := tx.Patient(ctx, a)
 		if err != nil || p.WrappedKey != nil || p.ErasedNanos != 42 || p.ConsentVersion != before.ConsentVersion+1 {
 			t.Errorf("erased patient = %+v, %v; want no key, and consent version %d", p, err, before.ConsentVersion+1)
@@ -531,7 +531,7 @@ func testSearch(t *testing.T, s ledger.Store) {
 		{"break-glass", ledger.SearchFilter{BreakGlassOnly: true}, []uint64{3}},
 		{"time", ledger.SearchFilter{FromNanos: 1001, ToNanos: 1003}, []uint64{1, 2}},
 	} {
-		view(t, s, func(tx ledger.StoreReader) error {
+		read(t, s, func(tx ledger.StoreReader) error {
 			got, err := tx.SearchEvents(ctx, tc.f, -1, 100)
 			if err != nil {
 				return err
@@ -546,7 +546,7 @@ func testSearch(t *testing.T, s ledger.Store) {
 			return nil
 		})
 	}
-	view(t, s, func(tx ledger.StoreReader) error {
+	read(t, s, func(tx ledger.StoreReader) error {
 		page, err := tx.SearchEvents(ctx, ledger.SearchFilter{}, 2, 2)
 		if err != nil || len(page) != 2 || page[0].Index != 3 {
 			t.Errorf("SearchEvents after 2, limit 2 = %+v, %v", page, err)
@@ -557,11 +557,11 @@ func testSearch(t *testing.T, s ledger.Store) {
 
 func testSecurityEvents(t *testing.T, s ledger.Store) {
 	for i := range 2 {
-		update(t, s, func(tx ledger.StoreTx) error {
+		readWrite(t, s, func(tx ledger.StoreTx) error {
 			return tx.AddSecurityEvent(ctx, ledger.SecurityEvent{Kind: "k", Detail: fmt.Sprint("d", i), Evidence: []byte{byte(i)}, Nanos: int64(i)})
 		})
 	}
-	view(t, s, func(tx ledger.StoreReader) error {
+	read(t, s, func(tx ledger.StoreReader) error {
 		got, err := tx.SecurityEvents(ctx, 10)
 		if err != nil || len(got) != 2 || got[1].Detail != "d1" || !bytes.Equal(got[1].Evidence, []byte{1}) {
 			t.Errorf("SecurityEvents = %+v, %v", got, err)
@@ -577,7 +577,7 @@ func testErasureSchedule(t *testing.T, s ledger.Store) {
 	at := func(sec int64) time.Time { return time.Unix(1_800_000_000+sec, 0).UTC() }
 	schedule := func(p event.Hash, due time.Time) time.Time {
 		var got time.Time
-		update(t, s, func(tx ledger.StoreTx) error {
+		readWrite(t, s, func(tx ledger.StoreTx) error {
 			var err error
 			got, err = tx.ScheduleErasure(ctx, ledger.Erasure{Pseudonym: p, Due: due, RequestedBy: "patient"})
 			return err
@@ -596,7 +596,7 @@ func testErasureSchedule(t *testing.T, s ledger.Store) {
 	schedule(b, at(300))
 	due := func(now time.Time) []ledger.Erasure {
 		var out []ledger.Erasure
-		view(t, s, func(tx ledger.StoreReader) error {
+		read(t, s, func(tx ledger.StoreReader) error {
 			var err error
 			out, err = tx.DueErasures(ctx, now, 10)
 			return err
@@ -609,8 +609,8 @@ func testErasureSchedule(t *testing.T, s ledger.Store) {
 	if d := due(at(300)); len(d) != 2 || d[0].Pseudonym != a || !d[0].Due.Equal(at(50)) || d[0].RequestedBy != "patient" || d[1].Pseudonym != b {
 		t.Errorf("due at 300 = %+v, want a then b", d)
 	}
-	update(t, s, func(tx ledger.StoreTx) error { return tx.DeleteErasure(ctx, a) })
-	err := s.Update(ctx, func(ctx context.Context, tx ledger.StoreTx) error { return tx.DeleteErasure(ctx, a) })
+	readWrite(t, s, func(tx ledger.StoreTx) error { return tx.DeleteErasure(ctx, a) })
+	err := s.ReadWrite(ctx, func(ctx context.Context, tx ledger.StoreTx) error { return tx.DeleteErasure(ctx, a) })
 	if !errors.Is(err, ledger.ErrNotFound) {
 		t.Errorf("deleting it again = %v, want ErrNotFound", err)
 	}

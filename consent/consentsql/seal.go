@@ -1,4 +1,4 @@
-package sqlstore
+package consentsql
 
 import (
 	"context"

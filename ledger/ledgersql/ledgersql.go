@@ -1,12 +1,13 @@
-// Package sqlstore is the ledger's Store on Vigie's database (package
+// Package ledgersql is the ledger's Store on Vigie's database (package
 // sqldb): SQLite in the embedded mode, PostgreSQL or CockroachDB otherwise,
-// with the same SQL. It passes ledger/storetest on SQLite and PostgreSQL.
+// with the same SQL. It passes ledger/ledgerstoretest on SQLite and
+// PostgreSQL.
 //
 // The writes the ledger's invariants rest on are compare-and-swaps in SQL
 // (UPDATE ... WHERE value = expected): the next leaf index, a patient's
 // chain head, the sent size and the latest checkpoint. Two writers that
 // read the same value cannot both succeed, whatever the isolation level.
-package sqlstore
+package ledgersql
 
 import (
 	"bytes"
@@ -30,15 +31,15 @@ var _ ledger.Store = (*Store)(nil)
 // New returns the Store on db, whose schema must include Migrations.
 func New(db *sqldb.DB) *Store { return &Store{db: db} }
 
-// Update implements ledger.Store.
-func (s *Store) Update(ctx context.Context, f func(ctx context.Context, tx ledger.StoreTx) error) error {
+// ReadWrite implements ledger.Store.
+func (s *Store) ReadWrite(ctx context.Context, f func(ctx context.Context, tx ledger.StoreTx) error) error {
 	return s.db.ReadWrite(ctx, func(ctx context.Context, tx sqldb.Tx) error {
 		return f(ctx, txn{tx})
 	})
 }
 
-// View implements ledger.Store.
-func (s *Store) View(ctx context.Context, f func(ctx context.Context, tx ledger.StoreReader) error) error {
+// Read implements ledger.Store.
+func (s *Store) Read(ctx context.Context, f func(ctx context.Context, tx ledger.StoreReader) error) error {
 	return s.db.Read(ctx, func(ctx context.Context, tx sqldb.Tx) error {
 		return f(ctx, txn{tx})
 	})
