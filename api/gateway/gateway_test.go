@@ -427,6 +427,19 @@ func TestBadRequests(t *testing.T) {
 			}
 		})
 	}
+	// A field the server refuses carries its ErrorInfo through the
+	// gateway: clients act on the reason, not on the message.
+	for _, tc := range []struct{ method, path, body, want string }{
+		{"POST", "/v1/access:check", strings.Replace(checkBody, `"request_id":"r1",`, ``, 1), `{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"INVALID_FIELD","domain":"vigie","metadata":{"field":"request_id"}}`},
+	} {
+		_, body := e.do(tc.method, tc.path, tc.body, tok...)
+		var st struct {
+			Details []json.RawMessage `json:"details"`
+		}
+		if err := json.Unmarshal(body, &st); err != nil || len(st.Details) != 1 || compactJSON(t, st.Details[0]) != tc.want {
+			t.Errorf("%s %s = %s, want the details [%s]", tc.method, tc.path, body, tc.want)
+		}
+	}
 	resp, body := e.do("GET", "/v1/log/inclusion?leaf_index=-1&tree_size=5", "")
 	if resp.StatusCode != 400 {
 		t.Errorf("negative leaf_index = %d %s, want 400", resp.StatusCode, body)
@@ -591,4 +604,14 @@ func TestNoInProcessHandlers(t *testing.T) {
 			t.Errorf("%s uses %s", f, m)
 		}
 	}
+}
+
+// compactJSON is raw without insignificant spaces.
+func compactJSON(t *testing.T, raw []byte) string {
+	t.Helper()
+	var b bytes.Buffer
+	if err := json.Compact(&b, raw); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
 }

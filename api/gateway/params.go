@@ -25,10 +25,13 @@ var (
 // paramErrors is the gateway's error handler: an error about a query or
 // path parameter names the parameter and the problem, never the value;
 // every other INVALID_ARGUMENT message goes out without what it quotes
-// nor any INS (server.ErrorText), as a backstop.
+// nor any INS (server.ErrorText), as a backstop. The details (the
+// server's ErrorInfo) stay.
 func paramErrors(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
 	if st, ok := status.FromError(err); ok && st.Code() == codes.InvalidArgument {
-		err = status.Error(codes.InvalidArgument, paramMessage(st.Message()))
+		p := st.Proto()
+		p.Message = paramMessage(st.Message())
+		err = status.ErrorProto(p)
 	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
 }

@@ -80,9 +80,12 @@ var (
 //	auth.ErrNoCredentials                    UNAUTHENTICATED "authentication required"
 //	auth.ErrKeys                             UNAVAILABLE (the issuer's keys cannot be had)
 //	other auth errors                        UNAUTHENTICATED "invalid credentials: <reason>"
-//	*FieldError                              INVALID_ARGUMENT "invalid <field>: <problem>"
+//	*FieldError                              INVALID_ARGUMENT "invalid <field>: <problem>", with an ErrorInfo
+//	                                         detail (reason INVALID_FIELD, or BEYOND_CHECKPOINT if it wraps
+//	                                         ledger.ErrBeyondCheckpoint; metadata field)
 //	request too large                        INVALID_ARGUMENT
-//	ledger.ErrBeyondCheckpoint               INVALID_ARGUMENT (handlers should wrap it in a FieldError naming tree_size)
+//	ledger.ErrBeyondCheckpoint               INVALID_ARGUMENT, ErrorInfo reason BEYOND_CHECKPOINT (handlers should
+//	                                         wrap it in a FieldError naming tree_size)
 //	consent.ErrRequestReused,                INVALID_ARGUMENT "invalid request_id: ..." (not a retry: another request)
 //	  ledger.ErrKeyReused
 //	consent.ErrRequestErased,                FAILED_PRECONDITION "request_id already used; its patient's data was erased since: ..."
@@ -130,13 +133,13 @@ func Status(err error) (st *status.Status, serverFault bool) {
 		return status.New(codes.Unauthenticated, "invalid credentials: "+authError(err).Error()), false
 
 	case errors.As(err, &fe):
-		return status.New(codes.InvalidArgument, ErrorText(fe.Error())), false
+		return fieldStatus(ErrorText(fe.Error()), fe.Field, err), false
 	case errors.As(err, &cfe):
-		return status.New(codes.InvalidArgument, ErrorText("invalid "+cfe.Error())), false
+		return fieldStatus(ErrorText("invalid "+cfe.Error()), cfe.Field, err), false
 	case errors.Is(err, errTooLarge):
 		return status.New(codes.InvalidArgument, ErrorText(err.Error())), false
 	case errors.Is(err, ledger.ErrBeyondCheckpoint):
-		return status.New(codes.InvalidArgument, "tree size beyond the latest signed checkpoint"), false
+		return withInfo(status.New(codes.InvalidArgument, "tree size beyond the latest signed checkpoint"), ReasonBeyondCheckpoint, nil), false
 	case errors.Is(err, consent.ErrRequestReused), errors.Is(err, ledger.ErrKeyReused):
 		return status.New(codes.InvalidArgument, "invalid request_id: already used by this service for another request"), false
 	case errors.Is(err, consent.ErrRequestErased), errors.Is(err, ledger.ErrRequestErased):
@@ -192,20 +195,42 @@ func Status(err error) (st *status.Status, serverFault bool) {
 // metadata "seq" and "leaf_index" say which.
 const ReasonEventUnreadable = "EVENT_UNREADABLE"
 
+// ReasonInvalidField is the ErrorInfo reason of an INVALID_ARGUMENT
+// answer about one request field: the metadata "field" is its path
+// ("directives[2].valid_until"), for a client to mark the field at fault
+// without reading the message.
+const ReasonInvalidField = "INVALID_FIELD"
+
+// ReasonBeyondCheckpoint is the ErrorInfo reason of an INVALID_ARGUMENT
+// answer asking for a tree size past the latest signed checkpoint: the
+// metadata "field", when there is one, names the size's field. A verifier
+// that saw that size signed reports a rollback.
+const ReasonBeyondCheckpoint = "BEYOND_CHECKPOINT"
+
+// fieldStatus is the INVALID_ARGUMENT status of an error about field.
+func fieldStatus(msg, field string, err error) *status.Status {
+	reason := ReasonInvalidField
+	if errors.Is(err, ledger.ErrBeyondCheckpoint) {
+		reason = ReasonBeyondCheckpoint
+	}
+	return withInfo(status.New(codes.InvalidArgument, msg), reason, map[string]string{"field": ErrorText(field)})
+}
+
+// withInfo adds an ErrorInfo detail to st: reason, in the domain "vigie".
+func withInfo(st *status.Status, reason string, metadata map[string]string) *status.Status {
+	d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: "vigie", Metadata: metadata})
+	if err != nil {
+		return st
+	}
+	return d
+}
+
 // corruptEvent is the DATA_LOSS status of an event the server cannot read:
 // a tampered store, which a patient's verifier reports as such. It names
 // the event by place (never by content).
 func corruptEvent(ce *ledger.CorruptEventError) *status.Status {
 	st := status.New(codes.DataLoss, fmt.Sprintf("event %d (log entry %d) cannot be read: its stored form was altered", ce.Seq, ce.Index))
-	d, err := st.WithDetails(&errdetails.ErrorInfo{
-		Reason:   ReasonEventUnreadable,
-		Domain:   "vigie",
-		Metadata: map[string]string{"seq": strconv.FormatUint(ce.Seq, 10), "leaf_index": strconv.FormatUint(ce.Index, 10)},
-	})
-	if err != nil {
-		return st
-	}
-	return d
+	return withInfo(st, ReasonEventUnreadable, map[string]string{"seq": strconv.FormatUint(ce.Seq, 10), "leaf_index": strconv.FormatUint(ce.Index, 10)})
 }
 
 // authError returns err's auth sentinel, if it has one.

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"testing"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -103,5 +105,39 @@ func TestStatusRedactsINS(t *testing.T) {
 	st, _ := Status(&FieldError{Field: "patient_ins", Problem: "unknown patient " + testINS + " or " + otherINS})
 	if strings.Contains(st.Message(), testINS) || strings.Contains(st.Message(), otherINS) || !strings.Contains(st.Message(), auth.Redacted) {
 		t.Errorf("message %q: want both INS redacted", st.Message())
+	}
+}
+
+// TestStatusReason: the answers a client acts on carry an ErrorInfo
+// reason, so that it need not read the (English, changing) message.
+func TestStatusReason(t *testing.T) {
+	tests := []struct {
+		name   string
+		err    error
+		reason string
+		meta   map[string]string
+	}{
+		{"field", fmt.Errorf("check: %w", InvalidField("actor.rpps", "must be 11 digits")), ReasonInvalidField, map[string]string{"field": "actor.rpps"}},
+		{"consent field", &consent.FieldError{Field: "directives[3].professional", Problem: "duplicates directives[0]"}, ReasonInvalidField, map[string]string{"field": "directives[3].professional"}},
+		{"beyond checkpoint, field", beyond(fmt.Errorf("tree size 9: %w", ledger.ErrBeyondCheckpoint), "second"), ReasonBeyondCheckpoint, map[string]string{"field": "second"}},
+		{"beyond checkpoint", fmt.Errorf("tree size 9: %w", ledger.ErrBeyondCheckpoint), ReasonBeyondCheckpoint, nil},
+		{"altered event", &ledger.CorruptEventError{Index: 17, Seq: 4, Err: ledger.ErrCorrupt}, ReasonEventUnreadable, map[string]string{"seq": "4", "leaf_index": "17"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st, _ := Status(tt.err)
+			var infos []*errdetails.ErrorInfo
+			for _, d := range st.Details() {
+				if i, ok := d.(*errdetails.ErrorInfo); ok {
+					infos = append(infos, i)
+				}
+			}
+			if len(infos) != 1 {
+				t.Fatalf("Status(%v) details %v: want one ErrorInfo", tt.err, st.Details())
+			}
+			if i := infos[0]; i.Reason != tt.reason || i.Domain != "vigie" || !maps.Equal(i.Metadata, tt.meta) {
+				t.Errorf("Status(%v) ErrorInfo %v; want reason %s, metadata %v", tt.err, i, tt.reason, tt.meta)
+			}
+		})
 	}
 }

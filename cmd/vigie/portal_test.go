@@ -836,7 +836,7 @@ func TestPortalRollback(t *testing.T) {
 	o := newBrowser(t)
 	o.signIn(p2.url, patientToken, verdict)
 	p2.serve("/v1/me/accesses", 0, "", nil)
-	p2.serve("/v1/log/consistency", http.StatusBadRequest, "application/json", []byte(`{"code":3,"message":"invalid second: beyond the latest signed checkpoint"}`))
+	p2.serve("/v1/log/consistency", http.StatusBadRequest, "application/json", []byte(`{"code":3,"message":"invalid second: not signed yet","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"BEYOND_CHECKPOINT","domain":"vigie","metadata":{"field":"second"}}]}`))
 	o.run("history beyond", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(`#log-status[data-state="failed"]`)))
 	if got := o.attr("#log-status", "data-rollback"); got != "beyond" || o.attr("#log-status", "data-seen") != oldSize {
 		t.Errorf("a consistency proof beyond the checkpoint: data-rollback %q: %s", got, o.text("#log-status"))

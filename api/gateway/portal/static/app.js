@@ -194,9 +194,16 @@ const Vigie = (() => {
     if (now === seen && noteTree(largest) !== noteTree(note)) return rollback(seen, now, 'fork');
     return null;
   }
+  // errorInfo is the google.rpc.ErrorInfo detail of the API's answer e
+  // with this reason (api/server/errors.go), or null: the portal acts on
+  // reasons, never on the English text of the message.
+  function errorInfo(e, reason) {
+    const details = e instanceof ApiError && e.body && Array.isArray(e.body.details) ? e.body.details : [];
+    return details.find(d => d && d['@type'] === 'type.googleapis.com/google.rpc.ErrorInfo' && d.reason === reason) || null;
+  }
   // beyondCheckpoint tells the API's answer that a size is past the
   // server's latest signed checkpoint.
-  function beyondCheckpoint(e) { return e instanceof ApiError && e.status === 400 && /beyond the latest signed checkpoint/.test(e.message); }
+  function beyondCheckpoint(e) { return errorInfo(e, 'BEYOND_CHECKPOINT') !== null; }
 
   // checkLogGrowth checks that the checkpoint just verified is consistent
   // with the largest one this browser verified before (the log only grew),
@@ -299,6 +306,6 @@ const Vigie = (() => {
 
   return {
     t, get lang() { return lang; }, applyI18n, session, startSession, signOut, takeSignInMessage, expired, requireSession, homeOf, claims,
-    api, allPages, pool, ApiError, verify, verifier, logKeys, pinKeys, checkLogGrowth, noteSize, rollbackOf, rollback, beyondCheckpoint, b64, unb64, el, svg, fmtTime, fmtMonth, status, fieldError,
+    api, allPages, pool, ApiError, verify, verifier, logKeys, pinKeys, checkLogGrowth, noteSize, rollbackOf, rollback, errorInfo, beyondCheckpoint, b64, unb64, el, svg, fmtTime, fmtMonth, status, fieldError,
   };
 })();

@@ -284,7 +284,8 @@ document.addEventListener('DOMContentLoaded', async () => {
       moreBtn.hidden = !next;
     } catch (e) {
       if (e instanceof Vigie.ApiError && e.status === 400) {
-        const field = { patient_ins: f.patient_ins, actor_rpps: f.actor_rpps, organization: f.organization, end_time: f.to }[(e.message.match(/invalid ([a-z_]+)/) || [])[1]];
+        const info = Vigie.errorInfo(e, 'INVALID_FIELD');
+        const field = info && info.metadata && { patient_ins: f.patient_ins, actor_rpps: f.actor_rpps, organization: f.organization, end_time: f.to }[info.metadata.field];
         if (field) { check(field, e.message); field.focus(); return; }
       }
       if (!(e instanceof Vigie.ApiError && e.status === 401)) count.textContent = t('error.load') + ' ' + VigieText.escape(e.message);

@@ -73,14 +73,19 @@ document.addEventListener('DOMContentLoaded', async () => {
     [/^must be a FINESS number/, 'field.err.finess'],
     [/^(?:more than|at most) (\d+)/, 'consent.err.tooMany'],
   ];
-  // refusal reads a 400's message ("invalid directives[3].professional:
-  // blocked and allowed by directives[0] in an overlapping period") as
-  // the directive at fault (an index into sent), the other directive it
-  // names, and the problem in the page's language.
-  function refusal(message, sent) {
-    const m = message.match(/^invalid directives(?:\[(\d+)\])?[.a-z_]*: (.*)$/s);
+  // refusal reads a 400 about a field (its ErrorInfo reason
+  // INVALID_FIELD names the field, "directives[3].professional"; its
+  // message ends with the problem, "blocked and allowed by directives[0]
+  // in an overlapping period") as the directive at fault (an index into
+  // sent), the other directive it names, and the problem in the page's
+  // language.
+  function refusal(e, sent) {
+    const info = Vigie.errorInfo(e, 'INVALID_FIELD');
+    const field = (info && info.metadata && info.metadata.field) || '';
+    const m = field.match(/^directives(?:\[(\d+)\])?(?:\.[a-z_]+)*$/);
     if (!m) return null;
-    const [, index, problem] = m;
+    const index = m[1], prefix = 'invalid ' + field + ': ';
+    const problem = e.message.startsWith(prefix) ? e.message.slice(prefix.length) : e.message;
     const o = (problem.match(/directives\[(\d+)\]/) || [])[1];
     const at = index === undefined ? null : sent[Number(index)], other = o === undefined ? null : sent[Number(o)];
     const known = PROBLEMS.find(([re]) => re.test(problem));
@@ -164,7 +169,7 @@ document.addEventListener('DOMContentLoaded', async () => {
       if (e.status === 400) {
         // Refused (e.g. blocking and allowing the same professional): say
         // why where it applies, and keep the change for a retry.
-        const r = refusal(e.message, sent);
+        const r = refusal(e, sent);
         const focus = r && showRefusal(r, op);
         Vigie.status(statusBox, 'error', t('consent.notSaved'), r ? r.text.charAt(0).toUpperCase() + r.text.slice(1) + '.' : e.message);
         statusBox.dataset.refused = 'true';

@@ -143,8 +143,7 @@ document.addEventListener('DOMContentLoaded', async () => {
     if (e instanceof Vigie.ApiError && e.status === 401) return;
     // The server cannot read one of its own events (DATA_LOSS): its
     // storage was altered. A failed verification, not a network error.
-    const info = e instanceof Vigie.ApiError && e.body && Array.isArray(e.body.details) &&
-      e.body.details.find(d => d && d.reason === 'EVENT_UNREADABLE');
+    const info = Vigie.errorInfo(e, 'EVENT_UNREADABLE');
     if (info) {
       Vigie.status(verdictBox, 'failed', t('verify.unreadable', { seq: (info.metadata && info.metadata.seq) || '?' }), t('verify.unreadableHelp'));
       verdictBox.setAttribute('role', 'alert');
