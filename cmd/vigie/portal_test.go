@@ -969,7 +969,7 @@ func TestPortalUnreadableEvent(t *testing.T) {
 // with given id found"); it cannot within one script.
 func inPage(js string) chromedp.Action[chromedp.Void] {
 	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
-		_, err := chromedp.Evaluate[bool](js + "; true")(ctx, t)
+		_, err := chromedp.Evaluate[bool](js+"; true")(ctx, t)
 		return err
 	})
 }
