@@ -40,5 +40,3 @@ func (rl *requestLog) take() []slog.Attr {
 // RedactINS replaces every INS in s by its redacted form (see
 // ident.RedactINS): a backstop for text that may quote a request.
 func RedactINS(s string) string { return ident.RedactINS(s) }
-
-func redactINS(s string) string { return ident.RedactINS(s) }
