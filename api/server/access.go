@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 
@@ -39,10 +38,6 @@ func (s *accessService) Check(ctx context.Context, req *vigiev1.CheckRequest) (*
 	AddLogAttrs(ctx, slog.String("request_id", r.ID), slog.String("purpose", string(r.Purpose)))
 	d, rec, err := s.b.Consent.Check(ctx, r)
 	if err != nil {
-		var fe *consent.FieldError
-		if errors.As(err, &fe) || errors.Is(err, consent.ErrStaleConsent) || errors.Is(err, consent.ErrConsentAhead) {
-			return nil, err
-		}
 		return nil, unavailable(err)
 	}
 	AddLogAttrs(ctx, slog.String("decision", d.Effect.String()), slog.Int64("leaf_index", rec.Index))
