@@ -34,13 +34,13 @@ func TestAlertsConcurrentReaders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { n.close(context.Background()) })
+	t.Cleanup(func() { n.Close(context.Background()) })
 
 	// An unreviewed break-glass access: an alert naming the patient's event.
 	ins, _ := ident.ParseINS(e2ePatient)
 	rpps, _ := ident.ParseRPPS(e2eDoctor)
 	org, _ := ident.ParseFINESS(e2eHospital)
-	d, _, err := n.consent.Check(ctx, consent.Request{ID: "al-1", Service: "hospital-his", Patient: ins,
+	d, _, err := n.Consent.Check(ctx, consent.Request{ID: "al-1", Service: "hospital-his", Patient: ins,
 		Actor:  consent.Actor{RPPS: rpps, Profession: "10", Sector: "care", Organization: org, CareTeam: true},
 		Action: consent.ActionRead, Resource: consent.Resource{Kind: consent.ResourceRecord},
 		Purpose: consent.PurposeBreakGlass, Justification: "cardiac arrest"})
@@ -48,7 +48,7 @@ func TestAlertsConcurrentReaders(t *testing.T) {
 		t.Fatalf("Check = %v, %v", d.Effect, err)
 	}
 
-	a := newLedgerAlerts(n.ledger, n.consents.RulesOf, 24*time.Hour, 30*time.Second)
+	a := newLedgerAlerts(n.Ledger, n.Consents.RulesOf, 24*time.Hour, 30*time.Second)
 	var clock atomic.Int64
 	clock.Store(time.Now().UnixNano())
 	a.now = func() time.Time { return time.Unix(0, clock.Load()) }
@@ -60,7 +60,7 @@ func TestAlertsConcurrentReaders(t *testing.T) {
 	}
 	chain := func() uint64 {
 		t.Helper()
-		l, err := n.ledger.ChainLength(ctx, ins)
+		l, err := n.Ledger.ChainLength(ctx, ins)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -30,7 +30,9 @@ import (
 	"github.com/vigie-sante/vigie/api/gateway"
 	"github.com/vigie-sante/vigie/api/gateway/portal"
 	"github.com/vigie-sante/vigie/api/server"
+	"github.com/vigie-sante/vigie/cmd/vigie/internal/node"
 	"github.com/vigie-sante/vigie/ledger"
+	"github.com/vigie-sante/vigie/ledger/keys"
 )
 
 // apiConfig is what the network service is configured with (flags of
@@ -225,7 +227,7 @@ func portalOIDC(cfg apiConfig, keysDir string) (*portal.OIDCConfig, error) {
 		return nil, nil
 	}
 	// A key of its own: the page-token key authenticates something else.
-	key, err := secretFile(filepath.Join(keysDir, "portal-oidc-cookie.key"))
+	key, err := keys.SecretFile(filepath.Join(keysDir, "portal-oidc-cookie.key"))
 	if err != nil {
 		return nil, err
 	}
@@ -236,7 +238,7 @@ func portalOIDC(cfg apiConfig, keysDir string) (*portal.OIDCConfig, error) {
 		CookieKey:   key,
 	}
 	if cfg.oidcSecret != "" {
-		if err := checkPrivate(cfg.oidcSecret); err != nil {
+		if err := keys.CheckPrivate(cfg.oidcSecret); err != nil {
 			return nil, fmt.Errorf("--oidc-client-secret-file: %w", err)
 		}
 		b, err := os.ReadFile(cfg.oidcSecret)
@@ -265,18 +267,18 @@ type api struct {
 
 // startAPI starts the gRPC and HTTP APIs on the node. They report
 // NOT_SERVING until markReady.
-func startAPI(ctx context.Context, cfg apiConfig, n *node, logger *slog.Logger) (_ *api, err error) {
+func startAPI(ctx context.Context, cfg apiConfig, n *node.Node, logger *slog.Logger) (_ *api, err error) {
 	a := &api{logger: logger, done: make(chan error, 2), tls: cfg.tlsCert != ""}
 	defer func() {
 		if err != nil {
 			a.stop(context.Background())
 		}
 	}()
-	authn, err := authenticator(ctx, cfg, filepath.Join(n.dataDir, "keys"))
+	authn, err := authenticator(ctx, cfg, filepath.Join(n.DataDir, "keys"))
 	if err != nil {
 		return nil, err
 	}
-	pageKey, err := secretFile(filepath.Join(n.dataDir, "keys", "page-token.key"))
+	pageKey, err := keys.SecretFile(filepath.Join(n.DataDir, "keys", "page-token.key"))
 	if err != nil {
 		return nil, err
 	}
@@ -286,14 +288,14 @@ func startAPI(ctx context.Context, cfg apiConfig, n *node, logger *slog.Logger) 
 	}
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newLedgerCollector(n.ledger))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), ledger.NewCollector(n.Ledger))
 
 	backend := &server.Backend{
-		Consent:      n.consent,
-		Consents:     n.consents,
-		Ledger:       n.ledger,
+		Consent:      n.Consent,
+		Consents:     n.Consents,
+		Ledger:       n.Ledger,
 		Pages:        pages,
-		Keys:         server.PublicKeys{Origin: n.origin, CheckpointKey: n.keys.checkpointVerifier, ReceiptKey: n.keys.receiptVerifier},
+		Keys:         server.PublicKeys{Origin: n.Origin, CheckpointKey: n.Keys.CheckpointVerifier, ReceiptKey: n.Keys.ReceiptVerifier},
 		ErasureDelay: cfg.erasureDelay,
 		Logger:       logger,
 	}
@@ -341,12 +343,12 @@ func startAPI(ctx context.Context, cfg apiConfig, n *node, logger *slog.Logger) 
 			Conn:     a.conn,
 			Gatherer: reg,
 			Logger:   logger,
-			Ready:    func(ctx context.Context) error { return n.ready(ctx) },
+			Ready:    func(ctx context.Context) error { return n.Ready(ctx) },
 		})
 		if err != nil {
 			return nil, err
 		}
-		oidc, err := portalOIDC(cfg, filepath.Join(n.dataDir, "keys"))
+		oidc, err := portalOIDC(cfg, filepath.Join(n.DataDir, "keys"))
 		if err != nil {
 			return nil, err
 		}
@@ -357,7 +359,7 @@ func startAPI(ctx context.Context, cfg apiConfig, n *node, logger *slog.Logger) 
 			Authenticate: func(ctx context.Context, authorization string) (*auth.Identity, error) {
 				return authn.Authenticate(ctx, authorization, nil)
 			},
-			Alerts:    newLedgerAlerts(n.ledger, n.consents.RulesOf, cfg.alertsWindow, cfg.alertsCache),
+			Alerts:    newLedgerAlerts(n.Ledger, n.Consents.RulesOf, cfg.alertsWindow, cfg.alertsCache),
 			RateLimit: a.grpc.Allow,
 			OIDC:      oidc,
 			Logger:    logger,
@@ -511,57 +513,4 @@ func serverTLS(certFile, keyFile, clientCA string) (*tls.Config, error) {
 		c.ClientCAs, c.ClientAuth = pool, tls.VerifyClientCertIfGiven
 	}
 	return c, nil
-}
-
-// ledgerCollector exports the ledger's progress at each scrape.
-type ledgerCollector struct {
-	l                                                         *ledger.Ledger
-	recorded, outbox, unsigned, lag, size, age, ready, errors *prometheus.Desc
-}
-
-func newLedgerCollector(l *ledger.Ledger) *ledgerCollector {
-	d := func(name, help string) *prometheus.Desc { return prometheus.NewDesc(name, help, nil, nil) }
-	return &ledgerCollector{
-		l:        l,
-		recorded: d("vigie_ledger_recorded_events", "Events recorded (the next leaf index)."),
-		outbox:   d("vigie_ledger_outbox_events", "Events recorded and not yet acknowledged by the log."),
-		unsigned: d("vigie_ledger_unsigned_events", "Events no signed checkpoint covers yet."),
-		lag:      d("vigie_ledger_integration_lag_seconds", "Age of the oldest event no signed checkpoint covers (0 if none): compare with the merge delay."),
-		size:     d("vigie_ledger_checkpoint_size", "Size of the latest signed checkpoint."),
-		age:      d("vigie_ledger_checkpoint_age_seconds", "Time since the latest checkpoint was signed (checkpoints are signed only when the log grows)."),
-		ready:    d("vigie_ledger_ready", "1 if the ledger's sender and checkpointer are healthy, 0 after a gap, a log conflict or an inconsistent log, or while sends to the log have failed for longer than --send-stall-after."),
-		errors:   d("vigie_ledger_stats_errors", "1 if the ledger's counters could not be read at this scrape."),
-	}
-}
-
-func (c *ledgerCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.recorded, c.outbox, c.unsigned, c.lag, c.size, c.age, c.ready, c.errors} {
-		ch <- d
-	}
-}
-
-func (c *ledgerCollector) Collect(ch chan<- prometheus.Metric) {
-	gauge := func(d *prometheus.Desc, v float64) { ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v) }
-	ready := 1.0
-	if c.l.Ready() != nil {
-		ready = 0
-	}
-	gauge(c.ready, ready)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	s, err := c.l.Stats(ctx)
-	if err != nil {
-		gauge(c.errors, 1)
-		return
-	}
-	gauge(c.errors, 0)
-	now := time.Now()
-	gauge(c.recorded, float64(s.Recorded))
-	gauge(c.outbox, float64(s.Outbox()))
-	gauge(c.unsigned, float64(s.Unsigned()))
-	gauge(c.lag, s.IntegrationLag(now).Seconds())
-	gauge(c.size, float64(s.CheckpointSize))
-	if !s.CheckpointTime.IsZero() {
-		gauge(c.age, now.Sub(s.CheckpointTime).Seconds())
-	}
 }

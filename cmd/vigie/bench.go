@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/vigie-sante/vigie/cmd/vigie/internal/node"
 	"github.com/vigie-sante/vigie/ledger"
 	"github.com/vigie-sante/vigie/ledger/event"
 )
@@ -74,7 +75,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if err != nil {
 		return fail(err)
 	}
-	defer n.close(context.Background())
+	defer n.Close(context.Background())
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
@@ -88,7 +89,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	backend := "SQLite"
 	if cfg.db != "" {
-		backend = n.db.Dialect().String()
+		backend = n.DB.Dialect().String()
 	}
 	var res interface{ print(io.Writer) }
 	switch which {
@@ -151,7 +152,7 @@ func (r recordResult) print(w io.Writer) {
 // benchRecord records access events from workers goroutines for d, and
 // measures the throughput, the latency of Record, the outbox depth, and
 // the time from Record to a signed checkpoint covering the event.
-func benchRecord(ctx context.Context, n *node, d time.Duration, workers, patients int) (recordResult, error) {
+func benchRecord(ctx context.Context, n *node.Node, d time.Duration, workers, patients int) (recordResult, error) {
 	res := recordResult{Workers: workers}
 	payload := json.RawMessage(`{"decision":"allow","rule":"care-team","actor":{"rpps":"10000000001","profession":"10"},"resource":{"type":"11488-4"},"purpose":"TREAT"}`)
 	type sample struct {
@@ -177,7 +178,7 @@ func benchRecord(ctx context.Context, n *node, d time.Duration, workers, patient
 	go func() {
 		defer close(watchDone)
 		for {
-			_, size, err := n.ledger.LatestCheckpoint(ctx)
+			_, size, err := n.Ledger.LatestCheckpoint(ctx)
 			now := time.Now()
 			if err == nil {
 				mu.Lock()
@@ -197,7 +198,7 @@ func benchRecord(ctx context.Context, n *node, d time.Duration, workers, patient
 				}
 			}
 			var st ledger.State
-			n.store.Read(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
+			n.Store.Read(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
 				var err error
 				st, err = tx.State(ctx)
 				return err
@@ -229,7 +230,7 @@ func benchRecord(ctx context.Context, n *node, d time.Duration, workers, patient
 					Actor:   "10000000001",
 				}
 				t0 := time.Now()
-				rec, err := n.ledger.Record(ctx, e)
+				rec, err := n.Ledger.Record(ctx, e)
 				if err != nil {
 					errOnce.Do(func() { firstErr = err })
 					return
@@ -259,7 +260,7 @@ func benchRecord(ctx context.Context, n *node, d time.Duration, workers, patient
 	case <-time.After(time.Minute):
 	}
 	var st ledger.State
-	n.store.Read(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
+	n.Store.Read(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
 		var err error
 		st, err = tx.State(ctx)
 		return err

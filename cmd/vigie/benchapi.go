@@ -20,6 +20,7 @@ import (
 	"github.com/vigie-sante/vigie/api/auth"
 	"github.com/vigie-sante/vigie/api/server"
 	vigiev1 "github.com/vigie-sante/vigie/api/vigie/v1"
+	"github.com/vigie-sante/vigie/cmd/vigie/internal/node"
 	"github.com/vigie-sante/vigie/consent"
 	"github.com/vigie-sante/vigie/consent/ident"
 	"github.com/vigie-sante/vigie/ledger"
@@ -77,7 +78,7 @@ func benchINS(n int) []string {
 // (GetPublicKey with a service's token: authentication, authorization,
 // rate limit, metrics and the log line, and nothing else), the ledger's
 // Record alone with the payload a Check records, and Check over gRPC.
-func benchAPI(ctx context.Context, n *node, logger *slog.Logger, d time.Duration, workers, patients int, only []string) (apiResult, error) {
+func benchAPI(ctx context.Context, n *node.Node, logger *slog.Logger, d time.Duration, workers, patients int, only []string) (apiResult, error) {
 	res := apiResult{Workers: workers, Seconds: d.Seconds()}
 	unlimited := rateLimits{}
 	for _, r := range append(auth.Roles, "") {
@@ -95,7 +96,7 @@ func benchAPI(ctx context.Context, n *node, logger *slog.Logger, d time.Duration
 	}
 	defer a.stop(context.Background())
 	a.markReady()
-	issuer, err := embeddedTokenIssuer(filepath.Join(n.dataDir, "keys"))
+	issuer, err := embeddedTokenIssuer(filepath.Join(n.DataDir, "keys"))
 	if err != nil {
 		return res, err
 	}
@@ -132,7 +133,7 @@ func benchAPI(ctx context.Context, n *node, logger *slog.Logger, d time.Duration
 		return res, err
 	}
 	req0.Service = "service:bench-record"
-	dec0, _, err := n.consent.Check(ctx, req0)
+	dec0, _, err := n.Consent.Check(ctx, req0)
 	if err != nil {
 		return res, err
 	}
@@ -153,7 +154,7 @@ func benchAPI(ctx context.Context, n *node, logger *slog.Logger, d time.Duration
 		}},
 		{"record", &res.Record, func(g, i int, r *rand.Rand) error {
 			patient, _ := ident.ParseINS(ins[r.IntN(len(ins))])
-			_, err := n.ledger.Record(ctx, ledger.Entry{
+			_, err := n.Ledger.Record(ctx, ledger.Entry{
 				Kind: event.KindAccess, Patient: patient, Service: "service:bench-record", Payload: payload,
 				Key:          ledger.Key{Service: "service:bench-record", RequestID: fmt.Sprintf("r-%d-%d", g, i)},
 				CheckConsent: true, Actor: "10000000001", Organisation: org,

@@ -53,14 +53,14 @@ func TestVerifyEscapesRecordedText(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec, err := n.ledger.Record(ctx, ledger.Entry{Kind: event.KindBreakGlassReview, Patient: ins, Service: "regulator:cnil",
+	rec, err := n.Ledger.Record(ctx, ledger.Entry{Kind: event.KindBreakGlassReview, Patient: ins, Service: "regulator:cnil",
 		Payload: payload, Organisation: e2eHospital})
 	if err != nil {
 		t.Fatal(err)
 	}
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := n.close(cctx); err != nil {
+	if err := n.Close(cctx); err != nil {
 		t.Fatal(err)
 	}
 

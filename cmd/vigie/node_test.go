@@ -12,7 +12,12 @@ import (
 	"time"
 
 	"github.com/vigie-sante/vigie/consent"
+	"github.com/vigie-sante/vigie/ledger/ledgersql"
 )
+
+// dbApplicationID is the SQLite application_id of Vigie's database, for
+// the tests that open it themselves.
+const dbApplicationID = ledgersql.ApplicationID
 
 // TestNodeRulesFileBounded: the node reads at most consent.MaxRulesSize+1
 // bytes of --national-rules, as consent.LoadRulesFile does, and refuses a
@@ -45,7 +50,7 @@ func TestNodeRulesFileBounded(t *testing.T) {
 	go func() {
 		n, err := openNode(context.Background(), cfg, slog.New(slog.DiscardHandler))
 		if err == nil {
-			n.close(context.Background())
+			n.Close(context.Background())
 		}
 		errc <- err
 	}()

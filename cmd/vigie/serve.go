@@ -6,12 +6,12 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 
 	"k8s.io/klog/v2"
 
 	"github.com/vigie-sante/vigie/api/gateway/portal"
 	"github.com/vigie-sante/vigie/api/server"
+	"github.com/vigie-sante/vigie/cmd/vigie/internal/node"
 )
 
 type serveConfig struct {
@@ -49,7 +49,7 @@ func serve(ctx context.Context, cfg serveConfig, stdout io.Writer, logger *slog.
 	if err != nil {
 		return err
 	}
-	defer n.close(context.Background())
+	defer n.Close(context.Background())
 	a, err := startAPI(ctx, cfg.api, n, logger)
 	if err != nil {
 		return err
@@ -58,7 +58,7 @@ func serve(ctx context.Context, cfg serveConfig, stdout io.Writer, logger *slog.
 	a.markReady()
 	printBanner(stdout, n, a)
 	grpcURL, httpURL := a.urls()
-	logger.Info("ready", "tree_id", n.tree.TreeId, "origin", n.origin, "trillian", n.where, "grpc", grpcURL, "http", httpURL)
+	logger.Info("ready", "tree_id", n.Tree.TreeId, "origin", n.Origin, "trillian", n.Where, "grpc", grpcURL, "http", httpURL)
 
 	select {
 	case <-ctx.Done():
@@ -69,7 +69,7 @@ func serve(ctx context.Context, cfg serveConfig, stdout io.Writer, logger *slog.
 	dctx, cancel := context.WithTimeout(context.Background(), cfg.api.drainTimeout)
 	defer cancel()
 	a.stop(dctx)
-	if err := n.close(dctx); err != nil {
+	if err := n.Close(dctx); err != nil {
 		return fmt.Errorf("shut down: %w", err)
 	}
 	logger.Info("stopped")
@@ -81,7 +81,7 @@ const examplePatient = "279035121518989"
 
 // printBanner tells the person who started Vigie where it is and how to
 // try it.
-func printBanner(w io.Writer, n *node, a *api) {
+func printBanner(w io.Writer, n *node.Node, a *api) {
 	grpcURL, httpURL := a.urls()
 	fmt.Fprintf(w, "Vigie %s is running.\n", versionString())
 	fmt.Fprintf(w, "  gRPC API:       %s\n", grpcURL)
@@ -93,41 +93,28 @@ func printBanner(w io.Writer, n *node, a *api) {
 		}
 		fmt.Fprintf(w, "  portal:         %s%s  (%s)\n", httpURL, portal.Prefix, how)
 	}
-	fmt.Fprintf(w, "  ledger:         Trillian tree %d (%s) on %s\n", n.tree.TreeId, n.tree.TreeType, n.where)
-	fmt.Fprintf(w, "  log origin:     %s\n", n.origin)
-	fmt.Fprintf(w, "  checkpoint key: %s\n", n.keys.checkpointVerifier)
-	fmt.Fprintf(w, "  receipt key:    %s\n", n.keys.receiptVerifier)
-	fmt.Fprintf(w, "  national rules: version %d%s\n", n.consent.Rules().Version(), illustrativeNote(n))
+	fmt.Fprintf(w, "  ledger:         Trillian tree %d (%s) on %s\n", n.Tree.TreeId, n.Tree.TreeType, n.Where)
+	fmt.Fprintf(w, "  log origin:     %s\n", n.Origin)
+	fmt.Fprintf(w, "  checkpoint key: %s\n", n.Keys.CheckpointVerifier)
+	fmt.Fprintf(w, "  receipt key:    %s\n", n.Keys.ReceiptVerifier)
+	fmt.Fprintf(w, "  national rules: version %d%s\n", n.Consent.Rules().Version(), illustrativeNote(n))
 	if httpURL != "" {
 		self := os.Args[0]
 		fmt.Fprintf(w, "\nTry it (a hospital's software asks whether a physician may read a patient's record):\n\n")
-		fmt.Fprintf(w, "  TOKEN=$(%s token --data-dir %s --role service --sub hospital-his --org 750712184)\n", self, n.dataDir)
+		fmt.Fprintf(w, "  TOKEN=$(%s token --data-dir %s --role service --sub hospital-his --org 750712184)\n", self, n.DataDir)
 		fmt.Fprintf(w, "  curl -sS -H \"Authorization: Bearer $TOKEN\" %s/v1/access:check -d '{\"request_id\": \"try-1\", \"patient_ins\": \"%s\", \"actor\": {\"rpps\": \"10000000001\", \"profession\": \"10\", \"organization\": \"750712184\", \"sector\": \"care\", \"care_team\": true}, \"action\": \"ACTION_READ\", \"resource\": {\"record\": {}}, \"purpose_of_use\": \"TREAT\"}'\n\n", httpURL, examplePatient)
 		fmt.Fprintf(w, "Then, as that patient, list who read the file:\n\n")
-		fmt.Fprintf(w, "  TOKEN=$(%s token --data-dir %s --role patient --sub %s)\n", self, n.dataDir, examplePatient)
+		fmt.Fprintf(w, "  TOKEN=$(%s token --data-dir %s --role patient --sub %s)\n", self, n.DataDir, examplePatient)
 		fmt.Fprintf(w, "  curl -sS -H \"Authorization: Bearer $TOKEN\" %s/v1/me/accesses\n\n", httpURL)
 	}
 	fmt.Fprintln(w, "Stop it with Ctrl+C (SIGINT) or SIGTERM.")
 }
 
-func illustrativeNote(n *node) string {
-	if n.consent.Rules().Illustrative() {
+func illustrativeNote(n *node.Node) string {
+	if n.Consent.Rules().Illustrative() {
 		return " (ILLUSTRATIVE: not the official rules; load them with --national-rules)"
 	}
 	return ""
-}
-
-// prepareDataDir creates the data directory (owner-only) if needed and
-// returns its absolute path.
-func prepareDataDir(dir string) (string, error) {
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return "", fmt.Errorf("data directory: %w", err)
-	}
-	if err := os.MkdirAll(abs, 0o700); err != nil {
-		return "", fmt.Errorf("create data directory: %w", err)
-	}
-	return abs, nil
 }
 
 // newLogger returns the service's logger. Trillian logs through klog; its

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/vigie-sante/vigie/api/auth"
+	"github.com/vigie-sante/vigie/cmd/vigie/internal/node"
+	"github.com/vigie-sante/vigie/ledger/keys"
 )
 
 // The embedded token issuer, for trying Vigie out without an OpenID
@@ -41,7 +43,7 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fs.Usage()
 		return exitUsage
 	}
-	dir, err := prepareDataDir(*dataDir)
+	dir, err := node.PrepareDataDir(*dataDir)
 	if err != nil {
 		fmt.Fprintf(stderr, "vigie token: %v\n", err)
 		return exitFailure
@@ -98,7 +100,7 @@ func issuerKey(path string) (ed25519.PrivateKey, error) {
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return nil, fmt.Errorf("keys: %w", err)
 		}
-		if err := writeNew(path, pem, 0o600); err != nil {
+		if err := keys.WriteNew(path, pem, 0o600); err != nil {
 			return nil, err
 		}
 		return key, nil
@@ -106,7 +108,7 @@ func issuerKey(path string) (ed25519.PrivateKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("keys: %w", err)
 	}
-	if err := checkPrivate(path); err != nil {
+	if err := keys.CheckPrivate(path); err != nil {
 		return nil, err
 	}
 	key, err := auth.ParseIssuerKey(b)

@@ -3,6 +3,11 @@
 // Trillian on SQLite or on Trillian's PostgreSQL storage, keys, and the
 // ledger itself, as vigie serve assembles them. The same data directory
 // and seed reopen the same ledger (crash tests restart it).
+//
+// It calls the pieces the binary's node is assembled from
+// (cmd/vigie/internal/node): ledgersql.Open for the database, trillian.Open
+// for Trillian, ledger.New; its keys are derived from a seed instead of
+// the files of ledger/keys.
 package ledgertest
 
 import (
@@ -11,7 +16,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"path/filepath"
-	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -20,7 +24,6 @@ import (
 	"k8s.io/klog/v2"
 
 	tpb "github.com/google/trillian"
-	"github.com/google/trillian/storage"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/vigie-sante/vigie/ledger"
@@ -29,12 +32,11 @@ import (
 	"github.com/vigie-sante/vigie/ledger/sqldb"
 	"github.com/vigie-sante/vigie/ledger/sqldb/pgtest"
 	vtrillian "github.com/vigie-sante/vigie/ledger/trillian"
-	"github.com/vigie-sante/vigie/ledger/trillian/sqlite"
 	"github.com/vigie-sante/vigie/ledger/verify"
 )
 
 // ApplicationID is the SQLite application_id of Vigie's database.
-const ApplicationID = 0x56474431 // "VGD1"
+const ApplicationID = ledgersql.ApplicationID
 
 // Options configure New. The zero value gives a SQLite ledger in a new
 // temporary directory, started.
@@ -74,8 +76,7 @@ type Env struct {
 	Store            ledger.Store
 	DB               *sqldb.DB
 	Log              ledger.Log
-	Trillian         *vtrillian.Embedded
-	TrillianStorage  storage.Provider
+	Trillian         *vtrillian.Node
 	Tree             *tpb.Tree
 	Origin           string
 	CheckpointKey    note.Verifier
@@ -126,55 +127,33 @@ func New(t testing.TB, opts Options) *Env {
 		opts.SequencerInterval = 20 * time.Millisecond
 	}
 	e := &Env{t: t}
-	var err error
-	if opts.PostgreSQL != "" {
-		e.DB, err = sqldb.OpenPostgres(ctx, opts.PostgreSQL, sqldb.Options{})
-		if err != nil {
-			t.Fatalf("ledgertest: %v", err)
-		}
-		p, err := vtrillian.OpenPostgreSQL(ctx, opts.PostgreSQL, nil)
-		if err != nil {
-			t.Fatalf("ledgertest: %v", err)
-		}
-		e.TrillianStorage = p
-	} else {
-		e.DB, err = sqldb.OpenSQLiteDB(ctx, filepath.Join(opts.Dir, "vigie.db"), sqldb.Options{SQLite: sqldb.SQLiteOptions{ApplicationID: ApplicationID, Name: "Vigie database"}})
-		if err != nil {
-			t.Fatalf("ledgertest: %v", err)
-		}
-		s, err := sqlite.Open(ctx, filepath.Join(opts.Dir, "trillian.db"), sqlite.Options{})
-		if err != nil {
-			t.Fatalf("ledgertest: %v", err)
-		}
-		e.TrillianStorage = s
-	}
 	t.Cleanup(e.Close)
-	if err := e.DB.Migrate(ctx, append(slices.Clone(ledgersql.Migrations), opts.Migrations...)); err != nil {
+	dbc := ledgersql.DBConfig{PostgreSQL: opts.PostgreSQL, Also: opts.Migrations}
+	tc := vtrillian.OpenConfig{
+		PostgreSQL:        opts.PostgreSQL,
+		SequencerInterval: opts.SequencerInterval,
+		Tree:              vtrillian.TreeSpec{DisplayName: vtrillian.TreeName, Type: tpb.TreeType_PREORDERED_LOG},
+	}
+	if opts.PostgreSQL == "" {
+		dbc.SQLite = filepath.Join(opts.Dir, "vigie.db")
+		tc.SQLite = filepath.Join(opts.Dir, "trillian.db")
+	}
+	var store *ledgersql.Store
+	var err error
+	if e.DB, store, err = ledgersql.Open(ctx, dbc); err != nil {
 		t.Fatalf("ledgertest: %v", err)
 	}
-	e.Store = ledgersql.New(e.DB)
+	e.Store = store
 	if opts.WrapStore != nil {
 		e.Store = opts.WrapStore(e.Store)
 	}
-	e.Trillian, err = vtrillian.Start(ctx, vtrillian.Config{
-		LogStorage:        e.TrillianStorage.LogStorage(),
-		AdminStorage:      e.TrillianStorage.AdminStorage(),
-		SequencerInterval: opts.SequencerInterval,
-	})
-	if err != nil {
+	if e.Trillian, err = vtrillian.Open(ctx, tc); err != nil {
 		t.Fatalf("ledgertest: %v", err)
 	}
-	e.Tree, err = vtrillian.EnsureTree(ctx, e.Trillian.Clients, vtrillian.TreeSpec{DisplayName: "vigie", Type: tpb.TreeType_PREORDERED_LOG})
-	if err != nil {
-		t.Fatalf("ledgertest: %v", err)
-	}
-	log, err := vtrillian.NewLog(e.Trillian.Clients, e.Tree, e.TrillianStorage.LogStorage())
-	if err != nil {
-		t.Fatalf("ledgertest: %v", err)
-	}
-	e.Log = log
+	e.Tree = e.Trillian.Tree
+	e.Log = e.Trillian.Log
 	if opts.WrapLog != nil {
-		e.Log = opts.WrapLog(log)
+		e.Log = opts.WrapLog(e.Log)
 	}
 	e.Origin, err = verify.FormatOrigin("test.vigie.example", e.Tree.TreeId)
 	if err != nil {
@@ -255,9 +234,6 @@ func (e *Env) Close() {
 	}
 	if e.Trillian != nil {
 		e.Trillian.Close()
-	}
-	if e.TrillianStorage != nil {
-		e.TrillianStorage.Close()
 	}
 	if e.DB != nil {
 		e.DB.Close()

@@ -1,0 +1,232 @@
+// Package keys keeps a Vigie node's secrets in files: the key-encryption
+// key, the pseudonym key and the note signing keys of checkpoints and
+// receipts, and the rule every secret file is held to (its owner alone
+// may read it). The note signers come through Signers, the seam for keys
+// held elsewhere (a hardware security module); Dir keeps them in files.
+//
+// A keys directory holds, created at first start:
+//
+//	kek             key-encryption key of patients' data keys (32 bytes, hex)
+//	pseudonym.key   secret of patients' pseudonyms (32 bytes, hex)
+//	checkpoint.key  note signing key of checkpoints, named after the origin
+//	receipt.key     note signing key of receipts
+//	checkpoint.pub, receipt.pub   the matching verifier keys (public)
+//	log-name        the log's name, the start of the origin; never changes
+//
+// Note keys follow [note]'s text forms.
+//
+// [note]: https://pkg.go.dev/golang.org/x/mod/sumdb/note
+package keys
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/vigie-sante/vigie/ledger"
+	"github.com/vigie-sante/vigie/ledger/verify"
+)
+
+// Keyring holds a node's secrets. Backups of the data directory hold the
+// wrapped patient keys and the KEK: see docs/operations.md.
+type Keyring struct {
+	// KEK is the key-encryption key, Pseudonym the pseudonym key
+	// (ledger.KeySize bytes each).
+	KEK, Pseudonym []byte
+	// Checkpoint signs checkpoints (named after the origin), Receipt
+	// receipts (named verify.ReceiptKeyName(origin)).
+	Checkpoint, Receipt note.Signer
+	// CheckpointVerifier and ReceiptVerifier are their verifier keys, in
+	// note's text form (public).
+	CheckpointVerifier, ReceiptVerifier string
+}
+
+// Signers gives the note signers of a log.
+//
+// Signer returns the signer of role ("checkpoint" or "receipt") named
+// name, with its verifier key in note's text form, creating the key at
+// first use if the implementation can. It MUST refuse a key of another
+// name (the log's name or tree changed) and a verifier key that is not
+// the signer's. It is called once per role when a node opens.
+type Signers interface {
+	Signer(role, name string) (note.Signer, string, error)
+}
+
+// Dir is the Signers on the files of a keys directory: <role>.key (mode
+// 0600, held to CheckPrivate) and <role>.pub.
+type Dir string
+
+var _ Signers = Dir("")
+
+// Config says where Load finds the keys.
+type Config struct {
+	// Dir is the keys directory (created with mode 0700). Required.
+	Dir string
+	// KEKFile is the file of the key-encryption key, which may live
+	// elsewhere (a mounted secret). Default <Dir>/kek.
+	KEKFile string
+	// Origin is the log's origin, the checkpoint key's name.
+	Origin string
+	// Signers gives the note signers. Default Dir(Dir).
+	Signers Signers
+}
+
+// Load reads the keys of cfg.Origin, creating those that do not exist
+// yet. It refuses keys made for another origin.
+func Load(cfg Config) (*Keyring, error) {
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("keys: %w", err)
+	}
+	if cfg.KEKFile == "" {
+		cfg.KEKFile = filepath.Join(cfg.Dir, "kek")
+	}
+	if cfg.Signers == nil {
+		cfg.Signers = Dir(cfg.Dir)
+	}
+	var k Keyring
+	var err error
+	if k.KEK, err = SecretFile(cfg.KEKFile); err != nil {
+		return nil, err
+	}
+	if k.Pseudonym, err = SecretFile(filepath.Join(cfg.Dir, "pseudonym.key")); err != nil {
+		return nil, err
+	}
+	if k.Checkpoint, k.CheckpointVerifier, err = cfg.Signers.Signer("checkpoint", cfg.Origin); err != nil {
+		return nil, err
+	}
+	if k.Receipt, k.ReceiptVerifier, err = cfg.Signers.Signer("receipt", verify.ReceiptKeyName(cfg.Origin)); err != nil {
+		return nil, err
+	}
+	return &k, nil
+}
+
+// SecretFile reads a hex-encoded ledger.KeySize-byte secret, creating it
+// if absent. A secret readable by others than its owner is refused.
+func SecretFile(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		key := make([]byte, ledger.KeySize)
+		if _, err := rand.Read(key); err != nil {
+			return nil, err
+		}
+		if err := WriteNew(path, []byte(hex.EncodeToString(key)+"\n"), 0o600); err != nil {
+			return nil, err
+		}
+		return key, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("keys: %w", err)
+	}
+	if err := CheckPrivate(path); err != nil {
+		return nil, err
+	}
+	key, err := hex.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil || len(key) != ledger.KeySize {
+		return nil, fmt.Errorf("keys: %s: want %d bytes in hex", path, ledger.KeySize)
+	}
+	return key, nil
+}
+
+// CheckPrivate refuses a secret file that others than its owner may read
+// or write (any group or other permission bit).
+func CheckPrivate(path string) error {
+	info, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("keys: %w", err)
+	}
+	if info.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("keys: %s is readable by others (mode %v): chmod 600 it", path, info.Mode().Perm())
+	}
+	return nil
+}
+
+// Signer implements Signers: it reads <d>/<role>.key, or creates it with
+// its .pub, named name.
+func (d Dir) Signer(role, name string) (note.Signer, string, error) {
+	dir := string(d)
+	path := filepath.Join(dir, role+".key")
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		skey, vkey, err := note.GenerateKey(rand.Reader, name)
+		if err != nil {
+			return nil, "", err
+		}
+		if err := WriteNew(path, []byte(skey+"\n"), 0o600); err != nil {
+			return nil, "", err
+		}
+		if err := WriteNew(filepath.Join(dir, role+".pub"), []byte(vkey+"\n"), 0o644); err != nil {
+			return nil, "", err
+		}
+		b = []byte(skey)
+	} else if err != nil {
+		return nil, "", fmt.Errorf("keys: %w", err)
+	} else if err := CheckPrivate(path); err != nil {
+		return nil, "", err
+	}
+	s, err := note.NewSigner(strings.TrimSpace(string(b)))
+	if err != nil {
+		return nil, "", fmt.Errorf("keys: %s: %w", path, err)
+	}
+	if s.Name() != name {
+		return nil, "", fmt.Errorf("keys: %s is the key of %q, this log is %q (the log's name or its Trillian tree changed)", path, s.Name(), name)
+	}
+	pub, err := os.ReadFile(filepath.Join(dir, role+".pub"))
+	if err != nil {
+		return nil, "", fmt.Errorf("keys: %w", err)
+	}
+	v, err := note.NewVerifier(strings.TrimSpace(string(pub)))
+	if err != nil || v.Name() != name || v.KeyHash() != s.KeyHash() {
+		return nil, "", fmt.Errorf("keys: %s does not match %s", filepath.Join(dir, role+".pub"), path)
+	}
+	return s, strings.TrimSpace(string(pub)), nil
+}
+
+// LogName returns the log's name saved in dir, saving want (default
+// vigie.localhost) at first start; a different name afterwards is refused
+// (it is part of every checkpoint's origin).
+func LogName(dir, want string) (string, error) {
+	path := filepath.Join(dir, "log-name")
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		if want == "" {
+			want = "vigie.localhost"
+		}
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return "", err
+		}
+		return want, WriteNew(path, []byte(want+"\n"), 0o644)
+	}
+	if err != nil {
+		return "", err
+	}
+	saved := string(bytes.TrimSpace(b))
+	if want != "" && want != saved {
+		return "", fmt.Errorf("--log-name %q: this data directory's log is named %q, which never changes", want, saved)
+	}
+	return saved, nil
+}
+
+// WriteNew creates a file that must not exist yet, durably.
+func WriteNew(path string, data []byte, mode os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		return fmt.Errorf("keys: %w", err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("keys: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("keys: %w", err)
+	}
+	return f.Close()
+}
