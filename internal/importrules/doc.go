@@ -1,0 +1,3 @@
+// Package importrules holds no code: its test enforces the import rules
+// of docs/architecture.md ("Rooms") over the whole module.
+package importrules
