@@ -47,6 +47,35 @@ func isFormats(path string) bool {
 	return path == "ledger/event" || under(path, "ledger/verify") || path == "ledger/audit"
 }
 
+// Rooms, in the order of docs/architecture.md: a package imports only
+// from its room and the rooms before it.
+const (
+	formats = iota
+	core
+	node
+	door
+	faces
+	unassigned
+)
+
+var roomNames = []string{"formats and verification", "service core", "the node", "the door", "faces"}
+
+func roomOf(path string) int {
+	switch {
+	case isFormats(path):
+		return formats
+	case isDomain(path):
+		return core
+	case path == "cmd/vigie/internal/node":
+		return node
+	case path == "api/server" || path == "api/auth" || path == "api/vigie/v1":
+		return door
+	case under(path, "api/gateway") || path == "api/client" || path == "cmd/vigie" || path == "cmd/verify-wasm":
+		return faces
+	}
+	return unassigned
+}
+
 // isTrillianAdapter: the packages that talk to Trillian over gRPC and
 // read its status codes.
 func isTrillianAdapter(path string) bool { return under(path, "ledger/trillian") }
@@ -93,6 +122,9 @@ func TestImportRules(t *testing.T) {
 		}
 		for _, imp := range p.Imports {
 			to := rel(imp)
+			if to != "" && roomOf(to) != unassigned && roomOf(from) < roomOf(to) {
+				t.Errorf("%s (%s) imports %s (%s): a room imports only from itself and the rooms before it", from, roomNames[roomOf(from)], to, roomNames[roomOf(to)])
+			}
 			switch {
 			case isDomain(from) && to != "" && (under(to, "api") || under(to, "cmd")):
 				t.Errorf("%s imports %s: ledger and consent never import api/ or cmd/", from, to)
