@@ -1,0 +1,77 @@
+package node_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/go-logr/logr"
+	"k8s.io/klog/v2"
+
+	"github.com/vigie-sante/vigie/cmd/vigie/internal/node"
+	"github.com/vigie-sante/vigie/consent"
+	"github.com/vigie-sante/vigie/consent/ident"
+)
+
+func TestMain(m *testing.M) {
+	klog.SetLogger(logr.Discard()) // Trillian's chatter
+	os.Exit(m.Run())
+}
+
+// TestOpenReopen: a node opened, used and closed opens again on the same
+// data directory with the same tree, origin and keys; a refused start
+// (another log name) closes what it opened, so the next start gets the
+// files' locks; Close may be called twice.
+func TestOpenReopen(t *testing.T) {
+	ctx := context.Background()
+	cfg := node.Config{DataDir: filepath.Join(t.TempDir(), "data"), LogName: "node.test"}
+	n, err := node.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Ready(ctx); err != nil {
+		t.Errorf("Ready = %v", err)
+	}
+	if !strings.HasPrefix(n.Origin, "node.test/") || !strings.HasPrefix(n.Where, "SQLite ") {
+		t.Errorf("origin %q, Trillian on %q", n.Origin, n.Where)
+	}
+	ins, err := ident.ParseINS("279035121518989")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rpps, _ := ident.ParseRPPS("10000000001")
+	org, _ := ident.ParseFINESS("750712184")
+	d, _, err := n.Consent.Check(ctx, consent.Request{ID: "r-1", Service: "his", Patient: ins,
+		Actor:  consent.Actor{RPPS: rpps, Profession: "10", Sector: "care", Organization: org, CareTeam: true},
+		Action: consent.ActionRead, Resource: consent.Resource{Kind: consent.ResourceRecord}, Purpose: consent.PurposeTreatment})
+	if err != nil || d.Effect != consent.Allow {
+		t.Fatalf("Check = %v, %v", d.Effect, err)
+	}
+	first := struct{ origin, key string }{n.Origin, n.Keys.CheckpointVerifier}
+	if err := n.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Close(ctx); err != nil {
+		t.Errorf("second Close = %v", err)
+	}
+
+	other := cfg
+	other.LogName = "other.test"
+	if _, err := node.Open(ctx, other); err == nil || !strings.Contains(err.Error(), "never changes") {
+		t.Fatalf("Open with another log name = %v, want a refusal", err)
+	}
+
+	n, err = node.Open(ctx, node.Config{DataDir: cfg.DataDir})
+	if err != nil {
+		t.Fatalf("Open after a refused start: %v", err)
+	}
+	defer n.Close(ctx)
+	if n.Origin != first.origin || n.Keys.CheckpointVerifier != first.key {
+		t.Errorf("reopened with origin %q and key %q, want %q and %q", n.Origin, n.Keys.CheckpointVerifier, first.origin, first.key)
+	}
+	if got, err := n.Ledger.ChainLength(ctx, ins); err != nil || got != 1 {
+		t.Errorf("ChainLength after reopening = %d, %v; want the one event", got, err)
+	}
+}
