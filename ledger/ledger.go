@@ -251,8 +251,10 @@ func (l *Ledger) Origin() string { return l.cfg.Origin }
 // Pseudonym returns a patient's pseudonym.
 func (l *Ledger) Pseudonym(id PatientID) event.Hash { return l.cfg.Pseudonyms.Pseudonym(id) }
 
-// Start starts the sender and the checkpointer. They stop when ctx is done
-// or Close is called.
+// Start starts the background work: the sender, the erasures and the
+// checkpointer. They stop when ctx is done or Close is called; a node
+// passes a context that its shutdown signal does not cancel, so that
+// Close drains the outbox first.
 func (l *Ledger) Start(ctx context.Context) {
 	ctx, l.stop = context.WithCancel(ctx)
 	l.started = true
