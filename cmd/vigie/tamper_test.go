@@ -251,7 +251,7 @@ func TestVerifyAndAuditFindTampering(t *testing.T) {
 		execOne(t, db, "UPDATE events SET sealed = ? WHERE leaf_index = ?", sealed, r.Index)
 		w := s.w.restart(t, dir)
 		code, rep, _ := w.verify(e2ePatient, copyDir(t, s.state))
-		wantFinding(t, code, rep.Findings, rep.Evidence, kindUnreadable, r.Seq)
+		wantFinding(t, code, rep.Findings, rep.Evidence, audit.KindUnreadable, r.Seq)
 		if f := rep.Findings[0]; f.Index == nil || *f.Index != r.Index {
 			t.Errorf("finding %+v, want leaf index %d", f, r.Index)
 		}
@@ -270,7 +270,7 @@ func TestVerifyAndAuditFindTampering(t *testing.T) {
 		reg := &auditReport{}
 		code, errOut = w.runJSON(reg, "audit", "--json", "--state-dir", copyDir(t, s.endState), "--token", w.token(auth.RoleRegulator, "cnil"), "--alert-odd-hours-min", "1000000")
 		w.noINS(errOut)
-		wantFinding(t, code, reg.Findings, reg.Evidence, kindUnreadable, 0)
+		wantFinding(t, code, reg.Findings, reg.Evidence, audit.KindUnreadable, 0)
 		w.stop()
 
 		// As an operator with the keys: the body changed by one byte,
