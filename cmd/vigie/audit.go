@@ -271,7 +271,7 @@ func auditCommand(ctx context.Context, c *remoteConfig, a *auditConfig, now func
 		rep.Alerts = append(rep.Alerts, sr.Alerts...)
 	}
 
-	if len(rep.Findings)+len(rep.Replayed) > 0 {
+	if !lr.Verified() || !sr.Confirmed() {
 		rep.Verdict = "failed"
 		return rep, nil
 	}

@@ -44,6 +44,11 @@ type Report struct {
 	Alerts []misuse.Alert
 }
 
+// Confirmed reports whether the replay confirmed every decision (true for
+// a nil report: nothing was to replay). Alerts are for a human to review:
+// they do not count.
+func (r *Report) Confirmed() bool { return r == nil || len(r.Replay.Findings) == 0 }
+
 // Examine replays the decisions of the events r read and looks for misuse
 // among them. It returns nil for an audit that read no events. A
 // regulator's events hold every consent change (the replay is complete);

@@ -131,7 +131,7 @@ func TestExamineWindow(t *testing.T) {
 	if calls != 1 {
 		t.Errorf("the rules were fetched %d times, want once", calls)
 	}
-	if r := examine(t, e, &calls, &audit.LogAuditReport{}); r != nil {
+	if r := examine(t, e, &calls, &audit.LogAuditReport{}); r != nil || !r.Confirmed() {
 		t.Errorf("an audit of the log alone: %+v, want nothing", r)
 	}
 }
@@ -144,11 +144,11 @@ func TestExamineReader(t *testing.T) {
 	e.access("10000000001", consent.PurposeTreatment, nil)
 	calls := 0
 	dpo := examine(t, e, &calls, &audit.LogAuditReport{Reader: audit.DPO, Events: &audit.EventsRead{}, Logged: e.list})
-	if dpo.Replay.NotReplayable["consent not visible"] != 1 || len(dpo.Replay.Findings) != 0 {
+	if dpo.Replay.NotReplayable["consent not visible"] != 1 || !dpo.Confirmed() {
 		t.Errorf("a DPO's replay %+v, want the access not replayable", dpo.Replay)
 	}
 	reg := examine(t, e, &calls, &audit.LogAuditReport{Reader: audit.Regulator, Events: &audit.EventsRead{}, Logged: e.list})
-	if reg.Replay.NotReplayable["consent not visible"] != 0 || len(reg.Replay.Findings) == 0 {
+	if reg.Replay.NotReplayable["consent not visible"] != 0 || reg.Confirmed() {
 		t.Errorf("a regulator's replay %+v, want a finding: the consent version is not the one in force", reg.Replay)
 	}
 }

@@ -147,6 +147,11 @@ type LogAuditReport struct {
 	From, To time.Time
 }
 
+// Verified reports whether the audit found nothing wrong: the log holds
+// together and every event read is the one it logged. (Alerts and replay
+// findings are package consent/scrutiny's.)
+func (r *LogAuditReport) Verified() bool { return len(r.Findings) == 0 }
+
 // AuditLog audits the whole log as reader: it reads the events the reader
 // may (below the checkpoint served first, which a log growing faster than
 // the audit reads cannot push out of reach), checks each against its
