@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -19,13 +18,12 @@ import (
 
 	"github.com/vigie-sante/vigie/api/client"
 	vigiev1 "github.com/vigie-sante/vigie/api/vigie/v1"
-	"github.com/vigie-sante/vigie/consent"
 	"github.com/vigie-sante/vigie/consent/ladonpolicy"
 	"github.com/vigie-sante/vigie/consent/misuse"
 	"github.com/vigie-sante/vigie/consent/replay"
+	"github.com/vigie-sante/vigie/consent/scrutiny"
 	"github.com/vigie-sante/vigie/ledger/audit"
 	"github.com/vigie-sante/vigie/ledger/event"
-	"github.com/vigie-sante/vigie/ledger/verify"
 )
 
 // auditConfig are the flags of vigie audit beyond those it shares with
@@ -205,118 +203,44 @@ func auditCommand(ctx context.Context, c *remoteConfig, a *auditConfig, now func
 	}
 	rep := &auditReport{Server: cl.BaseURL(), Origin: keys.origin, FirstUse: keys.firstUse, lang: langOf(c.lang),
 		Findings: []audit.Finding{}, Replayed: []replay.Finding{}, Alerts: []misuse.Alert{}}
-	l := rep.lang
 
-	// Events first (reading them is recorded in the log, which grows):
-	// then the log, up to a checkpoint that covers them.
+	// The token's role only chooses what to ask: the server checks it.
+	opts := audit.LogAuditOptions{Organization: a.organization, From: from, To: to,
+		Follow: audit.FollowOptions{Keys: keys.Keys, FromZero: a.fromZero, Batch: a.batch, MinSizeWait: a.waitCP}}
 	role, orgs := tokenClaims(c.token)
-	var logged []event.Logged
-	expect := map[uint64]event.Hash{}
-	if !a.logOnly && role == "dpo" && a.organization == "" {
-		// A DPO names the organisation it audits; with one, it is that.
-		if len(orgs) != 1 {
-			return nil, usagef("--organization: required for a DPO acting for %d organisations", len(orgs))
-		}
-		a.organization = orgs[0]
-	}
-	// The search is bounded by the checkpoint served before it: the events
-	// below its size, which a log growing faster than the audit reads
-	// cannot push out of reach (the search itself records reads, after
-	// it). A regulator's audit of the whole log accounts for every leaf
-	// of that checkpoint: each is an event the search served or an erased
-	// placeholder. Follow checks the checkpoint like the others
-	// (signature, no older than the previous audit's, so that a server
-	// going back in time to hide recent events is caught by the next
-	// audit at the latest; consistent with the log; its root rebuilt from
-	// the leaves); the count runs only if the log holds together.
-	readEvents := !a.logOnly && (role == "regulator" || role == "dpo")
-	complete := readEvents && role == "regulator" && from.IsZero() && to.IsZero() && a.organization == ""
-	var boundNote []byte
-	var bound uint64
-	if readEvents {
-		if boundNote, err = cl.Checkpoint(ctx); err != nil {
-			return nil, err
-		}
-		// A checkpoint that does not open is Follow's finding; nothing
-		// is read below it.
-		if cp, err := verify.OpenCheckpoint(boundNote, keys.Keys.Checkpoint); err == nil {
-			bound = cp.Size
-		}
-	}
-	// accounted are the leaves the search served something for that is
-	// already a finding (a malformed event or placeholder): not withheld.
-	accounted := map[uint64]bool{}
-	if readEvents {
-		rep.Events = &eventsSummary{Role: role, Organization: a.organization, ByKind: map[string]int{}}
-		// Each page is folded in as it arrives, and dropped.
-		var found []audit.Finding
-		take := func(e *vigiev1.LedgerEvent) {
-			env := envelope(e)
-			if env.Erased {
-				// An erased placeholder: its commitment is still checked
-				// against the leaf at its index.
-				c, err := event.ParseHash(env.Commitment)
-				if err != nil {
-					found = append(found, audit.Finding{Kind: audit.KindMalformed, Index: &env.Index, Message: "an erased placeholder without a valid commitment"})
-					accounted[env.Index] = true
-					return
-				}
-				rep.Events.Erased++
-				expect[env.Index] = c
-				return
+	switch {
+	case a.logOnly:
+	case role == "regulator":
+		opts.Reader = audit.Regulator
+	case role == "dpo":
+		opts.Reader = audit.DPO
+		if a.organization == "" {
+			// A DPO names the organisation it audits; with one, it is that.
+			if len(orgs) != 1 {
+				return nil, usagef("--organization: required for a DPO acting for %d organisations", len(orgs))
 			}
-			lg, f := audit.CheckEvent(&env)
-			if f != nil {
-				found = append(found, *f)
-				accounted[env.Index] = true
-				return
-			}
-			rep.Events.Read++
-			rep.Events.ByKind[string(lg.Body.Kind)]++
-			expect[lg.Index] = lg.Commitment
-			if lg.Body.Kind != event.KindLedgerRead {
-				// Neither the replay nor the misuse rules read the reads,
-				// the bulk of a busy log: their commitments are enough.
-				logged = append(logged, lg)
-			}
+			opts.Organization = orgs[0]
 		}
-		err := searchEvents(ctx, cl, role, a.organization, from, to, complete, bound, take)
-		if f, ok := unreadableEvent(err); ok {
-			// The server cannot read one of its own events: a finding
-			// (its store was altered), nothing to replay, nothing to
-			// count.
-			rep.Events = &eventsSummary{Role: role, Organization: a.organization, ByKind: map[string]int{}}
-			found, logged, expect, accounted, err, complete = []audit.Finding{f}, nil, map[uint64]event.Hash{}, map[uint64]bool{}, nil, false
-		}
-		if err != nil {
-			return nil, err
-		}
-		rep.Findings = append(rep.Findings, found...)
-	}
-
-	opts := audit.FollowOptions{Keys: keys.Keys, FromZero: a.fromZero || len(expect) > 0, Expect: expect, Batch: a.batch, MinSizeWait: a.waitCP,
-		Before: boundNote}
-	for i := range expect {
-		opts.MinSize = max(opts.MinSize, i+1)
 	}
 	if st.Audit != nil {
 		rng, err := hexToHashes(st.Audit.Range)
 		if err != nil {
 			return nil, fmt.Errorf("state %s: %w", st.path, err)
 		}
-		opts.State = &audit.LogState{Checkpoint: []byte(st.Audit.Checkpoint), Range: rng}
+		opts.Follow.State = &audit.LogState{Checkpoint: []byte(st.Audit.Checkpoint), Range: rng}
 	}
 	var bar *progressBar
 	if f, ok := stderr.(*os.File); ok && !a.noProgress && term.IsTerminal(int(f.Fd())) {
-		bar = newProgressBar(f, l)
-		opts.Progress = bar.update
+		bar = newProgressBar(f, rep.lang)
+		opts.Follow.Progress = bar.update
 	}
 	start := time.Now()
-	fr, err := audit.Follow(ctx, cl, opts)
+	lr, err := audit.AuditLog(ctx, searchSource{cl}, opts)
 	bar.done()
 	if err != nil {
 		return nil, err
 	}
+	fr := lr.Follow
 	rep.Log = auditLogSummary{Pairs: fr.Pairs, First: fr.First, Fetched: fr.Fetched, Seconds: time.Since(start).Seconds()}
 	if rep.Log.Pairs == nil {
 		rep.Log.Pairs = []audit.Pair{}
@@ -325,50 +249,29 @@ func auditCommand(ctx context.Context, c *remoteConfig, a *auditConfig, now func
 		rep.Log.Checkpoints = append(rep.Log.Checkpoints, seenSummary{Size: s.Size, Root: s.Hash, Saved: s.Saved, RootChecked: s.RootChecked})
 		rep.notes = append(rep.notes, s.Note)
 	}
-	rep.Findings = append(rep.Findings, fr.Findings...)
-	if complete && rep.Events != nil && len(fr.Findings) == 0 {
-		for _, seen := range fr.Seen {
-			if bytes.Equal(seen.Note, boundNote) {
-				if f := withheld(expect, accounted, seen.Size); f != nil {
-					rep.Findings = append(rep.Findings, *f)
-				}
-				rep.Events.Complete = true
-				break
-			}
+	rep.Findings = append(rep.Findings, lr.Findings...)
+	if e := lr.Events; e != nil {
+		rep.Events = &eventsSummary{Role: role, Organization: opts.Organization, Read: e.Read, ByKind: map[string]int{}, Compared: e.Compared,
+			NotYetInLog: e.NotYetInLog, Erased: e.Erased, Complete: e.Complete}
+		for k, n := range e.ByKind {
+			rep.Events.ByKind[string(k)] = n
 		}
 	}
 
-	if rep.Events != nil {
-		rep.Events.Compared = fr.Expected
-		rep.Events.NotYetInLog = len(fr.Beyond)
-		// Events no checkpoint covers yet (the reads this audit caused,
-		// mostly) are left to the next run.
-		beyond := map[uint64]bool{}
-		for _, i := range fr.Beyond {
-			beyond[i] = true
-		}
-		logged = slices.DeleteFunc(logged, func(e event.Logged) bool { return beyond[e.Index] })
-		rr, err := replay.Replay(ctx, replay.Config{Engine: ladonpolicy.NewEngine(ladonpolicy.Options{}), Rules: rulesSource(cl), Complete: role == "regulator"}, logged)
-		if err != nil {
-			return nil, err
-		}
+	mcfg := a.misuse
+	mcfg.Now = now()
+	sr, err := scrutiny.Examine(ctx, scrutiny.Config{Engine: ladonpolicy.NewEngine(ladonpolicy.Options{}), Rules: rulesSource(cl), Misuse: mcfg}, lr)
+	if err != nil {
+		return nil, err
+	}
+	if sr != nil {
+		rr := sr.Replay
 		rep.Replay = &replaySummary{Accesses: rr.Accesses, Replayed: rr.Replayed, Agreed: rr.Agreed, NotReplayable: rr.NotReplayable, Rules: rr.Rules}
 		rep.Replayed = append(rep.Replayed, rr.Findings...)
-		window := slices.DeleteFunc(slices.Clone(logged), func(e event.Logged) bool {
-			return e.Body.Kind == event.KindAccess && (!from.IsZero() && e.Body.Time.Before(from) || !to.IsZero() && !e.Body.Time.Before(to))
-		})
-		mcfg := a.misuse
-		mcfg.Now = now()
-		lb := newLabels(cl)
-		mcfg.Rules = func(d *consent.Decision) (*consent.Rules, error) { return lb.of(ctx, d), nil }
-		res, err := misuse.Detect(window, mcfg)
-		if err != nil {
-			return nil, usagef("%v", err)
-		}
-		rep.Alerts = append(rep.Alerts, res.Alerts...)
+		rep.Alerts = append(rep.Alerts, sr.Alerts...)
 	}
 
-	if len(rep.Findings)+len(rep.Replayed) > 0 {
+	if !lr.Verified() || !sr.Confirmed() {
 		rep.Verdict = "failed"
 		return rep, nil
 	}
@@ -383,60 +286,33 @@ func auditCommand(ctx context.Context, c *remoteConfig, a *auditConfig, now func
 	return rep, nil
 }
 
-// searchEvents reads the events an audit needs, below leaf index bound,
-// and gives them to take in log order for each kind, a page at a time:
-// for a regulator, every consent change, rules change and erasure (to fold
-// consents), and the accesses and break-glass reviews; for a DPO, the
-// accesses and reviews of its organisation. The accesses are those of
-// [from, to) when set. With complete (a regulator's audit of the whole
-// log), the ledger reads and the erased placeholders too: every leaf.
-// The search of a kind stops at the first event at or past bound (events
-// come in log order), however fast the log grows.
-func searchEvents(ctx context.Context, cl *client.Client, role, org string, from, to time.Time, complete bool, bound uint64, take func(*vigiev1.LedgerEvent)) error {
-	type query struct {
-		kind   vigiev1.EventKind
-		window bool
-		erased bool
+// searchSource is an auditor's search over the API.
+type searchSource struct{ *client.Client }
+
+// eventKinds are the API's names of the kinds of events.
+var eventKinds = map[event.Kind]vigiev1.EventKind{
+	event.KindAccess: vigiev1.EventKind_EVENT_KIND_ACCESS, event.KindConsentChange: vigiev1.EventKind_EVENT_KIND_CONSENT_CHANGE,
+	event.KindRulesChange: vigiev1.EventKind_EVENT_KIND_RULES_CHANGE, event.KindLedgerRead: vigiev1.EventKind_EVENT_KIND_LEDGER_READ,
+	event.KindBreakGlassReview: vigiev1.EventKind_EVENT_KIND_BREAK_GLASS_REVIEW, event.KindErasure: vigiev1.EventKind_EVENT_KIND_ERASURE,
+}
+
+func (s searchSource) SearchEvents(ctx context.Context, q audit.EventQuery, token string) (*audit.EventPage, error) {
+	req := &vigiev1.SearchEventsRequest{Kind: eventKinds[q.Kind], Organization: q.Organization, PageSize: searchPageSize, ErasedOnly: q.Erased, PageToken: token}
+	if !q.From.IsZero() {
+		req.StartTime = timestamppb.New(q.From)
 	}
-	qs := []query{{kind: vigiev1.EventKind_EVENT_KIND_ACCESS, window: true}, {kind: vigiev1.EventKind_EVENT_KIND_BREAK_GLASS_REVIEW}}
-	if role == "regulator" {
-		qs = append(qs, query{kind: vigiev1.EventKind_EVENT_KIND_CONSENT_CHANGE}, query{kind: vigiev1.EventKind_EVENT_KIND_RULES_CHANGE},
-			query{kind: vigiev1.EventKind_EVENT_KIND_ERASURE})
+	if !q.To.IsZero() {
+		req.EndTime = timestamppb.New(q.To)
 	}
-	if complete {
-		// Every other leaf too: the reads, and the erased placeholders.
-		qs = append(qs, query{kind: vigiev1.EventKind_EVENT_KIND_LEDGER_READ}, query{erased: true})
+	resp, err := s.Client.SearchEvents(ctx, req)
+	if err != nil {
+		return nil, sourceError(err)
 	}
-	if bound == 0 {
-		return nil
+	p := &audit.EventPage{Next: resp.NextPageToken}
+	for _, e := range resp.Events {
+		p.Events = append(p.Events, envelope(e))
 	}
-	for _, q := range qs {
-		req := &vigiev1.SearchEventsRequest{Kind: q.kind, Organization: org, PageSize: searchPageSize, ErasedOnly: q.erased}
-		if q.window && !from.IsZero() {
-			req.StartTime = timestamppb.New(from)
-		}
-		if q.window && !to.IsZero() {
-			req.EndTime = timestamppb.New(to)
-		}
-	pages:
-		for {
-			resp, err := cl.SearchEvents(ctx, req)
-			if err != nil {
-				return err
-			}
-			for _, e := range resp.Events {
-				if e.LeafIndex >= bound {
-					break pages
-				}
-				take(e)
-			}
-			if resp.NextPageToken == "" {
-				break
-			}
-			req.PageToken = resp.NextPageToken
-		}
-	}
-	return nil
+	return p, nil
 }
 
 // searchPageSize is the page size of the audit's searches (the server's
@@ -604,26 +480,4 @@ func (p *progressBar) done() {
 	if p != nil && p.shown {
 		fmt.Fprintln(p.w)
 	}
-}
-
-// withheld returns the finding of the leaves below size that neither
-// expect nor accounted accounts for (nil if none): the regulator's full
-// search served neither an event nor an erased placeholder for them.
-func withheld(expect map[uint64]event.Hash, accounted map[uint64]bool, size uint64) *audit.Finding {
-	var missing []uint64
-	n := 0
-	for i := range size {
-		if _, ok := expect[i]; !ok && !accounted[i] {
-			n++
-			if len(missing) < 10 {
-				missing = append(missing, i)
-			}
-		}
-	}
-	if n == 0 {
-		return nil
-	}
-	first := missing[0]
-	return &audit.Finding{Kind: audit.KindWithheld, Index: &first,
-		Message: fmt.Sprintf("%d of the %d leaves of the log were served by the search neither as events nor as erased placeholders (leaves %v%s): events withheld from the audit", n, size, missing, map[bool]string{true: ", …"}[n > len(missing)])}
 }

@@ -47,7 +47,7 @@ var findingTitles = map[audit.Kind]msg{
 	audit.KindReceiptOverdue:     {"reçu non tenu : événement absent du journal après le délai promis", "receipt not honoured: event not in the log after the promised delay"},
 	audit.KindNotInLog:           {"engagement absent du journal à l'index annoncé", "commitment not in the log at its index"},
 	audit.KindWithheld:           {"événements du journal que la recherche n'a pas servis", "log events the search did not serve"},
-	kindUnreadable:               {"événement que le serveur ne peut plus lire : stockage altéré", "event the server can no longer read: storage altered"},
+	audit.KindUnreadable:         {"événement que le serveur ne peut plus lire : stockage altéré", "event the server can no longer read: storage altered"},
 }
 
 var replayTitles = map[replay.Kind]msg{

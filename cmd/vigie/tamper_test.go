@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -251,7 +252,7 @@ func TestVerifyAndAuditFindTampering(t *testing.T) {
 		execOne(t, db, "UPDATE events SET sealed = ? WHERE leaf_index = ?", sealed, r.Index)
 		w := s.w.restart(t, dir)
 		code, rep, _ := w.verify(e2ePatient, copyDir(t, s.state))
-		wantFinding(t, code, rep.Findings, rep.Evidence, kindUnreadable, r.Seq)
+		wantFinding(t, code, rep.Findings, rep.Evidence, audit.KindUnreadable, r.Seq)
 		if f := rep.Findings[0]; f.Index == nil || *f.Index != r.Index {
 			t.Errorf("finding %+v, want leaf index %d", f, r.Index)
 		}
@@ -270,7 +271,7 @@ func TestVerifyAndAuditFindTampering(t *testing.T) {
 		reg := &auditReport{}
 		code, errOut = w.runJSON(reg, "audit", "--json", "--state-dir", copyDir(t, s.endState), "--token", w.token(auth.RoleRegulator, "cnil"), "--alert-odd-hours-min", "1000000")
 		w.noINS(errOut)
-		wantFinding(t, code, reg.Findings, reg.Evidence, kindUnreadable, 0)
+		wantFinding(t, code, reg.Findings, reg.Evidence, audit.KindUnreadable, 0)
 		w.stop()
 
 		// As an operator with the keys: the body changed by one byte,
@@ -456,6 +457,57 @@ func TestVerifyAndAuditFindTampering(t *testing.T) {
 		wantFinding(t, acode, arep.Findings, arep.Evidence, audit.KindRollback, 0)
 		if arep.Events.Complete {
 			t.Error("every leaf claimed accounted for behind an old checkpoint")
+		}
+	})
+
+	t.Run("a search that serves what it should not", func(t *testing.T) {
+		// The regulator's search serves an erased placeholder with a body,
+		// and a copy of an access at the leaf of a consent change (served
+		// later, as itself): vigie verify's rules hold for the audit too,
+		// and a leaf served twice is a finding, not the last one served.
+		access, change := s.row(t, "access", 0), s.row(t, "consent_change", 0)
+		editSearch := func(f func(resp *vigiev1.SearchEventsResponse)) func(string, []byte) []byte {
+			return func(path string, body []byte) []byte {
+				var resp vigiev1.SearchEventsResponse
+				if path != "/v1/audit/events:search" || protojson.Unmarshal(body, &resp) != nil {
+					return body
+				}
+				f(&resp)
+				b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(&resp)
+				if err != nil {
+					return body
+				}
+				return b
+			}
+		}
+		for _, tc := range []struct {
+			name string
+			edit func(resp *vigiev1.SearchEventsResponse)
+			want audit.Kind
+		}{
+			{"an erased placeholder with a body", func(resp *vigiev1.SearchEventsResponse) {
+				if len(resp.Events) > 0 && resp.Events[0].Erased {
+					resp.Events[0].Body, resp.Events[0].Salt = []byte(`{}`), make([]byte, 32)
+				}
+			}, audit.KindMalformed},
+			{"one leaf served twice", func(resp *vigiev1.SearchEventsResponse) {
+				for _, e := range resp.Events {
+					if e.LeafIndex == access.Index {
+						c := proto.Clone(e).(*vigiev1.LedgerEvent)
+						c.LeafIndex = change.Index
+						resp.Events = append(resp.Events, c)
+						slices.SortStableFunc(resp.Events, func(a, b *vigiev1.LedgerEvent) int { return cmp.Compare(a.LeafIndex, b.LeafIndex) })
+						return
+					}
+				}
+			}, audit.KindDuplicate},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				w := s.w.restart(t, copyDir(t, s.final))
+				w.setEdit(editSearch(tc.edit))
+				code, rep, _ := w.audit(auth.RoleRegulator, copyDir(t, s.endState))
+				wantFinding(t, code, rep.Findings, rep.Evidence, tc.want, 0)
+			})
 		}
 	})
 

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,7 +19,6 @@ import (
 	"github.com/vigie-sante/vigie/consent"
 	"github.com/vigie-sante/vigie/ledger/audit"
 	"github.com/vigie-sante/vigie/ledger/event"
-	"github.com/vigie-sante/vigie/ledger/verify"
 )
 
 // runVerify is vigie verify: a patient fetches their history from the
@@ -86,7 +83,7 @@ func verifyCommand(ctx context.Context, c *remoteConfig, receiptFile string, now
 		if err != nil {
 			return nil, usagef("--receipt: %v", err)
 		}
-		if receipt, err = readNote(b); err != nil {
+		if receipt, err = audit.ReadReceipt(b); err != nil {
 			return nil, usagef("--receipt: %v", err)
 		}
 	}
@@ -111,7 +108,7 @@ func verifyCommand(ctx context.Context, c *remoteConfig, receiptFile string, now
 	var hr *audit.HistoryReport
 	if c.token != "" {
 		hr, err = audit.VerifyHistory(ctx, historySource{cl}, audit.HistoryOptions{Keys: keys.Keys, Previous: previous, Heads: heads, Now: now})
-		if f, ok := unreadableEvent(err); ok {
+		if f, ok := audit.Unreadable(sourceError(err)); ok {
 			// The server refuses the history because it cannot read one
 			// of its own events: that is what a verification is for.
 			rep.Findings = append(rep.Findings, f)
@@ -193,45 +190,24 @@ func verifyCommand(ctx context.Context, c *remoteConfig, receiptFile string, now
 	return rep, nil
 }
 
-// kindUnreadable is the finding of a server that refuses to serve the
-// history because it cannot read one of its events (DATA_LOSS): the
-// event's stored form fails authentication, the store was altered.
-const kindUnreadable audit.Kind = "unreadable-event"
-
-// unreadableEvent returns the finding of err if it is the server's
-// DATA_LOSS answer about an event of the history.
-func unreadableEvent(err error) (audit.Finding, bool) {
+// sourceError returns err, or, for the server's DATA_LOSS answer (it
+// cannot read one of its own events), the error ledger/audit makes a
+// finding of.
+func sourceError(err error) error {
 	var ae *client.Error
 	if !errors.As(err, &ae) || ae.Code != codes.DataLoss {
-		return audit.Finding{}, false
+		return err
 	}
-	f := audit.Finding{Kind: kindUnreadable, Message: fmt.Sprintf("the server can no longer read this event, its stored form was altered; it answered %s: %s", ae.Code, ae.Message)}
+	u := &audit.UnreadableError{Answer: fmt.Sprintf("%s: %s", ae.Code, ae.Message)}
 	if ae.Reason == server.ReasonEventUnreadable {
 		if seq, err := strconv.ParseUint(ae.Metadata["seq"], 10, 64); err == nil {
-			f.Seq = seq
+			u.Seq = seq
 		}
 		if index, err := strconv.ParseUint(ae.Metadata["leaf_index"], 10, 64); err == nil {
-			f.Index = &index
+			u.Index = &index
 		}
 	}
-	return f, true
-}
-
-// readNote accepts a signed note as it is, or in base64 (as the JSON API
-// returns a receipt), with surrounding white space.
-func readNote(b []byte) ([]byte, error) {
-	t := bytes.TrimSpace(b)
-	if bytes.HasPrefix(t, []byte(verify.ReceiptHeader)) {
-		if !bytes.HasSuffix(b, []byte("\n")) {
-			b = append(b, '\n')
-		}
-		return bytes.TrimLeft(b, " \t\r\n"), nil
-	}
-	d, err := base64.StdEncoding.DecodeString(string(t))
-	if err != nil || !bytes.HasPrefix(d, []byte(verify.ReceiptHeader)) {
-		return nil, errors.New("not a receipt: want a signed note starting with \"" + verify.ReceiptHeader + "\", or its base64")
-	}
-	return d, nil
+	return u
 }
 
 // reporter is a report vigie verify or vigie audit prints.
@@ -319,9 +295,9 @@ func (r *verifyReport) table(w io.Writer) {
 	}
 	for _, f := range r.Findings {
 		switch {
-		case f.Kind == kindUnreadable && f.Seq != 0:
+		case f.Kind == audit.KindUnreadable && f.Seq != 0:
 			fmt.Fprintln(w, l.f(msg{"\nLe serveur ne peut plus lire l'événement n° %d : son stockage a été altéré.", "\nThe server can no longer read event no. %d: its storage has been altered."}, f.Seq))
-		case f.Kind == kindUnreadable:
+		case f.Kind == audit.KindUnreadable:
 			fmt.Fprintln(w, l.f(msg{"\nLe serveur ne peut plus lire un événement de votre historique : son stockage a été altéré.", "\nThe server can no longer read an event of your history: its storage has been altered."}))
 		}
 	}

@@ -2,10 +2,10 @@
 // does, trusting nothing but the data served and the log's public keys
 // (pinned on first use by the caller, or given). It is built on package
 // ledger/verify and on the public API, reached through small interfaces
-// ([LogSource], [HistorySource]) that an HTTP client implements (package
-// api/client) and tests fake.
+// ([LogSource], [HistorySource], [EventSource]) that an HTTP client
+// implements (package api/client) and tests fake.
 //
-// Three checks:
+// Four checks:
 //
 //   - [VerifyHistory]: a patient's history, every event of their chain:
 //     body and salt against the commitment, inclusion against the signed
@@ -18,6 +18,11 @@
 //     every other (consistency proofs), and the root recomputed from all
 //     the leaves equals each signed root; when a proof fails, the leaves
 //     settle whether the log forked or served a wrong proof;
+//   - [AuditLog]: the whole log as a regulator or a DPO reads it: the
+//     events it may read, each checked against its commitment and compared
+//     with the leaf at its index while [Follow] runs, and, for a
+//     regulator's audit of the whole log, every leaf accounted for (an
+//     event served, an erased placeholder, or a finding; else withheld);
 //   - [CheckReceipt]: a receipt, against the log, once its merge delay has
 //     passed.
 //
@@ -103,7 +108,8 @@ const (
 	KindMissingEvent Kind = "missing-event"
 	// KindWrongLink: an event does not name its predecessor's commitment.
 	KindWrongLink Kind = "wrong-link"
-	// KindDuplicate: two events claim one place in a chain.
+	// KindDuplicate: two events claim one place in a chain, or a search
+	// served two events for one leaf of the log.
 	KindDuplicate Kind = "duplicate-event"
 	// KindUnexplainedErasure: an event shown erased that no erasure
 	// record explains: a server hiding an event behind a placeholder.

@@ -1,0 +1,28 @@
+package audit
+
+import (
+	"bytes"
+	"encoding/base64"
+	"errors"
+
+	"github.com/vigie-sante/vigie/ledger/verify"
+)
+
+// ReadReceipt returns the signed note of a receipt as a person hands it
+// over: the note as it is, or in base64 (as the JSON API returns it), with
+// white space around. It does not verify the note ([CheckReceipt] does).
+func ReadReceipt(b []byte) ([]byte, error) {
+	t := bytes.TrimSpace(b)
+	if bytes.HasPrefix(t, []byte(verify.ReceiptHeader)) {
+		n := bytes.TrimLeft(b, " \t\r\n")
+		if !bytes.HasSuffix(n, []byte("\n")) {
+			n = append(n[:len(n):len(n)], '\n')
+		}
+		return n, nil
+	}
+	d, err := base64.StdEncoding.DecodeString(string(t))
+	if err != nil || !bytes.HasPrefix(d, []byte(verify.ReceiptHeader)) {
+		return nil, errors.New("not a receipt: want a signed note starting with \"" + verify.ReceiptHeader + "\", or its base64")
+	}
+	return d, nil
+}

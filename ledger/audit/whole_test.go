@@ -1,0 +1,286 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/vigie-sante/vigie/ledger/event"
+)
+
+// fakeSearch serves an auditor's searches over a fakeLog's events, pages
+// of two, with a hook to tamper with each page.
+type fakeSearch struct {
+	*fakeLog
+	queries []EventQuery
+	hook    func(q EventQuery, p *EventPage)
+	err     error
+}
+
+func (s *fakeSearch) SearchEvents(_ context.Context, q EventQuery, token string) (*EventPage, error) {
+	if s.err != nil {
+		return nil, s.err
+	}
+	if token == "" {
+		s.queries = append(s.queries, q)
+	}
+	var match []Envelope
+	for _, te := range s.events {
+		e := te.env
+		switch {
+		case q.Erased != e.Erased:
+		case e.Erased:
+			match = append(match, Envelope{Index: e.Index, Commitment: e.Commitment, Erased: true})
+		case te.body.Kind == q.Kind && (q.From.IsZero() || !te.body.Time.Before(q.From)) && (q.To.IsZero() || te.body.Time.Before(q.To)):
+			match = append(match, e)
+		}
+	}
+	from := 0
+	fmt.Sscan(token, &from)
+	to := min(from+2, len(match))
+	p := &EventPage{Events: slices.Clone(match[from:to])}
+	if to < len(match) {
+		p.Next = fmt.Sprint(to)
+	}
+	if s.hook != nil {
+		s.hook(q, p)
+	}
+	return p, nil
+}
+
+// wholeLog records a log whose every leaf is an event of one patient's
+// chain: two accesses, an erasure of them, a break-glass review, a ledger
+// read and two more accesses, the first two erased.
+func wholeLog(t *testing.T) *fakeSearch {
+	l := newFakeLog(t, "whole")
+	l.record(testPatient, event.KindAccess, `{"n":0}`)
+	l.record(testPatient, event.KindAccess, `{"n":1}`)
+	l.record(testPatient, event.KindErasure, `{"format":"vigie.erasure.v1","state":"done","erased":2}`)
+	l.record(testPatient, event.KindBreakGlassReview, `{"n":3}`)
+	l.record(testPatient, event.KindLedgerRead, `{"n":4}`)
+	l.record(testPatient, event.KindAccess, `{"n":5}`)
+	l.record(testPatient, event.KindAccess, `{"n":6}`)
+	l.erase(2)
+	l.sign()
+	return &fakeSearch{fakeLog: l}
+}
+
+func auditLog(t *testing.T, s *fakeSearch, opts LogAuditOptions) *LogAuditReport {
+	t.Helper()
+	opts.Follow.Keys = s.keys
+	r, err := AuditLog(context.Background(), s, opts)
+	if err != nil {
+		t.Fatalf("AuditLog: %v", err)
+	}
+	return r
+}
+
+func indices(ls []event.Logged) []uint64 {
+	var out []uint64
+	for _, l := range ls {
+		out = append(out, l.Index)
+	}
+	return out
+}
+
+// TestAuditLogAccountsForEveryLeaf: a regulator's audit of the whole log
+// reads every event, compares each with its leaf and accounts for every
+// leaf; a DPO's or a windowed audit reads less and claims nothing.
+func TestAuditLogAccountsForEveryLeaf(t *testing.T) {
+	s := wholeLog(t)
+	r := auditLog(t, s, LogAuditOptions{Reader: Regulator})
+	if len(r.Findings) != 0 || !r.Verified() {
+		t.Fatalf("findings %v", r.Findings)
+	}
+	want := EventsRead{Read: 5, ByKind: map[event.Kind]int{event.KindAccess: 2, event.KindErasure: 1, event.KindBreakGlassReview: 1, event.KindLedgerRead: 1},
+		Erased: 2, Compared: 7, Complete: true}
+	if got := *r.Events; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("events %+v, want %+v", got, want)
+	}
+	// The ledger read is compared, not replayed.
+	if got := indices(r.Logged); !slices.Equal(got, []uint64{5, 6, 3, 2}) {
+		t.Errorf("logged %v, want the accesses, the review and the erasure", got)
+	}
+	if r.Follow.State == nil || !r.Follow.Seen[0].RootChecked {
+		t.Errorf("the log was not followed: %+v", r.Follow)
+	}
+
+	for name, opts := range map[string]LogAuditOptions{
+		"a DPO":                 {Reader: DPO, Organization: "750712184"},
+		"a regulator, a window": {Reader: Regulator, From: t0.Add(6 * time.Minute)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s.queries = nil
+			s.hook = func(q EventQuery, p *EventPage) { p.Events = nil; p.Next = "" } // nothing served: not claimed withheld
+			defer func() { s.hook = nil }()
+			r := auditLog(t, s, opts)
+			if len(r.Findings) != 0 || r.Events.Complete {
+				t.Errorf("findings %v, complete %t", r.Findings, r.Events.Complete)
+			}
+			for _, q := range s.queries {
+				if q.Erased || q.Kind == event.KindLedgerRead || q.Organization != opts.Organization || (q.Kind != event.KindAccess && !q.From.IsZero()) {
+					t.Errorf("query %+v", q)
+				}
+			}
+		})
+	}
+	if _, err := AuditLog(context.Background(), s, LogAuditOptions{Reader: DPO, Follow: FollowOptions{Keys: s.keys}}); err == nil {
+		t.Error("a DPO's audit without an organization: no error")
+	}
+	s.queries = nil
+	r = auditLog(t, s, LogAuditOptions{})
+	if r.Events != nil || len(r.Findings) != 0 || len(s.queries) != 0 || r.Follow.Fetched != 7 {
+		t.Errorf("log only: events %+v, findings %v", r.Events, r.Findings)
+	}
+}
+
+// TestAuditLogFindings: what a search served wrong is a finding at its
+// leaf, and never counted as withheld; what it did not serve is withheld.
+func TestAuditLogFindings(t *testing.T) {
+	var current *fakeSearch // the fake of the running case
+	tests := []struct {
+		name string
+		hook func(q EventQuery, p *EventPage)
+		want []Kind
+		at   uint64 // the first finding's leaf index
+		// logged are the events left to replay: none found wrong.
+		logged []uint64
+	}{
+		{"an access withheld", func(q EventQuery, p *EventPage) {
+			p.Events = slices.DeleteFunc(p.Events, func(e Envelope) bool { return e.Index == 5 })
+		}, []Kind{KindWithheld}, 5, []uint64{6, 3, 2}},
+		{"an erased placeholder withheld", func(q EventQuery, p *EventPage) {
+			p.Events = slices.DeleteFunc(p.Events, func(e Envelope) bool { return e.Index == 1 })
+		}, []Kind{KindWithheld}, 1, []uint64{5, 6, 3, 2}},
+		{"a body changed", func(q EventQuery, p *EventPage) {
+			for i := range p.Events {
+				if p.Events[i].Index == 6 {
+					p.Events[i].Body = slices.Clone(p.Events[i].Body)
+					p.Events[i].Body[len(p.Events[i].Body)-3] ^= 1
+				}
+			}
+		}, []Kind{KindModifiedBody}, 6, []uint64{5, 3, 2}},
+		// The CLI took an erased placeholder's commitment alone; CheckEvent
+		// (the patient's verification) refuses one with a body: the
+		// stricter rule holds for both.
+		{"an erased placeholder with a body", func(q EventQuery, p *EventPage) {
+			if q.Erased {
+				p.Events[0].Body, p.Events[0].Salt = []byte(`{}`), make([]byte, 32)
+			}
+		}, []Kind{KindMalformed}, 0, []uint64{5, 6, 3, 2}},
+		// The CLI kept the last event served for a leaf: the first, a
+		// valid body under another commitment, went to the replay unchecked.
+		{"two events for one leaf", func(q EventQuery, p *EventPage) {
+			if q.Kind == event.KindBreakGlassReview {
+				e := p.Events[0]
+				e.Index = 5
+				p.Events = append(p.Events, e)
+			}
+		}, []Kind{KindDuplicate}, 5, []uint64{5, 6, 3, 2}},
+		{"an event of another kind", func(q EventQuery, p *EventPage) {
+			if q.Kind == event.KindLedgerRead {
+				p.Events = nil
+			}
+			if q.Kind == event.KindBreakGlassReview {
+				for _, te := range current.events {
+					if te.body.Kind == event.KindLedgerRead {
+						p.Events = append(p.Events, te.env)
+					}
+				}
+			}
+		}, []Kind{KindMalformed}, 4, []uint64{5, 6, 3, 2}},
+		{"a placeholder among the events", func(q EventQuery, p *EventPage) {
+			if q.Kind == event.KindAccess && len(p.Events) > 0 && p.Events[0].Index == 5 {
+				p.Events[0].Erased, p.Events[0].Body, p.Events[0].Salt = true, nil, nil
+			}
+		}, []Kind{KindMalformed}, 5, []uint64{6, 3, 2}},
+		{"pages out of log order", func(q EventQuery, p *EventPage) {
+			if q.Kind == event.KindAccess {
+				slices.Reverse(p.Events)
+			}
+		}, []Kind{KindMalformed}, 5, []uint64{6, 3, 2}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := wholeLog(t)
+			current = s
+			s.hook = tt.hook
+			r := auditLog(t, s, LogAuditOptions{Reader: Regulator})
+			if got := kinds(r.Findings); !slices.Equal(got, tt.want) || r.Verified() {
+				t.Fatalf("findings %v, want %v", r.Findings, tt.want)
+			}
+			if f := r.Findings[0]; f.Index == nil || *f.Index != tt.at {
+				t.Errorf("finding %+v, want it at leaf %d", f, tt.at)
+			}
+			if got := indices(r.Logged); !slices.Equal(got, tt.logged) {
+				t.Errorf("events to replay %v, want %v", got, tt.logged)
+			}
+		})
+	}
+}
+
+// TestAuditLogBound: the search reads below the checkpoint served first,
+// however many events the log serves past it.
+func TestAuditLogBound(t *testing.T) {
+	s := wholeLog(t)
+	s.hook = func(q EventQuery, p *EventPage) {
+		if q.Kind == event.KindAccess && p.Next == "" {
+			p.Events = append(p.Events, Envelope{Index: 7, Commitment: "not even a commitment"})
+		}
+	}
+	r := auditLog(t, s, LogAuditOptions{Reader: Regulator})
+	if len(r.Findings) != 0 || !r.Events.Complete || r.Events.Read != 5 {
+		t.Errorf("findings %v, events %+v", r.Findings, r.Events)
+	}
+}
+
+// TestAuditLogUnreadable: a server that cannot read one of its events is a
+// finding; nothing is compared, replayed or counted, the log is followed.
+func TestAuditLogUnreadable(t *testing.T) {
+	s := wholeLog(t)
+	s.err = fmt.Errorf("search: %w", &UnreadableError{Seq: 4, Index: ptr(uint64(3)), Answer: "DataLoss: event unreadable"})
+	r := auditLog(t, s, LogAuditOptions{Reader: Regulator})
+	if got := kinds(r.Findings); !slices.Equal(got, []Kind{KindUnreadable}) || r.Findings[0].Seq != 4 || *r.Findings[0].Index != 3 {
+		t.Fatalf("findings %+v", r.Findings)
+	}
+	if r.Events.Complete || r.Events.Read != 0 || len(r.Logged) != 0 || r.Follow.Fetched != 7 {
+		t.Errorf("events %+v, logged %d, fetched %d", r.Events, len(r.Logged), r.Follow.Fetched)
+	}
+	s.err = errors.New("connection refused")
+	if _, err := AuditLog(context.Background(), s, LogAuditOptions{Reader: Regulator, Follow: FollowOptions{Keys: s.keys}}); err == nil {
+		t.Error("a search that fails: no error")
+	}
+	if _, ok := Unreadable(errors.New("connection refused")); ok {
+		t.Error("Unreadable: a network error is a finding")
+	}
+}
+
+func TestReadReceipt(t *testing.T) {
+	n := "vigie receipt v1\naudit.example/vigie/1\n\n— key sig\n"
+	tests := []struct {
+		name, in, want string
+	}{
+		{"as is", n, n},
+		{"white space around", "\n  " + n[:len(n)-1], n},
+		{"base64", " dmlnaWUgcmVjZWlwdCB2MQphdWRpdC5leGFtcGxlL3ZpZ2llLzEKCuKAlCBrZXkgc2lnCg==\n", n},
+		{"a checkpoint", "audit.example/vigie/1\n1\nAAAA\n\n— key sig\n", ""},
+		{"base64 of something else", "aGVsbG8=", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ReadReceipt([]byte(tt.in))
+			if tt.want == "" {
+				if err == nil {
+					t.Errorf("ReadReceipt = %q, want an error", got)
+				}
+				return
+			}
+			if err != nil || string(got) != tt.want {
+				t.Errorf("ReadReceipt = %q, %v, want %q", got, err, tt.want)
+			}
+		})
+	}
+}
