@@ -62,6 +62,9 @@ type Config struct {
 	// Logger receives the gateway's own errors (calls are logged by the
 	// gRPC server). Default slog.Default().
 	Logger *slog.Logger
+	// Version is the service's version, shown by /healthz. Default
+	// "unknown".
+	Version string
 }
 
 // LargeBodies are the routes whose request bodies may exceed
@@ -85,6 +88,9 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.Version == "" {
+		cfg.Version = "unknown"
 	}
 	jsonpb := &runtime.JSONPb{
 		MarshalOptions: protojson.MarshalOptions{
@@ -131,7 +137,7 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 	top := http.NewServeMux()
 	top.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintln(w, "ok")
+		fmt.Fprintf(w, "ok\nversion %s\n", cfg.Version)
 	})
 	top.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

@@ -286,7 +286,7 @@ func startAPI(ctx context.Context, cfg apiConfig, n *node, logger *slog.Logger) 
 	}
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newLedgerCollector(n.ledger))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newLedgerCollector(n.ledger), buildInfo())
 
 	backend := &server.Backend{
 		Consent:      n.consent,
@@ -342,6 +342,7 @@ func startAPI(ctx context.Context, cfg apiConfig, n *node, logger *slog.Logger) 
 			Gatherer: reg,
 			Logger:   logger,
 			Ready:    func(ctx context.Context) error { return n.ready(ctx) },
+			Version:  versionString(),
 		})
 		if err != nil {
 			return nil, err
