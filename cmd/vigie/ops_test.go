@@ -1,12 +1,19 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os/exec"
 	"runtime"
 	"strings"
 	"testing"
+
+	"k8s.io/klog/v2"
 )
 
 // httpGet returns the status and body of a GET of url.
@@ -58,5 +65,54 @@ func TestBuildVersion(t *testing.T) {
 	want := `vigie_build_info{go_version="` + runtime.Version() + `",goarch="` + runtime.GOARCH + `",goos="` + runtime.GOOS + `",version="` + testVersion + `"} 1`
 	if code != 200 || !strings.Contains(body, want) {
 		t.Errorf("/metrics = %d, lacks %s", code, want)
+	}
+}
+
+// TestLogFormats checks --log-format: JSON lines parse; in both formats an
+// INS in a message, an attribute or a logged error is redacted; and
+// Trillian's klog lines go through the same handler (as JSON with json).
+func TestLogFormats(t *testing.T) {
+	const ins = examplePatient
+	t.Cleanup(klog.ClearLogger)
+	for _, format := range []logFormat{logText, logJSON} {
+		t.Run(string(format), func(t *testing.T) {
+			var buf bytes.Buffer
+			logger := newLoggerAs(&buf, slog.LevelInfo, format)
+			logger.Info("consent of "+ins+" read", "patient", ins)
+			logger.Error("grpc call", "err", fmt.Errorf("decide for patient %s: %w", ins, errors.New("boom")))
+			klog.ErrorS(fmt.Errorf("leaf of %s: %w", ins, errors.New("queue full")), "trillian failed", "tree", 7)
+			klog.Errorf("sequencer slow for %s", ins)
+			// Demoted to debug: not at info. (klog passes its warnings to
+			// a logr sink as info too: they are demoted as well.)
+			klog.Info("trillian chatter")
+			out := buf.String()
+			if strings.Contains(out, ins) {
+				t.Errorf("the log holds the INS:\n%s", out)
+			}
+			if strings.Contains(out, "trillian chatter") {
+				t.Errorf("klog's info lines are not demoted to debug:\n%s", out)
+			}
+			lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+			if len(lines) != 4 {
+				t.Fatalf("%d lines, want 4:\n%s", len(lines), out)
+			}
+			for i, line := range lines {
+				var m map[string]any
+				err := json.Unmarshal([]byte(line), &m)
+				if (err == nil) != (format == logJSON) {
+					t.Errorf("line %d parses as JSON: %v, want %v: %s", i, err == nil, format == logJSON, line)
+				}
+				if format == logJSON && i >= 2 && m["component"] != "trillian" {
+					t.Errorf("klog line %d = %s, want component trillian", i, line)
+				}
+			}
+			if !strings.Contains(lines[2], "trillian failed") || !strings.Contains(lines[2], "queue full") || !strings.Contains(lines[3], "sequencer slow") {
+				t.Errorf("klog's lines are not in the log:\n%s", out)
+			}
+		})
+	}
+	var f logFormat
+	if err := f.Set("yaml"); err == nil {
+		t.Error(`--log-format yaml accepted`)
 	}
 }

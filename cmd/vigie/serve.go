@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,9 +16,10 @@ import (
 )
 
 type serveConfig struct {
-	node     nodeConfig
-	api      apiConfig
-	logLevel slog.Level
+	node      nodeConfig
+	api       apiConfig
+	logLevel  slog.Level
+	logFormat logFormat
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -26,10 +28,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	cfg.node.flags(fs)
 	cfg.api.flags(fs)
 	fs.TextVar(&cfg.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
+	fs.Var(&cfg.logFormat, "log-format", "log lines on standard error: text (key=value) or json (one object a line)")
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
-	logger := newLogger(stderr, cfg.logLevel)
+	logger := newLoggerAs(stderr, cfg.logLevel, cfg.logFormat)
 	if err := serve(ctx, cfg, stdout, logger); err != nil {
 		fmt.Fprintf(stderr, "vigie serve: %v\n", err)
 		return exitFailure
@@ -130,11 +133,46 @@ func prepareDataDir(dir string) (string, error) {
 	return abs, nil
 }
 
-// newLogger returns the service's logger. Trillian logs through klog; its
-// chatter (info) goes to debug, its warnings and errors stay.
+// logFormat is the value of --log-format: text (the default) or json.
+type logFormat string
+
+const (
+	logText logFormat = "text"
+	logJSON logFormat = "json"
+)
+
+func (f *logFormat) String() string {
+	if f == nil || *f == "" {
+		return string(logText)
+	}
+	return string(*f)
+}
+
+func (f *logFormat) Set(s string) error {
+	switch logFormat(s) {
+	case logText, logJSON:
+		*f = logFormat(s)
+		return nil
+	}
+	return errors.New("want text or json")
+}
+
+// newLogger returns a text logger (see newLoggerAs).
 func newLogger(w io.Writer, level slog.Level) *slog.Logger {
+	return newLoggerAs(w, level, logText)
+}
+
+// newLoggerAs returns the service's logger, writing in format (slog's
+// text or JSON handler). Trillian logs through klog, into the same
+// handler; its chatter (info) goes to debug, its warnings and errors stay.
+func newLoggerAs(w io.Writer, level slog.Level, format logFormat) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	var out slog.Handler = slog.NewTextHandler(w, opts)
+	if format == logJSON {
+		out = slog.NewJSONHandler(w, opts)
+	}
 	// Every line, whoever writes it, goes through the one redaction.
-	h := server.RedactingHandler(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+	h := server.RedactingHandler(out)
 	klog.SetSlogLogger(slog.New(demote{h}).With("component", "trillian"))
 	return slog.New(h)
 }
