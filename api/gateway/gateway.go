@@ -1,7 +1,8 @@
 // Package gateway is Vigie's HTTP face: the JSON mapping of the gRPC API
 // of api/vigie/v1 (grpc-gateway, with the routes of the google.api.http
 // annotations), the signed checkpoint at /checkpoint as text/plain, as
-// C2SP tlog-checkpoint logs serve it, /healthz, /readyz and /metrics.
+// C2SP tlog-checkpoint logs serve it, the API's OpenAPI description at
+// /openapi.json (vigiev1.OpenAPI), /healthz, /readyz and /metrics.
 //
 // The gateway is a gRPC client of the server (Config.Conn, from
 // server.Server.DialInProcess): every HTTP call is a gRPC call that goes
@@ -148,6 +149,10 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 			return
 		}
 		fmt.Fprintln(w, "ready")
+	})
+	top.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(vigiev1.OpenAPI)
 	})
 	if cfg.Gatherer != nil {
 		top.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
