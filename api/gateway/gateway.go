@@ -162,8 +162,8 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 }
 
 // clientHost returns the host of the request's peer, as the HTTP server
-// saw it (X-Forwarded-For is not believed: a deployment behind a proxy
-// rate-limits at the proxy).
+// saw it (X-Forwarded-For is not believed here: BehindProxies, in front,
+// sets the peer from it for trusted proxies only).
 func clientHost(r *http.Request) string {
 	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
 		return host

@@ -12,6 +12,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -48,6 +49,7 @@ type apiConfig struct {
 	defaultTimeout, maxTimeout time.Duration
 	rateLimits                 rateLimits
 	alertsWindow, alertsCache  time.Duration
+	trustedProxies             prefixes
 }
 
 func (c *apiConfig) flags(fs *flag.FlagSet) {
@@ -69,6 +71,7 @@ func (c *apiConfig) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.maxTimeout, "max-call-timeout", 60*time.Second, "longest deadline a call may ask for")
 	fs.DurationVar(&c.alertsWindow, "alerts-window", 7*24*time.Hour, "the auditor dashboard's misuse alerts: how far back events are read")
 	fs.DurationVar(&c.alertsCache, "alerts-cache", 30*time.Second, "the auditor dashboard's misuse alerts: how long computed alerts are served again")
+	fs.Var(&c.trustedProxies, "trusted-proxies", "addresses (CIDR, comma-separated) of the TLS-terminating proxies in front of the HTTP API: their X-Forwarded-For and X-Forwarded-Proto are believed, and the HTTP API may then listen beyond loopback without --tls-cert")
 	fs.Var(&c.rateLimits, "rate-limit", "per-caller rate limits that replace the defaults, as role=calls_per_second:burst (role anonymous for callers without credentials, per client address), comma-separated, role=off for no limit on a role; \"off\" alone for no limit at all: service=5000:10000,patient=10:40")
 }
 
@@ -168,15 +171,58 @@ func (c *apiConfig) validate() error {
 		}
 	}
 	if c.tlsCert == "" {
-		for _, a := range []struct{ flag, addr string }{{"--grpc-addr", c.grpcAddr}, {"--http-addr", c.httpAddr}} {
-			if a.addr == "" {
-				continue
-			}
-			if err := loopbackOnly(a.addr); err != nil {
-				return fmt.Errorf("%s: %w", a.flag, err)
+		if err := loopbackOnly(c.grpcAddr); err != nil {
+			return fmt.Errorf("--grpc-addr: %w", err)
+		}
+		// Behind trusted proxies, they terminate TLS: the HTTP API may
+		// serve plain HTTP to them (BehindProxies refuses a request they
+		// received over plain HTTP). The gRPC API keeps its rule.
+		if c.httpAddr != "" && len(c.trustedProxies) == 0 {
+			if err := loopbackOnly(c.httpAddr); err != nil {
+				return fmt.Errorf("--http-addr: %w, or --trusted-proxies behind a TLS-terminating proxy", err)
 			}
 		}
 	}
+	return nil
+}
+
+// prefixes is the value of --trusted-proxies.
+type prefixes []netip.Prefix
+
+func (p *prefixes) String() string {
+	if p == nil {
+		return ""
+	}
+	s := make([]string, len(*p))
+	for i, x := range *p {
+		s[i] = x.String()
+	}
+	return strings.Join(s, ",")
+}
+
+// Set reads comma-separated CIDR prefixes (an address alone is a prefix
+// of that one address), refusing one that holds every address.
+func (p *prefixes) Set(s string) error {
+	var out prefixes
+	for _, item := range strings.Split(s, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		x, err := netip.ParsePrefix(item)
+		if err != nil {
+			a, aerr := netip.ParseAddr(item)
+			if aerr != nil || a.Zone() != "" {
+				return fmt.Errorf("%q: want a CIDR prefix (10.0.0.0/8) or an address", item)
+			}
+			x = netip.PrefixFrom(a, a.BitLen())
+		}
+		if x.Bits() == 0 {
+			return fmt.Errorf("%q trusts every address: name the proxies' addresses", item)
+		}
+		out = append(out, x.Masked())
+	}
+	*p = out
 	return nil
 }
 
@@ -372,7 +418,7 @@ func startAPI(ctx context.Context, cfg apiConfig, n *node, logger *slog.Logger) 
 		mux.Handle("GET /{$}", http.RedirectHandler(portal.Prefix, http.StatusFound))
 		mux.Handle("/", h)
 		a.http = &http.Server{
-			Handler:           mux,
+			Handler:           gateway.BehindProxies(mux, cfg.trustedProxies),
 			TLSConfig:         httpTLS,
 			ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout:       30 * time.Second,

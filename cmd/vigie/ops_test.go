@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 
 	"k8s.io/klog/v2"
@@ -114,5 +115,108 @@ func TestLogFormats(t *testing.T) {
 	var f logFormat
 	if err := f.Set("yaml"); err == nil {
 		t.Error(`--log-format yaml accepted`)
+	}
+}
+
+// TestTrustedProxiesConfig: plain HTTP beyond loopback is refused without
+// --trusted-proxies, accepted with it; the gRPC API keeps its rule.
+func TestTrustedProxiesConfig(t *testing.T) {
+	var proxies prefixes
+	if err := proxies.Set("10.0.0.0/8, 192.0.2.7,2001:db8::/32"); err != nil {
+		t.Fatal(err)
+	}
+	if got := proxies.String(); got != "10.0.0.0/8,192.0.2.7/32,2001:db8::/32" {
+		t.Errorf("--trusted-proxies = %s", got)
+	}
+	for _, bad := range []string{"0.0.0.0/0", "::/0", "10.0.0.0/33", "proxy.example", "fe80::1%eth0"} {
+		var p prefixes
+		if err := p.Set(bad); err == nil {
+			t.Errorf("--trusted-proxies %s accepted", bad)
+		}
+	}
+	for _, tc := range []struct {
+		name      string
+		http, rpc string
+		proxies   prefixes
+		want      string // "" for valid
+	}{
+		{"plain HTTP beyond loopback", "0.0.0.0:8080", "127.0.0.1:8081", nil, "--trusted-proxies"},
+		{"behind trusted proxies", "0.0.0.0:8080", "127.0.0.1:8081", proxies, ""},
+		{"gRPC keeps its rule", "0.0.0.0:8080", "0.0.0.0:8081", proxies, "--grpc-addr"},
+	} {
+		c := apiConfig{grpcAddr: tc.rpc, httpAddr: tc.http, oidcAudience: "vigie", drainTimeout: 1, trustedProxies: tc.proxies}
+		err := c.validate()
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: %v, want valid", tc.name, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: %v, want an error naming %s", tc.name, err, tc.want)
+		}
+	}
+}
+
+// TestServeBehindProxy checks, on a running service, that X-Forwarded-For
+// sets the client address of the rate limiter and of the log line when the
+// peer is a trusted proxy, and is ignored otherwise; and that a request
+// the proxy received over plain HTTP is refused.
+func TestServeBehindProxy(t *testing.T) {
+	for _, tc := range []struct {
+		name, trusted string
+		// The clients of the calls' log lines, in order: calls refused by
+		// the rate limiter are logged, the one refused by the proxy rule
+		// never reaches the API.
+		wantClients []string
+	}{
+		{"trusted", "127.0.0.0/8", []string{"198.51.100.7", "198.51.100.7", "198.51.100.8"}},
+		{"untrusted", "192.0.2.0/24", []string{"127.0.0.1", "127.0.0.1", "127.0.0.1", "127.0.0.1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := startServe(t, "--data-dir", t.TempDir(), "--trusted-proxies", tc.trusted, "--rate-limit", "anonymous=0.001:1", "--log-format", "json")
+			s.waitReady(t)
+			base := s.httpURL(t)
+			get := func(xff, proto string) int {
+				req, err := http.NewRequest("GET", base+"/v1/log/key", nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				req.Header.Set("X-Forwarded-For", xff)
+				req.Header.Set("X-Forwarded-Proto", proto)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				return resp.StatusCode
+			}
+			trusted := tc.name == "trusted"
+			if c := get("198.51.100.7", "https"); c != 200 {
+				t.Fatalf("first call = %d, want 200", c)
+			}
+			if c := get("198.51.100.7", "https"); c != 429 {
+				t.Errorf("the same client again = %d, want 429", c)
+			}
+			if c, want := get("198.51.100.8", "https"), map[bool]int{true: 200, false: 429}[trusted]; c != want {
+				t.Errorf("another X-Forwarded-For = %d, want %d", c, want)
+			}
+			if c, want := get("198.51.100.9", "http"), map[bool]int{true: 403, false: 429}[trusted]; c != want {
+				t.Errorf("X-Forwarded-Proto http = %d, want %d", c, want)
+			}
+			if code := s.stop(t, syscall.SIGTERM); code != 0 {
+				t.Fatalf("exit %d:\n%s", code, s.stderr)
+			}
+			var clients []string
+			for _, line := range strings.Split(strings.TrimSpace(s.stderr.String()), "\n") {
+				var m struct{ Msg, Method, Client string }
+				if err := json.Unmarshal([]byte(line), &m); err != nil {
+					t.Fatalf("a log line is not JSON: %v: %s", err, line)
+				}
+				if m.Msg == "grpc call" && m.Method == "/vigie.v1.LogService/GetPublicKey" {
+					clients = append(clients, m.Client)
+				}
+			}
+			if strings.Join(clients, " ") != strings.Join(tc.wantClients, " ") {
+				t.Errorf("clients in the log = %v, want %v", clients, tc.wantClients)
+			}
+		})
 	}
 }
