@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os/exec"
+	"regexp"
 	"runtime"
 	"strings"
 	"syscall"
@@ -218,5 +219,67 @@ func TestServeBehindProxy(t *testing.T) {
 				t.Errorf("clients in the log = %v, want %v", clients, tc.wantClients)
 			}
 		})
+	}
+}
+
+var metricsLine = regexp.MustCompile(`metrics:\s+(\S+)`)
+
+// TestAdminAddr checks that with --admin-addr /metrics is served there and
+// leaves the HTTP API, and that the profiles are served only with --pprof
+// (never the command line, which may hold a database password).
+func TestAdminAddr(t *testing.T) {
+	for _, pprof := range []bool{false, true} {
+		t.Run(fmt.Sprint("pprof=", pprof), func(t *testing.T) {
+			args := []string{"--data-dir", t.TempDir(), "--admin-addr", "127.0.0.1:0"}
+			if pprof {
+				args = append(args, "--pprof")
+			}
+			s := startServe(t, args...)
+			s.waitReady(t)
+			base := s.httpURL(t)
+			m := metricsLine.FindStringSubmatch(s.output())
+			if m == nil || strings.HasPrefix(m[1], base) {
+				t.Fatalf("the banner does not show the admin address for metrics:\n%s", s.output())
+			}
+			admin := strings.TrimSuffix(m[1], "/metrics")
+			if code, body := httpGet(t, admin+"/metrics"); code != 200 || !strings.Contains(body, "vigie_build_info{") || !strings.Contains(body, "vigie_ledger_ready 1") {
+				t.Errorf("admin /metrics = %d, want Vigie's metrics:\n%.500s", code, body)
+			}
+			if code, _ := httpGet(t, base+"/metrics"); code != 404 {
+				t.Errorf("the HTTP API's /metrics = %d, want 404 with --admin-addr", code)
+			}
+			want := map[bool]int{false: 404, true: 200}[pprof]
+			for _, path := range []string{"/debug/pprof/", "/debug/pprof/heap", "/debug/pprof/goroutine?debug=1"} {
+				if code, _ := httpGet(t, admin+path); code != want {
+					t.Errorf("admin %s = %d, want %d", path, code, want)
+				}
+				if code, _ := httpGet(t, base+path); code == 200 {
+					t.Errorf("the HTTP API serves %s", path)
+				}
+			}
+			if code, _ := httpGet(t, admin+"/debug/pprof/cmdline"); code != 404 {
+				t.Errorf("admin /debug/pprof/cmdline = %d, want 404", code)
+			}
+		})
+	}
+	// Without --admin-addr, /metrics stays on the HTTP API (TestBuildVersion).
+	for _, tc := range []struct {
+		c    apiConfig
+		want string
+	}{
+		{apiConfig{pprof: true}, "--pprof needs --admin-addr"},
+		{apiConfig{adminAddr: "0.0.0.0:9090", pprof: true}, "--admin-addr with --pprof"},
+		{apiConfig{adminAddr: "9090"}, "--admin-addr"},
+		{apiConfig{adminAddr: "0.0.0.0:9090"}, ""},
+	} {
+		c := tc.c
+		c.grpcAddr, c.httpAddr, c.oidcAudience, c.drainTimeout = "127.0.0.1:8081", "127.0.0.1:8080", "vigie", 1
+		err := c.validate()
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%+v: %v, want valid", tc.c, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%+v: %v, want an error naming %s", tc.c, err, tc.want)
+		}
 	}
 }

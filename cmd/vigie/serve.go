@@ -89,12 +89,15 @@ func printBanner(w io.Writer, n *node, a *api) {
 	fmt.Fprintf(w, "Vigie %s is running.\n", versionString())
 	fmt.Fprintf(w, "  gRPC API:       %s\n", grpcURL)
 	if httpURL != "" {
-		fmt.Fprintf(w, "  HTTP API:       %s  (checkpoint: %s/checkpoint, metrics: %s/metrics)\n", httpURL, httpURL, httpURL)
+		fmt.Fprintf(w, "  HTTP API:       %s  (checkpoint: %s/checkpoint)\n", httpURL, httpURL)
 		how := "patients and auditors sign in with a token"
 		if a.signIn != "" {
 			how = "patients sign in with " + a.signIn + ", or a token"
 		}
 		fmt.Fprintf(w, "  portal:         %s%s  (%s)\n", httpURL, portal.Prefix, how)
+	}
+	if m := a.metricsURL(); m != "" {
+		fmt.Fprintf(w, "  metrics:        %s\n", m)
 	}
 	fmt.Fprintf(w, "  ledger:         Trillian tree %d (%s) on %s\n", n.tree.TreeId, n.tree.TreeType, n.where)
 	fmt.Fprintf(w, "  log origin:     %s\n", n.origin)
