@@ -8,7 +8,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"strings"
@@ -16,6 +18,9 @@ import (
 	"testing"
 
 	"k8s.io/klog/v2"
+
+	"github.com/vigie-sante/vigie/api/auth"
+	vigiev1 "github.com/vigie-sante/vigie/api/vigie/v1"
 )
 
 // httpGet returns the status and body of a GET of url.
@@ -280,6 +285,67 @@ func TestAdminAddr(t *testing.T) {
 			t.Errorf("%+v: %v, want valid", tc.c, err)
 		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
 			t.Errorf("%+v: %v, want an error naming %s", tc.c, err, tc.want)
+		}
+	}
+}
+
+// TestTracesHoldNoHealthData runs calls with --trace-file, then checks
+// the exported spans: one per call, the ledger's work a child of it, and
+// nothing in them of the INS, the document, the actor or the request.
+func TestTracesHoldNoHealthData(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "spans.json")
+	e := startE2E(t, "--trace-file", file)
+	const docID, docType, requestID = "CR-psychiatrie-2026-0042", "11506-3", "trace-check-7731"
+	req := checkRequest(requestID)
+	req.Resource = &vigiev1.Resource{Kind: &vigiev1.Resource_Document{Document: &vigiev1.Document{Id: docID, Type: docType, AuthorRpps: "10000000002"}}}
+	if _, err := vigiev1.NewAccessServiceClient(e.conn).Check(e.as(auth.RoleService, "hospital-his", e2eHospital), req); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := vigiev1.NewHistoryServiceClient(e.conn).ListAccesses(e.as(auth.RolePatient, e2ePatient), &vigiev1.ListAccessesRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if code := e.proc.stop(t, syscall.SIGTERM); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, e.proc.stderr)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{e2ePatient, e2ePatient[:13], docID, docType, requestID, e2eDoctor, "10000000002", e2eHospital, "hospital-his"} {
+		if bytes.Contains(b, []byte(secret)) {
+			t.Errorf("the spans hold %q", secret)
+		}
+	}
+	type spanContext struct{ TraceID, SpanID string }
+	type span struct {
+		Name        string
+		SpanContext spanContext
+		Parent      spanContext
+	}
+	var spans []span
+	for dec := json.NewDecoder(bytes.NewReader(b)); dec.More(); {
+		var s span
+		if err := dec.Decode(&s); err != nil {
+			t.Fatalf("the trace file: %v", err)
+		}
+		spans = append(spans, s)
+	}
+	childOf := func(call string) bool {
+		for _, c := range spans {
+			if c.Name != call {
+				continue
+			}
+			for _, l := range spans {
+				if strings.HasPrefix(l.Name, "ledger.Record") && l.Parent.SpanID == c.SpanContext.SpanID && l.SpanContext.TraceID == c.SpanContext.TraceID {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	for _, call := range []string{"vigie.v1.AccessService/Check", "vigie.v1.HistoryService/ListAccesses"} {
+		if !childOf(call) {
+			t.Errorf("no span %s with its ledger recording as a child, in %d spans:\n%.2000s", call, len(spans), b)
 		}
 	}
 }

@@ -20,6 +20,7 @@ type serveConfig struct {
 	api       apiConfig
 	logLevel  slog.Level
 	logFormat logFormat
+	trace     traceConfig
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -27,6 +28,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	var cfg serveConfig
 	cfg.node.flags(fs)
 	cfg.api.flags(fs)
+	cfg.trace.flags(fs)
 	fs.TextVar(&cfg.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
 	fs.Var(&cfg.logFormat, "log-format", "log lines on standard error: text (key=value) or json (one object a line)")
 	if code, done := parseFlags(fs, args); done {
@@ -48,6 +50,12 @@ func serve(ctx context.Context, cfg serveConfig, stdout io.Writer, logger *slog.
 	if err := cfg.api.validate(); err != nil {
 		return err
 	}
+	stopTracing, err := startTracing(ctx, cfg.trace)
+	if err != nil {
+		return err
+	}
+	// Last: the spans of the shutdown itself are flushed too.
+	defer stopTracing(context.Background())
 	n, err := openNode(ctx, cfg.node, logger)
 	if err != nil {
 		return err
