@@ -175,7 +175,8 @@ func newLogger(w io.Writer, level slog.Level) *slog.Logger {
 
 // newLoggerAs returns the service's logger, writing in format (slog's
 // text or JSON handler). Trillian logs through klog, into the same
-// handler; its chatter (info) goes to debug, its warnings and errors stay.
+// handler; its chatter goes to debug (info, and warnings too: klog hands
+// them to a logr sink as info), its errors stay.
 func newLoggerAs(w io.Writer, level slog.Level, format logFormat) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: level}
 	var out slog.Handler = slog.NewTextHandler(w, opts)
