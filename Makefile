@@ -5,6 +5,10 @@ GO ?= go
 # machine's Go installation, would silently ignore it): see scripts/env.sh.
 export GOTOOLCHAIN := $(shell awk '$$1 == "toolchain" { print $$2 }' go.mod)
 
+# The version the binary reports (vigie version, vigie_build_info,
+# /healthz): from git, "devel" outside a checkout.
+VERSION ?= $(shell scripts/version.sh)
+
 .PHONY: run build test bench lint fmt proto clean
 
 ## run: run the service with the embedded default (data in ./vigie-data)
@@ -13,7 +17,7 @@ run:
 
 ## build: build the static binary bin/vigie
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -o bin/vigie ./cmd/vigie
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o bin/vigie ./cmd/vigie
 
 ## test: every test, PostgreSQL ones included (starts a throwaway cluster)
 test:

@@ -38,6 +38,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/vigie-sante/vigie/ledger/event"
@@ -111,6 +113,11 @@ type Config struct {
 	// EraseAlso, if not nil, returns what else to delete when a patient is
 	// erased (the consent store's rows), run in the erasure's transaction.
 	EraseAlso func(pseudonym event.Hash) func(ctx context.Context, tx sqldb.Tx) error
+	// TracerProvider receives a span per Record or RecordAll call, child
+	// of the caller's, with counts and leaf indices only: never an INS,
+	// a pseudonym or a body. Default: OpenTelemetry's global provider,
+	// which does nothing unless the command sets one.
+	TracerProvider trace.TracerProvider
 }
 
 func (c *Config) validate() error {
@@ -162,15 +169,19 @@ func (c *Config) validate() error {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.TracerProvider == nil {
+		c.TracerProvider = otel.GetTracerProvider()
+	}
 	return nil
 }
 
 // Ledger records events and publishes them. It is safe for concurrent use.
 type Ledger struct {
-	cfg   Config
-	store Store
-	log   Log
-	keys  *keyring
+	cfg    Config
+	store  Store
+	log    Log
+	keys   *keyring
+	tracer trace.Tracer
 
 	batch batcher
 
@@ -237,6 +248,7 @@ func New(ctx context.Context, cfg Config, store Store, log Log) (*Ledger, error)
 		store:       store,
 		log:         log,
 		keys:        keys,
+		tracer:      cfg.TracerProvider.Tracer("github.com/vigie-sante/vigie/ledger"),
 		wake:        make(chan struct{}, 1),
 		sent:        make(chan struct{}, 1),
 		erasureWake: make(chan struct{}, 1),

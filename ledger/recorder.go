@@ -11,6 +11,10 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/vigie-sante/vigie/ledger/event"
 	"github.com/vigie-sante/vigie/ledger/sqldb"
 	"github.com/vigie-sante/vigie/ledger/verify"
@@ -156,7 +160,9 @@ func (e *Entry) validate() error {
 // receipt. Concurrent calls share transactions (group commit). It fails
 // with ErrConsentChanged if the patient's consent moved on, and with an
 // error, never a result, if the event could not be made durable.
-func (l *Ledger) Record(ctx context.Context, e Entry) (*Recorded, error) {
+func (l *Ledger) Record(ctx context.Context, e Entry) (_ *Recorded, err error) {
+	ctx, span := l.startSpan(ctx, "ledger.Record", 1)
+	defer func() { endSpan(span, err) }()
 	if err := e.validate(); err != nil {
 		return nil, err
 	}
@@ -176,7 +182,22 @@ func (l *Ledger) Record(ctx context.Context, e Entry) (*Recorded, error) {
 		return nil, err
 	}
 	notify(l.wake)
+	span.SetAttributes(attribute.Int64("vigie.ledger.leaf_index", int64(j.res.Index)))
 	return j.res, nil
+}
+
+// startSpan starts the span of a recording of n entries. Its attributes
+// are counts and leaf indices, never what identifies a patient.
+func (l *Ledger) startSpan(ctx context.Context, name string, n int) (context.Context, trace.Span) {
+	return l.tracer.Start(ctx, name, trace.WithAttributes(attribute.Int("vigie.ledger.entries", n)))
+}
+
+// endSpan ends a recording's span, marking a failure without its text.
+func endSpan(span trace.Span, err error) {
+	if err != nil {
+		span.SetStatus(codes.Error, "not recorded")
+	}
+	span.End()
 }
 
 // RecordAll records entries as Record does, all of them in one transaction
@@ -185,7 +206,9 @@ func (l *Ledger) Record(ctx context.Context, e Entry) (*Recorded, error) {
 // own, as with a Record call each: on an error, the entries recorded are
 // those whose result is not nil, and the error is the first entry's that
 // failed.
-func (l *Ledger) RecordAll(ctx context.Context, entries []Entry) ([]*Recorded, error) {
+func (l *Ledger) RecordAll(ctx context.Context, entries []Entry) (_ []*Recorded, err error) {
+	ctx, span := l.startSpan(ctx, "ledger.RecordAll", len(entries))
+	defer func() { endSpan(span, err) }()
 	jobs := make([]*recordJob, 0, len(entries))
 	var first error
 	for _, e := range entries {

@@ -1,7 +1,8 @@
 // Package gateway is Vigie's HTTP face: the JSON mapping of the gRPC API
 // of api/vigie/v1 (grpc-gateway, with the routes of the google.api.http
 // annotations), the signed checkpoint at /checkpoint as text/plain, as
-// C2SP tlog-checkpoint logs serve it, /healthz, /readyz and /metrics.
+// C2SP tlog-checkpoint logs serve it, the API's OpenAPI description at
+// /openapi.json (vigiev1.OpenAPI), /healthz, /readyz and /metrics.
 //
 // The gateway is a gRPC client of the server (Config.Conn, from
 // server.Server.DialInProcess): every HTTP call is a gRPC call that goes
@@ -62,6 +63,9 @@ type Config struct {
 	// Logger receives the gateway's own errors (calls are logged by the
 	// gRPC server). Default slog.Default().
 	Logger *slog.Logger
+	// Version is the service's version, shown by /healthz. Default
+	// "unknown".
+	Version string
 }
 
 // LargeBodies are the routes whose request bodies may exceed
@@ -85,6 +89,9 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.Version == "" {
+		cfg.Version = "unknown"
 	}
 	jsonpb := &runtime.JSONPb{
 		MarshalOptions: protojson.MarshalOptions{
@@ -131,7 +138,7 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 	top := http.NewServeMux()
 	top.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintln(w, "ok")
+		fmt.Fprintf(w, "ok\nversion %s\n", cfg.Version)
 	})
 	top.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -143,6 +150,10 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 		}
 		fmt.Fprintln(w, "ready")
 	})
+	top.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(vigiev1.OpenAPI)
+	})
 	if cfg.Gatherer != nil {
 		top.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
 	}
@@ -151,8 +162,8 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 }
 
 // clientHost returns the host of the request's peer, as the HTTP server
-// saw it (X-Forwarded-For is not believed: a deployment behind a proxy
-// rate-limits at the proxy).
+// saw it (X-Forwarded-For is not believed here: BehindProxies, in front,
+// sets the peer from it for trusted proxies only).
 func clientHost(r *http.Request) string {
 	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
 		return host

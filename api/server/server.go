@@ -35,6 +35,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -108,6 +112,12 @@ type Config struct {
 	ServerOptions []grpc.ServerOption
 	// Now is the clock of durations and rate limits. Default time.Now.
 	Now func() time.Time
+	// TracerProvider receives one span per call, named by the method,
+	// with the attributes rpc.system, rpc.service, rpc.method and
+	// rpc.grpc.status_code: nothing of the request, the caller or the
+	// answer. Default: OpenTelemetry's global provider, which does
+	// nothing unless the command sets one.
+	TracerProvider trace.TracerProvider
 }
 
 // methodMaxBytes are the request size limits of the methods whose
@@ -129,6 +139,7 @@ type Server struct {
 	metrics *metrics
 	limits  *limiters
 	names   []string // of the services served, for health
+	tracer  trace.Tracer
 
 	inproc     *bufconn.Listener
 	inprocOnce sync.Once
@@ -159,6 +170,9 @@ func New(cfg Config, svc Services) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.TracerProvider == nil {
+		cfg.TracerProvider = otel.GetTracerProvider()
+	}
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
 		return nil, fmt.Errorf("server: metrics: %w", err)
@@ -169,6 +183,7 @@ func New(cfg Config, svc Services) (*Server, error) {
 		metrics: m,
 		limits:  newLimiters(cfg.RateLimits, cfg.Now),
 		inproc:  bufconn.Listen(256 << 10),
+		tracer:  cfg.TracerProvider.Tracer("github.com/vigie-sante/vigie/api/server"),
 	}
 	maxRecv := cfg.MaxRequestBytes
 	for _, n := range methodMaxBytes {
@@ -309,6 +324,10 @@ var errPanic = errors.New("handler panicked")
 
 // observe runs a call and accounts for it.
 func (s *Server) observe(ctx context.Context, method string, call func(ctx context.Context) (req, resp any, err error)) error {
+	service, name, _ := strings.Cut(strings.TrimPrefix(method, "/"), "/")
+	ctx, span := s.tracer.Start(ctx, service+"/"+name, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(
+		attribute.String("rpc.system", "grpc"), attribute.String("rpc.service", service), attribute.String("rpc.method", name)))
+	defer span.End()
 	start := s.cfg.Now()
 	cs := &callState{}
 	ctx = context.WithValue(ctx, callStateKey{}, cs)
@@ -331,6 +350,11 @@ func (s *Server) observe(ctx context.Context, method string, call func(ctx conte
 	}()
 
 	st, fault := Status(err)
+	// The code only: an error's text is for the log, which redacts it.
+	span.SetAttributes(attribute.Int("rpc.grpc.status_code", int(st.Code())))
+	if fault {
+		span.SetStatus(otelcodes.Error, st.Code().String())
+	}
 	elapsed := s.cfg.Now().Sub(start)
 	s.metrics.requests.WithLabelValues(method, st.Code().String()).Inc()
 	s.metrics.duration.WithLabelValues(method).Observe(elapsed.Seconds())

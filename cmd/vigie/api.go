@@ -12,6 +12,8 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/http/pprof"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -22,6 +24,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
@@ -50,11 +53,14 @@ type apiConfig struct {
 	defaultTimeout, maxTimeout time.Duration
 	rateLimits                 rateLimits
 	alertsWindow, alertsCache  time.Duration
+	trustedProxies             prefixes
+	adminAddr                  string
+	pprof                      bool
 }
 
 func (c *apiConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.grpcAddr, "grpc-addr", "127.0.0.1:8081", "address of the gRPC API (host:port; port 0 picks a free one)")
-	fs.StringVar(&c.httpAddr, "http-addr", "127.0.0.1:8080", "address of the HTTP API: JSON gateway, /checkpoint, /healthz, /readyz, /metrics")
+	fs.StringVar(&c.httpAddr, "http-addr", "127.0.0.1:8080", "address of the HTTP API: JSON gateway, portal, /checkpoint, /openapi.json, /healthz, /readyz, /metrics (unless --admin-addr)")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "server certificate (PEM) for both APIs; TLS is required to listen beyond loopback")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "private key (PEM) of --tls-cert")
 	fs.StringVar(&c.clientCA, "tls-client-ca", "", "CA certificates (PEM) of services' client certificates (mTLS on the gRPC API)")
@@ -71,6 +77,9 @@ func (c *apiConfig) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.maxTimeout, "max-call-timeout", 60*time.Second, "longest deadline a call may ask for")
 	fs.DurationVar(&c.alertsWindow, "alerts-window", 7*24*time.Hour, "the auditor dashboard's misuse alerts: how far back events are read")
 	fs.DurationVar(&c.alertsCache, "alerts-cache", 30*time.Second, "the auditor dashboard's misuse alerts: how long computed alerts are served again")
+	fs.Var(&c.trustedProxies, "trusted-proxies", "addresses (CIDR, comma-separated) of the TLS-terminating proxies in front of the HTTP API: their X-Forwarded-For and X-Forwarded-Proto are believed, and the HTTP API may then listen beyond loopback without --tls-cert")
+	fs.StringVar(&c.adminAddr, "admin-addr", "", "address of the admin HTTP server (host:port), for operators only: /metrics, which then leaves the HTTP API, and Go's pprof with --pprof")
+	fs.BoolVar(&c.pprof, "pprof", false, "serve Go's profiles (/debug/pprof/) on --admin-addr, which must then be a loopback address")
 	fs.Var(&c.rateLimits, "rate-limit", "per-caller rate limits that replace the defaults, as role=calls_per_second:burst (role anonymous for callers without credentials, per client address), comma-separated, role=off for no limit on a role; \"off\" alone for no limit at all: service=5000:10000,patient=10:40")
 }
 
@@ -163,6 +172,19 @@ func (c *apiConfig) validate() error {
 		return errors.New("--alerts-window and --alerts-cache must not be negative")
 	case c.grpcAddr == "":
 		return errors.New("--grpc-addr is required")
+	case c.pprof && c.adminAddr == "":
+		return errors.New("--pprof needs --admin-addr (profiles are never served on the API's port)")
+	}
+	if c.pprof {
+		// Profiles show the program's insides (and cost CPU to take):
+		// reached through an SSH tunnel or kubectl port-forward.
+		if err := loopbackOnly(c.adminAddr); err != nil {
+			return fmt.Errorf("--admin-addr with --pprof: %w", err)
+		}
+	} else if c.adminAddr != "" {
+		if _, _, err := net.SplitHostPort(c.adminAddr); err != nil {
+			return fmt.Errorf("--admin-addr: want host:port: %w", err)
+		}
 	}
 	if c.publicURL != "" {
 		if err := checkPublicURL(c.publicURL); err != nil {
@@ -170,15 +192,58 @@ func (c *apiConfig) validate() error {
 		}
 	}
 	if c.tlsCert == "" {
-		for _, a := range []struct{ flag, addr string }{{"--grpc-addr", c.grpcAddr}, {"--http-addr", c.httpAddr}} {
-			if a.addr == "" {
-				continue
-			}
-			if err := loopbackOnly(a.addr); err != nil {
-				return fmt.Errorf("%s: %w", a.flag, err)
+		if err := loopbackOnly(c.grpcAddr); err != nil {
+			return fmt.Errorf("--grpc-addr: %w", err)
+		}
+		// Behind trusted proxies, they terminate TLS: the HTTP API may
+		// serve plain HTTP to them (BehindProxies refuses a request they
+		// received over plain HTTP). The gRPC API keeps its rule.
+		if c.httpAddr != "" && len(c.trustedProxies) == 0 {
+			if err := loopbackOnly(c.httpAddr); err != nil {
+				return fmt.Errorf("--http-addr: %w, or --trusted-proxies behind a TLS-terminating proxy", err)
 			}
 		}
 	}
+	return nil
+}
+
+// prefixes is the value of --trusted-proxies.
+type prefixes []netip.Prefix
+
+func (p *prefixes) String() string {
+	if p == nil {
+		return ""
+	}
+	s := make([]string, len(*p))
+	for i, x := range *p {
+		s[i] = x.String()
+	}
+	return strings.Join(s, ",")
+}
+
+// Set reads comma-separated CIDR prefixes (an address alone is a prefix
+// of that one address), refusing one that holds every address.
+func (p *prefixes) Set(s string) error {
+	var out prefixes
+	for _, item := range strings.Split(s, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		x, err := netip.ParsePrefix(item)
+		if err != nil {
+			a, aerr := netip.ParseAddr(item)
+			if aerr != nil || a.Zone() != "" {
+				return fmt.Errorf("%q: want a CIDR prefix (10.0.0.0/8) or an address", item)
+			}
+			x = netip.PrefixFrom(a, a.BitLen())
+		}
+		if x.Bits() == 0 {
+			return fmt.Errorf("%q trusts every address: name the proxies' addresses", item)
+		}
+		out = append(out, x.Masked())
+	}
+	*p = out
 	return nil
 }
 
@@ -259,6 +324,8 @@ type api struct {
 	http     *http.Server
 	httpAddr net.Addr
 	conn     *grpc.ClientConn
+	admin    *http.Server // with --admin-addr
+	adminURL string
 	tls      bool
 	signIn   string     // the portal's OpenID Connect provider, if any
 	done     chan error // the listeners' errors
@@ -268,7 +335,7 @@ type api struct {
 // startAPI starts the gRPC and HTTP APIs on the node. They report
 // NOT_SERVING until markReady.
 func startAPI(ctx context.Context, cfg apiConfig, n *node.Node, logger *slog.Logger) (_ *api, err error) {
-	a := &api{logger: logger, done: make(chan error, 2), tls: cfg.tlsCert != ""}
+	a := &api{logger: logger, done: make(chan error, 3), tls: cfg.tlsCert != ""}
 	defer func() {
 		if err != nil {
 			a.stop(context.Background())
@@ -288,7 +355,7 @@ func startAPI(ctx context.Context, cfg apiConfig, n *node.Node, logger *slog.Log
 	}
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), ledger.NewCollector(n.Ledger))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), ledger.NewCollector(n.Ledger), buildInfo())
 
 	backend := &server.Backend{
 		Consent:      n.Consent,
@@ -335,15 +402,25 @@ func startAPI(ctx context.Context, cfg apiConfig, n *node.Node, logger *slog.Log
 	a.grpcAddr = gl.Addr()
 	go func() { a.done <- a.grpc.Serve(gl) }()
 
+	// With --admin-addr, /metrics is served there only.
+	var public prometheus.Gatherer = reg
+	if cfg.adminAddr != "" {
+		if err := a.startAdmin(cfg, reg); err != nil {
+			return nil, err
+		}
+		public = nil
+	}
+
 	if cfg.httpAddr != "" {
 		if a.conn, err = a.grpc.DialInProcess(); err != nil {
 			return nil, err
 		}
 		h, err := gateway.New(ctx, gateway.Config{
 			Conn:     a.conn,
-			Gatherer: reg,
+			Gatherer: public,
 			Logger:   logger,
 			Ready:    func(ctx context.Context) error { return n.Ready(ctx) },
+			Version:  versionString(),
 		})
 		if err != nil {
 			return nil, err
@@ -373,7 +450,7 @@ func startAPI(ctx context.Context, cfg apiConfig, n *node.Node, logger *slog.Log
 		mux.Handle("GET /{$}", http.RedirectHandler(portal.Prefix, http.StatusFound))
 		mux.Handle("/", h)
 		a.http = &http.Server{
-			Handler:           mux,
+			Handler:           gateway.BehindProxies(mux, cfg.trustedProxies),
 			TLSConfig:         httpTLS,
 			ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout:       30 * time.Second,
@@ -403,6 +480,43 @@ func startAPI(ctx context.Context, cfg apiConfig, n *node.Node, logger *slog.Log
 	return a, nil
 }
 
+// startAdmin serves /metrics, and the profiles with --pprof, on
+// --admin-addr.
+func (a *api) startAdmin(cfg apiConfig, reg prometheus.Gatherer) error {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	if cfg.pprof {
+		// Not /debug/pprof/cmdline: the command line may hold a
+		// database URL with its password.
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+		mux.HandleFunc("GET /debug/pprof/cmdline", http.NotFound)
+	}
+	a.admin = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		// A CPU profile or a trace lasts ?seconds= (30 by default).
+		WriteTimeout: 5 * time.Minute,
+		IdleTimeout:  2 * time.Minute,
+		ErrorLog:     slog.NewLogLogger(a.logger.Handler(), slog.LevelWarn),
+	}
+	l, err := net.Listen("tcp", cfg.adminAddr)
+	if err != nil {
+		return fmt.Errorf("--admin-addr: %w", err)
+	}
+	a.adminURL = "http://" + l.Addr().String()
+	go func() {
+		err := a.admin.Serve(l)
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		a.done <- err
+	}()
+	return nil
+}
+
 // markReady makes health checks report SERVING.
 func (a *api) markReady() { a.grpc.SetServing(true) }
 
@@ -416,6 +530,11 @@ func (a *api) stop(ctx context.Context) {
 	}
 	if a.grpc != nil {
 		a.grpc.Stop(ctx)
+	}
+	if a.admin != nil {
+		if err := a.admin.Shutdown(ctx); err != nil {
+			a.admin.Close()
+		}
 	}
 	if a.conn != nil {
 		a.conn.Close()
@@ -433,6 +552,18 @@ func (a *api) urls() (grpcURL, httpURL string) {
 		httpURL = scheme + "://" + a.httpAddr.String()
 	}
 	return grpcURL, httpURL
+}
+
+// metricsURL returns where /metrics is served: the admin server's, or
+// the HTTP API's; "" if neither runs.
+func (a *api) metricsURL() string {
+	if a.adminURL != "" {
+		return a.adminURL + "/metrics"
+	}
+	if _, httpURL := a.urls(); httpURL != "" {
+		return httpURL + "/metrics"
+	}
+	return ""
 }
 
 // authenticator returns the calls' authenticator: bearer tokens of the

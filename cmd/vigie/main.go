@@ -10,7 +10,7 @@
 //	                             and looks for misuse
 //	vigie token --role R --sub S mint a token of the embedded issuer
 //	vigie bench record [flags]   measure sustained recording on this machine
-//	vigie version                print the version
+//	vigie version                print the version (also vigie --version)
 //
 // Every flag can also be set through the environment: --data-dir is
 // VIGIE_DATA_DIR, and so on; a flag on the command line wins. Run
@@ -66,6 +66,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "-h", "-help", "--help", "help":
 		usage(stdout)
+		return exitOK
+	case "-version", "--version":
+		printVersion(stdout)
 		return exitOK
 	}
 	cmd, ok := commands[args[0]]

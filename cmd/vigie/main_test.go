@@ -21,8 +21,11 @@ import (
 )
 
 // vigieBin is the vigie binary built once for the tests that need a real
-// process (signals, exit codes, another user).
+// process (signals, exit codes, another user), with the version
+// testVersion injected as the Makefile injects git's.
 var vigieBin string
+
+const testVersion = "v0.0.0-test.1+vigie"
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "vigie-bin-")
@@ -32,7 +35,7 @@ func TestMain(m *testing.M) {
 	}
 	os.Chmod(dir, 0o755)
 	vigieBin = filepath.Join(dir, "vigie")
-	build := exec.Command("go", "build", "-o", vigieBin, ".")
+	build := exec.Command("go", "build", "-ldflags", "-X main.version="+testVersion, "-o", vigieBin, ".")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)

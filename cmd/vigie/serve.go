@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,9 +16,11 @@ import (
 )
 
 type serveConfig struct {
-	node     nodeConfig
-	api      apiConfig
-	logLevel slog.Level
+	node      nodeConfig
+	api       apiConfig
+	logLevel  slog.Level
+	logFormat logFormat
+	trace     traceConfig
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -25,11 +28,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	var cfg serveConfig
 	cfg.node.flags(fs)
 	cfg.api.flags(fs)
+	cfg.trace.flags(fs)
 	fs.TextVar(&cfg.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
+	fs.Var(&cfg.logFormat, "log-format", "log lines on standard error: text (key=value) or json (one object a line)")
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
-	logger := newLogger(stderr, cfg.logLevel)
+	logger := newLoggerAs(stderr, cfg.logLevel, cfg.logFormat)
 	if err := serve(ctx, cfg, stdout, logger); err != nil {
 		fmt.Fprintf(stderr, "vigie serve: %v\n", err)
 		return exitFailure
@@ -45,6 +50,12 @@ func serve(ctx context.Context, cfg serveConfig, stdout io.Writer, logger *slog.
 	if err := cfg.api.validate(); err != nil {
 		return err
 	}
+	stopTracing, err := startTracing(ctx, cfg.trace)
+	if err != nil {
+		return err
+	}
+	// Last: the spans of the shutdown itself are flushed too.
+	defer stopTracing(context.Background())
 	n, err := openNode(ctx, cfg.node, logger)
 	if err != nil {
 		return err
@@ -86,12 +97,15 @@ func printBanner(w io.Writer, n *node.Node, a *api) {
 	fmt.Fprintf(w, "Vigie %s is running.\n", versionString())
 	fmt.Fprintf(w, "  gRPC API:       %s\n", grpcURL)
 	if httpURL != "" {
-		fmt.Fprintf(w, "  HTTP API:       %s  (checkpoint: %s/checkpoint, metrics: %s/metrics)\n", httpURL, httpURL, httpURL)
+		fmt.Fprintf(w, "  HTTP API:       %s  (checkpoint: %s/checkpoint)\n", httpURL, httpURL)
 		how := "patients and auditors sign in with a token"
 		if a.signIn != "" {
 			how = "patients sign in with " + a.signIn + ", or a token"
 		}
 		fmt.Fprintf(w, "  portal:         %s%s  (%s)\n", httpURL, portal.Prefix, how)
+	}
+	if m := a.metricsURL(); m != "" {
+		fmt.Fprintf(w, "  metrics:        %s\n", m)
 	}
 	fmt.Fprintf(w, "  ledger:         Trillian tree %d (%s) on %s\n", n.Tree.TreeId, n.Tree.TreeType, n.Where)
 	fmt.Fprintf(w, "  log origin:     %s\n", n.Origin)
@@ -117,11 +131,47 @@ func illustrativeNote(n *node.Node) string {
 	return ""
 }
 
-// newLogger returns the service's logger. Trillian logs through klog; its
-// chatter (info) goes to debug, its warnings and errors stay.
+// logFormat is the value of --log-format: text (the default) or json.
+type logFormat string
+
+const (
+	logText logFormat = "text"
+	logJSON logFormat = "json"
+)
+
+func (f *logFormat) String() string {
+	if f == nil || *f == "" {
+		return string(logText)
+	}
+	return string(*f)
+}
+
+func (f *logFormat) Set(s string) error {
+	switch logFormat(s) {
+	case logText, logJSON:
+		*f = logFormat(s)
+		return nil
+	}
+	return errors.New("want text or json")
+}
+
+// newLogger returns a text logger (see newLoggerAs).
 func newLogger(w io.Writer, level slog.Level) *slog.Logger {
+	return newLoggerAs(w, level, logText)
+}
+
+// newLoggerAs returns the service's logger, writing in format (slog's
+// text or JSON handler). Trillian logs through klog, into the same
+// handler; its chatter goes to debug (info, and warnings too: klog hands
+// them to a logr sink as info), its errors stay.
+func newLoggerAs(w io.Writer, level slog.Level, format logFormat) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	var out slog.Handler = slog.NewTextHandler(w, opts)
+	if format == logJSON {
+		out = slog.NewJSONHandler(w, opts)
+	}
 	// Every line, whoever writes it, goes through the one redaction.
-	h := server.RedactingHandler(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+	h := server.RedactingHandler(out)
 	klog.SetSlogLogger(slog.New(demote{h}).With("component", "trillian"))
 	return slog.New(h)
 }
