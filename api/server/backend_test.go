@@ -92,7 +92,7 @@ func newLive(t *testing.T, opts liveOptions) *live {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &Backend{Consent: svc, Consents: consents, Ledger: l.env.Ledger, Pages: pages, Logger: slog.New(slog.DiscardHandler)}
+	b := &Backend{Consent: svc, Consents: consents, Reviews: consents, Ledger: l.env.Ledger, Pages: pages, Logger: slog.New(slog.DiscardHandler)}
 	unlimited := map[auth.Role]Limit{}
 	for _, r := range append(auth.Roles, "") {
 		unlimited[r] = Unlimited

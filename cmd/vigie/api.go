@@ -291,6 +291,7 @@ func startAPI(ctx context.Context, cfg apiConfig, n *node, logger *slog.Logger) 
 	backend := &server.Backend{
 		Consent:      n.consent,
 		Consents:     n.consents,
+		Reviews:      n.consents,
 		Ledger:       n.ledger,
 		Pages:        pages,
 		Keys:         server.PublicKeys{Origin: n.origin, CheckpointKey: n.keys.checkpointVerifier, ReceiptKey: n.keys.receiptVerifier},
