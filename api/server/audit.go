@@ -18,6 +18,8 @@ const MaxReviewComment = 4096
 type auditService struct {
 	vigiev1.UnimplementedAuditServiceServer
 	b *Backend
+	// alerts serves ListAlerts; nil without Backend.Alerts.
+	alerts *alerter
 }
 
 const searchScope = "SearchEvents"

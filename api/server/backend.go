@@ -26,9 +26,12 @@ type Backend struct {
 	// Reviews records break-glass reviews (consent/consentsql.Store).
 	Reviews ReviewRecorder
 	Ledger  *ledger.Ledger
-	Pages    *PageTokens
+	Pages   *PageTokens
 	// Keys are the log's note verifier keys (GET /v1/log/key).
 	Keys PublicKeys
+	// Alerts configures the misuse alerts (AuditService.ListAlerts). Nil:
+	// no alert rules, ListAlerts is NOT_FOUND.
+	Alerts *AlertsConfig
 	// ErasureDelay is how long after a request an erasure runs. Default 0.
 	ErasureDelay time.Duration
 	// Now is the clock. Default time.Now.
@@ -62,13 +65,17 @@ func (b *Backend) Services() Services {
 	if b.Logger == nil {
 		b.Logger = slog.Default()
 	}
+	audit := &auditService{b: b}
+	if b.Alerts != nil {
+		audit.alerts = newAlerter(b, *b.Alerts)
+	}
 	return Services{
 		Access:  &accessService{b: b},
 		Consent: &consentService{b: b},
 		History: &historyService{b: b},
 		Admin:   &adminService{b: b},
 		Log:     &logService{b: b},
-		Audit:   &auditService{b: b},
+		Audit:   audit,
 	}
 }
 
