@@ -32,7 +32,7 @@
 // Not covered, for want of data in the events: self-access, the same
 // surname or address as the patient, VIP patients.
 //
-// Detect is a pure function of its input: the portal's auditor dashboard
+// Detect is a pure function of its input: the API (AuditService.ListAlerts)
 // and `vigie audit` call it on the events they fetched.
 package misuse
 
