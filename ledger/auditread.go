@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/vigie-sante/vigie/ledger/event"
@@ -20,12 +21,18 @@ type OpenedEvent struct {
 // [Ledger.OpenEvent] does, decodes it, and checks that its kind and
 // patient are the row's searchable columns: nothing binds those columns to
 // the commitment, and the search selected the row by them. A mismatch is
-// a *CorruptEventError (ErrCorrupt); an erased event is ErrErased.
+// a *CorruptEventError (ErrCorrupt). An erased event, even one erased
+// since the search, is ErrErased.
 //
 // Reading a body is a read of health data: count what is shown in a
 // [ReadSet] and record it with [Ledger.RecordReads] before showing it.
 func (l *Ledger) OpenForAudit(ctx context.Context, row EventRow) (OpenedEvent, error) {
 	salt, body, err := l.OpenEvent(ctx, row)
+	if errors.Is(err, ErrCorrupt) && l.erasedSince(ctx, row) {
+		// Erased between the search and this read: the row the caller
+		// holds has a body whose key is gone, which is no tampering.
+		return OpenedEvent{}, fmt.Errorf("event %d: %w", row.Index, ErrErased)
+	}
 	if err != nil {
 		return OpenedEvent{}, err
 	}
@@ -37,6 +44,17 @@ func (l *Ledger) OpenForAudit(ctx context.Context, row EventRow) (OpenedEvent, e
 		return OpenedEvent{}, corrupt(row, fmt.Errorf("event %d: %w: its searchable columns are not its body's", row.Index, ErrCorrupt))
 	}
 	return OpenedEvent{Row: row, Salt: salt, Body: body, Parsed: b}, nil
+}
+
+// erasedSince reports whether the event of row is erased now.
+func (l *Ledger) erasedSince(ctx context.Context, row EventRow) bool {
+	var now EventRow
+	err := l.store.Read(ctx, func(ctx context.Context, tx StoreReader) error {
+		var err error
+		now, err = tx.EventByIndex(ctx, row.Index)
+		return err
+	})
+	return err == nil && now.Erased && now.Commitment == row.Commitment
 }
 
 // ReadSet counts the events read per patient, in the order their patients
