@@ -262,8 +262,9 @@ type Alert struct {
 	// data nor patient identifiers ("12 emergency (break-glass) accesses (3
 	// patients)"): for rules whose fields below a client cannot word.
 	Detail string `protobuf:"bytes,6,opt,name=detail,proto3" json:"detail,omitempty"`
-	// The number of events, and of distinct patients among them.
-	Count    int32 `protobuf:"varint,7,opt,name=count,proto3" json:"count,omitempty"`
+	// The number of events.
+	Count int32 `protobuf:"varint,7,opt,name=count,proto3" json:"count,omitempty"`
+	// The number of distinct patients among the events.
 	Patients int32 `protobuf:"varint,8,opt,name=patients,proto3" json:"patients,omitempty"`
 	// The rule's threshold that the count reached (events, or distinct
 	// patients for a burst); 0 for a rule without one.
