@@ -67,7 +67,7 @@ func (c *apiConfig) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.drainTimeout, "drain-timeout", 30*time.Second, "at shutdown, how long calls in flight and the ledger's outbox may take to finish")
 	fs.DurationVar(&c.defaultTimeout, "call-timeout", 10*time.Second, "deadline of a call that has none")
 	fs.DurationVar(&c.maxTimeout, "max-call-timeout", 60*time.Second, "longest deadline a call may ask for")
-	fs.DurationVar(&c.alertsWindow, "alerts-window", 7*24*time.Hour, "misuse alerts (AuditService.ListAlerts): how far back events are read")
+	fs.DurationVar(&c.alertsWindow, "alerts-window", 7*24*time.Hour, "misuse alerts (AuditService.ListAlerts): how far back events are read (0: 7 days)")
 	fs.DurationVar(&c.alertsCache, "alerts-cache", 30*time.Second, "misuse alerts (AuditService.ListAlerts): how long computed alerts are served again (0: computed for each call)")
 	fs.Var(&c.rateLimits, "rate-limit", "per-caller rate limits that replace the defaults, as role=calls_per_second:burst (role anonymous for callers without credentials, per client address), comma-separated, role=off for no limit on a role; \"off\" alone for no limit at all: service=5000:10000,patient=10:40")
 }
@@ -157,10 +157,8 @@ func (c *apiConfig) validate() error {
 		return errors.New("--erasure-delay must not be negative")
 	case c.drainTimeout <= 0:
 		return errors.New("--drain-timeout must be positive")
-	case c.alertsWindow <= 0:
-		return errors.New("--alerts-window must be positive")
-	case c.alertsCache < 0:
-		return errors.New("--alerts-cache must not be negative")
+	case c.alertsWindow < 0 || c.alertsCache < 0:
+		return errors.New("--alerts-window and --alerts-cache must not be negative")
 	case c.grpcAddr == "":
 		return errors.New("--grpc-addr is required")
 	}
