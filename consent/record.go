@@ -313,7 +313,7 @@ type ReadRecord struct {
 	// Reader is the principal ("patient", "regulator:cnil", "dpo:...").
 	Reader string `json:"reader"`
 	// Method is what was read: an API method ("ListAccesses",
-	// "SearchEvents") or the dashboard's misuse alerts ("Alerts").
+	// "SearchEvents", "Alerts" for AuditService.ListAlerts).
 	Method string `json:"method"`
 	// Events is how many of the patient's events the read returned.
 	Events int `json:"events"`

@@ -56,7 +56,7 @@ func Overrules(s, prev Standing) bool {
 // (the access is not reviewed). Every review stays in the ledger; this is
 // the one computation of the outcome (the API refuses, with the same
 // [Overrules], a review that would not count; the misuse alerts, vigie
-// audit and the portal's alerts use this). A review [Overrules] does not
+// audit and the API's ListAlerts use this). A review [Overrules] does not
 // admit (one recorded against the rule) is ignored.
 func FinalReview(reviews []ReviewRecord) (ReviewRecord, bool) {
 	var final ReviewRecord

@@ -149,6 +149,13 @@ type Store interface {
 	// ListRules returns every stored national rules version in increasing
 	// version order; an empty list when none.
 	ListRules(ctx context.Context) ([]RulesInfo, error)
+
+	// RulesOf returns the national rules version decision d was made with
+	// (d.RulesVersion), which must be stored with d's hash (d.RulesHash):
+	// ErrNotFound for a version not stored, another error for one stored
+	// with another hash (that decision was not made with these rules). A
+	// version is immutable: implementations may cache it.
+	RulesOf(ctx context.Context, d *Decision) (*Rules, error)
 }
 
 // Receipt is the ledger's acknowledgement of a recorded decision.

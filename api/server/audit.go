@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"slices"
 
 	"github.com/vigie-sante/vigie/api/auth"
 	vigiev1 "github.com/vigie-sante/vigie/api/vigie/v1"
@@ -19,6 +18,8 @@ const MaxReviewComment = 4096
 type auditService struct {
 	vigiev1.UnimplementedAuditServiceServer
 	b *Backend
+	// alerts serves ListAlerts; nil without Backend.Alerts.
+	alerts *alerter
 }
 
 const searchScope = "SearchEvents"
@@ -115,12 +116,12 @@ func (s *auditService) SearchEvents(ctx context.Context, req *vigiev1.SearchEven
 	}
 	// Open the events first (nothing goes out yet), then record the reads,
 	// one event per patient, all in one transaction, before answering:
-	// fail closed. Reads of
-	// ledger-read events are not recorded when the search is not about
-	// one patient: they tell only who read a record, which its patient
-	// sees anyway, and recording them would make every audit of the whole
-	// log grow the log by as much again. The kind is the body's, not the
-	// searchable column's, which nothing binds to the commitment.
+	// fail closed. Reads of ledger-read events are not recorded when the
+	// search is not about one patient: they tell only who read a record,
+	// which its patient sees anyway, and recording them would make every
+	// audit of the whole log grow the log by as much again. The kind is
+	// the body's (OpenForAudit checks the searchable column against it).
+	var reads ledger.ReadSet
 	for _, r := range rows {
 		if f.ErasedOnly {
 			if !r.Erased {
@@ -129,40 +130,20 @@ func (s *auditService) SearchEvents(ctx context.Context, req *vigiev1.SearchEven
 			resp.Events = append(resp.Events, &vigiev1.LedgerEvent{LeafIndex: r.Index, Commitment: r.Commitment.String(), Erased: true})
 			continue
 		}
-		salt, body, err := s.b.Ledger.OpenEvent(ctx, r)
+		e, err := s.b.Ledger.OpenForAudit(ctx, r)
 		if err != nil {
 			return nil, err
 		}
-		resp.Events = append(resp.Events, &vigiev1.LedgerEvent{Sequence: r.Seq, LeafIndex: r.Index, Commitment: r.Commitment.String(), Body: body, Salt: salt[:]})
-	}
-	perPatient := map[event.Hash]int{}
-	var order []event.Hash
-	for i, r := range rows {
-		if f.ErasedOnly {
-			break
-		}
-		b, err := event.Parse(resp.Events[i].Body)
-		if err != nil {
-			return nil, fmt.Errorf("search: event %d: %w", r.Index, err)
-		}
-		if b.Kind != r.Kind || b.Patient != r.Pseudonym {
-			return nil, fmt.Errorf("search: event %d: %w: its searchable columns are not its body's", r.Index, ledger.ErrCorrupt)
-		}
-		if b.Kind == event.KindLedgerRead && f.Pseudonym == nil {
+		resp.Events = append(resp.Events, &vigiev1.LedgerEvent{Sequence: r.Seq, LeafIndex: r.Index, Commitment: r.Commitment.String(), Body: e.Body, Salt: e.Salt[:]})
+		if e.Parsed.Kind == event.KindLedgerRead && f.Pseudonym == nil {
 			continue
 		}
-		if perPatient[r.Pseudonym] == 0 {
-			order = append(order, r.Pseudonym)
-		}
-		perPatient[r.Pseudonym]++
+		reads.Add(r.Pseudonym)
 	}
-	// The system chain's events are no patient's. One write for the
-	// page: a page of 500 patients is one commit, not 500.
-	order = slices.DeleteFunc(order, func(p event.Hash) bool { return p == event.SystemChain })
-	if err := s.b.recordReads(ctx, order, perPatient, id.Principal(), searchScope); err != nil {
+	if err := s.b.recordReads(ctx, &reads, id.Principal(), searchScope); err != nil {
 		return nil, err
 	}
-	AddLogAttrs(ctx, slog.Int("events", len(resp.Events)), slog.Int("patients", len(order)))
+	AddLogAttrs(ctx, slog.Int("events", len(resp.Events)), slog.Int("patients", reads.Patients()))
 	return resp, nil
 }
 
@@ -220,7 +201,7 @@ func (s *auditService) ReviewBreakGlass(ctx context.Context, req *vigiev1.Review
 	if row.Kind != event.KindAccess || !row.BreakGlass {
 		return nil, InvalidField("event_commitment", "not a break-glass access")
 	}
-	rec, err := s.b.Consents.RecordReview(ctx, row, consent.ReviewRecord{Verdict: verdict, Comment: req.Comment, Reviewer: id.Principal()},
+	rec, err := s.b.Reviews.RecordReview(ctx, row, consent.ReviewRecord{Verdict: verdict, Comment: req.Comment, Reviewer: id.Principal()},
 		ledger.Key{Service: id.Principal(), RequestID: req.RequestId})
 	if err != nil {
 		return nil, unavailable(err)

@@ -89,6 +89,9 @@ var matrix = map[string]rule{
 		of:    func(req any) string { return req.(*vigiev1.SearchEventsRequest).GetOrganization() },
 	}},
 	vigiev1.AuditService_ReviewBreakGlass_FullMethodName: {roles: roles(auth.RoleDPO, auth.RoleRegulator), org: byHandler},
+	// Misuse alerts: DPOs for their organisations (all of them, the
+	// handler's scope), regulators for all.
+	vigiev1.AuditService_ListAlerts_FullMethodName: {roles: roles(auth.RoleDPO, auth.RoleRegulator), org: byHandler},
 
 	// Standard services.
 	grpc_health_v1.Health_Check_FullMethodName:                             {public: true},

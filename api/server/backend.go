@@ -12,7 +12,6 @@ import (
 	"github.com/vigie-sante/vigie/api/auth"
 	vigiev1 "github.com/vigie-sante/vigie/api/vigie/v1"
 	"github.com/vigie-sante/vigie/consent"
-	"github.com/vigie-sante/vigie/consent/consentsql"
 	"github.com/vigie-sante/vigie/consent/ident"
 	"github.com/vigie-sante/vigie/ledger"
 	"github.com/vigie-sante/vigie/ledger/event"
@@ -23,17 +22,34 @@ import (
 // requests to the domain and back; the decisions are the domain's.
 type Backend struct {
 	Consent  *consent.Service
-	Consents *consentsql.Store
-	Ledger   *ledger.Ledger
-	Pages    *PageTokens
+	Consents consent.Store
+	// Reviews records break-glass reviews (consent/consentsql.Store).
+	Reviews ReviewRecorder
+	Ledger  *ledger.Ledger
+	Pages   *PageTokens
 	// Keys are the log's note verifier keys (GET /v1/log/key).
 	Keys PublicKeys
+	// Alerts configures the misuse alerts (AuditService.ListAlerts). Nil:
+	// no alert rules, ListAlerts is NOT_FOUND.
+	Alerts *AlertsConfig
 	// ErasureDelay is how long after a request an erasure runs. Default 0.
 	ErasureDelay time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 	// Logger receives what handlers log (never an INS or a body).
 	Logger *slog.Logger
+}
+
+// ReviewRecorder records the review of a break-glass access in the
+// patient's chain. consent/consentsql.Store implements it.
+type ReviewRecorder interface {
+	// RecordReview records r, the review of the break-glass access event
+	// access, idempotently by key: a retry gets the first event back, key
+	// used for another review is consent.ErrRequestReused. It records
+	// only a review that counts (consent.Overrules, checked in the
+	// transaction that records it), and returns consent.ErrReviewed,
+	// nothing recorded, for one that does not. Safe for concurrent use.
+	RecordReview(ctx context.Context, access ledger.EventRow, r consent.ReviewRecord, key ledger.Key) (*ledger.Recorded, error)
 }
 
 // PublicKeys are the log's published keys.
@@ -49,13 +65,17 @@ func (b *Backend) Services() Services {
 	if b.Logger == nil {
 		b.Logger = slog.Default()
 	}
+	audit := &auditService{b: b}
+	if b.Alerts != nil {
+		audit.alerts = newAlerter(b, *b.Alerts)
+	}
 	return Services{
 		Access:  &accessService{b: b},
 		Consent: &consentService{b: b},
 		History: &historyService{b: b},
 		Admin:   &adminService{b: b},
 		Log:     &logService{b: b},
-		Audit:   &auditService{b: b},
+		Audit:   audit,
 	}
 }
 
@@ -121,23 +141,14 @@ func (b *Backend) recordRead(ctx context.Context, patient ledger.PatientID, pseu
 	return nil
 }
 
-// recordReads records the reads of counts[p] events of each patient p of
-// pseudonyms by reader, all in one transaction (Ledger.RecordAll),
-// before anything is returned: fail closed.
-func (b *Backend) recordReads(ctx context.Context, pseudonyms []event.Hash, counts map[event.Hash]int, reader, method string) error {
-	entries := make([]ledger.Entry, 0, len(pseudonyms))
-	for _, p := range pseudonyms {
-		e, err := readEntry(nil, p, reader, method, counts[p], 0, 0)
-		if err != nil {
-			return err
-		}
-		entries = append(entries, e)
-	}
-	if len(entries) == 0 {
-		return nil
-	}
-	if _, err := b.Ledger.RecordAll(ctx, entries); err != nil {
-		return fmt.Errorf("%w: record the reads: %v", ErrUnavailable, err)
+// recordReads records the reads of reads by reader through method, one
+// ledger-read event per patient, before anything is returned: fail closed.
+func (b *Backend) recordReads(ctx context.Context, reads *ledger.ReadSet, reader, method string) error {
+	err := b.Ledger.RecordReads(ctx, reads, reader, func(n int) ([]byte, error) {
+		return consent.FormatReadRecord(consent.ReadRecord{Reader: reader, Method: method, Events: n})
+	})
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	return nil
 }

@@ -68,6 +68,10 @@ func (f *faultyStore) ReadWrite(ctx context.Context, fn func(context.Context, le
 type liveOptions struct {
 	// Rules are the national rules (default: the illustrative ones).
 	Rules *consent.Rules
+	// Alerts configures ListAlerts (default: none).
+	Alerts *AlertsConfig
+	// Now is the backend's clock (default: time.Now).
+	Now func() time.Time
 }
 
 func newLive(t *testing.T, opts liveOptions) *live {
@@ -92,7 +96,8 @@ func newLive(t *testing.T, opts liveOptions) *live {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &Backend{Consent: svc, Consents: consents, Ledger: l.env.Ledger, Pages: pages, Logger: slog.New(slog.DiscardHandler)}
+	b := &Backend{Consent: svc, Consents: consents, Reviews: consents, Ledger: l.env.Ledger, Pages: pages,
+		Alerts: opts.Alerts, Now: opts.Now, Logger: slog.New(slog.DiscardHandler)}
 	unlimited := map[auth.Role]Limit{}
 	for _, r := range append(auth.Roles, "") {
 		unlimited[r] = Unlimited

@@ -525,14 +525,6 @@ func (s *Server) rateLimit(ctx context.Context) error {
 	return s.allow(role, key)
 }
 
-// Allow takes one call of id's rate limit, the bucket its API calls take
-// from, for an HTTP route served beside the API (the portal's alerts). It
-// returns an error that [Status] maps to RESOURCE_EXHAUSTED when the
-// caller is beyond its rate. Safe for concurrent use.
-func (s *Server) Allow(id *auth.Identity) error {
-	return s.allow(id.Role(), id.Key())
-}
-
 func (s *Server) allow(role auth.Role, key string) error {
 	if !s.limits.allow(role, key) {
 		s.metrics.rateLimited.WithLabelValues(string(role)).Inc()

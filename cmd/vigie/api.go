@@ -75,8 +75,8 @@ func (c *apiConfig) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.drainTimeout, "drain-timeout", 30*time.Second, "at shutdown, how long calls in flight and the ledger's outbox may take to finish")
 	fs.DurationVar(&c.defaultTimeout, "call-timeout", 10*time.Second, "deadline of a call that has none")
 	fs.DurationVar(&c.maxTimeout, "max-call-timeout", 60*time.Second, "longest deadline a call may ask for")
-	fs.DurationVar(&c.alertsWindow, "alerts-window", 7*24*time.Hour, "the auditor dashboard's misuse alerts: how far back events are read")
-	fs.DurationVar(&c.alertsCache, "alerts-cache", 30*time.Second, "the auditor dashboard's misuse alerts: how long computed alerts are served again")
+	fs.DurationVar(&c.alertsWindow, "alerts-window", 7*24*time.Hour, "misuse alerts (AuditService.ListAlerts): how far back events are read (0: 7 days)")
+	fs.DurationVar(&c.alertsCache, "alerts-cache", 30*time.Second, "misuse alerts (AuditService.ListAlerts): how long computed alerts are served again (0: computed for each call)")
 	fs.Var(&c.trustedProxies, "trusted-proxies", "addresses (CIDR, comma-separated) of the TLS-terminating proxies in front of the HTTP API: their X-Forwarded-For and X-Forwarded-Proto are believed, and the HTTP API may then listen beyond loopback without --tls-cert")
 	fs.StringVar(&c.adminAddr, "admin-addr", "", "address of the admin HTTP server (host:port), for operators only: /metrics, which then leaves the HTTP API, and Go's pprof with --pprof")
 	fs.BoolVar(&c.pprof, "pprof", false, "serve Go's profiles (/debug/pprof/) on --admin-addr, which must then be a loopback address")
@@ -360,9 +360,11 @@ func startAPI(ctx context.Context, cfg apiConfig, n *node.Node, logger *slog.Log
 	backend := &server.Backend{
 		Consent:      n.Consent,
 		Consents:     n.Consents,
+		Reviews:      n.Consents,
 		Ledger:       n.Ledger,
 		Pages:        pages,
 		Keys:         server.PublicKeys{Origin: n.Origin, CheckpointKey: n.Keys.CheckpointVerifier, ReceiptKey: n.Keys.ReceiptVerifier},
+		Alerts:       &server.AlertsConfig{Window: cfg.alertsWindow, CacheTTL: cfg.alertsCache},
 		ErasureDelay: cfg.erasureDelay,
 		Logger:       logger,
 	}
@@ -436,10 +438,8 @@ func startAPI(ctx context.Context, cfg apiConfig, n *node.Node, logger *slog.Log
 			Authenticate: func(ctx context.Context, authorization string) (*auth.Identity, error) {
 				return authn.Authenticate(ctx, authorization, nil)
 			},
-			Alerts:    newLedgerAlerts(n.Ledger, n.Consents.RulesOf, cfg.alertsWindow, cfg.alertsCache),
-			RateLimit: a.grpc.Allow,
-			OIDC:      oidc,
-			Logger:    logger,
+			OIDC:   oidc,
+			Logger: logger,
 		})
 		if err != nil {
 			return nil, err

@@ -253,7 +253,7 @@ func describe(ctx context.Context, l lang, lb *labels, e *audit.HistoryEvent, se
 			row.What = l.f(msg{"consultation de l'historique (%d événements lus)", "history listed (%d events read)"}, rd.Events)
 		case "SearchEvents":
 			row.What = l.f(msg{"lecture par un auditeur (%d événements lus)", "read by an auditor (%d events read)"}, rd.Events)
-		case alertsReadMethod:
+		case "Alerts":
 			row.What = l.f(msg{"alertes de mésusage vues par un auditeur (%d événements cités)", "misuse alerts seen by an auditor (%d events named)"}, rd.Events)
 		default:
 			row.What = l.f(msg{"lecture du journal (%d événements lus)", "ledger read (%d events read)"}, rd.Events)

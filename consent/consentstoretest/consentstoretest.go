@@ -46,6 +46,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"CanceledContext", testCanceledContext},
 		{"RulesAbsent", testRulesAbsent},
 		{"RulesVersions", testRulesVersions},
+		{"RulesOfDecision", testRulesOf},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.f(t, newStore(t)) })
@@ -445,5 +446,29 @@ func testRulesVersions(t *testing.T, s consent.Store) {
 	if l[0].Version != 1 || l[0].Hash != r1.Hash() || l[0].Author != "admin:a" || !l[0].Time.Equal(t0) ||
 		l[1].Version != 3 || l[1].Hash != r3.Hash() || l[1].Author != "admin:b" {
 		t.Errorf("ListRules() = %+v", l)
+	}
+}
+
+func testRulesOf(t *testing.T, s consent.Store) {
+	r1 := rulesVersion(t, 1, "first")
+	other := rulesVersion(t, 1, "first, edited")
+	if _, err := s.RulesOf(ctx, &consent.Decision{RulesVersion: 1, RulesHash: r1.Hash()}); !errors.Is(err, consent.ErrNotFound) {
+		t.Errorf("RulesOf(absent version) = %v, want ErrNotFound", err)
+	}
+	if err := s.PutRules(ctx, r1, change("admin:a")); err != nil {
+		t.Fatalf("PutRules(v1) = %v", err)
+	}
+	for range 2 { // the second may come from a cache
+		got, err := s.RulesOf(ctx, &consent.Decision{RulesVersion: 1, RulesHash: r1.Hash()})
+		if err != nil || got.Version() != 1 || got.Hash() != r1.Hash() {
+			t.Fatalf("RulesOf(version 1, its hash) = %v; want version 1", err)
+		}
+	}
+	got, err := s.RulesOf(ctx, &consent.Decision{RulesVersion: 1, RulesHash: other.Hash()})
+	if err == nil || errors.Is(err, consent.ErrNotFound) || got != nil {
+		t.Errorf("RulesOf(version 1, another hash) = %v, %v; want an error other than ErrNotFound", got, err)
+	}
+	if _, err := s.RulesOf(ctx, &consent.Decision{RulesVersion: 2, RulesHash: r1.Hash()}); !errors.Is(err, consent.ErrNotFound) {
+		t.Errorf("RulesOf(version 2) = %v, want ErrNotFound", err)
 	}
 }

@@ -190,3 +190,16 @@ func (s *Store) ListRules(ctx context.Context) ([]consent.RulesInfo, error) {
 	}
 	return out, nil
 }
+
+// RulesOf returns the national rules version d was made with, checked
+// against d's hash.
+func (s *Store) RulesOf(ctx context.Context, d *consent.Decision) (*consent.Rules, error) {
+	r, err := s.Rules(ctx, d.RulesVersion)
+	if err != nil {
+		return nil, err
+	}
+	if r.Hash() != d.RulesHash {
+		return nil, fmt.Errorf("memstore: national rules version %d of the decision: stored with another hash", d.RulesVersion)
+	}
+	return r, nil
+}

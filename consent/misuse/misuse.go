@@ -32,7 +32,7 @@
 // Not covered, for want of data in the events: self-access, the same
 // surname or address as the patient, VIP patients.
 //
-// Detect is a pure function of its input: the portal's auditor dashboard
+// Detect is a pure function of its input: the API (AuditService.ListAlerts)
 // and `vigie audit` call it on the events they fetched.
 package misuse
 
@@ -195,6 +195,46 @@ func (c Config) withDefaults() (Config, error) {
 		c.Location = time.UTC
 	}
 	return c, nil
+}
+
+// Threshold is what the rule of a [Kind] measures against, under a
+// Config, for a reader to say it beside the alerts.
+type Threshold struct {
+	// Min is the count the rule's alerts reach: events, or distinct
+	// patients for a burst. 0 for a rule without one.
+	Min int
+	// Window is the width of the rule's window (bursts, repeated
+	// denials); 0 for a rule without one.
+	Window time.Duration
+	// OddHoursStart, OddHoursEnd and Location are the odd hours, for
+	// KindOddHours only (Location nil otherwise).
+	OddHoursStart, OddHoursEnd int
+	Location                   *time.Location
+}
+
+// Threshold returns the threshold of the rule of kind k under c with its
+// defaults ([Config.WithDefaults]); the zero Threshold for a kind without
+// one or unknown.
+func (c Config) Threshold(k Kind) (Threshold, error) {
+	c, err := c.withDefaults()
+	if err != nil {
+		return Threshold{}, err
+	}
+	switch k {
+	case KindBreakGlassRate:
+		return Threshold{Min: c.BreakGlassPerActor}, nil
+	case KindBurst:
+		return Threshold{Min: c.BurstPatients, Window: c.BurstWindow}, nil
+	case KindRepeatedDenials:
+		return Threshold{Min: c.Denials, Window: c.DenialWindow}, nil
+	case KindOddHours:
+		return Threshold{Min: c.OddHoursMin, OddHoursStart: c.OddHoursStart, OddHoursEnd: c.OddHoursEnd, Location: c.Location}, nil
+	case KindNoCareRelationship:
+		return Threshold{Min: c.NoCareMin}, nil
+	case KindOutsideMatrix:
+		return Threshold{Min: c.OutsideMatrixMin}, nil
+	}
+	return Threshold{}, nil
 }
 
 // An Alert is a sign of misuse, with the events behind it.

@@ -361,3 +361,36 @@ func TestSeverityText(t *testing.T) {
 		t.Error("an unknown severity parsed")
 	}
 }
+
+func TestThreshold(t *testing.T) {
+	paris, err := time.LoadLocation("Europe/Paris")
+	if err != nil {
+		t.Skip(err)
+	}
+	rules := func(*consent.Decision) (*consent.Rules, error) { return nil, nil }
+	cfg := Config{Rules: rules, Location: paris, BurstPatients: 7, Denials: 4, DenialWindow: 2 * time.Hour}
+	tests := []struct {
+		kind Kind
+		want Threshold
+	}{
+		{KindBreakGlassRate, Threshold{Min: 3}},
+		{KindBreakGlassUnreviewed, Threshold{}},
+		{KindBurst, Threshold{Min: 7, Window: 10 * time.Minute}},
+		{KindRepeatedDenials, Threshold{Min: 4, Window: 2 * time.Hour}},
+		{KindOddHours, Threshold{Min: 1, OddHoursStart: 22, OddHoursEnd: 6, Location: paris}},
+		{KindNoCareRelationship, Threshold{Min: 1}},
+		{KindOutsideMatrix, Threshold{Min: 1}},
+		{"unknown", Threshold{}},
+	}
+	for _, tt := range tests {
+		t.Run(string(tt.kind), func(t *testing.T) {
+			got, err := cfg.Threshold(tt.kind)
+			if err != nil || got != tt.want {
+				t.Errorf("Threshold(%s) = %+v, %v; want %+v", tt.kind, got, err, tt.want)
+			}
+		})
+	}
+	if _, err := (Config{Rules: rules, Denials: -1}).Threshold(KindRepeatedDenials); err == nil {
+		t.Error("Threshold with a negative threshold = nil error")
+	}
+}

@@ -263,7 +263,7 @@ func TestOIDCSecureCookie(t *testing.T) {
 
 func TestClientConfig(t *testing.T) {
 	_, h, _ := oidcPortal(t, false)
-	plain, _ := newTestPortal(t, nil)
+	plain, _ := newTestPortal(t)
 	for _, tc := range []struct {
 		name string
 		h    http.Handler

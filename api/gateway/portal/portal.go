@@ -59,18 +59,11 @@ const Prefix = "/portal/"
 
 // Config configures the portal.
 type Config struct {
-	// Authenticate identifies the caller of the portal's own JSON routes
-	// (/portal/api/...) from their Authorization header, as the API does
-	// (api/auth.Authenticator.Authenticate). Required.
+	// Authenticate checks a token as the API does
+	// (api/auth.Authenticator.Authenticate), given as an Authorization
+	// header: the OpenID Connect sign-in checks the token it obtained
+	// before the page gets it. Required.
 	Authenticate func(ctx context.Context, authorization string) (*auth.Identity, error)
-	// Alerts is the source of misuse alerts the dashboard shows. Nil: the
-	// dashboard says that no alert rules are configured.
-	Alerts AlertSource
-	// RateLimit, if not nil, takes one call of the authenticated caller's
-	// rate limit for each call of the portal's own JSON routes, and
-	// returns an error when the caller is beyond it (the API's limits:
-	// api/server.Server.Allow).
-	RateLimit func(id *auth.Identity) error
 	// OIDC, if not nil, enables sign-in through an OpenID Connect
 	// provider (Prefix+"oidc/login"); the token it yields is checked with
 	// Authenticate before the page gets it. Nil: users paste a token.
@@ -95,10 +88,10 @@ type portal struct {
 
 // New returns the portal's handler, to be mounted at [Prefix]. It serves
 // the pages and static files under Prefix, the texts of decisions
-// (Prefix+"texts.json"), the misuse alerts (Prefix+"api/alerts"), the
-// ways of signing in (Prefix+"api/config": {"oidc": bool}) and, with
-// Config.OIDC, the OpenID Connect sign-in (Prefix+"oidc/login" and
-// Prefix+"oidc/callback").
+// (Prefix+"texts.json"), the ways of signing in (Prefix+"api/config":
+// {"oidc": bool}) and, with Config.OIDC, the OpenID Connect sign-in
+// (Prefix+"oidc/login" and Prefix+"oidc/callback"). Everything the pages
+// show about the ledger comes from the API, with the user's token.
 func New(cfg Config) (http.Handler, error) {
 	if cfg.Authenticate == nil {
 		return nil, errors.New("portal: Config.Authenticate is required")
@@ -136,7 +129,6 @@ func New(cfg Config) (http.Handler, error) {
 	}
 
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET "+Prefix+"api/alerts", p.alerts)
 	mux.HandleFunc("GET "+Prefix+"api/config", p.clientConfig)
 	if p.oidc != nil {
 		mux.HandleFunc("GET "+oidcPath+"login", p.oidcLogin)
@@ -222,10 +214,4 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
 	json.NewEncoder(w).Encode(v)
-}
-
-// writeError writes an error as the gateway does: {"code", "message"},
-// with the gRPC code's number and an HTTP status.
-func writeError(w http.ResponseWriter, status, code int, msg string) {
-	writeJSON(w, status, map[string]any{"code": code, "message": msg})
 }

@@ -23,6 +23,65 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// AlertSeverity orders alerts for review.
+type AlertSeverity int32
+
+const (
+	// Not set; never in an answer.
+	AlertSeverity_ALERT_SEVERITY_UNSPECIFIED AlertSeverity = 0
+	// Worth a look when time allows (odd hours, attempts outside the access
+	// matrix).
+	AlertSeverity_ALERT_SEVERITY_LOW AlertSeverity = 1
+	// To review (frequent break-glass, accesses without care relationship,
+	// repeated denials).
+	AlertSeverity_ALERT_SEVERITY_MEDIUM AlertSeverity = 2
+	// To review first (an unreviewed emergency access, a burst of patients).
+	AlertSeverity_ALERT_SEVERITY_HIGH AlertSeverity = 3
+)
+
+// Enum value maps for AlertSeverity.
+var (
+	AlertSeverity_name = map[int32]string{
+		0: "ALERT_SEVERITY_UNSPECIFIED",
+		1: "ALERT_SEVERITY_LOW",
+		2: "ALERT_SEVERITY_MEDIUM",
+		3: "ALERT_SEVERITY_HIGH",
+	}
+	AlertSeverity_value = map[string]int32{
+		"ALERT_SEVERITY_UNSPECIFIED": 0,
+		"ALERT_SEVERITY_LOW":         1,
+		"ALERT_SEVERITY_MEDIUM":      2,
+		"ALERT_SEVERITY_HIGH":        3,
+	}
+)
+
+func (x AlertSeverity) Enum() *AlertSeverity {
+	p := new(AlertSeverity)
+	*p = x
+	return p
+}
+
+func (x AlertSeverity) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AlertSeverity) Descriptor() protoreflect.EnumDescriptor {
+	return file_vigie_v1_audit_proto_enumTypes[0].Descriptor()
+}
+
+func (AlertSeverity) Type() protoreflect.EnumType {
+	return &file_vigie_v1_audit_proto_enumTypes[0]
+}
+
+func (x AlertSeverity) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AlertSeverity.Descriptor instead.
+func (AlertSeverity) EnumDescriptor() ([]byte, []int) {
+	return file_vigie_v1_audit_proto_rawDescGZIP(), []int{0}
+}
+
 // BreakGlassVerdict is a reviewer's conclusion.
 type BreakGlassVerdict int32
 
@@ -60,11 +119,11 @@ func (x BreakGlassVerdict) String() string {
 }
 
 func (BreakGlassVerdict) Descriptor() protoreflect.EnumDescriptor {
-	return file_vigie_v1_audit_proto_enumTypes[0].Descriptor()
+	return file_vigie_v1_audit_proto_enumTypes[1].Descriptor()
 }
 
 func (BreakGlassVerdict) Type() protoreflect.EnumType {
-	return &file_vigie_v1_audit_proto_enumTypes[0]
+	return &file_vigie_v1_audit_proto_enumTypes[1]
 }
 
 func (x BreakGlassVerdict) Number() protoreflect.EnumNumber {
@@ -73,7 +132,396 @@ func (x BreakGlassVerdict) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use BreakGlassVerdict.Descriptor instead.
 func (BreakGlassVerdict) EnumDescriptor() ([]byte, []int) {
+	return file_vigie_v1_audit_proto_rawDescGZIP(), []int{1}
+}
+
+// ListAlertsRequest asks for the misuse alerts within the caller's scope:
+// the events of a `dpo`'s organisations, every event for a `regulator`.
+// It has no field.
+type ListAlertsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAlertsRequest) Reset() {
+	*x = ListAlertsRequest{}
+	mi := &file_vigie_v1_audit_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAlertsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAlertsRequest) ProtoMessage() {}
+
+func (x *ListAlertsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_vigie_v1_audit_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAlertsRequest.ProtoReflect.Descriptor instead.
+func (*ListAlertsRequest) Descriptor() ([]byte, []int) {
 	return file_vigie_v1_audit_proto_rawDescGZIP(), []int{0}
+}
+
+// ListAlertsResponse is the misuse alerts of the caller's scope.
+type ListAlertsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The alerts, most severe first, then by the time of their first event.
+	// Empty when nothing deserves a look.
+	Alerts []*Alert `protobuf:"bytes,1,rep,name=alerts,proto3" json:"alerts,omitempty"`
+	// When the alerts were computed; the same answer is served until the
+	// end of the cache period.
+	ComputeTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=compute_time,json=computeTime,proto3" json:"compute_time,omitempty"`
+	// The start of the window of events the alerts were computed from.
+	WindowStartTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=window_start_time,json=windowStartTime,proto3" json:"window_start_time,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ListAlertsResponse) Reset() {
+	*x = ListAlertsResponse{}
+	mi := &file_vigie_v1_audit_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAlertsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAlertsResponse) ProtoMessage() {}
+
+func (x *ListAlertsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_vigie_v1_audit_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAlertsResponse.ProtoReflect.Descriptor instead.
+func (*ListAlertsResponse) Descriptor() ([]byte, []int) {
+	return file_vigie_v1_audit_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ListAlertsResponse) GetAlerts() []*Alert {
+	if x != nil {
+		return x.Alerts
+	}
+	return nil
+}
+
+func (x *ListAlertsResponse) GetComputeTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ComputeTime
+	}
+	return nil
+}
+
+func (x *ListAlertsResponse) GetWindowStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WindowStartTime
+	}
+	return nil
+}
+
+// Alert is a possible misuse found by one rule: a professional's events
+// that deserve a human look. It names the professional and the events,
+// never a patient.
+type Alert struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The rule that raised the alert, a stable name: `break-glass-rate`,
+	// `break-glass-unreviewed`, `no-care-relationship`, `burst`,
+	// `odd-hours`, `repeated-denials`, `outside-matrix`. New rules add new
+	// names: show the name of one you do not know.
+	Kind string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	// How urgent the review is.
+	Severity AlertSeverity `protobuf:"varint,2,opt,name=severity,proto3,enum=vigie.v1.AlertSeverity" json:"severity,omitempty"`
+	// The professional's RPPS number, 11 digits.
+	ActorRpps string `protobuf:"bytes,3,opt,name=actor_rpps,json=actorRpps,proto3" json:"actor_rpps,omitempty"`
+	// The FINESS number of the organisation of the alert's first event.
+	Organization string `protobuf:"bytes,4,opt,name=organization,proto3" json:"organization,omitempty"`
+	// The events that raised the alert, in time order.
+	Events []*EventRef `protobuf:"bytes,5,rep,name=events,proto3" json:"events,omitempty"`
+	// What the rule measured, in English words and figures, without health
+	// data nor patient identifiers ("12 emergency (break-glass) accesses (3
+	// patients)"): for rules whose fields below a client cannot word.
+	Detail string `protobuf:"bytes,6,opt,name=detail,proto3" json:"detail,omitempty"`
+	// The number of events.
+	Count int32 `protobuf:"varint,7,opt,name=count,proto3" json:"count,omitempty"`
+	// The number of distinct patients among the events.
+	Patients int32 `protobuf:"varint,8,opt,name=patients,proto3" json:"patients,omitempty"`
+	// The rule's threshold that the count reached (events, or distinct
+	// patients for a burst); 0 for a rule without one.
+	Threshold int32 `protobuf:"varint,9,opt,name=threshold,proto3" json:"threshold,omitempty"`
+	// The width of the rule's window in seconds (bursts, repeated denials);
+	// 0 for a rule without one.
+	WindowSeconds int64 `protobuf:"varint,10,opt,name=window_seconds,json=windowSeconds,proto3" json:"window_seconds,omitempty"`
+	// The odd hours, for an `odd-hours` alert; absent otherwise.
+	OddHours *HourRange `protobuf:"bytes,11,opt,name=odd_hours,json=oddHours,proto3" json:"odd_hours,omitempty"`
+	// The decision time of the first event.
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	// The decision time of the last event: when the alert was raised.
+	EndTime       *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Alert) Reset() {
+	*x = Alert{}
+	mi := &file_vigie_v1_audit_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Alert) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Alert) ProtoMessage() {}
+
+func (x *Alert) ProtoReflect() protoreflect.Message {
+	mi := &file_vigie_v1_audit_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Alert.ProtoReflect.Descriptor instead.
+func (*Alert) Descriptor() ([]byte, []int) {
+	return file_vigie_v1_audit_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Alert) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Alert) GetSeverity() AlertSeverity {
+	if x != nil {
+		return x.Severity
+	}
+	return AlertSeverity_ALERT_SEVERITY_UNSPECIFIED
+}
+
+func (x *Alert) GetActorRpps() string {
+	if x != nil {
+		return x.ActorRpps
+	}
+	return ""
+}
+
+func (x *Alert) GetOrganization() string {
+	if x != nil {
+		return x.Organization
+	}
+	return ""
+}
+
+func (x *Alert) GetEvents() []*EventRef {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *Alert) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *Alert) GetCount() int32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *Alert) GetPatients() int32 {
+	if x != nil {
+		return x.Patients
+	}
+	return 0
+}
+
+func (x *Alert) GetThreshold() int32 {
+	if x != nil {
+		return x.Threshold
+	}
+	return 0
+}
+
+func (x *Alert) GetWindowSeconds() int64 {
+	if x != nil {
+		return x.WindowSeconds
+	}
+	return 0
+}
+
+func (x *Alert) GetOddHours() *HourRange {
+	if x != nil {
+		return x.OddHours
+	}
+	return nil
+}
+
+func (x *Alert) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *Alert) GetEndTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndTime
+	}
+	return nil
+}
+
+// EventRef names a ledger event: fetch it with AuditService.SearchEvents,
+// prove it with LogService.GetInclusionProof.
+type EventRef struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The event's position in the log (0-based).
+	LeafIndex uint64 `protobuf:"varint,1,opt,name=leaf_index,json=leafIndex,proto3" json:"leaf_index,omitempty"`
+	// The event's commitment, 64 lowercase hexadecimal digits.
+	Commitment    string `protobuf:"bytes,2,opt,name=commitment,proto3" json:"commitment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EventRef) Reset() {
+	*x = EventRef{}
+	mi := &file_vigie_v1_audit_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventRef) ProtoMessage() {}
+
+func (x *EventRef) ProtoReflect() protoreflect.Message {
+	mi := &file_vigie_v1_audit_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EventRef.ProtoReflect.Descriptor instead.
+func (*EventRef) Descriptor() ([]byte, []int) {
+	return file_vigie_v1_audit_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *EventRef) GetLeafIndex() uint64 {
+	if x != nil {
+		return x.LeafIndex
+	}
+	return 0
+}
+
+func (x *EventRef) GetCommitment() string {
+	if x != nil {
+		return x.Commitment
+	}
+	return ""
+}
+
+// HourRange is a daily period of local hours, [start_hour, end_hour),
+// across midnight when start_hour > end_hour.
+type HourRange struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The first hour of the period, 0 to 23.
+	StartHour int32 `protobuf:"varint,1,opt,name=start_hour,json=startHour,proto3" json:"start_hour,omitempty"`
+	// The hour the period ends at (excluded), 0 to 23.
+	EndHour int32 `protobuf:"varint,2,opt,name=end_hour,json=endHour,proto3" json:"end_hour,omitempty"`
+	// The time zone of the hours, an IANA name ("Europe/Paris").
+	TimeZone      string `protobuf:"bytes,3,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HourRange) Reset() {
+	*x = HourRange{}
+	mi := &file_vigie_v1_audit_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HourRange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HourRange) ProtoMessage() {}
+
+func (x *HourRange) ProtoReflect() protoreflect.Message {
+	mi := &file_vigie_v1_audit_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HourRange.ProtoReflect.Descriptor instead.
+func (*HourRange) Descriptor() ([]byte, []int) {
+	return file_vigie_v1_audit_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *HourRange) GetStartHour() int32 {
+	if x != nil {
+		return x.StartHour
+	}
+	return 0
+}
+
+func (x *HourRange) GetEndHour() int32 {
+	if x != nil {
+		return x.EndHour
+	}
+	return 0
+}
+
+func (x *HourRange) GetTimeZone() string {
+	if x != nil {
+		return x.TimeZone
+	}
+	return ""
 }
 
 // SearchEventsRequest holds the filters of a search. Absent filters do not
@@ -112,7 +560,7 @@ type SearchEventsRequest struct {
 
 func (x *SearchEventsRequest) Reset() {
 	*x = SearchEventsRequest{}
-	mi := &file_vigie_v1_audit_proto_msgTypes[0]
+	mi := &file_vigie_v1_audit_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -124,7 +572,7 @@ func (x *SearchEventsRequest) String() string {
 func (*SearchEventsRequest) ProtoMessage() {}
 
 func (x *SearchEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_audit_proto_msgTypes[0]
+	mi := &file_vigie_v1_audit_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -137,7 +585,7 @@ func (x *SearchEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchEventsRequest.ProtoReflect.Descriptor instead.
 func (*SearchEventsRequest) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_audit_proto_rawDescGZIP(), []int{0}
+	return file_vigie_v1_audit_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SearchEventsRequest) GetPatientIns() string {
@@ -224,7 +672,7 @@ type SearchEventsResponse struct {
 
 func (x *SearchEventsResponse) Reset() {
 	*x = SearchEventsResponse{}
-	mi := &file_vigie_v1_audit_proto_msgTypes[1]
+	mi := &file_vigie_v1_audit_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -236,7 +684,7 @@ func (x *SearchEventsResponse) String() string {
 func (*SearchEventsResponse) ProtoMessage() {}
 
 func (x *SearchEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_audit_proto_msgTypes[1]
+	mi := &file_vigie_v1_audit_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -249,7 +697,7 @@ func (x *SearchEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchEventsResponse.ProtoReflect.Descriptor instead.
 func (*SearchEventsResponse) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_audit_proto_rawDescGZIP(), []int{1}
+	return file_vigie_v1_audit_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SearchEventsResponse) GetEvents() []*LedgerEvent {
@@ -288,7 +736,7 @@ type ReviewBreakGlassRequest struct {
 
 func (x *ReviewBreakGlassRequest) Reset() {
 	*x = ReviewBreakGlassRequest{}
-	mi := &file_vigie_v1_audit_proto_msgTypes[2]
+	mi := &file_vigie_v1_audit_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -300,7 +748,7 @@ func (x *ReviewBreakGlassRequest) String() string {
 func (*ReviewBreakGlassRequest) ProtoMessage() {}
 
 func (x *ReviewBreakGlassRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_audit_proto_msgTypes[2]
+	mi := &file_vigie_v1_audit_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -313,7 +761,7 @@ func (x *ReviewBreakGlassRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReviewBreakGlassRequest.ProtoReflect.Descriptor instead.
 func (*ReviewBreakGlassRequest) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_audit_proto_rawDescGZIP(), []int{2}
+	return file_vigie_v1_audit_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ReviewBreakGlassRequest) GetRequestId() string {
@@ -355,7 +803,7 @@ type ReviewBreakGlassResponse struct {
 
 func (x *ReviewBreakGlassResponse) Reset() {
 	*x = ReviewBreakGlassResponse{}
-	mi := &file_vigie_v1_audit_proto_msgTypes[3]
+	mi := &file_vigie_v1_audit_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -367,7 +815,7 @@ func (x *ReviewBreakGlassResponse) String() string {
 func (*ReviewBreakGlassResponse) ProtoMessage() {}
 
 func (x *ReviewBreakGlassResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_audit_proto_msgTypes[3]
+	mi := &file_vigie_v1_audit_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -380,7 +828,7 @@ func (x *ReviewBreakGlassResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReviewBreakGlassResponse.ProtoReflect.Descriptor instead.
 func (*ReviewBreakGlassResponse) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_audit_proto_rawDescGZIP(), []int{3}
+	return file_vigie_v1_audit_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ReviewBreakGlassResponse) GetEvent() *RecordedEvent {
@@ -394,7 +842,40 @@ var File_vigie_v1_audit_proto protoreflect.FileDescriptor
 
 const file_vigie_v1_audit_proto_rawDesc = "" +
 	"\n" +
-	"\x14vigie/v1/audit.proto\x12\bvigie.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15vigie/v1/ledger.proto\"\x9b\x03\n" +
+	"\x14vigie/v1/audit.proto\x12\bvigie.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15vigie/v1/ledger.proto\"\x13\n" +
+	"\x11ListAlertsRequest\"\xc4\x01\n" +
+	"\x12ListAlertsResponse\x12'\n" +
+	"\x06alerts\x18\x01 \x03(\v2\x0f.vigie.v1.AlertR\x06alerts\x12=\n" +
+	"\fcompute_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\vcomputeTime\x12F\n" +
+	"\x11window_start_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x0fwindowStartTime\"\xf2\x03\n" +
+	"\x05Alert\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x123\n" +
+	"\bseverity\x18\x02 \x01(\x0e2\x17.vigie.v1.AlertSeverityR\bseverity\x12\x1d\n" +
+	"\n" +
+	"actor_rpps\x18\x03 \x01(\tR\tactorRpps\x12\"\n" +
+	"\forganization\x18\x04 \x01(\tR\forganization\x12*\n" +
+	"\x06events\x18\x05 \x03(\v2\x12.vigie.v1.EventRefR\x06events\x12\x16\n" +
+	"\x06detail\x18\x06 \x01(\tR\x06detail\x12\x14\n" +
+	"\x05count\x18\a \x01(\x05R\x05count\x12\x1a\n" +
+	"\bpatients\x18\b \x01(\x05R\bpatients\x12\x1c\n" +
+	"\tthreshold\x18\t \x01(\x05R\tthreshold\x12%\n" +
+	"\x0ewindow_seconds\x18\n" +
+	" \x01(\x03R\rwindowSeconds\x120\n" +
+	"\todd_hours\x18\v \x01(\v2\x13.vigie.v1.HourRangeR\boddHours\x129\n" +
+	"\n" +
+	"start_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
+	"\bend_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\"I\n" +
+	"\bEventRef\x12\x1d\n" +
+	"\n" +
+	"leaf_index\x18\x01 \x01(\x04R\tleafIndex\x12\x1e\n" +
+	"\n" +
+	"commitment\x18\x02 \x01(\tR\n" +
+	"commitment\"b\n" +
+	"\tHourRange\x12\x1d\n" +
+	"\n" +
+	"start_hour\x18\x01 \x01(\x05R\tstartHour\x12\x19\n" +
+	"\bend_hour\x18\x02 \x01(\x05R\aendHour\x12\x1b\n" +
+	"\ttime_zone\x18\x03 \x01(\tR\btimeZone\"\x9b\x03\n" +
 	"\x13SearchEventsRequest\x12\x1f\n" +
 	"\vpatient_ins\x18\x01 \x01(\tR\n" +
 	"patientIns\x12\x1d\n" +
@@ -422,14 +903,21 @@ const file_vigie_v1_audit_proto_rawDesc = "" +
 	"\averdict\x18\x03 \x01(\x0e2\x1b.vigie.v1.BreakGlassVerdictR\averdict\x12\x18\n" +
 	"\acomment\x18\x04 \x01(\tR\acomment\"I\n" +
 	"\x18ReviewBreakGlassResponse\x12-\n" +
-	"\x05event\x18\x01 \x01(\v2\x17.vigie.v1.RecordedEventR\x05event*\x80\x01\n" +
+	"\x05event\x18\x01 \x01(\v2\x17.vigie.v1.RecordedEventR\x05event*{\n" +
+	"\rAlertSeverity\x12\x1e\n" +
+	"\x1aALERT_SEVERITY_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12ALERT_SEVERITY_LOW\x10\x01\x12\x19\n" +
+	"\x15ALERT_SEVERITY_MEDIUM\x10\x02\x12\x17\n" +
+	"\x13ALERT_SEVERITY_HIGH\x10\x03*\x80\x01\n" +
 	"\x11BreakGlassVerdict\x12#\n" +
 	"\x1fBREAK_GLASS_VERDICT_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dBREAK_GLASS_VERDICT_JUSTIFIED\x10\x01\x12#\n" +
-	"\x1fBREAK_GLASS_VERDICT_UNJUSTIFIED\x10\x022\x87\x02\n" +
+	"\x1fBREAK_GLASS_VERDICT_UNJUSTIFIED\x10\x022\xea\x02\n" +
 	"\fAuditService\x12q\n" +
 	"\fSearchEvents\x12\x1d.vigie.v1.SearchEventsRequest\x1a\x1e.vigie.v1.SearchEventsResponse\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/v1/audit/events:search\x12\x83\x01\n" +
-	"\x10ReviewBreakGlass\x12!.vigie.v1.ReviewBreakGlassRequest\x1a\".vigie.v1.ReviewBreakGlassResponse\"(\x82\xd3\xe4\x93\x02\":\x01*\"\x1d/v1/audit/break-glass-reviewsB3Z1github.com/vigie-sante/vigie/api/vigie/v1;vigiev1b\x06proto3"
+	"\x10ReviewBreakGlass\x12!.vigie.v1.ReviewBreakGlassRequest\x1a\".vigie.v1.ReviewBreakGlassResponse\"(\x82\xd3\xe4\x93\x02\":\x01*\"\x1d/v1/audit/break-glass-reviews\x12a\n" +
+	"\n" +
+	"ListAlerts\x12\x1b.vigie.v1.ListAlertsRequest\x1a\x1c.vigie.v1.ListAlertsResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/audit/alertsB3Z1github.com/vigie-sante/vigie/api/vigie/v1;vigiev1b\x06proto3"
 
 var (
 	file_vigie_v1_audit_proto_rawDescOnce sync.Once
@@ -443,35 +931,51 @@ func file_vigie_v1_audit_proto_rawDescGZIP() []byte {
 	return file_vigie_v1_audit_proto_rawDescData
 }
 
-var file_vigie_v1_audit_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_vigie_v1_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_vigie_v1_audit_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_vigie_v1_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_vigie_v1_audit_proto_goTypes = []any{
-	(BreakGlassVerdict)(0),           // 0: vigie.v1.BreakGlassVerdict
-	(*SearchEventsRequest)(nil),      // 1: vigie.v1.SearchEventsRequest
-	(*SearchEventsResponse)(nil),     // 2: vigie.v1.SearchEventsResponse
-	(*ReviewBreakGlassRequest)(nil),  // 3: vigie.v1.ReviewBreakGlassRequest
-	(*ReviewBreakGlassResponse)(nil), // 4: vigie.v1.ReviewBreakGlassResponse
-	(*timestamppb.Timestamp)(nil),    // 5: google.protobuf.Timestamp
-	(EventKind)(0),                   // 6: vigie.v1.EventKind
-	(*LedgerEvent)(nil),              // 7: vigie.v1.LedgerEvent
-	(*RecordedEvent)(nil),            // 8: vigie.v1.RecordedEvent
+	(AlertSeverity)(0),               // 0: vigie.v1.AlertSeverity
+	(BreakGlassVerdict)(0),           // 1: vigie.v1.BreakGlassVerdict
+	(*ListAlertsRequest)(nil),        // 2: vigie.v1.ListAlertsRequest
+	(*ListAlertsResponse)(nil),       // 3: vigie.v1.ListAlertsResponse
+	(*Alert)(nil),                    // 4: vigie.v1.Alert
+	(*EventRef)(nil),                 // 5: vigie.v1.EventRef
+	(*HourRange)(nil),                // 6: vigie.v1.HourRange
+	(*SearchEventsRequest)(nil),      // 7: vigie.v1.SearchEventsRequest
+	(*SearchEventsResponse)(nil),     // 8: vigie.v1.SearchEventsResponse
+	(*ReviewBreakGlassRequest)(nil),  // 9: vigie.v1.ReviewBreakGlassRequest
+	(*ReviewBreakGlassResponse)(nil), // 10: vigie.v1.ReviewBreakGlassResponse
+	(*timestamppb.Timestamp)(nil),    // 11: google.protobuf.Timestamp
+	(EventKind)(0),                   // 12: vigie.v1.EventKind
+	(*LedgerEvent)(nil),              // 13: vigie.v1.LedgerEvent
+	(*RecordedEvent)(nil),            // 14: vigie.v1.RecordedEvent
 }
 var file_vigie_v1_audit_proto_depIdxs = []int32{
-	5, // 0: vigie.v1.SearchEventsRequest.start_time:type_name -> google.protobuf.Timestamp
-	5, // 1: vigie.v1.SearchEventsRequest.end_time:type_name -> google.protobuf.Timestamp
-	6, // 2: vigie.v1.SearchEventsRequest.kind:type_name -> vigie.v1.EventKind
-	7, // 3: vigie.v1.SearchEventsResponse.events:type_name -> vigie.v1.LedgerEvent
-	0, // 4: vigie.v1.ReviewBreakGlassRequest.verdict:type_name -> vigie.v1.BreakGlassVerdict
-	8, // 5: vigie.v1.ReviewBreakGlassResponse.event:type_name -> vigie.v1.RecordedEvent
-	1, // 6: vigie.v1.AuditService.SearchEvents:input_type -> vigie.v1.SearchEventsRequest
-	3, // 7: vigie.v1.AuditService.ReviewBreakGlass:input_type -> vigie.v1.ReviewBreakGlassRequest
-	2, // 8: vigie.v1.AuditService.SearchEvents:output_type -> vigie.v1.SearchEventsResponse
-	4, // 9: vigie.v1.AuditService.ReviewBreakGlass:output_type -> vigie.v1.ReviewBreakGlassResponse
-	8, // [8:10] is the sub-list for method output_type
-	6, // [6:8] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	4,  // 0: vigie.v1.ListAlertsResponse.alerts:type_name -> vigie.v1.Alert
+	11, // 1: vigie.v1.ListAlertsResponse.compute_time:type_name -> google.protobuf.Timestamp
+	11, // 2: vigie.v1.ListAlertsResponse.window_start_time:type_name -> google.protobuf.Timestamp
+	0,  // 3: vigie.v1.Alert.severity:type_name -> vigie.v1.AlertSeverity
+	5,  // 4: vigie.v1.Alert.events:type_name -> vigie.v1.EventRef
+	6,  // 5: vigie.v1.Alert.odd_hours:type_name -> vigie.v1.HourRange
+	11, // 6: vigie.v1.Alert.start_time:type_name -> google.protobuf.Timestamp
+	11, // 7: vigie.v1.Alert.end_time:type_name -> google.protobuf.Timestamp
+	11, // 8: vigie.v1.SearchEventsRequest.start_time:type_name -> google.protobuf.Timestamp
+	11, // 9: vigie.v1.SearchEventsRequest.end_time:type_name -> google.protobuf.Timestamp
+	12, // 10: vigie.v1.SearchEventsRequest.kind:type_name -> vigie.v1.EventKind
+	13, // 11: vigie.v1.SearchEventsResponse.events:type_name -> vigie.v1.LedgerEvent
+	1,  // 12: vigie.v1.ReviewBreakGlassRequest.verdict:type_name -> vigie.v1.BreakGlassVerdict
+	14, // 13: vigie.v1.ReviewBreakGlassResponse.event:type_name -> vigie.v1.RecordedEvent
+	7,  // 14: vigie.v1.AuditService.SearchEvents:input_type -> vigie.v1.SearchEventsRequest
+	9,  // 15: vigie.v1.AuditService.ReviewBreakGlass:input_type -> vigie.v1.ReviewBreakGlassRequest
+	2,  // 16: vigie.v1.AuditService.ListAlerts:input_type -> vigie.v1.ListAlertsRequest
+	8,  // 17: vigie.v1.AuditService.SearchEvents:output_type -> vigie.v1.SearchEventsResponse
+	10, // 18: vigie.v1.AuditService.ReviewBreakGlass:output_type -> vigie.v1.ReviewBreakGlassResponse
+	3,  // 19: vigie.v1.AuditService.ListAlerts:output_type -> vigie.v1.ListAlertsResponse
+	17, // [17:20] is the sub-list for method output_type
+	14, // [14:17] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_vigie_v1_audit_proto_init() }
@@ -485,8 +989,8 @@ func file_vigie_v1_audit_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vigie_v1_audit_proto_rawDesc), len(file_vigie_v1_audit_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   4,
+			NumEnums:      2,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

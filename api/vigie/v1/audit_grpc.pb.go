@@ -21,6 +21,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	AuditService_SearchEvents_FullMethodName     = "/vigie.v1.AuditService/SearchEvents"
 	AuditService_ReviewBreakGlass_FullMethodName = "/vigie.v1.AuditService/ReviewBreakGlass"
+	AuditService_ListAlerts_FullMethodName       = "/vigie.v1.AuditService/ListAlerts"
 )
 
 // AuditServiceClient is the client API for AuditService service.
@@ -54,6 +55,30 @@ type AuditServiceClient interface {
 	// Idempotent: a retry with the same request_id returns the first
 	// review's event.
 	ReviewBreakGlass(ctx context.Context, in *ReviewBreakGlassRequest, opts ...grpc.CallOption) (*ReviewBreakGlassResponse, error)
+	// ListAlerts returns the misuse alerts found in the access and review
+	// events of the last window (7 days unless the server is configured
+	// otherwise): the signals `vigie audit` reports (docs/verification.md),
+	// events that deserve a human look, never a verdict. A `dpo` gets the
+	// alerts of their organisations' events, a `regulator` those of every
+	// event.
+	//
+	// An alert names a professional and events (leaf index, commitment),
+	// never a patient nor a body: open the events with SearchEvents, which
+	// records that read. The alerts of one scope (every organisation, or
+	// one set of organisations) are computed once per cache period (30 s
+	// unless configured otherwise) however many callers ask, and served
+	// again until it ends. An alert says something of the events it names
+	// (an emergency access at that time, not reviewed): each computation is
+	// recorded, before it is served, as a ledger-read event (method
+	// `Alerts`, with how many of the patient's events the alerts name) in
+	// the history of each patient whose events the alerts name, once per
+	// scope and cache period, in the name of the caller whose call computed
+	// them.
+	//
+	// NOT_FOUND when the server has no alert rules; DATA_LOSS when an event
+	// read has been altered in storage; UNAVAILABLE when the alerts could
+	// not be computed or their reads recorded (nothing is served: retry).
+	ListAlerts(ctx context.Context, in *ListAlertsRequest, opts ...grpc.CallOption) (*ListAlertsResponse, error)
 }
 
 type auditServiceClient struct {
@@ -78,6 +103,16 @@ func (c *auditServiceClient) ReviewBreakGlass(ctx context.Context, in *ReviewBre
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ReviewBreakGlassResponse)
 	err := c.cc.Invoke(ctx, AuditService_ReviewBreakGlass_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *auditServiceClient) ListAlerts(ctx context.Context, in *ListAlertsRequest, opts ...grpc.CallOption) (*ListAlertsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListAlertsResponse)
+	err := c.cc.Invoke(ctx, AuditService_ListAlerts_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -115,6 +150,30 @@ type AuditServiceServer interface {
 	// Idempotent: a retry with the same request_id returns the first
 	// review's event.
 	ReviewBreakGlass(context.Context, *ReviewBreakGlassRequest) (*ReviewBreakGlassResponse, error)
+	// ListAlerts returns the misuse alerts found in the access and review
+	// events of the last window (7 days unless the server is configured
+	// otherwise): the signals `vigie audit` reports (docs/verification.md),
+	// events that deserve a human look, never a verdict. A `dpo` gets the
+	// alerts of their organisations' events, a `regulator` those of every
+	// event.
+	//
+	// An alert names a professional and events (leaf index, commitment),
+	// never a patient nor a body: open the events with SearchEvents, which
+	// records that read. The alerts of one scope (every organisation, or
+	// one set of organisations) are computed once per cache period (30 s
+	// unless configured otherwise) however many callers ask, and served
+	// again until it ends. An alert says something of the events it names
+	// (an emergency access at that time, not reviewed): each computation is
+	// recorded, before it is served, as a ledger-read event (method
+	// `Alerts`, with how many of the patient's events the alerts name) in
+	// the history of each patient whose events the alerts name, once per
+	// scope and cache period, in the name of the caller whose call computed
+	// them.
+	//
+	// NOT_FOUND when the server has no alert rules; DATA_LOSS when an event
+	// read has been altered in storage; UNAVAILABLE when the alerts could
+	// not be computed or their reads recorded (nothing is served: retry).
+	ListAlerts(context.Context, *ListAlertsRequest) (*ListAlertsResponse, error)
 	mustEmbedUnimplementedAuditServiceServer()
 }
 
@@ -130,6 +189,9 @@ func (UnimplementedAuditServiceServer) SearchEvents(context.Context, *SearchEven
 }
 func (UnimplementedAuditServiceServer) ReviewBreakGlass(context.Context, *ReviewBreakGlassRequest) (*ReviewBreakGlassResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReviewBreakGlass not implemented")
+}
+func (UnimplementedAuditServiceServer) ListAlerts(context.Context, *ListAlertsRequest) (*ListAlertsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListAlerts not implemented")
 }
 func (UnimplementedAuditServiceServer) mustEmbedUnimplementedAuditServiceServer() {}
 func (UnimplementedAuditServiceServer) testEmbeddedByValue()                      {}
@@ -188,6 +250,24 @@ func _AuditService_ReviewBreakGlass_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AuditService_ListAlerts_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAlertsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuditServiceServer).ListAlerts(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuditService_ListAlerts_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuditServiceServer).ListAlerts(ctx, req.(*ListAlertsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AuditService_ServiceDesc is the grpc.ServiceDesc for AuditService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -202,6 +282,10 @@ var AuditService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReviewBreakGlass",
 			Handler:    _AuditService_ReviewBreakGlass_Handler,
+		},
+		{
+			MethodName: "ListAlerts",
+			Handler:    _AuditService_ListAlerts_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

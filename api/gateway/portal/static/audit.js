@@ -134,17 +134,19 @@ document.addEventListener('DOMContentLoaded', async () => {
     if (t(key) === key || typeof a.count !== 'number') return a.detail || '';
     const h = a.odd_hours || {};
     return t(key, { count: a.count, patients: a.patients, threshold: a.threshold || '', window: fmtWindow(a.window_seconds),
-      from: Vigie.fmtTime(a.from), to: Vigie.fmtTime(a.time), start: h.from, end: h.to, zone: h.zone || '' });
+      from: Vigie.fmtTime(a.start_time), to: Vigie.fmtTime(a.end_time), start: h.start_hour, end: h.end_hour, zone: h.time_zone || '' });
   }
   function fmtWindow(sec) {
     sec = Number(sec) || 0;
     return sec % 3600 === 0 ? (sec / 3600) + ' h' : sec % 60 === 0 ? (sec / 60) + ' min' : sec + ' s';
   }
+  // The API's severities, as the page names them.
+  const severities = { ALERT_SEVERITY_HIGH: 'critical', ALERT_SEVERITY_MEDIUM: 'warning', ALERT_SEVERITY_LOW: 'info' };
   let alerts = null; // the last answer, shown again in another language
   async function loadAlerts() {
     const body = document.getElementById('alerts-body');
     try {
-      alerts = (await Vigie.api('GET', 'api/alerts')).alerts || [];
+      alerts = ((await Vigie.api('GET', '/v1/audit/alerts')).alerts || []).map(a => Object.assign({}, a, { severity: severities[a.severity] || 'info' }));
       renderAlerts();
     } catch (e) {
       if (e instanceof Vigie.ApiError && e.status === 404) body.replaceChildren(el('p', { text: t('audit.alertsOff') }));
@@ -160,8 +162,8 @@ document.addEventListener('DOMContentLoaded', async () => {
       el('tbody', null, alerts.map(a => el('tr', { 'data-kind': a.kind, class: a.severity === 'critical' ? 'deny' : a.severity === 'warning' ? 'btg' : null },
         el('td', { 'data-label': t('audit.alertKind'), text: t('alert.' + a.kind) === 'alert.' + a.kind ? a.kind : t('alert.' + a.kind) }),
         el('td', { 'data-label': t('audit.severity') }, el('span', { class: 'badge ' + (a.severity === 'critical' ? 'deny' : 'btg'), text: t('severity.' + a.severity) })),
-        el('td', { 'data-label': t('field.rpps'), text: a.professional }),
-        el('td', { 'data-label': t('audit.organization'), text: a.organisation || '' }),
+        el('td', { 'data-label': t('field.rpps'), text: a.actor_rpps }),
+        el('td', { 'data-label': t('audit.organization'), text: a.organization || '' }),
         el('td', { 'data-label': t('audit.events'), class: 'mono', text: a.events.map(e => '#' + e.leaf_index).join(' ') }),
         el('td', { 'data-label': t('audit.detail'), class: 'detail', text: alertText(a) })))))));
   }
