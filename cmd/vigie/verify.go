@@ -9,15 +9,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"google.golang.org/grpc/codes"
-
 	"github.com/vigie-sante/vigie/api/client"
-	"github.com/vigie-sante/vigie/api/server"
 	"github.com/vigie-sante/vigie/consent"
 	"github.com/vigie-sante/vigie/ledger/audit"
 	"github.com/vigie-sante/vigie/ledger/event"
@@ -111,19 +107,14 @@ func verifyCommand(ctx context.Context, c *remoteConfig, receiptFile string, now
 	var hr *audit.HistoryReport
 	if c.token != "" {
 		hr, err = audit.VerifyHistory(ctx, historySource{cl}, audit.HistoryOptions{Keys: keys.Keys, Previous: previous, Heads: heads, Now: now})
-		if f, ok := unreadableEvent(err); ok {
-			// The server refuses the history because it cannot read one
-			// of its own events: that is what a verification is for.
-			rep.Findings = append(rep.Findings, f)
-			rep.Verdict = "failed"
-			return rep, nil
-		}
 		if err != nil {
 			return nil, err
 		}
 		rep.Findings = append(rep.Findings, hr.Findings...)
 		rep.Erased = hr.Erased
-		rep.notes = append(rep.notes, hr.CheckpointNote)
+		if len(hr.CheckpointNote) > 0 {
+			rep.notes = append(rep.notes, hr.CheckpointNote)
+		}
 		if hr.LatestNote != nil {
 			rep.notes = append(rep.notes, hr.LatestNote)
 		}
@@ -193,28 +184,19 @@ func verifyCommand(ctx context.Context, c *remoteConfig, receiptFile string, now
 	return rep, nil
 }
 
-// kindUnreadable is the finding of a server that refuses to serve the
-// history because it cannot read one of its events (DATA_LOSS): the
-// event's stored form fails authentication, the store was altered.
-const kindUnreadable audit.Kind = "unreadable-event"
+// kindUnreadable is the finding of a server that refuses to serve events
+// because it cannot read one of them (DATA_LOSS): the event's stored form
+// fails authentication, the store was altered.
+const kindUnreadable = audit.KindUnreadable
 
 // unreadableEvent returns the finding of err if it is the server's
-// DATA_LOSS answer about an event of the history.
+// DATA_LOSS answer about an event.
 func unreadableEvent(err error) (audit.Finding, bool) {
-	var ae *client.Error
-	if !errors.As(err, &ae) || ae.Code != codes.DataLoss {
+	var ue *audit.UnreadableError
+	if !errors.As(historyError(err), &ue) {
 		return audit.Finding{}, false
 	}
-	f := audit.Finding{Kind: kindUnreadable, Message: fmt.Sprintf("the server can no longer read this event, its stored form was altered; it answered %s: %s", ae.Code, ae.Message)}
-	if ae.Reason == server.ReasonEventUnreadable {
-		if seq, err := strconv.ParseUint(ae.Metadata["seq"], 10, 64); err == nil {
-			f.Seq = seq
-		}
-		if index, err := strconv.ParseUint(ae.Metadata["leaf_index"], 10, 64); err == nil {
-			f.Index = &index
-		}
-	}
-	return f, true
+	return ue.Finding(), true
 }
 
 // readNote accepts a signed note as it is, or in base64 (as the JSON API

@@ -138,6 +138,9 @@ func VerifyHistory(ctx context.Context, src HistorySource, opts HistoryOptions) 
 			return nil, fmt.Errorf("history: more than %d pages", maxPages)
 		}
 		p, err := src.HistoryPage(ctx, token)
+		if ue := (*UnreadableError)(nil); errors.As(err, &ue) {
+			return &HistoryReport{Findings: []Finding{ue.Finding()}}, nil
+		}
 		if err != nil {
 			return nil, fmt.Errorf("history page %d: %w", page+1, err)
 		}
@@ -167,6 +170,9 @@ func VerifyHistory(ctx context.Context, src HistorySource, opts HistoryOptions) 
 			trusted = false
 		}
 		r.Checkpoint = cp
+	} else if len(envs) > 0 {
+		r.Findings = append(r.Findings, Finding{Kind: KindProof,
+			Message: "the listing has events but no checkpoint: they cannot be proved to be in the log"})
 	}
 	if opts.Previous != nil {
 		prev, err := verify.OpenCheckpoint(opts.Previous, opts.Keys.Checkpoint)
@@ -205,10 +211,7 @@ func VerifyHistory(ctx context.Context, src HistorySource, opts HistoryOptions) 
 			links = append(links, verify.ErasedLink(e.Seq, l.Commitment))
 		default:
 			if r.Pseudonym.IsZero() {
-				r.Pseudonym = l.Body.Patient
-			} else if l.Body.Patient != r.Pseudonym {
-				r.Findings = append(r.Findings, Finding{Kind: KindMalformed, Seq: e.Seq, Index: ptr(e.Index),
-					Message: "the event belongs to another chain than the rest of the history"})
+				r.Pseudonym = l.Body.Patient // the chain checks the others
 			}
 			links = append(links, verify.LinkOf(l.Body, l.Commitment))
 		}
@@ -289,6 +292,9 @@ func chainFinding(err error) Finding {
 		case errors.Is(err, verify.ErrDuplicateSeq):
 			f.Kind = KindDuplicate
 			f.Message = fmt.Sprintf("two events claim place %d of the chain", ce.Seq)
+		case errors.Is(err, verify.ErrForeignPatient):
+			f.Kind = KindForeignPatient
+			f.Message = fmt.Sprintf("event %d belongs to another chain than the events before it: it names another patient", ce.Seq)
 		case errors.Is(err, verify.ErrUnexplainedErasure):
 			f.Kind = KindUnexplainedErasure
 			f.Message = fmt.Sprintf("event %d is shown erased, but no erasure explains it: an erasure erases every event before it and is recorded right after them (%v)", ce.Seq, ce.Err)
