@@ -293,6 +293,40 @@ func resolveKeys(ctx context.Context, c *remoteConfig, cl *client.Client, st *st
 	return &logKeys{Keys: p.Keys, origin: p.Origin, checkpoint: p.CheckpointKey, receipt: p.ReceiptKey, firstUse: p.FirstUse}, nil
 }
 
+// savedState returns what vigie verify saved, as ledger/audit keeps it
+// (audit.SavedState: the rule of what is saved lives there).
+func (st *stateFile) savedState() *audit.SavedState {
+	s := &audit.SavedState{Chains: map[event.Hash]audit.ChainHead{}}
+	if st.Verify == nil {
+		return s
+	}
+	if st.Verify.Checkpoint != "" {
+		s.Checkpoint = []byte(st.Verify.Checkpoint)
+	}
+	for p, h := range st.Verify.Chains {
+		if ps, err := event.ParseHash(p); err == nil {
+			s.Chains[ps] = h
+		}
+	}
+	return s
+}
+
+// setSavedState records what vigie verify saves, seen at now.
+func (st *stateFile) setSavedState(s *audit.SavedState, now time.Time) {
+	if st.Verify == nil {
+		st.Verify = &verifyState{}
+	}
+	if len(s.Checkpoint) > 0 {
+		st.Verify.Checkpoint, st.Verify.SeenAt = string(s.Checkpoint), now.UTC()
+	}
+	if len(s.Chains) > 0 {
+		st.Verify.Chains = map[string]audit.ChainHead{}
+		for p, h := range s.Chains {
+			st.Verify.Chains[p.String()] = h
+		}
+	}
+}
+
 // pin records the keys in the state.
 func (k *logKeys) pin(st *stateFile, now time.Time) {
 	if st.CheckpointKey == "" {

@@ -93,20 +93,13 @@ func verifyCommand(ctx context.Context, c *remoteConfig, receiptFile string, now
 		return nil, err
 	}
 	rep := &verifyReport{Server: cl.BaseURL(), FirstUse: keys.firstUse, lang: langOf(c.lang), Events: []eventRow{}, Findings: []audit.Finding{}}
-	var previous []byte
-	heads := map[event.Hash]audit.ChainHead{}
-	if st.Verify != nil {
-		previous = []byte(st.Verify.Checkpoint)
-		for p, h := range st.Verify.Chains {
-			if ps, err := event.ParseHash(p); err == nil {
-				heads[ps] = h
-			}
-		}
-	}
-	newest := previous
+	saved := st.savedState()
+	newest := saved.Checkpoint
 	var hr *audit.HistoryReport
 	if c.token != "" {
-		hr, err = audit.VerifyHistory(ctx, historySource{cl}, audit.HistoryOptions{Keys: keys.Keys, Previous: previous, Heads: heads, Now: now})
+		opts := saved.Options(&audit.Pinning{Keys: keys.Keys})
+		opts.Now = now
+		hr, err = audit.VerifyHistory(ctx, historySource{cl}, opts)
 		if err != nil {
 			return nil, err
 		}
@@ -166,18 +159,14 @@ func verifyCommand(ctx context.Context, c *remoteConfig, receiptFile string, now
 	rep.Verdict = "verified"
 	// Save what was verified: the next run checks the log against it.
 	keys.pin(st, now())
-	if st.Verify == nil {
-		st.Verify = &verifyState{}
+	next := saved
+	if hr != nil {
+		next = saved.Next(hr)
 	}
 	if len(newest) > 0 {
-		st.Verify.Checkpoint, st.Verify.SeenAt = string(newest), now().UTC()
+		next.Checkpoint = newest // the receipt's checkpoint may be newer
 	}
-	if hr != nil && !hr.Pseudonym.IsZero() {
-		if st.Verify.Chains == nil {
-			st.Verify.Chains = map[string]audit.ChainHead{}
-		}
-		st.Verify.Chains[hr.Pseudonym.String()] = hr.Head
-	}
+	st.setSavedState(next, now())
 	if err := st.save(); err != nil {
 		return nil, err
 	}
