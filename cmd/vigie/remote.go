@@ -420,3 +420,16 @@ func historyError(err error) error {
 	}
 	return ue
 }
+
+// ConsistencyProof is the client's, with the server's BEYOND_CHECKPOINT
+// answer as audit.ErrBeyondCheckpoint: asked to prove a checkpoint it
+// signed, the server says it has not reached it (a rollback, found by
+// package audit).
+func (h historySource) ConsistencyProof(ctx context.Context, first, second uint64) ([][]byte, error) {
+	p, err := h.Client.ConsistencyProof(ctx, first, second)
+	var ae *client.Error
+	if errors.As(err, &ae) && ae.Reason == server.ReasonBeyondCheckpoint {
+		return nil, fmt.Errorf("%w: %v", audit.ErrBeyondCheckpoint, err)
+	}
+	return p, err
+}

@@ -117,6 +117,16 @@ var table = []struct {
 			c.State = &State{Checkpoint: saved}
 			return c
 		}},
+	{"rollback-beyond", "the server refuses to prove the checkpoint it lists from the one a previous verification saved, saying it has not reached that size", []audit.Kind{audit.KindRollback},
+		func(b *builder) *Case {
+			b.story(3)
+			saved := b.sign()
+			b.story(2)
+			c := b.serve()
+			c.State = &State{Checkpoint: saved}
+			c.RefuseProofs = &APIError{HTTPStatus: 400, Status: json.RawMessage(`{"code":3,"message":"invalid second: not signed yet","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"BEYOND_CHECKPOINT","domain":"vigie","metadata":{"field":"second"}}]}`)}
+			return c
+		}},
 	{"fork", "a previous verification saved a checkpoint of the same size with another tree", []audit.Kind{audit.KindFork},
 		func(b *builder) *Case {
 			c := b.story(4).serve()

@@ -49,6 +49,9 @@ type Case struct {
 	Error   *APIError `json:"error,omitempty"`
 	// State is what an earlier verification saved, if any.
 	State *State `json:"state,omitempty"`
+	// RefuseProofs, if set, is how the server answers every consistency
+	// proof asked.
+	RefuseProofs *APIError `json:"refuse_proofs,omitempty"`
 }
 
 // Listing is a page of history as the API's JSON has it
@@ -231,7 +234,36 @@ type source struct{ c *Case }
 
 func (s source) Checkpoint(context.Context) ([]byte, error) { return s.c.Latest, nil }
 func (s source) ConsistencyProof(_ context.Context, first, second uint64) ([][]byte, error) {
+	if e := s.c.RefuseProofs; e != nil {
+		if reason, _ := e.reason(); reason == "BEYOND_CHECKPOINT" {
+			return nil, fmt.Errorf("HTTP %d: %w", e.HTTPStatus, audit.ErrBeyondCheckpoint)
+		}
+		return nil, fmt.Errorf("HTTP %d", e.HTTPStatus)
+	}
 	return s.c.consistency(first, second)
+}
+
+// reason returns the reason and metadata of the error's ErrorInfo.
+func (e *APIError) reason() (string, map[string]string) {
+	var st struct {
+		Details []struct {
+			Reason   string            `json:"reason"`
+			Metadata map[string]string `json:"metadata"`
+		} `json:"details"`
+	}
+	if json.Unmarshal(e.Status, &st) != nil || len(st.Details) == 0 {
+		return "", nil
+	}
+	return st.Details[0].Reason, st.Details[0].Metadata
+}
+
+// message returns the error's message.
+func (e *APIError) message() string {
+	var st struct {
+		Message string `json:"message"`
+	}
+	json.Unmarshal(e.Status, &st)
+	return st.Message
 }
 func (s source) InclusionProof(_ context.Context, index, size uint64) ([][]byte, error) {
 	return s.c.inclusion(index, size)
@@ -246,27 +278,16 @@ func (s source) Leaves(_ context.Context, start, end uint64) ([][]byte, error) {
 
 func (s source) HistoryPage(_ context.Context, token string) (*audit.HistoryPage, error) {
 	if e := s.c.Error; e != nil {
-		var st struct {
-			Message string `json:"message"`
-			Details []struct {
-				Reason   string            `json:"reason"`
-				Metadata map[string]string `json:"metadata"`
-			} `json:"details"`
+		reason, md := e.reason()
+		if reason != "EVENT_UNREADABLE" {
+			return nil, fmt.Errorf("HTTP %d", e.HTTPStatus)
 		}
-		if err := json.Unmarshal(e.Status, &st); err != nil {
-			return nil, err
+		ue := &audit.UnreadableError{Detail: e.message()}
+		ue.Seq, _ = strconv.ParseUint(md["seq"], 10, 64)
+		if i, err := strconv.ParseUint(md["leaf_index"], 10, 64); err == nil {
+			ue.Index = &i
 		}
-		ue := &audit.UnreadableError{Detail: st.Message}
-		for _, d := range st.Details {
-			if d.Reason == "EVENT_UNREADABLE" {
-				ue.Seq, _ = strconv.ParseUint(d.Metadata["seq"], 10, 64)
-				if i, err := strconv.ParseUint(d.Metadata["leaf_index"], 10, 64); err == nil {
-					ue.Index = &i
-				}
-				return nil, ue
-			}
-		}
-		return nil, fmt.Errorf("HTTP %d", e.HTTPStatus)
+		return nil, ue
 	}
 	p := &audit.HistoryPage{Checkpoint: s.c.Listing.Checkpoint}
 	for _, e := range s.c.Listing.Events {
@@ -336,6 +357,12 @@ func (c *Case) Handler() http.Handler {
 		writeJSON(w, c.Listing)
 	})
 	mux.HandleFunc("GET /v1/log/consistency", func(w http.ResponseWriter, r *http.Request) {
+		if e := c.RefuseProofs; e != nil {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(e.HTTPStatus)
+			w.Write(e.Status)
+			return
+		}
 		first, second := uint(r, "first"), uint(r, "second")
 		p, err := c.consistency(first, second)
 		if err != nil {
