@@ -5,7 +5,7 @@
 // ([LogSource], [HistorySource]) that an HTTP client implements (package
 // api/client) and tests fake.
 //
-// Three checks:
+// The checks:
 //
 //   - [VerifyHistory]: a patient's history, every event of their chain:
 //     body and salt against the commitment, inclusion against the signed
@@ -19,7 +19,16 @@
 //     the leaves equals each signed root; when a proof fails, the leaves
 //     settle whether the log forked or served a wrong proof;
 //   - [CheckReceipt]: a receipt, against the log, once its merge delay has
-//     passed.
+//     passed;
+//   - [CheckSeries] and [CheckEvents]: what the auditors' dashboard shows
+//     (the log's signed checkpoints with those a reader saw, search
+//     results against a checkpoint).
+//
+// [PinKeys] decides which keys a verification trusts (given, pinned, or
+// served on first use) and [SavedState] what a reader keeps between two
+// verifications: the command line and the browser (through package
+// ledger/verify/report, built for WebAssembly) both use them. The corpus
+// of package audittest runs through every face with the same verdicts.
 //
 // What goes wrong is reported as [Finding]s, each of a [Kind] that names
 // it (a modified body, a missing event, a rollback...) and with the
