@@ -306,7 +306,7 @@ func (s searchSource) SearchEvents(ctx context.Context, q audit.EventQuery, toke
 	}
 	resp, err := s.Client.SearchEvents(ctx, req)
 	if err != nil {
-		return nil, sourceError(err)
+		return nil, historyError(err)
 	}
 	p := &audit.EventPage{Next: resp.NextPageToken}
 	for _, e := range resp.Events {

@@ -33,7 +33,7 @@ type historySource struct{ *client.Client }
 func (h historySource) HistoryPage(ctx context.Context, token string) (*audit.HistoryPage, error) {
 	resp, err := h.ListAccesses(ctx, 500, token)
 	if err != nil {
-		return nil, err
+		return nil, historyError(err)
 	}
 	p := &audit.HistoryPage{Checkpoint: resp.Checkpoint, Next: resp.NextPageToken}
 	for _, e := range resp.Events {

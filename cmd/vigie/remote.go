@@ -17,15 +17,17 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
+	"google.golang.org/grpc/codes"
 
 	"github.com/vigie-sante/vigie/api/client"
+	"github.com/vigie-sante/vigie/api/server"
 	"github.com/vigie-sante/vigie/ledger/audit"
 	"github.com/vigie-sante/vigie/ledger/event"
-	"github.com/vigie-sante/vigie/ledger/verify"
 )
 
 // remoteConfig is what vigie verify and vigie audit share: the server, the
@@ -261,54 +263,68 @@ type logKeys struct {
 
 // resolveKeys returns the log's keys: given by flag, pinned in the state,
 // or else fetched from the server and to be pinned (trust on first use).
+// The rule is audit.PinKeys'.
 func resolveKeys(ctx context.Context, c *remoteConfig, cl *client.Client, st *stateFile) (*logKeys, error) {
-	k := &logKeys{checkpoint: c.logKey, receipt: c.receiptKey}
-	if k.checkpoint != "" && st.CheckpointKey != "" && k.checkpoint != st.CheckpointKey {
-		return nil, usagef("--log-key differs from the key pinned for %s on %s in %s; if the log's key really changed, delete that file", st.Server, st.PinnedAt.Format(time.DateOnly), st.path)
-	}
-	if k.receipt != "" && st.ReceiptKey != "" && k.receipt != st.ReceiptKey {
-		return nil, usagef("--receipt-key differs from the key pinned for %s in %s; if the log's key really changed, delete that file", st.Server, st.path)
-	}
-	if k.checkpoint == "" {
-		k.checkpoint = st.CheckpointKey
-	}
-	if k.receipt == "" {
-		k.receipt = st.ReceiptKey
-	}
-	if k.checkpoint == "" || k.receipt == "" {
+	pinned := audit.PublicKeys{CheckpointKey: st.CheckpointKey, ReceiptKey: st.ReceiptKey}
+	given := audit.PublicKeys{CheckpointKey: c.logKey, ReceiptKey: c.receiptKey}
+	p, err := audit.PinKeys(pinned, given, func() (audit.PublicKeys, error) {
 		pub, err := cl.PublicKeys(ctx)
 		if err != nil {
-			return nil, err
+			return audit.PublicKeys{}, err
 		}
-		if k.checkpoint == "" {
-			k.checkpoint, k.firstUse = pub.CheckpointKey, true
-		}
-		if k.receipt == "" {
-			k.receipt, k.firstUse = pub.ReceiptKey, true
-		}
+		return audit.PublicKeys{CheckpointKey: pub.CheckpointKey, ReceiptKey: pub.ReceiptKey}, nil
+	})
+	var me *audit.KeyMismatchError
+	var ke *audit.KeyError
+	switch {
+	case errors.As(err, &me) && me.Which == "checkpoint":
+		return nil, usagef("--log-key differs from the key pinned for %s on %s in %s; if the log's key really changed, delete that file", st.Server, st.PinnedAt.Format(time.DateOnly), st.path)
+	case errors.As(err, &me):
+		return nil, usagef("--receipt-key differs from the key pinned for %s in %s; if the log's key really changed, delete that file", st.Server, st.path)
+	case errors.As(err, &ke) && ke.Given && ke.Which == "checkpoint":
+		return nil, usagef("--log-key: %v", ke.Err)
+	case errors.As(err, &ke) && ke.Given:
+		return nil, usagef("--receipt-key: %v", ke.Err)
+	case errors.As(err, &ke):
+		return nil, fmt.Errorf("the server's %s key: %v", ke.Which, ke.Err)
+	case err != nil:
+		return nil, err
 	}
-	var err error
-	if k.Checkpoint, err = note.NewVerifier(k.checkpoint); err != nil {
-		return nil, keyError(c.logKey != "", "--log-key", "checkpoint", err)
-	}
-	k.origin = k.Checkpoint.Name()
-	if !verify.ValidOrigin(k.origin) {
-		return nil, keyError(c.logKey != "", "--log-key", "checkpoint", errors.New("its name is not a valid log origin"))
-	}
-	if k.Receipt, err = note.NewVerifier(k.receipt); err != nil {
-		return nil, keyError(c.receiptKey != "", "--receipt-key", "receipt", err)
-	}
-	if want := verify.ReceiptKeyName(k.origin); k.Receipt.Name() != want {
-		return nil, keyError(c.receiptKey != "", "--receipt-key", "receipt", fmt.Errorf("named %q, want %q", k.Receipt.Name(), want))
-	}
-	return k, nil
+	return &logKeys{Keys: p.Keys, origin: p.Origin, checkpoint: p.CheckpointKey, receipt: p.ReceiptKey, firstUse: p.FirstUse}, nil
 }
 
-func keyError(flagGiven bool, flagName, which string, err error) error {
-	if flagGiven {
-		return usagef("%s: %v", flagName, err)
+// savedState returns what vigie verify saved, as ledger/audit keeps it
+// (audit.SavedState: the rule of what is saved lives there).
+func (st *stateFile) savedState() *audit.SavedState {
+	s := &audit.SavedState{Chains: map[event.Hash]audit.ChainHead{}}
+	if st.Verify == nil {
+		return s
 	}
-	return fmt.Errorf("the server's %s key: %v", which, err)
+	if st.Verify.Checkpoint != "" {
+		s.Checkpoint = []byte(st.Verify.Checkpoint)
+	}
+	for p, h := range st.Verify.Chains {
+		if ps, err := event.ParseHash(p); err == nil {
+			s.Chains[ps] = h
+		}
+	}
+	return s
+}
+
+// setSavedState records what vigie verify saves, seen at now.
+func (st *stateFile) setSavedState(s *audit.SavedState, now time.Time) {
+	if st.Verify == nil {
+		st.Verify = &verifyState{}
+	}
+	if len(s.Checkpoint) > 0 {
+		st.Verify.Checkpoint, st.Verify.SeenAt = string(s.Checkpoint), now.UTC()
+	}
+	if len(s.Chains) > 0 {
+		st.Verify.Chains = map[string]audit.ChainHead{}
+		for p, h := range s.Chains {
+			st.Verify.Chains[p.String()] = h
+		}
+	}
 }
 
 // pin records the keys in the state.
@@ -383,4 +399,37 @@ func hexToHashes(ss []string) ([]event.Hash, error) {
 		out[i] = h
 	}
 	return out, nil
+}
+
+// historyError returns err as audit.VerifyHistory knows it: the server's
+// DATA_LOSS answer about an event of the history is an
+// *audit.UnreadableError (a finding, not a failure to ask).
+func historyError(err error) error {
+	var ae *client.Error
+	if !errors.As(err, &ae) || ae.Code != codes.DataLoss {
+		return err
+	}
+	ue := &audit.UnreadableError{Detail: fmt.Sprintf("%s: %s", ae.Code, ae.Message)}
+	if ae.Reason == server.ReasonEventUnreadable {
+		if seq, err := strconv.ParseUint(ae.Metadata["seq"], 10, 64); err == nil {
+			ue.Seq = seq
+		}
+		if index, err := strconv.ParseUint(ae.Metadata["leaf_index"], 10, 64); err == nil {
+			ue.Index = &index
+		}
+	}
+	return ue
+}
+
+// ConsistencyProof is the client's, with the server's BEYOND_CHECKPOINT
+// answer as audit.ErrBeyondCheckpoint: asked to prove a checkpoint it
+// signed, the server says it has not reached it (a rollback, found by
+// package audit).
+func (h historySource) ConsistencyProof(ctx context.Context, first, second uint64) ([][]byte, error) {
+	p, err := h.Client.ConsistencyProof(ctx, first, second)
+	var ae *client.Error
+	if errors.As(err, &ae) && ae.Reason == server.ReasonBeyondCheckpoint {
+		return nil, fmt.Errorf("%w: %v", audit.ErrBeyondCheckpoint, err)
+	}
+	return p, err
 }

@@ -7,15 +7,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"google.golang.org/grpc/codes"
-
 	"github.com/vigie-sante/vigie/api/client"
-	"github.com/vigie-sante/vigie/api/server"
 	"github.com/vigie-sante/vigie/consent"
 	"github.com/vigie-sante/vigie/ledger/audit"
 	"github.com/vigie-sante/vigie/ledger/event"
@@ -94,33 +90,21 @@ func verifyCommand(ctx context.Context, c *remoteConfig, receiptFile string, now
 		return nil, err
 	}
 	rep := &verifyReport{Server: cl.BaseURL(), FirstUse: keys.firstUse, lang: langOf(c.lang), Events: []eventRow{}, Findings: []audit.Finding{}}
-	var previous []byte
-	heads := map[event.Hash]audit.ChainHead{}
-	if st.Verify != nil {
-		previous = []byte(st.Verify.Checkpoint)
-		for p, h := range st.Verify.Chains {
-			if ps, err := event.ParseHash(p); err == nil {
-				heads[ps] = h
-			}
-		}
-	}
-	newest := previous
+	saved := st.savedState()
+	newest := saved.Checkpoint
 	var hr *audit.HistoryReport
 	if c.token != "" {
-		hr, err = audit.VerifyHistory(ctx, historySource{cl}, audit.HistoryOptions{Keys: keys.Keys, Previous: previous, Heads: heads, Now: now})
-		if f, ok := audit.Unreadable(sourceError(err)); ok {
-			// The server refuses the history because it cannot read one
-			// of its own events: that is what a verification is for.
-			rep.Findings = append(rep.Findings, f)
-			rep.Verdict = "failed"
-			return rep, nil
-		}
+		opts := saved.Options(&audit.Pinning{Keys: keys.Keys})
+		opts.Now = now
+		hr, err = audit.VerifyHistory(ctx, historySource{cl}, opts)
 		if err != nil {
 			return nil, err
 		}
 		rep.Findings = append(rep.Findings, hr.Findings...)
 		rep.Erased = hr.Erased
-		rep.notes = append(rep.notes, hr.CheckpointNote)
+		if len(hr.CheckpointNote) > 0 {
+			rep.notes = append(rep.notes, hr.CheckpointNote)
+		}
 		if hr.LatestNote != nil {
 			rep.notes = append(rep.notes, hr.LatestNote)
 		}
@@ -172,42 +156,18 @@ func verifyCommand(ctx context.Context, c *remoteConfig, receiptFile string, now
 	rep.Verdict = "verified"
 	// Save what was verified: the next run checks the log against it.
 	keys.pin(st, now())
-	if st.Verify == nil {
-		st.Verify = &verifyState{}
+	next := saved
+	if hr != nil {
+		next = saved.Next(hr)
 	}
 	if len(newest) > 0 {
-		st.Verify.Checkpoint, st.Verify.SeenAt = string(newest), now().UTC()
+		next.Checkpoint = newest // the receipt's checkpoint may be newer
 	}
-	if hr != nil && !hr.Pseudonym.IsZero() {
-		if st.Verify.Chains == nil {
-			st.Verify.Chains = map[string]audit.ChainHead{}
-		}
-		st.Verify.Chains[hr.Pseudonym.String()] = hr.Head
-	}
+	st.setSavedState(next, now())
 	if err := st.save(); err != nil {
 		return nil, err
 	}
 	return rep, nil
-}
-
-// sourceError returns err, or, for the server's DATA_LOSS answer (it
-// cannot read one of its own events), the error ledger/audit makes a
-// finding of.
-func sourceError(err error) error {
-	var ae *client.Error
-	if !errors.As(err, &ae) || ae.Code != codes.DataLoss {
-		return err
-	}
-	u := &audit.UnreadableError{Answer: fmt.Sprintf("%s: %s", ae.Code, ae.Message)}
-	if ae.Reason == server.ReasonEventUnreadable {
-		if seq, err := strconv.ParseUint(ae.Metadata["seq"], 10, 64); err == nil {
-			u.Seq = seq
-		}
-		if index, err := strconv.ParseUint(ae.Metadata["leaf_index"], 10, 64); err == nil {
-			u.Index = &index
-		}
-	}
-	return u
 }
 
 // reporter is a report vigie verify or vigie audit prints.

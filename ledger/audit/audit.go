@@ -5,7 +5,7 @@
 // ([LogSource], [HistorySource], [EventSource]) that an HTTP client
 // implements (package api/client) and tests fake.
 //
-// Four checks:
+// The checks:
 //
 //   - [VerifyHistory]: a patient's history, every event of their chain:
 //     body and salt against the commitment, inclusion against the signed
@@ -24,7 +24,16 @@
 //     regulator's audit of the whole log, every leaf accounted for (an
 //     event served, an erased placeholder, or a finding; else withheld);
 //   - [CheckReceipt]: a receipt, against the log, once its merge delay has
-//     passed.
+//     passed;
+//   - [CheckSeries] and [CheckEvents]: what the auditors' dashboard shows
+//     (the log's signed checkpoints with those a reader saw, search
+//     results against a checkpoint).
+//
+// [PinKeys] decides which keys a verification trusts (given, pinned, or
+// served on first use) and [SavedState] what a reader keeps between two
+// verifications: the command line and the browser (through package
+// ledger/verify/report, built for WebAssembly) both use them. The corpus
+// of package audittest runs through every face with the same verdicts.
 //
 // What goes wrong is reported as [Finding]s, each of a [Kind] that names
 // it (a modified body, a missing event, a rollback...) and with the
@@ -126,6 +135,13 @@ const (
 	// KindNotInLog: the log holds another leaf than an event's (or a
 	// receipt's) commitment at its index.
 	KindNotInLog Kind = "not-in-log"
+	// KindForeignPatient: an event of the history names another patient
+	// than the events before it: it belongs to another chain.
+	KindForeignPatient Kind = "foreign-patient"
+	// KindUnreadable: the server refuses the history because it cannot
+	// read one of its own events (the event's stored form fails its
+	// authentication): its store was altered.
+	KindUnreadable Kind = "unreadable-event"
 	// KindWithheld: leaves of the log that the regulator's full search
 	// did not serve, neither as events nor as erased placeholders: events
 	// withheld from the audit.
@@ -174,6 +190,36 @@ func (f Finding) String() string {
 
 func ptr[T any](v T) *T { return &v }
 
+// An UnreadableError is what a [HistorySource] returns when the server
+// refuses the history because it cannot read one of its events (the API's
+// DATA_LOSS, reason EVENT_UNREADABLE): [VerifyHistory] reports it as a
+// finding of kind [KindUnreadable], not as an error, since that is what a
+// verification is for.
+type UnreadableError struct {
+	// Seq and Index are the event's place, when the server names it (0
+	// and nil otherwise).
+	Seq   uint64
+	Index *uint64
+	// Detail is what the server said.
+	Detail string
+}
+
+// Finding returns the finding of kind [KindUnreadable] that e is.
+func (e *UnreadableError) Finding() Finding {
+	return Finding{Kind: KindUnreadable, Seq: e.Seq, Index: e.Index,
+		Message: fmt.Sprintf("the server can no longer read an event of the history, its stored form was altered; it said: %s", e.Detail)}
+}
+
+func (e *UnreadableError) Error() string {
+	return "the server cannot read an event of the history: " + e.Detail
+}
+
+// ErrBeyondCheckpoint is what a [LogSource] returns (wrapped) when the
+// server refuses a consistency proof because a size is beyond its latest
+// signed checkpoint (the API's BEYOND_CHECKPOINT). Asked for a size it
+// signed itself, the server denies a tree it showed: a rollback.
+var ErrBeyondCheckpoint = errors.New("size beyond the log's latest checkpoint")
+
 // openCheckpoint opens a signed checkpoint with the log's key, or returns
 // the finding that says why it cannot be trusted.
 func openCheckpoint(n []byte, keys Keys, what string) (verify.Checkpoint, *Finding) {
@@ -203,7 +249,13 @@ func consistency(ctx context.Context, src LogSource, old, new verify.Checkpoint,
 	var proof [][]byte
 	if old.Size > 0 && old.Size < new.Size {
 		var err error
-		if proof, err = src.ConsistencyProof(ctx, old.Size, new.Size); err != nil {
+		if proof, err = src.ConsistencyProof(ctx, old.Size, new.Size); errors.Is(err, ErrBeyondCheckpoint) {
+			return &Finding{
+				Kind:     KindRollback,
+				Message:  fmt.Sprintf("the log refuses to prove the tree of %d leaves it signed, saying it has not reached that size", new.Size),
+				Evidence: &Evidence{Checkpoints: [][]byte{oldNote, newNote}},
+			}, nil
+		} else if err != nil {
 			return nil, fmt.Errorf("consistency proof from %d to %d: %w", old.Size, new.Size, err)
 		}
 	}

@@ -92,8 +92,11 @@ type HistoryReport struct {
 	// the listing's, if any; LatestNote its signed note.
 	Latest     *verify.Checkpoint
 	LatestNote []byte
-	// Previous is the saved checkpoint the log was checked against.
+	// Previous is the saved checkpoint the log was checked against, and
+	// Growth the finding (also in Findings) if the listing's checkpoint
+	// does not extend it: a rollback, a fork, a wrong proof.
 	Previous *verify.Checkpoint
+	Growth   *Finding
 	// Pseudonym is the patient's pseudonym, as the events name it (zero
 	// for an empty history).
 	Pseudonym event.Hash
@@ -138,6 +141,9 @@ func VerifyHistory(ctx context.Context, src HistorySource, opts HistoryOptions) 
 			return nil, fmt.Errorf("history: more than %d pages", maxPages)
 		}
 		p, err := src.HistoryPage(ctx, token)
+		if ue := (*UnreadableError)(nil); errors.As(err, &ue) {
+			return &HistoryReport{Findings: []Finding{ue.Finding()}}, nil
+		}
 		if err != nil {
 			return nil, fmt.Errorf("history page %d: %w", page+1, err)
 		}
@@ -167,6 +173,9 @@ func VerifyHistory(ctx context.Context, src HistorySource, opts HistoryOptions) 
 			trusted = false
 		}
 		r.Checkpoint = cp
+	} else if len(envs) > 0 {
+		r.Findings = append(r.Findings, Finding{Kind: KindProof,
+			Message: "the listing has events but no checkpoint: they cannot be proved to be in the log"})
 	}
 	if opts.Previous != nil {
 		prev, err := verify.OpenCheckpoint(opts.Previous, opts.Keys.Checkpoint)
@@ -181,6 +190,7 @@ func VerifyHistory(ctx context.Context, src HistorySource, opts HistoryOptions) 
 			}
 			if f != nil {
 				r.Findings = append(r.Findings, *f)
+				r.Growth = f
 			}
 		}
 	}
@@ -205,10 +215,7 @@ func VerifyHistory(ctx context.Context, src HistorySource, opts HistoryOptions) 
 			links = append(links, verify.ErasedLink(e.Seq, l.Commitment))
 		default:
 			if r.Pseudonym.IsZero() {
-				r.Pseudonym = l.Body.Patient
-			} else if l.Body.Patient != r.Pseudonym {
-				r.Findings = append(r.Findings, Finding{Kind: KindMalformed, Seq: e.Seq, Index: ptr(e.Index),
-					Message: "the event belongs to another chain than the rest of the history"})
+				r.Pseudonym = l.Body.Patient // the chain checks the others
 			}
 			links = append(links, verify.LinkOf(l.Body, l.Commitment))
 		}
@@ -289,6 +296,9 @@ func chainFinding(err error) Finding {
 		case errors.Is(err, verify.ErrDuplicateSeq):
 			f.Kind = KindDuplicate
 			f.Message = fmt.Sprintf("two events claim place %d of the chain", ce.Seq)
+		case errors.Is(err, verify.ErrForeignPatient):
+			f.Kind = KindForeignPatient
+			f.Message = fmt.Sprintf("event %d belongs to another chain than the events before it: it names another patient", ce.Seq)
 		case errors.Is(err, verify.ErrUnexplainedErasure):
 			f.Kind = KindUnexplainedErasure
 			f.Message = fmt.Sprintf("event %d is shown erased, but no erasure explains it: an erasure erases every event before it and is recorded right after them (%v)", ce.Seq, ce.Err)
@@ -313,4 +323,60 @@ func checkHead(h ChainHead, events []HistoryEvent) *Finding {
 	return &Finding{Kind: KindRewritten, Seq: h.Seq,
 		Message:  fmt.Sprintf("the history no longer has event %d, which the previous verification saw (commitment %s)", h.Seq, h.Commitment),
 		Evidence: &Evidence{Commitment: &h.Commitment}}
+}
+
+// CheckEvents checks events that are not a whole chain (an auditor's
+// search results) against one signed checkpoint, without asking the log
+// anything: each event's body and salt against its commitment, and its
+// inclusion proof against the checkpoint; an event the checkpoint does
+// not cover, its receipt (Pending until its deadline, then a finding of
+// kind [KindReceiptOverdue]: no later checkpoint is asked for).
+func CheckEvents(keys Keys, checkpoint []byte, envs []Envelope, now time.Time) ([]HistoryEvent, verify.Checkpoint, []Finding) {
+	var findings []Finding
+	cp, bad := openCheckpoint(checkpoint, keys, "the checkpoint")
+	if bad != nil {
+		findings = append(findings, *bad)
+	}
+	events := make([]HistoryEvent, 0, len(envs))
+	for i := range envs {
+		e := &envs[i]
+		l, f := CheckEvent(e)
+		he := HistoryEvent{Logged: l, Seq: e.Seq, Erased: e.Erased, Proof: Failed}
+		if f != nil {
+			findings = append(findings, *f)
+		}
+		switch {
+		case f != nil && l.Commitment.IsZero(), bad != nil:
+		case e.Index < cp.Size:
+			if err := verify.VerifyInclusion(e.Index, cp.Size, verify.MerkleLeafHash(l.Commitment), e.Proof, cp.Hash); err != nil {
+				findings = append(findings, Finding{Kind: KindProof, Seq: e.Seq, Index: ptr(e.Index),
+					Message:  fmt.Sprintf("the event's inclusion proof does not verify against the checkpoint of size %d: %v", cp.Size, err),
+					Evidence: &Evidence{Checkpoints: [][]byte{checkpoint}, Proof: e.Proof, Commitment: &l.Commitment}})
+			} else if f == nil {
+				he.Proof = Included
+			}
+		default:
+			rc, rf := openReceipt(e, l.Commitment, keys)
+			if rf != nil {
+				findings = append(findings, *rf)
+				break
+			}
+			he.Receipt = &rc
+			switch err := verify.CheckReceipt(rc, cp, nil, now); {
+			case errors.Is(err, verify.ErrReceiptPending):
+				if f == nil {
+					he.Proof = Pending
+				}
+			case errors.Is(err, verify.ErrReceiptOverdue):
+				findings = append(findings, Finding{Kind: KindReceiptOverdue, Seq: e.Seq, Index: ptr(e.Index),
+					Message:  fmt.Sprintf("the receipt promised inclusion by %s; the checkpoint (size %d) does not cover leaf %d: %v", rc.Deadline.UTC().Format(time.RFC3339), cp.Size, rc.Index, err),
+					Evidence: &Evidence{Checkpoints: [][]byte{checkpoint}, Receipt: e.Receipt, Commitment: &rc.Commitment}})
+			default:
+				findings = append(findings, Finding{Kind: KindReceipt, Seq: e.Seq, Index: ptr(e.Index), Message: err.Error(),
+					Evidence: &Evidence{Checkpoints: [][]byte{checkpoint}, Receipt: e.Receipt, Commitment: &rc.Commitment}})
+			}
+		}
+		events = append(events, he)
+	}
+	return events, cp, findings
 }

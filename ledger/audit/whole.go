@@ -63,27 +63,6 @@ type EventSource interface {
 	SearchEvents(ctx context.Context, q EventQuery, token string) (*EventPage, error)
 }
 
-// KindUnreadable: the server refuses to serve events because it cannot
-// read one of them (its stored form fails authentication): the store was
-// altered under it.
-const KindUnreadable Kind = "unreadable-event"
-
-// An UnreadableError is a server's answer that it can no longer read one
-// of its own events (the API's DATA_LOSS). Sources return it, wrapped, so
-// that [Unreadable] turns it into a finding.
-type UnreadableError struct {
-	// Seq and Index name the event, when the server said (0 and nil
-	// otherwise).
-	Seq   uint64
-	Index *uint64
-	// Answer is the server's answer, as it gave it.
-	Answer string
-}
-
-func (e *UnreadableError) Error() string {
-	return "the server cannot read one of its events: " + e.Answer
-}
-
 // Unreadable returns the finding of err if it wraps an [*UnreadableError]:
 // a server that cannot read its own events is what a verification is for,
 // not a failure to verify.
@@ -92,8 +71,7 @@ func Unreadable(err error) (Finding, bool) {
 	if !errors.As(err, &u) {
 		return Finding{}, false
 	}
-	return Finding{Kind: KindUnreadable, Seq: u.Seq, Index: u.Index,
-		Message: "the server can no longer read this event, its stored form was altered; it answered " + u.Answer}, true
+	return u.Finding(), true
 }
 
 // LogAuditOptions configure [AuditLog].

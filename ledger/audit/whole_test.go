@@ -241,7 +241,7 @@ func TestAuditLogBound(t *testing.T) {
 // finding; nothing is compared, replayed or counted, the log is followed.
 func TestAuditLogUnreadable(t *testing.T) {
 	s := wholeLog(t)
-	s.err = fmt.Errorf("search: %w", &UnreadableError{Seq: 4, Index: ptr(uint64(3)), Answer: "DataLoss: event unreadable"})
+	s.err = fmt.Errorf("search: %w", &UnreadableError{Seq: 4, Index: ptr(uint64(3)), Detail: "DataLoss: event unreadable"})
 	r := auditLog(t, s, LogAuditOptions{Reader: Regulator})
 	if got := kinds(r.Findings); !slices.Equal(got, []Kind{KindUnreadable}) || r.Findings[0].Seq != 4 || *r.Findings[0].Index != 3 {
 		t.Fatalf("findings %+v", r.Findings)

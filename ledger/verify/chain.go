@@ -46,10 +46,14 @@ func VerifyEvent(body []byte, salt [SaltSize]byte, c event.Hash) (*event.Body, e
 // "done"): ErasureDone marks that record. An event whose body could not be
 // read for another reason (it failed its commitment) is Unread: its
 // previous commitment is unknown too, but it is not an erasure.
+//
+// Patient is the pseudonym the event's body names (zero when the body is
+// unknown): every readable event of a chain names the same.
 type Link struct {
 	Seq         uint64
 	Prev        event.Hash
 	Commitment  event.Hash
+	Patient     event.Hash
 	Erased      bool
 	Unread      bool
 	ErasureDone bool
@@ -69,7 +73,7 @@ func UnreadLink(seq uint64, c event.Hash) Link {
 
 // LinkOf returns the link of the event with body b and commitment c.
 func LinkOf(b *event.Body, c event.Hash) Link {
-	return Link{Seq: b.Seq, Prev: b.Prev, Commitment: c, ErasureDone: IsErasureDone(b)}
+	return Link{Seq: b.Seq, Prev: b.Prev, Commitment: c, Patient: b.Patient, ErasureDone: IsErasureDone(b)}
 }
 
 // IsErasureDone reports whether b is the record of an erasure carried out
@@ -102,11 +106,14 @@ var (
 	// readable erasure record follows the last of them. Otherwise the
 	// server blanked an event it did not want seen.
 	ErrUnexplainedErasure = errors.New("erased without an erasure record after it")
+	// ErrForeignPatient means an event names another patient than the
+	// events before it: it belongs to another chain.
+	ErrForeignPatient = errors.New("event of another patient")
 )
 
 // A ChainError reports where a chain breaks: Seq is the sequence number at
 // which it breaks, and Err one of [ErrMissingEvent], [ErrWrongLink],
-// [ErrDuplicateSeq] and [ErrUnexplainedErasure].
+// [ErrDuplicateSeq], [ErrForeignPatient] and [ErrUnexplainedErasure].
 type ChainError struct {
 	Seq uint64
 	Err error
@@ -121,10 +128,11 @@ func (e *ChainError) Unwrap() error { return e.Err }
 // VerifyChain checks that links, the events of one patient (or of the
 // system chain) in any order, form one unbroken chain: sequence numbers 1
 // to n, each once, the first naming the zero hash as previous and every
-// other naming the commitment of the event before it. It reports the break
-// with the lowest sequence number as a [*ChainError]. An empty list is a
-// valid chain. The previous commitment of an erased link is not checked
-// (it is unknown); everything else is.
+// other naming the commitment of the event before it, every readable one
+// naming the same patient. It reports the break with the lowest sequence
+// number as a [*ChainError]. An empty list is a valid chain. The previous
+// commitment and patient of an erased or unread link are not checked
+// (they are unknown); everything else is.
 //
 // VerifyChain shows that nothing is missing before the last event listed;
 // it cannot show that no event comes after it.
@@ -135,6 +143,7 @@ func VerifyChain(links []Link) error {
 		return errors.New("chain: sequence number 0 (sequences start at 1)")
 	}
 	var prev event.Hash // the zero hash before the first event
+	var patient event.Hash
 	for i, l := range sorted {
 		// The links before i are numbered 1..i, so l.Seq >= i+1.
 		switch {
@@ -144,6 +153,11 @@ func VerifyChain(links []Link) error {
 			return &ChainError{Seq: l.Seq, Err: ErrDuplicateSeq}
 		case !l.Erased && !l.Unread && l.Prev != prev:
 			return &ChainError{Seq: l.Seq, Err: ErrWrongLink}
+		case !l.Erased && !l.Unread && !patient.IsZero() && l.Patient != patient:
+			return &ChainError{Seq: l.Seq, Err: ErrForeignPatient}
+		}
+		if !l.Erased && !l.Unread && patient.IsZero() {
+			patient = l.Patient
 		}
 		prev = l.Commitment
 	}

@@ -36,6 +36,12 @@ func TestVerifyChain(t *testing.T) {
 	wrongLink[4].Prev = c[2].Commitment
 	reversed := slices.Clone(c)
 	slices.Reverse(reversed)
+	// Every event names patient A, but the fifth names patient B.
+	foreign := slices.Clone(c)
+	for i := range foreign {
+		foreign[i].Patient = testCommitment("patient A", 0)
+	}
+	foreign[4].Patient = testCommitment("patient B", 0)
 	tests := []struct {
 		name  string
 		links []Link
@@ -55,6 +61,7 @@ func TestVerifyChain(t *testing.T) {
 		{"fork", append(slices.Clone(c), forked), ErrDuplicateSeq, 4},
 		{"fork before a gap", append(append(slices.Clone(c[:4]), forked), c[5]), ErrDuplicateSeq, 4},
 		{"gap before a fork", append(append(slices.Clone(c[:2]), c[3]), forked), ErrMissingEvent, 3},
+		{"foreign patient", foreign, ErrForeignPatient, 5},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

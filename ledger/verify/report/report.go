@@ -1,33 +1,30 @@
-// Package report runs package ledger/verify over what Vigie's HTTP API
-// serves, as the API's JSON has it, and reports a verdict for every item:
-// each event of a patient's history (commitment, inclusion or receipt,
-// chain link), the checkpoint it is proved against, and a series of
-// checkpoints with the consistency proofs between them.
+// Package report is the JSON face of Vigie's verifier (packages
+// ledger/verify and ledger/audit) for the patient portal's WebAssembly
+// build (cmd/verify-wasm): it decodes what the page gives it (what the
+// browser keeps: the keys it pinned, the state it saved), asks the API
+// through a function the page provides ([Fetch]), runs the Go verifier and
+// encodes its verdict and findings as JSON. It holds no rule of its own:
+// the CLI (vigie verify, vigie audit) runs the same checks over the same
+// API, so the browser, the CLI and the tests reach the same verdicts.
 //
-// It is what the patient portal's WebAssembly verifier runs in the browser
-// (cmd/verify-wasm), so that the page shows nothing it has not checked
-// itself. Like ledger/verify it is pure: bytes in, a report out, with the
-// clock passed in. It trusts nothing in its input but the keys it is given:
-// the server's fields (sequence, leaf index, erased) are checked against the
-// signed and committed data, and a report says "verified" only when every
-// check passed.
+// The page parses nothing it shows as verified: events' contents come
+// from the bytes the verifier hashed, sizes from the checkpoints it
+// opened.
 //
-// Inputs use the JSON of the API (docs/api.md): .proto field names, bytes
-// in base64, 64-bit integers as strings (plain numbers are accepted too).
+// The API's JSON (docs/api.md): .proto field names, bytes in base64,
+// 64-bit integers as strings (plain numbers are accepted too).
 package report
 
 import (
 	"bytes"
-	"cmp"
+	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"slices"
+	"net/url"
 	"strconv"
 	"time"
 
-	"golang.org/x/mod/sumdb/note"
-
+	"github.com/vigie-sante/vigie/ledger/audit"
 	"github.com/vigie-sante/vigie/ledger/event"
 	"github.com/vigie-sante/vigie/ledger/verify"
 )
@@ -47,24 +44,153 @@ func (u *Uint64) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// Keys are the log's note verifier keys (as GET /v1/log/key gives them, or
-// as pinned by the reader).
-type Keys struct {
-	CheckpointKey string `json:"checkpoint_key"`
-	ReceiptKey    string `json:"receipt_key"`
+// Fetch asks the API for path (a GET, with the reader's credentials) and
+// returns the HTTP status and body of the answer. An error means the
+// server could not be reached.
+type Fetch func(ctx context.Context, path string) (status int, body []byte, err error)
+
+// An APIError is an answer of the API other than 200 OK.
+type APIError struct {
+	Status   int
+	Message  string
+	Reason   string // of the google.rpc.ErrorInfo detail, if any
+	Metadata map[string]string
 }
 
-func (k Keys) verifiers() (cp, rcpt note.Verifier, err error) {
-	if cp, err = note.NewVerifier(k.CheckpointKey); err != nil {
-		return nil, nil, fmt.Errorf("checkpoint key: %w", err)
+func (e *APIError) Error() string {
+	return fmt.Sprintf("HTTP %d: %s", e.Status, e.Message)
+}
+
+// apiError decodes an error answer (google.rpc.Status as JSON), and
+// returns it as package audit knows it when it is one of the answers a
+// verification turns into a finding.
+func apiError(status int, body []byte) error {
+	var st struct {
+		Message string `json:"message"`
+		Details []struct {
+			Type     string            `json:"@type"`
+			Reason   string            `json:"reason"`
+			Metadata map[string]string `json:"metadata"`
+		} `json:"details"`
 	}
-	if k.ReceiptKey == "" {
-		return cp, nil, nil
+	_ = json.Unmarshal(body, &st) // an answer that is not JSON: the status says enough
+	e := &APIError{Status: status, Message: st.Message}
+	for _, d := range st.Details {
+		if d.Type == "type.googleapis.com/google.rpc.ErrorInfo" {
+			e.Reason, e.Metadata = d.Reason, d.Metadata
+		}
 	}
-	if rcpt, err = note.NewVerifier(k.ReceiptKey); err != nil {
-		return nil, nil, fmt.Errorf("receipt key: %w", err)
+	switch e.Reason {
+	case "EVENT_UNREADABLE":
+		ue := &audit.UnreadableError{Detail: e.Message}
+		if seq, err := strconv.ParseUint(e.Metadata["seq"], 10, 64); err == nil {
+			ue.Seq = seq
+		}
+		if index, err := strconv.ParseUint(e.Metadata["leaf_index"], 10, 64); err == nil {
+			ue.Index = &index
+		}
+		return ue
+	case "BEYOND_CHECKPOINT":
+		return fmt.Errorf("%w: %v", audit.ErrBeyondCheckpoint, e)
 	}
-	return cp, rcpt, nil
+	return e
+}
+
+// Source is the API over a [Fetch], as package ledger/audit reads it.
+type Source struct {
+	Fetch Fetch
+	// PageSize is the size of the history's pages. Default 200.
+	PageSize int
+}
+
+var _ audit.HistorySource = Source{}
+
+func (s Source) get(ctx context.Context, path string, q url.Values) ([]byte, error) {
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	status, body, err := s.Fetch(ctx, path)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", path, err)
+	}
+	if status != 200 {
+		return nil, fmt.Errorf("GET %s: %w", path, apiError(status, body))
+	}
+	return body, nil
+}
+
+func (s Source) getJSON(ctx context.Context, path string, q url.Values, v any) error {
+	b, err := s.get(ctx, path, q)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("GET %s: %w", path, err)
+	}
+	return nil
+}
+
+// PublicKeys returns the keys the server serves (GET /v1/log/key).
+func (s Source) PublicKeys(ctx context.Context) (audit.PublicKeys, error) {
+	var k audit.PublicKeys
+	return k, s.getJSON(ctx, "/v1/log/key", nil, &k)
+}
+
+// Checkpoint implements audit.LogSource (GET /checkpoint).
+func (s Source) Checkpoint(ctx context.Context) ([]byte, error) {
+	return s.get(ctx, "/checkpoint", nil)
+}
+
+// ConsistencyProof implements audit.LogSource.
+func (s Source) ConsistencyProof(ctx context.Context, first, second uint64) ([][]byte, error) {
+	var out struct {
+		Hashes [][]byte `json:"hashes"`
+	}
+	q := url.Values{"first": {strconv.FormatUint(first, 10)}, "second": {strconv.FormatUint(second, 10)}}
+	return out.Hashes, s.getJSON(ctx, "/v1/log/consistency", q, &out)
+}
+
+// InclusionProof implements audit.LogSource.
+func (s Source) InclusionProof(ctx context.Context, index, size uint64) ([][]byte, error) {
+	var out struct {
+		Hashes [][]byte `json:"hashes"`
+	}
+	q := url.Values{"leaf_index": {strconv.FormatUint(index, 10)}, "tree_size": {strconv.FormatUint(size, 10)}}
+	return out.Hashes, s.getJSON(ctx, "/v1/log/inclusion", q, &out)
+}
+
+// Leaves implements audit.LogSource.
+func (s Source) Leaves(ctx context.Context, start, end uint64) ([][]byte, error) {
+	var out struct {
+		Leaves [][]byte `json:"leaves"`
+	}
+	q := url.Values{"start": {strconv.FormatUint(start, 10)}, "end": {strconv.FormatUint(end, 10)}}
+	return out.Leaves, s.getJSON(ctx, "/v1/log/leaves", q, &out)
+}
+
+// HistoryPage implements audit.HistorySource (GET /v1/me/accesses).
+func (s Source) HistoryPage(ctx context.Context, token string) (*audit.HistoryPage, error) {
+	size := s.PageSize
+	if size <= 0 {
+		size = 200
+	}
+	q := url.Values{"page_size": {strconv.Itoa(size)}}
+	if token != "" {
+		q.Set("page_token", token)
+	}
+	var p struct {
+		Events     []Event `json:"events"`
+		Checkpoint []byte  `json:"checkpoint"`
+		Next       string  `json:"next_page_token"`
+	}
+	if err := s.getJSON(ctx, "/v1/me/accesses", q, &p); err != nil {
+		return nil, err
+	}
+	out := &audit.HistoryPage{Checkpoint: p.Checkpoint, Next: p.Next}
+	for _, e := range p.Events {
+		out.Events = append(out.Events, e.envelope())
+	}
+	return out, nil
 }
 
 // Event is one event as the API serves it (vigie.v1.LedgerEvent).
@@ -79,19 +205,9 @@ type Event struct {
 	Receipt        []byte   `json:"receipt"`
 }
 
-// Page is one page of a patient's history (vigie.v1.ListAccessesResponse).
-type Page struct {
-	Events     []Event `json:"events"`
-	Checkpoint []byte  `json:"checkpoint"`
-}
-
-// HistoryInput is what VerifyHistory checks: every page of a patient's
-// history, the first to the last, and the time to judge receipts'
-// deadlines by.
-type HistoryInput struct {
-	Keys  Keys      `json:"keys"`
-	Pages []Page    `json:"pages"`
-	Now   time.Time `json:"now"`
+func (e Event) envelope() audit.Envelope {
+	return audit.Envelope{Seq: uint64(e.Sequence), Index: uint64(e.LeafIndex), Commitment: e.Commitment, Erased: e.Erased,
+		Body: e.Body, Salt: e.Salt, Proof: e.InclusionProof, Receipt: e.Receipt}
 }
 
 // Checkpoint is a verified checkpoint's contents.
@@ -101,15 +217,18 @@ type Checkpoint struct {
 	Hash   string `json:"hash"` // hex
 }
 
+func checkpointOf(c verify.Checkpoint) *Checkpoint {
+	return &Checkpoint{Origin: c.Origin, Size: c.Size, Hash: c.Hash.String()}
+}
+
 // Event verdicts.
 const (
 	// Verified: the body and salt match the commitment, and the leaf is in
-	// the signed checkpoint's tree (or the event was erased and its leaf is
+	// a signed checkpoint's tree (or the event was erased and its leaf is
 	// there).
 	Verified = "verified"
 	// Promised: the body and salt match the commitment, and the log signed
-	// a receipt promising to include it by a deadline not passed yet; no
-	// checkpoint covers it yet.
+	// a receipt promising to include it by a deadline not passed yet.
 	Promised = "promised"
 	// Failed: a check failed; Problems says which.
 	Failed = "failed"
@@ -133,280 +252,226 @@ type EventReport struct {
 	Deadline   *time.Time      `json:"deadline,omitempty"` // of a promised event's receipt
 }
 
-// HistoryReport is the verdict on a whole history.
-type HistoryReport struct {
-	// OK is true when every event is verified or promised, the
-	// checkpoint's signature is good and the chain is whole.
-	OK bool `json:"ok"`
-	// Checkpoint is the signed checkpoint the events are proved against
-	// (absent when there is none or its signature failed).
-	Checkpoint *Checkpoint `json:"checkpoint,omitempty"`
-	// CheckpointNote is the signed checkpoint, verified, for the reader to
-	// remember and check the next one against (consistency).
-	CheckpointNote []byte `json:"checkpoint_note,omitempty"`
-	// Problems are failures that concern the history as a whole: the
-	// checkpoint, the chain, the pages.
-	Problems []string      `json:"problems,omitempty"`
-	Events   []EventReport `json:"events"`
-}
-
-// VerifyHistory checks a patient's whole history, as ListAccesses served
-// it page by page:
-//   - every page is proved against the same checkpoint, signed by the
-//     checkpoint key;
-//   - every event's body and salt match its commitment, and the body parses;
-//   - every event's leaf is in the checkpoint's tree (inclusion proof), or,
-//     for an event the checkpoint does not cover, the receipt key signed a
-//     receipt for that commitment at that index whose deadline has not
-//     passed;
-//   - the chain is whole: sequence numbers from 1 without holes or
-//     duplicates, each body's seq is the served sequence, each body's prev
-//     is the previous event's commitment, and every body names the same
-//     patient pseudonym.
-//
-// An empty history (no page with events) is OK with no events.
-func VerifyHistory(in HistoryInput) *HistoryReport {
-	rep := &HistoryReport{Events: []EventReport{}}
-	fail := func(format string, args ...any) { rep.Problems = append(rep.Problems, fmt.Sprintf(format, args...)) }
-	cpKey, rcptKey, err := in.Keys.verifiers()
-	if err != nil {
-		fail("%v", err)
-		return rep
-	}
-	var pinned []byte
-	for i, p := range in.Pages {
-		if len(p.Checkpoint) == 0 {
-			continue
+// eventReports gives each event its verdict and the problems the findings
+// name at its place; the other findings' messages are returned apart.
+func eventReports(events []audit.HistoryEvent, findings []audit.Finding) ([]EventReport, []string) {
+	out := make([]EventReport, 0, len(events))
+	byPlace := map[uint64]int{}
+	for _, e := range events {
+		r := EventReport{Sequence: e.Seq, LeafIndex: e.Index, Commitment: e.Commitment.String(), Erased: e.Erased}
+		switch e.Proof {
+		case audit.Included:
+			r.Verdict = Verified
+		case audit.Pending:
+			r.Verdict = Promised
+			d := e.Receipt.Deadline
+			r.Deadline = &d
+		default:
+			r.Verdict = Failed
 		}
-		if pinned == nil {
-			pinned = p.Checkpoint
-		} else if !bytes.Equal(p.Checkpoint, pinned) {
-			fail("page %d is proved against another checkpoint than page 1", i+1)
-		}
-	}
-	var cp *verify.Checkpoint
-	if pinned != nil {
-		c, err := verify.OpenCheckpoint(pinned, cpKey)
-		if err != nil {
-			fail("%v", err)
-		} else {
-			cp = &c
-			rep.Checkpoint = &Checkpoint{Origin: c.Origin, Size: c.Size, Hash: c.Hash.String()}
-			rep.CheckpointNote = pinned
-		}
-	}
-	var links []link
-	for _, p := range in.Pages {
-		for _, e := range p.Events {
-			r, b := checkEvent(e, cp, rcptKey, in.Now)
-			rep.Events = append(rep.Events, r)
-			links = append(links, link{seq: r.Sequence, commitment: r.Commitment, body: b, erased: e.Erased})
-		}
-	}
-	if len(rep.Events) > 0 && pinned == nil {
-		fail("no checkpoint: the events cannot be proved")
-	}
-	if err := checkChain(links); err != nil {
-		fail("%v", err)
-	}
-	rep.OK = rep.okEvents()
-	return rep
-}
-
-// checkEvent checks one event on its own: commitment and body, then its
-// place in the log. It returns the body, if it matched its commitment.
-func checkEvent(e Event, cp *verify.Checkpoint, rcptKey note.Verifier, now time.Time) (EventReport, *event.Body) {
-	r := EventReport{Sequence: uint64(e.Sequence), LeafIndex: uint64(e.LeafIndex), Commitment: e.Commitment, Erased: e.Erased}
-	var problems []string
-	fail := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
-	c, err := event.ParseHash(e.Commitment)
-	if err != nil {
-		fail("commitment: %v", err)
-		r.Verdict, r.Problems = Failed, problems
-		return r, nil
-	}
-	var body *event.Body
-	if e.Erased {
-		if len(e.Body) != 0 || len(e.Salt) != 0 {
-			fail("an erased event with a body")
-		}
-	} else {
-		var salt [verify.SaltSize]byte
-		if len(e.Salt) != verify.SaltSize {
-			fail("salt: %d bytes, want %d", len(e.Salt), verify.SaltSize)
-		}
-		copy(salt[:], e.Salt)
-		b, err := verify.VerifyEvent(e.Body, salt, c)
-		if err != nil {
-			fail("%v", err)
-		} else {
-			body = b
+		if b := e.Body; b != nil {
 			t := b.Time
 			r.ID, r.Time, r.Kind, r.Service, r.Payload = b.ID, &t, b.Kind, b.Service, b.Payload
-			if b.Seq != uint64(e.Sequence) {
-				fail("the body's seq is %d, the server says %d", b.Seq, e.Sequence)
+		}
+		byPlace[e.Index] = len(out)
+		out = append(out, r)
+	}
+	var rest []string
+	for _, f := range findings {
+		i, ok := 0, false
+		if f.Index != nil {
+			i, ok = byPlace[*f.Index]
+		}
+		if !ok && f.Seq != 0 {
+			for j := range out {
+				if out[j].Sequence == f.Seq {
+					i, ok = j, true
+					break
+				}
 			}
 		}
-	}
-	verdict := Verified
-	switch {
-	case cp == nil:
-		fail("no verified checkpoint to prove the event against")
-	case uint64(e.LeafIndex) < cp.Size:
-		if err := verify.VerifyInclusion(uint64(e.LeafIndex), cp.Size, verify.MerkleLeafHash(c), e.InclusionProof, cp.Hash); err != nil {
-			fail("%v", err)
+		if !ok {
+			rest = append(rest, f.Message)
+			continue
 		}
-	case rcptKey == nil:
-		fail("no receipt key to check the receipt of an event beyond the checkpoint")
-	default:
-		rc, err := verify.OpenReceipt(e.Receipt, rcptKey)
-		switch {
-		case err != nil:
-			fail("%v", err)
-		case rc.Commitment != c || rc.Index != uint64(e.LeafIndex):
-			fail("the receipt is for commitment %s at index %d, not this event", rc.Commitment, rc.Index)
-		case rc.Origin != cp.Origin:
-			fail("the receipt is of log %q, the checkpoint of log %q", rc.Origin, cp.Origin)
-		default:
-			err := verify.CheckReceipt(rc, *cp, nil, now)
-			if errors.Is(err, verify.ErrReceiptPending) {
-				verdict = Promised
-				d := rc.Deadline
-				r.Deadline = &d
-			} else {
-				fail("%v", err)
-			}
-		}
+		out[i].Problems = append(out[i].Problems, f.Message)
+		out[i].Verdict = Failed
 	}
-	if len(problems) > 0 {
-		verdict = Failed
-	}
-	r.Verdict, r.Problems = verdict, problems
-	return r, body
+	return out, rest
 }
 
-// link is an event's place in its chain: its body when it could be read
-// (nil when erased or failed).
-type link struct {
-	seq        uint64
-	commitment string
-	body       *event.Body
-	erased     bool
+// Keys are what the page keeps of the log's keys: those it pinned (on
+// first use, or pasted by the reader from another channel).
+type Keys struct {
+	// Pinned are the keys pinned (localStorage vigie.pinnedKeys), if any.
+	Pinned *audit.PublicKeys `json:"pinned"`
 }
 
-// checkChain checks the chain of a whole history: the events come in
-// sequence order from 1 without holes, each body links to the event before,
-// and every body names the same patient. An erased event has no body: its
-// own link is unknown, but its commitment is, so the event after it is
-// still checked against it. An event whose body failed its commitment is
-// reported on its own and not used.
-func checkChain(links []link) error {
-	links = slices.Clone(links)
-	slices.SortStableFunc(links, func(a, b link) int { return cmp.Compare(a.seq, b.seq) })
-	var prev event.Hash // zero before the first event
-	var patient *event.Hash
-	for i, l := range links {
-		switch want := uint64(i) + 1; {
-		case l.seq > want:
-			return &verify.ChainError{Seq: want, Err: verify.ErrMissingEvent}
-		case l.seq < want:
-			return &verify.ChainError{Seq: l.seq, Err: verify.ErrDuplicateSeq}
-		}
-		if b := l.body; b != nil {
-			if b.Prev != prev {
-				return &verify.ChainError{Seq: l.seq, Err: verify.ErrWrongLink}
-			}
-			if patient == nil {
-				patient = &b.Patient
-			} else if b.Patient != *patient {
-				return fmt.Errorf("chain: event %d names another patient than the events before", l.seq)
-			}
-		}
-		c, err := event.ParseHash(l.commitment)
-		if err != nil {
-			return fmt.Errorf("chain: event %d has no valid commitment", l.seq)
-		}
-		prev = c
+// KeysReport says which keys were trusted, and what to pin.
+type KeysReport struct {
+	CheckpointKey string `json:"checkpoint_key"`
+	ReceiptKey    string `json:"receipt_key"`
+	// FirstUse: the keys came from the server; Pin holds them to pin
+	// once a verification succeeded.
+	FirstUse bool `json:"first_use,omitempty"`
+	// Changed: the server serves other keys than those trusted.
+	Changed bool              `json:"changed,omitempty"`
+	Pin     *audit.PublicKeys `json:"pin,omitempty"`
+}
+
+// pin decides the keys with audit.PinKeys, asking the server for its own.
+func pin(ctx context.Context, src Source, k Keys) (*audit.Pinning, *KeysReport, error) {
+	var pinned audit.PublicKeys
+	if k.Pinned != nil {
+		pinned = *k.Pinned
 	}
-	// Erased events: only those an erasure explains.
-	marks := make([]verify.Link, len(links))
-	for i, l := range links {
-		marks[i] = verify.Link{Seq: l.seq, Erased: l.erased, Unread: !l.erased && l.body == nil, ErasureDone: verify.IsErasureDone(l.body)}
+	served, err := src.PublicKeys(ctx)
+	if err != nil {
+		return nil, nil, err
 	}
-	return verify.CheckErasures(marks)
+	p, err := audit.PinKeys(pinned, audit.PublicKeys{}, func() (audit.PublicKeys, error) { return served, nil })
+	if err != nil {
+		return nil, nil, err
+	}
+	return p, &KeysReport{CheckpointKey: p.CheckpointKey, ReceiptKey: p.ReceiptKey, FirstUse: p.FirstUse, Changed: p.Differs(served)}, nil
 }
 
-// SeriesInput is a series of signed checkpoints, by increasing size, with
-// the consistency proof from each to the next (Proofs[i] goes from
-// Notes[i] to Notes[i+1], as GET /v1/log/consistency serves its hashes).
-type SeriesInput struct {
-	Keys   Keys       `json:"keys"`
-	Notes  [][]byte   `json:"notes"`
-	Proofs [][][]byte `json:"proofs"`
+// State is what the page keeps between two verifications of a history
+// (localStorage vigie.lastCheckpoint): the newest checkpoint verified, and
+// the head of each chain verified (by pseudonym, hex).
+type State struct {
+	Note   []byte                     `json:"note"`
+	Chains map[string]audit.ChainHead `json:"chains,omitempty"`
 }
 
-// CheckpointReport is the verdict on one checkpoint of a series.
-type CheckpointReport struct {
-	Checkpoint
-	Verdict  string   `json:"verdict"`
+func (s *State) saved() *audit.SavedState {
+	out := &audit.SavedState{Chains: map[event.Hash]audit.ChainHead{}}
+	if s == nil {
+		return out
+	}
+	out.Checkpoint = s.Note
+	for p, h := range s.Chains {
+		if ps, err := event.ParseHash(p); err == nil {
+			out.Chains[ps] = h
+		}
+	}
+	return out
+}
+
+func stateOf(s *audit.SavedState) *State {
+	out := &State{Note: s.Checkpoint, Chains: map[string]audit.ChainHead{}}
+	for p, h := range s.Chains {
+		out.Chains[p.String()] = h
+	}
+	return out
+}
+
+// HistoryInput is what VerifyHistory takes: the keys and state the page
+// kept, and the time to judge receipts' deadlines by.
+type HistoryInput struct {
+	Keys  Keys      `json:"keys"`
+	State *State    `json:"state"`
+	Now   time.Time `json:"now"`
+}
+
+// Growth is the verdict on the log against the state saved before.
+type Growth struct {
+	OK bool `json:"ok"`
+	// Rollback is "rollback" (a smaller tree), "fork" (another tree of
+	// that size, or not an extension) or "beyond" (a size the log now
+	// refuses to prove); empty when OK.
+	Rollback string   `json:"rollback,omitempty"`
+	Seen     uint64   `json:"seen,string"`
+	Now      uint64   `json:"now,string"`
 	Problems []string `json:"problems,omitempty"`
 }
 
-// SeriesReport is the verdict on a series of checkpoints.
-type SeriesReport struct {
-	// OK is true when every checkpoint is signed by the checkpoint key and
-	// each is consistent with the one before: the log only grew.
-	OK bool `json:"ok"`
-	// Inconsistent is true when a proof shows two checkpoints that cannot
-	// both be of an append-only log: evidence against the operator.
-	Inconsistent bool               `json:"inconsistent"`
-	Problems     []string           `json:"problems,omitempty"`
-	Checkpoints  []CheckpointReport `json:"checkpoints"`
+func growthOf(f *audit.Finding, seen, now uint64) *Growth {
+	g := &Growth{OK: f == nil, Seen: seen, Now: now}
+	if f == nil {
+		return g
+	}
+	g.Problems = []string{f.Message}
+	switch {
+	case f.Kind == audit.KindRollback && now < seen:
+		g.Rollback = "rollback"
+	case f.Kind == audit.KindRollback:
+		g.Rollback = "beyond"
+	case f.Kind == audit.KindFork:
+		g.Rollback = "fork"
+	}
+	return g
 }
 
-// VerifySeries checks each checkpoint's signature and the consistency of
-// each with the next.
-func VerifySeries(in SeriesInput) *SeriesReport {
-	rep := &SeriesReport{Checkpoints: []CheckpointReport{}}
-	cpKey, _, err := in.Keys.verifiers()
+// HistoryReport is the verdict on a patient's history.
+type HistoryReport struct {
+	// OK is true when every event is verified or promised, the listing's
+	// checkpoint is signed and the chain is whole: no finding but the
+	// log's growth.
+	OK bool `json:"ok"`
+	// Error is set when the verification could not be done (the server
+	// could not be asked, or refused): nothing was verified.
+	Error string `json:"error,omitempty"`
+	// Checkpoint is the signed checkpoint the events are proved against.
+	Checkpoint *Checkpoint `json:"checkpoint,omitempty"`
+	// Problems are the findings' messages that concern the history as a
+	// whole; an event's are in its report.
+	Problems []string        `json:"problems,omitempty"`
+	Events   []EventReport   `json:"events"`
+	Findings []audit.Finding `json:"findings"`
+	// Log is the verdict on the log against the saved state (absent on a
+	// first verification).
+	Log  *Growth     `json:"log,omitempty"`
+	Keys *KeysReport `json:"keys,omitempty"`
+	// State is what to keep for the next verification: set only when
+	// nothing was found.
+	State *State `json:"state,omitempty"`
+}
+
+// VerifyHistory fetches the patient's whole history and verifies it with
+// audit.VerifyHistory, against the keys (audit.PinKeys) and state
+// (audit.SavedState) the page kept. A failure to ask the server is a
+// report with one problem.
+func VerifyHistory(ctx context.Context, in HistoryInput, fetch Fetch) *HistoryReport {
+	rep := &HistoryReport{Events: []EventReport{}, Findings: []audit.Finding{}}
+	src := Source{Fetch: fetch}
+	p, kr, err := pin(ctx, src, in.Keys)
 	if err != nil {
-		rep.Problems = append(rep.Problems, err.Error())
+		rep.Error = err.Error()
 		return rep
 	}
-	if len(in.Proofs) != max(len(in.Notes)-1, 0) {
-		rep.Problems = append(rep.Problems, fmt.Sprintf("%d proofs for %d checkpoints, want %d", len(in.Proofs), len(in.Notes), max(len(in.Notes)-1, 0)))
+	rep.Keys = kr
+	state := in.State.saved()
+	opts := state.Options(p)
+	now := in.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	opts.Now = func() time.Time { return now }
+	hr, err := audit.VerifyHistory(ctx, src, opts)
+	if err != nil {
+		rep.Error = err.Error()
 		return rep
 	}
-	opened := make([]*verify.Checkpoint, len(in.Notes))
-	for i, n := range in.Notes {
-		r := CheckpointReport{Verdict: Verified}
-		c, err := verify.OpenCheckpoint(n, cpKey)
-		if err != nil {
-			r.Verdict, r.Problems = Failed, []string{err.Error()}
-		} else {
-			opened[i] = &c
-			r.Checkpoint = Checkpoint{Origin: c.Origin, Size: c.Size, Hash: c.Hash.String()}
-		}
-		rep.Checkpoints = append(rep.Checkpoints, r)
-	}
-	for i := 1; i < len(opened); i++ {
-		old, cur := opened[i-1], opened[i]
-		if old == nil || cur == nil {
-			continue
-		}
-		if err := verify.VerifyConsistency(*old, *cur, in.Proofs[i-1]); err != nil {
-			var ie *verify.InconsistencyError
-			if errors.As(err, &ie) {
-				rep.Inconsistent = true
-			}
-			r := &rep.Checkpoints[i]
-			r.Verdict, r.Problems = Failed, append(r.Problems, err.Error())
+	var others []audit.Finding
+	for _, f := range hr.Findings {
+		if hr.Growth == nil || f.Kind != hr.Growth.Kind || f.Message != hr.Growth.Message {
+			others = append(others, f)
 		}
 	}
-	rep.OK = len(rep.Problems) == 0
-	for _, c := range rep.Checkpoints {
-		if c.Verdict != Verified {
-			rep.OK = false
+	rep.Findings = append(rep.Findings, hr.Findings...)
+	rep.Events, rep.Problems = eventReports(hr.Events, others)
+	if len(hr.CheckpointNote) > 0 && !hr.Checkpoint.Hash.IsZero() {
+		rep.Checkpoint = checkpointOf(hr.Checkpoint)
+	}
+	if hr.Previous != nil && rep.Checkpoint != nil {
+		rep.Log = growthOf(hr.Growth, hr.Previous.Size, hr.Checkpoint.Size)
+	}
+	rep.OK = len(others) == 0
+	if len(hr.Findings) == 0 {
+		rep.State = stateOf(state.Next(hr))
+		if p.FirstUse {
+			rep.Keys.Pin = &p.PublicKeys
 		}
 	}
 	return rep
@@ -416,46 +481,157 @@ func VerifySeries(in SeriesInput) *SeriesReport {
 // search results), each with its inclusion proof in the tree of one signed
 // checkpoint.
 type EventsInput struct {
-	Keys       Keys      `json:"keys"`
-	Checkpoint []byte    `json:"checkpoint"`
-	Events     []Event   `json:"events"`
-	Now        time.Time `json:"now"`
+	Keys       audit.PublicKeys `json:"keys"`
+	Checkpoint []byte           `json:"checkpoint"`
+	Events     []Event          `json:"events"`
+	Now        time.Time        `json:"now"`
 }
 
-// VerifyEvents checks each event as VerifyHistory does, but not the chain
+// VerifyEvents checks each event with audit.CheckEvents, not the chain
 // between them: search results are not a whole chain.
 func VerifyEvents(in EventsInput) *HistoryReport {
-	rep := &HistoryReport{Events: []EventReport{}}
-	cpKey, rcptKey, err := in.Keys.verifiers()
+	rep := &HistoryReport{Events: []EventReport{}, Findings: []audit.Finding{}}
+	p, err := audit.PinKeys(in.Keys, audit.PublicKeys{}, nil)
 	if err != nil {
-		rep.Problems = append(rep.Problems, err.Error())
+		rep.Error = err.Error()
 		return rep
 	}
-	var cp *verify.Checkpoint
-	if c, err := verify.OpenCheckpoint(in.Checkpoint, cpKey); err != nil {
-		rep.Problems = append(rep.Problems, err.Error())
-	} else {
-		cp = &c
-		rep.Checkpoint = &Checkpoint{Origin: c.Origin, Size: c.Size, Hash: c.Hash.String()}
-		rep.CheckpointNote = in.Checkpoint
+	envs := make([]audit.Envelope, len(in.Events))
+	for i, e := range in.Events {
+		envs[i] = e.envelope()
 	}
-	for _, e := range in.Events {
-		r, _ := checkEvent(e, cp, rcptKey, in.Now)
-		rep.Events = append(rep.Events, r)
+	events, cp, findings := audit.CheckEvents(p.Keys, in.Checkpoint, envs, in.Now)
+	rep.Findings = append(rep.Findings, findings...)
+	rep.Events, rep.Problems = eventReports(events, findings)
+	if !cp.Hash.IsZero() {
+		rep.Checkpoint = checkpointOf(cp)
 	}
-	rep.OK = rep.okEvents()
+	rep.OK = len(findings) == 0
 	return rep
 }
 
-// okEvents reports whether there is no problem and no failed event.
-func (rep *HistoryReport) okEvents() bool {
-	if len(rep.Problems) > 0 {
-		return false
+// LogInput is what VerifyLog takes: the keys the page pinned, and the
+// checkpoints it verified before (localStorage vigie.audit.checkpoints).
+type LogInput struct {
+	Keys Keys             `json:"keys"`
+	Seen []SeenCheckpoint `json:"seen"`
+	Now  time.Time        `json:"now"`
+}
+
+// SeenCheckpoint is a checkpoint the page verified before: its signed
+// note, in base64, and when.
+type SeenCheckpoint struct {
+	Note []byte    `json:"note"`
+	Time time.Time `json:"time"`
+}
+
+// CheckpointReport is the verdict on one checkpoint of a series.
+type CheckpointReport struct {
+	Checkpoint
+	Time    time.Time `json:"time"`
+	Signed  bool      `json:"signed,omitempty"`
+	Verdict string    `json:"verdict"`
+}
+
+// LogReport is the verdict on the log's series of checkpoints.
+type LogReport struct {
+	// OK is true when every checkpoint is signed by the checkpoint key and
+	// each is consistent with the one before: the log only grew.
+	OK bool `json:"ok"`
+	// Error is set when the check could not be done.
+	Error string `json:"error,omitempty"`
+	// Latest is the checkpoint the log serves now, verified, and
+	// LatestNote its signed note (to prove search results against).
+	Latest      *Checkpoint        `json:"latest,omitempty"`
+	LatestNote  []byte             `json:"latest_note,omitempty"`
+	Log         *Growth            `json:"log,omitempty"`
+	Problems    []string           `json:"problems,omitempty"`
+	Findings    []audit.Finding    `json:"findings"`
+	Checkpoints []CheckpointReport `json:"checkpoints"`
+	// SignedHistory counts the checkpoints of the log's signed history.
+	SignedHistory int              `json:"signed_history"`
+	Keys          *KeysReport      `json:"keys,omitempty"`
+	Seen          []SeenCheckpoint `json:"seen,omitempty"` // to keep, when OK
+}
+
+// VerifyLog fetches the latest checkpoint and the log's signed history of
+// checkpoints, and checks them with those the page saw before
+// (audit.CheckSeries).
+func VerifyLog(ctx context.Context, in LogInput, fetch Fetch) *LogReport {
+	rep := &LogReport{Findings: []audit.Finding{}, Checkpoints: []CheckpointReport{}}
+	src := Source{Fetch: fetch}
+	p, kr, err := pin(ctx, src, in.Keys)
+	if err != nil {
+		rep.Error = err.Error()
+		return rep
 	}
-	for _, e := range rep.Events {
-		if e.Verdict == Failed {
-			return false
+	rep.Keys = kr
+	latest, err := src.Checkpoint(ctx)
+	if err != nil {
+		rep.Error = err.Error()
+		return rep
+	}
+	var hist struct {
+		Checkpoints []struct {
+			Note     []byte    `json:"note"`
+			SignedAt time.Time `json:"signed_at"`
+			Proof    [][]byte  `json:"consistency_proof"`
+		} `json:"checkpoints"`
+	}
+	if err := src.getJSON(ctx, "/v1/log/checkpoints", url.Values{"max_count": {"100"}}, &hist); err != nil {
+		rep.Error = err.Error()
+		return rep
+	}
+	var history []audit.SignedCheckpoint
+	for i, h := range hist.Checkpoints {
+		s := audit.SignedCheckpoint{Note: h.Note, SignedAt: h.SignedAt}
+		if i > 0 {
+			s.Prev, s.Proof = hist.Checkpoints[i-1].Note, h.Proof
+			if s.Proof == nil {
+				s.Proof = [][]byte{}
+			}
+		}
+		history = append(history, s)
+	}
+	rep.SignedHistory = len(history)
+	seen := make([]audit.SeenCheckpoint, len(in.Seen))
+	for i, s := range in.Seen {
+		seen[i] = audit.SeenCheckpoint{Note: s.Note, Time: s.Time}
+	}
+	now := in.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	sr, err := audit.CheckSeries(ctx, src, p.Keys, latest, history, seen, now)
+	if err != nil {
+		rep.Error = err.Error()
+		return rep
+	}
+	rep.Findings = append(rep.Findings, sr.Findings...)
+	for _, f := range sr.Findings {
+		rep.Problems = append(rep.Problems, f.Message)
+	}
+	if !sr.Latest.Hash.IsZero() {
+		rep.Latest, rep.LatestNote = checkpointOf(sr.Latest), latest
+	}
+	if sr.Growth != nil {
+		rep.Log = growthOf(sr.Growth, sr.Seen, sr.Latest.Size)
+	}
+	for _, c := range sr.Series {
+		v := Verified
+		if !c.OK {
+			v = Failed
+		}
+		rep.Checkpoints = append(rep.Checkpoints, CheckpointReport{Checkpoint: *checkpointOf(c.Checkpoint), Time: c.Time, Signed: c.Signed, Verdict: v})
+	}
+	rep.OK = len(sr.Findings) == 0
+	if rep.OK {
+		for _, s := range sr.Saved {
+			rep.Seen = append(rep.Seen, SeenCheckpoint{Note: s.Note, Time: s.Time})
+		}
+		if p.FirstUse {
+			rep.Keys.Pin = &p.PublicKeys
 		}
 	}
-	return true
+	return rep
 }

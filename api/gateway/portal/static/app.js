@@ -79,27 +79,32 @@ const Vigie = (() => {
       this.status = status; this.body = body;
     }
   }
-  // api calls the JSON API with the session's token. A 401 ends the
-  // session: the sign-in page says why.
-  async function api(method, path, body, opts) {
+  // request calls the API with the session's token, and returns the
+  // response. A call over the caller's rate (429) was refused before
+  // anything was done: it is retried, a little later each time.
+  async function request(method, path, body) {
     const s = session();
     const headers = { Accept: 'application/json' };
     if (s) headers.Authorization = 'Bearer ' + s.token;
     if (body !== undefined) headers['Content-Type'] = 'application/json';
     let r;
-    // A call over the caller's rate (429) was refused before anything was
-    // done: it is retried, a little later each time.
     for (let attempt = 0; ; attempt++) {
       r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), cache: 'no-store', credentials: 'omit', redirect: 'error' });
-      if (r.status !== 429 || attempt >= 6) break;
+      if (r.status !== 429 || attempt >= 6) return r;
       await new Promise(ok => setTimeout(ok, 250 * 2 ** attempt));
     }
+  }
+  function signOutRejected(text) {
+    let msg = ''; try { msg = JSON.parse(text).message; } catch (e) { /* not JSON */ }
+    signOut({ key: 'signin.rejected', detail: msg });
+    throw new ApiError(401, { message: msg });
+  }
+  // api calls the JSON API with the session's token. A 401 ends the
+  // session: the sign-in page says why.
+  async function api(method, path, body, opts) {
+    const r = await request(method, path, body);
     const text = opts && opts.raw ? null : await r.text();
-    if (r.status === 401 && !(opts && opts.noSignOut)) {
-      let msg = ''; try { msg = JSON.parse(text).message; } catch (e) { /* not JSON */ }
-      signOut({ key: 'signin.rejected', detail: msg });
-      throw new ApiError(401, { message: msg });
-    }
+    if (r.status === 401 && !(opts && opts.noSignOut)) signOutRejected(text);
     if (opts && opts.raw) {
       if (!r.ok) throw new ApiError(r.status, null);
       return new Uint8Array(await r.arrayBuffer());
@@ -149,88 +154,54 @@ const Vigie = (() => {
     }
     return verifierPromise;
   }
+  // fetchForVerifier is the verifier's access to the API (report.Fetch):
+  // GET path, answered as {status, text}. The verifier asks what it needs
+  // and parses every answer; the page parses no note.
+  async function fetchForVerifier(path) {
+    const r = await request('GET', path);
+    const text = await r.text();
+    if (r.status === 401) signOutRejected(text);
+    return { status: r.status, text };
+  }
+  // verify runs a function of the verifier (cmd/verify-wasm) on input.
   async function verify(fn, input) {
     const v = await verifier();
-    return JSON.parse(v[fn](JSON.stringify(input)));
+    return JSON.parse(await v[fn](JSON.stringify(input), fetchForVerifier));
   }
 
-  // logKeys returns the keys to verify with: the ones this browser pinned
-  // (on first use, or pasted by the user from an independent source), and
-  // whether the server now serves others.
-  async function logKeys() {
-    const served = await api('GET', '/v1/log/key');
-    let pinned = null;
-    try { pinned = JSON.parse(localStorage.getItem(PINNED)); } catch (e) { pinned = null; }
-    if (!pinned || !pinned.checkpoint_key) {
-      pinned = { checkpoint_key: served.checkpoint_key, receipt_key: served.receipt_key, origin: served.origin, firstUse: true };
-      localStorage.setItem(PINNED, JSON.stringify(pinned));
-    }
-    const changed = pinned.checkpoint_key !== served.checkpoint_key || (pinned.receipt_key && pinned.receipt_key !== served.receipt_key);
-    return { keys: { checkpoint_key: pinned.checkpoint_key, receipt_key: pinned.receipt_key || served.receipt_key }, served, changed: !!changed, firstUse: !!pinned.firstUse };
+  // The keys this browser pinned (on first use, once a verification
+  // succeeded, or pasted by the user from an independent source); the
+  // verifier decides which to trust (ledger/audit PinKeys).
+  function pinnedKeys() {
+    try { const k = JSON.parse(localStorage.getItem(PINNED)); return k && k.checkpoint_key ? k : null; } catch (e) { return null; }
   }
   function pinKeys(checkpointKey, receiptKey) {
     localStorage.setItem(PINNED, JSON.stringify({ checkpoint_key: checkpointKey, receipt_key: receiptKey }));
   }
+  // keepKeys pins the keys a successful verification trusted on first use.
+  function keepKeys(keys) { if (keys && keys.pin) pinKeys(keys.pin.checkpoint_key, keys.pin.receipt_key); }
 
-  // A checkpoint note's text: origin, size, root hash, then signatures.
-  function noteText(n) { return new TextDecoder().decode(typeof n === 'string' ? unb64(n) : n); }
-  function noteSize(n) { return Number(noteText(n).split('\n')[1]); }
-  // noteTree is the signed body of a note (origin, size, hash): two notes
-  // of the same tree may differ only by their signatures.
-  function noteTree(n) { const s = noteText(n), i = s.indexOf('\n\n'); return i < 0 ? s : s.slice(0, i + 1); }
-  // rollback is the failed series report when the server now serves a
-  // checkpoint older than one this browser verified before (seen is its
-  // size, now the size served): smaller, or as large with another tree,
-  // or a size the server says it has not reached.
-  function rollback(seen, now, why) {
-    const problem = t('log.' + why, { seen, now });
-    return { ok: false, inconsistent: true, rollback: why, seen, now, problems: [problem], checkpoints: [] };
+  // verifyHistory verifies the patient's history against the keys and
+  // the state this browser kept (the newest checkpoint verified, the head
+  // of the chain), and keeps what the verifier says to keep.
+  async function verifyHistory() {
+    let state = null;
+    try { state = JSON.parse(localStorage.getItem(LAST_CP)); } catch (e) { state = null; }
+    const rep = await verify('history', { keys: { pinned: pinnedKeys() }, state, now: new Date().toISOString() });
+    if (rep.error) throw new Error(rep.error);
+    keepKeys(rep.keys);
+    if (rep.state) localStorage.setItem(LAST_CP, JSON.stringify(rep.state));
+    return rep;
   }
-  // rollbackOf compares the note served now with the largest note this
-  // browser verified before, and returns the rollback report, or null.
-  function rollbackOf(largest, note) {
-    const seen = noteSize(largest), now = noteSize(note);
-    if (now < seen) return rollback(seen, now, 'rollback');
-    if (now === seen && noteTree(largest) !== noteTree(note)) return rollback(seen, now, 'fork');
-    return null;
-  }
+  // growthText says what the verifier found of the log's growth: a
+  // rollback, a fork, a size the log refuses to prove.
+  function growthText(g) { return t('log.' + g.rollback, { seen: g.seen, now: g.now }); }
   // errorInfo is the google.rpc.ErrorInfo detail of the API's answer e
   // with this reason (api/server/errors.go), or null: the portal acts on
   // reasons, never on the English text of the message.
   function errorInfo(e, reason) {
     const details = e instanceof ApiError && e.body && Array.isArray(e.body.details) ? e.body.details : [];
     return details.find(d => d && d['@type'] === 'type.googleapis.com/google.rpc.ErrorInfo' && d.reason === reason) || null;
-  }
-  // beyondCheckpoint tells the API's answer that a size is past the
-  // server's latest signed checkpoint.
-  function beyondCheckpoint(e) { return errorInfo(e, 'BEYOND_CHECKPOINT') !== null; }
-
-  // checkLogGrowth checks that the checkpoint just verified is consistent
-  // with the largest one this browser verified before (the log only grew),
-  // then remembers it. A smaller checkpoint, or another tree of the same
-  // size, is a rollback or a fork: reported, never accepted, and the
-  // larger one stays remembered. It returns null when there is nothing to
-  // compare.
-  async function checkLogGrowth(keys, note) {
-    let last = null;
-    try { last = JSON.parse(localStorage.getItem(LAST_CP)); } catch (e) { last = null; }
-    note = b64(note);
-    if (!last || !last.note) { localStorage.setItem(LAST_CP, JSON.stringify({ note })); return null; }
-    const back = rollbackOf(last.note, note);
-    if (back) return back;
-    const seen = noteSize(last.note), now = noteSize(note);
-    let proof = [];
-    if (seen > 0 && seen < now) {
-      try {
-        proof = (await api('GET', '/v1/log/consistency?first=' + seen + '&second=' + now)).hashes;
-      } catch (e) {
-        if (beyondCheckpoint(e)) return rollback(seen, now, 'beyond');
-        throw e;
-      }
-    }
-    const rep = await verify('series', { keys, notes: [last.note, note], proofs: [proof] });
-    if (rep.ok) localStorage.setItem(LAST_CP, JSON.stringify({ note }));
-    return rep;
   }
 
   function b64(bytes) {
@@ -306,6 +277,6 @@ const Vigie = (() => {
 
   return {
     t, get lang() { return lang; }, applyI18n, session, startSession, signOut, takeSignInMessage, expired, requireSession, homeOf, claims,
-    api, allPages, pool, ApiError, verify, verifier, logKeys, pinKeys, checkLogGrowth, noteSize, rollbackOf, rollback, errorInfo, beyondCheckpoint, b64, unb64, el, svg, fmtTime, fmtMonth, status, fieldError,
+    api, allPages, pool, ApiError, verify, verifier, verifyHistory, pinnedKeys, pinKeys, keepKeys, growthText, errorInfo, b64, unb64, el, svg, fmtTime, fmtMonth, status, fieldError,
   };
 })();

@@ -14,74 +14,54 @@ document.addEventListener('DOMContentLoaded', async () => {
   for (const id of ['alerts', 'queue', 'search']) document.getElementById(id).hidden = !readsEvents;
   let keys = null, checkpoint = null; // keys and the latest signed checkpoint, verified
 
-  const sizeOf = b64 => Number(atob(b64).split('\n')[1]);
+  let checkpointSize = 0; // of the latest checkpoint, as the verifier opened it
 
   // The log: the server's history of signed checkpoints (sampled over the
   // log's whole life, each with the consistency proof from the one before)
   // and every checkpoint this browser saw, merged by size; each verified
-  // here and proved consistent with the one before. A checkpoint this
-  // browser saw that the history contradicts is a fork: the series fails.
-  // A checkpoint served now that is older than the largest this browser
-  // verified before (smaller, or as large with another tree) is a
-  // rollback: reported as such, before anything else.
+  // and proved consistent with the one before by the verifier
+  // (ledger/audit CheckSeries), which also reports a rollback: a
+  // checkpoint served now older than the largest this browser verified
+  // before (smaller, or as large with another tree).
   async function checkLog() {
     const box = document.getElementById('log-status');
-    const note = Vigie.b64(await Vigie.api('GET', '/checkpoint', undefined, { raw: true }));
     let seen = [];
     try { seen = JSON.parse(localStorage.getItem(SEEN)) || []; } catch (e) { seen = []; }
-    const largest = seen.reduce((m, x) => (!m || sizeOf(x.note) > sizeOf(m.note) ? x : m), null);
-    const back = largest && Vigie.rollbackOf(largest.note, note);
-    if (back) return rolledBack(box, back);
-    const history = (await Vigie.api('GET', '/v1/log/checkpoints?max_count=100')).checkpoints || [];
-    if (!seen.length || seen[seen.length - 1].note !== note) seen.push({ note, time: new Date().toISOString() });
-    seen = seen.slice(-100);
-    const all = history.map((h, i) => ({ note: h.note, size: sizeOf(h.note), time: h.signed_at, signed: true, proof: i > 0 ? h.consistency_proof || [] : null, prev: i > 0 ? history[i - 1].note : null }))
-      .concat(seen.map(x => ({ note: x.note, size: sizeOf(x.note), time: x.time, signed: false })));
-    all.sort((a, b) => a.size - b.size || (a.signed === b.signed ? 0 : a.signed ? -1 : 1));
-    const series = all.filter((x, i) => i === 0 || x.note !== all[i - 1].note);
-    const proofs = [];
-    for (let i = 1; i < series.length; i++) {
-      const a = series[i - 1], b = series[i];
-      if (b.proof && b.prev === a.note) proofs.push(b.proof);
-      else if (a.size === b.size || a.size === 0) proofs.push([]);
-      else {
-        try {
-          proofs.push((await Vigie.api('GET', `/v1/log/consistency?first=${a.size}&second=${b.size}`)).hashes);
-        } catch (e) {
-          if (Vigie.beyondCheckpoint(e)) return rolledBack(box, Vigie.rollback(b.size, sizeOf(note), 'beyond'));
-          throw e;
-        }
-      }
-    }
-    const rep = await Vigie.verify('series', { keys, notes: series.map(x => x.note), proofs });
+    const rep = await Vigie.verify('log', { keys: { pinned: Vigie.pinnedKeys() }, seen, now: new Date().toISOString() });
+    if (rep.error) throw new Error(rep.error);
+    keyInfo = rep.keys;
+    keys = { checkpoint_key: rep.keys.checkpoint_key, receipt_key: rep.keys.receipt_key };
+    if (rep.log && rep.log.rollback) return rolledBack(box, rep.log);
     if (rep.ok) {
-      localStorage.setItem(SEEN, JSON.stringify(seen));
-      checkpoint = note;
-      Vigie.status(box, 'verified', t('audit.consistent', { n: series.length }), keyNote());
+      Vigie.keepKeys(rep.keys);
+      localStorage.setItem(SEEN, JSON.stringify(rep.seen || []));
+      checkpoint = rep.latest_note;
+      checkpointSize = Number(rep.latest.size);
+      Vigie.status(box, 'verified', t('audit.consistent', { n: rep.checkpoints.length }), keyNote());
     } else {
-      Vigie.status(box, 'failed', t('audit.inconsistent'), (rep.problems || []).concat(rep.checkpoints.flatMap(c => c.problems || [])).join(' · '));
+      Vigie.status(box, 'failed', t('audit.inconsistent'), (rep.problems || []).join(' · '));
       box.setAttribute('role', 'alert');
     }
-    box.dataset.checkpoints = series.length;
-    box.dataset.signedHistory = history.length;
-    document.getElementById('cp-list').replaceChildren(...series.map((x, i) =>
-      el('li', { text: t(x.signed ? 'audit.cpLineSigned' : 'audit.cpLine', { size: x.size, time: Vigie.fmtTime(x.time), verdict: t('verdict.' + (rep.checkpoints[i] ? rep.checkpoints[i].verdict : 'failed')) }) })).reverse().slice(0, 20));
-    drawSizes(series, rep);
+    box.dataset.checkpoints = rep.checkpoints.length;
+    box.dataset.signedHistory = rep.signed_history;
+    document.getElementById('cp-list').replaceChildren(...rep.checkpoints.map(x =>
+      el('li', { text: t(x.signed ? 'audit.cpLineSigned' : 'audit.cpLine', { size: x.size, time: Vigie.fmtTime(x.time), verdict: t('verdict.' + x.verdict) }) })).reverse().slice(0, 20));
+    if (rep.checkpoints.length) drawSizes(rep.checkpoints);
   }
   // rolledBack reports a rollback or fork of the log; what this browser
   // saw before stays remembered.
-  function rolledBack(box, rep) {
-    Vigie.status(box, 'failed', t('audit.inconsistent'), rep.problems.join(' '));
+  function rolledBack(box, g) {
+    Vigie.status(box, 'failed', t('audit.inconsistent'), Vigie.growthText(g));
     box.setAttribute('role', 'alert');
-    Object.assign(box.dataset, { rollback: rep.rollback, seen: rep.seen, now: rep.now });
+    Object.assign(box.dataset, { rollback: g.rollback, seen: g.seen, now: g.now });
     document.getElementById('cp-list').replaceChildren();
   }
   let keyInfo = null;
   const keyNote = () => keyInfo && keyInfo.changed ? t('keys.changed') : '';
 
-  function drawSizes(seen, rep) {
+  function drawSizes(cps) {
     const W = 720, H = 200, left = 50, bottom = 24, top = 10;
-    const pts = seen.map((x, i) => ({ t: Date.parse(x.time), size: x.size, ok: rep.checkpoints[i] && rep.checkpoints[i].verdict === 'verified' }));
+    const pts = cps.map(x => ({ t: Date.parse(x.time), size: Number(x.size), ok: x.verdict === 'verified' }));
     const t0 = pts[0].t, t1 = Math.max(pts[pts.length - 1].t, t0 + 1), max = Math.max(1, ...pts.map(p => p.size));
     const x = v => left + (W - left - 10) * (v - t0) / (t1 - t0), y = v => H - bottom - (H - bottom - top) * v / max;
     document.getElementById('cp-chart').replaceChildren(svg('svg', { class: 'chart', viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-labelledby': 'cp-chart-title cp-chart-desc' },
@@ -107,7 +87,7 @@ document.addEventListener('DOMContentLoaded', async () => {
       token = page.next_page_token || '';
       pages++;
     } while (token && pages < maxPages);
-    const size = sizeOf(checkpoint);
+    const size = checkpointSize;
     // One inclusion proof per event, a few at a time: within a DPO's rate.
     events = await Vigie.pool(events, 4, async e => {
       if (Number(e.leaf_index) >= size) return e;
@@ -296,8 +276,6 @@ document.addEventListener('DOMContentLoaded', async () => {
 
   try {
     await VigieEvents.loadTexts();
-    keyInfo = await Vigie.logKeys();
-    keys = keyInfo.keys;
     await checkLog();
     if (readsEvents && checkpoint) await Promise.all([loadAlerts(), loadQueue()]);
   } catch (e) {

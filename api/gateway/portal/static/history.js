@@ -27,17 +27,17 @@ document.addEventListener('DOMContentLoaded', async () => {
     verdictBox.dataset.failed = failed;
     const notes = [];
     if (keyInfo && keyInfo.changed) notes.push(['failed', t('keys.changed')]);
-    if (growth && growth.rollback) notes.push(['failed', growth.problems.join(' ')]);
-    else if (growth && !growth.ok) notes.push(['failed', t('log.inconsistent', { detail: (growth.problems || []).concat(growth.checkpoints.flatMap(c => c.problems || [])).join(' · ') })]);
+    if (growth && growth.rollback) notes.push(['failed', Vigie.growthText(growth)]);
+    else if (growth && !growth.ok) notes.push(['failed', t('log.inconsistent', { detail: (growth.problems || []).join(' · ') })]);
     else if (growth) notes.push(['verified', t('log.consistent')]);
-    else if (keyInfo && keyInfo.firstUse) notes.push(['warning', t('keys.firstUse')]);
+    else if (keyInfo && keyInfo.first_use) notes.push(['warning', t('keys.firstUse')]);
     if (notes.length) {
       const worst = notes.find(n => n[0] === 'failed') || notes[0];
       Vigie.status(logBox, worst[0], notes.map(n => n[1]).join(' '));
       if (worst[0] === 'failed') logBox.setAttribute('role', 'alert');
       if (growth && growth.rollback) Object.assign(logBox.dataset, { rollback: growth.rollback, seen: growth.seen, now: growth.now });
     }
-    document.getElementById('pinned-key').textContent = keyInfo ? VigieText.escape(keyInfo.keys.checkpoint_key) : '';
+    document.getElementById('pinned-key').textContent = keyInfo ? VigieText.escape(keyInfo.checkpoint_key) : '';
   }
 
   function filters() {
@@ -128,27 +128,27 @@ document.addEventListener('DOMContentLoaded', async () => {
     const cp = keys.find(k => !k.split('+')[0].endsWith('/receipt')), rc = keys.find(k => k.split('+')[0].endsWith('/receipt'));
     if (!cp || cp.split('+').length !== 3) { Vigie.fieldError(input, err, t('keys.err.format')); input.focus(); return; }
     Vigie.fieldError(input, err, '');
-    Vigie.pinKeys(cp, rc || (keyInfo && keyInfo.keys.receipt_key));
+    Vigie.pinKeys(cp, rc || (keyInfo && keyInfo.receipt_key));
     location.reload();
   });
 
   try {
-    const [k, pages] = await Promise.all([Vigie.logKeys(), Vigie.allPages('/v1/me/accesses', 'events', 200), VigieEvents.loadTexts(), Vigie.verifier()]);
-    keyInfo = k;
-    report = await Vigie.verify('history', { keys: k.keys, pages, now: new Date().toISOString() });
-    if (report.ok && report.checkpoint_note) growth = await Vigie.checkLogGrowth(k.keys, report.checkpoint_note);
+    await Promise.all([VigieEvents.loadTexts(), Vigie.verifier()]);
+    report = await Vigie.verifyHistory();
+    keyInfo = report.keys;
+    growth = report.log || null;
+    // The server cannot read one of its own events (DATA_LOSS): its
+    // storage was altered. A failed verification, not a network error.
+    const unreadable = (report.findings || []).find(f => f.kind === 'unreadable-event');
+    if (unreadable) {
+      Vigie.status(verdictBox, 'failed', t('verify.unreadable', { seq: unreadable.seq || '?' }), t('verify.unreadableHelp'));
+      verdictBox.setAttribute('role', 'alert');
+      return;
+    }
     await VigieEvents.loadRules(report.events);
     render();
   } catch (e) {
     if (e instanceof Vigie.ApiError && e.status === 401) return;
-    // The server cannot read one of its own events (DATA_LOSS): its
-    // storage was altered. A failed verification, not a network error.
-    const info = Vigie.errorInfo(e, 'EVENT_UNREADABLE');
-    if (info) {
-      Vigie.status(verdictBox, 'failed', t('verify.unreadable', { seq: (info.metadata && info.metadata.seq) || '?' }), t('verify.unreadableHelp'));
-      verdictBox.setAttribute('role', 'alert');
-      return;
-    }
     Vigie.status(verdictBox, 'error', t('error.load'), e.message);
   }
 });

@@ -1,0 +1,344 @@
+package audittest
+
+import (
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/vigie-sante/vigie/ledger/audit"
+	"github.com/vigie-sante/vigie/ledger/event"
+	"github.com/vigie-sante/vigie/ledger/verify"
+)
+
+// Origin is the corpus log's origin.
+const Origin = "corpus.example/vigie/1"
+
+// t0 is when the corpus's events happen.
+var t0 = time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC)
+
+// patient and stranger are the pseudonyms of the corpus's patients.
+var (
+	patient  = event.Hash(sha256.Sum256([]byte("corpus patient")))
+	stranger = event.Hash(sha256.Sum256([]byte("corpus stranger")))
+)
+
+// table is the corpus: one entry per case. A case's build starts from a
+// log of the standard history (story) and changes what the server
+// serves.
+var table = []struct {
+	name, about string
+	want        []audit.Kind
+	build       func(b *builder) *Case
+}{
+	{"valid", "an untouched history of five events, every one proved in the latest checkpoint", nil,
+		func(b *builder) *Case { return b.story(5).serve() }},
+	{"valid-erased", "the first two events erased, explained by the erasure record after them", nil,
+		func(b *builder) *Case {
+			b.record(patient, event.KindAccess, `{"n":1}`)
+			b.record(patient, event.KindAccess, `{"n":2}`)
+			b.record(patient, event.KindErasure, `{"format":"vigie.erasure.v1","state":"done","erased":2}`)
+			b.record(patient, event.KindLedgerRead, `{"n":4}`)
+			c := b.serve()
+			for i := range 2 {
+				e := &c.Listing.Events[i]
+				e.Erased, e.Body, e.Salt = true, nil, nil
+			}
+			return c
+		}},
+	{"valid-saved", "a history verified before at a smaller checkpoint; the log grew consistently since", nil,
+		func(b *builder) *Case {
+			b.story(3)
+			saved := b.sign()
+			head := audit.ChainHead{Seq: 3, Commitment: b.commitment(2)}
+			b.story(2)
+			c := b.serve()
+			c.State = &State{Checkpoint: saved, Chains: map[string]audit.ChainHead{patient.String(): head}}
+			return c
+		}},
+	{"valid-pending", "the newest event is beyond the listing's checkpoint, with its receipt; the latest checkpoint includes it", nil,
+		func(b *builder) *Case {
+			b.story(4)
+			listed := b.sign()
+			b.record(patient, event.KindLedgerRead, `{"late":1}`)
+			c := b.serveAt(listed)
+			c.Latest = b.sign()
+			return c
+		}},
+	{"altered-body", "the server changed a byte of an event's body", []audit.Kind{audit.KindModifiedBody},
+		func(b *builder) *Case {
+			c := b.story(4).serve()
+			c.Listing.Events[1].Body[len(c.Listing.Events[1].Body)-3] ^= 1
+			return c
+		}},
+	{"broken-chain", "an event names another predecessor than the event before it", []audit.Kind{audit.KindWrongLink},
+		func(b *builder) *Case {
+			b.story(2)
+			b.prevOverride = &event.Hash{1}
+			b.record(patient, event.KindAccess, `{"n":3}`)
+			b.story(1)
+			return b.serve()
+		}},
+	{"foreign-patient", "an event of another patient's chain, with the right link, in the history", []audit.Kind{audit.KindForeignPatient},
+		func(b *builder) *Case {
+			b.story(2)
+			b.record(stranger, event.KindAccess, `{"n":3}`)
+			b.story(1)
+			return b.serve()
+		}},
+	{"sequence-gap", "an event left out of the history", []audit.Kind{audit.KindMissingEvent},
+		func(b *builder) *Case {
+			c := b.story(5).serve()
+			c.Listing.Events = slices.Delete(c.Listing.Events, 2, 3)
+			return c
+		}},
+	{"unexplained-erasure", "an event shown erased that no erasure record explains", []audit.Kind{audit.KindUnexplainedErasure},
+		func(b *builder) *Case {
+			c := b.story(4).serve()
+			e := &c.Listing.Events[0]
+			e.Erased, e.Body, e.Salt = true, nil, nil
+			return c
+		}},
+	{"rollback", "the server shows an older, smaller log than the one a previous verification saved", []audit.Kind{audit.KindRollback},
+		func(b *builder) *Case {
+			b.story(3)
+			older := b.sign()
+			b.story(2)
+			saved := b.sign()
+			c := b.serveAt(older)
+			c.Listing.Events = c.Listing.Events[:3]
+			c.Latest = older
+			c.Leaves = c.Leaves[:b.sizeOf(older)]
+			c.State = &State{Checkpoint: saved}
+			return c
+		}},
+	{"rollback-beyond", "the server refuses to prove the checkpoint it lists from the one a previous verification saved, saying it has not reached that size", []audit.Kind{audit.KindRollback},
+		func(b *builder) *Case {
+			b.story(3)
+			saved := b.sign()
+			b.story(2)
+			c := b.serve()
+			c.State = &State{Checkpoint: saved}
+			c.RefuseProofs = &APIError{HTTPStatus: 400, Status: json.RawMessage(`{"code":3,"message":"invalid second: not signed yet","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"BEYOND_CHECKPOINT","domain":"vigie","metadata":{"field":"second"}}]}`)}
+			return c
+		}},
+	{"fork", "a previous verification saved a checkpoint of the same size with another tree", []audit.Kind{audit.KindFork},
+		func(b *builder) *Case {
+			c := b.story(4).serve()
+			other := newBuilder()
+			other.story(3)
+			for other.size() < b.size() {
+				other.other()
+			}
+			c.State = &State{Checkpoint: other.sign()}
+			return c
+		}},
+	{"unreadable-event", "the server refuses the history: it cannot read its own event 2 (DATA_LOSS)", []audit.Kind{audit.KindUnreadable},
+		func(b *builder) *Case {
+			c := b.story(3).serve()
+			c.Listing = nil
+			c.Error = &APIError{HTTPStatus: 500, Status: json.RawMessage(`{"code":15,"message":"event 2 (log entry 3) cannot be read: its stored form was altered","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"EVENT_UNREADABLE","domain":"vigie","metadata":{"leaf_index":"3","seq":"2"}}]}`)}
+			return c
+		}},
+}
+
+// Cases makes the corpus, the same every time (fixed keys, times and
+// salts).
+func Cases() []Case {
+	var out []Case
+	for _, tc := range table {
+		c := tc.build(newBuilder())
+		c.Name, c.About = tc.name, tc.about
+		c.Want = slices.Clone(tc.want)
+		if c.Want == nil {
+			c.Want = []audit.Kind{}
+		}
+		slices.Sort(c.Want)
+		out = append(out, *c)
+	}
+	return out
+}
+
+// builder builds a log and a patient's history in it.
+type builder struct {
+	cp, rc       note.Signer
+	keys         audit.PublicKeys
+	leaves       [][]byte
+	stored       []tlog.Hash
+	events       []Event // of the patient's chain (and spliced ones), in order
+	bodies       []*event.Body
+	prevOverride *event.Hash
+}
+
+func newBuilder() *builder {
+	b := &builder{}
+	b.cp, b.keys.CheckpointKey = key(Origin)
+	b.rc, b.keys.ReceiptKey = key(verify.ReceiptKeyName(Origin))
+	return b
+}
+
+// key returns a signer and its verifier key, from a fixed seed.
+func key(name string) (note.Signer, string) {
+	sk, vk, err := note.GenerateKey(seeded("vigie corpus "+name), name)
+	if err != nil {
+		panic(err) // a fixed seed and a valid name
+	}
+	s, err := note.NewSigner(sk)
+	if err != nil {
+		panic(err)
+	}
+	return s, vk
+}
+
+type seeded string
+
+func (s seeded) Read(p []byte) (int, error) {
+	for i := 0; i < len(p); i += 32 {
+		h := sha256.Sum256([]byte(fmt.Sprintf("%s/%d", s, i)))
+		copy(p[i:], h[:])
+	}
+	return len(p), nil
+}
+
+func (b *builder) ReadHashes(idx []int64) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(idx))
+	for i, x := range idx {
+		out[i] = b.stored[x]
+	}
+	return out, nil
+}
+
+func (b *builder) size() uint64 { return uint64(len(b.leaves)) }
+
+func (b *builder) add(c event.Hash) uint64 {
+	n := int64(len(b.leaves))
+	v := verify.LeafValue(c)
+	hs, err := tlog.StoredHashes(n, v, b)
+	if err != nil {
+		panic(err)
+	}
+	b.leaves = append(b.leaves, v)
+	b.stored = append(b.stored, hs...)
+	return uint64(n)
+}
+
+// other adds a leaf of someone else's event.
+func (b *builder) other() {
+	b.add(event.Hash(sha256.Sum256([]byte(fmt.Sprint("corpus other ", len(b.leaves))))))
+}
+
+// story adds n events to the patient's chain, each after another leaf.
+func (b *builder) story(n int) *builder {
+	for range n {
+		b.other()
+		b.record(patient, event.KindAccess, fmt.Sprintf(`{"n":%d}`, len(b.events)+1))
+	}
+	return b
+}
+
+// commitment returns the commitment of the i-th event (from 0).
+func (b *builder) commitment(i int) event.Hash {
+	c, err := event.ParseHash(b.events[i].Commitment)
+	if err != nil {
+		panic(err)
+	}
+	return c
+}
+
+// record adds the next event of the chain, in the name of pseudonym p.
+func (b *builder) record(p event.Hash, kind event.Kind, payload string) {
+	seq := uint64(len(b.events) + 1)
+	body := &event.Body{V: event.Version, ID: fmt.Sprintf("%032x", 0xc0de0000+seq), Time: t0.Add(time.Duration(seq) * time.Hour),
+		Kind: kind, Patient: p, Seq: seq, Service: "hospital.example/dpi", Payload: []byte(payload)}
+	if seq > 1 {
+		body.Prev = b.commitment(int(seq) - 2)
+	}
+	if b.prevOverride != nil {
+		body.Prev, b.prevOverride = *b.prevOverride, nil
+	}
+	raw, err := body.Marshal()
+	if err != nil {
+		panic(err)
+	}
+	var salt [verify.SaltSize]byte
+	copy(salt[:], fmt.Sprintf("corpus salt %d", seq))
+	c := commitmentOf(salt, raw)
+	i := b.add(c)
+	b.events = append(b.events, Event{Sequence: strconv.FormatUint(seq, 10), LeafIndex: strconv.FormatUint(i, 10), Commitment: c.String(), Body: raw, Salt: salt[:]})
+	b.bodies = append(b.bodies, body)
+}
+
+func (b *builder) root(size uint64) event.Hash {
+	if size == 0 {
+		return event.Hash(sha256.Sum256(nil))
+	}
+	h, err := tlog.TreeHash(int64(size), b)
+	if err != nil {
+		panic(err)
+	}
+	return event.Hash(h)
+}
+
+// sign signs a checkpoint of the whole tree.
+func (b *builder) sign() []byte {
+	n, err := verify.SignCheckpoint(verify.Checkpoint{Origin: Origin, Size: b.size(), Hash: b.root(b.size())}, b.cp)
+	if err != nil {
+		panic(err)
+	}
+	return n
+}
+
+func (b *builder) sizeOf(n []byte) uint64 {
+	cp, err := verify.OpenCheckpoint(n, mustVerifier(b.keys.CheckpointKey))
+	if err != nil {
+		panic(err)
+	}
+	return cp.Size
+}
+
+func mustVerifier(k string) note.Verifier {
+	v, err := note.NewVerifier(k)
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+// serve signs the whole tree and serves the history against it.
+func (b *builder) serve() *Case {
+	n := b.sign()
+	return b.serveAt(n)
+}
+
+// serveAt serves the history against checkpoint n: inclusion proofs for
+// the events it covers, receipts for the others.
+func (b *builder) serveAt(n []byte) *Case {
+	size := b.sizeOf(n)
+	c := &Case{Keys: b.keys, Leaves: slices.Clone(b.leaves), Latest: n, Listing: &Listing{Checkpoint: n}}
+	for _, e := range b.events {
+		e.Body, e.Salt = slices.Clone(e.Body), slices.Clone(e.Salt)
+		index, _ := strconv.ParseUint(e.LeafIndex, 10, 64)
+		if index < size {
+			p, err := tlog.ProveRecord(int64(size), int64(index), b)
+			if err != nil {
+				panic(err)
+			}
+			e.InclusionProof = toBytes(p)
+		} else {
+			seq, _ := strconv.ParseUint(e.Sequence, 10, 64)
+			r := verify.Receipt{Origin: Origin, Index: index, Commitment: b.commitment(int(seq) - 1), Time: t0.Add(time.Duration(seq) * time.Hour), Deadline: t0.Add(time.Duration(seq)*time.Hour + time.Minute)}
+			rc, err := verify.SignReceipt(r, b.rc)
+			if err != nil {
+				panic(err)
+			}
+			e.Receipt = rc
+		}
+		c.Listing.Events = append(c.Listing.Events, e)
+	}
+	return c
+}
