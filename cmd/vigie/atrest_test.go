@@ -272,7 +272,9 @@ func legacify(t *testing.T, db *sqldb.DB, dataDir string, requestIDs []string) {
 // what the version before the sealing wrote (request ids and consents in
 // clear, which the files are checked to hold), opens it with this version
 // (which migrates it: a retry gets its first answer, the consent reads
-// back), and checks the files again.
+// back), and checks the files again. On PostgreSQL, another database of
+// the cluster has a write transaction open across the migration
+// (holdOtherWriter), as on a shared cluster.
 func TestNothingInClearAtRest(t *testing.T) {
 	requestIDs := []string{atRestRequest, atRestRequestBG, atRestRequestDoc, atRestReview}
 	for _, backend := range []string{"SQLite", "PostgreSQL"} {
