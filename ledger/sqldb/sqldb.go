@@ -332,9 +332,12 @@ func (r pgRow) Scan(dest ...any) error {
 // each table, which writes its live rows into new files and drops the old
 // ones (a plain VACUUM leaves dead tuples in place until reused), then
 // ANALYZE, and VACUUM FULL on pg_statistic, whose samples of the old
-// values are dead tuples once replaced; the
-// write-ahead log keeps older row images until its segments are removed
-// after a checkpoint (docs/operations.md). On CockroachDB it does nothing:
+// values are dead tuples once replaced. Before each VACUUM FULL it waits
+// until no transaction, of this database or writing in any other of the
+// cluster, can make it keep the replaced rows (waitHorizon). The old
+// files are emptied when each rewrite commits; the write-ahead log keeps
+// older row images until its segments are removed after a checkpoint
+// (docs/operations.md). On CockroachDB it does nothing:
 // old versions go when the garbage-collection TTL expires. It takes an
 // exclusive lock on each table while it runs: call it at start, not under
 // load. tables must be plain identifiers.
@@ -371,17 +374,25 @@ func (db *DB) Compact(ctx context.Context, tables ...string) error {
 	return nil
 }
 
-// waitHorizon waits, at most limit, until no other transaction that may
-// see this database's rows holds a snapshot, or a transaction id, older
-// than a transaction id taken when it was called. VACUUM FULL copies the
-// rows such a snapshot may still see ("recently dead") into the new
-// files: the plain text Compact must remove would survive the rewrite.
-// The test is on the snapshots' xmin, not on when their transactions
-// started: a transaction started later may hold a snapshot taken while
-// an older one still ran. Trillian's transactions (in the same database
-// in the single-server mode) and autovacuum's are short; a session left
-// idle in a transaction holds the conversion back, and is named by the
-// error.
+// waitHorizon waits, at most limit, until nothing can make VACUUM FULL
+// keep a row replaced before it was called: VACUUM FULL copies the rows
+// that a snapshot may still see ("recently dead") into the new files, and
+// the plain text Compact must remove would survive the rewrite. Two things
+// hold that horizon back:
+//   - a snapshot or transaction id, older than a transaction id taken
+//     when waitHorizon was called, of another session of this database
+//     (pg_stat_activity; the test is on the snapshots' xmin, not on when
+//     their transactions started: a transaction started later may hold a
+//     snapshot taken while an older one still ran);
+//   - VACUUM FULL's own snapshot, whose xmin is the oldest transaction
+//     still running in any database of the cluster: a write transaction
+//     of another application, or of another test on a shared test
+//     cluster, begun before the rows were replaced, keeps them (the
+//     snapshot test below, on 64-bit ids).
+//
+// Trillian's transactions (in the same database in the single-server
+// mode) and autovacuum's are short; a session left idle in a transaction
+// holds the conversion back, and is named by the error.
 func (db *DB) waitHorizon(ctx context.Context, limit time.Duration) error {
 	var next int64
 	if err := db.pool.QueryRow(ctx, "SELECT txid_current()").Scan(&next); err != nil {
@@ -394,18 +405,23 @@ func (db *DB) waitHorizon(ctx context.Context, limit time.Duration) error {
 	for {
 		var n int
 		var pid *int32
-		err := db.pool.QueryRow(ctx, `SELECT count(*), min(pid) FROM pg_stat_activity
-			WHERE pid <> pg_backend_pid() AND (datname = current_database() OR datname IS NULL)
-			AND ((backend_xmin IS NOT NULL AND age(backend_xmin) > age($1::text::xid))
-			  OR (backend_xid IS NOT NULL AND age(backend_xid) > age($1::text::xid)))`, xid).Scan(&n, &pid)
+		var running bool
+		err := db.pool.QueryRow(ctx, `SELECT count(*), min(pid), txid_snapshot_xmin(txid_current_snapshot()) < $2 FROM pg_stat_activity
+			WHERE pid <> pg_backend_pid()
+			AND (((datname = current_database() OR datname IS NULL) AND backend_xmin IS NOT NULL AND age(backend_xmin) > age($1::text::xid))
+			  OR (backend_xid IS NOT NULL AND age(backend_xid) > age($1::text::xid)))`, xid, next).Scan(&n, &pid, &running)
 		if err != nil {
 			return fmt.Errorf("sqldb: compact: %w", err)
 		}
-		if n == 0 {
+		if n == 0 && !running {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("sqldb: compact: %d transactions older than the rewrite are still open after %v (backend pid %d): they would keep old rows in the rewritten tables", n, limit, *pid)
+			who := "one pg_stat_activity does not show: prepared, or of another role"
+			if pid != nil {
+				who = fmt.Sprintf("backend pid %d", *pid)
+			}
+			return fmt.Errorf("sqldb: compact: transactions older than the rewrite are still open after %v (%s; in this database, or writing in any database of the cluster): they would keep old rows in the rewritten tables", limit, who)
 		}
 		select {
 		case <-ctx.Done():
