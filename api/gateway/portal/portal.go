@@ -12,6 +12,9 @@
 // signed in with, kept in the tab's sessionStorage and never in a URL; the
 // API decides what each role may see and records every read of events.
 //
+// The pages' words are internal/texts's catalogue, the CLI's too, served
+// as i18n.js.
+//
 // The verifier is cmd/verify-wasm (package ledger/verify/report over
 // ledger/verify) built for WebAssembly and embedded as static/verify.wasm,
 // with the Go toolchain's static/wasm_exec.js: the page checks every
@@ -42,6 +45,7 @@ import (
 	"strings"
 
 	"github.com/vigie-sante/vigie/api/auth"
+	"github.com/vigie-sante/vigie/internal/texts"
 )
 
 //go:embed static
@@ -94,9 +98,9 @@ type portal struct {
 }
 
 // New returns the portal's handler, to be mounted at [Prefix]. It serves
-// the pages and static files under Prefix, the texts of decisions
-// (Prefix+"texts.json"), the misuse alerts (Prefix+"api/alerts"), the
-// ways of signing in (Prefix+"api/config": {"oidc": bool}) and, with
+// the pages and static files under Prefix, the catalogue of texts
+// (Prefix+"i18n.js"), the texts of decisions (Prefix+"texts.json"), the
+// misuse alerts (Prefix+"api/alerts"), the ways of signing in (Prefix+"api/config": {"oidc": bool}) and, with
 // Config.OIDC, the OpenID Connect sign-in (Prefix+"oidc/login" and
 // Prefix+"oidc/callback").
 func New(cfg Config) (http.Handler, error) {
@@ -125,6 +129,7 @@ func New(cfg Config) (http.Handler, error) {
 		return nil, fmt.Errorf("portal: %w", err)
 	}
 	p.files["texts.json"] = newFile("texts.json", p.texts)
+	p.files["i18n.js"] = newFile("i18n.js", texts.JS())
 	if cfg.OIDC != nil {
 		p.oidc, err = newOIDCFlow(*cfg.OIDC, func(ctx context.Context, token string) error {
 			_, err := cfg.Authenticate(ctx, "Bearer "+token)

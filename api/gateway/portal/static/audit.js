@@ -209,7 +209,7 @@ document.addEventListener('DOMContentLoaded', async () => {
     const id = 'r' + v.commitment.slice(0, 12);
     const err = el('p', { class: 'field-error', id: id + '-error', hidden: true });
     const radios = ['justified', 'unjustified'].map(k => el('label', { class: 'check' },
-      el('input', { type: 'radio', name: 'verdict', value: k, id: id + '-' + k }), t('audit.' + k)));
+      el('input', { type: 'radio', name: 'verdict', value: k, id: id + '-' + k }), t({ justified: 'audit.justified', unjustified: 'audit.unjustified' }[k])));
     const comment = el('textarea', { id: id + '-comment', name: 'comment', maxlength: '2000' });
     const form = el('form', { class: 'panel review', 'data-commitment': v.commitment, novalidate: true },
       el('table', null, el('tbody', null, VigieEvents.row(v))),
