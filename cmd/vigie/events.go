@@ -1,12 +1,10 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -66,6 +64,9 @@ func newLabels(cl *client.Client) *labels { return &labels{cl: cl, rules: map[in
 // version it names (same hash); nil otherwise.
 func (lb *labels) of(ctx context.Context, d *consent.Decision) *consent.Rules {
 	if r, ok := lb.rules[d.RulesVersion]; ok {
+		if r == nil || r.Hash() != d.RulesHash {
+			return nil // another version under this number: not the one decided with
+		}
 		return r
 	}
 	lb.rules[d.RulesVersion] = nil
@@ -149,34 +150,23 @@ type groundDetail struct {
 	Text   string               `json:"text"`
 }
 
-// finalReviews returns, by reviewed access, the review that decides it
-// among the review events of a history (consent.FinalReview, in log
-// order).
-func finalReviews(events []audit.HistoryEvent) map[string]consent.ReviewRecord {
-	byAccess := map[string][]consent.ReviewRecord{}
-	sorted := slices.Clone(events)
-	slices.SortFunc(sorted, func(a, b audit.HistoryEvent) int { return cmp.Compare(a.Index, b.Index) })
-	for _, e := range sorted {
-		if e.Body == nil || e.Body.Kind != event.KindBreakGlassReview {
-			continue
-		}
-		if r, err := consent.ParseReviewRecord(e.Body.Payload); err == nil {
-			byAccess[r.Event] = append(byAccess[r.Event], r)
+// finalReviews returns, by reviewed access, the commitment of the review
+// that decides it among the review events of a history
+// (consent.JudgeAccesses, as the portal's verifier does).
+func finalReviews(events []audit.HistoryEvent) map[string]string {
+	var reviews []consent.LoggedRecord
+	for _, e := range events {
+		if e.Body != nil && e.Body.Kind == event.KindBreakGlassReview {
+			reviews = append(reviews, consent.LoggedRecord{Commitment: e.Commitment.String(), LeafIndex: e.Index, Payload: e.Body.Payload})
 		}
 	}
-	out := map[string]consent.ReviewRecord{}
-	for access, rs := range byAccess {
-		if final, ok := consent.FinalReview(rs); ok {
-			out[access] = final
-		}
-	}
-	return out
+	return consent.JudgeAccesses(nil, reviews, nil).Final
 }
 
 // describe makes the row of an event: who did what, when, why, with what
 // outcome. seqOf maps commitments to sequence numbers, to name the access a
 // review is about; finals are the deciding reviews (finalReviews).
-func describe(ctx context.Context, l lang, lb *labels, e *audit.HistoryEvent, seqOf map[event.Hash]uint64, finals map[string]consent.ReviewRecord) eventRow {
+func describe(ctx context.Context, l lang, lb *labels, e *audit.HistoryEvent, seqOf map[event.Hash]uint64, finals map[string]string) eventRow {
 	row := eventRow{Seq: e.Seq, Index: e.Index, Commitment: e.Commitment, Erased: e.Erased, Proof: e.Proof}
 	b := e.Body
 	if b == nil {
@@ -220,7 +210,7 @@ func describe(ctx context.Context, l lang, lb *labels, e *audit.HistoryEvent, se
 			row.Outcome = l.t("cli.denied")
 			row.Flags = append(row.Flags, "denied")
 		}
-		if r != nil && r.Emergency(req.Purpose) {
+		if consent.EmergencyAccess(r, req.Purpose, d) {
 			row.Outcome = l.t("cli.emergency") + " " + row.Outcome
 			row.Flags = append(row.Flags, "emergency")
 		}
@@ -275,7 +265,7 @@ func describe(ctx context.Context, l lang, lb *labels, e *audit.HistoryEvent, se
 			row.Outcome = l.t("cli.review.unjustified")
 		}
 		row.Why = rv.Comment
-		if r, err := consent.ParseReviewRecord(b.Payload); err != nil || finals[r.Event] != r {
+		if finals[rv.Event.String()] != e.Commitment.String() {
 			row.Outcome += l.t("cli.review.notFinal")
 			row.Flags = append(row.Flags, "not-final")
 		}
