@@ -111,7 +111,7 @@ func newLedgerAlerts(l *ledger.Ledger, rules func(context.Context, *consent.Deci
 // Alerts implements portal.AlertSource: computed (or cached) alerts, the
 // reads recorded first.
 func (a *ledgerAlerts) Alerts(ctx context.Context, scope portal.Scope) ([]portal.Alert, error) {
-	key := strings.Join(slices.Sorted(slices.Values(scope.Organisations)), ",")
+	key := strings.Join(slices.Sorted(slices.Values(scope.Organizations)), ",")
 	c, ok := a.cached(key)
 	if !ok {
 		var err error
@@ -156,7 +156,7 @@ func (a *ledgerAlerts) cached(key string) (cachedAlerts, bool) {
 func (a *ledgerAlerts) compute(ctx context.Context, scope portal.Scope, key string) (cachedAlerts, error) {
 	now := a.now()
 
-	orgs := scope.Organisations
+	orgs := scope.Organizations
 	if len(orgs) == 0 {
 		orgs = []string{""} // every organisation
 	}
@@ -186,11 +186,11 @@ func (a *ledgerAlerts) compute(ctx context.Context, scope portal.Scope, key stri
 	c := cachedAlerts{at: now, alerts: make([]portal.Alert, 0, len(res.Alerts)), patients: map[string]event.Hash{},
 		recorded: &sync.Map{}, recording: &singleflight.Group{}}
 	for _, m := range res.Alerts {
-		if len(scope.Organisations) > 0 && !slices.Contains(scope.Organisations, m.Organization) {
+		if len(scope.Organizations) > 0 && !slices.Contains(scope.Organizations, m.Organization) {
 			continue
 		}
 		pa := portal.Alert{
-			Kind: string(m.Kind), Severity: severity(m.Severity), Professional: m.Actor, Organisation: m.Organization,
+			Kind: string(m.Kind), Severity: severity(m.Severity), Professional: m.Actor, Organization: m.Organization,
 			Detail: m.Message, Count: m.Count, Patients: m.Patients, From: m.From, Time: m.To,
 		}
 		fillThreshold(&pa, m.Kind, cfg)
@@ -257,7 +257,7 @@ func (a *ledgerAlerts) recordReads(ctx context.Context, reader string, c cachedA
 // events reads the access and review events of an organisation ("" for
 // all) in the window, newest kept when there are too many.
 func (a *ledgerAlerts) events(ctx context.Context, org string, now time.Time) ([]event.Logged, error) {
-	f := ledger.SearchFilter{Organisation: org, FromNanos: now.Add(-a.window).UnixNano()}
+	f := ledger.SearchFilter{Organization: org, FromNanos: now.Add(-a.window).UnixNano()}
 	var out []event.Logged
 	after := int64(-1)
 	for {

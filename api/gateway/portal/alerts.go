@@ -40,9 +40,9 @@ type Alert struct {
 	Severity Severity `json:"severity"`
 	// Professional is the RPPS number of the professional concerned.
 	Professional string `json:"professional"`
-	// Organisation is the FINESS number of the organisation the events
+	// Organization is the FINESS number of the organisation the events
 	// were made for, if one.
-	Organisation string `json:"organisation,omitempty"`
+	Organization string `json:"organization,omitempty"`
 	// Events are the events that raised the alert, in log order.
 	Events []EventRef `json:"events"`
 	// Detail says what the rule measured, in English words and figures,
@@ -79,9 +79,9 @@ type HourRange struct {
 
 // Scope is what an alert reader may see.
 type Scope struct {
-	// Organisations confines the alerts to events of these organisations
+	// Organizations confines the alerts to events of these organisations
 	// (FINESS numbers); empty means every organisation (a regulator).
-	Organisations []string
+	Organizations []string
 	// Reader is the principal the alerts are for ("regulator:cnil"), as
 	// ledger-read records name readers.
 	Reader string
@@ -119,7 +119,7 @@ func (p *portal) alerts(w http.ResponseWriter, r *http.Request) {
 	switch id.Role() {
 	case auth.RoleRegulator:
 	case auth.RoleDPO:
-		scope.Organisations = id.Organizations()
+		scope.Organizations = id.Organizations()
 	default:
 		writeError(w, http.StatusForbidden, 7, "permission denied")
 		return

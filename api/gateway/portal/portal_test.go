@@ -168,7 +168,7 @@ type fixedAlerts struct{ all []Alert }
 func (f fixedAlerts) Alerts(_ context.Context, s Scope) ([]Alert, error) {
 	var out []Alert
 	for _, a := range f.all {
-		if len(s.Organisations) == 0 || strings.Contains(strings.Join(s.Organisations, ","), a.Organisation) {
+		if len(s.Organizations) == 0 || strings.Contains(strings.Join(s.Organizations, ","), a.Organization) {
 			out = append(out, a)
 		}
 	}
@@ -183,8 +183,8 @@ func (failingAlerts) Alerts(context.Context, Scope) ([]Alert, error) {
 
 func TestAlertsByRole(t *testing.T) {
 	src := fixedAlerts{all: []Alert{
-		{Kind: "break-glass-rate", Severity: SeverityWarning, Professional: "10000000002", Organisation: "750712184", Time: time.Unix(0, 0)},
-		{Kind: "burst", Severity: SeverityCritical, Professional: "10000000005", Organisation: "130000011", Time: time.Unix(0, 0)},
+		{Kind: "break-glass-rate", Severity: SeverityWarning, Professional: "10000000002", Organization: "750712184", Time: time.Unix(0, 0)},
+		{Kind: "burst", Severity: SeverityCritical, Professional: "10000000005", Organization: "130000011", Time: time.Unix(0, 0)},
 	}}
 	h, iss := newTestPortal(t, src)
 	mint := func(role auth.Role, sub string, orgs ...string) string {

@@ -161,7 +161,7 @@ document.addEventListener('DOMContentLoaded', async () => {
         el('td', { 'data-label': t('audit.alertKind'), text: t('alert.' + a.kind) === 'alert.' + a.kind ? a.kind : t('alert.' + a.kind) }),
         el('td', { 'data-label': t('audit.severity') }, el('span', { class: 'badge ' + (a.severity === 'critical' ? 'deny' : 'btg'), text: t('severity.' + a.severity) })),
         el('td', { 'data-label': t('field.rpps'), text: a.professional }),
-        el('td', { 'data-label': t('audit.organization'), text: a.organisation || '' }),
+        el('td', { 'data-label': t('audit.organization'), text: a.organization || '' }),
         el('td', { 'data-label': t('audit.events'), class: 'mono', text: a.events.map(e => '#' + e.leaf_index).join(' ') }),
         el('td', { 'data-label': t('audit.detail'), class: 'detail', text: alertText(a) })))))));
   }
