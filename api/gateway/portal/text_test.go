@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -142,12 +143,19 @@ process.stdout.write(JSON.stringify(out));`
 func TestPagesReadNoEnglishErrors(t *testing.T) {
 	phrases := map[string]bool{}
 	for _, dir := range []string{"../../../consent", "../../../consent/ladonpolicy", "../../server"} {
-		pkgs, err := parser.ParseDir(token.NewFileSet(), dir, func(fi fs.FileInfo) bool { return !strings.HasSuffix(fi.Name(), "_test.go") }, 0)
+		names, err := filepath.Glob(filepath.Join(dir, "*.go"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, p := range pkgs {
-			ast.Inspect(p, func(n ast.Node) bool {
+		for _, name := range names {
+			if strings.HasSuffix(name, "_test.go") {
+				continue
+			}
+			f, err := parser.ParseFile(token.NewFileSet(), name, nil, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ast.Inspect(f, func(n ast.Node) bool {
 				var lit ast.Expr
 				switch n := n.(type) {
 				case *ast.KeyValueExpr:
