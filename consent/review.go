@@ -1,7 +1,10 @@
 package consent
 
 import (
+	"cmp"
+	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 )
 
@@ -67,4 +70,93 @@ func FinalReview(reviews []ReviewRecord) (ReviewRecord, bool) {
 		}
 	}
 	return final, prev != StandingNone
+}
+
+// FinalReviews returns, by reviewed access ([ReviewRecord].Event), the
+// review that decides it ([FinalReview]), given the reviews of any
+// accesses in log order.
+func FinalReviews(reviews []ReviewRecord) map[string]ReviewRecord {
+	byAccess := map[string][]ReviewRecord{}
+	for _, r := range reviews {
+		byAccess[r.Event] = append(byAccess[r.Event], r)
+	}
+	out := map[string]ReviewRecord{}
+	for access, rs := range byAccess {
+		if final, ok := FinalReview(rs); ok {
+			out[access] = final
+		}
+	}
+	return out
+}
+
+// EmergencyAccess reports whether a recorded access was an emergency
+// access: its purpose is an emergency purpose of the national rules it
+// was decided under ([Rules.Emergency]); when those rules are not at hand
+// (rules nil), whether an emergency rule (break-glass, SAMU regulator) is
+// among the grounds of its decision d.
+func EmergencyAccess(rules *Rules, purpose Purpose, d Decision) bool {
+	if rules != nil {
+		return rules.Emergency(purpose)
+	}
+	for _, g := range d.Grounds {
+		if g.Source == SourceRule && (g.Kind == RuleBreakGlass || g.Kind == RuleSAMURegulator) {
+			return true
+		}
+	}
+	return false
+}
+
+// LoggedRecord is the record of an event of the log, as its reader
+// verified it: the event's commitment, its place in the log, and its
+// payload (an access record or a review record).
+type LoggedRecord struct {
+	Commitment string          `json:"commitment"`
+	LeafIndex  uint64          `json:"leaf_index,string"`
+	Payload    json.RawMessage `json:"payload"`
+}
+
+// AccessVerdicts is what [JudgeAccesses] says of accesses and reviews.
+type AccessVerdicts struct {
+	// Emergency lists the commitments of the emergency accesses
+	// ([EmergencyAccess]), in the order given.
+	Emergency []string `json:"emergency"`
+	// Final maps the commitment of each reviewed access to the
+	// commitment of the review that decides it ([FinalReview]).
+	Final map[string]string `json:"final"`
+}
+
+// JudgeAccesses says which of accesses were emergency accesses, and
+// which of reviews decides each reviewed access. rules returns the
+// national rules a decision names, or nil when they are not at hand. A
+// record that does not parse counts for nothing. rules may be nil. It is the one home of
+// these verdicts for vigie verify and, through cmd/verify-wasm, the
+// portal.
+func JudgeAccesses(accesses, reviews []LoggedRecord, rules func(Decision) *Rules) AccessVerdicts {
+	out := AccessVerdicts{Emergency: []string{}, Final: map[string]string{}}
+	for _, a := range accesses {
+		req, d, err := ParseAccessRecord(a.Payload)
+		var r *Rules
+		if err == nil && rules != nil {
+			r = rules(d)
+		}
+		if err == nil && EmergencyAccess(r, req.Purpose, d) {
+			out.Emergency = append(out.Emergency, a.Commitment)
+		}
+	}
+	sorted := slices.Clone(reviews)
+	slices.SortStableFunc(sorted, func(a, b LoggedRecord) int { return cmp.Compare(a.LeafIndex, b.LeafIndex) })
+	var rs []ReviewRecord
+	commitment := map[ReviewRecord]string{}
+	for _, r := range sorted {
+		if rec, err := ParseReviewRecord(r.Payload); err == nil {
+			rs = append(rs, rec)
+			if _, dup := commitment[rec]; !dup {
+				commitment[rec] = r.Commitment
+			}
+		}
+	}
+	for access, final := range FinalReviews(rs) {
+		out.Final[access] = commitment[final]
+	}
+	return out
 }

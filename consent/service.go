@@ -191,7 +191,7 @@ func (s *Service) snapshot(p ident.INS, minVersion int64, attempt int) *Consent 
 // INS.
 func (s *Service) UpdateConsent(ctx context.Context, patient ident.INS, expected int64, directives []Directive, author string) (ConsentRecord, error) {
 	if patient.IsZero() {
-		return ConsentRecord{}, fieldErr("patient", "required")
+		return ConsentRecord{}, missing("patient", "")
 	}
 	if err := checkAuthor(author); err != nil {
 		return ConsentRecord{}, err
@@ -225,7 +225,7 @@ func (s *Service) UpdateConsent(ctx context.Context, patient ident.INS, expected
 
 func checkAuthor(author string) error {
 	if author == "" {
-		return fieldErr("author", "required")
+		return missing("author", "")
 	}
 	if err := checkText("author", author, 128); err != nil {
 		return err

@@ -39,8 +39,17 @@ const (
 type FieldError struct {
 	// Field is the path of the field at fault.
 	Field string
-	// Problem says what is wrong, without echoing identifiers.
+	// Problem says what is wrong, in English, without echoing
+	// identifiers: for people reading logs and API answers.
 	Problem string
+	// Kind is what is wrong, for machines (a client that says it in its
+	// own words); "" is [ProblemInvalid].
+	Kind ProblemKind
+	// Other is the path of the other field the problem names, if any
+	// ("directives[0]" for a duplicate of it).
+	Other string
+	// Limit is the limit a [ProblemTooLong] or [ProblemTooMany] passed.
+	Limit int
 	// Err is the underlying error, if any.
 	Err error
 }
@@ -49,24 +58,83 @@ func (e *FieldError) Error() string { return e.Field + ": " + e.Problem }
 
 func (e *FieldError) Unwrap() error { return e.Err }
 
+// ProblemKind is what is wrong with a field, for machines: the API
+// carries it in the ErrorInfo of its INVALID_FIELD answers (metadata
+// "problem", docs/api.md), and the portal says it in its reader's
+// language (internal/texts has a text "problem.<kind>" for each).
+type ProblemKind string
+
+// The kinds of problems. Clients MUST treat a kind they do not know as
+// ProblemInvalid.
+const (
+	// ProblemRequired: the field is missing or empty.
+	ProblemRequired ProblemKind = "required"
+	// ProblemTooLong: longer than Limit bytes.
+	ProblemTooLong ProblemKind = "too_long"
+	// ProblemTooMany: more than Limit items.
+	ProblemTooMany ProblemKind = "too_many"
+	// ProblemInvalidFormat: not spelled as the field's kind of value (an
+	// RPPS or FINESS number, an identifier).
+	ProblemInvalidFormat ProblemKind = "invalid_format"
+	// ProblemSameID: a directive has the ID of the directive Other.
+	ProblemSameID ProblemKind = "same_id"
+	// ProblemDuplicate: the directive repeats the directive Other, in an
+	// overlapping period.
+	ProblemDuplicate ProblemKind = "duplicate"
+	// ProblemBlockedAndAllowed: the professional is blocked by one
+	// directive and allowed by the directive Other, in an overlapping
+	// period.
+	ProblemBlockedAndAllowed ProblemKind = "blocked_and_allowed"
+	// ProblemSecondPhysician: a second treating physician, whose period
+	// overlaps the directive Other's.
+	ProblemSecondPhysician ProblemKind = "second_physician"
+	// ProblemInvalid: any other problem; the message says which.
+	ProblemInvalid ProblemKind = "invalid"
+)
+
+// ProblemKinds returns every kind of problem.
+func ProblemKinds() []ProblemKind {
+	return []ProblemKind{ProblemRequired, ProblemTooLong, ProblemTooMany, ProblemInvalidFormat, ProblemSameID,
+		ProblemDuplicate, ProblemBlockedAndAllowed, ProblemSecondPhysician, ProblemInvalid}
+}
+
+// KindOf returns the kind of e's problem: Kind, or [ProblemInvalid] when
+// it is not set.
+func (e *FieldError) KindOf() ProblemKind {
+	if e.Kind == "" {
+		return ProblemInvalid
+	}
+	return e.Kind
+}
+
 func fieldErr(field, problem string) error { return &FieldError{Field: field, Problem: problem} }
+
+// missing is the error of a required field that is absent; with, it says
+// for what ("required for block-professional").
+func missing(field, with string) error {
+	p := "required"
+	if with != "" {
+		p += " for " + with
+	}
+	return &FieldError{Field: field, Problem: p, Kind: ProblemRequired}
+}
 
 // ValidateRequest checks a request at the boundary: every required field
 // present and well-formed. It does not check codes against the national
 // rules: an unknown profession, sector or document type is a decision
 // (DENY), not a malformed request. It returns a *[FieldError].
 func ValidateRequest(r *Request) error {
-	if err := checkToken("id", r.ID, 64, false); err != nil {
+	if err := CheckRequestID("id", r.ID); err != nil {
 		return err
 	}
 	if err := checkToken("service", r.Service, 128, false); err != nil {
 		return err
 	}
 	if r.Patient.IsZero() {
-		return fieldErr("patient", "required")
+		return missing("patient", "")
 	}
 	if r.Actor.RPPS.IsZero() {
-		return fieldErr("actor.rpps", "required")
+		return missing("actor.rpps", "")
 	}
 	if err := checkCode("actor.profession", r.Actor.Profession, 8); err != nil {
 		return err
@@ -80,10 +148,10 @@ func ValidateRequest(r *Request) error {
 		return err
 	}
 	if r.Actor.Organization.IsZero() {
-		return fieldErr("actor.organization", "required")
+		return missing("actor.organization", "")
 	}
 	if r.Action == "" {
-		return fieldErr("action", "required")
+		return missing("action", "")
 	}
 	if !r.Action.Valid() {
 		return fieldErr("action", "must be read, write or hide")
@@ -104,12 +172,12 @@ func ValidateRequest(r *Request) error {
 			return err
 		}
 	case "":
-		return fieldErr("resource.kind", "required")
+		return missing("resource.kind", "")
 	default:
 		return fieldErr("resource.kind", "must be record or document")
 	}
 	if r.Purpose == "" {
-		return fieldErr("purpose", "required")
+		return missing("purpose", "")
 	}
 	if !r.Purpose.Valid() {
 		return fieldErr("purpose", "unknown purpose of use")
@@ -118,7 +186,7 @@ func ValidateRequest(r *Request) error {
 		return err
 	}
 	if r.Time.IsZero() {
-		return fieldErr("time", "required")
+		return missing("time", "")
 	}
 	if r.MinConsentVersion < 0 {
 		return fieldErr("min_consent_version", "must not be negative")
@@ -126,18 +194,26 @@ func ValidateRequest(r *Request) error {
 	return nil
 }
 
+// MaxRequestID is the longest request ID, in bytes.
+const MaxRequestID = 64
+
+// CheckRequestID checks a caller's request ID: 1 to [MaxRequestID] bytes
+// of [A-Za-z0-9._:-], as the ledger's idempotency keys take them. Its
+// error is a *[FieldError] naming field.
+func CheckRequestID(field, id string) error { return checkToken(field, id, MaxRequestID, false) }
+
 // checkToken checks an identifier: 1 to max bytes of [A-Za-z0-9._:-], and
 // with pattern, ladon's pattern delimiters < and > too.
 func checkToken(field, s string, max int, pattern bool) error {
 	if s == "" {
-		return fieldErr(field, "required")
+		return missing(field, "")
 	}
 	if len(s) > max {
-		return fieldErr(field, "longer than "+strconv.Itoa(max)+" bytes")
+		return &FieldError{Field: field, Problem: "longer than " + strconv.Itoa(max) + " bytes", Kind: ProblemTooLong, Limit: max}
 	}
 	for i := 0; i < len(s); i++ {
 		if !tokenByte(s[i]) {
-			return fieldErr(field, "character "+strconv.Itoa(i+1)+" is not one of A-Z a-z 0-9 . _ : -")
+			return &FieldError{Field: field, Problem: "character " + strconv.Itoa(i+1) + " is not one of A-Z a-z 0-9 . _ : -", Kind: ProblemInvalidFormat}
 		}
 	}
 	return nil
@@ -425,7 +501,7 @@ func ValidateConsent(c *Consent, rules *Rules) error {
 		return fieldErr("version", "must not be negative")
 	}
 	if len(c.Directives) > MaxDirectives {
-		return fieldErr("directives", "more than "+strconv.Itoa(MaxDirectives)+" directives")
+		return &FieldError{Field: "directives", Problem: "more than " + strconv.Itoa(MaxDirectives) + " directives", Kind: ProblemTooMany, Limit: MaxDirectives}
 	}
 	patterns := 0
 	ids := make(map[string]int, len(c.Directives))
@@ -436,11 +512,12 @@ func ValidateConsent(c *Consent, rules *Rules) error {
 			return err
 		}
 		if j, dup := ids[d.ID]; dup {
-			return fieldErr(f(".id"), "same ID as directives["+strconv.Itoa(j)+"]")
+			other := "directives[" + strconv.Itoa(j) + "]"
+			return &FieldError{Field: f(".id"), Problem: "same ID as " + other, Kind: ProblemSameID, Other: other}
 		}
 		ids[d.ID] = i
 		if d.Kind == "" {
-			return fieldErr(f(".kind"), "required")
+			return missing(f(".kind"), "")
 		}
 		if !d.Kind.Valid() {
 			return fieldErr(f(".kind"), "unknown directive kind")
@@ -451,7 +528,7 @@ func ValidateConsent(c *Consent, rules *Rules) error {
 		if d.Kind == HideDocument && IsPattern(d.Document) {
 			patterns++
 			if patterns > MaxPatterns {
-				return fieldErr(f(".document"), "more than "+strconv.Itoa(MaxPatterns)+" patterns")
+				return &FieldError{Field: f(".document"), Problem: "more than " + strconv.Itoa(MaxPatterns) + " patterns", Kind: ProblemTooMany, Limit: MaxPatterns}
 			}
 		}
 		for _, tf := range []struct {
@@ -481,17 +558,17 @@ func checkTarget(d *Directive, f func(string) string, rules *Rules) error {
 	case BlockProfessional, AllowProfessional, TreatingPhysician, ExtendedRights:
 		want = "professional"
 		if d.Professional.IsZero() {
-			return fieldErr(f(".professional"), "required for "+string(d.Kind))
+			return missing(f(".professional"), string(d.Kind))
 		}
 	case BlockOrganization:
 		want = "organization"
 		if d.Organization.IsZero() {
-			return fieldErr(f(".organization"), "required for "+string(d.Kind))
+			return missing(f(".organization"), string(d.Kind))
 		}
 	case HideDocument:
 		want = "document"
 		if d.Document == "" {
-			return fieldErr(f(".document"), "required for "+string(d.Kind))
+			return missing(f(".document"), string(d.Kind))
 		}
 		if IsPattern(d.Document) {
 			if err := CheckPattern(d.Document); err != nil {
@@ -557,12 +634,12 @@ func checkContradictions(ds []Directive) error {
 			other := "directives[" + strconv.Itoa(j) + "]"
 			switch {
 			case a.Kind == b.Kind && sameTarget(a, b):
-				return fieldErr(field, "duplicates "+other+" in an overlapping period")
+				return &FieldError{Field: field, Problem: "duplicates " + other + " in an overlapping period", Kind: ProblemDuplicate, Other: other}
 			case a.Professional == b.Professional && !a.Professional.IsZero() &&
 				(a.Kind == BlockProfessional && grantsAccess(b.Kind) || b.Kind == BlockProfessional && grantsAccess(a.Kind)):
-				return fieldErr(field+".professional", "blocked and allowed by "+other+" in an overlapping period")
+				return &FieldError{Field: field + ".professional", Problem: "blocked and allowed by " + other + " in an overlapping period", Kind: ProblemBlockedAndAllowed, Other: other}
 			case a.Kind == TreatingPhysician && b.Kind == TreatingPhysician:
-				return fieldErr(field+".professional", "a second treating physician overlaps "+other)
+				return &FieldError{Field: field + ".professional", Problem: "a second treating physician overlaps " + other, Kind: ProblemSecondPhysician, Other: other}
 			}
 		}
 	}

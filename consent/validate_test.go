@@ -305,3 +305,44 @@ func TestPatternProgramSize(t *testing.T) {
 		}
 	}
 }
+
+// TestFieldErrorKinds: the problems a client explains in its own words
+// carry their kind, the other directive they name and their limit, so
+// that no client reads the English message.
+func TestFieldErrorKinds(t *testing.T) {
+	block := consent.Directive{ID: "b", Kind: consent.BlockProfessional, Professional: drA}
+	allow := consent.Directive{ID: "a", Kind: consent.AllowProfessional, Professional: drA}
+	tp1 := consent.Directive{ID: "t1", Kind: consent.TreatingPhysician, Professional: drA}
+	tp2 := consent.Directive{ID: "t2", Kind: consent.TreatingPhysician, Professional: drB}
+	many := make([]consent.Directive, consent.MaxDirectives+1)
+	for i := range many {
+		many[i] = consent.Directive{ID: "d" + strings.Repeat("x", i), Kind: consent.HideEverything}
+	}
+	tests := []struct {
+		name string
+		ds   []consent.Directive
+		want consent.FieldError
+	}{
+		{"required", []consent.Directive{{ID: "x", Kind: consent.BlockProfessional}}, consent.FieldError{Field: "directives[0].professional", Kind: consent.ProblemRequired}},
+		{"too long", []consent.Directive{{ID: strings.Repeat("x", 65), Kind: consent.HideEverything}}, consent.FieldError{Field: "directives[0].id", Kind: consent.ProblemTooLong, Limit: 64}},
+		{"format", []consent.Directive{{ID: "x y", Kind: consent.HideEverything}}, consent.FieldError{Field: "directives[0].id", Kind: consent.ProblemInvalidFormat}},
+		{"too many", many, consent.FieldError{Field: "directives", Kind: consent.ProblemTooMany, Limit: consent.MaxDirectives}},
+		{"same id", []consent.Directive{block, {ID: "b", Kind: consent.HideEverything}}, consent.FieldError{Field: "directives[1].id", Kind: consent.ProblemSameID, Other: "directives[0]"}},
+		{"duplicate", []consent.Directive{block, {ID: "b2", Kind: consent.BlockProfessional, Professional: drA}}, consent.FieldError{Field: "directives[1]", Kind: consent.ProblemDuplicate, Other: "directives[0]"}},
+		{"blocked and allowed", []consent.Directive{block, allow}, consent.FieldError{Field: "directives[1].professional", Kind: consent.ProblemBlockedAndAllowed, Other: "directives[0]"}},
+		{"second physician", []consent.Directive{tp1, tp2}, consent.FieldError{Field: "directives[1].professional", Kind: consent.ProblemSecondPhysician, Other: "directives[0]"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := consent.ValidateConsent(&consent.Consent{Directives: tt.ds}, nil)
+			var fe *consent.FieldError
+			if !errors.As(err, &fe) {
+				t.Fatalf("ValidateConsent = %v, want a *FieldError", err)
+			}
+			if fe.Field != tt.want.Field || fe.Kind != tt.want.Kind || fe.Other != tt.want.Other || fe.Limit != tt.want.Limit {
+				t.Errorf("ValidateConsent = field %q kind %q other %q limit %d, want %q %q %q %d",
+					fe.Field, fe.Kind, fe.Other, fe.Limit, tt.want.Field, tt.want.Kind, tt.want.Other, tt.want.Limit)
+			}
+		})
+	}
+}

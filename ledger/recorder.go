@@ -105,7 +105,7 @@ type Entry struct {
 	// Index columns for auditors' searches (plaintext, cleared by an
 	// erasure): the professional's RPPS, the organisation's FINESS, and
 	// whether it was a break-glass access.
-	Actor, Organisation string
+	Actor, Organization string
 	BreakGlass          bool
 }
 
@@ -659,7 +659,7 @@ func (l *Ledger) append(ctx context.Context, tx StoreTx, ps *patientState, j *re
 		TimeNanos:    now.UnixNano(),
 		Service:      b.Service,
 		Actor:        j.entry.Actor,
-		Organisation: j.entry.Organisation,
+		Organization: j.entry.Organization,
 		BreakGlass:   j.entry.BreakGlass,
 		Sealed:       sealed,
 		Key:          l.cfg.Pseudonyms.RequestHash(j.entry.Key),

@@ -192,7 +192,7 @@ type EventRow struct {
 	// An erasure keeps it.
 	Key RequestHash
 	// The fields below are cleared by an erasure (Erased is then true):
-	// Pseudonym, Kind, TimeNanos, Service, Actor, Organisation,
+	// Pseudonym, Kind, TimeNanos, Service, Actor, Organization,
 	// BreakGlass, Sealed.
 	Erased       bool
 	Pseudonym    event.Hash
@@ -201,7 +201,7 @@ type EventRow struct {
 	TimeNanos    int64
 	Service      string
 	Actor        string
-	Organisation string
+	Organization string
 	BreakGlass   bool
 	// Sealed is salt ‖ body encrypted with the patient's data key.
 	Sealed []byte
@@ -230,7 +230,7 @@ type SecurityEvent struct {
 type SearchFilter struct {
 	Pseudonym      *event.Hash
 	Actor          string
-	Organisation   string
+	Organization   string
 	FromNanos      int64
 	ToNanos        int64 // exclusive
 	Kind           event.Kind

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Invariant 8: the verifier runs in the browser. Checks that ledger/verify,
+# The CLI, the tests and the browser run the same verifier. Checks that ledger/verify,
 # ledger/verify/report (what the portal's verifier runs), ledger/audit (a
 # patient's and an auditor's checks) and ledger/event
 #   1. build with GOOS=js GOARCH=wasm;

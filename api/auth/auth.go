@@ -177,7 +177,7 @@ func newIdentity(role Role, subject string, orgs []string, method Method) (*Iden
 			return nil, fmt.Errorf("%w: more than %d", ErrOrganizations, MaxOrganizations)
 		}
 		for _, o := range orgs {
-			if err := CheckFINESS(o); err != nil {
+			if _, err := ident.ParseFINESS(o); err != nil {
 				return nil, fmt.Errorf("%w: %w", ErrOrganizations, err)
 			}
 		}
@@ -340,24 +340,6 @@ func CheckSubject(s string) error {
 		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("._:@-", c) >= 0) {
 			return fmt.Errorf("%w: character %d is not one of [A-Za-z0-9._:@-]", ErrSubject, i+1)
 		}
-	}
-	return nil
-}
-
-// CheckFINESS reports whether s is spelled as a FINESS number: 9
-// characters, digits, or 2A or 2B (Corsica) followed by 7 digits. It does
-// not check the number's key: consent/ident does, where the number is
-// used.
-func CheckFINESS(s string) error {
-	if len(s) != 9 {
-		return errors.New("FINESS number must be 9 characters")
-	}
-	for i := 0; i < 9; i++ {
-		c := s[i]
-		if '0' <= c && c <= '9' || i == 1 && s[0] == '2' && (c == 'A' || c == 'B') {
-			continue
-		}
-		return fmt.Errorf("FINESS number: character %d is not a digit", i+1)
 	}
 	return nil
 }

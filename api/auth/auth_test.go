@@ -63,19 +63,6 @@ func TestPatientSubject(t *testing.T) {
 	}
 }
 
-func TestCheckFINESS(t *testing.T) {
-	for _, s := range []string{"750712184", "2A0000018", "2B0000019", "010000024"} {
-		if err := CheckFINESS(s); err != nil {
-			t.Errorf("CheckFINESS(%s) = %v", s, err)
-		}
-	}
-	for _, s := range []string{"", "75071218", "7507121840", "7A0712184", "75071218A", "2a0000018"} {
-		if err := CheckFINESS(s); err == nil {
-			t.Errorf("CheckFINESS(%q) = nil, want an error", s)
-		}
-	}
-}
-
 // TestIdentityNeverPrintsINS prints a patient's identity every way we can
 // think of, and looks for the INS.
 func TestIdentityNeverPrintsINS(t *testing.T) {

@@ -200,6 +200,7 @@ func TestVerifyRejects(t *testing.T) {
 		{"service without organisations", sign(t, jose.EdDSA, f.key, f.kid(), with(map[string]any{"orgs": nil})), ErrOrganizations},
 		{"dpo without organisations", sign(t, jose.EdDSA, f.key, f.kid(), with(map[string]any{"role": "dpo", "orgs": []string{}})), ErrOrganizations},
 		{"organisation not a FINESS", sign(t, jose.EdDSA, f.key, f.kid(), with(map[string]any{"orgs": []string{"75071218"}})), ErrOrganizations},
+		{"organisation with a wrong FINESS key", sign(t, jose.EdDSA, f.key, f.kid(), with(map[string]any{"orgs": []string{"750712185"}})), ErrOrganizations},
 		{"organisations not an array", sign(t, jose.EdDSA, f.key, f.kid(), with(map[string]any{"orgs": "750712184"})), ErrOrganizations},
 	}
 	for _, tt := range tests {

@@ -430,7 +430,7 @@ func TestBadRequests(t *testing.T) {
 	// A field the server refuses carries its ErrorInfo through the
 	// gateway: clients act on the reason, not on the message.
 	for _, tc := range []struct{ method, path, body, want string }{
-		{"POST", "/v1/access:check", strings.Replace(checkBody, `"request_id":"r1",`, ``, 1), `{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"INVALID_FIELD","domain":"vigie","metadata":{"field":"request_id"}}`},
+		{"POST", "/v1/access:check", strings.Replace(checkBody, `"request_id":"r1",`, ``, 1), `{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"INVALID_FIELD","domain":"vigie","metadata":{"field":"request_id","problem":"required"}}`},
 	} {
 		_, body := e.do(tc.method, tc.path, tc.body, tok...)
 		var st struct {

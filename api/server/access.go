@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 
 	vigiev1 "github.com/vigie-sante/vigie/api/vigie/v1"
@@ -82,10 +81,10 @@ func ValidateCheck(req *vigiev1.CheckRequest) (consent.Request, error) {
 		return r, InvalidField("actor", "required")
 	}
 	if r.Actor.RPPS, err = ident.ParseRPPS(a.Rpps); err != nil {
-		return r, &FieldError{Field: "actor.rpps", Problem: "must be an RPPS number (11 digits)", Err: err}
+		return r, &FieldError{Field: "actor.rpps", Problem: "must be an RPPS number (11 digits)", Kind: consent.ProblemInvalidFormat, Err: err}
 	}
 	if r.Actor.Organization, err = ident.ParseFINESS(a.Organization); err != nil {
-		return r, &FieldError{Field: "actor.organization", Problem: "must be a FINESS number", Err: err}
+		return r, &FieldError{Field: "actor.organization", Problem: "must be a FINESS number", Kind: consent.ProblemInvalidFormat, Err: err}
 	}
 	if a.Profession == "" {
 		return r, InvalidField("actor.profession", "required")
@@ -122,7 +121,7 @@ func ValidateCheck(req *vigiev1.CheckRequest) (consent.Request, error) {
 		r.Resource = consent.Resource{Kind: consent.ResourceDocument, DocumentID: doc.Id, DocumentType: doc.Type, Hidden: doc.Hidden}
 		if doc.AuthorRpps != "" {
 			if r.Resource.Author, err = ident.ParseRPPS(doc.AuthorRpps); err != nil {
-				return r, &FieldError{Field: "resource.document.author_rpps", Problem: "must be an RPPS number (11 digits)", Err: err}
+				return r, &FieldError{Field: "resource.document.author_rpps", Problem: "must be an RPPS number (11 digits)", Kind: consent.ProblemInvalidFormat, Err: err}
 			}
 		}
 	default:
@@ -159,26 +158,11 @@ func ValidateCheck(req *vigiev1.CheckRequest) (consent.Request, error) {
 }
 
 // MaxRequestID is the longest request_id, in bytes.
-const MaxRequestID = 64
+const MaxRequestID = consent.MaxRequestID
 
-// validateRequestID checks a caller's request_id: 1 to MaxRequestID
-// characters from [A-Za-z0-9._:-], as the ledger's idempotency keys and
-// the consent model take them.
-func validateRequestID(id string) error {
-	if id == "" {
-		return InvalidField("request_id", "required")
-	}
-	if len(id) > MaxRequestID {
-		return InvalidField("request_id", fmt.Sprintf("must be at most %d characters", MaxRequestID))
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == ':' || c == '-') {
-			return InvalidField("request_id", "must be letters, digits, '.', '_', ':' or '-'")
-		}
-	}
-	return nil
-}
+// validateRequestID checks a caller's request_id with the consent model's
+// rule (consent.CheckRequestID).
+func validateRequestID(id string) error { return consent.CheckRequestID("request_id", id) }
 
 func printableASCII(s string) bool {
 	for i := 0; i < len(s); i++ {

@@ -224,7 +224,7 @@ func (a *alerter) compute(ctx context.Context, key string, orgs []string, reader
 // all) from from on, the most recent kept when there are too many.
 func (a *alerter) events(ctx context.Context, org string, from time.Time) ([]event.Logged, error) {
 	const page = 1000
-	f := ledger.SearchFilter{Organisation: org, FromNanos: from.UnixNano()}
+	f := ledger.SearchFilter{Organization: org, FromNanos: from.UnixNano()}
 	var out []event.Logged
 	after := int64(-1)
 	for {

@@ -61,8 +61,8 @@ func (s *auditService) SearchEvents(ctx context.Context, req *vigiev1.SearchEven
 		}
 		f.Actor = req.ActorRpps
 	}
-	f.Organisation = req.Organization
-	if id.Role() == auth.RoleDPO && !id.SpeaksFor(f.Organisation) {
+	f.Organization = req.Organization
+	if id.Role() == auth.RoleDPO && !id.SpeaksFor(f.Organization) {
 		// The authorization interceptor requires a DPO's organization
 		// and checks it; this is the second lock of the same door.
 		return nil, ErrPermissionDenied
@@ -192,7 +192,7 @@ func (s *auditService) ReviewBreakGlass(ctx context.Context, req *vigiev1.Review
 	}
 	// A DPO learns nothing of events outside its organisations, not even
 	// that they exist: one answer for all of them.
-	if id.Role() == auth.RoleDPO && (row.Erased || !id.SpeaksFor(row.Organisation)) {
+	if id.Role() == auth.RoleDPO && (row.Erased || !id.SpeaksFor(row.Organization)) {
 		return nil, ErrNotFound
 	}
 	if row.Erased {

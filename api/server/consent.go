@@ -158,7 +158,7 @@ func consentMessage(c consent.Consent) *vigiev1.Consent {
 // directives converts a request's directives; errors name the field.
 func directives(in []*vigiev1.Directive) ([]consent.Directive, error) {
 	if len(in) > consent.MaxDirectives {
-		return nil, InvalidField("directives", fmt.Sprintf("at most %d", consent.MaxDirectives))
+		return nil, &FieldError{Field: "directives", Problem: fmt.Sprintf("at most %d", consent.MaxDirectives), Kind: consent.ProblemTooMany, Limit: consent.MaxDirectives}
 	}
 	out := make([]consent.Directive, 0, len(in))
 	for i, m := range in {
@@ -179,7 +179,7 @@ func directives(in []*vigiev1.Directive) ([]consent.Directive, error) {
 		rpps := func(f, s string) (ident.RPPS, error) {
 			r, err := ident.ParseRPPS(s)
 			if err != nil {
-				return r, &FieldError{Field: field(f), Problem: "must be an RPPS number (11 digits)", Err: err}
+				return r, &FieldError{Field: field(f), Problem: "must be an RPPS number (11 digits)", Kind: consent.ProblemInvalidFormat, Err: err}
 			}
 			return r, nil
 		}
@@ -191,7 +191,7 @@ func directives(in []*vigiev1.Directive) ([]consent.Directive, error) {
 		case *vigiev1.Directive_BlockOrganization:
 			d.Kind = consent.BlockOrganization
 			if d.Organization, err = ident.ParseFINESS(k.BlockOrganization.GetFiness()); err != nil {
-				err = &FieldError{Field: field("block_organization.finess"), Problem: "must be a FINESS number", Err: err}
+				err = &FieldError{Field: field("block_organization.finess"), Problem: "must be a FINESS number", Kind: consent.ProblemInvalidFormat, Err: err}
 			}
 		case *vigiev1.Directive_AllowProfessional:
 			d.Kind = consent.AllowProfessional

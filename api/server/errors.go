@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -45,6 +46,12 @@ type FieldError struct {
 	Field string
 	// Problem says what is wrong, e.g. "required", "must be 11 digits".
 	Problem string
+	// Kind is what is wrong, for machines (consent.FieldError's kinds);
+	// "" is consent.ProblemInvalid.
+	Kind consent.ProblemKind
+	// Limit is the limit a consent.ProblemTooLong or ProblemTooMany
+	// passed.
+	Limit int
 	// Err is the underlying error, for the server log only.
 	Err error
 }
@@ -53,9 +60,15 @@ func (e *FieldError) Error() string { return "invalid " + e.Field + ": " + e.Pro
 
 func (e *FieldError) Unwrap() error { return e.Err }
 
-// InvalidField returns a *FieldError.
+// InvalidField returns a *FieldError. A problem that is "required" or
+// starts with "required:" is of kind consent.ProblemRequired; any other,
+// consent.ProblemInvalid.
 func InvalidField(field, problem string) error {
-	return &FieldError{Field: field, Problem: problem}
+	e := &FieldError{Field: field, Problem: problem}
+	if problem == "required" || strings.HasPrefix(problem, "required:") {
+		e.Kind = consent.ProblemRequired
+	}
+	return e
 }
 
 // Errors of the interceptors.
@@ -82,7 +95,8 @@ var (
 //	other auth errors                        UNAUTHENTICATED "invalid credentials: <reason>"
 //	*FieldError                              INVALID_ARGUMENT "invalid <field>: <problem>", with an ErrorInfo
 //	                                         detail (reason INVALID_FIELD, or BEYOND_CHECKPOINT if it wraps
-//	                                         ledger.ErrBeyondCheckpoint; metadata field)
+//	                                         ledger.ErrBeyondCheckpoint; metadata field, problem (its kind),
+//	                                         other and limit when set)
 //	request too large                        INVALID_ARGUMENT
 //	ledger.ErrBeyondCheckpoint               INVALID_ARGUMENT, ErrorInfo reason BEYOND_CHECKPOINT (handlers should
 //	                                         wrap it in a FieldError naming tree_size)
@@ -133,9 +147,9 @@ func Status(err error) (st *status.Status, serverFault bool) {
 		return status.New(codes.Unauthenticated, "invalid credentials: "+authError(err).Error()), false
 
 	case errors.As(err, &fe):
-		return fieldStatus(ErrorText(fe.Error()), fe.Field, err), false
+		return fieldStatus(ErrorText(fe.Error()), err, fieldInfo(fe.Field, fe.Kind, "", fe.Limit)), false
 	case errors.As(err, &cfe):
-		return fieldStatus(ErrorText("invalid "+cfe.Error()), cfe.Field, err), false
+		return fieldStatus(ErrorText("invalid "+cfe.Error()), err, fieldInfo(cfe.Field, cfe.KindOf(), cfe.Other, cfe.Limit)), false
 	case errors.Is(err, errTooLarge):
 		return status.New(codes.InvalidArgument, ErrorText(err.Error())), false
 	case errors.Is(err, ledger.ErrBeyondCheckpoint):
@@ -197,8 +211,11 @@ const ReasonEventUnreadable = "EVENT_UNREADABLE"
 
 // ReasonInvalidField is the ErrorInfo reason of an INVALID_ARGUMENT
 // answer about one request field: the metadata "field" is its path
-// ("directives[2].valid_until"), for a client to mark the field at fault
-// without reading the message.
+// ("directives[2].valid_until"), "problem" what is wrong
+// (consent.ProblemKind: "required", "too_long", "invalid_format", ...),
+// and, when the problem has them, "other" the path of the other field it
+// names and "limit" the limit passed: for a client to mark the field at
+// fault and say why in its own words without reading the message.
 const ReasonInvalidField = "INVALID_FIELD"
 
 // ReasonBeyondCheckpoint is the ErrorInfo reason of an INVALID_ARGUMENT
@@ -207,13 +224,29 @@ const ReasonInvalidField = "INVALID_FIELD"
 // that saw that size signed reports a rollback.
 const ReasonBeyondCheckpoint = "BEYOND_CHECKPOINT"
 
-// fieldStatus is the INVALID_ARGUMENT status of an error about field.
-func fieldStatus(msg, field string, err error) *status.Status {
+// fieldInfo is the ErrorInfo metadata of a field's problem.
+func fieldInfo(field string, kind consent.ProblemKind, other string, limit int) map[string]string {
+	if kind == "" {
+		kind = consent.ProblemInvalid
+	}
+	md := map[string]string{"field": ErrorText(field), "problem": ErrorText(string(kind))}
+	if other != "" {
+		md["other"] = ErrorText(other)
+	}
+	if limit > 0 {
+		md["limit"] = strconv.Itoa(limit)
+	}
+	return md
+}
+
+// fieldStatus is the INVALID_ARGUMENT status of an error about a field,
+// with its ErrorInfo metadata md.
+func fieldStatus(msg string, err error, md map[string]string) *status.Status {
 	reason := ReasonInvalidField
 	if errors.Is(err, ledger.ErrBeyondCheckpoint) {
 		reason = ReasonBeyondCheckpoint
 	}
-	return withInfo(status.New(codes.InvalidArgument, msg), reason, map[string]string{"field": ErrorText(field)})
+	return withInfo(status.New(codes.InvalidArgument, msg), reason, md)
 }
 
 // withInfo adds an ErrorInfo detail to st: reason, in the domain "vigie".

@@ -117,9 +117,15 @@ func TestStatusReason(t *testing.T) {
 		reason string
 		meta   map[string]string
 	}{
-		{"field", fmt.Errorf("check: %w", InvalidField("actor.rpps", "must be 11 digits")), ReasonInvalidField, map[string]string{"field": "actor.rpps"}},
-		{"consent field", &consent.FieldError{Field: "directives[3].professional", Problem: "duplicates directives[0]"}, ReasonInvalidField, map[string]string{"field": "directives[3].professional"}},
-		{"beyond checkpoint, field", beyond(fmt.Errorf("tree size 9: %w", ledger.ErrBeyondCheckpoint), "second"), ReasonBeyondCheckpoint, map[string]string{"field": "second"}},
+		{"field", fmt.Errorf("check: %w", InvalidField("actor.rpps", "must be 11 digits")), ReasonInvalidField, map[string]string{"field": "actor.rpps", "problem": "invalid"}},
+		{"required field", InvalidField("actor", "required"), ReasonInvalidField, map[string]string{"field": "actor", "problem": "required"}},
+		{"too many", &FieldError{Field: "directives", Problem: "at most 64", Kind: consent.ProblemTooMany, Limit: 64}, ReasonInvalidField,
+			map[string]string{"field": "directives", "problem": "too_many", "limit": "64"}},
+		{"consent field", &consent.FieldError{Field: "directives[3].professional", Problem: "duplicates directives[0]"}, ReasonInvalidField,
+			map[string]string{"field": "directives[3].professional", "problem": "invalid"}},
+		{"consent field with a kind", &consent.FieldError{Field: "directives[3]", Problem: "duplicates directives[0]", Kind: consent.ProblemDuplicate, Other: "directives[0]"},
+			ReasonInvalidField, map[string]string{"field": "directives[3]", "problem": "duplicate", "other": "directives[0]"}},
+		{"beyond checkpoint, field", beyond(fmt.Errorf("tree size 9: %w", ledger.ErrBeyondCheckpoint), "second"), ReasonBeyondCheckpoint, map[string]string{"field": "second", "problem": "invalid"}},
 		{"beyond checkpoint", fmt.Errorf("tree size 9: %w", ledger.ErrBeyondCheckpoint), ReasonBeyondCheckpoint, nil},
 		{"altered event", &ledger.CorruptEventError{Index: 17, Seq: 4, Err: ledger.ErrCorrupt}, ReasonEventUnreadable, map[string]string{"seq": "4", "leaf_index": "17"}},
 	}

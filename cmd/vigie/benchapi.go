@@ -157,7 +157,7 @@ func benchAPI(ctx context.Context, n *node.Node, logger *slog.Logger, d time.Dur
 			_, err := n.Ledger.Record(ctx, ledger.Entry{
 				Kind: event.KindAccess, Patient: patient, Service: "service:bench-record", Payload: payload,
 				Key:          ledger.Key{Service: "service:bench-record", RequestID: fmt.Sprintf("r-%d-%d", g, i)},
-				CheckConsent: true, Actor: "10000000001", Organisation: org,
+				CheckConsent: true, Actor: "10000000001", Organization: org,
 			})
 			return err
 		}},

@@ -54,7 +54,7 @@ func TestVerifyEscapesRecordedText(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec, err := n.Ledger.Record(ctx, ledger.Entry{Kind: event.KindBreakGlassReview, Patient: ins, Service: "regulator:cnil",
-		Payload: payload, Organisation: e2eHospital})
+		Payload: payload, Organization: e2eHospital})
 	if err != nil {
 		t.Fatal(err)
 	}

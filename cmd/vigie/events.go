@@ -1,12 +1,10 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -66,6 +64,9 @@ func newLabels(cl *client.Client) *labels { return &labels{cl: cl, rules: map[in
 // version it names (same hash); nil otherwise.
 func (lb *labels) of(ctx context.Context, d *consent.Decision) *consent.Rules {
 	if r, ok := lb.rules[d.RulesVersion]; ok {
+		if r == nil || r.Hash() != d.RulesHash {
+			return nil // another version under this number: not the one decided with
+		}
 		return r
 	}
 	lb.rules[d.RulesVersion] = nil
@@ -89,7 +90,7 @@ func profession(l lang, r *consent.Rules, code string) string {
 			}
 		}
 	}
-	return l.f(msg{"profession %s", "profession %s"}, code)
+	return l.t("cli.profession", "code", code)
 }
 
 func documentType(l lang, r *consent.Rules, code string) string {
@@ -149,42 +150,31 @@ type groundDetail struct {
 	Text   string               `json:"text"`
 }
 
-// finalReviews returns, by reviewed access, the review that decides it
-// among the review events of a history (consent.FinalReview, in log
-// order).
-func finalReviews(events []audit.HistoryEvent) map[string]consent.ReviewRecord {
-	byAccess := map[string][]consent.ReviewRecord{}
-	sorted := slices.Clone(events)
-	slices.SortFunc(sorted, func(a, b audit.HistoryEvent) int { return cmp.Compare(a.Index, b.Index) })
-	for _, e := range sorted {
-		if e.Body == nil || e.Body.Kind != event.KindBreakGlassReview {
-			continue
-		}
-		if r, err := consent.ParseReviewRecord(e.Body.Payload); err == nil {
-			byAccess[r.Event] = append(byAccess[r.Event], r)
+// finalReviews returns, by reviewed access, the commitment of the review
+// that decides it among the review events of a history
+// (consent.JudgeAccesses, as the portal's verifier does).
+func finalReviews(events []audit.HistoryEvent) map[string]string {
+	var reviews []consent.LoggedRecord
+	for _, e := range events {
+		if e.Body != nil && e.Body.Kind == event.KindBreakGlassReview {
+			reviews = append(reviews, consent.LoggedRecord{Commitment: e.Commitment.String(), LeafIndex: e.Index, Payload: e.Body.Payload})
 		}
 	}
-	out := map[string]consent.ReviewRecord{}
-	for access, rs := range byAccess {
-		if final, ok := consent.FinalReview(rs); ok {
-			out[access] = final
-		}
-	}
-	return out
+	return consent.JudgeAccesses(nil, reviews, nil).Final
 }
 
 // describe makes the row of an event: who did what, when, why, with what
 // outcome. seqOf maps commitments to sequence numbers, to name the access a
 // review is about; finals are the deciding reviews (finalReviews).
-func describe(ctx context.Context, l lang, lb *labels, e *audit.HistoryEvent, seqOf map[event.Hash]uint64, finals map[string]consent.ReviewRecord) eventRow {
+func describe(ctx context.Context, l lang, lb *labels, e *audit.HistoryEvent, seqOf map[event.Hash]uint64, finals map[string]string) eventRow {
 	row := eventRow{Seq: e.Seq, Index: e.Index, Commitment: e.Commitment, Erased: e.Erased, Proof: e.Proof}
 	b := e.Body
 	if b == nil {
 		row.Kind = "erased"
-		row.What = l.f(msg{"événement effacé (son contenu a été détruit ; sa place dans le journal est prouvée)", "erased event (its content was destroyed; its place in the log is proven)"})
+		row.What = l.t("cli.erased")
 		if !e.Erased {
 			row.Kind = "unverified"
-			row.What = l.f(msg{"événement non vérifié (voir les problèmes)", "unverified event (see the problems)"})
+			row.What = l.t("cli.unverified")
 		}
 		return row
 	}
@@ -195,19 +185,19 @@ func describe(ctx context.Context, l lang, lb *labels, e *audit.HistoryEvent, se
 	case event.KindAccess:
 		req, d, err := consent.ParseAccessRecord(b.Payload)
 		if err != nil {
-			row.What = l.f(msg{"accès (enregistrement illisible)", "access (unreadable record)"})
+			row.What = l.t("cli.accessUnreadable")
 			return row
 		}
 		r := lb.of(ctx, &d)
-		row.Who = l.f(mProfessional, req.Actor.RPPS.String(), profession(l, r, req.Actor.Profession), req.Actor.Organization.String())
+		row.Who = l.t("cli.professional", "rpps", req.Actor.RPPS.String(), "profession", profession(l, r, req.Actor.Profession), "org", req.Actor.Organization.String())
 		if req.Actor.CareTeam {
-			row.Who += ", " + mCareTeam[l]
+			row.Who += ", " + l.t("event.careTeam")
 		}
 		act := title(l, actions, req.Action)
 		if req.Resource.Kind == consent.ResourceDocument {
-			row.What = act + " : " + l.f(mDocument, documentType(l, r, req.Resource.DocumentType))
+			row.What = act + " : " + documentType(l, r, req.Resource.DocumentType)
 		} else {
-			row.What = act + " : " + mRecord[l]
+			row.What = act + " : " + l.t("event.wholeRecord")
 		}
 		var why []string
 		why = append(why, title(l, purposes, req.Purpose))
@@ -215,13 +205,13 @@ func describe(ctx context.Context, l lang, lb *labels, e *audit.HistoryEvent, se
 			why = append(why, [2]string{g.FR, g.EN}[l])
 		}
 		row.Why = strings.Join(why, " ; ")
-		row.Outcome = mAllowed[l]
+		row.Outcome = l.t("cli.allowed")
 		if d.Effect == consent.Deny {
-			row.Outcome = mDenied[l]
+			row.Outcome = l.t("cli.denied")
 			row.Flags = append(row.Flags, "denied")
 		}
-		if r != nil && r.Emergency(req.Purpose) {
-			row.Outcome = mEmergency[l] + " " + row.Outcome
+		if consent.EmergencyAccess(r, req.Purpose, d) {
+			row.Outcome = l.t("cli.emergency") + " " + row.Outcome
 			row.Flags = append(row.Flags, "emergency")
 		}
 		ad := &accessDetail{ActorRPPS: req.Actor.RPPS.String(), Profession: req.Actor.Profession, Organization: req.Actor.Organization.String(),
@@ -235,11 +225,11 @@ func describe(ctx context.Context, l lang, lb *labels, e *audit.HistoryEvent, se
 	case event.KindConsentChange:
 		c, author, err := consent.ParseConsentChangeRecord(b.Payload)
 		if err != nil {
-			row.What = l.f(msg{"changement de consentement (enregistrement illisible)", "consent change (unreadable record)"})
+			row.What = l.t("cli.consentUnreadable")
 			return row
 		}
 		row.Who = author
-		row.What = l.f(msg{"consentement modifié : version %d, %d directive(s)", "consent changed: version %d, %d directive(s)"}, c.Version, len(c.Directives))
+		row.What = l.t("cli.consentChange", "version", c.Version, "n", len(c.Directives))
 	case event.KindLedgerRead:
 		var rd struct {
 			Reader string `json:"reader"`
@@ -250,13 +240,13 @@ func describe(ctx context.Context, l lang, lb *labels, e *audit.HistoryEvent, se
 		row.Who = rd.Reader
 		switch rd.Method {
 		case "ListAccesses":
-			row.What = l.f(msg{"consultation de l'historique (%d événements lus)", "history listed (%d events read)"}, rd.Events)
+			row.What = l.t("cli.read.ListAccesses", "n", rd.Events)
 		case "SearchEvents":
-			row.What = l.f(msg{"lecture par un auditeur (%d événements lus)", "read by an auditor (%d events read)"}, rd.Events)
+			row.What = l.t("cli.read.SearchEvents", "n", rd.Events)
 		case "Alerts":
-			row.What = l.f(msg{"alertes de mésusage vues par un auditeur (%d événements cités)", "misuse alerts seen by an auditor (%d events named)"}, rd.Events)
+			row.What = l.t("cli.read.Alerts", "n", rd.Events)
 		default:
-			row.What = l.f(msg{"lecture du journal (%d événements lus)", "ledger read (%d events read)"}, rd.Events)
+			row.What = l.t("cli.read", "n", rd.Events)
 		}
 	case event.KindBreakGlassReview:
 		var rv struct {
@@ -267,12 +257,16 @@ func describe(ctx context.Context, l lang, lb *labels, e *audit.HistoryEvent, se
 		}
 		json.Unmarshal(b.Payload, &rv)
 		row.Who = rv.Reviewer
-		verdict := map[string]msg{"justified": {"justifié", "justified"}, "unjustified": {"NON JUSTIFIÉ", "NOT JUSTIFIED"}}[rv.Verdict]
-		row.What = l.f(msg{"revue de l'accès en urgence n°%d", "review of emergency access no. %d"}, seqOf[rv.Event])
-		row.Outcome = verdict[l]
+		row.What = l.t("cli.review", "seq", seqOf[rv.Event])
+		switch rv.Verdict {
+		case consent.VerdictJustified:
+			row.Outcome = l.t("cli.review.justified")
+		case consent.VerdictUnjustified:
+			row.Outcome = l.t("cli.review.unjustified")
+		}
 		row.Why = rv.Comment
-		if r, err := consent.ParseReviewRecord(b.Payload); err != nil || finals[r.Event] != r {
-			row.Outcome += l.f(msg{" (pas le verdict final)", " (not the final verdict)"})
+		if finals[rv.Event.String()] != e.Commitment.String() {
+			row.Outcome += l.t("cli.review.notFinal")
 			row.Flags = append(row.Flags, "not-final")
 		}
 	case event.KindErasure:
@@ -280,9 +274,9 @@ func describe(ctx context.Context, l lang, lb *labels, e *audit.HistoryEvent, se
 		json.Unmarshal(b.Payload, &er)
 		row.Who = er.RequestedBy
 		if er.State == "done" {
-			row.What = l.f(msg{"effacement effectué (%d événements)", "erasure done (%d events)"}, er.Erased)
+			row.What = l.t("cli.erasure.done", "n", er.Erased)
 		} else {
-			row.What = l.f(msg{"effacement demandé, prévu le %s", "erasure requested, due %s"}, er.Due.Format(time.DateTime))
+			row.What = l.t("cli.erasure.requested", "due", er.Due.Format(time.DateTime))
 		}
 	default:
 		row.What = string(b.Kind)

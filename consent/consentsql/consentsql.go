@@ -4,15 +4,15 @@
 // consent.Recorder.
 //
 // Every change is recorded through the ledger in the same transaction as
-// its rows (invariant 4): a consent change with its consent-change event
-// (compare-and-swap on the patient's consent version, which the ledger
-// keeps with the patient's chain head), a national-rules version with its
-// rules-change event. A decision is recorded with the consent version it
-// was made under; the ledger refuses it if that version is no longer the
-// patient's. Patients are keyed by the ledger's pseudonym: no INS is
-// stored. Each consent version is sealed under the patient's data key
-// (ledger.DataKey), so that an erasure, which destroys that key, erases it
-// too, even from a copy of the files taken before.
+// its rows, so that no change escapes the log: a consent change with its
+// consent-change event (compare-and-swap on the patient's consent version,
+// which the ledger keeps with the patient's chain head), a national-rules
+// version with its rules-change event. A decision is recorded with the
+// consent version it was made under; the ledger refuses it if that version
+// is no longer the patient's. Patients are keyed by the ledger's
+// pseudonym: no INS is stored. Each consent version is sealed under the
+// patient's data key (ledger.DataKey), so that an erasure, which destroys
+// that key, erases it too, even from a copy of the files taken before.
 package consentsql
 
 import (
@@ -396,7 +396,7 @@ func (s *Store) RecordDecision(ctx context.Context, key consent.RequestKey, req 
 		CheckConsent:   true,
 		ConsentVersion: d.ConsentVersion,
 		Actor:          req.Actor.RPPS.String(),
-		Organisation:   req.Actor.Organization.String(),
+		Organization:   req.Actor.Organization.String(),
 		BreakGlass:     rules.Emergency(req.Purpose),
 	})
 	if errors.Is(err, ledger.ErrConsentChanged) {
@@ -468,7 +468,7 @@ func (s *Store) RecordReview(ctx context.Context, access ledger.EventRow, r cons
 	}
 	rec, err := s.ledger.Record(ctx, ledger.Entry{
 		Kind: event.KindBreakGlassReview, Pseudonym: p, Service: r.Reviewer, Payload: payload,
-		Key: key, Organisation: access.Organisation,
+		Key: key, Organization: access.Organization,
 		Apply: func(ctx context.Context, stx ledger.StoreTx) error {
 			tx := stx.SQL()
 			var prev int64

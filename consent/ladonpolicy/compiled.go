@@ -150,7 +150,7 @@ func Compile(c *consent.Consent) (*Compiled, error) {
 // the decision is never an error.
 func compile(c *consent.Consent, strict bool) (Compiled, error) {
 	if len(c.Directives) > consent.MaxDirectives {
-		return Compiled{}, &consent.FieldError{Field: "directives", Problem: "too many directives"}
+		return Compiled{}, &consent.FieldError{Field: "directives", Problem: "too many directives", Kind: consent.ProblemTooMany, Limit: consent.MaxDirectives}
 	}
 	out := Compiled{version: c.Version, n: int32(len(c.Directives))}
 	if len(c.Directives) == 0 {
@@ -191,7 +191,7 @@ func compile(c *consent.Consent, strict bool) (Compiled, error) {
 		switch k {
 		case kBlockProfessional, kAllowProfessional, kTreatingPhysician, kExtendedRights:
 			if d.Professional.IsZero() {
-				return Compiled{}, &consent.FieldError{Field: field + ".professional", Problem: "required"}
+				return Compiled{}, &consent.FieldError{Field: field + ".professional", Problem: "required", Kind: consent.ProblemRequired}
 			}
 			var buf [16]byte
 			if cd.subj, err = add(string(appendSubject(buf[:0], d.Professional))); err != nil {
@@ -199,14 +199,14 @@ func compile(c *consent.Consent, strict bool) (Compiled, error) {
 			}
 		case kBlockOrganization:
 			if d.Organization.IsZero() {
-				return Compiled{}, &consent.FieldError{Field: field + ".organization", Problem: "required"}
+				return Compiled{}, &consent.FieldError{Field: field + ".organization", Problem: "required", Kind: consent.ProblemRequired}
 			}
 			if cd.arg, err = add(d.Organization.String()); err != nil {
 				return Compiled{}, err
 			}
 		case kHideDocument:
 			if d.Document == "" {
-				return Compiled{}, &consent.FieldError{Field: field + ".document", Problem: "required"}
+				return Compiled{}, &consent.FieldError{Field: field + ".document", Problem: "required", Kind: consent.ProblemRequired}
 			}
 			tpl, err := compileHidden(&out, &cd, d.Document)
 			if err != nil {

@@ -1,8 +1,8 @@
 // Package replay re-decides the access decisions recorded in a Vigie ledger
 // and reports every one whose recorded decision differs from the replay:
 // an auditor's proof that each access was justified by the consent in
-// force and the national rules, from the ledger alone (invariant 9: every
-// decision is explainable, and so replayable).
+// force and the national rules, from the ledger alone (every decision
+// records what it was decided with, and so can be replayed).
 //
 // The input is decoded events ([event.Logged]), in any order:
 //

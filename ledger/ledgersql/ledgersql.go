@@ -216,7 +216,7 @@ func scanEvent(r interface{ Scan(...any) error }) (ledger.EventRow, error) {
 	e.TimeNanos = timeNanos.Int64
 	e.Service = service.String
 	e.Actor = actor.String
-	e.Organisation = org.String
+	e.Organization = org.String
 	e.BreakGlass = breakGlass.Int64 != 0
 	e.Sealed = sealed
 	return e, nil
@@ -341,7 +341,7 @@ func (t txn) InsertEvent(ctx context.Context, e ledger.EventRow) error {
 	}
 	if _, err := t.tx.Exec(ctx, "INSERT INTO events ("+eventColumns+") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
 		int64(e.Index), e.Commitment[:], e.Pseudonym[:], int64(e.Seq), string(e.Kind), e.TimeNanos,
-		e.Service, nullString(e.Actor), nullString(e.Organisation), bg, e.Sealed, requestKey); err != nil {
+		e.Service, nullString(e.Actor), nullString(e.Organization), bg, e.Sealed, requestKey); err != nil {
 		if sqldb.IsUniqueViolation(err) {
 			return fmt.Errorf("insert event %d: %w", e.Index, ledger.ErrConflict)
 		}
@@ -485,8 +485,8 @@ func (t txn) SearchEvents(ctx context.Context, f ledger.SearchFilter, after int6
 	if f.Actor != "" {
 		add("actor = ?", f.Actor)
 	}
-	if f.Organisation != "" {
-		add("organisation = ?", f.Organisation)
+	if f.Organization != "" {
+		add("organisation = ?", f.Organization)
 	}
 	if f.FromNanos != 0 {
 		add("time_nanos >= ?", f.FromNanos)

@@ -288,7 +288,7 @@ func testEvents(t *testing.T, s ledger.Store) {
 		if i == 1 {
 			e.Key = requestKey("svc/r1")
 			e.BreakGlass = true
-			e.Organisation = "750000001"
+			e.Organization = "750000001"
 		}
 	})
 	addEvents(t, s, b, 2, nil)
@@ -310,7 +310,7 @@ func testEvents(t *testing.T, s ledger.Store) {
 			t.Errorf("PatientEvents(a, from 3, limit 1) = %+v", got)
 		}
 		byKey, err := tx.EventByKey(ctx, requestKey("svc/r1"))
-		if err != nil || byKey.Index != ea[1].Index || !byKey.BreakGlass || byKey.Organisation != "750000001" {
+		if err != nil || byKey.Index != ea[1].Index || !byKey.BreakGlass || byKey.Organization != "750000001" {
 			t.Errorf("EventByKey = %+v, %v; want event %d", byKey, err, ea[1].Index)
 		}
 		if _, err := tx.EventByKey(ctx, requestKey("svc/r2")); !errors.Is(err, ledger.ErrNotFound) {
@@ -511,13 +511,13 @@ func testSearch(t *testing.T, s ledger.Store) {
 	a := hash("a")
 	addEvents(t, s, a, 4, func(i int, e *ledger.EventRow) {
 		e.Actor = fmt.Sprint("1000000000", i%2)
-		e.Organisation = "750000001"
+		e.Organization = "750000001"
 		e.BreakGlass = i == 3
 		if i == 2 {
 			e.Kind = event.KindLedgerRead
 		}
 	})
-	addEvents(t, s, hash("b"), 2, func(i int, e *ledger.EventRow) { e.Organisation, e.Actor = "750000002", "" })
+	addEvents(t, s, hash("b"), 2, func(i int, e *ledger.EventRow) { e.Organization, e.Actor = "750000002", "" })
 	for _, tc := range []struct {
 		name string
 		f    ledger.SearchFilter
@@ -526,7 +526,7 @@ func testSearch(t *testing.T, s ledger.Store) {
 		{"all", ledger.SearchFilter{}, []uint64{0, 1, 2, 3, 4, 5}},
 		{"patient", ledger.SearchFilter{Pseudonym: &a}, []uint64{0, 1, 2, 3}},
 		{"actor", ledger.SearchFilter{Actor: "10000000001"}, []uint64{1, 3}},
-		{"organisation", ledger.SearchFilter{Organisation: "750000002"}, []uint64{4, 5}},
+		{"organisation", ledger.SearchFilter{Organization: "750000002"}, []uint64{4, 5}},
 		{"kind", ledger.SearchFilter{Kind: event.KindLedgerRead}, []uint64{2}},
 		{"break-glass", ledger.SearchFilter{BreakGlassOnly: true}, []uint64{3}},
 		{"time", ledger.SearchFilter{FromNanos: 1001, ToNanos: 1003}, []uint64{1, 2}},

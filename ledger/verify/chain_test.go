@@ -179,10 +179,11 @@ func TestVerifyEvent(t *testing.T) {
 	}
 }
 
-// TestPureImports keeps the package pure (invariant 8): it may import only
-// the standard library (minus what a pure verifier has no use for),
-// sumdb/note, transparency-dev/merkle and ledger/event. scripts/check-wasm.sh
-// checks the whole dependency graph.
+// TestPureImports keeps the package pure, for the browser to run the same
+// verifier as the CLI and the tests: it may import only the standard
+// library (minus what a pure verifier has no use for), sumdb/note,
+// transparency-dev/merkle and ledger/event. scripts/check-wasm.sh checks
+// the whole dependency graph.
 func TestPureImports(t *testing.T) {
 	for _, dir := range []string{".", "../event"} {
 		files, err := filepath.Glob(filepath.Join(dir, "*.go"))

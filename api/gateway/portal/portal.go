@@ -12,6 +12,9 @@
 // signed in with, kept in the tab's sessionStorage and never in a URL; the
 // API decides what each role may see and records every read of events.
 //
+// The pages' words are internal/texts's catalogue, the CLI's too, served
+// as i18n.js.
+//
 // The verifier is cmd/verify-wasm (package ledger/verify/report over
 // ledger/verify) built for WebAssembly and embedded as static/verify.wasm,
 // with the Go toolchain's static/wasm_exec.js: the page checks every
@@ -42,6 +45,7 @@ import (
 	"strings"
 
 	"github.com/vigie-sante/vigie/api/auth"
+	"github.com/vigie-sante/vigie/internal/texts"
 )
 
 //go:embed static
@@ -87,8 +91,8 @@ type portal struct {
 }
 
 // New returns the portal's handler, to be mounted at [Prefix]. It serves
-// the pages and static files under Prefix, the texts of decisions
-// (Prefix+"texts.json"), the ways of signing in (Prefix+"api/config":
+// the pages and static files under Prefix, the catalogue of texts
+// (Prefix+"i18n.js"), the texts of decisions (Prefix+"texts.json"), the ways of signing in (Prefix+"api/config":
 // {"oidc": bool}) and, with Config.OIDC, the OpenID Connect sign-in
 // (Prefix+"oidc/login" and Prefix+"oidc/callback"). Everything the pages
 // show about the ledger comes from the API, with the user's token.
@@ -118,6 +122,7 @@ func New(cfg Config) (http.Handler, error) {
 		return nil, fmt.Errorf("portal: %w", err)
 	}
 	p.files["texts.json"] = newFile("texts.json", p.texts)
+	p.files["i18n.js"] = newFile("i18n.js", texts.JS())
 	if cfg.OIDC != nil {
 		p.oidc, err = newOIDCFlow(*cfg.OIDC, func(ctx context.Context, token string) error {
 			_, err := cfg.Authenticate(ctx, "Bearer "+token)

@@ -154,8 +154,8 @@ document.addEventListener('DOMContentLoaded', async () => {
   // (a denied attempt gave access to nothing; the misuse rule
   // "unreviewed" counts the same ones) and that no review event names
   // yet, oldest first, up to QUEUE_PAGES pages of each search; beyond,
-  // the page says so. The server records only reviews that count
-  // (consent.Overrules), so the first review of an access decides.
+  // the page says so. Which review decides an access is the verifier's
+  // verdict (consent.FinalReview, through VigieEvents.judge).
   const QUEUE_PAGES = 10;
   const emergencyAllowed = e => {
     const d = (e.payload || {}).decision || {};
@@ -178,9 +178,9 @@ document.addEventListener('DOMContentLoaded', async () => {
       truncated = truncated || !!r.next;
     }
     await VigieEvents.loadRules(accesses);
-    const reviewed = new Set(reviews.filter(e => e.verdict === 'verified' && e.payload).map(e => e.payload.event));
+    const final = await VigieEvents.judge([], reviews);
     const seen = new Set();
-    const pending = accesses.filter(e => !reviewed.has(e.commitment) && !seen.has(e.commitment) && seen.add(e.commitment))
+    const pending = accesses.filter(e => !final[e.commitment] && !seen.has(e.commitment) && seen.add(e.commitment))
       .sort((a, b) => Number(a.leaf_index) - Number(b.leaf_index));
     const note = truncated ? el('p', { id: 'queue-more', class: 'small', text: t('audit.queueMore', { pages: QUEUE_PAGES, n: pending.length }) }) : null;
     body.dataset.pending = pending.length;
@@ -191,7 +191,7 @@ document.addEventListener('DOMContentLoaded', async () => {
     const id = 'r' + v.commitment.slice(0, 12);
     const err = el('p', { class: 'field-error', id: id + '-error', hidden: true });
     const radios = ['justified', 'unjustified'].map(k => el('label', { class: 'check' },
-      el('input', { type: 'radio', name: 'verdict', value: k, id: id + '-' + k }), t('audit.' + k)));
+      el('input', { type: 'radio', name: 'verdict', value: k, id: id + '-' + k }), t({ justified: 'audit.justified', unjustified: 'audit.unjustified' }[k])));
     const comment = el('textarea', { id: id + '-comment', name: 'comment', maxlength: '2000' });
     const form = el('form', { class: 'panel review', 'data-commitment': v.commitment, novalidate: true },
       el('table', null, el('tbody', null, VigieEvents.row(v))),

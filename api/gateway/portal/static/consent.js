@@ -60,37 +60,31 @@ document.addEventListener('DOMContentLoaded', async () => {
 
   // INPUT is the form field where each kind of directive is entered.
   const INPUT = { block_professional: 'block-rpps', treating_physician: 'physician-rpps', hide_document: 'hide-doc' };
-  // PROBLEMS are the server's problems the page says in its language;
-  // {other} describes the directive the problem names, {max} a limit.
-  const PROBLEMS = [
-    [/^blocked and allowed by /, 'consent.err.blockedAndAllowed'],
-    [/^duplicates /, 'consent.err.duplicate'],
-    [/^a second treating physician overlaps /, 'consent.err.secondPhysician'],
-    [/^same ID as /, 'consent.err.sameId'],
-    [/^required/, 'field.err.required'],
-    [/^longer than (\d+) bytes/, 'field.err.tooLong'],
-    [/^must be an RPPS number/, 'field.err.rpps'],
-    [/^must be a FINESS number/, 'field.err.finess'],
-    [/^(?:more than|at most) (\d+)/, 'consent.err.tooMany'],
-  ];
-  // refusal reads a 400 about a field (its ErrorInfo reason
-  // INVALID_FIELD names the field, "directives[3].professional"; its
-  // message ends with the problem, "blocked and allowed by directives[0]
-  // in an overlapping period") as the directive at fault (an index into
-  // sent), the other directive it names, and the problem in the page's
-  // language.
+  // problemText says a field's problem in the page's language, from its
+  // kind (consent.ProblemKind, the ErrorInfo metadata "problem"), never
+  // from the English message: an RPPS or FINESS number not well formed
+  // says what it should be, a kind this page does not know is "invalid".
+  // other describes the directive the problem names, max its limit.
+  function problemText(kind, field, other, max) {
+    if (kind === 'invalid_format' && /(^|\.)(professional|rpps)$/.test(field)) return t('field.err.rpps');
+    if (kind === 'invalid_format' && /(^|\.)(organization|finess)$/.test(field)) return t('field.err.finess');
+    const known = ['required', 'too_long', 'too_many', 'invalid_format', 'same_id', 'duplicate', 'blocked_and_allowed', 'second_physician'];
+    return t('problem.' + (known.includes(kind) ? kind : 'invalid'), { other: other ? describe(other) : '', max });
+  }
+  // refusal reads a 400 about a field (its ErrorInfo reason INVALID_FIELD
+  // names the field, "directives[3].professional", the problem's kind,
+  // and the other directive it names, "directives[0]") as the directive
+  // at fault (an index into sent), the other directive, and the problem
+  // in the page's language.
   function refusal(e, sent) {
     const info = Vigie.errorInfo(e, 'INVALID_FIELD');
-    const field = (info && info.metadata && info.metadata.field) || '';
+    const md = (info && info.metadata) || {};
+    const field = md.field || '';
     const m = field.match(/^directives(?:\[(\d+)\])?(?:\.[a-z_]+)*$/);
     if (!m) return null;
-    const index = m[1], prefix = 'invalid ' + field + ': ';
-    const problem = e.message.startsWith(prefix) ? e.message.slice(prefix.length) : e.message;
-    const o = (problem.match(/directives\[(\d+)\]/) || [])[1];
+    const index = m[1], o = ((md.other || '').match(/^directives\[(\d+)\]$/) || [])[1];
     const at = index === undefined ? null : sent[Number(index)], other = o === undefined ? null : sent[Number(o)];
-    const known = PROBLEMS.find(([re]) => re.test(problem));
-    const text = known ? t(known[1], { other: other ? describe(other) : '', max: (problem.match(known[0]) || [])[1] }) : t('consent.serverField', { detail: problem });
-    return { at, other, text };
+    return { at, other, text: problemText(md.problem, field, other, md.limit) };
   }
   // rowOf is the list item showing the current directive with this id.
   const rowOf = id => [...document.querySelectorAll('#directives li[data-id]')].find(li => li.dataset.id === id);
@@ -185,7 +179,7 @@ document.addEventListener('DOMContentLoaded', async () => {
   document.getElementById('retry').addEventListener('click', () => { const op = pending(); if (op) save(op); });
   document.getElementById('discard').addEventListener('click', () => { sessionStorage.removeItem(PENDING); staleBox.hidden = true; load(); });
 
-  const rppsProblem = v => !v ? t('field.err.required') : !/^[0-9]{11}$/.test(v) ? t('field.err.rpps') : '';
+  const rppsProblem = v => !v ? t('problem.required') : !/^[0-9]{11}$/.test(v) ? t('field.err.rpps') : '';
   function rppsForm(formId, inputId, build) {
     const form = document.getElementById(formId), input = document.getElementById(inputId), err = document.getElementById(inputId + '-error');
     form.addEventListener('submit', async ev => {
@@ -204,7 +198,7 @@ document.addEventListener('DOMContentLoaded', async () => {
     ev.preventDefault();
     const input = document.getElementById('hide-doc'), err = document.getElementById('hide-doc-error');
     const doc = input.value.trim();
-    const problem = !doc ? t('field.err.required') : doc.length > 128 ? t('field.err.tooLong', { max: 128 }) : '';
+    const problem = !doc ? t('problem.required') : doc.length > 128 ? t('problem.too_long', { max: 128 }) : '';
     Vigie.fieldError(input, err, problem && t('field.named', { field: t('field.document'), problem }));
     if (problem) { input.focus(); return; }
     const id = 'hide-' + Array.from(new TextEncoder().encode(doc)).map(b => b.toString(16).padStart(2, '0')).join('').slice(0, 58);

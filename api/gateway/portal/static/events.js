@@ -7,6 +7,8 @@ const VigieEvents = (() => {
   const { t, el } = Vigie;
   let texts = null;             // /portal/texts.json: wording of rules, directives, reasons
   const rules = new Map();      // rules version -> parsed national rules (hash checked)
+  const rulesBytes = new Map(); // the same, as bytes, for the verifier
+  const emergency = new Set();  // commitments of emergency accesses (judge)
 
   async function loadTexts() {
     if (!texts) texts = await (await fetch('texts.json', { cache: 'no-cache' })).json();
@@ -30,9 +32,30 @@ const VigieEvents = (() => {
         const bytes = await Vigie.api('GET', '/v1/rules/' + encodeURIComponent(v), undefined, { raw: true });
         const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
         const hex = Array.from(digest, b => b.toString(16).padStart(2, '0')).join('');
-        if (hex === hash) rules.set(v, JSON.parse(new TextDecoder().decode(bytes)));
+        if (hex === hash) { rules.set(v, JSON.parse(new TextDecoder().decode(bytes))); rulesBytes.set(v, bytes); }
       } catch (e) { /* labels are a comfort: codes are shown instead */ }
     }
+    await judge(events, []);
+  }
+  // judge asks the verifier (consent.JudgeAccesses, through
+  // vigieAccesses: what vigie verify says too) which of events are
+  // emergency accesses, remembered for describe, and which of reviews
+  // (verified ones) decides each access it reviews: it returns {access
+  // commitment: review commitment}. An emergency access is one whose
+  // purpose is an emergency purpose of the rules it was decided under, or,
+  // when those rules cannot be had, one an emergency rule allowed.
+  async function judge(events, reviews) {
+    await Vigie.verifier();
+    const pick = e => ({ commitment: e.commitment, leaf_index: String(e.leaf_index), payload: e.payload });
+    const rulesB64 = {};
+    for (const [v, b] of rulesBytes) rulesB64[v] = Vigie.b64(b);
+    const out = JSON.parse(globalThis.vigieAccesses(JSON.stringify({
+      accesses: events.filter(e => e.kind === 'access' && e.payload).map(pick),
+      reviews: reviews.filter(e => e.kind === 'break_glass_review' && e.verdict === 'verified' && e.payload).map(pick),
+      rules: rulesB64,
+    })));
+    for (const c of out.emergency || []) emergency.add(c);
+    return out.final || {};
   }
   function label(version, list, code) {
     const r = rules.get(String(version));
@@ -50,12 +73,7 @@ const VigieEvents = (() => {
       case 'access': {
         const rq = p.request || {}, d = p.decision || {}, a = rq.actor || {}, res = rq.resource || {};
         const rv = d.rules_version;
-        // An emergency access: its purpose is an emergency purpose of the
-        // rules it was decided under (Rules.Emergency); when those rules
-        // cannot be had, an access an emergency rule allowed.
-        const r = rules.get(String(rv));
-        const btg = r ? (r.emergency_purposes || []).includes(rq.purpose)
-          : (d.grounds || []).some(g => g.kind === 'break-glass' || g.kind === 'samu-regulator');
+        const btg = emergency.has(e.commitment); // judge, after loadRules
         v.outcome = d.effect === 'ALLOW' ? (btg ? 'btg' : 'allow') : 'deny';
         v.rpps = a.rpps;
         v.who = [label(rv, 'professions', a.profession) + ' · RPPS ' + a.rpps,
@@ -111,5 +129,5 @@ const VigieEvents = (() => {
     return tr;
   }
 
-  return { loadTexts, loadRules, describe, row, label };
+  return { loadTexts, loadRules, judge, describe, row, label };
 })();

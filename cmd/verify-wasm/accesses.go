@@ -1,0 +1,49 @@
+//go:build js && wasm
+
+package main
+
+import (
+	"crypto/sha256"
+	"syscall/js"
+
+	"github.com/vigie-sante/vigie/consent"
+)
+
+// accessesInput is what vigieAccesses takes: verified access and review
+// events (their commitment, leaf_index and payload, as the reports of
+// vigieVerify give them), and the national rules the pages fetched, by
+// version (their bytes, base64).
+type accessesInput struct {
+	Accesses []consent.LoggedRecord `json:"accesses"`
+	Reviews  []consent.LoggedRecord `json:"reviews"`
+	Rules    map[int64][]byte       `json:"rules"`
+}
+
+// init defines vigieAccesses(json), accessesInput -> consent.AccessVerdicts:
+// which accesses were emergency accesses, and which review decides each
+// reviewed access, by consent.JudgeAccesses, as vigie verify says it. A
+// version of the rules whose SHA-256 is not the one a decision names is
+// not used for it.
+func init() {
+	js.Global().Set("vigieAccesses", js.FuncOf(func(_ js.Value, args []js.Value) any {
+		var in accessesInput
+		return run(args, &in, func() any {
+			parsed := map[[32]byte]*consent.Rules{}
+			return consent.JudgeAccesses(in.Accesses, in.Reviews, func(d consent.Decision) *consent.Rules {
+				b, ok := in.Rules[d.RulesVersion]
+				if !ok || sha256.Sum256(b) != d.RulesHash {
+					return nil
+				}
+				if r, ok := parsed[d.RulesHash]; ok {
+					return r
+				}
+				r, err := consent.ParseRules(b)
+				if err != nil {
+					r = nil
+				}
+				parsed[d.RulesHash] = r
+				return r
+			})
+		})
+	}))
+}
