@@ -4,6 +4,7 @@ package main
 
 import (
 	"crypto/sha256"
+	"encoding/json"
 	"syscall/js"
 
 	"github.com/vigie-sante/vigie/consent"
@@ -46,4 +47,16 @@ func init() {
 			})
 		})
 	}))
+}
+
+// run decodes the one JSON string argument into in and returns verify's
+// result as JSON, or an error report naming the problem.
+func run(args []js.Value, in any, verify func() any) any {
+	if len(args) != 1 || args[0].Type() != js.TypeString {
+		return mustJSON(errorReport("want one argument: a JSON string"))
+	}
+	if err := json.Unmarshal([]byte(args[0].String()), in); err != nil {
+		return mustJSON(errorReport("input: " + err.Error()))
+	}
+	return mustJSON(verify())
 }
