@@ -140,7 +140,9 @@ func scanFiles(t *testing.T, secrets []string, dirs ...string) map[string][]stri
 // legacify turns a stopped node's database back into what the version
 // before the sealing wrote, as that version's schema (migrations ledger/1
 // and consent/1) holds it: request ids in clear in idem_service and
-// idem_request, consents in clear, neither conversion recorded.
+// idem_request, the column organisation and its index
+// events_by_organisation (before ledger/3), consents in clear, neither
+// conversion recorded.
 func legacify(t *testing.T, db *sqldb.DB, dataDir string, requestIDs []string) {
 	t.Helper()
 	keyHex := func(name string) []byte {
@@ -218,6 +220,10 @@ func legacify(t *testing.T, db *sqldb.DB, dataDir string, requestIDs []string) {
 			"ALTER TABLE events DROP COLUMN request_key",
 			"CREATE UNIQUE INDEX events_by_key ON events (idem_service, idem_request)",
 			"DELETE FROM schema_migrations WHERE name = 'ledger/2'",
+			"ALTER TABLE events RENAME COLUMN organization TO organisation",
+			"DROP INDEX events_by_organization",
+			"CREATE INDEX events_by_organisation ON events (organisation, leaf_index)",
+			"DELETE FROM schema_migrations WHERE name = 'ledger/3'",
 			"DELETE FROM ledger_meta WHERE name IN ('request-ids-hashed', 'consents-sealed', 'plaintext-compacted')",
 		} {
 			if _, err := tx.Exec(ctx, q); err != nil {
@@ -370,6 +376,12 @@ func TestNothingInClearAtRest(t *testing.T) {
 			c, err := vigiev1.NewConsentServiceClient(e.conn).GetConsent(e.as(auth.RolePatient, e2ePatient), &vigiev1.GetConsentRequest{})
 			if err != nil || len(c.Directives) != 2 || c.Directives[0].GetHideDocument().GetDocumentId() != atRestDocument {
 				t.Errorf("consent after the migration = %v, %v", c, err)
+			}
+			// The events are found by their organization (ledger/3 renamed
+			// the column and its index).
+			found, err := vigiev1.NewAuditServiceClient(e.conn).SearchEvents(e.as(auth.RoleDPO, "dpo-a", e2eHospital), &vigiev1.SearchEventsRequest{Organization: e2eHospital, Kind: vigiev1.EventKind_EVENT_KIND_ACCESS})
+			if err != nil || len(found.GetEvents()) != 3 {
+				t.Errorf("a DPO's search by organization after the migration = %d events, %v; want the run's 3 accesses", len(found.GetEvents()), err)
 			}
 			stop(t, e)
 			settle()

@@ -183,7 +183,7 @@ func (t txn) ChainHead(ctx context.Context, pseudonym event.Hash) (uint64, event
 	return uint64(seq), event.Hash(head), nil
 }
 
-const eventColumns = "leaf_index, commitment, pseudonym, seq, kind, time_nanos, service, actor, organisation, break_glass, sealed, request_key"
+const eventColumns = "leaf_index, commitment, pseudonym, seq, kind, time_nanos, service, actor, organization, break_glass, sealed, request_key"
 
 func scanEvent(r interface{ Scan(...any) error }) (ledger.EventRow, error) {
 	var e ledger.EventRow
@@ -453,7 +453,7 @@ func (t txn) ErasePatient(ctx context.Context, pseudonym event.Hash, at int64) (
 	if _, err := t.tx.Exec(ctx, "INSERT INTO erased_events (pseudonym, seq, leaf_index) SELECT pseudonym, seq, leaf_index FROM events WHERE pseudonym = $1", pseudonym[:]); err != nil {
 		return 0, fmt.Errorf("erase: %w", err)
 	}
-	n, err := t.tx.Exec(ctx, "UPDATE events SET pseudonym = NULL, seq = NULL, kind = NULL, time_nanos = NULL, service = NULL, actor = NULL, organisation = NULL, break_glass = NULL, sealed = NULL WHERE pseudonym = $1", pseudonym[:])
+	n, err := t.tx.Exec(ctx, "UPDATE events SET pseudonym = NULL, seq = NULL, kind = NULL, time_nanos = NULL, service = NULL, actor = NULL, organization = NULL, break_glass = NULL, sealed = NULL WHERE pseudonym = $1", pseudonym[:])
 	if err != nil {
 		return 0, fmt.Errorf("erase: %w", err)
 	}
@@ -486,7 +486,7 @@ func (t txn) SearchEvents(ctx context.Context, f ledger.SearchFilter, after int6
 		add("actor = ?", f.Actor)
 	}
 	if f.Organization != "" {
-		add("organisation = ?", f.Organization)
+		add("organization = ?", f.Organization)
 	}
 	if f.FromNanos != 0 {
 		add("time_nanos >= ?", f.FromNanos)

@@ -1,8 +1,12 @@
 package ledgersql_test
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/vigie-sante/vigie/ledger"
@@ -101,4 +105,125 @@ func TestHashRequestIDs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestMigrateOrganization: a database at the migration before ledger/3,
+// holding events, migrated to the last one has the schema of a fresh
+// database, with no identifier spelled "organisation" left, and its events
+// are found by organization.
+func TestMigrateOrganization(t *testing.T) {
+	ctx := context.Background()
+	previous := -1
+	for i, m := range ledgersql.Migrations {
+		if m.Name == "ledger/3" {
+			previous = i
+		}
+	}
+	if previous < 0 {
+		t.Fatal("no migration ledger/3")
+	}
+	for _, backend := range []string{"SQLite", "PostgreSQL"} {
+		t.Run(backend, func(t *testing.T) {
+			open := func() *sqldb.DB {
+				t.Helper()
+				var db *sqldb.DB
+				var err error
+				if backend == "SQLite" {
+					db, err = sqldb.OpenSQLiteDB(ctx, filepath.Join(t.TempDir(), "vigie.db"), sqldb.Options{SQLite: sqldb.SQLiteOptions{ApplicationID: 0x56474431}})
+				} else {
+					db, err = sqldb.OpenPostgres(ctx, pgtest.NewDatabase(t), sqldb.Options{})
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { db.Close() })
+				return db
+			}
+			old := open()
+			if err := old.Migrate(ctx, ledgersql.Migrations[:previous]); err != nil {
+				t.Fatal(err)
+			}
+			// Events as the version before ledger/3 stored them.
+			for i, org := range []string{"750000001", "750000002", "750000002"} {
+				pseudonym := make([]byte, 32)
+				pseudonym[0] = byte(i)
+				err := old.ReadWrite(ctx, func(ctx context.Context, tx sqldb.Tx) error {
+					_, err := tx.Exec(ctx, "INSERT INTO events (leaf_index, commitment, pseudonym, seq, kind, time_nanos, service, actor, organisation, break_glass, sealed, request_key) VALUES ($1, $2, $3, 1, 'access', $4, 'hospital-his', '10000000001', $5, 0, $6, $7)",
+						i, make([]byte, 32), pseudonym, 1000+i, org, []byte("sealed"), bytes.Repeat([]byte{byte(i)}, 16))
+					return err
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := old.Migrate(ctx, ledgersql.Migrations); err != nil {
+				t.Fatalf("migrate: %v", err)
+			}
+			fresh := open()
+			if err := fresh.Migrate(ctx, ledgersql.Migrations); err != nil {
+				t.Fatal(err)
+			}
+			migratedSchema, freshSchema := schema(t, old), schema(t, fresh)
+			if migratedSchema != freshSchema {
+				t.Errorf("schema of a migrated database:\n%s\nof a fresh one:\n%s", migratedSchema, freshSchema)
+			}
+			if strings.Contains(migratedSchema, "organisation") {
+				t.Errorf("an identifier is still spelled organisation:\n%s", migratedSchema)
+			}
+			if !strings.Contains(migratedSchema, "events_by_organization") {
+				t.Errorf("no index events_by_organization:\n%s", migratedSchema)
+			}
+			err := ledgersql.New(old).Read(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
+				got, err := tx.SearchEvents(ctx, ledger.SearchFilter{Organization: "750000002"}, -1, 10)
+				if err != nil {
+					return err
+				}
+				var idx []string
+				for _, e := range got {
+					idx = append(idx, fmt.Sprint(e.Index, " ", e.Organization))
+				}
+				if want := []string{"1 750000002", "2 750000002"}; !slices.Equal(idx, want) {
+					t.Errorf("SearchEvents(organization) after the migration = %q, want %q", idx, want)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// schema describes a database's tables, columns and indexes, one per line,
+// in a stable order.
+func schema(t *testing.T, db *sqldb.DB) string {
+	t.Helper()
+	q := `SELECT 'column', table_name, column_name || ' ' || data_type || ' ' || is_nullable || ' ' || COALESCE(column_default, '') || ' ' || ordinal_position
+FROM information_schema.columns WHERE table_schema = current_schema()
+UNION ALL SELECT 'index', tablename, indexname || ': ' || indexdef FROM pg_indexes WHERE schemaname = current_schema()
+ORDER BY 1, 2, 3`
+	if db.Dialect() == sqldb.SQLiteDialect {
+		q = "SELECT type, name, COALESCE(sql, '') FROM sqlite_master ORDER BY 1, 2, 3"
+	}
+	var lines []string
+	err := db.Read(context.Background(), func(ctx context.Context, tx sqldb.Tx) error {
+		lines = nil
+		rows, err := tx.Query(ctx, q)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var kind, name, def string
+			if err := rows.Scan(&kind, &name, &def); err != nil {
+				return err
+			}
+			lines = append(lines, kind+" "+name+" "+def)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Join(lines, "\n")
 }

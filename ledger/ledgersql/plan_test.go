@@ -34,7 +34,7 @@ func TestQueriesUseIndexes(t *testing.T) {
 		{"erased events", "SELECT e.seq, e.leaf_index, ev.commitment FROM erased_events e JOIN events ev ON ev.leaf_index = e.leaf_index WHERE e.pseudonym = $1 AND e.seq >= $2 ORDER BY e.seq LIMIT $3", []any{p, 1, 10}},
 		{"commitments", "SELECT leaf_index, commitment FROM events WHERE leaf_index >= $1 AND leaf_index < $2 ORDER BY leaf_index", []any{0, 10}},
 		{"search by actor", "SELECT * FROM events WHERE leaf_index > $1 AND pseudonym IS NOT NULL AND actor = $2 ORDER BY leaf_index LIMIT $3", []any{0, "a", 10}},
-		{"search by organisation", "SELECT * FROM events WHERE leaf_index > $1 AND pseudonym IS NOT NULL AND organisation = $2 ORDER BY leaf_index LIMIT $3", []any{0, "o", 10}},
+		{"search by organization", "SELECT * FROM events WHERE leaf_index > $1 AND pseudonym IS NOT NULL AND organization = $2 ORDER BY leaf_index LIMIT $3", []any{0, "o", 10}},
 		{"search by patient", "SELECT * FROM events WHERE leaf_index > $1 AND pseudonym IS NOT NULL AND pseudonym = $2 ORDER BY leaf_index LIMIT $3", []any{0, p, 10}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

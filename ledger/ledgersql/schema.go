@@ -16,6 +16,11 @@ import (
 // idem_request (the request id in clear). Those two columns and their
 // index are dropped by HashRequestIDs, which needs the pseudonym key and
 // so runs after the migrations, at start, once.
+//
+// ledger/3 renames events.organisation to organization and its index
+// events_by_organisation to events_by_organization, the contract's
+// spelling. SQLite has no ALTER INDEX ... RENAME: the index is dropped and
+// built again, in the migration's transaction.
 var Migrations = []sqldb.Migration{{
 	Name: "ledger/1",
 	SQLite: `
@@ -153,6 +158,17 @@ CREATE UNIQUE INDEX events_by_request ON events (request_key);
 	PostgreSQL: `
 ALTER TABLE events ADD COLUMN request_key BYTEA;
 CREATE UNIQUE INDEX events_by_request ON events (request_key);
+`,
+}, {
+	Name: "ledger/3",
+	SQLite: `
+ALTER TABLE events RENAME COLUMN organisation TO organization;
+DROP INDEX events_by_organisation;
+CREATE INDEX events_by_organization ON events (organization, leaf_index);
+`,
+	PostgreSQL: `
+ALTER TABLE events RENAME COLUMN organisation TO organization;
+ALTER INDEX events_by_organisation RENAME TO events_by_organization;
 `,
 }}
 
