@@ -526,7 +526,7 @@ func testSearch(t *testing.T, s ledger.Store) {
 		{"all", ledger.SearchFilter{}, []uint64{0, 1, 2, 3, 4, 5}},
 		{"patient", ledger.SearchFilter{Pseudonym: &a}, []uint64{0, 1, 2, 3}},
 		{"actor", ledger.SearchFilter{Actor: "10000000001"}, []uint64{1, 3}},
-		{"organisation", ledger.SearchFilter{Organization: "750000002"}, []uint64{4, 5}},
+		{"organization", ledger.SearchFilter{Organization: "750000002"}, []uint64{4, 5}},
 		{"kind", ledger.SearchFilter{Kind: event.KindLedgerRead}, []uint64{2}},
 		{"break-glass", ledger.SearchFilter{BreakGlassOnly: true}, []uint64{3}},
 		{"time", ledger.SearchFilter{FromNanos: 1001, ToNanos: 1003}, []uint64{1, 2}},
