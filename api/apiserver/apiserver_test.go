@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -9,13 +10,24 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"io"
+	"log/slog"
 	"math/big"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/vigie-sante/vigie/consent"
+	"github.com/vigie-sante/vigie/consent/consentsql"
+	"github.com/vigie-sante/vigie/consent/ladonpolicy"
+	"github.com/vigie-sante/vigie/consent/nationalrules"
+	"github.com/vigie-sante/vigie/ledger/ledgertest"
 )
 
 // TestValidate: without TLS, the service listens on loopback only (the
@@ -210,5 +222,71 @@ func TestEmbeddedIssuer(t *testing.T) {
 	}
 	if _, err := EmbeddedIssuer(dir); err == nil {
 		t.Error("EmbeddedIssuer accepted a key readable by others")
+	}
+}
+
+// TestStart starts the service on a test ledger: the HTTP API answers
+// through the gateway, /metrics is on the admin server only, with the
+// ledger's metrics and the node's other collectors, and Stop stops it.
+func TestStart(t *testing.T) {
+	env := ledgertest.New(t, ledgertest.Options{Migrations: consentsql.Migrations, EraseAlso: consentsql.EraseRows})
+	consents := consentsql.New(env.DB, env.Ledger)
+	svc, err := consent.NewService(context.Background(), consent.Config{
+		Store: consents, Recorder: consents, Engine: ladonpolicy.NewEngine(ladonpolicy.Options{}), Rules: nationalrules.Illustrative(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra := prometheus.NewGauge(prometheus.GaugeOpts{Name: "vigie_test_extra", Help: "A collector of the node's."})
+	n := Node{
+		Ledger: env.Ledger, Consent: svc, Consents: consents,
+		Origin: env.Origin, CheckpointKey: env.CheckpointKey.Name(), ReceiptKey: env.ReceiptKey.Name(),
+		KeysDir:    t.TempDir(),
+		Collectors: []prometheus.Collector{extra},
+	}
+	cfg := Config{GRPCAddr: "0.0.0.0:0", HTTPAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Audience: EmbeddedAudience, Version: "v9.9.9", Logger: slog.New(slog.DiscardHandler)}
+	if _, err := Start(context.Background(), cfg, n); !errors.Is(err, ErrNeedsTLS) {
+		t.Fatalf("Start beyond loopback without TLS: %v, want ErrNeedsTLS", err)
+	}
+	cfg.GRPCAddr = "127.0.0.1:0"
+	a, err := Start(context.Background(), cfg, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Stop(context.Background())
+	a.MarkReady()
+	grpcURL, httpURL := a.URLs()
+	if grpcURL != a.GRPCAddr().String() || !strings.HasPrefix(httpURL, "http://127.0.0.1:") || a.SignIn() != "" {
+		t.Errorf("URLs() = %s, %s; SignIn() = %q", grpcURL, httpURL, a.SignIn())
+	}
+	get := func(url string) (int, string) {
+		t.Helper()
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get(httpURL + "/v1/log/key"); code != 200 || !strings.Contains(body, env.Origin) {
+		t.Errorf("GET /v1/log/key = %d %s, want the log's origin", code, body)
+	}
+	if code, _ := get(httpURL + "/metrics"); code != 404 {
+		t.Errorf("the HTTP API's /metrics = %d, want 404 with an admin server", code)
+	}
+	m := a.MetricsURL()
+	if strings.HasPrefix(m, httpURL) {
+		t.Errorf("MetricsURL() = %s, want the admin server's", m)
+	}
+	code, body := get(m)
+	for _, want := range []string{`vigie_build_info{go_version=`, `version="v9.9.9"`, "vigie_ledger_", "vigie_test_extra 0"} {
+		if code != 200 || !strings.Contains(body, want) {
+			t.Errorf("admin /metrics = %d, without %s", code, want)
+		}
+	}
+	a.Stop(context.Background())
+	if _, err := http.Get(httpURL + "/healthz"); err == nil {
+		t.Error("the HTTP API answers after Stop")
 	}
 }

@@ -22,9 +22,7 @@ import (
 func newRegistry(n Node, version string) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfo(version))
-	if n.Ledger != nil {
-		reg.MustRegister(ledger.NewCollector(n.Ledger))
-	}
+	reg.MustRegister(ledger.NewCollector(n.Ledger))
 	reg.MustRegister(n.Collectors...)
 	return reg
 }
