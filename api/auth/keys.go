@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
-	"net/url"
 	"sync"
 	"time"
 
@@ -183,20 +181,4 @@ func (r *RemoteKeys) fetch(ctx context.Context) (*jose.JSONWebKeySet, error) {
 		return nil, errors.New("fetch JWKS: no public signing key of accepted strength")
 	}
 	return &jose.JSONWebKeySet{Keys: keys}, nil
-}
-
-// SecureURL reports whether s is an https URL, or an http one on a
-// loopback host (tests, a provider on the same machine): where keys,
-// codes and secrets may be fetched from or sent to.
-func SecureURL(s string) bool {
-	u, err := url.Parse(s)
-	if err != nil || u.Host == "" {
-		return false
-	}
-	if u.Scheme == "https" {
-		return true
-	}
-	h := u.Hostname()
-	ip := net.ParseIP(h)
-	return u.Scheme == "http" && (h == "localhost" || ip != nil && ip.IsLoopback())
 }

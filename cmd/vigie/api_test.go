@@ -2,8 +2,6 @@ package main
 
 import (
 	"math"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -97,50 +95,6 @@ func TestRateLimitFlag(t *testing.T) {
 		var r rateLimits
 		if err := r.Set(bad); err == nil {
 			t.Errorf("Set(%q) accepted", bad)
-		}
-	}
-}
-
-func TestPortalOIDCConfig(t *testing.T) {
-	dir := t.TempDir()
-	keys := filepath.Join(dir, "keys")
-	if err := os.Mkdir(keys, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	cfg := apiConfig{oidcIssuer: "https://idp.example", oidcClientID: "vigie", publicURL: "https://vigie.example/"}
-	c, err := portalOIDC(cfg, keys)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.RedirectURL != "https://vigie.example/portal/oidc/callback" || c.ClientSecret != "" || len(c.CookieKey) != 32 {
-		t.Errorf("portalOIDC = %+v", c)
-	}
-	if _, err := os.Stat(filepath.Join(keys, "portal-oidc-cookie.key")); err != nil {
-		t.Errorf("the cookie key has no file of its own: %v", err)
-	}
-	if c, _ := portalOIDC(apiConfig{}, keys); c != nil {
-		t.Errorf("portalOIDC without --oidc-client-id = %+v, want nil", c)
-	}
-	for _, tc := range []struct {
-		name, content string
-		mode          os.FileMode
-		want          string // "" for the secret read
-	}{
-		{"private", " s3cret\n", 0o600, ""},
-		{"readable by others", "s3cret", 0o644, "readable by others"},
-		{"empty", "\n", 0o600, "empty"},
-	} {
-		path := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-"))
-		if err := os.WriteFile(path, []byte(tc.content), tc.mode); err != nil {
-			t.Fatal(err)
-		}
-		cfg.oidcSecret = path
-		c, err := portalOIDC(cfg, keys)
-		switch {
-		case tc.want == "" && (err != nil || c.ClientSecret != "s3cret"):
-			t.Errorf("%s: %+v, %v; want the secret s3cret", tc.name, c, err)
-		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "--oidc-client-secret-file")):
-			t.Errorf("%s: %v, want an error naming --oidc-client-secret-file and %q", tc.name, err, tc.want)
 		}
 	}
 }

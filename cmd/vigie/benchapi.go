@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/vigie-sante/vigie/api/apiserver"
 	"github.com/vigie-sante/vigie/api/auth"
 	"github.com/vigie-sante/vigie/api/server"
 	vigiev1 "github.com/vigie-sante/vigie/api/vigie/v1"
@@ -80,23 +81,23 @@ func benchINS(n int) []string {
 // Record alone with the payload a Check records, and Check over gRPC.
 func benchAPI(ctx context.Context, n *node.Node, logger *slog.Logger, d time.Duration, workers, patients int, only []string) (apiResult, error) {
 	res := apiResult{Workers: workers, Seconds: d.Seconds()}
-	unlimited := rateLimits{}
+	unlimited := map[auth.Role]server.Limit{}
 	for _, r := range append(auth.Roles, "") {
 		unlimited[r] = server.Unlimited
 	}
 	// The server logs one line per call, as in production, formatted and
 	// discarded.
 	callLog := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	a, err := startAPI(ctx, apiConfig{
-		grpcAddr: "127.0.0.1:0", oidcAudience: tokenAudience, drainTimeout: 30 * time.Second,
-		defaultTimeout: 10 * time.Second, maxTimeout: time.Minute, rateLimits: unlimited,
-	}, n, callLog)
+	a, err := apiserver.Start(ctx, apiserver.Config{
+		GRPCAddr: "127.0.0.1:0", DefaultTimeout: 10 * time.Second, MaxTimeout: time.Minute,
+		RateLimits: unlimited, Version: versionString(), Logger: callLog,
+	}, apiNode(n))
 	if err != nil {
 		return res, err
 	}
-	defer a.stop(context.Background())
-	a.markReady()
-	issuer, err := embeddedTokenIssuer(filepath.Join(n.DataDir, "keys"))
+	defer a.Stop(context.Background())
+	a.MarkReady()
+	issuer, err := apiserver.EmbeddedIssuer(filepath.Join(n.DataDir, "keys"))
 	if err != nil {
 		return res, err
 	}
@@ -109,7 +110,7 @@ func benchAPI(ctx context.Context, n *node.Node, logger *slog.Logger, d time.Dur
 	// One connection per 16 callers, as a few client processes would.
 	conns := make([]*grpc.ClientConn, (workers+15)/16)
 	for i := range conns {
-		if conns[i], err = grpc.NewClient(a.grpcAddr.String(), grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
+		if conns[i], err = grpc.NewClient(a.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
 			return res, err
 		}
 		defer conns[i].Close()

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/vigie-sante/vigie/api/apiserver"
 	"github.com/vigie-sante/vigie/api/auth"
 	vigiev1 "github.com/vigie-sante/vigie/api/vigie/v1"
 	"github.com/vigie-sante/vigie/ledger/event"
@@ -61,7 +62,7 @@ func startE2EAt(t testing.TB, dataDir string, args ...string) *e2e {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	issuer, err := embeddedTokenIssuer(filepath.Join(dataDir, "keys"))
+	issuer, err := apiserver.EmbeddedIssuer(filepath.Join(dataDir, "keys"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/vigie-sante/vigie/api/apiserver"
 	"github.com/vigie-sante/vigie/api/auth"
 	"github.com/vigie-sante/vigie/api/gateway/portal"
 	vigiev1 "github.com/vigie-sante/vigie/api/vigie/v1"
@@ -499,7 +500,7 @@ func TestPortalPatient(t *testing.T) {
 	}
 
 	// Tokens refused: foreign issuer (server check), expired (client check).
-	foreignIssuer, err := embeddedTokenIssuer(t.TempDir())
+	foreignIssuer, err := apiserver.EmbeddedIssuer(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

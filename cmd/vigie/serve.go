@@ -10,6 +10,7 @@ import (
 
 	"k8s.io/klog/v2"
 
+	"github.com/vigie-sante/vigie/api/apiserver"
 	"github.com/vigie-sante/vigie/api/gateway/portal"
 	"github.com/vigie-sante/vigie/api/server"
 	"github.com/vigie-sante/vigie/cmd/vigie/internal/node"
@@ -65,21 +66,21 @@ func serve(ctx context.Context, cfg serveConfig, stdout io.Writer, logger *slog.
 	if err != nil {
 		return err
 	}
-	defer a.stop(context.Background())
-	a.markReady()
+	defer a.Stop(context.Background())
+	a.MarkReady()
 	printBanner(stdout, n, a)
-	grpcURL, httpURL := a.urls()
+	grpcURL, httpURL := a.URLs()
 	logger.Info("ready", "tree_id", n.Tree.TreeId, "origin", n.Origin, "trillian", n.Where, "grpc", grpcURL, "http", httpURL)
 
 	select {
 	case <-ctx.Done():
-	case err := <-a.done:
+	case err := <-a.Done():
 		logger.Error("a listener stopped", "err", err)
 	}
 	logger.Info("shutting down")
 	dctx, cancel := context.WithTimeout(context.Background(), cfg.api.drainTimeout)
 	defer cancel()
-	a.stop(dctx)
+	a.Stop(dctx)
 	if err := n.Close(dctx); err != nil {
 		return fmt.Errorf("shut down: %w", err)
 	}
@@ -92,19 +93,19 @@ const examplePatient = "279035121518989"
 
 // printBanner tells the person who started Vigie where it is and how to
 // try it.
-func printBanner(w io.Writer, n *node.Node, a *api) {
-	grpcURL, httpURL := a.urls()
+func printBanner(w io.Writer, n *node.Node, a *apiserver.API) {
+	grpcURL, httpURL := a.URLs()
 	fmt.Fprintf(w, "Vigie %s is running.\n", versionString())
 	fmt.Fprintf(w, "  gRPC API:       %s\n", grpcURL)
 	if httpURL != "" {
 		fmt.Fprintf(w, "  HTTP API:       %s  (checkpoint: %s/checkpoint)\n", httpURL, httpURL)
 		how := "patients and auditors sign in with a token"
-		if a.signIn != "" {
-			how = "patients sign in with " + a.signIn + ", or a token"
+		if p := a.SignIn(); p != "" {
+			how = "patients sign in with " + p + ", or a token"
 		}
 		fmt.Fprintf(w, "  portal:         %s%s  (%s)\n", httpURL, portal.Prefix, how)
 	}
-	if m := a.metricsURL(); m != "" {
+	if m := a.MetricsURL(); m != "" {
 		fmt.Fprintf(w, "  metrics:        %s\n", m)
 	}
 	fmt.Fprintf(w, "  ledger:         Trillian tree %d (%s) on %s\n", n.Tree.TreeId, n.Tree.TreeType, n.Where)

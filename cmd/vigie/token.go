@@ -2,30 +2,15 @@ package main
 
 import (
 	"context"
-	"crypto/ed25519"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/vigie-sante/vigie/api/apiserver"
 	"github.com/vigie-sante/vigie/api/auth"
 	"github.com/vigie-sante/vigie/cmd/vigie/internal/node"
-	"github.com/vigie-sante/vigie/ledger/keys"
-)
-
-// The embedded token issuer, for trying Vigie out without an OpenID
-// Connect provider: `vigie token` mints its tokens, and the server trusts
-// them when no other issuer is configured. Its key is
-// <data dir>/keys/token-issuer.key (PEM, PKCS #8, mode 0600), created at
-// first use.
-const (
-	embeddedIssuer = "vigie-embedded"
-	tokenAudience  = "vigie"
-	issuerKeyFile  = "token-issuer.key"
 )
 
 func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -48,7 +33,7 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "vigie token: %v\n", err)
 		return exitFailure
 	}
-	issuer, err := embeddedTokenIssuer(filepath.Join(dir, "keys"))
+	issuer, err := apiserver.EmbeddedIssuer(filepath.Join(dir, "keys"))
 	if err != nil {
 		fmt.Fprintf(stderr, "vigie token: %v\n", err)
 		return exitFailure
@@ -72,48 +57,4 @@ func rolesList() string {
 		names[i] = string(r)
 	}
 	return strings.Join(names, ", ")
-}
-
-// embeddedTokenIssuer returns the embedded issuer of the keys directory,
-// creating its key at first use.
-func embeddedTokenIssuer(keysDir string) (*auth.Issuer, error) {
-	key, err := issuerKey(filepath.Join(keysDir, issuerKeyFile))
-	if err != nil {
-		return nil, err
-	}
-	return auth.NewIssuer(auth.IssuerConfig{Issuer: embeddedIssuer, Audience: tokenAudience, Key: key})
-}
-
-// issuerKey reads the issuer's key, creating it if absent. A key readable
-// by others than its owner is refused.
-func issuerKey(path string) (ed25519.PrivateKey, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		key, err := auth.GenerateIssuerKey()
-		if err != nil {
-			return nil, err
-		}
-		pem, err := auth.MarshalIssuerKey(key)
-		if err != nil {
-			return nil, err
-		}
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return nil, fmt.Errorf("keys: %w", err)
-		}
-		if err := keys.WriteNew(path, pem, 0o600); err != nil {
-			return nil, err
-		}
-		return key, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("keys: %w", err)
-	}
-	if err := keys.CheckPrivate(path); err != nil {
-		return nil, err
-	}
-	key, err := auth.ParseIssuerKey(b)
-	if err != nil {
-		return nil, fmt.Errorf("keys: %s: %w", path, err)
-	}
-	return key, nil
 }

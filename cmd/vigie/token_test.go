@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vigie-sante/vigie/api/apiserver"
 	"github.com/vigie-sante/vigie/api/auth"
 )
 
@@ -28,15 +29,15 @@ func TestToken(t *testing.T) {
 		t.Fatalf("vigie token --role service: exit %d: %s", code, stderr)
 	}
 	// The key was created, private, and the tokens verify against it.
-	keyPath := filepath.Join(dir, "keys", issuerKeyFile)
+	keyPath := filepath.Join(dir, "keys", "token-issuer.key")
 	if info, err := os.Stat(keyPath); err != nil || info.Mode().Perm() != 0o600 {
 		t.Fatalf("issuer key %s: %v, %v; want mode 0600", keyPath, info, err)
 	}
-	issuer, err := embeddedTokenIssuer(filepath.Join(dir, "keys"))
+	issuer, err := apiserver.EmbeddedIssuer(filepath.Join(dir, "keys"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := auth.NewVerifier(auth.VerifierConfig{Issuer: embeddedIssuer, Audience: tokenAudience, Keys: issuer.Keys()})
+	v, err := auth.NewVerifier(auth.VerifierConfig{Issuer: apiserver.EmbeddedIssuerName, Audience: apiserver.EmbeddedAudience, Keys: issuer.Keys()})
 	if err != nil {
 		t.Fatal(err)
 	}

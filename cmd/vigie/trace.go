@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -16,6 +15,8 @@ import (
 	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
+	"github.com/vigie-sante/vigie/api/auth"
 )
 
 // traceConfig is what tracing is configured with (flags of serve).
@@ -60,12 +61,13 @@ func startTracing(ctx context.Context, c traceConfig) (shutdown func(context.Con
 		opts = append(opts, sdktrace.WithBatcher(exp))
 	}
 	if c.otlp != "" {
-		host, _, err := net.SplitHostPort(c.otlp)
-		if err != nil {
-			return nil, fmt.Errorf("--trace-otlp: want host:port: %w", err)
+		// TLS, but to a collector on this machine (auth's rule).
+		loopback := auth.LoopbackAddr(c.otlp)
+		if loopback != nil && !errors.Is(loopback, auth.ErrNotLoopback) {
+			return nil, fmt.Errorf("--trace-otlp: %w", loopback)
 		}
 		eo := []otlptracegrpc.Option{otlptracegrpc.WithEndpoint(c.otlp)}
-		if ip := net.ParseIP(host); host == "localhost" || (ip != nil && ip.IsLoopback()) {
+		if loopback == nil {
 			eo = append(eo, otlptracegrpc.WithInsecure())
 		}
 		exp, err := otlptracegrpc.New(ctx, eo...)

@@ -6,8 +6,6 @@ import (
 	"io"
 	"runtime"
 	"runtime/debug"
-
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // version is set at build time from git (scripts/version.sh) with
@@ -40,16 +38,4 @@ func runVersion(_ context.Context, args []string, stdout, stderr io.Writer) int 
 
 func printVersion(w io.Writer) {
 	fmt.Fprintf(w, "vigie %s (%s, %s/%s)\n", versionString(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
-}
-
-// buildInfo is the vigie_build_info gauge: always 1, its labels say which
-// build runs (for dashboards: count the versions of a fleet).
-func buildInfo() prometheus.Collector {
-	g := prometheus.NewGauge(prometheus.GaugeOpts{
-		Name:        "vigie_build_info",
-		Help:        "Always 1; the labels name the build: version (from git at build), go_version, goos, goarch.",
-		ConstLabels: prometheus.Labels{"version": versionString(), "go_version": runtime.Version(), "goos": runtime.GOOS, "goarch": runtime.GOARCH},
-	})
-	g.Set(1)
-	return g
 }

@@ -99,8 +99,10 @@ func (c *OIDCConfig) validate() error {
 		return errors.New("portal: OIDCConfig.CookieKey must be at least 32 bytes")
 	}
 	u, err := url.Parse(c.RedirectURL)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || !strings.HasSuffix(u.Path, oidcPath+"callback") {
-		return fmt.Errorf("portal: OIDCConfig.RedirectURL %q: want an http(s) URL ending in %scallback", c.RedirectURL, oidcPath)
+	// The code and the state cookie come back there: https, or http on
+	// a loopback host, as every URL a secret travels to (auth.SecureURL).
+	if err != nil || !auth.SecureURL(c.RedirectURL) || u.User != nil || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || !strings.HasSuffix(u.Path, oidcPath+"callback") {
+		return fmt.Errorf("portal: OIDCConfig.RedirectURL %q: want an https URL (http only on a loopback host) ending in %scallback, without a query", c.RedirectURL, oidcPath)
 	}
 	// The code, the verifier and the client secret go to the token
 	// endpoint and nowhere else: ProviderClient follows no redirect of a

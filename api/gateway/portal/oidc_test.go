@@ -240,6 +240,11 @@ func TestOIDCConfig(t *testing.T) {
 		{"relative redirect", func(c *OIDCConfig) { c.RedirectURL = "/portal/oidc/callback" }, "RedirectURL"},
 		{"issuer over http", func(c *OIDCConfig) { c.Issuer = "http://idp.example" }, "https"},
 		{"issuer over http on loopback", func(c *OIDCConfig) { c.Issuer = "http://127.0.0.1:9999" }, ""},
+		// The code and the state cookie come back to the redirect URL:
+		// in clear only on this machine, as for the issuer.
+		{"redirect over http", func(c *OIDCConfig) { c.RedirectURL = "http://v.example/portal/oidc/callback" }, "RedirectURL"},
+		{"redirect over http on loopback", func(c *OIDCConfig) { c.RedirectURL = "http://localhost:8080/portal/oidc/callback" }, ""},
+		{"redirect with a query", func(c *OIDCConfig) { c.RedirectURL = "https://v.example/portal/oidc/callback?x=1" }, "RedirectURL"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := good()
