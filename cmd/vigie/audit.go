@@ -328,19 +328,19 @@ func (r *auditReport) evidence() any {
 
 func (r *auditReport) table(w io.Writer) {
 	l := r.lang
-	fmt.Fprintln(w, l.f(msg{"Audit du journal %s (%s)", "Audit of the log %s (%s)"}, esc(r.Origin), esc(r.Server)))
+	fmt.Fprintln(w, l.t("cli.audit.title", "origin", esc(r.Origin), "server", esc(r.Server)))
 	var cps []string
 	for _, s := range r.Log.Checkpoints {
 		x := strconv.FormatUint(s.Size, 10)
 		if s.Saved {
-			x += l.f(msg{" (enregistré)", " (saved)"})
+			x += l.t("cli.audit.saved")
 		}
 		if s.RootChecked {
 			x += " ✓"
 		}
 		cps = append(cps, x)
 	}
-	fmt.Fprintln(w, l.f(msg{"  points de contrôle vus (✓ : racine recalculée à partir des entrées) : %s", "  checkpoints seen (✓: root recomputed from the leaves): %s"}, strings.Join(cps, ", ")))
+	fmt.Fprintln(w, "  "+l.t("cli.audit.checkpoints", "list", strings.Join(cps, ", ")))
 	if len(r.Log.Pairs) > 0 {
 		var ps []string
 		for _, p := range r.Log.Pairs {
@@ -350,54 +350,53 @@ func (r *auditReport) table(w io.Writer) {
 			}
 			ps = append(ps, fmt.Sprintf("%d→%d %s", p.Old, p.New, mark))
 		}
-		fmt.Fprintln(w, l.f(msg{"  cohérence : %s", "  consistency: %s"}, strings.Join(ps, ", ")))
+		fmt.Fprintln(w, "  "+l.t("cli.audit.consistency", "pairs", strings.Join(ps, ", ")))
 	}
-	fmt.Fprintln(w, l.f(msg{"  entrées récupérées : %d, à partir de l'entrée %d, en %.1f s", "  leaves fetched: %d, from leaf %d, in %.1f s"}, r.Log.Fetched, r.Log.First, r.Log.Seconds))
+	fmt.Fprintln(w, "  "+l.t("cli.audit.fetched", "n", r.Log.Fetched, "first", r.Log.First, "seconds", strconv.FormatFloat(r.Log.Seconds, 'f', 1, 64)))
 	if e := r.Events; e != nil {
 		var kinds []string
 		for k, n := range e.ByKind {
 			kinds = append(kinds, fmt.Sprintf("%s %d", esc(string(k)), n))
 		}
 		slices.Sort(kinds)
-		fmt.Fprintln(w, l.f(msg{"\nÉvénements lus (rôle %s) : %d (%s) ; %d comparés à leur entrée du journal, %d pas encore dans un point de contrôle",
-			"\nEvents read (role %s): %d (%s); %d compared with their leaf, %d not in a checkpoint yet"}, esc(string(e.Role)), e.Read, strings.Join(kinds, ", "), e.Compared, e.NotYetInLog))
+		fmt.Fprintln(w, "\n"+l.t("cli.audit.events", "role", esc(string(e.Role)), "n", e.Read, "kinds", strings.Join(kinds, ", "), "compared", e.Compared, "pending", e.NotYetInLog))
 	}
 	if rp := r.Replay; rp != nil {
-		line := l.f(msg{"Rejeu des décisions : %d accès, %d rejoués, %d identiques", "Replay of decisions: %d accesses, %d replayed, %d identical"}, rp.Accesses, rp.Replayed, rp.Agreed)
+		line := l.t("cli.audit.replay", "accesses", rp.Accesses, "replayed", rp.Replayed, "agreed", rp.Agreed)
 		if n := rp.Accesses - rp.Replayed; n > 0 {
 			var nr []string
 			for k, n := range rp.NotReplayable {
 				nr = append(nr, fmt.Sprintf("%s: %d", esc(k), n))
 			}
 			slices.Sort(nr)
-			line += l.f(msg{" ; non rejouables : %d (%s)", "; not replayable: %d (%s)"}, n, strings.Join(nr, ", "))
+			line += l.t("cli.audit.notReplayable", "n", n, "kinds", strings.Join(nr, ", "))
 		}
 		fmt.Fprintln(w, line)
 		for _, v := range rp.Rules {
-			ev := l.f(msg{"aucun événement de changement de règles vu", "no rules-change event seen"})
+			ev := l.t("cli.audit.noRulesEvent")
 			if v.Event != nil {
-				ev = l.f(msg{"événement de changement de règles à l'entrée %d", "rules-change event at leaf %d"}, v.Event.Index)
+				ev = l.t("cli.audit.rulesEvent", "index", v.Event.Index)
 			}
-			fmt.Fprintln(w, l.f(msg{"  règles nationales version %d, sha256 %s (%s)", "  national rules version %d, sha256 %s (%s)"}, v.Version, esc(v.Hash), ev))
+			fmt.Fprintln(w, "  "+l.t("cli.audit.rules", "version", v.Version, "hash", esc(v.Hash), "event", ev))
 		}
 	}
 	if len(r.Findings) > 0 {
-		fmt.Fprintln(w, l.f(msg{"\nProblèmes trouvés dans le journal et les événements :", "\nProblems found in the log and the events:"}))
+		fmt.Fprintln(w, "\n"+l.t("cli.audit.problems"))
 		printFindings(w, l, r.Findings)
 	}
 	if len(r.Replayed) > 0 {
-		fmt.Fprintln(w, l.f(msg{"\nDécisions que le rejeu ne confirme pas :\n", "\nDecisions the replay does not confirm:\n"}))
+		fmt.Fprintf(w, "\n%s\n\n", l.t("cli.audit.notConfirmed"))
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, l.f(msg{"gravité\tproblème\tentrée\tpatient\tenregistré\trejoué\tdétail", "severity\tproblem\tleaf\tpatient\trecorded\treplayed\tdetail"}))
+		fmt.Fprintln(tw, l.t("cli.audit.replayColumns"))
 		for _, f := range r.Replayed {
 			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", f.Severity, title(l, replayTitles, f.Kind), f.Event.Index, short(f.Patient), esc(f.Recorded), esc(f.Replayed), esc(f.Message))
 		}
 		tw.Flush()
 	}
 	if len(r.Alerts) > 0 {
-		fmt.Fprintln(w, l.f(msg{"\nAlertes (à examiner ; ce ne sont pas des preuves de faute) :\n", "\nAlerts (to review; not proofs of wrongdoing):\n"}))
+		fmt.Fprintf(w, "\n%s\n\n", l.t("cli.audit.alerts"))
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, l.f(msg{"gravité\talerte\tprofessionnel\tpériode\tnombre\tpatients\tentrées du journal", "severity\talert\tprofessional\tperiod\tcount\tpatients\tlog entries"}))
+		fmt.Fprintln(tw, l.t("cli.audit.alertColumns"))
 		for _, a := range r.Alerts {
 			period := a.From.Local().Format("2006-01-02 15:04")
 			if !a.To.Equal(a.From) {
@@ -410,14 +409,11 @@ func (r *auditReport) table(w io.Writer) {
 	fmt.Fprintln(w)
 	switch {
 	case r.failed():
-		fmt.Fprintln(w, l.f(msg{"ÉCHEC DE L'AUDIT : %d problème(s) dans le journal, %d décision(s) non confirmée(s) ; les preuves sont dans %s",
-			"AUDIT FAILED: %d problem(s) in the log, %d decision(s) not confirmed; the evidence is in %s"}, len(r.Findings), len(r.Replayed), r.Evidence))
+		fmt.Fprintln(w, l.t("cli.audit.failed", "problems", len(r.Findings), "decisions", len(r.Replayed), "evidence", r.Evidence))
 	case r.Events != nil:
-		fmt.Fprintln(w, l.f(msg{"VÉRIFIÉ : journal cohérent et racines recalculées identiques aux racines signées ; toutes les décisions rejouées confirmées ; %d alerte(s) à examiner.",
-			"VERIFIED: log consistent and recomputed roots equal to the signed roots; every replayed decision confirmed; %d alert(s) to review."}, len(r.Alerts)))
+		fmt.Fprintln(w, l.t("cli.audit.verifiedReplay", "alerts", len(r.Alerts)))
 	default:
-		fmt.Fprintln(w, l.f(msg{"VÉRIFIÉ : journal cohérent et racines recalculées identiques aux racines signées.",
-			"VERIFIED: log consistent and recomputed roots equal to the signed roots."}))
+		fmt.Fprintln(w, l.t("cli.audit.verified"))
 	}
 }
 
@@ -471,7 +467,7 @@ func (p *progressBar) update(done, total uint64) {
 	n := int(frac * width)
 	rate := float64(done) / max(time.Since(p.start).Seconds(), 1e-3)
 	fmt.Fprintf(p.w, "\r[%s%s] %3.0f%% %d/%d %s", strings.Repeat("=", n), strings.Repeat(" ", width-n), 100*frac, done, total,
-		p.l.f(msg{"entrées (%.0f/s)", "leaves (%.0f/s)"}, rate))
+		p.l.t("cli.audit.progress", "rate", strconv.FormatFloat(rate, 'f', 0, 64)))
 	p.shown = true
 }
 

@@ -245,10 +245,7 @@ func (c *remoteConfig) connect(ctx context.Context, command string, stderr io.Wr
 		return nil, nil, nil, err
 	}
 	if keys.firstUse && !c.json {
-		fmt.Fprintln(stderr, langOf(c.lang).f(msg{
-			"vigie %s : première utilisation de %s : la clé du journal %s sera épinglée si la vérification réussit. Comparez-la avec celle que publie l'opérateur par un autre canal.",
-			"vigie %s: first use of %s: the log key %s will be pinned if the verification succeeds. Compare it with the one the operator publishes through another channel."},
-			command, cl.BaseURL(), keys.checkpoint))
+		fmt.Fprintln(stderr, langOf(c.lang).t("cli.keyFirstUse", "command", command, "server", cl.BaseURL(), "key", keys.checkpoint))
 	}
 	return cl, st, keys, nil
 }
