@@ -223,11 +223,7 @@ func auditCommand(ctx context.Context, c *remoteConfig, a *auditConfig, now func
 		}
 	}
 	if st.Audit != nil {
-		rng, err := hexToHashes(st.Audit.Range)
-		if err != nil {
-			return nil, fmt.Errorf("state %s: %w", st.path, err)
-		}
-		opts.Follow.State = &audit.LogState{Checkpoint: []byte(st.Audit.Checkpoint), Range: rng}
+		opts.Follow.State = &audit.LogState{Checkpoint: []byte(st.Audit.Checkpoint), Range: st.Audit.Range}
 	}
 	var bar *progressBar
 	if f, ok := stderr.(*os.File); ok && !a.noProgress && term.IsTerminal(int(f.Fd())) {
@@ -278,7 +274,7 @@ func auditCommand(ctx context.Context, c *remoteConfig, a *auditConfig, now func
 	rep.Verdict = "verified"
 	keys.pin(st, now())
 	if fr.State != nil {
-		st.Audit = &auditState{Checkpoint: string(fr.State.Checkpoint), SeenAt: now().UTC(), Range: hashesToHex(fr.State.Range)}
+		st.Audit = &auditState{Checkpoint: string(fr.State.Checkpoint), SeenAt: now().UTC(), Range: append([]event.Hash{}, fr.State.Range...)}
 	}
 	if err := st.save(); err != nil {
 		return nil, err

@@ -6,13 +6,13 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -146,19 +146,21 @@ type stateFile struct {
 }
 
 // verifyState is what vigie verify saw last: the newest checkpoint, and
-// the head of each patient's chain (by pseudonym; never an INS).
+// the head of each patient's chain (by pseudonym; never an INS). Hashes
+// are in ledger/event's one text form: a state file with another is
+// refused, not read in part.
 type verifyState struct {
-	Checkpoint string                     `json:"checkpoint"`
-	SeenAt     time.Time                  `json:"seen_at"`
-	Chains     map[string]audit.ChainHead `json:"chains,omitempty"`
+	Checkpoint string                         `json:"checkpoint"`
+	SeenAt     time.Time                      `json:"seen_at"`
+	Chains     map[event.Hash]audit.ChainHead `json:"chains,omitempty"`
 }
 
 // auditState is where vigie audit stopped: the checkpoint it verified and
 // the compact range of the tree at its size.
 type auditState struct {
-	Checkpoint string    `json:"checkpoint"`
-	SeenAt     time.Time `json:"seen_at"`
-	Range      []string  `json:"range"`
+	Checkpoint string       `json:"checkpoint"`
+	SeenAt     time.Time    `json:"seen_at"`
+	Range      []event.Hash `json:"range"`
 }
 
 const stateVersion = 1
@@ -300,11 +302,7 @@ func (st *stateFile) savedState() *audit.SavedState {
 	if st.Verify.Checkpoint != "" {
 		s.Checkpoint = []byte(st.Verify.Checkpoint)
 	}
-	for p, h := range st.Verify.Chains {
-		if ps, err := event.ParseHash(p); err == nil {
-			s.Chains[ps] = h
-		}
-	}
+	maps.Copy(s.Chains, st.Verify.Chains)
 	return s
 }
 
@@ -317,10 +315,7 @@ func (st *stateFile) setSavedState(s *audit.SavedState, now time.Time) {
 		st.Verify.Checkpoint, st.Verify.SeenAt = string(s.Checkpoint), now.UTC()
 	}
 	if len(s.Chains) > 0 {
-		st.Verify.Chains = map[string]audit.ChainHead{}
-		for p, h := range s.Chains {
-			st.Verify.Chains[p.String()] = h
-		}
+		st.Verify.Chains = maps.Clone(s.Chains)
 	}
 }
 
@@ -376,26 +371,6 @@ func tokenClaims(tok string) (role string, orgs []string) {
 		return "", nil
 	}
 	return claims.Role, claims.Orgs
-}
-
-func hashesToHex(hs []event.Hash) []string {
-	out := make([]string, len(hs))
-	for i, h := range hs {
-		out[i] = hex.EncodeToString(h[:])
-	}
-	return out
-}
-
-func hexToHashes(ss []string) ([]event.Hash, error) {
-	out := make([]event.Hash, len(ss))
-	for i, s := range ss {
-		h, err := event.ParseHash(s)
-		if err != nil {
-			return nil, fmt.Errorf("range hash %d: %w", i, err)
-		}
-		out[i] = h
-	}
-	return out, nil
 }
 
 // historyError returns err as audit.VerifyHistory knows it: the server's
