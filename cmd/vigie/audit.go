@@ -16,6 +16,7 @@ import (
 	"golang.org/x/term"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/vigie-sante/vigie/api/auth"
 	"github.com/vigie-sante/vigie/api/client"
 	vigiev1 "github.com/vigie-sante/vigie/api/vigie/v1"
 	"github.com/vigie-sante/vigie/consent/ladonpolicy"
@@ -204,15 +205,16 @@ func auditCommand(ctx context.Context, c *remoteConfig, a *auditConfig, now func
 	rep := &auditReport{Server: cl.BaseURL(), Origin: keys.origin, FirstUse: keys.firstUse, lang: langOf(c.lang),
 		Findings: []audit.Finding{}, Replayed: []replay.Finding{}, Alerts: []misuse.Alert{}}
 
-	// The token's role only chooses what to ask: the server checks it.
+	// The token's role only chooses what to ask (it is not verified
+	// here): the server checks it.
 	opts := audit.LogAuditOptions{Organization: a.organization, From: from, To: to,
 		Follow: audit.FollowOptions{Keys: keys.Keys, FromZero: a.fromZero, Batch: a.batch, MinSizeWait: a.waitCP}}
-	role, orgs := tokenClaims(c.token)
+	role, orgs := auth.PeekClaims(c.token)
 	switch {
 	case a.logOnly:
-	case role == "regulator":
+	case role == auth.RoleRegulator:
 		opts.Reader = audit.Regulator
-	case role == "dpo":
+	case role == auth.RoleDPO:
 		opts.Reader = audit.DPO
 		if a.organization == "" {
 			// A DPO names the organisation it audits; with one, it is that.
@@ -247,7 +249,7 @@ func auditCommand(ctx context.Context, c *remoteConfig, a *auditConfig, now func
 	}
 	rep.Findings = append(rep.Findings, lr.Findings...)
 	if e := lr.Events; e != nil {
-		rep.Events = &eventsSummary{Role: role, Organization: opts.Organization, Read: e.Read, ByKind: map[string]int{}, Compared: e.Compared,
+		rep.Events = &eventsSummary{Role: string(role), Organization: opts.Organization, Read: e.Read, ByKind: map[string]int{}, Compared: e.Compared,
 			NotYetInLog: e.NotYetInLog, Erased: e.Erased, Complete: e.Complete}
 		for k, n := range e.ByKind {
 			rep.Events.ByKind[string(k)] = n

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -349,28 +348,6 @@ func (c *remoteConfig) writeEvidence(command string, now time.Time, v any) (stri
 		return path, nil
 	}
 	return abs, nil
-}
-
-// tokenClaims reads the role and organisations of a JWT without verifying
-// it: only to choose what to ask the server, which checks the token
-// itself.
-func tokenClaims(tok string) (role string, orgs []string) {
-	parts := strings.Split(tok, ".")
-	if len(parts) != 3 {
-		return "", nil
-	}
-	b, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		return "", nil
-	}
-	var claims struct {
-		Role string   `json:"role"`
-		Orgs []string `json:"orgs"`
-	}
-	if json.Unmarshal(b, &claims) != nil {
-		return "", nil
-	}
-	return claims.Role, claims.Orgs
 }
 
 // historyError returns err as audit.VerifyHistory knows it: the server's
