@@ -13,6 +13,7 @@ import (
 
 	"github.com/vigie-sante/vigie/api/client"
 	"github.com/vigie-sante/vigie/consent"
+	"github.com/vigie-sante/vigie/consent/scrutiny"
 	"github.com/vigie-sante/vigie/ledger/audit"
 	"github.com/vigie-sante/vigie/ledger/event"
 )
@@ -121,10 +122,12 @@ func verifyCommand(ctx context.Context, c *remoteConfig, receiptFile string, now
 		for _, e := range hr.Events {
 			seqOf[e.Commitment] = e.Seq
 		}
-		lb := newLabels(cl)
+		// The rules each decision was made with (for labels and emergency
+		// flags), found as vigie audit finds them.
+		rules := scrutiny.NewRulesCache(rulesSource(cl))
 		finals := finalReviews(hr.Events)
 		for i := range hr.Events {
-			row := describe(ctx, rep.lang, lb, &hr.Events[i], seqOf, finals)
+			row := describe(ctx, rep.lang, rules, &hr.Events[i], seqOf, finals)
 			if row.Proof == audit.Pending {
 				rep.Pending++
 			}
