@@ -200,12 +200,11 @@ func describe(ctx context.Context, l lang, rules *scrutiny.RulesCache, e *audit.
 		row.Who = author
 		row.What = l.t("cli.consentChange", "version", c.Version, "n", len(c.Directives))
 	case event.KindLedgerRead:
-		var rd struct {
-			Reader string `json:"reader"`
-			Method string `json:"method"`
-			Events int    `json:"events"`
+		rd, err := consent.ParseReadRecord(b.Payload)
+		if err != nil {
+			row.What = l.t("cli.readUnreadable")
+			return row
 		}
-		json.Unmarshal(b.Payload, &rd)
 		row.Who = rd.Reader
 		switch rd.Method {
 		case "ListAccesses":
@@ -218,15 +217,14 @@ func describe(ctx context.Context, l lang, rules *scrutiny.RulesCache, e *audit.
 			row.What = l.t("cli.read", "n", rd.Events)
 		}
 	case event.KindBreakGlassReview:
-		var rv struct {
-			Event    event.Hash `json:"event"`
-			Verdict  string     `json:"verdict"`
-			Reviewer string     `json:"reviewer"`
-			Comment  string     `json:"comment"`
+		rv, err := consent.ParseReviewRecord(b.Payload)
+		if err != nil {
+			row.What = l.t("cli.reviewUnreadable")
+			return row
 		}
-		json.Unmarshal(b.Payload, &rv)
+		reviewed, _ := event.ParseHash(rv.Event)
 		row.Who = rv.Reviewer
-		row.What = l.t("cli.review", "seq", seqOf[rv.Event])
+		row.What = l.t("cli.review", "seq", seqOf[reviewed])
 		switch rv.Verdict {
 		case consent.VerdictJustified:
 			row.Outcome = l.t("cli.review.justified")
@@ -234,7 +232,7 @@ func describe(ctx context.Context, l lang, rules *scrutiny.RulesCache, e *audit.
 			row.Outcome = l.t("cli.review.unjustified")
 		}
 		row.Why = rv.Comment
-		if finals[rv.Event.String()] != e.Commitment.String() {
+		if finals[rv.Event] != e.Commitment.String() {
 			row.Outcome += l.t("cli.review.notFinal")
 			row.Flags = append(row.Flags, "not-final")
 		}
