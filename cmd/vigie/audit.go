@@ -18,6 +18,7 @@ import (
 
 	"github.com/vigie-sante/vigie/api/auth"
 	"github.com/vigie-sante/vigie/api/client"
+	"github.com/vigie-sante/vigie/api/server"
 	vigiev1 "github.com/vigie-sante/vigie/api/vigie/v1"
 	"github.com/vigie-sante/vigie/consent/ladonpolicy"
 	"github.com/vigie-sante/vigie/consent/misuse"
@@ -210,19 +211,15 @@ func auditCommand(ctx context.Context, c *remoteConfig, a *auditConfig, now func
 	opts := audit.LogAuditOptions{Organization: a.organization, From: from, To: to,
 		Follow: audit.FollowOptions{Keys: keys.Keys, FromZero: a.fromZero, Batch: a.batch, MinSizeWait: a.waitCP}}
 	role, orgs := auth.PeekClaims(c.token)
-	switch {
-	case a.logOnly:
-	case role == auth.RoleRegulator:
-		opts.Reader = audit.Regulator
-	case role == auth.RoleDPO:
-		opts.Reader = audit.DPO
-		if a.organization == "" {
-			// A DPO names the organisation it audits; with one, it is that.
-			if len(orgs) != 1 {
-				return nil, usagef("--organization: required for a DPO acting for %d organisations", len(orgs))
-			}
-			opts.Organization = orgs[0]
+	if !a.logOnly {
+		opts.Reader = server.AuditReader(role)
+	}
+	if opts.Reader == audit.DPO && a.organization == "" {
+		// A DPO names the organisation it audits; with one, it is that.
+		if len(orgs) != 1 {
+			return nil, usagef("--organization: required for a DPO acting for %d organisations", len(orgs))
 		}
+		opts.Organization = orgs[0]
 	}
 	if st.Audit != nil {
 		opts.Follow.State = &audit.LogState{Checkpoint: []byte(st.Audit.Checkpoint), Range: st.Audit.Range}
