@@ -284,15 +284,12 @@ func auditCommand(ctx context.Context, c *remoteConfig, a *auditConfig, now func
 // searchSource is an auditor's search over the API.
 type searchSource struct{ *client.Client }
 
-// eventKinds are the API's names of the kinds of events.
-var eventKinds = map[event.Kind]vigiev1.EventKind{
-	event.KindAccess: vigiev1.EventKind_EVENT_KIND_ACCESS, event.KindConsentChange: vigiev1.EventKind_EVENT_KIND_CONSENT_CHANGE,
-	event.KindRulesChange: vigiev1.EventKind_EVENT_KIND_RULES_CHANGE, event.KindLedgerRead: vigiev1.EventKind_EVENT_KIND_LEDGER_READ,
-	event.KindBreakGlassReview: vigiev1.EventKind_EVENT_KIND_BREAK_GLASS_REVIEW, event.KindErasure: vigiev1.EventKind_EVENT_KIND_ERASURE,
-}
-
 func (s searchSource) SearchEvents(ctx context.Context, q audit.EventQuery, token string) (*audit.EventPage, error) {
-	req := &vigiev1.SearchEventsRequest{Kind: eventKinds[q.Kind], Organization: q.Organization, PageSize: searchPageSize, ErasedOnly: q.Erased, PageToken: token}
+	kind, ok := server.EventKind(q.Kind)
+	if !ok {
+		return nil, fmt.Errorf("search events: the API has no name for the kind %q", q.Kind)
+	}
+	req := &vigiev1.SearchEventsRequest{Kind: kind, Organization: q.Organization, PageSize: searchPageSize, ErasedOnly: q.Erased, PageToken: token}
 	if !q.From.IsZero() {
 		req.StartTime = timestamppb.New(q.From)
 	}
