@@ -71,10 +71,10 @@ func (c *VerifierConfig) validate() error {
 		}
 	}
 	if c.RoleClaim == "" {
-		c.RoleClaim = "role"
+		c.RoleClaim = defaultRoleClaim
 	}
 	if c.OrganizationsClaim == "" {
-		c.OrganizationsClaim = "orgs"
+		c.OrganizationsClaim = defaultOrganizationsClaim
 	}
 	if c.Leeway <= 0 {
 		c.Leeway = 30 * time.Second
@@ -93,6 +93,13 @@ func (c *VerifierConfig) validate() error {
 	}
 	return nil
 }
+
+// The default names of the claims of the role and of the organizations
+// (the embedded [Issuer] writes them).
+const (
+	defaultRoleClaim          = "role"
+	defaultOrganizationsClaim = "orgs"
+)
 
 // Verifier verifies bearer tokens and returns the identities they carry.
 // It is safe for concurrent use.

@@ -16,7 +16,9 @@ import (
 	"golang.org/x/term"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/vigie-sante/vigie/api/auth"
 	"github.com/vigie-sante/vigie/api/client"
+	"github.com/vigie-sante/vigie/api/server"
 	vigiev1 "github.com/vigie-sante/vigie/api/vigie/v1"
 	"github.com/vigie-sante/vigie/consent/ladonpolicy"
 	"github.com/vigie-sante/vigie/consent/misuse"
@@ -204,30 +206,23 @@ func auditCommand(ctx context.Context, c *remoteConfig, a *auditConfig, now func
 	rep := &auditReport{Server: cl.BaseURL(), Origin: keys.origin, FirstUse: keys.firstUse, lang: langOf(c.lang),
 		Findings: []audit.Finding{}, Replayed: []replay.Finding{}, Alerts: []misuse.Alert{}}
 
-	// The token's role only chooses what to ask: the server checks it.
+	// The token's role only chooses what to ask (it is not verified
+	// here): the server checks it.
 	opts := audit.LogAuditOptions{Organization: a.organization, From: from, To: to,
 		Follow: audit.FollowOptions{Keys: keys.Keys, FromZero: a.fromZero, Batch: a.batch, MinSizeWait: a.waitCP}}
-	role, orgs := tokenClaims(c.token)
-	switch {
-	case a.logOnly:
-	case role == "regulator":
-		opts.Reader = audit.Regulator
-	case role == "dpo":
-		opts.Reader = audit.DPO
-		if a.organization == "" {
-			// A DPO names the organisation it audits; with one, it is that.
-			if len(orgs) != 1 {
-				return nil, usagef("--organization: required for a DPO acting for %d organisations", len(orgs))
-			}
-			opts.Organization = orgs[0]
+	role, orgs := auth.PeekClaims(c.token)
+	if !a.logOnly {
+		opts.Reader = server.AuditReader(role)
+	}
+	if opts.Reader == audit.DPO && a.organization == "" {
+		// A DPO names the organisation it audits; with one, it is that.
+		if len(orgs) != 1 {
+			return nil, usagef("--organization: required for a DPO acting for %d organisations", len(orgs))
 		}
+		opts.Organization = orgs[0]
 	}
 	if st.Audit != nil {
-		rng, err := hexToHashes(st.Audit.Range)
-		if err != nil {
-			return nil, fmt.Errorf("state %s: %w", st.path, err)
-		}
-		opts.Follow.State = &audit.LogState{Checkpoint: []byte(st.Audit.Checkpoint), Range: rng}
+		opts.Follow.State = &audit.LogState{Checkpoint: []byte(st.Audit.Checkpoint), Range: st.Audit.Range}
 	}
 	var bar *progressBar
 	if f, ok := stderr.(*os.File); ok && !a.noProgress && term.IsTerminal(int(f.Fd())) {
@@ -251,7 +246,7 @@ func auditCommand(ctx context.Context, c *remoteConfig, a *auditConfig, now func
 	}
 	rep.Findings = append(rep.Findings, lr.Findings...)
 	if e := lr.Events; e != nil {
-		rep.Events = &eventsSummary{Role: role, Organization: opts.Organization, Read: e.Read, ByKind: map[string]int{}, Compared: e.Compared,
+		rep.Events = &eventsSummary{Role: string(role), Organization: opts.Organization, Read: e.Read, ByKind: map[string]int{}, Compared: e.Compared,
 			NotYetInLog: e.NotYetInLog, Erased: e.Erased, Complete: e.Complete}
 		for k, n := range e.ByKind {
 			rep.Events.ByKind[string(k)] = n
@@ -278,7 +273,7 @@ func auditCommand(ctx context.Context, c *remoteConfig, a *auditConfig, now func
 	rep.Verdict = "verified"
 	keys.pin(st, now())
 	if fr.State != nil {
-		st.Audit = &auditState{Checkpoint: string(fr.State.Checkpoint), SeenAt: now().UTC(), Range: hashesToHex(fr.State.Range)}
+		st.Audit = &auditState{Checkpoint: string(fr.State.Checkpoint), SeenAt: now().UTC(), Range: append([]event.Hash{}, fr.State.Range...)}
 	}
 	if err := st.save(); err != nil {
 		return nil, err
@@ -289,15 +284,12 @@ func auditCommand(ctx context.Context, c *remoteConfig, a *auditConfig, now func
 // searchSource is an auditor's search over the API.
 type searchSource struct{ *client.Client }
 
-// eventKinds are the API's names of the kinds of events.
-var eventKinds = map[event.Kind]vigiev1.EventKind{
-	event.KindAccess: vigiev1.EventKind_EVENT_KIND_ACCESS, event.KindConsentChange: vigiev1.EventKind_EVENT_KIND_CONSENT_CHANGE,
-	event.KindRulesChange: vigiev1.EventKind_EVENT_KIND_RULES_CHANGE, event.KindLedgerRead: vigiev1.EventKind_EVENT_KIND_LEDGER_READ,
-	event.KindBreakGlassReview: vigiev1.EventKind_EVENT_KIND_BREAK_GLASS_REVIEW, event.KindErasure: vigiev1.EventKind_EVENT_KIND_ERASURE,
-}
-
 func (s searchSource) SearchEvents(ctx context.Context, q audit.EventQuery, token string) (*audit.EventPage, error) {
-	req := &vigiev1.SearchEventsRequest{Kind: eventKinds[q.Kind], Organization: q.Organization, PageSize: searchPageSize, ErasedOnly: q.Erased, PageToken: token}
+	kind, ok := server.EventKind(q.Kind)
+	if !ok {
+		return nil, fmt.Errorf("search events: the API has no name for the kind %q", q.Kind)
+	}
+	req := &vigiev1.SearchEventsRequest{Kind: kind, Organization: q.Organization, PageSize: searchPageSize, ErasedOnly: q.Erased, PageToken: token}
 	if !q.From.IsZero() {
 		req.StartTime = timestamppb.New(q.From)
 	}
@@ -328,19 +320,19 @@ func (r *auditReport) evidence() any {
 
 func (r *auditReport) table(w io.Writer) {
 	l := r.lang
-	fmt.Fprintln(w, l.f(msg{"Audit du journal %s (%s)", "Audit of the log %s (%s)"}, esc(r.Origin), esc(r.Server)))
+	fmt.Fprintln(w, l.t("cli.audit.title", "origin", esc(r.Origin), "server", esc(r.Server)))
 	var cps []string
 	for _, s := range r.Log.Checkpoints {
 		x := strconv.FormatUint(s.Size, 10)
 		if s.Saved {
-			x += l.f(msg{" (enregistré)", " (saved)"})
+			x += l.t("cli.audit.saved")
 		}
 		if s.RootChecked {
 			x += " ✓"
 		}
 		cps = append(cps, x)
 	}
-	fmt.Fprintln(w, l.f(msg{"  points de contrôle vus (✓ : racine recalculée à partir des entrées) : %s", "  checkpoints seen (✓: root recomputed from the leaves): %s"}, strings.Join(cps, ", ")))
+	fmt.Fprintln(w, "  "+l.t("cli.audit.checkpoints", "list", strings.Join(cps, ", ")))
 	if len(r.Log.Pairs) > 0 {
 		var ps []string
 		for _, p := range r.Log.Pairs {
@@ -350,54 +342,53 @@ func (r *auditReport) table(w io.Writer) {
 			}
 			ps = append(ps, fmt.Sprintf("%d→%d %s", p.Old, p.New, mark))
 		}
-		fmt.Fprintln(w, l.f(msg{"  cohérence : %s", "  consistency: %s"}, strings.Join(ps, ", ")))
+		fmt.Fprintln(w, "  "+l.t("cli.audit.consistency", "pairs", strings.Join(ps, ", ")))
 	}
-	fmt.Fprintln(w, l.f(msg{"  entrées récupérées : %d, à partir de l'entrée %d, en %.1f s", "  leaves fetched: %d, from leaf %d, in %.1f s"}, r.Log.Fetched, r.Log.First, r.Log.Seconds))
+	fmt.Fprintln(w, "  "+l.t("cli.audit.fetched", "n", r.Log.Fetched, "first", r.Log.First, "seconds", strconv.FormatFloat(r.Log.Seconds, 'f', 1, 64)))
 	if e := r.Events; e != nil {
 		var kinds []string
 		for k, n := range e.ByKind {
 			kinds = append(kinds, fmt.Sprintf("%s %d", esc(string(k)), n))
 		}
 		slices.Sort(kinds)
-		fmt.Fprintln(w, l.f(msg{"\nÉvénements lus (rôle %s) : %d (%s) ; %d comparés à leur entrée du journal, %d pas encore dans un point de contrôle",
-			"\nEvents read (role %s): %d (%s); %d compared with their leaf, %d not in a checkpoint yet"}, esc(string(e.Role)), e.Read, strings.Join(kinds, ", "), e.Compared, e.NotYetInLog))
+		fmt.Fprintln(w, "\n"+l.t("cli.audit.events", "role", esc(string(e.Role)), "n", e.Read, "kinds", strings.Join(kinds, ", "), "compared", e.Compared, "pending", e.NotYetInLog))
 	}
 	if rp := r.Replay; rp != nil {
-		line := l.f(msg{"Rejeu des décisions : %d accès, %d rejoués, %d identiques", "Replay of decisions: %d accesses, %d replayed, %d identical"}, rp.Accesses, rp.Replayed, rp.Agreed)
+		line := l.t("cli.audit.replay", "accesses", rp.Accesses, "replayed", rp.Replayed, "agreed", rp.Agreed)
 		if n := rp.Accesses - rp.Replayed; n > 0 {
 			var nr []string
 			for k, n := range rp.NotReplayable {
 				nr = append(nr, fmt.Sprintf("%s: %d", esc(k), n))
 			}
 			slices.Sort(nr)
-			line += l.f(msg{" ; non rejouables : %d (%s)", "; not replayable: %d (%s)"}, n, strings.Join(nr, ", "))
+			line += l.t("cli.audit.notReplayable", "n", n, "kinds", strings.Join(nr, ", "))
 		}
 		fmt.Fprintln(w, line)
 		for _, v := range rp.Rules {
-			ev := l.f(msg{"aucun événement de changement de règles vu", "no rules-change event seen"})
+			ev := l.t("cli.audit.noRulesEvent")
 			if v.Event != nil {
-				ev = l.f(msg{"événement de changement de règles à l'entrée %d", "rules-change event at leaf %d"}, v.Event.Index)
+				ev = l.t("cli.audit.rulesEvent", "index", v.Event.Index)
 			}
-			fmt.Fprintln(w, l.f(msg{"  règles nationales version %d, sha256 %s (%s)", "  national rules version %d, sha256 %s (%s)"}, v.Version, esc(v.Hash), ev))
+			fmt.Fprintln(w, "  "+l.t("cli.audit.rules", "version", v.Version, "hash", esc(v.Hash), "event", ev))
 		}
 	}
 	if len(r.Findings) > 0 {
-		fmt.Fprintln(w, l.f(msg{"\nProblèmes trouvés dans le journal et les événements :", "\nProblems found in the log and the events:"}))
+		fmt.Fprintln(w, "\n"+l.t("cli.audit.problems"))
 		printFindings(w, l, r.Findings)
 	}
 	if len(r.Replayed) > 0 {
-		fmt.Fprintln(w, l.f(msg{"\nDécisions que le rejeu ne confirme pas :\n", "\nDecisions the replay does not confirm:\n"}))
+		fmt.Fprintf(w, "\n%s\n\n", l.t("cli.audit.notConfirmed"))
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, l.f(msg{"gravité\tproblème\tentrée\tpatient\tenregistré\trejoué\tdétail", "severity\tproblem\tleaf\tpatient\trecorded\treplayed\tdetail"}))
+		fmt.Fprintln(tw, l.t("cli.audit.replayColumns"))
 		for _, f := range r.Replayed {
 			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", f.Severity, title(l, replayTitles, f.Kind), f.Event.Index, short(f.Patient), esc(f.Recorded), esc(f.Replayed), esc(f.Message))
 		}
 		tw.Flush()
 	}
 	if len(r.Alerts) > 0 {
-		fmt.Fprintln(w, l.f(msg{"\nAlertes (à examiner ; ce ne sont pas des preuves de faute) :\n", "\nAlerts (to review; not proofs of wrongdoing):\n"}))
+		fmt.Fprintf(w, "\n%s\n\n", l.t("cli.audit.alerts"))
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, l.f(msg{"gravité\talerte\tprofessionnel\tpériode\tnombre\tpatients\tentrées du journal", "severity\talert\tprofessional\tperiod\tcount\tpatients\tlog entries"}))
+		fmt.Fprintln(tw, l.t("cli.audit.alertColumns"))
 		for _, a := range r.Alerts {
 			period := a.From.Local().Format("2006-01-02 15:04")
 			if !a.To.Equal(a.From) {
@@ -410,14 +401,11 @@ func (r *auditReport) table(w io.Writer) {
 	fmt.Fprintln(w)
 	switch {
 	case r.failed():
-		fmt.Fprintln(w, l.f(msg{"ÉCHEC DE L'AUDIT : %d problème(s) dans le journal, %d décision(s) non confirmée(s) ; les preuves sont dans %s",
-			"AUDIT FAILED: %d problem(s) in the log, %d decision(s) not confirmed; the evidence is in %s"}, len(r.Findings), len(r.Replayed), r.Evidence))
+		fmt.Fprintln(w, l.t("cli.audit.failed", "problems", len(r.Findings), "decisions", len(r.Replayed), "evidence", r.Evidence))
 	case r.Events != nil:
-		fmt.Fprintln(w, l.f(msg{"VÉRIFIÉ : journal cohérent et racines recalculées identiques aux racines signées ; toutes les décisions rejouées confirmées ; %d alerte(s) à examiner.",
-			"VERIFIED: log consistent and recomputed roots equal to the signed roots; every replayed decision confirmed; %d alert(s) to review."}, len(r.Alerts)))
+		fmt.Fprintln(w, l.t("cli.audit.verifiedReplay", "alerts", len(r.Alerts)))
 	default:
-		fmt.Fprintln(w, l.f(msg{"VÉRIFIÉ : journal cohérent et racines recalculées identiques aux racines signées.",
-			"VERIFIED: log consistent and recomputed roots equal to the signed roots."}))
+		fmt.Fprintln(w, l.t("cli.audit.verified"))
 	}
 }
 
@@ -471,7 +459,7 @@ func (p *progressBar) update(done, total uint64) {
 	n := int(frac * width)
 	rate := float64(done) / max(time.Since(p.start).Seconds(), 1e-3)
 	fmt.Fprintf(p.w, "\r[%s%s] %3.0f%% %d/%d %s", strings.Repeat("=", n), strings.Repeat(" ", width-n), 100*frac, done, total,
-		p.l.f(msg{"entrées (%.0f/s)", "leaves (%.0f/s)"}, rate))
+		p.l.t("cli.audit.progress", "rate", strconv.FormatFloat(rate, 'f', 0, 64)))
 	p.shown = true
 }
 

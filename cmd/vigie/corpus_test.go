@@ -17,6 +17,7 @@ import (
 
 	"github.com/vigie-sante/vigie/ledger/audit"
 	"github.com/vigie-sante/vigie/ledger/audit/audittest"
+	"github.com/vigie-sante/vigie/ledger/event"
 )
 
 // TestCorpusThreeFaces runs the golden corpus (ledger/audit/audittest)
@@ -149,7 +150,14 @@ func runVerifyCorpus(t *testing.T, server string, c *audittest.Case) []audit.Kin
 			t.Fatal(err)
 		}
 		st.CheckpointKey, st.ReceiptKey, st.PinnedAt = c.Keys.CheckpointKey, c.Keys.ReceiptKey, time.Now()
-		st.Verify = &verifyState{Checkpoint: string(c.State.Checkpoint), Chains: c.State.Chains}
+		st.Verify = &verifyState{Checkpoint: string(c.State.Checkpoint), Chains: map[event.Hash]audit.ChainHead{}}
+		for p, h := range c.State.Chains {
+			ps, err := event.ParseHash(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st.Verify.Chains[ps] = h
+		}
 		if err := st.save(); err != nil {
 			t.Fatal(err)
 		}

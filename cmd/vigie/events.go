@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	vigiev1 "github.com/vigie-sante/vigie/api/vigie/v1"
 	"github.com/vigie-sante/vigie/consent"
 	"github.com/vigie-sante/vigie/consent/replay"
+	"github.com/vigie-sante/vigie/consent/scrutiny"
 	"github.com/vigie-sante/vigie/ledger"
 	"github.com/vigie-sante/vigie/ledger/audit"
 	"github.com/vigie-sante/vigie/ledger/event"
@@ -49,37 +49,6 @@ func rulesSource(cl *client.Client) replay.RulesSource {
 		}
 		return b, err
 	}
-}
-
-// labels are the national rules' names of professions and document types,
-// for readable reports; codes are shown when a version cannot be had.
-type labels struct {
-	cl    *client.Client
-	rules map[int64]*consent.Rules
-}
-
-func newLabels(cl *client.Client) *labels { return &labels{cl: cl, rules: map[int64]*consent.Rules{}} }
-
-// of returns the rules of a decision, if the server serves the very
-// version it names (same hash); nil otherwise.
-func (lb *labels) of(ctx context.Context, d *consent.Decision) *consent.Rules {
-	if r, ok := lb.rules[d.RulesVersion]; ok {
-		if r == nil || r.Hash() != d.RulesHash {
-			return nil // another version under this number: not the one decided with
-		}
-		return r
-	}
-	lb.rules[d.RulesVersion] = nil
-	b, err := lb.cl.NationalRules(ctx, d.RulesVersion)
-	if err != nil || sha256.Sum256(b) != d.RulesHash {
-		return nil
-	}
-	r, err := consent.ParseRules(b)
-	if err != nil {
-		return nil
-	}
-	lb.rules[d.RulesVersion] = r
-	return r
 }
 
 func profession(l lang, r *consent.Rules, code string) string {
@@ -166,7 +135,7 @@ func finalReviews(events []audit.HistoryEvent) map[string]string {
 // describe makes the row of an event: who did what, when, why, with what
 // outcome. seqOf maps commitments to sequence numbers, to name the access a
 // review is about; finals are the deciding reviews (finalReviews).
-func describe(ctx context.Context, l lang, lb *labels, e *audit.HistoryEvent, seqOf map[event.Hash]uint64, finals map[string]string) eventRow {
+func describe(ctx context.Context, l lang, rules *scrutiny.RulesCache, e *audit.HistoryEvent, seqOf map[event.Hash]uint64, finals map[string]string) eventRow {
 	row := eventRow{Seq: e.Seq, Index: e.Index, Commitment: e.Commitment, Erased: e.Erased, Proof: e.Proof}
 	b := e.Body
 	if b == nil {
@@ -188,7 +157,7 @@ func describe(ctx context.Context, l lang, lb *labels, e *audit.HistoryEvent, se
 			row.What = l.t("cli.accessUnreadable")
 			return row
 		}
-		r := lb.of(ctx, &d)
+		r := rules.Of(ctx, &d)
 		row.Who = l.t("cli.professional", "rpps", req.Actor.RPPS.String(), "profession", profession(l, r, req.Actor.Profession), "org", req.Actor.Organization.String())
 		if req.Actor.CareTeam {
 			row.Who += ", " + l.t("event.careTeam")
@@ -231,12 +200,11 @@ func describe(ctx context.Context, l lang, lb *labels, e *audit.HistoryEvent, se
 		row.Who = author
 		row.What = l.t("cli.consentChange", "version", c.Version, "n", len(c.Directives))
 	case event.KindLedgerRead:
-		var rd struct {
-			Reader string `json:"reader"`
-			Method string `json:"method"`
-			Events int    `json:"events"`
+		rd, err := consent.ParseReadRecord(b.Payload)
+		if err != nil {
+			row.What = l.t("cli.readUnreadable")
+			return row
 		}
-		json.Unmarshal(b.Payload, &rd)
 		row.Who = rd.Reader
 		switch rd.Method {
 		case "ListAccesses":
@@ -249,15 +217,14 @@ func describe(ctx context.Context, l lang, lb *labels, e *audit.HistoryEvent, se
 			row.What = l.t("cli.read", "n", rd.Events)
 		}
 	case event.KindBreakGlassReview:
-		var rv struct {
-			Event    event.Hash `json:"event"`
-			Verdict  string     `json:"verdict"`
-			Reviewer string     `json:"reviewer"`
-			Comment  string     `json:"comment"`
+		rv, err := consent.ParseReviewRecord(b.Payload)
+		if err != nil {
+			row.What = l.t("cli.reviewUnreadable")
+			return row
 		}
-		json.Unmarshal(b.Payload, &rv)
+		reviewed, _ := event.ParseHash(rv.Event)
 		row.Who = rv.Reviewer
-		row.What = l.t("cli.review", "seq", seqOf[rv.Event])
+		row.What = l.t("cli.review", "seq", seqOf[reviewed])
 		switch rv.Verdict {
 		case consent.VerdictJustified:
 			row.Outcome = l.t("cli.review.justified")
@@ -265,7 +232,7 @@ func describe(ctx context.Context, l lang, lb *labels, e *audit.HistoryEvent, se
 			row.Outcome = l.t("cli.review.unjustified")
 		}
 		row.Why = rv.Comment
-		if finals[rv.Event.String()] != e.Commitment.String() {
+		if finals[rv.Event] != e.Commitment.String() {
 			row.Outcome += l.t("cli.review.notFinal")
 			row.Flags = append(row.Flags, "not-final")
 		}

@@ -32,12 +32,6 @@ func (l lang) t(id string, args ...any) string {
 	return texts.Format(texts.Lang(l), id, args...)
 }
 
-// msg is a message in French and in English, a fmt format: the wording of
-// reports not yet in the catalogue (audit.go, verify.go, remote.go).
-type msg [2]string
-
-func (l lang) f(m msg, args ...any) string { return fmt.Sprintf(m[l], args...) }
-
 // group is the catalogue's ids of a kind of value: its prefix, to which
 // the value is appended ("finding." + "rollback").
 type group[K comparable] string

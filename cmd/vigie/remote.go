@@ -5,14 +5,13 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -146,19 +145,21 @@ type stateFile struct {
 }
 
 // verifyState is what vigie verify saw last: the newest checkpoint, and
-// the head of each patient's chain (by pseudonym; never an INS).
+// the head of each patient's chain (by pseudonym; never an INS). Hashes
+// are in ledger/event's one text form: a state file with another is
+// refused, not read in part.
 type verifyState struct {
-	Checkpoint string                     `json:"checkpoint"`
-	SeenAt     time.Time                  `json:"seen_at"`
-	Chains     map[string]audit.ChainHead `json:"chains,omitempty"`
+	Checkpoint string                         `json:"checkpoint"`
+	SeenAt     time.Time                      `json:"seen_at"`
+	Chains     map[event.Hash]audit.ChainHead `json:"chains,omitempty"`
 }
 
 // auditState is where vigie audit stopped: the checkpoint it verified and
 // the compact range of the tree at its size.
 type auditState struct {
-	Checkpoint string    `json:"checkpoint"`
-	SeenAt     time.Time `json:"seen_at"`
-	Range      []string  `json:"range"`
+	Checkpoint string       `json:"checkpoint"`
+	SeenAt     time.Time    `json:"seen_at"`
+	Range      []event.Hash `json:"range"`
 }
 
 const stateVersion = 1
@@ -245,10 +246,7 @@ func (c *remoteConfig) connect(ctx context.Context, command string, stderr io.Wr
 		return nil, nil, nil, err
 	}
 	if keys.firstUse && !c.json {
-		fmt.Fprintln(stderr, langOf(c.lang).f(msg{
-			"vigie %s : première utilisation de %s : la clé du journal %s sera épinglée si la vérification réussit. Comparez-la avec celle que publie l'opérateur par un autre canal.",
-			"vigie %s: first use of %s: the log key %s will be pinned if the verification succeeds. Compare it with the one the operator publishes through another channel."},
-			command, cl.BaseURL(), keys.checkpoint))
+		fmt.Fprintln(stderr, langOf(c.lang).t("cli.keyFirstUse", "command", command, "server", cl.BaseURL(), "key", keys.checkpoint))
 	}
 	return cl, st, keys, nil
 }
@@ -303,11 +301,7 @@ func (st *stateFile) savedState() *audit.SavedState {
 	if st.Verify.Checkpoint != "" {
 		s.Checkpoint = []byte(st.Verify.Checkpoint)
 	}
-	for p, h := range st.Verify.Chains {
-		if ps, err := event.ParseHash(p); err == nil {
-			s.Chains[ps] = h
-		}
-	}
+	maps.Copy(s.Chains, st.Verify.Chains)
 	return s
 }
 
@@ -320,10 +314,7 @@ func (st *stateFile) setSavedState(s *audit.SavedState, now time.Time) {
 		st.Verify.Checkpoint, st.Verify.SeenAt = string(s.Checkpoint), now.UTC()
 	}
 	if len(s.Chains) > 0 {
-		st.Verify.Chains = map[string]audit.ChainHead{}
-		for p, h := range s.Chains {
-			st.Verify.Chains[p.String()] = h
-		}
+		st.Verify.Chains = maps.Clone(s.Chains)
 	}
 }
 
@@ -357,48 +348,6 @@ func (c *remoteConfig) writeEvidence(command string, now time.Time, v any) (stri
 		return path, nil
 	}
 	return abs, nil
-}
-
-// tokenClaims reads the role and organisations of a JWT without verifying
-// it: only to choose what to ask the server, which checks the token
-// itself.
-func tokenClaims(tok string) (role string, orgs []string) {
-	parts := strings.Split(tok, ".")
-	if len(parts) != 3 {
-		return "", nil
-	}
-	b, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		return "", nil
-	}
-	var claims struct {
-		Role string   `json:"role"`
-		Orgs []string `json:"orgs"`
-	}
-	if json.Unmarshal(b, &claims) != nil {
-		return "", nil
-	}
-	return claims.Role, claims.Orgs
-}
-
-func hashesToHex(hs []event.Hash) []string {
-	out := make([]string, len(hs))
-	for i, h := range hs {
-		out[i] = hex.EncodeToString(h[:])
-	}
-	return out
-}
-
-func hexToHashes(ss []string) ([]event.Hash, error) {
-	out := make([]event.Hash, len(ss))
-	for i, s := range ss {
-		h, err := event.ParseHash(s)
-		if err != nil {
-			return nil, fmt.Errorf("range hash %d: %w", i, err)
-		}
-		out[i] = h
-	}
-	return out, nil
 }
 
 // historyError returns err as audit.VerifyHistory knows it: the server's

@@ -15,6 +15,8 @@ import (
 	"github.com/vigie-sante/vigie/consent"
 	"github.com/vigie-sante/vigie/consent/ident"
 	"github.com/vigie-sante/vigie/consent/nationalrules"
+	"github.com/vigie-sante/vigie/consent/replay"
+	"github.com/vigie-sante/vigie/consent/scrutiny"
 	"github.com/vigie-sante/vigie/ledger/audit"
 	"github.com/vigie-sante/vigie/ledger/event"
 )
@@ -107,7 +109,12 @@ func TestPortalAndCLIJudgeAccessesAlike(t *testing.T) {
 	review(wrongHash, "nobody", consent.VerdictUnjustified)
 
 	// vigie verify.
-	lb := &labels{rules: map[int64]*consent.Rules{rules.Version(): rules, 99: nil}}
+	lb := scrutiny.NewRulesCache(func(_ context.Context, v int64) ([]byte, error) {
+		if v == rules.Version() {
+			return rules.Bytes(), nil
+		}
+		return nil, replay.ErrNoRules
+	})
 	finals := finalReviews(events)
 	cli := map[string][]string{}
 	for i := range events {

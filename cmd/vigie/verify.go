@@ -13,6 +13,7 @@ import (
 
 	"github.com/vigie-sante/vigie/api/client"
 	"github.com/vigie-sante/vigie/consent"
+	"github.com/vigie-sante/vigie/consent/scrutiny"
 	"github.com/vigie-sante/vigie/ledger/audit"
 	"github.com/vigie-sante/vigie/ledger/event"
 )
@@ -121,10 +122,12 @@ func verifyCommand(ctx context.Context, c *remoteConfig, receiptFile string, now
 		for _, e := range hr.Events {
 			seqOf[e.Commitment] = e.Seq
 		}
-		lb := newLabels(cl)
+		// The rules each decision was made with (for labels and emergency
+		// flags), found as vigie audit finds them.
+		rules := scrutiny.NewRulesCache(rulesSource(cl))
 		finals := finalReviews(hr.Events)
 		for i := range hr.Events {
-			row := describe(ctx, rep.lang, lb, &hr.Events[i], seqOf, finals)
+			row := describe(ctx, rep.lang, rules, &hr.Events[i], seqOf, finals)
 			if row.Proof == audit.Pending {
 				rep.Pending++
 			}
@@ -230,12 +233,12 @@ func finish[R reporter](c *remoteConfig, command string, rep R, err error, stdou
 func (r *verifyReport) table(w io.Writer) {
 	l := r.lang
 	if r.Log != nil {
-		fmt.Fprintln(w, l.f(msg{"Journal %s, point de contrôle de %d entrées (clé %s)", "Log %s, checkpoint of %d entries (key %s)"}, esc(r.Log.Origin), r.Log.CheckpointSize, esc(r.Log.Key)))
+		fmt.Fprintln(w, l.t("cli.verify.log", "origin", esc(r.Log.Origin), "size", r.Log.CheckpointSize, "key", esc(r.Log.Key)))
 	}
 	if len(r.Events) > 0 {
-		fmt.Fprintln(w, l.f(msg{"\nHistorique des accès à votre dossier :\n", "\nAccess history of your record:\n"}))
+		fmt.Fprintf(w, "\n%s\n\n", l.t("cli.verify.history"))
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, l.f(msg{"n°\tdate\tqui\tquoi\tpourquoi\tdécision", "no.\tdate\twho\twhat\twhy\toutcome"}))
+		fmt.Fprintln(tw, l.t("cli.verify.columns"))
 		for _, e := range r.Events {
 			date := ""
 			if e.Time != nil {
@@ -243,63 +246,63 @@ func (r *verifyReport) table(w io.Writer) {
 			}
 			outcome := e.Outcome
 			if e.Proof == audit.Pending {
-				outcome = strings.TrimSpace(outcome + " " + l.f(msg{"(inscription promise, en attente)", "(inclusion promised, pending)"}))
+				outcome = strings.TrimSpace(outcome + " " + l.t("cli.verify.promised"))
 			}
 			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", e.Seq, date, esc(e.Who), esc(e.What), esc(e.Why), esc(outcome))
 		}
 		tw.Flush()
 	}
 	if r.Receipt != nil {
-		fmt.Fprintln(w, l.f(msg{"\nReçu : entrée %d du journal, engagement %s, promise avant le %s : %s", "\nReceipt: log entry %d, commitment %s, promised by %s: %s"},
-			r.Receipt.LeafIndex, r.Receipt.Commitment, r.Receipt.Deadline.Local().Format(time.DateTime), receiptStatus(l, r.Receipt.Status)))
+		fmt.Fprintln(w, "\n"+l.t("cli.verify.receipt", "index", r.Receipt.LeafIndex, "commitment", r.Receipt.Commitment,
+			"deadline", r.Receipt.Deadline.Local().Format(time.DateTime), "status", receiptStatus(l, r.Receipt.Status)))
 	}
 	for _, f := range r.Findings {
 		switch {
 		case f.Kind == audit.KindUnreadable && f.Seq != 0:
-			fmt.Fprintln(w, l.f(msg{"\nLe serveur ne peut plus lire l'événement n° %d : son stockage a été altéré.", "\nThe server can no longer read event no. %d: its storage has been altered."}, f.Seq))
+			fmt.Fprintln(w, "\n"+l.t("cli.verify.unreadableSeq", "seq", f.Seq))
 		case f.Kind == audit.KindUnreadable:
-			fmt.Fprintln(w, l.f(msg{"\nLe serveur ne peut plus lire un événement de votre historique : son stockage a été altéré.", "\nThe server can no longer read an event of your history: its storage has been altered."}))
+			fmt.Fprintln(w, "\n"+l.t("cli.verify.unreadable"))
 		}
 	}
 	if len(r.Findings) > 0 {
-		fmt.Fprintln(w, l.f(msg{"\nProblèmes trouvés :", "\nProblems found:"}))
+		fmt.Fprintln(w, "\n"+l.t("cli.verify.problems"))
 		printFindings(w, l, r.Findings)
 	}
 	fmt.Fprintln(w)
 	if r.failed() {
-		fmt.Fprintln(w, l.f(msg{"ÉCHEC DE LA VÉRIFICATION : %d problème(s) ; les preuves sont dans %s", "VERIFICATION FAILED: %d problem(s); the evidence is in %s"}, len(r.Findings), r.Evidence))
+		fmt.Fprintln(w, l.t("cli.verify.failed", "n", len(r.Findings), "evidence", r.Evidence))
 		return
 	}
 	var parts []string
 	if r.Log != nil && len(r.Events) > 0 {
-		parts = append(parts, l.f(msg{"%d événements, tous inscrits dans le journal signé", "%d events, all in the signed log"}, len(r.Events)))
+		parts = append(parts, l.t("cli.verify.events", "n", len(r.Events)))
 		if r.Pending > 0 {
-			parts[0] = l.f(msg{"%d événements, dont %d promis par un reçu valide et pas encore inscrits", "%d events, of which %d promised by a valid receipt and not yet in the log"}, len(r.Events), r.Pending)
+			parts[0] = l.t("cli.verify.eventsPending", "n", len(r.Events), "pending", r.Pending)
 		}
-		parts = append(parts, l.f(msg{"chaîne complète et intacte", "chain complete and unbroken"}))
+		parts = append(parts, l.t("cli.verify.chain"))
 		if r.Erased > 0 {
-			parts = append(parts, l.f(msg{"%d événements effacés (leur place est prouvée, leur lien ne peut plus être vérifié)", "%d erased events (their place is proven, their link can no longer be checked)"}, r.Erased))
+			parts = append(parts, l.t("cli.verify.erased", "n", r.Erased))
 		}
 	}
 	if r.Previous != nil {
-		parts = append(parts, l.f(msg{"journal cohérent avec la vérification précédente (%d → %d entrées)", "log consistent with the previous verification (%d → %d entries)"}, *r.Previous, r.Log.CheckpointSize))
+		parts = append(parts, l.t("cli.verify.consistent", "previous", *r.Previous, "size", r.Log.CheckpointSize))
 	} else if r.Log != nil {
-		parts = append(parts, l.f(msg{"première vérification : point de contrôle enregistré pour la prochaine", "first verification: checkpoint saved for the next one"}))
+		parts = append(parts, l.t("cli.verify.firstUse"))
 	}
 	if r.Receipt != nil {
 		parts = append(parts, receiptStatus(l, r.Receipt.Status))
 	}
-	fmt.Fprintln(w, l.f(msg{"VÉRIFIÉ : %s.", "VERIFIED: %s."}, strings.Join(parts, " ; ")))
+	fmt.Fprintln(w, l.t("cli.verify.verified", "parts", strings.Join(parts, " ; ")))
 }
 
 func receiptStatus(l lang, s string) string {
 	switch s {
 	case audit.Included:
-		return l.f(msg{"reçu tenu : l'événement est dans le journal", "receipt honoured: the event is in the log"})
+		return l.t("cli.receipt.included")
 	case audit.Pending:
-		return l.f(msg{"reçu valide, délai pas encore écoulé : vérifiez plus tard", "receipt valid, its delay not passed yet: check again later"})
+		return l.t("cli.receipt.pending")
 	}
-	return l.f(msg{"reçu non tenu", "receipt not honoured"})
+	return l.t("cli.receipt.notHonoured")
 }
 
 // printFindings lists findings, each with its title and details.
@@ -308,11 +311,11 @@ func printFindings(w io.Writer, l lang, fs []audit.Finding) {
 		where := ""
 		switch {
 		case f.Seq != 0 && f.Index != nil:
-			where = l.f(msg{" (événement n°%d, entrée %d du journal)", " (event no. %d, log entry %d)"}, f.Seq, *f.Index)
+			where = l.t("cli.finding.eventAndLeaf", "seq", f.Seq, "index", *f.Index)
 		case f.Seq != 0:
-			where = l.f(msg{" (événement n°%d)", " (event no. %d)"}, f.Seq)
+			where = l.t("cli.finding.event", "seq", f.Seq)
 		case f.Index != nil:
-			where = l.f(msg{" (entrée %d du journal)", " (log entry %d)"}, *f.Index)
+			where = l.t("cli.finding.leaf", "index", *f.Index)
 		}
 		fmt.Fprintf(w, "  ✗ %s%s [%s]\n      %s\n", title(l, findingTitles, f.Kind), where, esc(string(f.Kind)), esc(f.Message))
 	}

@@ -63,7 +63,7 @@ func Examine(ctx context.Context, cfg Config, r *audit.LogAuditReport) (*Report,
 	if cfg.Engine == nil || cfg.Rules == nil {
 		return nil, errors.New("scrutiny: Engine and Rules are required")
 	}
-	src := &rulesCache{src: cfg.Rules, bytes: map[int64][]byte{}, errs: map[int64]error{}, parsed: map[int64]*consent.Rules{}}
+	src := NewRulesCache(cfg.Rules)
 	rr, err := replay.Replay(ctx, replay.Config{Engine: cfg.Engine, Rules: src.fetch, Complete: r.Reader == audit.Regulator}, r.Logged)
 	if err != nil {
 		return nil, err
@@ -74,7 +74,7 @@ func Examine(ctx context.Context, cfg Config, r *audit.LogAuditReport) (*Report,
 		return e.Body.Kind == event.KindAccess && (!r.From.IsZero() && e.Body.Time.Before(r.From) || !r.To.IsZero() && !e.Body.Time.Before(r.To))
 	})
 	mcfg := cfg.Misuse
-	mcfg.Rules = func(d *consent.Decision) (*consent.Rules, error) { return src.of(ctx, d), nil }
+	mcfg.Rules = func(d *consent.Decision) (*consent.Rules, error) { return src.Of(ctx, d), nil }
 	res, err := misuse.Detect(window, mcfg)
 	if err != nil {
 		return nil, err
@@ -82,15 +82,25 @@ func Examine(ctx context.Context, cfg Config, r *audit.LogAuditReport) (*Report,
 	return &Report{Replay: rr, Alerts: res.Alerts}, nil
 }
 
-// rulesCache asks its source for each rules version once.
-type rulesCache struct {
+// A RulesCache finds the national rules a recorded decision was made
+// with, asking its source for each version once (again after a failure
+// other than [replay.ErrNoRules]). Examine and the readers of a history
+// (vigie verify's labels and emergency flags) use it, so that a decision
+// is read with the same rules everywhere. It is not safe for concurrent
+// use.
+type RulesCache struct {
 	src    replay.RulesSource
 	bytes  map[int64][]byte
 	errs   map[int64]error
 	parsed map[int64]*consent.Rules
 }
 
-func (c *rulesCache) fetch(ctx context.Context, v int64) ([]byte, error) {
+// NewRulesCache returns a cache over src.
+func NewRulesCache(src replay.RulesSource) *RulesCache {
+	return &RulesCache{src: src, bytes: map[int64][]byte{}, errs: map[int64]error{}, parsed: map[int64]*consent.Rules{}}
+}
+
+func (c *RulesCache) fetch(ctx context.Context, v int64) ([]byte, error) {
 	if b, ok := c.bytes[v]; ok {
 		return b, nil
 	}
@@ -108,10 +118,11 @@ func (c *rulesCache) fetch(ctx context.Context, v int64) ([]byte, error) {
 	return b, nil
 }
 
-// of returns the rules decision d was made with, if the source serves the
-// very version it names (same hash, checked for every decision); nil
-// otherwise.
-func (c *rulesCache) of(ctx context.Context, d *consent.Decision) *consent.Rules {
+// Of returns the rules decision d was made with, if the source serves the
+// very version it names (its bytes hash to d.RulesHash, checked for every
+// decision); nil otherwise: the rules cannot be had, are another version
+// under that number, or do not parse.
+func (c *RulesCache) Of(ctx context.Context, d *consent.Decision) *consent.Rules {
 	b, err := c.fetch(ctx, d.RulesVersion)
 	if err != nil || sha256.Sum256(b) != d.RulesHash {
 		return nil

@@ -166,3 +166,50 @@ func TestExamineRulesHash(t *testing.T) {
 		t.Errorf("unreviewed emergency accesses on leaves %v, want leaf 2 only (leaf 3 names rules it was not decided with)", got)
 	}
 }
+
+// TestRulesCache: a decision gets the rules it names only when the
+// source's bytes for its version hash to its RulesHash, for every
+// decision (not only the first of a version); each version is asked for
+// once, and again after a transient failure (vigie verify's labels kept
+// the failure for the whole run, and flagged emergencies from the
+// grounds alone after it).
+func TestRulesCache(t *testing.T) {
+	rules := nationalrules.Illustrative()
+	var other [32]byte
+	asked := map[int64]int{}
+	fail := 1 // the first ask of rules.Version() fails
+	c := NewRulesCache(func(_ context.Context, v int64) ([]byte, error) {
+		asked[v]++
+		switch {
+		case v == rules.Version() && fail > 0:
+			fail--
+			return nil, fmt.Errorf("unavailable")
+		case v == rules.Version():
+			return rules.Bytes(), nil
+		}
+		return nil, fmt.Errorf("%w: version %d", replay.ErrNoRules, v)
+	})
+	for i, s := range []struct {
+		version int64
+		hash    [32]byte
+		want    bool
+	}{
+		{rules.Version(), rules.Hash(), false}, // the source fails
+		{rules.Version(), rules.Hash(), true},  // asked again
+		{rules.Version(), other, false},        // same version, another hash
+		{rules.Version(), rules.Hash(), true},
+		{99, other, false},
+		{99, other, false},
+	} {
+		got := c.Of(context.Background(), &consent.Decision{RulesVersion: s.version, RulesHash: s.hash})
+		if (got != nil) != s.want {
+			t.Errorf("decision %d (version %d): Of = %v, want rules %v", i, s.version, got != nil, s.want)
+		}
+		if got != nil && got.Hash() != s.hash {
+			t.Errorf("decision %d: Of returned rules of hash %x, want %x", i, got.Hash(), s.hash)
+		}
+	}
+	if asked[rules.Version()] != 2 || asked[99] != 1 {
+		t.Errorf("source asked %v, want version %d twice (once failed), 99 once", asked, rules.Version())
+	}
+}
