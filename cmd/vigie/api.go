@@ -354,7 +354,7 @@ func startAPI(ctx context.Context, cfg apiConfig, n *node.Node, logger *slog.Log
 		return nil, err
 	}
 
-	reg := prometheus.NewRegistry()
+	reg := n.Registry // the node's metrics: its database pool's and Trillian's
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), ledger.NewCollector(n.Ledger), buildInfo())
 
 	backend := &server.Backend{

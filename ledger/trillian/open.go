@@ -8,7 +8,9 @@ import (
 
 	tpb "github.com/google/trillian"
 	"github.com/google/trillian/storage"
+	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/vigie-sante/vigie/ledger/sqldb"
 	"github.com/vigie-sante/vigie/ledger/trillian/sqlite"
 )
 
@@ -36,6 +38,11 @@ type OpenConfig struct {
 	Tree TreeSpec
 	// TreeTimeout bounds finding (or creating) the tree. Default 30s.
 	TreeTimeout time.Duration
+	// Registerer, if not nil, receives an in-process Trillian's metrics:
+	// Metrics() (trillian_*) and, on PostgreSQL, its connection pool's
+	// (vigie_db_pool_*{db="trillian"}). Nothing with Remote: the remote
+	// Trillian exports its own.
+	Registerer prometheus.Registerer
 }
 
 // Node is a node's Trillian, brought up by Open: the clients, the tree and
@@ -94,11 +101,17 @@ func Open(ctx context.Context, cfg OpenConfig) (_ *Node, err error) {
 			}
 			n.Storage, n.Where = s, "SQLite "+cfg.SQLite
 		} else {
-			s, err := OpenPostgreSQL(ctx, cfg.PostgreSQL, nil)
+			s, err := OpenPostgreSQL(ctx, cfg.PostgreSQL, processMetrics)
 			if err != nil {
 				return nil, err
 			}
 			n.Storage, n.Where = s, "PostgreSQL"
+			if err := register(cfg.Registerer, sqldb.NewPoolCollector("trillian", s.pool)); err != nil {
+				return nil, err
+			}
+		}
+		if err := register(cfg.Registerer, processMetrics); err != nil {
+			return nil, err
 		}
 		n.closers = append(n.closers, n.Storage.Close)
 		ls = n.Storage.LogStorage()
@@ -107,6 +120,7 @@ func Open(ctx context.Context, cfg OpenConfig) (_ *Node, err error) {
 			AdminStorage:      n.Storage.AdminStorage(),
 			SequencerInterval: cfg.SequencerInterval,
 			BatchSize:         cfg.BatchSize,
+			MetricFactory:     processMetrics,
 		})
 		if err != nil {
 			return nil, err
@@ -123,6 +137,18 @@ func Open(ctx context.Context, cfg OpenConfig) (_ *Node, err error) {
 		return nil, err
 	}
 	return n, nil
+}
+
+// register registers c on reg, if any; c already there is not an error
+// (Metrics() is shared by every node of the process).
+func register(reg prometheus.Registerer, c prometheus.Collector) error {
+	if reg == nil {
+		return nil
+	}
+	if err := reg.Register(c); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
+		return fmt.Errorf("trillian: metrics: %w", err)
+	}
+	return nil
 }
 
 // Close stops the in-process Trillian, then closes its storage (or the

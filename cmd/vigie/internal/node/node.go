@@ -20,6 +20,7 @@ import (
 	"time"
 
 	tpb "github.com/google/trillian"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vigie-sante/vigie/consent"
 	"github.com/vigie-sante/vigie/consent/consentsql"
@@ -72,6 +73,11 @@ type Config struct {
 	// Logger receives the ledger's operational logs. Default
 	// slog.Default().
 	Logger *slog.Logger
+	// Registry receives the node's metrics: its database pool's
+	// (vigie_db_pool_*, PostgreSQL only) and an in-process Trillian's
+	// (trillian.OpenConfig.Registerer). Default: a new registry. It must
+	// not be another node's.
+	Registry *prometheus.Registry
 }
 
 // Node is an assembled Vigie node. Its fields are set by Open and must
@@ -91,6 +97,9 @@ type Node struct {
 	Origin string
 	// Where says where Trillian runs, for humans.
 	Where string
+	// Registry is Config.Registry, or the one Open made: the node's
+	// metrics, where the API adds its own and which it serves.
+	Registry *prometheus.Registry
 
 	ledgerRun, closed bool
 }
@@ -105,7 +114,10 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	n := &Node{}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	n := &Node{Registry: cfg.Registry}
 	defer func() {
 		if err != nil {
 			n.Close(context.Background())
@@ -126,6 +138,11 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.Store = store
+	if c := n.DB.Collector(); c != nil {
+		if err := n.Registry.Register(c); err != nil {
+			return nil, fmt.Errorf("node: metrics: %w", err)
+		}
+	}
 
 	// Trillian.
 	tc := trillian.OpenConfig{
@@ -133,6 +150,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		SequencerInterval: cfg.SequencerInterval,
 		BatchSize:         cfg.SequencerBatch,
 		Tree:              trillian.TreeSpec{TreeID: cfg.TreeID, DisplayName: trillian.TreeName, Type: tpb.TreeType_PREORDERED_LOG},
+		Registerer:        n.Registry,
 	}
 	switch {
 	case cfg.TrillianAddr != "":

@@ -1,0 +1,133 @@
+package trillian_test
+
+import (
+	"context"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	tpb "github.com/google/trillian"
+	"github.com/google/trillian/types"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/vigie-sante/vigie/ledger/event"
+	"github.com/vigie-sante/vigie/ledger/sqldb/pgtest"
+	vtrillian "github.com/vigie-sante/vigie/ledger/trillian"
+	"github.com/vigie-sante/vigie/ledger/verify"
+)
+
+// TestOpenMetrics: several in-process Trillians in one process, each
+// with a registry of its own, as the tests' nodes are: no registration
+// panics, and each registry exports Trillian's metrics for its tree,
+// including the sequencer's, which Trillian makes once per process.
+func TestOpenMetrics(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  func(t *testing.T) vtrillian.OpenConfig
+		pool bool
+	}{
+		{"SQLite", func(t *testing.T) vtrillian.OpenConfig {
+			return vtrillian.OpenConfig{SQLite: filepath.Join(t.TempDir(), "trillian.db")}
+		}, false},
+		{"PostgreSQL", func(t *testing.T) vtrillian.OpenConfig {
+			return vtrillian.OpenConfig{PostgreSQL: pgtest.NewDatabase(t)}
+		}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for i := range 2 {
+				ctx := context.Background()
+				reg := prometheus.NewPedanticRegistry()
+				cfg := tc.cfg(t)
+				cfg.Tree, cfg.Registerer, cfg.SequencerInterval = vigieTree, reg, 10*time.Millisecond
+				n, err := vtrillian.Open(ctx, cfg)
+				if err != nil {
+					t.Fatalf("node %d: Open: %v", i, err)
+				}
+				defer n.Close()
+				if _, err := n.Log.AddSequenced(ctx, 0, [][]byte{verify.LeafValue(event.Hash{1})}); err != nil {
+					t.Fatal(err)
+				}
+				waitSize(t, n, 1)
+
+				tree := strconv.FormatInt(n.Tree.TreeId, 10)
+				got := gather(t, reg)
+				for _, name := range []string{
+					"trillian_sequencer_sequenced_total",
+					"trillian_sequencer_batches_total",
+					"trillian_signing_runs_total",
+					"trillian_sequencer_tree_size",
+					"trillian_sequencer_latency_seconds",
+					"trillian_added_leaves_total",
+				} {
+					if _, ok := got[name+"{"+tree+"}"]; !ok {
+						t.Errorf("node %d: no %s for tree %s", i, name, tree)
+					}
+				}
+				if v := got["trillian_sequencer_sequenced_total{"+tree+"}"]; v != 1 {
+					t.Errorf("node %d: trillian_sequencer_sequenced_total = %v, want 1", i, v)
+				}
+				if _, ok := got["vigie_db_pool_connections{trillian}"]; ok != tc.pool {
+					t.Errorf("node %d: Trillian's pool exported: %v, want %v", i, ok, tc.pool)
+				}
+			}
+		})
+	}
+}
+
+// waitSize waits until Trillian's sequencer has integrated size leaves.
+func waitSize(t *testing.T, n *vtrillian.Node, size uint64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := n.Clients.Log.GetLatestSignedLogRoot(context.Background(), &tpb.GetLatestSignedLogRootRequest{LogId: n.Tree.TreeId})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var root types.LogRootV1
+		if err := root.UnmarshalBinary(resp.SignedLogRoot.LogRoot); err != nil {
+			t.Fatal(err)
+		}
+		if root.TreeSize >= size {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tree size %d after 10s, want %d", root.TreeSize, size)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// gather returns reg's series as name{first label value}, with their
+// value (a histogram's: its count).
+func gather(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("Gather: %v", err)
+	}
+	out := make(map[string]float64)
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			key := mf.GetName() + "{"
+			if l := m.GetLabel(); len(l) > 0 {
+				key += l[0].GetValue()
+			}
+			out[key+"}"] = value(m)
+		}
+	}
+	return out
+}
+
+func value(m *dto.Metric) float64 {
+	switch {
+	case m.Counter != nil:
+		return m.Counter.GetValue()
+	case m.Gauge != nil:
+		return m.Gauge.GetValue()
+	case m.Histogram != nil:
+		return float64(m.Histogram.GetSampleCount())
+	}
+	return 0
+}
