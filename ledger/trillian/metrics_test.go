@@ -131,3 +131,53 @@ func value(m *dto.Metric) float64 {
 	}
 	return 0
 }
+
+// TestMetricFactory: names follow Prometheus conventions, a name asked
+// twice is the same metric (several servers share the factory), and
+// Trillian's mistakes (wrong label counts, a name reused with another
+// shape) neither panic nor break the scrape.
+func TestMetricFactory(t *testing.T) {
+	f := vtrillian.NewMetricFactory("t_")
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(f); err != nil {
+		t.Fatal(err)
+	}
+	c := f.NewCounter("interceptor_request_count", "Requests.", "tree_id")
+	f.NewCounter("interceptor_request_count", "Requests.", "tree_id").Add(2, "7")
+	c.Inc("7")
+	c.Inc() // wrong number of label values: ignored
+	if got := c.Value("7"); got != 3 {
+		t.Errorf("counter = %v, want 3 (one metric for the name)", got)
+	}
+	f.NewCounter("context_err_counter", "Errors.").Inc()
+	g := f.NewGauge("tree_size", "Size.", "logid")
+	g.Set(5, "1")
+	g.Dec("1")
+	if got := g.Value("1"); got != 4 {
+		t.Errorf("gauge = %v, want 4", got)
+	}
+	f.NewGauge("tree_size", "Size.").Set(9) // another shape: not exported
+	h := f.NewHistogram("sequencer_latency", "Latency in seconds.", "logid")
+	h.Observe(0.5, "1")
+	if n, sum := h.Info("1"); n != 1 || sum != 0.5 {
+		t.Errorf("histogram Info = %d, %v, want 1, 0.5", n, sum)
+	}
+	f.NewHistogramWithBuckets("proof_index_percentiles", "Percentiles.", []float64{1, 50}).Observe(3)
+
+	got := gather(t, reg)
+	want := map[string]float64{
+		"t_interceptor_request_total{7}": 3,
+		"t_context_err_total{}":          1,
+		"t_tree_size{1}":                 4,
+		"t_sequencer_latency_seconds{1}": 1,
+		"t_proof_index_percentiles{}":    1,
+	}
+	if len(got) != len(want) {
+		t.Errorf("gathered %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %v (gathered %v)", k, got[k], v, got)
+		}
+	}
+}
