@@ -29,7 +29,8 @@ func promtool(t *testing.T) string {
 }
 
 // scrape starts vigie serve with args and returns its /metrics once
-// Trillian's sequencer has run and a call has been refused (so that
+// Trillian's sequencer has run, a checkpoint has been signed (the first
+// start records the national rules) and a call has been refused (so that
 // metrics with labels have a series).
 func scrape(t *testing.T, args ...string) string {
 	t.Helper()
@@ -49,11 +50,11 @@ func scrape(t *testing.T, args ...string) string {
 		if code != 200 {
 			t.Fatalf("/metrics = %d", code)
 		}
-		if strings.Contains(body, "trillian_sequencer_sequenced_total{") && strings.Contains(body, `vigie_auth_failures_total{`) {
+		if strings.Contains(body, "trillian_sequencer_sequenced_total{") && strings.Contains(body, "\nvigie_ledger_checkpoint_age_seconds ") && strings.Contains(body, "\nvigie_auth_failures_total{") {
 			return body
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("/metrics lacks Trillian's sequencer or the refused call after 20s:\n%s", body)
+			t.Fatalf("/metrics lacks Trillian's sequencer, the checkpoint or the refused call after 20s:\n%s", body)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
