@@ -354,8 +354,9 @@ func startAPI(ctx context.Context, cfg apiConfig, n *node.Node, logger *slog.Log
 		return nil, err
 	}
 
-	reg := n.Registry // the node's metrics: its database pool's and Trillian's
+	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), ledger.NewCollector(n.Ledger), buildInfo())
+	reg.MustRegister(n.Collectors...) // the database pools' and Trillian's
 
 	backend := &server.Backend{
 		Consent:      n.Consent,

@@ -21,7 +21,8 @@ import (
 // TestOpenMetrics: several in-process Trillians in one process, each
 // with a registry of its own, as the tests' nodes are: no registration
 // panics, and each registry exports Trillian's metrics for its tree,
-// including the sequencer's, which Trillian makes once per process.
+// including the sequencer's, which Trillian makes once per process (a
+// factory per node would leave the second without them).
 func TestOpenMetrics(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -38,14 +39,19 @@ func TestOpenMetrics(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			for i := range 2 {
 				ctx := context.Background()
-				reg := prometheus.NewPedanticRegistry()
 				cfg := tc.cfg(t)
-				cfg.Tree, cfg.Registerer, cfg.SequencerInterval = vigieTree, reg, 10*time.Millisecond
+				cfg.Tree, cfg.SequencerInterval = vigieTree, 10*time.Millisecond
 				n, err := vtrillian.Open(ctx, cfg)
 				if err != nil {
 					t.Fatalf("node %d: Open: %v", i, err)
 				}
 				defer n.Close()
+				reg := prometheus.NewPedanticRegistry()
+				for _, c := range n.Collectors {
+					if err := reg.Register(c); err != nil {
+						t.Fatalf("node %d: %v", i, err)
+					}
+				}
 				if _, err := n.Log.AddSequenced(ctx, 0, [][]byte{verify.LeafValue(event.Hash{1})}); err != nil {
 					t.Fatal(err)
 				}

@@ -38,11 +38,6 @@ type OpenConfig struct {
 	Tree TreeSpec
 	// TreeTimeout bounds finding (or creating) the tree. Default 30s.
 	TreeTimeout time.Duration
-	// Registerer, if not nil, receives an in-process Trillian's metrics:
-	// Metrics() (trillian_*) and, on PostgreSQL, its connection pool's
-	// (vigie_db_pool_*{db="trillian"}). Nothing with Remote: the remote
-	// Trillian exports its own.
-	Registerer prometheus.Registerer
 }
 
 // Node is a node's Trillian, brought up by Open: the clients, the tree and
@@ -58,6 +53,11 @@ type Node struct {
 	// nil with Remote.
 	Embedded *Embedded
 	Storage  storage.Provider
+	// Collectors are an in-process Trillian's metrics, for a Prometheus
+	// registry: Metrics() (trillian_*) and, on PostgreSQL, its connection
+	// pool's (vigie_db_pool_*{db="trillian"}). None with Remote: that
+	// Trillian exports its own.
+	Collectors []prometheus.Collector
 
 	closers []func() error
 }
@@ -106,13 +106,9 @@ func Open(ctx context.Context, cfg OpenConfig) (_ *Node, err error) {
 				return nil, err
 			}
 			n.Storage, n.Where = s, "PostgreSQL"
-			if err := register(cfg.Registerer, sqldb.NewPoolCollector("trillian", s.pool)); err != nil {
-				return nil, err
-			}
+			n.Collectors = append(n.Collectors, sqldb.NewPoolCollector("trillian", s.pool))
 		}
-		if err := register(cfg.Registerer, processMetrics); err != nil {
-			return nil, err
-		}
+		n.Collectors = append(n.Collectors, processMetrics)
 		n.closers = append(n.closers, n.Storage.Close)
 		ls = n.Storage.LogStorage()
 		n.Embedded, err = Start(ctx, Config{
@@ -137,18 +133,6 @@ func Open(ctx context.Context, cfg OpenConfig) (_ *Node, err error) {
 		return nil, err
 	}
 	return n, nil
-}
-
-// register registers c on reg, if any; c already there is not an error
-// (Metrics() is shared by every node of the process).
-func register(reg prometheus.Registerer, c prometheus.Collector) error {
-	if reg == nil {
-		return nil
-	}
-	if err := reg.Register(c); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
-		return fmt.Errorf("trillian: metrics: %w", err)
-	}
-	return nil
 }
 
 // Close stops the in-process Trillian, then closes its storage (or the

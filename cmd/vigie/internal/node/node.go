@@ -73,11 +73,6 @@ type Config struct {
 	// Logger receives the ledger's operational logs. Default
 	// slog.Default().
 	Logger *slog.Logger
-	// Registry receives the node's metrics: its database pool's
-	// (vigie_db_pool_*, PostgreSQL only) and an in-process Trillian's
-	// (trillian.OpenConfig.Registerer). Default: a new registry. It must
-	// not be another node's.
-	Registry *prometheus.Registry
 }
 
 // Node is an assembled Vigie node. Its fields are set by Open and must
@@ -97,9 +92,11 @@ type Node struct {
 	Origin string
 	// Where says where Trillian runs, for humans.
 	Where string
-	// Registry is Config.Registry, or the one Open made: the node's
-	// metrics, where the API adds its own and which it serves.
-	Registry *prometheus.Registry
+	// Collectors are the node's metrics besides the ledger's
+	// (ledger.NewCollector), for the API's registry: its database pool's
+	// (vigie_db_pool_*, PostgreSQL only) and an in-process Trillian's
+	// (trillian.Node.Collectors).
+	Collectors []prometheus.Collector
 
 	ledgerRun, closed bool
 }
@@ -114,10 +111,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if cfg.Registry == nil {
-		cfg.Registry = prometheus.NewRegistry()
-	}
-	n := &Node{Registry: cfg.Registry}
+	n := &Node{}
 	defer func() {
 		if err != nil {
 			n.Close(context.Background())
@@ -139,9 +133,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	n.Store = store
 	if c := n.DB.Collector(); c != nil {
-		if err := n.Registry.Register(c); err != nil {
-			return nil, fmt.Errorf("node: metrics: %w", err)
-		}
+		n.Collectors = append(n.Collectors, c)
 	}
 
 	// Trillian.
@@ -150,7 +142,6 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		SequencerInterval: cfg.SequencerInterval,
 		BatchSize:         cfg.SequencerBatch,
 		Tree:              trillian.TreeSpec{TreeID: cfg.TreeID, DisplayName: trillian.TreeName, Type: tpb.TreeType_PREORDERED_LOG},
-		Registerer:        n.Registry,
 	}
 	switch {
 	case cfg.TrillianAddr != "":
@@ -163,6 +154,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.Tree, n.Where = n.Trillian.Tree, n.Trillian.Where
+	n.Collectors = append(n.Collectors, n.Trillian.Collectors...)
 
 	// Keys and the ledger.
 	keysDir := filepath.Join(n.DataDir, "keys")
