@@ -22,11 +22,11 @@ func NewCollector(l *Ledger) *Collector {
 	d := func(name, help string) *prometheus.Desc { return prometheus.NewDesc(name, help, nil, nil) }
 	return &Collector{
 		l:        l,
-		recorded: d("vigie_ledger_recorded_events", "Events recorded (the next leaf index)."),
+		recorded: d("vigie_ledger_recorded_events_total", "Events recorded (the next leaf index)."),
 		outbox:   d("vigie_ledger_outbox_events", "Events recorded and not yet acknowledged by the log."),
 		unsigned: d("vigie_ledger_unsigned_events", "Events no signed checkpoint covers yet."),
 		lag:      d("vigie_ledger_integration_lag_seconds", "Age of the oldest event no signed checkpoint covers (0 if none): compare with the merge delay."),
-		size:     d("vigie_ledger_checkpoint_size", "Size of the latest signed checkpoint."),
+		size:     d("vigie_ledger_signed_events_total", "Events the latest signed checkpoint covers (its size)."),
 		age:      d("vigie_ledger_checkpoint_age_seconds", "Time since the latest checkpoint was signed (checkpoints are signed only when the log grows)."),
 		ready:    d("vigie_ledger_ready", "1 if the ledger's sender and checkpointer are healthy, 0 after a gap, a log conflict or an inconsistent log, or while sends to the log have failed for longer than --send-stall-after."),
 		errors:   d("vigie_ledger_stats_errors", "1 if the ledger's counters could not be read at this scrape."),
@@ -45,6 +45,11 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 // read, it reports vigie_ledger_stats_errors 1 and readiness only.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	gauge := func(d *prometheus.Desc, v float64) { ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v) }
+	// Read from the database, and never lower: the leaves are
+	// append-only, and so are checkpoints.
+	counter := func(d *prometheus.Desc, v float64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v)
+	}
 	ready := 1.0
 	if c.l.Ready() != nil {
 		ready = 0
@@ -59,11 +64,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(c.errors, 0)
 	now := c.l.cfg.Now()
-	gauge(c.recorded, float64(s.Recorded))
+	counter(c.recorded, float64(s.Recorded))
 	gauge(c.outbox, float64(s.Outbox()))
 	gauge(c.unsigned, float64(s.Unsigned()))
 	gauge(c.lag, s.IntegrationLag(now).Seconds())
-	gauge(c.size, float64(s.CheckpointSize))
+	counter(c.size, float64(s.CheckpointSize))
 	if !s.CheckpointTime.IsZero() {
 		gauge(c.age, now.Sub(s.CheckpointTime).Seconds())
 	}

@@ -23,9 +23,6 @@ func TestCollector(t *testing.T) {
 	env := ledgertest.New(t, ledgertest.Options{NoStart: true, Now: func() time.Time { return time.Unix(0, clock.Load()) }})
 	c := ledger.NewCollector(env.Ledger)
 	if err := testutil.CollectAndCompare(c, strings.NewReader(`
-# HELP vigie_ledger_checkpoint_size Size of the latest signed checkpoint.
-# TYPE vigie_ledger_checkpoint_size gauge
-vigie_ledger_checkpoint_size 0
 # HELP vigie_ledger_integration_lag_seconds Age of the oldest event no signed checkpoint covers (0 if none): compare with the merge delay.
 # TYPE vigie_ledger_integration_lag_seconds gauge
 vigie_ledger_integration_lag_seconds 0
@@ -35,9 +32,12 @@ vigie_ledger_outbox_events 0
 # HELP vigie_ledger_ready 1 if the ledger's sender and checkpointer are healthy, 0 after a gap, a log conflict or an inconsistent log, or while sends to the log have failed for longer than --send-stall-after.
 # TYPE vigie_ledger_ready gauge
 vigie_ledger_ready 1
-# HELP vigie_ledger_recorded_events Events recorded (the next leaf index).
-# TYPE vigie_ledger_recorded_events gauge
-vigie_ledger_recorded_events 0
+# HELP vigie_ledger_recorded_events_total Events recorded (the next leaf index).
+# TYPE vigie_ledger_recorded_events_total counter
+vigie_ledger_recorded_events_total 0
+# HELP vigie_ledger_signed_events_total Events the latest signed checkpoint covers (its size).
+# TYPE vigie_ledger_signed_events_total counter
+vigie_ledger_signed_events_total 0
 # HELP vigie_ledger_stats_errors 1 if the ledger's counters could not be read at this scrape.
 # TYPE vigie_ledger_stats_errors gauge
 vigie_ledger_stats_errors 0
@@ -53,13 +53,13 @@ vigie_ledger_unsigned_events 0
 	}
 	at(4 * time.Second)
 	want := map[string]float64{
-		"vigie_ledger_recorded_events":         3,
+		"vigie_ledger_recorded_events_total":   3,
 		"vigie_ledger_outbox_events":           3,
 		"vigie_ledger_unsigned_events":         3,
 		"vigie_ledger_integration_lag_seconds": 4,
-		"vigie_ledger_checkpoint_size":         0,
+		"vigie_ledger_signed_events_total":     0,
 	}
-	got := gauges(t, c)
+	got := values(t, c)
 	for name, v := range want {
 		if got[name] != v {
 			t.Errorf("%s = %v before sending, want %v", name, got[name], v)
@@ -74,10 +74,10 @@ vigie_ledger_unsigned_events 0
 	want = map[string]float64{
 		"vigie_ledger_outbox_events":          0,
 		"vigie_ledger_unsigned_events":        0,
-		"vigie_ledger_checkpoint_size":        3,
+		"vigie_ledger_signed_events_total":    3,
 		"vigie_ledger_checkpoint_age_seconds": 56,
 	}
-	got = gauges(t, c)
+	got = values(t, c)
 	for name, v := range want {
 		if got[name] != v {
 			t.Errorf("%s = %v after a checkpoint, want %v", name, got[name], v)
@@ -85,8 +85,8 @@ vigie_ledger_unsigned_events 0
 	}
 }
 
-// gauges gathers c's metrics by name.
-func gauges(t *testing.T, c prometheus.Collector) map[string]float64 {
+// values gathers c's metrics (gauges and counters) by name.
+func values(t *testing.T, c prometheus.Collector) map[string]float64 {
 	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(c)
@@ -96,7 +96,8 @@ func gauges(t *testing.T, c prometheus.Collector) map[string]float64 {
 	}
 	out := make(map[string]float64)
 	for _, mf := range mfs {
-		out[mf.GetName()] = mf.GetMetric()[0].GetGauge().GetValue()
+		m := mf.GetMetric()[0]
+		out[mf.GetName()] = m.GetGauge().GetValue() + m.GetCounter().GetValue()
 	}
 	return out
 }

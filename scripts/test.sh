@@ -8,7 +8,7 @@
 #   3. a throwaway PostgreSQL cluster (installed from Debian's packages if
 #      needed, see scripts/pg.sh), stopped whatever happens;
 #   4. go test over the whole module.
-# Commands the tests need (curl, Node.js) are installed from Debian's
+# Commands the tests need (curl, Node.js, promtool) are installed from Debian's
 # packages if missing (scripts/deps.sh).
 # Under CI (CI=true) a test that cannot reach PostgreSQL or chromium fails
 # instead of skipping. Extra arguments go to go test (e.g. scripts/test.sh -run Crash).
@@ -23,6 +23,9 @@ cd "$(dirname "$0")/.."
 # verifier's tests under WebAssembly).
 need_command curl curl || [ "${CI:-}" != true ] || exit 1
 need_command node nodejs || [ "${CI:-}" != true ] || exit 1
+# promtool (Debian's prometheus package, of which only promtool is used)
+# checks /metrics and the alerting rules of docs/operations.md.
+need_command promtool prometheus || [ "${CI:-}" != true ] || exit 1
 
 unformatted=$(gofmt -l $(git ls-files '*.go' | grep -v '\.pb\.'))
 if [ -n "$unformatted" ]; then

@@ -252,6 +252,7 @@ func apiNode(n *node.Node) apiserver.Node {
 		ReceiptKey:    n.Keys.ReceiptVerifier,
 		KeysDir:       filepath.Join(n.DataDir, "keys"),
 		Ready:         n.Ready,
+		Collectors:    n.Collectors,
 	}
 }
 

@@ -66,11 +66,11 @@ func (c *httpClient) recorded() string {
 	c.t.Helper()
 	_, b := c.do("GET", "/metrics", "", "")
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "vigie_ledger_recorded_events "); ok {
+		if v, ok := strings.CutPrefix(line, "vigie_ledger_recorded_events_total "); ok {
 			return v
 		}
 	}
-	c.t.Fatalf("no vigie_ledger_recorded_events in /metrics")
+	c.t.Fatalf("no vigie_ledger_recorded_events_total in /metrics")
 	return ""
 }
 

@@ -8,7 +8,9 @@ import (
 
 	tpb "github.com/google/trillian"
 	"github.com/google/trillian/storage"
+	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/vigie-sante/vigie/ledger/sqldb"
 	"github.com/vigie-sante/vigie/ledger/trillian/sqlite"
 )
 
@@ -51,6 +53,11 @@ type Node struct {
 	// nil with Remote.
 	Embedded *Embedded
 	Storage  storage.Provider
+	// Collectors are an in-process Trillian's metrics, for a Prometheus
+	// registry: Metrics() (trillian_*) and, on PostgreSQL, its connection
+	// pool's (vigie_db_pool_*{db="trillian"}). None with Remote: that
+	// Trillian exports its own.
+	Collectors []prometheus.Collector
 
 	closers []func() error
 }
@@ -94,12 +101,14 @@ func Open(ctx context.Context, cfg OpenConfig) (_ *Node, err error) {
 			}
 			n.Storage, n.Where = s, "SQLite "+cfg.SQLite
 		} else {
-			s, err := OpenPostgreSQL(ctx, cfg.PostgreSQL, nil)
+			s, err := OpenPostgreSQL(ctx, cfg.PostgreSQL, processMetrics)
 			if err != nil {
 				return nil, err
 			}
 			n.Storage, n.Where = s, "PostgreSQL"
+			n.Collectors = append(n.Collectors, sqldb.NewPoolCollector("trillian", s.pool))
 		}
+		n.Collectors = append(n.Collectors, processMetrics)
 		n.closers = append(n.closers, n.Storage.Close)
 		ls = n.Storage.LogStorage()
 		n.Embedded, err = Start(ctx, Config{
@@ -107,6 +116,7 @@ func Open(ctx context.Context, cfg OpenConfig) (_ *Node, err error) {
 			AdminStorage:      n.Storage.AdminStorage(),
 			SequencerInterval: cfg.SequencerInterval,
 			BatchSize:         cfg.BatchSize,
+			MetricFactory:     processMetrics,
 		})
 		if err != nil {
 			return nil, err

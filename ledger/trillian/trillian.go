@@ -54,7 +54,9 @@ type Config struct {
 	// Listener is where the gRPC server listens. Default: an in-memory
 	// listener reachable only from this process.
 	Listener net.Listener
-	// MetricFactory receives Trillian's metrics. Default: none.
+	// MetricFactory receives Trillian's metrics. Default: the process's,
+	// Metrics() (Trillian makes some of its metrics once per process, with
+	// the first server's factory: see processMetrics).
 	MetricFactory monitoring.MetricFactory
 	// Clock is Trillian's time source. Default: the system clock.
 	Clock clock.TimeSource
@@ -85,7 +87,7 @@ func Start(ctx context.Context, cfg Config) (*Embedded, error) {
 		cfg.BatchSize = 1000
 	}
 	if cfg.MetricFactory == nil {
-		cfg.MetricFactory = monitoring.InertMetricFactory{}
+		cfg.MetricFactory = processMetrics
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = clock.System

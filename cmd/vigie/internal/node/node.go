@@ -20,6 +20,7 @@ import (
 	"time"
 
 	tpb "github.com/google/trillian"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vigie-sante/vigie/consent"
 	"github.com/vigie-sante/vigie/consent/consentsql"
@@ -91,6 +92,11 @@ type Node struct {
 	Origin string
 	// Where says where Trillian runs, for humans.
 	Where string
+	// Collectors are the node's metrics besides the ledger's
+	// (ledger.NewCollector), for the API's registry: its database pool's
+	// (vigie_db_pool_*, PostgreSQL only) and an in-process Trillian's
+	// (trillian.Node.Collectors).
+	Collectors []prometheus.Collector
 
 	ledgerRun, closed bool
 }
@@ -126,6 +132,9 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.Store = store
+	if c := n.DB.Collector(); c != nil {
+		n.Collectors = append(n.Collectors, c)
+	}
 
 	// Trillian.
 	tc := trillian.OpenConfig{
@@ -145,6 +154,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.Tree, n.Where = n.Trillian.Tree, n.Trillian.Where
+	n.Collectors = append(n.Collectors, n.Trillian.Collectors...)
 
 	// Keys and the ledger.
 	keysDir := filepath.Join(n.DataDir, "keys")
