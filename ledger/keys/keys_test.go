@@ -60,7 +60,7 @@ func TestLoadRefuses(t *testing.T) {
 		want   string
 	}{
 		{"another origin", func(*testing.T, string) {}, "other.example/vigie/1", "checkpoint.key is the key of"},
-		{"kek readable by others", func(t *testing.T, dir string) { chmod(t, filepath.Join(dir, "kek"), 0o640) }, origin, "kek is readable by others"},
+		{"kek readable by its group", func(t *testing.T, dir string) { chmod(t, filepath.Join(dir, "kek"), 0o640) }, origin, "kek is readable by its group"},
 		{"signing key readable by others", func(t *testing.T, dir string) { chmod(t, filepath.Join(dir, "receipt.key"), 0o604) }, origin, "receipt.key is readable by others"},
 		{"short secret", func(t *testing.T, dir string) { write(t, filepath.Join(dir, "pseudonym.key"), "abcd\n") }, origin, "pseudonym.key: want 32 bytes in hex"},
 		{"public key of another key", func(t *testing.T, dir string) {
@@ -83,6 +83,102 @@ func TestLoadRefuses(t *testing.T) {
 				t.Errorf("Load = %v, want an error with %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestCheckPrivate: the secret-file rule over modes, owners and groups,
+// for a process that is not root (as a Kubernetes pod with fsGroup) and
+// for one that is. Every refusal names the file and the rule, never what
+// the file holds.
+func TestCheckPrivate(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to give files to other users and groups")
+	}
+	const (
+		me, myGroup, fsGroup, stranger = 1000, 1000, 2000, 3000
+		secret                         = "5ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7"
+	)
+	pod := keys.NewProcess(me, myGroup, fsGroup)
+	root := keys.NewProcess(0, 0)
+	for _, tc := range []struct {
+		name     string
+		as       keys.Process
+		uid, gid int
+		mode     os.FileMode
+		want     string // "" when accepted, else a part of the refusal
+	}{
+		{"own 0600", pod, me, myGroup, 0o600, ""},
+		{"own 0400", pod, me, myGroup, 0o400, ""},
+		{"own 0640 in own group", pod, me, myGroup, 0o640, "readable by its group"},
+		{"own 0440 in fsGroup", pod, me, fsGroup, 0o440, "readable by its group"},
+		{"own 0620", pod, me, myGroup, 0o620, "writable or executable by its group"},
+		{"own 0604", pod, me, myGroup, 0o604, "readable by others"},
+		{"own 0602", pod, me, myGroup, 0o602, "writable or executable by others"},
+		{"root 0400", pod, 0, fsGroup, 0o400, ""},
+		{"root 0440 in fsGroup (Kubernetes)", pod, 0, fsGroup, 0o440, ""},
+		{"root 0640 in fsGroup", pod, 0, fsGroup, 0o640, ""},
+		{"root 0440 in the primary group", pod, 0, myGroup, 0o440, ""},
+		{"root 0440 in another group", pod, 0, stranger, 0o440, "readable by group 3000"},
+		{"root 0440 in root's group", pod, 0, 0, 0o440, "readable by group 0"},
+		{"root 0460 in fsGroup", pod, 0, fsGroup, 0o460, "writable or executable by its group"},
+		{"root 0450 in fsGroup", pod, 0, fsGroup, 0o450, "writable or executable by its group"},
+		{"root 0444 in fsGroup", pod, 0, fsGroup, 0o444, "readable by others"},
+		{"root 0442 in fsGroup", pod, 0, fsGroup, 0o442, "writable or executable by others"},
+		{"another user's 0400", pod, stranger, fsGroup, 0o400, "owned by uid 3000"},
+		{"another user's 0440 in fsGroup", pod, stranger, fsGroup, 0o440, "owned by uid 3000"},
+		{"root process, root 0600", root, 0, 0, 0o600, ""},
+		{"root process, root 0440", root, 0, 0, 0o440, "readable by its group"},
+		{"root process, root 0440 in fsGroup", root, 0, fsGroup, 0o440, "readable by its group"},
+		{"root process, another user's 0600", root, me, myGroup, 0o600, "owned by uid 1000"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "secret.key")
+			write(t, path, secret+"\n")
+			if err := os.Chown(path, tc.uid, tc.gid); err != nil {
+				t.Fatal(err)
+			}
+			chmod(t, path, tc.mode)
+			err := keys.CheckPrivateAs(path, tc.as)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("CheckPrivate = %v, want the file accepted", err)
+			case tc.want == "":
+			case err == nil:
+				t.Errorf("CheckPrivate accepted the file, want a refusal with %q", tc.want)
+			case !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), path):
+				t.Errorf("CheckPrivate = %q, want it to name %s and say %q", err, path, tc.want)
+			case strings.Contains(err.Error(), secret[:16]):
+				t.Errorf("CheckPrivate = %q quotes the secret", err)
+			}
+		})
+	}
+}
+
+// TestCheckPrivateThisProcess: CheckPrivate judges as this process (root
+// here): a file of its own is 0600 or less, a file of another user is
+// refused; SecretFile holds its files to the same rule.
+func TestCheckPrivateThisProcess(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to give files to other users")
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "kek")
+	if _, err := keys.SecretFile(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := keys.CheckPrivate(path); err != nil {
+		t.Errorf("CheckPrivate(new secret) = %v", err)
+	}
+	chmod(t, path, 0o440)
+	if _, err := keys.SecretFile(path); err == nil || !strings.Contains(err.Error(), "readable by its group") {
+		t.Errorf("SecretFile(own file, 0440) = %v, want a refusal", err)
+	}
+	chmod(t, path, 0o600)
+	if err := os.Chown(path, 1000, 1000); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := keys.SecretFile(path); err == nil || !strings.Contains(err.Error(), "owned by uid 1000") {
+		t.Errorf("SecretFile(another user's file) = %v, want a refusal", err)
 	}
 }
 
