@@ -244,25 +244,36 @@ func (d Dir) Signer(role, name string) (note.Signer, string, error) {
 // vigie.localhost) at first start; a different name afterwards is refused
 // (it is part of every checkpoint's origin).
 func LogName(dir, want string) (string, error) {
-	path := filepath.Join(dir, "log-name")
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
+	saved, err := SavedLogName(dir)
+	if err != nil {
+		return "", err
+	}
+	if saved == "" {
 		if want == "" {
 			want = "vigie.localhost"
 		}
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return "", err
 		}
-		return want, WriteNew(path, []byte(want+"\n"), 0o644)
+		return want, WriteNew(filepath.Join(dir, "log-name"), []byte(want+"\n"), 0o644)
 	}
-	if err != nil {
-		return "", err
-	}
-	saved := string(bytes.TrimSpace(b))
 	if want != "" && want != saved {
 		return "", fmt.Errorf("--log-name %q: this data directory's log is named %q, which never changes", want, saved)
 	}
 	return saved, nil
+}
+
+// SavedLogName returns the log's name saved in dir, or "" if none was
+// saved yet. It writes nothing.
+func SavedLogName(dir string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "log-name"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("keys: %w", err)
+	}
+	return string(bytes.TrimSpace(b)), nil
 }
 
 // WriteNew creates a file that must not exist yet, durably.

@@ -147,7 +147,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.Tree, n.Where = n.Trillian.Tree, n.Trillian.Where
 
 	// Keys and the ledger.
-	keysDir := filepath.Join(n.DataDir, "keys")
+	keysDir := KeysDir(n.DataDir)
 	name, err := keys.LogName(keysDir, cfg.LogName)
 	if err != nil {
 		return nil, err
@@ -236,6 +236,9 @@ func (n *Node) Close(ctx context.Context) error {
 	}
 	return errors.Join(errs...)
 }
+
+// KeysDir returns the keys directory of a data directory (ledger/keys).
+func KeysDir(dataDir string) string { return filepath.Join(dataDir, "keys") }
 
 // PrepareDataDir creates the data directory (owner-only) if needed and
 // returns its absolute path.
