@@ -1,5 +1,7 @@
 package keys
 
+import "io/fs"
+
 // Process is who reads a secret file, for the tests of CheckPrivate's
 // rule under another user than the test's.
 type Process = process
@@ -8,6 +10,12 @@ type Process = process
 // supplementary groups.
 func NewProcess(uid, gid int, groups ...int) Process {
 	return process{uid: uid, gid: gid, groups: groups}
+}
+
+// CheckOwnerMode is CheckPrivate's rule as process p over a file of
+// owner uid, group gid and mode perm, at path.
+func CheckOwnerMode(path string, uid, gid int, perm fs.FileMode, p Process) error {
+	return checkOwnerMode(path, uid, gid, perm, p)
 }
 
 // CheckPrivateAs is CheckPrivate as process p.

@@ -180,6 +180,12 @@ func checkPrivate(path string, p process) error {
 		}
 		return nil
 	}
+	return checkOwnerMode(path, uid, gid, perm, p)
+}
+
+// checkOwnerMode is CheckPrivate's rule over a file's owner, group and
+// permission bits.
+func checkOwnerMode(path string, uid, gid int, perm fs.FileMode, p process) error {
 	switch {
 	case uid != p.uid && uid != 0:
 		return fmt.Errorf("keys: %s is owned by uid %d: a secret file is owned by this process's user (uid %d) or by root", path, uid, p.uid)

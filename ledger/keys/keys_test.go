@@ -2,9 +2,12 @@ package keys_test
 
 import (
 	"crypto/rand"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"golang.org/x/mod/sumdb/note"
@@ -88,12 +91,9 @@ func TestLoadRefuses(t *testing.T) {
 
 // TestCheckPrivate: the secret-file rule over modes, owners and groups,
 // for a process that is not root (as a Kubernetes pod with fsGroup) and
-// for one that is. Every refusal names the file and the rule, never what
+// for one that is; over real files too when the test runs as root. Every refusal names the file and the rule, never what
 // the file holds.
 func TestCheckPrivate(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root, to give files to other users and groups")
-	}
 	const (
 		me, myGroup, fsGroup, stranger = 1000, 1000, 2000, 3000
 		secret                         = "5ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7"
@@ -134,22 +134,31 @@ func TestCheckPrivate(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "secret.key")
 			write(t, path, secret+"\n")
+			check := func(how string, err error) {
+				t.Helper()
+				switch {
+				case tc.want == "" && err != nil:
+					t.Errorf("%s = %v, want the file accepted", how, err)
+				case tc.want == "":
+				case err == nil:
+					t.Errorf("%s accepted the file, want a refusal with %q", how, tc.want)
+				case !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), path):
+					t.Errorf("%s = %q, want it to name %s and say %q", how, err, path, tc.want)
+				case strings.Contains(err.Error(), secret[:16]):
+					t.Errorf("%s = %q quotes the secret", how, err)
+				}
+			}
+			// The rule alone, as any user; then over a real file, which
+			// only root can give to another user or group.
+			check("the rule", keys.CheckOwnerMode(path, tc.uid, tc.gid, tc.mode, tc.as))
+			if os.Geteuid() != 0 {
+				return
+			}
 			if err := os.Chown(path, tc.uid, tc.gid); err != nil {
 				t.Fatal(err)
 			}
 			chmod(t, path, tc.mode)
-			err := keys.CheckPrivateAs(path, tc.as)
-			switch {
-			case tc.want == "" && err != nil:
-				t.Errorf("CheckPrivate = %v, want the file accepted", err)
-			case tc.want == "":
-			case err == nil:
-				t.Errorf("CheckPrivate accepted the file, want a refusal with %q", tc.want)
-			case !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), path):
-				t.Errorf("CheckPrivate = %q, want it to name %s and say %q", err, path, tc.want)
-			case strings.Contains(err.Error(), secret[:16]):
-				t.Errorf("CheckPrivate = %q quotes the secret", err)
-			}
+			check("CheckPrivate", keys.CheckPrivateAs(path, tc.as))
 		})
 	}
 }
@@ -179,6 +188,62 @@ func TestCheckPrivateThisProcess(t *testing.T) {
 	}
 	if _, err := keys.SecretFile(path); err == nil || !strings.Contains(err.Error(), "owned by uid 1000") {
 		t.Errorf("SecretFile(another user's file) = %v, want a refusal", err)
+	}
+}
+
+// TestCheckPrivateKubernetesSecret: a process that is not root reads a
+// secret as Kubernetes mounts it with fsGroup (root, group fsGroup, 0440),
+// through a supplementary group; without that group it is refused. The
+// test binary runs again as another user (root gives it the identity).
+func TestCheckPrivateKubernetesSecret(t *testing.T) {
+	if path := os.Getenv("KEYS_TEST_SECRET"); path != "" {
+		// The child: CheckPrivate as this process.
+		if err := keys.CheckPrivate(path); err != nil {
+			fmt.Println("refused:", err)
+		} else {
+			fmt.Println("accepted")
+		}
+		return
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to run as another user")
+	}
+	const nobody, fsGroup = 65534, 4242
+	dir := t.TempDir()
+	chmod(t, dir, 0o755)
+	chmod(t, filepath.Dir(dir), 0o755) // t.TempDir's parent
+	self, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "keys.test")
+	if err := os.WriteFile(bin, self, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	secret := filepath.Join(dir, "kek")
+	write(t, secret, "secret\n")
+	if err := os.Chown(secret, 0, fsGroup); err != nil {
+		t.Fatal(err)
+	}
+	chmod(t, secret, 0o440)
+	for _, tc := range []struct {
+		name   string
+		groups []uint32
+		want   string
+	}{
+		{"in fsGroup", []uint32{fsGroup}, "accepted"},
+		{"not in fsGroup", nil, "refused: keys: " + secret + " is readable by group 4242"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := exec.Command(bin, "-test.run=^TestCheckPrivateKubernetesSecret$")
+			cmd.Env = append(os.Environ(), "KEYS_TEST_SECRET="+secret)
+			cmd.Dir = dir
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody, Groups: tc.groups}}
+			out, err := cmd.CombinedOutput()
+			if err != nil || !strings.Contains(string(out), tc.want) {
+				t.Errorf("CheckPrivate as uid %d, groups %v: %v\n%s\nwant %q", nobody, tc.groups, err, out, tc.want)
+			}
+		})
 	}
 }
 
