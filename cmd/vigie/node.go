@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"log/slog"
 	"strings"
 	"time"
 
+	"github.com/vigie-sante/vigie/api/auth"
 	"github.com/vigie-sante/vigie/cmd/vigie/internal/node"
+	"github.com/vigie-sante/vigie/ledger/keys"
 	"github.com/vigie-sante/vigie/ledger/trillian"
 )
 
@@ -37,7 +40,7 @@ func (c *nodeConfig) flags(fs *flag.FlagSet) {
 	fs.Int64Var(&c.treeID, "trillian-tree-id", 0, "ID of the Trillian tree to use; 0 finds (or creates) the tree named \""+trillian.TreeName+"\"")
 	fs.DurationVar(&c.sequencerInterval, "sequencer-interval", 100*time.Millisecond, "in-process Trillian: time between sequencing runs")
 	fs.IntVar(&c.sequencerBatch, "sequencer-batch", 1000, "in-process Trillian: most leaves integrated per sequencing run")
-	fs.StringVar(&c.logName, "log-name", "", "the log's name, the start of every checkpoint's origin (default vigie.localhost); saved at first start, never changes")
+	fs.StringVar(&c.logName, "log-name", "", "the log's name (a DNS name of the operator's), the start of every checkpoint's origin; saved at first start, never changes. Required at first start when an API listens beyond loopback; default on loopback: vigie.localhost")
 	fs.StringVar(&c.kekFile, "kek-file", "", "file of the key-encryption key (default <data dir>/keys/kek)")
 	fs.StringVar(&c.rulesFile, "national-rules", "", "file of the national access rules (JSON, canonical form); default: the illustrative rules built in. A version above the stored one is published at start")
 	fs.DurationVar(&c.checkpointInterval, "checkpoint-interval", time.Second, "least time between two signed checkpoints")
@@ -62,6 +65,28 @@ func (c *nodeConfig) validate() error {
 		return errors.New("--request-id-retention must be positive")
 	case c.db != "" && !strings.HasPrefix(c.db, "postgres://") && !strings.HasPrefix(c.db, "postgresql://"):
 		return errors.New("--db: want a postgres:// URL, or nothing for the embedded SQLite files")
+	}
+	return nil
+}
+
+// requireLogName refuses to serve beyond loopback (on any of listen's
+// addresses) without --log-name, unless the data directory already has
+// a name: the name is in every checkpoint's origin for ever, and the
+// default, vigie.localhost, names nobody's log. An address that is not
+// host:port is left to the listener to refuse.
+func (c *nodeConfig) requireLogName(listen ...string) error {
+	if c.logName != "" {
+		return nil
+	}
+	for _, addr := range listen {
+		if err := auth.LoopbackAddr(addr); !errors.Is(err, auth.ErrNotLoopback) {
+			continue
+		}
+		saved, err := keys.SavedLogName(node.KeysDir(c.dataDir))
+		if err != nil || saved != "" {
+			return err
+		}
+		return fmt.Errorf("--log-name is required to listen beyond loopback (%s): it starts every checkpoint's origin, for ever", addr)
 	}
 	return nil
 }

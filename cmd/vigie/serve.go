@@ -51,6 +51,9 @@ func serve(ctx context.Context, cfg serveConfig, stdout io.Writer, logger *slog.
 	if err := cfg.api.validate(); err != nil {
 		return err
 	}
+	if err := cfg.node.requireLogName(cfg.api.grpcAddr, cfg.api.httpAddr); err != nil {
+		return err
+	}
 	stopTracing, err := startTracing(ctx, cfg.trace)
 	if err != nil {
 		return err

@@ -99,7 +99,7 @@ func TestServeTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	grpcPort, httpPort := freePort(t), freePort(t)
-	proc := startServe(t, "--data-dir", t.TempDir(), "--grpc-addr", "0.0.0.0:"+grpcPort, "--http-addr", "0.0.0.0:"+httpPort,
+	proc := startServe(t, "--data-dir", t.TempDir(), "--log-name", "vigie.chu.example", "--grpc-addr", "0.0.0.0:"+grpcPort, "--http-addr", "0.0.0.0:"+httpPort,
 		"--tls-cert", certFile, "--tls-key", keyFile, "--tls-client-ca", filepath.Join(pki.dir, "ca.pem"), "--mtls-services", services)
 	proc.waitReady(t)
 

@@ -1,7 +1,7 @@
 // Package keys keeps a Vigie node's secrets in files: the key-encryption
 // key, the pseudonym key and the note signing keys of checkpoints and
-// receipts, and the rule every secret file is held to (its owner alone
-// may read it). The note signers come through Signers, the seam for keys
+// receipts, and the rule every secret file is held to (CheckPrivate: its
+// owner alone may read it, or a group of this process when root owns it). The note signers come through Signers, the seam for keys
 // held elsewhere (a hardware security module); Dir keeps them in files.
 //
 // A keys directory holds, created at first start:
@@ -27,6 +27,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"golang.org/x/mod/sumdb/note"
@@ -109,7 +110,7 @@ func Load(cfg Config) (*Keyring, error) {
 }
 
 // SecretFile reads a hex-encoded ledger.KeySize-byte secret, creating it
-// if absent. A secret readable by others than its owner is refused.
+// if absent (mode 0600). A file that CheckPrivate refuses is refused.
 func SecretFile(path string) ([]byte, error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -135,15 +136,71 @@ func SecretFile(path string) ([]byte, error) {
 	return key, nil
 }
 
-// CheckPrivate refuses a secret file that others than its owner may read
-// or write (any group or other permission bit).
+// CheckPrivate refuses a secret file that others than this process and
+// root may read, or anyone but its owner may change. The rule, after
+// PostgreSQL's for its ssl_key_file:
+//
+//   - the file is owned by this process's (effective) user, or by root;
+//   - others have no permission, and its group neither write nor execute;
+//   - its group may read it only if root owns it and the group is this
+//     process's (effective or supplementary): a Secret that Kubernetes
+//     mounts with fsGroup (root, group fsGroup, mode 0440 or 0640). A
+//     file the process's own user owns must be 0600 or less, even when
+//     that user is root.
+//
+// The message names the file and the rule, never what the file holds.
 func CheckPrivate(path string) error {
+	// Without the supplementary groups (not supported here), only the
+	// effective group counts: stricter, never looser.
+	groups, _ := os.Getgroups()
+	return checkPrivate(path, process{uid: os.Geteuid(), gid: os.Getegid(), groups: groups})
+}
+
+// process is who reads a secret file, for checkPrivate.
+type process struct {
+	uid, gid int
+	groups   []int // supplementary
+}
+
+func (p process) inGroup(gid int) bool {
+	return gid == p.gid || slices.Contains(p.groups, gid)
+}
+
+func checkPrivate(path string, p process) error {
 	info, err := os.Stat(path)
 	if err != nil {
 		return fmt.Errorf("keys: %w", err)
 	}
-	if info.Mode().Perm()&0o077 != 0 {
-		return fmt.Errorf("keys: %s is readable by others (mode %v): chmod 600 it", path, info.Mode().Perm())
+	perm := info.Mode().Perm()
+	uid, gid, ok := fileOwner(info)
+	if !ok {
+		// No owner to check (not a Unix system): owner-only.
+		if perm&0o077 != 0 {
+			return fmt.Errorf("keys: %s is readable by others (mode %v): a secret file is its owner's alone (chmod 600)", path, perm)
+		}
+		return nil
+	}
+	return checkOwnerMode(path, uid, gid, perm, p)
+}
+
+// checkOwnerMode is CheckPrivate's rule over a file's owner, group and
+// permission bits.
+func checkOwnerMode(path string, uid, gid int, perm fs.FileMode, p process) error {
+	switch {
+	case uid != p.uid && uid != 0:
+		return fmt.Errorf("keys: %s is owned by uid %d: a secret file is owned by this process's user (uid %d) or by root", path, uid, p.uid)
+	case perm&0o004 != 0:
+		return fmt.Errorf("keys: %s is readable by others (mode %v): a secret file gives others no access (chmod o-rwx)", path, perm)
+	case perm&0o003 != 0:
+		return fmt.Errorf("keys: %s is writable or executable by others (mode %v): a secret file gives others no access (chmod o-rwx)", path, perm)
+	case perm&0o030 != 0:
+		return fmt.Errorf("keys: %s is writable or executable by its group (mode %v): a secret file's group may at most read it (chmod g-wx)", path, perm)
+	case perm&0o040 == 0:
+		return nil
+	case uid == p.uid:
+		return fmt.Errorf("keys: %s is readable by its group (mode %v): a secret file owned by this process's user is 0600 or less; group read is accepted only on a file owned by root, in a group of this process (a Kubernetes Secret with fsGroup)", path, perm)
+	case !p.inGroup(gid):
+		return fmt.Errorf("keys: %s is readable by group %d (mode %v), which this process is not in: a secret file's group, if it may read, is this process's", path, gid, perm)
 	}
 	return nil
 }
@@ -193,25 +250,36 @@ func (d Dir) Signer(role, name string) (note.Signer, string, error) {
 // vigie.localhost) at first start; a different name afterwards is refused
 // (it is part of every checkpoint's origin).
 func LogName(dir, want string) (string, error) {
-	path := filepath.Join(dir, "log-name")
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
+	saved, err := SavedLogName(dir)
+	if err != nil {
+		return "", err
+	}
+	if saved == "" {
 		if want == "" {
 			want = "vigie.localhost"
 		}
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return "", err
 		}
-		return want, WriteNew(path, []byte(want+"\n"), 0o644)
+		return want, WriteNew(filepath.Join(dir, "log-name"), []byte(want+"\n"), 0o644)
 	}
-	if err != nil {
-		return "", err
-	}
-	saved := string(bytes.TrimSpace(b))
 	if want != "" && want != saved {
 		return "", fmt.Errorf("--log-name %q: this data directory's log is named %q, which never changes", want, saved)
 	}
 	return saved, nil
+}
+
+// SavedLogName returns the log's name saved in dir, or "" if none was
+// saved yet. It writes nothing.
+func SavedLogName(dir string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "log-name"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("keys: %w", err)
+	}
+	return string(bytes.TrimSpace(b)), nil
 }
 
 // WriteNew creates a file that must not exist yet, durably.

@@ -2,9 +2,12 @@ package keys_test
 
 import (
 	"crypto/rand"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"golang.org/x/mod/sumdb/note"
@@ -60,7 +63,7 @@ func TestLoadRefuses(t *testing.T) {
 		want   string
 	}{
 		{"another origin", func(*testing.T, string) {}, "other.example/vigie/1", "checkpoint.key is the key of"},
-		{"kek readable by others", func(t *testing.T, dir string) { chmod(t, filepath.Join(dir, "kek"), 0o640) }, origin, "kek is readable by others"},
+		{"kek readable by its group", func(t *testing.T, dir string) { chmod(t, filepath.Join(dir, "kek"), 0o640) }, origin, "kek is readable by its group"},
 		{"signing key readable by others", func(t *testing.T, dir string) { chmod(t, filepath.Join(dir, "receipt.key"), 0o604) }, origin, "receipt.key is readable by others"},
 		{"short secret", func(t *testing.T, dir string) { write(t, filepath.Join(dir, "pseudonym.key"), "abcd\n") }, origin, "pseudonym.key: want 32 bytes in hex"},
 		{"public key of another key", func(t *testing.T, dir string) {
@@ -81,6 +84,164 @@ func TestLoadRefuses(t *testing.T) {
 			_, err := keys.Load(keys.Config{Dir: dir, Origin: tc.origin})
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("Load = %v, want an error with %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestCheckPrivate: the secret-file rule over modes, owners and groups,
+// for a process that is not root (as a Kubernetes pod with fsGroup) and
+// for one that is; over real files too when the test runs as root. Every refusal names the file and the rule, never what
+// the file holds.
+func TestCheckPrivate(t *testing.T) {
+	const (
+		me, myGroup, fsGroup, stranger = 1000, 1000, 2000, 3000
+		secret                         = "5ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7"
+	)
+	pod := keys.NewProcess(me, myGroup, fsGroup)
+	root := keys.NewProcess(0, 0)
+	for _, tc := range []struct {
+		name     string
+		as       keys.Process
+		uid, gid int
+		mode     os.FileMode
+		want     string // "" when accepted, else a part of the refusal
+	}{
+		{"own 0600", pod, me, myGroup, 0o600, ""},
+		{"own 0400", pod, me, myGroup, 0o400, ""},
+		{"own 0640 in own group", pod, me, myGroup, 0o640, "readable by its group"},
+		{"own 0440 in fsGroup", pod, me, fsGroup, 0o440, "readable by its group"},
+		{"own 0620", pod, me, myGroup, 0o620, "writable or executable by its group"},
+		{"own 0604", pod, me, myGroup, 0o604, "readable by others"},
+		{"own 0602", pod, me, myGroup, 0o602, "writable or executable by others"},
+		{"root 0400", pod, 0, fsGroup, 0o400, ""},
+		{"root 0440 in fsGroup (Kubernetes)", pod, 0, fsGroup, 0o440, ""},
+		{"root 0640 in fsGroup", pod, 0, fsGroup, 0o640, ""},
+		{"root 0440 in the primary group", pod, 0, myGroup, 0o440, ""},
+		{"root 0440 in another group", pod, 0, stranger, 0o440, "readable by group 3000"},
+		{"root 0440 in root's group", pod, 0, 0, 0o440, "readable by group 0"},
+		{"root 0460 in fsGroup", pod, 0, fsGroup, 0o460, "writable or executable by its group"},
+		{"root 0450 in fsGroup", pod, 0, fsGroup, 0o450, "writable or executable by its group"},
+		{"root 0444 in fsGroup", pod, 0, fsGroup, 0o444, "readable by others"},
+		{"root 0442 in fsGroup", pod, 0, fsGroup, 0o442, "writable or executable by others"},
+		{"another user's 0400", pod, stranger, fsGroup, 0o400, "owned by uid 3000"},
+		{"another user's 0440 in fsGroup", pod, stranger, fsGroup, 0o440, "owned by uid 3000"},
+		{"root process, root 0600", root, 0, 0, 0o600, ""},
+		{"root process, root 0440", root, 0, 0, 0o440, "readable by its group"},
+		{"root process, root 0440 in fsGroup", root, 0, fsGroup, 0o440, "readable by its group"},
+		{"root process, another user's 0600", root, me, myGroup, 0o600, "owned by uid 1000"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "secret.key")
+			write(t, path, secret+"\n")
+			check := func(how string, err error) {
+				t.Helper()
+				switch {
+				case tc.want == "" && err != nil:
+					t.Errorf("%s = %v, want the file accepted", how, err)
+				case tc.want == "":
+				case err == nil:
+					t.Errorf("%s accepted the file, want a refusal with %q", how, tc.want)
+				case !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), path):
+					t.Errorf("%s = %q, want it to name %s and say %q", how, err, path, tc.want)
+				case strings.Contains(err.Error(), secret[:16]):
+					t.Errorf("%s = %q quotes the secret", how, err)
+				}
+			}
+			// The rule alone, as any user; then over a real file, which
+			// only root can give to another user or group.
+			check("the rule", keys.CheckOwnerMode(path, tc.uid, tc.gid, tc.mode, tc.as))
+			if os.Geteuid() != 0 {
+				return
+			}
+			if err := os.Chown(path, tc.uid, tc.gid); err != nil {
+				t.Fatal(err)
+			}
+			chmod(t, path, tc.mode)
+			check("CheckPrivate", keys.CheckPrivateAs(path, tc.as))
+		})
+	}
+}
+
+// TestCheckPrivateThisProcess: CheckPrivate judges as this process (root
+// here): a file of its own is 0600 or less, a file of another user is
+// refused; SecretFile holds its files to the same rule.
+func TestCheckPrivateThisProcess(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to give files to other users")
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "kek")
+	if _, err := keys.SecretFile(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := keys.CheckPrivate(path); err != nil {
+		t.Errorf("CheckPrivate(new secret) = %v", err)
+	}
+	chmod(t, path, 0o440)
+	if _, err := keys.SecretFile(path); err == nil || !strings.Contains(err.Error(), "readable by its group") {
+		t.Errorf("SecretFile(own file, 0440) = %v, want a refusal", err)
+	}
+	chmod(t, path, 0o600)
+	if err := os.Chown(path, 1000, 1000); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := keys.SecretFile(path); err == nil || !strings.Contains(err.Error(), "owned by uid 1000") {
+		t.Errorf("SecretFile(another user's file) = %v, want a refusal", err)
+	}
+}
+
+// TestCheckPrivateKubernetesSecret: a process that is not root reads a
+// secret as Kubernetes mounts it with fsGroup (root, group fsGroup, 0440),
+// through a supplementary group; without that group it is refused. The
+// test binary runs again as another user (root gives it the identity).
+func TestCheckPrivateKubernetesSecret(t *testing.T) {
+	if path := os.Getenv("KEYS_TEST_SECRET"); path != "" {
+		// The child: CheckPrivate as this process.
+		if err := keys.CheckPrivate(path); err != nil {
+			fmt.Println("refused:", err)
+		} else {
+			fmt.Println("accepted")
+		}
+		return
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to run as another user")
+	}
+	const nobody, fsGroup = 65534, 4242
+	dir := t.TempDir()
+	chmod(t, dir, 0o755)
+	chmod(t, filepath.Dir(dir), 0o755) // t.TempDir's parent
+	self, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "keys.test")
+	if err := os.WriteFile(bin, self, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	secret := filepath.Join(dir, "kek")
+	write(t, secret, "secret\n")
+	if err := os.Chown(secret, 0, fsGroup); err != nil {
+		t.Fatal(err)
+	}
+	chmod(t, secret, 0o440)
+	for _, tc := range []struct {
+		name   string
+		groups []uint32
+		want   string
+	}{
+		{"in fsGroup", []uint32{fsGroup}, "accepted"},
+		{"not in fsGroup", nil, "refused: keys: " + secret + " is readable by group 4242"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := exec.Command(bin, "-test.run=^TestCheckPrivateKubernetesSecret$")
+			cmd.Env = append(os.Environ(), "KEYS_TEST_SECRET="+secret)
+			cmd.Dir = dir
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody, Groups: tc.groups}}
+			out, err := cmd.CombinedOutput()
+			if err != nil || !strings.Contains(string(out), tc.want) {
+				t.Errorf("CheckPrivate as uid %d, groups %v: %v\n%s\nwant %q", nobody, tc.groups, err, out, tc.want)
 			}
 		})
 	}

@@ -157,7 +157,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.Collectors = append(n.Collectors, n.Trillian.Collectors...)
 
 	// Keys and the ledger.
-	keysDir := filepath.Join(n.DataDir, "keys")
+	keysDir := KeysDir(n.DataDir)
 	name, err := keys.LogName(keysDir, cfg.LogName)
 	if err != nil {
 		return nil, err
@@ -246,6 +246,9 @@ func (n *Node) Close(ctx context.Context) error {
 	}
 	return errors.Join(errs...)
 }
+
+// KeysDir returns the keys directory of a data directory (ledger/keys).
+func KeysDir(dataDir string) string { return filepath.Join(dataDir, "keys") }
 
 // PrepareDataDir creates the data directory (owner-only) if needed and
 // returns its absolute path.
