@@ -199,7 +199,7 @@ func (b *browser) signIn(base, token, then string) {
 	b.t.Helper()
 	b.run("sign in",
 		chromedp.Navigate(base+portal.Prefix),
-		chromedp.WaitVisible(chromedp.CSS("#token")),
+		chromedp.WaitVisible(chromedp.CSS("#signin-form[data-ready] #token")),
 		chromedp.SetValue(chromedp.CSS("#token"), token),
 		chromedp.Click(chromedp.CSS(`#signin-form button[type=submit]`)),
 		chromedp.WaitVisible(chromedp.CSS(then)),
@@ -514,7 +514,7 @@ func TestPortalPatient(t *testing.T) {
 		// out: each node is found and acted on in one step, in the page.
 		chromedp.WaitVisible(chromedp.CSS("#signout")),
 		inPage(`document.querySelector("#signout").click()`),
-		chromedp.WaitVisible(chromedp.CSS("#token")),
+		chromedp.WaitVisible(chromedp.CSS("#signin-form[data-ready] #token")),
 		inPage(`document.querySelector("#token").value = `+jsString(foreign)+`;
 			document.querySelector("#signin-form button[type=submit]").click()`),
 		chromedp.WaitVisible(chromedp.CSS("#token-error")),

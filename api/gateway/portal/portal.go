@@ -54,9 +54,14 @@ var staticFS embed.FS
 // CSP is the Content-Security-Policy of every page and file of the
 // portal: scripts, styles, images and connections from the portal's own
 // origin only, no inline script or style, no plugin, no framing, and
-// 'wasm-unsafe-eval' so that the page may compile the verifier.
+// 'wasm-unsafe-eval' so that the page may compile the verifier. No form
+// is ever submitted by the browser itself (form-action 'none'): the
+// pages' scripts read every form, and a form submitted before its script
+// ran (a slow load, a click while the page loads) would otherwise put its
+// fields in a URL, the sign-in's bearer token or an auditor's search for
+// an INS included, into the server's and the browser's history.
 const CSP = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self'; " +
-	"connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+	"connect-src 'self'; form-action 'none'; base-uri 'none'; frame-ancestors 'none'"
 
 // Prefix is where the portal is mounted.
 const Prefix = "/portal/"

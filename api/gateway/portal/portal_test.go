@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -186,4 +187,36 @@ func goroot(t *testing.T) string {
 		t.Fatalf("go env GOROOT: %v", err)
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// TestFormsNeverSubmit: no page's form is ever submitted by the browser
+// itself. Before, form-action 'self' let a form submitted before its
+// script ran (a click while the page loads) send its named fields in a
+// GET URL: the sign-in's bearer token (index.html?token=...), an
+// auditor's search for an INS (audit.html?patient_ins=...), into the
+// server's and the browser's history.
+func TestFormsNeverSubmit(t *testing.T) {
+	directives := map[string]string{}
+	for _, d := range strings.Split(CSP, ";") {
+		name, value, _ := strings.Cut(strings.TrimSpace(d), " ")
+		directives[name] = value
+	}
+	if got := directives["form-action"]; got != "'none'" {
+		t.Errorf("CSP form-action %q, want 'none'", got)
+	}
+	pages, err := fs.Glob(staticFS, "static/*.html")
+	if err != nil {
+		t.Fatal(err)
+	}
+	forms := 0
+	for _, p := range pages {
+		b, err := fs.ReadFile(staticFS, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		forms += strings.Count(string(b), "<form ")
+	}
+	if forms < 5 {
+		t.Errorf("found %d forms in %d pages: wrong directory?", forms, len(pages))
+	}
 }

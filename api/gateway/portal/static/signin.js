@@ -107,4 +107,5 @@ document.addEventListener('DOMContentLoaded', async () => {
     Vigie.startSession(token);
     location.replace(Vigie.homeOf(c.role));
   });
+  form.dataset.ready = 'true'; // the form is ours now (tests wait for it)
 });
