@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	tpb "github.com/google/trillian"
 
@@ -73,6 +74,19 @@ func TestOpen(t *testing.T) {
 					first = n.Tree.TreeId
 					if !out[0].Stored {
 						t.Errorf("run 0: AddSequenced = %+v, want stored", out[0])
+					}
+					// Integrated before the close: Trillian serves only
+					// integrated leaves, and the second start's conflict
+					// is read from them (a loaded machine's sequencer may
+					// not have run yet).
+					for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+						r, err := n.Log.Root(ctx)
+						if err == nil && r.Size >= 1 {
+							break
+						}
+						if time.Now().After(deadline) {
+							t.Fatalf("run 0: the leaf not integrated after 30 s (root %+v, %v)", r, err)
+						}
 					}
 				} else {
 					if n.Tree.TreeId != first {
