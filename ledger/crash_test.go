@@ -147,10 +147,17 @@ func checkAfterCrash(t *testing.T, dir string, acked map[string]ack, earlier []v
 	st := state(t, env)
 	waitCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	if st.NextIndex > 0 {
-		if err := env.Ledger.WaitCheckpoint(waitCtx, st.NextIndex-1); err != nil {
-			t.Fatalf("cycle %d: %d events recorded, not all in a checkpoint: %v (ready: %v)", cycle, st.NextIndex, err, env.Ledger.Ready())
+	if st.NextIndex == 0 {
+		// Killed before it recorded anything (a loaded machine is slow to
+		// start the child): no checkpoint is due, nothing else to check.
+		if len(acked) > 0 {
+			t.Fatalf("cycle %d: %d events acknowledged, none recorded", cycle, len(acked))
 		}
+		t.Logf("cycle %d: nothing recorded yet", cycle)
+		return verify.Checkpoint{}
+	}
+	if err := env.Ledger.WaitCheckpoint(waitCtx, st.NextIndex-1); err != nil {
+		t.Fatalf("cycle %d: %d events recorded, not all in a checkpoint: %v (ready: %v)", cycle, st.NextIndex, err, env.Ledger.Ready())
 	}
 	note, size, err := env.Ledger.LatestCheckpoint(ctx)
 	if err != nil {
