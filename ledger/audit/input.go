@@ -14,11 +14,9 @@ import (
 func ReadReceipt(b []byte) ([]byte, error) {
 	t := bytes.TrimSpace(b)
 	if bytes.HasPrefix(t, []byte(verify.ReceiptHeader)) {
-		n := bytes.TrimLeft(b, " \t\r\n")
-		if !bytes.HasSuffix(n, []byte("\n")) {
-			n = append(n[:len(n):len(n)], '\n')
-		}
-		return n, nil
+		// A note ends with exactly one newline: blank lines after it
+		// (an editor's, a copy's) are not part of it.
+		return append(bytes.Clone(t), '\n'), nil
 	}
 	d, err := base64.StdEncoding.DecodeString(string(t))
 	if err != nil || !bytes.HasPrefix(d, []byte(verify.ReceiptHeader)) {

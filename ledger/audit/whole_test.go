@@ -265,6 +265,7 @@ func TestReadReceipt(t *testing.T) {
 	}{
 		{"as is", n, n},
 		{"white space around", "\n  " + n[:len(n)-1], n},
+		{"blank lines after", n + "\n \r\n", n},
 		{"base64", " dmlnaWUgcmVjZWlwdCB2MQphdWRpdC5leGFtcGxlL3ZpZ2llLzEKCuKAlCBrZXkgc2lnCg==\n", n},
 		{"a checkpoint", "audit.example/vigie/1\n1\nAAAA\n\n— key sig\n", ""},
 		{"base64 of something else", "aGVsbG8=", ""},
