@@ -126,6 +126,29 @@ type Rules struct {
 	sectors     map[string]SectorAccess
 }
 
+// RulesParser parses national rules once per content, for the decisions
+// that name them. Not safe for concurrent use.
+type RulesParser map[[32]byte]*Rules
+
+// Of returns the rules in b if they are the very rules d was made with
+// (b hashes to d.RulesHash) and parse; nil otherwise: another version
+// under that number, or a file that does not parse.
+func (p RulesParser) Of(b []byte, d *Decision) *Rules {
+	h := sha256.Sum256(b)
+	if h != d.RulesHash {
+		return nil
+	}
+	r, ok := p[h]
+	if !ok {
+		var err error
+		if r, err = ParseRules(b); err != nil {
+			r = nil
+		}
+		p[h] = r
+	}
+	return r
+}
+
 // ParseRules parses a national rules file. Parsing is strict and
 // canonical: unknown or missing fields, lists out of order or with
 // duplicates, unknown codes in the matrix, and any spelling other than

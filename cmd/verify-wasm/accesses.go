@@ -3,7 +3,6 @@
 package main
 
 import (
-	"crypto/sha256"
 	"encoding/json"
 	"syscall/js"
 
@@ -29,21 +28,13 @@ func init() {
 	js.Global().Set("vigieAccesses", js.FuncOf(func(_ js.Value, args []js.Value) any {
 		var in accessesInput
 		return run(args, &in, func() any {
-			parsed := map[[32]byte]*consent.Rules{}
+			parsed := consent.RulesParser{}
 			return consent.JudgeAccesses(in.Accesses, in.Reviews, func(d consent.Decision) *consent.Rules {
 				b, ok := in.Rules[d.RulesVersion]
-				if !ok || sha256.Sum256(b) != d.RulesHash {
+				if !ok {
 					return nil
 				}
-				if r, ok := parsed[d.RulesHash]; ok {
-					return r
-				}
-				r, err := consent.ParseRules(b)
-				if err != nil {
-					r = nil
-				}
-				parsed[d.RulesHash] = r
-				return r
+				return parsed.Of(b, &d)
 			})
 		})
 	}))

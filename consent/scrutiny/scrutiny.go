@@ -11,7 +11,6 @@ package scrutiny
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"slices"
 
@@ -92,12 +91,12 @@ type RulesCache struct {
 	src    replay.RulesSource
 	bytes  map[int64][]byte
 	errs   map[int64]error
-	parsed map[int64]*consent.Rules
+	parsed consent.RulesParser
 }
 
 // NewRulesCache returns a cache over src.
 func NewRulesCache(src replay.RulesSource) *RulesCache {
-	return &RulesCache{src: src, bytes: map[int64][]byte{}, errs: map[int64]error{}, parsed: map[int64]*consent.Rules{}}
+	return &RulesCache{src: src, bytes: map[int64][]byte{}, errs: map[int64]error{}, parsed: consent.RulesParser{}}
 }
 
 func (c *RulesCache) fetch(ctx context.Context, v int64) ([]byte, error) {
@@ -124,15 +123,8 @@ func (c *RulesCache) fetch(ctx context.Context, v int64) ([]byte, error) {
 // under that number, or do not parse.
 func (c *RulesCache) Of(ctx context.Context, d *consent.Decision) *consent.Rules {
 	b, err := c.fetch(ctx, d.RulesVersion)
-	if err != nil || sha256.Sum256(b) != d.RulesHash {
+	if err != nil {
 		return nil
 	}
-	r, ok := c.parsed[d.RulesVersion]
-	if !ok {
-		if r, err = consent.ParseRules(b); err != nil {
-			r = nil
-		}
-		c.parsed[d.RulesVersion] = r
-	}
-	return r
+	return c.parsed.Of(b, d)
 }
