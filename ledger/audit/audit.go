@@ -250,11 +250,7 @@ func consistency(ctx context.Context, src LogSource, old, new verify.Checkpoint,
 	if old.Size > 0 && old.Size < new.Size {
 		var err error
 		if proof, err = src.ConsistencyProof(ctx, old.Size, new.Size); errors.Is(err, ErrBeyondCheckpoint) {
-			return &Finding{
-				Kind:     KindRollback,
-				Message:  fmt.Sprintf("the log refuses to prove the tree of %d leaves it signed, saying it has not reached that size", new.Size),
-				Evidence: &Evidence{Checkpoints: [][]byte{oldNote, newNote}},
-			}, nil
+			return refusedProof(new.Size, oldNote, newNote), nil
 		} else if err != nil {
 			return nil, fmt.Errorf("consistency proof from %d to %d: %w", old.Size, new.Size, err)
 		}
@@ -263,10 +259,28 @@ func consistency(ctx context.Context, src LogSource, old, new verify.Checkpoint,
 	if err == nil {
 		return nil, nil
 	}
-	f := &Finding{Kind: KindFork, Message: err.Error(), Evidence: &Evidence{Checkpoints: [][]byte{oldNote, newNote}, Proof: proof}}
+	f := inconsistent(err, proof, oldNote, newNote)
+	return &f, nil
+}
+
+// refusedProof is the finding of a log that refuses to prove a tree of
+// size it signed (ErrBeyondCheckpoint): it denies a tree it showed.
+func refusedProof(size uint64, oldNote, newNote []byte) *Finding {
+	return &Finding{
+		Kind:     KindRollback,
+		Message:  fmt.Sprintf("the log refuses to prove the tree of %d leaves it signed, saying it has not reached that size", size),
+		Evidence: &Evidence{Checkpoints: [][]byte{oldNote, newNote}},
+	}
+}
+
+// inconsistent is the finding of a consistency proof that failed: a fork
+// when the proof shows two trees, a bad proof when it is malformed
+// (whoever served it is at fault).
+func inconsistent(err error, proof [][]byte, oldNote, newNote []byte) Finding {
+	f := Finding{Kind: KindFork, Message: err.Error(), Evidence: &Evidence{Checkpoints: [][]byte{oldNote, newNote}, Proof: proof}}
 	var ie *verify.InconsistencyError
 	if !errors.As(err, &ie) {
-		f.Kind = KindProof // malformed: whoever served it is at fault
+		f.Kind = KindProof
 	}
-	return f, nil
+	return f
 }

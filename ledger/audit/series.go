@@ -154,9 +154,7 @@ func CheckSeries(ctx context.Context, src LogSource, keys Keys, latest []byte, h
 			var err error
 			proof, err = src.ConsistencyProof(ctx, a.Size, b.Size)
 			if errors.Is(err, ErrBeyondCheckpoint) {
-				f := &Finding{Kind: KindRollback,
-					Message:  fmt.Sprintf("the log refuses to prove the tree of %d leaves it signed, saying it has not reached that size", b.Size),
-					Evidence: &Evidence{Checkpoints: [][]byte{a.Note, b.Note}}}
+				f := refusedProof(b.Size, a.Note, b.Note)
 				r.Seen, r.Growth = b.Size, f
 				r.Findings = append(r.Findings, *f)
 				r.Series = nil
@@ -167,12 +165,7 @@ func CheckSeries(ctx context.Context, src LogSource, keys Keys, latest []byte, h
 			}
 		}
 		if err := verify.VerifyConsistency(a.Checkpoint, b.Checkpoint, proof); err != nil {
-			f := Finding{Kind: KindFork, Message: err.Error(), Evidence: &Evidence{Checkpoints: [][]byte{a.Note, b.Note}, Proof: proof}}
-			var ie *verify.InconsistencyError
-			if !errors.As(err, &ie) {
-				f.Kind = KindProof
-			}
-			r.Findings = append(r.Findings, f)
+			r.Findings = append(r.Findings, inconsistent(err, proof, a.Note, b.Note))
 			b.OK = false
 		}
 	}
