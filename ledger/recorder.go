@@ -182,14 +182,21 @@ func (l *Ledger) Record(ctx context.Context, e Entry) (_ *Recorded, err error) {
 		return nil, err
 	}
 	notify(l.wake)
-	span.SetAttributes(attribute.Int64("vigie.ledger.leaf_index", int64(j.res.Index)))
+	if span.IsRecording() {
+		span.SetAttributes(attribute.Int64("vigie.ledger.leaf_index", int64(j.res.Index)))
+	}
 	return j.res, nil
 }
 
 // startSpan starts the span of a recording of n entries. Its attributes
-// are counts and leaf indices, never what identifies a patient.
+// are counts and leaf indices, never what identifies a patient; they are
+// built only when tracing is on (Record is the hot path).
 func (l *Ledger) startSpan(ctx context.Context, name string, n int) (context.Context, trace.Span) {
-	return l.tracer.Start(ctx, name, trace.WithAttributes(attribute.Int("vigie.ledger.entries", n)))
+	ctx, span := l.tracer.Start(ctx, name)
+	if span.IsRecording() {
+		span.SetAttributes(attribute.Int("vigie.ledger.entries", n))
+	}
+	return ctx, span
 }
 
 // endSpan ends a recording's span, marking a failure without its text.

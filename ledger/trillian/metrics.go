@@ -103,7 +103,7 @@ func (f *MetricFactory) NewCounter(name, help string, labelNames ...string) moni
 	name = f.prefix + strings.TrimSuffix(name, "_total") + "_total"
 	return f.get(name, "counter", len(labelNames), func(name string) (prometheus.Collector, any) {
 		v := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labelNames)
-		return v, &counter{vec{labelNames, v.MetricVec}, v}
+		return v, &counter{vec{labelNames, v.MetricVec}}
 	}).(monitoring.Counter)
 }
 
@@ -111,7 +111,7 @@ func (f *MetricFactory) NewCounter(name, help string, labelNames ...string) moni
 func (f *MetricFactory) NewGauge(name, help string, labelNames ...string) monitoring.Gauge {
 	return f.get(f.prefix+name, "gauge", len(labelNames), func(name string) (prometheus.Collector, any) {
 		v := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labelNames)
-		return v, &gauge{vec{labelNames, v.MetricVec}, v}
+		return v, &gauge{vec{labelNames, v.MetricVec}}
 	}).(monitoring.Gauge)
 }
 
@@ -129,7 +129,7 @@ func (f *MetricFactory) NewHistogramWithBuckets(name, help string, buckets []flo
 func (f *MetricFactory) newHistogram(name, help string, buckets []float64, labelNames []string) monitoring.Histogram {
 	return f.get(f.prefix+name, "histogram", len(labelNames), func(name string) (prometheus.Collector, any) {
 		v := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets}, labelNames)
-		return v, &histogram{vec{labelNames, v.MetricVec}, v}
+		return v, &histogram{vec{labelNames, v.MetricVec}}
 	}).(monitoring.Histogram)
 }
 
@@ -162,10 +162,7 @@ func value(m prometheus.Metric, read func(*dto.Metric) float64) float64 {
 	return read(&pb)
 }
 
-type counter struct {
-	vec
-	c *prometheus.CounterVec
-}
+type counter struct{ vec }
 
 func (c *counter) Inc(values ...string) { c.Add(1, values...) }
 
@@ -183,10 +180,7 @@ func (c *counter) Value(values ...string) float64 {
 	return value(m, func(pb *dto.Metric) float64 { return pb.GetCounter().GetValue() })
 }
 
-type gauge struct {
-	vec
-	g *prometheus.GaugeVec
-}
+type gauge struct{ vec }
 
 func (g *gauge) Inc(values ...string)            { g.Add(1, values...) }
 func (g *gauge) Dec(values ...string)            { g.Add(-1, values...) }
@@ -207,10 +201,7 @@ func (g *gauge) Value(values ...string) float64 {
 	return value(m, func(pb *dto.Metric) float64 { return pb.GetGauge().GetValue() })
 }
 
-type histogram struct {
-	vec
-	h *prometheus.HistogramVec
-}
+type histogram struct{ vec }
 
 func (h *histogram) Observe(v float64, values ...string) {
 	if m, ok := h.metric(values); ok {
