@@ -214,9 +214,11 @@ func (a *alerter) compute(ctx context.Context, key string, orgs []string, reader
 	if err := a.b.recordReads(ctx, &reads, reader, alertsReadMethod); err != nil {
 		return nil, err
 	}
-	a.mu.Lock()
-	a.cache[key] = cachedAlerts{at: now, resp: resp}
-	a.mu.Unlock()
+	if a.cfg.CacheTTL > 0 { // else nothing is served again
+		a.mu.Lock()
+		a.cache[key] = cachedAlerts{at: now, resp: resp}
+		a.mu.Unlock()
+	}
 	return resp, nil
 }
 

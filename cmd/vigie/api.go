@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"math"
 	"net/netip"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -250,7 +249,7 @@ func apiNode(n *node.Node) apiserver.Node {
 		Origin:        n.Origin,
 		CheckpointKey: n.Keys.CheckpointVerifier,
 		ReceiptKey:    n.Keys.ReceiptVerifier,
-		KeysDir:       filepath.Join(n.DataDir, "keys"),
+		KeysDir:       node.KeysDir(n.DataDir),
 		Ready:         n.Ready,
 		Collectors:    n.Collectors,
 	}

@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -97,7 +96,7 @@ func benchAPI(ctx context.Context, n *node.Node, logger *slog.Logger, d time.Dur
 	}
 	defer a.Stop(context.Background())
 	a.MarkReady()
-	issuer, err := apiserver.EmbeddedIssuer(filepath.Join(n.DataDir, "keys"))
+	issuer, err := apiserver.EmbeddedIssuer(node.KeysDir(n.DataDir))
 	if err != nil {
 		return res, err
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -33,7 +32,7 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "vigie token: %v\n", err)
 		return exitFailure
 	}
-	issuer, err := apiserver.EmbeddedIssuer(filepath.Join(dir, "keys"))
+	issuer, err := apiserver.EmbeddedIssuer(node.KeysDir(dir))
 	if err != nil {
 		fmt.Fprintf(stderr, "vigie token: %v\n", err)
 		return exitFailure
