@@ -136,6 +136,9 @@ type Node struct {
 type FieldError struct {
 	Field string // the field's name in Config, "GRPCAddr"
 	Err   error
+	// Needs names the field that Field needs and lacks, if that is the
+	// problem ("ClientCAFile" needs "CertFile").
+	Needs string
 }
 
 func (e *FieldError) Error() string { return e.Field + ": " + e.Err.Error() }
@@ -150,35 +153,44 @@ var ErrNeedsTLS = fmt.Errorf("%w: listening beyond loopback requires TLS", auth.
 // which terminate TLS); profiles are served on loopback only; every URL
 // that keys, codes or tokens come from or go to is a SecureURL.
 func (c *Config) Validate() error {
-	bad := func(field, msg string) error { return &FieldError{field, errors.New(msg)} }
+	bad := func(field, msg string) error { return &FieldError{Field: field, Err: errors.New(msg)} }
+	needs := func(field, other string) error {
+		return &FieldError{Field: field, Err: errors.New("needs " + other), Needs: other}
+	}
 	tls := c.CertFile != ""
 	switch {
 	case c.GRPCAddr == "":
 		return bad("GRPCAddr", "required")
-	case (c.CertFile == "") != (c.KeyFile == ""):
-		return bad("KeyFile", "CertFile and KeyFile go together")
+	case c.CertFile != "" && c.KeyFile == "":
+		return needs("CertFile", "KeyFile")
+	case c.KeyFile != "" && c.CertFile == "":
+		return needs("KeyFile", "CertFile")
 	case c.ClientCAFile != "" && !tls:
-		return bad("ClientCAFile", "needs CertFile and KeyFile")
+		return needs("ClientCAFile", "CertFile")
 	case c.ServicesFile != "" && c.ClientCAFile == "":
-		return bad("ServicesFile", "needs ClientCAFile")
+		return needs("ServicesFile", "ClientCAFile")
 	case c.JWKSURL != "" && c.Issuer == "":
-		return bad("JWKSURL", "needs Issuer")
+		return needs("JWKSURL", "Issuer")
 	case c.Issuer != "" && !auth.SecureURL(c.Issuer):
 		return bad("Issuer", "want https URLs (http only on a loopback host): the token signing keys come from there")
 	case c.JWKSURL != "" && !auth.SecureURL(c.JWKSURL):
 		return bad("JWKSURL", "want https URLs (http only on a loopback host): the token signing keys come from there")
 	case c.Issuer != "" && c.Audience == "":
 		return bad("Audience", "required with Issuer")
-	case c.ClientID != "" && (c.Issuer == "" || c.PublicURL == "" || c.HTTPAddr == ""):
-		return bad("ClientID", "needs Issuer, PublicURL and HTTPAddr")
+	case c.ClientID != "" && c.Issuer == "":
+		return needs("ClientID", "Issuer")
+	case c.ClientID != "" && c.PublicURL == "":
+		return needs("ClientID", "PublicURL")
+	case c.ClientID != "" && c.HTTPAddr == "":
+		return needs("ClientID", "HTTPAddr")
 	case c.ClientSecretFile != "" && c.ClientID == "":
-		return bad("ClientSecretFile", "needs ClientID")
+		return needs("ClientSecretFile", "ClientID")
 	case c.Pprof && c.AdminAddr == "":
-		return bad("Pprof", "needs AdminAddr")
+		return needs("Pprof", "AdminAddr")
 	case c.ErasureDelay < 0:
 		return bad("ErasureDelay", "must not be negative")
 	case c.AlertsWindow < 0 || c.AlertsCache < 0:
-		return bad("AlertsWindow", "AlertsWindow and AlertsCache must not be negative")
+		return bad("AlertsWindow", "must not be negative")
 	}
 	for _, p := range c.TrustedProxies {
 		if p.Bits() == 0 {
@@ -190,24 +202,24 @@ func (c *Config) Validate() error {
 		// Profiles show the program's insides (and cost CPU to take):
 		// reached through an SSH tunnel or kubectl port-forward.
 		if err != nil && (c.Pprof || !errors.Is(err, auth.ErrNotLoopback)) {
-			return &FieldError{"AdminAddr", err}
+			return &FieldError{Field: "AdminAddr", Err: err}
 		}
 	}
 	if c.PublicURL != "" {
 		if err := auth.CheckBaseURL(c.PublicURL); err != nil {
-			return &FieldError{"PublicURL", err}
+			return &FieldError{Field: "PublicURL", Err: err}
 		}
 	}
 	if !tls {
 		if err := listenRule(c.GRPCAddr); err != nil {
-			return &FieldError{"GRPCAddr", err}
+			return &FieldError{Field: "GRPCAddr", Err: err}
 		}
 		// Behind trusted proxies, they terminate TLS: the HTTP API may
 		// serve plain HTTP to them (BehindProxies refuses a request they
 		// received over plain HTTP). The gRPC API keeps its rule.
 		if c.HTTPAddr != "" && len(c.TrustedProxies) == 0 {
 			if err := listenRule(c.HTTPAddr); err != nil {
-				return &FieldError{"HTTPAddr", err}
+				return &FieldError{Field: "HTTPAddr", Err: err}
 			}
 		}
 	}

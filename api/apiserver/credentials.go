@@ -88,7 +88,7 @@ func authenticator(ctx context.Context, cfg Config, keysDir string) (*auth.Authe
 			defer cancel()
 			d, err := auth.Discover(dctx, nil, cfg.Issuer)
 			if err != nil {
-				return nil, &FieldError{"Issuer", err}
+				return nil, &FieldError{Field: "Issuer", Err: err}
 			}
 			url = d.JWKSURI
 		}
@@ -112,7 +112,7 @@ func authenticator(ctx context.Context, cfg Config, keysDir string) (*auth.Authe
 	if cfg.ServicesFile != "" {
 		b, err := os.ReadFile(cfg.ServicesFile)
 		if err != nil {
-			return nil, &FieldError{"ServicesFile", err}
+			return nil, &FieldError{Field: "ServicesFile", Err: err}
 		}
 		var list []struct {
 			Name          string   `json:"name"`
@@ -120,7 +120,7 @@ func authenticator(ctx context.Context, cfg Config, keysDir string) (*auth.Authe
 			Organizations []string `json:"organizations"`
 		}
 		if err := json.Unmarshal(b, &list); err != nil {
-			return nil, &FieldError{"ServicesFile", fmt.Errorf("%s: %w", cfg.ServicesFile, err)}
+			return nil, &FieldError{Field: "ServicesFile", Err: fmt.Errorf("%s: %w", cfg.ServicesFile, err)}
 		}
 		for _, s := range list {
 			services = append(services, auth.ServiceCert{Name: s.Name, Service: s.Service, Organizations: s.Organizations})
@@ -128,7 +128,7 @@ func authenticator(ctx context.Context, cfg Config, keysDir string) (*auth.Authe
 	}
 	a, err := auth.NewAuthenticator(auth.AuthenticatorConfig{Verifier: v, Services: services})
 	if err != nil {
-		return nil, &FieldError{"ServicesFile", err}
+		return nil, &FieldError{Field: "ServicesFile", Err: err}
 	}
 	return a, nil
 }
@@ -139,17 +139,17 @@ func authenticator(ctx context.Context, cfg Config, keysDir string) (*auth.Authe
 func serverTLS(certFile, keyFile, clientCA string) (*tls.Config, error) {
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
-		return nil, &FieldError{"CertFile", err}
+		return nil, &FieldError{Field: "CertFile", Err: err}
 	}
 	c := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
 	if clientCA != "" {
 		pem, err := os.ReadFile(clientCA)
 		if err != nil {
-			return nil, &FieldError{"ClientCAFile", err}
+			return nil, &FieldError{Field: "ClientCAFile", Err: err}
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, &FieldError{"ClientCAFile", fmt.Errorf("%s holds no PEM certificate", clientCA)}
+			return nil, &FieldError{Field: "ClientCAFile", Err: fmt.Errorf("%s holds no PEM certificate", clientCA)}
 		}
 		c.ClientCAs, c.ClientAuth = pool, tls.VerifyClientCertIfGiven
 	}
@@ -175,14 +175,14 @@ func portalOIDC(cfg Config, keysDir string) (*portal.OIDCConfig, error) {
 	}
 	if cfg.ClientSecretFile != "" {
 		if err := keys.CheckPrivate(cfg.ClientSecretFile); err != nil {
-			return nil, &FieldError{"ClientSecretFile", err}
+			return nil, &FieldError{Field: "ClientSecretFile", Err: err}
 		}
 		b, err := os.ReadFile(cfg.ClientSecretFile)
 		if err != nil {
-			return nil, &FieldError{"ClientSecretFile", err}
+			return nil, &FieldError{Field: "ClientSecretFile", Err: err}
 		}
 		if c.ClientSecret = strings.TrimSpace(string(b)); c.ClientSecret == "" {
-			return nil, &FieldError{"ClientSecretFile", fmt.Errorf("%s is empty", cfg.ClientSecretFile)}
+			return nil, &FieldError{Field: "ClientSecretFile", Err: fmt.Errorf("%s is empty", cfg.ClientSecretFile)}
 		}
 	}
 	return c, nil

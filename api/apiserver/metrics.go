@@ -63,7 +63,7 @@ func (a *API) startAdmin(cfg Config, reg prometheus.Gatherer) error {
 	}
 	l, err := net.Listen("tcp", cfg.AdminAddr)
 	if err != nil {
-		return &FieldError{"AdminAddr", err}
+		return &FieldError{Field: "AdminAddr", Err: err}
 	}
 	a.adminURL = "http://" + l.Addr().String()
 	go func() {

@@ -123,38 +123,14 @@ func (r *rateLimits) Set(s string) error {
 	return nil
 }
 
-// validate checks the flags, with messages naming them, then the
-// service's own rules (apiserver.Config.Validate).
+// validate checks what only flags say (the service's rules are
+// apiserver.Config.Validate, its errors renamed to flags by flagError).
 func (c *apiConfig) validate() error {
 	switch {
-	case (c.tlsCert == "") != (c.tlsKey == ""):
-		return errors.New("--tls-cert and --tls-key go together")
-	case c.clientCA != "" && c.tlsCert == "":
-		return errors.New("--tls-client-ca needs --tls-cert and --tls-key")
-	case c.mtlsServices != "" && c.clientCA == "":
-		return errors.New("--mtls-services needs --tls-client-ca")
-	case c.oidcJWKS != "" && c.oidcIssuer == "":
-		return errors.New("--oidc-jwks-url needs --oidc-issuer")
 	case c.oidcAudience == "":
 		return errors.New("--oidc-audience must not be empty")
-	case c.oidcClientID != "" && c.oidcIssuer == "":
-		return errors.New("--oidc-client-id needs --oidc-issuer (the embedded issuer has no sign-in page: paste a token of `vigie token`)")
-	case c.oidcClientID != "" && c.publicURL == "":
-		return errors.New("--oidc-client-id needs --public-url (the provider sends the browser back to <public-url>/portal/oidc/callback)")
-	case c.oidcClientID != "" && c.httpAddr == "":
-		return errors.New("--oidc-client-id needs --http-addr (the portal)")
-	case c.oidcSecret != "" && c.oidcClientID == "":
-		return errors.New("--oidc-client-secret-file needs --oidc-client-id")
-	case c.erasureDelay < 0:
-		return errors.New("--erasure-delay must not be negative")
 	case c.drainTimeout <= 0:
 		return errors.New("--drain-timeout must be positive")
-	case c.alertsWindow < 0 || c.alertsCache < 0:
-		return errors.New("--alerts-window and --alerts-cache must not be negative")
-	case c.grpcAddr == "":
-		return errors.New("--grpc-addr is required")
-	case c.pprof && c.adminAddr == "":
-		return errors.New("--pprof needs --admin-addr (profiles are never served on the API's port)")
 	}
 	cfg := c.config(nil)
 	return c.flagError(cfg.Validate())
@@ -196,7 +172,7 @@ var configFlags = map[string]string{
 	"HTTPAddr":         "--http-addr",
 	"AdminAddr":        "--admin-addr",
 	"Pprof":            "--pprof",
-	"CertFile":         "--tls-cert, --tls-key",
+	"CertFile":         "--tls-cert, --tls-key", // the pair, when it does not load
 	"KeyFile":          "--tls-key",
 	"ClientCAFile":     "--tls-client-ca",
 	"ServicesFile":     "--mtls-services",
@@ -211,6 +187,15 @@ var configFlags = map[string]string{
 	"AlertsWindow":     "--alerts-window, --alerts-cache",
 }
 
+// needsWhy says why a flag needs another, where it is not plain.
+var needsWhy = map[string]string{
+	"ClientCAFile CertFile": " and --tls-key",
+	"ClientID Issuer":       " (the embedded issuer has no sign-in page: paste a token of `vigie token`)",
+	"ClientID PublicURL":    " (the provider sends the browser back to <public-url>/portal/oidc/callback)",
+	"ClientID HTTPAddr":     " (the portal)",
+	"Pprof AdminAddr":       " (profiles are never served on the API's port)",
+}
+
 // flagError renames the field an apiserver.FieldError names to its flag.
 func (c *apiConfig) flagError(err error) error {
 	var fe *apiserver.FieldError
@@ -220,6 +205,15 @@ func (c *apiConfig) flagError(err error) error {
 	name, ok := configFlags[fe.Field]
 	if !ok {
 		return err
+	}
+	if fe.Needs != "" {
+		one := func(field string) string { // one flag of the pair
+			if field == "CertFile" {
+				return "--tls-cert"
+			}
+			return configFlags[field]
+		}
+		return fmt.Errorf("%s needs %s%s", one(fe.Field), one(fe.Needs), needsWhy[fe.Field+" "+fe.Needs])
 	}
 	if fe.Field == "AdminAddr" && c.pprof {
 		name = "--admin-addr with --pprof"
