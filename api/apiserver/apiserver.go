@@ -162,7 +162,7 @@ func (c *Config) Validate() error {
 	case c.GRPCAddr == "":
 		return bad("GRPCAddr", "required")
 	case c.CertFile != "" && c.KeyFile == "":
-		return needs("CertFile", "KeyFile")
+		return bad("KeyFile", "required with a certificate")
 	case c.KeyFile != "" && c.CertFile == "":
 		return needs("KeyFile", "CertFile")
 	case c.ClientCAFile != "" && !tls:
