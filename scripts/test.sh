@@ -7,7 +7,8 @@
 #      screenshots go to $VIGIE_TEST_ARTIFACTS, default test-artifacts/);
 #   3. a throwaway PostgreSQL cluster (installed from Debian's packages if
 #      needed, see scripts/pg.sh), stopped whatever happens;
-#   4. go test over the whole module.
+#   4. go test over the whole module, then the node-kill test
+#      (scripts/test-nodes.sh, its wall time printed).
 # Commands the tests need (curl, Node.js, promtool) are installed from Debian's
 # packages if missing (scripts/deps.sh).
 # Under CI (CI=true) a test that cannot reach PostgreSQL or chromium fails
@@ -60,4 +61,10 @@ go test -count=1 -timeout 20m "$@" ./...
 # their own; not on everything (the pure-Go SQLite driver is slow under it).
 if [ $# -eq 0 ]; then
 	CGO_ENABLED=1 go test -race -count=1 -timeout 10m ./consent/ ./consent/ladonpolicy/ ./ledger/sqldb/
+fi
+
+# The node-kill test (make test-nodes): three nodes, Trillian's binaries,
+# SIGKILLs under load; it prints its wall time and its summary line last.
+if [ $# -eq 0 ] && [ -n "${VIGIE_TEST_POSTGRES:-}" ]; then
+	scripts/test-nodes.sh
 fi

@@ -306,20 +306,22 @@ func waitTCP(t *testing.T, addr string) {
 }
 
 // leaseHolders returns, per duty, the node whose metrics say it holds the
-// duty's lease (vigie_ledger_lease_held{duty} 1), among the live nodes.
-func (c *cluster) leaseHolders() map[string]int {
-	held := map[string]int{}
+// duty's lease (vigie_ledger_lease_held{duty} 1), among the live nodes,
+// and whether any node reports the metric at all.
+func (c *cluster) leaseHolders() (held map[string]int, reported bool) {
+	held = map[string]int{}
 	for _, nd := range c.nodes {
 		if !nd.alive() {
 			continue
 		}
 		for duty, v := range leaseMetric(nd.admin) {
+			reported = true
 			if v == 1 {
 				held[duty] = nd.i
 			}
 		}
 	}
-	return held
+	return held, reported
 }
 
 var dutyLabel = regexp.MustCompile(`duty="([^"]*)"`)
