@@ -200,6 +200,7 @@ func TestNodeKill(t *testing.T) {
 		}
 	}()
 
+	loadStart := time.Now()
 	stopLoad := make(chan struct{})
 	var loadWG sync.WaitGroup
 	const clients = 4
@@ -475,8 +476,9 @@ func TestNodeKill(t *testing.T) {
 			retried++
 		}
 	}
-	t.Logf("%d requests sent, %d acknowledged (%d after a retry on another node), %d asked again; %d events, %d checkpoints checked; drained %s after the load; wall time %s",
-		l.sent.Load(), len(acks), retried, again, events, nCheckpoints, drained.Sub(loadDone).Round(time.Millisecond), time.Since(began).Round(time.Second))
+	t.Logf("%d requests sent in %s (%.0f/s), %d acknowledged (%d after a retry on another node), %d asked again; %d events, %d checkpoints checked; drained %s after the load; wall time %s",
+		l.sent.Load(), loadDone.Sub(loadStart).Round(time.Second), float64(l.sent.Load())/loadDone.Sub(loadStart).Seconds(),
+		len(acks), retried, again, events, nCheckpoints, drained.Sub(loadDone).Round(time.Millisecond), time.Since(began).Round(time.Second))
 
 	if nkilled < 10 {
 		t.Errorf("%d kills, want at least 10", nkilled)
