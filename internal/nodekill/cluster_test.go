@@ -67,7 +67,12 @@ func startProc(t *testing.T, dir, name, bin string, args ...string) *proc {
 		f.Close()
 		close(p.done)
 	}()
-	t.Cleanup(func() { p.kill() })
+	t.Cleanup(func() {
+		p.kill()
+		if t.Failed() {
+			t.Logf("the end of %s's output:\n%s", name, p.tail())
+		}
+	})
 	return p
 }
 
