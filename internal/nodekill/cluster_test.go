@@ -67,12 +67,7 @@ func startProc(t *testing.T, dir, name, bin string, args ...string) *proc {
 		f.Close()
 		close(p.done)
 	}()
-	t.Cleanup(func() {
-		p.kill()
-		if t.Failed() {
-			t.Logf("the end of %s's output:\n%s", name, p.tail())
-		}
-	})
+	t.Cleanup(p.kill)
 	return p
 }
 
@@ -100,12 +95,14 @@ func (p *proc) output() string {
 }
 
 // tail is the end of the process's output, for a failure's message.
-func (p *proc) tail() string {
-	s := p.output()
-	if len(s) > 4000 {
-		s = s[len(s)-4000:]
+func (p *proc) tail() string { return tailFile(p.out) }
+
+func tailFile(name string) string {
+	b, _ := os.ReadFile(name)
+	if len(b) > 3000 {
+		b = b[len(b)-3000:]
 	}
-	return s
+	return string(b)
 }
 
 // cluster is PostgreSQL (the test's), Trillian's log server and signer,
@@ -169,6 +166,17 @@ func newCluster(t *testing.T, n int) *cluster {
 	ctx := context.Background()
 	dir := t.TempDir()
 	c := &cluster{t: t, dir: dir}
+	// After the processes are killed (cleanups run last first): their
+	// outputs, if the test failed.
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		logs, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+		for _, f := range logs {
+			t.Logf("the end of %s:\n%s", filepath.Base(f), tailFile(f))
+		}
+	})
 	c.vigieDB = pgtest.NewDatabase(t)
 	c.trillDB = pgtest.NewDatabase(t)
 	// Trillian's PostgreSQL storage is written for PostgreSQL's default
