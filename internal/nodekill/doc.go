@@ -5,7 +5,7 @@
 // that every acknowledged decision is in the log exactly once, that every
 // signed checkpoint is consistent with every earlier one, and that
 // `vigie audit` and `vigie verify` pass afterwards (docs/operations.md,
-// "Several nodes").
+// "A cluster's processes").
 //
 // The test runs when VIGIE_TEST_NODES=1 (scripts/test-nodes.sh sets it),
 // not in every `go test ./...`: it takes a minute or two of both cores.
