@@ -70,10 +70,9 @@ type Config struct {
 	// limit (429) or by an unavailable server (502, 503, 504) is retried,
 	// with exponential backoff from 200 ms to 5 s, plus one try of each
 	// further endpoint. Default 6; negative means none (each endpoint is
-	// still tried once). A GET that fails
-	// on the way (connection refused or reset, timeout) is retried at most
-	// twice, plus once per further endpoint. Moving on to the next
-	// endpoint waits only after every endpoint was tried.
+	// still tried once). A GET that fails on the way (connection refused
+	// or reset, timeout) is retried at most twice, plus once per further
+	// endpoint. Moving on waits only after every endpoint was tried.
 	MaxRetries int
 	// UserAgent is sent with every call. Default "vigie-client".
 	UserAgent string
