@@ -6,7 +6,8 @@
 # figures, its wall time, and last its summary line:
 #	nodes: <kills> kills, <acknowledged> acknowledged, <lost> lost, <duplicated> duplicated, audit ok
 # Uses the PostgreSQL cluster of $VIGIE_TEST_POSTGRES if set (scripts/test.sh
-# starts one), else starts a throwaway one.
+# starts one), else starts a throwaway one; the vigie binary of
+# $VIGIE_TEST_BIN if set, else builds one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/env.sh

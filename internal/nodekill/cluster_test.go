@@ -147,9 +147,13 @@ func trillianBin(t *testing.T) string {
 	return strings.TrimSpace(string(out))
 }
 
-// buildVigie builds the vigie binary once for the test.
+// buildVigie builds the vigie binary once for the test, unless
+// $VIGIE_TEST_BIN names one (a release's, say).
 func buildVigie(t *testing.T, dir string) string {
 	t.Helper()
+	if b := os.Getenv("VIGIE_TEST_BIN"); b != "" {
+		return b
+	}
 	bin := filepath.Join(dir, "vigie")
 	cmd := exec.Command("go", "build", "-o", bin, "./cmd/vigie")
 	cmd.Dir = moduleRoot
