@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -221,8 +222,56 @@ func newCluster(t *testing.T, n int) *cluster {
 	}
 	c.servers = strings.Join(urls, ",")
 
-	// The first node creates the tree and the keys; the others get a copy
-	// of its keys and the tree's ID.
+	if code, _, _ := c.cli("init", "--help"); code == 0 {
+		c.initLog()
+	} else {
+		c.firstNodeMakesLog()
+	}
+	return c
+}
+
+// initLog makes the tree and the keys once with vigie init, pinned in the
+// database; every node gets a copy of the keys and the tree's ID.
+func (c *cluster) initLog() {
+	t := c.t
+	t.Helper()
+	initDir := filepath.Join(c.dir, "init")
+	code, out, errOut := c.cli("init", "--db", c.vigieDB, "--trillian", c.trillian, "--data-dir", initDir, "--json")
+	if code != 0 {
+		t.Fatalf("vigie init: exit %d\n%s", code, errOut)
+	}
+	// The embedded token issuer's key (vigie token makes it) goes with
+	// the others, so that every node accepts the test's tokens; a real
+	// cluster's come from an OpenID Connect provider.
+	if code, _, errOut := c.cli("token", "--data-dir", initDir, "--role", "admin", "--sub", "setup"); code != 0 {
+		t.Fatalf("vigie token: exit %d\n%s", code, errOut)
+	}
+	var pinned struct {
+		TreeID        string `json:"tree_id"`
+		KeysDirectory string `json:"keys_directory"`
+	}
+	if err := json.Unmarshal([]byte(out), &pinned); err != nil {
+		t.Fatalf("vigie init --json: %v\n%s", err, out)
+	}
+	var err error
+	if c.treeID, err = strconv.ParseInt(pinned.TreeID, 10, 64); err != nil {
+		t.Fatalf("vigie init: tree_id: %v", err)
+	}
+	for _, nd := range c.nodes {
+		if err := os.CopyFS(filepath.Join(nd.dataDir, "keys"), os.DirFS(pinned.KeysDirectory)); err != nil {
+			t.Fatal(err)
+		}
+		chmodPrivate(t, nd.dataDir)
+		c.start(nd)
+	}
+}
+
+// firstNodeMakesLog is the set-up of a vigie without init: the first
+// node creates the tree and the keys; the others get a copy of its keys
+// and the tree's ID.
+func (c *cluster) firstNodeMakesLog() {
+	t := c.t
+	t.Helper()
 	first := c.nodes[0]
 	c.start(first)
 	m := regexp.MustCompile(`Trillian tree (\d+)`).FindStringSubmatch(first.p.output())
@@ -237,7 +286,6 @@ func newCluster(t *testing.T, n int) *cluster {
 		chmodPrivate(t, nd.dataDir)
 		c.start(nd)
 	}
-	return c
 }
 
 // chmodPrivate makes a copied data directory owner-only, as ledger/keys
