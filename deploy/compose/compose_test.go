@@ -12,9 +12,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/compose-spec/compose-go/v2/loader"
 	"github.com/compose-spec/compose-go/v2/types"
+
+	"github.com/vigie-sante/vigie/deploy/internal/vigie"
 )
 
 // env is what an operator sets.
@@ -188,8 +191,8 @@ func checkNode(t *testing.T, p *types.Project, s types.ServiceConfig) {
 	if !s.ReadOnly || !slices.Contains(s.CapDrop, "ALL") || !slices.Contains(s.SecurityOpt, "no-new-privileges:true") {
 		t.Errorf("%s: read_only %v cap_drop %v security_opt %v, want a read-only root, no capability, no new privileges", s.Name, s.ReadOnly, s.CapDrop, s.SecurityOpt)
 	}
-	if s.StopGracePeriod == nil || *s.StopGracePeriod <= types.Duration(30e9) {
-		t.Errorf("%s: stop_grace_period %v, want more than --drain-timeout (30s)", s.Name, s.StopGracePeriod)
+	if drain := vigie.DrainTimeout(t); s.StopGracePeriod == nil || time.Duration(*s.StopGracePeriod) <= drain {
+		t.Errorf("%s: stop_grace_period %v, want more than --drain-timeout (%v)", s.Name, s.StopGracePeriod, drain)
 	}
 	if value(s.Environment["VIGIE_LOG_NAME"]) != env["VIGIE_LOG_NAME"] {
 		t.Errorf("%s: VIGIE_LOG_NAME %q: required beyond loopback", s.Name, value(s.Environment["VIGIE_LOG_NAME"]))

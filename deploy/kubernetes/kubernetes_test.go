@@ -5,11 +5,8 @@
 package kubernetes_test
 
 import (
-	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
-	"strconv"
 	"testing"
 	"time"
 
@@ -21,6 +18,8 @@ import (
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
+
+	"github.com/vigie-sante/vigie/deploy/internal/vigie"
 )
 
 // objects is an overlay rendered and decoded, by kind and name.
@@ -105,21 +104,6 @@ func TestStrictDecoding(t *testing.T) {
 	}
 }
 
-// drainTimeout is vigie serve's default --drain-timeout, read from its
-// one home in cmd/vigie.
-func drainTimeout(t *testing.T) time.Duration {
-	b, err := os.ReadFile("../../cmd/vigie/api.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := regexp.MustCompile(`"drain-timeout", (\d+) ?\* ?time\.Second`).FindSubmatch(b)
-	if m == nil {
-		t.Fatal("cmd/vigie/api.go: no --drain-timeout default in seconds found")
-	}
-	n, _ := strconv.Atoi(string(m[1]))
-	return time.Duration(n) * time.Second
-}
-
 func TestEmbedded(t *testing.T) {
 	o := render(t, "overlays/embedded")
 	if len(o.deployments) != 0 {
@@ -135,7 +119,7 @@ func TestEmbedded(t *testing.T) {
 	if len(s.Spec.VolumeClaimTemplates) != 1 || !mounts(s.Spec.Template.Spec.Containers[0], s.Spec.VolumeClaimTemplates[0].Name, "/data") {
 		t.Error("the data directory /data is not on the StatefulSet's claim")
 	}
-	checkServer(t, o, "StatefulSet vigie", s.Spec.Template, drainTimeout(t))
+	checkServer(t, o, "StatefulSet vigie", s.Spec.Template, vigie.DrainTimeout(t))
 	checkSecretFile(t, s.Spec.Template, "VIGIE_KEK_FILE")
 }
 
@@ -152,7 +136,7 @@ func TestCluster(t *testing.T) {
 		t.Errorf("replicas %v, want 3", d.Spec.Replicas)
 	}
 	tmpl := d.Spec.Template
-	checkServer(t, o, "Deployment vigie", tmpl, drainTimeout(t))
+	checkServer(t, o, "Deployment vigie", tmpl, vigie.DrainTimeout(t))
 	// Keys from a Secret, the same on every node.
 	keys := false
 	for _, v := range tmpl.Spec.Volumes {
