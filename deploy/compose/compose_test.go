@@ -22,10 +22,10 @@ import (
 
 // env is what an operator sets.
 var env = map[string]string{
-	"VIGIE_LOG_NAME": "vigie.chu.example",
-	"VIGIE_TLS_NAME": "vigie.chu.example",
-	"VIGIE_TREE_ID":  "7",
-	"TRILLIAN_IMAGE": "localhost/trillian:v1.8.0",
+	"VIGIE_LOG_NAME":  "vigie.chu.example",
+	"TLS_SERVER_NAME": "vigie.chu.example",
+	"TREE_ID":         "7",
+	"TRILLIAN_IMAGE":  "localhost/trillian:v1.8.0",
 }
 
 func load(t *testing.T, file string, env map[string]string) (*types.Project, error) {
@@ -122,7 +122,7 @@ func TestCluster(t *testing.T) {
 			checkVolume(t, s, "/data/keys")
 			for k, want := range map[string]string{
 				"VIGIE_TRILLIAN":         "trillian-log-server:8090",
-				"VIGIE_TRILLIAN_TREE_ID": env["VIGIE_TREE_ID"],
+				"VIGIE_TRILLIAN_TREE_ID": env["TREE_ID"],
 				"VIGIE_KEK_FILE":         "/run/secrets/kek",
 			} {
 				if got := value(s.Environment[k]); got != want {
@@ -185,7 +185,7 @@ func checkNode(t *testing.T, p *types.Project, s types.ServiceConfig) {
 	hc := s.HealthCheck
 	if hc == nil || hc.Disable || len(hc.Test) < 3 || hc.Test[0] != "CMD" || hc.Test[1] != "/usr/bin/vigie" || hc.Test[2] != "health" || slices.Contains(hc.Test, "--live") {
 		t.Errorf("%s: healthcheck %+v, want vigie health (/readyz)", s.Name, hc)
-	} else if !slices.Contains(hc.Test, "--tls-server-name") || !slices.Contains(hc.Test, env["VIGIE_TLS_NAME"]) {
+	} else if !slices.Contains(hc.Test, "--tls-server-name") || !slices.Contains(hc.Test, env["TLS_SERVER_NAME"]) {
 		t.Errorf("%s: healthcheck %q does not check the certificate's name", s.Name, hc.Test)
 	}
 	if !s.ReadOnly || !slices.Contains(s.CapDrop, "ALL") || !slices.Contains(s.SecurityOpt, "no-new-privileges:true") {
