@@ -7,6 +7,10 @@
 # The database module is fetched once through the Go module proxy into the
 # module cache (checked against go.sum's checksum database like any module);
 # govulncheck itself reads only the local copy (-db file://...).
+#
+# The main module only: deploy/ is a module of its own, whose dependencies
+# (compose-go, kustomize, k8s.io/api) serve the deploy files' tests and
+# never reach the vigie binary; ./... here does not enter it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh

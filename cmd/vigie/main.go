@@ -11,6 +11,7 @@
 //	vigie token --role R --sub S mint a token of the embedded issuer
 //	vigie bench record [flags]   measure sustained recording on this machine
 //	vigie version                print the version (also vigie --version)
+//	vigie health [flags]         exit 0 if a node is ready (a container's probe)
 //
 // Every flag can also be set through the environment: --data-dir is
 // VIGIE_DATA_DIR, and so on; a flag on the command line wins. Run
@@ -49,6 +50,7 @@ var commands = map[string]command{
 	"audit":   {"follow and verify the log; replay decisions and find misuse (an auditor)", runAudit},
 	"bench":   {"measure Vigie on this machine (bench record)", runBench},
 	"version": {"print the version", runVersion},
+	"health":  {"exit 0 if a node is ready (/readyz): a container's probe", runHealth},
 }
 
 func main() {
