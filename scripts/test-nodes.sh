@@ -29,6 +29,7 @@ summary=$(grep -E '^nodes: ' "$log" | tail -n 1 || true)
 grep -vE '^nodes: ' "$log"
 echo "test-nodes: wall time $((end - start)) s"
 if [ "$status" != 0 ]; then
+	[ -z "$summary" ] || echo "$summary"
 	echo "test-nodes: FAILED" >&2
 	exit "$status"
 fi
