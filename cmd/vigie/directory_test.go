@@ -7,6 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/vigie-sante/vigie/api/auth"
+	vigiev1 "github.com/vigie-sante/vigie/api/vigie/v1"
 )
 
 const (
@@ -59,6 +62,17 @@ func directoryFiles(t testing.TB) (rpps, finess string) {
 	return rpps, finess
 }
 
+// importDirectories imports directoryFiles into the data directory dir,
+// before vigie serve starts on it.
+func importDirectories(t testing.TB, dir string) {
+	t.Helper()
+	rpps, finess := directoryFiles(t)
+	var out, errOut bytes.Buffer
+	if code := run(context.Background(), []string{"directory", "import", "--data-dir", dir, "--rpps", rpps, "--finess", finess}, &out, &errOut); code != exitOK {
+		t.Fatalf("vigie directory import: exit %d: %s", code, errOut.String())
+	}
+}
+
 func TestDirectoryImport(t *testing.T) {
 	ctx := context.Background()
 	dataDir := t.TempDir()
@@ -97,5 +111,57 @@ func TestDirectoryImport(t *testing.T) {
 	}
 	if _, errOut, code = vigie("--finess", filepath.Join(dataDir, "absent.csv")); code != exitFailure || !strings.Contains(errOut, "--finess") {
 		t.Errorf("absent file: exit %d, %q", code, errOut)
+	}
+}
+
+// TestVerifyShowsNames: vigie verify shows the names the imported
+// directories give beside the numbers, a number they lack as the number
+// alone (the report still verified), and the names are in no event body.
+func TestVerifyShowsNames(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	importDirectories(t, dir)
+	w := newWorld(t, dir)
+	const unknownDoctor = "10000000099"
+	doCheck(t, w.e, "names-1", e2ePatient, e2eDoctor, vigiev1.PurposeOfUse_TREAT, true)
+	doCheck(t, w.e, "names-2", e2ePatient, unknownDoctor, vigiev1.PurposeOfUse_TREAT, true)
+
+	code, rep, stderr := w.verify(e2ePatient, filepath.Join(t.TempDir(), "state"), "--lang", "fr")
+	if code != exitOK || rep.Verdict != "verified" {
+		t.Fatalf("vigie verify: exit %d, verdict %q: %s", code, rep.Verdict, stderr)
+	}
+	var named, bare bool
+	for _, r := range rep.Events {
+		if r.Access == nil {
+			continue
+		}
+		switch r.Access.ActorRPPS {
+		case e2eDoctor:
+			named = true
+			if !strings.Contains(r.Who, "MARIE ESSAI (Médecin, Cardiologie), RPPS "+e2eDoctor) || !strings.Contains(r.Who, "HÔPITAL DES ESSAIS (PARIS), FINESS "+e2eHospital) {
+				t.Errorf("row of the known doctor: who %q", r.Who)
+			}
+			if r.Access.Actor == nil || r.Access.Actor.Name != "MARIE ESSAI" || r.Access.OrganizationEntry == nil || r.Access.OrganizationEntry.Town != "PARIS" {
+				t.Errorf("row of the known doctor: access %+v", r.Access)
+			}
+		case unknownDoctor:
+			bare = true
+			if !strings.Contains(r.Who, "RPPS "+unknownDoctor) || r.Access.Actor != nil {
+				t.Errorf("row of a doctor the directory lacks: who %q, actor %+v", r.Who, r.Access.Actor)
+			}
+		}
+	}
+	if !named || !bare {
+		t.Fatalf("rows of both doctors not found in %+v", rep.Events)
+	}
+	// The names are looked up, never recorded.
+	ctx := w.e.as(auth.RolePatient, e2ePatient)
+	resp, err := vigiev1.NewHistoryServiceClient(w.e.conn).ListAccesses(ctx, &vigiev1.ListAccessesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range resp.Events {
+		if bytes.Contains(e.Body, []byte("ESSAI")) {
+			t.Errorf("event %d's body holds a name: %s", e.Sequence, e.Body)
+		}
 	}
 }

@@ -325,7 +325,9 @@ func portalAccesses(t *testing.T, e *e2e) uint64 {
 // consent edit is explained and retried; another patient sees none of it;
 // expired and foreign tokens lead back to the sign-in page with a message.
 func TestPortalPatient(t *testing.T) {
-	e := startE2E(t)
+	dir := filepath.Join(t.TempDir(), "data")
+	importDirectories(t, dir)
+	e := startE2EAt(t, dir)
 	base := e.http().base
 	e.waitCheckpoint(portalAccesses(t, e) + 1)
 	b := newBrowser(t)
@@ -354,6 +356,12 @@ func TestPortalPatient(t *testing.T) {
 	}
 	if txt := b.text("#events"); !strings.Contains(txt, "Médecin") || !strings.Contains(txt, "Directives anticipées") || !strings.Contains(txt, "Urgence") {
 		t.Errorf("the table lacks the national rules' French labels:\n%s", txt)
+	}
+	// Names from the imported directories beside the numbers; a number
+	// they lack (the emergency doctor's) alone.
+	if txt := b.text("#events"); !strings.Contains(txt, "MARIE ESSAI · Médecin, Cardiologie · RPPS "+e2eDoctor) ||
+		!strings.Contains(txt, "HÔPITAL DES ESSAIS (PARIS) · FINESS "+e2eHospital) || !strings.Contains(txt, "RPPS 10000000002") {
+		t.Errorf("the table lacks the directories' names beside the numbers:\n%s", txt)
 	}
 	b.screenshot("history-fr")
 	b.accessibility("history")

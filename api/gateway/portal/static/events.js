@@ -9,6 +9,8 @@ const VigieEvents = (() => {
   const rules = new Map();      // rules version -> parsed national rules (hash checked)
   const rulesBytes = new Map(); // the same, as bytes, for the verifier
   const emergency = new Set();  // commitments of emergency accesses (judge)
+  const pros = new Map();       // RPPS -> the professionals' directory entry
+  const orgs = new Map();       // FINESS -> the establishments' directory entry
 
   async function loadTexts() {
     if (!texts) texts = await (await fetch('texts.json', { cache: 'no-cache' })).json();
@@ -36,6 +38,51 @@ const VigieEvents = (() => {
       } catch (e) { /* labels are a comfort: codes are shown instead */ }
     }
     await judge(events, []);
+    await loadNames(events);
+  }
+  // loadNames looks up, one call per 500 numbers, the names of the
+  // professionals and establishments that the verified events name
+  // (POST /v1/directory:lookup, the public directories). The names are
+  // shown beside the numbers; a number the directories lack, or a failed
+  // lookup, shows the number alone.
+  async function loadNames(events) {
+    const rpps = new Set(), finess = new Set();
+    for (const e of events) {
+      const a = e.kind === 'access' && e.payload && e.payload.request && e.payload.request.actor;
+      if (!a) continue;
+      if (a.rpps && !pros.has(a.rpps)) rpps.add(a.rpps);
+      if (a.organization && !orgs.has(a.organization)) finess.add(a.organization);
+    }
+    const r = [...rpps], f = [...finess];
+    try {
+      for (let i = 0; i < Math.max(r.length, f.length); i += 500) {
+        const resp = await Vigie.api('POST', '/v1/directory:lookup', { rpps: r.slice(i, i + 500), finess: f.slice(i, i + 500) });
+        for (const p of resp.professionals || []) pros.set(p.rpps, p);
+        for (const o of resp.establishments || []) orgs.set(o.finess, o);
+      }
+    } catch (e) { /* names are a comfort: numbers are shown instead */ }
+  }
+  // professional says who an RPPS number is: name, profession and
+  // specialty from the directory, beside the number; the event's
+  // profession and the number alone when the directory lacks it.
+  function professional(rpps, profession) {
+    const p = pros.get(rpps);
+    if (!p) return profession + ' · RPPS ' + rpps;
+    const esc = VigieText.escape;
+    return t(p.specialty ? 'event.proSpecialty' : 'event.pro',
+      { name: esc(p.name), profession: esc(p.profession || profession), specialty: esc(p.specialty || ''), rpps });
+  }
+  // organisation says which establishment a FINESS number is.
+  function organisation(finess) {
+    const o = orgs.get(finess);
+    if (!o) return t('event.org', { org: finess });
+    const esc = VigieText.escape;
+    return t(o.town ? 'event.orgNamed' : 'event.orgNamedNoTown', { name: esc(o.name), town: esc(o.town || ''), org: finess });
+  }
+  // name is the professional's name, or "" when the directory lacks it.
+  function name(rpps) {
+    const p = pros.get(rpps);
+    return p ? VigieText.escape(p.name) : '';
   }
   // judge asks the verifier (consent.JudgeAccesses, through
   // vigieAccesses: what vigie verify says too) which of events are
@@ -76,8 +123,8 @@ const VigieEvents = (() => {
         const btg = emergency.has(e.commitment); // judge, after loadRules
         v.outcome = d.effect === 'ALLOW' ? (btg ? 'btg' : 'allow') : 'deny';
         v.rpps = a.rpps;
-        v.who = [label(rv, 'professions', a.profession) + ' · RPPS ' + a.rpps,
-          t('event.org', { org: a.organization }) + (a.sector ? ' · ' + label(rv, 'sectors', a.sector) : ''),
+        v.who = [professional(a.rpps, label(rv, 'professions', a.profession)),
+          organisation(a.organization) + (a.sector ? ' · ' + label(rv, 'sectors', a.sector) : ''),
           a.care_team ? t('event.careTeam') : ''].filter(Boolean);
         const action = t('action.' + rq.action);
         v.what = res.kind === 'document'
@@ -129,5 +176,5 @@ const VigieEvents = (() => {
     return tr;
   }
 
-  return { loadTexts, loadRules, judge, describe, row, label };
+  return { loadTexts, loadRules, loadNames, judge, describe, row, label, name };
 })();
