@@ -139,7 +139,7 @@ func (b *browser) accessibility(page string) {
 const accessibilityScript = `(() => {
   const out = [];
   const text = el => (el ? el.textContent : '').trim();
-  const visible = el => !el.closest('[hidden]');
+  const visible = el => !el.closest('[hidden], dialog:not([open])');
   const named = el => (el.getAttribute('aria-label') || '').trim() ||
     (el.getAttribute('aria-labelledby') || '').split(/\s+/).filter(Boolean).map(id => text(document.getElementById(id))).join(' ').trim() ||
     (el.id ? Array.from(document.querySelectorAll('label[for="' + el.id + '"]')).map(text).join(' ').trim() : '') ||
@@ -150,6 +150,16 @@ const accessibilityScript = `(() => {
   for (const el of document.querySelectorAll('button, a[href]'))
     if (visible(el) && !(text(el) || (el.getAttribute('aria-label') || '').trim())) out.push('a button or link without a name: ' + what(el));
   for (const el of document.querySelectorAll('img:not([alt])')) out.push('an image without alt: ' + what(el));
+  for (const el of document.querySelectorAll('dialog[open]'))
+    if (!named(el) || !(el.getAttribute('aria-describedby') || '').trim()) out.push('a dialog without a name and a description: ' + what(el));
+  // Buttons repeated on the rows of a table say which row they act on.
+  const seen = new Map();
+  for (const el of document.querySelectorAll('table button')) {
+    if (!visible(el)) continue;
+    const name = (el.getAttribute('aria-label') || '').trim() || text(el);
+    if (seen.has(name)) out.push('two buttons of a table with the same name: ' + name);
+    seen.set(name, true);
+  }
   for (const el of document.querySelectorAll('svg[role=img]'))
     if (!el.getAttribute('aria-label') && !el.getAttribute('aria-labelledby')) out.push('a chart without a name');
   if (!document.documentElement.lang) out.push('no lang on <html>');
@@ -990,4 +1000,73 @@ func jsString(s string) string {
 		panic(err) // a Go string always marshals
 	}
 	return string(b)
+}
+
+// TestPortalBlockFromHistory: from a line of the history, a patient blocks
+// the professional in one action, confirmed in a dialog that says what
+// changes (emergencies included), after which a Check is denied; hides the
+// document of another line the same way; and a cancelled dialog changes
+// nothing. The dialog and the rows' buttons pass the accessibility checks.
+func TestPortalBlockFromHistory(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	importDirectories(t, dir)
+	e := startE2EAt(t, dir)
+	base := e.http().base
+	e.waitCheckpoint(portalAccesses(t, e) + 1)
+	b := newBrowser(t)
+	b.signIn(base, e.token(auth.RolePatient, e2ePatient), `#verdict[data-state="verified"], #verdict[data-state="failed"], #verdict[data-state="error"]`)
+	if state := b.attr("#verdict", "data-state"); state != "verified" {
+		t.Fatalf("history verdict %q: %s", state, b.text("#verdict"))
+	}
+	blockMarie := `#events button[data-action="block"][aria-label="Bloquer ce professionnel : MARIE ESSAI"]`
+	if n := b.count(blockMarie); n != 1 {
+		t.Fatalf("%d buttons to block MARIE ESSAI, want 1 (the buttons: %d)", n, b.count(`#events button[data-action="block"]`))
+	}
+	b.accessibility("history with actions")
+
+	// Cancelled: nothing changes.
+	b.run("open and cancel", chromedp.Click(chromedp.CSS(blockMarie)), chromedp.WaitVisible(chromedp.CSS("dialog#confirm[open]")),
+		chromedp.Click(chromedp.CSS("#confirm-cancel")), chromedp.WaitNotPresent(chromedp.CSS("dialog#confirm[open]")))
+	consents := vigiev1.NewConsentServiceClient(e.conn)
+	patient := e.as(auth.RolePatient, e2ePatient)
+	if c, err := consents.GetConsent(patient, &vigiev1.GetConsentRequest{}); err != nil || c.Version != 0 {
+		t.Fatalf("after a cancelled dialog: consent %v, %v; want version 0", c, err)
+	}
+
+	// Confirmed: the dialog says what changes, and the block holds.
+	b.run("open the block dialog", chromedp.Click(chromedp.CSS(blockMarie)), chromedp.WaitVisible(chromedp.CSS("dialog#confirm[open]")))
+	if txt := b.text("dialog#confirm"); !strings.Contains(txt, "Bloquer MARIE ESSAI") || !strings.Contains(txt, "y compris en urgence (bris de glace)") ||
+		!strings.Contains(txt, "médecin traitant") {
+		t.Errorf("the block dialog does not say what changes: %q", txt)
+	}
+	b.accessibility("block dialog")
+	b.screenshot("history-block-dialog")
+	b.run("confirm", chromedp.Click(chromedp.CSS("#confirm-ok")), chromedp.WaitVisible(chromedp.CSS(`#action-status[data-version="1"]`)))
+	if txt := b.text("#action-status"); !strings.Contains(txt, "MARIE ESSAI est bloqué") {
+		t.Errorf("status after blocking: %q", txt)
+	}
+	denied, err := vigiev1.NewAccessServiceClient(e.conn).Check(e.as(auth.RoleService, "hospital-his", e2eHospital), checkRequest("after-history-block"))
+	if err != nil || denied.Decision != vigiev1.Decision_DENY || denied.ConsentVersion != 1 {
+		t.Fatalf("Check after the block = %v, %v; want DENY under consent 1", denied, err)
+	}
+
+	// Hide the dentist's document from its line.
+	hideDoc := `#events button[data-action="hide"][aria-label="Masquer ce document : doc-7"]`
+	b.run("hide a document", chromedp.Click(chromedp.CSS(hideDoc)), chromedp.WaitVisible(chromedp.CSS("dialog#confirm[open]")))
+	if txt := b.text("dialog#confirm"); !strings.Contains(txt, "doc-7") || !strings.Contains(txt, "son auteur et par votre médecin traitant") {
+		t.Errorf("the hide dialog does not say what changes: %q", txt)
+	}
+	b.run("confirm", chromedp.Click(chromedp.CSS("#confirm-ok")), chromedp.WaitVisible(chromedp.CSS(`#action-status[data-version="2"]`)))
+	c, err := consents.GetConsent(patient, &vigiev1.GetConsentRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var blocked, hidden bool
+	for _, d := range c.Directives {
+		blocked = blocked || d.GetBlockProfessional().GetRpps() == e2eDoctor
+		hidden = hidden || d.GetHideDocument().GetDocumentId() == "doc-7"
+	}
+	if !blocked || !hidden || len(c.Directives) != 2 {
+		t.Errorf("consent after the two actions: %v", c.Directives)
+	}
 }

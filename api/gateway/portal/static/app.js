@@ -273,10 +273,43 @@ const Vigie = (() => {
     top.replaceChildren(el('a', { class: 'brand', href: s ? homeOf(s.role) : 'index.html', text: 'Vigie' }), nav, tools);
   }
 
+  // The patient's directives, as the consent page and the history's
+  // one-click actions change them (PUT /v1/me/consent).
+  const KINDS = ['block_professional', 'block_organization', 'allow_professional', 'treating_physician', 'extended_rights',
+    'hide_document', 'hide_document_type', 'hide_everything', 'oppose_emergency_access', 'opt_out'];
+  const directives = {
+    kindOf: d => KINDS.find(k => d[k]),
+    // clean keeps what PUT takes: the id, the validity if set, the kind.
+    clean(d) {
+      const k = directives.kindOf(d), out = { id: d.id, [k]: d[k] };
+      if (d.valid_from) out.valid_from = d.valid_from;
+      if (d.valid_until) out.valid_until = d.valid_until;
+      return out;
+    },
+    // The ids of a block and of a hidden document: one directive each,
+    // whichever page adds it.
+    blockID: rpps => 'block-' + rpps,
+    hideID: doc => 'hide-' + Array.from(new TextEncoder().encode(doc)).map(b => b.toString(16).padStart(2, '0')).join('').slice(0, 58),
+    // add adds (or replaces, by id) one directive on top of the current
+    // consent, reading it again when it changed meanwhile (409), and
+    // returns the new version.
+    async add(d) {
+      for (let i = 0; ; i++) {
+        const c = await api('GET', '/v1/me/consent');
+        const sent = c.directives.filter(x => x.id !== d.id).map(directives.clean).concat([d]);
+        try {
+          return (await api('PUT', '/v1/me/consent', { expected_version: c.version, directives: sent })).version;
+        } catch (e) {
+          if (!(e instanceof ApiError && e.status === 409) || i >= 2) throw e;
+        }
+      }
+    },
+  };
+
   document.addEventListener('DOMContentLoaded', () => { renderHeader(); applyI18n(); });
 
   return {
     t, get lang() { return lang; }, applyI18n, session, startSession, signOut, takeSignInMessage, expired, requireSession, homeOf, claims,
-    api, allPages, pool, ApiError, verify, verifier, verifyHistory, pinnedKeys, pinKeys, keepKeys, growthText, errorInfo, b64, unb64, el, svg, fmtTime, fmtMonth, status, fieldError,
+    api, allPages, pool, ApiError, directives, verify, verifier, verifyHistory, pinnedKeys, pinKeys, keepKeys, growthText, errorInfo, b64, unb64, el, svg, fmtTime, fmtMonth, status, fieldError,
   };
 })();

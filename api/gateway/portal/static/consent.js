@@ -13,16 +13,7 @@ document.addEventListener('DOMContentLoaded', async () => {
   const staleBox = document.getElementById('stale');
   let consent = null;
 
-  const KINDS = ['block_professional', 'block_organization', 'allow_professional', 'treating_physician', 'extended_rights',
-    'hide_document', 'hide_document_type', 'hide_everything', 'oppose_emergency_access', 'opt_out'];
-  const kindOf = d => KINDS.find(k => d[k]);
-  // clean keeps what PUT takes: the id, the validity if set, the kind.
-  function clean(d) {
-    const k = kindOf(d), out = { id: d.id, [k]: d[k] };
-    if (d.valid_from) out.valid_from = d.valid_from;
-    if (d.valid_until) out.valid_until = d.valid_until;
-    return out;
-  }
+  const { kindOf, clean } = Vigie.directives;
   function describe(d) {
     const k = kindOf(d), v = d[k] || {};
     return t('directive.' + k, { rpps: v.rpps, finess: v.finess, doc: v.document_id, type: v.document_type });
@@ -191,7 +182,7 @@ document.addEventListener('DOMContentLoaded', async () => {
       if (await save(build(v))) input.value = '';
     });
   }
-  rppsForm('block-form', 'block-rpps', rpps => ({ add: { id: 'block-' + rpps, block_professional: { rpps } }, label: t('directive.block_professional', { rpps }) }));
+  rppsForm('block-form', 'block-rpps', rpps => ({ add: { id: Vigie.directives.blockID(rpps), block_professional: { rpps } }, label: t('directive.block_professional', { rpps }) }));
   rppsForm('physician-form', 'physician-rpps', rpps => ({ replaceKind: 'treating_physician', add: { id: 'treating-physician', treating_physician: { rpps } }, label: t('directive.treating_physician', { rpps }) }));
 
   document.getElementById('hide-form').addEventListener('submit', async ev => {
@@ -201,7 +192,7 @@ document.addEventListener('DOMContentLoaded', async () => {
     const problem = !doc ? t('problem.required') : doc.length > 128 ? t('problem.too_long', { max: 128 }) : '';
     Vigie.fieldError(input, err, problem && t('field.named', { field: t('field.document'), problem }));
     if (problem) { input.focus(); return; }
-    const id = 'hide-' + Array.from(new TextEncoder().encode(doc)).map(b => b.toString(16).padStart(2, '0')).join('').slice(0, 58);
+    const id = Vigie.directives.hideID(doc);
     if (await save({ add: { id, hide_document: { document_id: doc } }, label: t('directive.hide_document', { doc }) })) input.value = '';
   });
   document.getElementById('emergency-form').addEventListener('submit', ev => {

@@ -123,6 +123,7 @@ const VigieEvents = (() => {
         const btg = emergency.has(e.commitment); // judge, after loadRules
         v.outcome = d.effect === 'ALLOW' ? (btg ? 'btg' : 'allow') : 'deny';
         v.rpps = a.rpps;
+        v.doc = res.kind === 'document' ? res.document_id || '' : '';
         v.who = [professional(a.rpps, label(rv, 'professions', a.profession)),
           organisation(a.organization) + (a.sector ? ' · ' + label(rv, 'sectors', a.sector) : ''),
           a.care_team ? t('event.careTeam') : ''].filter(Boolean);
