@@ -1069,4 +1069,51 @@ func TestPortalBlockFromHistory(t *testing.T) {
 	if !blocked || !hidden || len(c.Directives) != 2 {
 		t.Errorf("consent after the two actions: %v", c.Directives)
 	}
+
+	// The consent page lists who accessed the record, by name, with a
+	// block switch; unblocking is one click.
+	marie := `#accessed input[role="switch"][data-rpps="` + e2eDoctor + `"]`
+	b.run("open the consent page", chromedp.Navigate(base+portal.Prefix+"consent.html"),
+		chromedp.WaitVisible(chromedp.CSS(`#consent-status[data-state="verified"]`)), chromedp.WaitVisible(chromedp.CSS(marie)))
+	if n := b.count(`#accessed li`); n != 3 {
+		t.Errorf("%d professionals listed as having accessed the record, want 3: %s", n, b.text("#accessed"))
+	}
+	if txt := b.text("#accessed"); !strings.Contains(txt, "MARIE ESSAI") || !strings.Contains(txt, "CLAIRE LEFÈVRE") || !strings.Contains(txt, "RPPS 10000000002") {
+		t.Errorf("the list of professionals lacks names: %q", txt)
+	}
+	if on := get(b, "switch state", chromedp.Evaluate[bool](`document.querySelector('`+marie+`').checked`)); !on {
+		t.Errorf("the switch of the professional blocked from the history is off")
+	}
+	b.accessibility("consent with the professionals")
+	b.run("unblock", chromedp.Click(chromedp.CSS(marie)), chromedp.WaitVisible(chromedp.CSS(`#consent-status[data-version="3"]`)))
+	allowed, err := vigiev1.NewAccessServiceClient(e.conn).Check(e.as(auth.RoleService, "hospital-his", e2eHospital), checkRequest("after-unblock"))
+	if err != nil || allowed.Decision != vigiev1.Decision_ALLOW {
+		t.Fatalf("Check after unblocking = %v, %v; want ALLOW", allowed, err)
+	}
+
+	// The treating physician chosen from a search of the directory by name.
+	b.run("search too short", chromedp.SetValue(chromedp.CSS("#search-name"), "l"), chromedp.Click(chromedp.CSS(`#search-form button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.CSS("#search-name-error")))
+	b.run("search", chromedp.SetValue(chromedp.CSS("#search-name"), "lefevre"), chromedp.Click(chromedp.CSS(`#search-form button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#search-results li[data-rpps="10000000003"]`)))
+	if txt := b.text("#search-results"); !strings.Contains(txt, "CLAIRE LEFÈVRE · Médecin, Médecine générale · RPPS 10000000003") {
+		t.Errorf("search results: %q", txt)
+	}
+	b.accessibility("consent with search results")
+	b.run("choose the physician", chromedp.Click(chromedp.CSS(`#search-results li[data-rpps="10000000003"] button[data-action="physician"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#consent-status[data-version="4"]`)))
+	c, err = consents.GetConsent(patient, &vigiev1.GetConsentRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var physician string
+	for _, d := range c.Directives {
+		if p := d.GetTreatingPhysician(); p != nil {
+			physician = p.Rpps
+		}
+	}
+	if physician != "10000000003" {
+		t.Errorf("treating physician %q after choosing from the search, want 10000000003: %v", physician, c.Directives)
+	}
+	b.screenshot("consent-search")
 }

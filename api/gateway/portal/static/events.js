@@ -177,5 +177,10 @@ const VigieEvents = (() => {
     return tr;
   }
 
-  return { loadTexts, loadRules, loadNames, judge, describe, row, label, name };
+  // whoIs says who an RPPS number is, from the directory, or the number.
+  function whoIs(rpps) { return pros.has(rpps) ? professional(rpps, '') : 'RPPS ' + rpps; }
+  // remember keeps directory entries found otherwise (a search by name).
+  function remember(p) { pros.set(p.rpps, p); }
+
+  return { loadTexts, loadRules, loadNames, judge, describe, row, label, name, whoIs, remember };
 })();
