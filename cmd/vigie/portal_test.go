@@ -79,6 +79,9 @@ func newBrowser(t *testing.T) *browser {
 		chromedp.ExecPath(chromiumPath(t)),
 		chromedp.NoSandbox, chromedp.Headless, chromedp.DisableGPU,
 		chromedp.Flag("disable-background-networking", true),
+		// The browser's own language is English: the pages are French
+		// first all the same, dates included.
+		chromedp.Flag("lang", "en-US"),
 		chromedp.WindowSize(1200, 1000),
 	)
 	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
@@ -1116,4 +1119,51 @@ func TestPortalBlockFromHistory(t *testing.T) {
 		t.Errorf("treating physician %q after choosing from the search, want 10000000003: %v", physician, c.Directives)
 	}
 	b.screenshot("consent-search")
+}
+
+// TestPortalFrenchDates: in a browser whose own language is English, the
+// history's chart names months with their whole year ("déc. 2026") and its
+// date filters read and accept jj/mm/aaaa (not the browser's mm/dd/yyyy of
+// a native date field); a date that does not exist is refused, naming the
+// field.
+func TestPortalFrenchDates(t *testing.T) {
+	e := startE2E(t)
+	base := e.http().base
+	e.waitCheckpoint(portalAccesses(t, e) + 1)
+	b := newBrowser(t)
+	b.signIn(base, e.token(auth.RolePatient, e2ePatient), `#verdict[data-state="verified"], #verdict[data-state="failed"], #verdict[data-state="error"]`)
+	if got := get(b, "browser language", chromedp.Evaluate[string](`navigator.language`)); !strings.HasPrefix(got, "en") {
+		t.Fatalf("navigator.language = %q, want an English browser", got)
+	}
+	now := time.Now().UTC()
+	months := []string{"janv.", "févr.", "mars", "avr.", "mai", "juin", "juil.", "août", "sept.", "oct.", "nov.", "déc."}
+	if want, got := months[now.Month()-1]+" "+strconv.Itoa(now.Year()), b.text("#chart"); !strings.Contains(got, want) {
+		t.Errorf("the chart's month labels %q lack %q", got, want)
+	}
+	if typ := b.attr("#f-from", "type"); typ != "text" {
+		t.Errorf("the date filter is an input of type %q, which follows the browser's locale", typ)
+	}
+	if hint := b.text(`label[for="f-from"]`); !strings.Contains(hint, "jj/mm/aaaa") {
+		t.Errorf("the date filter's label %q does not say jj/mm/aaaa", hint)
+	}
+	b.accessibility("history with date filters")
+	typeDate := func(sel, value string, then ...chromedp.Action[chromedp.Void]) []chromedp.Action[chromedp.Void] {
+		return append([]chromedp.Action[chromedp.Void]{eval("document.querySelector('" + sel + "').value = ''"), chromedp.SendKeys(chromedp.CSS(sel), value)}, then...)
+	}
+	today, tomorrow := now.Format("02/01/2006"), now.AddDate(0, 0, 1).Format("02/01/2006")
+	b.run("from tomorrow", typeDate("#f-from", tomorrow, chromedp.WaitNotPresent(chromedp.CSS("#events tbody tr")))...)
+	b.run("from today", typeDate("#f-from", today, chromedp.WaitVisible(chromedp.CSS("#events tbody tr")))...)
+	if n := b.count("#events tbody tr"); n != 3 {
+		t.Errorf("from %s: %d rows, want 3", today, n)
+	}
+	b.run("a date that does not exist", typeDate("#f-from", "31/02/2026", chromedp.WaitVisible(chromedp.CSS("#f-from-error")))...)
+	if msg := b.text("#f-from-error"); !strings.Contains(msg, "Du : une date jj/mm/aaaa qui existe") {
+		t.Errorf("the error of 31/02/2026: %q", msg)
+	}
+	if inv := b.attr("#f-from", "aria-invalid"); inv != "true" {
+		t.Errorf("aria-invalid = %q on the refused date", inv)
+	}
+	b.run("from today", typeDate("#f-from", today)...)
+	b.run("to before from", typeDate("#f-to", now.AddDate(0, 0, -1).Format("02/01/2006"), chromedp.WaitVisible(chromedp.CSS("#filter-error")))...)
+	b.screenshot("history-dates")
 }

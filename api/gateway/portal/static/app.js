@@ -232,8 +232,26 @@ const Vigie = (() => {
     if (!iso) return '';
     return new Intl.DateTimeFormat(lang === 'fr' ? 'fr-FR' : 'en-GB', { dateStyle: 'medium', timeStyle: 'short' }).format(new Date(iso));
   }
+  // fmtMonth names a month with its whole year ("déc. 2026"): "déc. 26"
+  // would read as a day.
   function fmtMonth(d) {
-    return new Intl.DateTimeFormat(lang === 'fr' ? 'fr-FR' : 'en-GB', { month: 'short', year: '2-digit', timeZone: 'UTC' }).format(d);
+    return new Intl.DateTimeFormat(lang === 'fr' ? 'fr-FR' : 'en-GB', { month: 'short', year: 'numeric', timeZone: 'UTC' }).format(d);
+  }
+  // parseDay reads a date field as the pages show dates, jj/mm/aaaa
+  // (or j/m/aaaa, with / . or - between; or aaaa-mm-jj), whatever the
+  // browser's language: native date inputs would follow the browser's
+  // locale. It returns "aaaa-mm-jj", "" for an empty field, or null for a
+  // date that does not exist.
+  function parseDay(s) {
+    s = s.trim();
+    if (!s) return '';
+    let m = s.match(/^(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})$/), d, mo, y;
+    if (m) [d, mo, y] = [m[1], m[2], m[3]].map(Number);
+    else if ((m = s.match(/^(\d{4})-(\d{2})-(\d{2})$/))) [y, mo, d] = [m[1], m[2], m[3]].map(Number);
+    else return null;
+    const date = new Date(Date.UTC(y, mo - 1, d));
+    if (date.getUTCFullYear() !== y || date.getUTCMonth() !== mo - 1 || date.getUTCDate() !== d) return null;
+    return date.toISOString().slice(0, 10);
   }
   function status(box, state, title, detail) {
     box.hidden = false;
@@ -310,6 +328,6 @@ const Vigie = (() => {
 
   return {
     t, get lang() { return lang; }, applyI18n, session, startSession, signOut, takeSignInMessage, expired, requireSession, homeOf, claims,
-    api, allPages, pool, ApiError, directives, verify, verifier, verifyHistory, pinnedKeys, pinKeys, keepKeys, growthText, errorInfo, b64, unb64, el, svg, fmtTime, fmtMonth, status, fieldError,
+    api, allPages, pool, ApiError, directives, verify, verifier, verifyHistory, pinnedKeys, pinKeys, keepKeys, growthText, errorInfo, b64, unb64, el, svg, fmtTime, fmtMonth, parseDay, status, fieldError,
   };
 })();

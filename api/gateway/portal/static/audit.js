@@ -227,14 +227,17 @@ document.addEventListener('DOMContentLoaded', async () => {
     check(f.patient_ins, ins && !/^[0-9]{13}[0-9]{2}$|^[0-9]{5}[0-9AB][0-9]{7}[0-9]{2}$/.test(ins) ? t('field.named', { field: t('audit.ins'), problem: t('field.err.ins') }) : '');
     check(f.actor_rpps, rpps && !/^[0-9]{11}$/.test(rpps) ? t('field.named', { field: t('field.rpps'), problem: t('field.err.rpps') }) : '');
     check(f.organization, org && !/^[0-9A-Za-z]{9}$/.test(org) ? t('field.named', { field: t('audit.organization'), problem: t('field.err.finess') }) : '');
-    check(f.to, f.from.value && f.to.value && f.to.value <= f.from.value ? t('audit.err.dates') : '');
+    const from = Vigie.parseDay(f.from.value), to = Vigie.parseDay(f.to.value);
+    const bad = key => t('field.named', { field: t(key), problem: t('field.err.date') });
+    check(f.from, from === null ? bad('filter.from') : '');
+    check(f.to, to === null ? bad('filter.to') : from && to && to <= from ? t('audit.err.dates') : '');
     if (problems.length) { problems[0].focus(); return; }
     const q = {};
     if (ins) q.patient_ins = ins;
     if (rpps) q.actor_rpps = rpps;
     if (org) q.organization = org;
-    if (f.from.value) q.start_time = f.from.value + 'T00:00:00Z';
-    if (f.to.value) q.end_time = f.to.value + 'T00:00:00Z';
+    if (from) q.start_time = from + 'T00:00:00Z';
+    if (to) q.end_time = to + 'T00:00:00Z';
     if (f.kind.value) q.kind = f.kind.value;
     if (f.break_glass_only.checked) q.break_glass_only = true;
     found = { q, events: [], ok: true, next: '' };

@@ -41,13 +41,12 @@ document.addEventListener('DOMContentLoaded', async () => {
   }
 
   function filters() {
-    const from = form.from.value, to = form.to.value;
-    const err = document.getElementById('filter-error');
-    if (from && to && to < from) {
-      Vigie.fieldError(form.to, err, t('filter.err.order'));
-      return null;
-    }
-    Vigie.fieldError(form.to, err, '');
+    const from = Vigie.parseDay(form.from.value), to = Vigie.parseDay(form.to.value);
+    const err = document.getElementById('filter-error'), fromErr = document.getElementById('f-from-error');
+    const bad = key => t('field.named', { field: t(key), problem: t('field.err.date') });
+    Vigie.fieldError(form.from, fromErr, from === null ? bad('filter.from') : '');
+    Vigie.fieldError(form.to, err, to === null ? bad('filter.to') : from && to && to < from ? t('filter.err.order') : '');
+    if (from === null || to === null || (from && to && to < from)) return null;
     return { from, to, pro: form.professional.value, outcome: form.outcome.value, all: form.all.checked };
   }
   function matches(v, f) {
