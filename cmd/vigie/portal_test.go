@@ -578,7 +578,9 @@ func TestPortalPatient(t *testing.T) {
 // review is recorded in the patient's chain, as is the regulator's read),
 // searches events (a wrong field is named); an auditor sees the log only.
 func TestPortalAuditor(t *testing.T) {
-	e := startE2E(t, "--alerts-cache", "0")
+	dir := filepath.Join(t.TempDir(), "data")
+	importDirectories(t, dir)
+	e := startE2EAt(t, dir, "--alerts-cache", "0")
 	base := e.http().base
 	e.waitCheckpoint(1) // the log has a history: a first checkpoint, then the accesses'
 	e.waitCheckpoint(portalAccesses(t, e) + 1)
@@ -604,6 +606,14 @@ func TestPortalAuditor(t *testing.T) {
 	}
 	if txt := b.text("#alerts-body"); !strings.Contains(txt, "Accès en urgence non examiné") || !strings.Contains(txt, "10000000002") {
 		t.Errorf("alerts: %q", txt)
+	}
+	// Names from the directories beside the numbers, in the alerts and in
+	// the review queue.
+	if txt := b.text("#alerts-body"); !strings.Contains(txt, "HÔPITAL DES ESSAIS (PARIS) · FINESS "+e2eHospital) {
+		t.Errorf("alerts without the establishment's name: %q", txt)
+	}
+	if txt := b.text("form.review"); !strings.Contains(txt, "HÔPITAL DES ESSAIS (PARIS) · FINESS "+e2eHospital) {
+		t.Errorf("review queue without the establishment's name: %q", txt)
 	}
 	// The details are sentences of the page's language, built from the
 	// alert's figures; the dentist's attempt is outside the access matrix.

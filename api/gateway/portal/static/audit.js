@@ -127,6 +127,7 @@ document.addEventListener('DOMContentLoaded', async () => {
     const body = document.getElementById('alerts-body');
     try {
       alerts = ((await Vigie.api('GET', '/v1/audit/alerts')).alerts || []).map(a => Object.assign({}, a, { severity: severities[a.severity] || 'info' }));
+      await VigieEvents.lookup(alerts.map(a => a.actor_rpps), alerts.map(a => a.organization));
       renderAlerts();
     } catch (e) {
       if (e instanceof Vigie.ApiError && e.status === 404) body.replaceChildren(el('p', { text: t('audit.alertsOff') }));
@@ -142,8 +143,8 @@ document.addEventListener('DOMContentLoaded', async () => {
       el('tbody', null, alerts.map(a => el('tr', { 'data-kind': a.kind, class: a.severity === 'critical' ? 'deny' : a.severity === 'warning' ? 'btg' : null },
         el('td', { 'data-label': t('audit.alertKind'), text: t('alert.' + a.kind) === 'alert.' + a.kind ? a.kind : t('alert.' + a.kind) }),
         el('td', { 'data-label': t('audit.severity') }, el('span', { class: 'badge ' + (a.severity === 'critical' ? 'deny' : 'btg'), text: t('severity.' + a.severity) })),
-        el('td', { 'data-label': t('field.rpps'), text: a.actor_rpps }),
-        el('td', { 'data-label': t('audit.organization'), text: a.organization || '' }),
+        el('td', { 'data-label': t('field.rpps'), text: a.actor_rpps ? VigieEvents.whoIs(a.actor_rpps) : '' }),
+        el('td', { 'data-label': t('audit.organization'), text: a.organization ? VigieEvents.organisation(a.organization) : '' }),
         el('td', { 'data-label': t('audit.events'), class: 'mono', text: a.events.map(e => '#' + e.leaf_index).join(' ') }),
         el('td', { 'data-label': t('audit.detail'), class: 'detail', text: alertText(a) })))))));
   }

@@ -46,14 +46,12 @@ const VigieEvents = (() => {
   // shown beside the numbers; a number the directories lack, or a failed
   // lookup, shows the number alone.
   async function loadNames(events) {
-    const rpps = new Set(), finess = new Set();
-    for (const e of events) {
-      const a = e.kind === 'access' && e.payload && e.payload.request && e.payload.request.actor;
-      if (!a) continue;
-      if (a.rpps && !pros.has(a.rpps)) rpps.add(a.rpps);
-      if (a.organization && !orgs.has(a.organization)) finess.add(a.organization);
-    }
-    const r = [...rpps], f = [...finess];
+    const actors = events.map(e => e.kind === 'access' && e.payload && e.payload.request && e.payload.request.actor).filter(Boolean);
+    await lookup(actors.map(a => a.rpps), actors.map(a => a.organization));
+  }
+  // lookup looks up numbers not looked up yet.
+  async function lookup(rppsList, finessList) {
+    const r = [...new Set(rppsList.filter(n => n && !pros.has(n)))], f = [...new Set(finessList.filter(n => n && !orgs.has(n)))];
     try {
       for (let i = 0; i < Math.max(r.length, f.length); i += 500) {
         const resp = await Vigie.api('POST', '/v1/directory:lookup', { rpps: r.slice(i, i + 500), finess: f.slice(i, i + 500) });
@@ -182,5 +180,5 @@ const VigieEvents = (() => {
   // remember keeps directory entries found otherwise (a search by name).
   function remember(p) { pros.set(p.rpps, p); }
 
-  return { loadTexts, loadRules, loadNames, judge, describe, row, label, name, whoIs, remember };
+  return { loadTexts, loadRules, loadNames, lookup, judge, describe, row, label, name, whoIs, organisation, remember };
 })();
