@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	tpb "github.com/google/trillian"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/vigie-sante/vigie/consent"
 	"github.com/vigie-sante/vigie/consent/consentsql"
+	"github.com/vigie-sante/vigie/consent/directory"
 	"github.com/vigie-sante/vigie/consent/ladonpolicy"
 	"github.com/vigie-sante/vigie/consent/nationalrules"
 	"github.com/vigie-sante/vigie/ledger"
@@ -85,7 +87,10 @@ type Node struct {
 	Ledger   *ledger.Ledger
 	Consents *consentsql.Store
 	Consent  *consent.Service
-	Keys     *keys.Keyring
+	// Directory is the public directories of professionals and
+	// establishments, for names beside numbers.
+	Directory *directory.Store
+	Keys      *keys.Keyring
 	// DataDir is Config.DataDir, absolute.
 	DataDir string
 	// Origin is the log's origin, "<log name>/vigie/<tree id>".
@@ -123,7 +128,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 
 	// Vigie's own database: every table of it, the ledger's and the
 	// consent store's, in one list of migrations.
-	dbc := ledgersql.DBConfig{PostgreSQL: cfg.DB, Also: consentsql.Migrations}
+	dbc := ledgersql.DBConfig{PostgreSQL: cfg.DB, Also: Migrations()}
 	if cfg.DB == "" {
 		dbc.SQLite = filepath.Join(n.DataDir, "vigie.db")
 	}
@@ -132,6 +137,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.Store = store
+	n.Directory = directory.New(n.DB)
 	if c := n.DB.Collector(); c != nil {
 		n.Collectors = append(n.Collectors, c)
 	}
@@ -214,6 +220,14 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.Ledger.Start(context.WithoutCancel(ctx))
 	n.ledgerRun = true
 	return n, nil
+}
+
+// Migrations are the tables of Vigie's database beyond the ledger's: the
+// consent store's and the directories'. Whatever opens the database
+// passes them to ledgersql.Open, which refuses a database holding a
+// migration it was not given.
+func Migrations() []sqldb.Migration {
+	return slices.Concat(consentsql.Migrations, directory.Migrations)
 }
 
 // Ready reports whether the node can serve: the ledger's background work
