@@ -3,6 +3,7 @@ package consentsql_test
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"slices"
 	"strconv"
@@ -29,14 +30,19 @@ type node struct {
 	svc   *consent.Service
 }
 
-// twoNodes opens two nodes on ONE PostgreSQL database, with the same keys,
-// as a cluster's nodes are; only the first runs the ledger's background
-// work (sender, checkpointer). cfg adjusts each node's service config.
+// twoNodes opens two nodes on ONE PostgreSQL database and one Trillian,
+// with the same keys, as a cluster's nodes are; only the first runs the
+// ledger's background work (sender, checkpointer). cfg adjusts each
+// node's service config.
 func twoNodes(t *testing.T, cfg func(*consent.Config, *consentsql.Store)) (a, b *node) {
 	t.Helper()
 	url := ledgertest.Postgres(t)
-	open := func(noStart bool) *node {
-		env := ledgertest.New(t, ledgertest.Options{PostgreSQL: url, Migrations: consentsql.Migrations, EraseAlso: consentsql.EraseRows, NoStart: noStart})
+	open := func(first *node) *node {
+		opts := ledgertest.Options{PostgreSQL: url, Migrations: consentsql.Migrations, EraseAlso: consentsql.EraseRows}
+		if first != nil {
+			opts.Node, opts.NoStart = first.env, true
+		}
+		env := ledgertest.New(t, opts)
 		n := &node{env: env, store: consentsql.New(env.DB, env.Ledger)}
 		c := consent.Config{Store: n.store, Recorder: n.store, Engine: ladonpolicy.NewEngine(ladonpolicy.Options{}), Rules: nationalrules.Illustrative()}
 		if cfg != nil {
@@ -50,7 +56,8 @@ func twoNodes(t *testing.T, cfg func(*consent.Config, *consentsql.Store)) (a, b 
 		n.svc = svc
 		return n
 	}
-	return open(false), open(true)
+	a = open(nil)
+	return a, open(a)
 }
 
 // rulesV returns the illustrative rules under another version number.
@@ -201,8 +208,9 @@ func blockOrNot(i int) []consent.Directive {
 // propagation makes n consent changes and n rules publications on a and
 // measures how long each takes to reach b's service (its cache of the
 // patient's consent, the rules it decides with), from the moment a's
-// call returned (committed).
-func propagation(t *testing.T, a, b *node, n int, limit time.Duration) (consents, rules []time.Duration) {
+// call returned (committed). Each change waits a random time below jitter
+// first, so that changes do not follow the polls' rhythm.
+func propagation(t *testing.T, a, b *node, n int, jitter, limit time.Duration) (consents, rules []time.Duration) {
 	t.Helper()
 	// b keeps the patient: a's first change makes b's next decision read
 	// the store (ErrConsentChanged), which keeps what it read.
@@ -214,7 +222,13 @@ func propagation(t *testing.T, a, b *node, n int, limit time.Duration) (consents
 		t.Fatalf("Check on b = consent version %d, %v; want %d", d.ConsentVersion, err, rec.Version)
 	}
 	version := rec.Version
+	pause := func() {
+		if jitter > 0 {
+			time.Sleep(rand.N(jitter))
+		}
+	}
 	for i := 1; i <= n; i++ {
+		pause()
 		rec, err := a.svc.UpdateConsent(ctx, patient, version, blockOrNot(i), "patient")
 		if err != nil {
 			t.Fatal(err)
@@ -225,6 +239,7 @@ func propagation(t *testing.T, a, b *node, n int, limit time.Duration) (consents
 			return ok && v == version
 		}))
 		rv := a.svc.Rules().Version() + 1
+		pause()
 		if err := a.svc.PublishRules(ctx, rulesV(t, rv), "admin:test"); err != nil {
 			t.Fatal(err)
 		}
@@ -264,13 +279,14 @@ func propagationRuns(def int) int {
 // 99th percentile (docs/operations.md).
 func TestChangesReachEveryNode(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		opts consentsql.FeedOptions
-		runs int
+		name   string
+		opts   consentsql.FeedOptions
+		runs   int
+		jitter time.Duration
 	}{
-		{"PostgreSQL/listen", consentsql.FeedOptions{}, 20},
-		{"PostgreSQL/poll", consentsql.FeedOptions{NoListen: true}, 3},
-		{"SQLite/poll", consentsql.FeedOptions{}, 3},
+		{"PostgreSQL/listen", consentsql.FeedOptions{}, 20, 0},
+		{"PostgreSQL/poll", consentsql.FeedOptions{NoListen: true}, 3, time.Second},
+		{"SQLite/poll", consentsql.FeedOptions{}, 3, time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var a, b *node
@@ -291,7 +307,7 @@ func TestChangesReachEveryNode(t *testing.T) {
 				a, b = twoNodes(t, func(c *consent.Config, s *consentsql.Store) { c.Changes = s.Changes(tc.opts) })
 			}
 			limit := time.Second + 5*time.Second // the default Poll, and slack for a loaded machine
-			cs, rs := propagation(t, a, b, propagationRuns(tc.runs), limit)
+			cs, rs := propagation(t, a, b, propagationRuns(tc.runs), tc.jitter, limit)
 			cm, c99 := quantiles(cs)
 			rm, r99 := quantiles(rs)
 			t.Logf("%s: %d consent changes: median %v, p99 %v; %d rules publications: median %v, p99 %v", tc.name, len(cs), cm, c99, len(rs), rm, r99)
@@ -335,7 +351,7 @@ func TestChangesAfterListenerKilled(t *testing.T) {
 	a, b := twoNodes(t, func(c *consent.Config, s *consentsql.Store) { c.Changes = s.Changes(opts) })
 	waitFor(t, time.Minute, "both nodes listening", func() bool { return len(listeners(t, a.env)) == 2 })
 	// Notifications work: a change reaches b without a poll.
-	propagation(t, a, b, 1, 30*time.Second)
+	propagation(t, a, b, 1, 0, 30*time.Second)
 
 	killed := listeners(t, a.env)
 	if err := a.env.DB.Read(ctx, func(ctx context.Context, tx sqldb.Tx) error {
