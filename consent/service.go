@@ -172,10 +172,10 @@ func (s *Service) Rules() *Rules { return s.rules.Load() }
 // decision and its recording, Check decides again with the new consent;
 // if a national rules version is published meanwhile (on this node or
 // another: ErrRulesChanged), it reads the latest rules and decides again
-// with them; at most MaxAttempts times in all. If recording fails, Check returns an
-// error and no decision: never an ALLOW that is not recorded. The caller
-// may retry with the same request key; the recorder then returns the
-// first answer if the failed attempt was in fact recorded.
+// with them; at most MaxAttempts times in all. If recording fails, Check
+// returns an error and no decision: never an ALLOW that is not recorded.
+// The caller may retry with the same request key; the recorder then
+// returns the first answer if the failed attempt was in fact recorded.
 //
 // The first attempt decides with the patient's consent as this service
 // last saw it, without reading the store, unless the request asks for a
