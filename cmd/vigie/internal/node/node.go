@@ -72,6 +72,11 @@ type Config struct {
 	MergeDelay         time.Duration
 	SendStallAfter     time.Duration
 	RequestIDRetention time.Duration
+	// ChangesPoll bounds how long consent changes and national rules
+	// published on other nodes take to reach this node's caches where
+	// LISTEN/NOTIFY does not carry them (consentsql.FeedOptions.Poll;
+	// default 1s).
+	ChangesPoll time.Duration
 	// Logger receives the ledger's operational logs. Default
 	// slog.Default().
 	Logger *slog.Logger
@@ -213,6 +218,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		Recorder: n.Consents,
 		Engine:   ladonpolicy.NewEngine(ladonpolicy.Options{}),
 		Rules:    rules,
+		Changes:  n.Consents.Changes(consentsql.FeedOptions{Poll: cfg.ChangesPoll}),
 	})
 	if err != nil {
 		return nil, err
@@ -240,14 +246,17 @@ func (n *Node) Ready(ctx context.Context) error {
 	return err
 }
 
-// Close drains the ledger's outbox (until ctx is done), stops it, then
-// closes Trillian and the database. It may be called more than once.
+// Close stops following other nodes' changes, drains the ledger's outbox
+// (until ctx is done), stops it, then closes Trillian and the database. It may be called more than once.
 func (n *Node) Close(ctx context.Context) error {
 	if n.closed {
 		return nil
 	}
 	n.closed = true
 	var errs []error
+	if n.Consent != nil {
+		n.Consent.Close()
+	}
 	if n.ledgerRun {
 		n.ledgerRun = false
 		errs = append(errs, n.Ledger.Close(ctx))
