@@ -25,12 +25,19 @@ type Config struct {
 	// time of changes. Default time.Now.
 	Clock func() time.Time
 	// MaxAttempts bounds how many times Check decides when the consent
-	// keeps changing between decision and record. Default 3.
+	// or the national rules keep changing between decision and record.
+	// Default 3.
 	MaxAttempts int
 	// CachedPatients bounds how many patients' consents the service keeps
 	// in memory to decide without reading the store (see Check). Default
 	// 1<<20; negative: read the store at every Check.
 	CachedPatients int
+	// Changes, if not nil, reports the changes other nodes make to the
+	// store: the service follows them (the patients' consents it keeps,
+	// the national rules it decides with) until Close. Nil: changes made
+	// elsewhere are found by the Recorder's checks only, one retried
+	// decision each.
+	Changes ChangeFeed
 }
 
 // Service checks access requests and changes consents: it decides with
@@ -44,6 +51,9 @@ type Service struct {
 	maxAttempts int
 	rules       atomic.Pointer[Rules]
 	cache       *consentCache // nil: none
+
+	stop    context.CancelFunc // stops following Changes
+	stopped chan struct{}      // closed when the service no longer follows them
 }
 
 // NewService returns a service, after making sure the store holds national
@@ -59,11 +69,15 @@ func NewService(ctx context.Context, cfg Config) (*Service, error) {
 	if s.maxAttempts <= 0 {
 		s.maxAttempts = 3
 	}
+	var keyOf func(ident.INS) PatientKey
+	if cfg.Changes != nil {
+		keyOf = cfg.Changes.PatientKey
+	}
 	switch {
 	case cfg.CachedPatients == 0:
-		s.cache = newConsentCache(1 << 20)
+		s.cache = newConsentCache(1<<20, keyOf)
 	case cfg.CachedPatients > 0:
-		s.cache = newConsentCache(cfg.CachedPatients)
+		s.cache = newConsentCache(cfg.CachedPatients, keyOf)
 	}
 	latest, err := cfg.Store.LatestRules(ctx)
 	switch {
@@ -85,7 +99,62 @@ func NewService(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("consent: configured national rules version %d differs from the stored one: %w", cfg.Rules.Version(), ErrRulesConflict)
 	}
 	s.rules.Store(current)
+	s.stopped = make(chan struct{})
+	if cfg.Changes == nil {
+		close(s.stopped)
+		s.stop = func() {}
+		return s, nil
+	}
+	wctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	s.stop = stop
+	go func() {
+		defer close(s.stopped)
+		cfg.Changes.Watch(wctx, func(c Changes) error { return s.follow(wctx, c) })
+	}()
 	return s, nil
+}
+
+// Close stops following the store's changes (Config.Changes) and waits
+// until the service no longer reads the store for them. The service still
+// decides and records after Close.
+func (s *Service) Close() {
+	s.stop()
+	<-s.stopped
+}
+
+// follow brings what the service keeps up to date with changes reported
+// by the feed: a patient it keeps is read again, the national rules are
+// read again, and after a gap everything is forgotten.
+func (s *Service) follow(ctx context.Context, c Changes) error {
+	if c.All {
+		s.cache.clearAll()
+	}
+	if c.All || c.Rules {
+		if err := s.reloadRules(ctx); err != nil {
+			return err
+		}
+	}
+	for _, k := range c.Patients {
+		p, ok := s.cache.patient(k)
+		if !ok {
+			continue // not kept: read from the store when needed
+		}
+		read, err := s.store.Consent(ctx, p)
+		if err != nil {
+			s.cache.forget(p)
+			return fmt.Errorf("read consent: %w", err)
+		}
+		s.cache.put(p, &read)
+	}
+	return nil
+}
+
+// CachedConsentVersion returns the version of the patient's consent the
+// service keeps and would decide the patient's next Check with, without
+// reading the store; ok is false when it keeps none (the next Check reads
+// the store, or presumes no consent).
+func (s *Service) CachedConsentVersion(p ident.INS) (version int64, ok bool) {
+	return s.cache.version(p)
 }
 
 func (s *Service) now() time.Time { return s.clock().UTC().Truncate(time.Second) }
@@ -100,11 +169,13 @@ func (s *Service) Rules() *Rules { return s.rules.Load() }
 // A request without a time gets the service clock's. An invalid request
 // returns a *FieldError; a MinConsentVersion above the patient's consent
 // version, ErrConsentAhead. If the patient's consent changes between the
-// decision and its recording, Check decides again with the new consent,
-// at most MaxAttempts times in all. If recording fails, Check returns an
-// error and no decision: never an ALLOW that is not recorded. The caller
-// may retry with the same request key; the recorder then returns the
-// first answer if the failed attempt was in fact recorded.
+// decision and its recording, Check decides again with the new consent;
+// if a national rules version is published meanwhile (on this node or
+// another: ErrRulesChanged), it reads the latest rules and decides again
+// with them; at most MaxAttempts times in all. If recording fails, Check
+// returns an error and no decision: never an ALLOW that is not recorded.
+// The caller may retry with the same request key; the recorder then
+// returns the first answer if the failed attempt was in fact recorded.
 //
 // The first attempt decides with the patient's consent as this service
 // last saw it, without reading the store, unless the request asks for a
@@ -120,9 +191,9 @@ func (s *Service) Check(ctx context.Context, req Request) (Decision, Receipt, er
 	if err := ValidateRequest(&req); err != nil {
 		return Decision{}, Receipt{}, err
 	}
-	rules := s.rules.Load()
 	var lastErr error
 	for attempt := range s.maxAttempts {
+		rules := s.rules.Load()
 		snap := s.snapshot(req.Patient, req.MinConsentVersion, attempt)
 		if snap == nil {
 			read, err := s.store.Consent(ctx, req.Patient)
@@ -153,12 +224,45 @@ func (s *Service) Check(ctx context.Context, req Request) (Decision, Receipt, er
 			s.cache.forget(req.Patient)
 			continue
 		}
+		if errors.Is(err, ErrRulesChanged) {
+			lastErr = err
+			if err := s.reloadRules(ctx); err != nil {
+				return Decision{}, Receipt{}, fmt.Errorf("check: %w", err)
+			}
+			continue
+		}
 		if err != nil {
 			return Decision{}, Receipt{}, fmt.Errorf("check: record decision: %w", err)
 		}
 		return rec.Decision, rec, nil
 	}
-	return Decision{}, Receipt{}, fmt.Errorf("check: consent kept changing over %d attempts: %w", s.maxAttempts, lastErr)
+	return Decision{}, Receipt{}, fmt.Errorf("check: consent or national rules kept changing over %d attempts: %w", s.maxAttempts, lastErr)
+}
+
+// reloadRules reads the latest national rules from the store and decides
+// with them from then on, unless the service already has that version or
+// a later one.
+func (s *Service) reloadRules(ctx context.Context) error {
+	latest, err := s.store.LatestRules(ctx)
+	if err != nil {
+		return fmt.Errorf("read national rules: %w", err)
+	}
+	s.useRules(latest)
+	return nil
+}
+
+// useRules makes rules the ones decided with, if they are newer than the
+// current ones.
+func (s *Service) useRules(rules *Rules) {
+	for {
+		cur := s.rules.Load()
+		if cur != nil && cur.Version() >= rules.Version() {
+			return
+		}
+		if s.rules.CompareAndSwap(cur, rules) { // CAS: a concurrent load of a newer version wins
+			return
+		}
+	}
 }
 
 // noConsent is the consent of a patient who has none.
@@ -245,13 +349,6 @@ func (s *Service) PublishRules(ctx context.Context, rules *Rules, author string)
 	if err := s.store.PutRules(ctx, rules, Change{Time: s.now(), Author: author}); err != nil {
 		return fmt.Errorf("publish national rules: %w", err)
 	}
-	for {
-		cur := s.rules.Load()
-		if cur != nil && cur.Version() >= rules.Version() {
-			return nil
-		}
-		if s.rules.CompareAndSwap(cur, rules) { // CAS: a concurrent publish of a newer version wins
-			return nil
-		}
-	}
+	s.useRules(rules)
+	return nil
 }

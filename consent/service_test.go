@@ -165,6 +165,40 @@ func TestCheckConsentChangedRedecides(t *testing.T) {
 	}
 }
 
+// National rules published elsewhere (the store, as another node would)
+// between decision and record: the decision is not recorded under the old
+// version; the service reads the latest rules and decides again.
+func TestCheckRulesChangedRedecides(t *testing.T) {
+	f := newFixture(t)
+	d2 := nationalrules.Illustrative().Data()
+	d2.Version = 2
+	v2, err := consent.NewRules(d2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	f.recorder.BeforeRecord = func(ctx context.Context, _ consent.RequestKey, _ *consent.Request, d *consent.Decision) {
+		once.Do(func() {
+			if d.RulesVersion != 1 {
+				t.Errorf("first decision under rules version %d, want 1", d.RulesVersion)
+			}
+			if err := f.store.PutRules(ctx, v2, consent.Change{Time: f.now, Author: "admin:other-node"}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	d, _, err := f.svc.Check(ctx, validRequest())
+	if err != nil || d.RulesVersion != 2 {
+		t.Fatalf("Check() = rules version %d, %v; want decided again under version 2", d.RulesVersion, err)
+	}
+	if ev := f.recorder.Events(); len(ev) != 1 || ev[0].Decision.RulesVersion != 2 {
+		t.Errorf("events = %+v; want one decision under rules version 2", ev)
+	}
+	if got := f.svc.Rules().Version(); got != 2 {
+		t.Errorf("Rules().Version() = %d after the retry, want 2", got)
+	}
+}
+
 func TestCheckConsentKeepsChanging(t *testing.T) {
 	f := newFixture(t)
 	f.recorder.BeforeRecord = func(ctx context.Context, _ consent.RequestKey, req *consent.Request, _ *consent.Decision) {

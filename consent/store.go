@@ -27,6 +27,13 @@ var (
 	// consent. [Service.Check] does, a bounded number of times. Callers
 	// test for it with errors.Is.
 	ErrConsentChanged = errors.New("patient's consent changed since the decision")
+	// ErrRulesChanged is returned by [Recorder.RecordDecision] when the
+	// decision's national rules version is not the latest stored at
+	// record time: another version was published since (on this node or
+	// another). Nothing was recorded: decide again with the latest rules.
+	// [Service.Check] does, a bounded number of times. Callers test for it
+	// with errors.Is.
+	ErrRulesChanged = errors.New("national rules changed since the decision")
 	// ErrStaleConsent is returned by [Engine.Decide] when the consent
 	// snapshot is older than the request's MinConsentVersion, or older
 	// than a version the engine already decided with for that patient.
@@ -184,6 +191,10 @@ type Receipt struct {
 //   - in the same transaction, check that the patient's current consent
 //     version is d.ConsentVersion, and if it is not, record nothing and
 //     return an error wrapping ErrConsentChanged;
+//   - in the same transaction, check that d.RulesVersion is the latest
+//     national rules version stored, and if it is not, record nothing and
+//     return an error wrapping ErrRulesChanged (a decision is recorded
+//     only under the rules in force when it commits);
 //   - be idempotent by key: if an event was already recorded for key,
 //     record nothing and return that event's receipt, whose Decision is
 //     the first decision, with a nil error (even if d differs, or the

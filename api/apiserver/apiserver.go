@@ -119,6 +119,9 @@ type Node struct {
 		consent.Store
 		server.ReviewRecorder
 	}
+	// Directory is the public directories (consent/directory.Store), for
+	// names beside numbers; nil shows numbers alone.
+	Directory server.Directory
 	// Origin, CheckpointKey and ReceiptKey are the log's origin and its
 	// note verifier keys, published by GET /v1/log/key.
 	Origin, CheckpointKey, ReceiptKey string
@@ -284,6 +287,7 @@ func Start(ctx context.Context, cfg Config, n Node) (_ *API, err error) {
 		Consent:      n.Consent,
 		Consents:     n.Consents,
 		Reviews:      n.Consents,
+		Directory:    n.Directory,
 		Ledger:       n.Ledger,
 		Pages:        pages,
 		Keys:         server.PublicKeys{Origin: n.Origin, CheckpointKey: n.CheckpointKey, ReceiptKey: n.ReceiptKey},

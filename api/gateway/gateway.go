@@ -129,6 +129,7 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 		vigiev1.RegisterAdminServiceHandler,
 		vigiev1.RegisterLogServiceHandler,
 		vigiev1.RegisterAuditServiceHandler,
+		vigiev1.RegisterDirectoryServiceHandler,
 	} {
 		if err := register(ctx, mux, cfg.Conn); err != nil {
 			return nil, fmt.Errorf("gateway: %w", err)

@@ -93,6 +93,13 @@ var matrix = map[string]rule{
 	// handler's scope), regulators for all.
 	vigiev1.AuditService_ListAlerts_FullMethodName: {roles: roles(auth.RoleDPO, auth.RoleRegulator), org: byHandler},
 
+	// Names of professionals and establishments: public data (the
+	// directories are published as open data), for every page and tool
+	// that shows events; the search by name, for a patient's consent
+	// (bounded pages, at a patient's rate).
+	vigiev1.DirectoryService_LookupNames_FullMethodName:         {public: true},
+	vigiev1.DirectoryService_SearchProfessionals_FullMethodName: {roles: roles(auth.RolePatient)},
+
 	// Standard services.
 	grpc_health_v1.Health_Check_FullMethodName:                             {public: true},
 	grpc_health_v1.Health_List_FullMethodName:                              {public: true},

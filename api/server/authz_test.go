@@ -48,6 +48,8 @@ vigie.v1.LogService/GetPublicKey            y    y       y       y       y   y  
 vigie.v1.AuditService/SearchEvents          -    -       -       -       o   y         -
 vigie.v1.AuditService/ReviewBreakGlass      -    -       -       -       o   y         -
 vigie.v1.AuditService/ListAlerts            -    -       -       -       o   y         -
+vigie.v1.DirectoryService/LookupNames       y    y       y       y       y   y         y
+vigie.v1.DirectoryService/SearchProfessionals -  -       y       -       -   -         -
 grpc.health.v1.Health/Check                 y    y       y       y       y   y         y
 grpc.health.v1.Health/List                  y    y       y       y       y   y         y
 grpc.health.v1.Health/Watch                 y    y       y       y       y   y         y

@@ -29,6 +29,9 @@ type Backend struct {
 	Pages   *PageTokens
 	// Keys are the log's note verifier keys (GET /v1/log/key).
 	Keys PublicKeys
+	// Directory is the public directories, for names beside numbers
+	// (DirectoryService). Nil: every number is absent from them.
+	Directory Directory
 	// Alerts configures the misuse alerts (AuditService.ListAlerts). Nil:
 	// no alert rules, ListAlerts is NOT_FOUND.
 	Alerts *AlertsConfig
@@ -70,12 +73,13 @@ func (b *Backend) Services() Services {
 		audit.alerts = newAlerter(b, *b.Alerts)
 	}
 	return Services{
-		Access:  &accessService{b: b},
-		Consent: &consentService{b: b},
-		History: &historyService{b: b},
-		Admin:   &adminService{b: b},
-		Log:     &logService{b: b},
-		Audit:   audit,
+		Access:    &accessService{b: b},
+		Consent:   &consentService{b: b},
+		History:   &historyService{b: b},
+		Admin:     &adminService{b: b},
+		Log:       &logService{b: b},
+		Audit:     audit,
+		Directory: &directoryService{b: b},
 	}
 }
 

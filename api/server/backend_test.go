@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +23,7 @@ import (
 	vigiev1 "github.com/vigie-sante/vigie/api/vigie/v1"
 	"github.com/vigie-sante/vigie/consent"
 	"github.com/vigie-sante/vigie/consent/consentsql"
+	"github.com/vigie-sante/vigie/consent/directory"
 	"github.com/vigie-sante/vigie/consent/ladonpolicy"
 	"github.com/vigie-sante/vigie/consent/nationalrules"
 	"github.com/vigie-sante/vigie/ledger"
@@ -78,7 +80,7 @@ func newLive(t *testing.T, opts liveOptions) *live {
 	t.Helper()
 	l := &live{t: t, store: &faultyStore{}, issuer: newTestIssuer(t)}
 	l.env = ledgertest.New(t, ledgertest.Options{
-		Migrations: consentsql.Migrations,
+		Migrations: slices.Concat(consentsql.Migrations, directory.Migrations),
 		EraseAlso:  consentsql.EraseRows,
 		WrapStore:  func(s ledger.Store) ledger.Store { l.store.Store = s; return l.store },
 	})
@@ -97,7 +99,7 @@ func newLive(t *testing.T, opts liveOptions) *live {
 		t.Fatal(err)
 	}
 	b := &Backend{Consent: svc, Consents: consents, Reviews: consents, Ledger: l.env.Ledger, Pages: pages,
-		Alerts: opts.Alerts, Now: opts.Now, Logger: slog.New(slog.DiscardHandler)}
+		Directory: directory.New(l.env.DB), Alerts: opts.Alerts, Now: opts.Now, Logger: slog.New(slog.DiscardHandler)}
 	unlimited := map[auth.Role]Limit{}
 	for _, r := range append(auth.Roles, "") {
 		unlimited[r] = Unlimited

@@ -125,7 +125,8 @@ var (
 //
 // The consent package's errors are in the table too: *consent.FieldError
 // as *FieldError, consent.ErrNotFound as ErrNotFound, ErrStaleVersion,
-// ErrRulesConflict, ErrStaleConsent and ErrConsentChanged as ABORTED.
+// ErrRulesConflict, ErrStaleConsent, ErrConsentChanged and
+// ErrRulesChanged as ABORTED.
 func Status(err error) (st *status.Status, serverFault bool) {
 	if err == nil {
 		return status.New(codes.OK, ""), false
@@ -179,6 +180,8 @@ func Status(err error) (st *status.Status, serverFault bool) {
 		return status.New(codes.FailedPrecondition, "min_consent_version is above the patient's consent version: do not retry this request"), false
 	case errors.Is(err, consent.ErrStaleConsent), errors.Is(err, consent.ErrConsentChanged):
 		return status.New(codes.Aborted, "the patient's consent changed: retry with the same request"), false
+	case errors.Is(err, consent.ErrRulesChanged):
+		return status.New(codes.Aborted, "the national rules changed: retry with the same request"), false
 
 	case errors.Is(err, consent.ErrReviewed):
 		return status.New(codes.FailedPrecondition, "already reviewed: only a regulator may overrule a DPO's review, and a regulator's review is final"), false

@@ -60,6 +60,7 @@ func TestStatus(t *testing.T) {
 		{"stale consent version", fmt.Errorf("update: %w", consent.ErrStaleVersion), codes.Aborted, "version changed", false},
 		{"rules conflict", consent.ErrRulesConflict, codes.Aborted, "national rules", false},
 		{"stale consent snapshot", consent.ErrStaleConsent, codes.Aborted, "consent changed", false},
+		{"national rules changed", fmt.Errorf("check: %w", consent.ErrRulesChanged), codes.Aborted, "national rules changed", false},
 		{"consent version ahead", fmt.Errorf("check: %w", consent.ErrConsentAhead), codes.FailedPrecondition, "min_consent_version is above", false},
 		{"already reviewed", fmt.Errorf("record review: %w", consent.ErrReviewed), codes.FailedPrecondition, "already reviewed", false},
 		{"rate limited", errRateLimited, codes.ResourceExhausted, "rate limit", false},

@@ -84,6 +84,8 @@ type Services struct {
 	Admin   vigiev1.AdminServiceServer
 	Log     vigiev1.LogServiceServer
 	Audit   vigiev1.AuditServiceServer
+	// Directory names professionals and establishments.
+	Directory vigiev1.DirectoryServiceServer
 }
 
 // Config configures a Server. Authenticator is required.
@@ -211,6 +213,7 @@ func New(cfg Config, svc Services) (*Server, error) {
 	register(vigiev1.AdminService_ServiceDesc.ServiceName, svc.Admin != nil, func() { vigiev1.RegisterAdminServiceServer(s.grpc, svc.Admin) })
 	register(vigiev1.LogService_ServiceDesc.ServiceName, svc.Log != nil, func() { vigiev1.RegisterLogServiceServer(s.grpc, svc.Log) })
 	register(vigiev1.AuditService_ServiceDesc.ServiceName, svc.Audit != nil, func() { vigiev1.RegisterAuditServiceServer(s.grpc, svc.Audit) })
+	register(vigiev1.DirectoryService_ServiceDesc.ServiceName, svc.Directory != nil, func() { vigiev1.RegisterDirectoryServiceServer(s.grpc, svc.Directory) })
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 	s.SetServing(false)

@@ -240,6 +240,7 @@ func apiNode(n *node.Node) apiserver.Node {
 		Ledger:        n.Ledger,
 		Consent:       n.Consent,
 		Consents:      n.Consents,
+		Directory:     n.Directory,
 		Origin:        n.Origin,
 		CheckpointKey: n.Keys.CheckpointVerifier,
 		ReceiptKey:    n.Keys.ReceiptVerifier,

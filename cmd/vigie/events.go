@@ -90,25 +90,49 @@ type eventRow struct {
 	// another review of the access decides (consent.FinalReview).
 	Flags  []string      `json:"flags,omitempty"`
 	Access *accessDetail `json:"access,omitempty"`
+	// professionLabel and careTeam make Who again once the names are
+	// known (nameRows).
+	professionLabel string
+	careTeam        bool
 }
 
 // accessDetail is an access decision, for machines.
 type accessDetail struct {
-	ActorRPPS      string          `json:"actor_rpps"`
-	Profession     string          `json:"profession"`
-	Organization   string          `json:"organization"`
-	Sector         string          `json:"sector"`
-	CareTeam       bool            `json:"care_team"`
-	Action         consent.Action  `json:"action"`
-	Resource       string          `json:"resource"`
-	DocumentID     string          `json:"document_id,omitempty"`
-	DocumentType   string          `json:"document_type,omitempty"`
-	Purpose        consent.Purpose `json:"purpose"`
-	Decision       string          `json:"decision"`
-	Reason         consent.Reason  `json:"reason"`
-	Grounds        []groundDetail  `json:"grounds"`
-	ConsentVersion int64           `json:"consent_version"`
-	RulesVersion   int64           `json:"rules_version"`
+	ActorRPPS  string `json:"actor_rpps"`
+	Profession string `json:"profession"`
+	// Actor and OrganizationEntry are the public directories' entries of
+	// the numbers, when they hold them (looked up, not part of the
+	// verified event).
+	Actor             *professionalEntry  `json:"actor,omitempty"`
+	Organization      string              `json:"organization"`
+	OrganizationEntry *establishmentEntry `json:"organization_entry,omitempty"`
+	Sector            string              `json:"sector"`
+	CareTeam          bool                `json:"care_team"`
+	Action            consent.Action      `json:"action"`
+	Resource          string              `json:"resource"`
+	DocumentID        string              `json:"document_id,omitempty"`
+	DocumentType      string              `json:"document_type,omitempty"`
+	Purpose           consent.Purpose     `json:"purpose"`
+	Decision          string              `json:"decision"`
+	Reason            consent.Reason      `json:"reason"`
+	Grounds           []groundDetail      `json:"grounds"`
+	ConsentVersion    int64               `json:"consent_version"`
+	RulesVersion      int64               `json:"rules_version"`
+}
+
+// professionalEntry is the professionals' directory's entry of a number.
+type professionalEntry struct {
+	Title      string `json:"title,omitempty"`
+	Name       string `json:"name"`
+	Profession string `json:"profession"`
+	Specialty  string `json:"specialty,omitempty"`
+}
+
+// establishmentEntry is the establishments' directory's entry of a
+// number.
+type establishmentEntry struct {
+	Name string `json:"name"`
+	Town string `json:"town"`
 }
 
 type groundDetail struct {
@@ -158,10 +182,7 @@ func describe(ctx context.Context, l lang, rules *scrutiny.RulesCache, e *audit.
 			return row
 		}
 		r := rules.Of(ctx, &d)
-		row.Who = l.t("cli.professional", "rpps", req.Actor.RPPS.String(), "profession", profession(l, r, req.Actor.Profession), "org", req.Actor.Organization.String())
-		if req.Actor.CareTeam {
-			row.Who += ", " + l.t("event.careTeam")
-		}
+		row.professionLabel, row.careTeam = profession(l, r, req.Actor.Profession), req.Actor.CareTeam
 		act := title(l, actions, req.Action)
 		if req.Resource.Kind == consent.ResourceDocument {
 			row.What = act + " : " + documentType(l, r, req.Resource.DocumentType)
@@ -191,6 +212,7 @@ func describe(ctx context.Context, l lang, rules *scrutiny.RulesCache, e *audit.
 			ad.Grounds = append(ad.Grounds, groundDetail{Source: g.Source, Kind: g.Kind, ID: g.ID, Effect: g.Effect.String(), Text: [2]string{g.FR, g.EN}[l]})
 		}
 		row.Access = ad
+		row.Who = who(l, &row)
 	case event.KindConsentChange:
 		c, author, err := consent.ParseConsentChangeRecord(b.Payload)
 		if err != nil {
@@ -249,4 +271,72 @@ func describe(ctx context.Context, l lang, rules *scrutiny.RulesCache, e *audit.
 		row.What = string(b.Kind)
 	}
 	return row
+}
+
+// who says who acted in an access row: the numbers, and beside them the
+// names the directories gave (nameRows).
+func who(l lang, row *eventRow) string {
+	a := row.Access
+	pro := l.t("cli.professional", "rpps", a.ActorRPPS, "profession", row.professionLabel)
+	if p := a.Actor; p != nil {
+		profession := row.professionLabel
+		if p.Profession != "" {
+			profession = consent.EscapeText(p.Profession)
+		}
+		if p.Specialty != "" {
+			profession += ", " + consent.EscapeText(p.Specialty)
+		}
+		pro = l.t("cli.professionalNamed", "name", consent.EscapeText(p.Name), "rpps", a.ActorRPPS, "profession", profession)
+	}
+	org := l.t("cli.organisation", "org", a.Organization)
+	if o := a.OrganizationEntry; o != nil {
+		org = l.t("cli.organisationNamed", "name", consent.EscapeText(o.Name), "town", consent.EscapeText(o.Town), "org", a.Organization)
+	}
+	s := pro + ", " + org
+	if row.careTeam {
+		s += ", " + l.t("event.careTeam")
+	}
+	return s
+}
+
+// nameRows looks up, in the public directories, the professionals and
+// establishments of the access rows (one call per 500 numbers) and shows
+// their names beside the numbers. A number the directories lack, or a
+// failed lookup, leaves the number alone: names are a comfort, never part
+// of what is verified.
+func nameRows(ctx context.Context, cl *client.Client, l lang, rows []eventRow) {
+	var rpps, finess []string
+	seen := map[string]bool{}
+	for _, r := range rows {
+		if a := r.Access; a != nil {
+			if !seen[a.ActorRPPS] {
+				seen[a.ActorRPPS] = true
+				rpps = append(rpps, a.ActorRPPS)
+			}
+			if !seen[a.Organization] {
+				seen[a.Organization] = true
+				finess = append(finess, a.Organization)
+			}
+		}
+	}
+	pros := map[string]*professionalEntry{}
+	ests := map[string]*establishmentEntry{}
+	for i := 0; i < max(len(rpps), len(finess)); i += 500 {
+		resp, err := cl.LookupNames(ctx, rpps[min(i, len(rpps)):min(i+500, len(rpps))], finess[min(i, len(finess)):min(i+500, len(finess))])
+		if err != nil {
+			return
+		}
+		for _, p := range resp.Professionals {
+			pros[p.Rpps] = &professionalEntry{Title: p.Title, Name: p.Name, Profession: p.Profession, Specialty: p.Specialty}
+		}
+		for _, e := range resp.Establishments {
+			ests[e.Finess] = &establishmentEntry{Name: e.Name, Town: e.Town}
+		}
+	}
+	for i := range rows {
+		if a := rows[i].Access; a != nil {
+			a.Actor, a.OrganizationEntry = pros[a.ActorRPPS], ests[a.Organization]
+			rows[i].Who = who(l, &rows[i])
+		}
+	}
 }

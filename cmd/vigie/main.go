@@ -10,6 +10,8 @@
 //	                             and looks for misuse
 //	vigie token --role R --sub S mint a token of the embedded issuer
 //	vigie bench record [flags]   measure sustained recording on this machine
+//	vigie directory import --rpps FILE --finess FILE
+//	                             import the public directories (names)
 //	vigie version                print the version (also vigie --version)
 //	vigie health [flags]         exit 0 if a node is ready (a container's probe)
 //
@@ -44,13 +46,14 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"serve":   {"run the service", runServe},
-	"token":   {"mint a bearer token of the embedded issuer (for trying Vigie out)", runToken},
-	"verify":  {"verify your access history, trusting only the log's key (a patient)", runVerify},
-	"audit":   {"follow and verify the log; replay decisions and find misuse (an auditor)", runAudit},
-	"bench":   {"measure Vigie on this machine (bench record)", runBench},
-	"version": {"print the version", runVersion},
-	"health":  {"exit 0 if a node is ready (/readyz): a container's probe", runHealth},
+	"serve":     {"run the service", runServe},
+	"token":     {"mint a bearer token of the embedded issuer (for trying Vigie out)", runToken},
+	"verify":    {"verify your access history, trusting only the log's key (a patient)", runVerify},
+	"audit":     {"follow and verify the log; replay decisions and find misuse (an auditor)", runAudit},
+	"bench":     {"measure Vigie on this machine (bench record)", runBench},
+	"directory": {"import the public directories of professionals (RPPS) and establishments (FINESS)", runDirectory},
+	"version":   {"print the version", runVersion},
+	"health":    {"exit 0 if a node is ready (/readyz): a container's probe", runHealth},
 }
 
 func main() {

@@ -79,6 +79,9 @@ func newBrowser(t *testing.T) *browser {
 		chromedp.ExecPath(chromiumPath(t)),
 		chromedp.NoSandbox, chromedp.Headless, chromedp.DisableGPU,
 		chromedp.Flag("disable-background-networking", true),
+		// The browser's own language is English: the pages are French
+		// first all the same, dates included.
+		chromedp.Flag("lang", "en-US"),
 		chromedp.WindowSize(1200, 1000),
 	)
 	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
@@ -139,7 +142,7 @@ func (b *browser) accessibility(page string) {
 const accessibilityScript = `(() => {
   const out = [];
   const text = el => (el ? el.textContent : '').trim();
-  const visible = el => !el.closest('[hidden]');
+  const visible = el => !el.closest('[hidden], dialog:not([open])');
   const named = el => (el.getAttribute('aria-label') || '').trim() ||
     (el.getAttribute('aria-labelledby') || '').split(/\s+/).filter(Boolean).map(id => text(document.getElementById(id))).join(' ').trim() ||
     (el.id ? Array.from(document.querySelectorAll('label[for="' + el.id + '"]')).map(text).join(' ').trim() : '') ||
@@ -150,6 +153,16 @@ const accessibilityScript = `(() => {
   for (const el of document.querySelectorAll('button, a[href]'))
     if (visible(el) && !(text(el) || (el.getAttribute('aria-label') || '').trim())) out.push('a button or link without a name: ' + what(el));
   for (const el of document.querySelectorAll('img:not([alt])')) out.push('an image without alt: ' + what(el));
+  for (const el of document.querySelectorAll('dialog[open]'))
+    if (!named(el) || !(el.getAttribute('aria-describedby') || '').trim()) out.push('a dialog without a name and a description: ' + what(el));
+  // Buttons repeated on the rows of a table say which row they act on.
+  const seen = new Map();
+  for (const el of document.querySelectorAll('table button')) {
+    if (!visible(el)) continue;
+    const name = (el.getAttribute('aria-label') || '').trim() || text(el);
+    if (seen.has(name)) out.push('two buttons of a table with the same name: ' + name);
+    seen.set(name, true);
+  }
   for (const el of document.querySelectorAll('svg[role=img]'))
     if (!el.getAttribute('aria-label') && !el.getAttribute('aria-labelledby')) out.push('a chart without a name');
   if (!document.documentElement.lang) out.push('no lang on <html>');
@@ -325,7 +338,9 @@ func portalAccesses(t *testing.T, e *e2e) uint64 {
 // consent edit is explained and retried; another patient sees none of it;
 // expired and foreign tokens lead back to the sign-in page with a message.
 func TestPortalPatient(t *testing.T) {
-	e := startE2E(t)
+	dir := filepath.Join(t.TempDir(), "data")
+	importDirectories(t, dir)
+	e := startE2EAt(t, dir)
 	base := e.http().base
 	e.waitCheckpoint(portalAccesses(t, e) + 1)
 	b := newBrowser(t)
@@ -354,6 +369,12 @@ func TestPortalPatient(t *testing.T) {
 	}
 	if txt := b.text("#events"); !strings.Contains(txt, "Médecin") || !strings.Contains(txt, "Directives anticipées") || !strings.Contains(txt, "Urgence") {
 		t.Errorf("the table lacks the national rules' French labels:\n%s", txt)
+	}
+	// Names from the imported directories beside the numbers; a number
+	// they lack (the emergency doctor's) alone.
+	if txt := b.text("#events"); !strings.Contains(txt, "MARIE ESSAI · Médecin, Cardiologie · RPPS "+e2eDoctor) ||
+		!strings.Contains(txt, "HÔPITAL DES ESSAIS (PARIS) · FINESS "+e2eHospital) || !strings.Contains(txt, "RPPS 10000000002") {
+		t.Errorf("the table lacks the directories' names beside the numbers:\n%s", txt)
 	}
 	b.screenshot("history-fr")
 	b.accessibility("history")
@@ -557,7 +578,9 @@ func TestPortalPatient(t *testing.T) {
 // review is recorded in the patient's chain, as is the regulator's read),
 // searches events (a wrong field is named); an auditor sees the log only.
 func TestPortalAuditor(t *testing.T) {
-	e := startE2E(t, "--alerts-cache", "0")
+	dir := filepath.Join(t.TempDir(), "data")
+	importDirectories(t, dir)
+	e := startE2EAt(t, dir, "--alerts-cache", "0")
 	base := e.http().base
 	e.waitCheckpoint(1) // the log has a history: a first checkpoint, then the accesses'
 	e.waitCheckpoint(portalAccesses(t, e) + 1)
@@ -583,6 +606,14 @@ func TestPortalAuditor(t *testing.T) {
 	}
 	if txt := b.text("#alerts-body"); !strings.Contains(txt, "Accès en urgence non examiné") || !strings.Contains(txt, "10000000002") {
 		t.Errorf("alerts: %q", txt)
+	}
+	// Names from the directories beside the numbers, in the alerts and in
+	// the review queue.
+	if txt := b.text("#alerts-body"); !strings.Contains(txt, "HÔPITAL DES ESSAIS (PARIS) · FINESS "+e2eHospital) {
+		t.Errorf("alerts without the establishment's name: %q", txt)
+	}
+	if txt := b.text("form.review"); !strings.Contains(txt, "HÔPITAL DES ESSAIS (PARIS) · FINESS "+e2eHospital) {
+		t.Errorf("review queue without the establishment's name: %q", txt)
 	}
 	// The details are sentences of the page's language, built from the
 	// alert's figures; the dentist's attempt is outside the access matrix.
@@ -982,4 +1013,167 @@ func jsString(s string) string {
 		panic(err) // a Go string always marshals
 	}
 	return string(b)
+}
+
+// TestPortalBlockFromHistory: from a line of the history, a patient blocks
+// the professional in one action, confirmed in a dialog that says what
+// changes (emergencies included), after which a Check is denied; hides the
+// document of another line the same way; and a cancelled dialog changes
+// nothing. The dialog and the rows' buttons pass the accessibility checks.
+func TestPortalBlockFromHistory(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	importDirectories(t, dir)
+	e := startE2EAt(t, dir)
+	base := e.http().base
+	e.waitCheckpoint(portalAccesses(t, e) + 1)
+	b := newBrowser(t)
+	b.signIn(base, e.token(auth.RolePatient, e2ePatient), `#verdict[data-state="verified"], #verdict[data-state="failed"], #verdict[data-state="error"]`)
+	if state := b.attr("#verdict", "data-state"); state != "verified" {
+		t.Fatalf("history verdict %q: %s", state, b.text("#verdict"))
+	}
+	blockMarie := `#events button[data-action="block"][aria-label="Bloquer ce professionnel : MARIE ESSAI"]`
+	if n := b.count(blockMarie); n != 1 {
+		t.Fatalf("%d buttons to block MARIE ESSAI, want 1 (the buttons: %d)", n, b.count(`#events button[data-action="block"]`))
+	}
+	b.accessibility("history with actions")
+
+	// Cancelled: nothing changes.
+	b.run("open and cancel", chromedp.Click(chromedp.CSS(blockMarie)), chromedp.WaitVisible(chromedp.CSS("dialog#confirm[open]")),
+		chromedp.Click(chromedp.CSS("#confirm-cancel")), chromedp.WaitNotPresent(chromedp.CSS("dialog#confirm[open]")))
+	consents := vigiev1.NewConsentServiceClient(e.conn)
+	patient := e.as(auth.RolePatient, e2ePatient)
+	if c, err := consents.GetConsent(patient, &vigiev1.GetConsentRequest{}); err != nil || c.Version != 0 {
+		t.Fatalf("after a cancelled dialog: consent %v, %v; want version 0", c, err)
+	}
+
+	// Confirmed: the dialog says what changes, and the block holds.
+	b.run("open the block dialog", chromedp.Click(chromedp.CSS(blockMarie)), chromedp.WaitVisible(chromedp.CSS("dialog#confirm[open]")))
+	if txt := b.text("dialog#confirm"); !strings.Contains(txt, "Bloquer MARIE ESSAI") || !strings.Contains(txt, "y compris en urgence (bris de glace)") ||
+		!strings.Contains(txt, "médecin traitant") {
+		t.Errorf("the block dialog does not say what changes: %q", txt)
+	}
+	b.accessibility("block dialog")
+	b.screenshot("history-block-dialog")
+	b.run("confirm", chromedp.Click(chromedp.CSS("#confirm-ok")), chromedp.WaitVisible(chromedp.CSS(`#action-status[data-version="1"]`)))
+	if txt := b.text("#action-status"); !strings.Contains(txt, "MARIE ESSAI est bloqué") {
+		t.Errorf("status after blocking: %q", txt)
+	}
+	denied, err := vigiev1.NewAccessServiceClient(e.conn).Check(e.as(auth.RoleService, "hospital-his", e2eHospital), checkRequest("after-history-block"))
+	if err != nil || denied.Decision != vigiev1.Decision_DENY || denied.ConsentVersion != 1 {
+		t.Fatalf("Check after the block = %v, %v; want DENY under consent 1", denied, err)
+	}
+
+	// Hide the dentist's document from its line.
+	hideDoc := `#events button[data-action="hide"][aria-label="Masquer ce document : doc-7"]`
+	b.run("hide a document", chromedp.Click(chromedp.CSS(hideDoc)), chromedp.WaitVisible(chromedp.CSS("dialog#confirm[open]")))
+	if txt := b.text("dialog#confirm"); !strings.Contains(txt, "doc-7") || !strings.Contains(txt, "son auteur et par votre médecin traitant") {
+		t.Errorf("the hide dialog does not say what changes: %q", txt)
+	}
+	b.run("confirm", chromedp.Click(chromedp.CSS("#confirm-ok")), chromedp.WaitVisible(chromedp.CSS(`#action-status[data-version="2"]`)))
+	c, err := consents.GetConsent(patient, &vigiev1.GetConsentRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var blocked, hidden bool
+	for _, d := range c.Directives {
+		blocked = blocked || d.GetBlockProfessional().GetRpps() == e2eDoctor
+		hidden = hidden || d.GetHideDocument().GetDocumentId() == "doc-7"
+	}
+	if !blocked || !hidden || len(c.Directives) != 2 {
+		t.Errorf("consent after the two actions: %v", c.Directives)
+	}
+
+	// The consent page lists who accessed the record, by name, with a
+	// block switch; unblocking is one click.
+	marie := `#accessed input[role="switch"][data-rpps="` + e2eDoctor + `"]`
+	b.run("open the consent page", chromedp.Navigate(base+portal.Prefix+"consent.html"),
+		chromedp.WaitVisible(chromedp.CSS(`#consent-status[data-state="verified"]`)), chromedp.WaitVisible(chromedp.CSS(marie)))
+	if n := b.count(`#accessed li`); n != 3 {
+		t.Errorf("%d professionals listed as having accessed the record, want 3: %s", n, b.text("#accessed"))
+	}
+	if txt := b.text("#accessed"); !strings.Contains(txt, "MARIE ESSAI") || !strings.Contains(txt, "CLAIRE LEFÈVRE") || !strings.Contains(txt, "RPPS 10000000002") {
+		t.Errorf("the list of professionals lacks names: %q", txt)
+	}
+	if on := get(b, "switch state", chromedp.Evaluate[bool](`document.querySelector('`+marie+`').checked`)); !on {
+		t.Errorf("the switch of the professional blocked from the history is off")
+	}
+	b.accessibility("consent with the professionals")
+	b.run("unblock", chromedp.Click(chromedp.CSS(marie)), chromedp.WaitVisible(chromedp.CSS(`#consent-status[data-version="3"]`)))
+	allowed, err := vigiev1.NewAccessServiceClient(e.conn).Check(e.as(auth.RoleService, "hospital-his", e2eHospital), checkRequest("after-unblock"))
+	if err != nil || allowed.Decision != vigiev1.Decision_ALLOW {
+		t.Fatalf("Check after unblocking = %v, %v; want ALLOW", allowed, err)
+	}
+
+	// The treating physician chosen from a search of the directory by name.
+	b.run("search too short", chromedp.SetValue(chromedp.CSS("#search-name"), "l"), chromedp.Click(chromedp.CSS(`#search-form button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.CSS("#search-name-error")))
+	b.run("search", chromedp.SetValue(chromedp.CSS("#search-name"), "lefevre"), chromedp.Click(chromedp.CSS(`#search-form button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#search-results li[data-rpps="10000000003"]`)))
+	if txt := b.text("#search-results"); !strings.Contains(txt, "CLAIRE LEFÈVRE · Médecin, Médecine générale · RPPS 10000000003") {
+		t.Errorf("search results: %q", txt)
+	}
+	b.accessibility("consent with search results")
+	b.run("choose the physician", chromedp.Click(chromedp.CSS(`#search-results li[data-rpps="10000000003"] button[data-action="physician"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#consent-status[data-version="4"]`)))
+	c, err = consents.GetConsent(patient, &vigiev1.GetConsentRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var physician string
+	for _, d := range c.Directives {
+		if p := d.GetTreatingPhysician(); p != nil {
+			physician = p.Rpps
+		}
+	}
+	if physician != "10000000003" {
+		t.Errorf("treating physician %q after choosing from the search, want 10000000003: %v", physician, c.Directives)
+	}
+	b.screenshot("consent-search")
+}
+
+// TestPortalFrenchDates: in a browser whose own language is English, the
+// history's chart names months with their whole year ("déc. 2026") and its
+// date filters read and accept jj/mm/aaaa (not the browser's mm/dd/yyyy of
+// a native date field); a date that does not exist is refused, naming the
+// field.
+func TestPortalFrenchDates(t *testing.T) {
+	e := startE2E(t)
+	base := e.http().base
+	e.waitCheckpoint(portalAccesses(t, e) + 1)
+	b := newBrowser(t)
+	b.signIn(base, e.token(auth.RolePatient, e2ePatient), `#verdict[data-state="verified"], #verdict[data-state="failed"], #verdict[data-state="error"]`)
+	if got := get(b, "browser language", chromedp.Evaluate[string](`navigator.language`)); !strings.HasPrefix(got, "en") {
+		t.Fatalf("navigator.language = %q, want an English browser", got)
+	}
+	now := time.Now().UTC()
+	months := []string{"janv.", "févr.", "mars", "avr.", "mai", "juin", "juil.", "août", "sept.", "oct.", "nov.", "déc."}
+	if want, got := months[now.Month()-1]+" "+strconv.Itoa(now.Year()), b.text("#chart"); !strings.Contains(got, want) {
+		t.Errorf("the chart's month labels %q lack %q", got, want)
+	}
+	if typ := b.attr("#f-from", "type"); typ != "text" {
+		t.Errorf("the date filter is an input of type %q, which follows the browser's locale", typ)
+	}
+	if hint := b.text(`label[for="f-from"]`); !strings.Contains(hint, "jj/mm/aaaa") {
+		t.Errorf("the date filter's label %q does not say jj/mm/aaaa", hint)
+	}
+	b.accessibility("history with date filters")
+	typeDate := func(sel, value string, then ...chromedp.Action[chromedp.Void]) []chromedp.Action[chromedp.Void] {
+		return append([]chromedp.Action[chromedp.Void]{eval("document.querySelector('" + sel + "').value = ''"), chromedp.SendKeys(chromedp.CSS(sel), value)}, then...)
+	}
+	today, tomorrow := now.Format("02/01/2006"), now.AddDate(0, 0, 1).Format("02/01/2006")
+	b.run("from tomorrow", typeDate("#f-from", tomorrow, chromedp.WaitNotPresent(chromedp.CSS("#events tbody tr")))...)
+	b.run("from today", typeDate("#f-from", today, chromedp.WaitVisible(chromedp.CSS("#events tbody tr")))...)
+	if n := b.count("#events tbody tr"); n != 3 {
+		t.Errorf("from %s: %d rows, want 3", today, n)
+	}
+	b.run("a date that does not exist", typeDate("#f-from", "31/02/2026", chromedp.WaitVisible(chromedp.CSS("#f-from-error")))...)
+	if msg := b.text("#f-from-error"); !strings.Contains(msg, "Du : une date jj/mm/aaaa qui existe") {
+		t.Errorf("the error of 31/02/2026: %q", msg)
+	}
+	if inv := b.attr("#f-from", "aria-invalid"); inv != "true" {
+		t.Errorf("aria-invalid = %q on the refused date", inv)
+	}
+	b.run("from today", typeDate("#f-from", today)...)
+	b.run("to before from", typeDate("#f-to", now.AddDate(0, 0, -1).Format("02/01/2006"), chromedp.WaitVisible(chromedp.CSS("#filter-error")))...)
+	b.screenshot("history-dates")
 }

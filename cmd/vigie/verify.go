@@ -133,6 +133,7 @@ func verifyCommand(ctx context.Context, c *remoteConfig, receiptFile string, now
 			}
 			rep.Events = append(rep.Events, row)
 		}
+		nameRows(ctx, cl, rep.lang, rep.Events)
 		if n := hr.NewestNote(); len(n) > 0 {
 			newest = n
 		}

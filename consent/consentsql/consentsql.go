@@ -187,7 +187,10 @@ func (s *Store) UpdateConsent(ctx context.Context, patient ident.INS, expected i
 			if sqldb.IsUniqueViolation(err) {
 				return consent.ErrStaleVersion
 			}
-			return err
+			if err != nil {
+				return err
+			}
+			return notifyChange(ctx, stx.SQL())
 		},
 	})
 	if errors.Is(err, ledger.ErrConsentChanged) || errors.Is(err, consent.ErrStaleVersion) {
@@ -278,7 +281,10 @@ func (s *Store) PutRules(ctx context.Context, rules *consent.Rules, change conse
 			}
 			_, err = tx.Exec(ctx, "INSERT INTO national_rules (version, rules, hash, author, changed_nanos) VALUES ($1, $2, $3, $4, $5)",
 				rules.Version(), rules.Bytes(), h[:], change.Author, change.Time.UTC().UnixNano())
-			return err
+			if err != nil {
+				return err
+			}
+			return notifyChange(ctx, tx)
 		},
 	})
 	switch {
@@ -398,9 +404,15 @@ func (s *Store) RecordDecision(ctx context.Context, key consent.RequestKey, req 
 		Actor:          req.Actor.RPPS.String(),
 		Organization:   req.Actor.Organization.String(),
 		BreakGlass:     rules.Emergency(req.Purpose),
+		Apply: func(ctx context.Context, stx ledger.StoreTx) error {
+			return checkRulesVersion(ctx, stx.SQL(), d.RulesVersion)
+		},
 	})
 	if errors.Is(err, ledger.ErrConsentChanged) {
 		return consent.Receipt{}, fmt.Errorf("record decision: %w", consent.ErrConsentChanged)
+	}
+	if errors.Is(err, consent.ErrRulesChanged) {
+		return consent.Receipt{}, fmt.Errorf("record decision: %w", consent.ErrRulesChanged)
 	}
 	if errors.Is(err, ledger.ErrKeyReused) {
 		return consent.Receipt{}, fmt.Errorf("record decision: %w", consent.ErrRequestReused)
@@ -432,16 +444,41 @@ func (s *Store) RecordDecision(ctx context.Context, key consent.RequestKey, req 
 	return consent.Receipt{Decision: decision, Index: int64(rec.Index), Commitment: rec.Commitment, Note: rec.Receipt}, nil
 }
 
+// checkRulesVersion is the national rules' guard of a decision, run in
+// the transaction that records it (invariant 4 of the design, as for the
+// consent version): a decision made under version v is recorded only if v
+// is still the latest version stored. PutRules inserts a version in the
+// ledger's transaction too, and both transactions move the ledger's next
+// index (one row, compare-and-swap), so on PostgreSQL at SERIALIZABLE one
+// of two concurrent ones is retried and reads the other's outcome: a
+// decision under v1 never commits after v2 did, and in the log every
+// access event after a rules-change event names that version or a later
+// one.
+func checkRulesVersion(ctx context.Context, tx sqldb.Tx, version int64) error {
+	var latest int64
+	err := tx.QueryRow(ctx, "SELECT version FROM national_rules ORDER BY version DESC LIMIT 1").Scan(&latest)
+	if err != nil {
+		return fmt.Errorf("read the latest national rules version: %w", err)
+	}
+	if latest != version {
+		return fmt.Errorf("decided under national rules version %d, version %d is in force: %w", version, latest, consent.ErrRulesChanged)
+	}
+	return nil
+}
+
 // EraseRows returns the deletion of a patient's consents, to run in the
 // ledger's erasure transaction (ledger.ErasePseudonym): the directives go
-// with the patient's data key.
+// with the patient's data key. It notifies the other nodes' change feeds
+// (Feed) in that transaction.
 func EraseRows(pseudonym event.Hash) func(ctx context.Context, tx sqldb.Tx) error {
 	return func(ctx context.Context, tx sqldb.Tx) error {
 		if _, err := tx.Exec(ctx, "DELETE FROM consents WHERE pseudonym = $1", pseudonym[:]); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, "DELETE FROM break_glass_reviews WHERE pseudonym = $1", pseudonym[:])
-		return err
+		if _, err := tx.Exec(ctx, "DELETE FROM break_glass_reviews WHERE pseudonym = $1", pseudonym[:]); err != nil {
+			return err
+		}
+		return notifyChange(ctx, tx)
 	}
 }
 

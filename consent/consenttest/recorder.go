@@ -40,8 +40,8 @@ type Event struct {
 }
 
 // Recorder is a consent.Recorder in memory, honouring the contract: it
-// checks the patient's consent version against Store in the same critical
-// section as it records (as the ledger does in its transaction), and is
+// checks the patient's consent version and the latest national rules
+// version against Store in the same critical section as it records (as the ledger does in its transaction), and is
 // idempotent by request key. Safe for concurrent use.
 type Recorder struct {
 	// Store is read for the patient's current consent version.
@@ -99,6 +99,13 @@ func (r *Recorder) RecordDecision(ctx context.Context, key consent.RequestKey, r
 	}
 	if current.Version != d.ConsentVersion {
 		return consent.Receipt{}, fmt.Errorf("record decision: decided with version %d, now %d: %w", d.ConsentVersion, current.Version, consent.ErrConsentChanged)
+	}
+	rules, err := r.Store.LatestRules(ctx)
+	if err != nil {
+		return consent.Receipt{}, fmt.Errorf("record decision: read national rules: %w", err)
+	}
+	if rules.Version() != d.RulesVersion {
+		return consent.Receipt{}, fmt.Errorf("record decision: decided under national rules version %d, now %d: %w", d.RulesVersion, rules.Version(), consent.ErrRulesChanged)
 	}
 	ev := Event{Key: key, Request: *req, Decision: cloneDecision(*d), Index: int64(len(r.events))}
 	rec := consent.Receipt{Decision: cloneDecision(*d), Index: ev.Index, Commitment: sha256.Sum256(fmt.Appendf(nil, "%d/%s/%s", ev.Index, key.Service, key.RequestID))}

@@ -68,6 +68,10 @@ type Options struct {
 	RequestIDRetention time.Duration
 	// EraseAlso is the ledger's Config.EraseAlso.
 	EraseAlso func(pseudonym event.Hash) func(ctx context.Context, tx sqldb.Tx) error
+	// Node, if set, is another Env on the same PostgreSQL database: this
+	// one is a second node, with the same Seed, sending to that Env's
+	// Trillian (as a cluster's nodes share one) instead of its own.
+	Node *Env
 }
 
 // Env is an assembled ledger.
@@ -147,11 +151,15 @@ func New(t testing.TB, opts Options) *Env {
 	if opts.WrapStore != nil {
 		e.Store = opts.WrapStore(e.Store)
 	}
-	if e.Trillian, err = vtrillian.Open(ctx, tc); err != nil {
-		t.Fatalf("ledgertest: %v", err)
+	if opts.Node != nil {
+		e.Tree, e.Log = opts.Node.Tree, opts.Node.Log
+	} else {
+		if e.Trillian, err = vtrillian.Open(ctx, tc); err != nil {
+			t.Fatalf("ledgertest: %v", err)
+		}
+		e.Tree = e.Trillian.Tree
+		e.Log = e.Trillian.Log
 	}
-	e.Tree = e.Trillian.Tree
-	e.Log = e.Trillian.Log
 	if opts.WrapLog != nil {
 		e.Log = opts.WrapLog(e.Log)
 	}

@@ -232,8 +232,26 @@ const Vigie = (() => {
     if (!iso) return '';
     return new Intl.DateTimeFormat(lang === 'fr' ? 'fr-FR' : 'en-GB', { dateStyle: 'medium', timeStyle: 'short' }).format(new Date(iso));
   }
+  // fmtMonth names a month with its whole year ("déc. 2026"): "déc. 26"
+  // would read as a day.
   function fmtMonth(d) {
-    return new Intl.DateTimeFormat(lang === 'fr' ? 'fr-FR' : 'en-GB', { month: 'short', year: '2-digit', timeZone: 'UTC' }).format(d);
+    return new Intl.DateTimeFormat(lang === 'fr' ? 'fr-FR' : 'en-GB', { month: 'short', year: 'numeric', timeZone: 'UTC' }).format(d);
+  }
+  // parseDay reads a date field as the pages show dates, jj/mm/aaaa
+  // (or j/m/aaaa, with / . or - between; or aaaa-mm-jj), whatever the
+  // browser's language: native date inputs would follow the browser's
+  // locale. It returns "aaaa-mm-jj", "" for an empty field, or null for a
+  // date that does not exist.
+  function parseDay(s) {
+    s = s.trim();
+    if (!s) return '';
+    let m = s.match(/^(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})$/), d, mo, y;
+    if (m) [d, mo, y] = [m[1], m[2], m[3]].map(Number);
+    else if ((m = s.match(/^(\d{4})-(\d{2})-(\d{2})$/))) [y, mo, d] = [m[1], m[2], m[3]].map(Number);
+    else return null;
+    const date = new Date(Date.UTC(y, mo - 1, d));
+    if (date.getUTCFullYear() !== y || date.getUTCMonth() !== mo - 1 || date.getUTCDate() !== d) return null;
+    return date.toISOString().slice(0, 10);
   }
   function status(box, state, title, detail) {
     box.hidden = false;
@@ -273,10 +291,43 @@ const Vigie = (() => {
     top.replaceChildren(el('a', { class: 'brand', href: s ? homeOf(s.role) : 'index.html', text: 'Vigie' }), nav, tools);
   }
 
+  // The patient's directives, as the consent page and the history's
+  // one-click actions change them (PUT /v1/me/consent).
+  const KINDS = ['block_professional', 'block_organization', 'allow_professional', 'treating_physician', 'extended_rights',
+    'hide_document', 'hide_document_type', 'hide_everything', 'oppose_emergency_access', 'opt_out'];
+  const directives = {
+    kindOf: d => KINDS.find(k => d[k]),
+    // clean keeps what PUT takes: the id, the validity if set, the kind.
+    clean(d) {
+      const k = directives.kindOf(d), out = { id: d.id, [k]: d[k] };
+      if (d.valid_from) out.valid_from = d.valid_from;
+      if (d.valid_until) out.valid_until = d.valid_until;
+      return out;
+    },
+    // The ids of a block and of a hidden document: one directive each,
+    // whichever page adds it.
+    blockID: rpps => 'block-' + rpps,
+    hideID: doc => 'hide-' + Array.from(new TextEncoder().encode(doc)).map(b => b.toString(16).padStart(2, '0')).join('').slice(0, 58),
+    // add adds (or replaces, by id) one directive on top of the current
+    // consent, reading it again when it changed meanwhile (409), and
+    // returns the new version.
+    async add(d) {
+      for (let i = 0; ; i++) {
+        const c = await api('GET', '/v1/me/consent');
+        const sent = c.directives.filter(x => x.id !== d.id).map(directives.clean).concat([d]);
+        try {
+          return (await api('PUT', '/v1/me/consent', { expected_version: c.version, directives: sent })).version;
+        } catch (e) {
+          if (!(e instanceof ApiError && e.status === 409) || i >= 2) throw e;
+        }
+      }
+    },
+  };
+
   document.addEventListener('DOMContentLoaded', () => { renderHeader(); applyI18n(); });
 
   return {
     t, get lang() { return lang; }, applyI18n, session, startSession, signOut, takeSignInMessage, expired, requireSession, homeOf, claims,
-    api, allPages, pool, ApiError, verify, verifier, verifyHistory, pinnedKeys, pinKeys, keepKeys, growthText, errorInfo, b64, unb64, el, svg, fmtTime, fmtMonth, status, fieldError,
+    api, allPages, pool, ApiError, directives, verify, verifier, verifyHistory, pinnedKeys, pinKeys, keepKeys, growthText, errorInfo, b64, unb64, el, svg, fmtTime, fmtMonth, parseDay, status, fieldError,
   };
 })();

@@ -127,6 +127,7 @@ document.addEventListener('DOMContentLoaded', async () => {
     const body = document.getElementById('alerts-body');
     try {
       alerts = ((await Vigie.api('GET', '/v1/audit/alerts')).alerts || []).map(a => Object.assign({}, a, { severity: severities[a.severity] || 'info' }));
+      await VigieEvents.lookup(alerts.map(a => a.actor_rpps), alerts.map(a => a.organization));
       renderAlerts();
     } catch (e) {
       if (e instanceof Vigie.ApiError && e.status === 404) body.replaceChildren(el('p', { text: t('audit.alertsOff') }));
@@ -142,8 +143,8 @@ document.addEventListener('DOMContentLoaded', async () => {
       el('tbody', null, alerts.map(a => el('tr', { 'data-kind': a.kind, class: a.severity === 'critical' ? 'deny' : a.severity === 'warning' ? 'btg' : null },
         el('td', { 'data-label': t('audit.alertKind'), text: t('alert.' + a.kind) === 'alert.' + a.kind ? a.kind : t('alert.' + a.kind) }),
         el('td', { 'data-label': t('audit.severity') }, el('span', { class: 'badge ' + (a.severity === 'critical' ? 'deny' : 'btg'), text: t('severity.' + a.severity) })),
-        el('td', { 'data-label': t('field.rpps'), text: a.actor_rpps }),
-        el('td', { 'data-label': t('audit.organization'), text: a.organization || '' }),
+        el('td', { 'data-label': t('field.rpps'), text: a.actor_rpps ? VigieEvents.whoIs(a.actor_rpps) : '' }),
+        el('td', { 'data-label': t('audit.organization'), text: a.organization ? VigieEvents.organisation(a.organization) : '' }),
         el('td', { 'data-label': t('audit.events'), class: 'mono', text: a.events.map(e => '#' + e.leaf_index).join(' ') }),
         el('td', { 'data-label': t('audit.detail'), class: 'detail', text: alertText(a) })))))));
   }
@@ -227,14 +228,17 @@ document.addEventListener('DOMContentLoaded', async () => {
     check(f.patient_ins, ins && !/^[0-9]{13}[0-9]{2}$|^[0-9]{5}[0-9AB][0-9]{7}[0-9]{2}$/.test(ins) ? t('field.named', { field: t('audit.ins'), problem: t('field.err.ins') }) : '');
     check(f.actor_rpps, rpps && !/^[0-9]{11}$/.test(rpps) ? t('field.named', { field: t('field.rpps'), problem: t('field.err.rpps') }) : '');
     check(f.organization, org && !/^[0-9A-Za-z]{9}$/.test(org) ? t('field.named', { field: t('audit.organization'), problem: t('field.err.finess') }) : '');
-    check(f.to, f.from.value && f.to.value && f.to.value <= f.from.value ? t('audit.err.dates') : '');
+    const from = Vigie.parseDay(f.from.value), to = Vigie.parseDay(f.to.value);
+    const bad = key => t('field.named', { field: t(key), problem: t('field.err.date') });
+    check(f.from, from === null ? bad('filter.from') : '');
+    check(f.to, to === null ? bad('filter.to') : from && to && to <= from ? t('audit.err.dates') : '');
     if (problems.length) { problems[0].focus(); return; }
     const q = {};
     if (ins) q.patient_ins = ins;
     if (rpps) q.actor_rpps = rpps;
     if (org) q.organization = org;
-    if (f.from.value) q.start_time = f.from.value + 'T00:00:00Z';
-    if (f.to.value) q.end_time = f.to.value + 'T00:00:00Z';
+    if (from) q.start_time = from + 'T00:00:00Z';
+    if (to) q.end_time = to + 'T00:00:00Z';
     if (f.kind.value) q.kind = f.kind.value;
     if (f.break_glass_only.checked) q.break_glass_only = true;
     found = { q, events: [], ok: true, next: '' };

@@ -13,16 +13,7 @@ document.addEventListener('DOMContentLoaded', async () => {
   const staleBox = document.getElementById('stale');
   let consent = null;
 
-  const KINDS = ['block_professional', 'block_organization', 'allow_professional', 'treating_physician', 'extended_rights',
-    'hide_document', 'hide_document_type', 'hide_everything', 'oppose_emergency_access', 'opt_out'];
-  const kindOf = d => KINDS.find(k => d[k]);
-  // clean keeps what PUT takes: the id, the validity if set, the kind.
-  function clean(d) {
-    const k = kindOf(d), out = { id: d.id, [k]: d[k] };
-    if (d.valid_from) out.valid_from = d.valid_from;
-    if (d.valid_until) out.valid_until = d.valid_until;
-    return out;
-  }
+  const { kindOf, clean } = Vigie.directives;
   function describe(d) {
     const k = kindOf(d), v = d[k] || {};
     return t('directive.' + k, { rpps: v.rpps, finess: v.finess, doc: v.document_id, type: v.document_type });
@@ -54,6 +45,7 @@ document.addEventListener('DOMContentLoaded', async () => {
       el('li', { text: t('consent.versionLine', { version: v.version, time: Vigie.fmtTime(v.update_time), by: v.updated_by === 'patient' ? t('event.you') : v.updated_by, n: v.directives.length }) })));
     const p = pending();
     if (!p) Vigie.status(statusBox, 'verified', t('consent.version', { version: consent.version }), consent.update_time ? t('consent.since', { time: Vigie.fmtTime(consent.update_time) }) : '');
+    renderAccessed();
   }
 
   function pending() { try { return JSON.parse(sessionStorage.getItem(PENDING)); } catch (e) { return null; } }
@@ -191,7 +183,7 @@ document.addEventListener('DOMContentLoaded', async () => {
       if (await save(build(v))) input.value = '';
     });
   }
-  rppsForm('block-form', 'block-rpps', rpps => ({ add: { id: 'block-' + rpps, block_professional: { rpps } }, label: t('directive.block_professional', { rpps }) }));
+  rppsForm('block-form', 'block-rpps', rpps => ({ add: { id: Vigie.directives.blockID(rpps), block_professional: { rpps } }, label: t('directive.block_professional', { rpps }) }));
   rppsForm('physician-form', 'physician-rpps', rpps => ({ replaceKind: 'treating_physician', add: { id: 'treating-physician', treating_physician: { rpps } }, label: t('directive.treating_physician', { rpps }) }));
 
   document.getElementById('hide-form').addEventListener('submit', async ev => {
@@ -201,7 +193,7 @@ document.addEventListener('DOMContentLoaded', async () => {
     const problem = !doc ? t('problem.required') : doc.length > 128 ? t('problem.too_long', { max: 128 }) : '';
     Vigie.fieldError(input, err, problem && t('field.named', { field: t('field.document'), problem }));
     if (problem) { input.focus(); return; }
-    const id = 'hide-' + Array.from(new TextEncoder().encode(doc)).map(b => b.toString(16).padStart(2, '0')).join('').slice(0, 58);
+    const id = Vigie.directives.hideID(doc);
     if (await save({ add: { id, hide_document: { document_id: doc } }, label: t('directive.hide_document', { doc }) })) input.value = '';
   });
   document.getElementById('emergency-form').addEventListener('submit', ev => {
@@ -219,12 +211,69 @@ document.addEventListener('DOMContentLoaded', async () => {
     save(on ? { replaceKind: 'opt_out', add: { id: 'opt-out', opt_out: {} }, label: t('directive.opt_out') }
       : { replaceKind: 'opt_out', label: t('consent.optoutOff') });
   });
+  // The professionals who accessed the record (from the history, verified
+  // in this browser), by name, each with a block switch.
+  let accessed = [];
+  function renderAccessed() {
+    const blocked = new Set(consent.directives.filter(d => d.block_professional).map(d => d.block_professional.rpps));
+    document.getElementById('accessed').replaceChildren(...accessed.map(rpps => {
+      const id = 'acc-' + rpps, who = VigieEvents.whoIs(rpps);
+      const sw = el('input', { type: 'checkbox', role: 'switch', id, 'data-rpps': rpps });
+      sw.checked = blocked.has(rpps);
+      sw.addEventListener('change', () => save(sw.checked
+        ? { add: { id: Vigie.directives.blockID(rpps), block_professional: { rpps } }, label: t('directive.block_professional', { rpps }) }
+        : { remove: Vigie.directives.blockID(rpps), label: t('consent.unblocked', { who }) }));
+      return el('li', null, el('label', { class: 'check', for: id }, sw, ' ', who, ' — ', el('span', { text: t('consent.blockedSwitch') })));
+    }));
+    document.getElementById('accessed-status').textContent = t('consent.accessedCount', { n: accessed.length });
+  }
+  async function loadAccessed() {
+    await Vigie.verifier();
+    const rep = await Vigie.verifyHistory();
+    const events = rep.events.filter(e => e.verdict !== 'failed' && e.kind === 'access' && e.payload);
+    await VigieEvents.loadNames(events);
+    accessed = [...new Set(events.map(e => e.payload.request.actor.rpps))];
+    renderAccessed();
+  }
+
+  // A search of the directory by name: block someone who never accessed
+  // the record yet, or choose the treating physician.
+  document.getElementById('search-form').addEventListener('submit', async ev => {
+    ev.preventDefault();
+    const input = document.getElementById('search-name'), err = document.getElementById('search-name-error');
+    const name = input.value.trim();
+    const problem = name.replace(/[^\p{L}\p{N}]/gu, '').length < 2 ? t('problem.too_short', { min: 2 }) : '';
+    Vigie.fieldError(input, err, problem && t('field.named', { field: t('field.name'), problem }));
+    if (problem) { input.focus(); return; }
+    const list = document.getElementById('search-results'), status = document.getElementById('search-status');
+    try {
+      const r = await Vigie.api('GET', '/v1/directory/professionals?name=' + encodeURIComponent(name) + '&page_size=10');
+      const found = r.professionals || [];
+      found.forEach(VigieEvents.remember);
+      status.textContent = t('consent.searchCount', { n: found.length });
+      list.replaceChildren(...found.map(p => {
+        const who = VigieEvents.whoIs(p.rpps);
+        const block = el('button', { type: 'button', class: 'secondary', 'data-action': 'block', text: t('history.block') });
+        block.setAttribute('aria-label', t('history.blockLabel', { who }));
+        block.addEventListener('click', () => save({ add: { id: Vigie.directives.blockID(p.rpps), block_professional: { rpps: p.rpps } }, label: t('directive.block_professional', { rpps: p.rpps }) }));
+        const choose = el('button', { type: 'button', class: 'secondary', 'data-action': 'physician', text: t('consent.choosePhysician') });
+        choose.setAttribute('aria-label', t('consent.choosePhysicianLabel', { who }));
+        choose.addEventListener('click', () => save({ replaceKind: 'treating_physician', add: { id: 'treating-physician', treating_physician: { rpps: p.rpps } }, label: t('directive.treating_physician', { rpps: p.rpps }) }));
+        return el('li', { 'data-rpps': p.rpps }, who, ' ', block, choose);
+      }));
+    } catch (e) {
+      if (e instanceof Vigie.ApiError && e.status === 401) return;
+      status.textContent = t('error.load') + ' ' + e.message;
+    }
+  });
+
   document.addEventListener('vigie:lang', () => load());
 
   try {
     await load();
     const op = pending();
     if (op) showPending('consent.pending', t('consent.pendingDetail', { change: op.label }));
+    await loadAccessed();
   } catch (e) {
     if (!(e instanceof Vigie.ApiError && e.status === 401)) Vigie.status(statusBox, 'error', t('error.load'), e.message);
   }

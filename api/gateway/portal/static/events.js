@@ -9,6 +9,8 @@ const VigieEvents = (() => {
   const rules = new Map();      // rules version -> parsed national rules (hash checked)
   const rulesBytes = new Map(); // the same, as bytes, for the verifier
   const emergency = new Set();  // commitments of emergency accesses (judge)
+  const pros = new Map();       // RPPS -> the professionals' directory entry
+  const orgs = new Map();       // FINESS -> the establishments' directory entry
 
   async function loadTexts() {
     if (!texts) texts = await (await fetch('texts.json', { cache: 'no-cache' })).json();
@@ -36,6 +38,49 @@ const VigieEvents = (() => {
       } catch (e) { /* labels are a comfort: codes are shown instead */ }
     }
     await judge(events, []);
+    await loadNames(events);
+  }
+  // loadNames looks up, one call per 500 numbers, the names of the
+  // professionals and establishments that the verified events name
+  // (POST /v1/directory:lookup, the public directories). The names are
+  // shown beside the numbers; a number the directories lack, or a failed
+  // lookup, shows the number alone.
+  async function loadNames(events) {
+    const actors = events.map(e => e.kind === 'access' && e.payload && e.payload.request && e.payload.request.actor).filter(Boolean);
+    await lookup(actors.map(a => a.rpps), actors.map(a => a.organization));
+  }
+  // lookup looks up numbers not looked up yet.
+  async function lookup(rppsList, finessList) {
+    const r = [...new Set(rppsList.filter(n => n && !pros.has(n)))], f = [...new Set(finessList.filter(n => n && !orgs.has(n)))];
+    try {
+      for (let i = 0; i < Math.max(r.length, f.length); i += 500) {
+        const resp = await Vigie.api('POST', '/v1/directory:lookup', { rpps: r.slice(i, i + 500), finess: f.slice(i, i + 500) });
+        for (const p of resp.professionals || []) pros.set(p.rpps, p);
+        for (const o of resp.establishments || []) orgs.set(o.finess, o);
+      }
+    } catch (e) { /* names are a comfort: numbers are shown instead */ }
+  }
+  // professional says who an RPPS number is: name, profession and
+  // specialty from the directory, beside the number; the event's
+  // profession and the number alone when the directory lacks it.
+  function professional(rpps, profession) {
+    const p = pros.get(rpps);
+    if (!p) return profession + ' · RPPS ' + rpps;
+    const esc = VigieText.escape;
+    return t(p.specialty ? 'event.proSpecialty' : 'event.pro',
+      { name: esc(p.name), profession: esc(p.profession || profession), specialty: esc(p.specialty || ''), rpps });
+  }
+  // organisation says which establishment a FINESS number is.
+  function organisation(finess) {
+    const o = orgs.get(finess);
+    if (!o) return t('event.org', { org: finess });
+    const esc = VigieText.escape;
+    return t(o.town ? 'event.orgNamed' : 'event.orgNamedNoTown', { name: esc(o.name), town: esc(o.town || ''), org: finess });
+  }
+  // name is the professional's name, or "" when the directory lacks it.
+  function name(rpps) {
+    const p = pros.get(rpps);
+    return p ? VigieText.escape(p.name) : '';
   }
   // judge asks the verifier (consent.JudgeAccesses, through
   // vigieAccesses: what vigie verify says too) which of events are
@@ -76,8 +121,9 @@ const VigieEvents = (() => {
         const btg = emergency.has(e.commitment); // judge, after loadRules
         v.outcome = d.effect === 'ALLOW' ? (btg ? 'btg' : 'allow') : 'deny';
         v.rpps = a.rpps;
-        v.who = [label(rv, 'professions', a.profession) + ' · RPPS ' + a.rpps,
-          t('event.org', { org: a.organization }) + (a.sector ? ' · ' + label(rv, 'sectors', a.sector) : ''),
+        v.doc = res.kind === 'document' ? res.document_id || '' : '';
+        v.who = [professional(a.rpps, label(rv, 'professions', a.profession)),
+          organisation(a.organization) + (a.sector ? ' · ' + label(rv, 'sectors', a.sector) : ''),
           a.care_team ? t('event.careTeam') : ''].filter(Boolean);
         const action = t('action.' + rq.action);
         v.what = res.kind === 'document'
@@ -129,5 +175,10 @@ const VigieEvents = (() => {
     return tr;
   }
 
-  return { loadTexts, loadRules, judge, describe, row, label };
+  // whoIs says who an RPPS number is, from the directory, or the number.
+  function whoIs(rpps) { return pros.has(rpps) ? professional(rpps, '') : 'RPPS ' + rpps; }
+  // remember keeps directory entries found otherwise (a search by name).
+  function remember(p) { pros.set(p.rpps, p); }
+
+  return { loadTexts, loadRules, loadNames, lookup, judge, describe, row, label, name, whoIs, organisation, remember };
 })();

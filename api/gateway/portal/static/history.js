@@ -41,13 +41,12 @@ document.addEventListener('DOMContentLoaded', async () => {
   }
 
   function filters() {
-    const from = form.from.value, to = form.to.value;
-    const err = document.getElementById('filter-error');
-    if (from && to && to < from) {
-      Vigie.fieldError(form.to, err, t('filter.err.order'));
-      return null;
-    }
-    Vigie.fieldError(form.to, err, '');
+    const from = Vigie.parseDay(form.from.value), to = Vigie.parseDay(form.to.value);
+    const err = document.getElementById('filter-error'), fromErr = document.getElementById('f-from-error');
+    const bad = key => t('field.named', { field: t(key), problem: t('field.err.date') });
+    Vigie.fieldError(form.from, fromErr, from === null ? bad('filter.from') : '');
+    Vigie.fieldError(form.to, err, to === null ? bad('filter.to') : from && to && to < from ? t('filter.err.order') : '');
+    if (from === null || to === null || (from && to && to < from)) return null;
     return { from, to, pro: form.professional.value, outcome: form.outcome.value, all: form.all.checked };
   }
   function matches(v, f) {
@@ -65,7 +64,11 @@ document.addEventListener('DOMContentLoaded', async () => {
     if (!f) return;
     described = report.events.map(VigieEvents.describe);
     const shown = described.filter(v => matches(v, f)).reverse(); // newest first
-    document.querySelector('#events tbody').replaceChildren(...shown.map(VigieEvents.row));
+    document.querySelector('#events tbody').replaceChildren(...shown.map(v => {
+      const tr = VigieEvents.row(v);
+      tr.append(actions(v));
+      return tr;
+    }));
     document.getElementById('count').textContent = t('history.count', { n: shown.length, total: described.length });
     drawChart(shown.filter(v => v.kind === 'access'));
     // professionals for the filter, kept selected across renders
@@ -75,6 +78,51 @@ document.addEventListener('DOMContentLoaded', async () => {
     sel.replaceChildren(el('option', { value: '', text: t('filter.all') }), ...[...pros].map(([rpps, who]) => el('option', { value: rpps, text: who })));
     sel.value = cur;
     showVerdict();
+  }
+
+  // actions are the one-click changes of the patient's consent from an
+  // access: block its professional; hide its document. Each is confirmed
+  // in a dialog that says what changes.
+  function actions(v) {
+    const td = el('td', { 'data-label': t('col.actions') });
+    if (v.kind !== 'access' || !v.rpps || v.verdict === 'failed') return td;
+    const who = VigieEvents.name(v.rpps) || 'RPPS ' + v.rpps;
+    const block = el('button', { type: 'button', class: 'secondary', 'data-action': 'block', text: t('history.block') });
+    block.setAttribute('aria-label', t('history.blockLabel', { who }));
+    block.addEventListener('click', () => confirmChange(block, t('history.blockTitle', { who }), t('history.blockText', { who }), t('history.blockOk'),
+      { id: Vigie.directives.blockID(v.rpps), block_professional: { rpps: v.rpps } }, t('history.blocked', { who })));
+    td.append(block);
+    if (v.doc) {
+      const hide = el('button', { type: 'button', class: 'secondary', 'data-action': 'hide', text: t('history.hide') });
+      hide.setAttribute('aria-label', t('history.hideLabel', { doc: v.doc }));
+      hide.addEventListener('click', () => confirmChange(hide, t('history.hideTitle', { doc: v.doc }), t('history.hideText', { doc: v.doc }), t('history.hideOk'),
+        { id: Vigie.directives.hideID(v.doc), hide_document: { document_id: v.doc } }, t('history.hidden', { doc: v.doc })));
+      td.append(hide);
+    }
+    return td;
+  }
+  // confirmChange asks in a modal dialog, then adds the directive and says
+  // so; the focus goes back to the button that opened the dialog.
+  function confirmChange(opener, title, text, ok, directive, done) {
+    const dialog = document.getElementById('confirm'), box = document.getElementById('action-status');
+    document.getElementById('confirm-title').textContent = title;
+    document.getElementById('confirm-text').textContent = text;
+    document.getElementById('confirm-ok').textContent = ok;
+    dialog.returnValue = '';
+    dialog.onclose = async () => {
+      opener.focus();
+      if (dialog.returnValue !== 'ok') return;
+      try {
+        const version = await Vigie.directives.add(directive);
+        Vigie.status(box, 'verified', done, t('consent.saved', { version }));
+        box.dataset.version = version;
+      } catch (e) {
+        if (e instanceof Vigie.ApiError && e.status === 401) return;
+        Vigie.status(box, 'error', t('consent.notSaved'), e.message);
+      }
+    };
+    dialog.showModal();
+    document.getElementById('confirm-cancel').focus();
   }
 
   // drawChart draws accesses per month, stacked by outcome, as SVG.

@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	tpb "github.com/google/trillian"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/vigie-sante/vigie/consent"
 	"github.com/vigie-sante/vigie/consent/consentsql"
+	"github.com/vigie-sante/vigie/consent/directory"
 	"github.com/vigie-sante/vigie/consent/ladonpolicy"
 	"github.com/vigie-sante/vigie/consent/nationalrules"
 	"github.com/vigie-sante/vigie/ledger"
@@ -70,6 +72,11 @@ type Config struct {
 	MergeDelay         time.Duration
 	SendStallAfter     time.Duration
 	RequestIDRetention time.Duration
+	// ChangesPoll bounds how long consent changes and national rules
+	// published on other nodes take to reach this node's caches where
+	// LISTEN/NOTIFY does not carry them (consentsql.FeedOptions.Poll;
+	// default 1s).
+	ChangesPoll time.Duration
 	// Logger receives the ledger's operational logs. Default
 	// slog.Default().
 	Logger *slog.Logger
@@ -85,7 +92,10 @@ type Node struct {
 	Ledger   *ledger.Ledger
 	Consents *consentsql.Store
 	Consent  *consent.Service
-	Keys     *keys.Keyring
+	// Directory is the public directories of professionals and
+	// establishments, for names beside numbers.
+	Directory *directory.Store
+	Keys      *keys.Keyring
 	// DataDir is Config.DataDir, absolute.
 	DataDir string
 	// Origin is the log's origin, "<log name>/vigie/<tree id>".
@@ -123,7 +133,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 
 	// Vigie's own database: every table of it, the ledger's and the
 	// consent store's, in one list of migrations.
-	dbc := ledgersql.DBConfig{PostgreSQL: cfg.DB, Also: consentsql.Migrations}
+	dbc := ledgersql.DBConfig{PostgreSQL: cfg.DB, Also: Migrations()}
 	if cfg.DB == "" {
 		dbc.SQLite = filepath.Join(n.DataDir, "vigie.db")
 	}
@@ -132,6 +142,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.Store = store
+	n.Directory = directory.New(n.DB)
 	if c := n.DB.Collector(); c != nil {
 		n.Collectors = append(n.Collectors, c)
 	}
@@ -207,6 +218,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		Recorder: n.Consents,
 		Engine:   ladonpolicy.NewEngine(ladonpolicy.Options{}),
 		Rules:    rules,
+		Changes:  n.Consents.Changes(consentsql.FeedOptions{Poll: cfg.ChangesPoll}),
 	})
 	if err != nil {
 		return nil, err
@@ -214,6 +226,14 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.Ledger.Start(context.WithoutCancel(ctx))
 	n.ledgerRun = true
 	return n, nil
+}
+
+// Migrations are the tables of Vigie's database beyond the ledger's: the
+// consent store's and the directories'. Whatever opens the database
+// passes them to ledgersql.Open, which refuses a database holding a
+// migration it was not given.
+func Migrations() []sqldb.Migration {
+	return slices.Concat(consentsql.Migrations, directory.Migrations)
 }
 
 // Ready reports whether the node can serve: the ledger's background work
@@ -226,14 +246,17 @@ func (n *Node) Ready(ctx context.Context) error {
 	return err
 }
 
-// Close drains the ledger's outbox (until ctx is done), stops it, then
-// closes Trillian and the database. It may be called more than once.
+// Close stops following other nodes' changes, drains the ledger's outbox
+// (until ctx is done), stops it, then closes Trillian and the database. It may be called more than once.
 func (n *Node) Close(ctx context.Context) error {
 	if n.closed {
 		return nil
 	}
 	n.closed = true
 	var errs []error
+	if n.Consent != nil {
+		n.Consent.Close()
+	}
 	if n.ledgerRun {
 		n.ledgerRun = false
 		errs = append(errs, n.Ledger.Close(ctx))
