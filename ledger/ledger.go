@@ -213,8 +213,8 @@ type Ledger struct {
 	leases     map[string]*LeaseHolder
 	stopLeases context.CancelFunc
 	leaseWG    sync.WaitGroup
-	health      health
-	started     bool
+	health     health
+	started    bool
 
 	// lastSecurity is, by kind, the last security event stored (a hash of
 	// its detail and evidence) and when: the same evidence found again at
