@@ -26,6 +26,11 @@ const (
 	LeaseCheckpointer = "checkpointer"
 	// LeaseErasures is the scheduled erasures'.
 	LeaseErasures = "erasures"
+	// LeaseTrillian is held (HoldLease) by the node that runs an
+	// in-process Trillian on a shared PostgreSQL database: two sequencers
+	// on one Trillian storage are unsafe, and Trillian's writes cannot
+	// check an epoch, so a second such node refuses to start.
+	LeaseTrillian = "trillian-in-process"
 )
 
 // DefaultLeaseTTL is Config.LeaseTTL's default.
@@ -243,10 +248,13 @@ type HeldLease struct {
 	done   chan struct{}
 }
 
-// Release stops renewing the lease and frees it.
+// Release stops renewing the lease and frees it, trying for at most 5s
+// even if ctx is done (a node's shutdown).
 func (h *HeldLease) Release(ctx context.Context) error {
 	h.cancel()
 	<-h.done
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
 	return h.LeaseHolder.Release(ctx)
 }
 
