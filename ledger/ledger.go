@@ -326,18 +326,19 @@ func (l *Ledger) Start(ctx context.Context) {
 // this node's leases allow: the outbox if it holds the sender's lease
 // (what remains is sent by the next holder), a last checkpoint if it
 // holds the checkpointer's and the tree grew. Last it releases its
-// leases, so that another node takes them at once.
+// leases, so that another node takes them at once. Without Start, it only
+// releases them.
 func (l *Ledger) Close(ctx context.Context) error {
-	if !l.started {
-		return nil
+	var errs []error
+	if l.started {
+		l.started = false
+		l.stop()
+		l.wg.Wait()
+		errs = append(errs, l.drain(ctx))
+		l.stopLeases()
+		l.leaseWG.Wait()
 	}
-	l.started = false
-	l.stop()
-	l.wg.Wait()
-	err := l.drain(ctx)
-	l.stopLeases()
-	l.leaseWG.Wait()
-	errs := []error{err}
+	// A lease taken without Start (RunDueErasures) is released too.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	for _, h := range l.leases {
