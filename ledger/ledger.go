@@ -278,7 +278,9 @@ func New(ctx context.Context, cfg Config, store Store, log Log) (*Ledger, error)
 	l.leases = map[string]*LeaseHolder{
 		LeaseSender:       NewLeaseHolder(store, LeaseSender, cfg.Owner, cfg.LeaseTTL, cfg.Logger, func() { notify(l.wake) }),
 		LeaseCheckpointer: NewLeaseHolder(store, LeaseCheckpointer, cfg.Owner, cfg.LeaseTTL, cfg.Logger, func() { notify(l.sent) }),
-		LeaseErasures:     NewLeaseHolder(store, LeaseErasures, cfg.Owner, cfg.LeaseTTL, cfg.Logger, func() { notify(l.erasureWake) }),
+		// Scheduled erasures keep their cadence: a new holder runs them
+		// at its loop's next round, within a minute.
+		LeaseErasures: NewLeaseHolder(store, LeaseErasures, cfg.Owner, cfg.LeaseTTL, cfg.Logger, nil),
 	}
 	return l, nil
 }
