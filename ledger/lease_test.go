@@ -261,7 +261,19 @@ func TestLeasesSeveralNodes(t *testing.T) {
 				defer wg.Done()
 				for k := range perNode / 3 {
 					k += w * perNode / 3
-					r, err := env.Ledger.Record(ctx, access(fmt.Sprintf("patient-%d-%d", i, k%7), k))
+					// Under contention a Record may spend its
+					// serialization retries and fail (fail closed): the
+					// client retries with the same request id, as callers
+					// do.
+					e := access(fmt.Sprintf("patient-%d-%d", i, k%7), k)
+					e.Key = ledger.Key{Service: "hospital-his", RequestID: fmt.Sprintf("r-%d-%d", i, k)}
+					var r *ledger.Recorded
+					var err error
+					for try := 0; try < 5; try++ {
+						if r, err = env.Ledger.Record(ctx, e); err == nil {
+							break
+						}
+					}
 					if err != nil {
 						t.Errorf("node %d: Record: %v", i, err)
 						return
