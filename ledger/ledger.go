@@ -113,6 +113,15 @@ type Config struct {
 	// EraseAlso, if not nil, returns what else to delete when a patient is
 	// erased (the consent store's rows), run in the erasure's transaction.
 	EraseAlso func(pseudonym event.Hash) func(ctx context.Context, tx sqldb.Tx) error
+	// Owner names this process as the holder of the ledger's leases
+	// (LeaseSender, LeaseCheckpointer, LeaseErasures): unique per process,
+	// never anything from a token or a patient. Default NewOwner().
+	Owner string
+	// LeaseTTL is how long a lease lasts without renewal; the holder
+	// renews it every third of it, the others try to take it as often. A
+	// holder that dies is replaced within LeaseTTL and a third. Default
+	// DefaultLeaseTTL (3s).
+	LeaseTTL time.Duration
 	// TracerProvider receives a span per Record or RecordAll call, child
 	// of the caller's, with counts and leaf indices only: never an INS,
 	// a pseudonym or a body. Default: OpenTelemetry's global provider,
@@ -169,6 +178,12 @@ func (c *Config) validate() error {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.Owner == "" {
+		c.Owner = NewOwner()
+	}
+	if c.LeaseTTL <= 0 {
+		c.LeaseTTL = DefaultLeaseTTL
+	}
 	if c.TracerProvider == nil {
 		c.TracerProvider = otel.GetTracerProvider()
 	}
@@ -192,8 +207,14 @@ type Ledger struct {
 	erasureWake chan struct{}
 	stop        context.CancelFunc
 	wg          sync.WaitGroup
-	health      health
-	started     bool
+	// leases are the duties' (LeaseSender...), renewed between Start and
+	// Close by their own goroutines, which outlive the duties' so that
+	// Close drains under them.
+	leases     map[string]*LeaseHolder
+	stopLeases context.CancelFunc
+	leaseWG    sync.WaitGroup
+	health     health
+	started    bool
 
 	// lastSecurity is, by kind, the last security event stored (a hash of
 	// its detail and evidence) and when: the same evidence found again at
@@ -254,6 +275,13 @@ func New(ctx context.Context, cfg Config, store Store, log Log) (*Ledger, error)
 		erasureWake: make(chan struct{}, 1),
 	}
 	l.batch.token = make(chan struct{}, 1)
+	l.leases = map[string]*LeaseHolder{
+		LeaseSender:       NewLeaseHolder(store, LeaseSender, cfg.Owner, cfg.LeaseTTL, cfg.Logger, func() { notify(l.wake) }),
+		LeaseCheckpointer: NewLeaseHolder(store, LeaseCheckpointer, cfg.Owner, cfg.LeaseTTL, cfg.Logger, func() { notify(l.sent) }),
+		// Scheduled erasures keep their cadence: a new holder runs them
+		// at its loop's next round, within a minute.
+		LeaseErasures: NewLeaseHolder(store, LeaseErasures, cfg.Owner, cfg.LeaseTTL, cfg.Logger, nil),
+	}
 	return l, nil
 }
 
@@ -264,10 +292,21 @@ func (l *Ledger) Origin() string { return l.cfg.Origin }
 func (l *Ledger) Pseudonym(id PatientID) event.Hash { return l.cfg.Pseudonyms.Pseudonym(id) }
 
 // Start starts the background work: the sender, the erasures and the
-// checkpointer. They stop when ctx is done or Close is called; a node
+// checkpointer, each acting only while this node holds its lease, and the
+// leases' renewals. They stop when ctx is done or Close is called; a node
 // passes a context that its shutdown signal does not cancel, so that
-// Close drains the outbox first.
+// Close drains the outbox first. A ctx cancelled without Close leaves the
+// leases to expire (a node that died).
 func (l *Ledger) Start(ctx context.Context) {
+	leaseCtx, stopLeases := context.WithCancel(ctx)
+	l.stopLeases = stopLeases
+	for _, h := range l.leases {
+		l.leaseWG.Add(1)
+		go func() {
+			defer l.leaseWG.Done()
+			h.Run(leaseCtx)
+		}()
+	}
 	ctx, l.stop = context.WithCancel(ctx)
 	l.started = true
 	l.wg.Add(3)
@@ -285,17 +324,29 @@ func (l *Ledger) Start(ctx context.Context) {
 	}()
 }
 
-// Close stops the background work, then, until ctx is done, drains the
-// outbox (what remains is sent at the next start) and signs a last
-// checkpoint if the tree grew.
+// Close stops the background work, then, until ctx is done, drains what
+// this node's leases allow: the outbox if it holds the sender's lease
+// (what remains is sent by the next holder), a last checkpoint if it
+// holds the checkpointer's and the tree grew. Last it releases its
+// leases, so that another node takes them at once. Without Start, it only
+// releases them.
 func (l *Ledger) Close(ctx context.Context) error {
-	if !l.started {
-		return nil
+	var errs []error
+	if l.started {
+		l.started = false
+		l.stop()
+		l.wg.Wait()
+		errs = append(errs, l.drain(ctx))
+		l.stopLeases()
+		l.leaseWG.Wait()
 	}
-	l.started = false
-	l.stop()
-	l.wg.Wait()
-	return l.drain(ctx)
+	// A lease taken without Start (RunDueErasures) is released too.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	for _, h := range l.leases {
+		errs = append(errs, h.Release(rctx))
+	}
+	return errors.Join(errs...)
 }
 
 // notify wakes a background loop without blocking.

@@ -68,10 +68,14 @@ type Options struct {
 	RequestIDRetention time.Duration
 	// EraseAlso is the ledger's Config.EraseAlso.
 	EraseAlso func(pseudonym event.Hash) func(ctx context.Context, tx sqldb.Tx) error
-	// Node, if set, is another Env on the same PostgreSQL database: this
-	// one is a second node, with the same Seed, sending to that Env's
-	// Trillian (as a cluster's nodes share one) instead of its own.
-	Node *Env
+	// Share, if not nil, makes this ledger another node of Share's log:
+	// it opens its own pool on Share's database (PostgreSQL must be
+	// Share's URL) and writes to Share's Trillian, opening none of its
+	// own (two sequencers on one Trillian storage are unsafe): Share must
+	// have its own Trillian, and its Seed must be this one's.
+	Share *Env
+	// LeaseTTL is the ledger's Config.LeaseTTL.
+	LeaseTTL time.Duration
 }
 
 // Env is an assembled ledger.
@@ -151,8 +155,8 @@ func New(t testing.TB, opts Options) *Env {
 	if opts.WrapStore != nil {
 		e.Store = opts.WrapStore(e.Store)
 	}
-	if opts.Node != nil {
-		e.Tree, e.Log = opts.Node.Tree, opts.Node.Log
+	if opts.Share != nil {
+		e.Tree, e.Log = opts.Share.Tree, opts.Share.Trillian.Log
 	} else {
 		if e.Trillian, err = vtrillian.Open(ctx, tc); err != nil {
 			t.Fatalf("ledgertest: %v", err)
@@ -186,6 +190,7 @@ func New(t testing.TB, opts Options) *Env {
 		Now:                opts.Now,
 		EraseAlso:          opts.EraseAlso,
 		RequestIDRetention: opts.RequestIDRetention,
+		LeaseTTL:           opts.LeaseTTL,
 	}, e.Store, e.Log)
 	if err != nil {
 		t.Fatalf("ledgertest: %v", err)
@@ -204,6 +209,16 @@ func (e *Env) Start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	e.backgroundCancel = cancel
 	e.Ledger.Start(ctx)
+}
+
+// Kill stops the ledger's background work without closing it, as if its
+// node died: its leases stay in the database until they expire. Start
+// starts it again.
+func (e *Env) Kill() {
+	if e.backgroundCancel != nil {
+		e.backgroundCancel()
+		e.backgroundCancel = nil
+	}
 }
 
 func signer(t testing.TB, r io.Reader, name string) (note.Signer, note.Verifier) {

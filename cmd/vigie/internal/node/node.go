@@ -109,6 +109,9 @@ type Node struct {
 	Collectors []prometheus.Collector
 
 	ledgerRun, closed bool
+	// trillianLease is held while an in-process Trillian runs on a
+	// PostgreSQL database (ledger.LeaseTrillian).
+	trillianLease *ledger.HeldLease
 }
 
 // Open assembles a node and starts the ledger's background work. The
@@ -147,6 +150,9 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		n.Collectors = append(n.Collectors, c)
 	}
 
+	// One process name for every lease this node holds.
+	owner := ledger.NewOwner()
+
 	// Trillian.
 	tc := trillian.OpenConfig{
 		Remote:            cfg.TrillianAddr,
@@ -158,6 +164,15 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	case cfg.TrillianAddr != "":
 	case cfg.DB != "":
 		tc.PostgreSQL = cfg.DB
+		// One in-process Trillian per database: a second sequencer on
+		// the same storage would corrupt it.
+		n.trillianLease, err = ledger.HoldLease(ctx, n.Store, ledger.LeaseTrillian, owner, ledger.DefaultLeaseTTL, cfg.Logger)
+		if errors.Is(err, ledger.ErrLeaseHeld) {
+			return nil, errors.New("node: another node runs Trillian in process on this database; several nodes need an external Trillian (--trillian HOST:PORT)")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("node: in-process Trillian's lease: %w", err)
+		}
 	default:
 		tc.SQLite = filepath.Join(n.DataDir, "trillian.db")
 	}
@@ -195,6 +210,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		Logger:             cfg.Logger,
 		EraseAlso:          consentsql.EraseRows,
 		RequestIDRetention: cfg.RequestIDRetention,
+		Owner:              owner,
 	}, n.Store, n.Trillian.Log)
 	if err != nil {
 		return nil, err
@@ -263,6 +279,9 @@ func (n *Node) Close(ctx context.Context) error {
 	}
 	if n.Trillian != nil {
 		errs = append(errs, n.Trillian.Close())
+	}
+	if n.trillianLease != nil {
+		errs = append(errs, n.trillianLease.Release(ctx))
 	}
 	if n.DB != nil {
 		errs = append(errs, n.DB.Close())
