@@ -35,6 +35,7 @@ import (
 	"github.com/vigie-sante/vigie/consent"
 	"github.com/vigie-sante/vigie/ledger"
 	"github.com/vigie-sante/vigie/ledger/keys"
+	"github.com/vigie-sante/vigie/ledger/tiles"
 )
 
 // Config is what the network service is configured with. Zero durations
@@ -383,6 +384,9 @@ func (a *API) startHTTP(ctx context.Context, cfg Config, n Node, authn *auth.Aut
 	mux := http.NewServeMux()
 	mux.Handle(portal.Prefix, pages)
 	mux.Handle("GET /{$}", http.RedirectHandler(portal.Prefix, http.StatusFound))
+	// The log as C2SP tlog-tiles, public and cacheable, beside the
+	// gateway's /checkpoint.
+	mux.Handle(gateway.TilesPrefix, gateway.Tiles(tiles.New(n.Ledger, tiles.Config{}), a.logger))
 	mux.Handle("/", h)
 	maxTimeout := cfg.MaxTimeout
 	if maxTimeout <= 0 {

@@ -47,7 +47,8 @@ type Config struct {
 	MaxReads int
 }
 
-// Content is a tile's or bundle's bytes and their SHA-256.
+// Content is a tile's or bundle's bytes and their SHA-256. Data is shared
+// with the cache and other readers: it must not be modified.
 type Content struct {
 	Data   []byte
 	Digest [sha256.Size]byte
@@ -168,25 +169,30 @@ func (r *Reader) refreshSize(ctx context.Context) (uint64, error) {
 }
 
 // read returns tile t from the cache or computes it, once for concurrent
-// callers. The computation outlives a caller that gives up, so that the
-// others still get it.
+// callers. The computation runs under the context of the caller that
+// started it: if that caller gives up, the others start it again.
 func (r *Reader) read(ctx context.Context, t tlog.Tile) (Content, error) {
-	if Full(t) {
-		if c, ok := r.cached(t); ok {
-			return c, nil
+	for attempt := 0; ; attempt++ {
+		if Full(t) {
+			if c, ok := r.cached(t); ok {
+				return c, nil
+			}
 		}
-	}
-	ch := r.flight.DoChan(Path(t), func() (any, error) {
-		return r.compute(context.WithoutCancel(ctx), t)
-	})
-	select {
-	case <-ctx.Done():
-		return Content{}, ctx.Err()
-	case res := <-ch:
-		if res.Err != nil {
+		ch := r.flight.DoChan(Path(t), func() (any, error) {
+			return r.compute(ctx, t)
+		})
+		select {
+		case <-ctx.Done():
+			return Content{}, ctx.Err()
+		case res := <-ch:
+			if res.Err == nil {
+				return res.Val.(Content), nil
+			}
+			if attempt < 3 && ctx.Err() == nil && (errors.Is(res.Err, context.Canceled) || errors.Is(res.Err, context.DeadlineExceeded)) {
+				continue // another caller's context ended its computation
+			}
 			return Content{}, res.Err
 		}
-		return res.Val.(Content), nil
 	}
 }
 
