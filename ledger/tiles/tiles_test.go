@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"golang.org/x/mod/sumdb/tlog"
@@ -336,5 +337,64 @@ func TestConcurrentReads(t *testing.T) {
 		if err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// slowLog is a Source whose Leaves wait for the test, counting the calls
+// running at once.
+type slowLog struct {
+	*fakeLog
+	release       chan struct{}
+	running, most atomic.Int32
+	started       chan struct{}
+}
+
+func (s *slowLog) Leaves(ctx context.Context, start, end uint64) ([][]byte, error) {
+	n := s.running.Add(1)
+	defer s.running.Add(-1)
+	for {
+		m := s.most.Load()
+		if n <= m || s.most.CompareAndSwap(m, n) {
+			break
+		}
+	}
+	s.started <- struct{}{}
+	<-s.release
+	return s.fakeLog.Leaves(ctx, start, end)
+}
+
+// TestReadsBounded: however many tiles not in the cache are asked at
+// once, at most MaxReads reads of the source run at a time; a caller that
+// gives up while waiting for its turn leaves at once.
+func TestReadsBounded(t *testing.T) {
+	s := &slowLog{fakeLog: newFakeLog(20 * 256), release: make(chan struct{}), started: make(chan struct{}, 20)}
+	r := tiles.New(s, tiles.Config{MaxReads: 3})
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for n := range 20 {
+		wg.Go(func() {
+			if _, err := r.Read(ctx, tlog.Tile{H: 8, L: 0, N: int64(n), W: 256}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	for range 3 {
+		<-s.started
+	}
+	// Three reads run and hold their turns; a fourth caller gives up.
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan error)
+	go func() {
+		_, err := r.Read(cctx, tlog.Tile{H: 8, L: -1, N: 19, W: 255})
+		done <- err
+	}()
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("Read with a cancelled context = %v, want context.Canceled", err)
+	}
+	close(s.release)
+	wg.Wait()
+	if most := s.most.Load(); most != 3 {
+		t.Errorf("at most %d reads ran at once, want 3", most)
 	}
 }
