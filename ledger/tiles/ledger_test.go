@@ -111,3 +111,49 @@ func readAll(t *testing.T, r *tiles.Reader, ts []tlog.Tile) [][]byte {
 	}
 	return out
 }
+
+// BenchmarkLedgerRead reads full level-0 tiles of a real ledger (SQLite):
+// from the cache, and made again from the store on every read (a cache of
+// one tile: the bundle made with it evicts it).
+//
+//	go test -run NONE -bench LedgerRead -count 5 ./ledger/tiles
+func BenchmarkLedgerRead(b *testing.B) {
+	env := ledgertest.New(b, ledgertest.Options{})
+	ctx := context.Background()
+	const n = 8 * 256
+	var g errgroup.Group
+	g.SetLimit(32)
+	for i := range n {
+		g.Go(func() error {
+			_, err := env.Ledger.Record(ctx, ledger.Entry{
+				Kind: event.KindAccess, Patient: ledgertest.Patient(fmt.Sprint("patient-", i%5)), Service: "hospital-his",
+				Payload: json.RawMessage(`{"decision":"allow"}`), Actor: "10000000001",
+			})
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		b.Fatal(err)
+	}
+	if err := env.Ledger.WaitCheckpoint(ctx, n-1); err != nil {
+		b.Fatal(err)
+	}
+	for _, bc := range []struct {
+		name  string
+		cache int
+	}{{"cached", 0}, {"from-store", 1}} {
+		b.Run(bc.name, func(b *testing.B) {
+			r := tiles.New(env.Ledger, tiles.Config{CacheTiles: bc.cache})
+			i := 0
+			for b.Loop() {
+				if _, err := r.Read(ctx, tlog.Tile{H: 8, L: 0, N: int64(i % 8), W: 256}); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+			if bc.cache == 1 && r.Stats().SourceReads < uint64(b.N) {
+				b.Fatalf("%d reads of the store for %d tiles: the cache served some", r.Stats().SourceReads, b.N)
+			}
+		})
+	}
+}
