@@ -142,9 +142,18 @@ func TestTiles(t *testing.T) {
 			t.Errorf("event %d: %v", rec.Index, err)
 		}
 	}
-	b, err := httpGet(context.Background(), http.DefaultClient, base+"/tile/entries/000")
+	// Public and cacheable as the spec wants, whatever the API's other
+	// routes say (no-store): a bad token changes nothing.
+	req, _ := http.NewRequest("GET", base+"/tile/entries/000", nil)
+	req.Header.Set("Authorization", "Bearer not-a-token")
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 || resp.Header.Get("Cache-Control") != "public, max-age=31536000, immutable" {
+		t.Fatalf("GET /tile/entries/000 = %s, Cache-Control %q, %v", resp.Status, resp.Header.Get("Cache-Control"), err)
 	}
 	entries, err := tiles.ParseBundle(b, 256)
 	if err != nil {
