@@ -249,6 +249,7 @@ type API struct {
 	signIn   string
 	done     chan error
 	logger   *slog.Logger
+	tiles    *tiles.Reader
 }
 
 // Start validates cfg and starts the APIs on the node. They report
@@ -280,6 +281,8 @@ func Start(ctx context.Context, cfg Config, n Node) (_ *API, err error) {
 		return nil, err
 	}
 	reg := newRegistry(n, cfg.Version)
+	a.tiles = tiles.New(n.Ledger, tiles.Config{})
+	reg.MustRegister(tiles.NewCollector(a.tiles))
 
 	backend := &server.Backend{
 		Consent:      n.Consent,
@@ -386,7 +389,7 @@ func (a *API) startHTTP(ctx context.Context, cfg Config, n Node, authn *auth.Aut
 	mux.Handle("GET /{$}", http.RedirectHandler(portal.Prefix, http.StatusFound))
 	// The log as C2SP tlog-tiles, public and cacheable, beside the
 	// gateway's /checkpoint.
-	mux.Handle(gateway.TilesPrefix, gateway.Tiles(tiles.New(n.Ledger, tiles.Config{}), a.logger))
+	mux.Handle(gateway.TilesPrefix, gateway.Tiles(a.tiles, a.logger))
 	mux.Handle("/", h)
 	maxTimeout := cfg.MaxTimeout
 	if maxTimeout <= 0 {

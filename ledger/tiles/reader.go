@@ -60,6 +60,8 @@ type Stats struct {
 	Hits uint64
 	// SourceReads are the calls to Source.Leaves.
 	SourceReads uint64
+	// Cached is the number of full tiles and bundles in the cache.
+	Cached int
 }
 
 // Reader reads tiles and entry bundles from a Source. Full tiles and
@@ -111,7 +113,10 @@ func New(src Source, cfg Config) *Reader {
 
 // Stats returns the counts of the Reader's work so far.
 func (r *Reader) Stats() Stats {
-	return Stats{Hits: r.hits.Load(), SourceReads: r.sourceReads.Load()}
+	r.mu.Lock()
+	cached := r.lru.Len()
+	r.mu.Unlock()
+	return Stats{Hits: r.hits.Load(), SourceReads: r.sourceReads.Load(), Cached: cached}
 }
 
 // Read returns tile t: its hashes, or for L = -1 its entry bundle. It

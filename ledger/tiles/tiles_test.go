@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/vigie-sante/vigie/ledger"
@@ -307,6 +308,16 @@ func TestCache(t *testing.T) {
 	}
 	if !bytes.Equal(first.Data, again.Data) {
 		t.Errorf("tile %s changed", tiles.Path(tile0))
+	}
+	if got := r.Stats().Cached; got != 8 {
+		t.Errorf("Stats().Cached = %d, want 8 (the cache's size)", got)
+	}
+	if problems, err := testutil.CollectAndLint(tiles.NewCollector(r)); err != nil || len(problems) > 0 {
+		t.Errorf("the collector's metrics: %v %v", err, problems)
+	}
+	want := "# HELP vigie_tiles_cached Full tiles and entry bundles in the cache.\n# TYPE vigie_tiles_cached gauge\nvigie_tiles_cached 8\n"
+	if err := testutil.CollectAndCompare(tiles.NewCollector(r), strings.NewReader(want), "vigie_tiles_cached"); err != nil {
+		t.Error(err)
 	}
 }
 
