@@ -17,12 +17,18 @@ import (
 	"github.com/vigie-sante/vigie/ledger/verify"
 )
 
-// TestLedgerTiles reads a real ledger's tiles with tlog's client: they
-// rebuild the root of the signed checkpoint and prove each recorded
-// event's inclusion. After a patient's erasure, a new Reader (nothing
-// cached) serves the same bytes for every tile and bundle.
+// TestLedgerTiles reads a real ledger's tiles with tlog's client, on
+// SQLite and PostgreSQL: they rebuild the root of the signed checkpoint
+// and prove each recorded event's inclusion. After a patient's erasure, a
+// new Reader (nothing cached) serves the same bytes for every tile and
+// bundle.
 func TestLedgerTiles(t *testing.T) {
-	env := ledgertest.New(t, ledgertest.Options{})
+	t.Run("SQLite", func(t *testing.T) { testLedgerTiles(t, ledgertest.Options{}) })
+	t.Run("PostgreSQL", func(t *testing.T) { testLedgerTiles(t, ledgertest.Options{PostgreSQL: ledgertest.Postgres(t)}) })
+}
+
+func testLedgerTiles(t *testing.T, opts ledgertest.Options) {
+	env := ledgertest.New(t, opts)
 	ctx := context.Background()
 	const n = 300
 	recorded := make([]*ledger.Recorded, n)
