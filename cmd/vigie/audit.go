@@ -78,7 +78,11 @@ func (a *auditConfig) validate(now time.Time) (from, to time.Time, err error) {
 	if a.tiles && !a.batchSet {
 		a.batch = 16384 // bundles of 256, fetched several at once
 	}
-	if maxBatch := map[bool]uint64{false: 1000, true: 65536}[a.tiles]; a.batch == 0 || a.batch > maxBatch {
+	maxBatch := uint64(1000) // the JSON route's page
+	if a.tiles {
+		maxBatch = 65536
+	}
+	if a.batch == 0 || a.batch > maxBatch {
 		return from, to, usagef("--batch: want 1 to %d", maxBatch)
 	}
 	if a.waitCP < 0 {
