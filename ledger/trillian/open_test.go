@@ -45,7 +45,7 @@ func TestOpen(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { e.Close() })
-			return vtrillian.OpenConfig{Remote: lis.Addr().String()}
+			return vtrillian.OpenConfig{Remote: []string{lis.Addr().String()}}
 		}, "Trillian at 127.0.0.1:"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -61,7 +61,7 @@ func TestOpen(t *testing.T) {
 				if !strings.HasPrefix(n.Where, tc.where) {
 					t.Errorf("run %d: Where = %q, want %q...", run, n.Where, tc.where)
 				}
-				if (n.Embedded == nil) != (cfg.Remote != "") || (n.Storage == nil) != (cfg.Remote != "") {
+				if (n.Embedded == nil) != (cfg.Remote != nil) || (n.Storage == nil) != (cfg.Remote != nil) {
 					t.Errorf("run %d: Embedded %v, Storage %v with Remote %q", run, n.Embedded != nil, n.Storage != nil, cfg.Remote)
 				}
 				// The leaf added at the first start is found again at the
@@ -112,7 +112,7 @@ func TestOpenConfig(t *testing.T) {
 	dir := t.TempDir()
 	for _, cfg := range []vtrillian.OpenConfig{
 		{},
-		{Remote: "127.0.0.1:1", SQLite: filepath.Join(dir, "trillian.db")},
+		{Remote: []string{"127.0.0.1:1"}, SQLite: filepath.Join(dir, "trillian.db")},
 		{PostgreSQL: "postgres://127.0.0.1:1/x", SQLite: filepath.Join(dir, "trillian.db")},
 	} {
 		cfg.Tree = vigieTree
