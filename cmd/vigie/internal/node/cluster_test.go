@@ -22,7 +22,9 @@ import (
 
 	"github.com/vigie-sante/vigie/cmd/vigie/internal/node"
 	"github.com/vigie-sante/vigie/consent"
+	"github.com/vigie-sante/vigie/consent/consentsql"
 	"github.com/vigie-sante/vigie/consent/ident"
+	"github.com/vigie-sante/vigie/ledger/ledgersql"
 	"github.com/vigie-sante/vigie/ledger/sqldb/pgtest"
 	vtrillian "github.com/vigie-sante/vigie/ledger/trillian"
 	"github.com/vigie-sante/vigie/ledger/trillian/sqlite"
@@ -228,12 +230,21 @@ func TestInitUninitialised(t *testing.T) {
 // TestInitConcurrent: two vigie init at once on one database and one
 // Trillian, each with its own data directory: one wins, the other fails,
 // and one tree is left, the pinned one; the loser's keys are gone. Two at
-// once on one data directory both return the one tree.
+// once on one data directory both return the one tree. On a database
+// already migrated, both runs reach Trillian and the pinning: each makes
+// a tree, and the loser deletes its own.
 func TestInitConcurrent(t *testing.T) {
 	ctx := context.Background()
-	for round := range 3 {
+	for round := range 4 {
 		t.Run(fmt.Sprintf("round %d", round), func(t *testing.T) {
 			db := pgtest.NewDatabase(t)
+			if round > 0 {
+				sdb, _, err := ledgersql.Open(ctx, ledgersql.DBConfig{PostgreSQL: db, Also: consentsql.Migrations})
+				if err != nil {
+					t.Fatal(err)
+				}
+				sdb.Close()
+			}
 			servers := startTrillian(t, 1)
 			root := t.TempDir()
 			dirs := []string{filepath.Join(root, "a"), filepath.Join(root, "b"), filepath.Join(root, "a")}
@@ -278,6 +289,59 @@ func TestInitConcurrent(t *testing.T) {
 				t.Errorf("Init with the winner's keys = %+v, %v; want tree %d", p, err, results[winner].TreeID)
 			}
 		})
+	}
+}
+
+// TestInitRace: two vigie init that both made a tree and keys pin them
+// at once: the first to pin the origin wins; the other deletes its tree
+// and its key files, and says which tree won.
+func TestInitRace(t *testing.T) {
+	ctx := context.Background()
+	db := pgtest.NewDatabase(t)
+	servers := startTrillian(t, 1)
+	root := t.TempDir()
+	// Both runs wait for each other before pinning.
+	var arrived sync.WaitGroup
+	arrived.Add(2)
+	defer node.SetBeforePin(func() {
+		arrived.Done()
+		arrived.Wait()
+	})()
+	// The migrations first: two runs migrating at once is another race
+	// (TestInitConcurrent).
+	sdb, _, err := ledgersql.Open(ctx, ledgersql.DBConfig{PostgreSQL: db, Also: consentsql.Migrations})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sdb.Close()
+	dirs := []string{filepath.Join(root, "a"), filepath.Join(root, "b")}
+	results := make([]*node.Pinned, 2)
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	for i, d := range dirs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i], errs[i] = node.Init(ctx, node.Config{DataDir: d, DB: db, TrillianAddrs: addrs(servers), LogName: "race.test"})
+		}()
+	}
+	wg.Wait()
+	winner, loser := 0, 1
+	if errs[0] != nil {
+		winner, loser = 1, 0
+	}
+	if errs[winner] != nil || errs[loser] == nil {
+		t.Fatalf("Init a = %v, Init b = %v; want one success", errs[0], errs[1])
+	}
+	if want := fmt.Sprintf("another vigie init pinned tree %d first", results[winner].TreeID); !strings.Contains(errs[loser].Error(), want) {
+		t.Errorf("the loser's error = %v, want %q", errs[loser], want)
+	}
+	if got := liveTrees(t, servers[0].addr); len(got) != 1 || got[0] != results[winner].TreeID {
+		t.Errorf("trees: %v, want only the pinned %d", got, results[winner].TreeID)
+	}
+	left, err := os.ReadDir(node.KeysDir(dirs[loser]))
+	if err != nil || len(left) != 0 {
+		t.Errorf("the loser's keys directory holds %v (%v), want nothing", left, err)
 	}
 }
 

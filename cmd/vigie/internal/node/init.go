@@ -30,6 +30,10 @@ type Pinned struct {
 	Created bool
 }
 
+// beforePin, if set (by tests), is called by Init once it has its tree
+// and keys, before it pins them.
+var beforePin func()
+
 // keyFiles are the files of a keys directory that Init may create.
 var keyFiles = []string{"log-name", "pseudonym.key", "checkpoint.key", "checkpoint.pub", "receipt.key", "receipt.pub"}
 
@@ -156,6 +160,9 @@ func Init(ctx context.Context, cfg Config) (_ *Pinned, err error) {
 	pseudonyms, err := ledger.NewPseudonymizer(kr.Pseudonym)
 	if err != nil {
 		return nil, err
+	}
+	if beforePin != nil {
+		beforePin()
 	}
 	l, err := newLedger(ctx, cfg, keysDir, origin, kr, pseudonyms, store, tn.Log)
 	if err != nil {
