@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net"
@@ -121,6 +122,25 @@ func copyKeys(t *testing.T, from, to string) {
 		}
 		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, info.Mode().Perm()); err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// TestTrillianFlagValidated: --trillian is a list of host:port; anything
+// else stops serve and init before anything starts, naming the flag and
+// not its value.
+func TestTrillianFlagValidated(t *testing.T) {
+	for _, cmd := range []string{"serve", "init"} {
+		for _, v := range []string{"secret-host", "127.0.0.1:1,", ",127.0.0.1:1", "127.0.0.1:1,:2", "127.0.0.1:"} {
+			var out bytes.Buffer
+			dir := t.TempDir()
+			code := run(context.Background(), []string{cmd, "--data-dir", dir, "--trillian", v}, &out, &out)
+			if code == exitOK || !strings.Contains(out.String(), "--trillian: want host:port[,host:port...]") || (v == "secret-host" && strings.Contains(out.String(), v)) {
+				t.Errorf("%s --trillian %q: exit %d:\n%s", cmd, v, code, out.String())
+			}
+			if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+				t.Errorf("%s --trillian %q wrote %v", cmd, v, entries)
+			}
 		}
 	}
 }
