@@ -4,7 +4,8 @@
 // owner alone may read it, or a group of this process when root owns it). The note signers come through Signers, the seam for keys
 // held elsewhere (a hardware security module); Dir keeps them in files.
 //
-// A keys directory holds, created at first start:
+// A keys directory holds, created at first start (or by vigie init, for
+// the nodes of a cluster, which load them with Config.NoCreate):
 //
 //	kek             key-encryption key of patients' data keys (32 bytes, hex)
 //	pseudonym.key   secret of patients' pseudonyms (32 bytes, hex)

@@ -124,3 +124,30 @@ func TestOpenConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestDialAddresses: Dial takes host:port addresses, and names a bad one
+// by its position, never quoting it.
+func TestDialAddresses(t *testing.T) {
+	for _, tc := range []struct {
+		addrs []string
+		want  string
+	}{
+		{nil, "no log server address"},
+		{[]string{"127.0.0.1:1", "secret-host"}, "log server address 2: want host:port"},
+		{[]string{":1"}, "log server address 1: want host:port"},
+		{[]string{"127.0.0.1:"}, "log server address 1: want host:port"},
+	} {
+		r, err := vtrillian.Dial(tc.addrs)
+		if err == nil {
+			r.Close()
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "secret-host") {
+			t.Errorf("Dial(%q) = %v, want %q", tc.addrs, err, tc.want)
+		}
+	}
+	r, err := vtrillian.Dial([]string{"127.0.0.1:1", "[::1]:2"})
+	if err != nil {
+		t.Fatalf("Dial(two addresses) = %v", err)
+	}
+	r.Close()
+}

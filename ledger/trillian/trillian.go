@@ -80,8 +80,9 @@ type Embedded struct {
 	wg     sync.WaitGroup
 }
 
-// Start starts a Trillian log server, admin server and sequencer over the
-// configured storage. Close stops them.
+// Start starts a Trillian log server, admin server and (unless
+// cfg.NoSequencer) sequencer over the configured storage. Close stops
+// them.
 func Start(ctx context.Context, cfg Config) (*Embedded, error) {
 	if cfg.LogStorage == nil || cfg.AdminStorage == nil {
 		return nil, errors.New("trillian: LogStorage and AdminStorage are required")
