@@ -47,7 +47,9 @@ func runInit(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		what = "created and pinned in the database"
 	}
 	fmt.Fprintf(stdout, "Trillian tree %d: the log %s (%s).\n", p.TreeID, p.Origin, what)
-	fmt.Fprintf(stdout, "Copy %s to every node's data directory, then start each with --trillian-tree-id %d.\n", keysDir, p.TreeID)
+	if cfg.trillianAddr != "" {
+		fmt.Fprintf(stdout, "Copy %s to every node's data directory, then start each with --trillian-tree-id %d.\n", keysDir, p.TreeID)
+	}
 	return exitOK
 }
 

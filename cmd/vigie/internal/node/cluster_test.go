@@ -485,3 +485,30 @@ func TestClusterTrillianFailover(t *testing.T) {
 		t.Errorf("Ready after a log server stopped: %v", err)
 	}
 }
+
+// TestInitEmbedded: vigie init without --trillian makes what a first
+// start makes; the node then opens on that tree and those keys, and init
+// again changes nothing.
+func TestInitEmbedded(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "data")
+	p, err := node.Init(ctx, node.Config{DataDir: dir, LogName: "laptop.test"})
+	if err != nil || !p.Created {
+		t.Fatalf("Init = %+v, %v", p, err)
+	}
+	n, err := node.Open(ctx, node.Config{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Origin != p.Origin || n.Keys.CheckpointVerifier != p.CheckpointVerifier {
+		t.Errorf("node: origin %q, key %q; want init's %+v", n.Origin, n.Keys.CheckpointVerifier, p)
+	}
+	check(t, n, "embedded-1")
+	if err := n.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	again, err := node.Init(ctx, node.Config{DataDir: dir})
+	if err != nil || again.Created || again.TreeID != p.TreeID {
+		t.Errorf("Init again = %+v, %v; want tree %d unchanged", again, err, p.TreeID)
+	}
+}

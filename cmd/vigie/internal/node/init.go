@@ -38,7 +38,8 @@ var beforePin func()
 var keyFiles = []string{"log-name", "pseudonym.key", "checkpoint.key", "checkpoint.pub", "receipt.key", "receipt.pub"}
 
 // Init makes a log once, for the nodes of a cluster: it creates the
-// Trillian tree (a new PREORDERED_LOG) and the keys (in cfg.DataDir's
+// Trillian tree (a new PREORDERED_LOG; with Trillian in process, the one
+// a first start finds or creates by name) and the keys (in cfg.DataDir's
 // keys directory, and cfg.KEKFile), and pins the origin (which holds the
 // tree's ID) and every key's check in the database, as a node's first
 // start does (ledger.New). Of cfg it reads DataDir, DB, TrillianAddrs,
@@ -117,7 +118,10 @@ func Init(ctx context.Context, cfg Config) (_ *Pinned, err error) {
 			}
 			tc.Tree.TreeID = id
 		} else {
-			tc.Tree.New = true
+			// A cluster's nodes find the tree by its ID: a new one, so
+			// that a run that loses knows the tree it deletes is its own.
+			// In process, nodes find it by its name, as at a first start.
+			tc.Tree.New = len(cfg.TrillianAddrs) > 0
 		}
 	}
 	tn, err := trillian.Open(ctx, tc)
