@@ -512,3 +512,43 @@ func TestInitEmbedded(t *testing.T) {
 		t.Errorf("Init again = %+v, %v; want tree %d unchanged", again, err, p.TreeID)
 	}
 }
+
+// TestInitResumes: keys made by a run that stopped before pinning name
+// their tree: the next run on another (empty) database takes that tree
+// again, while it is empty, and makes no other; once it has leaves, it is
+// another database's log and init refuses it.
+func TestInitResumes(t *testing.T) {
+	ctx := context.Background()
+	servers := startTrillian(t, 1)
+	dir := filepath.Join(t.TempDir(), "data")
+	first, err := node.Init(ctx, node.Config{DataDir: dir, DB: pgtest.NewDatabase(t), TrillianAddrs: addrs(servers), LogName: "resume.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := pgtest.NewDatabase(t)
+	p, err := node.Init(ctx, node.Config{DataDir: dir, DB: db, TrillianAddrs: addrs(servers)})
+	if err != nil || p.TreeID != first.TreeID || !p.Created {
+		t.Fatalf("Init on a new database = %+v, %v; want tree %d pinned there", p, err, first.TreeID)
+	}
+	if got := liveTrees(t, servers[0].addr); len(got) != 1 {
+		t.Errorf("trees: %v, want one", got)
+	}
+	n, err := node.Open(ctx, node.Config{DataDir: dir, DB: db, TrillianAddrs: addrs(servers), TreeID: p.TreeID, CheckpointInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, n, "resume-1")
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := n.Ledger.WaitCheckpoint(wctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	n.Close(ctx)
+	_, err = node.Init(ctx, node.Config{DataDir: dir, DB: pgtest.NewDatabase(t), TrillianAddrs: addrs(servers)})
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("names Trillian tree %d, which has ", p.TreeID)) || !strings.Contains(err.Error(), " leaves, and this database pins no log") {
+		t.Errorf("Init on a third database = %v, want a refusal naming the tree and its leaves", err)
+	}
+	if _, err := os.Stat(filepath.Join(node.KeysDir(dir), "checkpoint.key")); err != nil {
+		t.Errorf("the refused run removed the keys: %v", err)
+	}
+}

@@ -50,10 +50,12 @@ var keyFiles = []string{"log-name", "pseudonym.key", "checkpoint.key", "checkpoi
 // an error, a different one is refused, named) and returns the same
 // tree. It also runs the database's migrations and its once-per-database
 // conversions (consentsql.SealAtRest), so that nodes started together
-// afterwards find them done. Runs at once on one database: the first to pin the origin wins;
-// a loser deletes the tree it created and the key files it made, and
-// fails (if it shared the winner's data directory, it waits for the
-// winner and returns its tree).
+// afterwards find them done. Runs at once on one database: the first to
+// pin the origin wins; a loser deletes the tree it created and the key
+// files it made, and fails (if it shared the winner's data directory, it
+// waits for the winner and returns its tree). A run that stopped before
+// pinning left keys naming its tree: the next run takes that tree again,
+// if it is still empty.
 func Init(ctx context.Context, cfg Config) (_ *Pinned, err error) {
 	dataDir, err := PrepareDataDir(cfg.DataDir)
 	if err != nil {
@@ -150,6 +152,16 @@ func Init(ctx context.Context, cfg Config) (_ *Pinned, err error) {
 		}
 	}()
 
+	if pinned == 0 && tc.Tree.TreeID != 0 {
+		// Another database's log, never this one's.
+		root, err := tn.Log.Root(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("trillian: tree %d: %w", treeID, err)
+		}
+		if root.Size != 0 {
+			return nil, fmt.Errorf("%s names Trillian tree %d, which has %d leaves, and this database pins no log: restore the database the log was written from, or start a new log from an empty data directory", filepath.Join(keysDir, "checkpoint.pub"), treeID, root.Size)
+		}
+	}
 	origin, err := verify.FormatOrigin(name, treeID)
 	if err != nil {
 		return nil, err
