@@ -59,6 +59,14 @@ type Config struct {
 	// verify.ReceiptKeyName(Origin), which differs from Origin, so that a
 	// receipt is never taken for a checkpoint.
 	ReceiptSigner note.Signer
+	// CheckpointVerifier and ReceiptVerifier are the signers' verifier
+	// keys in note's text form. They are saved in the store at first
+	// start; a ledger whose keys differ from the saved ones is refused.
+	CheckpointVerifier, ReceiptVerifier string
+	// CheckpointKeyFile and ReceiptKeyFile name where the signers come
+	// from (a file, a key's label), for the error that refuses them.
+	// Default "the checkpoint key" and "the receipt key".
+	CheckpointKeyFile, ReceiptKeyFile string
 	// KEK is the key-encryption key (KeySize bytes) wrapping patients'
 	// data keys.
 	KEK []byte
@@ -141,6 +149,21 @@ func (c *Config) validate() error {
 		return fmt.Errorf("ledger: the receipt key is named %q, want %q", c.ReceiptSigner.Name(), verify.ReceiptKeyName(c.Origin))
 	case c.Pseudonyms == nil:
 		return errors.New("ledger: Pseudonyms is required")
+	}
+	for _, k := range []struct {
+		what     string
+		signer   note.Signer
+		verifier string
+	}{{"CheckpointVerifier", c.CheckpointSigner, c.CheckpointVerifier}, {"ReceiptVerifier", c.ReceiptSigner, c.ReceiptVerifier}} {
+		if v, err := note.NewVerifier(k.verifier); err != nil || v.Name() != k.signer.Name() || v.KeyHash() != k.signer.KeyHash() {
+			return fmt.Errorf("ledger: %s is not the verifier key of its signer", k.what)
+		}
+	}
+	if c.CheckpointKeyFile == "" {
+		c.CheckpointKeyFile = "the checkpoint key"
+	}
+	if c.ReceiptKeyFile == "" {
+		c.ReceiptKeyFile = "the receipt key"
 	}
 	if c.MergeDelay <= 0 {
 		c.MergeDelay = 10 * time.Second
@@ -247,19 +270,28 @@ func New(ctx context.Context, cfg Config, store Store, log Log) (*Ledger, error)
 	// The keys are those the database was written with: a missing key
 	// file replaced by a new key (an unmounted volume) would make every
 	// patient's data unreadable, or split every chain, and an erasure
-	// would then wrap new keys under the wrong one. Each is checked by a
-	// keyed hash of a label, saved at first start, which reveals nothing
-	// of the key.
+	// would then wrap new keys under the wrong one. Each secret is checked
+	// by a keyed hash of a label, saved at first start, which reveals
+	// nothing of the key. The signing keys are checked by their verifier
+	// keys (public): a node with other keys would sign checkpoints and
+	// receipts that nobody can verify.
 	for _, k := range []struct {
 		name, what string
-		key        []byte
+		key        []byte // a secret, saved as a keyed hash
+		public     string // or a verifier key, saved as is
 	}{
-		{"kek-check", "the key-encryption key (keys/kek or --kek-file)", cfg.KEK},
-		{"pseudonym-key-check", "the pseudonym key (keys/pseudonym.key)", cfg.Pseudonyms.key},
+		{name: "kek-check", what: "the key-encryption key (keys/kek or --kek-file)", key: cfg.KEK},
+		{name: "pseudonym-key-check", what: "the pseudonym key (keys/pseudonym.key)", key: cfg.Pseudonyms.key},
+		{name: "checkpoint-verifier", what: cfg.CheckpointKeyFile, public: cfg.CheckpointVerifier},
+		{name: "receipt-verifier", what: cfg.ReceiptKeyFile, public: cfg.ReceiptVerifier},
 	} {
-		m := hmac.New(sha256.New, k.key)
-		m.Write([]byte("vigie/" + k.name + "/v1"))
-		err := store.ReadWrite(ctx, func(ctx context.Context, tx StoreTx) error { return tx.SetMeta(ctx, k.name, m.Sum(nil)) })
+		value := []byte(k.public)
+		if k.key != nil {
+			m := hmac.New(sha256.New, k.key)
+			m.Write([]byte("vigie/" + k.name + "/v1"))
+			value = m.Sum(nil)
+		}
+		err := store.ReadWrite(ctx, func(ctx context.Context, tx StoreTx) error { return tx.SetMeta(ctx, k.name, value) })
 		if err != nil {
 			return nil, fmt.Errorf("ledger: %s is not the one this database was written with (or the database cannot be read): %w", k.what, err)
 		}
@@ -287,6 +319,18 @@ func New(ctx context.Context, cfg Config, store Store, log Log) (*Ledger, error)
 
 // Origin returns the log's origin.
 func (l *Ledger) Origin() string { return l.cfg.Origin }
+
+// SavedOrigin returns the origin New saved in store at the first start,
+// or ErrNotFound before it.
+func SavedOrigin(ctx context.Context, store Store) (string, error) {
+	var origin []byte
+	err := store.Read(ctx, func(ctx context.Context, tx StoreReader) error {
+		var err error
+		origin, err = tx.Meta(ctx, "origin")
+		return err
+	})
+	return string(origin), err
+}
 
 // Pseudonym returns a patient's pseudonym.
 func (l *Ledger) Pseudonym(id PatientID) event.Hash { return l.cfg.Pseudonyms.Pseudonym(id) }

@@ -172,8 +172,8 @@ func New(t testing.TB, opts Options) *Env {
 		t.Fatalf("ledgertest: %v", err)
 	}
 	k := keys(opts.Seed)
-	cpSigner, cpVerifier := signer(t, k.rand, e.Origin)
-	rcSigner, rcVerifier := signer(t, k.rand, verify.ReceiptKeyName(e.Origin))
+	cpSigner, cpVerifier, cpText := signer(t, k.rand, e.Origin)
+	rcSigner, rcVerifier, rcText := signer(t, k.rand, verify.ReceiptKeyName(e.Origin))
 	e.CheckpointKey, e.ReceiptKey = cpVerifier, rcVerifier
 	e.Pseudonyms, err = ledger.NewPseudonymizer(k.Pseudonym)
 	if err != nil {
@@ -183,6 +183,8 @@ func New(t testing.TB, opts Options) *Env {
 		Origin:             e.Origin,
 		CheckpointSigner:   cpSigner,
 		ReceiptSigner:      rcSigner,
+		CheckpointVerifier: cpText,
+		ReceiptVerifier:    rcText,
 		KEK:                k.KEK,
 		Pseudonyms:         e.Pseudonyms,
 		MergeDelay:         opts.MergeDelay,
@@ -221,7 +223,7 @@ func (e *Env) Kill() {
 	}
 }
 
-func signer(t testing.TB, r io.Reader, name string) (note.Signer, note.Verifier) {
+func signer(t testing.TB, r io.Reader, name string) (note.Signer, note.Verifier, string) {
 	t.Helper()
 	skey, vkey, err := note.GenerateKey(r, name)
 	if err != nil {
@@ -235,7 +237,7 @@ func signer(t testing.TB, r io.Reader, name string) (note.Signer, note.Verifier)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s, v
+	return s, v, vkey
 }
 
 // Close drains and stops the ledger, then closes Trillian and the
