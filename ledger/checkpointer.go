@@ -21,7 +21,20 @@ var ErrInconsistent = errors.New("the log is inconsistent with the ledger")
 
 func (l *Ledger) checkpointLoop(ctx context.Context) {
 	for {
-		signed, err := l.checkpointOnce(ctx)
+		t, ok := l.held(LeaseCheckpointer)
+		if !ok {
+			// Another node signs; its health is its own.
+			l.health.set(func(h *health) { h.checkErr = nil })
+			wait(ctx, l.cfg.CheckpointInterval, l.sent)
+			if ctx.Err() != nil {
+				return
+			}
+			continue
+		}
+		signed, err := l.checkpointOnce(ctx, t)
+		if t.lost(err) {
+			continue
+		}
 		l.health.set(func(h *health) {
 			h.checkErr = err
 		})
@@ -39,7 +52,14 @@ func (l *Ledger) checkpointLoop(ctx context.Context) {
 			return
 		}
 		if !signed && err == nil {
-			wait(ctx, l.cfg.CheckpointInterval, l.sent)
+			// Sends wake the checkpointer of their own node only: when
+			// another node holds the sender's lease, look as often as a
+			// sender would.
+			d := l.cfg.CheckpointInterval
+			if _, sending := l.held(LeaseSender); !sending {
+				d = min(d, senderPoll)
+			}
+			wait(ctx, d, l.sent)
 			if ctx.Err() != nil {
 				return
 			}
@@ -51,8 +71,11 @@ func (l *Ledger) checkpointLoop(ctx context.Context) {
 // latest one. Before signing it checks that the tree is the ledger's: the
 // root recomputed from the ledger's own commitments must equal the log's,
 // and the log's consistency proof from the latest checkpoint must verify.
-// It reports whether it signed.
-func (l *Ledger) checkpointOnce(ctx context.Context) (bool, error) {
+// It reports whether it signed. It stores the checkpoint, and the evidence
+// of an inconsistency, only in the term t of the checkpointer's lease
+// (else ErrLeaseLost): a node whose term ended may sign, but its
+// signature is never stored nor served.
+func (l *Ledger) checkpointOnce(ctx context.Context, t term) (bool, error) {
 	root, err := l.log.Root(ctx)
 	if err != nil {
 		return false, fmt.Errorf("log root: %w", err)
@@ -90,19 +113,19 @@ func (l *Ledger) checkpointOnce(ctx context.Context) (bool, error) {
 	}
 	switch {
 	case root.Size < last.Size:
-		return false, l.inconsistent(ctx, fmt.Sprintf("the log's tree shrank from %d to %d leaves", last.Size, root.Size), last, root, nil, st)
+		return false, l.inconsistent(ctx, t, fmt.Sprintf("the log's tree shrank from %d to %d leaves", last.Size, root.Size), last, root, nil, st)
 	case root.Size == last.Size && !first:
 		if root.Hash != last.Root {
-			return false, l.inconsistent(ctx, fmt.Sprintf("the log's root at size %d changed", root.Size), last, root, nil, st)
+			return false, l.inconsistent(ctx, t, fmt.Sprintf("the log's root at size %d changed", root.Size), last, root, nil, st)
 		}
 		return false, nil
 	case st != nil && root.Size > st.NextIndex:
-		return false, l.inconsistent(ctx, fmt.Sprintf("the log's tree has %d leaves, the ledger recorded %d", root.Size, st.NextIndex), last, root, nil, st)
+		return false, l.inconsistent(ctx, t, fmt.Sprintf("the log's tree has %d leaves, the ledger recorded %d", root.Size, st.NextIndex), last, root, nil, st)
 	case missing:
 		// Our own record of a leaf the log holds is gone: the store was
 		// changed behind the ledger's back, and the tree can no longer be
 		// checked against it.
-		return false, l.inconsistent(ctx, fmt.Sprintf("the log's tree has %d leaves, the ledger's record of one of them is missing: %v", root.Size, err), last, root, nil, st)
+		return false, l.inconsistent(ctx, t, fmt.Sprintf("the log's tree has %d leaves, the ledger's record of one of them is missing: %v", root.Size, err), last, root, nil, st)
 	}
 
 	// Recompute the root from the ledger's own commitments, from the
@@ -113,13 +136,13 @@ func (l *Ledger) checkpointOnce(ctx context.Context) (bool, error) {
 		err = errors.New("its root is not the checkpoint's")
 	}
 	if err != nil {
-		return false, l.inconsistent(ctx, fmt.Sprintf("the saved range of the checkpoint of size %d is not its tree: %v", last.Size, err), last, root, nil, st)
+		return false, l.inconsistent(ctx, t, fmt.Sprintf("the saved range of the checkpoint of size %d is not its tree: %v", last.Size, err), last, root, nil, st)
 	}
 	for _, c := range commitments {
 		rb.Append(verify.MerkleLeafHash(c))
 	}
 	if rb.Root() != root.Hash {
-		return false, l.inconsistent(ctx, fmt.Sprintf("the log's root at size %d is not the root of the ledger's leaves", root.Size), last, root, nil, st)
+		return false, l.inconsistent(ctx, t, fmt.Sprintf("the log's root at size %d is not the root of the ledger's leaves", root.Size), last, root, nil, st)
 	}
 	if last.Size > 0 {
 		proof, err := l.log.ConsistencyProof(ctx, last.Size, root.Size)
@@ -129,7 +152,7 @@ func (l *Ledger) checkpointOnce(ctx context.Context) (bool, error) {
 		oldCP := verify.Checkpoint{Origin: l.cfg.Origin, Size: last.Size, Hash: last.Root}
 		newCP := verify.Checkpoint{Origin: l.cfg.Origin, Size: root.Size, Hash: root.Hash}
 		if err := verify.VerifyConsistency(oldCP, newCP, proof); err != nil {
-			return false, l.inconsistent(ctx, fmt.Sprintf("the log's consistency proof %d→%d does not verify: %v", last.Size, root.Size, err), last, root, proof, st)
+			return false, l.inconsistent(ctx, t, fmt.Sprintf("the log's consistency proof %d→%d does not verify: %v", last.Size, root.Size, err), last, root, proof, st)
 		}
 	}
 
@@ -139,8 +162,14 @@ func (l *Ledger) checkpointOnce(ctx context.Context) (bool, error) {
 	}
 	row := CheckpointRow{Size: root.Size, Root: root.Hash, Note: signed, Range: rangeBytes(rb.Range()), SignedNanos: l.cfg.Now().UnixNano()}
 	err = l.store.ReadWrite(ctx, func(ctx context.Context, tx StoreTx) error {
+		if err := t.check(ctx, tx); err != nil {
+			return err
+		}
 		return tx.AddCheckpoint(ctx, row, last.Size)
 	})
+	if errors.Is(err, ErrLeaseLost) {
+		return false, fmt.Errorf("store checkpoint: %w", err)
+	}
 	if errors.Is(err, ErrConflict) {
 		return false, nil // another node signed first; next round starts from it
 	}
@@ -173,7 +202,7 @@ func rangeBytes(hashes []event.Hash) [][]byte {
 
 // inconsistent records the evidence of an inconsistency and returns the
 // error that stops signing. st is the ledger's state, if it was read.
-func (l *Ledger) inconsistent(ctx context.Context, what string, last CheckpointRow, root LogRoot, proof [][]byte, st *State) error {
+func (l *Ledger) inconsistent(ctx context.Context, t term, what string, last CheckpointRow, root LogRoot, proof [][]byte, st *State) error {
 	var ev bytes.Buffer
 	fmt.Fprintf(&ev, "latest checkpoint (size %d, root %x):\n%s\nlog root: size %d, root %x\n", last.Size, last.Root, last.Note, root.Size, root.Hash)
 	if st != nil {
@@ -182,7 +211,7 @@ func (l *Ledger) inconsistent(ctx context.Context, what string, last CheckpointR
 	for _, h := range proof {
 		fmt.Fprintf(&ev, "proof %x\n", h)
 	}
-	l.securityEvent(ctx, "inconsistent_log", what, ev.Bytes())
+	l.securityEvent(ctx, t, "inconsistent_log", what, ev.Bytes())
 	return fmt.Errorf("%w: %s", ErrInconsistent, what)
 }
 

@@ -67,8 +67,25 @@ func (l *Ledger) RequestErasure(ctx context.Context, patient PatientID, due time
 // how many it ran. Each erasure commits with its record in the patient's
 // chain (state "done", with the number of events erased), and with the
 // removal of the patient's rows of other tables (Config.EraseAlso): all
-// or nothing.
+// or nothing. Scheduled erasures are a duty of the holder of the
+// LeaseErasures lease: if this node does not hold it, RunDueErasures
+// tries to take it, and fails with an error wrapping ErrLeaseHeld if
+// another node holds it.
 func (l *Ledger) RunDueErasures(ctx context.Context) (int, error) {
+	t, ok := l.held(LeaseErasures)
+	if !ok {
+		epoch, err := t.h.Try(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("due erasures: %w", err)
+		}
+		t.epoch = epoch
+	}
+	return l.runDueErasures(ctx, t)
+}
+
+// runDueErasures runs the due erasures in the term t of the erasures'
+// lease: each checks it in its transaction.
+func (l *Ledger) runDueErasures(ctx context.Context, t term) (int, error) {
 	var due []Erasure
 	err := l.store.Read(ctx, func(ctx context.Context, tx StoreReader) error {
 		var err error
@@ -86,9 +103,13 @@ func (l *Ledger) RunDueErasures(ctx context.Context) (int, error) {
 			errs = append(errs, ctx.Err())
 			break
 		}
-		err := l.runErasure(ctx, e)
+		err := l.runErasure(ctx, t, e)
 		if errors.Is(err, ErrNotFound) {
 			continue
+		}
+		if t.lost(err) {
+			errs = append(errs, fmt.Errorf("erase: %w", err))
+			break
 		}
 		if err != nil {
 			// This one stays due and is tried again at the next run; the
@@ -111,7 +132,7 @@ func (l *Ledger) RunDueErasures(ctx context.Context) (int, error) {
 // the other due erasures. It reports whether this call ran it (false:
 // another run did, or none was due).
 func (l *Ledger) RunErasureOf(ctx context.Context, patient PatientID, requestedBy string) (bool, error) {
-	err := l.runErasure(ctx, Erasure{Pseudonym: l.cfg.Pseudonyms.Pseudonym(patient), Due: l.cfg.Now(), RequestedBy: requestedBy})
+	err := l.runErasure(ctx, term{}, Erasure{Pseudonym: l.cfg.Pseudonyms.Pseudonym(patient), Due: l.cfg.Now(), RequestedBy: requestedBy})
 	if errors.Is(err, ErrNotFound) {
 		return false, nil
 	}
@@ -128,9 +149,14 @@ func (l *Ledger) RunErasureOf(ctx context.Context, patient PatientID, requestedB
 // runErasure erases e's patient and records it, in one transaction,
 // claimed by deleting its schedule (ErrNotFound: not scheduled any more):
 // of two runs that saw it due (the loop, and a request's run with no
-// delay), one erases, the other finds it gone and does nothing.
-func (l *Ledger) runErasure(ctx context.Context, e Erasure) error {
+// delay), one erases, the other finds it gone and does nothing. A
+// scheduled erasure runs in the term t of the erasures' lease, checked in
+// the same transaction; a request's own (RunErasureOf) in none.
+func (l *Ledger) runErasure(ctx context.Context, t term, e Erasure) error {
 	_, err := l.recordErasure(ctx, Entry{Pseudonym: e.Pseudonym}, e.RequestedBy, func(ctx context.Context, tx StoreTx) error {
+		if err := t.check(ctx, tx); err != nil {
+			return err
+		}
 		return tx.DeleteErasure(ctx, e.Pseudonym)
 	})
 	return err
@@ -151,11 +177,14 @@ func (l *Ledger) recordErasure(ctx context.Context, target Entry, requestedBy st
 	return erased, err
 }
 
-// erasureLoop runs due erasures every interval until ctx is done.
+// erasureLoop runs due erasures every minute, while this node holds the
+// erasures' lease, until ctx is done.
 func (l *Ledger) erasureLoop(ctx context.Context) {
 	for {
-		if _, err := l.RunDueErasures(ctx); err != nil && ctx.Err() == nil {
-			l.cfg.Logger.Warn("ledger: erasures", "err", err)
+		if t, ok := l.held(LeaseErasures); ok {
+			if _, err := l.runDueErasures(ctx, t); err != nil && ctx.Err() == nil {
+				l.cfg.Logger.Warn("ledger: erasures", "err", err)
+			}
 		}
 		wait(ctx, time.Minute, l.erasureWake)
 		if ctx.Err() != nil {

@@ -59,6 +59,14 @@ type Config struct {
 	// verify.ReceiptKeyName(Origin), which differs from Origin, so that a
 	// receipt is never taken for a checkpoint.
 	ReceiptSigner note.Signer
+	// CheckpointVerifier and ReceiptVerifier are the signers' verifier
+	// keys in note's text form. They are saved in the store at first
+	// start; a ledger whose keys differ from the saved ones is refused.
+	CheckpointVerifier, ReceiptVerifier string
+	// CheckpointKeyFile and ReceiptKeyFile name where the signers come
+	// from (a file, a key's label), for the error that refuses them.
+	// Default "the checkpoint key" and "the receipt key".
+	CheckpointKeyFile, ReceiptKeyFile string
 	// KEK is the key-encryption key (KeySize bytes) wrapping patients'
 	// data keys.
 	KEK []byte
@@ -113,6 +121,15 @@ type Config struct {
 	// EraseAlso, if not nil, returns what else to delete when a patient is
 	// erased (the consent store's rows), run in the erasure's transaction.
 	EraseAlso func(pseudonym event.Hash) func(ctx context.Context, tx sqldb.Tx) error
+	// Owner names this process as the holder of the ledger's leases
+	// (LeaseSender, LeaseCheckpointer, LeaseErasures): unique per process,
+	// never anything from a token or a patient. Default NewOwner().
+	Owner string
+	// LeaseTTL is how long a lease lasts without renewal; the holder
+	// renews it every third of it, the others try to take it as often. A
+	// holder that dies is replaced within LeaseTTL and a third. Default
+	// DefaultLeaseTTL (3s).
+	LeaseTTL time.Duration
 	// TracerProvider receives a span per Record or RecordAll call, child
 	// of the caller's, with counts and leaf indices only: never an INS,
 	// a pseudonym or a body. Default: OpenTelemetry's global provider,
@@ -132,6 +149,21 @@ func (c *Config) validate() error {
 		return fmt.Errorf("ledger: the receipt key is named %q, want %q", c.ReceiptSigner.Name(), verify.ReceiptKeyName(c.Origin))
 	case c.Pseudonyms == nil:
 		return errors.New("ledger: Pseudonyms is required")
+	}
+	for _, k := range []struct {
+		what     string
+		signer   note.Signer
+		verifier string
+	}{{"CheckpointVerifier", c.CheckpointSigner, c.CheckpointVerifier}, {"ReceiptVerifier", c.ReceiptSigner, c.ReceiptVerifier}} {
+		if v, err := note.NewVerifier(k.verifier); err != nil || v.Name() != k.signer.Name() || v.KeyHash() != k.signer.KeyHash() {
+			return fmt.Errorf("ledger: %s is not the verifier key of its signer", k.what)
+		}
+	}
+	if c.CheckpointKeyFile == "" {
+		c.CheckpointKeyFile = "the checkpoint key"
+	}
+	if c.ReceiptKeyFile == "" {
+		c.ReceiptKeyFile = "the receipt key"
 	}
 	if c.MergeDelay <= 0 {
 		c.MergeDelay = 10 * time.Second
@@ -169,6 +201,12 @@ func (c *Config) validate() error {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.Owner == "" {
+		c.Owner = NewOwner()
+	}
+	if c.LeaseTTL <= 0 {
+		c.LeaseTTL = DefaultLeaseTTL
+	}
 	if c.TracerProvider == nil {
 		c.TracerProvider = otel.GetTracerProvider()
 	}
@@ -192,8 +230,14 @@ type Ledger struct {
 	erasureWake chan struct{}
 	stop        context.CancelFunc
 	wg          sync.WaitGroup
-	health      health
-	started     bool
+	// leases are the duties' (LeaseSender...), renewed between Start and
+	// Close by their own goroutines, which outlive the duties' so that
+	// Close drains under them.
+	leases     map[string]*LeaseHolder
+	stopLeases context.CancelFunc
+	leaseWG    sync.WaitGroup
+	health     health
+	started    bool
 
 	// lastSecurity is, by kind, the last security event stored (a hash of
 	// its detail and evidence) and when: the same evidence found again at
@@ -226,19 +270,28 @@ func New(ctx context.Context, cfg Config, store Store, log Log) (*Ledger, error)
 	// The keys are those the database was written with: a missing key
 	// file replaced by a new key (an unmounted volume) would make every
 	// patient's data unreadable, or split every chain, and an erasure
-	// would then wrap new keys under the wrong one. Each is checked by a
-	// keyed hash of a label, saved at first start, which reveals nothing
-	// of the key.
+	// would then wrap new keys under the wrong one. Each secret is checked
+	// by a keyed hash of a label, saved at first start, which reveals
+	// nothing of the key. The signing keys are checked by their verifier
+	// keys (public): a node with other keys would sign checkpoints and
+	// receipts that nobody can verify.
 	for _, k := range []struct {
 		name, what string
-		key        []byte
+		key        []byte // a secret, saved as a keyed hash
+		public     string // or a verifier key, saved as is
 	}{
-		{"kek-check", "the key-encryption key (keys/kek or --kek-file)", cfg.KEK},
-		{"pseudonym-key-check", "the pseudonym key (keys/pseudonym.key)", cfg.Pseudonyms.key},
+		{name: "kek-check", what: "the key-encryption key (keys/kek or --kek-file)", key: cfg.KEK},
+		{name: "pseudonym-key-check", what: "the pseudonym key (keys/pseudonym.key)", key: cfg.Pseudonyms.key},
+		{name: "checkpoint-verifier", what: cfg.CheckpointKeyFile, public: cfg.CheckpointVerifier},
+		{name: "receipt-verifier", what: cfg.ReceiptKeyFile, public: cfg.ReceiptVerifier},
 	} {
-		m := hmac.New(sha256.New, k.key)
-		m.Write([]byte("vigie/" + k.name + "/v1"))
-		err := store.ReadWrite(ctx, func(ctx context.Context, tx StoreTx) error { return tx.SetMeta(ctx, k.name, m.Sum(nil)) })
+		value := []byte(k.public)
+		if k.key != nil {
+			m := hmac.New(sha256.New, k.key)
+			m.Write([]byte("vigie/" + k.name + "/v1"))
+			value = m.Sum(nil)
+		}
+		err := store.ReadWrite(ctx, func(ctx context.Context, tx StoreTx) error { return tx.SetMeta(ctx, k.name, value) })
 		if err != nil {
 			return nil, fmt.Errorf("ledger: %s is not the one this database was written with (or the database cannot be read): %w", k.what, err)
 		}
@@ -254,20 +307,50 @@ func New(ctx context.Context, cfg Config, store Store, log Log) (*Ledger, error)
 		erasureWake: make(chan struct{}, 1),
 	}
 	l.batch.token = make(chan struct{}, 1)
+	l.leases = map[string]*LeaseHolder{
+		LeaseSender:       NewLeaseHolder(store, LeaseSender, cfg.Owner, cfg.LeaseTTL, cfg.Logger, func() { notify(l.wake) }),
+		LeaseCheckpointer: NewLeaseHolder(store, LeaseCheckpointer, cfg.Owner, cfg.LeaseTTL, cfg.Logger, func() { notify(l.sent) }),
+		// Scheduled erasures keep their cadence: a new holder runs them
+		// at its loop's next round, within a minute.
+		LeaseErasures: NewLeaseHolder(store, LeaseErasures, cfg.Owner, cfg.LeaseTTL, cfg.Logger, nil),
+	}
 	return l, nil
 }
 
 // Origin returns the log's origin.
 func (l *Ledger) Origin() string { return l.cfg.Origin }
 
+// SavedOrigin returns the origin New saved in store at the first start,
+// or ErrNotFound before it.
+func SavedOrigin(ctx context.Context, store Store) (string, error) {
+	var origin []byte
+	err := store.Read(ctx, func(ctx context.Context, tx StoreReader) error {
+		var err error
+		origin, err = tx.Meta(ctx, "origin")
+		return err
+	})
+	return string(origin), err
+}
+
 // Pseudonym returns a patient's pseudonym.
 func (l *Ledger) Pseudonym(id PatientID) event.Hash { return l.cfg.Pseudonyms.Pseudonym(id) }
 
 // Start starts the background work: the sender, the erasures and the
-// checkpointer. They stop when ctx is done or Close is called; a node
+// checkpointer, each acting only while this node holds its lease, and the
+// leases' renewals. They stop when ctx is done or Close is called; a node
 // passes a context that its shutdown signal does not cancel, so that
-// Close drains the outbox first.
+// Close drains the outbox first. A ctx cancelled without Close leaves the
+// leases to expire (a node that died).
 func (l *Ledger) Start(ctx context.Context) {
+	leaseCtx, stopLeases := context.WithCancel(ctx)
+	l.stopLeases = stopLeases
+	for _, h := range l.leases {
+		l.leaseWG.Add(1)
+		go func() {
+			defer l.leaseWG.Done()
+			h.Run(leaseCtx)
+		}()
+	}
 	ctx, l.stop = context.WithCancel(ctx)
 	l.started = true
 	l.wg.Add(3)
@@ -285,17 +368,29 @@ func (l *Ledger) Start(ctx context.Context) {
 	}()
 }
 
-// Close stops the background work, then, until ctx is done, drains the
-// outbox (what remains is sent at the next start) and signs a last
-// checkpoint if the tree grew.
+// Close stops the background work, then, until ctx is done, drains what
+// this node's leases allow: the outbox if it holds the sender's lease
+// (what remains is sent by the next holder), a last checkpoint if it
+// holds the checkpointer's and the tree grew. Last it releases its
+// leases, so that another node takes them at once. Without Start, it only
+// releases them.
 func (l *Ledger) Close(ctx context.Context) error {
-	if !l.started {
-		return nil
+	var errs []error
+	if l.started {
+		l.started = false
+		l.stop()
+		l.wg.Wait()
+		errs = append(errs, l.drain(ctx))
+		l.stopLeases()
+		l.leaseWG.Wait()
 	}
-	l.started = false
-	l.stop()
-	l.wg.Wait()
-	return l.drain(ctx)
+	// A lease taken without Start (RunDueErasures) is released too.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	for _, h := range l.leases {
+		errs = append(errs, h.Release(rctx))
+	}
+	return errors.Join(errs...)
 }
 
 // notify wakes a background loop without blocking.

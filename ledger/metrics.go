@@ -9,10 +9,12 @@ import (
 
 // Collector exports a ledger's progress to Prometheus, read at each
 // scrape: events recorded, the outbox, what no checkpoint covers yet and
-// for how long, the latest checkpoint, and readiness.
+// for how long, the latest checkpoint, readiness, and the duties' leases
+// this node holds.
 type Collector struct {
 	l                                                         *Ledger
 	recorded, outbox, unsigned, lag, size, age, ready, errors *prometheus.Desc
+	leaseHeld, leaseEpoch, leaseTakeovers, leaseLost          *prometheus.Desc
 }
 
 var _ prometheus.Collector = (*Collector)(nil)
@@ -30,12 +32,17 @@ func NewCollector(l *Ledger) *Collector {
 		age:      d("vigie_ledger_checkpoint_age_seconds", "Time since the latest checkpoint was signed (checkpoints are signed only when the log grows)."),
 		ready:    d("vigie_ledger_ready", "1 if the ledger's sender and checkpointer are healthy, 0 after a gap, a log conflict or an inconsistent log, or while sends to the log have failed for longer than --send-stall-after."),
 		errors:   d("vigie_ledger_stats_errors", "1 if the ledger's counters could not be read at this scrape."),
+
+		leaseHeld:      prometheus.NewDesc("vigie_ledger_lease_held", "1 if this node holds the duty's lease (sender, checkpointer, erasures) and may act on it.", []string{"duty"}, nil),
+		leaseEpoch:     prometheus.NewDesc("vigie_ledger_lease_epoch", "Epoch of this node's current or last term of the duty's lease (0: never held).", []string{"duty"}, nil),
+		leaseTakeovers: prometheus.NewDesc("vigie_ledger_lease_takeovers_total", "Terms of the duty's lease this node began (it took the lease, free, released or expired).", []string{"duty"}, nil),
+		leaseLost:      prometheus.NewDesc("vigie_ledger_lease_lost_total", "Terms of the duty's lease this node lost without releasing them: taken over, or not renewed in time.", []string{"duty"}, nil),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.recorded, c.outbox, c.unsigned, c.lag, c.size, c.age, c.ready, c.errors} {
+	for _, d := range []*prometheus.Desc{c.recorded, c.outbox, c.unsigned, c.lag, c.size, c.age, c.ready, c.errors, c.leaseHeld, c.leaseEpoch, c.leaseTakeovers, c.leaseLost} {
 		ch <- d
 	}
 }
@@ -55,6 +62,17 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ready = 0
 	}
 	gauge(c.ready, ready)
+	for _, name := range []string{LeaseSender, LeaseCheckpointer, LeaseErasures} {
+		st := c.l.leases[name].stats()
+		held := 0.0
+		if st.held {
+			held = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.leaseHeld, prometheus.GaugeValue, held, name)
+		ch <- prometheus.MustNewConstMetric(c.leaseEpoch, prometheus.GaugeValue, float64(st.epoch), name)
+		ch <- prometheus.MustNewConstMetric(c.leaseTakeovers, prometheus.CounterValue, float64(st.takeovers), name)
+		ch <- prometheus.MustNewConstMetric(c.leaseLost, prometheus.CounterValue, float64(st.lost), name)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	s, err := c.l.Stats(ctx)

@@ -44,7 +44,8 @@ vigie_ledger_stats_errors 0
 # HELP vigie_ledger_unsigned_events Events no signed checkpoint covers yet.
 # TYPE vigie_ledger_unsigned_events gauge
 vigie_ledger_unsigned_events 0
-`)); err != nil {
+`), "vigie_ledger_integration_lag_seconds", "vigie_ledger_outbox_events", "vigie_ledger_ready", "vigie_ledger_recorded_events_total",
+		"vigie_ledger_signed_events_total", "vigie_ledger_stats_errors", "vigie_ledger_unsigned_events"); err != nil {
 		t.Errorf("an empty ledger: %v", err)
 	}
 

@@ -16,8 +16,10 @@ import (
 )
 
 // senderPoll is how often the sender looks at the outbox when nothing
-// woke it (events recorded by another node, say).
-const senderPoll = 250 * time.Millisecond
+// woke it: events recorded by another node wake only that node, and wait
+// at most this long to be sent (the time from Record to a checkpoint
+// matters to callers).
+const senderPoll = 100 * time.Millisecond
 
 // ErrGap means an event the log needs next is missing from the store: the
 // events table was changed behind the ledger's back. Trillian's sequencer
@@ -80,7 +82,21 @@ func (l *Ledger) Ready() error {
 func (l *Ledger) sendLoop(ctx context.Context) {
 	backoff := time.Duration(0)
 	for {
-		n, err := l.sendOnce(ctx)
+		t, ok := l.held(LeaseSender)
+		if !ok {
+			// Another node sends; its health is its own.
+			l.health.set(func(h *health) { h.sendErr = nil })
+			backoff = 0
+			wait(ctx, senderPoll, l.wake)
+			if ctx.Err() != nil {
+				return
+			}
+			continue
+		}
+		n, err := l.sendOnce(ctx, t)
+		if t.lost(err) {
+			continue
+		}
 		l.health.set(func(h *health) {
 			if err != nil && h.sendErr == nil {
 				h.failingFrom = l.cfg.Now()
@@ -128,9 +144,12 @@ func wait(ctx context.Context, d time.Duration, c <-chan struct{}) {
 }
 
 // sendOnce sends the next batch of the outbox (the events beyond the sent
-// size) to the log and records that it is there. It returns how many
-// leaves it sent.
-func (l *Ledger) sendOnce(ctx context.Context) (int, error) {
+// size) to the log and records that it is there, under the term t of the
+// sender's lease. It returns how many leaves it sent. A node whose term
+// ended may still send leaves (outside any transaction, Trillian cannot
+// be fenced), but only the ledger's own leaves at their own indices,
+// which the log stores once: it can record nothing (ErrLeaseLost).
+func (l *Ledger) sendOnce(ctx context.Context, t term) (int, error) {
 	var st State
 	var commitments []event.Hash
 	err := l.store.Read(ctx, func(ctx context.Context, tx StoreReader) error {
@@ -166,7 +185,7 @@ func (l *Ledger) sendOnce(ctx context.Context) (int, error) {
 		if o.Conflict != nil && !bytes.Equal(o.Conflict, values[i]) {
 			index := st.SentSize + uint64(i)
 			err := fmt.Errorf("%w: index %d holds %x, the ledger's leaf is %x", ErrLogConflict, index, o.Conflict, values[i])
-			l.securityEvent(ctx, "log_conflict", err.Error(), bytes.Join([][]byte{values[i], o.Conflict}, []byte{'\n'}))
+			l.securityEvent(ctx, t, "log_conflict", err.Error(), bytes.Join([][]byte{values[i], o.Conflict}, []byte{'\n'}))
 			return 0, err
 		}
 		if !o.Stored {
@@ -178,8 +197,14 @@ func (l *Ledger) sendOnce(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("add leaves: leaf %d not stored, retrying", st.SentSize)
 	}
 	err = l.store.ReadWrite(ctx, func(ctx context.Context, tx StoreTx) error {
+		if err := t.check(ctx, tx); err != nil {
+			return err
+		}
 		return tx.MarkSent(ctx, st.SentSize, st.SentSize+uint64(stored))
 	})
+	if errors.Is(err, ErrLeaseLost) {
+		return 0, fmt.Errorf("mark sent: %w", err)
+	}
 	if errors.Is(err, ErrConflict) {
 		return stored, nil // another sender recorded it first
 	}
@@ -189,9 +214,11 @@ func (l *Ledger) sendOnce(ctx context.Context) (int, error) {
 	return stored, nil
 }
 
-// securityEvent logs and stores evidence of a security event. Storing can
-// fail (the store may be what is broken); the log line stays.
-func (l *Ledger) securityEvent(ctx context.Context, kind, detail string, evidence []byte) {
+// securityEvent logs and stores evidence of a security event found by a
+// duty in its term t (checked in the same transaction). Storing can fail
+// (the store may be what is broken, or the term over); the log line
+// stays.
+func (l *Ledger) securityEvent(ctx context.Context, t term, kind, detail string, evidence []byte) {
 	h := sha256.New()
 	for _, b := range [][]byte{[]byte(kind), []byte(detail), evidence} {
 		h.Write(binary.BigEndian.AppendUint64(nil, uint64(len(b))))
@@ -211,6 +238,9 @@ func (l *Ledger) securityEvent(ctx context.Context, kind, detail string, evidenc
 	}
 	l.cfg.Logger.Error("ledger: SECURITY EVENT", "kind", kind, "detail", detail)
 	err := l.store.ReadWrite(context.WithoutCancel(ctx), func(ctx context.Context, tx StoreTx) error {
+		if err := t.check(ctx, tx); err != nil {
+			return err
+		}
 		return tx.AddSecurityEvent(ctx, SecurityEvent{Kind: kind, Detail: detail, Evidence: evidence, Nanos: l.cfg.Now().UnixNano()})
 	})
 	if err != nil {
@@ -225,20 +255,33 @@ func (l *Ledger) securityEvent(ctx context.Context, kind, detail string, evidenc
 	l.securityMu.Unlock()
 }
 
-// drain sends the outbox until it is empty, or ctx is done, then signs a
-// last checkpoint if the log has grown. Used by Close.
+// drain sends the outbox until it is empty, or ctx is done, if this node
+// holds the sender's lease; then, if it holds the checkpointer's, it
+// waits for the log to integrate what was sent and signs a last
+// checkpoint. Used by Close, while the leases are still renewed.
 func (l *Ledger) drain(ctx context.Context) error {
-	for {
-		n, err := l.sendOnce(ctx)
-		if err != nil {
-			return fmt.Errorf("drain: %w", err)
-		}
-		if n == 0 {
-			break
+	if t, ok := l.held(LeaseSender); ok {
+		for {
+			n, err := l.sendOnce(ctx, t)
+			if t.lost(err) {
+				break
+			}
+			if err != nil {
+				return fmt.Errorf("drain: %w", err)
+			}
+			if n == 0 {
+				break
+			}
 		}
 	}
-	// Wait until the log integrated what was sent, then sign.
-	for {
+	t, ok := l.held(LeaseCheckpointer)
+	if !ok {
+		return nil
+	}
+	// Sign what was sent when the drain started: another node's sender
+	// may go on sending.
+	var target uint64
+	for first := true; ; first = false {
 		var st State
 		if err := l.store.Read(ctx, func(ctx context.Context, tx StoreReader) error {
 			var err error
@@ -247,10 +290,17 @@ func (l *Ledger) drain(ctx context.Context) error {
 		}); err != nil {
 			return fmt.Errorf("drain: %w", err)
 		}
-		if st.CheckpointSize >= st.SentSize {
+		if first {
+			target = st.SentSize
+		}
+		if st.CheckpointSize >= target {
 			return nil
 		}
-		if _, err := l.checkpointOnce(ctx); err != nil {
+		_, err := l.checkpointOnce(ctx, t)
+		if t.lost(err) {
+			return nil
+		}
+		if err != nil {
 			return fmt.Errorf("drain: %w", err)
 		}
 		select {

@@ -50,6 +50,29 @@ var ErrMissing = errors.New("event missing")
 // Callers test with errors.Is; the transaction should be abandoned.
 var ErrConflict = errors.New("concurrent update")
 
+// ErrLeaseHeld is returned by StoreTx.AcquireLease when another owner
+// holds the lease and has not let it expire. Callers test with errors.Is.
+var ErrLeaseHeld = errors.New("lease held by another node")
+
+// ErrLeaseLost is returned by StoreTx.CheckLease, and by a duty's write,
+// when the lease is no longer held at the epoch the writer holds: another
+// node took it over. The transaction must be abandoned and the duty
+// stopped. Callers test with errors.Is.
+var ErrLeaseLost = errors.New("lease lost")
+
+// Lease is a lease's row: the duty it is for, its holder and the term.
+type Lease struct {
+	Name string
+	// Owner is the holder (a node's Config.Owner), "" once released.
+	Owner string
+	// Epoch counts the lease's owners: every takeover bumps it, a renewal
+	// keeps it. Writes made under a lease check it (StoreTx.CheckLease).
+	Epoch uint64
+	// Expires is when the lease may be taken over, on the database's
+	// clock.
+	Expires time.Time
+}
+
 // StoreReader reads the ledger's tables in a transaction.
 type StoreReader interface {
 	// State returns the ledger's counters.
@@ -140,6 +163,25 @@ type StoreTx interface {
 	// ErrNotFound if there is none: whoever deletes it runs the erasure,
 	// once.
 	DeleteErasure(ctx context.Context, pseudonym event.Hash) error
+	// AcquireLease takes or renews the lease name for owner until ttl
+	// from now on the database's clock, and returns it. A lease that is
+	// free (never taken, or released) or expired is taken with its epoch
+	// bumped by one; a lease already owner's is renewed with its epoch
+	// kept. A lease another owner holds and has not let expire is left
+	// alone: AcquireLease returns it with an error wrapping ErrLeaseHeld.
+	// Every change of owner is a compare-and-swap on the epoch, so two
+	// nodes taking an expired lease at once cannot both commit.
+	AcquireLease(ctx context.Context, name, owner string, ttl time.Duration) (Lease, error)
+	// CheckLease fails with an error wrapping ErrLeaseLost unless owner
+	// holds the lease name at epoch (whether or not it expired: only a
+	// takeover, which bumps the epoch, ends a term). It writes the lease's
+	// row, so that a takeover and the transaction it is called in conflict
+	// at any isolation level: a duty calls it in the transaction of every
+	// write it makes, and a node that lost the lease writes nothing.
+	CheckLease(ctx context.Context, name, owner string, epoch uint64) error
+	// ReleaseLease frees the lease name if owner holds it at epoch, so
+	// that another node takes it at once; otherwise it does nothing.
+	ReleaseLease(ctx context.Context, name, owner string, epoch uint64) error
 	// ErasePatient destroys the patient's wrapped key and clears every
 	// column of the patient's events that could identify them, keeping
 	// commitments, indices, idempotency keys' hashes (a retry after the

@@ -35,6 +35,7 @@ import (
 	"github.com/vigie-sante/vigie/consent"
 	"github.com/vigie-sante/vigie/ledger"
 	"github.com/vigie-sante/vigie/ledger/keys"
+	"github.com/vigie-sante/vigie/ledger/tiles"
 )
 
 // Config is what the network service is configured with. Zero durations
@@ -251,6 +252,7 @@ type API struct {
 	signIn   string
 	done     chan error
 	logger   *slog.Logger
+	tiles    *tiles.Reader
 }
 
 // Start validates cfg and starts the APIs on the node. They report
@@ -282,6 +284,8 @@ func Start(ctx context.Context, cfg Config, n Node) (_ *API, err error) {
 		return nil, err
 	}
 	reg := newRegistry(n, cfg.Version)
+	a.tiles = tiles.New(n.Ledger, tiles.Config{})
+	reg.MustRegister(tiles.NewCollector(a.tiles))
 
 	backend := &server.Backend{
 		Consent:      n.Consent,
@@ -387,6 +391,9 @@ func (a *API) startHTTP(ctx context.Context, cfg Config, n Node, authn *auth.Aut
 	mux := http.NewServeMux()
 	mux.Handle(portal.Prefix, pages)
 	mux.Handle("GET /{$}", http.RedirectHandler(portal.Prefix, http.StatusFound))
+	// The log as C2SP tlog-tiles, public and cacheable, beside the
+	// gateway's /checkpoint.
+	mux.Handle(gateway.TilesPrefix, gateway.Tiles(a.tiles, a.logger))
 	mux.Handle("/", h)
 	maxTimeout := cfg.MaxTimeout
 	if maxTimeout <= 0 {

@@ -280,7 +280,7 @@ func TestStart(t *testing.T) {
 		t.Errorf("MetricsURL() = %s, want the admin server's", m)
 	}
 	code, body := get(m)
-	for _, want := range []string{`vigie_build_info{go_version=`, `version="v9.9.9"`, "vigie_ledger_", "vigie_test_extra 0"} {
+	for _, want := range []string{`vigie_build_info{go_version=`, `version="v9.9.9"`, "vigie_ledger_", "vigie_tiles_cache_hits_total 0", "vigie_test_extra 0"} {
 		if code != 200 || !strings.Contains(body, want) {
 			t.Errorf("admin /metrics = %d, without %s", code, want)
 		}

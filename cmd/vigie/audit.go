@@ -37,6 +37,8 @@ type auditConfig struct {
 	fromZero     bool
 	noProgress   bool
 	batch        uint64
+	batchSet     bool
+	tiles        bool
 	waitCP       time.Duration
 	oddHours     string
 	timezone     string
@@ -50,7 +52,13 @@ func (a *auditConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&a.until, "until", "", "replay and alert on the accesses before this time (same forms as --since)")
 	fs.BoolVar(&a.fromZero, "from-zero", false, "fetch every leaf from index 0 even with a saved state (always done when events are read)")
 	fs.BoolVar(&a.noProgress, "no-progress", false, "no progress bar (there is none when standard error is not a terminal)")
-	fs.Uint64Var(&a.batch, "batch", 1000, "leaves asked per call (the server gives at most 1000)")
+	a.batch = 1000
+	fs.Func("batch", "leaves asked per call: default 1000, the most the server gives; with --tiles, default 16384, at most 65536", func(v string) error {
+		n, err := strconv.ParseUint(v, 10, 64)
+		a.batch, a.batchSet = n, true
+		return err
+	})
+	fs.BoolVar(&a.tiles, "tiles", false, "read the leaves from the log's C2SP tlog-tiles entry bundles (/tile/entries/...), which any HTTP cache can serve, instead of /v1/log/leaves")
 	fs.DurationVar(&a.waitCP, "wait-checkpoint", 30*time.Second, "how long to wait for a checkpoint that covers the events read (the log signs them within its merge delay); those it does not cover are left to the next run")
 	fs.IntVar(&a.misuse.BreakGlassPerActor, "alert-break-glass", 3, "alert on a professional with at least this many emergency accesses")
 	fs.DurationVar(&a.misuse.ReviewDelay, "alert-review-delay", 0, "alert on an emergency access not reviewed this long after it (0: every unreviewed one)")
@@ -67,8 +75,15 @@ func (a *auditConfig) flags(fs *flag.FlagSet) {
 
 // validate checks the flags and fills in the misuse configuration.
 func (a *auditConfig) validate(now time.Time) (from, to time.Time, err error) {
-	if a.batch == 0 || a.batch > 1000 {
-		return from, to, usagef("--batch: want 1 to 1000")
+	if a.tiles && !a.batchSet {
+		a.batch = 16384 // bundles of 256, fetched several at once
+	}
+	maxBatch := uint64(1000) // the JSON route's page
+	if a.tiles {
+		maxBatch = 65536
+	}
+	if a.batch == 0 || a.batch > maxBatch {
+		return from, to, usagef("--batch: want 1 to %d", maxBatch)
 	}
 	if a.waitCP < 0 {
 		return from, to, usagef("--wait-checkpoint must not be negative")
@@ -230,7 +245,11 @@ func auditCommand(ctx context.Context, c *remoteConfig, a *auditConfig, now func
 		opts.Follow.Progress = bar.update
 	}
 	start := time.Now()
-	lr, err := audit.AuditLog(ctx, searchSource{cl}, opts)
+	var src audit.EventSource = searchSource{cl}
+	if a.tiles {
+		src = &tileSource{searchSource: searchSource{cl}}
+	}
+	lr, err := audit.AuditLog(ctx, src, opts)
 	bar.done()
 	if err != nil {
 		return nil, err

@@ -4,6 +4,8 @@
 // Usage:
 //
 //	vigie serve [flags]          run the service (embedded ledger by default)
+//	vigie init [flags]           make a cluster's log once: its Trillian
+//	                             tree and keys, pinned in the database
 //	vigie verify [flags]         a patient verifies their history (or a receipt)
 //	vigie audit [flags]          an auditor follows and verifies the log; a
 //	                             regulator or DPO also replays decisions
@@ -47,6 +49,7 @@ type command struct {
 
 var commands = map[string]command{
 	"serve":     {"run the service", runServe},
+	"init":      {"make a cluster's log once: its Trillian tree and keys, pinned in the database", runInit},
 	"token":     {"mint a bearer token of the embedded issuer (for trying Vigie out)", runToken},
 	"verify":    {"verify your access history, trusting only the log's key (a patient)", runVerify},
 	"audit":     {"follow and verify the log; replay decisions and find misuse (an auditor)", runAudit},

@@ -275,6 +275,8 @@ func TestServeRefusesAnotherKey(t *testing.T) {
 	for _, key := range []struct{ file, says string }{
 		{"keys/kek", "the key-encryption key"},
 		{"keys/pseudonym.key", "the pseudonym key"},
+		{"keys/checkpoint.key", "the checkpoint key"},
+		{"keys/receipt.key", "the receipt key"},
 	} {
 		t.Run(key.file, func(t *testing.T) {
 			dataDir := t.TempDir()
@@ -283,6 +285,10 @@ func TestServeRefusesAnotherKey(t *testing.T) {
 			s.stop(t, syscall.SIGTERM)
 			if err := os.Remove(filepath.Join(dataDir, key.file)); err != nil {
 				t.Fatal(err)
+			}
+			// A signing key goes with its verifier key.
+			if pub := strings.TrimSuffix(key.file, ".key") + ".pub"; pub != key.file+".pub" {
+				os.Remove(filepath.Join(dataDir, pub))
 			}
 			code, out := runVigie(t, nil, "serve", "--data-dir", dataDir)
 			if code != exitFailure || !strings.Contains(out, key.says+" (") || !strings.Contains(out, "is not the one this database was written with") {

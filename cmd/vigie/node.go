@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"time"
 
@@ -34,14 +35,10 @@ type nodeConfig struct {
 }
 
 func (c *nodeConfig) flags(fs *flag.FlagSet) {
-	fs.StringVar(&c.dataDir, "data-dir", "vigie-data", "directory of Vigie's files: keys, and the SQLite databases in embedded mode")
-	fs.StringVar(&c.db, "db", "", "database URL: empty for SQLite files in the data directory (embedded), or postgres://... for PostgreSQL")
-	fs.StringVar(&c.trillianAddr, "trillian", "", "address (host:port) of an external Trillian log server; empty runs Trillian in process")
-	fs.Int64Var(&c.treeID, "trillian-tree-id", 0, "ID of the Trillian tree to use; 0 finds (or creates) the tree named \""+trillian.TreeName+"\"")
+	c.initFlags(fs)
+	fs.Int64Var(&c.treeID, "trillian-tree-id", 0, "ID of the Trillian tree to use (vigie init prints it), required with --trillian; in process, 0 finds (or creates) the tree named \""+trillian.TreeName+"\"")
 	fs.DurationVar(&c.sequencerInterval, "sequencer-interval", 100*time.Millisecond, "in-process Trillian: time between sequencing runs")
 	fs.IntVar(&c.sequencerBatch, "sequencer-batch", 1000, "in-process Trillian: most leaves integrated per sequencing run")
-	fs.StringVar(&c.logName, "log-name", "", "the log's name (a DNS name of the operator's), the start of every checkpoint's origin; saved at first start, never changes. Required at first start when an API listens beyond loopback; default on loopback: vigie.localhost")
-	fs.StringVar(&c.kekFile, "kek-file", "", "file of the key-encryption key (default <data dir>/keys/kek)")
 	fs.StringVar(&c.rulesFile, "national-rules", "", "file of the national access rules (JSON, canonical form); default: the illustrative rules built in. A version above the stored one is published at start")
 	fs.DurationVar(&c.checkpointInterval, "checkpoint-interval", time.Second, "least time between two signed checkpoints")
 	fs.DurationVar(&c.mergeDelay, "merge-delay", 10*time.Second, "maximum merge delay promised by receipts")
@@ -49,7 +46,47 @@ func (c *nodeConfig) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.sendStallAfter, "send-stall-after", 30*time.Second, "how long sending events to the log may fail without a break before /readyz reports the node not ready")
 }
 
+// initFlags are the flags of vigie init, a part of a node's.
+func (c *nodeConfig) initFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.dataDir, "data-dir", "vigie-data", "directory of Vigie's files: keys, and the SQLite databases in embedded mode")
+	fs.StringVar(&c.db, "db", "", "database URL: empty for SQLite files in the data directory (embedded), or postgres://... for PostgreSQL")
+	fs.StringVar(&c.trillianAddr, "trillian", "", "addresses (host:port[,host:port...]) of external Trillian log servers on one storage (cluster mode: a node creates no tree and no key, vigie init does); empty runs Trillian in process")
+	fs.StringVar(&c.logName, "log-name", "", "the log's name (a DNS name of the operator's), the start of every checkpoint's origin; saved at first start, never changes. Required at first start when an API listens beyond loopback; default on loopback: vigie.localhost")
+	fs.StringVar(&c.kekFile, "kek-file", "", "file of the key-encryption key (default <data dir>/keys/kek)")
+}
+
+// trillianAddrs returns --trillian's list of addresses.
+func (c *nodeConfig) trillianAddrs() ([]string, error) {
+	if c.trillianAddr == "" {
+		return nil, nil
+	}
+	addrs := strings.Split(c.trillianAddr, ",")
+	for _, a := range addrs {
+		if host, port, err := net.SplitHostPort(strings.TrimSpace(a)); err != nil || host == "" || port == "" {
+			return nil, errors.New("--trillian: want host:port[,host:port...]")
+		}
+	}
+	for i := range addrs {
+		addrs[i] = strings.TrimSpace(addrs[i])
+	}
+	return addrs, nil
+}
+
+// validateInit checks the flags of initFlags.
+func (c *nodeConfig) validateInit() error {
+	if _, err := c.trillianAddrs(); err != nil {
+		return err
+	}
+	if c.db != "" && !strings.HasPrefix(c.db, "postgres://") && !strings.HasPrefix(c.db, "postgresql://") {
+		return errors.New("--db: want a postgres:// URL, or nothing for the embedded SQLite files")
+	}
+	return nil
+}
+
 func (c *nodeConfig) validate() error {
+	if err := c.validateInit(); err != nil {
+		return err
+	}
 	switch {
 	case c.sequencerBatch <= 0:
 		return errors.New("--sequencer-batch must be positive")
@@ -63,8 +100,6 @@ func (c *nodeConfig) validate() error {
 		return errors.New("--send-stall-after must be positive")
 	case c.requestIDRetention <= 0:
 		return errors.New("--request-id-retention must be positive")
-	case c.db != "" && !strings.HasPrefix(c.db, "postgres://") && !strings.HasPrefix(c.db, "postgresql://"):
-		return errors.New("--db: want a postgres:// URL, or nothing for the embedded SQLite files")
 	}
 	return nil
 }
@@ -75,7 +110,9 @@ func (c *nodeConfig) validate() error {
 // default, vigie.localhost, names nobody's log. An address that is not
 // host:port is left to the listener to refuse.
 func (c *nodeConfig) requireLogName(listen ...string) error {
-	if c.logName != "" {
+	if c.logName != "" || c.trillianAddr != "" {
+		// With --trillian, the name is the database's, pinned by vigie
+		// init.
 		return nil
 	}
 	for _, addr := range listen {
@@ -96,10 +133,11 @@ func openNode(ctx context.Context, c nodeConfig, logger *slog.Logger) (*node.Nod
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
+	addrs, _ := c.trillianAddrs() // checked by validate
 	return node.Open(ctx, node.Config{
 		DataDir:            c.dataDir,
 		DB:                 c.db,
-		TrillianAddr:       c.trillianAddr,
+		TrillianAddrs:      addrs,
 		TreeID:             c.treeID,
 		SequencerInterval:  c.sequencerInterval,
 		SequencerBatch:     c.sequencerBatch,

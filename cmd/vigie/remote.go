@@ -108,7 +108,9 @@ func (c *remoteConfig) validate() error {
 
 // client returns the API client.
 func (c *remoteConfig) client() (*client.Client, error) {
-	hc := &http.Client{Timeout: 60 * time.Second}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 16 // vigie audit --tiles fetches 8 bundles at once: keep their connections
+	hc := &http.Client{Timeout: 60 * time.Second, Transport: tr}
 	if c.tlsCA != "" {
 		pem, err := os.ReadFile(c.tlsCA)
 		if err != nil {
@@ -118,7 +120,7 @@ func (c *remoteConfig) client() (*client.Client, error) {
 		if !pool.AppendCertsFromPEM(pem) {
 			return nil, usagef("--tls-ca: no PEM certificate in %s", c.tlsCA)
 		}
-		hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, Proxy: http.ProxyFromEnvironment}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
 	var servers []string
 	for s := range strings.SplitSeq(c.server, ",") {

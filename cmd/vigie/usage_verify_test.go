@@ -34,6 +34,9 @@ func TestVerifyAuditUsage(t *testing.T) {
 		{[]string{"audit", "--alert-denials", "-1"}, "--alert-denials"},
 		{[]string{"audit", "--timezone", "Mars/Olympus"}, "--timezone"},
 		{[]string{"audit", "--batch", "0"}, "--batch"},
+		{[]string{"audit", "--batch", "1001"}, "--batch: want 1 to 1000"},
+		{[]string{"audit", "--tiles", "--batch", "65537"}, "--batch: want 1 to 65536"},
+		{[]string{"audit", "--batch", "many"}, "-batch"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			var out, errOut bytes.Buffer

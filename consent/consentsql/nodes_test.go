@@ -40,7 +40,7 @@ func twoNodes(t *testing.T, cfg func(*consent.Config, *consentsql.Store)) (a, b 
 	open := func(first *node) *node {
 		opts := ledgertest.Options{PostgreSQL: url, Migrations: consentsql.Migrations, EraseAlso: consentsql.EraseRows}
 		if first != nil {
-			opts.Node, opts.NoStart = first.env, true
+			opts.Share, opts.NoStart = first.env, true
 		}
 		env := ledgertest.New(t, opts)
 		n := &node{env: env, store: consentsql.New(env.DB, env.Ledger)}

@@ -4,7 +4,8 @@
 // owner alone may read it, or a group of this process when root owns it). The note signers come through Signers, the seam for keys
 // held elsewhere (a hardware security module); Dir keeps them in files.
 //
-// A keys directory holds, created at first start:
+// A keys directory holds, created at first start (or by vigie init, for
+// the nodes of a cluster, which load them with Config.NoCreate):
 //
 //	kek             key-encryption key of patients' data keys (32 bytes, hex)
 //	pseudonym.key   secret of patients' pseudonyms (32 bytes, hex)
@@ -78,10 +79,15 @@ type Config struct {
 	Origin string
 	// Signers gives the note signers. Default Dir(Dir).
 	Signers Signers
+	// NoCreate refuses to create a missing key file (a node of a cluster:
+	// the keys are made once, elsewhere): Load then fails with an error
+	// that names the file and wraps fs.ErrNotExist. Signers other than
+	// Dir are not affected. Default false: missing keys are created.
+	NoCreate bool
 }
 
 // Load reads the keys of cfg.Origin, creating those that do not exist
-// yet. It refuses keys made for another origin.
+// yet (unless cfg.NoCreate). It refuses keys made for another origin.
 func Load(cfg Config) (*Keyring, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("keys: %w", err)
@@ -94,11 +100,18 @@ func Load(cfg Config) (*Keyring, error) {
 	}
 	var k Keyring
 	var err error
-	if k.KEK, err = SecretFile(cfg.KEKFile); err != nil {
+	if k.KEK, err = secretFile(cfg.KEKFile, !cfg.NoCreate); err != nil {
 		return nil, err
 	}
-	if k.Pseudonym, err = SecretFile(filepath.Join(cfg.Dir, "pseudonym.key")); err != nil {
+	if k.Pseudonym, err = secretFile(filepath.Join(cfg.Dir, "pseudonym.key"), !cfg.NoCreate); err != nil {
 		return nil, err
+	}
+	if d, ok := cfg.Signers.(Dir); ok && cfg.NoCreate {
+		for _, f := range []string{"checkpoint.key", "checkpoint.pub", "receipt.key", "receipt.pub"} {
+			if err := mustExist(filepath.Join(string(d), f)); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if k.Checkpoint, k.CheckpointVerifier, err = cfg.Signers.Signer("checkpoint", cfg.Origin); err != nil {
 		return nil, err
@@ -111,7 +124,27 @@ func Load(cfg Config) (*Keyring, error) {
 
 // SecretFile reads a hex-encoded ledger.KeySize-byte secret, creating it
 // if absent (mode 0600). A file that CheckPrivate refuses is refused.
-func SecretFile(path string) ([]byte, error) {
+func SecretFile(path string) ([]byte, error) { return secretFile(path, true) }
+
+// mustExist returns an error wrapping fs.ErrNotExist, naming path, if
+// path does not exist.
+func mustExist(path string) error {
+	_, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("keys: %s is missing: %w", path, fs.ErrNotExist)
+	}
+	if err != nil {
+		return fmt.Errorf("keys: %w", err)
+	}
+	return nil
+}
+
+func secretFile(path string, create bool) ([]byte, error) {
+	if !create {
+		if err := mustExist(path); err != nil {
+			return nil, err
+		}
+	}
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		key := make([]byte, ledger.KeySize)
@@ -267,6 +300,24 @@ func LogName(dir, want string) (string, error) {
 		return "", fmt.Errorf("--log-name %q: this data directory's log is named %q, which never changes", want, saved)
 	}
 	return saved, nil
+}
+
+// SavedOrigin returns the origin the checkpoint key of dir was made for
+// (the name of checkpoint.pub), or "" if dir has no checkpoint key yet.
+// It writes nothing.
+func SavedOrigin(dir string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "checkpoint.pub"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("keys: %w", err)
+	}
+	v, err := note.NewVerifier(strings.TrimSpace(string(b)))
+	if err != nil {
+		return "", fmt.Errorf("keys: %s: %w", filepath.Join(dir, "checkpoint.pub"), err)
+	}
+	return v.Name(), nil
 }
 
 // SavedLogName returns the log's name saved in dir, or "" if none was

@@ -2,7 +2,9 @@ package keys_test
 
 import (
 	"crypto/rand"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -49,6 +51,55 @@ func TestLoad(t *testing.T) {
 	if string(k1.KEK) != string(k2.KEK) || string(k1.Pseudonym) != string(k2.Pseudonym) ||
 		k1.CheckpointVerifier != k2.CheckpointVerifier || k1.ReceiptVerifier != k2.ReceiptVerifier {
 		t.Error("the second Load read other keys than the first created")
+	}
+}
+
+// TestLoadNoCreate: with NoCreate, each missing key file is an error
+// naming it (wrapping fs.ErrNotExist) and nothing is written; with every
+// file there, the keys load.
+func TestLoadNoCreate(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "keys")
+	want, err := keys.Load(keys.Config{Dir: src, Origin: origin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := []string{"kek", "pseudonym.key", "checkpoint.key", "checkpoint.pub", "receipt.key", "receipt.pub"}
+	for _, missing := range files {
+		t.Run(missing, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "keys")
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range files {
+				if f == missing {
+					continue
+				}
+				b, err := os.ReadFile(filepath.Join(src, f))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(dir, f), b, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, err := keys.Load(keys.Config{Dir: dir, Origin: origin, NoCreate: true})
+			if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), filepath.Join(dir, missing)+" is missing") {
+				t.Errorf("Load without %s = %v, want an error naming it", missing, err)
+			}
+			if _, err := os.Stat(filepath.Join(dir, missing)); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("Load with NoCreate made %s (%v)", missing, err)
+			}
+		})
+	}
+	got, err := keys.Load(keys.Config{Dir: src, Origin: origin, NoCreate: true})
+	if err != nil || got.CheckpointVerifier != want.CheckpointVerifier || string(got.KEK) != string(want.KEK) {
+		t.Errorf("Load with NoCreate and every file = %v, want the keys", err)
+	}
+	if o, err := keys.SavedOrigin(src); err != nil || o != origin {
+		t.Errorf("SavedOrigin = %q, %v; want %q", o, err, origin)
+	}
+	if o, err := keys.SavedOrigin(t.TempDir()); err != nil || o != "" {
+		t.Errorf("SavedOrigin(empty) = %q, %v; want nothing", o, err)
 	}
 }
 

@@ -21,6 +21,10 @@ import (
 // events_by_organisation to events_by_organization, the contract's
 // spelling. SQLite has no ALTER INDEX ... RENAME: the index is dropped and
 // built again, in the migration's transaction.
+//
+// ledger/4 adds leases: one row per duty that one node at a time may do
+// (ledger.StoreTx.AcquireLease), with its owner, epoch and expiry in
+// microseconds since 1970 on the database's clock.
 var Migrations = []sqldb.Migration{{
 	Name: "ledger/1",
 	SQLite: `
@@ -169,6 +173,24 @@ CREATE INDEX events_by_organization ON events (organization, leaf_index);
 	PostgreSQL: `
 ALTER TABLE events RENAME COLUMN organisation TO organization;
 ALTER INDEX events_by_organisation RENAME TO events_by_organization;
+`,
+}, {
+	Name: "ledger/4",
+	SQLite: `
+CREATE TABLE leases (
+  name           TEXT PRIMARY KEY,
+  owner          TEXT NOT NULL,
+  epoch          INTEGER NOT NULL,
+  expires_micros INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+`,
+	PostgreSQL: `
+CREATE TABLE leases (
+  name           TEXT PRIMARY KEY,
+  owner          TEXT NOT NULL,
+  epoch          BIGINT NOT NULL,
+  expires_micros BIGINT NOT NULL
+);
 `,
 }}
 

@@ -40,6 +40,8 @@ func Run(t *testing.T, newStore Factory) {
 		{"ErasureSchedule", testErasureSchedule},
 		{"Search", testSearch},
 		{"SecurityEvents", testSecurityEvents},
+		{"Leases", testLeases},
+		{"LeaseTakeoverIsExclusive", testLeaseTakeoverExclusive},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.f(t, newStore(t)) })
 	}
@@ -616,5 +618,141 @@ func testErasureSchedule(t *testing.T, s ledger.Store) {
 	}
 	if d := due(at(300)); len(d) != 1 || d[0].Pseudonym != b {
 		t.Errorf("due after the deletion = %+v, want b", d)
+	}
+}
+
+func acquire(s ledger.Store, name, owner string, ttl time.Duration) (ledger.Lease, error) {
+	var l ledger.Lease
+	err := s.ReadWrite(ctx, func(ctx context.Context, tx ledger.StoreTx) error {
+		var err error
+		l, err = tx.AcquireLease(ctx, name, owner, ttl)
+		return err
+	})
+	return l, err
+}
+
+func checkLease(s ledger.Store, name, owner string, epoch uint64) error {
+	return s.ReadWrite(ctx, func(ctx context.Context, tx ledger.StoreTx) error {
+		return tx.CheckLease(ctx, name, owner, epoch)
+	})
+}
+
+// expire waits until a lease taken for ttl has expired on the database's
+// clock.
+func expire(ttl time.Duration) { time.Sleep(ttl + 50*time.Millisecond) }
+
+func testLeases(t *testing.T, s ledger.Store) {
+	const ttl = 20 * time.Millisecond
+	a, err := acquire(s, "sender", "node-a", time.Minute)
+	if err != nil || a.Owner != "node-a" || a.Epoch != 1 {
+		t.Fatalf("AcquireLease of a new lease = %+v, %v; want node-a at epoch 1", a, err)
+	}
+	if time.Until(a.Expires) < 30*time.Second || time.Until(a.Expires) > 90*time.Second {
+		t.Errorf("lease taken for a minute expires at %v, %v from now", a.Expires, time.Until(a.Expires))
+	}
+	if a, err := acquire(s, "sender", "node-a", time.Minute); err != nil || a.Epoch != 1 {
+		t.Errorf("renewal = %+v, %v; want epoch 1 kept", a, err)
+	}
+	if other, err := acquire(s, "checkpointer", "node-b", time.Minute); err != nil || other.Epoch != 1 {
+		t.Errorf("another lease = %+v, %v; want its own epoch 1", other, err)
+	}
+	held, err := acquire(s, "sender", "node-b", time.Minute)
+	if !errors.Is(err, ledger.ErrLeaseHeld) || held.Owner != "node-a" || held.Epoch != 1 {
+		t.Errorf("AcquireLease of a lease held by another = %+v, %v; want node-a's and ErrLeaseHeld", held, err)
+	}
+	if err := checkLease(s, "sender", "node-a", 1); err != nil {
+		t.Errorf("CheckLease by the holder = %v", err)
+	}
+	for _, c := range []struct {
+		owner string
+		epoch uint64
+	}{{"node-b", 1}, {"node-a", 2}, {"", 1}} {
+		if err := checkLease(s, "sender", c.owner, c.epoch); !errors.Is(err, ledger.ErrLeaseLost) {
+			t.Errorf("CheckLease(%q, %d) = %v, want ErrLeaseLost", c.owner, c.epoch, err)
+		}
+	}
+	if err := checkLease(s, "nobody", "node-a", 1); !errors.Is(err, ledger.ErrLeaseLost) {
+		t.Errorf("CheckLease of a lease never taken = %v, want ErrLeaseLost", err)
+	}
+
+	// Expired: another owner takes it in a new term; the old term's writes
+	// fail, and nothing of their transaction is stored.
+	if _, err := acquire(s, "sender", "node-a", ttl); err != nil {
+		t.Fatal(err)
+	}
+	expire(ttl)
+	b, err := acquire(s, "sender", "node-b", time.Minute)
+	if err != nil || b.Owner != "node-b" || b.Epoch != 2 {
+		t.Fatalf("takeover of an expired lease = %+v, %v; want node-b at epoch 2", b, err)
+	}
+	err = s.ReadWrite(ctx, func(ctx context.Context, tx ledger.StoreTx) error {
+		if err := tx.SetMeta(ctx, "stale", []byte("x")); err != nil {
+			return err
+		}
+		return tx.CheckLease(ctx, "sender", "node-a", 1)
+	})
+	if !errors.Is(err, ledger.ErrLeaseLost) {
+		t.Errorf("a write under the old term = %v, want ErrLeaseLost", err)
+	}
+	read(t, s, func(tx ledger.StoreReader) error {
+		if _, err := tx.Meta(ctx, "stale"); !errors.Is(err, ledger.ErrNotFound) {
+			t.Errorf("the old term's write was stored (Meta = %v)", err)
+		}
+		return nil
+	})
+	if _, err := acquire(s, "sender", "node-a", time.Minute); !errors.Is(err, ledger.ErrLeaseHeld) {
+		t.Errorf("the old holder's renewal after a takeover = %v, want ErrLeaseHeld", err)
+	}
+
+	// Release: a stale release does nothing; the holder's frees the lease
+	// at once, and the next owner starts a new term.
+	readWrite(t, s, func(tx ledger.StoreTx) error { return tx.ReleaseLease(ctx, "sender", "node-a", 1) })
+	if err := checkLease(s, "sender", "node-b", 2); err != nil {
+		t.Errorf("after a stale release, CheckLease by the holder = %v", err)
+	}
+	readWrite(t, s, func(tx ledger.StoreTx) error { return tx.ReleaseLease(ctx, "sender", "node-b", 2) })
+	if err := checkLease(s, "sender", "node-b", 2); !errors.Is(err, ledger.ErrLeaseLost) {
+		t.Errorf("CheckLease after release = %v, want ErrLeaseLost", err)
+	}
+	if a, err := acquire(s, "sender", "node-a", time.Minute); err != nil || a.Epoch != 3 {
+		t.Errorf("AcquireLease of a released lease = %+v, %v; want epoch 3", a, err)
+	}
+	if b, err := acquire(s, "sender", "node-b", time.Minute); !errors.Is(err, ledger.ErrLeaseHeld) || b.Owner != "node-a" {
+		t.Errorf("AcquireLease after another took the released lease = %+v, %v; want ErrLeaseHeld", b, err)
+	}
+}
+
+func testLeaseTakeoverExclusive(t *testing.T, s ledger.Store) {
+	const ttl = 20 * time.Millisecond
+	if _, err := acquire(s, "checkpointer", "dead", ttl); err != nil {
+		t.Fatal(err)
+	}
+	expire(ttl)
+	const n = 4
+	var wg sync.WaitGroup
+	leases := make([]ledger.Lease, n)
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			leases[i], errs[i] = acquire(s, "checkpointer", fmt.Sprint("node-", i), time.Minute)
+		}()
+	}
+	wg.Wait()
+	winners := 0
+	for i := range n {
+		switch {
+		case errs[i] == nil:
+			winners++
+			if leases[i].Epoch != 2 {
+				t.Errorf("node-%d took the lease at epoch %d, want 2", i, leases[i].Epoch)
+			}
+		case !errors.Is(errs[i], ledger.ErrLeaseHeld):
+			t.Errorf("node-%d: AcquireLease = %v, want nil or ErrLeaseHeld", i, errs[i])
+		}
+	}
+	if winners != 1 {
+		t.Errorf("%d nodes took one expired lease at once, want 1", winners)
 	}
 }

@@ -68,10 +68,14 @@ type Options struct {
 	RequestIDRetention time.Duration
 	// EraseAlso is the ledger's Config.EraseAlso.
 	EraseAlso func(pseudonym event.Hash) func(ctx context.Context, tx sqldb.Tx) error
-	// Node, if set, is another Env on the same PostgreSQL database: this
-	// one is a second node, with the same Seed, sending to that Env's
-	// Trillian (as a cluster's nodes share one) instead of its own.
-	Node *Env
+	// Share, if not nil, makes this ledger another node of Share's log:
+	// it opens its own pool on Share's database (PostgreSQL must be
+	// Share's URL) and writes to Share's Trillian, opening none of its
+	// own (two sequencers on one Trillian storage are unsafe): Share must
+	// have its own Trillian, and its Seed must be this one's.
+	Share *Env
+	// LeaseTTL is the ledger's Config.LeaseTTL.
+	LeaseTTL time.Duration
 }
 
 // Env is an assembled ledger.
@@ -151,8 +155,8 @@ func New(t testing.TB, opts Options) *Env {
 	if opts.WrapStore != nil {
 		e.Store = opts.WrapStore(e.Store)
 	}
-	if opts.Node != nil {
-		e.Tree, e.Log = opts.Node.Tree, opts.Node.Log
+	if opts.Share != nil {
+		e.Tree, e.Log = opts.Share.Tree, opts.Share.Trillian.Log
 	} else {
 		if e.Trillian, err = vtrillian.Open(ctx, tc); err != nil {
 			t.Fatalf("ledgertest: %v", err)
@@ -168,8 +172,8 @@ func New(t testing.TB, opts Options) *Env {
 		t.Fatalf("ledgertest: %v", err)
 	}
 	k := keys(opts.Seed)
-	cpSigner, cpVerifier := signer(t, k.rand, e.Origin)
-	rcSigner, rcVerifier := signer(t, k.rand, verify.ReceiptKeyName(e.Origin))
+	cpSigner, cpVerifier, cpText := signer(t, k.rand, e.Origin)
+	rcSigner, rcVerifier, rcText := signer(t, k.rand, verify.ReceiptKeyName(e.Origin))
 	e.CheckpointKey, e.ReceiptKey = cpVerifier, rcVerifier
 	e.Pseudonyms, err = ledger.NewPseudonymizer(k.Pseudonym)
 	if err != nil {
@@ -179,6 +183,8 @@ func New(t testing.TB, opts Options) *Env {
 		Origin:             e.Origin,
 		CheckpointSigner:   cpSigner,
 		ReceiptSigner:      rcSigner,
+		CheckpointVerifier: cpText,
+		ReceiptVerifier:    rcText,
 		KEK:                k.KEK,
 		Pseudonyms:         e.Pseudonyms,
 		MergeDelay:         opts.MergeDelay,
@@ -186,6 +192,7 @@ func New(t testing.TB, opts Options) *Env {
 		Now:                opts.Now,
 		EraseAlso:          opts.EraseAlso,
 		RequestIDRetention: opts.RequestIDRetention,
+		LeaseTTL:           opts.LeaseTTL,
 	}, e.Store, e.Log)
 	if err != nil {
 		t.Fatalf("ledgertest: %v", err)
@@ -206,7 +213,17 @@ func (e *Env) Start() {
 	e.Ledger.Start(ctx)
 }
 
-func signer(t testing.TB, r io.Reader, name string) (note.Signer, note.Verifier) {
+// Kill stops the ledger's background work without closing it, as if its
+// node died: its leases stay in the database until they expire. Start
+// starts it again.
+func (e *Env) Kill() {
+	if e.backgroundCancel != nil {
+		e.backgroundCancel()
+		e.backgroundCancel = nil
+	}
+}
+
+func signer(t testing.TB, r io.Reader, name string) (note.Signer, note.Verifier, string) {
 	t.Helper()
 	skey, vkey, err := note.GenerateKey(r, name)
 	if err != nil {
@@ -220,7 +237,7 @@ func signer(t testing.TB, r io.Reader, name string) (note.Signer, note.Verifier)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s, v
+	return s, v, vkey
 }
 
 // Close drains and stops the ledger, then closes Trillian and the

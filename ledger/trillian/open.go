@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	tpb "github.com/google/trillian"
@@ -21,9 +22,10 @@ const TreeName = "vigie"
 // OpenConfig says where a node's Trillian runs and which tree the ledger
 // writes to. Exactly one of Remote, PostgreSQL and SQLite is set.
 type OpenConfig struct {
-	// Remote is the address (host:port) of a trillian_log_server run
-	// elsewhere (the cluster mode); nothing of Trillian runs in process.
-	Remote string
+	// Remote are the addresses (host:port) of trillian_log_servers run
+	// elsewhere on one storage (the cluster mode), used as Dial says;
+	// nothing of Trillian runs in process.
+	Remote []string
 	// PostgreSQL is the URL of the database holding Trillian's own
 	// PostgreSQL storage (the single-server mode), run in process.
 	PostgreSQL string
@@ -68,7 +70,7 @@ type Node struct {
 // closes what it opened.
 func Open(ctx context.Context, cfg OpenConfig) (_ *Node, err error) {
 	set := 0
-	for _, s := range []string{cfg.Remote, cfg.PostgreSQL, cfg.SQLite} {
+	for _, s := range []string{strings.Join(cfg.Remote, ","), cfg.PostgreSQL, cfg.SQLite} {
 		if s != "" {
 			set++
 		}
@@ -86,13 +88,13 @@ func Open(ctx context.Context, cfg OpenConfig) (_ *Node, err error) {
 		}
 	}()
 	var ls storage.LogStorage // in process: read directly for batches of proofs
-	if cfg.Remote != "" {
+	if len(cfg.Remote) > 0 {
 		r, err := Dial(cfg.Remote)
 		if err != nil {
 			return nil, err
 		}
 		n.closers = append(n.closers, r.Close)
-		n.Clients, n.Where = r.Clients, "Trillian at "+cfg.Remote
+		n.Clients, n.Where = r.Clients, "Trillian at "+strings.Join(cfg.Remote, ",")
 	} else {
 		if cfg.SQLite != "" {
 			s, err := sqlite.Open(ctx, cfg.SQLite, sqlite.Options{})

@@ -45,7 +45,7 @@ func TestOpen(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { e.Close() })
-			return vtrillian.OpenConfig{Remote: lis.Addr().String()}
+			return vtrillian.OpenConfig{Remote: []string{lis.Addr().String()}}
 		}, "Trillian at 127.0.0.1:"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -61,7 +61,7 @@ func TestOpen(t *testing.T) {
 				if !strings.HasPrefix(n.Where, tc.where) {
 					t.Errorf("run %d: Where = %q, want %q...", run, n.Where, tc.where)
 				}
-				if (n.Embedded == nil) != (cfg.Remote != "") || (n.Storage == nil) != (cfg.Remote != "") {
+				if (n.Embedded == nil) != (cfg.Remote != nil) || (n.Storage == nil) != (cfg.Remote != nil) {
 					t.Errorf("run %d: Embedded %v, Storage %v with Remote %q", run, n.Embedded != nil, n.Storage != nil, cfg.Remote)
 				}
 				// The leaf added at the first start is found again at the
@@ -112,7 +112,7 @@ func TestOpenConfig(t *testing.T) {
 	dir := t.TempDir()
 	for _, cfg := range []vtrillian.OpenConfig{
 		{},
-		{Remote: "127.0.0.1:1", SQLite: filepath.Join(dir, "trillian.db")},
+		{Remote: []string{"127.0.0.1:1"}, SQLite: filepath.Join(dir, "trillian.db")},
 		{PostgreSQL: "postgres://127.0.0.1:1/x", SQLite: filepath.Join(dir, "trillian.db")},
 	} {
 		cfg.Tree = vigieTree
@@ -123,4 +123,31 @@ func TestOpenConfig(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestDialAddresses: Dial takes host:port addresses, and names a bad one
+// by its position, never quoting it.
+func TestDialAddresses(t *testing.T) {
+	for _, tc := range []struct {
+		addrs []string
+		want  string
+	}{
+		{nil, "no log server address"},
+		{[]string{"127.0.0.1:1", "secret-host"}, "log server address 2: want host:port"},
+		{[]string{":1"}, "log server address 1: want host:port"},
+		{[]string{"127.0.0.1:"}, "log server address 1: want host:port"},
+	} {
+		r, err := vtrillian.Dial(tc.addrs)
+		if err == nil {
+			r.Close()
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "secret-host") {
+			t.Errorf("Dial(%q) = %v, want %q", tc.addrs, err, tc.want)
+		}
+	}
+	r, err := vtrillian.Dial([]string{"127.0.0.1:1", "[::1]:2"})
+	if err != nil {
+		t.Fatalf("Dial(two addresses) = %v", err)
+	}
+	r.Close()
 }

@@ -29,6 +29,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -62,6 +64,10 @@ type Config struct {
 	Clock clock.TimeSource
 	// ServerOptions are added to the gRPC server's options.
 	ServerOptions []grpc.ServerOption
+	// NoSequencer serves the storage without sequencing it, as a
+	// trillian_log_server beside another process's trillian_log_signer
+	// (one sequencer per tree).
+	NoSequencer bool
 }
 
 // Embedded is a Trillian log server and sequencer running in this process.
@@ -74,8 +80,9 @@ type Embedded struct {
 	wg     sync.WaitGroup
 }
 
-// Start starts a Trillian log server, admin server and sequencer over the
-// configured storage. Close stops them.
+// Start starts a Trillian log server, admin server and (unless
+// cfg.NoSequencer) sequencer over the configured storage. Close stops
+// them.
 func Start(ctx context.Context, cfg Config) (*Embedded, error) {
 	if cfg.LogStorage == nil || cfg.AdminStorage == nil {
 		return nil, errors.New("trillian: LogStorage and AdminStorage are required")
@@ -134,11 +141,15 @@ func Start(ctx context.Context, cfg Config) (*Embedded, error) {
 	}
 	seqCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	e.cancel = cancel
-	e.wg.Add(2)
+	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
 		_ = srv.Serve(lis) // returns when Close stops the server
 	}()
+	if cfg.NoSequencer {
+		return e, nil
+	}
+	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
 		om := tlog.NewOperationManager(tlog.OperationInfo{
@@ -167,21 +178,42 @@ func (e *Embedded) Close() error {
 	return err
 }
 
-// Remote is a connection to a Trillian log server run elsewhere.
+// Remote is a connection to one or more Trillian log servers run
+// elsewhere.
 type Remote struct {
 	Clients
 	conn *grpc.ClientConn
 }
 
-// Dial connects to a Trillian log server at addr (host:port). Without
-// options the connection is in clear text, for loopback use.
-func Dial(addr string, opts ...grpc.DialOption) (*Remote, error) {
+// remoteScheme is the resolver scheme of Dial's connections: a manual
+// resolver per connection, never registered globally.
+const remoteScheme = "vigie-trillian"
+
+// Dial connects to the Trillian log servers at addrs (host:port each),
+// which serve the same storage: calls are spread over the servers that are
+// up (gRPC's round_robin policy over one connection per server), and a
+// server that fails or stops is left out until it is reachable again.
+// Without options the connections are in clear text, for loopback use.
+func Dial(addrs []string, opts ...grpc.DialOption) (*Remote, error) {
+	if len(addrs) == 0 {
+		return nil, errors.New("trillian: no log server address")
+	}
+	var state resolver.State
+	for i, a := range addrs {
+		if host, port, err := net.SplitHostPort(a); err != nil || host == "" || port == "" {
+			return nil, fmt.Errorf("trillian: log server address %d: want host:port", i+1)
+		}
+		state.Addresses = append(state.Addresses, resolver.Address{Addr: a})
+	}
 	if len(opts) == 0 {
 		opts = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
 	}
-	conn, err := grpc.NewClient(addr, opts...)
+	r := manual.NewBuilderWithScheme(remoteScheme)
+	r.InitialState(state)
+	opts = append(opts, grpc.WithResolvers(r), grpc.WithDefaultServiceConfig(`{"loadBalancingConfig": [{"round_robin": {}}]}`))
+	conn, err := grpc.NewClient(remoteScheme+":///trillian", opts...)
 	if err != nil {
-		return nil, fmt.Errorf("trillian: dial %s: %w", addr, err)
+		return nil, fmt.Errorf("trillian: dial: %w", err)
 	}
 	return &Remote{
 		Clients: Clients{Log: tpb.NewTrillianLogClient(conn), Admin: tpb.NewTrillianAdminClient(conn)},
@@ -203,6 +235,10 @@ type TreeSpec struct {
 	DisplayName string
 	// Type is LOG or PREORDERED_LOG.
 	Type tpb.TreeType
+	// New, with TreeID zero, always creates a new tree named DisplayName
+	// instead of finding one by name (vigie init: what says which tree is
+	// the log is the database, not the name).
+	New bool
 }
 
 // ErrAmbiguousTree is returned by EnsureTree when several trees carry the
@@ -210,8 +246,8 @@ type TreeSpec struct {
 var ErrAmbiguousTree = errors.New("several trees have this name")
 
 // EnsureTree returns the tree spec names, creating and initialising it if
-// spec has no TreeID and no tree has its name yet. It is safe to call at
-// every start.
+// spec has no TreeID and no tree has its name yet (or spec.New). Without
+// spec.New it is safe to call at every start.
 func EnsureTree(ctx context.Context, c Clients, spec TreeSpec) (*tpb.Tree, error) {
 	if spec.Type != tpb.TreeType_LOG && spec.Type != tpb.TreeType_PREORDERED_LOG {
 		return nil, fmt.Errorf("trillian: tree type %v is not a log", spec.Type)
@@ -229,6 +265,9 @@ func EnsureTree(ctx context.Context, c Clients, spec TreeSpec) (*tpb.Tree, error
 	if spec.DisplayName == "" {
 		return nil, errors.New("trillian: a tree ID or a display name is required")
 	}
+	if spec.New {
+		return createTree(ctx, c, spec)
+	}
 	resp, err := c.Admin.ListTrees(ctx, &tpb.ListTreesRequest{})
 	if err != nil {
 		return nil, fmt.Errorf("trillian: list trees: %w", err)
@@ -241,16 +280,7 @@ func EnsureTree(ctx context.Context, c Clients, spec TreeSpec) (*tpb.Tree, error
 	}
 	switch len(found) {
 	case 0:
-		tree, err := client.CreateAndInitTree(ctx, &tpb.CreateTreeRequest{Tree: &tpb.Tree{
-			TreeState:       tpb.TreeState_ACTIVE,
-			TreeType:        spec.Type,
-			DisplayName:     spec.DisplayName,
-			MaxRootDuration: durationpb.New(0),
-		}}, c.Admin, c.Log)
-		if err != nil {
-			return nil, fmt.Errorf("trillian: create tree: %w", err)
-		}
-		return tree, nil
+		return createTree(ctx, c, spec)
 	case 1:
 		if found[0].TreeType != spec.Type {
 			return nil, fmt.Errorf("trillian: tree %d %q is %v, want %v", found[0].TreeId, spec.DisplayName, found[0].TreeType, spec.Type)
@@ -259,6 +289,19 @@ func EnsureTree(ctx context.Context, c Clients, spec TreeSpec) (*tpb.Tree, error
 	default:
 		return nil, fmt.Errorf("trillian: %w: %q (%d trees)", ErrAmbiguousTree, spec.DisplayName, len(found))
 	}
+}
+
+func createTree(ctx context.Context, c Clients, spec TreeSpec) (*tpb.Tree, error) {
+	tree, err := client.CreateAndInitTree(ctx, &tpb.CreateTreeRequest{Tree: &tpb.Tree{
+		TreeState:       tpb.TreeState_ACTIVE,
+		TreeType:        spec.Type,
+		DisplayName:     spec.DisplayName,
+		MaxRootDuration: durationpb.New(0),
+	}}, c.Admin, c.Log)
+	if err != nil {
+		return nil, fmt.Errorf("trillian: create tree: %w", err)
+	}
+	return tree, nil
 }
 
 // ensureInit initialises a tree that was created but not initialised (a

@@ -68,6 +68,24 @@ func FormatOrigin(name string, treeID int64) (string, error) {
 	return origin, nil
 }
 
+// ParseOrigin returns the name and tree id of a Vigie log's origin, the
+// inverse of [FormatOrigin]. It accepts only what FormatOrigin returns
+// (canonical decimal tree id, no leading zero or sign).
+func ParseOrigin(origin string) (name string, treeID int64, err error) {
+	i := strings.LastIndex(origin, "/vigie/")
+	if i < 0 {
+		return "", 0, errors.New("origin: want <name>/vigie/<tree id>")
+	}
+	name = origin[:i]
+	if treeID, err = strconv.ParseInt(origin[i+len("/vigie/"):], 10, 64); err != nil {
+		return "", 0, errors.New("origin: the tree id is not a decimal integer")
+	}
+	if again, err := FormatOrigin(name, treeID); err != nil || again != origin {
+		return "", 0, errors.New("origin: not in canonical form <name>/vigie/<tree id>")
+	}
+	return name, treeID, nil
+}
+
 // FormatCheckpoint returns the note text of c: exactly three lines, each
 // ending in a newline, with no extension lines:
 //

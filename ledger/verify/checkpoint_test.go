@@ -270,6 +270,18 @@ func TestFormatOrigin(t *testing.T) {
 	}
 }
 
+func TestParseOrigin(t *testing.T) {
+	name, id, err := ParseOrigin("dmp.example.fr/vigie/team/vigie/7305128413946201301")
+	if err != nil || name != "dmp.example.fr/vigie/team" || id != 7305128413946201301 {
+		t.Errorf("ParseOrigin = %q, %d, %v", name, id, err)
+	}
+	for _, o := range []string{"", "dmp.example.fr", "dmp.example.fr/vigie/", "/vigie/1", "a/vigie/0", "a/vigie/-1", "a/vigie/+1", "a/vigie/01", "a/vigie/1x", "a b/vigie/1", "a/vigie/99999999999999999999"} {
+		if name, id, err := ParseOrigin(o); err == nil {
+			t.Errorf("ParseOrigin(%q) = %q, %d, want an error", o, name, id)
+		}
+	}
+}
+
 // TestCheckpointInterop checks checkpoints against two independent
 // implementations: golang.org/x/mod/sumdb/tlog's tree notes (the same
 // three-line layout, other first line) and transparency-dev/formats/log.

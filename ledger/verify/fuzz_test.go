@@ -26,6 +26,20 @@ func addNoteSeeds(f *testing.F) {
 	f.Add([]byte("vigie receipt v2\n"))
 }
 
+func FuzzParseOrigin(f *testing.F) {
+	f.Add("dmp.example.fr/vigie/7305128413946201301")
+	f.Add("a/vigie/01")
+	f.Fuzz(func(t *testing.T, origin string) {
+		name, id, err := ParseOrigin(origin)
+		if err != nil {
+			return
+		}
+		if again, err := FormatOrigin(name, id); err != nil || again != origin {
+			t.Errorf("FormatOrigin(ParseOrigin(%q)) = %q, %v", origin, again, err)
+		}
+	})
+}
+
 func FuzzParseCheckpoint(f *testing.F) {
 	addNoteSeeds(f)
 	f.Fuzz(func(t *testing.T, text []byte) {

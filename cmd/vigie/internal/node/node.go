@@ -1,9 +1,15 @@
 // Package node assembles a whole Vigie node for the binary's commands
-// (serve, bench): Vigie's database and its migrations, Trillian (embedded
-// on SQLite, in process on PostgreSQL, or remote), the keys of the data
-// directory, the ledger and its background work, and the consent
-// service. It takes a plain Config and reads no flag or environment
-// variable: cmd/vigie maps its flags onto Config.
+// (serve, bench, init): Vigie's database and its migrations, Trillian
+// (embedded on SQLite, in process on PostgreSQL, or remote), the keys of
+// the data directory, the ledger and its background work, and the
+// consent service. It takes a plain Config and reads no flag or
+// environment variable: cmd/vigie maps its flags onto Config (and the
+// errors name the flags, for the binary's users).
+//
+// With remote Trillian log servers (the cluster mode), a node makes
+// nothing: Init, run once, creates the tree and the keys and pins them in
+// the database; every node then takes the tree's ID and a copy of the
+// keys, and refuses to start with another tree or other keys.
 //
 // The pieces are shared with the tests' ledger/ledgertest:
 // ledgersql.Open (the database), trillian.Open (Trillian), ledger.New
@@ -14,6 +20,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -46,12 +53,14 @@ type Config struct {
 	// DB is the URL (postgres://...) of Vigie's database; empty for the
 	// SQLite file <DataDir>/vigie.db.
 	DB string
-	// TrillianAddr is the address (host:port) of an external Trillian log
-	// server; empty runs Trillian in process, on DB (PostgreSQL) or on
-	// <DataDir>/trillian.db (SQLite).
-	TrillianAddr string
-	// TreeID is the Trillian tree; 0 finds (or creates) the tree named
-	// trillian.TreeName.
+	// TrillianAddrs are the addresses (host:port) of external Trillian
+	// log servers on one storage (the cluster mode: the node creates no
+	// tree and no key); none runs Trillian in process, on DB (PostgreSQL)
+	// or on <DataDir>/trillian.db (SQLite).
+	TrillianAddrs []string
+	// TreeID is the Trillian tree. In process, 0 finds (or creates) the
+	// tree named trillian.TreeName; in the cluster mode it is required
+	// and must be the tree Init pinned in the database.
 	TreeID int64
 	// SequencerInterval and SequencerBatch configure an in-process
 	// Trillian's sequencer.
@@ -109,6 +118,9 @@ type Node struct {
 	Collectors []prometheus.Collector
 
 	ledgerRun, closed bool
+	// trillianLease is held while an in-process Trillian runs on a
+	// PostgreSQL database (ledger.LeaseTrillian).
+	trillianLease *ledger.HeldLease
 }
 
 // Open assembles a node and starts the ledger's background work. The
@@ -131,71 +143,63 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 
-	// Vigie's own database: every table of it, the ledger's and the
-	// consent store's, in one list of migrations.
-	dbc := ledgersql.DBConfig{PostgreSQL: cfg.DB, Also: Migrations()}
-	if cfg.DB == "" {
-		dbc.SQLite = filepath.Join(n.DataDir, "vigie.db")
-	}
-	var store *ledgersql.Store
-	if n.DB, store, err = ledgersql.Open(ctx, dbc); err != nil {
+	if n.DB, n.Store, err = openDB(ctx, cfg, n.DataDir); err != nil {
 		return nil, err
 	}
-	n.Store = store
 	n.Directory = directory.New(n.DB)
 	if c := n.DB.Collector(); c != nil {
 		n.Collectors = append(n.Collectors, c)
 	}
+	cluster := len(cfg.TrillianAddrs) > 0
+	keysDir := KeysDir(n.DataDir)
+	var name string
+	if cluster {
+		if name, err = clusterLog(ctx, n.Store, cfg, keysDir); err != nil {
+			return nil, err
+		}
+	}
+
+	// One process name for every lease this node holds.
+	owner := ledger.NewOwner()
 
 	// Trillian.
-	tc := trillian.OpenConfig{
-		Remote:            cfg.TrillianAddr,
-		SequencerInterval: cfg.SequencerInterval,
-		BatchSize:         cfg.SequencerBatch,
-		Tree:              trillian.TreeSpec{TreeID: cfg.TreeID, DisplayName: trillian.TreeName, Type: tpb.TreeType_PREORDERED_LOG},
+	if len(cfg.TrillianAddrs) == 0 && cfg.DB != "" {
+		// One in-process Trillian per database: a second sequencer on
+		// the same storage would corrupt it.
+		n.trillianLease, err = ledger.HoldLease(ctx, n.Store, ledger.LeaseTrillian, owner, ledger.DefaultLeaseTTL, cfg.Logger)
+		if errors.Is(err, ledger.ErrLeaseHeld) {
+			return nil, errors.New("node: another node runs Trillian in process on this database; several nodes need an external Trillian (--trillian HOST:PORT)")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("node: in-process Trillian's lease: %w", err)
+		}
 	}
-	switch {
-	case cfg.TrillianAddr != "":
-	case cfg.DB != "":
-		tc.PostgreSQL = cfg.DB
-	default:
-		tc.SQLite = filepath.Join(n.DataDir, "trillian.db")
-	}
-	if n.Trillian, err = trillian.Open(ctx, tc); err != nil {
+	if n.Trillian, err = trillian.Open(ctx, trillianConfig(cfg, n.DataDir)); err != nil {
 		return nil, err
 	}
 	n.Tree, n.Where = n.Trillian.Tree, n.Trillian.Where
 	n.Collectors = append(n.Collectors, n.Trillian.Collectors...)
 
 	// Keys and the ledger.
-	keysDir := KeysDir(n.DataDir)
-	name, err := keys.LogName(keysDir, cfg.LogName)
-	if err != nil {
-		return nil, err
+	if !cluster {
+		if name, err = keys.LogName(keysDir, cfg.LogName); err != nil {
+			return nil, err
+		}
 	}
 	if n.Origin, err = verify.FormatOrigin(name, n.Tree.TreeId); err != nil {
 		return nil, err
 	}
-	if n.Keys, err = keys.Load(keys.Config{Dir: keysDir, KEKFile: cfg.KEKFile, Origin: n.Origin}); err != nil {
+	if n.Keys, err = keys.Load(keys.Config{Dir: keysDir, KEKFile: cfg.KEKFile, Origin: n.Origin, NoCreate: cluster}); err != nil {
+		if cluster && errors.Is(err, fs.ErrNotExist) {
+			err = fmt.Errorf("%w: a node with --trillian makes no key; run vigie init once and copy its data directory's keys directory to every node's", err)
+		}
 		return nil, err
 	}
 	pseudonyms, err := ledger.NewPseudonymizer(n.Keys.Pseudonym)
 	if err != nil {
 		return nil, err
 	}
-	n.Ledger, err = ledger.New(ctx, ledger.Config{
-		Origin:             n.Origin,
-		CheckpointSigner:   n.Keys.Checkpoint,
-		ReceiptSigner:      n.Keys.Receipt,
-		KEK:                n.Keys.KEK,
-		Pseudonyms:         pseudonyms,
-		MergeDelay:         cfg.MergeDelay,
-		SendStallAfter:     cfg.SendStallAfter,
-		CheckpointInterval: cfg.CheckpointInterval,
-		Logger:             cfg.Logger,
-		EraseAlso:          consentsql.EraseRows,
-		RequestIDRetention: cfg.RequestIDRetention,
-	}, n.Store, n.Trillian.Log)
+	n.Ledger, err = newLedger(ctx, cfg, keysDir, n.Origin, n.Keys, pseudonyms, n.Store, n.Trillian.Log, owner)
 	if err != nil {
 		return nil, err
 	}
@@ -264,10 +268,88 @@ func (n *Node) Close(ctx context.Context) error {
 	if n.Trillian != nil {
 		errs = append(errs, n.Trillian.Close())
 	}
+	if n.trillianLease != nil {
+		errs = append(errs, n.trillianLease.Release(ctx))
+	}
 	if n.DB != nil {
 		errs = append(errs, n.DB.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// openDB opens Vigie's own database: every table of it, the ledger's and
+// the consent store's, in one list of migrations.
+func openDB(ctx context.Context, cfg Config, dataDir string) (*sqldb.DB, ledger.Store, error) {
+	dbc := ledgersql.DBConfig{PostgreSQL: cfg.DB, Also: Migrations()}
+	if cfg.DB == "" {
+		dbc.SQLite = filepath.Join(dataDir, "vigie.db")
+	}
+	db, store, err := ledgersql.Open(ctx, dbc)
+	if err != nil {
+		return nil, nil, err
+	}
+	return db, store, nil
+}
+
+// trillianConfig says where cfg's Trillian runs.
+func trillianConfig(cfg Config, dataDir string) trillian.OpenConfig {
+	tc := trillian.OpenConfig{
+		Remote:            cfg.TrillianAddrs,
+		SequencerInterval: cfg.SequencerInterval,
+		BatchSize:         cfg.SequencerBatch,
+		Tree:              trillian.TreeSpec{TreeID: cfg.TreeID, DisplayName: trillian.TreeName, Type: tpb.TreeType_PREORDERED_LOG},
+	}
+	switch {
+	case len(cfg.TrillianAddrs) > 0:
+	case cfg.DB != "":
+		tc.PostgreSQL = cfg.DB
+	default:
+		tc.SQLite = filepath.Join(dataDir, "trillian.db")
+	}
+	return tc
+}
+
+// pinnedLog returns the log's name and tree that the database's origin
+// pins (ledger.SavedOrigin), or a zero tree before the first start.
+func pinnedLog(ctx context.Context, store ledger.Store) (name string, treeID int64, err error) {
+	origin, err := ledger.SavedOrigin(ctx, store)
+	if errors.Is(err, ledger.ErrNotFound) {
+		return "", 0, nil
+	}
+	if err != nil {
+		return "", 0, fmt.Errorf("read the log's origin: %w", err)
+	}
+	if name, treeID, err = verify.ParseOrigin(origin); err != nil {
+		return "", 0, fmt.Errorf("the database's log: %w", err)
+	}
+	return name, treeID, nil
+}
+
+// clusterLog returns the name of the log that the database pins, after
+// checking that cfg (the tree, the log's name) and the keys directory's
+// saved name agree with it: a node of a cluster never starts a log.
+func clusterLog(ctx context.Context, store ledger.Store, cfg Config, keysDir string) (string, error) {
+	name, pinned, err := pinnedLog(ctx, store)
+	switch {
+	case err != nil:
+		return "", err
+	case pinned == 0:
+		return "", errors.New("this database has no log yet: run vigie init once (with the same --db and --trillian); it prints the tree id for --trillian-tree-id")
+	case cfg.TreeID == 0:
+		return "", fmt.Errorf("--trillian-tree-id is required with --trillian: this database's log is tree %d", pinned)
+	case cfg.TreeID != pinned:
+		return "", fmt.Errorf("--trillian-tree-id %d: this database's log is tree %d (pinned by vigie init)", cfg.TreeID, pinned)
+	case cfg.LogName != "" && cfg.LogName != name:
+		return "", fmt.Errorf("--log-name %q: this database's log is named %q, which never changes", cfg.LogName, name)
+	}
+	saved, err := keys.SavedLogName(keysDir)
+	if err != nil {
+		return "", err
+	}
+	if saved != "" && saved != name {
+		return "", fmt.Errorf("%s names the log %q, this database's log is %q: copy the keys directory of the data directory vigie init ran on", filepath.Join(keysDir, "log-name"), saved, name)
+	}
+	return name, nil
 }
 
 // KeysDir returns the keys directory of a data directory (ledger/keys).

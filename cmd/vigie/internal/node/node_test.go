@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-logr/logr"
 	"k8s.io/klog/v2"
@@ -13,6 +14,8 @@ import (
 	"github.com/vigie-sante/vigie/cmd/vigie/internal/node"
 	"github.com/vigie-sante/vigie/consent"
 	"github.com/vigie-sante/vigie/consent/ident"
+	"github.com/vigie-sante/vigie/ledger"
+	"github.com/vigie-sante/vigie/ledger/sqldb/pgtest"
 )
 
 func TestMain(m *testing.M) {
@@ -73,5 +76,39 @@ func TestOpenReopen(t *testing.T) {
 	}
 	if got, err := n.Ledger.ChainLength(ctx, ins); err != nil || got != 1 {
 		t.Errorf("ChainLength after reopening = %d, %v; want the one event", got, err)
+	}
+}
+
+// TestOneInProcessTrillian: on one PostgreSQL database, a second node with
+// an in-process Trillian refuses to start, naming --trillian, while the
+// first runs; once the first is closed (its lease released), a node
+// starts at once.
+func TestOneInProcessTrillian(t *testing.T) {
+	ctx := context.Background()
+	db := pgtest.NewDatabase(t)
+	cfg := node.Config{DataDir: filepath.Join(t.TempDir(), "data"), DB: db, LogName: "node.test"}
+	first, err := node.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close(ctx)
+	second := node.Config{DataDir: filepath.Join(t.TempDir(), "second"), DB: db, LogName: "node.test"}
+	if n, err := node.Open(ctx, second); err == nil || !strings.Contains(err.Error(), "--trillian") {
+		if n != nil {
+			n.Close(ctx)
+		}
+		t.Fatalf("a second node with Trillian in process = %v, want a refusal naming --trillian", err)
+	}
+	if err := first.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	again, err := node.Open(ctx, cfg)
+	if err != nil {
+		t.Fatalf("Open after the first node closed: %v", err)
+	}
+	defer again.Close(ctx)
+	if d := time.Since(start); d > ledger.DefaultLeaseTTL {
+		t.Errorf("Open after a release took %v, want less than a lease's TTL", d)
 	}
 }
