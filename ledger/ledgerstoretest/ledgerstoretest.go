@@ -36,6 +36,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"FailedReadWriteWritesNothing", testFailedReadWrite},
 		{"OutboxAndMarkSent", testOutbox},
 		{"Checkpoints", testCheckpoints},
+		{"DutiesDoNotConflictWithRecords", testDutiesBesideRecords},
 		{"Erase", testErase},
 		{"ErasureSchedule", testErasureSchedule},
 		{"Search", testSearch},
@@ -438,6 +439,61 @@ func testCheckpoints(t *testing.T, s ledger.Store) {
 	})
 	if st := state(t, s); st.CheckpointSize != 20 {
 		t.Errorf("checkpoint size %d, want 20", st.CheckpointSize)
+	}
+}
+
+// testDutiesBesideRecords checks that a send or a checkpoint committed
+// while a recording transaction is open does not make that transaction
+// run again (a serialization failure): the duties' counters are not on the
+// row of the next index. A store that runs one writer at a time (SQLite)
+// cannot interleave the two, and skips it.
+func testDutiesBesideRecords(t *testing.T, s ledger.Store) {
+	addEvents(t, s, hash("a"), 4, nil)
+	cp := ledger.CheckpointRow{Size: 2, Root: hash("2"), Note: []byte("note 2\n"), Range: [][]byte{hashBytes("r")}, SignedNanos: 2}
+	for _, duty := range []struct {
+		name string
+		f    func(ctx context.Context, tx ledger.StoreTx) error
+	}{
+		{"MarkSent", func(ctx context.Context, tx ledger.StoreTx) error { return tx.MarkSent(ctx, 0, 2) }},
+		{"AddCheckpoint", func(ctx context.Context, tx ledger.StoreTx) error { return tx.AddCheckpoint(ctx, cp, 0) }},
+	} {
+		t.Run(duty.name, func(t *testing.T) {
+			runs, oneWriter := 0, false
+			dutyDone := make(chan error, 1)
+			err := s.ReadWrite(ctx, func(ctx context.Context, tx ledger.StoreTx) error {
+				runs++
+				// A read first, as a Record does (its snapshot is taken).
+				if _, err := tx.Patient(ctx, hash("a")); err != nil {
+					return err
+				}
+				if runs == 1 {
+					go func() { dutyDone <- s.ReadWrite(ctx, duty.f) }()
+					select {
+					case err := <-dutyDone:
+						dutyDone <- err
+					case <-time.After(2 * time.Second):
+						oneWriter = true
+					}
+				}
+				_, err := tx.ReserveIndices(ctx, 1)
+				return err
+			})
+			if err != nil {
+				t.Fatalf("ReserveIndices: %v", err)
+			}
+			if err := <-dutyDone; err != nil {
+				t.Fatalf("%s: %v", duty.name, err)
+			}
+			if oneWriter {
+				t.Skip("the store runs one writer at a time")
+			}
+			if runs != 1 {
+				t.Errorf("the recording transaction ran %d times after a concurrent %s, want once", runs, duty.name)
+			}
+		})
+	}
+	if st := state(t, s); st != (ledger.State{NextIndex: 6, SentSize: 2, CheckpointSize: 2}) {
+		t.Errorf("state %+v, want next index 6, sent size 2, checkpoint size 2", st)
 	}
 }
 
