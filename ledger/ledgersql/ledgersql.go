@@ -102,6 +102,23 @@ func (t txn) SetMeta(ctx context.Context, name string, value []byte) error {
 	return err
 }
 
+func (t txn) TakeTurn(ctx context.Context) error {
+	if t.tx.Dialect() != sqldb.PostgreSQLDialect {
+		// SQLite has one writer at a time; CockroachDB queues a write
+		// behind the intent of the transaction before it.
+		return nil
+	}
+	// LOCK TABLE takes no snapshot: run first, it lets this transaction's
+	// snapshot see the recording transaction before it, whose update of
+	// the next index would otherwise fail this one's. SHARE ROW EXCLUSIVE
+	// conflicts with itself and with writes of ledger_state, not with
+	// reads (State).
+	if _, err := t.tx.Exec(ctx, "LOCK TABLE ledger_state IN SHARE ROW EXCLUSIVE MODE"); err != nil {
+		return fmt.Errorf("take turn: %w", err)
+	}
+	return nil
+}
+
 func (t txn) ReserveIndices(ctx context.Context, n uint64) (uint64, error) {
 	// Only the index row: reading the duties' counters here would make
 	// every send and checkpoint a read/write conflict with every Record.

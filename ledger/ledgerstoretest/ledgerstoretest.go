@@ -37,6 +37,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"OutboxAndMarkSent", testOutbox},
 		{"Checkpoints", testCheckpoints},
 		{"DutiesDoNotConflictWithRecords", testDutiesBesideRecords},
+		{"RecordsTakeTurns", testRecordsTakeTurns},
 		{"Erase", testErase},
 		{"ErasureSchedule", testErasureSchedule},
 		{"Search", testSearch},
@@ -494,6 +495,47 @@ func testDutiesBesideRecords(t *testing.T, s ledger.Store) {
 	}
 	if st := state(t, s); st != (ledger.State{NextIndex: 6, SentSize: 2, CheckpointSize: 2}) {
 		t.Errorf("state %+v, want next index 6, sent size 2, checkpoint size 2", st)
+	}
+}
+
+// testRecordsTakeTurns checks that two recording transactions open at once
+// (TakeTurn, a read, ReserveIndices) both commit without running again:
+// the second waits for the first.
+func testRecordsTakeTurns(t *testing.T, s ledger.Store) {
+	record := func(runs *int, during func()) error {
+		return s.ReadWrite(ctx, func(ctx context.Context, tx ledger.StoreTx) error {
+			*runs++
+			if err := tx.TakeTurn(ctx); err != nil {
+				return err
+			}
+			if _, err := tx.Patient(ctx, hash("a")); !errors.Is(err, ledger.ErrNotFound) {
+				return err
+			}
+			if *runs == 1 && during != nil {
+				during()
+			}
+			_, err := tx.ReserveIndices(ctx, 1)
+			return err
+		})
+	}
+	var first, second int
+	secondDone := make(chan error, 1)
+	err := record(&first, func() {
+		go func() { secondDone <- record(&second, nil) }()
+		// Time for the second to commit, if nothing makes it wait.
+		time.Sleep(300 * time.Millisecond)
+	})
+	if err != nil {
+		t.Fatalf("first: %v", err)
+	}
+	if err := <-secondDone; err != nil {
+		t.Fatalf("second: %v", err)
+	}
+	if first != 1 || second != 1 {
+		t.Errorf("the recording transactions ran %d and %d times, want once each", first, second)
+	}
+	if st := state(t, s); st.NextIndex != 2 {
+		t.Errorf("next index %d, want 2", st.NextIndex)
 	}
 }
 
