@@ -133,7 +133,7 @@ type StoreTx interface {
 	// the next index waits for the transaction before it rather than
 	// failing at SERIALIZABLE and running again. It must not take the
 	// transaction's snapshot. Where writers already take turns, or the
-	// database queues conflicting writers itself, it does nothing.
+	// database offers no such lock, it does nothing.
 	TakeTurn(ctx context.Context) error
 	// ReserveIndices takes n consecutive leaf indices and returns the
 	// first. It is a compare-and-swap on the next index, so two writers

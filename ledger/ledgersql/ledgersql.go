@@ -104,8 +104,8 @@ func (t txn) SetMeta(ctx context.Context, name string, value []byte) error {
 
 func (t txn) TakeTurn(ctx context.Context) error {
 	if t.tx.Dialect() != sqldb.PostgreSQLDialect {
-		// SQLite has one writer at a time; CockroachDB queues a write
-		// behind the intent of the transaction before it.
+		// SQLite has one writer at a time. CockroachDB has no LOCK
+		// TABLE: its conflicts stay whole-transaction retries.
 		return nil
 	}
 	// LOCK TABLE takes no snapshot: run first, it lets this transaction's
