@@ -458,6 +458,9 @@ type patientState struct {
 // recordGroup is the body of one transaction. It may run more than once:
 // every job's outcome is reset first.
 func (l *Ledger) recordGroup(ctx context.Context, tx StoreTx, group []*recordJob) error {
+	if err := tx.TakeTurn(ctx); err != nil {
+		return err
+	}
 	now := l.cfg.Now().UTC()
 	byKey := make(map[Key]*recordJob)
 	patients := make(map[event.Hash]*patientState)

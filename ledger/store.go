@@ -127,6 +127,14 @@ type StoreTx interface {
 	// SetMeta sets a named value once; setting it again to a different
 	// value fails.
 	SetMeta(ctx context.Context, name string, value []byte) error
+	// TakeTurn, called first in a recording transaction (before any
+	// read), makes the recording transactions of every node take turns
+	// where several writers run at once, so that the compare-and-swap on
+	// the next index waits for the transaction before it rather than
+	// failing at SERIALIZABLE and running again. It must not take the
+	// transaction's snapshot. Where writers already take turns, or the
+	// database offers no such lock, it does nothing.
+	TakeTurn(ctx context.Context) error
 	// ReserveIndices takes n consecutive leaf indices and returns the
 	// first. It is a compare-and-swap on the next index, so two writers
 	// can never take the same indices (one of them gets ErrConflict or a

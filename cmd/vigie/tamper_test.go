@@ -244,7 +244,7 @@ func TestVerifyAndAuditFindTampering(t *testing.T) {
 		dir := copyDir(t, s.final)
 		db := openDB(t, filepath.Join(dir, "vigie.db"))
 		var sent uint64
-		if err := db.QueryRow("SELECT sent_size FROM ledger_state").Scan(&sent); err != nil || sent <= r.Index {
+		if err := db.QueryRow("SELECT size FROM ledger_sent").Scan(&sent); err != nil || sent <= r.Index {
 			t.Fatalf("sent size %d, %v: the event is not acknowledged", sent, err)
 		}
 		execOne(t, db, "DELETE FROM events WHERE leaf_index = ?", r.Index)

@@ -71,7 +71,9 @@ func notFound(err error) error {
 func (t txn) State(ctx context.Context) (ledger.State, error) {
 	var s ledger.State
 	var next, sent, cp int64
-	err := t.tx.QueryRow(ctx, "SELECT next_index, sent_size, checkpoint_size FROM ledger_state WHERE id = 1").Scan(&next, &sent, &cp)
+	// One statement, one snapshot, whatever the isolation level: the three
+	// counters are of one moment (sent <= next, checkpoint <= next).
+	err := t.tx.QueryRow(ctx, "SELECT s.next_index, t.size, c.size FROM ledger_state s, ledger_sent t, ledger_checkpoint c WHERE s.id = 1 AND t.id = 1 AND c.id = 1").Scan(&next, &sent, &cp)
 	if err != nil {
 		return s, fmt.Errorf("read ledger state: %w", err)
 	}
@@ -100,21 +102,40 @@ func (t txn) SetMeta(ctx context.Context, name string, value []byte) error {
 	return err
 }
 
+func (t txn) TakeTurn(ctx context.Context) error {
+	if t.tx.Dialect() != sqldb.PostgreSQLDialect {
+		// SQLite has one writer at a time. CockroachDB has no LOCK
+		// TABLE: its conflicts stay whole-transaction retries.
+		return nil
+	}
+	// LOCK TABLE takes no snapshot: run first, it lets this transaction's
+	// snapshot see the recording transaction before it, whose update of
+	// the next index would otherwise fail this one's. SHARE ROW EXCLUSIVE
+	// conflicts with itself and with writes of ledger_state, not with
+	// reads (State).
+	if _, err := t.tx.Exec(ctx, "LOCK TABLE ledger_state IN SHARE ROW EXCLUSIVE MODE"); err != nil {
+		return fmt.Errorf("take turn: %w", err)
+	}
+	return nil
+}
+
 func (t txn) ReserveIndices(ctx context.Context, n uint64) (uint64, error) {
-	st, err := t.State(ctx)
-	if err != nil {
-		return 0, err
+	// Only the index row: reading the duties' counters here would make
+	// every send and checkpoint a read/write conflict with every Record.
+	var next int64
+	if err := t.tx.QueryRow(ctx, "SELECT next_index FROM ledger_state WHERE id = 1").Scan(&next); err != nil {
+		return 0, fmt.Errorf("reserve indices: %w", err)
 	}
 	// Compare-and-swap: indices are taken once, and gap-free, even if two
 	// writers read the same next index.
-	rows, err := t.tx.Exec(ctx, "UPDATE ledger_state SET next_index = $1 WHERE id = 1 AND next_index = $2", int64(st.NextIndex+n), int64(st.NextIndex))
+	rows, err := t.tx.Exec(ctx, "UPDATE ledger_state SET next_index = $1 WHERE id = 1 AND next_index = $2", next+int64(n), next)
 	if err != nil {
 		return 0, fmt.Errorf("reserve indices: %w", err)
 	}
 	if rows != 1 {
 		return 0, fmt.Errorf("reserve indices: %w", ledger.ErrConflict)
 	}
-	return st.NextIndex, nil
+	return uint64(next), nil
 }
 
 const patientColumns = "pseudonym, consent_version, wrapped_key, erased_nanos"
@@ -360,7 +381,7 @@ func nullString(s string) any {
 func (t txn) MarkSent(ctx context.Context, from, to uint64) error {
 	// Compare-and-swap on the sent size: senders on several nodes may send
 	// the same leaves (idempotent by index), but the size moves once.
-	n, err := t.tx.Exec(ctx, "UPDATE ledger_state SET sent_size = $1 WHERE id = 1 AND sent_size = $2", int64(to), int64(from))
+	n, err := t.tx.Exec(ctx, "UPDATE ledger_sent SET size = $1 WHERE id = 1 AND size = $2", int64(to), int64(from))
 	if err != nil {
 		return fmt.Errorf("mark sent: %w", err)
 	}
@@ -391,7 +412,7 @@ func scanCheckpoint(r interface{ Scan(...any) error }) (ledger.CheckpointRow, er
 }
 
 func (t txn) LatestCheckpoint(ctx context.Context) (ledger.CheckpointRow, error) {
-	c, err := scanCheckpoint(t.tx.QueryRow(ctx, "SELECT "+checkpointColumns+" FROM checkpoints WHERE size = (SELECT checkpoint_size FROM ledger_state WHERE id = 1)"))
+	c, err := scanCheckpoint(t.tx.QueryRow(ctx, "SELECT "+checkpointColumns+" FROM checkpoints WHERE size = (SELECT size FROM ledger_checkpoint WHERE id = 1)"))
 	return c, notFound(err)
 }
 
@@ -422,7 +443,7 @@ func (t txn) AddCheckpoint(ctx context.Context, cp ledger.CheckpointRow, prevSiz
 	// forward from the one its signer checked consistency against. The
 	// first checkpoint may be of size 0 (an empty log); a second one of
 	// size 0 fails on the primary key below.
-	n, err := t.tx.Exec(ctx, "UPDATE ledger_state SET checkpoint_size = $1 WHERE id = 1 AND checkpoint_size = $2 AND ($1 > $2 OR $1 = 0)", int64(cp.Size), int64(prevSize))
+	n, err := t.tx.Exec(ctx, "UPDATE ledger_checkpoint SET size = $1 WHERE id = 1 AND size = $2 AND ($1 > $2 OR $1 = 0)", int64(cp.Size), int64(prevSize))
 	if err != nil {
 		return fmt.Errorf("add checkpoint: %w", err)
 	}

@@ -227,3 +227,64 @@ ORDER BY 1, 2, 3`
 	}
 	return strings.Join(lines, "\n")
 }
+
+// TestMigrateDutyCounters: a database at the migration before ledger/5
+// keeps its counters when ledger/5 and ledger/6 move the sent size and the
+// checkpoint size off the row of the next index, and ends with the schema
+// of a fresh database.
+func TestMigrateDutyCounters(t *testing.T) {
+	ctx := context.Background()
+	previous := slices.IndexFunc(ledgersql.Migrations, func(m sqldb.Migration) bool { return m.Name == "ledger/5" })
+	if previous < 0 {
+		t.Fatal("no migration ledger/5")
+	}
+	for _, backend := range []string{"SQLite", "PostgreSQL"} {
+		t.Run(backend, func(t *testing.T) {
+			open := func() *sqldb.DB {
+				t.Helper()
+				var db *sqldb.DB
+				var err error
+				if backend == "SQLite" {
+					db, err = sqldb.OpenSQLiteDB(ctx, filepath.Join(t.TempDir(), "vigie.db"), sqldb.Options{SQLite: sqldb.SQLiteOptions{ApplicationID: 0x56474431}})
+				} else {
+					db, err = sqldb.OpenPostgres(ctx, pgtest.NewDatabase(t), sqldb.Options{})
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { db.Close() })
+				return db
+			}
+			old := open()
+			if err := old.Migrate(ctx, ledgersql.Migrations[:previous]); err != nil {
+				t.Fatal(err)
+			}
+			err := old.ReadWrite(ctx, func(ctx context.Context, tx sqldb.Tx) error {
+				_, err := tx.Exec(ctx, "UPDATE ledger_state SET next_index = 7, sent_size = 5, checkpoint_size = 3 WHERE id = 1")
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := old.Migrate(ctx, ledgersql.Migrations); err != nil {
+				t.Fatalf("migrate: %v", err)
+			}
+			fresh := open()
+			if err := fresh.Migrate(ctx, ledgersql.Migrations); err != nil {
+				t.Fatal(err)
+			}
+			if m, f := schema(t, old), schema(t, fresh); m != f {
+				t.Errorf("schema of a migrated database:\n%s\nof a fresh one:\n%s", m, f)
+			}
+			var st ledger.State
+			err = ledgersql.New(old).Read(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
+				var err error
+				st, err = tx.State(ctx)
+				return err
+			})
+			if want := (ledger.State{NextIndex: 7, SentSize: 5, CheckpointSize: 3}); err != nil || st != want {
+				t.Errorf("State after the migration = %+v, %v, want %+v", st, err, want)
+			}
+		})
+	}
+}

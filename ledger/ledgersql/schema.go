@@ -25,6 +25,14 @@ import (
 // ledger/4 adds leases: one row per duty that one node at a time may do
 // (ledger.StoreTx.AcquireLease), with its owner, epoch and expiry in
 // microseconds since 1970 on the database's clock.
+//
+// ledger/5 moves the duties' counters off the row of the next leaf index,
+// which every recording transaction updates: the sent size to
+// ledger_sent, the latest checkpoint's size to ledger_checkpoint, one row
+// each, carried over. A sender's or checkpointer's write then no longer
+// conflicts with every Record at SERIALIZABLE, nor the two with each other.
+// ledger/6 drops the old columns, in a transaction of its own (CockroachDB
+// refuses a schema change after a write in one transaction).
 var Migrations = []sqldb.Migration{{
 	Name: "ledger/1",
 	SQLite: `
@@ -191,6 +199,42 @@ CREATE TABLE leases (
   epoch          BIGINT NOT NULL,
   expires_micros BIGINT NOT NULL
 );
+`,
+}, {
+	Name: "ledger/5",
+	SQLite: `
+CREATE TABLE ledger_sent (
+  id   INTEGER PRIMARY KEY CHECK (id = 1),
+  size INTEGER NOT NULL
+) STRICT;
+INSERT INTO ledger_sent (id, size) SELECT 1, sent_size FROM ledger_state WHERE id = 1;
+CREATE TABLE ledger_checkpoint (
+  id   INTEGER PRIMARY KEY CHECK (id = 1),
+  size INTEGER NOT NULL
+) STRICT;
+INSERT INTO ledger_checkpoint (id, size) SELECT 1, checkpoint_size FROM ledger_state WHERE id = 1;
+`,
+	PostgreSQL: `
+CREATE TABLE ledger_sent (
+  id   INT PRIMARY KEY CHECK (id = 1),
+  size BIGINT NOT NULL
+);
+INSERT INTO ledger_sent (id, size) SELECT 1, sent_size FROM ledger_state WHERE id = 1;
+CREATE TABLE ledger_checkpoint (
+  id   INT PRIMARY KEY CHECK (id = 1),
+  size BIGINT NOT NULL
+);
+INSERT INTO ledger_checkpoint (id, size) SELECT 1, checkpoint_size FROM ledger_state WHERE id = 1;
+`,
+}, {
+	Name: "ledger/6",
+	SQLite: `
+ALTER TABLE ledger_state DROP COLUMN sent_size;
+ALTER TABLE ledger_state DROP COLUMN checkpoint_size;
+`,
+	PostgreSQL: `
+ALTER TABLE ledger_state DROP COLUMN sent_size;
+ALTER TABLE ledger_state DROP COLUMN checkpoint_size;
 `,
 }}
 

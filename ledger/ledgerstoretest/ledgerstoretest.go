@@ -36,6 +36,8 @@ func Run(t *testing.T, newStore Factory) {
 		{"FailedReadWriteWritesNothing", testFailedReadWrite},
 		{"OutboxAndMarkSent", testOutbox},
 		{"Checkpoints", testCheckpoints},
+		{"DutiesDoNotConflictWithRecords", testDutiesBesideRecords},
+		{"RecordsTakeTurns", testRecordsTakeTurns},
 		{"Erase", testErase},
 		{"ErasureSchedule", testErasureSchedule},
 		{"Search", testSearch},
@@ -438,6 +440,102 @@ func testCheckpoints(t *testing.T, s ledger.Store) {
 	})
 	if st := state(t, s); st.CheckpointSize != 20 {
 		t.Errorf("checkpoint size %d, want 20", st.CheckpointSize)
+	}
+}
+
+// testDutiesBesideRecords checks that a send or a checkpoint committed
+// while a recording transaction is open does not make that transaction
+// run again (a serialization failure): the duties' counters are not on the
+// row of the next index. A store that runs one writer at a time (SQLite)
+// cannot interleave the two, and skips it.
+func testDutiesBesideRecords(t *testing.T, s ledger.Store) {
+	addEvents(t, s, hash("a"), 4, nil)
+	cp := ledger.CheckpointRow{Size: 2, Root: hash("2"), Note: []byte("note 2\n"), Range: [][]byte{hashBytes("r")}, SignedNanos: 2}
+	for _, duty := range []struct {
+		name string
+		f    func(ctx context.Context, tx ledger.StoreTx) error
+	}{
+		{"MarkSent", func(ctx context.Context, tx ledger.StoreTx) error { return tx.MarkSent(ctx, 0, 2) }},
+		{"AddCheckpoint", func(ctx context.Context, tx ledger.StoreTx) error { return tx.AddCheckpoint(ctx, cp, 0) }},
+	} {
+		t.Run(duty.name, func(t *testing.T) {
+			runs, oneWriter := 0, false
+			dutyDone := make(chan error, 1)
+			err := s.ReadWrite(ctx, func(ctx context.Context, tx ledger.StoreTx) error {
+				runs++
+				// A read first, as a Record does (its snapshot is taken).
+				if _, err := tx.Patient(ctx, hash("a")); err != nil {
+					return err
+				}
+				if runs == 1 {
+					go func() { dutyDone <- s.ReadWrite(ctx, duty.f) }()
+					select {
+					case err := <-dutyDone:
+						dutyDone <- err
+					case <-time.After(2 * time.Second):
+						oneWriter = true
+					}
+				}
+				_, err := tx.ReserveIndices(ctx, 1)
+				return err
+			})
+			if err != nil {
+				t.Fatalf("ReserveIndices: %v", err)
+			}
+			if err := <-dutyDone; err != nil {
+				t.Fatalf("%s: %v", duty.name, err)
+			}
+			if oneWriter {
+				t.Skip("the store runs one writer at a time")
+			}
+			if runs != 1 {
+				t.Errorf("the recording transaction ran %d times after a concurrent %s, want once", runs, duty.name)
+			}
+		})
+	}
+	if st := state(t, s); st != (ledger.State{NextIndex: 6, SentSize: 2, CheckpointSize: 2}) {
+		t.Errorf("state %+v, want next index 6, sent size 2, checkpoint size 2", st)
+	}
+}
+
+// testRecordsTakeTurns checks that two recording transactions open at once
+// (TakeTurn, a read, ReserveIndices) both commit without running again:
+// the second waits for the first.
+func testRecordsTakeTurns(t *testing.T, s ledger.Store) {
+	record := func(runs *int, during func()) error {
+		return s.ReadWrite(ctx, func(ctx context.Context, tx ledger.StoreTx) error {
+			*runs++
+			if err := tx.TakeTurn(ctx); err != nil {
+				return err
+			}
+			if _, err := tx.Patient(ctx, hash("a")); !errors.Is(err, ledger.ErrNotFound) {
+				return err
+			}
+			if *runs == 1 && during != nil {
+				during()
+			}
+			_, err := tx.ReserveIndices(ctx, 1)
+			return err
+		})
+	}
+	var first, second int
+	secondDone := make(chan error, 1)
+	err := record(&first, func() {
+		go func() { secondDone <- record(&second, nil) }()
+		// Time for the second to commit, if nothing makes it wait.
+		time.Sleep(300 * time.Millisecond)
+	})
+	if err != nil {
+		t.Fatalf("first: %v", err)
+	}
+	if err := <-secondDone; err != nil {
+		t.Fatalf("second: %v", err)
+	}
+	if first != 1 || second != 1 {
+		t.Errorf("the recording transactions ran %d and %d times, want once each", first, second)
+	}
+	if st := state(t, s); st.NextIndex != 2 {
+		t.Errorf("next index %d, want 2", st.NextIndex)
 	}
 }
 
