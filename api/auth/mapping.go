@@ -24,10 +24,17 @@ const (
 	// patient is the one the pair (iss, sub) was enrolled for
 	// ([Enrolments]).
 	PatientEnrolled PatientSubject = "enrolled"
+	// PatientINSClaim: the INS is in a claim of the provider that the
+	// operator trusts to have verified it (VerifierConfig.INSClaim: a
+	// hospital's own provider that checked it against the INSi
+	// teleservice); the sub is not used.
+	PatientINSClaim PatientSubject = "ins_claim"
 )
 
 // Valid reports whether p is one of the ways above.
-func (p PatientSubject) Valid() bool { return p == PatientINS || p == PatientEnrolled }
+func (p PatientSubject) Valid() bool {
+	return p == PatientINS || p == PatientEnrolled || p == PatientINSClaim
+}
 
 // ErrNotEnrolled is returned, wrapped, for a patient's token of an issuer
 // whose patients are enrolled (PatientEnrolled) when its (iss, sub) pair
@@ -60,6 +67,7 @@ type claimMapping struct {
 	rppsClaim          string
 	rppsPrefix         string
 	patients           PatientSubject
+	insClaim           string
 	enrolments         Enrolments
 }
 
@@ -88,7 +96,10 @@ func (c *VerifierConfig) validateMapping() error {
 		c.PatientSubject = PatientINS
 	}
 	if !c.PatientSubject.Valid() {
-		return fmt.Errorf("auth: VerifierConfig.PatientSubject: want %q or %q", PatientINS, PatientEnrolled)
+		return fmt.Errorf("auth: VerifierConfig.PatientSubject: want %q, %q or %q", PatientINS, PatientEnrolled, PatientINSClaim)
+	}
+	if (c.PatientSubject == PatientINSClaim) != (c.INSClaim != "") {
+		return fmt.Errorf("auth: VerifierConfig.INSClaim goes with PatientSubject %q, and only with it", PatientINSClaim)
 	}
 	return nil
 }
@@ -134,8 +145,17 @@ func (m *claimMapping) identity(ctx context.Context, sub string, extra map[strin
 		// may be opaque, or change with the provider's own accounts.
 		sub = "rpps:" + rpps.String()
 	}
-	if role == RolePatient && m.patients == PatientEnrolled {
-		return m.enrolled(ctx, sub, orgs)
+	if role == RolePatient {
+		switch m.patients {
+		case PatientEnrolled:
+			return m.enrolled(ctx, sub, orgs)
+		case PatientINSClaim:
+			var ins string
+			if raw, ok := extra[m.insClaim]; !ok || json.Unmarshal(raw, &ins) != nil {
+				return nil, fmt.Errorf("%w: claim %s (the INS) is missing or not a string", ErrSubject, m.insClaim)
+			}
+			sub = ins
+		}
 	}
 	id, err := newIdentity(role, sub, orgs, MethodBearer)
 	if err != nil {

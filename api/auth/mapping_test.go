@@ -60,6 +60,7 @@ func TestClaimMapping(t *testing.T) {
 		c.Role, c.PatientSubject = RolePatient, PatientEnrolled
 		c.Enrolments = enrolmentsMap{{"https://vigie.test", strings.Repeat("ab", 32)}: testINS}
 	}
+	insClaim := func(c *VerifierConfig) { c.Role, c.PatientSubject, c.INSClaim = RolePatient, PatientINSClaim, "ins" }
 	codes := func(c *VerifierConfig) {
 		c.RoleClaim, c.RoleValues = "SubjectRole", map[string]Role{"10^1.2.250.1.213.1.1.5.5": RoleService}
 		c.Organizations = []string{"750712184"}
@@ -84,6 +85,9 @@ func TestClaimMapping(t *testing.T) {
 		{"FranceConnect: no enrolment store", func(c *VerifierConfig) { fc(c); c.Enrolments = nil }, fcClaims, "", "", ErrNotEnrolled, "keeps no enrolments"},
 		{"FranceConnect's sub is never an INS", func(c *VerifierConfig) { c.Role = RolePatient }, fcClaims, "", "", ErrSubject, ""},
 		{"FranceConnect without a mapping: no role", nil, fcClaims, "", "", ErrRole, "no claim role"},
+		{"INS in a trusted claim", insClaim, func(f *fixture) map[string]any { return withClaims(fcClaims(f), "ins", testINS) }, "patient (bearer)", "", nil, ""},
+		{"trusted INS claim missing", insClaim, fcClaims, "", "", ErrSubject, "claim ins"},
+		{"trusted INS claim not an INS", insClaim, func(f *fixture) map[string]any { return withClaims(fcClaims(f), "ins", "DUBOIS") }, "", "", ErrSubject, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -129,6 +133,8 @@ func TestNewVerifierChecksMapping(t *testing.T) {
 		{"organisation not a FINESS", func(c *VerifierConfig) { c.Organizations = []string{"75"} }},
 		{"prefix without claim", func(c *VerifierConfig) { c.RPPSPrefix = "8" }},
 		{"unknown patient subject", func(c *VerifierConfig) { c.PatientSubject = "sub" }},
+		{"INS claim without its patient subject", func(c *VerifierConfig) { c.INSClaim = "ins" }},
+		{"patient subject without its INS claim", func(c *VerifierConfig) { c.PatientSubject = PatientINSClaim }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

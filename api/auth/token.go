@@ -58,6 +58,8 @@ type VerifierConfig struct {
 	// Default PatientINS; PatientEnrolled needs Enrolments (without it,
 	// every patient's token is refused with ErrNotEnrolled).
 	PatientSubject PatientSubject
+	// INSClaim names the claim of the INS, for PatientINSClaim.
+	INSClaim string
 	// Enrolments finds the patient of an (iss, sub) pair, for
 	// PatientEnrolled.
 	Enrolments Enrolments
@@ -153,6 +155,7 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 		rppsClaim:          cfg.RPPSClaim,
 		rppsPrefix:         cfg.RPPSPrefix,
 		patients:           cfg.PatientSubject,
+		insClaim:           cfg.INSClaim,
 		enrolments:         cfg.Enrolments,
 	}}
 	if cfg.CacheSize > 0 {
