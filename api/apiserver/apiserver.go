@@ -80,6 +80,11 @@ type Config struct {
 	// ClientID is the portal's client at Issuer: enables the portal's
 	// sign-in. Needs Issuer, PublicURL and HTTPAddr.
 	ClientID string
+	// Issuers are the OpenID Connect issuers whose tokens are accepted
+	// when there are several (professionals, patients), each with its
+	// audience and the mapping of its claims; exclusive with Issuer. The
+	// portal signs in at the one with a ClientID (at most one).
+	Issuers []IssuerConfig
 	// ClientSecretFile holds the client secret of ClientID (owner-only);
 	// empty for a public client, with PKCE.
 	ClientSecretFile string
@@ -130,6 +135,10 @@ type Node struct {
 	// key, the portal's cookie key and the embedded issuer's key are
 	// kept there, created at first use.
 	KeysDir string
+	// Enrolments finds the patients of issuers whose patients are
+	// enrolled (IssuerConfig.PatientSubject); nil refuses their patients'
+	// tokens (auth.ErrNotEnrolled).
+	Enrolments auth.Enrolments
 	// Ready reports whether the node can serve (/readyz).
 	Ready func(context.Context) error
 	// Collectors are registered on /metrics beside the ledger's.
@@ -173,6 +182,8 @@ func (c *Config) Validate() error {
 		return needs("ClientCAFile", "CertFile")
 	case c.ServicesFile != "" && c.ClientCAFile == "":
 		return needs("ServicesFile", "ClientCAFile")
+	case len(c.Issuers) > 0 && (c.Issuer != "" || c.JWKSURL != "" || c.ClientID != ""):
+		return bad("Issuers", "exclusive with Issuer, JWKSURL and ClientID (the portal's client is an issuer's ClientID)")
 	case c.JWKSURL != "" && c.Issuer == "":
 		return needs("JWKSURL", "Issuer")
 	case c.Issuer != "" && !auth.SecureURL(c.Issuer):
@@ -187,7 +198,7 @@ func (c *Config) Validate() error {
 		return needs("ClientID", "PublicURL")
 	case c.ClientID != "" && c.HTTPAddr == "":
 		return needs("ClientID", "HTTPAddr")
-	case c.ClientSecretFile != "" && c.ClientID == "":
+	case c.ClientSecretFile != "" && c.portalClientID() == "":
 		return needs("ClientSecretFile", "ClientID")
 	case c.Pprof && c.AdminAddr == "":
 		return needs("Pprof", "AdminAddr")
@@ -195,6 +206,9 @@ func (c *Config) Validate() error {
 		return bad("ErasureDelay", "must not be negative")
 	case c.AlertsWindow < 0 || c.AlertsCache < 0:
 		return bad("AlertsWindow", "must not be negative")
+	}
+	if err := c.validateIssuers(); err != nil {
+		return err
 	}
 	for _, p := range c.TrustedProxies {
 		if p.Bits() == 0 {
@@ -271,7 +285,7 @@ func Start(ctx context.Context, cfg Config, n Node) (_ *API, err error) {
 			a.Stop(context.Background())
 		}
 	}()
-	authn, err := authenticator(ctx, cfg, n.KeysDir)
+	authn, err := authenticator(ctx, cfg, n.KeysDir, n.Enrolments)
 	if err != nil {
 		return nil, err
 	}

@@ -23,12 +23,22 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/vigie-sante/vigie/api/auth"
 	"github.com/vigie-sante/vigie/consent"
 	"github.com/vigie-sante/vigie/consent/consentsql"
 	"github.com/vigie-sante/vigie/consent/ladonpolicy"
 	"github.com/vigie-sante/vigie/consent/nationalrules"
 	"github.com/vigie-sante/vigie/ledger/ledgertest"
 )
+
+// twoIssuers are Pro Santé Connect's and FranceConnect's mappings
+// (docs/identity.md).
+func twoIssuers() []IssuerConfig {
+	return []IssuerConfig{
+		{Issuer: "https://psc.example", Audience: "vigie-psc", Role: auth.RoleDPO, Organizations: []string{"750712184"}, RPPSClaim: "SubjectNameID", RPPSPrefix: "8"},
+		{Issuer: "https://fc.example", Audience: "vigie-fc", Role: auth.RolePatient, PatientSubject: auth.PatientEnrolled},
+	}
+}
 
 // TestValidate: without TLS, the service listens on loopback only (the
 // HTTP API beyond it behind trusted proxies); profiles on loopback only;
@@ -82,6 +92,27 @@ func TestValidate(t *testing.T) {
 		{"admin not host:port", func(c *Config) { c.AdminAddr = "9090" }, "AdminAddr"},
 		{"negative erasure delay", func(c *Config) { c.ErasureDelay = -1 }, "ErasureDelay"},
 		{"negative alerts cache", func(c *Config) { c.AlertsCache = -1 }, "AlertsWindow"},
+		{"two issuers", func(c *Config) { c.Issuers = twoIssuers() }, ""},
+		{"issuers and issuer", func(c *Config) { c.Issuers, c.Issuer = twoIssuers(), "https://idp.example" }, "Issuers"},
+		{"issuers and JWKS", func(c *Config) { c.Issuers, c.JWKSURL = twoIssuers(), "https://idp.example/jwks" }, "Issuers"},
+		{"an issuer without audience", func(c *Config) { c.Issuers = twoIssuers(); c.Issuers[1].Audience = "" }, "Issuers"},
+		{"an issuer over http", func(c *Config) { c.Issuers = twoIssuers(); c.Issuers[1].Issuer = "http://fc.example" }, "Issuers"},
+		{"an issuer twice", func(c *Config) { c.Issuers = twoIssuers(); c.Issuers[1].Issuer = c.Issuers[0].Issuer }, "Issuers"},
+		{"an issuer with an unknown role", func(c *Config) { c.Issuers = twoIssuers(); c.Issuers[1].Role = "doctor" }, "Issuers"},
+		{"an issuer's organisation not a FINESS", func(c *Config) { c.Issuers = twoIssuers(); c.Issuers[0].Organizations = []string{"1"} }, "Issuers"},
+		{"portal at one issuer", func(c *Config) {
+			c.Issuers, c.PublicURL = twoIssuers(), "https://vigie.example"
+			c.Issuers[1].ClientID = "vigie"
+		}, ""},
+		{"portal at two issuers", func(c *Config) {
+			c.Issuers, c.PublicURL = twoIssuers(), "https://vigie.example"
+			c.Issuers[0].ClientID, c.Issuers[1].ClientID = "a", "b"
+		}, "Issuers"},
+		{"an issuer's client ID without public URL", func(c *Config) { c.Issuers = twoIssuers(); c.Issuers[1].ClientID = "vigie" }, "Issuers"},
+		{"secret with an issuer's client ID", func(c *Config) {
+			c.Issuers, c.PublicURL, c.ClientSecretFile = twoIssuers(), "https://vigie.example", "secret"
+			c.Issuers[1].ClientID = "vigie"
+		}, ""},
 	} {
 		c := base()
 		tc.change(&c)
@@ -114,6 +145,11 @@ func TestPortalOIDC(t *testing.T) {
 	}
 	if c.RedirectURL != "https://vigie.example/portal/oidc/callback" || c.ClientSecret != "" || len(c.CookieKey) != 32 {
 		t.Errorf("portalOIDC = %+v", c)
+	}
+	several := Config{Issuers: twoIssuers(), PublicURL: "https://vigie.example/"}
+	several.Issuers[1].ClientID = "vigie-fc"
+	if c, err := portalOIDC(several, keys); err != nil || c.Issuer != "https://fc.example" || c.ClientID != "vigie-fc" {
+		t.Errorf("portalOIDC with several issuers = %+v, %v; want the one with a client ID", c, err)
 	}
 	if _, err := os.Stat(filepath.Join(keys, "portal-oidc-cookie.key")); err != nil {
 		t.Errorf("the cookie key has no file of its own: %v", err)

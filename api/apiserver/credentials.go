@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/vigie-sante/vigie/api/auth"
 	"github.com/vigie-sante/vigie/api/gateway/portal"
@@ -77,36 +76,25 @@ func issuerKey(path string) (ed25519.PrivateKey, error) {
 }
 
 // authenticator returns the calls' authenticator: bearer tokens of
-// cfg.Issuer, or of the embedded issuer; client certificates of the
-// services of cfg.ServicesFile.
-func authenticator(ctx context.Context, cfg Config, keysDir string) (*auth.Authenticator, error) {
-	vc := auth.VerifierConfig{Audience: cfg.Audience}
-	if cfg.Issuer != "" {
-		url := cfg.JWKSURL
-		if url == "" {
-			dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-			defer cancel()
-			d, err := auth.Discover(dctx, nil, cfg.Issuer)
-			if err != nil {
-				return nil, &FieldError{Field: "Issuer", Err: err}
-			}
-			url = d.JWKSURI
-		}
-		keys, err := auth.NewRemoteKeys(auth.RemoteKeysConfig{URL: url})
-		if err != nil {
+// cfg.Issuer or cfg.Issuers, or of the embedded issuer; client
+// certificates of the services of cfg.ServicesFile.
+func authenticator(ctx context.Context, cfg Config, keysDir string, enrolments auth.Enrolments) (*auth.Authenticator, error) {
+	var vs []*auth.Verifier
+	if cfg.Issuer != "" || len(cfg.Issuers) > 0 {
+		var err error
+		if vs, err = verifiers(ctx, cfg, enrolments); err != nil {
 			return nil, err
 		}
-		vc.Issuer, vc.Keys = cfg.Issuer, keys
 	} else {
 		iss, err := EmbeddedIssuer(keysDir)
 		if err != nil {
 			return nil, err
 		}
-		vc.Issuer, vc.Audience, vc.Keys = iss.Issuer(), iss.Audience(), iss.Keys()
-	}
-	v, err := auth.NewVerifier(vc)
-	if err != nil {
-		return nil, err
+		v, err := auth.NewVerifier(auth.VerifierConfig{Issuer: iss.Issuer(), Audience: iss.Audience(), Keys: iss.Keys()})
+		if err != nil {
+			return nil, err
+		}
+		vs = []*auth.Verifier{v}
 	}
 	var services []auth.ServiceCert
 	if cfg.ServicesFile != "" {
@@ -126,7 +114,7 @@ func authenticator(ctx context.Context, cfg Config, keysDir string) (*auth.Authe
 			services = append(services, auth.ServiceCert{Name: s.Name, Service: s.Service, Organizations: s.Organizations})
 		}
 	}
-	a, err := auth.NewAuthenticator(auth.AuthenticatorConfig{Verifier: v, Services: services})
+	a, err := auth.NewAuthenticator(auth.AuthenticatorConfig{Verifiers: vs, Services: services})
 	if err != nil {
 		return nil, &FieldError{Field: "ServicesFile", Err: err}
 	}
@@ -159,7 +147,8 @@ func serverTLS(certFile, keyFile, clientCA string) (*tls.Config, error) {
 // portalOIDC returns the portal's OpenID Connect sign-in configuration,
 // or nil without cfg.ClientID.
 func portalOIDC(cfg Config, keysDir string) (*portal.OIDCConfig, error) {
-	if cfg.ClientID == "" {
+	issuer, clientID := cfg.portalIssuer()
+	if clientID == "" {
 		return nil, nil
 	}
 	// A key of its own: the page-token key authenticates something else.
@@ -168,8 +157,8 @@ func portalOIDC(cfg Config, keysDir string) (*portal.OIDCConfig, error) {
 		return nil, err
 	}
 	c := &portal.OIDCConfig{
-		Issuer:      cfg.Issuer,
-		ClientID:    cfg.ClientID,
+		Issuer:      issuer,
+		ClientID:    clientID,
 		RedirectURL: strings.TrimSuffix(cfg.PublicURL, "/") + portal.Prefix + "oidc/callback",
 		CookieKey:   key,
 	}

@@ -21,7 +21,14 @@
 // Tokens carry the claims iss, aud, sub, exp (required), nbf and iat
 // (checked when present), role (required) and orgs (the FINESS numbers of
 // a service or a DPO). A patient's sub is their INS. docs/api.md describes
-// them for integrators.
+// them for integrators. Identity providers as they are (Pro Santé
+// Connect, FranceConnect) emit other claims: each issuer has its own
+// mapping ([VerifierConfig]: a fixed role or a claim and its codes, fixed
+// organisations, the RPPS from a claim), several issuers are trusted at
+// once ([AuthenticatorConfig.Verifiers]), and a patient whose provider
+// gives no INS is found through an enrolment of their (iss, sub) pair
+// ([Enrolments]), never by taking the sub as an INS. docs/identity.md
+// describes the shapes assumed.
 //
 // The package knows nothing of gRPC or HTTP: package api/server takes the
 // credentials from a call and puts the Identity in its context
@@ -141,7 +148,8 @@ type Identity struct {
 	role    Role
 	subject string // the principal's name; empty for a patient
 	patient PatientID
-	orgs    []string // sorted, distinct
+	orgs    []string   // sorted, distinct
+	rpps    ident.RPPS // a professional's, when the issuer gives it
 	method  Method
 	key     string // see Key
 }
@@ -188,6 +196,10 @@ func newIdentity(role Role, subject string, orgs []string, method Method) (*Iden
 
 // Role returns the caller's role.
 func (id *Identity) Role() Role { return id.role }
+
+// RPPS returns the professional's RPPS number, when the token's issuer
+// gives it (VerifierConfig.RPPSClaim); the zero RPPS otherwise.
+func (id *Identity) RPPS() ident.RPPS { return id.rpps }
 
 // Method returns how the caller authenticated.
 func (id *Identity) Method() Method { return id.method }

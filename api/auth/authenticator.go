@@ -25,8 +25,14 @@ type ServiceCert struct {
 
 // AuthenticatorConfig configures an Authenticator.
 type AuthenticatorConfig struct {
-	// Verifier verifies bearer tokens. Nil: bearer tokens are refused.
+	// Verifier verifies bearer tokens. Nil: bearer tokens are refused
+	// (unless Verifiers).
 	Verifier *Verifier
+	// Verifiers verify the tokens of several issuers (professionals,
+	// patients), each with its audience, keys and claims: a token goes to
+	// the one of its iss. Issuers must differ. With Verifier, that one is
+	// one more.
+	Verifiers []*Verifier
 	// Services are the services allowed to authenticate with a client
 	// certificate. The certificate itself is verified by the TLS stack
 	// (tls.Config.ClientCAs, with ClientAuth VerifyClientCertIfGiven or
@@ -37,13 +43,22 @@ type AuthenticatorConfig struct {
 // Authenticator authenticates calls from their credentials. Safe for
 // concurrent use.
 type Authenticator struct {
-	verifier *Verifier
-	services map[string]*Identity // by certificate name
+	verifiers map[string]*Verifier // by issuer
+	services  map[string]*Identity // by certificate name
 }
 
 // NewAuthenticator returns an Authenticator.
 func NewAuthenticator(cfg AuthenticatorConfig) (*Authenticator, error) {
-	a := &Authenticator{verifier: cfg.Verifier, services: map[string]*Identity{}}
+	a := &Authenticator{verifiers: map[string]*Verifier{}, services: map[string]*Identity{}}
+	for _, v := range append(cfg.Verifiers, cfg.Verifier) {
+		if v == nil {
+			continue
+		}
+		if _, dup := a.verifiers[v.Issuer()]; dup {
+			return nil, fmt.Errorf("auth: issuer %q is listed twice", v.Issuer())
+		}
+		a.verifiers[v.Issuer()] = v
+	}
 	for _, s := range cfg.Services {
 		if s.Name == "" {
 			return nil, errors.New("auth: a ServiceCert has no Name")
@@ -76,10 +91,25 @@ func (a *Authenticator) Authenticate(ctx context.Context, authorization string, 
 		if err != nil {
 			return nil, err
 		}
-		if a.verifier == nil {
+		if len(a.verifiers) == 0 {
 			return nil, fmt.Errorf("%w: bearer tokens are not accepted here", ErrMalformed)
 		}
-		return a.verifier.Verify(ctx, token)
+		// The iss read before verification only picks the verifier,
+		// which checks it again with the signature.
+		iss := peekIssuer(token)
+		v, ok := a.verifiers[iss]
+		if len(a.verifiers) == 1 {
+			for _, v = range a.verifiers {
+				ok = true
+			}
+		}
+		if !ok && iss == "" {
+			return nil, fmt.Errorf("%w: not a signed JWT with an iss", ErrMalformed)
+		}
+		if !ok {
+			return nil, fmt.Errorf("%w: the token's issuer is not one this service trusts", ErrIssuer)
+		}
+		return v.Verify(ctx, token)
 	}
 	if state != nil && len(state.VerifiedChains) > 0 && len(state.PeerCertificates) > 0 {
 		if id, ok := a.services[CertName(state.PeerCertificates[0])]; ok {

@@ -33,3 +33,19 @@ func PeekClaims(token string) (Role, []string) {
 	}
 	return role, orgs
 }
+
+// peekIssuer returns the iss of a token WITHOUT verifying it, to choose
+// the Verifier that will; "" if there is none.
+func peekIssuer(token string) string {
+	jws, err := jose.ParseSignedCompact(token, DefaultAlgorithms)
+	if err != nil || len(jws.Signatures) != 1 {
+		return ""
+	}
+	var claims struct {
+		Issuer string `json:"iss"`
+	}
+	if json.Unmarshal(jws.UnsafePayloadWithoutVerification(), &claims) != nil {
+		return ""
+	}
+	return claims.Issuer
+}

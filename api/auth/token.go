@@ -31,10 +31,38 @@ type VerifierConfig struct {
 	// Algorithms are the signature algorithms accepted. Default
 	// DefaultAlgorithms; HS256, HS384, HS512 and "none" are refused.
 	Algorithms []jose.SignatureAlgorithm
+	// Role is the role of every token of Issuer (a provider of patients
+	// only: "patient"), for a provider that emits no role claim. Exclusive
+	// with RoleClaim and RoleValues.
+	Role Role
 	// RoleClaim and OrganizationsClaim name the claims of the role (a
-	// string) and of the organisations (an array of FINESS numbers).
-	// Default "role" and "orgs".
+	// string; with RoleValues, also an array of strings) and of the
+	// organisations (an array of FINESS numbers). Default "role" and
+	// "orgs".
 	RoleClaim, OrganizationsClaim string
+	// RoleValues maps values of RoleClaim to roles, for a provider whose
+	// claim holds its own codes; the values of the claim must then map to
+	// exactly one role (values not listed are ignored). Empty: the claim's
+	// value is a role's name.
+	RoleValues map[string]Role
+	// Organizations are the FINESS numbers of every service or DPO of
+	// Issuer (a hospital's own provider), instead of OrganizationsClaim.
+	Organizations []string
+	// RPPSClaim names the claim of a professional's national identifier:
+	// RPPSPrefix then eleven digits (Pro Santé Connect's SubjectNameID is
+	// "8" and the RPPS). With it, tokens of other roles than patient must
+	// carry it, and the identity's subject is "rpps:" and the RPPS.
+	// Empty: none.
+	RPPSClaim, RPPSPrefix string
+	// PatientSubject says how a patient's token names the patient.
+	// Default PatientINS; PatientEnrolled needs Enrolments (without it,
+	// every patient's token is refused with ErrNotEnrolled).
+	PatientSubject PatientSubject
+	// INSClaim names the claim of the INS, for PatientINSClaim.
+	INSClaim string
+	// Enrolments finds the patient of an (iss, sub) pair, for
+	// PatientEnrolled.
+	Enrolments Enrolments
 	// Leeway is the clock skew tolerated on exp, nbf and iat. Default 30s.
 	Leeway time.Duration
 	// MaxTokenSize is the longest token accepted, in bytes. Default 8192.
@@ -70,6 +98,9 @@ func (c *VerifierConfig) validate() error {
 			return fmt.Errorf("auth: algorithm %q is not accepted", a)
 		}
 	}
+	if err := c.validateMapping(); err != nil {
+		return err
+	}
 	if c.RoleClaim == "" {
 		c.RoleClaim = defaultRoleClaim
 	}
@@ -104,8 +135,9 @@ const (
 // Verifier verifies bearer tokens and returns the identities they carry.
 // It is safe for concurrent use.
 type Verifier struct {
-	cfg   VerifierConfig
-	cache *tokenCache
+	cfg     VerifierConfig
+	mapping claimMapping
+	cache   *tokenCache
 }
 
 // NewVerifier returns a Verifier.
@@ -113,7 +145,19 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	v := &Verifier{cfg: cfg}
+	v := &Verifier{cfg: cfg, mapping: claimMapping{
+		issuer:             cfg.Issuer,
+		role:               cfg.Role,
+		roleClaim:          cfg.RoleClaim,
+		roleValues:         cfg.RoleValues,
+		orgs:               cfg.Organizations,
+		organizationsClaim: cfg.OrganizationsClaim,
+		rppsClaim:          cfg.RPPSClaim,
+		rppsPrefix:         cfg.RPPSPrefix,
+		patients:           cfg.PatientSubject,
+		insClaim:           cfg.INSClaim,
+		enrolments:         cfg.Enrolments,
+	}}
 	if cfg.CacheSize > 0 {
 		v.cache = newTokenCache(cfg.CacheSize)
 	}
@@ -221,19 +265,12 @@ func (v *Verifier) verify(ctx context.Context, token string, now time.Time) (_ *
 		nbf = std.NotBefore.Time()
 	}
 
-	var role Role
-	if raw, ok := extra[v.cfg.RoleClaim]; !ok || json.Unmarshal(raw, &role) != nil {
-		return nil, exp, nbf, ErrRole
-	}
-	var orgs []string
-	if raw, ok := extra[v.cfg.OrganizationsClaim]; ok && role.BoundToOrganizations() {
-		if err := json.Unmarshal(raw, &orgs); err != nil {
-			return nil, exp, nbf, fmt.Errorf("%w: want an array of strings", ErrOrganizations)
-		}
-	}
-	id, err := newIdentity(role, std.Subject, orgs, MethodBearer)
+	id, err := v.mapping.identity(ctx, std.Subject, extra)
 	return id, exp, nbf, err
 }
+
+// Issuer returns the issuer whose tokens v accepts.
+func (v *Verifier) Issuer() string { return v.cfg.Issuer }
 
 // cacheEntry is a verified token.
 type cacheEntry struct {

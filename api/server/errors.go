@@ -274,7 +274,7 @@ func authError(err error) error {
 	for _, e := range []error{
 		auth.ErrMalformed, auth.ErrAlgorithm, auth.ErrUnknownKey, auth.ErrSignature,
 		auth.ErrExpired, auth.ErrNotYetValid, auth.ErrIssuer, auth.ErrAudience,
-		auth.ErrRole, auth.ErrSubject, auth.ErrOrganizations,
+		auth.ErrRole, auth.ErrSubject, auth.ErrOrganizations, auth.ErrNotEnrolled,
 	} {
 		if errors.Is(err, e) {
 			return e

@@ -31,6 +31,7 @@ func TestStatus(t *testing.T) {
 		{"no credentials", auth.ErrNoCredentials, codes.Unauthenticated, "authentication required", false},
 		{"expired token", fmt.Errorf("x: %w", auth.ErrExpired), codes.Unauthenticated, "token expired", false},
 		{"wrong audience", auth.ErrAudience, codes.Unauthenticated, "wrong audience", false},
+		{"patient not enrolled", fmt.Errorf("%w: no enrolment of this sign-in", auth.ErrNotEnrolled), codes.Unauthenticated, "invalid credentials: patient not enrolled", false},
 		{"issuer keys unavailable", fmt.Errorf("%w: fetch: boom", auth.ErrKeys), codes.Unavailable, "cannot be verified", true},
 		{"field", &FieldError{Field: "actor.rpps", Problem: "must be 11 digits"}, codes.InvalidArgument, "invalid actor.rpps: must be 11 digits", false},
 		{"wrapped field", fmt.Errorf("check: %w", InvalidField("purpose_of_use", "required")), codes.InvalidArgument, "invalid purpose_of_use: required", false},

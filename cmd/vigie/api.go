@@ -28,6 +28,8 @@ type apiConfig struct {
 	oidcIssuer, oidcAudience   string
 	oidcJWKS                   string
 	oidcClientID, oidcSecret   string // the portal's sign-in
+	issuersFile                string
+	issuers                    []apiserver.IssuerConfig // read from issuersFile by validate
 	publicURL                  string
 	erasureDelay               time.Duration
 	drainTimeout               time.Duration
@@ -50,6 +52,7 @@ func (c *apiConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.oidcAudience, "oidc-audience", apiserver.EmbeddedAudience, "audience tokens must carry")
 	fs.StringVar(&c.oidcJWKS, "oidc-jwks-url", "", "JWKS URL of --oidc-issuer, if it does not publish a discovery document")
 	fs.StringVar(&c.oidcClientID, "oidc-client-id", "", "the portal's client ID at --oidc-issuer: enables sign-in with the provider in the portal (needs --public-url)")
+	fs.StringVar(&c.issuersFile, "issuers", "", "JSON file of the OpenID Connect issuers whose tokens are accepted when there are several (professionals, patients), each with its audience and the mapping of its claims (docs/identity.md); exclusive with --oidc-issuer")
 	fs.StringVar(&c.oidcSecret, "oidc-client-secret-file", "", "file holding the client secret of --oidc-client-id (a confidential client); none: a public client, with PKCE")
 	fs.StringVar(&c.publicURL, "public-url", "", "the portal's external base URL (https://host[:port]), for the provider's redirect_uri <public-url>/portal/oidc/callback; http only on loopback")
 	fs.DurationVar(&c.erasureDelay, "erasure-delay", 0, "delay between an erasure request and the erasure (0: at once)")
@@ -132,8 +135,21 @@ func (c *apiConfig) validate() error {
 	case c.drainTimeout <= 0:
 		return errors.New("--drain-timeout must be positive")
 	}
+	if err := c.readIssuers(); err != nil {
+		return err
+	}
 	cfg := c.config(nil)
 	return c.flagError(cfg.Validate())
+}
+
+// readIssuers reads --issuers, once.
+func (c *apiConfig) readIssuers() error {
+	if c.issuersFile == "" || c.issuers != nil {
+		return nil
+	}
+	var err error
+	c.issuers, err = readIssuers(c.issuersFile)
+	return err
 }
 
 // config maps the flags onto the service's configuration.
@@ -151,6 +167,7 @@ func (c *apiConfig) config(logger *slog.Logger) apiserver.Config {
 		Audience:         c.oidcAudience,
 		JWKSURL:          c.oidcJWKS,
 		ClientID:         c.oidcClientID,
+		Issuers:          c.issuers,
 		ClientSecretFile: c.oidcSecret,
 		PublicURL:        c.publicURL,
 		TrustedProxies:   c.trustedProxies,
@@ -180,6 +197,7 @@ var configFlags = map[string]string{
 	"Audience":         "--oidc-audience",
 	"JWKSURL":          "--oidc-jwks-url",
 	"ClientID":         "--oidc-client-id",
+	"Issuers":          "--issuers",
 	"ClientSecretFile": "--oidc-client-secret-file",
 	"PublicURL":        "--public-url",
 	"TrustedProxies":   "--trusted-proxies",
@@ -230,6 +248,9 @@ func (c *apiConfig) flagError(err error) error {
 
 // startAPI starts the service's APIs on the node, as the flags say.
 func startAPI(ctx context.Context, c apiConfig, n *node.Node, logger *slog.Logger) (*apiserver.API, error) {
+	if err := c.readIssuers(); err != nil {
+		return nil, err
+	}
 	a, err := apiserver.Start(ctx, c.config(logger), apiNode(n))
 	return a, c.flagError(err)
 }

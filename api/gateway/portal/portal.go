@@ -98,7 +98,7 @@ type portal struct {
 // New returns the portal's handler, to be mounted at [Prefix]. It serves
 // the pages and static files under Prefix, the catalogue of texts
 // (Prefix+"i18n.js"), the texts of decisions (Prefix+"texts.json"), the ways of signing in (Prefix+"api/config":
-// {"oidc": bool}) and, with Config.OIDC, the OpenID Connect sign-in
+// {"oidc": bool}), who a token is (Prefix+"api/identity") and, with Config.OIDC, the OpenID Connect sign-in
 // (Prefix+"oidc/login" and Prefix+"oidc/callback"). Everything the pages
 // show about the ledger comes from the API, with the user's token.
 func New(cfg Config) (http.Handler, error) {
@@ -140,6 +140,7 @@ func New(cfg Config) (http.Handler, error) {
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+Prefix+"api/config", p.clientConfig)
+	mux.HandleFunc("GET "+Prefix+"api/identity", p.identity)
 	if p.oidc != nil {
 		mux.HandleFunc("GET "+oidcPath+"login", p.oidcLogin)
 		mux.HandleFunc("GET "+oidcPath+"callback", p.oidcCallback)
@@ -219,6 +220,26 @@ func (p *portal) static(w http.ResponseWriter, r *http.Request) {
 
 // writeJSON writes v, not to be cached (the portal's API answers are a
 // user's).
+// identity tells the page who the bearer of the Authorization header is,
+// as the API sees it: {"role", "organizations"}. Pages are chosen by the
+// server's mapping of the provider's claims (a provider such as Pro Santé
+// Connect or FranceConnect emits no role claim), never by claims the page
+// reads itself. A refusal says what is missing (auth's errors never quote
+// a token).
+func (p *portal) identity(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	id, err := p.cfg.Authenticate(r.Context(), r.Header.Get("Authorization"))
+	if err != nil {
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"message": "invalid credentials: " + err.Error()})
+		return
+	}
+	orgs := id.Organizations()
+	if orgs == nil {
+		orgs = []string{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"role": id.Role(), "organizations": orgs})
+}
+
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")

@@ -220,3 +220,36 @@ func TestFormsNeverSubmit(t *testing.T) {
 		t.Errorf("found %d forms in %d pages: wrong directory?", forms, len(pages))
 	}
 }
+
+// TestIdentity: api/identity says who a token is as the API sees it
+// (role and organisations), and refuses a bad token without quoting it.
+func TestIdentity(t *testing.T) {
+	h, iss := newTestPortal(t)
+	dpo, err := iss.Mint(auth.TokenRequest{Role: auth.RoleDPO, Subject: "alice", Organizations: []string{"750712184"}, TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, authorization string
+		code                int
+		body                string
+	}{
+		{"a DPO", "Bearer " + dpo, http.StatusOK, `{"organizations":["750712184"],"role":"dpo"}`},
+		{"no token", "", http.StatusUnauthorized, `"invalid credentials: no credentials"`},
+		{"a broken token", "Bearer " + dpo[:len(dpo)-4] + "AAAA", http.StatusUnauthorized, `invalid signature`},
+	} {
+		r := httptest.NewRequest(http.MethodGet, Prefix+"api/identity", nil)
+		if tc.authorization != "" {
+			r.Header.Set("Authorization", tc.authorization)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		body := w.Body.String()
+		if w.Code != tc.code || !strings.Contains(body, tc.body) || w.Header().Get("Cache-Control") != "no-store" {
+			t.Errorf("%s: %d %s, want %d with %s", tc.name, w.Code, body, tc.code, tc.body)
+		}
+		if strings.Contains(body, dpo[len(dpo)-20:]) {
+			t.Errorf("%s: the answer quotes the token", tc.name)
+		}
+	}
+}

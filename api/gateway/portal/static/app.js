@@ -4,7 +4,7 @@
 'use strict';
 
 const Vigie = (() => {
-  const TOKEN = 'vigie.token', MESSAGE = 'vigie.signinMessage', LANG = 'vigie.lang';
+  const TOKEN = 'vigie.token', WHO = 'vigie.identity', MESSAGE = 'vigie.signinMessage', LANG = 'vigie.lang';
   const PINNED = 'vigie.pinnedKeys', LAST_CP = 'vigie.lastCheckpoint';
   let lang = localStorage.getItem(LANG) === 'en' ? 'en' : 'fr';
 
@@ -33,26 +33,40 @@ const Vigie = (() => {
     document.dispatchEvent(new CustomEvent('vigie:lang'));
   }
 
-  // claims decodes a JWT's payload, unverified: only to choose pages and
-  // tell an expired token early. The server verifies every call.
+  // claims decodes a JWT's payload, unverified: only to tell an expired
+  // token early. The server verifies every call.
   function claims(token) {
     try {
       const part = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
       const json = new TextDecoder().decode(Uint8Array.from(atob(part), c => c.charCodeAt(0)));
       const c = JSON.parse(json);
-      return typeof c === 'object' && c && typeof c.role === 'string' ? c : null;
+      return typeof c === 'object' && c ? c : null;
     } catch (e) { return null; }
   }
+  // session is the token and who the server said it is (api/identity:
+  // role and organisations, mapped from the provider's claims), kept
+  // together at the sign-in.
   function session() {
     const token = sessionStorage.getItem(TOKEN);
     const c = token && claims(token);
-    return c ? { token, claims: c, role: c.role } : null;
+    let who = null;
+    try { who = JSON.parse(sessionStorage.getItem(WHO) || 'null'); } catch (e) { who = null; }
+    if (!c) return null;
+    // A token put here by other means than the sign-in: its own claims
+    // choose the pages; the server still verifies every call.
+    if (!who || typeof who.role !== 'string') who = { role: c.role, organizations: c.orgs };
+    if (typeof who.role !== 'string') return null;
+    return { token, claims: c, role: who.role, orgs: Array.isArray(who.organizations) ? who.organizations : [] };
   }
-  function startSession(token) { sessionStorage.setItem(TOKEN, token); }
+  function startSession(token, who) {
+    sessionStorage.setItem(TOKEN, token);
+    sessionStorage.setItem(WHO, JSON.stringify({ role: who.role, organizations: who.organizations }));
+  }
   // signOut forgets the token and goes to the sign-in page, which shows
   // message (a key of I18N, or {key, detail}).
   function signOut(message) {
     sessionStorage.removeItem(TOKEN);
+    sessionStorage.removeItem(WHO);
     if (message) sessionStorage.setItem(MESSAGE, JSON.stringify(message));
     location.replace('index.html');
   }

@@ -10,7 +10,7 @@ document.addEventListener('DOMContentLoaded', async () => {
   const { t, el, svg } = Vigie;
   const SEEN = 'vigie.audit.checkpoints';
   const readsEvents = s.role === 'dpo' || s.role === 'regulator';
-  const orgs = Array.isArray(s.claims.orgs) ? s.claims.orgs : [];
+  const orgs = s.orgs;
   for (const id of ['alerts', 'queue', 'search']) document.getElementById(id).hidden = !readsEvents;
   let keys = null, checkpoint = null; // keys and the latest signed checkpoint, verified
 

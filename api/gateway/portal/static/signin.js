@@ -10,15 +10,14 @@
 document.addEventListener('DOMContentLoaded', async () => {
   const { t } = Vigie;
   const TAB = 'vigie.oidc.tab';
-  // serverCheck asks the server to check the token (signature, issuer,
-  // audience, expiry) on a route its role may call; '' when accepted,
-  // else what the server said.
-  async function serverCheck(token, c) {
-    const path = c.role === 'patient' ? '/v1/me/consent' : '/v1/log/key';
-    const r = await fetch(path, { headers: { Authorization: 'Bearer ' + token, Accept: 'application/json' }, cache: 'no-store', credentials: 'omit' });
-    if (r.ok) return '';
-    let detail = ''; try { detail = (await r.json()).message; } catch (e) { /* not JSON */ }
-    return detail || ('HTTP ' + r.status);
+  // whoIs asks the server who the token is (signature, issuer, audience,
+  // expiry, and the mapping of its issuer's claims): { who } when
+  // accepted, else { refused: what the server said }.
+  async function whoIs(token) {
+    const r = await fetch('api/identity', { headers: { Authorization: 'Bearer ' + token, Accept: 'application/json' }, cache: 'no-store', credentials: 'omit' });
+    let body = null; try { body = await r.json(); } catch (e) { /* not JSON */ }
+    if (r.ok && body && typeof body.role === 'string') return { who: body };
+    return { refused: (body && body.message) || ('HTTP ' + r.status) };
   }
   const form = document.getElementById('signin-form');
   const input = document.getElementById('token');
@@ -42,14 +41,14 @@ document.addEventListener('DOMContentLoaded', async () => {
     if (!started || oidcTab !== started) {
       msg = { key: 'signin.oidc.err.foreign' };
       box.dataset.oidcError = 'foreign';
-    } else if (c && !Vigie.expired(c) && ROLES.includes(c.role)) {
-      const refused = await serverCheck(oidcToken, c);
-      if (!refused) {
-        Vigie.startSession(oidcToken);
-        location.replace(Vigie.homeOf(c.role));
+    } else if (c && !Vigie.expired(c)) {
+      const { who, refused } = await whoIs(oidcToken);
+      if (who && ROLES.includes(who.role)) {
+        Vigie.startSession(oidcToken, who);
+        location.replace(Vigie.homeOf(who.role));
         return;
       }
-      msg = { key: 'signin.oidc.err.token', detail: refused };
+      msg = { key: 'signin.oidc.err.token', detail: refused || t('signin.err.role', { role: who.role }) };
     } else {
       msg = { key: 'signin.oidc.err.token' };
     }
@@ -94,18 +93,20 @@ document.addEventListener('DOMContentLoaded', async () => {
     if (!token) problem = t('signin.err.required');
     else if (!c) problem = t('signin.err.malformed');
     else if (Vigie.expired(c)) problem = t('signin.expired');
-    else if (!ROLES.includes(c.role)) problem = t('signin.err.role', { role: c.role });
     Vigie.fieldError(input, error, problem);
     if (problem) { input.focus(); return; }
-    // The server checks the token: signature, issuer, audience, expiry.
-    const refused = await serverCheck(token, c);
-    if (refused) {
-      Vigie.fieldError(input, error, t('signin.err.refused', { detail: refused }));
+    // The server checks the token (signature, issuer, audience, expiry)
+    // and says who it is.
+    const { who, refused } = await whoIs(token);
+    if (refused) problem = t('signin.err.refused', { detail: refused });
+    else if (!ROLES.includes(who.role)) problem = t('signin.err.role', { role: who.role });
+    if (problem) {
+      Vigie.fieldError(input, error, problem);
       input.focus();
       return;
     }
-    Vigie.startSession(token);
-    location.replace(Vigie.homeOf(c.role));
+    Vigie.startSession(token, who);
+    location.replace(Vigie.homeOf(who.role));
   });
   form.dataset.ready = 'true'; // the form is ours now (tests wait for it)
 });
