@@ -9,7 +9,7 @@ export GOTOOLCHAIN := $(shell awk '$$1 == "toolchain" { print $$2 }' go.mod)
 # /healthz): from git, "devel" outside a checkout.
 VERSION ?= $(shell scripts/version.sh)
 
-.PHONY: run build test bench lint fmt proto clean
+.PHONY: run build test test-nodes bench lint fmt proto clean
 
 ## run: run the service with the embedded default (data in ./vigie-data)
 run:
@@ -22,6 +22,11 @@ build:
 ## test: every test, PostgreSQL ones included (starts a throwaway cluster)
 test:
 	scripts/test.sh
+
+## test-nodes: the node-kill test: three nodes on PostgreSQL and Trillian's
+## binaries, killed with SIGKILL under load (also part of make test)
+test-nodes:
+	scripts/test-nodes.sh
 
 ## bench: the benchmarks of docs/performance.md, with PostgreSQL
 bench:

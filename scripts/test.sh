@@ -8,7 +8,9 @@
 #   3. a throwaway PostgreSQL cluster (installed from Debian's packages if
 #      needed, see scripts/pg.sh), stopped whatever happens;
 #   4. go test over the whole module, then the race detector on a few;
-#   5. the deploy files' tests (deploy/, a module of its own: podman builds
+#   5. the node-kill test (scripts/test-nodes.sh: three nodes, Trillian's
+#      binaries, SIGKILLs under load; its summary line ends its output);
+#   6. the deploy files' tests (deploy/, a module of its own: podman builds
 #      the image, systemd-analyze checks the unit).
 # Commands the tests need (curl, Node.js, promtool, podman, systemd-analyze)
 # and Debian's CA bundle are installed from Debian's packages if missing
@@ -121,6 +123,11 @@ phase test go test -count=1 -timeout 20m "$@" ./...
 # their own; not on everything (the pure-Go SQLite driver is slow under it).
 if [ $# -eq 0 ]; then
 	phase race env CGO_ENABLED=1 go test -race -count=1 -timeout 10m ./consent/ ./consent/ladonpolicy/ ./ledger/sqldb/
+fi
+
+# The node-kill test (make test-nodes), on the cluster started above.
+if [ $# -eq 0 ] && [ -n "${VIGIE_TEST_POSTGRES:-}" ]; then
+	phase nodes scripts/test-nodes.sh
 fi
 
 phase deploy deploy_tests "$@"

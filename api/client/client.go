@@ -12,6 +12,10 @@
 // authorization, limits and logging, and HTTP with a bearer token crosses
 // the proxies and firewalls between a patient's or an auditor's machine and
 // the service, as a browser's calls do.
+//
+// A client may be given several endpoints of one service (nodes serving
+// one log on one database): a call that finds one down moves on to the
+// next, and later calls start from the one that answered last.
 package client
 
 import (
@@ -22,10 +26,12 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -41,11 +47,19 @@ import (
 // bytes: a page of 500 events of at most 64 KiB each, in base64, fits.
 const MaxResponseSize = 128 << 20
 
-// Config configures a [Client]. BaseURL is required.
+// Config configures a [Client]. BaseURL or BaseURLs is required.
 type Config struct {
 	// BaseURL is the server's HTTP API, e.g. "https://vigie.example" (a
 	// path prefix is kept).
 	BaseURL string
+	// BaseURLs are further endpoints of the same service, after BaseURL
+	// if it is set (nodes serving one log: any of them answers any call).
+	// A call moves on to the next endpoint when one fails on the way
+	// (connection refused or reset, timeout) or answers 502, 503 or 504
+	// (UNAVAILABLE); never on another 4xx. A call that is not idempotent
+	// (POST) moves on only when its request was certainly not handled: its
+	// connection was refused, or the server answered 429 or 503.
+	BaseURLs []string
 	// Token is the bearer token sent with every call; empty calls
 	// anonymously (the log's methods are public).
 	Token string
@@ -54,9 +68,11 @@ type Config struct {
 	HTTPClient *http.Client
 	// MaxRetries is how many times a call refused for the caller's rate
 	// limit (429) or by an unavailable server (502, 503, 504) is retried,
-	// with exponential backoff from 200 ms to 5 s. Default 6; negative
-	// means none. A GET that fails on the way (connection refused or
-	// reset) is retried at most twice.
+	// with exponential backoff from 200 ms to 5 s, plus one try of each
+	// further endpoint. Default 6; negative means none (each endpoint is
+	// still tried once). A GET that fails on the way (connection refused
+	// or reset, timeout) is retried at most twice, plus once per further
+	// endpoint. Moving on waits only after every endpoint was tried.
 	MaxRetries int
 	// UserAgent is sent with every call. Default "vigie-client".
 	UserAgent string
@@ -70,7 +86,10 @@ type Config struct {
 
 // Client calls Vigie's HTTP API. It is safe for concurrent use.
 type Client struct {
-	base  *url.URL
+	bases []*url.URL
+	// cur is the index in bases of the endpoint that answered last: the
+	// next call starts there.
+	cur   atomic.Int32
 	cfg   Config
 	http  *http.Client
 	sleep func(ctx context.Context, d time.Duration) error
@@ -78,18 +97,22 @@ type Client struct {
 
 // New returns a client for cfg.
 func New(cfg Config) (*Client, error) {
-	u, err := url.Parse(cfg.BaseURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("server URL %q: want http://host[:port] or https://host[:port]", cfg.BaseURL)
+	raw := cfg.BaseURLs
+	if cfg.BaseURL != "" || len(raw) == 0 {
+		raw = append([]string{cfg.BaseURL}, raw...)
 	}
-	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return nil, fmt.Errorf("server URL %q: no query, fragment or user info", cfg.BaseURL)
+	var bases []*url.URL
+	for _, r := range raw {
+		u, err := parseBaseURL(r)
+		if err != nil {
+			return nil, err
+		}
+		bases = append(bases, u)
 	}
-	u.Path = strings.TrimSuffix(u.Path, "/")
 	if strings.ContainsAny(cfg.Token, " \t\r\n") {
 		return nil, errors.New("token: must not contain spaces or line breaks")
 	}
-	c := &Client{base: u, cfg: cfg, http: cfg.HTTPClient, sleep: sleepCtx}
+	c := &Client{bases: bases, cfg: cfg, http: cfg.HTTPClient, sleep: sleepCtx}
 	if c.http == nil {
 		c.http = &http.Client{Timeout: 60 * time.Second}
 	}
@@ -102,8 +125,21 @@ func New(cfg Config) (*Client, error) {
 	return c, nil
 }
 
-// BaseURL returns the server's URL, normalised (no trailing slash).
-func (c *Client) BaseURL() string { return c.base.String() }
+func parseBaseURL(s string) (*url.URL, error) {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("server URL %q: want http://host[:port] or https://host[:port]", s)
+	}
+	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return nil, fmt.Errorf("server URL %q: no query, fragment or user info", s)
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/")
+	return u, nil
+}
+
+// BaseURL returns the server's first URL, normalised (no trailing slash):
+// the name of the service, whichever endpoint answers.
+func (c *Client) BaseURL() string { return c.bases[0].String() }
 
 // An Error is a call the server answered with an error: its HTTP status
 // and, when the body is a google.rpc.Status, its gRPC code and message
@@ -255,47 +291,80 @@ func unmarshal(route string, b []byte, out proto.Message) error {
 	return nil
 }
 
-// maxTransportRetries bounds the retries of a GET that failed on the way:
-// a server that is down should be said so soon.
+// maxTransportRetries bounds the retries of a GET that failed on the way
+// (plus one per further endpoint): a server that is down should be said
+// so soon.
 const maxTransportRetries = 2
 
-// retryable reports whether an HTTP status is worth retrying: the caller's
-// rate limit, or a server or gateway that is not available right now.
-func retryable(status int) bool {
+// unavailable reports whether an HTTP status says that the server or a
+// gateway in front of it is not available right now: worth another
+// endpoint.
+func unavailable(status int) bool {
 	switch status {
-	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
 		return true
 	}
 	return false
 }
 
-// do makes a call, retrying what is retryable, and returns the body of a
-// 2xx answer.
+// notSent reports whether a transport error happened before the request
+// left: the connection was never made, so no server handled it.
+func notSent(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// do makes a call, retrying what is retryable and moving on to the next
+// endpoint when one is unavailable, and returns the body of a 2xx answer.
 func (c *Client) do(ctx context.Context, method string, auth bool, path string, q url.Values, body []byte) ([]byte, error) {
 	route := method + " " + path
 	token := c.cfg.Token
 	if !auth && c.cfg.AnonymousPublic {
 		token = ""
 	}
-	u := *c.base
-	u.Path += path
-	u.RawQuery = q.Encode()
+	// Only a GET is safe to send twice: a POST may have been handled
+	// (an audit search records a read) when its answer was lost.
+	idempotent := method == http.MethodGet
+	n := len(c.bases)
+	start := int(c.cur.Load())
 	backoff := 200 * time.Millisecond
+	moves, transportFailures := 0, 0
 	for attempt := 0; ; attempt++ {
+		i := (start + moves) % n
+		u := *c.bases[i]
+		u.Path += path
+		u.RawQuery = q.Encode()
 		b, status, err := c.once(ctx, method, u.String(), token, body)
 		if err == nil && status/100 == 2 {
+			c.cur.Store(int32(i))
 			return b, nil
 		}
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("%s: %w", route, ctx.Err())
 		}
-		// A transport error on a GET, or a retryable status, is retried.
-		again := (err != nil && method == http.MethodGet && attempt < maxTransportRetries) || (err == nil && retryable(status))
-		if !again || attempt >= c.cfg.MaxRetries {
+		var again, moveOn bool
+		switch {
+		case err != nil:
+			again = (idempotent || notSent(err)) && transportFailures < maxTransportRetries+n-1
+			transportFailures++
+			moveOn = true
+		case status == http.StatusTooManyRequests:
+			again = true // the caller's own limit: the same endpoint, later
+		case unavailable(status):
+			again = idempotent || status == http.StatusServiceUnavailable
+			moveOn = true
+		}
+		if !again || attempt >= max(c.cfg.MaxRetries, 0)+n-1 {
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", route, err)
 			}
 			return nil, apiError(route, status, b)
+		}
+		if moveOn {
+			moves++
+			if moves%n != 0 {
+				continue // another endpoint may answer at once
+			}
 		}
 		d := backoff/2 + rand.N(backoff/2+1) // jitter: callers that collided spread out
 		if err := c.sleep(ctx, d); err != nil {

@@ -229,3 +229,155 @@ func TestErrorDetails(t *testing.T) {
 		})
 	}
 }
+
+// endpoint is a test server that counts its calls and answers with h.
+type endpoint struct {
+	srv   *httptest.Server
+	calls atomic.Int32
+}
+
+func newEndpoint(t *testing.T, h http.HandlerFunc) *endpoint {
+	t.Helper()
+	e := &endpoint{}
+	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e.calls.Add(1)
+		h(w, r)
+	}))
+	t.Cleanup(e.srv.Close)
+	return e
+}
+
+// downURL returns the URL of a port that refuses connections.
+func downURL(t *testing.T) string {
+	t.Helper()
+	srv := httptest.NewServer(http.NotFoundHandler())
+	u := srv.URL
+	srv.Close()
+	return u
+}
+
+func answerOK(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPost {
+		w.Write([]byte(`{"next_page_token":"p2"}`))
+		return
+	}
+	w.Write([]byte("ok\n"))
+}
+
+func answerStatus(status int) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(status)
+		w.Write([]byte(fmt.Sprintf(`{"code":%d,"message":"m"}`, map[int]int{400: 3, 404: 5, 502: 14, 503: 14, 504: 4}[status])))
+	}
+}
+
+// answerReset closes the connection without answering.
+func answerReset(w http.ResponseWriter, r *http.Request) {
+	conn, _, err := w.(http.Hijacker).Hijack()
+	if err == nil {
+		conn.Close()
+	}
+}
+
+// TestEndpoints checks, with two servers where the first fails, which
+// failures move a call on to the second: the unavailable server's, never
+// a 4xx, and for a POST only those where the request was certainly not
+// handled.
+func TestEndpoints(t *testing.T) {
+	ctx := context.Background()
+	get := func(c *Client) error { _, err := c.Checkpoint(ctx); return err }
+	post := func(c *Client) error { _, err := c.SearchEvents(ctx, &vigiev1.SearchEventsRequest{}); return err }
+	for _, tc := range []struct {
+		name   string
+		first  http.HandlerFunc // nil: the first endpoint is down (connection refused)
+		call   func(*Client) error
+		moveOn bool
+	}{
+		{"GET refused", nil, get, true},
+		{"GET reset", answerReset, get, true},
+		{"GET 502", answerStatus(502), get, true},
+		{"GET 503", answerStatus(503), get, true},
+		{"GET 504", answerStatus(504), get, true},
+		{"GET 400", answerStatus(400), get, false},
+		{"GET 404", answerStatus(404), get, false},
+		{"POST refused", nil, post, true},
+		{"POST 503", answerStatus(503), post, true},
+		{"POST reset", answerReset, post, false},
+		{"POST 502", answerStatus(502), post, false},
+		{"POST 504", answerStatus(504), post, false},
+		{"POST 400", answerStatus(400), post, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var first *endpoint
+			firstURL := downURL(t)
+			if tc.first != nil {
+				first = newEndpoint(t, tc.first)
+				firstURL = first.srv.URL
+			}
+			second := newEndpoint(t, answerOK)
+			c, err := New(Config{BaseURLs: []string{firstURL, second.srv.URL}, MaxRetries: -1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.sleep = func(context.Context, time.Duration) error { return nil }
+			err = tc.call(c)
+			if tc.moveOn {
+				if err != nil || second.calls.Load() != 1 {
+					t.Fatalf("call = %v with %d calls to the second endpoint, want success on it", err, second.calls.Load())
+				}
+				// The next call starts at the endpoint that answered.
+				before := int32(0)
+				if first != nil {
+					before = first.calls.Load()
+				}
+				if err := tc.call(c); err != nil {
+					t.Fatalf("second call = %v", err)
+				}
+				if first != nil && first.calls.Load() != before {
+					t.Errorf("second call went to the failing endpoint first")
+				}
+				if second.calls.Load() != 2 {
+					t.Errorf("second endpoint: %d calls, want 2", second.calls.Load())
+				}
+				return
+			}
+			if err == nil || second.calls.Load() != 0 {
+				t.Errorf("call = %v with %d calls to the second endpoint, want the first's error and none", err, second.calls.Load())
+			}
+			if first != nil && first.calls.Load() != 1 {
+				t.Errorf("first endpoint: %d calls, want 1", first.calls.Load())
+			}
+		})
+	}
+}
+
+// TestEndpointsAllDown checks that a call gives up after trying each
+// endpoint the bounded number of times, waiting only between rounds.
+func TestEndpointsAllDown(t *testing.T) {
+	a, b := newEndpoint(t, answerStatus(503)), newEndpoint(t, answerStatus(503))
+	c, err := New(Config{BaseURL: a.srv.URL, BaseURLs: []string{b.srv.URL}, MaxRetries: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sleeps int
+	c.sleep = func(context.Context, time.Duration) error { sleeps++; return nil }
+	if _, err := c.Checkpoint(context.Background()); !IsCode(err, codes.Unavailable) {
+		t.Errorf("Checkpoint = %v, want UNAVAILABLE", err)
+	}
+	// 1 + MaxRetries + one more endpoint = 5 tries, alternating.
+	if a.calls.Load() != 3 || b.calls.Load() != 2 {
+		t.Errorf("calls %d and %d, want 3 and 2", a.calls.Load(), b.calls.Load())
+	}
+	if sleeps != 2 {
+		t.Errorf("%d waits, want 2 (one per round of both endpoints)", sleeps)
+	}
+	if c.BaseURL() != a.srv.URL {
+		t.Errorf("BaseURL() = %q, want the first endpoint %q", c.BaseURL(), a.srv.URL)
+	}
+}
+
+func TestNewRefusesBadEndpoint(t *testing.T) {
+	if _, err := New(Config{BaseURLs: []string{"https://a.example", "b.example"}}); err == nil {
+		t.Error("New accepted a bad second endpoint")
+	}
+}

@@ -47,7 +47,7 @@ type remoteConfig struct {
 }
 
 func (c *remoteConfig) flags(fs *flag.FlagSet) {
-	fs.StringVar(&c.server, "server", "http://127.0.0.1:8080", "URL of Vigie's HTTP API")
+	fs.StringVar(&c.server, "server", "http://127.0.0.1:8080", "URL of Vigie's HTTP API; several nodes of one service as URL,URL,... (a call moves on when one is down; the state is kept under the first)")
 	fs.StringVar(&c.token, "token", "", "bearer token (prefer the environment variable, or --token-file: a flag shows in the process list)")
 	fs.StringVar(&c.tokenFile, "token-file", "", "file holding the bearer token")
 	fs.StringVar(&c.logKey, "log-key", "", "the log's checkpoint key (note verifier, <origin>+<hash>+<key>), obtained by another channel; default: pinned on first use")
@@ -122,7 +122,11 @@ func (c *remoteConfig) client() (*client.Client, error) {
 		}
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
-	cl, err := client.New(client.Config{BaseURL: c.server, Token: c.token, HTTPClient: hc, UserAgent: "vigie/" + versionString(), AnonymousPublic: c.anonymousPublic})
+	var servers []string
+	for s := range strings.SplitSeq(c.server, ",") {
+		servers = append(servers, strings.TrimSpace(s))
+	}
+	cl, err := client.New(client.Config{BaseURLs: servers, Token: c.token, HTTPClient: hc, UserAgent: "vigie/" + versionString(), AnonymousPublic: c.anonymousPublic})
 	if err != nil {
 		return nil, usagef("--server or --token: %v", err)
 	}

@@ -9,6 +9,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"google.golang.org/protobuf/encoding/protojson"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -219,6 +221,21 @@ func TestVerifyAndAuditFindTampering(t *testing.T) {
 			if code != exitOK || !strings.Contains(out, want) {
 				t.Errorf("vigie audit: exit %d, no %q in:\n%s\n%s", code, want, out, errOut)
 			}
+		}
+	})
+
+	t.Run("several servers, the first down", func(t *testing.T) {
+		w := s.w.restart(t, copyDir(t, s.final))
+		down := httptest.NewServer(http.NotFoundHandler())
+		down.Close() // its port now refuses connections
+		servers := down.URL + "," + w.proxy.URL
+		code, rep, errOut := w.verify(e2ePatient, t.TempDir(), "--server", servers)
+		if code != exitOK || rep.Verdict != "verified" || len(rep.Findings) != 0 || rep.Server != down.URL {
+			t.Errorf("vigie verify --server %s: exit %d, server %q, %+v\n%s", servers, code, rep.Server, rep, errOut)
+		}
+		code, arep, errOut := w.audit(auth.RoleRegulator, t.TempDir(), "--server", servers)
+		if code != exitOK || len(arep.Findings) != 0 || !arep.Events.Complete {
+			t.Errorf("vigie audit --server %s: exit %d, %+v\n%s", servers, code, arep, errOut)
 		}
 	})
 
