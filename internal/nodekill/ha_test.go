@@ -104,8 +104,10 @@ func TestHA(t *testing.T) {
 	p := h.leader(t)
 	k = kill{what: "PostgreSQL primary " + p.name, takeover: -1}
 	size = h.treeSize(t, c)
-	k.at = time.Now()
 	p.kill()
+	// From its death: the kill takes a few milliseconds (Patroni, then
+	// postgres), during which a commit may still succeed.
+	k.at = time.Now()
 	k.resumed = h.waitGrowth(t, c, size, k.at)
 	kills = append(kills, k)
 	if np := h.leader(t); np == p {
