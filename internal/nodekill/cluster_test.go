@@ -257,11 +257,7 @@ func newClusterOn(t *testing.T, n int, sub substrate) *cluster {
 	}
 	c.servers = strings.Join(urls, ",")
 
-	if code, _, _ := c.cli("init", "--help"); code == 0 {
-		c.initLog()
-	} else {
-		c.firstNodeMakesLog()
-	}
+	c.initLog()
 	return c
 }
 
@@ -294,28 +290,6 @@ func (c *cluster) initLog() {
 	}
 	for _, nd := range c.nodes {
 		if err := os.CopyFS(filepath.Join(nd.dataDir, "keys"), os.DirFS(pinned.KeysDirectory)); err != nil {
-			t.Fatal(err)
-		}
-		chmodPrivate(t, nd.dataDir)
-		c.start(nd)
-	}
-}
-
-// firstNodeMakesLog is the set-up of a vigie without init: the first
-// node creates the tree and the keys; the others get a copy of its keys
-// and the tree's ID.
-func (c *cluster) firstNodeMakesLog() {
-	t := c.t
-	t.Helper()
-	first := c.nodes[0]
-	c.start(first)
-	m := regexp.MustCompile(`Trillian tree (\d+)`).FindStringSubmatch(first.p.output())
-	if m == nil {
-		t.Fatalf("no tree ID in node 0's output:\n%s", first.p.tail())
-	}
-	c.treeID, _ = strconv.ParseInt(m[1], 10, 64)
-	for _, nd := range c.nodes[1:] {
-		if err := os.CopyFS(nd.dataDir, os.DirFS(first.dataDir)); err != nil {
 			t.Fatal(err)
 		}
 		chmodPrivate(t, nd.dataDir)
