@@ -96,11 +96,6 @@ func (p *proc) kill() {
 	<-p.done
 }
 
-func (p *proc) output() string {
-	b, _ := os.ReadFile(p.out)
-	return string(b)
-}
-
 // tail is the end of the process's output, for a failure's message.
 func (p *proc) tail() string { return tailFile(p.out) }
 
@@ -131,14 +126,13 @@ type cluster struct {
 
 // node is one `vigie serve`: its addresses stay the same across restarts.
 type node struct {
-	i                    int
-	dataDir              string
-	grpc, http, admin    string
-	mu                   sync.Mutex
-	p                    *proc
-	inflight             inflight
-	starts               int
-	checkpointKeyPrinted string
+	i                 int
+	dataDir           string
+	grpc, http, admin string
+	mu                sync.Mutex
+	p                 *proc
+	inflight          inflight
+	starts            int
 }
 
 // trillianBin returns the directory of Trillian's binaries:
