@@ -9,7 +9,7 @@ export GOTOOLCHAIN := $(shell awk '$$1 == "toolchain" { print $$2 }' go.mod)
 # /healthz): from git, "devel" outside a checkout.
 VERSION ?= $(shell scripts/version.sh)
 
-.PHONY: run build test test-nodes bench lint fmt proto clean
+.PHONY: run build test test-nodes test-ha bench lint fmt proto clean
 
 ## run: run the service with the embedded default (data in ./vigie-data)
 run:
@@ -27,6 +27,12 @@ test:
 ## binaries, killed with SIGKILL under load (also part of make test)
 test-nodes:
 	scripts/test-nodes.sh
+
+## test-ha: the failover test: etcd, three PostgreSQL under Patroni, two
+## Trillian log servers and two elected signers, three nodes; one of each
+## killed with SIGKILL under load (also part of make test)
+test-ha:
+	scripts/test-nodes.sh ha
 
 ## bench: the benchmarks of docs/performance.md, with PostgreSQL
 bench:

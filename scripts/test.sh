@@ -10,9 +10,13 @@
 #   4. go test over the whole module, then the race detector on a few;
 #   5. the node-kill test (scripts/test-nodes.sh: three nodes, Trillian's
 #      binaries, SIGKILLs under load; its summary line ends its output);
-#   6. the deploy files' tests (deploy/, a module of its own: podman builds
+#   6. the failover test (scripts/test-nodes.sh ha, make test-ha: etcd,
+#      PostgreSQL under Patroni, Trillian's signers elected, one of each
+#      process killed; about two and a half minutes);
+#   7. the deploy files' tests (deploy/, a module of its own: podman builds
 #      the image, systemd-analyze checks the unit).
-# Commands the tests need (curl, Node.js, promtool, podman, systemd-analyze)
+# Commands the tests need (curl, Node.js, promtool, podman, systemd-analyze,
+# Patroni, etcd)
 # and Debian's CA bundle are installed from Debian's packages if missing
 # (scripts/deps.sh). Each phase prints its wall time as it ends
 # ("phase <name>: <seconds> s"), and the last line sums them up.
@@ -67,6 +71,10 @@ deps() {
 	need_command podman podman || [ "${CI:-}" != true ] || return 1
 	need_command systemd-analyze systemd || [ "${CI:-}" != true ] || return 1
 	need_command update-ca-certificates ca-certificates || [ "${CI:-}" != true ] || return 1
+	# The failover test: Patroni runs PostgreSQL, etcd holds its state
+	# and elects Trillian's signer.
+	need_command patroni patroni || [ "${CI:-}" != true ] || return 1
+	need_command etcd etcd-server || [ "${CI:-}" != true ] || return 1
 }
 
 static() {
@@ -128,6 +136,11 @@ fi
 # The node-kill test (make test-nodes), on the cluster started above.
 if [ $# -eq 0 ] && [ -n "${VIGIE_TEST_POSTGRES:-}" ]; then
 	phase nodes scripts/test-nodes.sh
+fi
+
+# The failover test (make test-ha): its own PostgreSQL under Patroni.
+if [ $# -eq 0 ]; then
+	phase ha scripts/test-nodes.sh ha
 fi
 
 phase deploy deploy_tests "$@"

@@ -50,13 +50,19 @@ type proc struct {
 
 func startProc(t *testing.T, dir, name, bin string, args ...string) *proc {
 	t.Helper()
+	return startCmd(t, dir, name, exec.Command(bin, args...))
+}
+
+// startCmd starts cmd (its credentials set, say) as a process of the
+// cluster.
+func startCmd(t *testing.T, dir, name string, cmd *exec.Cmd) *proc {
+	t.Helper()
 	out := filepath.Join(dir, name+".log")
 	f, err := os.OpenFile(out, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
 	fmt.Fprintf(f, "--- start %s\n", time.Now().Format(time.RFC3339Nano))
-	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
 		f.Close()
@@ -90,11 +96,6 @@ func (p *proc) kill() {
 	<-p.done
 }
 
-func (p *proc) output() string {
-	b, _ := os.ReadFile(p.out)
-	return string(b)
-}
-
 // tail is the end of the process's output, for a failure's message.
 func (p *proc) tail() string { return tailFile(p.out) }
 
@@ -114,22 +115,24 @@ type cluster struct {
 	vigie    string // the vigie binary
 	vigieDB  string
 	trillDB  string
-	trillian string // the log server's gRPC address
+	trillian string // the (first) log server's gRPC address
 	treeID   int64
 	nodes    []*node
 	servers  string // the nodes' HTTP URLs, comma-separated
+
+	trillians []string // every log server's gRPC address
+	sub       substrate
 }
 
 // node is one `vigie serve`: its addresses stay the same across restarts.
 type node struct {
-	i                    int
-	dataDir              string
-	grpc, http, admin    string
-	mu                   sync.Mutex
-	p                    *proc
-	inflight             inflight
-	starts               int
-	checkpointKeyPrinted string
+	i                 int
+	dataDir           string
+	grpc, http, admin string
+	mu                sync.Mutex
+	p                 *proc
+	inflight          inflight
+	starts            int
 }
 
 // trillianBin returns the directory of Trillian's binaries:
@@ -165,12 +168,26 @@ func buildVigie(t *testing.T, dir string) string {
 	return bin
 }
 
+// substrate is what a cluster runs on. The zero value is the node-kill
+// test's: a database each for Vigie and Trillian on the test's PostgreSQL,
+// one log server and one signer forced master.
+type substrate struct {
+	vigieDB, trillDB string // "": a new database on the test's cluster
+	// trillian starts Trillian's processes (common: their storage flags)
+	// and sets c.trillian and c.trillians.
+	trillian  func(c *cluster, common []string)
+	serveArgs []string // more flags for every node
+}
+
 // newCluster starts Trillian on PostgreSQL and n Vigie nodes.
-func newCluster(t *testing.T, n int) *cluster {
+func newCluster(t *testing.T, n int) *cluster { return newClusterOn(t, n, substrate{}) }
+
+// newClusterOn starts Trillian and n Vigie nodes on sub.
+func newClusterOn(t *testing.T, n int, sub substrate) *cluster {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
-	c := &cluster{t: t, dir: dir}
+	c := &cluster{t: t, dir: dir, sub: sub}
 	// After the processes are killed (cleanups run last first): their
 	// outputs, if the test failed.
 	t.Cleanup(func() {
@@ -182,8 +199,13 @@ func newCluster(t *testing.T, n int) *cluster {
 			t.Logf("the end of %s:\n%s", filepath.Base(f), tailFile(f))
 		}
 	})
-	c.vigieDB = pgtest.NewDatabase(t)
-	c.trillDB = pgtest.NewDatabase(t)
+	c.vigieDB, c.trillDB = sub.vigieDB, sub.trillDB
+	if c.vigieDB == "" {
+		c.vigieDB = pgtest.NewDatabase(t)
+	}
+	if c.trillDB == "" {
+		c.trillDB = pgtest.NewDatabase(t)
+	}
 	// Trillian's PostgreSQL storage is written for PostgreSQL's default
 	// isolation and does not retry serialization failures: its database
 	// runs at READ COMMITTED, whatever the cluster's default (as
@@ -203,16 +225,23 @@ func newCluster(t *testing.T, n int) *cluster {
 	}
 	s.Close()
 
-	bin := trillianBin(t)
 	c.vigie = buildVigie(t, dir)
-	c.trillian = freeAddr(t)
 	common := []string{"--storage_system=postgresql", "--postgresql_uri=" + c.trillDB, "--quota_system=noop", "--logtostderr"}
-	startProc(t, dir, "trillian_log_server", filepath.Join(bin, "trillian_log_server"),
-		append([]string{"--rpc_endpoint=" + c.trillian, "--http_endpoint=" + freeAddr(t)}, common...)...)
-	startProc(t, dir, "trillian_log_signer", filepath.Join(bin, "trillian_log_signer"),
-		append([]string{"--rpc_endpoint=" + freeAddr(t), "--http_endpoint=" + freeAddr(t),
-			"--force_master", "--sequencer_interval=50ms", "--batch_size=1000", "--num_sequencers=1"}, common...)...)
-	waitTCP(t, c.trillian)
+	if sub.trillian != nil {
+		sub.trillian(c, common)
+	} else {
+		bin := trillianBin(t)
+		c.trillian = freeAddr(t)
+		c.trillians = []string{c.trillian}
+		startProc(t, dir, "trillian_log_server", filepath.Join(bin, "trillian_log_server"),
+			append([]string{"--rpc_endpoint=" + c.trillian, "--http_endpoint=" + freeAddr(t)}, common...)...)
+		startProc(t, dir, "trillian_log_signer", filepath.Join(bin, "trillian_log_signer"),
+			append([]string{"--rpc_endpoint=" + freeAddr(t), "--http_endpoint=" + freeAddr(t),
+				"--force_master", "--sequencer_interval=50ms", "--batch_size=1000", "--num_sequencers=1"}, common...)...)
+	}
+	for _, a := range c.trillians {
+		waitTCP(t, a)
+	}
 
 	var urls []string
 	for i := range n {
@@ -232,7 +261,7 @@ func (c *cluster) initLog() {
 	t := c.t
 	t.Helper()
 	initDir := filepath.Join(c.dir, "init")
-	code, out, errOut := c.cli("init", "--db", c.vigieDB, "--trillian", c.trillian, "--data-dir", initDir, "--json")
+	code, out, errOut := c.cli("init", "--db", c.vigieDB, "--trillian", strings.Join(c.trillians, ","), "--data-dir", initDir, "--json")
 	if code != 0 {
 		t.Fatalf("vigie init: exit %d\n%s", code, errOut)
 	}
@@ -283,12 +312,13 @@ func chmodPrivate(t *testing.T, dir string) {
 // start starts node nd and waits until it is ready.
 func (c *cluster) start(nd *node) {
 	c.t.Helper()
-	args := []string{"serve", "--data-dir", nd.dataDir, "--db", c.vigieDB, "--trillian", c.trillian,
+	args := []string{"serve", "--data-dir", nd.dataDir, "--db", c.vigieDB, "--trillian", strings.Join(c.trillians, ","),
 		"--grpc-addr", nd.grpc, "--http-addr", nd.http, "--admin-addr", nd.admin,
 		"--checkpoint-interval", "200ms", "--rate-limit", "off", "--log-level", "warn", "--drain-timeout", "5s"}
 	if c.treeID != 0 {
 		args = append(args, "--trillian-tree-id", strconv.FormatInt(c.treeID, 10))
 	}
+	args = append(args, c.sub.serveArgs...)
 	p := startProc(c.t, c.dir, fmt.Sprintf("vigie%d", nd.i), c.vigie, args...)
 	nd.mu.Lock()
 	nd.p = p

@@ -9,4 +9,11 @@
 //
 // The test runs when VIGIE_TEST_NODES=1 (scripts/test-nodes.sh sets it),
 // not in every `go test ./...`: it takes a minute or two of both cores.
+//
+// TestHA, the failover test (make test-ha, VIGIE_TEST_HA=1), runs on the
+// same harness a highly available cluster: etcd, three PostgreSQL under
+// Patroni with synchronous replication, two Trillian log servers and two
+// signers elected through etcd, three nodes; it kills a node holding a
+// lease, a log server, the master signer and the PostgreSQL primary, then
+// makes the same checks (docs/operations.md, "High availability").
 package nodekill

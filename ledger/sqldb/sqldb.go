@@ -16,8 +16,11 @@
 // unknown and is returned as ErrCommitUnknown, so that the caller checks
 // (by idempotency key) whether its write happened. On CockroachDB,
 // cockroach-go's crdbpgx helper runs the transaction with CockroachDB's
-// savepoint retry protocol; it is not used on PostgreSQL, where that
-// protocol can acknowledge a transaction that was rolled back.
+// savepoint retry protocol (an error from its RELEASE SAVEPOINT, the
+// commit, that is not 40001 is ErrCommitUnknown too); it is not used on
+// PostgreSQL, where that protocol can acknowledge a transaction that was
+// rolled back. CockroachDB is not installed by the tests (its licence): a
+// fake server of crdb_test.go checks this path against the protocol.
 package sqldb
 
 import (
@@ -30,6 +33,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cockroachdb/cockroach-go/v2/crdb"
 	"github.com/cockroachdb/cockroach-go/v2/crdb/crdbpgxv5"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -167,9 +171,17 @@ func (db *DB) ReadWrite(ctx context.Context, f func(ctx context.Context, tx Tx) 
 	case SQLiteDialect:
 		return db.lite.Exclusive(ctx, func(q Querier) error { return f(ctx, liteTx{q}) })
 	case CockroachDBDialect:
-		return crdbpgx.ExecuteTx(ctx, db.pool, pgx.TxOptions{IsoLevel: pgx.Serializable}, func(tx pgx.Tx) error {
+		err := crdbpgx.ExecuteTx(ctx, db.pool, pgx.TxOptions{IsoLevel: pgx.Serializable}, func(tx pgx.Tx) error {
 			return f(ctx, pgTx{tx: tx, dialect: db.dialect})
 		})
+		// RELEASE SAVEPOINT, CockroachDB's commit, failed other than by
+		// a serialization failure: the outcome is unknown, as when
+		// PostgreSQL's COMMIT fails.
+		var ambiguous *crdb.AmbiguousCommitError
+		if errors.As(err, &ambiguous) {
+			return fmt.Errorf("%w: %v", ErrCommitUnknown, err)
+		}
+		return err
 	}
 	return db.retry(ctx, pgx.TxOptions{IsoLevel: pgx.Serializable}, f)
 }
