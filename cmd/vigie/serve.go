@@ -65,6 +65,12 @@ func serve(ctx context.Context, cfg serveConfig, stdout io.Writer, logger *slog.
 		return err
 	}
 	defer n.Close(context.Background())
+	if cfg.node.db == "" && cfg.node.trillianAddr == "" {
+		// vigie backup's way in: the embedded mode's files are locked.
+		if err := n.ServeBackups(ctx, versionString()); err != nil {
+			return err
+		}
+	}
 	a, err := startAPI(ctx, cfg.api, n, logger)
 	if err != nil {
 		return err
@@ -99,6 +105,9 @@ const examplePatient = "279035121518989"
 func printBanner(w io.Writer, n *node.Node, a *apiserver.API) {
 	grpcURL, httpURL := a.URLs()
 	fmt.Fprintf(w, "Vigie %s is running.\n", versionString())
+	if n.Halted != nil {
+		fmt.Fprintf(w, "  REFUSING TO RECORD OR SIGN (not ready): %v\n", n.Halted)
+	}
 	fmt.Fprintf(w, "  gRPC API:       %s\n", grpcURL)
 	if httpURL != "" {
 		fmt.Fprintf(w, "  HTTP API:       %s  (checkpoint: %s/checkpoint)\n", httpURL, httpURL)
