@@ -33,7 +33,7 @@ type nodeConfig struct {
 	sendStallAfter     time.Duration
 	requestIDRetention time.Duration
 
-	// publishedCheckpoint is --published-checkpoint's file.
+	// publishedCheckpoint is --published-checkpoint's file (serve only).
 	publishedCheckpoint string
 }
 
@@ -46,7 +46,6 @@ func (c *nodeConfig) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.checkpointInterval, "checkpoint-interval", time.Second, "least time between two signed checkpoints")
 	fs.DurationVar(&c.mergeDelay, "merge-delay", 10*time.Second, "maximum merge delay promised by receipts")
 	fs.DurationVar(&c.requestIDRetention, "request-id-retention", 24*time.Hour, "how long a retry with the same request_id gets the first answer back; after it, FAILED_PRECONDITION (never a new decision under the same id)")
-	fs.StringVar(&c.publishedCheckpoint, "published-checkpoint", "", "file of the latest checkpoint the log published (a signed note, e.g. saved from /checkpoint); checked at start: if it is beyond this node's log (a restored backup), the node records nothing, signs nothing and is not ready. Required after vigie restore")
 	fs.DurationVar(&c.sendStallAfter, "send-stall-after", 30*time.Second, "how long sending events to the log may fail without a break before /readyz reports the node not ready")
 }
 

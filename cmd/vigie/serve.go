@@ -28,6 +28,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs := newFlagSet("serve", stderr)
 	var cfg serveConfig
 	cfg.node.flags(fs)
+	fs.StringVar(&cfg.node.publishedCheckpoint, "published-checkpoint", "", "file of the latest checkpoint the log published (a signed note, e.g. saved from /checkpoint); checked at start: if it is beyond this node's log (a restored backup), the node records nothing, signs nothing and is not ready. Required after vigie restore")
 	cfg.api.flags(fs)
 	cfg.trace.flags(fs)
 	fs.TextVar(&cfg.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")

@@ -317,9 +317,9 @@ func syncDir(dir string) error {
 
 // ServeBackups serves backups of the node (Backup) on BackupSocket in its
 // data directory until ctx is done: POST /backup answers the archive.
-// The socket is reachable by the data directory's owner only (it is
-// 0700): no other local user can pull the ledger's data, which a
-// loopback TCP port would let any of them do. Embedded mode only.
+// The socket is the node's user's only (0600, in a 0700 directory): no
+// other local user can pull the ledger's data, which a loopback TCP port
+// would let any of them do. Embedded mode only.
 func (n *Node) ServeBackups(ctx context.Context, version string) error {
 	path := filepath.Join(n.DataDir, BackupSocket)
 	// The data directory is this process's (its files are locked): a
@@ -329,6 +329,12 @@ func (n *Node) ServeBackups(ctx context.Context, version string) error {
 	}
 	ln, err := net.Listen("unix", path)
 	if err != nil {
+		return fmt.Errorf("backup socket: %w", err)
+	}
+	// Connecting needs write permission on the socket: its owner only,
+	// whatever the directory's mode.
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
 		return fmt.Errorf("backup socket: %w", err)
 	}
 	mux := http.NewServeMux()
