@@ -68,8 +68,10 @@ func serve(ctx context.Context, cfg serveConfig, stdout io.Writer, logger *slog.
 	defer n.Close(context.Background())
 	if cfg.node.db == "" && cfg.node.trillianAddr == "" {
 		// vigie backup's way in: the embedded mode's files are locked.
+		// Without it the node still serves (a data directory's path too
+		// long for a socket, for one).
 		if err := n.ServeBackups(ctx, versionString()); err != nil {
-			return err
+			logger.Warn("vigie backup will not reach this node", "err", err)
 		}
 	}
 	a, err := startAPI(ctx, cfg.api, n, logger)

@@ -303,6 +303,10 @@ func readArchive(r io.Reader, create func(name string) (io.WriteCloser, error)) 
 	if _, err := tr.Next(); err != io.EOF {
 		return Manifest{}, errors.New("archive: files beyond the manifest's")
 	}
+	// To the end of the compressed stream: its CRC covers the manifest.
+	if _, err := io.Copy(io.Discard, zr); err != nil {
+		return Manifest{}, fmt.Errorf("archive: %w", err)
+	}
 	return m, nil
 }
 
