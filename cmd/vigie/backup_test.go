@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -74,12 +75,14 @@ func TestBackupRestore(t *testing.T) {
 		if err := loadErr.Load(); err != nil {
 			t.Fatalf("load: %v", err)
 		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	archive := filepath.Join(t.TempDir(), "vigie.backup")
 	var out, errOut bytes.Buffer
 	code := run(context.Background(), []string{"backup", "--data-dir", dir, "--out", archive}, &out, &errOut)
 	atBackup := loaded.Load()
 	for loaded.Load() < atBackup+20 && loadErr.Load() == nil {
+		time.Sleep(5 * time.Millisecond)
 	}
 	stopLoad()
 	wg.Wait()
