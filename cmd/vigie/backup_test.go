@@ -206,6 +206,10 @@ func TestBackupRestore(t *testing.T) {
 		if code != exitFailure || !hasFinding(rep.Findings, audit.KindRollback) {
 			t.Errorf("audit with state saved after the backup: exit %d, findings %v\n%s", code, rep.Findings, errOut)
 		}
+		// A patient's history is not served: the read would be recorded.
+		if code, _, errOut := w.verify(e2ePatient, copyDir(t, after)); code != exitUsage || !strings.Contains(errOut, "Unavailable") {
+			t.Errorf("verify on the halted node: exit %d, want %d (the server refuses)\n%s", code, exitUsage, errOut)
+		}
 		w.stop()
 		// Nothing was signed: the latest checkpoint is the backup's.
 		if got := latestCheckpointSize(t, nd); got != m.CheckpointSize {
