@@ -76,6 +76,11 @@ func (l *Ledger) checkpointLoop(ctx context.Context) {
 // (else ErrLeaseLost): a node whose term ended may sign, but its
 // signature is never stored nor served.
 func (l *Ledger) checkpointOnce(ctx context.Context, t term) (bool, error) {
+	if err := l.halted(); err != nil {
+		return false, err
+	}
+	l.duties.RLock()
+	defer l.duties.RUnlock()
 	root, err := l.log.Root(ctx)
 	if err != nil {
 		return false, fmt.Errorf("log root: %w", err)

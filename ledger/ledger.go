@@ -244,6 +244,13 @@ type Ledger struct {
 	// every round is stored once an hour.
 	securityMu   sync.Mutex
 	lastSecurity map[string]storedSecurity
+
+	// duties is read-locked by each round of the sender and the
+	// checkpointer, and locked by Pause.
+	duties sync.RWMutex
+	// haltErr, once set by Halt, fails every Record.
+	haltMu  sync.Mutex
+	haltErr error
 }
 
 type storedSecurity struct {

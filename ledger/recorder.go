@@ -163,6 +163,9 @@ func (e *Entry) validate() error {
 func (l *Ledger) Record(ctx context.Context, e Entry) (_ *Recorded, err error) {
 	ctx, span := l.startSpan(ctx, "ledger.Record", 1)
 	defer func() { endSpan(span, err) }()
+	if err := l.halted(); err != nil {
+		return nil, err
+	}
 	if err := e.validate(); err != nil {
 		return nil, err
 	}
@@ -216,6 +219,9 @@ func endSpan(span trace.Span, err error) {
 func (l *Ledger) RecordAll(ctx context.Context, entries []Entry) (_ []*Recorded, err error) {
 	ctx, span := l.startSpan(ctx, "ledger.RecordAll", len(entries))
 	defer func() { endSpan(span, err) }()
+	if err := l.halted(); err != nil {
+		return make([]*Recorded, len(entries)), err
+	}
 	jobs := make([]*recordJob, 0, len(entries))
 	var first error
 	for _, e := range entries {

@@ -61,6 +61,9 @@ func (h *health) set(f func(h *health)) {
 // checks the store itself only while recording fails, at most once every
 // Config.RecordFailFor; it never checks the log.
 func (l *Ledger) Ready() error {
+	if err := l.halted(); err != nil {
+		return err
+	}
 	l.health.mu.Lock()
 	defer l.health.mu.Unlock()
 	if err := l.health.sendErr; err != nil {
@@ -150,6 +153,8 @@ func wait(ctx context.Context, d time.Duration, c <-chan struct{}) {
 // be fenced), but only the ledger's own leaves at their own indices,
 // which the log stores once: it can record nothing (ErrLeaseLost).
 func (l *Ledger) sendOnce(ctx context.Context, t term) (int, error) {
+	l.duties.RLock()
+	defer l.duties.RUnlock()
 	var st State
 	var commitments []event.Hash
 	err := l.store.Read(ctx, func(ctx context.Context, tx StoreReader) error {

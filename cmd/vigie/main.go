@@ -16,6 +16,9 @@
 //	                             import the public directories (names)
 //	vigie version                print the version (also vigie --version)
 //	vigie health [flags]         exit 0 if a node is ready (a container's probe)
+//	vigie backup --out FILE      copy a running embedded node's files
+//	vigie restore ARCHIVE --data-dir NEW
+//	                             restore a backup into a new directory
 //
 // Every flag can also be set through the environment: --data-dir is
 // VIGIE_DATA_DIR, and so on; a flag on the command line wins. Run
@@ -57,6 +60,8 @@ var commands = map[string]command{
 	"directory": {"import the public directories of professionals (RPPS) and establishments (FINESS)", runDirectory},
 	"version":   {"print the version", runVersion},
 	"health":    {"exit 0 if a node is ready (/readyz): a container's probe", runHealth},
+	"backup":    {"copy a running embedded node's files into one checked archive", runBackup},
+	"restore":   {"check a backup archive and restore it into a new data directory", runRestore},
 }
 
 func main() {

@@ -32,6 +32,9 @@ type nodeConfig struct {
 	mergeDelay         time.Duration
 	sendStallAfter     time.Duration
 	requestIDRetention time.Duration
+
+	// publishedCheckpoint is --published-checkpoint's file (serve only).
+	publishedCheckpoint string
 }
 
 func (c *nodeConfig) flags(fs *flag.FlagSet) {
@@ -149,5 +152,7 @@ func openNode(ctx context.Context, c nodeConfig, logger *slog.Logger) (*node.Nod
 		SendStallAfter:     c.sendStallAfter,
 		RequestIDRetention: c.requestIDRetention,
 		Logger:             logger,
+
+		PublishedCheckpointFile: c.publishedCheckpoint,
 	})
 }

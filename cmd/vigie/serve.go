@@ -28,6 +28,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs := newFlagSet("serve", stderr)
 	var cfg serveConfig
 	cfg.node.flags(fs)
+	fs.StringVar(&cfg.node.publishedCheckpoint, "published-checkpoint", "", "file of the latest checkpoint the log published (a signed note, e.g. saved from /checkpoint); checked at start: if it is beyond this node's log (a restored backup), the node records nothing, signs nothing and is not ready. Required after vigie restore")
 	cfg.api.flags(fs)
 	cfg.trace.flags(fs)
 	fs.TextVar(&cfg.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
@@ -65,6 +66,14 @@ func serve(ctx context.Context, cfg serveConfig, stdout io.Writer, logger *slog.
 		return err
 	}
 	defer n.Close(context.Background())
+	if cfg.node.db == "" && cfg.node.trillianAddr == "" {
+		// vigie backup's way in: the embedded mode's files are locked.
+		// Without it the node still serves (a data directory's path too
+		// long for a socket, for one).
+		if err := n.ServeBackups(ctx, versionString()); err != nil {
+			logger.Warn("vigie backup will not reach this node", "err", err)
+		}
+	}
 	a, err := startAPI(ctx, cfg.api, n, logger)
 	if err != nil {
 		return err
@@ -99,6 +108,9 @@ const examplePatient = "279035121518989"
 func printBanner(w io.Writer, n *node.Node, a *apiserver.API) {
 	grpcURL, httpURL := a.URLs()
 	fmt.Fprintf(w, "Vigie %s is running.\n", versionString())
+	if n.Halted != nil {
+		fmt.Fprintf(w, "  REFUSING TO RECORD OR SIGN (not ready): %v\n", n.Halted)
+	}
 	fmt.Fprintf(w, "  gRPC API:       %s\n", grpcURL)
 	if httpURL != "" {
 		fmt.Fprintf(w, "  HTTP API:       %s  (checkpoint: %s/checkpoint)\n", httpURL, httpURL)

@@ -42,6 +42,8 @@ type world struct {
 	target *url.URL
 	// edit, if set, may change the JSON answer of a route.
 	edit func(path string, body []byte) []byte
+	// args are more flags of vigie serve for the next start.
+	args []string
 }
 
 func newWorld(t testing.TB, dataDir string) *world {
@@ -93,7 +95,7 @@ func (w *world) restart(t testing.TB, dataDir string) *world {
 func (w *world) start(dataDir string) {
 	w.t.Helper()
 	w.dir = dataDir
-	w.e = startE2EAt(w.t, dataDir, "--erasure-delay", "0s")
+	w.e = startE2EAt(w.t, dataDir, append([]string{"--erasure-delay", "0s"}, w.args...)...)
 	m := httpLine.FindStringSubmatch(w.e.proc.output())
 	if m == nil {
 		w.t.Fatalf("no HTTP address in the output:\n%s", w.e.proc.output())

@@ -480,3 +480,28 @@ func (s *SQLite) Close() error {
 	}
 	return errors.Join(errs...)
 }
+
+// CopyTo writes a consistent copy of the database, as of one snapshot, to
+// the new file path (VACUUM INTO: the copy has no write-ahead log and no
+// free pages). It runs on a read connection: writers go on meanwhile. It
+// fails if path exists.
+func (s *SQLite) CopyTo(ctx context.Context, path string) error {
+	c, err := s.r.get(ctx)
+	if err != nil {
+		return err
+	}
+	defer s.r.put(c)
+	// The read connections are query_only, which refuses VACUUM INTO's
+	// writes to the new file; the original stays untouched either way.
+	if err := c.exec("PRAGMA query_only=0"); err != nil {
+		return fmt.Errorf("copy %s: %w", s.path, err)
+	}
+	_, err = c.c.ExecContext(ctx, "VACUUM INTO ?", path)
+	if rerr := c.exec("PRAGMA query_only=1"); rerr != nil && err == nil {
+		err = rerr
+	}
+	if err != nil {
+		return fmt.Errorf("copy %s: %w", s.path, err)
+	}
+	return nil
+}

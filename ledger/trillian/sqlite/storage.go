@@ -128,3 +128,7 @@ func (s *Storage) Path() string { return s.db.Path() }
 
 // Close closes the database and releases the lock.
 func (s *Storage) Close() error { return s.db.Close() }
+
+// CopyTo writes a consistent copy of the database, as of one snapshot, to
+// the new file path (sqldb.SQLite.CopyTo). Trillian goes on meanwhile.
+func (s *Storage) CopyTo(ctx context.Context, path string) error { return s.db.CopyTo(ctx, path) }

@@ -89,6 +89,14 @@ type Config struct {
 	// Logger receives the ledger's operational logs. Default
 	// slog.Default().
 	Logger *slog.Logger
+	// PublishedCheckpointFile is a file holding the latest checkpoint the
+	// log published (a signed note), checked at start
+	// (ledger.Ledger.CheckPublished). If it is beyond the node's ledger,
+	// the node opens halted: it records nothing, signs nothing and is not
+	// ready (Halted). Required while the data directory holds
+	// RestoredCheckpoint (a restored backup); the file is removed once a
+	// published checkpoint is found within the ledger.
+	PublishedCheckpointFile string
 }
 
 // Node is an assembled Vigie node. Its fields are set by Open and must
@@ -116,6 +124,10 @@ type Node struct {
 	// (vigie_db_pool_*, PostgreSQL only) and an in-process Trillian's
 	// (trillian.Node.Collectors).
 	Collectors []prometheus.Collector
+
+	// Halted is the reason the node records nothing and signs nothing
+	// (ledger.ErrBehindPublished), or nil.
+	Halted error
 
 	ledgerRun, closed bool
 	// trillianLease is held while an in-process Trillian runs on a
@@ -189,9 +201,16 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if n.Origin, err = verify.FormatOrigin(name, n.Tree.TreeId); err != nil {
 		return nil, err
 	}
-	if n.Keys, err = keys.Load(keys.Config{Dir: keysDir, KEKFile: cfg.KEKFile, Origin: n.Origin, NoCreate: cluster}); err != nil {
-		if cluster && errors.Is(err, fs.ErrNotExist) {
+	restored, err := restoredCheckpoint(n.DataDir, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if n.Keys, err = keys.Load(keys.Config{Dir: keysDir, KEKFile: cfg.KEKFile, Origin: n.Origin, NoCreate: cluster || restored}); err != nil {
+		switch {
+		case cluster && errors.Is(err, fs.ErrNotExist):
 			err = fmt.Errorf("%w: a node with --trillian makes no key; run vigie init once and copy its data directory's keys directory to every node's", err)
+		case restored && errors.Is(err, fs.ErrNotExist):
+			err = fmt.Errorf("%w: a restored node makes no key; copy the keys directory kept apart from the backups to %s", err, keysDir)
 		}
 		return nil, err
 	}
@@ -201,6 +220,9 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	n.Ledger, err = newLedger(ctx, cfg, keysDir, n.Origin, n.Keys, pseudonyms, n.Store, n.Trillian.Log, owner)
 	if err != nil {
+		return nil, err
+	}
+	if err := n.checkPublished(ctx, cfg, restored); err != nil {
 		return nil, err
 	}
 
@@ -227,9 +249,64 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if n.Halted != nil {
+		// Fail closed: no sender, no checkpointer, no erasure.
+		cfg.Logger.Error("node: SECURITY: the log is behind a published checkpoint; recording and signing refused", "err", n.Halted)
+		return n, nil
+	}
 	n.Ledger.Start(context.WithoutCancel(ctx))
 	n.ledgerRun = true
 	return n, nil
+}
+
+// restoredCheckpoint reports whether the data directory is a restored
+// backup not yet checked against a published checkpoint, and refuses to
+// go on without one.
+func restoredCheckpoint(dataDir string, cfg Config) (bool, error) {
+	_, err := os.Stat(filepath.Join(dataDir, RestoredCheckpoint))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	case err != nil:
+		return false, err
+	case cfg.PublishedCheckpointFile == "":
+		return true, fmt.Errorf("this data directory was restored from a backup: start it with the latest checkpoint the log published (--published-checkpoint FILE; %s if none was published after the backup)", filepath.Join(dataDir, RestoredCheckpoint))
+	}
+	return true, nil
+}
+
+// checkPublished checks cfg's published checkpoint against the ledger:
+// beyond it, the node is halted; within it, a restored data directory's
+// mark is removed.
+func (n *Node) checkPublished(ctx context.Context, cfg Config, restored bool) error {
+	if cfg.PublishedCheckpointFile == "" {
+		return nil
+	}
+	note, err := os.ReadFile(cfg.PublishedCheckpointFile)
+	if err != nil {
+		return fmt.Errorf("published checkpoint: %w", err)
+	}
+	if len(note) == 0 {
+		// A backup made before the first checkpoint, and nothing
+		// published since, as the operator states.
+		err = nil
+	} else {
+		err = n.Ledger.CheckPublished(ctx, note)
+	}
+	if errors.Is(err, ledger.ErrBehindPublished) {
+		n.Halted = err
+		n.Ledger.Halt(err)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if restored {
+		if err := os.Remove(filepath.Join(n.DataDir, RestoredCheckpoint)); err != nil {
+			return fmt.Errorf("published checkpoint: %w", err)
+		}
+	}
+	return nil
 }
 
 // Migrations are the tables of Vigie's database beyond the ledger's: the
