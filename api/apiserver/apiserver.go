@@ -133,8 +133,13 @@ type Node struct {
 	Origin, CheckpointKey, ReceiptKey string
 	// KeysDir is the directory of the node's secret files: the page-token
 	// key, the portal's cookie key and the embedded issuer's key are
-	// kept there, created at first use.
+	// kept there (keys.PageTokenFile...), created at first use unless
+	// NoCreateKeys.
 	KeysDir string
+	// NoCreateKeys refuses to create a missing key file (a node of a
+	// cluster: vigie init made them, and every node must hold the same):
+	// the start fails naming it.
+	NoCreateKeys bool
 	// Enrolments finds the patients of issuers whose patients are
 	// enrolled (IssuerConfig.PatientSubject); nil refuses their patients'
 	// tokens (auth.ErrNotEnrolled).
@@ -285,11 +290,11 @@ func Start(ctx context.Context, cfg Config, n Node) (_ *API, err error) {
 			a.Stop(context.Background())
 		}
 	}()
-	authn, err := authenticator(ctx, cfg, n.KeysDir, n.Enrolments)
+	authn, err := authenticator(ctx, cfg, n.KeysDir, !n.NoCreateKeys, n.Enrolments)
 	if err != nil {
 		return nil, err
 	}
-	pageKey, err := keys.SecretFile(filepath.Join(n.KeysDir, "page-token.key"))
+	pageKey, err := secretFile(filepath.Join(n.KeysDir, keys.PageTokenFile), !n.NoCreateKeys)
 	if err != nil {
 		return nil, err
 	}
@@ -384,7 +389,7 @@ func (a *API) startHTTP(ctx context.Context, cfg Config, n Node, authn *auth.Aut
 	if err != nil {
 		return err
 	}
-	oidc, err := portalOIDC(cfg, n.KeysDir)
+	oidc, err := portalOIDC(cfg, n.KeysDir, !n.NoCreateKeys)
 	if err != nil {
 		return err
 	}

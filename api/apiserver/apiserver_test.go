@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math/big"
 	"net/http"
@@ -28,6 +29,7 @@ import (
 	"github.com/vigie-sante/vigie/consent/consentsql"
 	"github.com/vigie-sante/vigie/consent/ladonpolicy"
 	"github.com/vigie-sante/vigie/consent/nationalrules"
+	"github.com/vigie-sante/vigie/ledger/keys"
 	"github.com/vigie-sante/vigie/ledger/ledgertest"
 )
 
@@ -139,7 +141,7 @@ func TestPortalOIDC(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := Config{Issuer: "https://idp.example", ClientID: "vigie", PublicURL: "https://vigie.example/"}
-	c, err := portalOIDC(cfg, keys)
+	c, err := portalOIDC(cfg, keys, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,13 +150,22 @@ func TestPortalOIDC(t *testing.T) {
 	}
 	several := Config{Issuers: twoIssuers(), PublicURL: "https://vigie.example/"}
 	several.Issuers[1].ClientID = "vigie-fc"
-	if c, err := portalOIDC(several, keys); err != nil || c.Issuer != "https://fc.example" || c.ClientID != "vigie-fc" {
+	if c, err := portalOIDC(several, keys, true); err != nil || c.Issuer != "https://fc.example" || c.ClientID != "vigie-fc" {
 		t.Errorf("portalOIDC with several issuers = %+v, %v; want the one with a client ID", c, err)
 	}
 	if _, err := os.Stat(filepath.Join(keys, "portal-oidc-cookie.key")); err != nil {
 		t.Errorf("the cookie key has no file of its own: %v", err)
 	}
-	if c, _ := portalOIDC(Config{}, keys); c != nil {
+	// A node of a cluster never makes the cookie key: its own would
+	// refuse the cookies another node set.
+	other := t.TempDir()
+	if _, err := portalOIDC(cfg, other, false); err == nil || !strings.Contains(err.Error(), filepath.Join(other, "portal-oidc-cookie.key")) || !strings.Contains(err.Error(), "vigie init") {
+		t.Errorf("portalOIDC without the cookie key, not making keys = %v; want an error naming it and vigie init", err)
+	}
+	if _, err := os.Stat(filepath.Join(other, "portal-oidc-cookie.key")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("portalOIDC made the cookie key (%v)", err)
+	}
+	if c, _ := portalOIDC(Config{}, keys, true); c != nil {
 		t.Errorf("portalOIDC without ClientID = %+v, want nil", c)
 	}
 	for _, tc := range []struct {
@@ -171,7 +182,7 @@ func TestPortalOIDC(t *testing.T) {
 			t.Fatal(err)
 		}
 		cfg.ClientSecretFile = path
-		c, err := portalOIDC(cfg, keys)
+		c, err := portalOIDC(cfg, keys, true)
 		var fe *FieldError
 		switch {
 		case tc.want == "" && (err != nil || c.ClientSecret != "s3cret"):
@@ -258,6 +269,56 @@ func TestEmbeddedIssuer(t *testing.T) {
 	}
 	if _, err := EmbeddedIssuer(dir); err == nil {
 		t.Error("EmbeddedIssuer accepted a key readable by others")
+	}
+}
+
+// TestStartNoCreateKeys: a node of a cluster (NoCreateKeys) missing the
+// page-token key or the embedded issuer's refuses to start, naming the
+// file and vigie init, and makes none: its own would differ from the
+// other nodes'.
+func TestStartNoCreateKeys(t *testing.T) {
+	env := ledgertest.New(t, ledgertest.Options{Migrations: consentsql.Migrations, EraseAlso: consentsql.EraseRows})
+	consents := consentsql.New(env.DB, env.Ledger)
+	svc, err := consent.NewService(context.Background(), consent.Config{
+		Store: consents, Recorder: consents, Engine: ladonpolicy.NewEngine(ladonpolicy.Options{}), Rules: nationalrules.Illustrative(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Audience: EmbeddedAudience, Logger: slog.New(slog.DiscardHandler)}
+	for _, missing := range []string{"page-token.key", "token-issuer.key", ""} {
+		dir := t.TempDir()
+		if err := keys.CreateShared(dir); err != nil {
+			t.Fatal(err)
+		}
+		if missing != "" {
+			if err := os.Remove(filepath.Join(dir, missing)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		n := Node{
+			Ledger: env.Ledger, Consent: svc, Consents: consents,
+			Origin: env.Origin, CheckpointKey: env.CheckpointKey.Name(), ReceiptKey: env.ReceiptKey.Name(),
+			KeysDir: dir, NoCreateKeys: true,
+		}
+		a, err := Start(context.Background(), cfg, n)
+		if missing == "" {
+			if err != nil {
+				t.Errorf("Start with every key: %v", err)
+			} else {
+				a.Stop(context.Background())
+			}
+			continue
+		}
+		if err == nil {
+			a.Stop(context.Background())
+		}
+		if err == nil || !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), filepath.Join(dir, missing)) || !strings.Contains(err.Error(), "vigie init") {
+			t.Errorf("Start without %s = %v, want an error naming it and vigie init", missing, err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, missing)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("Start made %s (%v)", missing, err)
+		}
 	}
 }
 

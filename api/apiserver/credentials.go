@@ -2,7 +2,6 @@ package apiserver
 
 import (
 	"context"
-	"crypto/ed25519"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -28,57 +27,36 @@ const (
 	// EmbeddedAudience is the audience of the embedded issuer's tokens,
 	// and the default audience of an OpenID Connect issuer's.
 	EmbeddedAudience = "vigie"
-	issuerKeyFile    = "token-issuer.key"
 )
 
 // EmbeddedIssuer returns the embedded issuer of the keys directory,
 // creating its key at first use. A key readable by others than its
 // owner is refused.
-func EmbeddedIssuer(keysDir string) (*auth.Issuer, error) {
-	key, err := issuerKey(filepath.Join(keysDir, issuerKeyFile))
+func EmbeddedIssuer(keysDir string) (*auth.Issuer, error) { return embeddedIssuer(keysDir, true) }
+
+// embeddedIssuer is EmbeddedIssuer; without create, a missing key is an
+// error naming the file.
+func embeddedIssuer(keysDir string, create bool) (*auth.Issuer, error) {
+	key, err := keys.IssuerKey(filepath.Join(keysDir, keys.IssuerKeyFile), create)
 	if err != nil {
-		return nil, err
+		return nil, noCreateHint(err)
 	}
 	return auth.NewIssuer(auth.IssuerConfig{Issuer: EmbeddedIssuerName, Audience: EmbeddedAudience, Key: key})
 }
 
-// issuerKey reads the issuer's key, creating it if absent.
-func issuerKey(path string) (ed25519.PrivateKey, error) {
-	b, err := os.ReadFile(path)
+// noCreateHint says, of a key file missing on a node that makes none,
+// where it comes from.
+func noCreateHint(err error) error {
 	if errors.Is(err, fs.ErrNotExist) {
-		key, err := auth.GenerateIssuerKey()
-		if err != nil {
-			return nil, err
-		}
-		pem, err := auth.MarshalIssuerKey(key)
-		if err != nil {
-			return nil, err
-		}
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return nil, fmt.Errorf("keys: %w", err)
-		}
-		if err := keys.WriteNew(path, pem, 0o600); err != nil {
-			return nil, err
-		}
-		return key, nil
+		return fmt.Errorf("%w: a node with --trillian makes no key; copy the keys directory of the data directory vigie init ran on", err)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("keys: %w", err)
-	}
-	if err := keys.CheckPrivate(path); err != nil {
-		return nil, err
-	}
-	key, err := auth.ParseIssuerKey(b)
-	if err != nil {
-		return nil, fmt.Errorf("keys: %s: %w", path, err)
-	}
-	return key, nil
+	return err
 }
 
 // authenticator returns the calls' authenticator: bearer tokens of
 // cfg.Issuer or cfg.Issuers, or of the embedded issuer; client
 // certificates of the services of cfg.ServicesFile.
-func authenticator(ctx context.Context, cfg Config, keysDir string, enrolments auth.Enrolments) (*auth.Authenticator, error) {
+func authenticator(ctx context.Context, cfg Config, keysDir string, create bool, enrolments auth.Enrolments) (*auth.Authenticator, error) {
 	var vs []*auth.Verifier
 	if cfg.Issuer != "" || len(cfg.Issuers) > 0 {
 		var err error
@@ -86,7 +64,7 @@ func authenticator(ctx context.Context, cfg Config, keysDir string, enrolments a
 			return nil, err
 		}
 	} else {
-		iss, err := EmbeddedIssuer(keysDir)
+		iss, err := embeddedIssuer(keysDir, create)
 		if err != nil {
 			return nil, err
 		}
@@ -146,13 +124,13 @@ func serverTLS(certFile, keyFile, clientCA string) (*tls.Config, error) {
 
 // portalOIDC returns the portal's OpenID Connect sign-in configuration,
 // or nil without cfg.ClientID.
-func portalOIDC(cfg Config, keysDir string) (*portal.OIDCConfig, error) {
+func portalOIDC(cfg Config, keysDir string, create bool) (*portal.OIDCConfig, error) {
 	issuer, clientID := cfg.portalIssuer()
 	if clientID == "" {
 		return nil, nil
 	}
 	// A key of its own: the page-token key authenticates something else.
-	key, err := keys.SecretFile(filepath.Join(keysDir, "portal-oidc-cookie.key"))
+	key, err := secretFile(filepath.Join(keysDir, keys.PortalCookieFile), create)
 	if err != nil {
 		return nil, err
 	}
@@ -175,4 +153,14 @@ func portalOIDC(cfg Config, keysDir string) (*portal.OIDCConfig, error) {
 		}
 	}
 	return c, nil
+}
+
+// secretFile reads a secret file of the keys directory, creating it if
+// absent only if create is true.
+func secretFile(path string, create bool) ([]byte, error) {
+	if create {
+		return keys.SecretFile(path)
+	}
+	b, err := keys.SecretFileNoCreate(path)
+	return b, noCreateHint(err)
 }

@@ -1,18 +1,17 @@
 package auth
 
 import (
-	"bytes"
 	"crypto"
 	"crypto/ed25519"
-	"crypto/x509"
 	"encoding/base64"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/vigie-sante/vigie/ledger/keys"
 )
 
 // IssuerConfig configures an Issuer. Issuer, Audience and Key are
@@ -143,27 +142,7 @@ func GenerateIssuerKey() (ed25519.PrivateKey, error) {
 }
 
 // MarshalIssuerKey encodes an issuer key as PEM (PKCS #8, "PRIVATE KEY").
-func MarshalIssuerKey(key ed25519.PrivateKey) ([]byte, error) {
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
-}
+func MarshalIssuerKey(key ed25519.PrivateKey) ([]byte, error) { return keys.MarshalPrivateKey(key) }
 
 // ParseIssuerKey decodes what MarshalIssuerKey encodes.
-func ParseIssuerKey(b []byte) (ed25519.PrivateKey, error) {
-	block, rest := pem.Decode(b)
-	if block == nil || block.Type != "PRIVATE KEY" || len(bytes.TrimSpace(rest)) != 0 {
-		return nil, errors.New("issuer key: want one PEM block of type PRIVATE KEY")
-	}
-	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("issuer key: %w", err)
-	}
-	ed, ok := k.(ed25519.PrivateKey)
-	if !ok {
-		return nil, errors.New("issuer key: not an Ed25519 key")
-	}
-	return ed, nil
-}
+func ParseIssuerKey(b []byte) (ed25519.PrivateKey, error) { return keys.ParsePrivateKey(b) }

@@ -266,6 +266,7 @@ func apiNode(n *node.Node) apiserver.Node {
 		CheckpointKey: n.Keys.CheckpointVerifier,
 		ReceiptKey:    n.Keys.ReceiptVerifier,
 		KeysDir:       node.KeysDir(n.DataDir),
+		NoCreateKeys:  n.Cluster,
 		Ready:         n.Ready,
 		Collectors:    n.Collectors,
 	}

@@ -29,15 +29,32 @@ import (
 // moduleRoot is the module's directory, from this package's.
 const moduleRoot = "../.."
 
-// freeAddr returns a loopback address with a port free right now.
+// handedOut are the addresses freeAddr returned: the kernel may give a
+// port closed a moment ago to the next listener, so that two processes
+// of one cluster would be told the same port.
+var handedOut = struct {
+	sync.Mutex
+	addrs map[string]bool
+}{addrs: map[string]bool{}}
+
+// freeAddr returns a loopback address with a port free right now, never
+// one it returned before in this process.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		if !handedOut.addrs[addr] {
+			handedOut.addrs[addr] = true
+			return addr
+		}
 	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // proc is a process of the cluster, its output kept in a file.

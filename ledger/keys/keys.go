@@ -13,6 +13,8 @@
 //	receipt.key     note signing key of receipts
 //	checkpoint.pub, receipt.pub   the matching verifier keys (public)
 //	log-name        the log's name, the start of the origin; never changes
+//	page-token.key, portal-oidc-cookie.key, token-issuer.key
+//	                the API's keys, the same on every node (CreateShared)
 //
 // Note keys follow [note]'s text forms.
 //
@@ -81,7 +83,9 @@ type Config struct {
 	Signers Signers
 	// NoCreate refuses to create a missing key file (a node of a cluster:
 	// the keys are made once, elsewhere): Load then fails with an error
-	// that names the file and wraps fs.ErrNotExist. Signers other than
+	// that names the file and wraps fs.ErrNotExist. Load also makes (or,
+	// with NoCreate, requires) PageTokenFile and PortalCookieFile, which
+	// the API reads. Signers other than
 	// Dir are not affected. Default false: missing keys are created.
 	NoCreate bool
 }
@@ -111,6 +115,14 @@ func Load(cfg Config) (*Keyring, error) {
 			if err := mustExist(filepath.Join(string(d), f)); err != nil {
 				return nil, err
 			}
+		}
+	}
+	// The API's keys, which a node of a cluster would otherwise make at
+	// first use, differing from the other nodes'. Checked here; the API
+	// reads them.
+	for _, f := range []string{PageTokenFile, PortalCookieFile} {
+		if _, err := secretFile(filepath.Join(cfg.Dir, f), !cfg.NoCreate); err != nil {
+			return nil, err
 		}
 	}
 	if k.Checkpoint, k.CheckpointVerifier, err = cfg.Signers.Signer("checkpoint", cfg.Origin); err != nil {

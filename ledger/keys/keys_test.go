@@ -63,7 +63,7 @@ func TestLoadNoCreate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files := []string{"kek", "pseudonym.key", "checkpoint.key", "checkpoint.pub", "receipt.key", "receipt.pub"}
+	files := []string{"kek", "pseudonym.key", "checkpoint.key", "checkpoint.pub", "receipt.key", "receipt.pub", "page-token.key", "portal-oidc-cookie.key"}
 	for _, missing := range files {
 		t.Run(missing, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "keys")

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/vigie-sante/vigie/ledger"
@@ -104,6 +105,74 @@ func TestHashRequestIDs(t *testing.T) {
 				t.Errorf("HashRequestIDs after a crash = %v, %v; want it to finish", ran, err)
 			}
 		})
+	}
+}
+
+// TestHashRequestIDsConcurrently: several nodes starting at once on an
+// unconverted PostgreSQL database (one pool each) all succeed, one of
+// them converts, and every key is found by its hash.
+func TestHashRequestIDsConcurrently(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.NewDatabase(t)
+	const n = 6
+	dbs := make([]*sqldb.DB, n)
+	for i := range dbs {
+		db, err := sqldb.OpenPostgres(ctx, url, sqldb.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		dbs[i] = db
+	}
+	if err := dbs[0].Migrate(ctx, ledgersql.Migrations); err != nil {
+		t.Fatal(err)
+	}
+	pseudonyms, err := ledger.NewPseudonymizer(make([]byte, ledger.KeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []ledger.Key
+	for i := range 20 {
+		k := ledger.Key{Service: "hospital-his", RequestID: fmt.Sprintf("his-%d", i)}
+		keys = append(keys, k)
+		if err := dbs[0].ReadWrite(ctx, func(ctx context.Context, tx sqldb.Tx) error {
+			_, err := tx.Exec(ctx, "INSERT INTO events (leaf_index, commitment, pseudonym, seq, kind, time_nanos, service, break_glass, sealed, idem_service, idem_request) VALUES ($1, $2, $3, $7, 'access', 1, $4, 0, $5, $4, $6)",
+				int64(i), make([]byte, 32), make([]byte, 32), k.Service, []byte("sealed"), k.RequestID, int64(i+1))
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	ran := make([]bool, n)
+	errs := make([]error, n)
+	for i, db := range dbs {
+		wg.Go(func() { ran[i], errs[i] = ledgersql.HashRequestIDs(ctx, db, pseudonyms.RequestHash) })
+	}
+	wg.Wait()
+	runs := 0
+	for i := range dbs {
+		if errs[i] != nil {
+			t.Errorf("node %d: HashRequestIDs: %v", i, errs[i])
+		}
+		if ran[i] {
+			runs++
+		}
+	}
+	if runs != 1 {
+		t.Errorf("HashRequestIDs ran on %d nodes, want 1", runs)
+	}
+	err = ledgersql.New(dbs[1]).Read(ctx, func(ctx context.Context, tx ledger.StoreReader) error {
+		for i, k := range keys {
+			e, err := tx.EventByKey(ctx, pseudonyms.RequestHash(k))
+			if err != nil || e.Index != uint64(i) {
+				t.Errorf("EventByKey(key %d) = %+v, %v; want event %d", i, e, err, i)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 

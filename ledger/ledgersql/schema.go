@@ -252,9 +252,23 @@ const requestIDsHashed = "request-ids-hashed"
 // change after a write in one transaction), and may be run again: a crash
 // between two steps is finished at the next start.
 //
+// Nodes starting together take turns (sqldb.DB.Exclusively, the lock of
+// the migrations): one converts, the others find the record.
+//
 // It must run after the migrations and after the pseudonym key was checked
 // against the database (ledger.New), before the ledger records anything.
 func HashRequestIDs(ctx context.Context, db *sqldb.DB, hash func(ledger.Key) ledger.RequestHash) (bool, error) {
+	ran := false
+	err := db.Exclusively(ctx, func(ctx context.Context) error {
+		var err error
+		ran, err = hashRequestIDs(ctx, db, hash)
+		return err
+	})
+	return ran, err
+}
+
+// hashRequestIDs is HashRequestIDs under the schema lock.
+func hashRequestIDs(ctx context.Context, db *sqldb.DB, hash func(ledger.Key) ledger.RequestHash) (bool, error) {
 	done := false
 	err := db.Read(ctx, func(ctx context.Context, tx sqldb.Tx) error {
 		var v []byte

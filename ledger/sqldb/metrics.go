@@ -1,6 +1,8 @@
 package sqldb
 
 import (
+	"sync/atomic"
+
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -11,6 +13,9 @@ type PoolCollector struct {
 	pool                                                        *pgxpool.Pool
 	max, conns, acquires, acquireWait, emptyAcquires, emptyWait *prometheus.Desc
 	canceled, created, destroyed                                *prometheus.Desc
+	// retries counts the transactions run again (DB.Collector only).
+	retries     *atomic.Int64
+	retriesDesc *prometheus.Desc
 }
 
 var _ prometheus.Collector = (*PoolCollector)(nil)
@@ -37,19 +42,27 @@ func NewPoolCollector(db string, pool *pgxpool.Pool) *PoolCollector {
 }
 
 // Collector returns the collector of the PostgreSQL connection pool
-// (db="vigie"), or nil on SQLite, whose one writer and fixed set of
-// readers are held for the file's lifetime.
+// (db="vigie") and of vigie_db_serialization_retries_total, or nil on
+// SQLite, whose one writer and fixed set of readers are held for the
+// file's lifetime and never conflict.
 func (db *DB) Collector() prometheus.Collector {
 	if db.pool == nil {
 		return nil
 	}
-	return NewPoolCollector("vigie", db.pool)
+	c := NewPoolCollector("vigie", db.pool)
+	c.retries = &db.retries
+	c.retriesDesc = prometheus.NewDesc("vigie_db_serialization_retries_total",
+		"Transactions run again after a serialization failure or a deadlock: writers conflicting on the same rows.", nil, prometheus.Labels{"db": "vigie"})
+	return c
 }
 
 // Describe implements prometheus.Collector.
 func (c *PoolCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.max, c.conns, c.acquires, c.acquireWait, c.emptyAcquires, c.emptyWait, c.canceled, c.created, c.destroyed} {
 		ch <- d
+	}
+	if c.retries != nil {
+		ch <- c.retriesDesc
 	}
 }
 
@@ -74,4 +87,7 @@ func (c *PoolCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.created, float64(s.NewConnsCount()))
 	counter(c.destroyed, float64(s.MaxLifetimeDestroyCount()), "max_lifetime")
 	counter(c.destroyed, float64(s.MaxIdleDestroyCount()), "max_idle")
+	if c.retries != nil {
+		counter(c.retriesDesc, float64(c.retries.Load()))
+	}
 }

@@ -31,6 +31,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/cockroach-go/v2/crdb"
@@ -114,6 +115,9 @@ type DB struct {
 	lite       *SQLite
 	pool       *pgxpool.Pool
 	maxRetries int
+	// retries counts the transactions run again
+	// (vigie_db_serialization_retries_total).
+	retries atomic.Int64
 }
 
 // OpenSQLiteDB opens (or creates) Vigie's database in a SQLite file.
@@ -171,9 +175,7 @@ func (db *DB) ReadWrite(ctx context.Context, f func(ctx context.Context, tx Tx) 
 	case SQLiteDialect:
 		return db.lite.Exclusive(ctx, func(q Querier) error { return f(ctx, liteTx{q}) })
 	case CockroachDBDialect:
-		err := crdbpgx.ExecuteTx(ctx, db.pool, pgx.TxOptions{IsoLevel: pgx.Serializable}, func(tx pgx.Tx) error {
-			return f(ctx, pgTx{tx: tx, dialect: db.dialect})
-		})
+		err := crdbpgx.ExecuteTx(ctx, db.pool, pgx.TxOptions{IsoLevel: pgx.Serializable}, db.countRuns(ctx, f))
 		// RELEASE SAVEPOINT, CockroachDB's commit, failed other than by
 		// a serialization failure: the outcome is unknown, as when
 		// PostgreSQL's COMMIT fails.
@@ -193,11 +195,22 @@ func (db *DB) Read(ctx context.Context, f func(ctx context.Context, tx Tx) error
 	case SQLiteDialect:
 		return db.lite.Read(ctx, func(q Querier) error { return f(ctx, liteTx{q}) })
 	case CockroachDBDialect:
-		return crdbpgx.ExecuteTx(ctx, db.pool, pgx.TxOptions{IsoLevel: pgx.Serializable, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-			return f(ctx, pgTx{tx: tx, dialect: db.dialect})
-		})
+		return crdbpgx.ExecuteTx(ctx, db.pool, pgx.TxOptions{IsoLevel: pgx.Serializable, AccessMode: pgx.ReadOnly}, db.countRuns(ctx, f))
 	}
 	return db.retry(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, f)
+}
+
+// countRuns adapts f to cockroach-go's helper, which retries by itself:
+// every run after the first is a retry.
+func (db *DB) countRuns(ctx context.Context, f func(ctx context.Context, tx Tx) error) func(pgx.Tx) error {
+	first := true
+	return func(tx pgx.Tx) error {
+		if !first {
+			db.retries.Add(1)
+		}
+		first = false
+		return f(ctx, pgTx{tx: tx, dialect: db.dialect})
+	}
 }
 
 // retry runs f in whole transactions on PostgreSQL until one commits, the
@@ -214,6 +227,7 @@ func (db *DB) retry(ctx context.Context, opts pgx.TxOptions, f func(ctx context.
 			}
 			return err
 		}
+		db.retries.Add(1)
 		// Back off with jitter: 1 ms, 2 ms, 4 ms... up to 100 ms.
 		d := min(time.Millisecond<<min(attempt, 7), 100*time.Millisecond)
 		select {

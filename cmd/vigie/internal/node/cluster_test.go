@@ -213,6 +213,70 @@ func TestInitCluster(t *testing.T) {
 	}
 }
 
+// TestInitSharedKeys: vigie init makes the API's keys, which every node
+// must share (a page token or a sign-in cookie made by one node is
+// checked by another), and makes them again for a log an earlier init
+// pinned without them; a node with --trillian missing one refuses to
+// start, naming it, and makes none.
+func TestInitSharedKeys(t *testing.T) {
+	ctx := context.Background()
+	db := pgtest.NewDatabase(t)
+	servers := startTrillian(t, 1)
+	root := t.TempDir()
+	initDir := filepath.Join(root, "init")
+	shared := []string{"page-token.key", "portal-oidc-cookie.key", "token-issuer.key"}
+	p, err := node.Init(ctx, node.Config{DataDir: initDir, DB: db, TrillianAddrs: addrs(servers), LogName: "shared.test"})
+	if err != nil {
+		t.Fatalf("Init: %v", err)
+	}
+	made := map[string][]byte{}
+	for _, f := range shared {
+		b, err := os.ReadFile(filepath.Join(node.KeysDir(initDir), f))
+		if err != nil {
+			t.Errorf("Init made no %s: %v", f, err)
+		}
+		made[f] = b
+	}
+	// An init of an earlier version made none: init again makes them,
+	// and keeps those there are.
+	if err := os.Remove(filepath.Join(node.KeysDir(initDir), "portal-oidc-cookie.key")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := node.Init(ctx, node.Config{DataDir: initDir, DB: db, TrillianAddrs: addrs(servers)}); err != nil {
+		t.Fatalf("Init again: %v", err)
+	}
+	for _, f := range shared {
+		b, err := os.ReadFile(filepath.Join(node.KeysDir(initDir), f))
+		if err != nil {
+			t.Errorf("Init again: no %s: %v", f, err)
+		} else if f != "portal-oidc-cookie.key" && string(b) != string(made[f]) {
+			t.Errorf("Init again changed %s", f)
+		}
+	}
+
+	ncfg := node.Config{DataDir: filepath.Join(root, "node"), DB: db, TrillianAddrs: addrs(servers), TreeID: p.TreeID}
+	for _, f := range []string{"page-token.key", "portal-oidc-cookie.key"} {
+		copyKeys(t, initDir, ncfg.DataDir)
+		missing := filepath.Join(node.KeysDir(ncfg.DataDir), f)
+		if err := os.Remove(missing); err != nil {
+			t.Fatal(err)
+		}
+		_, err := node.Open(ctx, ncfg)
+		if err == nil || !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), missing) || !strings.Contains(err.Error(), "vigie init") {
+			t.Errorf("Open without %s = %v, want an error naming it and vigie init", f, err)
+		}
+		if _, err := os.Stat(missing); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("Open made %s (%v)", f, err)
+		}
+	}
+	copyKeys(t, initDir, ncfg.DataDir)
+	n, err := node.Open(ctx, ncfg)
+	if err != nil {
+		t.Fatalf("Open with init's keys: %v", err)
+	}
+	n.Close(ctx)
+}
+
 // TestInitUninitialised: a node with --trillian on a database without a
 // log refuses to start, and creates no tree.
 func TestInitUninitialised(t *testing.T) {

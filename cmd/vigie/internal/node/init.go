@@ -40,7 +40,8 @@ var keyFiles = []string{"log-name", "pseudonym.key", "checkpoint.key", "checkpoi
 // Init makes a log once, for the nodes of a cluster: it creates the
 // Trillian tree (a new PREORDERED_LOG; with Trillian in process, the one
 // a first start finds or creates by name) and the keys (in cfg.DataDir's
-// keys directory, and cfg.KEKFile), and pins the origin (which holds the
+// keys directory, and cfg.KEKFile; the API's keys too, keys.CreateShared,
+// which every node must share), and pins the origin (which holds the
 // tree's ID) and every key's check in the database, as a node's first
 // start does (ledger.New). Of cfg it reads DataDir, DB, TrillianAddrs,
 // LogName, KEKFile and the in-process sequencer's settings.
@@ -97,6 +98,9 @@ func Init(ctx context.Context, cfg Config) (_ *Pinned, err error) {
 		}
 		for _, f := range keyFiles {
 			created[filepath.Join(keysDir, f)] = true
+		}
+		for _, f := range keys.SharedFiles(keysDir) {
+			created[f] = true
 		}
 		created[kek] = true
 		for f := range created {
@@ -164,6 +168,12 @@ func Init(ctx context.Context, cfg Config) (_ *Pinned, err error) {
 	}
 	origin, err := verify.FormatOrigin(name, treeID)
 	if err != nil {
+		return nil, err
+	}
+	// The API's keys, which the nodes share and never make. Not pinned
+	// in the database: made here even for a log pinned by an earlier
+	// version's init, so that its nodes get them from this directory.
+	if err := keys.CreateShared(keysDir); err != nil {
 		return nil, err
 	}
 	kr, err := keys.Load(keys.Config{Dir: keysDir, KEKFile: cfg.KEKFile, Origin: origin, NoCreate: pinned != 0})

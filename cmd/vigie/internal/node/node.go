@@ -115,6 +115,9 @@ type Node struct {
 	Keys      *keys.Keyring
 	// DataDir is Config.DataDir, absolute.
 	DataDir string
+	// Cluster is true with an external Trillian (Config.TrillianAddrs):
+	// the node makes no key, vigie init made them all (the API's too).
+	Cluster bool
 	// Origin is the log's origin, "<log name>/vigie/<tree id>".
 	Origin string
 	// Where says where Trillian runs, for humans.
@@ -163,6 +166,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		n.Collectors = append(n.Collectors, c)
 	}
 	cluster := len(cfg.TrillianAddrs) > 0
+	n.Cluster = cluster
 	keysDir := KeysDir(n.DataDir)
 	var name string
 	if cluster {
