@@ -230,12 +230,23 @@ func HoldLease(ctx context.Context, store Store, name, owner string, ttl time.Du
 		}
 	}
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	held := &HeldLease{LeaseHolder: h, cancel: cancel, done: make(chan struct{})}
+	held := &HeldLease{LeaseHolder: h, cancel: cancel, done: make(chan struct{}), lost: make(chan struct{})}
 	go func() {
 		defer close(held.done)
-		wait(ctx, ttl/3, nil)
-		if ctx.Err() == nil {
-			h.Run(ctx)
+		for {
+			wait(ctx, ttl/3, nil)
+			if ctx.Err() != nil {
+				return
+			}
+			if _, err := h.Try(ctx); err != nil && !errors.Is(err, ErrLeaseHeld) && ctx.Err() == nil {
+				h.logger.Warn("ledger: lease", "lease", h.name, "err", err)
+			}
+			if _, ok := h.Held(); !ok && ctx.Err() == nil {
+				// Taken over, or not renewed in time: what the lease
+				// guards must stop; it is not taken again.
+				close(held.lost)
+				return
+			}
 		}
 	}()
 	return held, nil
@@ -246,7 +257,13 @@ type HeldLease struct {
 	*LeaseHolder
 	cancel context.CancelFunc
 	done   chan struct{}
+	lost   chan struct{}
 }
+
+// Lost is closed when the lease's term ends other than by Release: it was
+// taken over, or could not be renewed before its time ran out. What the
+// lease guards must then stop (HoldLease does not take it again).
+func (h *HeldLease) Lost() <-chan struct{} { return h.lost }
 
 // Release stops renewing the lease and frees it, trying for at most 5s
 // even if ctx is done (a node's shutdown).

@@ -423,3 +423,98 @@ func TestLeaseTakeover(t *testing.T) {
 		t.Errorf("takeover took up to %v, want at most %v", took[runs-1], bound)
 	}
 }
+
+// failingStore fails every read-write transaction once fail is set: the
+// database cut off from the node.
+type failingStore struct {
+	ledger.Store
+	fail *atomicBool
+}
+
+type atomicBool struct {
+	mu sync.Mutex
+	v  bool
+}
+
+func (b *atomicBool) set() { b.mu.Lock(); b.v = true; b.mu.Unlock() }
+func (b *atomicBool) get() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.v
+}
+
+func (s failingStore) ReadWrite(ctx context.Context, f func(ctx context.Context, tx ledger.StoreTx) error) error {
+	if s.fail.get() {
+		return errors.New("database unreachable")
+	}
+	return s.Store.ReadWrite(ctx, f)
+}
+
+// TestHeldLeaseLost: a lease held by HoldLease (the in-process Trillian's)
+// reports its loss, whether another node took it over or the holder could
+// not renew it in time, so that what it guards stops; Release does not
+// count as a loss.
+func TestHeldLeaseLost(t *testing.T) {
+	const ttl = 300 * time.Millisecond
+	env := ledgertest.New(t, ledgertest.Options{NoStart: true})
+
+	t.Run("not renewed", func(t *testing.T) {
+		fail := &atomicBool{}
+		store := failingStore{Store: env.Store, fail: fail}
+		h, err := ledger.HoldLease(ctx, store, "guarded-a", "node-a", ttl, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Release(ctx)
+		select {
+		case <-h.Lost():
+			t.Fatal("lost while renewed")
+		case <-time.After(2 * ttl):
+		}
+		fail.set()
+		select {
+		case <-h.Lost():
+		case <-time.After(5 * ttl):
+			t.Fatal("not reported lost after its renewals failed for longer than its TTL")
+		}
+	})
+
+	t.Run("taken over", func(t *testing.T) {
+		h, err := ledger.HoldLease(ctx, env.Store, "guarded-b", "node-a", ttl, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Release(ctx)
+		// Another node takes the row over (its epoch bumped) as if the
+		// holder had paused past its TTL.
+		if err := env.Store.ReadWrite(ctx, func(ctx context.Context, tx ledger.StoreTx) error {
+			if err := tx.ReleaseLease(ctx, "guarded-b", "node-a", 1); err != nil {
+				return err
+			}
+			_, err := tx.AcquireLease(ctx, "guarded-b", "node-b", time.Minute)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-h.Lost():
+		case <-time.After(5 * ttl):
+			t.Fatal("not reported lost after another node took it over")
+		}
+	})
+
+	t.Run("released", func(t *testing.T) {
+		h, err := ledger.HoldLease(ctx, env.Store, "guarded-c", "node-a", ttl, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := h.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-h.Lost():
+			t.Fatal("a released lease reported lost")
+		case <-time.After(2 * ttl):
+		}
+	})
+}

@@ -84,10 +84,17 @@ func serve(ctx context.Context, cfg serveConfig, stdout io.Writer, logger *slog.
 	grpcURL, httpURL := a.URLs()
 	logger.Info("ready", "tree_id", n.Tree.TreeId, "origin", n.Origin, "trillian", n.Where, "grpc", grpcURL, "http", httpURL)
 
+	var stopErr error
 	select {
 	case <-ctx.Done():
 	case err := <-a.Done():
 		logger.Error("a listener stopped", "err", err)
+	case <-n.Lost():
+		// Another node may run Trillian in process on the same storage:
+		// stop at once, with an error, so that a supervisor restarts this
+		// one, which then waits for the lease.
+		stopErr = errors.New("the in-process Trillian's lease was lost; several nodes need an external Trillian (--trillian)")
+		logger.Error("stopping", "err", stopErr)
 	}
 	logger.Info("shutting down")
 	dctx, cancel := context.WithTimeout(context.Background(), cfg.api.drainTimeout)
@@ -95,6 +102,9 @@ func serve(ctx context.Context, cfg serveConfig, stdout io.Writer, logger *slog.
 	a.Stop(dctx)
 	if err := n.Close(dctx); err != nil {
 		return fmt.Errorf("shut down: %w", err)
+	}
+	if stopErr != nil {
+		return stopErr
 	}
 	logger.Info("stopped")
 	return nil

@@ -324,11 +324,32 @@ func Migrations() []sqldb.Migration {
 // Ready reports whether the node can serve: the ledger's background work
 // is healthy and its database answers.
 func (n *Node) Ready(ctx context.Context) error {
+	if n.trillianLease != nil {
+		select {
+		case <-n.trillianLease.Lost():
+			return errTrillianLeaseLost
+		default:
+		}
+	}
 	if err := n.Ledger.Ready(); err != nil {
 		return err
 	}
 	_, err := n.Ledger.Stats(ctx)
 	return err
+}
+
+// errTrillianLeaseLost: another node may now run Trillian in process on
+// the same storage.
+var errTrillianLeaseLost = errors.New("node: the in-process Trillian's lease was lost (the database was unreachable longer than the lease, or another node took it): this node must stop")
+
+// Lost is closed when the node must stop: it runs Trillian in process on
+// PostgreSQL and lost that lease, so another node may run a second
+// sequencer on the same storage. Nil (never closed) otherwise.
+func (n *Node) Lost() <-chan struct{} {
+	if n.trillianLease == nil {
+		return nil
+	}
+	return n.trillianLease.Lost()
 }
 
 // Close stops following other nodes' changes, drains the ledger's outbox

@@ -2,6 +2,8 @@ package node_test
 
 import (
 	"context"
+	"fmt"
+	"github.com/vigie-sante/vigie/ledger/sqldb"
 	"os"
 	"path/filepath"
 	"strings"
@@ -76,6 +78,44 @@ func TestOpenReopen(t *testing.T) {
 	}
 	if got, err := n.Ledger.ChainLength(ctx, ins); err != nil || got != 1 {
 		t.Errorf("ChainLength after reopening = %d, %v; want the one event", got, err)
+	}
+}
+
+// TestTrillianLeaseLost: a node running Trillian in process on PostgreSQL
+// whose lease another node took over (this one paused past its TTL, say)
+// must stop: Lost is closed and the node is no longer ready, so that two
+// sequencers never run on one storage for long.
+func TestTrillianLeaseLost(t *testing.T) {
+	ctx := context.Background()
+	db := pgtest.NewDatabase(t)
+	n, err := node.Open(ctx, node.Config{DataDir: filepath.Join(t.TempDir(), "data"), DB: db, LogName: "node.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close(ctx)
+	if n.Lost() == nil {
+		t.Fatal("Lost() = nil for a node running Trillian in process on PostgreSQL")
+	}
+	if err := n.Ready(ctx); err != nil {
+		t.Fatalf("Ready before the takeover: %v", err)
+	}
+	// Another node takes the lease over: a new owner, the epoch bumped.
+	if err := n.DB.ReadWrite(ctx, func(ctx context.Context, tx sqldb.Tx) error {
+		k, err := tx.Exec(ctx, "UPDATE leases SET owner = 'another-node', epoch = epoch + 1, expires_micros = expires_micros + 600000000 WHERE name = $1", ledger.LeaseTrillian)
+		if err == nil && k != 1 {
+			err = fmt.Errorf("%d lease rows updated, want 1", k)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-n.Lost():
+	case <-time.After(2 * ledger.DefaultLeaseTTL):
+		t.Fatal("Lost not closed after another node took the in-process Trillian's lease")
+	}
+	if err := n.Ready(ctx); err == nil {
+		t.Error("Ready after losing the in-process Trillian's lease = nil, want an error")
 	}
 }
 
