@@ -88,9 +88,13 @@ func TestHA(t *testing.T) {
 	// The signer that is master.
 	m := h.master(t, c)
 	k = kill{what: "Trillian signer (master)", takeover: -1}
-	size = h.treeSize(t, c)
 	k.at = time.Now()
 	h.signers[m].p.kill()
+	// The size is read once the master is dead and its last commit has
+	// landed: growth read against a size from before the kill can be the
+	// dead master's own last batch (12 ms once), not the new master's.
+	time.Sleep(200 * time.Millisecond)
+	size = h.treeSize(t, c)
 	k.resumed = h.waitGrowth(t, c, size, k.at)
 	if other := h.master(t, c); other == m {
 		t.Errorf("signer %d still master after its kill", m)
