@@ -164,13 +164,19 @@ func (h *LeaseHolder) Check(ctx context.Context, tx StoreTx, epoch uint64) error
 // ctx is done (it does not release it: Release does).
 func (h *LeaseHolder) Run(ctx context.Context) {
 	for {
-		if _, err := h.Try(ctx); err != nil && !errors.Is(err, ErrLeaseHeld) && ctx.Err() == nil {
-			h.logger.Warn("ledger: lease", "lease", h.name, "err", err)
-		}
+		h.renew(ctx)
 		wait(ctx, h.ttl/3, nil)
 		if ctx.Err() != nil {
 			return
 		}
+	}
+}
+
+// renew makes one attempt to take or renew the lease, logging an error
+// other than another node's holding it.
+func (h *LeaseHolder) renew(ctx context.Context) {
+	if _, err := h.Try(ctx); err != nil && !errors.Is(err, ErrLeaseHeld) && ctx.Err() == nil {
+		h.logger.Warn("ledger: lease", "lease", h.name, "err", err)
 	}
 }
 
@@ -238,9 +244,7 @@ func HoldLease(ctx context.Context, store Store, name, owner string, ttl time.Du
 			if ctx.Err() != nil {
 				return
 			}
-			if _, err := h.Try(ctx); err != nil && !errors.Is(err, ErrLeaseHeld) && ctx.Err() == nil {
-				h.logger.Warn("ledger: lease", "lease", h.name, "err", err)
-			}
+			h.renew(ctx)
 			if _, ok := h.Held(); !ok && ctx.Err() == nil {
 				// Taken over, or not renewed in time: what the lease
 				// guards must stop; it is not taken again.
