@@ -90,7 +90,10 @@ func TestRestoredBehindPublished(t *testing.T) {
 		t.Fatalf("CheckPublished(checkpoint past the backup) = %v, want ErrBehindPublished", err)
 	}
 	bad := append([]byte(nil), after...)
-	bad[len(bad)-3] ^= 1
+	// A character well inside the signature's base64: the last one before
+	// the padding carries bits the decoder ignores, so changing it may
+	// change nothing (it failed one CI run in several).
+	bad[len(bad)-10] ^= 1
 	if err := restored.Ledger.CheckPublished(ctx, bad); err == nil || errors.Is(err, ledger.ErrBehindPublished) {
 		t.Errorf("CheckPublished(badly signed) = %v, want a signature error", err)
 	}
