@@ -394,6 +394,10 @@ func TestPortalPatient(t *testing.T) {
 	b.run("open the consent page",
 		chromedp.Navigate(base+portal.Prefix+"consent.html"),
 		chromedp.WaitVisible(chromedp.CSS(`#consent-status[data-state="verified"]`)),
+		// The list of who accessed the record fills in once the history
+		// is verified and moves the forms below it: a click before that
+		// lands where a button was (CI, stop 22).
+		chromedp.WaitReady(chromedp.CSS(`#accessed[data-state="loaded"]`)),
 	)
 	b.accessibility("consent")
 	// The check itself finds what it looks for.

@@ -227,6 +227,13 @@ document.addEventListener('DOMContentLoaded', async () => {
     }));
     document.getElementById('accessed-status').textContent = t('consent.accessedCount', { n: accessed.length });
   }
+  // The list is filled once the history is verified, which moves the forms
+  // below it: aria-busy and data-state say when it has settled.
+  function settleAccessed(state) {
+    const list = document.getElementById('accessed');
+    list.removeAttribute('aria-busy');
+    list.dataset.state = state;
+  }
   async function loadAccessed() {
     await Vigie.verifier();
     const rep = await Vigie.verifyHistory();
@@ -234,6 +241,7 @@ document.addEventListener('DOMContentLoaded', async () => {
     await VigieEvents.loadNames(events);
     accessed = [...new Set(events.map(e => e.payload.request.actor.rpps))];
     renderAccessed();
+    settleAccessed('loaded');
   }
 
   // A search of the directory by name: block someone who never accessed
@@ -275,6 +283,7 @@ document.addEventListener('DOMContentLoaded', async () => {
     if (op) showPending('consent.pending', t('consent.pendingDetail', { change: op.label }));
     await loadAccessed();
   } catch (e) {
+    settleAccessed('error');
     if (!(e instanceof Vigie.ApiError && e.status === 401)) Vigie.status(statusBox, 'error', t('error.load'), e.message);
   }
 });
