@@ -142,13 +142,12 @@ func TestOneInProcessTrillian(t *testing.T) {
 	if err := first.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
+	// A held lease makes Open refuse at once (above), never wait: that
+	// this Open succeeds is the proof that Close released the lease
+	// rather than leaving it to expire.
 	again, err := node.Open(ctx, cfg)
 	if err != nil {
 		t.Fatalf("Open after the first node closed: %v", err)
 	}
 	defer again.Close(ctx)
-	if d := time.Since(start); d > ledger.DefaultLeaseTTL {
-		t.Errorf("Open after a release took %v, want less than a lease's TTL", d)
-	}
 }
