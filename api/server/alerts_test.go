@@ -50,7 +50,7 @@ func (a *alertsLive) breakGlass(id, patient, org string) string {
 	req := checkRequest()
 	req.RequestId, req.PatientIns, req.Actor.Organization = id, patient, org
 	resp, err := vigiev1.NewAccessServiceClient(a.conn).Check(a.as(auth.RoleService, "his", org), req)
-	if err != nil || resp.Decision != vigiev1.Decision_ALLOW {
+	if err != nil || resp.Decision != vigiev1.Decision_DECISION_ALLOW {
 		a.t.Fatalf("Check(%s) = %v, %v; want ALLOW", id, resp, err)
 	}
 	return resp.Event.Commitment

@@ -228,7 +228,7 @@ func TestReviewRule(t *testing.T) {
 	access := vigiev1.NewAccessServiceClient(l.conn)
 	audit := vigiev1.NewAuditServiceClient(l.conn)
 	resp, err := access.Check(l.as(auth.RoleService, "his", ourOrg), checkRequest())
-	if err != nil || resp.Decision != vigiev1.Decision_ALLOW {
+	if err != nil || resp.Decision != vigiev1.Decision_DECISION_ALLOW {
 		t.Fatalf("break-glass Check = %v, %v; want ALLOW", resp, err)
 	}
 	c := resp.Event.Commitment

@@ -122,8 +122,8 @@ func TestVerifyShowsNames(t *testing.T) {
 	importDirectories(t, dir)
 	w := newWorld(t, dir)
 	const unknownDoctor = "10000000099"
-	doCheck(t, w.e, "names-1", e2ePatient, e2eDoctor, vigiev1.PurposeOfUse_TREAT, true)
-	doCheck(t, w.e, "names-2", e2ePatient, unknownDoctor, vigiev1.PurposeOfUse_TREAT, true)
+	doCheck(t, w.e, "names-1", e2ePatient, e2eDoctor, vigiev1.PurposeOfUse_PURPOSE_OF_USE_TREAT, true)
+	doCheck(t, w.e, "names-2", e2ePatient, unknownDoctor, vigiev1.PurposeOfUse_PURPOSE_OF_USE_TREAT, true)
 
 	code, rep, stderr := w.verify(e2ePatient, filepath.Join(t.TempDir(), "state"), "--lang", "fr")
 	if code != exitOK || rep.Verdict != "verified" {
