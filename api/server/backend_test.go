@@ -293,6 +293,11 @@ func TestReviewRule(t *testing.T) {
 	if len(reviews) != 2 || reviews[0].Reviewer != "dpo:dpo-a" || reviews[1].Reviewer != "regulator:cnil" {
 		t.Fatalf("recorded reviews = %+v, want the DPO's then the regulator's", reviews)
 	}
+	// Each names the organisation its reviewer acted for (issue 19): the
+	// DPO's, none for the regulator.
+	if reviews[0].Organization != ourOrg || reviews[1].Organization != "" {
+		t.Errorf("reviewers' organisations %q, %q; want %q, none", reviews[0].Organization, reviews[1].Organization, ourOrg)
+	}
 	if final, ok := consent.FinalReview(reviews); !ok || final.Reviewer != "regulator:cnil" || final.Verdict != consent.VerdictUnjustified {
 		t.Errorf("FinalReview = %+v, %v; want the regulator's unjustified", final, ok)
 	}

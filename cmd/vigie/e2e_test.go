@@ -334,7 +334,7 @@ func TestEndToEnd(t *testing.T) {
 		if err := json.Unmarshal(ev.body.Payload, &read); err != nil {
 			t.Fatal(err)
 		}
-		if read.Format != "vigie.ledger-read.v1" {
+		if read.Format != "vigie.ledger-read.v2" {
 			t.Errorf("read record format %q", read.Format)
 		}
 		readers = append(readers, fmt.Sprintf("%s %s %d", read.Reader, read.Method, read.Events))

@@ -90,10 +90,14 @@ type eventRow struct {
 	// another review of the access decides (consent.FinalReview).
 	Flags  []string      `json:"flags,omitempty"`
 	Access *accessDetail `json:"access,omitempty"`
-	// professionLabel and careTeam make Who again once the names are
-	// known (nameRows).
+	// ReaderOrganizations are the FINESS numbers of the organisations the
+	// reader of a ledger read, or the reviewer of a review, acted for.
+	ReaderOrganizations []string `json:"reader_organizations,omitempty"`
+	// professionLabel and careTeam (for an access), reader (for a read or
+	// a review) make Who again once the names are known (nameRows).
 	professionLabel string
 	careTeam        bool
+	reader          string
 }
 
 // accessDetail is an access decision, for machines.
@@ -297,7 +301,8 @@ func describe(ctx context.Context, l lang, rules *scrutiny.RulesCache, e *audit.
 			row.What = l.t("cli.readUnreadable")
 			return row
 		}
-		row.Who = rd.Reader
+		row.reader, row.ReaderOrganizations = rd.Reader, rd.Organizations
+		row.Who = readerWho(l, rd.Reader, rd.Organizations, directoryNames{})
 		switch rd.Method {
 		case "ListAccesses":
 			row.What = l.t("cli.read.ListAccesses", "n", rd.Events)
@@ -315,7 +320,11 @@ func describe(ctx context.Context, l lang, rules *scrutiny.RulesCache, e *audit.
 			return row
 		}
 		reviewed, _ := event.ParseHash(rv.Event)
-		row.Who = rv.Reviewer
+		if rv.Organization != "" {
+			row.ReaderOrganizations = []string{rv.Organization}
+		}
+		row.reader = rv.Reviewer
+		row.Who = readerWho(l, rv.Reviewer, row.ReaderOrganizations, directoryNames{})
 		row.What = l.t("cli.review", "seq", seqOf[reviewed])
 		switch rv.Verdict {
 		case consent.VerdictJustified:
@@ -371,6 +380,9 @@ func nameRows(ctx context.Context, cl *client.Client, l lang, rows []eventRow) {
 			rpps, finess = append(rpps, a.ActorRPPS), append(finess, a.Organization)
 		}
 	}
+	for _, r := range rows {
+		finess = append(finess, r.ReaderOrganizations...)
+	}
 	names := lookupNames(ctx, cl, rpps, finess)
 	pros, ests := names.Professionals, names.Establishments
 	for i := range rows {
@@ -378,5 +390,21 @@ func nameRows(ctx context.Context, cl *client.Client, l lang, rows []eventRow) {
 			a.Actor, a.OrganizationEntry = pros[a.ActorRPPS], ests[a.Organization]
 			rows[i].Who = who(l, &rows[i])
 		}
+		if len(rows[i].ReaderOrganizations) > 0 {
+			rows[i].Who = readerWho(l, rows[i].reader, rows[i].ReaderOrganizations, names)
+		}
 	}
+}
+
+// readerWho says who read or reviewed: the principal, and the
+// organisations it acted for by name beside their numbers.
+func readerWho(l lang, reader string, orgs []string, names directoryNames) string {
+	if len(orgs) == 0 {
+		return reader
+	}
+	var named []string
+	for _, o := range orgs {
+		named = append(named, names.establishmentName(l, o))
+	}
+	return l.t("cli.readerFor", "reader", reader, "orgs", strings.Join(named, "; "))
 }

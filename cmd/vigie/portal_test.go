@@ -1184,3 +1184,55 @@ func TestPortalFrenchDates(t *testing.T) {
 	b.run("to before from", typeDate("#f-to", now.AddDate(0, 0, -1).Format("02/01/2006"), chromedp.WaitVisible(chromedp.CSS("#filter-error")))...)
 	b.screenshot("history-dates")
 }
+
+// TestPortalReaderOrganization: a DPO's search, then its review of an
+// emergency access, are in the patient's history with the organisation
+// the DPO acted for, by name beside its FINESS, in the portal and in vigie
+// verify (issue 19: the history showed only "dpo:…").
+func TestPortalReaderOrganization(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	importDirectories(t, dir)
+	w := newWorld(t, dir)
+	bg := doCheck(t, w.e, "reader-org-1", e2ePatient, e2eDoctor, vigiev1.PurposeOfUse_PURPOSE_OF_USE_BTG, false)
+	dpo := w.e.as(auth.RoleDPO, "dpo-a", e2eHospital)
+	audit := vigiev1.NewAuditServiceClient(w.e.conn)
+	if _, err := audit.SearchEvents(dpo, &vigiev1.SearchEventsRequest{Organization: e2eHospital}); err != nil {
+		t.Fatalf("the DPO's search: %v", err)
+	}
+	if _, err := audit.ReviewBreakGlass(dpo, &vigiev1.ReviewBreakGlassRequest{RequestId: "reader-org-rv", EventCommitment: bg.Event.Commitment,
+		Verdict: vigiev1.BreakGlassVerdict_BREAK_GLASS_VERDICT_JUSTIFIED}); err != nil {
+		t.Fatalf("the DPO's review: %v", err)
+	}
+	w.e.waitCheckpoint(4) // the rules, the access, the read, the review
+	const named = "HÔPITAL DES ESSAIS (PARIS), FINESS " + e2eHospital
+
+	code, rep, stderr := w.verify(e2ePatient, filepath.Join(t.TempDir(), "state"), "--lang", "fr")
+	if code != exitOK || rep.Verdict != "verified" {
+		t.Fatalf("vigie verify: exit %d, verdict %q: %s", code, rep.Verdict, stderr)
+	}
+	kinds := map[string]bool{}
+	for _, r := range rep.Events {
+		if r.Kind != "ledger_read" && r.Kind != "break_glass_review" || !strings.HasPrefix(r.Who, "dpo:dpo-a") {
+			continue
+		}
+		kinds[r.Kind] = true
+		if r.Who != "dpo:dpo-a, pour "+named || len(r.ReaderOrganizations) != 1 || r.ReaderOrganizations[0] != e2eHospital {
+			t.Errorf("vigie verify's %s row: who %q, organisations %v; want the DPO for %s", r.Kind, r.Who, r.ReaderOrganizations, named)
+		}
+	}
+	if !kinds["ledger_read"] || !kinds["break_glass_review"] {
+		t.Fatalf("vigie verify shows no DPO's read or review: %+v", rep.Events)
+	}
+
+	b := newBrowser(t)
+	b.signIn(w.e.http().base, w.token(auth.RolePatient, e2ePatient), `#verdict[data-state="verified"], #verdict[data-state="failed"], #verdict[data-state="error"]`)
+	if state := b.attr("#verdict", "data-state"); state != "verified" {
+		t.Fatalf("history verdict %q: %s", state, b.text("#verdict"))
+	}
+	b.run("show every event", chromedp.Click(chromedp.CSS("#f-all")))
+	want := "dpo:dpo-a, pour HÔPITAL DES ESSAIS (PARIS) · FINESS " + e2eHospital
+	if txt := b.text("#events"); strings.Count(txt, want) != 2 {
+		b.screenshot("reader-organization")
+		t.Errorf("the history names the DPO's organisation %d times, want 2 (its search and its review):\n%s", strings.Count(txt, want), txt)
+	}
+}
