@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/vigie-sante/vigie/consent/ident"
@@ -22,8 +23,14 @@ const (
 	AccessRecordFormat        = "vigie.access.v1"
 	ConsentChangeRecordFormat = "vigie.consent-change.v1"
 	RulesChangeRecordFormat   = "vigie.rules-change.v1"
-	ReadRecordFormat          = "vigie.ledger-read.v1"
-	ReviewRecordFormat        = "vigie.break-glass-review.v1"
+	ReadRecordFormat          = "vigie.ledger-read.v2"
+	ReviewRecordFormat        = "vigie.break-glass-review.v2"
+	// ReadRecordFormatV1 and ReviewRecordFormatV1 are the first versions,
+	// without the organisations the reader acted for: still read (and
+	// formatted again as they were, for the canonical check), never
+	// written.
+	ReadRecordFormatV1   = "vigie.ledger-read.v1"
+	ReviewRecordFormatV1 = "vigie.break-glass-review.v1"
 )
 
 // maxRecordSize bounds a record; the ledger's body limit is larger.
@@ -306,12 +313,20 @@ func ParseRulesChangeRecord(b []byte) (RulesChangeRecord, error) {
 }
 
 // ReadRecord is the payload of a ledger-read event: who read how many of
-// the patient's events, by which method. Every read of event bodies is
-// one, in the chain of the patient whose events were read.
+// the patient's events, by which method, for which organisations. Every
+// read of event bodies is one, in the chain of the patient whose events
+// were read.
 type ReadRecord struct {
+	// Format is ReadRecordFormat; ReadRecordFormatV1 for a record of
+	// version 1, which has no Organizations.
 	Format string `json:"format"`
 	// Reader is the principal ("patient", "regulator:cnil", "dpo:...").
 	Reader string `json:"reader"`
+	// Organizations are the FINESS numbers of the organisations the reader
+	// acted for, sorted, without repeats: the one a DPO's search named,
+	// a DPO's organisations for its alerts; none for a patient or a
+	// regulator, who act for no organisation.
+	Organizations []string `json:"organizations,omitempty"`
 	// Method is what was read: an API method ("ListAccesses",
 	// "SearchEvents", "Alerts" for AuditService.ListAlerts).
 	Method string `json:"method"`
@@ -322,19 +337,48 @@ type ReadRecord struct {
 	FromSeq        uint64 `json:"from_seq,omitempty"`
 }
 
-// FormatReadRecord encodes a ledger-read record.
+// FormatReadRecord encodes a ledger-read record, in version 2 unless
+// r.Format is ReadRecordFormatV1.
 func FormatReadRecord(r ReadRecord) ([]byte, error) {
-	r.Format = ReadRecordFormat
+	if r.Format != ReadRecordFormatV1 {
+		r.Format = ReadRecordFormat
+	}
 	if r.Reader == "" || r.Method == "" || r.Events < 0 {
 		return nil, errors.New("read record: reader and method are required, events not negative")
+	}
+	if err := checkOrganizations(r.Format == ReadRecordFormatV1, r.Organizations...); err != nil {
+		return nil, fmt.Errorf("read record: %w", err)
+	}
+	if r.Organizations != nil && len(r.Organizations) == 0 {
+		return nil, errors.New("read record: organizations: empty list")
+	}
+	for i := 1; i < len(r.Organizations); i++ {
+		if r.Organizations[i-1] >= r.Organizations[i] {
+			return nil, errors.New("read record: organizations: not sorted or repeated")
+		}
 	}
 	return compactJSON(r)
 }
 
-// ParseReadRecord decodes a ledger-read record in canonical form.
+// checkOrganizations checks the organisations a record names: FINESS
+// numbers, and none in a record of version 1.
+func checkOrganizations(v1 bool, orgs ...string) error {
+	if v1 && len(orgs) > 0 {
+		return errors.New("organizations: not in version 1")
+	}
+	for _, o := range orgs {
+		if _, err := ident.ParseFINESS(o); err != nil {
+			return fmt.Errorf("organizations: %w", err)
+		}
+	}
+	return nil
+}
+
+// ParseReadRecord decodes a ledger-read record in canonical form, of
+// version 2 or 1.
 func ParseReadRecord(b []byte) (ReadRecord, error) {
 	var r ReadRecord
-	if err := strictJSON(b, &r, ReadRecordFormat, func() string { return r.Format }); err != nil {
+	if err := strictJSON(b, &r, ReadRecordFormat, func() string { return r.Format }, ReadRecordFormatV1); err != nil {
 		return r, fmt.Errorf("parse read record: %w", err)
 	}
 	canon, err := FormatReadRecord(r)
@@ -353,6 +397,8 @@ const (
 // ReviewRecord is the payload of a break-glass review event, in the chain
 // of the patient whose access was reviewed.
 type ReviewRecord struct {
+	// Format is ReviewRecordFormat; ReviewRecordFormatV1 for a record of
+	// version 1, which has no Organization.
 	Format string `json:"format"`
 	// Event and LeafIndex name the reviewed access event.
 	Event     string `json:"event"`
@@ -363,11 +409,17 @@ type ReviewRecord struct {
 	Comment string `json:"comment,omitempty"`
 	// Reviewer is the principal ("dpo:...", "regulator:...").
 	Reviewer string `json:"reviewer"`
+	// Organization is the FINESS number of the organisation a DPO
+	// reviewed for (the reviewed access's); empty for a regulator.
+	Organization string `json:"organization,omitempty"`
 }
 
-// FormatReviewRecord encodes a break-glass review record.
+// FormatReviewRecord encodes a break-glass review record, in version 2
+// unless r.Format is ReviewRecordFormatV1.
 func FormatReviewRecord(r ReviewRecord) ([]byte, error) {
-	r.Format = ReviewRecordFormat
+	if r.Format != ReviewRecordFormatV1 {
+		r.Format = ReviewRecordFormat
+	}
 	switch {
 	case r.Verdict != VerdictJustified && r.Verdict != VerdictUnjustified:
 		return nil, fmt.Errorf("review record: verdict %q", r.Verdict)
@@ -378,13 +430,19 @@ func FormatReviewRecord(r ReviewRecord) ([]byte, error) {
 	case len(r.Comment) > 4096:
 		return nil, errors.New("review record: comment longer than 4096 bytes")
 	}
+	if r.Organization != "" {
+		if err := checkOrganizations(r.Format == ReviewRecordFormatV1, r.Organization); err != nil {
+			return nil, fmt.Errorf("review record: %w", err)
+		}
+	}
 	return compactJSON(r)
 }
 
-// ParseReviewRecord decodes a break-glass review record in canonical form.
+// ParseReviewRecord decodes a break-glass review record in canonical
+// form, of version 2 or 1.
 func ParseReviewRecord(b []byte) (ReviewRecord, error) {
 	var r ReviewRecord
-	if err := strictJSON(b, &r, ReviewRecordFormat, func() string { return r.Format }); err != nil {
+	if err := strictJSON(b, &r, ReviewRecordFormat, func() string { return r.Format }, ReviewRecordFormatV1); err != nil {
 		return r, fmt.Errorf("parse review record: %w", err)
 	}
 	canon, err := FormatReviewRecord(r)
@@ -408,7 +466,7 @@ func compactJSON(v any) ([]byte, error) {
 	return b, nil
 }
 
-func strictJSON(b []byte, v any, format string, got func() string) error {
+func strictJSON(b []byte, v any, format string, got func() string, older ...string) error {
 	if len(b) > maxRecordSize {
 		return errors.New("too large")
 	}
@@ -420,7 +478,7 @@ func strictJSON(b []byte, v any, format string, got func() string) error {
 	if dec.More() {
 		return errors.New("data after the JSON object")
 	}
-	if got() != format {
+	if got() != format && !slices.Contains(older, got()) {
 		return fmt.Errorf("format is not %q", format)
 	}
 	return nil

@@ -105,7 +105,7 @@ func TestRulesChangeRecordRoundTrip(t *testing.T) {
 func TestReadAndReviewRecords(t *testing.T) {
 	read := consent.ReadRecord{Reader: "regulator:cnil", Method: "SearchEvents", Events: 2}
 	b, err := consent.FormatReadRecord(read)
-	if err != nil || string(b) != `{"format":"vigie.ledger-read.v1","reader":"regulator:cnil","method":"SearchEvents","events":2}` {
+	if err != nil || string(b) != `{"format":"vigie.ledger-read.v2","reader":"regulator:cnil","method":"SearchEvents","events":2}` {
 		t.Fatalf("FormatReadRecord = %s, %v", b, err)
 	}
 	if got, err := consent.ParseReadRecord(b); err != nil || got.Reader != read.Reader || got.Events != 2 {
@@ -132,5 +132,64 @@ func TestReadAndReviewRecords(t *testing.T) {
 	}
 	if _, err := consent.FormatReviewRecord(consent.ReviewRecord{Event: "ab", Verdict: consent.VerdictJustified, Reviewer: "x"}); err == nil {
 		t.Errorf("a review of a malformed commitment was formatted")
+	}
+}
+
+// TestReaderOrganizations: a read and a review name the organisations the
+// reader acted for (issue 19: a patient could not place "dpo:…"), in
+// version 2 of their formats; the version 1 bodies already in logs still
+// read, as they were written, and cannot claim an organisation.
+func TestReaderOrganizations(t *testing.T) {
+	const (
+		hospital = "750712184"
+		other    = "130000011"
+	)
+	b, err := consent.FormatReadRecord(consent.ReadRecord{Reader: "dpo:a", Organizations: []string{hospital}, Method: "SearchEvents", Events: 2})
+	if err != nil || string(b) != `{"format":"vigie.ledger-read.v2","reader":"dpo:a","organizations":["750712184"],"method":"SearchEvents","events":2}` {
+		t.Fatalf("FormatReadRecord = %s, %v", b, err)
+	}
+	if got, err := consent.ParseReadRecord(b); err != nil || len(got.Organizations) != 1 || got.Organizations[0] != hospital {
+		t.Errorf("ParseReadRecord = %+v, %v", got, err)
+	}
+	b, err = consent.FormatReviewRecord(consent.ReviewRecord{Event: strings.Repeat("ab", 32), LeafIndex: 7, Verdict: consent.VerdictJustified, Reviewer: "dpo:a", Organization: hospital})
+	if err != nil || string(b) != `{"format":"vigie.break-glass-review.v2","event":"`+strings.Repeat("ab", 32)+`","leaf_index":7,"verdict":"justified","reviewer":"dpo:a","organization":"750712184"}` {
+		t.Fatalf("FormatReviewRecord = %s, %v", b, err)
+	}
+	if got, err := consent.ParseReviewRecord(b); err != nil || got.Organization != hospital {
+		t.Errorf("ParseReviewRecord = %+v, %v", got, err)
+	}
+
+	// Version 1, as earlier versions wrote it.
+	readV1 := `{"format":"vigie.ledger-read.v1","reader":"dpo:a","method":"SearchEvents","events":2}`
+	if got, err := consent.ParseReadRecord([]byte(readV1)); err != nil || got.Reader != "dpo:a" || got.Organizations != nil || got.Format != consent.ReadRecordFormatV1 {
+		t.Errorf("ParseReadRecord(v1) = %+v, %v", got, err)
+	} else if again, err := consent.FormatReadRecord(got); err != nil || string(again) != readV1 {
+		t.Errorf("a v1 read record formats again as %s, %v", again, err)
+	}
+	reviewV1 := `{"format":"vigie.break-glass-review.v1","event":"` + strings.Repeat("ab", 32) + `","leaf_index":7,"verdict":"justified","reviewer":"dpo:a"}`
+	if got, err := consent.ParseReviewRecord([]byte(reviewV1)); err != nil || got.Reviewer != "dpo:a" || got.Organization != "" {
+		t.Errorf("ParseReviewRecord(v1) = %+v, %v", got, err)
+	}
+
+	for name, bad := range map[string]string{
+		"v1 naming an organisation": `{"format":"vigie.ledger-read.v1","reader":"dpo:a","organizations":["750712184"],"method":"SearchEvents","events":2}`,
+		"not a FINESS":              `{"format":"vigie.ledger-read.v2","reader":"dpo:a","organizations":["750712185"],"method":"SearchEvents","events":2}`,
+		"unsorted":                  `{"format":"vigie.ledger-read.v2","reader":"dpo:a","organizations":["750712184","130000011"],"method":"SearchEvents","events":2}`,
+		"repeated":                  `{"format":"vigie.ledger-read.v2","reader":"dpo:a","organizations":["750712184","750712184"],"method":"SearchEvents","events":2}`,
+		"empty list":                `{"format":"vigie.ledger-read.v2","reader":"dpo:a","organizations":[],"method":"SearchEvents","events":2}`,
+		"version 3":                 `{"format":"vigie.ledger-read.v3","reader":"dpo:a","method":"SearchEvents","events":2}`,
+	} {
+		if _, err := consent.ParseReadRecord([]byte(bad)); err == nil {
+			t.Errorf("%s: read record accepted: %s", name, bad)
+		}
+	}
+	if _, err := consent.ParseReviewRecord([]byte(strings.Replace(reviewV1, `"dpo:a"}`, `"dpo:a","organization":"750712184"}`, 1))); err == nil {
+		t.Errorf("a v1 review record naming an organisation was accepted")
+	}
+	if _, err := consent.FormatReviewRecord(consent.ReviewRecord{Event: strings.Repeat("ab", 32), Verdict: consent.VerdictJustified, Reviewer: "dpo:a", Organization: "x"}); err == nil {
+		t.Errorf("a review naming an organisation that is no FINESS was formatted")
+	}
+	if _, err := consent.FormatReadRecord(consent.ReadRecord{Reader: "dpo:a", Organizations: []string{other, hospital}, Method: "Alerts"}); err != nil {
+		t.Errorf("FormatReadRecord with two organisations: %v", err)
 	}
 }

@@ -16,7 +16,7 @@
 // tokens.
 //
 // JSON uses the .proto field names (request_id, leaf_index) and enum
-// value names ("ALLOW", "TREAT"); 64-bit integers are strings and bytes
+// value names ("DECISION_ALLOW", "PURPOSE_OF_USE_TREAT"); 64-bit integers are strings and bytes
 // are base64, as protojson does; unknown fields, unknown query parameters
 // and anything after the body's JSON object are refused. Errors are
 // google.rpc.Status objects with the HTTP status of their gRPC code (400

@@ -82,8 +82,8 @@ func (f *accessFake) Check(ctx context.Context, req *vigiev1.CheckRequest) (*vig
 		return nil, server.InvalidField("request_id", "required")
 	}
 	return &vigiev1.CheckResponse{
-		Decision:             vigiev1.Decision_ALLOW,
-		Reason:               &vigiev1.CoarseReason{Code: vigiev1.ReasonCode_REASON_ALLOWED, Text: "access allowed"},
+		Decision:             vigiev1.Decision_DECISION_ALLOW,
+		Reason:               &vigiev1.CoarseReason{Code: vigiev1.ReasonCode_REASON_CODE_ALLOWED, Text: "access allowed"},
 		NationalRulesVersion: 3,
 		Event:                &vigiev1.RecordedEvent{Commitment: strings.Repeat("ab", 32), LeafIndex: 0, Receipt: []byte("vigie receipt v1\n")},
 	}, nil
@@ -267,7 +267,7 @@ func (e *env) do(method, path, body string, header ...string) (*http.Response, [
 
 func bearer(tok string) []string { return []string{"Authorization", "Bearer " + tok} }
 
-const checkBody = `{"request_id":"r1","patient_ins":"` + testINS + `","actor":{"rpps":"10001234567","profession":"10","organization":"` + ourOrg + `","sector":"care"},"action":"ACTION_READ","resource":{"record":{}},"purpose_of_use":"TREAT"}`
+const checkBody = `{"request_id":"r1","patient_ins":"` + testINS + `","actor":{"rpps":"10001234567","profession":"10","organization":"` + ourOrg + `","sector":"care"},"action":"ACTION_READ","resource":{"record":{}},"purpose_of_use":"PURPOSE_OF_USE_TREAT"}`
 
 // TestMatrixOverHTTP checks the authorization matrix through the gateway
 // for a few methods: the gateway authenticates nothing itself, the gRPC
@@ -405,7 +405,7 @@ func TestBadRequests(t *testing.T) {
 	tests := []struct{ name, body string }{
 		{"malformed JSON", `{"request_id":`},
 		{"unknown field", strings.Replace(checkBody, `"request_id"`, `"requestor":1,"request_id"`, 1)},
-		{"unknown enum value", strings.Replace(checkBody, `"TREAT"`, `"SHOPPING"`, 1)},
+		{"unknown enum value", strings.Replace(checkBody, `"PURPOSE_OF_USE_TREAT"`, `"SHOPPING"`, 1)},
 		{"wrong type", strings.Replace(checkBody, `"r1"`, `42`, 1)},
 		{"missing request_id", strings.Replace(checkBody, `"request_id":"r1",`, ``, 1)},
 		{"trailing garbage", checkBody + `garbage`},
@@ -492,7 +492,7 @@ func TestJSONMapping(t *testing.T) {
 	}
 	event, _ := got["event"].(map[string]any)
 	reason, _ := got["reason"].(map[string]any)
-	if got["decision"] != "ALLOW" || reason["code"] != "REASON_ALLOWED" || got["national_rules_version"] != "3" ||
+	if got["decision"] != "DECISION_ALLOW" || reason["code"] != "REASON_CODE_ALLOWED" || got["national_rules_version"] != "3" ||
 		got["consent_version"] != "0" || event["leaf_index"] != "0" || event["commitment"] != strings.Repeat("ab", 32) {
 		t.Errorf("Check response %s: want proto names, enum names, 64-bit integers as strings, zero values shown", body)
 	}

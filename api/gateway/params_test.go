@@ -19,6 +19,8 @@ func TestParameterErrors(t *testing.T) {
 		{"query: INS out of range", "/v1/log/inclusion?leaf_index=1&tree_size=137047624348415137047624348415", "137047624348415", "invalid tree_size: out of range"},
 		{"query: health data", "/v1/log/inclusion?tree_size=5&leaf_index=PSYCHIATRY-NOTE-7", "PSYCHIATRY", "invalid leaf_index: not an integer"},
 		{"query: given twice", "/v1/log/inclusion?tree_size=5&tree_size=PSYCHIATRY-NOTE-7", "PSYCHIATRY", "invalid tree_size: given more than once"},
+		{"query: page_size, history", "/v1/me/accesses?page_size=abc", "abc", "invalid page_size: not an integer"},
+		{"query: page_size, consent versions", "/v1/me/consent/history?page_size=abc", "abc", "invalid page_size: not an integer"},
 		{"query: bad escape", "/v1/log/inclusion?tree_size=5&leaf_index=%zz", "%zz", "invalid query: malformed percent-encoding"},
 		{"path: INS, Corsica in lower case", "/v1/rules/" + lowerCorsica, lowerCorsica, "invalid version: not an integer"},
 		{"path: health data", "/v1/rules/PSYCHIATRY-NOTE-7", "PSYCHIATRY", "invalid version: not an integer"},

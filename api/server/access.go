@@ -41,13 +41,13 @@ func (s *accessService) Check(ctx context.Context, req *vigiev1.CheckRequest) (*
 	}
 	AddLogAttrs(ctx, slog.String("decision", d.Effect.String()), slog.Int64("leaf_index", rec.Index))
 	resp := &vigiev1.CheckResponse{
-		Decision:             vigiev1.Decision_DENY,
+		Decision:             vigiev1.Decision_DECISION_DENY,
 		ConsentVersion:       d.ConsentVersion,
 		NationalRulesVersion: d.RulesVersion,
 		Event:                recorded(uint64(rec.Index), rec.Commitment, rec.Note),
 	}
 	if d.Effect == consent.Allow {
-		resp.Decision = vigiev1.Decision_ALLOW
+		resp.Decision = vigiev1.Decision_DECISION_ALLOW
 	}
 	fr, en := d.Reason.Text()
 	resp.Reason = &vigiev1.CoarseReason{Code: reasonCode(d.Reason), Text: en, TextFr: fr}
@@ -129,17 +129,17 @@ func ValidateCheck(req *vigiev1.CheckRequest) (consent.Request, error) {
 	}
 
 	switch req.PurposeOfUse {
-	case vigiev1.PurposeOfUse_TREAT:
+	case vigiev1.PurposeOfUse_PURPOSE_OF_USE_TREAT:
 		r.Purpose = consent.PurposeTreatment
-	case vigiev1.PurposeOfUse_ETREAT:
+	case vigiev1.PurposeOfUse_PURPOSE_OF_USE_ETREAT:
 		r.Purpose = consent.PurposeEmergencyTreatment
-	case vigiev1.PurposeOfUse_BTG:
+	case vigiev1.PurposeOfUse_PURPOSE_OF_USE_BTG:
 		r.Purpose = consent.PurposeBreakGlass
-	case vigiev1.PurposeOfUse_HPAYMT:
+	case vigiev1.PurposeOfUse_PURPOSE_OF_USE_HPAYMT:
 		r.Purpose = consent.PurposePayment
-	case vigiev1.PurposeOfUse_HOPERAT:
+	case vigiev1.PurposeOfUse_PURPOSE_OF_USE_HOPERAT:
 		r.Purpose = consent.PurposeOperations
-	case vigiev1.PurposeOfUse_HRESCH:
+	case vigiev1.PurposeOfUse_PURPOSE_OF_USE_HRESCH:
 		r.Purpose = consent.PurposeResearch
 	case vigiev1.PurposeOfUse_PURPOSE_OF_USE_UNSPECIFIED:
 		return r, InvalidField("purpose_of_use", "required")
@@ -176,15 +176,15 @@ func printableASCII(s string) bool {
 func reasonCode(r consent.Reason) vigiev1.ReasonCode {
 	switch r {
 	case consent.ReasonAllowed:
-		return vigiev1.ReasonCode_REASON_ALLOWED
+		return vigiev1.ReasonCode_REASON_CODE_ALLOWED
 	case consent.ReasonNotPermitted:
-		return vigiev1.ReasonCode_REASON_NOT_PERMITTED
+		return vigiev1.ReasonCode_REASON_CODE_NOT_PERMITTED
 	case consent.ReasonPurpose:
-		return vigiev1.ReasonCode_REASON_PURPOSE_NOT_PERMITTED
+		return vigiev1.ReasonCode_REASON_CODE_PURPOSE_NOT_PERMITTED
 	case consent.ReasonJustification:
-		return vigiev1.ReasonCode_REASON_JUSTIFICATION_REQUIRED
+		return vigiev1.ReasonCode_REASON_CODE_JUSTIFICATION_REQUIRED
 	}
-	return vigiev1.ReasonCode_REASON_CONSENT
+	return vigiev1.ReasonCode_REASON_CODE_CONSENT
 }
 
 func obligation(o consent.Obligation) vigiev1.Obligation {

@@ -211,7 +211,7 @@ func (a *alerter) compute(ctx context.Context, key string, orgs []string, reader
 	}
 	// An alert says something of the events it names: recorded before
 	// anyone is shown it, once for the period.
-	if err := a.b.recordReads(ctx, &reads, reader, alertsReadMethod); err != nil {
+	if err := a.b.recordReads(ctx, &reads, reader, orgs, alertsReadMethod); err != nil {
 		return nil, err
 	}
 	if a.cfg.CacheTTL > 0 { // else nothing is served again

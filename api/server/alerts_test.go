@@ -50,7 +50,7 @@ func (a *alertsLive) breakGlass(id, patient, org string) string {
 	req := checkRequest()
 	req.RequestId, req.PatientIns, req.Actor.Organization = id, patient, org
 	resp, err := vigiev1.NewAccessServiceClient(a.conn).Check(a.as(auth.RoleService, "his", org), req)
-	if err != nil || resp.Decision != vigiev1.Decision_ALLOW {
+	if err != nil || resp.Decision != vigiev1.Decision_DECISION_ALLOW {
 		a.t.Fatalf("Check(%s) = %v, %v; want ALLOW", id, resp, err)
 	}
 	return resp.Event.Commitment
@@ -81,7 +81,8 @@ func (a *alertsLive) alertReads(patient string) []string {
 			a.t.Fatal(err)
 		}
 		if rd.Method == alertsReadMethod {
-			out = append(out, rd.Reader)
+			// The reader, and the organisations it read for (issue 19).
+			out = append(out, strings.Join(append([]string{rd.Reader}, rd.Organizations...), " for "))
 		}
 	}
 	return out
@@ -215,10 +216,10 @@ func TestListAlertsScope(t *testing.T) {
 	}
 	// Recorded: ours by the regulator and our DPO, theirs by the
 	// regulator and their DPO.
-	if got := strings.Join(a.alertReads(testINS), ","); got != "regulator:cnil,dpo:dpo-a" {
+	if got := strings.Join(a.alertReads(testINS), ","); got != "regulator:cnil,dpo:dpo-a for "+ourOrg {
 		t.Errorf("reads of our patient's events: %s", got)
 	}
-	if got := strings.Join(a.alertReads(otherINS), ","); got != "regulator:cnil,dpo:dpo-b" {
+	if got := strings.Join(a.alertReads(otherINS), ","); got != "regulator:cnil,dpo:dpo-b for "+theirOrg {
 		t.Errorf("reads of their patient's events: %s", got)
 	}
 

@@ -140,7 +140,11 @@ func (s *auditService) SearchEvents(ctx context.Context, req *vigiev1.SearchEven
 		}
 		reads.Add(r.Pseudonym)
 	}
-	if err := s.b.recordReads(ctx, &reads, id.Principal(), searchScope); err != nil {
+	var readFor []string // the organisation a DPO acted for; a regulator acts for none
+	if id.Role() == auth.RoleDPO {
+		readFor = []string{f.Organization}
+	}
+	if err := s.b.recordReads(ctx, &reads, id.Principal(), readFor, searchScope); err != nil {
 		return nil, err
 	}
 	AddLogAttrs(ctx, slog.Int("events", len(resp.Events)), slog.Int("patients", reads.Patients()))
@@ -201,7 +205,11 @@ func (s *auditService) ReviewBreakGlass(ctx context.Context, req *vigiev1.Review
 	if row.Kind != event.KindAccess || !row.BreakGlass {
 		return nil, InvalidField("event_commitment", "not a break-glass access")
 	}
-	rec, err := s.b.Reviews.RecordReview(ctx, row, consent.ReviewRecord{Verdict: verdict, Comment: req.Comment, Reviewer: id.Principal()},
+	review := consent.ReviewRecord{Verdict: verdict, Comment: req.Comment, Reviewer: id.Principal()}
+	if id.Role() == auth.RoleDPO {
+		review.Organization = row.Organization // the DPO's, checked above
+	}
+	rec, err := s.b.Reviews.RecordReview(ctx, row, review,
 		ledger.Key{Service: id.Principal(), RequestID: req.RequestId})
 	if err != nil {
 		return nil, unavailable(err)

@@ -145,11 +145,15 @@ func (b *Backend) recordRead(ctx context.Context, patient ledger.PatientID, pseu
 	return nil
 }
 
-// recordReads records the reads of reads by reader through method, one
+// recordReads records the reads of reads by reader, acting for the
+// organisations orgs (sorted; none for a regulator), through method, one
 // ledger-read event per patient, before anything is returned: fail closed.
-func (b *Backend) recordReads(ctx context.Context, reads *ledger.ReadSet, reader, method string) error {
+func (b *Backend) recordReads(ctx context.Context, reads *ledger.ReadSet, reader string, orgs []string, method string) error {
+	if len(orgs) == 0 {
+		orgs = nil
+	}
 	err := b.Ledger.RecordReads(ctx, reads, reader, func(n int) ([]byte, error) {
-		return consent.FormatReadRecord(consent.ReadRecord{Reader: reader, Method: method, Events: n})
+		return consent.FormatReadRecord(consent.ReadRecord{Reader: reader, Organizations: orgs, Method: method, Events: n})
 	})
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)

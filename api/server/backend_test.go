@@ -228,7 +228,7 @@ func TestReviewRule(t *testing.T) {
 	access := vigiev1.NewAccessServiceClient(l.conn)
 	audit := vigiev1.NewAuditServiceClient(l.conn)
 	resp, err := access.Check(l.as(auth.RoleService, "his", ourOrg), checkRequest())
-	if err != nil || resp.Decision != vigiev1.Decision_ALLOW {
+	if err != nil || resp.Decision != vigiev1.Decision_DECISION_ALLOW {
 		t.Fatalf("break-glass Check = %v, %v; want ALLOW", resp, err)
 	}
 	c := resp.Event.Commitment
@@ -292,6 +292,11 @@ func TestReviewRule(t *testing.T) {
 	}
 	if len(reviews) != 2 || reviews[0].Reviewer != "dpo:dpo-a" || reviews[1].Reviewer != "regulator:cnil" {
 		t.Fatalf("recorded reviews = %+v, want the DPO's then the regulator's", reviews)
+	}
+	// Each names the organisation its reviewer acted for (issue 19): the
+	// DPO's, none for the regulator.
+	if reviews[0].Organization != ourOrg || reviews[1].Organization != "" {
+		t.Errorf("reviewers' organisations %q, %q; want %q, none", reviews[0].Organization, reviews[1].Organization, ourOrg)
 	}
 	if final, ok := consent.FinalReview(reviews); !ok || final.Reviewer != "regulator:cnil" || final.Verdict != consent.VerdictUnjustified {
 		t.Errorf("FinalReview = %+v, %v; want the regulator's unjustified", final, ok)

@@ -146,7 +146,7 @@ func consentMessage(c consent.Consent) *vigiev1.Consent {
 		case consent.HideEverything:
 			m.Kind = &vigiev1.Directive_HideEverything{HideEverything: &vigiev1.HideEverything{}}
 		case consent.OpposeEmergency:
-			m.Kind = &vigiev1.Directive_OpposeEmergencyAccess{OpposeEmergencyAccess: &vigiev1.OpposeEmergencyAccess{}}
+			m.Kind = &vigiev1.Directive_OpposeEmergency{OpposeEmergency: &vigiev1.OpposeEmergency{}}
 		case consent.OptOut:
 			m.Kind = &vigiev1.Directive_OptOut{OptOut: &vigiev1.OptOut{}}
 		}
@@ -208,7 +208,7 @@ func directives(in []*vigiev1.Directive) ([]consent.Directive, error) {
 			d.Kind, d.DocumentType = consent.HideDocumentType, k.HideDocumentType.GetDocumentType()
 		case *vigiev1.Directive_HideEverything:
 			d.Kind = consent.HideEverything
-		case *vigiev1.Directive_OpposeEmergencyAccess:
+		case *vigiev1.Directive_OpposeEmergency:
 			d.Kind = consent.OpposeEmergency
 		case *vigiev1.Directive_OptOut:
 			d.Kind = consent.OptOut

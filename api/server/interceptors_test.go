@@ -41,7 +41,7 @@ func checkRequest() *vigiev1.CheckRequest {
 		Actor:                   &vigiev1.Actor{Rpps: "10001234567", Profession: "10", Organization: ourOrg, Sector: "care"},
 		Action:                  vigiev1.Action_ACTION_READ,
 		Resource:                &vigiev1.Resource{Kind: &vigiev1.Resource_Record{Record: &vigiev1.WholeRecord{}}},
-		PurposeOfUse:            vigiev1.PurposeOfUse_BTG,
+		PurposeOfUse:            vigiev1.PurposeOfUse_PURPOSE_OF_USE_BTG,
 		BreakGlassJustification: "SECRET-JUSTIFICATION unconscious patient",
 	}
 }
@@ -74,7 +74,7 @@ func TestOneLogLinePerCall(t *testing.T) {
 		AddLogAttrs(ctx, slog.String("decision", "ALLOW"), slog.Uint64("leaf_index", 42))
 		// A handler that breaks the rule: the INS is redacted anyway.
 		AddLogAttrs(ctx, slog.String("oops", "patient "+testINS), slog.Group("g", slog.String("nested", testINS)))
-		return &vigiev1.CheckResponse{Decision: vigiev1.Decision_ALLOW}, nil
+		return &vigiev1.CheckResponse{Decision: vigiev1.Decision_DECISION_ALLOW}, nil
 	}
 	var resp vigiev1.CheckResponse
 	if err := h.conn.Invoke(h.ctxAs(auth.RoleService), checkMethod, checkRequest(), &resp); err != nil {

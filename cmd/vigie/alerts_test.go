@@ -41,7 +41,7 @@ func alertReads(e *e2e) []string {
 func TestAlertsConcurrentReaders(t *testing.T) {
 	e := startE2E(t, "--alerts-cache", "10m")
 	req := checkRequest("al-1")
-	req.PurposeOfUse = vigiev1.PurposeOfUse_BTG
+	req.PurposeOfUse = vigiev1.PurposeOfUse_PURPOSE_OF_USE_BTG
 	req.BreakGlassJustification = "cardiac arrest"
 	if _, err := vigiev1.NewAccessServiceClient(e.conn).Check(e.as(auth.RoleService, "hospital-his", e2eHospital), req); err != nil {
 		t.Fatal(err)

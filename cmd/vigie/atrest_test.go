@@ -68,7 +68,7 @@ func scriptedRun(t *testing.T, e *e2e) uint64 {
 		t.Fatalf("UpdateConsent: %v", err)
 	}
 	bg := checkRequest(atRestRequestBG)
-	bg.PurposeOfUse = vigiev1.PurposeOfUse_BTG
+	bg.PurposeOfUse = vigiev1.PurposeOfUse_PURPOSE_OF_USE_BTG
 	bg.BreakGlassJustification = atRestJustify
 	bg.Resource = &vigiev1.Resource{Kind: &vigiev1.Resource_Document{Document: &vigiev1.Document{Id: atRestDocument, Type: "advance-directives"}}}
 	bgResp, err := access.Check(service, bg)
@@ -80,7 +80,7 @@ func scriptedRun(t *testing.T, e *e2e) uint64 {
 	if _, err := access.Check(service, doc); err != nil {
 		t.Fatalf("Check of a document: %v", err)
 	}
-	if bgResp.Decision == vigiev1.Decision_ALLOW {
+	if bgResp.Decision == vigiev1.Decision_DECISION_ALLOW {
 		dpo := e.as(auth.RoleDPO, "dpo-a", e2eHospital)
 		audit := vigiev1.NewAuditServiceClient(e.conn)
 		if _, err := audit.ReviewBreakGlass(dpo, &vigiev1.ReviewBreakGlassRequest{RequestId: atRestReview, EventCommitment: bgResp.Event.Commitment, Verdict: vigiev1.BreakGlassVerdict_BREAK_GLASS_VERDICT_JUSTIFIED}); err != nil {

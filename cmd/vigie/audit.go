@@ -161,7 +161,11 @@ type auditReport struct {
 	Findings []audit.Finding  `json:"findings"`
 	Replayed []replay.Finding `json:"replay_findings"`
 	Alerts   []misuse.Alert   `json:"alerts"`
-	Evidence string           `json:"evidence_file,omitempty"`
+	// Names are the public directories' entries of the numbers above
+	// (the alerts' professionals and organisations, the organisation
+	// audited), looked up after the audit: never part of what is checked.
+	Names    *directoryNames `json:"names,omitempty"`
+	Evidence string          `json:"evidence_file,omitempty"`
 
 	lang  lang
 	notes [][]byte
@@ -285,6 +289,18 @@ func auditCommand(ctx context.Context, c *remoteConfig, a *auditConfig, now func
 		rep.Alerts = append(rep.Alerts, sr.Alerts...)
 	}
 
+	var rpps, finess []string
+	for _, a := range rep.Alerts {
+		rpps, finess = append(rpps, a.Actor), append(finess, a.Organization)
+	}
+	if rep.Events != nil {
+		finess = append(finess, rep.Events.Organization)
+	}
+	if len(rpps)+len(finess) > 0 {
+		names := lookupNames(ctx, cl, rpps, finess)
+		rep.Names = &names
+	}
+
 	if !lr.Verified() || !sr.Confirmed() {
 		rep.Verdict = "failed"
 		return rep, nil
@@ -371,6 +387,9 @@ func (r *auditReport) table(w io.Writer) {
 		}
 		slices.Sort(kinds)
 		fmt.Fprintln(w, "\n"+l.t("cli.audit.events", "role", esc(string(e.Role)), "n", e.Read, "kinds", strings.Join(kinds, ", "), "compared", e.Compared, "pending", e.NotYetInLog))
+		if e.Organization != "" {
+			fmt.Fprintln(w, "  "+l.t("cli.audit.organisation", "org", r.names().establishmentName(l, esc(e.Organization))))
+		}
 	}
 	if rp := r.Replay; rp != nil {
 		line := l.t("cli.audit.replay", "accesses", rp.Accesses, "replayed", rp.Replayed, "agreed", rp.Agreed)
@@ -413,7 +432,11 @@ func (r *auditReport) table(w io.Writer) {
 			if !a.To.Equal(a.From) {
 				period += " → " + a.To.Local().Format("2006-01-02 15:04")
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", a.Severity, title(l, alertTitles, a.Kind), esc(a.Actor), period, a.Count, a.Patients, refs(a.Events))
+			who := r.names().professionalName(l, esc(a.Actor), "")
+			if a.Organization != "" {
+				who += ", " + r.names().establishmentName(l, esc(a.Organization))
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", a.Severity, title(l, alertTitles, a.Kind), who, period, a.Count, a.Patients, refs(a.Events))
 		}
 		tw.Flush()
 	}
@@ -426,6 +449,14 @@ func (r *auditReport) table(w io.Writer) {
 	default:
 		fmt.Fprintln(w, l.t("cli.audit.verified"))
 	}
+}
+
+// names returns the names looked up (none when the audit looked up none).
+func (r *auditReport) names() directoryNames {
+	if r.Names == nil {
+		return directoryNames{}
+	}
+	return *r.Names
 }
 
 // short abbreviates a pseudonym for a table.

@@ -38,7 +38,7 @@ func TestBackupRestore(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	w := newWorld(t, dir)
 	for i := range 3 {
-		doCheck(t, w.e, fmt.Sprint("b-", i), e2ePatient, e2eDoctor, vigiev1.PurposeOfUse_TREAT, true)
+		doCheck(t, w.e, fmt.Sprint("b-", i), e2ePatient, e2eDoctor, vigiev1.PurposeOfUse_PURPOSE_OF_USE_TREAT, true)
 	}
 	before := filepath.Join(t.TempDir(), "before")
 	if code, rep, errOut := w.verify(e2ePatient, before); code != exitOK || len(rep.Findings) != 0 {
@@ -112,7 +112,7 @@ func TestBackupRestore(t *testing.T) {
 	// verifiers whose state is saved after it.
 	var last *vigiev1.CheckResponse
 	for i := range 3 {
-		last = doCheck(t, w.e, fmt.Sprint("a-", i), e2ePatient, e2eDoctor, vigiev1.PurposeOfUse_TREAT, true)
+		last = doCheck(t, w.e, fmt.Sprint("a-", i), e2ePatient, e2eDoctor, vigiev1.PurposeOfUse_PURPOSE_OF_USE_TREAT, true)
 	}
 	waitCheckpoint(t, w, last.Event.LeafIndex+1)
 	after := filepath.Join(t.TempDir(), "after")
@@ -225,7 +225,7 @@ func TestBackupRestore(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(nd, node.RestoredCheckpoint)); !os.IsNotExist(err) {
 			t.Errorf("the restored mark is still there: %v", err)
 		}
-		r := doCheck(t, w.e, "after-restore", e2ePatient, e2eDoctor, vigiev1.PurposeOfUse_TREAT, true)
+		r := doCheck(t, w.e, "after-restore", e2ePatient, e2eDoctor, vigiev1.PurposeOfUse_PURPOSE_OF_USE_TREAT, true)
 		waitCheckpoint(t, w, r.Event.LeafIndex+1)
 		if code, rep, errOut := w.verify(e2ePatient, copyDir(t, before)); code != exitOK || len(rep.Findings) != 0 {
 			t.Errorf("verify with state saved before the backup: exit %d, %+v\n%s", code, rep.Findings, errOut)

@@ -74,7 +74,7 @@ func (c *httpClient) recorded() string {
 	return ""
 }
 
-const goodCheck = `{"request_id":"bad-1","patient_ins":"` + e2ePatient + `","actor":{"rpps":"` + e2eDoctor + `","profession":"10","organization":"` + e2eHospital + `","sector":"care","care_team":true},"action":"ACTION_READ","resource":{"record":{}},"purpose_of_use":"TREAT"}`
+const goodCheck = `{"request_id":"bad-1","patient_ins":"` + e2ePatient + `","actor":{"rpps":"` + e2eDoctor + `","profession":"10","organization":"` + e2eHospital + `","sector":"care","care_team":true},"action":"ACTION_READ","resource":{"record":{}},"purpose_of_use":"PURPOSE_OF_USE_TREAT"}`
 
 // check returns goodCheck with one change: old replaced by new.
 func check(old, new string) string {
@@ -130,7 +130,7 @@ func TestBadInput(t *testing.T) {
 		{"Check: INS too short", "POST", "/v1/access:check", service, check(e2ePatient, e2ePatient[:14]), "patient_ins"},
 		{"Check: INS with letters", "POST", "/v1/access:check", service, check(e2ePatient, "27903512151898X"), "patient_ins"},
 		{"Check: INS as a number", "POST", "/v1/access:check", service, check(`"`+e2ePatient+`"`, e2ePatient), "patient_ins"},
-		{"Check: no actor", "POST", "/v1/access:check", service, `{"request_id":"bad-1","patient_ins":"` + e2ePatient + `","action":"ACTION_READ","resource":{"record":{}},"purpose_of_use":"TREAT"}`, "actor"},
+		{"Check: no actor", "POST", "/v1/access:check", service, `{"request_id":"bad-1","patient_ins":"` + e2ePatient + `","action":"ACTION_READ","resource":{"record":{}},"purpose_of_use":"PURPOSE_OF_USE_TREAT"}`, "actor"},
 		{"Check: RPPS of 10 digits", "POST", "/v1/access:check", service, check(e2eDoctor, e2eDoctor[:10]), "actor.rpps"},
 		{"Check: no profession", "POST", "/v1/access:check", service, check(`"profession":"10",`, ``), "actor.profession"},
 		{"Check: no sector", "POST", "/v1/access:check", service, check(`"sector":"care",`, ``), "actor.sector"},
@@ -141,10 +141,10 @@ func TestBadInput(t *testing.T) {
 		{"Check: document without id", "POST", "/v1/access:check", service, check(`{"record":{}}`, `{"document":{"type":"lab-report"}}`), "resource.document.id"},
 		{"Check: document without type", "POST", "/v1/access:check", service, check(`{"record":{}}`, `{"document":{"id":"d1"}}`), "resource.document.type"},
 		{"Check: bad author RPPS", "POST", "/v1/access:check", service, check(`{"record":{}}`, `{"document":{"id":"d1","type":"lab-report","author_rpps":"12"}}`), "resource.document.author_rpps"},
-		{"Check: no purpose", "POST", "/v1/access:check", service, check(`,"purpose_of_use":"TREAT"`, ``), "purpose_of_use"},
-		{"Check: unknown purpose number", "POST", "/v1/access:check", service, check(`"TREAT"`, `42`), "purpose_of_use"},
-		{"Check: justification too long", "POST", "/v1/access:check", service, check(`"TREAT"`, `"BTG","break_glass_justification":"`+strings.Repeat("j", 1025)+`"`), "break_glass_justification"},
-		{"Check: negative min_consent_version", "POST", "/v1/access:check", service, check(`"TREAT"`, `"TREAT","min_consent_version":"-1"`), "min_consent_version"},
+		{"Check: no purpose", "POST", "/v1/access:check", service, check(`,"purpose_of_use":"PURPOSE_OF_USE_TREAT"`, ``), "purpose_of_use"},
+		{"Check: unknown purpose number", "POST", "/v1/access:check", service, check(`"PURPOSE_OF_USE_TREAT"`, `42`), "purpose_of_use"},
+		{"Check: justification too long", "POST", "/v1/access:check", service, check(`"PURPOSE_OF_USE_TREAT"`, `"PURPOSE_OF_USE_BTG","break_glass_justification":"`+strings.Repeat("j", 1025)+`"`), "break_glass_justification"},
+		{"Check: negative min_consent_version", "POST", "/v1/access:check", service, check(`"PURPOSE_OF_USE_TREAT"`, `"PURPOSE_OF_USE_TREAT","min_consent_version":"-1"`), "min_consent_version"},
 		{"Check: malformed JSON", "POST", "/v1/access:check", service, `{"request_id":`, ""},
 		{"Check: unknown field", "POST", "/v1/access:check", service, check(`"request_id"`, `"requester":"x","request_id"`), "requester"},
 		{"Check: not an object", "POST", "/v1/access:check", service, `[]`, ""},
@@ -191,9 +191,9 @@ func TestBadInput(t *testing.T) {
 		{"Check: a query parameter", "POST", "/v1/access:check?request_id=bad-2", service, goodCheck, "query parameter request_id"},
 		{"ListAccesses: unknown query parameter", "GET", "/v1/me/accesses?pagesize=5", patient, "", "query parameter pagesize"},
 		{"Leaves: unknown query parameter", "GET", "/v1/log/leaves?start=0&end=1&count=5", "", "", "query parameter count"},
-		{"Check: control characters in the justification", "POST", "/v1/access:check", service, check(`"TREAT"`, `"BTG","break_glass_justification":"ok\u001b[2J\r\n\t\u0007"`), "break_glass_justification"},
-		{"Check: a bidirectional override in the justification", "POST", "/v1/access:check", service, check(`"TREAT"`, `"BTG","break_glass_justification":"ok \u202edeifitsuj"`), "break_glass_justification"},
-		{"Check: a C1 control in the justification", "POST", "/v1/access:check", service, check(`"TREAT"`, `"BTG","break_glass_justification":"ok \u009b2J"`), "break_glass_justification"},
+		{"Check: control characters in the justification", "POST", "/v1/access:check", service, check(`"PURPOSE_OF_USE_TREAT"`, `"PURPOSE_OF_USE_BTG","break_glass_justification":"ok\u001b[2J\r\n\t\u0007"`), "break_glass_justification"},
+		{"Check: a bidirectional override in the justification", "POST", "/v1/access:check", service, check(`"PURPOSE_OF_USE_TREAT"`, `"PURPOSE_OF_USE_BTG","break_glass_justification":"ok \u202edeifitsuj"`), "break_glass_justification"},
+		{"Check: a C1 control in the justification", "POST", "/v1/access:check", service, check(`"PURPOSE_OF_USE_TREAT"`, `"PURPOSE_OF_USE_BTG","break_glass_justification":"ok \u009b2J"`), "break_glass_justification"},
 		{"ReviewBreakGlass: control characters in the comment", "POST", "/v1/audit/break-glass-reviews", dpo, `{"request_id":"rv1","event_commitment":"` + strings.Repeat("ab", 32) + `","verdict":"BREAK_GLASS_VERDICT_JUSTIFIED","comment":"ok\u001b[1A\rforged\n"}`, "comment"},
 		{"ReviewBreakGlass: a bidirectional isolate in the comment", "POST", "/v1/audit/break-glass-reviews", dpo, `{"request_id":"rv1","event_commitment":"` + strings.Repeat("ab", 32) + `","verdict":"BREAK_GLASS_VERDICT_JUSTIFIED","comment":"ok \u2067x"}`, "comment"},
 		{"UpdateConsent: expected_version 2^63-1", "PUT", "/v1/me/consent", patient, `{"expected_version":"9223372036854775807","directives":[]}`, "invalid expected_version: out of range"},
@@ -222,7 +222,7 @@ func TestBadInput(t *testing.T) {
 	// A min_consent_version above the patient's consent version: not a
 	// stale read that a retry would cure (ABORTED), but a precondition
 	// the request will never meet (FAILED_PRECONDITION, HTTP 400).
-	code, body := c.do("POST", "/v1/access:check", service, check(`"TREAT"`, `"TREAT","min_consent_version":"7"`))
+	code, body := c.do("POST", "/v1/access:check", service, check(`"PURPOSE_OF_USE_TREAT"`, `"PURPOSE_OF_USE_TREAT","min_consent_version":"7"`))
 	var st struct {
 		Code    int    `json:"code"`
 		Message string `json:"message"`
@@ -325,12 +325,12 @@ func probeCases(v string, service, patient, regulator, admin, dpo string) []badC
 		{"Check: actor.organization", "POST", "/v1/access:check", service, check(`"`+e2eHospital+`"`, js(v)), "actor.organization"},
 		{"Check: actor.sector", "POST", "/v1/access:check", service, check(`"care"`, js(v+"!")), "actor.sector"},
 		{"Check: action", "POST", "/v1/access:check", service, check(`"ACTION_READ"`, js(v)), "action"},
-		{"Check: purpose_of_use", "POST", "/v1/access:check", service, check(`"TREAT"`, js(v)), "purpose_of_use"},
+		{"Check: purpose_of_use", "POST", "/v1/access:check", service, check(`"PURPOSE_OF_USE_TREAT"`, js(v)), "purpose_of_use"},
 		{"Check: document id", "POST", "/v1/access:check", service, check(`{"record":{}}`, `{"document":{"id":`+js(v+"/")+`,"type":"lab-report"}}`), "resource.document"},
 		{"Check: document type", "POST", "/v1/access:check", service, check(`{"record":{}}`, `{"document":{"id":"d1","type":`+js(v+"/")+`}}`), "resource.document"},
 		{"Check: document author", "POST", "/v1/access:check", service, check(`{"record":{}}`, `{"document":{"id":"d1","type":"lab-report","author_rpps":`+js(v)+`}}`), "resource.document.author_rpps"},
-		{"Check: justification", "POST", "/v1/access:check", service, check(`"TREAT"`, `"BTG","break_glass_justification":`+js(longV)), "break_glass_justification"},
-		{"Check: min_consent_version", "POST", "/v1/access:check", service, check(`"TREAT"`, `"TREAT","min_consent_version":`+js(v+"x")), "min_consent_version"},
+		{"Check: justification", "POST", "/v1/access:check", service, check(`"PURPOSE_OF_USE_TREAT"`, `"PURPOSE_OF_USE_BTG","break_glass_justification":`+js(longV)), "break_glass_justification"},
+		{"Check: min_consent_version", "POST", "/v1/access:check", service, check(`"PURPOSE_OF_USE_TREAT"`, `"PURPOSE_OF_USE_TREAT","min_consent_version":`+js(v+"x")), "min_consent_version"},
 		{"Check: unknown field", "POST", "/v1/access:check", service, check(`"request_id"`, js(v)+`:1,"request_id"`), "unknown field"},
 		{"Check: value as a number", "POST", "/v1/access:check", service, check(`"bad-1"`, `{"x":`+js(v)+`}`), "request_id"},
 		{"ListAccesses: page_size", "GET", "/v1/me/accesses?page_size=" + q, patient, "", "page_size"},

@@ -121,7 +121,7 @@ func benchAPI(ctx context.Context, n *node.Node, logger *slog.Logger, d time.Dur
 			Actor:        &vigiev1.Actor{Rpps: "10000000001", Profession: "10", Organization: org, Sector: "care", CareTeam: true},
 			Action:       vigiev1.Action_ACTION_READ,
 			Resource:     &vigiev1.Resource{Kind: &vigiev1.Resource_Document{Document: &vigiev1.Document{Id: "doc-1", Type: "discharge-summary"}}},
-			PurposeOfUse: vigiev1.PurposeOfUse_TREAT,
+			PurposeOfUse: vigiev1.PurposeOfUse_PURPOSE_OF_USE_TREAT,
 		}
 	}
 	var allowed, denied atomic.Int64
@@ -164,7 +164,7 @@ func benchAPI(ctx context.Context, n *node.Node, logger *slog.Logger, d time.Dur
 		{"check", &res.Check, func(g, i int, r *rand.Rand) error {
 			resp, err := vigiev1.NewAccessServiceClient(conns[g%len(conns)]).Check(callCtx, checkReq(fmt.Sprintf("c-%d-%d", g, i), ins[r.IntN(len(ins))]))
 			if err == nil {
-				if resp.Decision == vigiev1.Decision_ALLOW {
+				if resp.Decision == vigiev1.Decision_DECISION_ALLOW {
 					allowed.Add(1)
 				} else {
 					denied.Add(1)

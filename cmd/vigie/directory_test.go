@@ -122,8 +122,8 @@ func TestVerifyShowsNames(t *testing.T) {
 	importDirectories(t, dir)
 	w := newWorld(t, dir)
 	const unknownDoctor = "10000000099"
-	doCheck(t, w.e, "names-1", e2ePatient, e2eDoctor, vigiev1.PurposeOfUse_TREAT, true)
-	doCheck(t, w.e, "names-2", e2ePatient, unknownDoctor, vigiev1.PurposeOfUse_TREAT, true)
+	doCheck(t, w.e, "names-1", e2ePatient, e2eDoctor, vigiev1.PurposeOfUse_PURPOSE_OF_USE_TREAT, true)
+	doCheck(t, w.e, "names-2", e2ePatient, unknownDoctor, vigiev1.PurposeOfUse_PURPOSE_OF_USE_TREAT, true)
 
 	code, rep, stderr := w.verify(e2ePatient, filepath.Join(t.TempDir(), "state"), "--lang", "fr")
 	if code != exitOK || rep.Verdict != "verified" {
@@ -162,6 +162,46 @@ func TestVerifyShowsNames(t *testing.T) {
 	for _, e := range resp.Events {
 		if bytes.Contains(e.Body, []byte("ESSAI")) {
 			t.Errorf("event %d's body holds a name: %s", e.Sequence, e.Body)
+		}
+	}
+}
+
+// TestAuditShowsNames: vigie audit names, beside their numbers, the
+// professionals and establishments of its alerts and the organisation
+// audited, through the lookup vigie verify uses; a number the directory
+// lacks shows as the number (issue 19).
+func TestAuditShowsNames(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	importDirectories(t, dir)
+	w := newWorld(t, dir)
+	const unknownDoctor = "10000000099"
+	// Unreviewed emergency accesses: one alert per professional.
+	doCheck(t, w.e, "names-bg-1", e2ePatient, e2eDoctor, vigiev1.PurposeOfUse_PURPOSE_OF_USE_BTG, false)
+	doCheck(t, w.e, "names-bg-2", e2ePatient, unknownDoctor, vigiev1.PurposeOfUse_PURPOSE_OF_USE_BTG, false)
+	w.e.waitCheckpoint(3) // the rules' event and the two accesses
+
+	code, rep, stderr := w.audit(auth.RoleRegulator, t.TempDir())
+	if code != exitOK || rep.Verdict != "verified" {
+		t.Fatalf("vigie audit: exit %d, verdict %q: %s", code, rep.Verdict, stderr)
+	}
+	if rep.Names == nil || rep.Names.Professionals[e2eDoctor] == nil || rep.Names.Professionals[e2eDoctor].Name != "MARIE ESSAI" ||
+		rep.Names.Establishments[e2eHospital] == nil || rep.Names.Establishments[e2eHospital].Town != "PARIS" || rep.Names.Professionals[unknownDoctor] != nil {
+		t.Errorf("names of the JSON report: %+v (events %+v, alerts %+v)", rep.Names, rep.Events, rep.Alerts)
+	}
+
+	// The table, as an auditor reads it.
+	dpo := w.token(auth.RoleDPO, "dpo-a", e2eHospital)
+	code, out, errOut := w.cli("audit", "--state-dir", t.TempDir(), "--token", dpo, "--lang", "fr", "--alert-odd-hours-min", "1000000")
+	if code != exitOK {
+		t.Fatalf("vigie audit as a DPO: exit %d: %s%s", code, out, errOut)
+	}
+	for _, want := range []string{
+		"Établissement audité : HÔPITAL DES ESSAIS (PARIS), FINESS " + e2eHospital,
+		"MARIE ESSAI (Médecin, Cardiologie), RPPS " + e2eDoctor + ", HÔPITAL DES ESSAIS (PARIS), FINESS " + e2eHospital,
+		"  " + unknownDoctor + ", HÔPITAL DES ESSAIS (PARIS), FINESS " + e2eHospital,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("vigie audit's table lacks %q:\n%s", want, out)
 		}
 	}
 }

@@ -118,7 +118,7 @@ func checkRequest(id string) *vigiev1.CheckRequest {
 		Actor:        &vigiev1.Actor{Rpps: e2eDoctor, Profession: "10", Organization: e2eHospital, Sector: "care", CareTeam: true},
 		Action:       vigiev1.Action_ACTION_READ,
 		Resource:     &vigiev1.Resource{Kind: &vigiev1.Resource_Record{Record: &vigiev1.WholeRecord{}}},
-		PurposeOfUse: vigiev1.PurposeOfUse_TREAT,
+		PurposeOfUse: vigiev1.PurposeOfUse_PURPOSE_OF_USE_TREAT,
 	}
 }
 
@@ -235,7 +235,7 @@ func TestEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Check: %v", err)
 	}
-	if first.Decision != vigiev1.Decision_ALLOW || first.Event == nil || first.Event.Commitment == "" {
+	if first.Decision != vigiev1.Decision_DECISION_ALLOW || first.Event == nil || first.Event.Commitment == "" {
 		t.Fatalf("Check = %+v, want ALLOW with an event", first)
 	}
 	r, err := verify.OpenReceipt(first.Event.Receipt, e.rcptKey)
@@ -282,7 +282,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("UpdateConsent from a stale version = %v, want Aborted", err)
 	}
 	denied, err := access.Check(service, checkRequest("visit-2"))
-	if err != nil || denied.Decision != vigiev1.Decision_DENY || denied.ConsentVersion != 1 {
+	if err != nil || denied.Decision != vigiev1.Decision_DECISION_DENY || denied.ConsentVersion != 1 {
 		t.Fatalf("Check after the block = %+v, %v; want DENY under consent 1", denied, err)
 	}
 
@@ -334,7 +334,7 @@ func TestEndToEnd(t *testing.T) {
 		if err := json.Unmarshal(ev.body.Payload, &read); err != nil {
 			t.Fatal(err)
 		}
-		if read.Format != "vigie.ledger-read.v1" {
+		if read.Format != "vigie.ledger-read.v2" {
 			t.Errorf("read record format %q", read.Format)
 		}
 		readers = append(readers, fmt.Sprintf("%s %s %d", read.Reader, read.Method, read.Events))
@@ -435,10 +435,10 @@ func TestBreakGlassReviewAndErasure(t *testing.T) {
 	service := e.as(auth.RoleService, "hospital-his", e2eHospital)
 
 	req := checkRequest("er-1")
-	req.PurposeOfUse = vigiev1.PurposeOfUse_BTG
+	req.PurposeOfUse = vigiev1.PurposeOfUse_PURPOSE_OF_USE_BTG
 	req.BreakGlassJustification = "unconscious patient, emergency room"
 	bg, err := access.Check(service, req)
-	if err != nil || bg.Decision != vigiev1.Decision_ALLOW {
+	if err != nil || bg.Decision != vigiev1.Decision_DECISION_ALLOW {
 		t.Fatalf("break-glass Check = %+v, %v", bg, err)
 	}
 
@@ -555,10 +555,10 @@ func TestMisuseAlerts(t *testing.T) {
 	e := startE2E(t, "--alerts-cache", "0")
 	c := e.http()
 	req := checkRequest("al-1")
-	req.PurposeOfUse = vigiev1.PurposeOfUse_BTG
+	req.PurposeOfUse = vigiev1.PurposeOfUse_PURPOSE_OF_USE_BTG
 	req.BreakGlassJustification = "cardiac arrest"
 	bg, err := vigiev1.NewAccessServiceClient(e.conn).Check(e.as(auth.RoleService, "hospital-his", e2eHospital), req)
-	if err != nil || bg.Decision != vigiev1.Decision_ALLOW {
+	if err != nil || bg.Decision != vigiev1.Decision_DECISION_ALLOW {
 		t.Fatalf("Check = %v, %v", bg, err)
 	}
 	alerts := func(token string) (int, []string) {
@@ -629,7 +629,7 @@ func TestMisuseAlerts(t *testing.T) {
 func TestMisuseAlertsRecordedOncePerPeriod(t *testing.T) {
 	e := startE2E(t, "--alerts-cache", "10m")
 	req := checkRequest("once-1")
-	req.PurposeOfUse = vigiev1.PurposeOfUse_BTG
+	req.PurposeOfUse = vigiev1.PurposeOfUse_PURPOSE_OF_USE_BTG
 	req.BreakGlassJustification = "cardiac arrest"
 	if _, err := vigiev1.NewAccessServiceClient(e.conn).Check(e.as(auth.RoleService, "hospital-his", e2eHospital), req); err != nil {
 		t.Fatal(err)

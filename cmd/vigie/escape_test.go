@@ -29,7 +29,7 @@ func TestVerifyEscapesRecordedText(t *testing.T) {
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "data")
 	w := newWorld(t, dir)
-	bg := doCheck(t, w.e, "esc-1", e2ePatient, e2eDoctor, vigiev1.PurposeOfUse_ETREAT, false)
+	bg := doCheck(t, w.e, "esc-1", e2ePatient, e2eDoctor, vigiev1.PurposeOfUse_PURPOSE_OF_USE_ETREAT, false)
 	w.stop()
 
 	var cfg nodeConfig

@@ -90,10 +90,14 @@ type eventRow struct {
 	// another review of the access decides (consent.FinalReview).
 	Flags  []string      `json:"flags,omitempty"`
 	Access *accessDetail `json:"access,omitempty"`
-	// professionLabel and careTeam make Who again once the names are
-	// known (nameRows).
+	// ReaderOrganizations are the FINESS numbers of the organisations the
+	// reader of a ledger read, or the reviewer of a review, acted for.
+	ReaderOrganizations []string `json:"reader_organizations,omitempty"`
+	// professionLabel and careTeam (for an access), reader (for a read or
+	// a review) make Who again once the names are known (nameRows).
 	professionLabel string
 	careTeam        bool
+	reader          string
 }
 
 // accessDetail is an access decision, for machines.
@@ -133,6 +137,76 @@ type professionalEntry struct {
 type establishmentEntry struct {
 	Name string `json:"name"`
 	Town string `json:"town"`
+}
+
+// directoryNames is what the public directories hold for numbers, by
+// number: a number they lack is absent.
+type directoryNames struct {
+	Professionals  map[string]*professionalEntry  `json:"professionals"`
+	Establishments map[string]*establishmentEntry `json:"establishments"`
+}
+
+// lookupNames looks up, in the public directories, the RPPS and FINESS
+// numbers given (empty ones and repeats skipped; one call per 500 of
+// each). A number the directories lack, or a failed lookup, leaves the
+// number alone: names are a comfort, never part of what is verified. The
+// one path by which vigie verify and vigie audit name people.
+func lookupNames(ctx context.Context, cl *client.Client, rpps, finess []string) directoryNames {
+	uniq := func(in []string) []string {
+		var out []string
+		seen := map[string]bool{"": true}
+		for _, v := range in {
+			if !seen[v] {
+				seen[v] = true
+				out = append(out, v)
+			}
+		}
+		return out
+	}
+	rpps, finess = uniq(rpps), uniq(finess)
+	names := directoryNames{Professionals: map[string]*professionalEntry{}, Establishments: map[string]*establishmentEntry{}}
+	for i := 0; i < max(len(rpps), len(finess)); i += 500 {
+		resp, err := cl.LookupNames(ctx, rpps[min(i, len(rpps)):min(i+500, len(rpps))], finess[min(i, len(finess)):min(i+500, len(finess))])
+		if err != nil {
+			return names
+		}
+		for _, p := range resp.Professionals {
+			names.Professionals[p.Rpps] = &professionalEntry{Title: p.Title, Name: p.Name, Profession: p.Profession, Specialty: p.Specialty}
+		}
+		for _, e := range resp.Establishments {
+			names.Establishments[e.Finess] = &establishmentEntry{Name: e.Name, Town: e.Town}
+		}
+	}
+	return names
+}
+
+// professionalName says who a professional is: the name, profession and
+// specialty the directory gives beside the number, or else the number
+// with profession (the number alone when profession is "").
+func (n directoryNames) professionalName(l lang, rpps, profession string) string {
+	p := n.Professionals[rpps]
+	if p == nil {
+		if profession == "" {
+			return rpps
+		}
+		return l.t("cli.professional", "rpps", rpps, "profession", profession)
+	}
+	if p.Profession != "" {
+		profession = consent.EscapeText(p.Profession)
+	}
+	if p.Specialty != "" {
+		profession += ", " + consent.EscapeText(p.Specialty)
+	}
+	return l.t("cli.professionalNamed", "name", consent.EscapeText(p.Name), "rpps", rpps, "profession", profession)
+}
+
+// establishmentName says which establishment a FINESS number is: its name
+// and town beside the number, or the number alone.
+func (n directoryNames) establishmentName(l lang, finess string) string {
+	if o := n.Establishments[finess]; o != nil {
+		return l.t("cli.organisationNamed", "name", consent.EscapeText(o.Name), "town", consent.EscapeText(o.Town), "org", finess)
+	}
+	return l.t("cli.organisation", "org", finess)
 }
 
 type groundDetail struct {
@@ -227,7 +301,8 @@ func describe(ctx context.Context, l lang, rules *scrutiny.RulesCache, e *audit.
 			row.What = l.t("cli.readUnreadable")
 			return row
 		}
-		row.Who = rd.Reader
+		row.reader, row.ReaderOrganizations = rd.Reader, rd.Organizations
+		row.Who = readerWho(l, rd.Reader, rd.Organizations, directoryNames{})
 		switch rd.Method {
 		case "ListAccesses":
 			row.What = l.t("cli.read.ListAccesses", "n", rd.Events)
@@ -245,7 +320,11 @@ func describe(ctx context.Context, l lang, rules *scrutiny.RulesCache, e *audit.
 			return row
 		}
 		reviewed, _ := event.ParseHash(rv.Event)
-		row.Who = rv.Reviewer
+		if rv.Organization != "" {
+			row.ReaderOrganizations = []string{rv.Organization}
+		}
+		row.reader = rv.Reviewer
+		row.Who = readerWho(l, rv.Reviewer, row.ReaderOrganizations, directoryNames{})
 		row.What = l.t("cli.review", "seq", seqOf[reviewed])
 		switch rv.Verdict {
 		case consent.VerdictJustified:
@@ -277,22 +356,14 @@ func describe(ctx context.Context, l lang, rules *scrutiny.RulesCache, e *audit.
 // names the directories gave (nameRows).
 func who(l lang, row *eventRow) string {
 	a := row.Access
-	pro := l.t("cli.professional", "rpps", a.ActorRPPS, "profession", row.professionLabel)
-	if p := a.Actor; p != nil {
-		profession := row.professionLabel
-		if p.Profession != "" {
-			profession = consent.EscapeText(p.Profession)
-		}
-		if p.Specialty != "" {
-			profession += ", " + consent.EscapeText(p.Specialty)
-		}
-		pro = l.t("cli.professionalNamed", "name", consent.EscapeText(p.Name), "rpps", a.ActorRPPS, "profession", profession)
+	names := directoryNames{Professionals: map[string]*professionalEntry{}, Establishments: map[string]*establishmentEntry{}}
+	if a.Actor != nil {
+		names.Professionals[a.ActorRPPS] = a.Actor
 	}
-	org := l.t("cli.organisation", "org", a.Organization)
-	if o := a.OrganizationEntry; o != nil {
-		org = l.t("cli.organisationNamed", "name", consent.EscapeText(o.Name), "town", consent.EscapeText(o.Town), "org", a.Organization)
+	if a.OrganizationEntry != nil {
+		names.Establishments[a.Organization] = a.OrganizationEntry
 	}
-	s := pro + ", " + org
+	s := names.professionalName(l, a.ActorRPPS, row.professionLabel) + ", " + names.establishmentName(l, a.Organization)
 	if row.careTeam {
 		s += ", " + l.t("event.careTeam")
 	}
@@ -300,43 +371,40 @@ func who(l lang, row *eventRow) string {
 }
 
 // nameRows looks up, in the public directories, the professionals and
-// establishments of the access rows (one call per 500 numbers) and shows
-// their names beside the numbers. A number the directories lack, or a
-// failed lookup, leaves the number alone: names are a comfort, never part
-// of what is verified.
+// establishments of the access rows and shows their names beside the
+// numbers (lookupNames).
 func nameRows(ctx context.Context, cl *client.Client, l lang, rows []eventRow) {
 	var rpps, finess []string
-	seen := map[string]bool{}
 	for _, r := range rows {
 		if a := r.Access; a != nil {
-			if !seen[a.ActorRPPS] {
-				seen[a.ActorRPPS] = true
-				rpps = append(rpps, a.ActorRPPS)
-			}
-			if !seen[a.Organization] {
-				seen[a.Organization] = true
-				finess = append(finess, a.Organization)
-			}
+			rpps, finess = append(rpps, a.ActorRPPS), append(finess, a.Organization)
 		}
 	}
-	pros := map[string]*professionalEntry{}
-	ests := map[string]*establishmentEntry{}
-	for i := 0; i < max(len(rpps), len(finess)); i += 500 {
-		resp, err := cl.LookupNames(ctx, rpps[min(i, len(rpps)):min(i+500, len(rpps))], finess[min(i, len(finess)):min(i+500, len(finess))])
-		if err != nil {
-			return
-		}
-		for _, p := range resp.Professionals {
-			pros[p.Rpps] = &professionalEntry{Title: p.Title, Name: p.Name, Profession: p.Profession, Specialty: p.Specialty}
-		}
-		for _, e := range resp.Establishments {
-			ests[e.Finess] = &establishmentEntry{Name: e.Name, Town: e.Town}
-		}
+	for _, r := range rows {
+		finess = append(finess, r.ReaderOrganizations...)
 	}
+	names := lookupNames(ctx, cl, rpps, finess)
+	pros, ests := names.Professionals, names.Establishments
 	for i := range rows {
 		if a := rows[i].Access; a != nil {
 			a.Actor, a.OrganizationEntry = pros[a.ActorRPPS], ests[a.Organization]
 			rows[i].Who = who(l, &rows[i])
 		}
+		if len(rows[i].ReaderOrganizations) > 0 {
+			rows[i].Who = readerWho(l, rows[i].reader, rows[i].ReaderOrganizations, names)
+		}
 	}
+}
+
+// readerWho says who read or reviewed: the principal, and the
+// organisations it acted for by name beside their numbers.
+func readerWho(l lang, reader string, orgs []string, names directoryNames) string {
+	if len(orgs) == 0 {
+		return reader
+	}
+	var named []string
+	for _, o := range orgs {
+		named = append(named, names.establishmentName(l, o))
+	}
+	return l.t("cli.readerFor", "reader", reader, "orgs", strings.Join(named, "; "))
 }

@@ -34,12 +34,12 @@ func TestPatternCannotBlockRecord(t *testing.T) {
 		doc    string
 		want   vigiev1.Decision
 	}{
-		{"care team, hidden", nil, hiddenDoc, vigiev1.Decision_DENY},
-		{"care team, not hidden", nil, otherDoc, vigiev1.Decision_ALLOW},
-		{"treating physician, hidden", func(r *vigiev1.CheckRequest) { r.Actor.Rpps, r.Actor.CareTeam = treating, false }, hiddenDoc, vigiev1.Decision_ALLOW},
-		{"treating physician, not hidden", func(r *vigiev1.CheckRequest) { r.Actor.Rpps, r.Actor.CareTeam = treating, false }, otherDoc, vigiev1.Decision_ALLOW},
-		{"break-glass, hidden", breakGlass, hiddenDoc, vigiev1.Decision_DENY},
-		{"break-glass, not hidden", breakGlass, otherDoc, vigiev1.Decision_ALLOW},
+		{"care team, hidden", nil, hiddenDoc, vigiev1.Decision_DECISION_DENY},
+		{"care team, not hidden", nil, otherDoc, vigiev1.Decision_DECISION_ALLOW},
+		{"treating physician, hidden", func(r *vigiev1.CheckRequest) { r.Actor.Rpps, r.Actor.CareTeam = treating, false }, hiddenDoc, vigiev1.Decision_DECISION_ALLOW},
+		{"treating physician, not hidden", func(r *vigiev1.CheckRequest) { r.Actor.Rpps, r.Actor.CareTeam = treating, false }, otherDoc, vigiev1.Decision_DECISION_ALLOW},
+		{"break-glass, hidden", breakGlass, hiddenDoc, vigiev1.Decision_DECISION_DENY},
+		{"break-glass, not hidden", breakGlass, otherDoc, vigiev1.Decision_DECISION_ALLOW},
 	} {
 		req := checkRequest(fmt.Sprint("pattern-", i))
 		req.Resource = &vigiev1.Resource{Kind: &vigiev1.Resource_Document{Document: &vigiev1.Document{Id: tt.doc, Type: "lab-report"}}}
@@ -55,6 +55,6 @@ func TestPatternCannotBlockRecord(t *testing.T) {
 
 func breakGlass(r *vigiev1.CheckRequest) {
 	r.Actor.CareTeam = false
-	r.PurposeOfUse = vigiev1.PurposeOfUse_BTG
+	r.PurposeOfUse = vigiev1.PurposeOfUse_PURPOSE_OF_USE_BTG
 	r.BreakGlassJustification = "unconscious patient"
 }

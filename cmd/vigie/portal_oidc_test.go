@@ -46,7 +46,7 @@ func TestPortalOIDCSignIn(t *testing.T) {
 	defer cancel()
 	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+serviceToken)
 	resp, err := vigiev1.NewAccessServiceClient(e.conn).Check(ctx, checkRequest("oidc-1"))
-	if err != nil || resp.Decision != vigiev1.Decision_ALLOW {
+	if err != nil || resp.Decision != vigiev1.Decision_DECISION_ALLOW {
 		t.Fatalf("Check = %v, %v", resp, err)
 	}
 	e.waitCheckpoint(resp.Event.LeafIndex + 1)

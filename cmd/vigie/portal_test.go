@@ -315,11 +315,11 @@ func portalAccesses(t *testing.T, e *e2e) uint64 {
 	service := e.as(auth.RoleService, "hospital-his", e2eHospital)
 	btg := checkRequest("portal-btg")
 	btg.Actor.Rpps, btg.Actor.CareTeam = "10000000002", false
-	btg.PurposeOfUse, btg.BreakGlassJustification = vigiev1.PurposeOfUse_BTG, "patient unconscious in the emergency room"
+	btg.PurposeOfUse, btg.BreakGlassJustification = vigiev1.PurposeOfUse_PURPOSE_OF_USE_BTG, "patient unconscious in the emergency room"
 	dentist := checkRequest("portal-dentist")
 	dentist.Actor.Rpps, dentist.Actor.Profession = "10000000003", "40"
 	dentist.Resource = &vigiev1.Resource{Kind: &vigiev1.Resource_Document{Document: &vigiev1.Document{Id: "doc-7", Type: "advance-directives"}}}
-	want := []vigiev1.Decision{vigiev1.Decision_ALLOW, vigiev1.Decision_ALLOW, vigiev1.Decision_DENY}
+	want := []vigiev1.Decision{vigiev1.Decision_DECISION_ALLOW, vigiev1.Decision_DECISION_ALLOW, vigiev1.Decision_DECISION_DENY}
 	var last uint64
 	for i, req := range []*vigiev1.CheckRequest{checkRequest("portal-1"), btg, dentist} {
 		resp, err := access.Check(service, req)
@@ -421,7 +421,7 @@ func TestPortalPatient(t *testing.T) {
 	)
 	b.screenshot("consent-blocked")
 	denied, err := vigiev1.NewAccessServiceClient(e.conn).Check(e.as(auth.RoleService, "hospital-his", e2eHospital), checkRequest("portal-after-block"))
-	if err != nil || denied.Decision != vigiev1.Decision_DENY || denied.ConsentVersion != 1 {
+	if err != nil || denied.Decision != vigiev1.Decision_DECISION_DENY || denied.ConsentVersion != 1 {
 		t.Fatalf("Check after the block = %v, %v; want DENY under consent 1", denied, err)
 	}
 
@@ -433,7 +433,7 @@ func TestPortalPatient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	elsewhere := append(cur.Directives, &vigiev1.Directive{Id: "elsewhere", Kind: &vigiev1.Directive_OpposeEmergencyAccess{OpposeEmergencyAccess: &vigiev1.OpposeEmergencyAccess{}}})
+	elsewhere := append(cur.Directives, &vigiev1.Directive{Id: "elsewhere", Kind: &vigiev1.Directive_OpposeEmergency{OpposeEmergency: &vigiev1.OpposeEmergency{}}})
 	if _, err := consents.UpdateConsent(patient, &vigiev1.UpdateConsentRequest{ExpectedVersion: cur.Version, Directives: elsewhere}); err != nil {
 		t.Fatal(err)
 	}
@@ -900,7 +900,7 @@ func TestPortalReviewQueue(t *testing.T) {
 		r := checkRequest(id)
 		r.PatientIns = ins
 		r.Actor.Rpps, r.Actor.CareTeam, r.Actor.Organization = "10000000002", false, org
-		r.PurposeOfUse, r.BreakGlassJustification = vigiev1.PurposeOfUse_BTG, "patient unconscious in the emergency room"
+		r.PurposeOfUse, r.BreakGlassJustification = vigiev1.PurposeOfUse_PURPOSE_OF_USE_BTG, "patient unconscious in the emergency room"
 		return r
 	}
 	check := func(ctx context.Context, r *vigiev1.CheckRequest, want vigiev1.Decision) *vigiev1.CheckResponse {
@@ -915,15 +915,15 @@ func TestPortalReviewQueue(t *testing.T) {
 	// A patient who opposes emergency access: the attempt is denied.
 	opposing := "180127512345642"
 	if _, err := vigiev1.NewConsentServiceClient(e.conn).UpdateConsent(e.as(auth.RolePatient, opposing), &vigiev1.UpdateConsentRequest{
-		Directives: []*vigiev1.Directive{{Id: "oppose", Kind: &vigiev1.Directive_OpposeEmergencyAccess{OpposeEmergencyAccess: &vigiev1.OpposeEmergencyAccess{}}}},
+		Directives: []*vigiev1.Directive{{Id: "oppose", Kind: &vigiev1.Directive_OpposeEmergency{OpposeEmergency: &vigiev1.OpposeEmergency{}}}},
 	}); err != nil {
 		t.Fatal(err)
 	}
-	denied := check(hospital, btg("rq-denied", opposing, e2eHospital), vigiev1.Decision_DENY)
+	denied := check(hospital, btg("rq-denied", opposing, e2eHospital), vigiev1.Decision_DECISION_DENY)
 	for i := range 101 {
-		check(hospital, btg(fmt.Sprintf("rq-%d", i), e2ePatient, e2eHospital), vigiev1.Decision_ALLOW)
+		check(hospital, btg(fmt.Sprintf("rq-%d", i), e2ePatient, e2eHospital), vigiev1.Decision_DECISION_ALLOW)
 	}
-	atClinic := check(e.as(auth.RoleService, "clinic-his", clinic), btg("rq-clinic", e2ePatient, clinic), vigiev1.Decision_ALLOW)
+	atClinic := check(e.as(auth.RoleService, "clinic-his", clinic), btg("rq-clinic", e2ePatient, clinic), vigiev1.Decision_DECISION_ALLOW)
 	e.waitCheckpoint(atClinic.Event.LeafIndex + 1)
 
 	b := newBrowser(t)
@@ -1066,7 +1066,7 @@ func TestPortalBlockFromHistory(t *testing.T) {
 		t.Errorf("status after blocking: %q", txt)
 	}
 	denied, err := vigiev1.NewAccessServiceClient(e.conn).Check(e.as(auth.RoleService, "hospital-his", e2eHospital), checkRequest("after-history-block"))
-	if err != nil || denied.Decision != vigiev1.Decision_DENY || denied.ConsentVersion != 1 {
+	if err != nil || denied.Decision != vigiev1.Decision_DECISION_DENY || denied.ConsentVersion != 1 {
 		t.Fatalf("Check after the block = %v, %v; want DENY under consent 1", denied, err)
 	}
 
@@ -1107,7 +1107,7 @@ func TestPortalBlockFromHistory(t *testing.T) {
 	b.accessibility("consent with the professionals")
 	b.run("unblock", chromedp.Click(chromedp.CSS(marie)), chromedp.WaitVisible(chromedp.CSS(`#consent-status[data-version="3"]`)))
 	allowed, err := vigiev1.NewAccessServiceClient(e.conn).Check(e.as(auth.RoleService, "hospital-his", e2eHospital), checkRequest("after-unblock"))
-	if err != nil || allowed.Decision != vigiev1.Decision_ALLOW {
+	if err != nil || allowed.Decision != vigiev1.Decision_DECISION_ALLOW {
 		t.Fatalf("Check after unblocking = %v, %v; want ALLOW", allowed, err)
 	}
 
@@ -1183,4 +1183,56 @@ func TestPortalFrenchDates(t *testing.T) {
 	b.run("from today", typeDate("#f-from", today)...)
 	b.run("to before from", typeDate("#f-to", now.AddDate(0, 0, -1).Format("02/01/2006"), chromedp.WaitVisible(chromedp.CSS("#filter-error")))...)
 	b.screenshot("history-dates")
+}
+
+// TestPortalReaderOrganization: a DPO's search, then its review of an
+// emergency access, are in the patient's history with the organisation
+// the DPO acted for, by name beside its FINESS, in the portal and in vigie
+// verify (issue 19: the history showed only "dpo:…").
+func TestPortalReaderOrganization(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	importDirectories(t, dir)
+	w := newWorld(t, dir)
+	bg := doCheck(t, w.e, "reader-org-1", e2ePatient, e2eDoctor, vigiev1.PurposeOfUse_PURPOSE_OF_USE_BTG, false)
+	dpo := w.e.as(auth.RoleDPO, "dpo-a", e2eHospital)
+	audit := vigiev1.NewAuditServiceClient(w.e.conn)
+	if _, err := audit.SearchEvents(dpo, &vigiev1.SearchEventsRequest{Organization: e2eHospital}); err != nil {
+		t.Fatalf("the DPO's search: %v", err)
+	}
+	if _, err := audit.ReviewBreakGlass(dpo, &vigiev1.ReviewBreakGlassRequest{RequestId: "reader-org-rv", EventCommitment: bg.Event.Commitment,
+		Verdict: vigiev1.BreakGlassVerdict_BREAK_GLASS_VERDICT_JUSTIFIED}); err != nil {
+		t.Fatalf("the DPO's review: %v", err)
+	}
+	w.e.waitCheckpoint(4) // the rules, the access, the read, the review
+	const named = "HÔPITAL DES ESSAIS (PARIS), FINESS " + e2eHospital
+
+	code, rep, stderr := w.verify(e2ePatient, filepath.Join(t.TempDir(), "state"), "--lang", "fr")
+	if code != exitOK || rep.Verdict != "verified" {
+		t.Fatalf("vigie verify: exit %d, verdict %q: %s", code, rep.Verdict, stderr)
+	}
+	kinds := map[string]bool{}
+	for _, r := range rep.Events {
+		if r.Kind != "ledger_read" && r.Kind != "break_glass_review" || !strings.HasPrefix(r.Who, "dpo:dpo-a") {
+			continue
+		}
+		kinds[r.Kind] = true
+		if r.Who != "dpo:dpo-a, pour "+named || len(r.ReaderOrganizations) != 1 || r.ReaderOrganizations[0] != e2eHospital {
+			t.Errorf("vigie verify's %s row: who %q, organisations %v; want the DPO for %s", r.Kind, r.Who, r.ReaderOrganizations, named)
+		}
+	}
+	if !kinds["ledger_read"] || !kinds["break_glass_review"] {
+		t.Fatalf("vigie verify shows no DPO's read or review: %+v", rep.Events)
+	}
+
+	b := newBrowser(t)
+	b.signIn(w.e.http().base, w.token(auth.RolePatient, e2ePatient), `#verdict[data-state="verified"], #verdict[data-state="failed"], #verdict[data-state="error"]`)
+	if state := b.attr("#verdict", "data-state"); state != "verified" {
+		t.Fatalf("history verdict %q: %s", state, b.text("#verdict"))
+	}
+	b.run("show every event", chromedp.Click(chromedp.CSS("#f-all")))
+	want := "dpo:dpo-a, pour HÔPITAL DES ESSAIS (PARIS) · FINESS " + e2eHospital
+	if txt := b.text("#events"); strings.Count(txt, want) != 2 {
+		b.screenshot("reader-organization")
+		t.Errorf("the history names the DPO's organisation %d times, want 2 (its search and its review):\n%s", strings.Count(txt, want), txt)
+	}
 }

@@ -85,7 +85,7 @@ func TestREADMEWalkthrough(t *testing.T) {
 	text := string(out)
 	// In order: ALLOW, the new consent version, DENY, the history, the
 	// checkpoint, the keys.
-	steps := []string{`"decision":"ALLOW"`, `"version":"1"`, `"decision":"DENY"`, `"events":[`, "vigie.localhost/vigie/", `"checkpoint_key":"vigie.localhost/vigie/`}
+	steps := []string{`"decision":"DECISION_ALLOW"`, `"version":"1"`, `"decision":"DECISION_DENY"`, `"events":[`, "vigie.localhost/vigie/", `"checkpoint_key":"vigie.localhost/vigie/`}
 	at := 0
 	for _, s := range steps {
 		i := strings.Index(text[at:], s)

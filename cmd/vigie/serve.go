@@ -142,7 +142,7 @@ func printBanner(w io.Writer, n *node.Node, a *apiserver.API) {
 		self := os.Args[0]
 		fmt.Fprintf(w, "\nTry it (a hospital's software asks whether a physician may read a patient's record):\n\n")
 		fmt.Fprintf(w, "  TOKEN=$(%s token --data-dir %s --role service --sub hospital-his --org 750712184)\n", self, n.DataDir)
-		fmt.Fprintf(w, "  curl -sS -H \"Authorization: Bearer $TOKEN\" %s/v1/access:check -d '{\"request_id\": \"try-1\", \"patient_ins\": \"%s\", \"actor\": {\"rpps\": \"10000000001\", \"profession\": \"10\", \"organization\": \"750712184\", \"sector\": \"care\", \"care_team\": true}, \"action\": \"ACTION_READ\", \"resource\": {\"record\": {}}, \"purpose_of_use\": \"TREAT\"}'\n\n", httpURL, examplePatient)
+		fmt.Fprintf(w, "  curl -sS -H \"Authorization: Bearer $TOKEN\" %s/v1/access:check -d '{\"request_id\": \"try-1\", \"patient_ins\": \"%s\", \"actor\": {\"rpps\": \"10000000001\", \"profession\": \"10\", \"organization\": \"750712184\", \"sector\": \"care\", \"care_team\": true}, \"action\": \"ACTION_READ\", \"resource\": {\"record\": {}}, \"purpose_of_use\": \"PURPOSE_OF_USE_TREAT\"}'\n\n", httpURL, examplePatient)
 		fmt.Fprintf(w, "Then, as that patient, list who read the file:\n\n")
 		fmt.Fprintf(w, "  TOKEN=$(%s token --data-dir %s --role patient --sub %s)\n", self, n.DataDir, examplePatient)
 		fmt.Fprintf(w, "  curl -sS -H \"Authorization: Bearer $TOKEN\" %s/v1/me/accesses\n\n", httpURL)

@@ -76,7 +76,7 @@ func doCheck(t *testing.T, e *e2e, id, ins, rpps string, purpose vigiev1.Purpose
 	req.Actor.Rpps = rpps
 	req.Actor.CareTeam = careTeam
 	req.PurposeOfUse = purpose
-	if purpose == vigiev1.PurposeOfUse_ETREAT || purpose == vigiev1.PurposeOfUse_BTG {
+	if purpose == vigiev1.PurposeOfUse_PURPOSE_OF_USE_ETREAT || purpose == vigiev1.PurposeOfUse_PURPOSE_OF_USE_BTG {
 		req.BreakGlassJustification = "patient unconscious, admitted to the emergency room"
 	}
 	r, err := vigiev1.NewAccessServiceClient(e.conn).Check(e.as(auth.RoleService, "hospital-his", e2eHospital), req)
@@ -93,13 +93,13 @@ func buildStory(t *testing.T) *story {
 	s := &story{state: filepath.Join(t.TempDir(), "state")}
 	w := newWorld(t, filepath.Join(t.TempDir(), "data"))
 	s.w = w
-	doCheck(t, w.e, "s-1", e2ePatient, e2eDoctor, vigiev1.PurposeOfUse_TREAT, true)
-	doCheck(t, w.e, "s-2", otherPatient, e2eDoctor, vigiev1.PurposeOfUse_TREAT, true)
+	doCheck(t, w.e, "s-1", e2ePatient, e2eDoctor, vigiev1.PurposeOfUse_PURPOSE_OF_USE_TREAT, true)
+	doCheck(t, w.e, "s-2", otherPatient, e2eDoctor, vigiev1.PurposeOfUse_PURPOSE_OF_USE_TREAT, true)
 	block := []*vigiev1.Directive{{Id: "no-dr-b", Kind: &vigiev1.Directive_BlockProfessional{BlockProfessional: &vigiev1.BlockProfessional{Rpps: otherDoctor}}}}
 	if _, err := vigiev1.NewConsentServiceClient(w.e.conn).UpdateConsent(w.e.as(auth.RolePatient, e2ePatient), &vigiev1.UpdateConsentRequest{Directives: block}); err != nil {
 		t.Fatal(err)
 	}
-	if r := doCheck(t, w.e, "s-3", e2ePatient, otherDoctor, vigiev1.PurposeOfUse_TREAT, true); r.Decision != vigiev1.Decision_DENY {
+	if r := doCheck(t, w.e, "s-3", e2ePatient, otherDoctor, vigiev1.PurposeOfUse_PURPOSE_OF_USE_TREAT, true); r.Decision != vigiev1.Decision_DECISION_DENY {
 		t.Fatalf("a blocked professional: %v", r.Decision)
 	}
 	w.stop() // signs a last checkpoint
@@ -109,8 +109,8 @@ func buildStory(t *testing.T) *story {
 	if code, rep, errOut := w.audit(auth.RoleRegulator, s.state); code != exitOK || len(rep.Findings)+len(rep.Replayed)+len(rep.Alerts) != 0 {
 		t.Fatalf("first audit: exit %d, %+v\n%s", code, rep, errOut)
 	}
-	bg := doCheck(t, w.e, "s-4", e2ePatient, e2eDoctor, vigiev1.PurposeOfUse_ETREAT, false)
-	if bg.Decision != vigiev1.Decision_ALLOW {
+	bg := doCheck(t, w.e, "s-4", e2ePatient, e2eDoctor, vigiev1.PurposeOfUse_PURPOSE_OF_USE_ETREAT, false)
+	if bg.Decision != vigiev1.Decision_DECISION_ALLOW {
 		t.Fatalf("emergency access: %v", bg.Decision)
 	}
 	_, err := vigiev1.NewAuditServiceClient(w.e.conn).ReviewBreakGlass(w.e.as(auth.RoleRegulator, "cnil"), &vigiev1.ReviewBreakGlassRequest{
@@ -120,15 +120,15 @@ func buildStory(t *testing.T) *story {
 	}
 	var last *vigiev1.CheckResponse
 	for i := range 3 {
-		last = doCheck(t, w.e, fmt.Sprint("s-5-", i), e2ePatient, e2eDoctor, vigiev1.PurposeOfUse_TREAT, true)
+		last = doCheck(t, w.e, fmt.Sprint("s-5-", i), e2ePatient, e2eDoctor, vigiev1.PurposeOfUse_PURPOSE_OF_USE_TREAT, true)
 	}
-	doCheck(t, w.e, "s-6", otherPatient, otherDoctor, vigiev1.PurposeOfUse_TREAT, true)
+	doCheck(t, w.e, "s-6", otherPatient, otherDoctor, vigiev1.PurposeOfUse_PURPOSE_OF_USE_TREAT, true)
 	s.receipt = []byte(base64.StdEncoding.EncodeToString(last.Event.Receipt))
 	// The other patient has their events erased, then is seen again.
 	if _, err := vigiev1.NewConsentServiceClient(w.e.conn).RequestErasure(w.e.as(auth.RolePatient, otherPatient), &vigiev1.RequestErasureRequest{Confirm: true}); err != nil {
 		t.Fatalf("RequestErasure: %v", err)
 	}
-	r6 := doCheck(t, w.e, "s-7", otherPatient, e2eDoctor, vigiev1.PurposeOfUse_TREAT, true)
+	r6 := doCheck(t, w.e, "s-7", otherPatient, e2eDoctor, vigiev1.PurposeOfUse_PURPOSE_OF_USE_TREAT, true)
 	// The verification's saved checkpoint covers the whole story: a backup
 	// from its first part is then older.
 	waitCheckpoint(t, w, r6.Event.LeafIndex+1)
@@ -380,7 +380,7 @@ func TestVerifyAndAuditFindTampering(t *testing.T) {
 		w := s.w.restart(t, copyDir(t, s.early))
 		size := max(s.verified, s.audited)
 		for i := 0; uint64(i) < size; i++ {
-			doCheck(t, w.e, fmt.Sprint("fork-", i), otherPatient, e2eDoctor, vigiev1.PurposeOfUse_TREAT, true)
+			doCheck(t, w.e, fmt.Sprint("fork-", i), otherPatient, e2eDoctor, vigiev1.PurposeOfUse_PURPOSE_OF_USE_TREAT, true)
 		}
 		waitCheckpoint(t, w, size+1)
 		code, rep, _ := w.verify(e2ePatient, copyDir(t, s.state))
@@ -545,8 +545,8 @@ func TestVerifyAndAuditFindTampering(t *testing.T) {
 		}
 		execOne(t, db, "UPDATE consents SET consent = ? WHERE version = 1", sealConsentAsOperator(t, dir, pseudonym, wrapped, 1, lifted))
 		w := s.w.restart(t, dir)
-		r := doCheck(t, w.e, "after-tamper", e2ePatient, otherDoctor, vigiev1.PurposeOfUse_TREAT, true)
-		if r.Decision != vigiev1.Decision_ALLOW || r.ConsentVersion != 1 {
+		r := doCheck(t, w.e, "after-tamper", e2ePatient, otherDoctor, vigiev1.PurposeOfUse_PURPOSE_OF_USE_TREAT, true)
+		if r.Decision != vigiev1.Decision_DECISION_ALLOW || r.ConsentVersion != 1 {
 			t.Fatalf("after the tamper: %v under consent %d", r.Decision, r.ConsentVersion)
 		}
 		waitCheckpoint(t, w, r.Event.LeafIndex+1)

@@ -18,7 +18,7 @@ func TestAuditThroughTiles(t *testing.T) {
 	w := newWorld(t, filepath.Join(t.TempDir(), "data"))
 	const n = 300
 	for i := range n {
-		doCheck(t, w.e, fmt.Sprint("tiles-", i), e2ePatient, e2eDoctor, vigiev1.PurposeOfUse_TREAT, true)
+		doCheck(t, w.e, fmt.Sprint("tiles-", i), e2ePatient, e2eDoctor, vigiev1.PurposeOfUse_PURPOSE_OF_USE_TREAT, true)
 	}
 	waitCheckpoint(t, w, n)
 

@@ -113,7 +113,7 @@ func TestServeTLS(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	resp, err := vigiev1.NewAccessServiceClient(conn).Check(ctx, checkRequest("tls-1"))
-	if err != nil || resp.Decision != vigiev1.Decision_ALLOW {
+	if err != nil || resp.Decision != vigiev1.Decision_DECISION_ALLOW {
 		t.Fatalf("Check with a client certificate = %v, %v", resp, err)
 	}
 

@@ -5,8 +5,8 @@
 // The input is decoded events ([event.Logged]: a verified body with its
 // leaf index and commitment), in any order: access events (payload
 // consent.AccessRecordFormat) and break-glass reviews (payload
-// "vigie.break-glass-review.v1"); other kinds are ignored. The output is
-// [Alert]s, each naming the events behind it by [event.Ref] (leaf index
+// consent.ReviewRecordFormat, or its version 1); other kinds are ignored.
+// The output is [Alert]s, each naming the events behind it by [event.Ref] (leaf index
 // and commitment), so that anyone can fetch and verify them.
 //
 // The signals, each with thresholds in [Config]:

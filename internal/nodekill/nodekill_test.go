@@ -128,7 +128,7 @@ func (l *load) run(stop <-chan struct{}, client int, wg *sync.WaitGroup) {
 			Actor:        &vigiev1.Actor{Rpps: doctor, Profession: "10", Organization: hospital, Sector: "care", CareTeam: true},
 			Action:       vigiev1.Action_ACTION_READ,
 			Resource:     &vigiev1.Resource{Kind: &vigiev1.Resource_Record{Record: &vigiev1.WholeRecord{}}},
-			PurposeOfUse: vigiev1.PurposeOfUse_TREAT,
+			PurposeOfUse: vigiev1.PurposeOfUse_PURPOSE_OF_USE_TREAT,
 		}
 		l.sent.Add(1)
 		start := time.Now()
@@ -339,7 +339,7 @@ func (c *cluster) finish(t *testing.T, rn *running, name string, kills []kill, n
 		req := &vigiev1.CheckRequest{RequestId: a.id, PatientIns: a.patient,
 			Actor:    &vigiev1.Actor{Rpps: doctor, Profession: "10", Organization: hospital, Sector: "care", CareTeam: true},
 			Action:   vigiev1.Action_ACTION_READ,
-			Resource: &vigiev1.Resource{Kind: &vigiev1.Resource_Record{Record: &vigiev1.WholeRecord{}}}, PurposeOfUse: vigiev1.PurposeOfUse_TREAT}
+			Resource: &vigiev1.Resource{Kind: &vigiev1.Resource_Record{Record: &vigiev1.WholeRecord{}}}, PurposeOfUse: vigiev1.PurposeOfUse_PURPOSE_OF_USE_TREAT}
 		ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(context.Background(), "authorization", tok), 10*time.Second)
 		r, err := l.conns[rand.N(len(l.conns))].Check(ctx, req)
 		cancel()

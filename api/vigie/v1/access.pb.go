@@ -24,46 +24,47 @@ const (
 )
 
 // PurposeOfUse is why the professional asks, an HL7 v3 ActReason code
-// (value set PurposeOfUse). Which purposes give access is national rules
-// data.
+// (value set PurposeOfUse): the code follows the prefix PURPOSE_OF_USE_
+// (PURPOSE_OF_USE_TREAT is TREAT). Which purposes give access is national
+// rules data.
 type PurposeOfUse int32
 
 const (
 	// Not given: the request is invalid.
 	PurposeOfUse_PURPOSE_OF_USE_UNSPECIFIED PurposeOfUse = 0
 	// Treatment.
-	PurposeOfUse_TREAT PurposeOfUse = 1
+	PurposeOfUse_PURPOSE_OF_USE_TREAT PurposeOfUse = 1
 	// Emergency treatment.
-	PurposeOfUse_ETREAT PurposeOfUse = 2
+	PurposeOfUse_PURPOSE_OF_USE_ETREAT PurposeOfUse = 2
 	// Break the glass: emergency access, which needs a justification.
-	PurposeOfUse_BTG PurposeOfUse = 3
+	PurposeOfUse_PURPOSE_OF_USE_BTG PurposeOfUse = 3
 	// Healthcare payment.
-	PurposeOfUse_HPAYMT PurposeOfUse = 4
+	PurposeOfUse_PURPOSE_OF_USE_HPAYMT PurposeOfUse = 4
 	// Healthcare operations.
-	PurposeOfUse_HOPERAT PurposeOfUse = 5
+	PurposeOfUse_PURPOSE_OF_USE_HOPERAT PurposeOfUse = 5
 	// Healthcare research.
-	PurposeOfUse_HRESCH PurposeOfUse = 6
+	PurposeOfUse_PURPOSE_OF_USE_HRESCH PurposeOfUse = 6
 )
 
 // Enum value maps for PurposeOfUse.
 var (
 	PurposeOfUse_name = map[int32]string{
 		0: "PURPOSE_OF_USE_UNSPECIFIED",
-		1: "TREAT",
-		2: "ETREAT",
-		3: "BTG",
-		4: "HPAYMT",
-		5: "HOPERAT",
-		6: "HRESCH",
+		1: "PURPOSE_OF_USE_TREAT",
+		2: "PURPOSE_OF_USE_ETREAT",
+		3: "PURPOSE_OF_USE_BTG",
+		4: "PURPOSE_OF_USE_HPAYMT",
+		5: "PURPOSE_OF_USE_HOPERAT",
+		6: "PURPOSE_OF_USE_HRESCH",
 	}
 	PurposeOfUse_value = map[string]int32{
 		"PURPOSE_OF_USE_UNSPECIFIED": 0,
-		"TREAT":                      1,
-		"ETREAT":                     2,
-		"BTG":                        3,
-		"HPAYMT":                     4,
-		"HOPERAT":                    5,
-		"HRESCH":                     6,
+		"PURPOSE_OF_USE_TREAT":       1,
+		"PURPOSE_OF_USE_ETREAT":      2,
+		"PURPOSE_OF_USE_BTG":         3,
+		"PURPOSE_OF_USE_HPAYMT":      4,
+		"PURPOSE_OF_USE_HOPERAT":     5,
+		"PURPOSE_OF_USE_HRESCH":      6,
 	}
 )
 
@@ -152,29 +153,29 @@ func (Action) EnumDescriptor() ([]byte, []int) {
 	return file_vigie_v1_access_proto_rawDescGZIP(), []int{1}
 }
 
-// Decision is the answer. Anything but ALLOW means no access.
+// Decision is the answer. Anything but DECISION_ALLOW means no access.
 type Decision int32
 
 const (
-	// Never sent; a client that reads it must treat it as DENY.
+	// Never sent; a client that reads it must treat it as DECISION_DENY.
 	Decision_DECISION_UNSPECIFIED Decision = 0
 	// The access is allowed.
-	Decision_ALLOW Decision = 1
+	Decision_DECISION_ALLOW Decision = 1
 	// The access is denied.
-	Decision_DENY Decision = 2
+	Decision_DECISION_DENY Decision = 2
 )
 
 // Enum value maps for Decision.
 var (
 	Decision_name = map[int32]string{
 		0: "DECISION_UNSPECIFIED",
-		1: "ALLOW",
-		2: "DENY",
+		1: "DECISION_ALLOW",
+		2: "DECISION_DENY",
 	}
 	Decision_value = map[string]int32{
 		"DECISION_UNSPECIFIED": 0,
-		"ALLOW":                1,
-		"DENY":                 2,
+		"DECISION_ALLOW":       1,
+		"DECISION_DENY":        2,
 	}
 )
 
@@ -216,37 +217,37 @@ const (
 	// Never sent.
 	ReasonCode_REASON_CODE_UNSPECIFIED ReasonCode = 0
 	// The access is allowed.
-	ReasonCode_REASON_ALLOWED ReasonCode = 1
+	ReasonCode_REASON_CODE_ALLOWED ReasonCode = 1
 	// The national rules do not permit this access for the professional's
 	// profession or sector, or for this document type.
-	ReasonCode_REASON_NOT_PERMITTED ReasonCode = 2
+	ReasonCode_REASON_CODE_NOT_PERMITTED ReasonCode = 2
 	// The purpose of use does not permit access to the record.
-	ReasonCode_REASON_PURPOSE_NOT_PERMITTED ReasonCode = 3
+	ReasonCode_REASON_CODE_PURPOSE_NOT_PERMITTED ReasonCode = 3
 	// Emergency access requires a justification.
-	ReasonCode_REASON_JUSTIFICATION_REQUIRED ReasonCode = 4
+	ReasonCode_REASON_CODE_JUSTIFICATION_REQUIRED ReasonCode = 4
 	// Denied by the patient's consent, including when nothing gives the
 	// professional access (no care relationship, no express consent, no
 	// emergency).
-	ReasonCode_REASON_CONSENT ReasonCode = 5
+	ReasonCode_REASON_CODE_CONSENT ReasonCode = 5
 )
 
 // Enum value maps for ReasonCode.
 var (
 	ReasonCode_name = map[int32]string{
 		0: "REASON_CODE_UNSPECIFIED",
-		1: "REASON_ALLOWED",
-		2: "REASON_NOT_PERMITTED",
-		3: "REASON_PURPOSE_NOT_PERMITTED",
-		4: "REASON_JUSTIFICATION_REQUIRED",
-		5: "REASON_CONSENT",
+		1: "REASON_CODE_ALLOWED",
+		2: "REASON_CODE_NOT_PERMITTED",
+		3: "REASON_CODE_PURPOSE_NOT_PERMITTED",
+		4: "REASON_CODE_JUSTIFICATION_REQUIRED",
+		5: "REASON_CODE_CONSENT",
 	}
 	ReasonCode_value = map[string]int32{
-		"REASON_CODE_UNSPECIFIED":       0,
-		"REASON_ALLOWED":                1,
-		"REASON_NOT_PERMITTED":          2,
-		"REASON_PURPOSE_NOT_PERMITTED":  3,
-		"REASON_JUSTIFICATION_REQUIRED": 4,
-		"REASON_CONSENT":                5,
+		"REASON_CODE_UNSPECIFIED":            0,
+		"REASON_CODE_ALLOWED":                1,
+		"REASON_CODE_NOT_PERMITTED":          2,
+		"REASON_CODE_PURPOSE_NOT_PERMITTED":  3,
+		"REASON_CODE_JUSTIFICATION_REQUIRED": 4,
+		"REASON_CODE_CONSENT":                5,
 	}
 )
 
@@ -663,8 +664,8 @@ type CheckRequest struct {
 	Resource *Resource `protobuf:"bytes,5,opt,name=resource,proto3" json:"resource,omitempty"`
 	// Why. Required.
 	PurposeOfUse PurposeOfUse `protobuf:"varint,6,opt,name=purpose_of_use,json=purposeOfUse,proto3,enum=vigie.v1.PurposeOfUse" json:"purpose_of_use,omitempty"`
-	// The professional's justification of an emergency access (purpose BTG
-	// or ETREAT): free text, at most 1024 bytes of UTF-8, without control
+	// The professional's justification of an emergency access (purpose
+	// PURPOSE_OF_USE_BTG or PURPOSE_OF_USE_ETREAT): free text, at most 1024 bytes of UTF-8, without control
 	// characters (TAB, CR and LF included), line separators or
 	// bidirectional formatting characters. It is recorded for the patient
 	// and the auditors, and never returned nor written to application logs.
@@ -831,7 +832,8 @@ func (x *CoarseReason) GetTextFr() string {
 // CheckResponse is the recorded decision.
 type CheckResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// ALLOW or DENY. Anything but ALLOW means no access.
+	// DECISION_ALLOW or DECISION_DENY. Anything but DECISION_ALLOW means no
+	// access.
 	Decision Decision `protobuf:"varint,1,opt,name=decision,proto3,enum=vigie.v1.Decision" json:"decision,omitempty"`
 	// Why, coarsely.
 	Reason *CoarseReason `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
@@ -967,35 +969,32 @@ const file_vigie_v1_access_proto_rawDesc = "" +
 	"\vobligations\x18\x03 \x03(\x0e2\x14.vigie.v1.ObligationR\vobligations\x12'\n" +
 	"\x0fconsent_version\x18\x04 \x01(\x03R\x0econsentVersion\x124\n" +
 	"\x16national_rules_version\x18\x05 \x01(\x03R\x14nationalRulesVersion\x12-\n" +
-	"\x05event\x18\x06 \x01(\v2\x17.vigie.v1.RecordedEventR\x05event*s\n" +
+	"\x05event\x18\x06 \x01(\v2\x17.vigie.v1.RecordedEventR\x05event*\xcd\x01\n" +
 	"\fPurposeOfUse\x12\x1e\n" +
-	"\x1aPURPOSE_OF_USE_UNSPECIFIED\x10\x00\x12\t\n" +
-	"\x05TREAT\x10\x01\x12\n" +
-	"\n" +
-	"\x06ETREAT\x10\x02\x12\a\n" +
-	"\x03BTG\x10\x03\x12\n" +
-	"\n" +
-	"\x06HPAYMT\x10\x04\x12\v\n" +
-	"\aHOPERAT\x10\x05\x12\n" +
-	"\n" +
-	"\x06HRESCH\x10\x06*T\n" +
+	"\x1aPURPOSE_OF_USE_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14PURPOSE_OF_USE_TREAT\x10\x01\x12\x19\n" +
+	"\x15PURPOSE_OF_USE_ETREAT\x10\x02\x12\x16\n" +
+	"\x12PURPOSE_OF_USE_BTG\x10\x03\x12\x19\n" +
+	"\x15PURPOSE_OF_USE_HPAYMT\x10\x04\x12\x1a\n" +
+	"\x16PURPOSE_OF_USE_HOPERAT\x10\x05\x12\x19\n" +
+	"\x15PURPOSE_OF_USE_HRESCH\x10\x06*T\n" +
 	"\x06Action\x12\x16\n" +
 	"\x12ACTION_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vACTION_READ\x10\x01\x12\x10\n" +
 	"\fACTION_WRITE\x10\x02\x12\x0f\n" +
-	"\vACTION_HIDE\x10\x03*9\n" +
+	"\vACTION_HIDE\x10\x03*K\n" +
 	"\bDecision\x12\x18\n" +
-	"\x14DECISION_UNSPECIFIED\x10\x00\x12\t\n" +
-	"\x05ALLOW\x10\x01\x12\b\n" +
-	"\x04DENY\x10\x02*\xb0\x01\n" +
+	"\x14DECISION_UNSPECIFIED\x10\x00\x12\x12\n" +
+	"\x0eDECISION_ALLOW\x10\x01\x12\x11\n" +
+	"\rDECISION_DENY\x10\x02*\xc9\x01\n" +
 	"\n" +
 	"ReasonCode\x12\x1b\n" +
-	"\x17REASON_CODE_UNSPECIFIED\x10\x00\x12\x12\n" +
-	"\x0eREASON_ALLOWED\x10\x01\x12\x18\n" +
-	"\x14REASON_NOT_PERMITTED\x10\x02\x12 \n" +
-	"\x1cREASON_PURPOSE_NOT_PERMITTED\x10\x03\x12!\n" +
-	"\x1dREASON_JUSTIFICATION_REQUIRED\x10\x04\x12\x12\n" +
-	"\x0eREASON_CONSENT\x10\x05*\x91\x01\n" +
+	"\x17REASON_CODE_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13REASON_CODE_ALLOWED\x10\x01\x12\x1d\n" +
+	"\x19REASON_CODE_NOT_PERMITTED\x10\x02\x12%\n" +
+	"!REASON_CODE_PURPOSE_NOT_PERMITTED\x10\x03\x12&\n" +
+	"\"REASON_CODE_JUSTIFICATION_REQUIRED\x10\x04\x12\x17\n" +
+	"\x13REASON_CODE_CONSENT\x10\x05*\x91\x01\n" +
 	"\n" +
 	"Obligation\x12\x1a\n" +
 	"\x16OBLIGATION_UNSPECIFIED\x10\x00\x12\x1d\n" +

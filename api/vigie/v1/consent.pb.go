@@ -24,6 +24,9 @@ const (
 )
 
 // Directive is one of the patient's choices. Exactly one kind is set.
+// Each kind's field is named as the kind recorded in the ledger and in
+// docs/consent.md, with `_` for `-` (`oppose_emergency` is
+// `oppose-emergency`).
 // Directives mirror the patient's rights in the DMP (CSP R1111-46 to
 // R1111-48); docs/consent.md says how they combine with the national rules.
 type Directive struct {
@@ -50,7 +53,7 @@ type Directive struct {
 	//	*Directive_HideDocument
 	//	*Directive_HideDocumentType
 	//	*Directive_HideEverything
-	//	*Directive_OpposeEmergencyAccess
+	//	*Directive_OpposeEmergency
 	//	*Directive_OptOut
 	Kind          isDirective_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
@@ -187,10 +190,10 @@ func (x *Directive) GetHideEverything() *HideEverything {
 	return nil
 }
 
-func (x *Directive) GetOpposeEmergencyAccess() *OpposeEmergencyAccess {
+func (x *Directive) GetOpposeEmergency() *OpposeEmergency {
 	if x != nil {
-		if x, ok := x.Kind.(*Directive_OpposeEmergencyAccess); ok {
-			return x.OpposeEmergencyAccess
+		if x, ok := x.Kind.(*Directive_OpposeEmergency); ok {
+			return x.OpposeEmergency
 		}
 	}
 	return nil
@@ -255,9 +258,9 @@ type Directive_HideEverything struct {
 	HideEverything *HideEverything `protobuf:"bytes,17,opt,name=hide_everything,json=hideEverything,proto3,oneof"`
 }
 
-type Directive_OpposeEmergencyAccess struct {
+type Directive_OpposeEmergency struct {
 	// Oppose emergency access (break-glass and the SAMU regulator).
-	OpposeEmergencyAccess *OpposeEmergencyAccess `protobuf:"bytes,18,opt,name=oppose_emergency_access,json=opposeEmergencyAccess,proto3,oneof"`
+	OpposeEmergency *OpposeEmergency `protobuf:"bytes,18,opt,name=oppose_emergency,json=opposeEmergency,proto3,oneof"`
 }
 
 type Directive_OptOut struct {
@@ -281,7 +284,7 @@ func (*Directive_HideDocumentType) isDirective_Kind() {}
 
 func (*Directive_HideEverything) isDirective_Kind() {}
 
-func (*Directive_OpposeEmergencyAccess) isDirective_Kind() {}
+func (*Directive_OpposeEmergency) isDirective_Kind() {}
 
 func (*Directive_OptOut) isDirective_Kind() {}
 
@@ -647,27 +650,27 @@ func (*HideEverything) Descriptor() ([]byte, []int) {
 	return file_vigie_v1_consent_proto_rawDescGZIP(), []int{8}
 }
 
-// OpposeEmergencyAccess opposes emergency access. It has no fields.
-type OpposeEmergencyAccess struct {
+// OpposeEmergency opposes emergency access. It has no fields.
+type OpposeEmergency struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *OpposeEmergencyAccess) Reset() {
-	*x = OpposeEmergencyAccess{}
+func (x *OpposeEmergency) Reset() {
+	*x = OpposeEmergency{}
 	mi := &file_vigie_v1_consent_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *OpposeEmergencyAccess) String() string {
+func (x *OpposeEmergency) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*OpposeEmergencyAccess) ProtoMessage() {}
+func (*OpposeEmergency) ProtoMessage() {}
 
-func (x *OpposeEmergencyAccess) ProtoReflect() protoreflect.Message {
+func (x *OpposeEmergency) ProtoReflect() protoreflect.Message {
 	mi := &file_vigie_v1_consent_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -679,8 +682,8 @@ func (x *OpposeEmergencyAccess) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use OpposeEmergencyAccess.ProtoReflect.Descriptor instead.
-func (*OpposeEmergencyAccess) Descriptor() ([]byte, []int) {
+// Deprecated: Use OpposeEmergency.ProtoReflect.Descriptor instead.
+func (*OpposeEmergency) Descriptor() ([]byte, []int) {
 	return file_vigie_v1_consent_proto_rawDescGZIP(), []int{9}
 }
 
@@ -1146,7 +1149,7 @@ var File_vigie_v1_consent_proto protoreflect.FileDescriptor
 
 const file_vigie_v1_consent_proto_rawDesc = "" +
 	"\n" +
-	"\x16vigie/v1/consent.proto\x12\bvigie.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf0\x06\n" +
+	"\x16vigie/v1/consent.proto\x12\bvigie.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdd\x06\n" +
 	"\tDirective\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x129\n" +
 	"\n" +
@@ -1161,8 +1164,8 @@ const file_vigie_v1_consent_proto_rawDesc = "" +
 	"\x0fextended_rights\x18\x0e \x01(\v2\x18.vigie.v1.ExtendedRightsH\x00R\x0eextendedRights\x12=\n" +
 	"\rhide_document\x18\x0f \x01(\v2\x16.vigie.v1.HideDocumentH\x00R\fhideDocument\x12J\n" +
 	"\x12hide_document_type\x18\x10 \x01(\v2\x1a.vigie.v1.HideDocumentTypeH\x00R\x10hideDocumentType\x12C\n" +
-	"\x0fhide_everything\x18\x11 \x01(\v2\x18.vigie.v1.HideEverythingH\x00R\x0ehideEverything\x12Y\n" +
-	"\x17oppose_emergency_access\x18\x12 \x01(\v2\x1f.vigie.v1.OpposeEmergencyAccessH\x00R\x15opposeEmergencyAccess\x12+\n" +
+	"\x0fhide_everything\x18\x11 \x01(\v2\x18.vigie.v1.HideEverythingH\x00R\x0ehideEverything\x12F\n" +
+	"\x10oppose_emergency\x18\x12 \x01(\v2\x19.vigie.v1.OpposeEmergencyH\x00R\x0fopposeEmergency\x12+\n" +
 	"\aopt_out\x18\x13 \x01(\v2\x10.vigie.v1.OptOutH\x00R\x06optOutB\x06\n" +
 	"\x04kind\"'\n" +
 	"\x11BlockProfessional\x12\x12\n" +
@@ -1180,8 +1183,8 @@ const file_vigie_v1_consent_proto_rawDesc = "" +
 	"documentId\"7\n" +
 	"\x10HideDocumentType\x12#\n" +
 	"\rdocument_type\x18\x01 \x01(\tR\fdocumentType\"\x10\n" +
-	"\x0eHideEverything\"\x17\n" +
-	"\x15OpposeEmergencyAccess\"\b\n" +
+	"\x0eHideEverything\"\x11\n" +
+	"\x0fOpposeEmergency\"\b\n" +
 	"\x06OptOut\"\xb4\x01\n" +
 	"\aConsent\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x03R\aversion\x123\n" +
@@ -1241,7 +1244,7 @@ var file_vigie_v1_consent_proto_goTypes = []any{
 	(*HideDocument)(nil),               // 6: vigie.v1.HideDocument
 	(*HideDocumentType)(nil),           // 7: vigie.v1.HideDocumentType
 	(*HideEverything)(nil),             // 8: vigie.v1.HideEverything
-	(*OpposeEmergencyAccess)(nil),      // 9: vigie.v1.OpposeEmergencyAccess
+	(*OpposeEmergency)(nil),            // 9: vigie.v1.OpposeEmergency
 	(*OptOut)(nil),                     // 10: vigie.v1.OptOut
 	(*Consent)(nil),                    // 11: vigie.v1.Consent
 	(*GetConsentRequest)(nil),          // 12: vigie.v1.GetConsentRequest
@@ -1264,7 +1267,7 @@ var file_vigie_v1_consent_proto_depIdxs = []int32{
 	6,  // 7: vigie.v1.Directive.hide_document:type_name -> vigie.v1.HideDocument
 	7,  // 8: vigie.v1.Directive.hide_document_type:type_name -> vigie.v1.HideDocumentType
 	8,  // 9: vigie.v1.Directive.hide_everything:type_name -> vigie.v1.HideEverything
-	9,  // 10: vigie.v1.Directive.oppose_emergency_access:type_name -> vigie.v1.OpposeEmergencyAccess
+	9,  // 10: vigie.v1.Directive.oppose_emergency:type_name -> vigie.v1.OpposeEmergency
 	10, // 11: vigie.v1.Directive.opt_out:type_name -> vigie.v1.OptOut
 	0,  // 12: vigie.v1.Consent.directives:type_name -> vigie.v1.Directive
 	19, // 13: vigie.v1.Consent.update_time:type_name -> google.protobuf.Timestamp
@@ -1300,7 +1303,7 @@ func file_vigie_v1_consent_proto_init() {
 		(*Directive_HideDocument)(nil),
 		(*Directive_HideDocumentType)(nil),
 		(*Directive_HideEverything)(nil),
-		(*Directive_OpposeEmergencyAccess)(nil),
+		(*Directive_OpposeEmergency)(nil),
 		(*Directive_OptOut)(nil),
 	}
 	type x struct{}

@@ -308,7 +308,7 @@ const Vigie = (() => {
   // The patient's directives, as the consent page and the history's
   // one-click actions change them (PUT /v1/me/consent).
   const KINDS = ['block_professional', 'block_organization', 'allow_professional', 'treating_physician', 'extended_rights',
-    'hide_document', 'hide_document_type', 'hide_everything', 'oppose_emergency_access', 'opt_out'];
+    'hide_document', 'hide_document_type', 'hide_everything', 'oppose_emergency', 'opt_out'];
   const directives = {
     kindOf: d => KINDS.find(k => d[k]),
     // clean keeps what PUT takes: the id, the validity if set, the kind.

@@ -38,7 +38,7 @@ document.addEventListener('DOMContentLoaded', async () => {
       return el('li', { 'data-id': d.id }, describe(d), ' ', btn);
     }));
     if (!consent.directives.length) list.replaceChildren(el('li', { text: t('consent.none') }));
-    document.getElementById('oppose').checked = consent.directives.some(d => d.oppose_emergency_access);
+    document.getElementById('oppose').checked = consent.directives.some(d => d.oppose_emergency);
     document.getElementById('optout').checked = consent.directives.some(d => d.opt_out);
     const pages = await Vigie.allPages('/v1/me/consent/history', 'versions', 100);
     document.getElementById('versions').replaceChildren(...pages.flatMap(p => p.versions).reverse().map(v =>
@@ -199,8 +199,8 @@ document.addEventListener('DOMContentLoaded', async () => {
   document.getElementById('emergency-form').addEventListener('submit', ev => {
     ev.preventDefault();
     const on = document.getElementById('oppose').checked;
-    save(on ? { replaceKind: 'oppose_emergency_access', add: { id: 'oppose-emergency', oppose_emergency_access: {} }, label: t('directive.oppose_emergency_access') }
-      : { replaceKind: 'oppose_emergency_access', label: t('consent.emergencyOff') });
+    save(on ? { replaceKind: 'oppose_emergency', add: { id: 'oppose-emergency', oppose_emergency: {} }, label: t('directive.oppose_emergency') }
+      : { replaceKind: 'oppose_emergency', label: t('consent.emergencyOff') });
   });
   document.getElementById('optout-form').addEventListener('submit', ev => {
     ev.preventDefault();

@@ -47,7 +47,10 @@ const VigieEvents = (() => {
   // lookup, shows the number alone.
   async function loadNames(events) {
     const actors = events.map(e => e.kind === 'access' && e.payload && e.payload.request && e.payload.request.actor).filter(Boolean);
-    await lookup(actors.map(a => a.rpps), actors.map(a => a.organization));
+    // The organisations readers and reviewers acted for.
+    const readers = events.flatMap(e => (e.kind === 'ledger_read' && e.payload && e.payload.organizations) ||
+      (e.kind === 'break_glass_review' && e.payload && e.payload.organization ? [e.payload.organization] : []));
+    await lookup(actors.map(a => a.rpps), actors.map(a => a.organization).concat(readers));
   }
   // lookup looks up numbers not looked up yet.
   async function lookup(rppsList, finessList) {
@@ -76,6 +79,13 @@ const VigieEvents = (() => {
     if (!o) return t('event.org', { org: finess });
     const esc = VigieText.escape;
     return t(o.town ? 'event.orgNamed' : 'event.orgNamedNoTown', { name: esc(o.name), town: esc(o.town || ''), org: finess });
+  }
+  // readerFor says who read or reviewed: the principal and the
+  // organisations it acted for (ledger-read and review records of version
+  // 2), by name beside their numbers.
+  function readerFor(reader, finessList) {
+    if (!finessList || !finessList.length) return reader;
+    return t('event.readerFor', { reader, orgs: finessList.map(organisation).join(' ; ') });
   }
   // name is the professional's name, or "" when the directory lacks it.
   function name(rpps) {
@@ -136,9 +146,9 @@ const VigieEvents = (() => {
       case 'consent_change':
         return Object.assign(v, { who: p.author === 'patient' ? t('event.you') : p.author, what: t('event.consentChange', { version: p.version }), why: '', outcome: null });
       case 'ledger_read':
-        return Object.assign(v, { who: p.reader === 'patient' ? t('event.you') : p.reader, what: t('event.read', { n: p.events }), why: t('event.readMethod.' + p.method), outcome: null });
+        return Object.assign(v, { who: p.reader === 'patient' ? t('event.you') : readerFor(p.reader, p.organizations), what: t('event.read', { n: p.events }), why: t('event.readMethod.' + p.method), outcome: null });
       case 'break_glass_review':
-        return Object.assign(v, { who: p.reviewer, what: t('event.review.' + p.verdict), why: p.comment || '', outcome: null, reviewed: p.event });
+        return Object.assign(v, { who: readerFor(p.reviewer, p.organization ? [p.organization] : []), what: t('event.review.' + p.verdict), why: p.comment || '', outcome: null, reviewed: p.event });
       case 'erasure':
         return Object.assign(v, { who: p.requested_by || '', what: t('event.erasure.' + p.state), why: '', outcome: null });
       case 'rules_change':
