@@ -33,6 +33,8 @@ import (
 	"github.com/vigie-sante/vigie/api/gateway/portal"
 	"github.com/vigie-sante/vigie/api/server"
 	"github.com/vigie-sante/vigie/consent"
+	"github.com/vigie-sante/vigie/consent/enrolment"
+	"github.com/vigie-sante/vigie/consent/ident"
 	"github.com/vigie-sante/vigie/ledger"
 	"github.com/vigie-sante/vigie/ledger/keys"
 	"github.com/vigie-sante/vigie/ledger/tiles"
@@ -140,14 +142,39 @@ type Node struct {
 	// cluster: vigie init made them, and every node must hold the same):
 	// the start fails naming it.
 	NoCreateKeys bool
-	// Enrolments finds the patients of issuers whose patients are
-	// enrolled (IssuerConfig.PatientSubject); nil refuses their patients'
-	// tokens (auth.ErrNotEnrolled).
-	Enrolments auth.Enrolments
+	// Enrolments links the sign-ins of issuers whose patients are
+	// enrolled (IssuerConfig.PatientSubject) to patients
+	// (consent/enrolment.Store): their tokens' patients, and the portal's
+	// enrolment with a one-time code (POST /portal/api/enrol). Nil
+	// refuses their patients' tokens (auth.ErrNotEnrolled).
+	Enrolments Enrolments
 	// Ready reports whether the node can serve (/readyz).
 	Ready func(context.Context) error
 	// Collectors are registered on /metrics beside the ledger's.
 	Collectors []prometheus.Collector
+}
+
+// Enrolments is what the service needs of consent/enrolment.Store.
+type Enrolments interface {
+	// Patient finds the patient of a sign-in, or an error wrapping
+	// enrolment.ErrNotEnrolled.
+	Patient(ctx context.Context, issuer, subject string) (ident.INS, error)
+	// Redeem links a sign-in to the patient of a one-time code.
+	Redeem(ctx context.Context, code, issuer, subject string) (*ledger.Recorded, error)
+	// Issue and Revoke: the operator's side (AdminService).
+	server.EnrolmentAdmin
+}
+
+// enrolmentLookup is auth.Enrolments on Enrolments: enrolment's
+// ErrNotEnrolled becomes auth's.
+type enrolmentLookup struct{ e Enrolments }
+
+func (l enrolmentLookup) Patient(ctx context.Context, issuer, subject string) (ident.INS, error) {
+	ins, err := l.e.Patient(ctx, issuer, subject)
+	if errors.Is(err, enrolment.ErrNotEnrolled) {
+		return ins, fmt.Errorf("%w: %w", auth.ErrNotEnrolled, err)
+	}
+	return ins, err
 }
 
 // A FieldError is a Config field that Validate refuses.
@@ -290,7 +317,11 @@ func Start(ctx context.Context, cfg Config, n Node) (_ *API, err error) {
 			a.Stop(context.Background())
 		}
 	}()
-	authn, err := authenticator(ctx, cfg, n.KeysDir, !n.NoCreateKeys, n.Enrolments)
+	var lookup auth.Enrolments
+	if n.Enrolments != nil {
+		lookup = enrolmentLookup{n.Enrolments}
+	}
+	authn, err := authenticator(ctx, cfg, n.KeysDir, !n.NoCreateKeys, lookup)
 	if err != nil {
 		return nil, err
 	}
@@ -317,6 +348,9 @@ func Start(ctx context.Context, cfg Config, n Node) (_ *API, err error) {
 		Alerts:       &server.AlertsConfig{Window: cfg.AlertsWindow, CacheTTL: cfg.AlertsCache},
 		ErasureDelay: cfg.ErasureDelay,
 		Logger:       logger,
+	}
+	if n.Enrolments != nil {
+		backend.Enrolments = n.Enrolments
 	}
 	opts := []grpc.ServerOption{
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 15 * time.Minute, Time: 2 * time.Minute, Timeout: 20 * time.Second}),
@@ -396,11 +430,23 @@ func (a *API) startHTTP(ctx context.Context, cfg Config, n Node, authn *auth.Aut
 	if oidc != nil {
 		a.signIn = oidc.Issuer
 	}
+	var enrol func(ctx context.Context, authorization, code string) error
+	if n.Enrolments != nil {
+		enrol = func(ctx context.Context, authorization, code string) error {
+			iss, sub, err := authn.ProviderSubject(ctx, authorization)
+			if err != nil {
+				return err
+			}
+			_, err = n.Enrolments.Redeem(ctx, code, iss, sub)
+			return err
+		}
+	}
 	pages, err := portal.New(portal.Config{
 		Authenticate: func(ctx context.Context, authorization string) (*auth.Identity, error) {
 			return authn.Authenticate(ctx, authorization, nil)
 		},
 		OIDC:   oidc,
+		Enrol:  enrol,
 		Logger: a.logger,
 	})
 	if err != nil {

@@ -584,3 +584,9 @@ func EraseRows(pseudonym event.Hash) func(ctx context.Context, tx sqldb.Tx) erro
 		return err
 	}
 }
+
+// Issue makes a one-time code for patient (the package's Issue, on the
+// store's database and clock).
+func (s *Store) Issue(ctx context.Context, patient ident.INS, ttl time.Duration) (Code, error) {
+	return Issue(ctx, s.db, patient, IssueOptions{TTL: ttl, Now: s.now})
+}
