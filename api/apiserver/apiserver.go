@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -85,7 +86,7 @@ type Config struct {
 	// Issuers are the OpenID Connect issuers whose tokens are accepted
 	// when there are several (professionals, patients), each with its
 	// audience and the mapping of its claims; exclusive with Issuer. The
-	// portal signs in at the one with a ClientID (at most one).
+	// portal offers to sign in at each one with a ClientID.
 	Issuers []IssuerConfig
 	// ClientSecretFile holds the client secret of ClientID (owner-only);
 	// empty for a public client, with PKCE.
@@ -427,9 +428,11 @@ func (a *API) startHTTP(ctx context.Context, cfg Config, n Node, authn *auth.Aut
 	if err != nil {
 		return err
 	}
-	if oidc != nil {
-		a.signIn = oidc.Issuer
+	var signIn []string
+	for _, o := range oidc {
+		signIn = append(signIn, o.Issuer)
 	}
+	a.signIn = strings.Join(signIn, ", ")
 	var enrol func(ctx context.Context, authorization, code string) error
 	if n.Enrolments != nil {
 		enrol = func(ctx context.Context, authorization, code string) error {
@@ -550,6 +553,6 @@ func (a *API) MetricsURL() string {
 	return ""
 }
 
-// SignIn returns the OpenID Connect provider of the portal's sign-in, ""
-// without one.
+// SignIn returns the OpenID Connect providers of the portal's sign-in,
+// separated by ", "; "" without one.
 func (a *API) SignIn() string { return a.signIn }

@@ -74,10 +74,12 @@ type Config struct {
 	// header: the OpenID Connect sign-in checks the token it obtained
 	// before the page gets it. Required.
 	Authenticate func(ctx context.Context, authorization string) (*auth.Identity, error)
-	// OIDC, if not nil, enables sign-in through an OpenID Connect
-	// provider (Prefix+"oidc/login"); the token it yields is checked with
-	// Authenticate before the page gets it. Nil: users paste a token.
-	OIDC *OIDCConfig
+	// OIDC enables sign-in through OpenID Connect providers
+	// (Prefix+"oidc/login?p=<index>": professionals' and patients' at
+	// once, the page offers a choice); the token one yields is checked
+	// with Authenticate before the page gets it. Their CookieKey and
+	// RedirectURL must be the same. Empty: users paste a token.
+	OIDC []OIDCConfig
 	// Enrol, if not nil, enrols the patient who bears the Authorization
 	// header (a token of an issuer whose patients are enrolled, not yet
 	// linked) with the one-time code the operator gave them
@@ -100,7 +102,7 @@ type portal struct {
 	cfg   Config
 	files map[string]*file
 	texts []byte
-	oidc  *oidcFlow // nil without Config.OIDC
+	oidc  []*oidcFlow // one per Config.OIDC
 }
 
 // New returns the portal's handler, to be mounted at [Prefix]. It serves
@@ -136,19 +138,24 @@ func New(cfg Config) (http.Handler, error) {
 	}
 	p.files["texts.json"] = newFile("texts.json", p.texts)
 	p.files["i18n.js"] = newFile("i18n.js", texts.JS())
-	if cfg.OIDC != nil {
-		p.oidc, err = newOIDCFlow(*cfg.OIDC, func(ctx context.Context, token string) error {
-			_, err := cfg.Authenticate(ctx, "Bearer "+token)
-			if errors.Is(err, auth.ErrNotEnrolled) && cfg.Enrol != nil {
-				// A patient signing in for the first time: the page
-				// asks for their enrolment code.
-				return nil
-			}
-			return err
-		})
+	verify := func(ctx context.Context, token string) error {
+		_, err := cfg.Authenticate(ctx, "Bearer "+token)
+		if errors.Is(err, auth.ErrNotEnrolled) && cfg.Enrol != nil {
+			// A patient signing in for the first time: the page asks
+			// for their enrolment code.
+			return nil
+		}
+		return err
+	}
+	for i, oc := range cfg.OIDC {
+		if i > 0 && (!bytes.Equal(oc.CookieKey, cfg.OIDC[0].CookieKey) || oc.RedirectURL != cfg.OIDC[0].RedirectURL) {
+			return nil, errors.New("portal: every OIDCConfig must have the same CookieKey and RedirectURL")
+		}
+		f, err := newOIDCFlow(oc, verify)
 		if err != nil {
 			return nil, err
 		}
+		p.oidc = append(p.oidc, f)
 	}
 
 	mux := http.NewServeMux()
@@ -157,7 +164,7 @@ func New(cfg Config) (http.Handler, error) {
 	if cfg.Enrol != nil {
 		mux.HandleFunc("POST "+Prefix+"api/enrol", p.enrol)
 	}
-	if p.oidc != nil {
+	if len(p.oidc) > 0 {
 		mux.HandleFunc("GET "+oidcPath+"login", p.oidcLogin)
 		mux.HandleFunc("GET "+oidcPath+"callback", p.oidcCallback)
 	}

@@ -115,14 +115,34 @@ document.addEventListener('DOMContentLoaded', async () => {
     .then(r => r.ok ? r.json() : {})
     .then(cfg => {
       if (cfg.oidc !== true) return;
-      // The sign-in carries a random value of this tab, kept here and
-      // handed back with the token.
-      document.getElementById('oidc-signin').addEventListener('click', ev => {
-        ev.preventDefault();
-        const b = crypto.getRandomValues(new Uint8Array(32));
-        const tab = btoa(String.fromCharCode(...b)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
-        sessionStorage.setItem(TAB, tab);
-        location.assign('oidc/login?t=' + tab);
+      // One button per provider (professionals' and patients' at once),
+      // named after it when there are several. The sign-in carries a
+      // random value of this tab, kept here and handed back with the
+      // token.
+      const first = document.getElementById('oidc-signin');
+      const providers = Array.isArray(cfg.providers) && cfg.providers.length > 0 ? cfg.providers : [{}];
+      providers.forEach((p, i) => {
+        let button = first;
+        if (i > 0) {
+          button = first.cloneNode(false);
+          button.id = 'oidc-signin-' + i;
+          first.parentNode.appendChild(document.createTextNode(' '));
+          first.parentNode.appendChild(button);
+        }
+        button.dataset.provider = String(i);
+        if (providers.length > 1 && typeof p.name === 'string') {
+          delete button.dataset.i18n;
+          const label = () => { button.textContent = t('signin.oidc.buttonAt', { name: p.name }); };
+          label();
+          document.addEventListener('vigie:lang', label);
+        }
+        button.addEventListener('click', ev => {
+          ev.preventDefault();
+          const b = crypto.getRandomValues(new Uint8Array(32));
+          const tab = btoa(String.fromCharCode(...b)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+          sessionStorage.setItem(TAB, tab);
+          location.assign('oidc/login?t=' + tab + '&p=' + i);
+        });
       });
       document.getElementById('oidc').hidden = false;
       document.getElementById('paste-title').hidden = false;
