@@ -37,6 +37,7 @@ func TestIdentityProviders(t *testing.T) {
 	fc := oidcop.New(t, "vigie-fc", callback)
 	hosp := oidcop.New(t, "vigie-patients", callback)
 	ops := oidcop.New(t, "vigie-ops", callback)
+	reg := oidcop.New(t, "vigie-reg", callback)
 	issuers := writeFile(t, fmt.Sprintf(`[
   {"issuer": %q, "audience": "vigie-psc", "role": "dpo", "organizations": [%q],
    "rpps_claim": "SubjectNameID", "rpps_prefix": "8"},
@@ -44,8 +45,9 @@ func TestIdentityProviders(t *testing.T) {
    "role": "patient", "patient_subject": "enrolled"},
   {"issuer": %q, "audience": "vigie-patients", "client_id": "vigie-patients", "name": "Hôpital",
    "role": "patient", "patient_subject": "ins_claim", "ins_claim": "ins"},
-  {"issuer": %q, "audience": "vigie-ops", "role": "admin"}
-]`, psc.Issuer, e2eHospital, fc.Issuer, hosp.Issuer, ops.Issuer))
+  {"issuer": %q, "audience": "vigie-ops", "role": "admin"},
+  {"issuer": %q, "audience": "vigie-reg", "role": "regulator"}
+]`, psc.Issuer, e2eHospital, fc.Issuer, hosp.Issuer, ops.Issuer, reg.Issuer))
 	e := startE2E(t, "--http-addr", "127.0.0.1:"+port, "--public-url", public, "--issuers", issuers)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -237,6 +239,26 @@ func TestIdentityProviders(t *testing.T) {
 	for _, k := range kinds {
 		if strings.Contains(k, fcSub) {
 			t.Errorf("an enrolment event holds the provider's sub: %s", k)
+		}
+	}
+	// The one verifier accounts for the enrolment events: the patient's
+	// vigie verify and a regulator's whole-log vigie audit pass.
+	_, regTok := signIn(reg, "cnil-1", map[string]any{})
+	tokens = append(tokens, regTok)
+	_, patTok := signIn(hosp, "hosp-0001", with(pivot, "ins", e2ePatient))
+	tokens = append(tokens, patTok)
+	time.Sleep(300 * time.Millisecond) // a checkpoint covers the revocation
+	for _, args := range [][]string{
+		{"verify", "--server", public, "--token", patTok, "--state-dir", t.TempDir(), "--lang", "en"},
+		{"audit", "--server", public, "--token", regTok, "--state-dir", t.TempDir(), "--lang", "en"},
+	} {
+		out.Reset()
+		errOut.Reset()
+		if code := run(ctx, args, &out, &errOut); code != exitOK {
+			t.Errorf("vigie %s: exit %d\n%s\n%s", args[0], code, out.String(), errOut.String())
+		}
+		if args[0] == "verify" && !strings.Contains(out.String(), "FranceConnect") && !strings.Contains(out.String(), "account linked") {
+			t.Errorf("vigie verify does not show the enrolment:\n%s", out.String())
 		}
 	}
 	secretCode := strings.ReplaceAll(enrolCode, "-", "")
