@@ -275,13 +275,13 @@ func TestOIDCSecureCookie(t *testing.T) {
 }
 
 func TestClientConfig(t *testing.T) {
-	_, h, _ := oidcPortal(t, false)
+	p, h, _ := oidcPortal(t, false)
 	plain, _ := newTestPortal(t)
 	for _, tc := range []struct {
 		name string
 		h    http.Handler
 		want string
-	}{{"with OIDC", h, `{"oidc":true}`}, {"without", plain, `{"oidc":false}`}} {
+	}{{"with OIDC", h, `{"oidc":true,"providers":[{"name":"` + strings.TrimPrefix(p.Issuer, "http://") + `"}]}`}, {"without", plain, `{"oidc":false,"providers":[]}`}} {
 		rec := httptest.NewRecorder()
 		tc.h.ServeHTTP(rec, httptest.NewRequest("GET", Prefix+"api/config", nil))
 		if got := strings.TrimSpace(rec.Body.String()); got != tc.want {
