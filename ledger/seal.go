@@ -258,3 +258,24 @@ func EntryDataKey(tx StoreTx) (*DataKey, error) {
 	}
 	return a.dk, nil
 }
+
+// SubjectHash returns the keyed hash of a person's identifier at an
+// identity provider (an OpenID Connect issuer and its sub): HMAC-SHA256
+// under the pseudonym key, domain-separated from pseudonyms and request
+// hashes by its label. An enrolment is stored and recorded under it, so
+// that neither the database nor the log holds the provider's sub, which
+// the provider and the person's other services could link back.
+func (p *Pseudonymizer) SubjectHash(issuer, subject string) event.Hash {
+	m := hmac.New(sha256.New, p.key)
+	m.Write([]byte("vigie/oidc-subject/v1\x00"))
+	m.Write(binary.AppendUvarint(nil, uint64(len(issuer))))
+	m.Write([]byte(issuer))
+	m.Write([]byte(subject))
+	return event.Hash(m.Sum(nil))
+}
+
+// SubjectHash returns the keyed hash of an issuer's subject
+// (Pseudonymizer.SubjectHash) under the ledger's pseudonym key.
+func (l *Ledger) SubjectHash(issuer, subject string) event.Hash {
+	return l.cfg.Pseudonyms.SubjectHash(issuer, subject)
+}

@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,6 +34,8 @@ import (
 	"github.com/vigie-sante/vigie/api/gateway/portal"
 	"github.com/vigie-sante/vigie/api/server"
 	"github.com/vigie-sante/vigie/consent"
+	"github.com/vigie-sante/vigie/consent/enrolment"
+	"github.com/vigie-sante/vigie/consent/ident"
 	"github.com/vigie-sante/vigie/ledger"
 	"github.com/vigie-sante/vigie/ledger/keys"
 	"github.com/vigie-sante/vigie/ledger/tiles"
@@ -83,7 +86,7 @@ type Config struct {
 	// Issuers are the OpenID Connect issuers whose tokens are accepted
 	// when there are several (professionals, patients), each with its
 	// audience and the mapping of its claims; exclusive with Issuer. The
-	// portal signs in at the one with a ClientID (at most one).
+	// portal offers to sign in at each one with a ClientID.
 	Issuers []IssuerConfig
 	// ClientSecretFile holds the client secret of ClientID (owner-only);
 	// empty for a public client, with PKCE.
@@ -140,14 +143,39 @@ type Node struct {
 	// cluster: vigie init made them, and every node must hold the same):
 	// the start fails naming it.
 	NoCreateKeys bool
-	// Enrolments finds the patients of issuers whose patients are
-	// enrolled (IssuerConfig.PatientSubject); nil refuses their patients'
-	// tokens (auth.ErrNotEnrolled).
-	Enrolments auth.Enrolments
+	// Enrolments links the sign-ins of issuers whose patients are
+	// enrolled (IssuerConfig.PatientSubject) to patients
+	// (consent/enrolment.Store): their tokens' patients, and the portal's
+	// enrolment with a one-time code (POST /portal/api/enrol). Nil
+	// refuses their patients' tokens (auth.ErrNotEnrolled).
+	Enrolments Enrolments
 	// Ready reports whether the node can serve (/readyz).
 	Ready func(context.Context) error
 	// Collectors are registered on /metrics beside the ledger's.
 	Collectors []prometheus.Collector
+}
+
+// Enrolments is what the service needs of consent/enrolment.Store.
+type Enrolments interface {
+	// Patient finds the patient of a sign-in, or an error wrapping
+	// enrolment.ErrNotEnrolled.
+	Patient(ctx context.Context, issuer, subject string) (ident.INS, error)
+	// Redeem links a sign-in to the patient of a one-time code.
+	Redeem(ctx context.Context, code, issuer, subject string) (*ledger.Recorded, error)
+	// Issue and Revoke: the operator's side (AdminService).
+	server.EnrolmentAdmin
+}
+
+// enrolmentLookup is auth.Enrolments on Enrolments: enrolment's
+// ErrNotEnrolled becomes auth's.
+type enrolmentLookup struct{ e Enrolments }
+
+func (l enrolmentLookup) Patient(ctx context.Context, issuer, subject string) (ident.INS, error) {
+	ins, err := l.e.Patient(ctx, issuer, subject)
+	if errors.Is(err, enrolment.ErrNotEnrolled) {
+		return ins, fmt.Errorf("%w: %w", auth.ErrNotEnrolled, err)
+	}
+	return ins, err
 }
 
 // A FieldError is a Config field that Validate refuses.
@@ -290,7 +318,11 @@ func Start(ctx context.Context, cfg Config, n Node) (_ *API, err error) {
 			a.Stop(context.Background())
 		}
 	}()
-	authn, err := authenticator(ctx, cfg, n.KeysDir, !n.NoCreateKeys, n.Enrolments)
+	var lookup auth.Enrolments
+	if n.Enrolments != nil {
+		lookup = enrolmentLookup{n.Enrolments}
+	}
+	authn, err := authenticator(ctx, cfg, n.KeysDir, !n.NoCreateKeys, lookup)
 	if err != nil {
 		return nil, err
 	}
@@ -317,6 +349,9 @@ func Start(ctx context.Context, cfg Config, n Node) (_ *API, err error) {
 		Alerts:       &server.AlertsConfig{Window: cfg.AlertsWindow, CacheTTL: cfg.AlertsCache},
 		ErasureDelay: cfg.ErasureDelay,
 		Logger:       logger,
+	}
+	if n.Enrolments != nil {
+		backend.Enrolments = n.Enrolments
 	}
 	opts := []grpc.ServerOption{
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 15 * time.Minute, Time: 2 * time.Minute, Timeout: 20 * time.Second}),
@@ -393,14 +428,28 @@ func (a *API) startHTTP(ctx context.Context, cfg Config, n Node, authn *auth.Aut
 	if err != nil {
 		return err
 	}
-	if oidc != nil {
-		a.signIn = oidc.Issuer
+	var signIn []string
+	for _, o := range oidc {
+		signIn = append(signIn, o.Issuer)
+	}
+	a.signIn = strings.Join(signIn, ", ")
+	var enrol func(ctx context.Context, authorization, code string) error
+	if n.Enrolments != nil {
+		enrol = func(ctx context.Context, authorization, code string) error {
+			iss, sub, err := authn.ProviderSubject(ctx, authorization)
+			if err != nil {
+				return err
+			}
+			_, err = n.Enrolments.Redeem(ctx, code, iss, sub)
+			return err
+		}
 	}
 	pages, err := portal.New(portal.Config{
 		Authenticate: func(ctx context.Context, authorization string) (*auth.Identity, error) {
 			return authn.Authenticate(ctx, authorization, nil)
 		},
 		OIDC:   oidc,
+		Enrol:  enrol,
 		Logger: a.logger,
 	})
 	if err != nil {
@@ -504,6 +553,6 @@ func (a *API) MetricsURL() string {
 	return ""
 }
 
-// SignIn returns the OpenID Connect provider of the portal's sign-in, ""
-// without one.
+// SignIn returns the OpenID Connect providers of the portal's sign-in,
+// separated by ", "; "" without one.
 func (a *API) SignIn() string { return a.signIn }

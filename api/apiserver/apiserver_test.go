@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -109,6 +110,14 @@ func TestValidate(t *testing.T) {
 		{"portal at two issuers", func(c *Config) {
 			c.Issuers, c.PublicURL = twoIssuers(), "https://vigie.example"
 			c.Issuers[0].ClientID, c.Issuers[1].ClientID = "a", "b"
+		}, ""},
+		{"one secret for two clients", func(c *Config) {
+			c.Issuers, c.PublicURL, c.ClientSecretFile = twoIssuers(), "https://vigie.example", "/s"
+			c.Issuers[0].ClientID, c.Issuers[1].ClientID = "a", "b"
+		}, "ClientSecretFile"},
+		{"an issuer's secret without its client ID", func(c *Config) {
+			c.Issuers, c.PublicURL = twoIssuers(), "https://vigie.example"
+			c.Issuers[1].ClientSecretFile = "/s"
 		}, "Issuers"},
 		{"an issuer's client ID without public URL", func(c *Config) { c.Issuers = twoIssuers(); c.Issuers[1].ClientID = "vigie" }, "Issuers"},
 		{"secret with an issuer's client ID", func(c *Config) {
@@ -145,13 +154,26 @@ func TestPortalOIDC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.RedirectURL != "https://vigie.example/portal/oidc/callback" || c.ClientSecret != "" || len(c.CookieKey) != 32 {
+	if len(c) != 1 || c[0].RedirectURL != "https://vigie.example/portal/oidc/callback" || c[0].ClientSecret != "" || len(c[0].CookieKey) != 32 {
 		t.Errorf("portalOIDC = %+v", c)
 	}
 	several := Config{Issuers: twoIssuers(), PublicURL: "https://vigie.example/"}
 	several.Issuers[1].ClientID = "vigie-fc"
-	if c, err := portalOIDC(several, keys, true); err != nil || c.Issuer != "https://fc.example" || c.ClientID != "vigie-fc" {
+	if c, err := portalOIDC(several, keys, true); err != nil || len(c) != 1 || c[0].Issuer != "https://fc.example" || c[0].ClientID != "vigie-fc" {
 		t.Errorf("portalOIDC with several issuers = %+v, %v; want the one with a client ID", c, err)
+	}
+	// Professionals' and patients' providers at once, each with its
+	// secret: one sign-in each, in the file's order, one cookie key.
+	secret := filepath.Join(dir, "fc.secret")
+	if err := os.WriteFile(secret, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	both := Config{Issuers: twoIssuers(), PublicURL: "https://vigie.example/"}
+	both.Issuers[0].ClientID, both.Issuers[0].Name = "vigie-psc", "Pro Santé Connect"
+	both.Issuers[1].ClientID, both.Issuers[1].ClientSecretFile = "vigie-fc", secret
+	c, err = portalOIDC(both, keys, true)
+	if err != nil || len(c) != 2 || c[0].Name != "Pro Santé Connect" || c[0].ClientSecret != "" || c[1].ClientID != "vigie-fc" || c[1].ClientSecret != "s3cret" || !bytes.Equal(c[0].CookieKey, c[1].CookieKey) {
+		t.Errorf("portalOIDC with two clients = %+v, %v", c, err)
 	}
 	if _, err := os.Stat(filepath.Join(keys, "portal-oidc-cookie.key")); err != nil {
 		t.Errorf("the cookie key has no file of its own: %v", err)
@@ -185,7 +207,7 @@ func TestPortalOIDC(t *testing.T) {
 		c, err := portalOIDC(cfg, keys, true)
 		var fe *FieldError
 		switch {
-		case tc.want == "" && (err != nil || c.ClientSecret != "s3cret"):
+		case tc.want == "" && (err != nil || len(c) != 1 || c[0].ClientSecret != "s3cret"):
 			t.Errorf("%s: %+v, %v; want the secret s3cret", tc.name, c, err)
 		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want) || !errors.As(err, &fe) || fe.Field != "ClientSecretFile"):
 			t.Errorf("%s: %v, want a FieldError of ClientSecretFile saying %q", tc.name, err, tc.want)

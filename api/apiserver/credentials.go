@@ -122,37 +122,58 @@ func serverTLS(certFile, keyFile, clientCA string) (*tls.Config, error) {
 	return c, nil
 }
 
-// portalOIDC returns the portal's OpenID Connect sign-in configuration,
-// or nil without cfg.ClientID.
-func portalOIDC(cfg Config, keysDir string, create bool) (*portal.OIDCConfig, error) {
-	issuer, clientID := cfg.portalIssuer()
-	if clientID == "" {
+// portalOIDC returns the portal's sign-in providers: Issuer with
+// ClientID, or every issuer of Issuers with a ClientID, in their order.
+func portalOIDC(cfg Config, keysDir string, create bool) ([]portal.OIDCConfig, error) {
+	type client struct{ issuer, id, name, secretFile string }
+	var clients []client
+	if cfg.ClientID != "" {
+		clients = append(clients, client{cfg.Issuer, cfg.ClientID, "", cfg.ClientSecretFile})
+	}
+	for _, ic := range cfg.Issuers {
+		if ic.ClientID != "" {
+			clients = append(clients, client{ic.Issuer, ic.ClientID, ic.Name, ic.ClientSecretFile})
+		}
+	}
+	if len(clients) == 0 {
 		return nil, nil
+	}
+	if len(clients) == 1 && clients[0].secretFile == "" {
+		clients[0].secretFile = cfg.ClientSecretFile
 	}
 	// A key of its own: the page-token key authenticates something else.
 	key, err := secretFile(filepath.Join(keysDir, keys.PortalCookieFile), create)
 	if err != nil {
 		return nil, err
 	}
-	c := &portal.OIDCConfig{
-		Issuer:      issuer,
-		ClientID:    clientID,
-		RedirectURL: strings.TrimSuffix(cfg.PublicURL, "/") + portal.Prefix + "oidc/callback",
-		CookieKey:   key,
+	var out []portal.OIDCConfig
+	for _, cl := range clients {
+		c := portal.OIDCConfig{
+			Name:        cl.name,
+			Issuer:      cl.issuer,
+			ClientID:    cl.id,
+			RedirectURL: strings.TrimSuffix(cfg.PublicURL, "/") + portal.Prefix + "oidc/callback",
+			CookieKey:   key,
+		}
+		if cl.secretFile != "" {
+			field := "ClientSecretFile"
+			if cl.secretFile != cfg.ClientSecretFile {
+				field = "Issuers"
+			}
+			if err := keys.CheckPrivate(cl.secretFile); err != nil {
+				return nil, &FieldError{Field: field, Err: err}
+			}
+			b, err := os.ReadFile(cl.secretFile)
+			if err != nil {
+				return nil, &FieldError{Field: field, Err: err}
+			}
+			if c.ClientSecret = strings.TrimSpace(string(b)); c.ClientSecret == "" {
+				return nil, &FieldError{Field: field, Err: fmt.Errorf("%s is empty", cl.secretFile)}
+			}
+		}
+		out = append(out, c)
 	}
-	if cfg.ClientSecretFile != "" {
-		if err := keys.CheckPrivate(cfg.ClientSecretFile); err != nil {
-			return nil, &FieldError{Field: "ClientSecretFile", Err: err}
-		}
-		b, err := os.ReadFile(cfg.ClientSecretFile)
-		if err != nil {
-			return nil, &FieldError{Field: "ClientSecretFile", Err: err}
-		}
-		if c.ClientSecret = strings.TrimSpace(string(b)); c.ClientSecret == "" {
-			return nil, &FieldError{Field: "ClientSecretFile", Err: fmt.Errorf("%s is empty", cfg.ClientSecretFile)}
-		}
-	}
-	return c, nil
+	return out, nil
 }
 
 // secretFile reads a secret file of the keys directory, creating it if

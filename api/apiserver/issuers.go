@@ -20,9 +20,16 @@ type IssuerConfig struct {
 	Audience string
 	// JWKSURL is its JWKS, if it publishes no discovery document.
 	JWKSURL string
-	// ClientID is the portal's client at this issuer: the portal signs
-	// in there (at most one issuer has one). Needs PublicURL and HTTPAddr.
+	// ClientID is the portal's client at this issuer: the portal offers
+	// to sign in there (professionals' and patients' providers at once,
+	// each a button named Name). Needs PublicURL and HTTPAddr.
 	ClientID string
+	// Name is the sign-in button's label (default: the issuer's host).
+	Name string
+	// ClientSecretFile holds the client secret of ClientID (owner-only);
+	// empty for a public client (PKCE), or Config.ClientSecretFile when
+	// this is the only issuer with a ClientID.
+	ClientSecretFile string
 
 	// Role is the role of every token of the issuer; exclusive with
 	// RoleClaim and RoleValues.
@@ -86,6 +93,12 @@ func (c *Config) validateIssuers() error {
 			return bad(i, ic, "client_id needs PublicURL (the provider sends the browser back to <public URL>/portal/oidc/callback)")
 		case ic.ClientID != "" && c.HTTPAddr == "":
 			return bad(i, ic, "client_id needs HTTPAddr (the portal)")
+		case ic.ClientSecretFile != "" && ic.ClientID == "":
+			return bad(i, ic, "client_secret_file needs client_id")
+		case ic.ClientSecretFile != "" && c.ClientSecretFile != "":
+			return bad(i, ic, "client_secret_file: exclusive with ClientSecretFile (--oidc-client-secret-file)")
+		case len(ic.Name) > 64:
+			return bad(i, ic, "name: at most 64 bytes")
 		}
 		seen[ic.Issuer] = true
 		if ic.ClientID != "" {
@@ -98,8 +111,8 @@ func (c *Config) validateIssuers() error {
 			return bad(i, ic, err.Error())
 		}
 	}
-	if clients > 1 {
-		return &FieldError{Field: "Issuers", Err: fmt.Errorf("%d issuers have a client_id: the portal signs in at one", clients)}
+	if clients > 1 && c.ClientSecretFile != "" {
+		return &FieldError{Field: "ClientSecretFile", Err: fmt.Errorf("%d issuers have a client_id: give each its client_secret_file in Issuers", clients)}
 	}
 	return nil
 }

@@ -87,27 +87,9 @@ func NewAuthenticator(cfg AuthenticatorConfig) (*Authenticator, error) {
 // it presented.
 func (a *Authenticator) Authenticate(ctx context.Context, authorization string, state *tls.ConnectionState) (*Identity, error) {
 	if authorization != "" {
-		token, err := BearerToken(authorization)
+		v, token, err := a.verifier(authorization)
 		if err != nil {
 			return nil, err
-		}
-		if len(a.verifiers) == 0 {
-			return nil, fmt.Errorf("%w: bearer tokens are not accepted here", ErrMalformed)
-		}
-		// The iss read before verification only picks the verifier,
-		// which checks it again with the signature.
-		iss := peekIssuer(token)
-		v, ok := a.verifiers[iss]
-		if len(a.verifiers) == 1 {
-			for _, v = range a.verifiers {
-				ok = true
-			}
-		}
-		if !ok && iss == "" {
-			return nil, fmt.Errorf("%w: not a signed JWT with an iss", ErrMalformed)
-		}
-		if !ok {
-			return nil, fmt.Errorf("%w: the token's issuer is not one this service trusts", ErrIssuer)
 		}
 		return v.Verify(ctx, token)
 	}
@@ -117,6 +99,49 @@ func (a *Authenticator) Authenticate(ctx context.Context, authorization string, 
 		}
 	}
 	return nil, ErrNoCredentials
+}
+
+// verifier returns the bearer token of an Authorization header value and
+// the verifier of its issuer.
+func (a *Authenticator) verifier(authorization string) (*Verifier, string, error) {
+	token, err := BearerToken(authorization)
+	if err != nil {
+		return nil, "", err
+	}
+	if len(a.verifiers) == 0 {
+		return nil, "", fmt.Errorf("%w: bearer tokens are not accepted here", ErrMalformed)
+	}
+	// The iss read before verification only picks the verifier, which
+	// checks it again with the signature.
+	iss := peekIssuer(token)
+	v, ok := a.verifiers[iss]
+	if len(a.verifiers) == 1 {
+		for _, v = range a.verifiers {
+			ok = true
+		}
+	}
+	if !ok && iss == "" {
+		return nil, "", fmt.Errorf("%w: not a signed JWT with an iss", ErrMalformed)
+	}
+	if !ok {
+		return nil, "", fmt.Errorf("%w: the token's issuer is not one this service trusts", ErrIssuer)
+	}
+	return v, token, nil
+}
+
+// ProviderSubject returns the pair (issuer, sub) of a patient's bearer
+// token whose issuer enrols its patients, verified as Authenticate does
+// but without the enrolment lookup (Verifier.ProviderSubject): for the
+// enrolment step only.
+func (a *Authenticator) ProviderSubject(ctx context.Context, authorization string) (issuer, subject string, err error) {
+	if authorization == "" {
+		return "", "", ErrNoCredentials
+	}
+	v, token, err := a.verifier(authorization)
+	if err != nil {
+		return "", "", err
+	}
+	return v.ProviderSubject(ctx, token)
 }
 
 // BearerToken returns the token of an Authorization header value of the

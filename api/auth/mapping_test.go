@@ -203,3 +203,47 @@ func withClaims(c map[string]any, kv ...any) map[string]any {
 	}
 	return c
 }
+
+// TestProviderSubject: the enrolment step gets the (issuer, sub) of a
+// verified patient's token of an issuer that enrols its patients, and
+// nothing else.
+func TestProviderSubject(t *testing.T) {
+	fcf := newFixture(t, func(c *VerifierConfig) {
+		c.Issuer, c.Audience, c.Role, c.PatientSubject = "https://fc.test", "vigie-fc", RolePatient, PatientEnrolled
+	})
+	ins := newFixture(t, func(c *VerifierConfig) { c.Issuer, c.Role = "https://ins.test", RolePatient })
+	a, err := NewAuthenticator(AuthenticatorConfig{Verifiers: []*Verifier{fcf.verifier, ins.verifier}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := strings.Repeat("ab", 32)
+	fcTok := func(kv ...any) string {
+		c := withClaims(fcClaims(fcf), append([]any{"iss", "https://fc.test", "aud", "vigie-fc"}, kv...)...)
+		return sign(t, jose.EdDSA, fcf.key, fcf.kid(), c)
+	}
+	iss, got, err := a.ProviderSubject(context.Background(), "Bearer "+fcTok())
+	if err != nil || iss != "https://fc.test" || got != sub {
+		t.Fatalf("ProviderSubject = %q, %q, %v; want the issuer and the sub", iss, got, err)
+	}
+	for _, tt := range []struct {
+		name, authorization string
+		want                error
+	}{
+		{"no token", "", ErrNoCredentials},
+		{"expired", "Bearer " + fcTok("exp", 1), ErrExpired},
+		{"another audience", "Bearer " + fcTok("aud", "vigie-pro"), ErrAudience},
+		{"signed by another key", "Bearer " + sign(t, jose.EdDSA, ins.key, fcf.kid(), withClaims(fcClaims(fcf), "iss", "https://fc.test", "aud", "vigie-fc")), ErrSignature},
+		{"an issuer whose tokens name the patient", "Bearer " + sign(t, jose.EdDSA, ins.key, ins.kid(), withClaims(fcClaims(ins), "iss", "https://ins.test", "sub", testINS)), ErrSubject},
+		{"sub too long", "Bearer " + fcTok("sub", strings.Repeat("a", MaxProviderSubjectLen+1)), ErrSubject},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, err := a.ProviderSubject(context.Background(), tt.authorization)
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("ProviderSubject = %v, want %v", err, tt.want)
+			}
+			if strings.Contains(err.Error(), sub) {
+				t.Errorf("the error quotes the sub: %v", err)
+			}
+		})
+	}
+}

@@ -208,65 +208,116 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Identity, error) 
 
 // verify does the work of Verify, and returns the token's exp and nbf.
 func (v *Verifier) verify(ctx context.Context, token string, now time.Time) (_ *Identity, exp, nbf time.Time, err error) {
-	jws, err := jose.ParseSignedCompact(token, v.cfg.Algorithms)
-	if err != nil {
-		if _, ok := errors.AsType[*jose.ErrUnexpectedSignatureAlgorithm](err); ok {
-			return nil, exp, nbf, ErrAlgorithm
-		}
-		return nil, exp, nbf, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
-	}
-	if len(jws.Signatures) != 1 {
-		return nil, exp, nbf, fmt.Errorf("%w: want exactly one signature", ErrMalformed)
-	}
-	hdr := jws.Signatures[0].Header
-	if typ, ok := hdr.ExtraHeaders[jose.HeaderType].(string); ok && !strings.EqualFold(typ, "JWT") && !strings.EqualFold(typ, "at+jwt") {
-		return nil, exp, nbf, fmt.Errorf("%w: typ is not JWT", ErrMalformed)
-	}
-	key, err := v.cfg.Keys.Key(ctx, hdr.KeyID)
+	sub, extra, exp, nbf, err := v.verifyToken(ctx, token, now)
 	if err != nil {
 		return nil, exp, nbf, err
 	}
+	id, err := v.mapping.identity(ctx, sub, extra)
+	return id, exp, nbf, err
+}
+
+// verifyToken checks token's signature, issuer, audience and times, and
+// returns its sub, its claims, exp and nbf.
+func (v *Verifier) verifyToken(ctx context.Context, token string, now time.Time) (sub string, extra map[string]json.RawMessage, exp, nbf time.Time, err error) {
+	fail := func(err error) (string, map[string]json.RawMessage, time.Time, time.Time, error) {
+		return "", nil, exp, nbf, err
+	}
+	jws, err := jose.ParseSignedCompact(token, v.cfg.Algorithms)
+	if err != nil {
+		if _, ok := errors.AsType[*jose.ErrUnexpectedSignatureAlgorithm](err); ok {
+			return fail(ErrAlgorithm)
+		}
+		return fail(fmt.Errorf("%w: not a compact JWS", ErrMalformed))
+	}
+	if len(jws.Signatures) != 1 {
+		return fail(fmt.Errorf("%w: want exactly one signature", ErrMalformed))
+	}
+	hdr := jws.Signatures[0].Header
+	if typ, ok := hdr.ExtraHeaders[jose.HeaderType].(string); ok && !strings.EqualFold(typ, "JWT") && !strings.EqualFold(typ, "at+jwt") {
+		return fail(fmt.Errorf("%w: typ is not JWT", ErrMalformed))
+	}
+	key, err := v.cfg.Keys.Key(ctx, hdr.KeyID)
+	if err != nil {
+		return fail(err)
+	}
 	if key.Algorithm != "" && key.Algorithm != hdr.Algorithm {
-		return nil, exp, nbf, fmt.Errorf("%w: the key is for %s", ErrAlgorithm, key.Algorithm)
+		return fail(fmt.Errorf("%w: the key is for %s", ErrAlgorithm, key.Algorithm))
 	}
 	if key.Use != "" && key.Use != "sig" {
-		return nil, exp, nbf, fmt.Errorf("%w: the key is not a signing key", ErrUnknownKey)
+		return fail(fmt.Errorf("%w: the key is not a signing key", ErrUnknownKey))
 	}
 	if err := CheckKeyStrength(key); err != nil {
-		return nil, exp, nbf, fmt.Errorf("%w: %w", ErrUnknownKey, err)
+		return fail(fmt.Errorf("%w: %w", ErrUnknownKey, err))
 	}
 	payload, err := jws.Verify(key.Key)
 	if err != nil {
-		return nil, exp, nbf, ErrSignature
+		return fail(ErrSignature)
 	}
 	var std jwt.Claims
-	var extra map[string]json.RawMessage
 	if json.Unmarshal(payload, &std) != nil || json.Unmarshal(payload, &extra) != nil {
-		return nil, exp, nbf, fmt.Errorf("%w: claims are not a JSON object", ErrMalformed)
+		return fail(fmt.Errorf("%w: claims are not a JSON object", ErrMalformed))
 	}
 	if std.Expiry == nil {
-		return nil, exp, nbf, fmt.Errorf("%w: no exp", ErrMalformed)
+		return fail(fmt.Errorf("%w: no exp", ErrMalformed))
 	}
 	err = std.ValidateWithLeeway(jwt.Expected{Issuer: v.cfg.Issuer, AnyAudience: jwt.Audience{v.cfg.Audience}, Time: now}, v.cfg.Leeway)
 	switch {
 	case errors.Is(err, jwt.ErrInvalidIssuer):
-		return nil, exp, nbf, ErrIssuer
+		return fail(ErrIssuer)
 	case errors.Is(err, jwt.ErrInvalidAudience):
-		return nil, exp, nbf, ErrAudience
+		return fail(ErrAudience)
 	case errors.Is(err, jwt.ErrExpired):
-		return nil, exp, nbf, ErrExpired
+		return fail(ErrExpired)
 	case errors.Is(err, jwt.ErrNotValidYet), errors.Is(err, jwt.ErrIssuedInTheFuture):
-		return nil, exp, nbf, ErrNotYetValid
+		return fail(ErrNotYetValid)
 	case err != nil:
-		return nil, exp, nbf, fmt.Errorf("%w: claims", ErrMalformed)
+		return fail(fmt.Errorf("%w: claims", ErrMalformed))
 	}
 	exp = std.Expiry.Time()
 	if std.NotBefore != nil {
 		nbf = std.NotBefore.Time()
 	}
+	return std.Subject, extra, exp, nbf, nil
+}
 
-	id, err := v.mapping.identity(ctx, std.Subject, extra)
-	return id, exp, nbf, err
+// verifyClaims checks token as Verify does, short of the mapping, and
+// returns its sub and its other claims. It bypasses the cache.
+func (v *Verifier) verifyClaims(ctx context.Context, token string) (string, map[string]json.RawMessage, error) {
+	if token == "" {
+		return "", nil, ErrNoCredentials
+	}
+	if len(token) > v.cfg.MaxTokenSize {
+		return "", nil, fmt.Errorf("%w: longer than %d bytes", ErrMalformed, v.cfg.MaxTokenSize)
+	}
+	sub, extra, _, _, err := v.verifyToken(ctx, token, v.cfg.Now())
+	return sub, extra, err
+}
+
+// ProviderSubject checks a patient's token of an issuer whose patients
+// are enrolled (PatientEnrolled) as Verify does, short of the enrolment
+// lookup, and returns the pair (issuer, sub) to enrol: the one way to an
+// unenrolled patient's sub, for the enrolment step alone. A token of
+// another issuer, or not mapped to the patient role, is refused (ErrRole,
+// ErrSubject). The sub is the caller's to keep out of logs and errors.
+func (v *Verifier) ProviderSubject(ctx context.Context, token string) (issuer, subject string, err error) {
+	if v.mapping.patients != PatientEnrolled {
+		return "", "", fmt.Errorf("%w: issuer %s names its patients in its tokens: there is nothing to enrol", ErrSubject, v.cfg.Issuer)
+	}
+	sub, extra, err := v.verifyClaims(ctx, token)
+	if err != nil {
+		return "", "", err
+	}
+	role, err := v.mapping.mapRole(extra)
+	if err != nil {
+		return "", "", err
+	}
+	if role != RolePatient {
+		return "", "", fmt.Errorf("%w: only a patient enrols (the token maps to %s)", ErrRole, role)
+	}
+	if sub == "" || len(sub) > MaxProviderSubjectLen {
+		return "", "", fmt.Errorf("%w: sub must be 1 to %d bytes", ErrSubject, MaxProviderSubjectLen)
+	}
+	return v.cfg.Issuer, sub, nil
 }
 
 // Issuer returns the issuer whose tokens v accepts.

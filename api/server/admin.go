@@ -6,12 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"google.golang.org/genproto/googleapis/api/httpbody"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	vigiev1 "github.com/vigie-sante/vigie/api/vigie/v1"
 	"github.com/vigie-sante/vigie/consent"
+	"github.com/vigie-sante/vigie/consent/enrolment"
 )
 
 type adminService struct {
@@ -114,4 +118,49 @@ func (s *adminService) ErasePatient(ctx context.Context, req *vigiev1.ErasePatie
 		return nil, InvalidField("reference", "at most 256 printable ASCII characters")
 	}
 	return s.b.erase(ctx, ins, id.Principal(), req.Reference)
+}
+
+// IssueEnrolmentCode makes a one-time enrolment code for a patient.
+func (s *adminService) IssueEnrolmentCode(ctx context.Context, req *vigiev1.IssueEnrolmentCodeRequest) (*vigiev1.EnrolmentCode, error) {
+	if s.b.Enrolments == nil {
+		return nil, status.Error(codes.Unimplemented, "this service enrols no patients")
+	}
+	ins, err := parseINS("patient_ins", req.PatientIns)
+	if err != nil {
+		return nil, err
+	}
+	if req.TtlSeconds < 0 || req.TtlSeconds > int64(enrolment.MaxTTL/time.Second) {
+		return nil, InvalidField("ttl_seconds", fmt.Sprintf("0 to %d", int64(enrolment.MaxTTL/time.Second)))
+	}
+	c, err := s.b.Enrolments.Issue(ctx, ins, time.Duration(req.TtlSeconds)*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	return &vigiev1.EnrolmentCode{Code: c.Text, ExpireTime: timestamppb.New(c.Expires)}, nil
+}
+
+// RevokeEnrolments removes the links of a patient's sign-ins, recorded.
+func (s *adminService) RevokeEnrolments(ctx context.Context, req *vigiev1.RevokeEnrolmentsRequest) (*vigiev1.RevokeEnrolmentsResponse, error) {
+	if s.b.Enrolments == nil {
+		return nil, status.Error(codes.Unimplemented, "this service enrols no patients")
+	}
+	id, err := identity(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ins, err := parseINS("patient_ins", req.PatientIns)
+	if err != nil {
+		return nil, err
+	}
+	if len(req.Issuer) > enrolment.MaxIssuerLen || !printableASCII(req.Issuer) {
+		return nil, InvalidField("issuer", fmt.Sprintf("at most %d printable ASCII characters", enrolment.MaxIssuerLen))
+	}
+	n, err := s.b.Enrolments.Revoke(ctx, ins, req.Issuer, id.Principal())
+	if errors.Is(err, enrolment.ErrNotEnrolled) {
+		return nil, fmt.Errorf("revoke enrolments: %w", ErrNotFound)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &vigiev1.RevokeEnrolmentsResponse{Revoked: int32(n)}, nil
 }

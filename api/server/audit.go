@@ -31,6 +31,7 @@ var eventKinds = map[vigiev1.EventKind]event.Kind{
 	vigiev1.EventKind_EVENT_KIND_LEDGER_READ:        event.KindLedgerRead,
 	vigiev1.EventKind_EVENT_KIND_BREAK_GLASS_REVIEW: event.KindBreakGlassReview,
 	vigiev1.EventKind_EVENT_KIND_ERASURE:            event.KindErasure,
+	vigiev1.EventKind_EVENT_KIND_ENROLMENT:          event.KindEnrolment,
 }
 
 // SearchEvents returns the events matching the filters, with their bodies,

@@ -74,6 +74,9 @@ var matrix = map[string]rule{
 	vigiev1.AdminService_ListNationalRules_FullMethodName: {public: true},
 	vigiev1.AdminService_GetNationalRules_FullMethodName:  {public: true},
 	vigiev1.AdminService_ErasePatient_FullMethodName:      {roles: roles(auth.RoleAdmin)},
+	// Patients' enrolment at providers that give no INS: administrators.
+	vigiev1.AdminService_IssueEnrolmentCode_FullMethodName: {roles: roles(auth.RoleAdmin)},
+	vigiev1.AdminService_RevokeEnrolments_FullMethodName:   {roles: roles(auth.RoleAdmin)},
 
 	// The log: public (auditors read it here).
 	vigiev1.LogService_GetCheckpoint_FullMethodName:       {public: true},

@@ -39,6 +39,8 @@ vigie.v1.AdminService/LoadNationalRules     -    -       -       -       -   -  
 vigie.v1.AdminService/ListNationalRules     y    y       y       y       y   y         y
 vigie.v1.AdminService/GetNationalRules      y    y       y       y       y   y         y
 vigie.v1.AdminService/ErasePatient          -    -       -       -       -   -         y
+vigie.v1.AdminService/IssueEnrolmentCode    -    -       -       -       -   -         y
+vigie.v1.AdminService/RevokeEnrolments      -    -       -       -       -   -         y
 vigie.v1.LogService/GetCheckpoint           y    y       y       y       y   y         y
 vigie.v1.LogService/ListCheckpoints         y    y       y       y       y   y         y
 vigie.v1.LogService/GetConsistencyProof     y    y       y       y       y   y         y

@@ -12,6 +12,7 @@ import (
 	"github.com/vigie-sante/vigie/api/auth"
 	vigiev1 "github.com/vigie-sante/vigie/api/vigie/v1"
 	"github.com/vigie-sante/vigie/consent"
+	"github.com/vigie-sante/vigie/consent/enrolment"
 	"github.com/vigie-sante/vigie/consent/ident"
 	"github.com/vigie-sante/vigie/ledger"
 	"github.com/vigie-sante/vigie/ledger/event"
@@ -35,6 +36,10 @@ type Backend struct {
 	// Alerts configures the misuse alerts (AuditService.ListAlerts). Nil:
 	// no alert rules, ListAlerts is NOT_FOUND.
 	Alerts *AlertsConfig
+	// Enrolments issues enrolment codes and revokes enrolments
+	// (consent/enrolment.Store), for AdminService. Nil: those methods are
+	// UNIMPLEMENTED.
+	Enrolments EnrolmentAdmin
 	// ErasureDelay is how long after a request an erasure runs. Default 0.
 	ErasureDelay time.Duration
 	// Now is the clock. Default time.Now.
@@ -53,6 +58,16 @@ type ReviewRecorder interface {
 	// transaction that records it), and returns consent.ErrReviewed,
 	// nothing recorded, for one that does not. Safe for concurrent use.
 	RecordReview(ctx context.Context, access ledger.EventRow, r consent.ReviewRecord, key ledger.Key) (*ledger.Recorded, error)
+}
+
+// EnrolmentAdmin is the operator's side of patients' enrolment.
+// consent/enrolment.Store implements it.
+type EnrolmentAdmin interface {
+	// Issue makes a one-time code for patient, lasting ttl.
+	Issue(ctx context.Context, patient ident.INS, ttl time.Duration) (enrolment.Code, error)
+	// Revoke removes the links of patient's sign-ins (at issuer, or all),
+	// each recorded; an error wrapping enrolment.ErrNotEnrolled if none.
+	Revoke(ctx context.Context, patient ident.INS, issuer, operator string) (int, error)
 }
 
 // PublicKeys are the log's published keys.

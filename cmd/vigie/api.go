@@ -267,6 +267,7 @@ func apiNode(n *node.Node) apiserver.Node {
 		ReceiptKey:    n.Keys.ReceiptVerifier,
 		KeysDir:       node.KeysDir(n.DataDir),
 		NoCreateKeys:  n.Cluster,
+		Enrolments:    n.Enrolments,
 		Ready:         n.Ready,
 		Collectors:    n.Collectors,
 	}

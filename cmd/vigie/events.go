@@ -12,6 +12,7 @@ import (
 	"github.com/vigie-sante/vigie/api/client"
 	vigiev1 "github.com/vigie-sante/vigie/api/vigie/v1"
 	"github.com/vigie-sante/vigie/consent"
+	"github.com/vigie-sante/vigie/consent/enrolment"
 	"github.com/vigie-sante/vigie/consent/replay"
 	"github.com/vigie-sante/vigie/consent/scrutiny"
 	"github.com/vigie-sante/vigie/ledger"
@@ -345,6 +346,18 @@ func describe(ctx context.Context, l lang, rules *scrutiny.RulesCache, e *audit.
 			row.What = l.t("cli.erasure.done", "n", er.Erased)
 		} else {
 			row.What = l.t("cli.erasure.requested", "due", er.Due.Format(time.DateTime))
+		}
+	case event.KindEnrolment:
+		r, err := enrolment.ParseRecord(b.Payload)
+		if err != nil {
+			row.What = l.t("cli.enrolmentUnreadable")
+			return row
+		}
+		row.Who = b.Service
+		if r.Action == enrolment.ActionUnlink {
+			row.What = l.t("cli.enrolment.unlink", "issuer", r.Issuer)
+		} else {
+			row.What = l.t("cli.enrolment.link", "issuer", r.Issuer)
 		}
 	default:
 		row.What = string(b.Kind)

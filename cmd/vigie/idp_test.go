@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -33,13 +36,18 @@ func TestIdentityProviders(t *testing.T) {
 	psc := oidcop.New(t, "vigie-psc", callback)
 	fc := oidcop.New(t, "vigie-fc", callback)
 	hosp := oidcop.New(t, "vigie-patients", callback)
+	ops := oidcop.New(t, "vigie-ops", callback)
+	reg := oidcop.New(t, "vigie-reg", callback)
 	issuers := writeFile(t, fmt.Sprintf(`[
   {"issuer": %q, "audience": "vigie-psc", "role": "dpo", "organizations": [%q],
    "rpps_claim": "SubjectNameID", "rpps_prefix": "8"},
-  {"issuer": %q, "audience": "vigie-fc", "role": "patient", "patient_subject": "enrolled"},
-  {"issuer": %q, "audience": "vigie-patients", "client_id": "vigie-patients",
-   "role": "patient", "patient_subject": "ins_claim", "ins_claim": "ins"}
-]`, psc.Issuer, e2eHospital, fc.Issuer, hosp.Issuer))
+  {"issuer": %q, "audience": "vigie-fc", "client_id": "vigie-fc", "name": "FranceConnect",
+   "role": "patient", "patient_subject": "enrolled"},
+  {"issuer": %q, "audience": "vigie-patients", "client_id": "vigie-patients", "name": "Hôpital",
+   "role": "patient", "patient_subject": "ins_claim", "ins_claim": "ins"},
+  {"issuer": %q, "audience": "vigie-ops", "role": "admin"},
+  {"issuer": %q, "audience": "vigie-reg", "role": "regulator"}
+]`, psc.Issuer, e2eHospital, fc.Issuer, hosp.Issuer, ops.Issuer, reg.Issuer))
 	e := startE2E(t, "--http-addr", "127.0.0.1:"+port, "--public-url", public, "--issuers", issuers)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -57,6 +65,7 @@ func TestIdentityProviders(t *testing.T) {
 		pscSub  = "f:550dc1c8-d97b-4b1e-ac8c-8eb4471cf9dd:ANS20220526"
 		idNatPS = "810001234567"
 		fcSub   = "b6048e95bb134ec5b1d1e1fa69f287172e91722b9354d637a1bcf2ebb0fd2ef5v1"
+		fcSub2  = "5d2c0a4e8f3b1d6c7a9e0b2f4c6d8e1a3b5c7d9f0e2a4c6b8d1f3e5a7c9b0d2e"
 		surname = "DUBOIS-MARCHAND"
 	)
 	pivot := map[string]any{"given_name": "Angela Claire", "family_name": surname, "birthdate": "1962-08-24", "gender": "female", "birthplace": "75107", "birthcountry": "99100"}
@@ -124,13 +133,14 @@ func TestIdentityProviders(t *testing.T) {
 		}
 	}
 
-	// Sign-in through the portal, in a browser, at the hospital's provider.
+	// Sign-in through the portal, in a browser, at the hospital's provider
+	// (the second of the two the page offers).
 	hosp.SetUser("hosp-0001", with(pivot, "ins", e2ePatient))
 	b := newBrowser(t)
 	b.run("sign in with the hospital's provider",
 		chromedp.Navigate(public+portal.Prefix),
-		chromedp.WaitVisible(chromedp.CSS("#oidc-signin")),
-		chromedp.Click(chromedp.CSS("#oidc-signin")),
+		chromedp.WaitVisible(chromedp.CSS("#oidc-signin-1")),
+		chromedp.Click(chromedp.CSS("#oidc-signin-1")),
 		chromedp.WaitVisible(chromedp.CSS(`#verdict[data-state="verified"], #verdict[data-state="failed"], #verdict[data-state="error"], #signin-message[data-oidc-error]`)),
 	)
 	if code := get(b, "read the sign-in error", chromedp.Evaluate[string](`document.querySelector('#signin-message')?.dataset.oidcError || ''`)); code != "" {
@@ -147,12 +157,121 @@ func TestIdentityProviders(t *testing.T) {
 	}
 	tokens = append(tokens, kept)
 
+	// Enrolment of a FranceConnect patient: the administrator issues a
+	// code (vigie enrol issue, through the API), the patient signs in at
+	// FranceConnect in the portal, types it, and reads their history.
+	_, adminTok := signIn(ops, "ops-1", map[string]any{})
+	tokens = append(tokens, adminTok)
+	adminFile, insFile := writeFile(t, adminTok), writeFile(t, e2ePatient+"\n")
+	var out, errOut strings.Builder
+	if code := runEnrol(ctx, []string{"issue", "--server", public, "--token-file", adminFile, "--patient-ins-file", insFile, "--ttl", "1h"}, &out, &errOut); code != exitOK {
+		t.Fatalf("vigie enrol issue: exit %d: %s", code, errOut.String())
+	}
+	m := regexp.MustCompile(`Enrolment code: (\S+)`).FindStringSubmatch(out.String())
+	if m == nil || strings.Contains(out.String(), e2ePatient) {
+		t.Fatalf("vigie enrol issue printed %q: want a code, never the INS", out.String())
+	}
+	enrolCode := m[1]
+	fc.SetUser(fcSub, pivot)
+	b2 := newBrowser(t)
+	b2.run("sign in with FranceConnect, a first time",
+		chromedp.Navigate(public+portal.Prefix),
+		chromedp.WaitVisible(chromedp.CSS("#oidc-signin")),
+		chromedp.Click(chromedp.CSS("#oidc-signin")),
+		chromedp.WaitVisible(chromedp.CSS("#enrol-code")),
+		chromedp.SendKeys(chromedp.CSS("#enrol-code"), strings.ToLower(enrolCode)),
+		chromedp.Click(chromedp.CSS(`#enrol-form button[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#verdict[data-state="verified"], #verdict[data-state="failed"], #verdict[data-state="error"], #enrol-error:not([hidden])`)),
+	)
+	if state := b2.attr("#verdict", "data-state"); state != "verified" {
+		b2.screenshot("idp-enrol")
+		t.Fatalf("after enrolment, history verdict %q: %s %s", state, b2.text("#enrol-error"), b2.text("#verdict"))
+	}
+	tokens = append(tokens, get(b2, "read the session", chromedp.Evaluate[string]("sessionStorage.getItem('vigie.token') || ''")))
+	// The enrolled patient's tokens of FranceConnect call the API as them.
+	enrolled, tok := signIn(fc, fcSub, pivot)
+	tokens = append(tokens, tok)
+	h, err := vigiev1.NewHistoryServiceClient(e.conn).ListAccesses(enrolled, &vigiev1.ListAccessesRequest{})
+	if err != nil {
+		t.Fatalf("ListAccesses as the enrolled FranceConnect patient: %v", err)
+	}
+	if len(h.Events) == 0 {
+		t.Error("the enrolled patient's history is empty; want their enrolment and reads")
+	}
+	// The code works once: another FranceConnect account is refused.
+	_, other := signIn(fc, fcSub2, pivot)
+	tokens = append(tokens, other)
+	req, _ := http.NewRequestWithContext(ctx, "POST", public+portal.Prefix+"api/enrol", strings.NewReader(`{"code":"`+enrolCode+`"}`))
+	req.Header.Set("Authorization", "Bearer "+other)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "already used") {
+		t.Errorf("a used code: %d %s, want 400 saying it was used", resp.StatusCode, body)
+	}
+	// The administrator revokes the link: recorded, and a new sign-in is
+	// refused.
+	out.Reset()
+	if code := runEnrol(ctx, []string{"revoke", "--server", public, "--token-file", adminFile, "--patient-ins-file", insFile, "--issuer", fc.Issuer}, &out, &errOut); code != exitOK || !strings.Contains(out.String(), "revoked: 1") {
+		t.Fatalf("vigie enrol revoke: exit %d: %s %s", code, out.String(), errOut.String())
+	}
+	revoked, tok := signIn(fc, fcSub, pivot)
+	tokens = append(tokens, tok)
+	if _, err := vigiev1.NewHistoryServiceClient(e.conn).ListAccesses(revoked, &vigiev1.ListAccessesRequest{}); status.Code(err) != codes.Unauthenticated || !strings.Contains(status.Convert(err).Message(), "patient not enrolled") {
+		t.Errorf("ListAccesses after the revocation = %v, want Unauthenticated saying not enrolled", err)
+	}
+	hist, err := vigiev1.NewHistoryServiceClient(e.conn).ListAccesses(patient, &vigiev1.ListAccessesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, ev := range hist.Events {
+		if strings.Contains(string(ev.Body), `"kind":"enrolment"`) {
+			kinds = append(kinds, string(ev.Body))
+		}
+	}
+	if len(kinds) != 2 || !strings.Contains(kinds[0], `"action":"link"`) || !strings.Contains(kinds[1], `"action":"unlink"`) {
+		t.Errorf("the patient's history holds enrolment events %q, want a link then an unlink", kinds)
+	}
+	for _, k := range kinds {
+		if strings.Contains(k, fcSub) {
+			t.Errorf("an enrolment event holds the provider's sub: %s", k)
+		}
+	}
+	// The one verifier accounts for the enrolment events: the patient's
+	// vigie verify and a regulator's whole-log vigie audit pass.
+	_, regTok := signIn(reg, "cnil-1", map[string]any{})
+	tokens = append(tokens, regTok)
+	_, patTok := signIn(hosp, "hosp-0001", with(pivot, "ins", e2ePatient))
+	tokens = append(tokens, patTok)
+	time.Sleep(300 * time.Millisecond) // a checkpoint covers the revocation
+	for _, args := range [][]string{
+		{"verify", "--server", public, "--token", patTok, "--state-dir", t.TempDir(), "--lang", "en"},
+		{"audit", "--server", public, "--token", regTok, "--state-dir", t.TempDir(), "--lang", "en"},
+	} {
+		out.Reset()
+		errOut.Reset()
+		if code := run(ctx, args, &out, &errOut); code != exitOK {
+			t.Errorf("vigie %s: exit %d\n%s\n%s", args[0], code, out.String(), errOut.String())
+		}
+		if args[0] == "verify" && !strings.Contains(out.String(), "FranceConnect") && !strings.Contains(out.String(), "account linked") {
+			t.Errorf("vigie verify does not show the enrolment:\n%s", out.String())
+		}
+	}
+	secretCode := strings.ReplaceAll(enrolCode, "-", "")
+	if strings.Contains(e.proc.stderr.String(), secretCode) || strings.Contains(e.proc.stderr.String(), enrolCode) {
+		t.Error("the log holds the enrolment code")
+	}
+
 	// Nothing of a token in the log (stderr) nor in what the service
 	// prints: not the tokens, their signatures, subs, national
 	// identifiers, INS or identity traits (the start banner's example
 	// names the test's made-up INS: stdout is checked for the others).
 	logged := e.proc.stderr.String()
-	secrets := []string{pscSub, idNatPS, fcSub, surname, "hosp-0001"}
+	secrets := []string{pscSub, idNatPS, fcSub, fcSub2, surname, "hosp-0001"}
 	for _, tok := range tokens {
 		parts := strings.Split(tok, ".")
 		secrets = append(secrets, tok, parts[1], parts[2])

@@ -22,6 +22,8 @@ type issuerEntry struct {
 	Audience           string               `json:"audience"`
 	JWKSURL            string               `json:"jwks_url"`
 	ClientID           string               `json:"client_id"`
+	Name               string               `json:"name"`
+	ClientSecretFile   string               `json:"client_secret_file"`
 	Role               auth.Role            `json:"role"`
 	RoleClaim          string               `json:"role_claim"`
 	RoleValues         map[string]auth.Role `json:"role_values"`

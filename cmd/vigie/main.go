@@ -62,6 +62,7 @@ var commands = map[string]command{
 	"health":    {"exit 0 if a node is ready (/readyz): a container's probe", runHealth},
 	"backup":    {"copy a running embedded node's files into one checked archive", runBackup},
 	"restore":   {"check a backup archive and restore it into a new data directory", runRestore},
+	"enrol":     {"issue a patient's one-time enrolment code, or revoke their enrolments (an administrator)", runEnrol},
 }
 
 func main() {

@@ -24,9 +24,10 @@ func TestOperationsDocListsEveryFlag(t *testing.T) {
 	ref := mdSection(t, doc, "## Configuration reference")
 
 	// The commands an operator runs, by the heading of their table.
-	headings := map[string][][]string{"vigie bench": {{"bench", "record"}, {"bench", "api"}}, "vigie directory import": {{"directory", "import"}}}
+	headings := map[string][][]string{"vigie bench": {{"bench", "record"}, {"bench", "api"}}, "vigie directory import": {{"directory", "import"}},
+		"vigie enrol": {{"enrol", "issue"}, {"enrol", "revoke"}}}
 	for name := range commands {
-		if name != "bench" && name != "directory" {
+		if name != "bench" && name != "directory" && name != "enrol" {
 			headings["vigie "+name] = [][]string{{name}}
 		}
 	}

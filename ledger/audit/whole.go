@@ -215,7 +215,8 @@ func AuditLog(ctx context.Context, src EventSource, opts LogAuditOptions) (*LogA
 
 // queries are the searches of an audit: the accesses (in the window) and
 // the break-glass reviews; for a regulator, the consent changes, rules
-// changes and erasures (to fold consents); with complete, the ledger
+// changes and erasures (to fold consents) and the enrolments (links of
+// patients to their sign-ins, each accounted for); with complete, the ledger
 // reads and the erased placeholders too: every leaf.
 func queries(opts LogAuditOptions, complete bool) []EventQuery {
 	org := opts.Organization
@@ -223,7 +224,7 @@ func queries(opts LogAuditOptions, complete bool) []EventQuery {
 		{Kind: event.KindBreakGlassReview, Organization: org}}
 	if opts.Reader == Regulator {
 		qs = append(qs, EventQuery{Kind: event.KindConsentChange, Organization: org}, EventQuery{Kind: event.KindRulesChange, Organization: org},
-			EventQuery{Kind: event.KindErasure, Organization: org})
+			EventQuery{Kind: event.KindErasure, Organization: org}, EventQuery{Kind: event.KindEnrolment, Organization: org})
 	}
 	if complete {
 		qs = append(qs, EventQuery{Kind: event.KindLedgerRead}, EventQuery{Erased: true})

@@ -285,3 +285,18 @@ func TestReadReceipt(t *testing.T) {
 		})
 	}
 }
+
+// TestAuditLogReadsEnrolments: a regulator's audit of a log holding
+// enrolment events reads them, so that every leaf is accounted for (none
+// is claimed withheld).
+func TestAuditLogReadsEnrolments(t *testing.T) {
+	l := newFakeLog(t, "enrolments")
+	l.record(testPatient, event.KindEnrolment, `{"format":"vigie.enrolment.v1","action":"link","issuer":"https://fc.example","subject":"`+testPatient.String()+`"}`)
+	l.record(testPatient, event.KindAccess, `{"n":1}`)
+	l.record(testPatient, event.KindEnrolment, `{"format":"vigie.enrolment.v1","action":"unlink","issuer":"https://fc.example","subject":"`+testPatient.String()+`"}`)
+	l.sign()
+	r := auditLog(t, &fakeSearch{fakeLog: l}, LogAuditOptions{Reader: Regulator})
+	if len(r.Findings) != 0 || !r.Events.Complete || r.Events.ByKind[event.KindEnrolment] != 2 {
+		t.Errorf("findings %v, events %+v; want the two enrolments read, every leaf accounted for", r.Findings, r.Events)
+	}
+}

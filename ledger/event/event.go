@@ -76,13 +76,16 @@ const (
 	KindBreakGlassReview Kind = "break_glass_review"
 	// KindErasure is the erasure of a patient's event bodies.
 	KindErasure Kind = "erasure"
+	// KindEnrolment is the link of a patient to their sign-in at an
+	// identity provider that gives no INS, or its removal.
+	KindEnrolment Kind = "enrolment"
 )
 
 // Valid reports whether k is one of the kinds above.
 func (k Kind) Valid() bool {
 	switch k {
 	case KindAccess, KindConsentChange, KindRulesChange, KindLedgerRead,
-		KindBreakGlassReview, KindErasure:
+		KindBreakGlassReview, KindErasure, KindEnrolment:
 		return true
 	}
 	return false
@@ -101,7 +104,8 @@ var SystemChain Hash
 //     with nanoseconds ([TimeLayout]);
 //   - Kind is valid; a [KindRulesChange] event has the [SystemChain]
 //     pseudonym, and [KindAccess], [KindConsentChange],
-//     [KindBreakGlassReview] and [KindErasure] events have a non-zero one
+//     [KindBreakGlassReview], [KindErasure] and [KindEnrolment] events
+//     have a non-zero one
 //     ([KindLedgerRead] may have either: an auditor reading the log as a
 //     whole reads no patient's events);
 //   - Seq is at least 1; Prev is zero exactly when Seq is 1;

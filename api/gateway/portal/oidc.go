@@ -25,6 +25,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -35,6 +36,9 @@ import (
 // OIDCConfig configures the portal's sign-in through an OpenID Connect
 // provider. Issuer, ClientID, RedirectURL and CookieKey are required.
 type OIDCConfig struct {
+	// Name is what the sign-in page's button says ("FranceConnect",
+	// "Pro Santé Connect"). Default: the issuer's host.
+	Name string
 	// Issuer is the provider's issuer URL; its discovery document is at
 	// Issuer + "/.well-known/openid-configuration" and must name the same
 	// issuer.
@@ -97,6 +101,13 @@ func (c *OIDCConfig) validate() error {
 		return errors.New("portal: OIDCConfig.ClientID is required")
 	case len(c.CookieKey) < 32:
 		return errors.New("portal: OIDCConfig.CookieKey must be at least 32 bytes")
+	case len(c.Name) > 64:
+		return errors.New("portal: OIDCConfig.Name: at most 64 bytes")
+	}
+	if c.Name == "" {
+		if u, err := url.Parse(c.Issuer); err == nil {
+			c.Name = u.Host
+		}
 	}
 	u, err := url.Parse(c.RedirectURL)
 	// The code and the state cookie come back there: https, or http on
@@ -132,6 +143,10 @@ type oidcState struct {
 	// started itself (a link carrying someone else's token is refused).
 	Tab     string `json:"t"`
 	Expires int64  `json:"e"` // Unix seconds
+	// Provider is the index of the provider chosen (Config.OIDC): the
+	// callback exchanges the code there, and accepts an ID token of that
+	// issuer only.
+	Provider int `json:"p,omitempty"`
 }
 
 // errBadCookie is any state cookie that is not one this portal issued,
@@ -230,14 +245,22 @@ func (f *oidcFlow) random() (string, error) {
 // login sends the browser to the provider's authorization endpoint, with
 // the state, nonce and PKCE verifier in an authenticated cookie.
 func (p *portal) oidcLogin(w http.ResponseWriter, r *http.Request) {
-	f := p.oidc
+	var st oidcState
+	if v := r.URL.Query().Get("p"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n >= len(p.oidc) || strconv.Itoa(n) != v {
+			p.oidcFail(w, r, oidcErrState)
+			return
+		}
+		st.Provider = n
+	}
+	f := p.oidc[st.Provider]
 	d, err := f.discover(r.Context())
 	if err != nil {
 		p.cfg.Logger.Warn("portal: OpenID Connect sign-in", "err", err)
 		p.oidcFail(w, r, oidcErrUnavailable)
 		return
 	}
-	var st oidcState
 	if st.Tab = r.URL.Query().Get("t"); !tabValue(st.Tab) {
 		p.oidcFail(w, r, oidcErrState)
 		return
@@ -286,7 +309,7 @@ func (f *oidcFlow) setCookie(w http.ResponseWriter, value string, maxAge int) {
 // browsers never send a fragment to a server, so the token reaches no
 // log. The code and the tokens are never logged either.
 func (p *portal) oidcCallback(w http.ResponseWriter, r *http.Request) {
-	f := p.oidc
+	f := p.oidc[0]         // the cookie's attributes are every provider's
 	f.setCookie(w, "", -1) // one use
 	w.Header().Set("Cache-Control", "no-store")
 	q := r.URL.Query()
@@ -296,11 +319,15 @@ func (p *portal) oidcCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st, err := openState(f.cfg.CookieKey, c.Value, f.cfg.Now())
+	if err == nil && (st.Provider < 0 || st.Provider >= len(p.oidc)) {
+		err = errBadCookie
+	}
 	if err != nil {
 		p.cfg.Logger.Info("portal: OpenID Connect callback refused", "err", err)
 		p.oidcFail(w, r, oidcErrState)
 		return
 	}
+	f = p.oidc[st.Provider]
 	if subtle.ConstantTimeCompare([]byte(q.Get("state")), []byte(st.State)) != 1 {
 		p.cfg.Logger.Info("portal: OpenID Connect callback refused", "err", "state does not match")
 		p.oidcFail(w, r, oidcErrState)
@@ -431,9 +458,15 @@ func (p *portal) oidcFail(w http.ResponseWriter, r *http.Request, code string) {
 	http.Redirect(w, r, Prefix+"index.html#oidc_error="+code, http.StatusSeeOther)
 }
 
-// clientConfig tells the sign-in page which ways of signing in there are.
+// clientConfig tells the sign-in page which ways of signing in there are:
+// {"oidc": bool, "providers": [{"name": ...}, ...]}, the providers in the
+// order of Config.OIDC (oidc/login?p= takes the index).
 func (p *portal) clientConfig(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"oidc": p.oidc != nil})
+	providers := []map[string]string{}
+	for _, f := range p.oidc {
+		providers = append(providers, map[string]string{"name": f.cfg.Name})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"oidc": len(p.oidc) > 0, "providers": providers})
 }
 
 func truncate(s string, n int) string {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/vigie-sante/vigie/api/auth"
 	"github.com/vigie-sante/vigie/api/gateway/portal/oidctest"
+	"github.com/vigie-sante/vigie/consent/enrolment"
 )
 
 func TestStateCookie(t *testing.T) {
@@ -83,8 +85,8 @@ func oidcPortalFor(t *testing.T, p *oidctest.Provider, secure bool, secret strin
 		Authenticate: func(ctx context.Context, a string) (*auth.Identity, error) {
 			return v.Verify(ctx, strings.TrimPrefix(a, "Bearer "))
 		},
-		OIDC: &OIDCConfig{Issuer: p.Issuer, ClientID: p.ClientID, ClientSecret: secret,
-			RedirectURL: redirect, CookieKey: bytes.Repeat([]byte{1}, 32)},
+		OIDC: []OIDCConfig{{Issuer: p.Issuer, ClientID: p.ClientID, ClientSecret: secret,
+			RedirectURL: redirect, CookieKey: bytes.Repeat([]byte{1}, 32)}},
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 	})
 	if err != nil {
@@ -97,8 +99,14 @@ func oidcPortalFor(t *testing.T, p *oidctest.Provider, secure bool, secret strin
 // It returns the callback's Location.
 func signInFlow(t *testing.T, h http.Handler) string {
 	t.Helper()
+	return signInFlowAt(t, h, "")
+}
+
+// signInFlowAt is signInFlow with more of the login's query (&p=1).
+func signInFlowAt(t *testing.T, h http.Handler, query string) string {
+	t.Helper()
 	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest("GET", Prefix+"oidc/login?t="+testTab, nil))
+	h.ServeHTTP(rec, httptest.NewRequest("GET", Prefix+"oidc/login?t="+testTab+query, nil))
 	if rec.Code != http.StatusFound {
 		t.Fatalf("login: %d %s", rec.Code, rec.Body)
 	}
@@ -267,13 +275,13 @@ func TestOIDCSecureCookie(t *testing.T) {
 }
 
 func TestClientConfig(t *testing.T) {
-	_, h, _ := oidcPortal(t, false)
+	p, h, _ := oidcPortal(t, false)
 	plain, _ := newTestPortal(t)
 	for _, tc := range []struct {
 		name string
 		h    http.Handler
 		want string
-	}{{"with OIDC", h, `{"oidc":true}`}, {"without", plain, `{"oidc":false}`}} {
+	}{{"with OIDC", h, `{"oidc":true,"providers":[{"name":"` + strings.TrimPrefix(p.Issuer, "http://") + `"}]}`}, {"without", plain, `{"oidc":false,"providers":[]}`}} {
 		rec := httptest.NewRecorder()
 		tc.h.ServeHTTP(rec, httptest.NewRequest("GET", Prefix+"api/config", nil))
 		if got := strings.TrimSpace(rec.Body.String()); got != tc.want {
@@ -309,5 +317,137 @@ func TestOIDCTabValue(t *testing.T) {
 	frag, err := url.ParseQuery(u.Fragment)
 	if err != nil || frag.Get("oidc_token") == "" || frag.Get("oidc_tab") != testTab {
 		t.Errorf("callback to %q: want the token and the tab value %s", loc, testTab)
+	}
+}
+
+// TestOIDCSeveralProviders: the page offers each provider; oidc/login?p=
+// signs in at the one chosen, the callback exchanges the code there and
+// accepts that provider's token only.
+func TestOIDCSeveralProviders(t *testing.T) {
+	pro := oidctest.New(t, "vigie-pro", "rpps:10000000001", map[string]any{"role": "auditor"})
+	pat := oidctest.New(t, "vigie-patients", testINS, map[string]any{"role": "patient"})
+	var vs []*auth.Verifier
+	for _, p := range []*oidctest.Provider{pro, pat} {
+		keys, err := auth.NewRemoteKeys(auth.RemoteKeysConfig{URL: p.Issuer + "/jwks"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := auth.NewVerifier(auth.VerifierConfig{Issuer: p.Issuer, Audience: p.ClientID, Keys: keys})
+		if err != nil {
+			t.Fatal(err)
+		}
+		vs = append(vs, v)
+	}
+	authn, err := auth.NewAuthenticator(auth.AuthenticatorConfig{Verifiers: vs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	redirect := "http://127.0.0.1:8080" + Prefix + "oidc/callback"
+	key := bytes.Repeat([]byte{1}, 32)
+	h, err := New(Config{
+		Authenticate: func(ctx context.Context, a string) (*auth.Identity, error) { return authn.Authenticate(ctx, a, nil) },
+		OIDC: []OIDCConfig{
+			{Name: "Pro Santé Connect", Issuer: pro.Issuer, ClientID: pro.ClientID, RedirectURL: redirect, CookieKey: key},
+			{Issuer: pat.Issuer, ClientID: pat.ClientID, RedirectURL: redirect, CookieKey: key},
+		},
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", Prefix+"api/config", nil))
+	patHost := strings.TrimPrefix(pat.Issuer, "http://")
+	if want := `{"oidc":true,"providers":[{"name":"Pro Santé Connect"},{"name":"` + patHost + `"}]}`; strings.TrimSpace(rec.Body.String()) != want {
+		t.Errorf("api/config = %s, want %s", rec.Body, want)
+	}
+	for i, p := range []*oidctest.Provider{pro, pat} {
+		loc := signInFlowAt(t, h, "&p="+string(rune('0'+i)))
+		fq, _ := url.ParseQuery(strings.TrimPrefix(loc, Prefix+"index.html#"))
+		tok := fq.Get("oidc_token")
+		if tok == "" || !strings.Contains(strings.Join(p.Issued(), " "), tok) {
+			t.Errorf("provider %d: callback redirects to %q, want a token of %s", i, loc, p.Issuer)
+		}
+	}
+	for _, bad := range []string{"&p=2", "&p=-1", "&p=01", "&p=x"} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", Prefix+"oidc/login?t="+testTab+bad, nil))
+		if got := rec.Header().Get("Location"); got != Prefix+"index.html#oidc_error=state" {
+			t.Errorf("login%s redirects to %q, want the state error", bad, got)
+		}
+	}
+	// A configuration whose providers would set different cookies.
+	_, err = New(Config{
+		Authenticate: func(ctx context.Context, a string) (*auth.Identity, error) { return nil, auth.ErrNoCredentials },
+		OIDC: []OIDCConfig{
+			{Issuer: pro.Issuer, ClientID: pro.ClientID, RedirectURL: redirect, CookieKey: key},
+			{Issuer: pat.Issuer, ClientID: pat.ClientID, RedirectURL: redirect, CookieKey: bytes.Repeat([]byte{2}, 32)},
+		},
+	})
+	if err == nil {
+		t.Error("New accepted providers with different cookie keys")
+	}
+}
+
+// TestEnrolRoute: POST api/enrol hands the bearer and the code to
+// Config.Enrol and says which part is wrong, quoting no code.
+func TestEnrolRoute(t *testing.T) {
+	var gotAuth, gotCode string
+	var result error
+	h, err := New(Config{
+		Authenticate: func(ctx context.Context, a string) (*auth.Identity, error) {
+			return nil, fmt.Errorf("%w: no enrolment", auth.ErrNotEnrolled)
+		},
+		Enrol: func(ctx context.Context, authorization, code string) error {
+			gotAuth, gotCode = authorization, code
+			return result
+		},
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest("GET", Prefix+"api/identity", nil)
+	req.Header.Set("Authorization", "Bearer x.y.z")
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusUnauthorized || !strings.Contains(rec.Body.String(), `"enrol":true`) {
+		t.Errorf("api/identity of an unenrolled patient = %d %s, want 401 offering the enrolment", rec.Code, rec.Body)
+	}
+	const code = "ABCD-EFGH-JKMN-PQRS"
+	for _, tc := range []struct {
+		name   string
+		body   string
+		result error
+		status int
+	}{
+		{"enrolled", `{"code":"` + code + `"}`, nil, 200},
+		{"no code", `{}`, nil, 400},
+		{"not JSON", `code=` + code, nil, 400},
+		{"unknown field", `{"code":"` + code + `","ins":"1"}`, nil, 400},
+		{"code used", `{"code":"` + code + `"}`, fmt.Errorf("enrol: %w", enrolment.ErrCodeUsed), 400},
+		{"code expired", `{"code":"` + code + `"}`, fmt.Errorf("enrol: %w", enrolment.ErrCodeExpired), 400},
+		{"sign-in enrolled already", `{"code":"` + code + `"}`, fmt.Errorf("enrol: %w", enrolment.ErrAlreadyEnrolled), 409},
+		{"token expired", `{"code":"` + code + `"}`, auth.ErrExpired, 401},
+		{"database down", `{"code":"` + code + `"}`, errors.New("db down"), 500},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			result, gotCode = tc.result, ""
+			rec := httptest.NewRecorder()
+			req := httptest.NewRequest("POST", Prefix+"api/enrol", strings.NewReader(tc.body))
+			req.Header.Set("Authorization", "Bearer x.y.z")
+			h.ServeHTTP(rec, req)
+			if rec.Code != tc.status {
+				t.Errorf("POST api/enrol = %d %s, want %d", rec.Code, rec.Body, tc.status)
+			}
+			if strings.Contains(rec.Body.String(), code) {
+				t.Errorf("the answer quotes the code: %s", rec.Body)
+			}
+			if tc.status != 400 || tc.result != nil {
+				if gotAuth != "Bearer x.y.z" || gotCode != code {
+					t.Errorf("Enrol got %q, %q", gotAuth, gotCode)
+				}
+			}
+		})
 	}
 }

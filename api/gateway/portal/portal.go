@@ -45,6 +45,7 @@ import (
 	"strings"
 
 	"github.com/vigie-sante/vigie/api/auth"
+	"github.com/vigie-sante/vigie/consent/enrolment"
 	"github.com/vigie-sante/vigie/internal/texts"
 )
 
@@ -73,10 +74,19 @@ type Config struct {
 	// header: the OpenID Connect sign-in checks the token it obtained
 	// before the page gets it. Required.
 	Authenticate func(ctx context.Context, authorization string) (*auth.Identity, error)
-	// OIDC, if not nil, enables sign-in through an OpenID Connect
-	// provider (Prefix+"oidc/login"); the token it yields is checked with
-	// Authenticate before the page gets it. Nil: users paste a token.
-	OIDC *OIDCConfig
+	// OIDC enables sign-in through OpenID Connect providers
+	// (Prefix+"oidc/login?p=<index>": professionals' and patients' at
+	// once, the page offers a choice); the token one yields is checked
+	// with Authenticate before the page gets it. Their CookieKey and
+	// RedirectURL must be the same. Empty: users paste a token.
+	OIDC []OIDCConfig
+	// Enrol, if not nil, enrols the patient who bears the Authorization
+	// header (a token of an issuer whose patients are enrolled, not yet
+	// linked) with the one-time code the operator gave them
+	// (consent/enrolment): POST Prefix+"api/enrol". Its errors wrap
+	// api/auth's (the token) or consent/enrolment's (the code, the link),
+	// and quote neither a code nor a sub. Nil: no enrolment here.
+	Enrol func(ctx context.Context, authorization, code string) error
 	// Logger receives the portal's errors. Default slog.Default(). Codes
 	// and tokens are never logged.
 	Logger *slog.Logger
@@ -92,7 +102,7 @@ type portal struct {
 	cfg   Config
 	files map[string]*file
 	texts []byte
-	oidc  *oidcFlow // nil without Config.OIDC
+	oidc  []*oidcFlow // one per Config.OIDC
 }
 
 // New returns the portal's handler, to be mounted at [Prefix]. It serves
@@ -128,20 +138,33 @@ func New(cfg Config) (http.Handler, error) {
 	}
 	p.files["texts.json"] = newFile("texts.json", p.texts)
 	p.files["i18n.js"] = newFile("i18n.js", texts.JS())
-	if cfg.OIDC != nil {
-		p.oidc, err = newOIDCFlow(*cfg.OIDC, func(ctx context.Context, token string) error {
-			_, err := cfg.Authenticate(ctx, "Bearer "+token)
-			return err
-		})
+	verify := func(ctx context.Context, token string) error {
+		_, err := cfg.Authenticate(ctx, "Bearer "+token)
+		if errors.Is(err, auth.ErrNotEnrolled) && cfg.Enrol != nil {
+			// A patient signing in for the first time: the page asks
+			// for their enrolment code.
+			return nil
+		}
+		return err
+	}
+	for i, oc := range cfg.OIDC {
+		if i > 0 && (!bytes.Equal(oc.CookieKey, cfg.OIDC[0].CookieKey) || oc.RedirectURL != cfg.OIDC[0].RedirectURL) {
+			return nil, errors.New("portal: every OIDCConfig must have the same CookieKey and RedirectURL")
+		}
+		f, err := newOIDCFlow(oc, verify)
 		if err != nil {
 			return nil, err
 		}
+		p.oidc = append(p.oidc, f)
 	}
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+Prefix+"api/config", p.clientConfig)
 	mux.HandleFunc("GET "+Prefix+"api/identity", p.identity)
-	if p.oidc != nil {
+	if cfg.Enrol != nil {
+		mux.HandleFunc("POST "+Prefix+"api/enrol", p.enrol)
+	}
+	if len(p.oidc) > 0 {
 		mux.HandleFunc("GET "+oidcPath+"login", p.oidcLogin)
 		mux.HandleFunc("GET "+oidcPath+"callback", p.oidcCallback)
 	}
@@ -229,6 +252,11 @@ func (p *portal) static(w http.ResponseWriter, r *http.Request) {
 func (p *portal) identity(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	id, err := p.cfg.Authenticate(r.Context(), r.Header.Get("Authorization"))
+	if errors.Is(err, auth.ErrNotEnrolled) && p.cfg.Enrol != nil {
+		// The page offers the enrolment form.
+		writeJSON(w, http.StatusUnauthorized, map[string]any{"message": "invalid credentials: " + err.Error(), "enrol": true})
+		return
+	}
 	if err != nil {
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"message": "invalid credentials: " + err.Error()})
 		return
@@ -238,6 +266,50 @@ func (p *portal) identity(w http.ResponseWriter, r *http.Request) {
 		orgs = []string{}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"role": id.Role(), "organizations": orgs})
+}
+
+// maxEnrolBody bounds the body of POST api/enrol.
+const maxEnrolBody = 1024
+
+// enrol links the bearer's sign-in to the patient of the code in the body
+// ({"code": "..."}, Config.Enrol). The answer says which part is wrong:
+// 401 the token, 400 the code (unknown, used, expired), 409 a link that
+// exists already; it quotes neither the code nor the sub.
+func (p *portal) enrol(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Code string `json:"code"`
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxEnrolBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil || body.Code == "" {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"field": "code", "message": "code: required, in a JSON object {\"code\": ...}"})
+		return
+	}
+	err := p.cfg.Enrol(r.Context(), r.Header.Get("Authorization"), body.Code)
+	switch {
+	case err == nil:
+		writeJSON(w, http.StatusOK, map[string]bool{"enrolled": true})
+	case errors.Is(err, enrolment.ErrCodeUnknown), errors.Is(err, enrolment.ErrCodeUsed), errors.Is(err, enrolment.ErrCodeExpired):
+		writeJSON(w, http.StatusBadRequest, map[string]string{"field": "code", "message": err.Error()})
+	case errors.Is(err, enrolment.ErrAlreadyEnrolled), errors.Is(err, enrolment.ErrPatientEnrolled):
+		writeJSON(w, http.StatusConflict, map[string]string{"message": err.Error() + ": the service's operator can revoke the earlier link"})
+	case isAuthError(err):
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"message": "invalid credentials: " + err.Error()})
+	default:
+		p.cfg.Logger.Error("portal: enrolment failed", "err", err)
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"message": "enrolment failed: try again later"})
+	}
+}
+
+// isAuthError reports whether err is api/auth's refusal of a token.
+func isAuthError(err error) bool {
+	for _, e := range []error{auth.ErrNoCredentials, auth.ErrMalformed, auth.ErrAlgorithm, auth.ErrUnknownKey, auth.ErrSignature,
+		auth.ErrIssuer, auth.ErrAudience, auth.ErrExpired, auth.ErrNotYetValid, auth.ErrRole, auth.ErrSubject, auth.ErrOrganizations} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

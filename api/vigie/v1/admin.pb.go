@@ -25,6 +25,220 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// IssueEnrolmentCodeRequest names the patient to enrol.
+type IssueEnrolmentCodeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The patient's INS (15 characters). Required.
+	PatientIns string `protobuf:"bytes,1,opt,name=patient_ins,json=patientIns,proto3" json:"patient_ins,omitempty"`
+	// How long the code lasts, in seconds: 1 to 2592000 (30 days); 0 means
+	// 259200 (72 hours).
+	TtlSeconds    int64 `protobuf:"varint,2,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IssueEnrolmentCodeRequest) Reset() {
+	*x = IssueEnrolmentCodeRequest{}
+	mi := &file_vigie_v1_admin_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssueEnrolmentCodeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssueEnrolmentCodeRequest) ProtoMessage() {}
+
+func (x *IssueEnrolmentCodeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_vigie_v1_admin_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssueEnrolmentCodeRequest.ProtoReflect.Descriptor instead.
+func (*IssueEnrolmentCodeRequest) Descriptor() ([]byte, []int) {
+	return file_vigie_v1_admin_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *IssueEnrolmentCodeRequest) GetPatientIns() string {
+	if x != nil {
+		return x.PatientIns
+	}
+	return ""
+}
+
+func (x *IssueEnrolmentCodeRequest) GetTtlSeconds() int64 {
+	if x != nil {
+		return x.TtlSeconds
+	}
+	return 0
+}
+
+// EnrolmentCode is a one-time enrolment code.
+type EnrolmentCode struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The code: 16 characters of Crockford's base32 in four groups of four
+	// (XXXX-XXXX-XXXX-XXXX), 80 random bits. Only its hash is kept.
+	Code string `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
+	// When it stops working.
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnrolmentCode) Reset() {
+	*x = EnrolmentCode{}
+	mi := &file_vigie_v1_admin_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnrolmentCode) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnrolmentCode) ProtoMessage() {}
+
+func (x *EnrolmentCode) ProtoReflect() protoreflect.Message {
+	mi := &file_vigie_v1_admin_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnrolmentCode.ProtoReflect.Descriptor instead.
+func (*EnrolmentCode) Descriptor() ([]byte, []int) {
+	return file_vigie_v1_admin_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *EnrolmentCode) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *EnrolmentCode) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+// RevokeEnrolmentsRequest names the patient whose links to remove.
+type RevokeEnrolmentsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The patient's INS (15 characters). Required.
+	PatientIns string `protobuf:"bytes,1,opt,name=patient_ins,json=patientIns,proto3" json:"patient_ins,omitempty"`
+	// The issuer whose link to remove (its URL, as in --issuers); empty
+	// removes the links at every issuer.
+	Issuer        string `protobuf:"bytes,2,opt,name=issuer,proto3" json:"issuer,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeEnrolmentsRequest) Reset() {
+	*x = RevokeEnrolmentsRequest{}
+	mi := &file_vigie_v1_admin_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeEnrolmentsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeEnrolmentsRequest) ProtoMessage() {}
+
+func (x *RevokeEnrolmentsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_vigie_v1_admin_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeEnrolmentsRequest.ProtoReflect.Descriptor instead.
+func (*RevokeEnrolmentsRequest) Descriptor() ([]byte, []int) {
+	return file_vigie_v1_admin_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *RevokeEnrolmentsRequest) GetPatientIns() string {
+	if x != nil {
+		return x.PatientIns
+	}
+	return ""
+}
+
+func (x *RevokeEnrolmentsRequest) GetIssuer() string {
+	if x != nil {
+		return x.Issuer
+	}
+	return ""
+}
+
+// RevokeEnrolmentsResponse says how many links were removed.
+type RevokeEnrolmentsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The links removed (and unlink events recorded): at least 1.
+	Revoked       int32 `protobuf:"varint,1,opt,name=revoked,proto3" json:"revoked,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeEnrolmentsResponse) Reset() {
+	*x = RevokeEnrolmentsResponse{}
+	mi := &file_vigie_v1_admin_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeEnrolmentsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeEnrolmentsResponse) ProtoMessage() {}
+
+func (x *RevokeEnrolmentsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_vigie_v1_admin_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeEnrolmentsResponse.ProtoReflect.Descriptor instead.
+func (*RevokeEnrolmentsResponse) Descriptor() ([]byte, []int) {
+	return file_vigie_v1_admin_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *RevokeEnrolmentsResponse) GetRevoked() int32 {
+	if x != nil {
+		return x.Revoked
+	}
+	return 0
+}
+
 // LoadNationalRulesRequest carries a national rules file.
 type LoadNationalRulesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -38,7 +252,7 @@ type LoadNationalRulesRequest struct {
 
 func (x *LoadNationalRulesRequest) Reset() {
 	*x = LoadNationalRulesRequest{}
-	mi := &file_vigie_v1_admin_proto_msgTypes[0]
+	mi := &file_vigie_v1_admin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -50,7 +264,7 @@ func (x *LoadNationalRulesRequest) String() string {
 func (*LoadNationalRulesRequest) ProtoMessage() {}
 
 func (x *LoadNationalRulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_admin_proto_msgTypes[0]
+	mi := &file_vigie_v1_admin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -63,7 +277,7 @@ func (x *LoadNationalRulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoadNationalRulesRequest.ProtoReflect.Descriptor instead.
 func (*LoadNationalRulesRequest) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_admin_proto_rawDescGZIP(), []int{0}
+	return file_vigie_v1_admin_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *LoadNationalRulesRequest) GetRules() []byte {
@@ -94,7 +308,7 @@ type NationalRulesVersion struct {
 
 func (x *NationalRulesVersion) Reset() {
 	*x = NationalRulesVersion{}
-	mi := &file_vigie_v1_admin_proto_msgTypes[1]
+	mi := &file_vigie_v1_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -106,7 +320,7 @@ func (x *NationalRulesVersion) String() string {
 func (*NationalRulesVersion) ProtoMessage() {}
 
 func (x *NationalRulesVersion) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_admin_proto_msgTypes[1]
+	mi := &file_vigie_v1_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -119,7 +333,7 @@ func (x *NationalRulesVersion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NationalRulesVersion.ProtoReflect.Descriptor instead.
 func (*NationalRulesVersion) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_admin_proto_rawDescGZIP(), []int{1}
+	return file_vigie_v1_admin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *NationalRulesVersion) GetVersion() int64 {
@@ -171,7 +385,7 @@ type ListNationalRulesRequest struct {
 
 func (x *ListNationalRulesRequest) Reset() {
 	*x = ListNationalRulesRequest{}
-	mi := &file_vigie_v1_admin_proto_msgTypes[2]
+	mi := &file_vigie_v1_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -183,7 +397,7 @@ func (x *ListNationalRulesRequest) String() string {
 func (*ListNationalRulesRequest) ProtoMessage() {}
 
 func (x *ListNationalRulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_admin_proto_msgTypes[2]
+	mi := &file_vigie_v1_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -196,7 +410,7 @@ func (x *ListNationalRulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNationalRulesRequest.ProtoReflect.Descriptor instead.
 func (*ListNationalRulesRequest) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_admin_proto_rawDescGZIP(), []int{2}
+	return file_vigie_v1_admin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListNationalRulesRequest) GetPageSize() int32 {
@@ -226,7 +440,7 @@ type ListNationalRulesResponse struct {
 
 func (x *ListNationalRulesResponse) Reset() {
 	*x = ListNationalRulesResponse{}
-	mi := &file_vigie_v1_admin_proto_msgTypes[3]
+	mi := &file_vigie_v1_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -238,7 +452,7 @@ func (x *ListNationalRulesResponse) String() string {
 func (*ListNationalRulesResponse) ProtoMessage() {}
 
 func (x *ListNationalRulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_admin_proto_msgTypes[3]
+	mi := &file_vigie_v1_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -251,7 +465,7 @@ func (x *ListNationalRulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNationalRulesResponse.ProtoReflect.Descriptor instead.
 func (*ListNationalRulesResponse) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_admin_proto_rawDescGZIP(), []int{3}
+	return file_vigie_v1_admin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListNationalRulesResponse) GetVersions() []*NationalRulesVersion {
@@ -279,7 +493,7 @@ type GetNationalRulesRequest struct {
 
 func (x *GetNationalRulesRequest) Reset() {
 	*x = GetNationalRulesRequest{}
-	mi := &file_vigie_v1_admin_proto_msgTypes[4]
+	mi := &file_vigie_v1_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -291,7 +505,7 @@ func (x *GetNationalRulesRequest) String() string {
 func (*GetNationalRulesRequest) ProtoMessage() {}
 
 func (x *GetNationalRulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_admin_proto_msgTypes[4]
+	mi := &file_vigie_v1_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -304,7 +518,7 @@ func (x *GetNationalRulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNationalRulesRequest.ProtoReflect.Descriptor instead.
 func (*GetNationalRulesRequest) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_admin_proto_rawDescGZIP(), []int{4}
+	return file_vigie_v1_admin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetNationalRulesRequest) GetVersion() int64 {
@@ -329,7 +543,7 @@ type ErasePatientRequest struct {
 
 func (x *ErasePatientRequest) Reset() {
 	*x = ErasePatientRequest{}
-	mi := &file_vigie_v1_admin_proto_msgTypes[5]
+	mi := &file_vigie_v1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -341,7 +555,7 @@ func (x *ErasePatientRequest) String() string {
 func (*ErasePatientRequest) ProtoMessage() {}
 
 func (x *ErasePatientRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vigie_v1_admin_proto_msgTypes[5]
+	mi := &file_vigie_v1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -354,7 +568,7 @@ func (x *ErasePatientRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErasePatientRequest.ProtoReflect.Descriptor instead.
 func (*ErasePatientRequest) Descriptor() ([]byte, []int) {
-	return file_vigie_v1_admin_proto_rawDescGZIP(), []int{5}
+	return file_vigie_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ErasePatientRequest) GetPatientIns() string {
@@ -375,7 +589,22 @@ var File_vigie_v1_admin_proto protoreflect.FileDescriptor
 
 const file_vigie_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x14vigie/v1/admin.proto\x12\bvigie.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16vigie/v1/consent.proto\"0\n" +
+	"\x14vigie/v1/admin.proto\x12\bvigie.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16vigie/v1/consent.proto\"]\n" +
+	"\x19IssueEnrolmentCodeRequest\x12\x1f\n" +
+	"\vpatient_ins\x18\x01 \x01(\tR\n" +
+	"patientIns\x12\x1f\n" +
+	"\vttl_seconds\x18\x02 \x01(\x03R\n" +
+	"ttlSeconds\"`\n" +
+	"\rEnrolmentCode\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\tR\x04code\x12;\n" +
+	"\vexpire_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\"R\n" +
+	"\x17RevokeEnrolmentsRequest\x12\x1f\n" +
+	"\vpatient_ins\x18\x01 \x01(\tR\n" +
+	"patientIns\x12\x16\n" +
+	"\x06issuer\x18\x02 \x01(\tR\x06issuer\"4\n" +
+	"\x18RevokeEnrolmentsResponse\x12\x18\n" +
+	"\arevoked\x18\x01 \x01(\x05R\arevoked\"0\n" +
 	"\x18LoadNationalRulesRequest\x12\x14\n" +
 	"\x05rules\x18\x01 \x01(\fR\x05rules\"\xc2\x01\n" +
 	"\x14NationalRulesVersion\x12\x18\n" +
@@ -396,12 +625,14 @@ const file_vigie_v1_admin_proto_rawDesc = "" +
 	"\x13ErasePatientRequest\x12\x1f\n" +
 	"\vpatient_ins\x18\x01 \x01(\tR\n" +
 	"patientIns\x12\x1c\n" +
-	"\treference\x18\x02 \x01(\tR\treference2\xbd\x03\n" +
+	"\treference\x18\x02 \x01(\tR\treference2\xae\x05\n" +
 	"\fAdminService\x12m\n" +
 	"\x11LoadNationalRules\x12\".vigie.v1.LoadNationalRulesRequest\x1a\x1e.vigie.v1.NationalRulesVersion\"\x14\x82\xd3\xe4\x93\x02\x0e:\x01*\"\t/v1/rules\x12t\n" +
 	"\x11ListNationalRules\x12\".vigie.v1.ListNationalRulesRequest\x1a#.vigie.v1.ListNationalRulesResponse\"\x16\x92A\x02b\x00\x82\xd3\xe4\x93\x02\v\x12\t/v1/rules\x12m\n" +
 	"\x10GetNationalRules\x12!.vigie.v1.GetNationalRulesRequest\x1a\x14.google.api.HttpBody\" \x92A\x02b\x00\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/rules/{version}\x12Y\n" +
-	"\fErasePatient\x12\x1d.vigie.v1.ErasePatientRequest\x1a\x11.vigie.v1.Erasure\"\x17\x82\xd3\xe4\x93\x02\x11:\x01*\"\f/v1/erasuresB3Z1github.com/vigie-sante/vigie/api/vigie/v1;vigiev1b\x06proto3"
+	"\fErasePatient\x12\x1d.vigie.v1.ErasePatientRequest\x1a\x11.vigie.v1.Erasure\"\x17\x82\xd3\xe4\x93\x02\x11:\x01*\"\f/v1/erasures\x12r\n" +
+	"\x12IssueEnrolmentCode\x12#.vigie.v1.IssueEnrolmentCodeRequest\x1a\x17.vigie.v1.EnrolmentCode\"\x1e\x82\xd3\xe4\x93\x02\x18:\x01*\"\x13/v1/enrolment-codes\x12{\n" +
+	"\x10RevokeEnrolments\x12!.vigie.v1.RevokeEnrolmentsRequest\x1a\".vigie.v1.RevokeEnrolmentsResponse\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/v1/enrolments:revokeB3Z1github.com/vigie-sante/vigie/api/vigie/v1;vigiev1b\x06proto3"
 
 var (
 	file_vigie_v1_admin_proto_rawDescOnce sync.Once
@@ -415,34 +646,43 @@ func file_vigie_v1_admin_proto_rawDescGZIP() []byte {
 	return file_vigie_v1_admin_proto_rawDescData
 }
 
-var file_vigie_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_vigie_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_vigie_v1_admin_proto_goTypes = []any{
-	(*LoadNationalRulesRequest)(nil),  // 0: vigie.v1.LoadNationalRulesRequest
-	(*NationalRulesVersion)(nil),      // 1: vigie.v1.NationalRulesVersion
-	(*ListNationalRulesRequest)(nil),  // 2: vigie.v1.ListNationalRulesRequest
-	(*ListNationalRulesResponse)(nil), // 3: vigie.v1.ListNationalRulesResponse
-	(*GetNationalRulesRequest)(nil),   // 4: vigie.v1.GetNationalRulesRequest
-	(*ErasePatientRequest)(nil),       // 5: vigie.v1.ErasePatientRequest
-	(*timestamppb.Timestamp)(nil),     // 6: google.protobuf.Timestamp
-	(*httpbody.HttpBody)(nil),         // 7: google.api.HttpBody
-	(*Erasure)(nil),                   // 8: vigie.v1.Erasure
+	(*IssueEnrolmentCodeRequest)(nil), // 0: vigie.v1.IssueEnrolmentCodeRequest
+	(*EnrolmentCode)(nil),             // 1: vigie.v1.EnrolmentCode
+	(*RevokeEnrolmentsRequest)(nil),   // 2: vigie.v1.RevokeEnrolmentsRequest
+	(*RevokeEnrolmentsResponse)(nil),  // 3: vigie.v1.RevokeEnrolmentsResponse
+	(*LoadNationalRulesRequest)(nil),  // 4: vigie.v1.LoadNationalRulesRequest
+	(*NationalRulesVersion)(nil),      // 5: vigie.v1.NationalRulesVersion
+	(*ListNationalRulesRequest)(nil),  // 6: vigie.v1.ListNationalRulesRequest
+	(*ListNationalRulesResponse)(nil), // 7: vigie.v1.ListNationalRulesResponse
+	(*GetNationalRulesRequest)(nil),   // 8: vigie.v1.GetNationalRulesRequest
+	(*ErasePatientRequest)(nil),       // 9: vigie.v1.ErasePatientRequest
+	(*timestamppb.Timestamp)(nil),     // 10: google.protobuf.Timestamp
+	(*httpbody.HttpBody)(nil),         // 11: google.api.HttpBody
+	(*Erasure)(nil),                   // 12: vigie.v1.Erasure
 }
 var file_vigie_v1_admin_proto_depIdxs = []int32{
-	6, // 0: vigie.v1.NationalRulesVersion.load_time:type_name -> google.protobuf.Timestamp
-	1, // 1: vigie.v1.ListNationalRulesResponse.versions:type_name -> vigie.v1.NationalRulesVersion
-	0, // 2: vigie.v1.AdminService.LoadNationalRules:input_type -> vigie.v1.LoadNationalRulesRequest
-	2, // 3: vigie.v1.AdminService.ListNationalRules:input_type -> vigie.v1.ListNationalRulesRequest
-	4, // 4: vigie.v1.AdminService.GetNationalRules:input_type -> vigie.v1.GetNationalRulesRequest
-	5, // 5: vigie.v1.AdminService.ErasePatient:input_type -> vigie.v1.ErasePatientRequest
-	1, // 6: vigie.v1.AdminService.LoadNationalRules:output_type -> vigie.v1.NationalRulesVersion
-	3, // 7: vigie.v1.AdminService.ListNationalRules:output_type -> vigie.v1.ListNationalRulesResponse
-	7, // 8: vigie.v1.AdminService.GetNationalRules:output_type -> google.api.HttpBody
-	8, // 9: vigie.v1.AdminService.ErasePatient:output_type -> vigie.v1.Erasure
-	6, // [6:10] is the sub-list for method output_type
-	2, // [2:6] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	10, // 0: vigie.v1.EnrolmentCode.expire_time:type_name -> google.protobuf.Timestamp
+	10, // 1: vigie.v1.NationalRulesVersion.load_time:type_name -> google.protobuf.Timestamp
+	5,  // 2: vigie.v1.ListNationalRulesResponse.versions:type_name -> vigie.v1.NationalRulesVersion
+	4,  // 3: vigie.v1.AdminService.LoadNationalRules:input_type -> vigie.v1.LoadNationalRulesRequest
+	6,  // 4: vigie.v1.AdminService.ListNationalRules:input_type -> vigie.v1.ListNationalRulesRequest
+	8,  // 5: vigie.v1.AdminService.GetNationalRules:input_type -> vigie.v1.GetNationalRulesRequest
+	9,  // 6: vigie.v1.AdminService.ErasePatient:input_type -> vigie.v1.ErasePatientRequest
+	0,  // 7: vigie.v1.AdminService.IssueEnrolmentCode:input_type -> vigie.v1.IssueEnrolmentCodeRequest
+	2,  // 8: vigie.v1.AdminService.RevokeEnrolments:input_type -> vigie.v1.RevokeEnrolmentsRequest
+	5,  // 9: vigie.v1.AdminService.LoadNationalRules:output_type -> vigie.v1.NationalRulesVersion
+	7,  // 10: vigie.v1.AdminService.ListNationalRules:output_type -> vigie.v1.ListNationalRulesResponse
+	11, // 11: vigie.v1.AdminService.GetNationalRules:output_type -> google.api.HttpBody
+	12, // 12: vigie.v1.AdminService.ErasePatient:output_type -> vigie.v1.Erasure
+	1,  // 13: vigie.v1.AdminService.IssueEnrolmentCode:output_type -> vigie.v1.EnrolmentCode
+	3,  // 14: vigie.v1.AdminService.RevokeEnrolments:output_type -> vigie.v1.RevokeEnrolmentsResponse
+	9,  // [9:15] is the sub-list for method output_type
+	3,  // [3:9] is the sub-list for method input_type
+	3,  // [3:3] is the sub-list for extension type_name
+	3,  // [3:3] is the sub-list for extension extendee
+	0,  // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_vigie_v1_admin_proto_init() }
@@ -457,7 +697,7 @@ func file_vigie_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vigie_v1_admin_proto_rawDesc), len(file_vigie_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

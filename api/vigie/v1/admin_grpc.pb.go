@@ -20,10 +20,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AdminService_LoadNationalRules_FullMethodName = "/vigie.v1.AdminService/LoadNationalRules"
-	AdminService_ListNationalRules_FullMethodName = "/vigie.v1.AdminService/ListNationalRules"
-	AdminService_GetNationalRules_FullMethodName  = "/vigie.v1.AdminService/GetNationalRules"
-	AdminService_ErasePatient_FullMethodName      = "/vigie.v1.AdminService/ErasePatient"
+	AdminService_LoadNationalRules_FullMethodName  = "/vigie.v1.AdminService/LoadNationalRules"
+	AdminService_ListNationalRules_FullMethodName  = "/vigie.v1.AdminService/ListNationalRules"
+	AdminService_GetNationalRules_FullMethodName   = "/vigie.v1.AdminService/GetNationalRules"
+	AdminService_ErasePatient_FullMethodName       = "/vigie.v1.AdminService/ErasePatient"
+	AdminService_IssueEnrolmentCode_FullMethodName = "/vigie.v1.AdminService/IssueEnrolmentCode"
+	AdminService_RevokeEnrolments_FullMethodName   = "/vigie.v1.AdminService/RevokeEnrolments"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -31,7 +33,8 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // AdminService manages the national rules (the access matrix and the rules
-// around it, versioned data) and patients' erasure.
+// around it, versioned data), patients' erasure and patients' enrolment at
+// identity providers that give no INS.
 //
 // Callers: role `admin`, except GetNationalRules and ListNationalRules,
 // which are public: anyone may fetch the exact rules a decision names and
@@ -61,6 +64,22 @@ type AdminServiceClient interface {
 	// instance to honour a deletion request made by other means, CSP
 	// R1111-36). It runs after the server's erasure delay, and is recorded.
 	ErasePatient(ctx context.Context, in *ErasePatientRequest, opts ...grpc.CallOption) (*Erasure, error)
+	// IssueEnrolmentCode makes a one-time code for a patient whose identity
+	// provider gives no INS (FranceConnect): delivered to the patient out of
+	// band, typed once in the portal after signing in at the provider, it
+	// links that sign-in to the patient (docs/identity.md). Nothing is
+	// recorded until the code is used; the link is.
+	//
+	// Errors: INVALID_ARGUMENT naming the field at fault.
+	IssueEnrolmentCode(ctx context.Context, in *IssueEnrolmentCodeRequest, opts ...grpc.CallOption) (*EnrolmentCode, error)
+	// RevokeEnrolments removes the links of a patient's sign-ins (at one
+	// issuer, or at all), each recorded in the patient's chain (an
+	// enrolment event, action unlink). A token already verified keeps
+	// working until the verifier's cache lets it go (5 minutes).
+	//
+	// Errors: INVALID_ARGUMENT naming the field at fault, NOT_FOUND when the
+	// patient has no link to remove.
+	RevokeEnrolments(ctx context.Context, in *RevokeEnrolmentsRequest, opts ...grpc.CallOption) (*RevokeEnrolmentsResponse, error)
 }
 
 type adminServiceClient struct {
@@ -111,12 +130,33 @@ func (c *adminServiceClient) ErasePatient(ctx context.Context, in *ErasePatientR
 	return out, nil
 }
 
+func (c *adminServiceClient) IssueEnrolmentCode(ctx context.Context, in *IssueEnrolmentCodeRequest, opts ...grpc.CallOption) (*EnrolmentCode, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EnrolmentCode)
+	err := c.cc.Invoke(ctx, AdminService_IssueEnrolmentCode_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) RevokeEnrolments(ctx context.Context, in *RevokeEnrolmentsRequest, opts ...grpc.CallOption) (*RevokeEnrolmentsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeEnrolmentsResponse)
+	err := c.cc.Invoke(ctx, AdminService_RevokeEnrolments_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
 //
 // AdminService manages the national rules (the access matrix and the rules
-// around it, versioned data) and patients' erasure.
+// around it, versioned data), patients' erasure and patients' enrolment at
+// identity providers that give no INS.
 //
 // Callers: role `admin`, except GetNationalRules and ListNationalRules,
 // which are public: anyone may fetch the exact rules a decision names and
@@ -146,6 +186,22 @@ type AdminServiceServer interface {
 	// instance to honour a deletion request made by other means, CSP
 	// R1111-36). It runs after the server's erasure delay, and is recorded.
 	ErasePatient(context.Context, *ErasePatientRequest) (*Erasure, error)
+	// IssueEnrolmentCode makes a one-time code for a patient whose identity
+	// provider gives no INS (FranceConnect): delivered to the patient out of
+	// band, typed once in the portal after signing in at the provider, it
+	// links that sign-in to the patient (docs/identity.md). Nothing is
+	// recorded until the code is used; the link is.
+	//
+	// Errors: INVALID_ARGUMENT naming the field at fault.
+	IssueEnrolmentCode(context.Context, *IssueEnrolmentCodeRequest) (*EnrolmentCode, error)
+	// RevokeEnrolments removes the links of a patient's sign-ins (at one
+	// issuer, or at all), each recorded in the patient's chain (an
+	// enrolment event, action unlink). A token already verified keeps
+	// working until the verifier's cache lets it go (5 minutes).
+	//
+	// Errors: INVALID_ARGUMENT naming the field at fault, NOT_FOUND when the
+	// patient has no link to remove.
+	RevokeEnrolments(context.Context, *RevokeEnrolmentsRequest) (*RevokeEnrolmentsResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -167,6 +223,12 @@ func (UnimplementedAdminServiceServer) GetNationalRules(context.Context, *GetNat
 }
 func (UnimplementedAdminServiceServer) ErasePatient(context.Context, *ErasePatientRequest) (*Erasure, error) {
 	return nil, status.Error(codes.Unimplemented, "method ErasePatient not implemented")
+}
+func (UnimplementedAdminServiceServer) IssueEnrolmentCode(context.Context, *IssueEnrolmentCodeRequest) (*EnrolmentCode, error) {
+	return nil, status.Error(codes.Unimplemented, "method IssueEnrolmentCode not implemented")
+}
+func (UnimplementedAdminServiceServer) RevokeEnrolments(context.Context, *RevokeEnrolmentsRequest) (*RevokeEnrolmentsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeEnrolments not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -261,6 +323,42 @@ func _AdminService_ErasePatient_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_IssueEnrolmentCode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(IssueEnrolmentCodeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).IssueEnrolmentCode(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_IssueEnrolmentCode_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).IssueEnrolmentCode(ctx, req.(*IssueEnrolmentCodeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_RevokeEnrolments_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeEnrolmentsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).RevokeEnrolments(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_RevokeEnrolments_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).RevokeEnrolments(ctx, req.(*RevokeEnrolmentsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -283,6 +381,14 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ErasePatient",
 			Handler:    _AdminService_ErasePatient_Handler,
+		},
+		{
+			MethodName: "IssueEnrolmentCode",
+			Handler:    _AdminService_IssueEnrolmentCode_Handler,
+		},
+		{
+			MethodName: "RevokeEnrolments",
+			Handler:    _AdminService_RevokeEnrolments_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1,6 +1,7 @@
 package audittest
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
@@ -49,6 +50,23 @@ var table = []struct {
 				e := &c.Listing.Events[i]
 				e.Erased, e.Body, e.Salt = true, nil, nil
 			}
+			return c
+		}},
+	{"valid-enrolment", "a patient's sign-in at a provider without INS linked, then unlinked by the operator: enrolment events in the patient's chain", nil,
+		func(b *builder) *Case {
+			b.record(patient, event.KindEnrolment, `{"format":"vigie.enrolment.v1","action":"link","issuer":"https://fc.example","subject":"`+stranger.String()+`"}`)
+			b.story(2)
+			b.record(patient, event.KindEnrolment, `{"format":"vigie.enrolment.v1","action":"unlink","issuer":"https://fc.example","subject":"`+stranger.String()+`"}`)
+			return b.serve()
+		}},
+	{"altered-enrolment", "the server changed the issuer of a recorded enrolment", []audit.Kind{audit.KindModifiedBody},
+		func(b *builder) *Case {
+			b.record(patient, event.KindEnrolment, `{"format":"vigie.enrolment.v1","action":"link","issuer":"https://fc.example","subject":"`+stranger.String()+`"}`)
+			b.story(2)
+			c := b.serve()
+			body := c.Listing.Events[0].Body
+			i := bytes.Index(body, []byte("fc.example"))
+			body[i] = 'x'
 			return c
 		}},
 	{"valid-saved", "a history verified before at a smaller checkpoint; the log grew consistently since", nil,

@@ -151,6 +151,8 @@ const VigieEvents = (() => {
         return Object.assign(v, { who: readerFor(p.reviewer, p.organization ? [p.organization] : []), what: t('event.review.' + p.verdict), why: p.comment || '', outcome: null, reviewed: p.event });
       case 'erasure':
         return Object.assign(v, { who: p.requested_by || '', what: t('event.erasure.' + p.state), why: '', outcome: null });
+      case 'enrolment':
+        return Object.assign(v, { who: p.action === 'link' ? t('event.you') : e.service || '', what: p.action === 'unlink' ? t('event.enrolment.unlink', { issuer: p.issuer }) : t('event.enrolment.link', { issuer: p.issuer }), why: '', outcome: null });
       case 'rules_change':
         return Object.assign(v, { who: p.author, what: t('event.rules', { version: p.version }), why: '', outcome: null });
     }

@@ -17,7 +17,46 @@ document.addEventListener('DOMContentLoaded', async () => {
     const r = await fetch('api/identity', { headers: { Authorization: 'Bearer ' + token, Accept: 'application/json' }, cache: 'no-store', credentials: 'omit' });
     let body = null; try { body = await r.json(); } catch (e) { /* not JSON */ }
     if (r.ok && body && typeof body.role === 'string') return { who: body };
-    return { refused: (body && body.message) || ('HTTP ' + r.status) };
+    return { refused: (body && body.message) || ('HTTP ' + r.status), enrol: !!(body && body.enrol === true) };
+  }
+  // offerEnrolment asks a patient whose sign-in is linked to no patient
+  // yet for the one-time code their hospital gave them, and links it
+  // (api/enrol); the token stays in this function until the server
+  // accepts it.
+  function offerEnrolment(token) {
+    const section = document.getElementById('enrol');
+    const codeInput = document.getElementById('enrol-code');
+    const codeError = document.getElementById('enrol-error');
+    section.hidden = false;
+    document.getElementById('oidc').hidden = true;
+    document.getElementById('paste-title').hidden = true;
+    document.getElementById('signin-form').hidden = true;
+    document.getElementById('enrol-form').addEventListener('submit', async ev => {
+      ev.preventDefault();
+      const code = codeInput.value.trim();
+      if (!code) { Vigie.fieldError(codeInput, codeError, t('signin.enrol.err.required')); codeInput.focus(); return; }
+      let problem = '';
+      try {
+        const r = await fetch('api/enrol', { method: 'POST', headers: { Authorization: 'Bearer ' + token, 'Content-Type': 'application/json', Accept: 'application/json' },
+          body: JSON.stringify({ code }), cache: 'no-store', credentials: 'omit' });
+        let body = null; try { body = await r.json(); } catch (e) { /* not JSON */ }
+        if (!r.ok) problem = t('signin.enrol.err.refused', { detail: (body && body.message) || ('HTTP ' + r.status) });
+      } catch (e) {
+        problem = t('signin.enrol.err.refused', { detail: String(e) });
+      }
+      if (!problem) {
+        const { who, refused } = await whoIs(token);
+        if (who && ROLES.includes(who.role)) {
+          Vigie.startSession(token, who);
+          location.replace(Vigie.homeOf(who.role));
+          return;
+        }
+        problem = t('signin.enrol.err.refused', { detail: refused || who.role });
+      }
+      Vigie.fieldError(codeInput, codeError, problem);
+      codeInput.focus();
+    });
+    codeInput.focus();
   }
   const form = document.getElementById('signin-form');
   const input = document.getElementById('token');
@@ -42,10 +81,15 @@ document.addEventListener('DOMContentLoaded', async () => {
       msg = { key: 'signin.oidc.err.foreign' };
       box.dataset.oidcError = 'foreign';
     } else if (c && !Vigie.expired(c)) {
-      const { who, refused } = await whoIs(oidcToken);
+      const { who, refused, enrol } = await whoIs(oidcToken);
       if (who && ROLES.includes(who.role)) {
         Vigie.startSession(oidcToken, who);
         location.replace(Vigie.homeOf(who.role));
+        return;
+      }
+      if (enrol) {
+        offerEnrolment(oidcToken);
+        form.dataset.ready = 'true';
         return;
       }
       msg = { key: 'signin.oidc.err.token', detail: refused || t('signin.err.role', { role: who.role }) };
@@ -71,14 +115,34 @@ document.addEventListener('DOMContentLoaded', async () => {
     .then(r => r.ok ? r.json() : {})
     .then(cfg => {
       if (cfg.oidc !== true) return;
-      // The sign-in carries a random value of this tab, kept here and
-      // handed back with the token.
-      document.getElementById('oidc-signin').addEventListener('click', ev => {
-        ev.preventDefault();
-        const b = crypto.getRandomValues(new Uint8Array(32));
-        const tab = btoa(String.fromCharCode(...b)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
-        sessionStorage.setItem(TAB, tab);
-        location.assign('oidc/login?t=' + tab);
+      // One button per provider (professionals' and patients' at once),
+      // named after it when there are several. The sign-in carries a
+      // random value of this tab, kept here and handed back with the
+      // token.
+      const first = document.getElementById('oidc-signin');
+      const providers = Array.isArray(cfg.providers) && cfg.providers.length > 0 ? cfg.providers : [{}];
+      providers.forEach((p, i) => {
+        let button = first;
+        if (i > 0) {
+          button = first.cloneNode(false);
+          button.id = 'oidc-signin-' + i;
+          first.parentNode.appendChild(document.createTextNode(' '));
+          first.parentNode.appendChild(button);
+        }
+        button.dataset.provider = String(i);
+        if (providers.length > 1 && typeof p.name === 'string') {
+          delete button.dataset.i18n;
+          const label = () => { button.textContent = t('signin.oidc.buttonAt', { name: p.name }); };
+          label();
+          document.addEventListener('vigie:lang', label);
+        }
+        button.addEventListener('click', ev => {
+          ev.preventDefault();
+          const b = crypto.getRandomValues(new Uint8Array(32));
+          const tab = btoa(String.fromCharCode(...b)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+          sessionStorage.setItem(TAB, tab);
+          location.assign('oidc/login?t=' + tab + '&p=' + i);
+        });
       });
       document.getElementById('oidc').hidden = false;
       document.getElementById('paste-title').hidden = false;
@@ -97,7 +161,8 @@ document.addEventListener('DOMContentLoaded', async () => {
     if (problem) { input.focus(); return; }
     // The server checks the token (signature, issuer, audience, expiry)
     // and says who it is.
-    const { who, refused } = await whoIs(token);
+    const { who, refused, enrol } = await whoIs(token);
+    if (enrol) { offerEnrolment(token); return; }
     if (refused) problem = t('signin.err.refused', { detail: refused });
     else if (!ROLES.includes(who.role)) problem = t('signin.err.role', { role: who.role });
     if (problem) {

@@ -236,7 +236,7 @@ func newLedger(ctx context.Context, cfg Config, keysDir, origin string, k *keys.
 		SendStallAfter:     cfg.SendStallAfter,
 		CheckpointInterval: cfg.CheckpointInterval,
 		Logger:             cfg.Logger,
-		EraseAlso:          consentsql.EraseRows,
+		EraseAlso:          eraseAlso,
 		RequestIDRetention: cfg.RequestIDRetention,
 		Owner:              owner,
 	}, store, log)

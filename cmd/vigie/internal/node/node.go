@@ -33,9 +33,11 @@ import (
 	"github.com/vigie-sante/vigie/consent"
 	"github.com/vigie-sante/vigie/consent/consentsql"
 	"github.com/vigie-sante/vigie/consent/directory"
+	"github.com/vigie-sante/vigie/consent/enrolment"
 	"github.com/vigie-sante/vigie/consent/ladonpolicy"
 	"github.com/vigie-sante/vigie/consent/nationalrules"
 	"github.com/vigie-sante/vigie/ledger"
+	"github.com/vigie-sante/vigie/ledger/event"
 	"github.com/vigie-sante/vigie/ledger/keys"
 	"github.com/vigie-sante/vigie/ledger/ledgersql"
 	"github.com/vigie-sante/vigie/ledger/sqldb"
@@ -109,6 +111,9 @@ type Node struct {
 	Ledger   *ledger.Ledger
 	Consents *consentsql.Store
 	Consent  *consent.Service
+	// Enrolments links patients' sign-ins at providers that give no INS
+	// (consent/enrolment).
+	Enrolments *enrolment.Store
 	// Directory is the public directories of professionals and
 	// establishments, for names beside numbers.
 	Directory *directory.Store
@@ -240,6 +245,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		}
 	}
 	n.Consents = consentsql.New(n.DB, n.Ledger)
+	n.Enrolments = enrolment.New(n.DB, n.Ledger, nil)
 	if err := consentsql.SealAtRest(ctx, n.DB, n.Store, pseudonyms, n.Consents); err != nil {
 		return nil, err
 	}
@@ -318,7 +324,19 @@ func (n *Node) checkPublished(ctx context.Context, cfg Config, restored bool) er
 // passes them to ledgersql.Open, which refuses a database holding a
 // migration it was not given.
 func Migrations() []sqldb.Migration {
-	return slices.Concat(consentsql.Migrations, directory.Migrations)
+	return slices.Concat(consentsql.Migrations, directory.Migrations, enrolment.Migrations)
+}
+
+// eraseAlso is what else an erasure deletes (ledger.Config.EraseAlso):
+// the patient's consents and enrolments.
+func eraseAlso(pseudonym event.Hash) func(ctx context.Context, tx sqldb.Tx) error {
+	consents, links := consentsql.EraseRows(pseudonym), enrolment.EraseRows(pseudonym)
+	return func(ctx context.Context, tx sqldb.Tx) error {
+		if err := consents(ctx, tx); err != nil {
+			return err
+		}
+		return links(ctx, tx)
+	}
 }
 
 // Ready reports whether the node can serve: the ledger's background work
