@@ -143,6 +143,9 @@ type Node struct {
 	// cluster: vigie init made them, and every node must hold the same):
 	// the start fails naming it.
 	NoCreateKeys bool
+	// TilesDir, if not empty, is where full tiles and entry bundles are
+	// kept once made (tiles.Config.Dir); empty keeps them in memory only.
+	TilesDir string
 	// Enrolments links the sign-ins of issuers whose patients are
 	// enrolled (IssuerConfig.PatientSubject) to patients
 	// (consent/enrolment.Store): their tokens' patients, and the portal's
@@ -335,7 +338,7 @@ func Start(ctx context.Context, cfg Config, n Node) (_ *API, err error) {
 		return nil, err
 	}
 	reg := newRegistry(n, cfg.Version)
-	a.tiles = tiles.New(n.Ledger, tiles.Config{})
+	a.tiles = tiles.New(n.Ledger, tiles.Config{Dir: n.TilesDir})
 	reg.MustRegister(tiles.NewCollector(a.tiles))
 
 	backend := &server.Backend{

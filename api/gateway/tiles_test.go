@@ -262,3 +262,28 @@ func TestTileErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestTileLimit: each client address has its own bucket; beyond it, 429
+// with Retry-After, not cached; another address is served meanwhile.
+func TestTileLimit(t *testing.T) {
+	h := TilesLimited(tiles.New(newMemLog(300), tiles.Config{}), slog.New(slog.DiscardHandler), 1, 3)
+	get := func(addr string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest("GET", "/tile/entries/000", nil)
+		req.RemoteAddr = addr + ":4242"
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		return w
+	}
+	for i := range 3 {
+		if w := get("192.0.2.1"); w.Code != http.StatusOK {
+			t.Fatalf("request %d within the burst: %d", i, w.Code)
+		}
+	}
+	w := get("192.0.2.1")
+	if w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") == "" || w.Header().Get("Cache-Control") != "no-store" {
+		t.Errorf("beyond the burst: %d, Retry-After %q, Cache-Control %q; want 429, a Retry-After, no-store", w.Code, w.Header().Get("Retry-After"), w.Header().Get("Cache-Control"))
+	}
+	if w := get("192.0.2.2"); w.Code != http.StatusOK {
+		t.Errorf("another address: %d, want 200", w.Code)
+	}
+}

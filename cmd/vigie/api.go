@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -267,6 +268,7 @@ func apiNode(n *node.Node) apiserver.Node {
 		ReceiptKey:    n.Keys.ReceiptVerifier,
 		KeysDir:       node.KeysDir(n.DataDir),
 		NoCreateKeys:  n.Cluster,
+		TilesDir:      filepath.Join(n.DataDir, "tiles"),
 		Enrolments:    n.Enrolments,
 		Ready:         n.Ready,
 		Collectors:    n.Collectors,

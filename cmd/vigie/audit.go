@@ -73,10 +73,14 @@ func (a *auditConfig) flags(fs *flag.FlagSet) {
 	fs.IntVar(&a.misuse.OutsideMatrixMin, "alert-outside-matrix", 1, "alert on a professional with at least this many attempts outside the access matrix")
 }
 
+// defaultTileBatch is --batch with --tiles: bundles of 256, fetched
+// several at once.
+const defaultTileBatch = 16384
+
 // validate checks the flags and fills in the misuse configuration.
 func (a *auditConfig) validate(now time.Time) (from, to time.Time, err error) {
 	if a.tiles && !a.batchSet {
-		a.batch = 16384 // bundles of 256, fetched several at once
+		a.batch = defaultTileBatch
 	}
 	maxBatch := uint64(1000) // the JSON route's page
 	if a.tiles {

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 
@@ -45,6 +46,15 @@ type Config struct {
 	// in the cache, partial tiles); other reads wait for a turn or for
 	// their context. Default 4.
 	MaxReads int
+	// Dir, if not empty, is a directory where full tiles and bundles are
+	// also kept, each written once when first made (one file per level):
+	// one beyond the memory cache, or after a restart, is read back from
+	// there instead of being made again from the Source. Dir holds one log's tiles: the Reader empties it
+	// when the Source's log is shorter than the largest checkpoint whose
+	// tiles it holds, or of that size with another root (a log restored
+	// from an older backup, then grown again). A file that is not a full
+	// tile (truncated, say) is made again and rewritten.
+	Dir string
 }
 
 // Content is a tile's or bundle's bytes and their SHA-256. Data is shared
@@ -62,6 +72,10 @@ type Stats struct {
 	SourceReads uint64
 	// Cached is the number of full tiles and bundles in the cache.
 	Cached int
+	// FileReads are full tiles and bundles read back from Config.Dir;
+	// FileErrors the failures to read or write one there (the tile is
+	// then made from the Source, or served without being kept).
+	FileReads, FileErrors uint64
 }
 
 // Reader reads tiles and entry bundles from a Source. Full tiles and
@@ -81,6 +95,12 @@ type Reader struct {
 	flight     singleflight.Group
 
 	hits, sourceReads atomic.Uint64
+
+	dir                   string
+	dirChecked            atomic.Bool // dir's log was compared with the Source's
+	filesMu               sync.Mutex
+	files                 map[int]*os.File // of Dir, by level
+	fileReads, fileErrors atomic.Uint64
 
 	mu    sync.Mutex
 	lru   *list.List // of *cached, most recent first
@@ -104,6 +124,8 @@ func New(src Source, cfg Config) *Reader {
 	return &Reader{
 		src:   src,
 		cap:   cfg.CacheTiles,
+		dir:   cfg.Dir,
+		files: map[int]*os.File{},
 		reads: make(chan struct{}, cfg.MaxReads),
 		lru:   list.New(),
 		cache: map[tlog.Tile]*list.Element{},
@@ -116,7 +138,8 @@ func (r *Reader) Stats() Stats {
 	r.mu.Lock()
 	cached := r.lru.Len()
 	r.mu.Unlock()
-	return Stats{Hits: r.hits.Load(), SourceReads: r.sourceReads.Load(), Cached: cached}
+	return Stats{Hits: r.hits.Load(), SourceReads: r.sourceReads.Load(), Cached: cached,
+		FileReads: r.fileReads.Load(), FileErrors: r.fileErrors.Load()}
 }
 
 // Read returns tile t: its hashes, or for L = -1 its entry bundle. It
@@ -156,12 +179,17 @@ func covers(size uint64, t tlog.Tile) bool {
 // one read.
 func (r *Reader) refreshSize(ctx context.Context) (uint64, error) {
 	v, err, _ := r.sizeFlight.Do("size", func() (any, error) {
-		_, size, err := r.src.LatestCheckpoint(ctx)
+		n, size, err := r.src.LatestCheckpoint(ctx)
 		if errors.Is(err, ledger.ErrNotFound) {
 			return uint64(0), nil
 		}
 		if err != nil {
 			return uint64(0), fmt.Errorf("tiles: latest checkpoint: %w", err)
+		}
+		if r.dir != "" {
+			if err := r.checkDir(size, n); err != nil {
+				return uint64(0), err
+			}
 		}
 		for {
 			old := r.size.Load()
@@ -202,6 +230,12 @@ func (r *Reader) read(ctx context.Context, t tlog.Tile) (Content, error) {
 }
 
 func (r *Reader) compute(ctx context.Context, t tlog.Tile) (Content, error) {
+	if Full(t) && r.dirChecked.Load() {
+		if c, ok := r.readFile(t); ok {
+			r.add(t, c)
+			return c, nil
+		}
+	}
 	if t.L <= 0 {
 		return r.computeLeaves(ctx, t)
 	}
@@ -217,6 +251,7 @@ func (r *Reader) compute(ctx context.Context, t tlog.Tile) (Content, error) {
 	c := content(data)
 	if Full(t) {
 		r.add(t, c)
+		r.writeFile(t, c.Data)
 	}
 	return c, nil
 }
@@ -254,8 +289,11 @@ func (r *Reader) computeLeaves(ctx context.Context, t tlog.Tile) (Content, error
 	}
 	hc, bc := content(hashes), content(bundle)
 	if Full(t) {
-		r.add(tlog.Tile{H: Height, L: 0, N: t.N, W: FullWidth}, hc)
-		r.add(tlog.Tile{H: Height, L: EntriesLevel, N: t.N, W: FullWidth}, bc)
+		ht, bt := tlog.Tile{H: Height, L: 0, N: t.N, W: FullWidth}, tlog.Tile{H: Height, L: EntriesLevel, N: t.N, W: FullWidth}
+		r.add(ht, hc)
+		r.add(bt, bc)
+		r.writeFile(ht, hc.Data)
+		r.writeFile(bt, bc.Data)
 	}
 	if t.L == EntriesLevel {
 		return bc, nil

@@ -7,6 +7,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -407,5 +409,111 @@ func TestReadsBounded(t *testing.T) {
 	wg.Wait()
 	if most := s.most.Load(); most != 3 {
 		t.Errorf("at most %d reads ran at once, want 3", most)
+	}
+}
+
+// notedLog is a fakeLog whose checkpoint note carries a root.
+type notedLog struct {
+	*fakeLog
+	root event.Hash
+}
+
+func (l notedLog) LatestCheckpoint(ctx context.Context) ([]byte, uint64, error) {
+	_, size, err := l.fakeLog.LatestCheckpoint(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	text, err := verify.FormatCheckpoint(verify.Checkpoint{Origin: "tiles.test", Size: size, Hash: l.root})
+	if err != nil {
+		return nil, 0, err
+	}
+	return append(text, "\n— tiles.test AAAA\n"...), size, nil
+}
+
+// TestDir: full tiles made once are kept in Config.Dir and read back by
+// a new Reader (a restart) without reading the Source; a damaged file is
+// made again; a log behind the tiles kept, or of their size with another
+// root, empties the directory.
+func TestDir(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	f := newFakeLog(70_000)
+	src := notedLog{fakeLog: f, root: event.Hash{1}}
+	want := map[tlog.Tile][]byte{}
+	full := []tlog.Tile{{H: 8, L: 0, N: 3, W: 256}, {H: 8, L: tiles.EntriesLevel, N: 5, W: 256}, {H: 8, L: 1, N: 0, W: 256}}
+	first := tiles.New(src, tiles.Config{Dir: dir})
+	for _, tile := range full {
+		c, err := first.Read(ctx, tile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[tile] = c.Data
+	}
+
+	second := tiles.New(src, tiles.Config{Dir: dir})
+	for _, tile := range full {
+		c, err := second.Read(ctx, tile)
+		if err != nil || !bytes.Equal(c.Data, want[tile]) {
+			t.Fatalf("Read(%s) after a restart = %d bytes, %v; want the %d bytes made first", tiles.Path(tile), len(c.Data), err, len(want[tile]))
+		}
+	}
+	if got := second.Stats(); got.SourceReads != 0 || got.FileReads != uint64(len(full)) || got.FileErrors != 0 {
+		t.Errorf("after a restart: Stats = %+v, want no source read and %d file reads", got, len(full))
+	}
+	// A partial tile is never kept: it is made from the Source.
+	if _, err := second.Read(ctx, tlog.Tile{H: 8, L: 0, N: 273, W: 112}); err != nil {
+		t.Fatal(err)
+	}
+	if got := second.Stats().SourceReads; got != 1 {
+		t.Errorf("the partial tile: %d source reads, want 1", got)
+	}
+
+	// A bundle torn (zeros from a crash during its write) is made again,
+	// and rewritten.
+	path := filepath.Join(dir, "entries")
+	kept, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	torn := bytes.Clone(kept)
+	at := int(full[1].N) * len(want[full[1]])
+	clear(torn[at+4096 : at+len(want[full[1]])])
+	if err := os.WriteFile(path, torn, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	third := tiles.New(src, tiles.Config{Dir: dir})
+	if c, err := third.Read(ctx, full[1]); err != nil || !bytes.Equal(c.Data, want[full[1]]) {
+		t.Fatalf("Read of a torn bundle = %d bytes, %v; want it made again", len(c.Data), err)
+	}
+	if got := third.Stats(); got.SourceReads != 1 || got.FileReads != 0 {
+		t.Errorf("a torn bundle: Stats = %+v, want it made from the Source", got)
+	}
+	if b, err := os.ReadFile(path); err != nil || !bytes.Equal(b, kept) {
+		t.Errorf("the torn bundle was not rewritten: %d bytes, %v", len(b), err)
+	}
+
+	for _, tc := range []struct {
+		name string
+		src  tiles.Source
+	}{
+		{"same size, another root", notedLog{fakeLog: f, root: event.Hash{2}}},
+		{"behind", notedLog{fakeLog: newFakeLog(1000), root: event.Hash{1}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// Tiles kept under the first log.
+			if _, err := tiles.New(src, tiles.Config{Dir: dir}).Read(ctx, full[0]); err != nil {
+				t.Fatal(err)
+			}
+			r := tiles.New(tc.src, tiles.Config{Dir: dir})
+			if _, err := r.Read(ctx, tlog.Tile{H: 8, L: 0, N: 0, W: 256}); err != nil {
+				t.Fatal(err)
+			}
+			if b, err := os.ReadFile(filepath.Join(dir, "level-0")); err != nil || len(b) > tiles.FullWidth*event.HashSize {
+				t.Errorf("the tiles of another history are still kept: %d bytes of level-0 tiles, %v", len(b), err)
+			}
+			if got := r.Stats().FileReads; got != 0 {
+				t.Errorf("%d file reads, want 0", got)
+			}
+		})
 	}
 }
