@@ -26,7 +26,10 @@ type Backend struct {
 	// Reviews records break-glass reviews (consent/consentsql.Store).
 	Reviews ReviewRecorder
 	Ledger  *ledger.Ledger
-	Pages   *PageTokens
+	// Checkpoints serves GetCheckpoint (GET /checkpoint): the checkpoint
+	// with the witnesses' cosignatures. Nil: the ledger's latest.
+	Checkpoints CheckpointSource
+	Pages       *PageTokens
 	// Keys are the log's note verifier keys (GET /v1/log/key).
 	Keys PublicKeys
 	// Directory is the public directories, for names beside numbers
@@ -194,4 +197,11 @@ func unavailable(err error) error {
 // recorded converts a ledger result.
 func recorded(index uint64, c event.Hash, receipt []byte) *vigiev1.RecordedEvent {
 	return &vigiev1.RecordedEvent{Commitment: c.String(), LeafIndex: index, Receipt: receipt}
+}
+
+// CheckpointSource serves the log's latest checkpoint as a signed note
+// (ledger/witness.Checkpoints: with the witnesses' cosignatures) and its
+// size; ledger.ErrNotFound before the first.
+type CheckpointSource interface {
+	LatestCheckpoint(ctx context.Context) ([]byte, uint64, error)
 }

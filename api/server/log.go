@@ -20,9 +20,14 @@ type logService struct {
 }
 
 // GetCheckpoint serves the latest signed checkpoint as C2SP logs do: the
-// signed note, text/plain.
+// signed note, text/plain, with the witnesses' cosignatures when a policy
+// is configured (Backend.Checkpoints).
 func (s *logService) GetCheckpoint(ctx context.Context, _ *vigiev1.GetCheckpointRequest) (*httpbody.HttpBody, error) {
-	note, _, err := s.b.Ledger.LatestCheckpoint(ctx)
+	var src CheckpointSource = s.b.Ledger
+	if s.b.Checkpoints != nil {
+		src = s.b.Checkpoints
+	}
+	note, _, err := src.LatestCheckpoint(ctx)
 	if err != nil {
 		return nil, err
 	}
