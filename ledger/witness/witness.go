@@ -330,7 +330,7 @@ func (s *Submitter) Submit(ctx context.Context, w verify.PolicyWitness, epoch ui
 			err := s.write(ctx, epoch, func(ctx context.Context, tx ledger.StoreTx) error {
 				return addEvidence(ctx, tx.SQL(), e)
 			})
-			s.cfg.Logger.Error("witness: the witness holds a tree this checkpoint does not extend (kept as evidence of a fork)",
+			s.cfg.Logger.Error("witness: SECURITY: the witness holds a tree this checkpoint does not extend (kept as evidence of a fork)",
 				"witness", w.Name, "size", size, "old", old, "stored", err == nil)
 			if err != nil {
 				return s.failedWrite(w, err)
