@@ -123,8 +123,12 @@ type setup struct {
 	policy    *verify.WitnessPolicy
 }
 
-func newSetup(t *testing.T, events int) *setup {
-	env := ledgertest.New(t, ledgertest.Options{Migrations: Migrations})
+func newSetup(t *testing.T, events int, postgres bool) *setup {
+	opts := ledgertest.Options{Migrations: Migrations}
+	if postgres {
+		opts.PostgreSQL = ledgertest.Postgres(t)
+	}
+	env := ledgertest.New(t, opts)
 	s := &setup{env: env}
 	var b strings.Builder
 	vkey := env.CheckpointVerifierKey
@@ -200,9 +204,15 @@ func latest(t *testing.T, s *setup) ([]byte, uint64) {
 	return n, size
 }
 
-// TestSubmitAnswers: each answer a witness may give, and Vigie's action.
+// TestSubmitAnswers: each answer a witness may give, and Vigie's action,
+// on both engines.
 func TestSubmitAnswers(t *testing.T) {
-	s := newSetup(t, 3)
+	t.Run("sqlite", func(t *testing.T) { testSubmitAnswers(t, false) })
+	t.Run("postgresql", func(t *testing.T) { testSubmitAnswers(t, true) })
+}
+
+func testSubmitAnswers(t *testing.T, postgres bool) {
+	s := newSetup(t, 3, postgres)
 	w := s.witnesses[0]
 	pw := s.policy.Witnesses[0]
 	n, size := latest(t, s)
@@ -359,7 +369,7 @@ func clear(t *testing.T, s *setup) {
 // the witnesses up, /checkpoint's note meets the quorum with one witness
 // stalled (recording goes on meanwhile), and not with two down.
 func TestSubmitterQuorum(t *testing.T) {
-	s := newSetup(t, 2)
+	s := newSetup(t, 2, false)
 	s.witnesses[2].set(func(w *fakeWitness) { w.stall = time.Hour }) // a slow witness
 	sub := s.submitter(t, nil)
 	sub.Start(ctx)
