@@ -205,3 +205,14 @@ func recorded(index uint64, c event.Hash, receipt []byte) *vigiev1.RecordedEvent
 type CheckpointSource interface {
 	LatestCheckpoint(ctx context.Context) ([]byte, uint64, error)
 }
+
+// latestCheckpoint returns the checkpoint the public reads are served and
+// proved against: with a witness policy, the newest the witnesses'
+// cosignatures meet the quorum of (Checkpoints), so that a reader never
+// sees a listing newer than GET /checkpoint; else the ledger's latest.
+func (b *Backend) latestCheckpoint(ctx context.Context) ([]byte, uint64, error) {
+	if b.Checkpoints != nil {
+		return b.Checkpoints.LatestCheckpoint(ctx)
+	}
+	return b.Ledger.LatestCheckpoint(ctx)
+}

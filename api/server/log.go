@@ -23,11 +23,7 @@ type logService struct {
 // signed note, text/plain, with the witnesses' cosignatures when a policy
 // is configured (Backend.Checkpoints).
 func (s *logService) GetCheckpoint(ctx context.Context, _ *vigiev1.GetCheckpointRequest) (*httpbody.HttpBody, error) {
-	var src CheckpointSource = s.b.Ledger
-	if s.b.Checkpoints != nil {
-		src = s.b.Checkpoints
-	}
-	note, _, err := src.LatestCheckpoint(ctx)
+	note, _, err := s.b.latestCheckpoint(ctx)
 	if err != nil {
 		return nil, err
 	}
