@@ -227,7 +227,7 @@ func (s *Submitter) run(ctx context.Context, w verify.PolicyWitness) {
 					s.cfg.Logger.Warn("witness: latest checkpoint", "err", err)
 				}
 			case size > s.cosigned(w.Name):
-				s.Submit(ctx, w, epoch, n, size)
+				s.submit(ctx, w, epoch, n, size)
 			}
 		}
 		select {
@@ -261,10 +261,10 @@ func (s *Submitter) record(name string, o Outcome, known, cosigned uint64) {
 	st.cosigned = max(st.cosigned, cosigned)
 }
 
-// Submit submits checkpoint note n of size to witness w under the lease's
+// submit submits checkpoint note n of size to witness w under the lease's
 // term epoch, follows a 409 once, retries what may pass later, and acts
 // on the answer (see the package documentation). It returns the outcome.
-func (s *Submitter) Submit(ctx context.Context, w verify.PolicyWitness, epoch uint64, n []byte, size uint64) Outcome {
+func (s *Submitter) submit(ctx context.Context, w verify.PolicyWitness, epoch uint64, n []byte, size uint64) Outcome {
 	old := s.known(w.Name)
 	if old > size {
 		old = 0 // a new term, or a witness that spoke of a larger tree: ask it again

@@ -279,8 +279,8 @@ func testSubmitAnswers(t *testing.T, postgres bool) {
 				t.Fatal(err)
 			}
 			defer sub.holder.Release(ctx)
-			if got := sub.Submit(ctx, pw, epoch, n, size); got != tc.want {
-				t.Errorf("Submit = %s, want %s", got, tc.want)
+			if got := sub.submit(ctx, pw, epoch, n, size); got != tc.want {
+				t.Errorf("submit = %s, want %s", got, tc.want)
 			}
 			if got := w.requests.Load(); got != tc.requests {
 				t.Errorf("%d requests, want %d", got, tc.requests)
@@ -314,8 +314,8 @@ func testSubmitAnswers(t *testing.T, postgres bool) {
 			t.Fatal(err)
 		}
 		defer sub.holder.Release(ctx)
-		if got := sub.Submit(ctx, pw, epoch+1, n, size); got != OutcomeLost {
-			t.Errorf("Submit under a stale epoch = %s, want %s", got, OutcomeLost)
+		if got := sub.submit(ctx, pw, epoch+1, n, size); got != OutcomeLost {
+			t.Errorf("submit under a stale epoch = %s, want %s", got, OutcomeLost)
 		}
 		if cs, _ := cosignatures(ctx, s.env.Store, 10); len(cs) != 0 {
 			t.Errorf("stored %d cosignatures under a stale epoch", len(cs))
