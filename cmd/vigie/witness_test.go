@@ -177,9 +177,8 @@ func TestLitewitness(t *testing.T) {
 		n++
 		doCheck(t, w.e, fmt.Sprintf("w-%d", n), e2ePatient, e2eDoctor, vigiev1.PurposeOfUse_TREAT, true)
 	}
-	// served waits until /checkpoint is cosigned by want witnesses at
-	// least, at a size of min or more.
-	served := func(want int, min uint64) verify.CosignatureCheck {
+	// servedWhen waits until /checkpoint's cosignatures are ok.
+	servedWhen := func(ok func(r verify.CosignatureCheck) bool) verify.CosignatureCheck {
 		t.Helper()
 		deadline := time.Now().Add(30 * time.Second)
 		for {
@@ -190,14 +189,20 @@ func TestLitewitness(t *testing.T) {
 			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			r, err := p.CheckCosignatures(b, w.e.cpKey)
-			if err == nil && len(r.Cosigned) >= want && r.Checkpoint.Size >= min {
+			if err == nil && ok(r) {
 				return r
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("/checkpoint: %+v, %v; want %d cosignatures at size %d or more\n%s", r, err, want, min, b)
+				t.Fatalf("/checkpoint: %+v, %v\n%s", r, err, b)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
+	}
+	// served waits until /checkpoint is cosigned by want witnesses at
+	// least, at a size of min or more.
+	served := func(want int, min uint64) verify.CosignatureCheck {
+		t.Helper()
+		return servedWhen(func(r verify.CosignatureCheck) bool { return len(r.Cosigned) >= want && r.Checkpoint.Size >= min })
 	}
 	findings := func(fs []audit.Finding) []audit.Kind { return slices.Sorted(slices.Values(kindsOf(fs))) }
 
@@ -234,11 +239,11 @@ func TestLitewitness(t *testing.T) {
 		t.Errorf("vigie audit with three cosignatures: exit %d, findings %v\n%s", code, arep.Findings, errOut)
 	}
 
-	// One witness down: still met at the next checkpoint.
+	// One witness down: still met at the checkpoints signed since.
 	witnesses[2].stop()
 	check()
-	r = served(2, r.Checkpoint.Size+1)
-	if !r.Met || slices.Contains(r.Cosigned, "witness.test/w3") {
+	r = servedWhen(func(r verify.CosignatureCheck) bool { return !slices.Contains(r.Cosigned, "witness.test/w3") && len(r.Cosigned) > 0 })
+	if !r.Met || len(r.Cosigned) != 2 {
 		t.Errorf("one witness down: %+v", r)
 	}
 	if code, arep, errOut := w.audit(auth.RoleRegulator, astate, "--witness-policy", policyFile); code != exitOK {
