@@ -242,7 +242,9 @@ func TestLitewitness(t *testing.T) {
 	// One witness down: still met at the checkpoints signed since.
 	witnesses[2].stop()
 	check()
-	r = servedWhen(func(r verify.CosignatureCheck) bool { return !slices.Contains(r.Cosigned, "witness.test/w3") && len(r.Cosigned) > 0 })
+	r = servedWhen(func(r verify.CosignatureCheck) bool {
+		return !slices.Contains(r.Cosigned, "witness.test/w3") && len(r.Cosigned) > 0
+	})
 	if !r.Met || len(r.Cosigned) != 2 {
 		t.Errorf("one witness down: %+v", r)
 	}
