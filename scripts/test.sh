@@ -124,6 +124,7 @@ phase wasm scripts/check-wasm.sh  # the verifier runs in browsers
 phase vulncheck scripts/vulncheck.sh # no reachable known vulnerability (also in make lint)
 phase chromium chromium
 phase postgres postgres
+phase litewitness scripts/litewitness-bin.sh >/dev/null # the witnesses of TestLitewitness (built once, cached)
 
 phase test go test -count=1 -timeout 20m "$@" ./...
 

@@ -152,6 +152,10 @@ type Node struct {
 	// enrolment with a one-time code (POST /portal/api/enrol). Nil
 	// refuses their patients' tokens (auth.ErrNotEnrolled).
 	Enrolments Enrolments
+	// Checkpoints serves GET /checkpoint (the checkpoint cosigned by the
+	// witnesses, ledger/witness.Checkpoints); nil serves the ledger's
+	// latest checkpoint.
+	Checkpoints server.CheckpointSource
 	// Ready reports whether the node can serve (/readyz).
 	Ready func(context.Context) error
 	// Collectors are registered on /metrics beside the ledger's.
@@ -347,6 +351,7 @@ func Start(ctx context.Context, cfg Config, n Node) (_ *API, err error) {
 		Reviews:      n.Consents,
 		Directory:    n.Directory,
 		Ledger:       n.Ledger,
+		Checkpoints:  n.Checkpoints,
 		Pages:        pages,
 		Keys:         server.PublicKeys{Origin: n.Origin, CheckpointKey: n.CheckpointKey, ReceiptKey: n.ReceiptKey},
 		Alerts:       &server.AlertsConfig{Window: cfg.AlertsWindow, CacheTTL: cfg.AlertsCache},

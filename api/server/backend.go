@@ -27,7 +27,10 @@ type Backend struct {
 	// Reviews records break-glass reviews (consent/consentsql.Store).
 	Reviews ReviewRecorder
 	Ledger  *ledger.Ledger
-	Pages   *PageTokens
+	// Checkpoints serves GetCheckpoint (GET /checkpoint): the checkpoint
+	// with the witnesses' cosignatures. Nil: the ledger's latest.
+	Checkpoints CheckpointSource
+	Pages       *PageTokens
 	// Keys are the log's note verifier keys (GET /v1/log/key).
 	Keys PublicKeys
 	// Directory is the public directories, for names beside numbers
@@ -213,4 +216,22 @@ func unavailable(err error) error {
 // recorded converts a ledger result.
 func recorded(index uint64, c event.Hash, receipt []byte) *vigiev1.RecordedEvent {
 	return &vigiev1.RecordedEvent{Commitment: c.String(), LeafIndex: index, Receipt: receipt}
+}
+
+// CheckpointSource serves the log's latest checkpoint as a signed note
+// (ledger/witness.Checkpoints: with the witnesses' cosignatures) and its
+// size; ledger.ErrNotFound before the first.
+type CheckpointSource interface {
+	LatestCheckpoint(ctx context.Context) ([]byte, uint64, error)
+}
+
+// latestCheckpoint returns the checkpoint the public reads are served and
+// proved against: with a witness policy, the newest the witnesses'
+// cosignatures meet the quorum of (Checkpoints), so that a reader never
+// sees a listing newer than GET /checkpoint; else the ledger's latest.
+func (b *Backend) latestCheckpoint(ctx context.Context) ([]byte, uint64, error) {
+	if b.Checkpoints != nil {
+		return b.Checkpoints.LatestCheckpoint(ctx)
+	}
+	return b.Ledger.LatestCheckpoint(ctx)
 }

@@ -39,7 +39,7 @@ func (s *historyService) ListAccesses(ctx context.Context, req *vigiev1.ListAcce
 		}
 		cpSize, fromSeq, lastSeq = v[0], v[1], v[2]
 	} else {
-		if _, cpSize, err = s.b.Ledger.LatestCheckpoint(ctx); err != nil && err != ledger.ErrNotFound {
+		if _, cpSize, err = s.b.latestCheckpoint(ctx); err != nil && err != ledger.ErrNotFound {
 			return nil, err
 		}
 		if lastSeq, err = s.b.Ledger.ChainLength(ctx, ins); err != nil {
@@ -68,7 +68,7 @@ func (s *historyService) ListAccesses(ctx context.Context, req *vigiev1.ListAcce
 			}
 		}
 	} else if cpSize > 0 {
-		note, _, err := s.b.Ledger.LatestCheckpoint(ctx)
+		note, _, err := s.b.latestCheckpoint(ctx)
 		if err == nil {
 			resp.Checkpoint = note
 		}

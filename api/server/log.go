@@ -20,9 +20,10 @@ type logService struct {
 }
 
 // GetCheckpoint serves the latest signed checkpoint as C2SP logs do: the
-// signed note, text/plain.
+// signed note, text/plain, with the witnesses' cosignatures when a policy
+// is configured (Backend.Checkpoints).
 func (s *logService) GetCheckpoint(ctx context.Context, _ *vigiev1.GetCheckpointRequest) (*httpbody.HttpBody, error) {
-	note, _, err := s.b.Ledger.LatestCheckpoint(ctx)
+	note, _, err := s.b.latestCheckpoint(ctx)
 	if err != nil {
 		return nil, err
 	}

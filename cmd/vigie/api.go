@@ -272,6 +272,7 @@ func apiNode(n *node.Node) apiserver.Node {
 		Enrolments:    n.Enrolments,
 		Ready:         n.Ready,
 		Collectors:    n.Collectors,
+		Checkpoints:   checkpoints(n),
 	}
 }
 
@@ -313,4 +314,13 @@ func (p *prefixes) Set(s string) error {
 	}
 	*p = out
 	return nil
+}
+
+// checkpoints returns what serves the latest checkpoint: the node's
+// cosigned checkpoints with a witness policy, else the ledger's (nil).
+func checkpoints(n *node.Node) server.CheckpointSource {
+	if n.Checkpoints == nil {
+		return nil
+	}
+	return n.Checkpoints
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -165,6 +166,13 @@ func runVerifyCorpus(t *testing.T, server string, c *audittest.Case) []audit.Kin
 	var stdout, stderr bytes.Buffer
 	args := []string{"--server", server, "--token", "corpus-patient-token", "--log-key", c.Keys.CheckpointKey, "--receipt-key", c.Keys.ReceiptKey,
 		"--state-dir", dir, "--evidence", filepath.Join(dir, "evidence.json"), "--json", "--lang", "en"}
+	if c.Keys.WitnessPolicy != "" {
+		policy := filepath.Join(dir, "witnesses.txt")
+		if err := os.WriteFile(policy, []byte(c.Keys.WitnessPolicy), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "--witness-policy", policy)
+	}
 	code := runVerify(context.Background(), args, &stdout, &stderr)
 	if code != exitOK && code != exitFailure {
 		t.Fatalf("%s: vigie verify exit %d: %s", c.Name, code, stderr.String())

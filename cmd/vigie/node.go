@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/vigie-sante/vigie/cmd/vigie/internal/node"
 	"github.com/vigie-sante/vigie/ledger/keys"
 	"github.com/vigie-sante/vigie/ledger/trillian"
+	"github.com/vigie-sante/vigie/ledger/verify"
 )
 
 // nodeConfig is what a Vigie node is assembled from (flags of serve and
@@ -35,6 +37,8 @@ type nodeConfig struct {
 
 	// publishedCheckpoint is --published-checkpoint's file (serve only).
 	publishedCheckpoint string
+	// witnessPolicy is --witness-policy's file (serve only).
+	witnessPolicy string
 }
 
 func (c *nodeConfig) flags(fs *flag.FlagSet) {
@@ -137,6 +141,16 @@ func openNode(ctx context.Context, c nodeConfig, logger *slog.Logger) (*node.Nod
 		return nil, err
 	}
 	addrs, _ := c.trillianAddrs() // checked by validate
+	var policy *verify.WitnessPolicy
+	if c.witnessPolicy != "" {
+		b, err := os.ReadFile(c.witnessPolicy)
+		if err != nil {
+			return nil, fmt.Errorf("--witness-policy: %w", err)
+		}
+		if policy, err = verify.ParseWitnessPolicy(b); err != nil {
+			return nil, fmt.Errorf("--witness-policy: %w", err)
+		}
+	}
 	return node.Open(ctx, node.Config{
 		DataDir:            c.dataDir,
 		DB:                 c.db,
@@ -154,5 +168,6 @@ func openNode(ctx context.Context, c nodeConfig, logger *slog.Logger) (*node.Nod
 		Logger:             logger,
 
 		PublishedCheckpointFile: c.publishedCheckpoint,
+		WitnessPolicy:           policy,
 	})
 }

@@ -34,12 +34,15 @@ import (
 type remoteConfig struct {
 	server, token, tokenFile string
 	logKey, receiptKey       string
-	tlsCA                    string
-	stateDir                 string
-	evidence                 string
-	lang                     string
-	json                     bool
-	timeout                  time.Duration
+	// witnessPolicy is the text of --witness-policy's file, if given.
+	witnessPolicyFile, witnessPolicy string
+	acceptPolicyChange               bool
+	tlsCA                            string
+	stateDir                         string
+	evidence                         string
+	lang                             string
+	json                             bool
+	timeout                          time.Duration
 	// anonymousPublic: the token goes only with the calls that need it
 	// (vigie verify: the server need not learn which log entries a
 	// patient checks).
@@ -52,6 +55,8 @@ func (c *remoteConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.tokenFile, "token-file", "", "file holding the bearer token")
 	fs.StringVar(&c.logKey, "log-key", "", "the log's checkpoint key (note verifier, <origin>+<hash>+<key>), obtained by another channel; default: pinned on first use")
 	fs.StringVar(&c.receiptKey, "receipt-key", "", "the log's receipt key (note verifier); default: pinned on first use")
+	fs.StringVar(&c.witnessPolicyFile, "witness-policy", "", "file of the witness policy (Sigsum format) the log's latest checkpoint must meet, obtained by another channel; pinned with the keys")
+	fs.BoolVar(&c.acceptPolicyChange, "accept-witness-policy-change", false, "replace the witness policy pinned by the one --witness-policy gives (see docs/verification.md before doing so)")
 	fs.StringVar(&c.tlsCA, "tls-ca", "", "CA certificates (PEM) to trust for an https server, instead of the system's")
 	fs.StringVar(&c.stateDir, "state-dir", defaultStateDir(), "directory of the pinned keys and of what the last run saw")
 	fs.StringVar(&c.evidence, "evidence", "", "file to write the evidence to when verification fails (default: <state dir>/evidence/<command>-<time>.json)")
@@ -96,6 +101,16 @@ func (c *remoteConfig) validate() error {
 			return usagef("--receipt-key: %v", err)
 		}
 	}
+	if c.acceptPolicyChange && c.witnessPolicyFile == "" {
+		return usagef("--accept-witness-policy-change needs --witness-policy")
+	}
+	if c.witnessPolicyFile != "" {
+		b, err := os.ReadFile(c.witnessPolicyFile)
+		if err != nil {
+			return usagef("--witness-policy: %v", err)
+		}
+		c.witnessPolicy = string(b)
+	}
 	if c.tokenFile != "" {
 		b, err := os.ReadFile(c.tokenFile)
 		if err != nil {
@@ -138,11 +153,14 @@ func (c *remoteConfig) client() (*client.Client, error) {
 // pinned on first use, and the latest checkpoint each command verified.
 // docs/verification.md documents it.
 type stateFile struct {
-	Version       int          `json:"version"`
-	Server        string       `json:"server"`
-	Origin        string       `json:"origin"`
-	CheckpointKey string       `json:"checkpoint_key"`
-	ReceiptKey    string       `json:"receipt_key,omitempty"`
+	Version       int    `json:"version"`
+	Server        string `json:"server"`
+	Origin        string `json:"origin"`
+	CheckpointKey string `json:"checkpoint_key"`
+	ReceiptKey    string `json:"receipt_key,omitempty"`
+	// WitnessPolicy is the witness policy pinned (canonical form), if
+	// one was given.
+	WitnessPolicy string       `json:"witness_policy,omitempty"`
 	PinnedAt      time.Time    `json:"pinned_at"`
 	Verify        *verifyState `json:"verify,omitempty"`
 	Audit         *auditState  `json:"audit,omitempty"`
@@ -262,6 +280,7 @@ func (c *remoteConfig) connect(ctx context.Context, command string, stderr io.Wr
 type logKeys struct {
 	audit.Keys
 	origin, checkpoint, receipt string
+	witnessPolicy               string
 	firstUse                    bool
 }
 
@@ -269,8 +288,13 @@ type logKeys struct {
 // or else fetched from the server and to be pinned (trust on first use).
 // The rule is audit.PinKeys'.
 func resolveKeys(ctx context.Context, c *remoteConfig, cl *client.Client, st *stateFile) (*logKeys, error) {
-	pinned := audit.PublicKeys{CheckpointKey: st.CheckpointKey, ReceiptKey: st.ReceiptKey}
-	given := audit.PublicKeys{CheckpointKey: c.logKey, ReceiptKey: c.receiptKey}
+	pinned := audit.PublicKeys{CheckpointKey: st.CheckpointKey, ReceiptKey: st.ReceiptKey, WitnessPolicy: st.WitnessPolicy}
+	given := audit.PublicKeys{CheckpointKey: c.logKey, ReceiptKey: c.receiptKey, WitnessPolicy: c.witnessPolicy}
+	if c.acceptPolicyChange {
+		// The reader says the new policy is the one: it is pinned once
+		// the run succeeds.
+		pinned.WitnessPolicy = ""
+	}
 	p, err := audit.PinKeys(pinned, given, func() (audit.PublicKeys, error) {
 		pub, err := cl.PublicKeys(ctx)
 		if err != nil {
@@ -281,6 +305,12 @@ func resolveKeys(ctx context.Context, c *remoteConfig, cl *client.Client, st *st
 	var me *audit.KeyMismatchError
 	var ke *audit.KeyError
 	switch {
+	case errors.As(err, &me) && me.Which == "witness policy":
+		return nil, usagef("--witness-policy differs from the witness policy pinned for %s in %s; if you trust the new policy (see docs/verification.md), give --accept-witness-policy-change", st.Server, st.path)
+	case errors.As(err, &ke) && ke.Which == "witness policy" && ke.Given:
+		return nil, usagef("--witness-policy: %v", ke.Err)
+	case errors.As(err, &ke) && ke.Which == "witness policy":
+		return nil, fmt.Errorf("the witness policy pinned in %s: %v", st.path, ke.Err)
 	case errors.As(err, &me) && me.Which == "checkpoint":
 		return nil, usagef("--log-key differs from the key pinned for %s on %s in %s; if the log's key really changed, delete that file", st.Server, st.PinnedAt.Format(time.DateOnly), st.path)
 	case errors.As(err, &me):
@@ -294,7 +324,7 @@ func resolveKeys(ctx context.Context, c *remoteConfig, cl *client.Client, st *st
 	case err != nil:
 		return nil, err
 	}
-	return &logKeys{Keys: p.Keys, origin: p.Origin, checkpoint: p.CheckpointKey, receipt: p.ReceiptKey, firstUse: p.FirstUse}, nil
+	return &logKeys{Keys: p.Keys, origin: p.Origin, checkpoint: p.CheckpointKey, receipt: p.ReceiptKey, witnessPolicy: p.WitnessPolicy, firstUse: p.FirstUse}, nil
 }
 
 // savedState returns what vigie verify saved, as ledger/audit keeps it
@@ -330,6 +360,7 @@ func (k *logKeys) pin(st *stateFile, now time.Time) {
 		st.PinnedAt = now
 	}
 	st.Origin, st.CheckpointKey, st.ReceiptKey = k.origin, k.checkpoint, k.receipt
+	st.WitnessPolicy = k.witnessPolicy
 }
 
 // evidenceFile writes evidence as JSON, readable by its owner only, and

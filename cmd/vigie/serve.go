@@ -29,6 +29,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	var cfg serveConfig
 	cfg.node.flags(fs)
 	fs.StringVar(&cfg.node.publishedCheckpoint, "published-checkpoint", "", "file of the latest checkpoint the log published (a signed note, e.g. saved from /checkpoint); checked at start: if it is beyond this node's log (a restored backup), the node records nothing, signs nothing and is not ready. Required after vigie restore")
+	fs.StringVar(&cfg.node.witnessPolicy, "witness-policy", "", "file of the witness policy (Sigsum format: log, witness NAME KEY URL, group, quorum): each checkpoint is submitted to its witnesses, and /checkpoint serves the newest checkpoint their cosignatures meet the quorum of")
 	cfg.api.flags(fs)
 	cfg.trace.flags(fs)
 	fs.TextVar(&cfg.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")

@@ -119,7 +119,8 @@ func TestCatalogueUsed(t *testing.T) {
 	for _, k := range []audit.Kind{audit.KindSignature, audit.KindRollback, audit.KindFork, audit.KindRootMismatch,
 		audit.KindProof, audit.KindModifiedBody, audit.KindMalformed, audit.KindMissingEvent, audit.KindWrongLink,
 		audit.KindDuplicate, audit.KindUnexplainedErasure, audit.KindRewritten, audit.KindReceipt,
-		audit.KindReceiptOverdue, audit.KindNotInLog, audit.KindWithheld, audit.KindUnreadable, audit.KindForeignPatient} {
+		audit.KindReceiptOverdue, audit.KindNotInLog, audit.KindWithheld, audit.KindUnreadable, audit.KindForeignPatient,
+		audit.KindWitnessQuorum, audit.KindCosignature} {
 		kinds = append(kinds, string(findingTitles)+string(k))
 	}
 	for _, k := range []replay.Kind{replay.KindAllowDenied, replay.KindDenyAllowed, replay.KindExplanation,

@@ -50,6 +50,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"golang.org/x/mod/sumdb/note"
 
@@ -66,6 +67,11 @@ type Keys struct {
 	// "/receipt". Required to check receipts (events newer than a
 	// listing's checkpoint, CheckReceipt).
 	Receipt note.Verifier
+	// Witnesses, if not nil, is the witness policy the log's latest
+	// checkpoint (GET /checkpoint) must meet: its cosignatures are
+	// checked, and a checkpoint without quorum is a finding of kind
+	// [KindWitnessQuorum].
+	Witnesses *verify.WitnessPolicy
 }
 
 // LogSource serves the public log (the API's LogService). Implementations
@@ -146,6 +152,15 @@ const (
 	// did not serve, neither as events nor as erased placeholders: events
 	// withheld from the audit.
 	KindWithheld Kind = "withheld-events"
+	// KindWitnessQuorum: the log's latest checkpoint does not carry
+	// valid cosignatures of enough witnesses to meet the pinned witness
+	// policy's quorum: no outside party vouches that every reader is
+	// shown the same log.
+	KindWitnessQuorum Kind = "witness-quorum"
+	// KindCosignature: a cosignature line by a witness of the policy
+	// (its name and key) does not verify: a forged or damaged
+	// cosignature.
+	KindCosignature Kind = "cosignature"
 )
 
 // A Finding is one thing found wrong, with its evidence.
@@ -232,6 +247,34 @@ func openCheckpoint(n []byte, keys Keys, what string) (verify.Checkpoint, *Findi
 		}
 	}
 	return cp, nil
+}
+
+// witnessed checks the cosignatures of checkpoint note n (what) against
+// keys.Witnesses and returns the findings: an invalid cosignature by a
+// witness of the policy, a quorum not met. It returns nothing without a
+// policy, or for a note the log's key does not open (openCheckpoint's
+// finding).
+func witnessed(n []byte, keys Keys, what string) []Finding {
+	if keys.Witnesses == nil {
+		return nil
+	}
+	r, err := keys.Witnesses.CheckCosignatures(n, keys.Checkpoint)
+	if err != nil {
+		return nil
+	}
+	var out []Finding
+	for _, w := range r.Invalid {
+		out = append(out, Finding{Kind: KindCosignature,
+			Message:  fmt.Sprintf("%s carries a cosignature by witness %s that does not verify", what, w),
+			Evidence: &Evidence{Checkpoints: [][]byte{n}}})
+	}
+	if !r.Met {
+		out = append(out, Finding{Kind: KindWitnessQuorum,
+			Message: fmt.Sprintf("%s (%d leaves) carries valid cosignatures of %d witness(es) of the policy (%s), which do not meet its quorum %s",
+				what, r.Checkpoint.Size, len(r.Cosigned), strings.Join(r.Cosigned, ", "), keys.Witnesses.Quorum),
+			Evidence: &Evidence{Checkpoints: [][]byte{n}}})
+	}
+	return out
 }
 
 // consistency checks that new extends old with a proof from src, and

@@ -23,7 +23,8 @@ type LogState struct {
 
 // FollowOptions configure [Follow].
 type FollowOptions struct {
-	// Keys are the log's keys (only Keys.Checkpoint is used).
+	// Keys are the log's keys (Keys.Checkpoint, and Keys.Witnesses if
+	// set: the policy each checkpoint polled must meet).
 	Keys Keys
 	// State is the state saved by the previous run; nil starts from the
 	// empty tree.
@@ -110,6 +111,8 @@ type follower struct {
 	// consistency proof.
 	rescanned bool
 	waited    bool // for a checkpoint of opts.MinSize
+	// witnessChecked are the notes whose cosignatures were checked.
+	witnessChecked map[string]bool
 }
 
 // Follow follows the log from a saved state to its latest checkpoint (see
@@ -126,7 +129,8 @@ func Follow(ctx context.Context, src LogSource, opts FollowOptions) (*FollowRepo
 	if opts.Polls <= 0 {
 		opts.Polls = 2
 	}
-	f := &follower{src: src, opts: opts, r: &FollowReport{Origin: opts.Keys.Checkpoint.Name()}, rb: &verify.RootBuilder{}}
+	f := &follower{src: src, opts: opts, r: &FollowReport{Origin: opts.Keys.Checkpoint.Name()}, rb: &verify.RootBuilder{},
+		witnessChecked: make(map[string]bool)}
 	if s := opts.State; s != nil {
 		prev, err := verify.OpenCheckpoint(s.Checkpoint, opts.Keys.Checkpoint)
 		if err != nil {
@@ -231,6 +235,12 @@ func (f *follower) pollNote(ctx context.Context, n []byte, what string) (bool, e
 	if bad != nil {
 		f.finding(*bad)
 		return false, nil
+	}
+	// Without quorum the log is still checked (the finding keeps the
+	// state from being saved); a note polled twice is judged once.
+	if !f.witnessChecked[string(n)] {
+		f.witnessChecked[string(n)] = true
+		f.r.Findings = append(f.r.Findings, witnessed(n, f.opts.Keys, what)...)
 	}
 	if k := len(f.r.Seen); k > 0 {
 		last := f.r.Seen[k-1]

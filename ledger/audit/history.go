@@ -277,7 +277,46 @@ func VerifyHistory(ctx context.Context, src HistorySource, opts HistoryOptions) 
 			r.Events[p.event].Proof = res.status[i]
 		}
 	}
+	if opts.Keys.Witnesses != nil && trusted {
+		fs, err := witnessedListing(ctx, src, opts.Keys, r)
+		if err != nil {
+			return nil, err
+		}
+		r.Findings = append(r.Findings, fs...)
+	}
 	return r, nil
+}
+
+// witnessedListing checks, for a policy of witnesses, the log's latest
+// checkpoint (the one fetched for receipts, else GET /checkpoint): its
+// cosignatures must meet the quorum, and the listing's checkpoint must be
+// consistent with it (a prefix of it, or extending it), so that the
+// history is in the one log the witnesses saw.
+func witnessedListing(ctx context.Context, src LogSource, keys Keys, r *HistoryReport) ([]Finding, error) {
+	n := r.LatestNote
+	if n == nil {
+		var err error
+		if n, err = src.Checkpoint(ctx); err != nil {
+			return nil, fmt.Errorf("latest checkpoint: %w", err)
+		}
+	}
+	w, bad := openCheckpoint(n, keys, "the latest checkpoint")
+	if bad != nil {
+		return []Finding{*bad}, nil
+	}
+	out := witnessed(n, keys, "the latest checkpoint")
+	old, oldNote, new, newNote := r.Checkpoint, r.CheckpointNote, w, n
+	if w.Size < r.Checkpoint.Size {
+		old, oldNote, new, newNote = w, n, r.Checkpoint, r.CheckpointNote
+	}
+	f, err := consistency(ctx, src, old, new, oldNote, newNote)
+	if err != nil {
+		return nil, err
+	}
+	if f != nil {
+		out = append(out, *f)
+	}
+	return out, nil
 }
 
 // chainFinding turns a chain error of verify.VerifyChain into a finding.

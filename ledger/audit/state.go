@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 
@@ -13,26 +14,40 @@ import (
 // PublicKeys are the log's keys as text (note verifier keys,
 // <name>+<hash>+<key>), as GET /v1/log/key serves them and as a verifier
 // pins them.
+//
+// WitnessPolicy is the witness policy a verifier pins beside them
+// ([verify.WitnessPolicy], in its canonical form when pinned): never
+// served by the log, whose operator could name its own witnesses, it is
+// given by the reader (vigie verify --witness-policy) and then pinned.
 type PublicKeys struct {
 	CheckpointKey string `json:"checkpoint_key"`
 	ReceiptKey    string `json:"receipt_key,omitempty"`
+	WitnessPolicy string `json:"witness_policy,omitempty"`
 }
 
 // A KeyMismatchError means a key given by the reader differs from the key
 // pinned before: the log's key does not change silently. Which is
-// "checkpoint" or "receipt".
+// "checkpoint", "receipt" or "witness policy" (the policy given differs
+// from the policy pinned: a reader accepts a new policy only by saying so,
+// which clears the pinned one).
 type KeyMismatchError struct{ Which string }
 
 func (e *KeyMismatchError) Error() string {
+	if e.Which == whichPolicy {
+		return "the witness policy given differs from the witness policy pinned"
+	}
 	return fmt.Sprintf("the %s key given differs from the key pinned", e.Which)
 }
+
+// whichPolicy is the Which of errors about the witness policy.
+const whichPolicy = "witness policy"
 
 // A KeyError means a key does not verify notes of the log: it does not
 // parse, its name is not a log origin, or the receipt key is not named
 // after the checkpoint key. Given is true for a key the reader gave (not
 // pinned, not served).
 type KeyError struct {
-	Which string // "checkpoint" or "receipt"
+	Which string // "checkpoint", "receipt" or "witness policy"
 	Given bool
 	Err   error
 }
@@ -60,12 +75,35 @@ type Pinning struct {
 // called only then). A given key that differs from the pinned one is a
 // [*KeyMismatchError]. The receipt key must be named after the checkpoint
 // key's origin ([verify.ReceiptKeyName]).
+//
+// The witness policy is the one given, else the one pinned (never one
+// served); a given policy that differs from the pinned one is a
+// [*KeyMismatchError]. Its log line must name the checkpoint key
+// ([verify.WitnessPolicy.CheckLogKey]); Keys.Witnesses is the policy, and
+// PublicKeys.WitnessPolicy its canonical form, to pin.
 func PinKeys(pinned, given PublicKeys, served func() (PublicKeys, error)) (*Pinning, error) {
 	if given.CheckpointKey != "" && pinned.CheckpointKey != "" && given.CheckpointKey != pinned.CheckpointKey {
 		return nil, &KeyMismatchError{Which: "checkpoint"}
 	}
 	if given.ReceiptKey != "" && pinned.ReceiptKey != "" && given.ReceiptKey != pinned.ReceiptKey {
 		return nil, &KeyMismatchError{Which: "receipt"}
+	}
+	var policy *verify.WitnessPolicy
+	if pinned.WitnessPolicy != "" || given.WitnessPolicy != "" {
+		text, isGiven := pinned.WitnessPolicy, false
+		if given.WitnessPolicy != "" {
+			text, isGiven = given.WitnessPolicy, true
+		}
+		var err error
+		if policy, err = verify.ParseWitnessPolicy([]byte(text)); err != nil {
+			return nil, &KeyError{Which: whichPolicy, Given: isGiven, Err: err}
+		}
+		if isGiven && pinned.WitnessPolicy != "" {
+			old, err := verify.ParseWitnessPolicy([]byte(pinned.WitnessPolicy))
+			if err != nil || !bytes.Equal(old.Format(), policy.Format()) {
+				return nil, &KeyMismatchError{Which: whichPolicy}
+			}
+		}
 	}
 	p := &Pinning{PublicKeys: pinned}
 	if given.CheckpointKey != "" {
@@ -102,6 +140,13 @@ func PinKeys(pinned, given PublicKeys, served func() (PublicKeys, error)) (*Pinn
 	}
 	if want := verify.ReceiptKeyName(p.Origin); p.Receipt.Name() != want {
 		return nil, &KeyError{Which: "receipt", Given: given.ReceiptKey != "", Err: fmt.Errorf("named %q, want %q", p.Receipt.Name(), want)}
+	}
+	p.WitnessPolicy = ""
+	if policy != nil {
+		if err := policy.CheckLogKey(p.CheckpointKey); err != nil {
+			return nil, &KeyError{Which: whichPolicy, Given: given.WitnessPolicy != "", Err: err}
+		}
+		p.Witnesses, p.WitnessPolicy = policy, string(policy.Format())
 	}
 	return p, nil
 }

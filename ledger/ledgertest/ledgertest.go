@@ -80,19 +80,22 @@ type Options struct {
 
 // Env is an assembled ledger.
 type Env struct {
-	Ledger           *ledger.Ledger
-	Store            ledger.Store
-	DB               *sqldb.DB
-	Log              ledger.Log
-	Trillian         *vtrillian.Node
-	Tree             *tpb.Tree
-	Origin           string
-	CheckpointKey    note.Verifier
-	ReceiptKey       note.Verifier
-	Pseudonyms       *ledger.Pseudonymizer
-	closed           bool
-	t                testing.TB
-	backgroundCancel context.CancelFunc
+	Ledger        *ledger.Ledger
+	Store         ledger.Store
+	DB            *sqldb.DB
+	Log           ledger.Log
+	Trillian      *vtrillian.Node
+	Tree          *tpb.Tree
+	Origin        string
+	CheckpointKey note.Verifier
+	ReceiptKey    note.Verifier
+	// CheckpointVerifierKey is CheckpointKey's text
+	// (<origin>+<hash>+<key>).
+	CheckpointVerifierKey string
+	Pseudonyms            *ledger.Pseudonymizer
+	closed                bool
+	t                     testing.TB
+	backgroundCancel      context.CancelFunc
 }
 
 var quietOnce sync.Once
@@ -175,6 +178,7 @@ func New(t testing.TB, opts Options) *Env {
 	cpSigner, cpVerifier, cpText := signer(t, k.rand, e.Origin)
 	rcSigner, rcVerifier, rcText := signer(t, k.rand, verify.ReceiptKeyName(e.Origin))
 	e.CheckpointKey, e.ReceiptKey = cpVerifier, rcVerifier
+	e.CheckpointVerifierKey = cpText
 	e.Pseudonyms, err = ledger.NewPseudonymizer(k.Pseudonym)
 	if err != nil {
 		t.Fatal(err)

@@ -11,13 +11,13 @@ import (
 	"github.com/vigie-sante/vigie/ledger/event"
 )
 
-type testKey struct {
+type rotationKey struct {
 	signer   note.Signer
 	verifier note.Verifier
 	vkey     string
 }
 
-func newTestKey(t testing.TB, name string) testKey {
+func newRotationKey(t testing.TB, name string) rotationKey {
 	t.Helper()
 	skey, vkey, err := note.GenerateKey(rand.Reader, name)
 	if err != nil {
@@ -31,7 +31,7 @@ func newTestKey(t testing.TB, name string) testKey {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return testKey{s, v, vkey}
+	return rotationKey{s, v, vkey}
 }
 
 // TestTransition: a transition checkpoint signed by the pinned key and the
@@ -39,8 +39,8 @@ func newTestKey(t testing.TB, name string) testKey {
 // checkpoint of both; any other note naming a next key is refused.
 func TestTransition(t *testing.T) {
 	const origin = "vigie.example/log/1"
-	old, next, other := newTestKey(t, origin), newTestKey(t, origin), newTestKey(t, origin)
-	foreign := newTestKey(t, "other.example/log/1")
+	old, next, other := newRotationKey(t, origin), newRotationKey(t, origin), newRotationKey(t, origin)
+	foreign := newRotationKey(t, "other.example/log/1")
 	c := Checkpoint{Origin: origin, Size: 12, Hash: event.Hash{7}}
 
 	signed, err := SignTransition(c, next.vkey, old.signer, next.signer)
@@ -54,7 +54,7 @@ func TestTransition(t *testing.T) {
 	if tr.Checkpoint != c || tr.NextKey != next.vkey || tr.Next.KeyHash() != next.verifier.KeyHash() {
 		t.Errorf("OpenTransition = %+v, want %+v to %s", tr, c, next.vkey)
 	}
-	for _, k := range []testKey{old, next} {
+	for _, k := range []rotationKey{old, next} {
 		if got, err := OpenCheckpoint(signed, k.verifier); err != nil || got != c {
 			t.Errorf("OpenCheckpoint of the transition with key %08x = %+v, %v; want %+v", k.verifier.KeyHash(), got, err, c)
 		}
@@ -67,7 +67,7 @@ func TestTransition(t *testing.T) {
 		t.Errorf("ParseTransition(FormatTransition) = %+v, %v", p, err)
 	}
 
-	sign := func(text string, keys ...testKey) []byte {
+	sign := func(text string, keys ...rotationKey) []byte {
 		var ss []note.Signer
 		for _, k := range keys {
 			ss = append(ss, k.signer)
@@ -114,7 +114,7 @@ func TestTransition(t *testing.T) {
 
 func FuzzParseTransition(f *testing.F) {
 	addNoteSeeds(f)
-	k := newTestKey(f, "vigie.example/log/1")
+	k := newRotationKey(f, "vigie.example/log/1")
 	text, err := FormatTransition(Checkpoint{Origin: "vigie.example/log/1", Size: 3, Hash: event.Hash{1}}, k.vkey)
 	if err != nil {
 		f.Fatal(err)

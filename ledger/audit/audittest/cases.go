@@ -2,11 +2,14 @@ package audittest
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
@@ -163,6 +166,75 @@ var table = []struct {
 			c.Error = &APIError{HTTPStatus: 500, Status: json.RawMessage(`{"code":15,"message":"event 2 (log entry 3) cannot be read: its stored form was altered","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"EVENT_UNREADABLE","domain":"vigie","metadata":{"leaf_index":"3","seq":"2"}}]}`)}
 			return c
 		}},
+	{"witness-met", "the reader pins a policy of three witnesses, quorum two; the latest checkpoint carries cosignatures of two of them", nil,
+		func(b *builder) *Case { return b.story(3).serve().witnessed(b, "w1", "w3") }},
+	{"witness-not-met", "the latest checkpoint carries the cosignature of only one of the policy's three witnesses, quorum two", []audit.Kind{audit.KindWitnessQuorum},
+		func(b *builder) *Case { return b.story(3).serve().witnessed(b, "w2") }},
+	{"witness-bad-cosignature", "two cosignatures by witnesses of the policy, one of which does not verify (its signature altered)", []audit.Kind{audit.KindCosignature, audit.KindWitnessQuorum},
+		func(b *builder) *Case {
+			c := b.story(3).serve().witnessed(b, "w1", "w2")
+			// The last byte of w2's signature, before the newline.
+			i := bytes.LastIndexByte(c.Latest[:len(c.Latest)-1], ' ') + 10
+			c.Latest[i] ^= 'A' ^ 'B'
+			return c
+		}},
+	{"witness-unknown", "one cosignature by a witness of the policy and one by a witness outside it, which counts for nothing", []audit.Kind{audit.KindWitnessQuorum},
+		func(b *builder) *Case { return b.story(3).serve().witnessed(b, "w1", "w9") }},
+	{"witness-other-branch", "the witnesses cosigned another tree of the listing's size: the listing's checkpoint is on a branch they never saw", []audit.Kind{audit.KindFork},
+		func(b *builder) *Case {
+			c := b.story(3).serve()
+			n, err := verify.SignCheckpoint(verify.Checkpoint{Origin: Origin, Size: b.size(), Hash: event.Hash(sha256.Sum256([]byte("another branch")))}, b.cp)
+			if err != nil {
+				panic(err)
+			}
+			c.Latest = n
+			return c.witnessed(b, "w1", "w2", "w3")
+		}},
+}
+
+// witnessKey returns the corpus witness's key (w1, w2...), from a fixed
+// seed.
+func witnessKey(name string) ed25519.PrivateKey {
+	seed := sha256.Sum256([]byte("vigie corpus witness " + name))
+	return ed25519.NewKeyFromSeed(seed[:])
+}
+
+// witnessed makes the reader pin a policy of witnesses w1, w2, w3, quorum
+// two, and adds to the latest checkpoint the cosignatures of witnesses
+// (w9 is outside the policy).
+func (c *Case) witnessed(b *builder, witnesses ...string) *Case {
+	v := mustVerifier(b.keys.CheckpointKey)
+	_, enc, _ := strings.Cut(strings.TrimPrefix(b.keys.CheckpointKey, v.Name()+"+"), "+")
+	raw, err := base64.StdEncoding.DecodeString(enc)
+	if err != nil {
+		panic(err)
+	}
+	policy := fmt.Sprintf("log %x\n", raw[1:])
+	for _, w := range []string{"w1", "w2", "w3"} {
+		policy += fmt.Sprintf("witness witness.example/%s %x https://witness.example/%s\n", w, []byte(witnessKey(w).Public().(ed25519.PublicKey)), w)
+	}
+	policy += "group witnesses 2 witness.example/w1 witness.example/w2 witness.example/w3\nquorum witnesses\n"
+	c.Keys.WitnessPolicy = policy
+	cp, err := verify.ParseCheckpoint(noteText(c.Latest))
+	if err != nil {
+		panic(err)
+	}
+	text, _ := verify.FormatCheckpoint(cp)
+	c.Latest = slices.Clone(c.Latest)
+	for _, w := range witnesses {
+		line, err := verify.SignCosignature("witness.example/"+w, witnessKey(w), uint64(t0.Unix()), text)
+		if err != nil {
+			panic(err)
+		}
+		c.Latest = append(c.Latest, line...)
+	}
+	return c
+}
+
+// noteText returns the text of a signed note.
+func noteText(n []byte) []byte {
+	i := bytes.Index(n, []byte("\n\n"))
+	return n[:i+1]
 }
 
 // Cases makes the corpus, the same every time (fixed keys, times and

@@ -29,6 +29,7 @@ import (
 
 	tpb "github.com/google/trillian"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/vigie-sante/vigie/consent"
 	"github.com/vigie-sante/vigie/consent/consentsql"
@@ -43,6 +44,7 @@ import (
 	"github.com/vigie-sante/vigie/ledger/sqldb"
 	"github.com/vigie-sante/vigie/ledger/trillian"
 	"github.com/vigie-sante/vigie/ledger/verify"
+	"github.com/vigie-sante/vigie/ledger/witness"
 )
 
 // Config is what a node is assembled from. Zero durations and sizes take
@@ -99,6 +101,11 @@ type Config struct {
 	// RestoredCheckpoint (a restored backup); the file is removed once a
 	// published checkpoint is found within the ledger.
 	PublishedCheckpointFile string
+	// WitnessPolicy, if not nil, is the witness policy: its log line must
+	// be the log's checkpoint key, and the node submits its checkpoints
+	// to the policy's witnesses (ledger/witness, a leased duty) and
+	// serves them cosigned (Node.Checkpoints).
+	WitnessPolicy *verify.WitnessPolicy
 }
 
 // Node is an assembled Vigie node. Its fields are set by Open and must
@@ -132,6 +139,11 @@ type Node struct {
 	// (vigie_db_pool_*, PostgreSQL only) and an in-process Trillian's
 	// (trillian.Node.Collectors).
 	Collectors []prometheus.Collector
+	// Witnesses submits checkpoints to the witnesses and Checkpoints
+	// serves them cosigned (GET /checkpoint); both nil without
+	// Config.WitnessPolicy.
+	Witnesses   *witness.Submitter
+	Checkpoints *witness.Checkpoints
 
 	// Halted is the reason the node records nothing and signs nothing
 	// (ledger.ErrBehindPublished), or nil.
@@ -266,7 +278,33 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	n.Ledger.Start(context.WithoutCancel(ctx))
 	n.ledgerRun = true
+	if cfg.WitnessPolicy != nil {
+		if err := n.startWitnesses(ctx, cfg, owner); err != nil {
+			return nil, err
+		}
+	}
 	return n, nil
+}
+
+// startWitnesses checks the policy against the log's key and starts the
+// submitter.
+func (n *Node) startWitnesses(ctx context.Context, cfg Config, owner string) error {
+	if err := cfg.WitnessPolicy.CheckLogKey(n.Keys.CheckpointVerifier); err != nil {
+		return err
+	}
+	v, err := note.NewVerifier(n.Keys.CheckpointVerifier)
+	if err != nil {
+		return fmt.Errorf("node: checkpoint key: %w", err)
+	}
+	n.Witnesses, err = witness.New(witness.Config{Policy: cfg.WitnessPolicy, Verifier: v, Log: n.Ledger, Store: n.Store,
+		Owner: owner, Logger: cfg.Logger})
+	if err != nil {
+		return err
+	}
+	n.Checkpoints = witness.NewCheckpoints(cfg.WitnessPolicy, v, n.Ledger, n.Store)
+	n.Collectors = append(n.Collectors, witness.NewCollector(n.Witnesses))
+	n.Witnesses.Start(context.WithoutCancel(ctx))
+	return nil
 }
 
 // restoredCheckpoint reports whether the data directory is a restored
@@ -320,11 +358,12 @@ func (n *Node) checkPublished(ctx context.Context, cfg Config, restored bool) er
 }
 
 // Migrations are the tables of Vigie's database beyond the ledger's: the
-// consent store's and the directories'. Whatever opens the database
+// consent store's, the directories' and the witnesses' cosignatures
+// (ledger/7, in the ledger's sequence). Whatever opens the database
 // passes them to ledgersql.Open, which refuses a database holding a
 // migration it was not given.
 func Migrations() []sqldb.Migration {
-	return slices.Concat(consentsql.Migrations, directory.Migrations, enrolment.Migrations)
+	return slices.Concat(consentsql.Migrations, directory.Migrations, enrolment.Migrations, witness.Migrations)
 }
 
 // eraseAlso is what else an erasure deletes (ledger.Config.EraseAlso):
@@ -380,6 +419,9 @@ func (n *Node) Close(ctx context.Context) error {
 	var errs []error
 	if n.Consent != nil {
 		n.Consent.Close()
+	}
+	if n.Witnesses != nil {
+		errs = append(errs, n.Witnesses.Stop(ctx))
 	}
 	if n.ledgerRun {
 		n.ledgerRun = false
