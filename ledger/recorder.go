@@ -376,9 +376,18 @@ func (l *Ledger) runBatch(all []*recordJob) {
 
 func (l *Ledger) commitGroup(group []*recordJob) {
 	for len(group) > 0 {
+		var g groupState
 		err := l.store.ReadWrite(context.WithoutCancel(group[0].ctx), func(ctx context.Context, tx StoreTx) error {
-			return l.recordGroup(ctx, tx, group)
+			g = groupState{patients: make(map[event.Hash]*patientState), erasing: make(map[event.Hash]bool)}
+			return l.recordGroup(ctx, tx, group, &g)
 		})
+		if l.heads != nil {
+			if err == nil {
+				l.heads.put(g.patients, g.erasing)
+			} else {
+				l.heads.drop(g.patients)
+			}
+		}
 		var je *jobError
 		switch {
 		case err == nil:
@@ -461,17 +470,22 @@ type patientState struct {
 	dk         cipher.AEAD
 }
 
+// groupState is what a recording transaction moves: its patients' chain
+// heads and rows, and the patients whose erasure is in it.
+type groupState struct {
+	patients map[event.Hash]*patientState
+	erasing  map[event.Hash]bool
+}
+
 // recordGroup is the body of one transaction. It may run more than once:
-// every job's outcome is reset first.
-func (l *Ledger) recordGroup(ctx context.Context, tx StoreTx, group []*recordJob) error {
+// every job's outcome is reset first, and g starts empty.
+func (l *Ledger) recordGroup(ctx context.Context, tx StoreTx, group []*recordJob, g *groupState) error {
 	if err := tx.TakeTurn(ctx); err != nil {
 		return err
 	}
 	now := l.cfg.Now().UTC()
 	byKey := make(map[Key]*recordJob)
-	patients := make(map[event.Hash]*patientState)
-	// erasing holds the patients whose erasure is in this batch.
-	erasing := make(map[event.Hash]bool)
+	patients, erasing := g.patients, g.erasing
 	var accepted []*recordJob
 	for _, j := range group {
 		j.res, j.err = nil, nil
@@ -599,6 +613,15 @@ func (l *Ledger) patientState(ctx context.Context, tx StoreTx, patients map[even
 	}
 	row, err := tx.Patient(ctx, pseudonym)
 	ps := &patientState{row: row, oldConsent: row.ConsentVersion}
+	// The row is read from the store every time (its consent version and
+	// wrapped key); the chain head, and the data key while the wrapped key
+	// is the same, come from the cache where this process is the only
+	// writer.
+	var cached bool
+	var dk cipher.AEAD
+	if l.heads != nil && err == nil {
+		ps.seq, ps.head, dk, cached = l.heads.get(pseudonym, row.WrappedKey)
+	}
 	switch {
 	case errors.Is(err, ErrNotFound):
 		dk, wrapped, err := l.keys.newDataKey(pseudonym)
@@ -617,11 +640,13 @@ func (l *Ledger) patientState(ctx context.Context, tx StoreTx, patients map[even
 		}
 		ps.row.WrappedKey, ps.dk, ps.dirty = wrapped, dk, true
 	default:
-		if ps.dk, err = l.keys.dataKey(pseudonym, row.WrappedKey); err != nil {
+		if cached && dk != nil {
+			ps.dk = dk
+		} else if ps.dk, err = l.keys.dataKey(pseudonym, row.WrappedKey); err != nil {
 			return nil, err
 		}
 	}
-	if !ps.isNew {
+	if !ps.isNew && !cached {
 		if ps.seq, ps.head, err = tx.ChainHead(ctx, pseudonym); err != nil {
 			return nil, err
 		}
