@@ -177,6 +177,14 @@ func TestGoldenVectors(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkGolden(t, "receipt.note", signed)
+
+	// Receipt v2: the two events signed as one batch; the second's receipt.
+	receipts, err := SignBatchReceipts(BatchReceipt{Origin: goldenOrigin, First: 0, Time: r.Time, Deadline: r.Deadline},
+		[]event.Hash{evs[0].commitment, evs[1].commitment}, rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkGolden(t, "receipt-v2.txt", receipts[1])
 }
 
 // TestGoldenVectorsByHand recomputes the golden vectors from
