@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"time"
 
@@ -122,8 +123,9 @@ type Recorded struct {
 	Body       []byte
 	Salt       [32]byte
 	Time       time.Time
-	// Receipt is the signed note promising inclusion at Index before
-	// Time + the merge delay.
+	// Receipt is the signed promise of inclusion at Index before Time +
+	// the merge delay: of version 2 (one signature for the events of a
+	// group commit) or 1 (verify.OpenReceipt reads both).
 	Receipt []byte
 	// Duplicate is true when the entry's key was recorded before: this is
 	// that first event.
@@ -292,6 +294,44 @@ func (l *Ledger) receipt(r *Recorded) ([]byte, error) {
 	return signed, nil
 }
 
+// signBatch signs one receipt of version 2 for the events a committed
+// group recorded (verify.SignBatchReceipts), when there are two or more:
+// one signature instead of one per event. A lone event, a retry's first
+// event and a repeat of a key get a receipt of version 1 (finish).
+func (l *Ledger) signBatch(group []*recordJob) {
+	var fresh []*recordJob
+	for _, j := range group {
+		if j.err == nil && j.res != nil && !j.res.Duplicate {
+			fresh = append(fresh, j)
+		}
+	}
+	if len(fresh) < 2 {
+		return
+	}
+	slices.SortFunc(fresh, func(a, b *recordJob) int { return cmp.Compare(a.res.Index, b.res.Index) })
+	first, t := fresh[0].res.Index, fresh[0].res.Time
+	cs := make([]event.Hash, len(fresh))
+	for i, j := range fresh {
+		if j.res.Index != first+uint64(i) || !j.res.Time.Equal(t) {
+			return // not one batch of the log: each gets its own receipt
+		}
+		cs[i] = j.res.Commitment
+	}
+	receipts, err := verify.SignBatchReceipts(verify.BatchReceipt{
+		Origin:   l.cfg.Origin,
+		First:    first,
+		Time:     t,
+		Deadline: t.Add(l.cfg.MergeDelay),
+	}, cs, l.cfg.ReceiptSigner)
+	if err != nil {
+		l.cfg.Logger.Warn("ledger: signing a batch receipt failed; signing each event's", "err", err)
+		return
+	}
+	for i, j := range fresh {
+		j.res.Receipt = receipts[i]
+	}
+}
+
 type recordJob struct {
 	ctx       context.Context
 	entry     Entry
@@ -392,6 +432,7 @@ func (l *Ledger) commitGroup(group []*recordJob) {
 		switch {
 		case err == nil:
 			l.recordOutcome(nil)
+			l.signBatch(group)
 			return
 		case errors.As(err, &je):
 			je.job.err = je.err
@@ -565,12 +606,28 @@ func (l *Ledger) recordGroup(ctx context.Context, tx StoreTx, group []*recordJob
 		if err != nil {
 			return err
 		}
+		// The events go to the store together (one round trip on
+		// PostgreSQL); those before an erasure go first, since it erases
+		// them too.
+		rows := make([]EventRow, 0, len(accepted))
 		for i, j := range accepted {
-			res, err := l.append(ctx, tx, patients[j.pseudonym], j, first+uint64(i), now)
+			if j.entry.Erase != nil && len(rows) > 0 {
+				if err := tx.InsertEvents(ctx, rows); err != nil {
+					return err
+				}
+				rows = rows[:0]
+			}
+			res, row, err := l.append(ctx, tx, patients[j.pseudonym], j, first+uint64(i), now)
 			if err != nil {
 				return err
 			}
 			j.res = res
+			rows = append(rows, row)
+		}
+		if len(rows) > 0 {
+			if err := tx.InsertEvents(ctx, rows); err != nil {
+				return err
+			}
 		}
 	}
 	for _, ps := range patients {
@@ -655,16 +712,17 @@ func (l *Ledger) patientState(ctx context.Context, tx StoreTx, patients map[even
 	return ps, nil
 }
 
-// append builds the event at index on the patient's chain and stores it.
-func (l *Ledger) append(ctx context.Context, tx StoreTx, ps *patientState, j *recordJob, index uint64, now time.Time) (*Recorded, error) {
+// append builds the event at index on the patient's chain and returns
+// its row, for the caller to store.
+func (l *Ledger) append(ctx context.Context, tx StoreTx, ps *patientState, j *recordJob, index uint64, now time.Time) (*Recorded, EventRow, error) {
 	id, err := event.NewID(l.cfg.Rand)
 	if err != nil {
-		return nil, err
+		return nil, EventRow{}, err
 	}
 	payload := j.entry.Payload
 	if j.entry.Erase != nil {
 		if payload, err = l.eraseBefore(ctx, tx, ps, j); err != nil {
-			return nil, err
+			return nil, EventRow{}, err
 		}
 	}
 	b := event.Body{
@@ -680,18 +738,18 @@ func (l *Ledger) append(ctx context.Context, tx StoreTx, ps *patientState, j *re
 	}
 	body, err := b.Marshal()
 	if err != nil {
-		return nil, &jobError{job: j, err: fmt.Errorf("%w: %w", ErrInvalidEntry, err)}
+		return nil, EventRow{}, &jobError{job: j, err: fmt.Errorf("%w: %w", ErrInvalidEntry, err)}
 	}
 	var salt [32]byte
 	if _, err := io.ReadFull(l.cfg.Rand, salt[:]); err != nil {
-		return nil, fmt.Errorf("salt: %w", err)
+		return nil, EventRow{}, fmt.Errorf("salt: %w", err)
 	}
 	c := verify.Commitment(salt, body)
 	sealed, err := l.keys.sealBody(ps.dk, salt, body, c)
 	if err != nil {
-		return nil, err
+		return nil, EventRow{}, err
 	}
-	if err := tx.InsertEvent(ctx, EventRow{
+	row := EventRow{
 		Index:        index,
 		Commitment:   c,
 		Pseudonym:    j.pseudonym,
@@ -704,11 +762,9 @@ func (l *Ledger) append(ctx context.Context, tx StoreTx, ps *patientState, j *re
 		BreakGlass:   j.entry.BreakGlass,
 		Sealed:       sealed,
 		Key:          l.cfg.Pseudonyms.RequestHash(j.entry.Key),
-	}); err != nil {
-		return nil, err
 	}
 	ps.seq, ps.head = b.Seq, c
-	return &Recorded{Index: index, Commitment: c, Body: body, Salt: salt, Time: now}, nil
+	return &Recorded{Index: index, Commitment: c, Body: body, Salt: salt, Time: now}, row, nil
 }
 
 // eraseBefore erases, in tx, every event of j's patient recorded so far

@@ -33,6 +33,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"ChainHead", testChainHead},
 		{"Events", testEvents},
 		{"EventUniqueness", testEventUniqueness},
+		{"InsertEvents", testInsertEvents},
 		{"FailedReadWriteWritesNothing", testFailedReadWrite},
 		{"OutboxAndMarkSent", testOutbox},
 		{"Checkpoints", testCheckpoints},
@@ -355,6 +356,60 @@ func testEventUniqueness(t *testing.T, s ledger.Store) {
 			t.Errorf("InsertEvent with %s = %v, want ErrConflict", name, err)
 		}
 	}
+}
+
+// testInsertEvents: InsertEvents adds many events as InsertEvent adds
+// each (past one statement's worth on PostgreSQL), and a conflict among
+// them fails the whole.
+func testInsertEvents(t *testing.T, s ledger.Store) {
+	const n = 1030
+	a := hash("a")
+	rows := make([]ledger.EventRow, n)
+	for i := range rows {
+		rows[i] = ledger.EventRow{Index: uint64(i), Commitment: hash(fmt.Sprint("c", i)), Pseudonym: a, Seq: uint64(i + 1),
+			Kind: event.KindAccess, TimeNanos: int64(i), Service: "svc", Sealed: []byte{byte(i)}}
+	}
+	rows[7].Key, rows[7].Actor, rows[7].BreakGlass = requestKey("svc/k7"), "10000000001", true
+	readWrite(t, s, func(tx ledger.StoreTx) error {
+		if _, err := tx.ReserveIndices(ctx, n); err != nil {
+			return err
+		}
+		return tx.InsertEvents(ctx, rows)
+	})
+	read(t, s, func(tx ledger.StoreReader) error {
+		got, err := tx.PatientEvents(ctx, a, 1, n+1)
+		if err != nil || len(got) != n {
+			t.Fatalf("PatientEvents = %d events, %v; want %d", len(got), err, n)
+		}
+		for i, g := range got {
+			if g.Index != rows[i].Index || g.Commitment != rows[i].Commitment || g.Seq != rows[i].Seq || !bytes.Equal(g.Sealed, rows[i].Sealed) {
+				t.Fatalf("event %d = %+v, want %+v", i, g, rows[i])
+			}
+		}
+		if k, err := tx.EventByKey(ctx, requestKey("svc/k7")); err != nil || k.Index != 7 || !k.BreakGlass || k.Actor != "10000000001" {
+			t.Errorf("EventByKey = %+v, %v; want event 7", k, err)
+		}
+		return nil
+	})
+	clash := []ledger.EventRow{
+		{Index: n, Commitment: hash("new"), Pseudonym: a, Seq: n + 1, Kind: event.KindAccess, Service: "svc"},
+		{Index: n + 1, Commitment: hash("clash"), Pseudonym: a, Seq: n, Kind: event.KindAccess, Service: "svc"},
+	}
+	err := s.ReadWrite(ctx, func(ctx context.Context, tx ledger.StoreTx) error {
+		if _, err := tx.ReserveIndices(ctx, 2); err != nil {
+			return err
+		}
+		return tx.InsertEvents(ctx, clash)
+	})
+	if !errors.Is(err, ledger.ErrConflict) {
+		t.Errorf("InsertEvents with a patient's sequence number taken = %v, want ErrConflict", err)
+	}
+	read(t, s, func(tx ledger.StoreReader) error {
+		if _, err := tx.EventByIndex(ctx, n); !errors.Is(err, ledger.ErrNotFound) {
+			t.Errorf("after a conflict, EventByIndex(%d) = %v, want ErrNotFound", n, err)
+		}
+		return nil
+	})
 }
 
 // testFailedReadWrite checks that a ReadWrite whose function fails leaves

@@ -249,7 +249,7 @@ func TestGoldenVectorsByHand(t *testing.T) {
 // quotes.
 func TestDocsQuoteGolden(t *testing.T) {
 	doc := string(readFile(t, "../../docs/formats.md"))
-	for _, name := range []string{"checkpoint.note", "receipt.note", "event-1.json"} {
+	for _, name := range []string{"checkpoint.note", "receipt.note", "receipt-v2.txt", "event-1.json"} {
 		if !strings.Contains(doc, strings.TrimSpace(string(readFile(t, "testdata/"+name)))) {
 			t.Errorf("docs/formats.md does not quote testdata/%s as it is", name)
 		}
