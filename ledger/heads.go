@@ -51,6 +51,14 @@ func (c *headCache) get(pseudonym event.Hash, wrapped []byte) (seq uint64, head 
 	return h.seq, h.head, dk, true
 }
 
+// has reports whether the patient's chain head is held.
+func (c *headCache) has(pseudonym event.Hash) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.m[pseudonym]
+	return ok
+}
+
 // put records the heads of a committed transaction's patients, and drops
 // those it erased.
 func (c *headCache) put(patients map[event.Hash]*patientState, erased map[event.Hash]bool) {

@@ -31,6 +31,11 @@ func (t headCountingTx) ChainHead(ctx context.Context, p event.Hash) (uint64, ev
 	return t.StoreTx.ChainHead(ctx, p)
 }
 
+func (t headCountingTx) ChainHeads(ctx context.Context, ps []event.Hash) (map[event.Hash]ledger.ChainHead, error) {
+	t.s.n.Add(int64(len(ps)))
+	return t.StoreTx.ChainHeads(ctx, ps)
+}
+
 // checkChain checks that recorded events are one chain: sequence numbers
 // from 1, each pointing to the previous one's commitment.
 func checkChain(t *testing.T, recs []*ledger.Recorded) {

@@ -516,12 +516,47 @@ type patientState struct {
 type groupState struct {
 	patients map[event.Hash]*patientState
 	erasing  map[event.Hash]bool
+	// rows and heads are the group's patients' rows and the chain heads
+	// not held in memory, read at the start of the transaction
+	// (prefetch).
+	rows  map[event.Hash]PatientRow
+	heads map[event.Hash]ChainHead
+}
+
+// prefetch reads the rows of the group's patients, then the chain heads
+// of those that have one and whose head is not in memory: a few
+// statements for the group (one round trip each on PostgreSQL) instead of
+// up to three per patient.
+func (l *Ledger) prefetch(ctx context.Context, tx StoreTx, group []*recordJob, g *groupState) error {
+	seen := make(map[event.Hash]bool, len(group))
+	var want []event.Hash
+	for _, j := range group {
+		if !seen[j.pseudonym] {
+			seen[j.pseudonym] = true
+			want = append(want, j.pseudonym)
+		}
+	}
+	var err error
+	if g.rows, err = tx.Patients(ctx, want); err != nil {
+		return err
+	}
+	want = want[:0]
+	for p := range g.rows {
+		if l.heads == nil || !l.heads.has(p) {
+			want = append(want, p)
+		}
+	}
+	g.heads, err = tx.ChainHeads(ctx, want)
+	return err
 }
 
 // recordGroup is the body of one transaction. It may run more than once:
 // every job's outcome is reset first, and g starts empty.
 func (l *Ledger) recordGroup(ctx context.Context, tx StoreTx, group []*recordJob, g *groupState) error {
 	if err := tx.TakeTurn(ctx); err != nil {
+		return err
+	}
+	if err := l.prefetch(ctx, tx, group, g); err != nil {
 		return err
 	}
 	now := l.cfg.Now().UTC()
@@ -556,7 +591,7 @@ func (l *Ledger) recordGroup(ctx context.Context, tx StoreTx, group []*recordJob
 				return err
 			}
 		}
-		ps, err := l.patientState(ctx, tx, patients, j.pseudonym)
+		ps, err := l.patientState(g, j.pseudonym)
 		if errors.Is(err, ErrCorrupt) {
 			// This patient's key no longer opens (altered): the jobs of
 			// this patient fail, not the others of the batch.
@@ -664,16 +699,21 @@ func (errSameBatch) Error() string { return "same key earlier in the batch" }
 // data key that does not open fails even an erasure: a wrong KEK looks
 // the same as an altered key, and erasing then would wrap the patient's
 // new key under the wrong KEK.
-func (l *Ledger) patientState(ctx context.Context, tx StoreTx, patients map[event.Hash]*patientState, pseudonym event.Hash) (*patientState, error) {
+func (l *Ledger) patientState(g *groupState, pseudonym event.Hash) (*patientState, error) {
+	patients := g.patients
 	if ps, ok := patients[pseudonym]; ok {
 		return ps, nil
 	}
-	row, err := tx.Patient(ctx, pseudonym)
+	var err error
+	row, ok := g.rows[pseudonym]
+	if !ok {
+		err = ErrNotFound
+	}
 	ps := &patientState{row: row, oldConsent: row.ConsentVersion}
 	// The row is read from the store every time (its consent version and
 	// wrapped key); the chain head, and the data key while the wrapped key
 	// is the same, come from the cache where this process is the only
-	// writer.
+	// writer, or else from the store (prefetch).
 	var cached bool
 	var dk cipher.AEAD
 	if l.heads != nil && err == nil {
@@ -704,9 +744,8 @@ func (l *Ledger) patientState(ctx context.Context, tx StoreTx, patients map[even
 		}
 	}
 	if !ps.isNew && !cached {
-		if ps.seq, ps.head, err = tx.ChainHead(ctx, pseudonym); err != nil {
-			return nil, err
-		}
+		h := g.heads[pseudonym]
+		ps.seq, ps.head = h.Seq, h.Head
 	}
 	patients[pseudonym] = ps
 	return ps, nil

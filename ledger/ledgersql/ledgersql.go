@@ -15,6 +15,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -202,6 +203,120 @@ func (t txn) ChainHead(ctx context.Context, pseudonym event.Hash) (uint64, event
 		return 0, event.Hash{}, errors.New("chain head: malformed commitment")
 	}
 	return uint64(seq), event.Hash(head), nil
+}
+
+// readChunk is the most patients of one batched read.
+const readChunk = 1000
+
+// inList returns "$from, $from+1, ..." for n parameters.
+func inList(from, n int) string {
+	var b strings.Builder
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "$%d", from+i)
+	}
+	return b.String()
+}
+
+// Patients implements ledger.StoreReader: on SQLite, in process, one
+// lookup per patient (its prepared statement); elsewhere, one statement
+// per readChunk patients.
+func (t txn) Patients(ctx context.Context, pseudonyms []event.Hash) (map[event.Hash]ledger.PatientRow, error) {
+	out := make(map[event.Hash]ledger.PatientRow, len(pseudonyms))
+	if t.tx.Dialect() == sqldb.SQLiteDialect {
+		for _, p := range pseudonyms {
+			row, err := t.Patient(ctx, p)
+			switch {
+			case err == nil:
+				out[p] = row
+			case !errors.Is(err, ledger.ErrNotFound):
+				return nil, err
+			}
+		}
+		return out, nil
+	}
+	for chunk := range slices.Chunk(pseudonyms, readChunk) {
+		args := make([]any, len(chunk))
+		for i, p := range chunk {
+			args[i] = p[:]
+		}
+		rows, err := t.tx.Query(ctx, "SELECT "+patientColumns+" FROM patients WHERE pseudonym IN ("+inList(1, len(chunk))+")", args...)
+		if err != nil {
+			return nil, fmt.Errorf("patients: %w", err)
+		}
+		for rows.Next() {
+			row, err := scanPatient(rows)
+			if err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("patients: %w", err)
+			}
+			out[row.Pseudonym] = row
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("patients: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// ChainHeads implements ledger.StoreReader: on SQLite one ChainHead per
+// patient; elsewhere two statements per readChunk patients (the latest
+// event kept, and the latest erased), the later of the two winning as in
+// ChainHead.
+func (t txn) ChainHeads(ctx context.Context, pseudonyms []event.Hash) (map[event.Hash]ledger.ChainHead, error) {
+	out := make(map[event.Hash]ledger.ChainHead, len(pseudonyms))
+	if t.tx.Dialect() == sqldb.SQLiteDialect {
+		for _, p := range pseudonyms {
+			seq, head, err := t.ChainHead(ctx, p)
+			if err != nil {
+				return nil, err
+			}
+			if seq > 0 {
+				out[p] = ledger.ChainHead{Seq: seq, Head: head}
+			}
+		}
+		return out, nil
+	}
+	for chunk := range slices.Chunk(pseudonyms, readChunk) {
+		args := make([]any, len(chunk))
+		for i, p := range chunk {
+			args[i] = p[:]
+		}
+		in := inList(1, len(chunk))
+		for _, q := range []string{
+			"SELECT e.pseudonym, e.seq, e.commitment FROM events e JOIN (SELECT pseudonym, MAX(seq) AS seq FROM events WHERE pseudonym IN (" + in + ") GROUP BY pseudonym) m ON e.pseudonym = m.pseudonym AND e.seq = m.seq",
+			"SELECT x.pseudonym, x.seq, ev.commitment FROM erased_events x JOIN events ev ON ev.leaf_index = x.leaf_index JOIN (SELECT pseudonym, MAX(seq) AS seq FROM erased_events WHERE pseudonym IN (" + in + ") GROUP BY pseudonym) m ON x.pseudonym = m.pseudonym AND x.seq = m.seq",
+		} {
+			rows, err := t.tx.Query(ctx, q, args...)
+			if err != nil {
+				return nil, fmt.Errorf("chain heads: %w", err)
+			}
+			for rows.Next() {
+				var pseudo, head []byte
+				var seq int64
+				if err := rows.Scan(&pseudo, &seq, &head); err != nil {
+					rows.Close()
+					return nil, fmt.Errorf("chain heads: %w", err)
+				}
+				if len(pseudo) != 32 || len(head) != 32 {
+					rows.Close()
+					return nil, errors.New("chain heads: malformed pseudonym or commitment")
+				}
+				p := event.Hash(pseudo)
+				if uint64(seq) > out[p].Seq {
+					out[p] = ledger.ChainHead{Seq: uint64(seq), Head: event.Hash(head)}
+				}
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return nil, fmt.Errorf("chain heads: %w", err)
+			}
+		}
+	}
+	return out, nil
 }
 
 const eventColumns = "leaf_index, commitment, pseudonym, seq, kind, time_nanos, service, actor, organization, break_glass, sealed, request_key"

@@ -34,6 +34,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"Events", testEvents},
 		{"EventUniqueness", testEventUniqueness},
 		{"InsertEvents", testInsertEvents},
+		{"PatientsAndChainHeads", testPatientsAndChainHeads},
 		{"FailedReadWriteWritesNothing", testFailedReadWrite},
 		{"OutboxAndMarkSent", testOutbox},
 		{"Checkpoints", testCheckpoints},
@@ -237,6 +238,50 @@ func testChainHead(t *testing.T, s ledger.Store) {
 	if err := s.ReadWrite(ctx, func(ctx context.Context, tx ledger.StoreTx) error { return tx.InsertEvent(ctx, e) }); !errors.Is(err, ledger.ErrConflict) {
 		t.Errorf("a second event with the same sequence number = %v, want ErrConflict", err)
 	}
+}
+
+// testPatientsAndChainHeads: the batched reads return what Patient and
+// ChainHead return for each patient: erased heads included, patients
+// without a row or an event absent.
+func testPatientsAndChainHeads(t *testing.T, s ledger.Store) {
+	a, b, c, none := hash("a"), hash("b"), hash("c"), hash("none")
+	addEvents(t, s, a, 3, nil)
+	addEvents(t, s, b, 2, nil)
+	addEvents(t, s, c, 1, nil)
+	readWrite(t, s, func(tx ledger.StoreTx) error {
+		_, err := tx.ErasePatient(ctx, b, 1)
+		return err
+	})
+	addEvents(t, s, c, 2, nil) // c: seq 3 beside its older events
+	all := []event.Hash{a, b, c, none}
+	read(t, s, func(tx ledger.StoreReader) error {
+		rows, err := tx.Patients(ctx, all)
+		if err != nil {
+			return err
+		}
+		heads, err := tx.ChainHeads(ctx, all)
+		if err != nil {
+			return err
+		}
+		if len(rows) != 3 || len(heads) != 3 {
+			t.Errorf("Patients = %d rows, ChainHeads = %d heads; want 3 each", len(rows), len(heads))
+		}
+		for _, p := range all {
+			row, err := tx.Patient(ctx, p)
+			got, ok := rows[p]
+			if errors.Is(err, ledger.ErrNotFound) == ok || (ok && (got.ConsentVersion != row.ConsentVersion || !bytes.Equal(got.WrappedKey, row.WrappedKey) || got.ErasedNanos != row.ErasedNanos)) {
+				t.Errorf("Patients[%x] = %+v, %v; Patient = %+v, %v", p[:4], got, ok, row, err)
+			}
+			seq, head, err := tx.ChainHead(ctx, p)
+			if err != nil {
+				return err
+			}
+			if h := heads[p]; h.Seq != seq || h.Head != head {
+				t.Errorf("ChainHeads[%x] = %d %s; ChainHead = %d %s", p[:4], h.Seq, h.Head, seq, head)
+			}
+		}
+		return nil
+	})
 }
 
 // addEvents stores n events of patient p (seq from 1), returning them.
