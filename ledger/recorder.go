@@ -665,16 +665,20 @@ func (l *Ledger) recordGroup(ctx context.Context, tx StoreTx, group []*recordJob
 			}
 		}
 	}
+	var added []PatientRow
 	for _, ps := range patients {
 		switch {
 		case ps.isNew:
-			if err := tx.InsertPatient(ctx, ps.row); err != nil {
-				return err
-			}
+			added = append(added, ps.row)
 		case ps.dirty:
 			if err := tx.UpdatePatient(ctx, ps.row, ps.oldConsent); err != nil {
 				return err
 			}
+		}
+	}
+	if len(added) > 0 {
+		if err := tx.InsertPatients(ctx, added); err != nil {
+			return err
 		}
 	}
 	// Jobs that repeated a key of this batch get the first one's result.

@@ -153,6 +153,10 @@ type StoreTx interface {
 	// InsertPatient adds a patient's row; it fails with ErrConflict if the
 	// patient exists.
 	InsertPatient(ctx context.Context, p PatientRow) error
+	// InsertPatients adds patients' rows as InsertPatient adds each,
+	// where the database gains by it in fewer statements. After an
+	// error, the transaction must be abandoned.
+	InsertPatients(ctx context.Context, ps []PatientRow) error
 	// UpdatePatient sets a patient's consent version and wrapped key: a
 	// compare-and-swap on the consent version, so that two consent changes
 	// from the same version cannot both commit (ErrConflict).

@@ -168,6 +168,37 @@ func (t txn) InsertPatient(ctx context.Context, p ledger.PatientRow) error {
 	return err
 }
 
+// InsertPatients implements ledger.StoreTx, as InsertEvents does.
+func (t txn) InsertPatients(ctx context.Context, ps []ledger.PatientRow) error {
+	if t.tx.Dialect() == sqldb.SQLiteDialect || len(ps) == 1 {
+		for _, p := range ps {
+			if err := t.InsertPatient(ctx, p); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for chunk := range slices.Chunk(ps, insertChunk) {
+		var q strings.Builder
+		q.WriteString("INSERT INTO patients (" + patientColumns + ") VALUES ")
+		args := make([]any, 0, 4*len(chunk))
+		for i, p := range chunk {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString("(" + inList(4*i+1, 4) + ")")
+			args = append(args, p.Pseudonym[:], p.ConsentVersion, p.WrappedKey, p.ErasedNanos)
+		}
+		if _, err := t.tx.Exec(ctx, q.String(), args...); err != nil {
+			if sqldb.IsUniqueViolation(err) {
+				return fmt.Errorf("insert patients: %w", ledger.ErrConflict)
+			}
+			return fmt.Errorf("insert patients: %w", err)
+		}
+	}
+	return nil
+}
+
 func (t txn) UpdatePatient(ctx context.Context, p ledger.PatientRow, oldConsentVersion int64) error {
 	// Compare-and-swap on the consent version: of two changes from the
 	// same version, one commits.

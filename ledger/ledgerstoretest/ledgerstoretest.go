@@ -35,6 +35,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"EventUniqueness", testEventUniqueness},
 		{"InsertEvents", testInsertEvents},
 		{"PatientsAndChainHeads", testPatientsAndChainHeads},
+		{"InsertPatients", testInsertPatients},
 		{"FailedReadWriteWritesNothing", testFailedReadWrite},
 		{"OutboxAndMarkSent", testOutbox},
 		{"Checkpoints", testCheckpoints},
@@ -279,6 +280,36 @@ func testPatientsAndChainHeads(t *testing.T, s ledger.Store) {
 			if h := heads[p]; h.Seq != seq || h.Head != head {
 				t.Errorf("ChainHeads[%x] = %d %s; ChainHead = %d %s", p[:4], h.Seq, h.Head, seq, head)
 			}
+		}
+		return nil
+	})
+}
+
+// testInsertPatients: InsertPatients adds rows as InsertPatient adds
+// each, and a patient who exists fails the whole.
+func testInsertPatients(t *testing.T, s ledger.Store) {
+	ps := []ledger.PatientRow{
+		{Pseudonym: hash("p1"), ConsentVersion: 2, WrappedKey: []byte("k1")},
+		{Pseudonym: hash("p2"), WrappedKey: []byte("k2"), ErasedNanos: 5},
+		{Pseudonym: hash("p3")},
+	}
+	readWrite(t, s, func(tx ledger.StoreTx) error { return tx.InsertPatients(ctx, ps) })
+	read(t, s, func(tx ledger.StoreReader) error {
+		for _, want := range ps {
+			got, err := tx.Patient(ctx, want.Pseudonym)
+			if err != nil || got.ConsentVersion != want.ConsentVersion || !bytes.Equal(got.WrappedKey, want.WrappedKey) || got.ErasedNanos != want.ErasedNanos {
+				t.Errorf("Patient = %+v, %v; want %+v", got, err, want)
+			}
+		}
+		return nil
+	})
+	again := []ledger.PatientRow{{Pseudonym: hash("p4")}, ps[1]}
+	if err := s.ReadWrite(ctx, func(ctx context.Context, tx ledger.StoreTx) error { return tx.InsertPatients(ctx, again) }); !errors.Is(err, ledger.ErrConflict) {
+		t.Errorf("InsertPatients with a patient who exists = %v, want ErrConflict", err)
+	}
+	read(t, s, func(tx ledger.StoreReader) error {
+		if _, err := tx.Patient(ctx, hash("p4")); !errors.Is(err, ledger.ErrNotFound) {
+			t.Errorf("after a conflict, Patient(p4) = %v, want ErrNotFound", err)
 		}
 		return nil
 	})
