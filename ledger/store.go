@@ -144,9 +144,10 @@ type StoreTx interface {
 	// database offers no such lock, it does nothing.
 	TakeTurn(ctx context.Context) error
 	// ReserveIndices takes n consecutive leaf indices and returns the
-	// first. It is a compare-and-swap on the next index, so two writers
-	// can never take the same indices (one of them gets ErrConflict or a
-	// serialization failure). With n = 0 it takes none and returns the
+	// first. It reads and moves the next index at once (one statement on
+	// SQL), so two writers can never take the same indices (one of them
+	// waits for the other, or gets ErrConflict or a serialization
+	// failure). With n = 0 it takes none and returns the
 	// next index, writing the same row all the same: Ledger.Ready's probe
 	// of a store that failed to record.
 	ReserveIndices(ctx context.Context, n uint64) (uint64, error)

@@ -123,20 +123,18 @@ func (t txn) TakeTurn(ctx context.Context) error {
 func (t txn) ReserveIndices(ctx context.Context, n uint64) (uint64, error) {
 	// Only the index row: reading the duties' counters here would make
 	// every send and checkpoint a read/write conflict with every Record.
-	var next int64
-	if err := t.tx.QueryRow(ctx, "SELECT next_index FROM ledger_state WHERE id = 1").Scan(&next); err != nil {
+	// One statement, read and write at once: indices are taken once, and
+	// gap-free, whatever the isolation level (two writers of the row at
+	// SERIALIZABLE: one fails; at READ COMMITTED the second's UPDATE
+	// reads the first's row).
+	var end int64
+	if err := t.tx.QueryRow(ctx, "UPDATE ledger_state SET next_index = next_index + $1 WHERE id = 1 RETURNING next_index", int64(n)).Scan(&end); err != nil {
+		if errors.Is(err, sqldb.ErrNoRows) {
+			return 0, fmt.Errorf("reserve indices: %w", ledger.ErrConflict)
+		}
 		return 0, fmt.Errorf("reserve indices: %w", err)
 	}
-	// Compare-and-swap: indices are taken once, and gap-free, even if two
-	// writers read the same next index.
-	rows, err := t.tx.Exec(ctx, "UPDATE ledger_state SET next_index = $1 WHERE id = 1 AND next_index = $2", next+int64(n), next)
-	if err != nil {
-		return 0, fmt.Errorf("reserve indices: %w", err)
-	}
-	if rows != 1 {
-		return 0, fmt.Errorf("reserve indices: %w", ledger.ErrConflict)
-	}
-	return uint64(next), nil
+	return uint64(end) - n, nil
 }
 
 const patientColumns = "pseudonym, consent_version, wrapped_key, erased_nanos"
