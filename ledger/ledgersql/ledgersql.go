@@ -528,8 +528,8 @@ const insertChunk = 1024
 // InsertEvents implements ledger.StoreTx. On PostgreSQL and CockroachDB,
 // whose every statement is a round trip to the server, the events go in
 // multi-row INSERT statements of up to insertChunk rows; SQLite, in
-// process, runs the one prepared statement per event (a statement of its
-// own per number of rows would gain nothing, measured).
+// process, has no round trip to save and runs the one prepared statement
+// per event.
 func (t txn) InsertEvents(ctx context.Context, events []ledger.EventRow) error {
 	if t.tx.Dialect() == sqldb.SQLiteDialect || len(events) == 1 {
 		for _, e := range events {
