@@ -132,6 +132,15 @@ func (tx failingErasureTx) InsertEvent(ctx context.Context, e ledger.EventRow) e
 	return tx.StoreTx.InsertEvent(ctx, e)
 }
 
+func (tx failingErasureTx) InsertEvents(ctx context.Context, es []ledger.EventRow) error {
+	for _, e := range es {
+		if err := tx.InsertEvent(ctx, e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // TestErasureIsAtomic: an erasure and its record commit together. When
 // the record cannot be written, nothing is erased and the erasure stays
 // due; the next run erases and records it, and the patient's chain says

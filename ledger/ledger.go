@@ -110,6 +110,16 @@ type Config struct {
 	// MaxGroup is the most Record calls committed in one transaction.
 	// Default 512.
 	MaxGroup int
+	// SoleWriter says that this process is the store's only writer (the
+	// embedded SQLite files, locked by the process): patients' chain heads
+	// and data keys are then kept in memory, at most HeadCache of them,
+	// and a recording transaction reads only the patient's row. Where
+	// several nodes write one database, leave it false: each transaction
+	// reads the heads from the store. Default false.
+	SoleWriter bool
+	// HeadCache is the most patients whose chain heads SoleWriter keeps
+	// (about 1 KiB each). Default 200,000.
+	HeadCache int
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 	// Rand is the source of salts, nonces, keys and event ids. Default
@@ -192,6 +202,9 @@ func (c *Config) validate() error {
 	if c.MaxGroup <= 0 {
 		c.MaxGroup = 512
 	}
+	if c.HeadCache <= 0 {
+		c.HeadCache = 200_000
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -222,6 +235,8 @@ type Ledger struct {
 	tracer trace.Tracer
 
 	batch batcher
+	// heads is nil unless Config.SoleWriter.
+	heads *headCache
 
 	// Background work, between Start and Close.
 	wake chan struct{} // new events: the sender should look
@@ -314,6 +329,9 @@ func New(ctx context.Context, cfg Config, store Store, log Log) (*Ledger, error)
 		erasureWake: make(chan struct{}, 1),
 	}
 	l.batch.token = make(chan struct{}, 1)
+	if cfg.SoleWriter {
+		l.heads = newHeadCache(cfg.HeadCache)
+	}
 	l.leases = map[string]*LeaseHolder{
 		LeaseSender:       NewLeaseHolder(store, LeaseSender, cfg.Owner, cfg.LeaseTTL, cfg.Logger, func() { notify(l.wake) }),
 		LeaseCheckpointer: NewLeaseHolder(store, LeaseCheckpointer, cfg.Owner, cfg.LeaseTTL, cfg.Logger, func() { notify(l.sent) }),

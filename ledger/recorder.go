@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"time"
 
@@ -122,8 +123,9 @@ type Recorded struct {
 	Body       []byte
 	Salt       [32]byte
 	Time       time.Time
-	// Receipt is the signed note promising inclusion at Index before
-	// Time + the merge delay.
+	// Receipt is the signed promise of inclusion at Index before Time +
+	// the merge delay: of version 2 (one signature for the events of a
+	// group commit) or 1 (verify.OpenReceipt reads both).
 	Receipt []byte
 	// Duplicate is true when the entry's key was recorded before: this is
 	// that first event.
@@ -292,6 +294,44 @@ func (l *Ledger) receipt(r *Recorded) ([]byte, error) {
 	return signed, nil
 }
 
+// signBatch signs one receipt of version 2 for the events a committed
+// group recorded (verify.SignBatchReceipts), when there are two or more:
+// one signature instead of one per event. A lone event, a retry's first
+// event and a repeat of a key get a receipt of version 1 (finish).
+func (l *Ledger) signBatch(group []*recordJob) {
+	var fresh []*recordJob
+	for _, j := range group {
+		if j.err == nil && j.res != nil && !j.res.Duplicate {
+			fresh = append(fresh, j)
+		}
+	}
+	if len(fresh) < 2 {
+		return
+	}
+	slices.SortFunc(fresh, func(a, b *recordJob) int { return cmp.Compare(a.res.Index, b.res.Index) })
+	first, t := fresh[0].res.Index, fresh[0].res.Time
+	cs := make([]event.Hash, len(fresh))
+	for i, j := range fresh {
+		if j.res.Index != first+uint64(i) || !j.res.Time.Equal(t) {
+			return // not one batch of the log: each gets its own receipt
+		}
+		cs[i] = j.res.Commitment
+	}
+	receipts, err := verify.SignBatchReceipts(verify.BatchReceipt{
+		Origin:   l.cfg.Origin,
+		First:    first,
+		Time:     t,
+		Deadline: t.Add(l.cfg.MergeDelay),
+	}, cs, l.cfg.ReceiptSigner)
+	if err != nil {
+		l.cfg.Logger.Warn("ledger: signing a batch receipt failed; signing each event's", "err", err)
+		return
+	}
+	for i, j := range fresh {
+		j.res.Receipt = receipts[i]
+	}
+}
+
 type recordJob struct {
 	ctx       context.Context
 	entry     Entry
@@ -376,13 +416,23 @@ func (l *Ledger) runBatch(all []*recordJob) {
 
 func (l *Ledger) commitGroup(group []*recordJob) {
 	for len(group) > 0 {
+		var g groupState
 		err := l.store.ReadWrite(context.WithoutCancel(group[0].ctx), func(ctx context.Context, tx StoreTx) error {
-			return l.recordGroup(ctx, tx, group)
+			g = groupState{patients: make(map[event.Hash]*patientState), erasing: make(map[event.Hash]bool)}
+			return l.recordGroup(ctx, tx, group, &g)
 		})
+		if l.heads != nil {
+			if err == nil {
+				l.heads.put(g.patients, g.erasing)
+			} else {
+				l.heads.drop(g.patients)
+			}
+		}
 		var je *jobError
 		switch {
 		case err == nil:
 			l.recordOutcome(nil)
+			l.signBatch(group)
 			return
 		case errors.As(err, &je):
 			je.job.err = je.err
@@ -461,17 +511,57 @@ type patientState struct {
 	dk         cipher.AEAD
 }
 
+// groupState is what a recording transaction moves: its patients' chain
+// heads and rows, and the patients whose erasure is in it.
+type groupState struct {
+	patients map[event.Hash]*patientState
+	erasing  map[event.Hash]bool
+	// rows and heads are the group's patients' rows and the chain heads
+	// not held in memory, read at the start of the transaction
+	// (prefetch).
+	rows  map[event.Hash]PatientRow
+	heads map[event.Hash]ChainHead
+}
+
+// prefetch reads the rows of the group's patients, then the chain heads
+// of those that have one and whose head is not in memory: a few
+// statements for the group (one round trip each on PostgreSQL) instead of
+// up to three per patient.
+func (l *Ledger) prefetch(ctx context.Context, tx StoreTx, group []*recordJob, g *groupState) error {
+	seen := make(map[event.Hash]bool, len(group))
+	var want []event.Hash
+	for _, j := range group {
+		if !seen[j.pseudonym] {
+			seen[j.pseudonym] = true
+			want = append(want, j.pseudonym)
+		}
+	}
+	var err error
+	if g.rows, err = tx.Patients(ctx, want); err != nil {
+		return err
+	}
+	want = want[:0]
+	for p := range g.rows {
+		if l.heads == nil || !l.heads.has(p) {
+			want = append(want, p)
+		}
+	}
+	g.heads, err = tx.ChainHeads(ctx, want)
+	return err
+}
+
 // recordGroup is the body of one transaction. It may run more than once:
-// every job's outcome is reset first.
-func (l *Ledger) recordGroup(ctx context.Context, tx StoreTx, group []*recordJob) error {
+// every job's outcome is reset first, and g starts empty.
+func (l *Ledger) recordGroup(ctx context.Context, tx StoreTx, group []*recordJob, g *groupState) error {
 	if err := tx.TakeTurn(ctx); err != nil {
+		return err
+	}
+	if err := l.prefetch(ctx, tx, group, g); err != nil {
 		return err
 	}
 	now := l.cfg.Now().UTC()
 	byKey := make(map[Key]*recordJob)
-	patients := make(map[event.Hash]*patientState)
-	// erasing holds the patients whose erasure is in this batch.
-	erasing := make(map[event.Hash]bool)
+	patients, erasing := g.patients, g.erasing
 	var accepted []*recordJob
 	for _, j := range group {
 		j.res, j.err = nil, nil
@@ -501,7 +591,7 @@ func (l *Ledger) recordGroup(ctx context.Context, tx StoreTx, group []*recordJob
 				return err
 			}
 		}
-		ps, err := l.patientState(ctx, tx, patients, j.pseudonym)
+		ps, err := l.patientState(g, j.pseudonym)
 		if errors.Is(err, ErrCorrupt) {
 			// This patient's key no longer opens (altered): the jobs of
 			// this patient fail, not the others of the batch.
@@ -551,24 +641,44 @@ func (l *Ledger) recordGroup(ctx context.Context, tx StoreTx, group []*recordJob
 		if err != nil {
 			return err
 		}
+		// The events go to the store together (one round trip on
+		// PostgreSQL); those before an erasure go first, since it erases
+		// them too.
+		rows := make([]EventRow, 0, len(accepted))
 		for i, j := range accepted {
-			res, err := l.append(ctx, tx, patients[j.pseudonym], j, first+uint64(i), now)
+			if j.entry.Erase != nil && len(rows) > 0 {
+				if err := tx.InsertEvents(ctx, rows); err != nil {
+					return err
+				}
+				rows = rows[:0]
+			}
+			res, row, err := l.append(ctx, tx, patients[j.pseudonym], j, first+uint64(i), now)
 			if err != nil {
 				return err
 			}
 			j.res = res
+			rows = append(rows, row)
+		}
+		if len(rows) > 0 {
+			if err := tx.InsertEvents(ctx, rows); err != nil {
+				return err
+			}
 		}
 	}
+	var added []PatientRow
 	for _, ps := range patients {
 		switch {
 		case ps.isNew:
-			if err := tx.InsertPatient(ctx, ps.row); err != nil {
-				return err
-			}
+			added = append(added, ps.row)
 		case ps.dirty:
 			if err := tx.UpdatePatient(ctx, ps.row, ps.oldConsent); err != nil {
 				return err
 			}
+		}
+	}
+	if len(added) > 0 {
+		if err := tx.InsertPatients(ctx, added); err != nil {
+			return err
 		}
 	}
 	// Jobs that repeated a key of this batch get the first one's result.
@@ -593,12 +703,26 @@ func (errSameBatch) Error() string { return "same key earlier in the batch" }
 // data key that does not open fails even an erasure: a wrong KEK looks
 // the same as an altered key, and erasing then would wrap the patient's
 // new key under the wrong KEK.
-func (l *Ledger) patientState(ctx context.Context, tx StoreTx, patients map[event.Hash]*patientState, pseudonym event.Hash) (*patientState, error) {
+func (l *Ledger) patientState(g *groupState, pseudonym event.Hash) (*patientState, error) {
+	patients := g.patients
 	if ps, ok := patients[pseudonym]; ok {
 		return ps, nil
 	}
-	row, err := tx.Patient(ctx, pseudonym)
+	var err error
+	row, ok := g.rows[pseudonym]
+	if !ok {
+		err = ErrNotFound
+	}
 	ps := &patientState{row: row, oldConsent: row.ConsentVersion}
+	// The row is read from the store every time (its consent version and
+	// wrapped key); the chain head, and the data key while the wrapped key
+	// is the same, come from the cache where this process is the only
+	// writer, or else from the store (prefetch).
+	var cached bool
+	var dk cipher.AEAD
+	if l.heads != nil && err == nil {
+		ps.seq, ps.head, dk, cached = l.heads.get(pseudonym, row.WrappedKey)
+	}
 	switch {
 	case errors.Is(err, ErrNotFound):
 		dk, wrapped, err := l.keys.newDataKey(pseudonym)
@@ -617,29 +741,31 @@ func (l *Ledger) patientState(ctx context.Context, tx StoreTx, patients map[even
 		}
 		ps.row.WrappedKey, ps.dk, ps.dirty = wrapped, dk, true
 	default:
-		if ps.dk, err = l.keys.dataKey(pseudonym, row.WrappedKey); err != nil {
+		if cached && dk != nil {
+			ps.dk = dk
+		} else if ps.dk, err = l.keys.dataKey(pseudonym, row.WrappedKey); err != nil {
 			return nil, err
 		}
 	}
-	if !ps.isNew {
-		if ps.seq, ps.head, err = tx.ChainHead(ctx, pseudonym); err != nil {
-			return nil, err
-		}
+	if !ps.isNew && !cached {
+		h := g.heads[pseudonym]
+		ps.seq, ps.head = h.Seq, h.Head
 	}
 	patients[pseudonym] = ps
 	return ps, nil
 }
 
-// append builds the event at index on the patient's chain and stores it.
-func (l *Ledger) append(ctx context.Context, tx StoreTx, ps *patientState, j *recordJob, index uint64, now time.Time) (*Recorded, error) {
+// append builds the event at index on the patient's chain and returns
+// its row, for the caller to store.
+func (l *Ledger) append(ctx context.Context, tx StoreTx, ps *patientState, j *recordJob, index uint64, now time.Time) (*Recorded, EventRow, error) {
 	id, err := event.NewID(l.cfg.Rand)
 	if err != nil {
-		return nil, err
+		return nil, EventRow{}, err
 	}
 	payload := j.entry.Payload
 	if j.entry.Erase != nil {
 		if payload, err = l.eraseBefore(ctx, tx, ps, j); err != nil {
-			return nil, err
+			return nil, EventRow{}, err
 		}
 	}
 	b := event.Body{
@@ -655,18 +781,18 @@ func (l *Ledger) append(ctx context.Context, tx StoreTx, ps *patientState, j *re
 	}
 	body, err := b.Marshal()
 	if err != nil {
-		return nil, &jobError{job: j, err: fmt.Errorf("%w: %w", ErrInvalidEntry, err)}
+		return nil, EventRow{}, &jobError{job: j, err: fmt.Errorf("%w: %w", ErrInvalidEntry, err)}
 	}
 	var salt [32]byte
 	if _, err := io.ReadFull(l.cfg.Rand, salt[:]); err != nil {
-		return nil, fmt.Errorf("salt: %w", err)
+		return nil, EventRow{}, fmt.Errorf("salt: %w", err)
 	}
 	c := verify.Commitment(salt, body)
 	sealed, err := l.keys.sealBody(ps.dk, salt, body, c)
 	if err != nil {
-		return nil, err
+		return nil, EventRow{}, err
 	}
-	if err := tx.InsertEvent(ctx, EventRow{
+	row := EventRow{
 		Index:        index,
 		Commitment:   c,
 		Pseudonym:    j.pseudonym,
@@ -679,11 +805,9 @@ func (l *Ledger) append(ctx context.Context, tx StoreTx, ps *patientState, j *re
 		BreakGlass:   j.entry.BreakGlass,
 		Sealed:       sealed,
 		Key:          l.cfg.Pseudonyms.RequestHash(j.entry.Key),
-	}); err != nil {
-		return nil, err
 	}
 	ps.seq, ps.head = b.Seq, c
-	return &Recorded{Index: index, Commitment: c, Body: body, Salt: salt, Time: now}, nil
+	return &Recorded{Index: index, Commitment: c, Body: body, Salt: salt, Time: now}, row, nil
 }
 
 // eraseBefore erases, in tx, every event of j's patient recorded so far

@@ -147,6 +147,8 @@ func (r recordResult) print(w io.Writer) {
 	fmt.Fprintf(w, "  Record latency: p50 %.2f ms, p99 %.2f ms\n", r.RecordP50Ms, r.RecordP99Ms)
 	fmt.Fprintf(w, "  outbox (recorded, not yet in the log): max %d, at the end %d\n", r.MaxOutbox, r.FinalOutbox)
 	fmt.Fprintf(w, "  Record to signed checkpoint (%d samples): p50 %.0f ms, p99 %.0f ms\n", r.ToCheckpointSamples, r.ToCheckpointP50Ms, r.ToCheckpointP99Ms)
+	fmt.Fprintf(w, "\n| metric | value | anchor ratio | target | met |\n|---|---|---|---|---|\n")
+	r.gateRows(w)
 }
 
 // benchRecord records access events from workers goroutines for d, and

@@ -44,8 +44,8 @@ type nodeConfig struct {
 func (c *nodeConfig) flags(fs *flag.FlagSet) {
 	c.initFlags(fs)
 	fs.Int64Var(&c.treeID, "trillian-tree-id", 0, "ID of the Trillian tree to use (vigie init prints it), required with --trillian; in process, 0 finds (or creates) the tree named \""+trillian.TreeName+"\"")
-	fs.DurationVar(&c.sequencerInterval, "sequencer-interval", 100*time.Millisecond, "in-process Trillian: time between sequencing runs")
-	fs.IntVar(&c.sequencerBatch, "sequencer-batch", 1000, "in-process Trillian: most leaves integrated per sequencing run")
+	fs.DurationVar(&c.sequencerInterval, "sequencer-interval", trillian.DefaultSequencerInterval, "in-process Trillian: time between sequencing runs")
+	fs.IntVar(&c.sequencerBatch, "sequencer-batch", trillian.DefaultBatchSize, "in-process Trillian: most leaves integrated per sequencing run")
 	fs.StringVar(&c.rulesFile, "national-rules", "", "file of the national access rules (JSON, canonical form); default: the illustrative rules built in. A version above the stored one is published at start")
 	fs.DurationVar(&c.checkpointInterval, "checkpoint-interval", time.Second, "least time between two signed checkpoints")
 	fs.DurationVar(&c.mergeDelay, "merge-delay", 10*time.Second, "maximum merge delay promised by receipts")

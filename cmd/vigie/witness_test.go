@@ -175,7 +175,7 @@ func TestLitewitness(t *testing.T) {
 	check := func() {
 		t.Helper()
 		n++
-		doCheck(t, w.e, fmt.Sprintf("w-%d", n), e2ePatient, e2eDoctor, vigiev1.PurposeOfUse_TREAT, true)
+		doCheck(t, w.e, fmt.Sprintf("w-%d", n), e2ePatient, e2eDoctor, vigiev1.PurposeOfUse_PURPOSE_OF_USE_TREAT, true)
 	}
 	// servedWhen waits until /checkpoint's cosignatures are ok.
 	servedWhen := func(ok func(r verify.CosignatureCheck) bool) verify.CosignatureCheck {
@@ -286,7 +286,7 @@ func TestLitewitness(t *testing.T) {
 	b.args = []string{"--witness-policy", policyFile}
 	b.restart(t, forkData)
 	for i := range 3 {
-		doCheck(t, b.e, fmt.Sprintf("fork-%d", i), e2ePatient, e2eDoctor, vigiev1.PurposeOfUse_TREAT, true)
+		doCheck(t, b.e, fmt.Sprintf("fork-%d", i), e2ePatient, e2eDoctor, vigiev1.PurposeOfUse_PURPOSE_OF_USE_TREAT, true)
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {

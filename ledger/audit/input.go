@@ -13,14 +13,19 @@ import (
 // white space around. It does not verify the note ([CheckReceipt] does).
 func ReadReceipt(b []byte) ([]byte, error) {
 	t := bytes.TrimSpace(b)
-	if bytes.HasPrefix(t, []byte(verify.ReceiptHeader)) {
+	if isReceipt(t) {
 		// A note ends with exactly one newline: blank lines after it
 		// (an editor's, a copy's) are not part of it.
 		return append(bytes.Clone(t), '\n'), nil
 	}
 	d, err := base64.StdEncoding.DecodeString(string(t))
-	if err != nil || !bytes.HasPrefix(d, []byte(verify.ReceiptHeader)) {
-		return nil, errors.New("not a receipt: want a signed note starting with \"" + verify.ReceiptHeader + "\", or its base64")
+	if err != nil || !isReceipt(d) {
+		return nil, errors.New("not a receipt: want a signed note starting with \"" + verify.ReceiptHeader + "\" or \"" + verify.ReceiptHeaderV2 + "\", or its base64")
 	}
 	return d, nil
+}
+
+// isReceipt reports whether b starts as a receipt of version 1 or 2.
+func isReceipt(b []byte) bool {
+	return bytes.HasPrefix(b, []byte(verify.ReceiptHeader+"\n")) || bytes.HasPrefix(b, []byte(verify.ReceiptHeaderV2+"\n"))
 }

@@ -15,6 +15,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -122,20 +123,18 @@ func (t txn) TakeTurn(ctx context.Context) error {
 func (t txn) ReserveIndices(ctx context.Context, n uint64) (uint64, error) {
 	// Only the index row: reading the duties' counters here would make
 	// every send and checkpoint a read/write conflict with every Record.
-	var next int64
-	if err := t.tx.QueryRow(ctx, "SELECT next_index FROM ledger_state WHERE id = 1").Scan(&next); err != nil {
+	// One statement, read and write at once: indices are taken once, and
+	// gap-free, whatever the isolation level (two writers of the row at
+	// SERIALIZABLE: one fails; at READ COMMITTED the second's UPDATE
+	// reads the first's row).
+	var end int64
+	if err := t.tx.QueryRow(ctx, "UPDATE ledger_state SET next_index = next_index + $1 WHERE id = 1 RETURNING next_index", int64(n)).Scan(&end); err != nil {
+		if errors.Is(err, sqldb.ErrNoRows) {
+			return 0, fmt.Errorf("reserve indices: %w", ledger.ErrConflict)
+		}
 		return 0, fmt.Errorf("reserve indices: %w", err)
 	}
-	// Compare-and-swap: indices are taken once, and gap-free, even if two
-	// writers read the same next index.
-	rows, err := t.tx.Exec(ctx, "UPDATE ledger_state SET next_index = $1 WHERE id = 1 AND next_index = $2", next+int64(n), next)
-	if err != nil {
-		return 0, fmt.Errorf("reserve indices: %w", err)
-	}
-	if rows != 1 {
-		return 0, fmt.Errorf("reserve indices: %w", ledger.ErrConflict)
-	}
-	return uint64(next), nil
+	return uint64(end) - n, nil
 }
 
 const patientColumns = "pseudonym, consent_version, wrapped_key, erased_nanos"
@@ -165,6 +164,37 @@ func (t txn) InsertPatient(ctx context.Context, p ledger.PatientRow) error {
 		return fmt.Errorf("insert patient: %w", ledger.ErrConflict)
 	}
 	return err
+}
+
+// InsertPatients implements ledger.StoreTx, as InsertEvents does.
+func (t txn) InsertPatients(ctx context.Context, ps []ledger.PatientRow) error {
+	if t.tx.Dialect() == sqldb.SQLiteDialect || len(ps) == 1 {
+		for _, p := range ps {
+			if err := t.InsertPatient(ctx, p); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for chunk := range slices.Chunk(ps, insertChunk) {
+		var q strings.Builder
+		q.WriteString("INSERT INTO patients (" + patientColumns + ") VALUES ")
+		args := make([]any, 0, 4*len(chunk))
+		for i, p := range chunk {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString("(" + inList(4*i+1, 4) + ")")
+			args = append(args, p.Pseudonym[:], p.ConsentVersion, p.WrappedKey, p.ErasedNanos)
+		}
+		if _, err := t.tx.Exec(ctx, q.String(), args...); err != nil {
+			if sqldb.IsUniqueViolation(err) {
+				return fmt.Errorf("insert patients: %w", ledger.ErrConflict)
+			}
+			return fmt.Errorf("insert patients: %w", err)
+		}
+	}
+	return nil
 }
 
 func (t txn) UpdatePatient(ctx context.Context, p ledger.PatientRow, oldConsentVersion int64) error {
@@ -202,6 +232,120 @@ func (t txn) ChainHead(ctx context.Context, pseudonym event.Hash) (uint64, event
 		return 0, event.Hash{}, errors.New("chain head: malformed commitment")
 	}
 	return uint64(seq), event.Hash(head), nil
+}
+
+// readChunk is the most patients of one batched read.
+const readChunk = 1000
+
+// inList returns "$from, $from+1, ..." for n parameters.
+func inList(from, n int) string {
+	var b strings.Builder
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "$%d", from+i)
+	}
+	return b.String()
+}
+
+// Patients implements ledger.StoreReader: on SQLite, in process, one
+// lookup per patient (its prepared statement); elsewhere, one statement
+// per readChunk patients.
+func (t txn) Patients(ctx context.Context, pseudonyms []event.Hash) (map[event.Hash]ledger.PatientRow, error) {
+	out := make(map[event.Hash]ledger.PatientRow, len(pseudonyms))
+	if t.tx.Dialect() == sqldb.SQLiteDialect {
+		for _, p := range pseudonyms {
+			row, err := t.Patient(ctx, p)
+			switch {
+			case err == nil:
+				out[p] = row
+			case !errors.Is(err, ledger.ErrNotFound):
+				return nil, err
+			}
+		}
+		return out, nil
+	}
+	for chunk := range slices.Chunk(pseudonyms, readChunk) {
+		args := make([]any, len(chunk))
+		for i, p := range chunk {
+			args[i] = p[:]
+		}
+		rows, err := t.tx.Query(ctx, "SELECT "+patientColumns+" FROM patients WHERE pseudonym IN ("+inList(1, len(chunk))+")", args...)
+		if err != nil {
+			return nil, fmt.Errorf("patients: %w", err)
+		}
+		for rows.Next() {
+			row, err := scanPatient(rows)
+			if err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("patients: %w", err)
+			}
+			out[row.Pseudonym] = row
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("patients: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// ChainHeads implements ledger.StoreReader: on SQLite one ChainHead per
+// patient; elsewhere two statements per readChunk patients (the latest
+// event kept, and the latest erased), the later of the two winning as in
+// ChainHead.
+func (t txn) ChainHeads(ctx context.Context, pseudonyms []event.Hash) (map[event.Hash]ledger.ChainHead, error) {
+	out := make(map[event.Hash]ledger.ChainHead, len(pseudonyms))
+	if t.tx.Dialect() == sqldb.SQLiteDialect {
+		for _, p := range pseudonyms {
+			seq, head, err := t.ChainHead(ctx, p)
+			if err != nil {
+				return nil, err
+			}
+			if seq > 0 {
+				out[p] = ledger.ChainHead{Seq: seq, Head: head}
+			}
+		}
+		return out, nil
+	}
+	for chunk := range slices.Chunk(pseudonyms, readChunk) {
+		args := make([]any, len(chunk))
+		for i, p := range chunk {
+			args[i] = p[:]
+		}
+		in := inList(1, len(chunk))
+		for _, q := range []string{
+			"SELECT e.pseudonym, e.seq, e.commitment FROM events e JOIN (SELECT pseudonym, MAX(seq) AS seq FROM events WHERE pseudonym IN (" + in + ") GROUP BY pseudonym) m ON e.pseudonym = m.pseudonym AND e.seq = m.seq",
+			"SELECT x.pseudonym, x.seq, ev.commitment FROM erased_events x JOIN events ev ON ev.leaf_index = x.leaf_index JOIN (SELECT pseudonym, MAX(seq) AS seq FROM erased_events WHERE pseudonym IN (" + in + ") GROUP BY pseudonym) m ON x.pseudonym = m.pseudonym AND x.seq = m.seq",
+		} {
+			rows, err := t.tx.Query(ctx, q, args...)
+			if err != nil {
+				return nil, fmt.Errorf("chain heads: %w", err)
+			}
+			for rows.Next() {
+				var pseudo, head []byte
+				var seq int64
+				if err := rows.Scan(&pseudo, &seq, &head); err != nil {
+					rows.Close()
+					return nil, fmt.Errorf("chain heads: %w", err)
+				}
+				if len(pseudo) != 32 || len(head) != 32 {
+					rows.Close()
+					return nil, errors.New("chain heads: malformed pseudonym or commitment")
+				}
+				p := event.Hash(pseudo)
+				if uint64(seq) > out[p].Seq {
+					out[p] = ledger.ChainHead{Seq: uint64(seq), Head: event.Hash(head)}
+				}
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return nil, fmt.Errorf("chain heads: %w", err)
+			}
+		}
+	}
+	return out, nil
 }
 
 const eventColumns = "leaf_index, commitment, pseudonym, seq, kind, time_nanos, service, actor, organization, break_glass, sealed, request_key"
@@ -351,7 +495,8 @@ func (t txn) Commitments(ctx context.Context, start, end uint64) ([]event.Hash, 
 	return out, nil
 }
 
-func (t txn) InsertEvent(ctx context.Context, e ledger.EventRow) error {
+// eventArgs are the values of eventColumns for e, in order.
+func eventArgs(e ledger.EventRow) []any {
 	var requestKey any
 	if !e.Key.IsZero() {
 		requestKey = e.Key[:]
@@ -360,13 +505,66 @@ func (t txn) InsertEvent(ctx context.Context, e ledger.EventRow) error {
 	if e.BreakGlass {
 		bg = 1
 	}
-	if _, err := t.tx.Exec(ctx, "INSERT INTO events ("+eventColumns+") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-		int64(e.Index), e.Commitment[:], e.Pseudonym[:], int64(e.Seq), string(e.Kind), e.TimeNanos,
-		e.Service, nullString(e.Actor), nullString(e.Organization), bg, e.Sealed, requestKey); err != nil {
+	return []any{int64(e.Index), e.Commitment[:], e.Pseudonym[:], int64(e.Seq), string(e.Kind), e.TimeNanos,
+		e.Service, nullString(e.Actor), nullString(e.Organization), bg, e.Sealed, requestKey}
+}
+
+const insertEvent = "INSERT INTO events (" + eventColumns + ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+
+func (t txn) InsertEvent(ctx context.Context, e ledger.EventRow) error {
+	if _, err := t.tx.Exec(ctx, insertEvent, eventArgs(e)...); err != nil {
 		if sqldb.IsUniqueViolation(err) {
 			return fmt.Errorf("insert event %d: %w", e.Index, ledger.ErrConflict)
 		}
 		return fmt.Errorf("insert event %d: %w", e.Index, err)
+	}
+	return nil
+}
+
+// insertChunk is the most events of one INSERT statement (12 parameters
+// each, PostgreSQL's limit being 65,535): a group commit's, usually.
+const insertChunk = 1024
+
+// InsertEvents implements ledger.StoreTx. On PostgreSQL and CockroachDB,
+// whose every statement is a round trip to the server, the events go in
+// multi-row INSERT statements of up to insertChunk rows; SQLite, in
+// process, has no round trip to save and runs the one prepared statement
+// per event.
+func (t txn) InsertEvents(ctx context.Context, events []ledger.EventRow) error {
+	if t.tx.Dialect() == sqldb.SQLiteDialect || len(events) == 1 {
+		for _, e := range events {
+			if err := t.InsertEvent(ctx, e); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for len(events) > 0 {
+		chunk := events[:min(len(events), insertChunk)]
+		events = events[len(chunk):]
+		var q strings.Builder
+		q.WriteString("INSERT INTO events (" + eventColumns + ") VALUES ")
+		args := make([]any, 0, 12*len(chunk))
+		for i, e := range chunk {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteByte('(')
+			for c := range 12 {
+				if c > 0 {
+					q.WriteString(", ")
+				}
+				fmt.Fprintf(&q, "$%d", 12*i+c+1)
+			}
+			q.WriteByte(')')
+			args = append(args, eventArgs(e)...)
+		}
+		if _, err := t.tx.Exec(ctx, q.String(), args...); err != nil {
+			if sqldb.IsUniqueViolation(err) {
+				return fmt.Errorf("insert events %d to %d: %w", chunk[0].Index, chunk[len(chunk)-1].Index, ledger.ErrConflict)
+			}
+			return fmt.Errorf("insert events %d to %d: %w", chunk[0].Index, chunk[len(chunk)-1].Index, err)
+		}
 	}
 	return nil
 }

@@ -33,6 +33,9 @@ func Run(t *testing.T, newStore Factory) {
 		{"ChainHead", testChainHead},
 		{"Events", testEvents},
 		{"EventUniqueness", testEventUniqueness},
+		{"InsertEvents", testInsertEvents},
+		{"PatientsAndChainHeads", testPatientsAndChainHeads},
+		{"InsertPatients", testInsertPatients},
 		{"FailedReadWriteWritesNothing", testFailedReadWrite},
 		{"OutboxAndMarkSent", testOutbox},
 		{"Checkpoints", testCheckpoints},
@@ -238,6 +241,80 @@ func testChainHead(t *testing.T, s ledger.Store) {
 	}
 }
 
+// testPatientsAndChainHeads: the batched reads return what Patient and
+// ChainHead return for each patient: erased heads included, patients
+// without a row or an event absent.
+func testPatientsAndChainHeads(t *testing.T, s ledger.Store) {
+	a, b, c, none := hash("a"), hash("b"), hash("c"), hash("none")
+	addEvents(t, s, a, 3, nil)
+	addEvents(t, s, b, 2, nil)
+	addEvents(t, s, c, 1, nil)
+	readWrite(t, s, func(tx ledger.StoreTx) error {
+		_, err := tx.ErasePatient(ctx, b, 1)
+		return err
+	})
+	addEvents(t, s, c, 2, nil) // c: seq 3 beside its older events
+	all := []event.Hash{a, b, c, none}
+	read(t, s, func(tx ledger.StoreReader) error {
+		rows, err := tx.Patients(ctx, all)
+		if err != nil {
+			return err
+		}
+		heads, err := tx.ChainHeads(ctx, all)
+		if err != nil {
+			return err
+		}
+		if len(rows) != 3 || len(heads) != 3 {
+			t.Errorf("Patients = %d rows, ChainHeads = %d heads; want 3 each", len(rows), len(heads))
+		}
+		for _, p := range all {
+			row, err := tx.Patient(ctx, p)
+			got, ok := rows[p]
+			if errors.Is(err, ledger.ErrNotFound) == ok || (ok && (got.ConsentVersion != row.ConsentVersion || !bytes.Equal(got.WrappedKey, row.WrappedKey) || got.ErasedNanos != row.ErasedNanos)) {
+				t.Errorf("Patients[%x] = %+v, %v; Patient = %+v, %v", p[:4], got, ok, row, err)
+			}
+			seq, head, err := tx.ChainHead(ctx, p)
+			if err != nil {
+				return err
+			}
+			if h := heads[p]; h.Seq != seq || h.Head != head {
+				t.Errorf("ChainHeads[%x] = %d %s; ChainHead = %d %s", p[:4], h.Seq, h.Head, seq, head)
+			}
+		}
+		return nil
+	})
+}
+
+// testInsertPatients: InsertPatients adds rows as InsertPatient adds
+// each, and a patient who exists fails the whole.
+func testInsertPatients(t *testing.T, s ledger.Store) {
+	ps := []ledger.PatientRow{
+		{Pseudonym: hash("p1"), ConsentVersion: 2, WrappedKey: []byte("k1")},
+		{Pseudonym: hash("p2"), WrappedKey: []byte("k2"), ErasedNanos: 5},
+		{Pseudonym: hash("p3")},
+	}
+	readWrite(t, s, func(tx ledger.StoreTx) error { return tx.InsertPatients(ctx, ps) })
+	read(t, s, func(tx ledger.StoreReader) error {
+		for _, want := range ps {
+			got, err := tx.Patient(ctx, want.Pseudonym)
+			if err != nil || got.ConsentVersion != want.ConsentVersion || !bytes.Equal(got.WrappedKey, want.WrappedKey) || got.ErasedNanos != want.ErasedNanos {
+				t.Errorf("Patient = %+v, %v; want %+v", got, err, want)
+			}
+		}
+		return nil
+	})
+	again := []ledger.PatientRow{{Pseudonym: hash("p4")}, ps[1]}
+	if err := s.ReadWrite(ctx, func(ctx context.Context, tx ledger.StoreTx) error { return tx.InsertPatients(ctx, again) }); !errors.Is(err, ledger.ErrConflict) {
+		t.Errorf("InsertPatients with a patient who exists = %v, want ErrConflict", err)
+	}
+	read(t, s, func(tx ledger.StoreReader) error {
+		if _, err := tx.Patient(ctx, hash("p4")); !errors.Is(err, ledger.ErrNotFound) {
+			t.Errorf("after a conflict, Patient(p4) = %v, want ErrNotFound", err)
+		}
+		return nil
+	})
+}
+
 // addEvents stores n events of patient p (seq from 1), returning them.
 func addEvents(t *testing.T, s ledger.Store, p event.Hash, n int, mod func(i int, e *ledger.EventRow)) []ledger.EventRow {
 	t.Helper()
@@ -355,6 +432,60 @@ func testEventUniqueness(t *testing.T, s ledger.Store) {
 			t.Errorf("InsertEvent with %s = %v, want ErrConflict", name, err)
 		}
 	}
+}
+
+// testInsertEvents: InsertEvents adds many events as InsertEvent adds
+// each (past one statement's worth on PostgreSQL), and a conflict among
+// them fails the whole.
+func testInsertEvents(t *testing.T, s ledger.Store) {
+	const n = 1030
+	a := hash("a")
+	rows := make([]ledger.EventRow, n)
+	for i := range rows {
+		rows[i] = ledger.EventRow{Index: uint64(i), Commitment: hash(fmt.Sprint("c", i)), Pseudonym: a, Seq: uint64(i + 1),
+			Kind: event.KindAccess, TimeNanos: int64(i), Service: "svc", Sealed: []byte{byte(i)}}
+	}
+	rows[7].Key, rows[7].Actor, rows[7].BreakGlass = requestKey("svc/k7"), "10000000001", true
+	readWrite(t, s, func(tx ledger.StoreTx) error {
+		if _, err := tx.ReserveIndices(ctx, n); err != nil {
+			return err
+		}
+		return tx.InsertEvents(ctx, rows)
+	})
+	read(t, s, func(tx ledger.StoreReader) error {
+		got, err := tx.PatientEvents(ctx, a, 1, n+1)
+		if err != nil || len(got) != n {
+			t.Fatalf("PatientEvents = %d events, %v; want %d", len(got), err, n)
+		}
+		for i, g := range got {
+			if g.Index != rows[i].Index || g.Commitment != rows[i].Commitment || g.Seq != rows[i].Seq || !bytes.Equal(g.Sealed, rows[i].Sealed) {
+				t.Fatalf("event %d = %+v, want %+v", i, g, rows[i])
+			}
+		}
+		if k, err := tx.EventByKey(ctx, requestKey("svc/k7")); err != nil || k.Index != 7 || !k.BreakGlass || k.Actor != "10000000001" {
+			t.Errorf("EventByKey = %+v, %v; want event 7", k, err)
+		}
+		return nil
+	})
+	clash := []ledger.EventRow{
+		{Index: n, Commitment: hash("new"), Pseudonym: a, Seq: n + 1, Kind: event.KindAccess, Service: "svc"},
+		{Index: n + 1, Commitment: hash("clash"), Pseudonym: a, Seq: n, Kind: event.KindAccess, Service: "svc"},
+	}
+	err := s.ReadWrite(ctx, func(ctx context.Context, tx ledger.StoreTx) error {
+		if _, err := tx.ReserveIndices(ctx, 2); err != nil {
+			return err
+		}
+		return tx.InsertEvents(ctx, clash)
+	})
+	if !errors.Is(err, ledger.ErrConflict) {
+		t.Errorf("InsertEvents with a patient's sequence number taken = %v, want ErrConflict", err)
+	}
+	read(t, s, func(tx ledger.StoreReader) error {
+		if _, err := tx.EventByIndex(ctx, n); !errors.Is(err, ledger.ErrNotFound) {
+			t.Errorf("after a conflict, EventByIndex(%d) = %v, want ErrNotFound", n, err)
+		}
+		return nil
+	})
 }
 
 // testFailedReadWrite checks that a ReadWrite whose function fails leaves

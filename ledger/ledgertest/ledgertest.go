@@ -50,6 +50,10 @@ type Options struct {
 	Seed uint64
 	// NoStart leaves the background work stopped.
 	NoStart bool
+	// NotSoleWriter makes a ledger on SQLite read every chain head from
+	// the store, as where several nodes write (ledger.Config.SoleWriter
+	// is otherwise set on SQLite, as a node sets it).
+	NotSoleWriter bool
 	// CheckpointInterval (default 50ms) and SequencerInterval (default
 	// 20ms) are short for tests.
 	CheckpointInterval, SequencerInterval time.Duration
@@ -197,6 +201,8 @@ func New(t testing.TB, opts Options) *Env {
 		EraseAlso:          opts.EraseAlso,
 		RequestIDRetention: opts.RequestIDRetention,
 		LeaseTTL:           opts.LeaseTTL,
+		// As a node: the embedded SQLite files have one writer.
+		SoleWriter: opts.PostgreSQL == "" && !opts.NotSoleWriter,
 	}, e.Store, e.Log)
 	if err != nil {
 		t.Fatalf("ledgertest: %v", err)

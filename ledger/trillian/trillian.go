@@ -42,16 +42,25 @@ type Clients struct {
 	Admin tpb.TrillianAdminClient
 }
 
+// The in-process sequencer's defaults integrate up to 200,000 leaves a
+// second (DefaultBatchSize every DefaultSequencerInterval), well above
+// what the ledger records on one node (docs/performance.md), so that the
+// outbox stays bounded; 1,000 every 100ms capped it at 10,000 a second.
+const (
+	DefaultSequencerInterval = 50 * time.Millisecond
+	DefaultBatchSize         = 10_000
+)
+
 // Config configures an in-process Trillian. Storage is required.
 type Config struct {
 	// LogStorage and AdminStorage are the Trillian storage to serve.
 	LogStorage   storage.LogStorage
 	AdminStorage storage.AdminStorage
 	// SequencerInterval is the time between two sequencing runs when the
-	// previous run found nothing to do. Default 100ms.
+	// previous run found nothing to do. Default DefaultSequencerInterval.
 	SequencerInterval time.Duration
 	// BatchSize is the most leaves one sequencing run integrates.
-	// Default 1000.
+	// Default DefaultBatchSize.
 	BatchSize int
 	// Listener is where the gRPC server listens. Default: an in-memory
 	// listener reachable only from this process.
@@ -88,10 +97,10 @@ func Start(ctx context.Context, cfg Config) (*Embedded, error) {
 		return nil, errors.New("trillian: LogStorage and AdminStorage are required")
 	}
 	if cfg.SequencerInterval <= 0 {
-		cfg.SequencerInterval = 100 * time.Millisecond
+		cfg.SequencerInterval = DefaultSequencerInterval
 	}
 	if cfg.BatchSize <= 0 {
-		cfg.BatchSize = 1000
+		cfg.BatchSize = DefaultBatchSize
 	}
 	if cfg.MetricFactory == nil {
 		cfg.MetricFactory = processMetrics

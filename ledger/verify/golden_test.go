@@ -177,6 +177,14 @@ func TestGoldenVectors(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkGolden(t, "receipt.note", signed)
+
+	// Receipt v2: the two events signed as one batch; the second's receipt.
+	receipts, err := SignBatchReceipts(BatchReceipt{Origin: goldenOrigin, First: 0, Time: r.Time, Deadline: r.Deadline},
+		[]event.Hash{evs[0].commitment, evs[1].commitment}, rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkGolden(t, "receipt-v2.txt", receipts[1])
 }
 
 // TestGoldenVectorsByHand recomputes the golden vectors from
@@ -241,7 +249,7 @@ func TestGoldenVectorsByHand(t *testing.T) {
 // quotes.
 func TestDocsQuoteGolden(t *testing.T) {
 	doc := string(readFile(t, "../../docs/formats.md"))
-	for _, name := range []string{"checkpoint.note", "receipt.note", "event-1.json"} {
+	for _, name := range []string{"checkpoint.note", "receipt.note", "receipt-v2.txt", "event-1.json"} {
 		if !strings.Contains(doc, strings.TrimSpace(string(readFile(t, "testdata/"+name)))) {
 			t.Errorf("docs/formats.md does not quote testdata/%s as it is", name)
 		}

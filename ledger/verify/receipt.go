@@ -1,6 +1,7 @@
 package verify
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"strings"
@@ -146,14 +147,21 @@ func parseTime(s string) (time.Time, error) {
 	return t, nil
 }
 
-// OpenReceipt verifies a signed receipt note and returns its receipt. The
-// note must carry a valid signature by v, the log's receipt key, whose name
-// must be [ReceiptKeyName] of the receipt's origin; signatures by other keys
-// are ignored. The note is at most [MaxNoteSize] bytes.
+// OpenReceipt verifies a signed receipt and returns its receipt. A
+// receipt of version 1 is a signed note; one of version 2 (starting with
+// [ReceiptHeaderV2], see [SignBatchReceipts]) is an event's path in its
+// batch followed by the batch receipt's signed note, and OpenReceipt checks
+// the path to the signed root. The note must carry a valid signature by v,
+// the log's receipt key, whose name must be [ReceiptKeyName] of the
+// receipt's origin; signatures by other keys are ignored. A receipt is at
+// most [MaxNoteSize] bytes.
 //
 // A valid receipt is a promise, not a proof of inclusion: check it later
 // with [CheckReceipt].
 func OpenReceipt(signedNote []byte, v note.Verifier) (Receipt, error) {
+	if bytes.HasPrefix(signedNote, []byte(ReceiptHeaderV2+"\n")) {
+		return openReceiptV2(signedNote, v)
+	}
 	text, err := openNote(signedNote, v)
 	if err != nil {
 		return Receipt{}, fmt.Errorf("receipt: %w", err)

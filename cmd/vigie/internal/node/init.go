@@ -239,5 +239,8 @@ func newLedger(ctx context.Context, cfg Config, keysDir, origin string, k *keys.
 		EraseAlso:          eraseAlso,
 		RequestIDRetention: cfg.RequestIDRetention,
 		Owner:              owner,
+		// Embedded: the SQLite files are locked by this process, the one
+		// writer; chain heads stay in memory.
+		SoleWriter: cfg.DB == "",
 	}, store, log)
 }
