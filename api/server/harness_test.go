@@ -33,8 +33,8 @@ const (
 // it accepts, and generic handlers for every method of vigie.v1 that
 // record who reached them.
 type harness struct {
-	t      *testing.T
-	srv    *Server
+	t   *testing.T
+	srv *Server
 	// conn is a gRPC connection over bufconn; inProcess makes it the
 	// server's InProcess connection.
 	conn   grpc.ClientConnInterface
