@@ -59,7 +59,8 @@ wait_line() {
 }
 
 "$bin" bench anchor >"$work/anchor.out" 2>&1 &
-pids+=($!)
+anchor_pid=$!
+pids+=("$anchor_pid")
 bare_http=$(wait_line "$work/anchor.out" '^http ' | awk '{print $2}')
 bare_grpc=$(wait_line "$work/anchor.out" '^grpc ' | awk '{print $2}')
 
@@ -84,7 +85,7 @@ cpu() {
 
 # phase NAME PID COMMAND...: runs COMMAND (a load generator writing its
 # JSON report on standard output) into $out/NAME.json, and the CPU time
-# of PID (the server, or 0 for none) during it into $out/NAME.cpu.
+# of PID (the server: Vigie or the anchors) during it into $out/NAME.cpu.
 phase() {
 	local name=$1 pid=$2
 	shift 2
@@ -103,10 +104,10 @@ ghz() {
 	"$tools/ghz" --insecure -c "$callers" --connections 4 -z "${seconds}s" --timeout 30s -O json "$@"
 }
 
-phase http-bare 0 vegeta bare.targets
+phase http-bare "$anchor_pid" vegeta bare.targets
 phase http-noop "$serve_pid" vegeta noop.targets
 phase http-check "$serve_pid" vegeta check.targets
-phase grpc-bare 0 ghz --call vigie.v1.LogService.GetPublicKey "$bare_grpc"
+phase grpc-bare "$anchor_pid" ghz --call vigie.v1.LogService.GetPublicKey "$bare_grpc"
 phase grpc-noop "$serve_pid" ghz --call vigie.v1.LogService.GetPublicKey -m "{\"authorization\":\"Bearer $token\"}" "$vigie_grpc"
 phase grpc-check "$serve_pid" ghz --call vigie.v1.AccessService.Check -m "{\"authorization\":\"Bearer $token\"}" \
 	-D "$work/check.ghz.json" "$vigie_grpc"

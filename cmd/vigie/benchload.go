@@ -340,7 +340,7 @@ func runBenchGate(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	row("in process: Check p99, 64 callers", fmt.Sprintf("%.1f ms", api.Check.P99Ms), "", "≤ 25 ms", api.Check.P99Ms <= 25, inProc)
 
 	r := reports["grpc-bare"]
-	row("gRPC: bare no-op server (anchor)", rate(r), "1", "", false, ok("grpc-bare"))
+	row("gRPC: bare no-op server (anchor)", rate(r)+fmt.Sprintf(", %.0f µs server CPU", r.CPUus), "1", "", false, ok("grpc-bare"))
 	x, known := ratio("grpc-noop", "grpc-bare")
 	r = reports["grpc-noop"]
 	row("gRPC: Vigie no-op (GetPublicKey)", rate(r)+fmt.Sprintf(", %.0f µs server CPU", r.CPUus), pct(x)+" of bare", "", false, known)
@@ -351,7 +351,7 @@ func runBenchGate(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	row("gRPC: Check p99, 64 callers", fmt.Sprintf("%.1f ms", r.P99Ms), "", "≤ 25 ms", r.P99Ms <= 25 && clean("grpc-check"), ok("grpc-check"))
 
 	r = reports["http-bare"]
-	row("HTTP: bare net/http handler (anchor)", rate(r), "1", "", false, ok("http-bare"))
+	row("HTTP: bare net/http handler (anchor)", rate(r)+fmt.Sprintf(", %.0f µs server CPU", r.CPUus), "1", "", false, ok("http-bare"))
 	x, known = ratio("http-noop", "http-bare")
 	r = reports["http-noop"]
 	row("HTTP: Vigie no-op (GET /v1/log/key)", rate(r)+fmt.Sprintf(", %.0f µs server CPU", r.CPUus), pct(x)+" of bare", "≥ 70 %", x >= 0.70 && clean("http-noop", "http-bare"), known)
