@@ -9,7 +9,8 @@
 # info, discarded), the anchors of `vigie bench anchor` (a bare net/http
 # handler, a bare gRPC server of LogService.GetPublicKey), and the load
 # generators vegeta (HTTP/1.1, keep-alive) and ghz (gRPC), both built by
-# scripts/bench-tools.sh. LOAD_SECONDS (default 10) a phase, LOAD_CALLERS
+# scripts/bench-tools.sh. LOAD_SECONDS (default 10) a phase, then
+# LOAD_PAUSE (default 5) for the server's background work, LOAD_CALLERS
 # (default 64) concurrent callers, over 4 gRPC connections:
 #
 #   http-bare  http-noop (GET /v1/log/key)  http-check (POST /v1/access:check)
@@ -92,6 +93,10 @@ phase() {
 	local c0=0
 	[ "$pid" = 0 ] || c0=$(cpu "$pid")
 	"$@" >"$out/$name.json"
+	# The server's background work for the phase (sending the events
+	# recorded to the log, sequencing, signing) ends in the pause: it is
+	# the phase's CPU, and does not weigh on the next phase.
+	sleep "${LOAD_PAUSE:-5}"
 	[ "$pid" = 0 ] || awk -v a="$c0" -v b="$(cpu "$pid")" 'BEGIN { print b - a }' >"$out/$name.cpu"
 	echo "bench-load.sh: $name done" >&2
 }
