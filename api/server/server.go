@@ -477,12 +477,12 @@ func (s *Server) deadlineUnary(ctx context.Context, req any, info *grpc.UnarySer
 // without credentials goes on without one (authorize refuses it unless the
 // method is public).
 func (s *Server) authenticate(ctx context.Context) (context.Context, error) {
-	md, _ := metadata.FromIncomingContext(ctx)
+	// The two values it needs, not a copy of all the metadata.
 	p, _ := peer.FromContext(ctx)
 	cs := stateOf(ctx)
-	cs.client = clientAddr(p, md)
+	cs.client = clientAddr(p, metadata.ValueFromIncomingContext(ctx, ClientAddrMetadata))
 	var authorization string
-	switch vals := md.Get("authorization"); len(vals) {
+	switch vals := metadata.ValueFromIncomingContext(ctx, "authorization"); len(vals) {
 	case 0:
 	case 1:
 		authorization = vals[0]
@@ -510,13 +510,14 @@ func (s *Server) authenticate(ctx context.Context) (context.Context, error) {
 }
 
 // clientAddr returns the address of the caller: the peer's host, or for
-// the in-process gateway the HTTP client's host that it passes.
-func clientAddr(p *peer.Peer, md metadata.MD) string {
+// the in-process gateway the HTTP client's host that it passes (gateway,
+// the values of ClientAddrMetadata).
+func clientAddr(p *peer.Peer, gateway []string) string {
 	if p == nil || p.Addr == nil {
 		return "unknown"
 	}
 	if _, ok := p.Addr.(GatewayAddr); ok {
-		if v := md.Get(ClientAddrMetadata); len(v) == 1 && v[0] != "" {
+		if v := gateway; len(v) == 1 && v[0] != "" {
 			return v[0]
 		}
 		return "gateway"
