@@ -34,9 +34,11 @@ test-nodes:
 test-ha:
 	scripts/test-nodes.sh ha
 
-## bench: the benchmarks of docs/performance.md, with PostgreSQL
+## bench: the gate table of docs/performance.md (external HTTP and gRPC load
+## beside bare anchors, the API in process), in a few minutes; every
+## benchmark, with PostgreSQL: scripts/bench.sh go record api verify
 bench:
-	scripts/bench.sh
+	scripts/bench.sh gate
 
 ## lint: gofmt, go vet, staticcheck and govulncheck (pinned in go.mod as tools;
 ## govulncheck offline, against the database of scripts/vulncheck.sh)

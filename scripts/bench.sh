@@ -2,8 +2,13 @@
 # Runs the benchmarks of docs/performance.md with a throwaway PostgreSQL
 # cluster, and writes the results to bench-results/<time>/.
 #
-#   scripts/bench.sh [suite...]      suites: go record api verify (default: all)
+#   scripts/bench.sh [suite...]      suites: gate go record api verify
+#                                    (default: go record api verify)
 #
+#   gate    the gate table of docs/performance.md, in a few minutes
+#           (`make bench`): scripts/bench-load.sh, the external HTTP and
+#           gRPC load (vegeta, ghz) beside bare anchors and vigie bench api
+#           in process, LOAD_SECONDS and API_SECONDS a phase (default 10)
 #   go      the Go benchmarks of every package (go test -bench), BENCH_COUNT
 #           runs each (default 5), summarised by benchstat (medians);
 #           BENCH_PATTERN restricts them (default all)
@@ -24,13 +29,18 @@ cd "$(dirname "$0")/.."
 
 suites=("$@")
 [ ${#suites[@]} -gt 0 ] || suites=(go record api verify)
-pg_start || { echo "bench.sh: PostgreSQL is required for the side-by-side figures" >&2; exit 1; }
+if [[ " ${suites[*]} " =~ \ (go|record)\  ]]; then
+	pg_start || { echo "bench.sh: PostgreSQL is required for the side-by-side figures" >&2; exit 1; }
+fi
 out="bench-results/$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$out"
 echo "# $(go version) on $(nproc) CPUs, $(uname -srm), $(date -u)" | tee "$out/machine.txt"
 
 for suite in "${suites[@]}"; do
 	case "$suite" in
+	gate)
+		scripts/bench-load.sh "$out/gate"
+		;;
 	go)
 		VIGIE_BENCH_SUITE=go go test -run '^$' -bench "${BENCH_PATTERN:-.}" -benchtime "${BENCH_TIME:-10000x}" \
 			-count "${BENCH_COUNT:-5}" -timeout 120m ./... | tee "$out/go.txt"
@@ -59,7 +69,7 @@ for suite in "${suites[@]}"; do
 		go tool benchstat "$out/verify.txt" | tee "$out/verify.stat"
 		;;
 	*)
-		echo "bench.sh: unknown suite $suite (go, record, api, verify)" >&2
+		echo "bench.sh: unknown suite $suite (gate, go, record, api, verify)" >&2
 		exit 2
 		;;
 	esac

@@ -299,7 +299,6 @@ type API struct {
 	grpcAddr net.Addr
 	http     *http.Server
 	httpAddr net.Addr
-	conn     *grpc.ClientConn
 	admin    *http.Server
 	adminURL string
 	tls      bool
@@ -415,15 +414,12 @@ func Start(ctx context.Context, cfg Config, n Node) (_ *API, err error) {
 
 // startHTTP serves the JSON gateway and the portal on cfg.HTTPAddr.
 func (a *API) startHTTP(ctx context.Context, cfg Config, n Node, authn *auth.Authenticator, metrics prometheus.Gatherer, httpTLS *tls.Config) (err error) {
-	if a.conn, err = a.grpc.DialInProcess(); err != nil {
-		return err
-	}
 	ready := n.Ready
 	if ready == nil {
 		ready = func(context.Context) error { return nil }
 	}
 	h, err := gateway.New(ctx, gateway.Config{
-		Conn:     a.conn,
+		Conn:     a.grpc.InProcess(),
 		Gatherer: metrics,
 		Logger:   a.logger,
 		Ready:    ready,
@@ -526,9 +522,6 @@ func (a *API) Stop(ctx context.Context) {
 		if err := a.admin.Shutdown(ctx); err != nil {
 			a.admin.Close()
 		}
-	}
-	if a.conn != nil {
-		a.conn.Close()
 	}
 }
 

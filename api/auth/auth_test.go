@@ -313,3 +313,29 @@ func TestNewAuthenticatorChecksServices(t *testing.T) {
 		t.Errorf("bearer token without a verifier: %v, want ErrMalformed", err)
 	}
 }
+
+// TestAuthenticateCachedTokenCost checks the cost of a call whose token
+// the verifier has cached, with one issuer: a hash and a cache lookup.
+// The token is not parsed again to read its issuer (go-jose's parser
+// and JSON decoder took about 45 µs of CPU and 40 allocations a call on
+// every API call).
+func TestAuthenticateCachedTokenCost(t *testing.T) {
+	f := newFixture(t)
+	a, err := NewAuthenticator(AuthenticatorConfig{Verifier: f.verifier})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	authz := "Bearer " + f.mint(t, TokenRequest{Role: RoleService, Subject: "s", Organizations: []string{"750712184"}})
+	if _, err := a.Authenticate(ctx, authz, nil); err != nil {
+		t.Fatal(err)
+	}
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, err := a.Authenticate(ctx, authz, nil); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs > 2 {
+		t.Errorf("Authenticate of a cached token: %v allocations, want at most 2", allocs)
+	}
+}

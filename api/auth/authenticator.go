@@ -111,15 +111,18 @@ func (a *Authenticator) verifier(authorization string) (*Verifier, string, error
 	if len(a.verifiers) == 0 {
 		return nil, "", fmt.Errorf("%w: bearer tokens are not accepted here", ErrMalformed)
 	}
+	if len(a.verifiers) == 1 {
+		// The one verifier checks the iss with the signature: no need to
+		// parse the token first (a cached token is then a hash and a
+		// lookup).
+		for _, v := range a.verifiers {
+			return v, token, nil
+		}
+	}
 	// The iss read before verification only picks the verifier, which
 	// checks it again with the signature.
 	iss := peekIssuer(token)
 	v, ok := a.verifiers[iss]
-	if len(a.verifiers) == 1 {
-		for _, v = range a.verifiers {
-			ok = true
-		}
-	}
 	if !ok && iss == "" {
 		return nil, "", fmt.Errorf("%w: not a signed JWT with an iss", ErrMalformed)
 	}

@@ -5,9 +5,10 @@
 // /openapi.json (vigiev1.OpenAPI), /healthz, /readyz and /metrics.
 //
 // The gateway is a gRPC client of the server (Config.Conn, from
-// server.Server.DialInProcess): every HTTP call is a gRPC call that goes
+// server.Server.InProcess): every HTTP call is a gRPC call that goes
 // through all of the server's interceptors, authentication and
-// authorization included. It never serves a handler in process
+// authorization included, called directly in process (no HTTP/2 framing,
+// no second serialisation). It never serves a handler itself
 // (grpc-gateway's Register...HandlerServer would skip the interceptors),
 // and it forwards no request header but Authorization: no header can
 // claim an identity. A TLS client certificate presented to the HTTP
@@ -50,8 +51,9 @@ import (
 // Config configures the gateway. Conn is required.
 type Config struct {
 	// Conn is the connection to the gRPC server that serves every call:
-	// server.Server.DialInProcess. The gateway does not close it.
-	Conn *grpc.ClientConn
+	// server.Server.InProcess (or DialInProcess, over gRPC's transport).
+	// The gateway does not close it.
+	Conn grpc.ClientConnInterface
 	// Ready reports whether the service is ready to serve (/readyz: 200
 	// if it returns nil, 503 otherwise). Default: ready.
 	Ready func(ctx context.Context) error
@@ -122,16 +124,17 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 		runtime.WithDisableHTTPMethodOverride(),
 		runtime.WithDisablePathLengthFallback(),
 	)
-	for _, register := range []func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{
-		vigiev1.RegisterAccessServiceHandler,
-		vigiev1.RegisterConsentServiceHandler,
-		vigiev1.RegisterHistoryServiceHandler,
-		vigiev1.RegisterAdminServiceHandler,
-		vigiev1.RegisterLogServiceHandler,
-		vigiev1.RegisterAuditServiceHandler,
-		vigiev1.RegisterDirectoryServiceHandler,
+	cc := cfg.Conn
+	for _, err := range []error{
+		vigiev1.RegisterAccessServiceHandlerClient(ctx, mux, vigiev1.NewAccessServiceClient(cc)),
+		vigiev1.RegisterConsentServiceHandlerClient(ctx, mux, vigiev1.NewConsentServiceClient(cc)),
+		vigiev1.RegisterHistoryServiceHandlerClient(ctx, mux, vigiev1.NewHistoryServiceClient(cc)),
+		vigiev1.RegisterAdminServiceHandlerClient(ctx, mux, vigiev1.NewAdminServiceClient(cc)),
+		vigiev1.RegisterLogServiceHandlerClient(ctx, mux, vigiev1.NewLogServiceClient(cc)),
+		vigiev1.RegisterAuditServiceHandlerClient(ctx, mux, vigiev1.NewAuditServiceClient(cc)),
+		vigiev1.RegisterDirectoryServiceHandlerClient(ctx, mux, vigiev1.NewDirectoryServiceClient(cc)),
 	} {
-		if err := register(ctx, mux, cfg.Conn); err != nil {
+		if err != nil {
 			return nil, fmt.Errorf("gateway: %w", err)
 		}
 	}

@@ -137,6 +137,11 @@ func (f *logFake) GetCheckpoint(ctx context.Context, _ *vigiev1.GetCheckpointReq
 	return &httpbody.HttpBody{ContentType: "text/plain; charset=utf-8", Data: []byte(checkNote)}, nil
 }
 
+func (f *logFake) GetPublicKey(ctx context.Context, _ *vigiev1.GetPublicKeyRequest) (*vigiev1.PublicKeys, error) {
+	f.seen.add(ctx)
+	return &vigiev1.PublicKeys{Origin: "vigie.test/log", CheckpointKey: "vigie.test/log+01234567+AQID", ReceiptKey: "vigie.test/log/receipts+89abcdef+AQID"}, nil
+}
+
 func (f *logFake) GetInclusionProof(ctx context.Context, req *vigiev1.GetInclusionProofRequest) (*vigiev1.InclusionProof, error) {
 	f.seen.add(ctx)
 	if req.GetTreeSize() == 0 {
@@ -148,7 +153,7 @@ func (f *logFake) GetInclusionProof(ctx context.Context, req *vigiev1.GetInclusi
 // env is a gRPC server with the fakes, and the gateway over HTTP on
 // 127.0.0.1.
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	http    *httptest.Server
 	handler http.Handler
 	seen    *seen
@@ -158,6 +163,13 @@ type env struct {
 }
 
 func newEnv(t *testing.T, limits map[auth.Role]server.Limit) *env {
+	t.Helper()
+	return newEnvOver(t, limits, false)
+}
+
+// newEnvOver is newEnv, the gateway calling the server over gRPC's
+// transport (DialInProcess) if overGRPC, else directly (InProcess).
+func newEnvOver(t testing.TB, limits map[auth.Role]server.Limit, overGRPC bool) *env {
 	t.Helper()
 	e := &env{t: t, seen: &seen{}, reg: prometheus.NewRegistry()}
 	key, err := auth.GenerateIssuerKey()
@@ -196,12 +208,17 @@ func newEnv(t *testing.T, limits map[auth.Role]server.Limit) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := srv.DialInProcess()
-	if err != nil {
-		t.Fatal(err)
+	cc := srv.InProcess()
+	if overGRPC {
+		conn, err := srv.DialInProcess()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		cc = conn
 	}
 	e.handler, err = New(context.Background(), Config{
-		Conn:     conn,
+		Conn:     cc,
 		Ready:    func(context.Context) error { return e.ready },
 		Gatherer: e.reg,
 		Logger:   slog.New(slog.DiscardHandler),
@@ -212,7 +229,6 @@ func newEnv(t *testing.T, limits map[auth.Role]server.Limit) *env {
 	e.http = httptest.NewServer(e.handler)
 	t.Cleanup(func() {
 		e.http.Close()
-		conn.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		srv.Stop(ctx)

@@ -33,9 +33,11 @@ const (
 // it accepts, and generic handlers for every method of vigie.v1 that
 // record who reached them.
 type harness struct {
-	t      *testing.T
-	srv    *Server
-	conn   *grpc.ClientConn
+	t   *testing.T
+	srv *Server
+	// conn is a gRPC connection over bufconn; inProcess makes it the
+	// server's InProcess connection.
+	conn   grpc.ClientConnInterface
 	issuer *auth.Issuer
 	reg    *prometheus.Registry
 	logs   *syncBuffer
@@ -142,7 +144,9 @@ func newHarness(t *testing.T, modify ...func(*Config)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	registerGeneric(t, h.srv.GRPC(), h.rec)
+	// Registered as the server registers Services: served over gRPC
+	// and InProcess.
+	registerGeneric(t, registrar{h.srv}, h.rec)
 	l := bufconn.Listen(1 << 20)
 	go h.srv.Serve(l)
 	t.Cleanup(func() {
@@ -150,13 +154,14 @@ func newHarness(t *testing.T, modify ...func(*Config)) *harness {
 		defer cancel()
 		h.srv.Stop(ctx)
 	})
-	h.conn, err = grpc.NewClient("passthrough:///bufconn",
+	conn, err := grpc.NewClient("passthrough:///bufconn",
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return l.DialContext(ctx) }),
 		grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { h.conn.Close() })
+	t.Cleanup(func() { conn.Close() })
+	h.conn = conn
 	return h
 }
 
@@ -189,7 +194,7 @@ func (h *harness) ctxAs(role auth.Role) context.Context {
 // registerGeneric registers, for every service of package vigie.v1, a
 // handler for each method that records the caller and answers an empty
 // response (or what rec.handle says).
-func registerGeneric(t testing.TB, s *grpc.Server, rec *recorder) {
+func registerGeneric(t testing.TB, s grpc.ServiceRegistrar, rec *recorder) {
 	t.Helper()
 	for _, sd := range vigieServices(t) {
 		desc := &grpc.ServiceDesc{ServiceName: string(sd.FullName()), HandlerType: (*any)(nil), Metadata: sd.ParentFile().Path()}

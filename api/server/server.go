@@ -143,6 +143,13 @@ type Server struct {
 	names   []string // of the services served, for health
 	tracer  trace.Tracer
 
+	// unary is the one chain of unary interceptors, of the gRPC server
+	// and of InProcess calls.
+	unary grpc.UnaryServerInterceptor
+	// methods are the unary methods registered, by full name, for
+	// InProcess calls.
+	methods map[string]directMethod
+
 	inproc     *bufconn.Listener
 	inprocOnce sync.Once
 }
@@ -186,7 +193,9 @@ func New(cfg Config, svc Services) (*Server, error) {
 		limits:  newLimiters(cfg.RateLimits, cfg.Now),
 		inproc:  bufconn.Listen(256 << 10),
 		tracer:  cfg.TracerProvider.Tracer("github.com/vigie-sante/vigie/api/server"),
+		methods: map[string]directMethod{},
 	}
+	s.unary = chainUnary(s.observeUnary, s.deadlineUnary, s.authenticateUnary, s.rateLimitUnary, s.authorizeUnary, s.sizeUnary)
 	maxRecv := cfg.MaxRequestBytes
 	for _, n := range methodMaxBytes {
 		maxRecv = max(maxRecv, n)
@@ -196,24 +205,25 @@ func New(cfg Config, svc Services) (*Server, error) {
 		// they are read (RESOURCE_EXHAUSTED); below it, the size
 		// interceptor applies each method's limit (INVALID_ARGUMENT).
 		grpc.MaxRecvMsgSize(maxRecv + 1<<10),
-		grpc.ChainUnaryInterceptor(s.observeUnary, s.deadlineUnary, s.authenticateUnary, s.rateLimitUnary, s.authorizeUnary, s.sizeUnary),
+		grpc.UnaryInterceptor(s.unary),
 		grpc.ChainStreamInterceptor(s.observeStream, s.authenticateStream, s.rateLimitStream, s.authorizeStream),
 	}
 	s.grpc = grpc.NewServer(append(opts, cfg.ServerOptions...)...)
 
+	services := registrar{s}
 	register := func(name string, ok bool, reg func()) {
 		if ok {
 			reg()
 			s.names = append(s.names, name)
 		}
 	}
-	register(vigiev1.AccessService_ServiceDesc.ServiceName, svc.Access != nil, func() { vigiev1.RegisterAccessServiceServer(s.grpc, svc.Access) })
-	register(vigiev1.ConsentService_ServiceDesc.ServiceName, svc.Consent != nil, func() { vigiev1.RegisterConsentServiceServer(s.grpc, svc.Consent) })
-	register(vigiev1.HistoryService_ServiceDesc.ServiceName, svc.History != nil, func() { vigiev1.RegisterHistoryServiceServer(s.grpc, svc.History) })
-	register(vigiev1.AdminService_ServiceDesc.ServiceName, svc.Admin != nil, func() { vigiev1.RegisterAdminServiceServer(s.grpc, svc.Admin) })
-	register(vigiev1.LogService_ServiceDesc.ServiceName, svc.Log != nil, func() { vigiev1.RegisterLogServiceServer(s.grpc, svc.Log) })
-	register(vigiev1.AuditService_ServiceDesc.ServiceName, svc.Audit != nil, func() { vigiev1.RegisterAuditServiceServer(s.grpc, svc.Audit) })
-	register(vigiev1.DirectoryService_ServiceDesc.ServiceName, svc.Directory != nil, func() { vigiev1.RegisterDirectoryServiceServer(s.grpc, svc.Directory) })
+	register(vigiev1.AccessService_ServiceDesc.ServiceName, svc.Access != nil, func() { vigiev1.RegisterAccessServiceServer(services, svc.Access) })
+	register(vigiev1.ConsentService_ServiceDesc.ServiceName, svc.Consent != nil, func() { vigiev1.RegisterConsentServiceServer(services, svc.Consent) })
+	register(vigiev1.HistoryService_ServiceDesc.ServiceName, svc.History != nil, func() { vigiev1.RegisterHistoryServiceServer(services, svc.History) })
+	register(vigiev1.AdminService_ServiceDesc.ServiceName, svc.Admin != nil, func() { vigiev1.RegisterAdminServiceServer(services, svc.Admin) })
+	register(vigiev1.LogService_ServiceDesc.ServiceName, svc.Log != nil, func() { vigiev1.RegisterLogServiceServer(services, svc.Log) })
+	register(vigiev1.AuditService_ServiceDesc.ServiceName, svc.Audit != nil, func() { vigiev1.RegisterAuditServiceServer(services, svc.Audit) })
+	register(vigiev1.DirectoryService_ServiceDesc.ServiceName, svc.Directory != nil, func() { vigiev1.RegisterDirectoryServiceServer(services, svc.Directory) })
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 	s.SetServing(false)
@@ -261,8 +271,9 @@ func (s *Server) Stop(ctx context.Context) {
 }
 
 // DialInProcess returns a client connection to the server over an
-// in-memory listener, for the JSON gateway: its calls go through every
-// interceptor, like any other. The connection carries no TLS, hence no
+// in-memory listener: its calls go through every interceptor, like any
+// other, and pay gRPC's framing and serialisation (the gateway uses
+// InProcess, which does not). The connection carries no TLS, hence no
 // client certificate: a call's identity comes from its bearer token
 // only. The caller closes the connection.
 func (s *Server) DialInProcess() (*grpc.ClientConn, error) {
@@ -280,8 +291,9 @@ func (s *Server) DialInProcess() (*grpc.ClientConn, error) {
 	)
 }
 
-// GatewayAddr is the peer address of the calls of the in-process gateway
-// connection. Only this package creates connections with it: its calls
+// GatewayAddr is the peer address of the calls of the gateway's
+// connections (InProcess, DialInProcess). Only this package creates
+// connections with it: its calls
 // may carry the HTTP client's address in metadata (ClientAddrMetadata),
 // which the server believes only from them.
 type GatewayAddr struct{}
@@ -403,6 +415,22 @@ func (s *Server) observe(ctx context.Context, method string, call func(ctx conte
 	return nil
 }
 
+// chainUnary returns the interceptors as one, the first outermost.
+func chainUnary(interceptors ...grpc.UnaryServerInterceptor) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		return chainFrom(interceptors, 0, info, handler)(ctx, req)
+	}
+}
+
+func chainFrom(interceptors []grpc.UnaryServerInterceptor, i int, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) grpc.UnaryHandler {
+	if i == len(interceptors) {
+		return handler
+	}
+	return func(ctx context.Context, req any) (any, error) {
+		return interceptors[i](ctx, req, info, chainFrom(interceptors, i+1, info, handler))
+	}
+}
+
 func (s *Server) observeUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	var resp any
 	err := s.observe(ctx, info.FullMethod, func(ctx context.Context) (any, any, error) {
@@ -449,12 +477,12 @@ func (s *Server) deadlineUnary(ctx context.Context, req any, info *grpc.UnarySer
 // without credentials goes on without one (authorize refuses it unless the
 // method is public).
 func (s *Server) authenticate(ctx context.Context) (context.Context, error) {
-	md, _ := metadata.FromIncomingContext(ctx)
+	// The two values it needs, not a copy of all the metadata.
 	p, _ := peer.FromContext(ctx)
 	cs := stateOf(ctx)
-	cs.client = clientAddr(p, md)
+	cs.client = clientAddr(p, metadata.ValueFromIncomingContext(ctx, ClientAddrMetadata))
 	var authorization string
-	switch vals := md.Get("authorization"); len(vals) {
+	switch vals := metadata.ValueFromIncomingContext(ctx, "authorization"); len(vals) {
 	case 0:
 	case 1:
 		authorization = vals[0]
@@ -482,13 +510,14 @@ func (s *Server) authenticate(ctx context.Context) (context.Context, error) {
 }
 
 // clientAddr returns the address of the caller: the peer's host, or for
-// the in-process gateway the HTTP client's host that it passes.
-func clientAddr(p *peer.Peer, md metadata.MD) string {
+// the in-process gateway the HTTP client's host that it passes (gateway,
+// the values of ClientAddrMetadata).
+func clientAddr(p *peer.Peer, gateway []string) string {
 	if p == nil || p.Addr == nil {
 		return "unknown"
 	}
 	if _, ok := p.Addr.(GatewayAddr); ok {
-		if v := md.Get(ClientAddrMetadata); len(v) == 1 && v[0] != "" {
+		if v := gateway; len(v) == 1 && v[0] != "" {
 			return v[0]
 		}
 		return "gateway"

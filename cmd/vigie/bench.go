@@ -34,10 +34,16 @@ Benchmarks:
   record   sustained Record throughput, latency, and time to a signed checkpoint
   api      Check over gRPC, side by side with a no-op call behind the same
            interceptors and with the ledger's Record alone
+  anchor, load-inputs, gate
+           the external load benchmark's anchors, inputs and gate table
+           (scripts/bench-load.sh)
 `
 
 // runBench runs a benchmark: vigie bench record|api [flags].
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && benchLoadCommands[args[0]] != nil {
+		return benchLoadCommands[args[0]](ctx, args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || (args[0] != "record" && args[0] != "api") {
 		fmt.Fprint(stderr, benchUsage)
 		return exitUsage

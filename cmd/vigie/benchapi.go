@@ -74,6 +74,21 @@ func benchINS(n int) []string {
 	return out
 }
 
+// benchOrg is the organisation the benchmarks' service acts for.
+const benchOrg = "750712184"
+
+// benchCheckRequest is the Check of the benchmarks: a member of the care
+// team reads a document of patient, for care.
+func benchCheckRequest(id, patient string) *vigiev1.CheckRequest {
+	return &vigiev1.CheckRequest{
+		RequestId: id, PatientIns: patient,
+		Actor:        &vigiev1.Actor{Rpps: "10000000001", Profession: "10", Organization: benchOrg, Sector: "care", CareTeam: true},
+		Action:       vigiev1.Action_ACTION_READ,
+		Resource:     &vigiev1.Resource{Kind: &vigiev1.Resource_Document{Document: &vigiev1.Document{Id: "doc-1", Type: "discharge-summary"}}},
+		PurposeOfUse: vigiev1.PurposeOfUse_PURPOSE_OF_USE_TREAT,
+	}
+}
+
 // benchAPI runs three phases of d each, with workers callers: a no-op call
 // (GetPublicKey with a service's token: authentication, authorization,
 // rate limit, metrics and the log line, and nothing else), the ledger's
@@ -100,8 +115,7 @@ func benchAPI(ctx context.Context, n *node.Node, logger *slog.Logger, d time.Dur
 	if err != nil {
 		return res, err
 	}
-	const org = "750712184"
-	tok, err := issuer.Mint(auth.TokenRequest{Role: auth.RoleService, Subject: "bench", Organizations: []string{org}, TTL: time.Hour})
+	tok, err := issuer.Mint(auth.TokenRequest{Role: auth.RoleService, Subject: "bench", Organizations: []string{benchOrg}, TTL: time.Hour})
 	if err != nil {
 		return res, err
 	}
@@ -115,15 +129,7 @@ func benchAPI(ctx context.Context, n *node.Node, logger *slog.Logger, d time.Dur
 		defer conns[i].Close()
 	}
 	ins := benchINS(patients)
-	checkReq := func(id string, patient string) *vigiev1.CheckRequest {
-		return &vigiev1.CheckRequest{
-			RequestId: id, PatientIns: patient,
-			Actor:        &vigiev1.Actor{Rpps: "10000000001", Profession: "10", Organization: org, Sector: "care", CareTeam: true},
-			Action:       vigiev1.Action_ACTION_READ,
-			Resource:     &vigiev1.Resource{Kind: &vigiev1.Resource_Document{Document: &vigiev1.Document{Id: "doc-1", Type: "discharge-summary"}}},
-			PurposeOfUse: vigiev1.PurposeOfUse_PURPOSE_OF_USE_TREAT,
-		}
-	}
+	checkReq := benchCheckRequest
 	var allowed, denied atomic.Int64
 
 	// The payload Record records in its phase: the access record of a real
@@ -157,7 +163,7 @@ func benchAPI(ctx context.Context, n *node.Node, logger *slog.Logger, d time.Dur
 			_, err := n.Ledger.Record(ctx, ledger.Entry{
 				Kind: event.KindAccess, Patient: patient, Service: "service:bench-record", Payload: payload,
 				Key:          ledger.Key{Service: "service:bench-record", RequestID: fmt.Sprintf("r-%d-%d", g, i)},
-				CheckConsent: true, Actor: "10000000001", Organization: org,
+				CheckConsent: true, Actor: "10000000001", Organization: benchOrg,
 			})
 			return err
 		}},
