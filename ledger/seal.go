@@ -4,6 +4,7 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hmac"
+	cryptorand "crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -73,25 +74,74 @@ func (p *Pseudonymizer) RequestHash(k Key) RequestHash {
 	return RequestHash(m.Sum(nil)[:16])
 }
 
-// keyring seals event bodies with patients' data keys, and wraps those with
-// the key-encryption key (KEK). Every seal is AES-256-GCM with a random
-// nonce; the additional data binds a ciphertext to what it belongs to (the
-// patient's pseudonym for a wrapped key, the commitment for a body), so a
-// ciphertext moved to another row does not open.
+// keyring seals event bodies with patients' data keys, and wraps those
+// with a KeyWrapper: the key-encryption key (KEK) of a file by default.
+// Every seal is AES-256-GCM with a random nonce; the additional data binds
+// a ciphertext to what it belongs to (the patient's pseudonym for a
+// wrapped key, the commitment for a body), so a ciphertext moved to
+// another row does not open.
 type keyring struct {
+	wrap KeyWrapper
+	rand io.Reader
+}
+
+// KeyWrapper wraps patients' data keys with a key-encryption key, which
+// may live in a hardware security module (ledger/keys/pkcs11).
+//
+// Wrap returns key wrapped for the patient pseudonym: the wrapped form
+// MUST open only for that pseudonym (a wrapped key copied to another
+// patient's row does not open). Unwrap returns the key, or an error
+// wrapping ErrCorrupt if wrapped does not open (altered, another
+// patient's, or under a KEK that is not there). Both are safe for
+// concurrent use and may be retried.
+type KeyWrapper interface {
+	Wrap(pseudonym event.Hash, key []byte) ([]byte, error)
+	Unwrap(pseudonym event.Hash, wrapped []byte) ([]byte, error)
+}
+
+// Rewrapper is a KeyWrapper whose KEK is being replaced: Stale reports
+// whether wrapped is under a KEK other than the one Wrap uses, so that
+// Ledger.Rewrap wraps it again. It reads no key.
+type Rewrapper interface {
+	KeyWrapper
+	Stale(wrapped []byte) bool
+}
+
+// kekWrapper is the KeyWrapper of a KEK held in memory (Config.KEK): the
+// wrapped key is nonce ‖ AES-256-GCM(key), with the pseudonym as
+// additional data.
+type kekWrapper struct {
 	kek  cipher.AEAD
 	rand io.Reader
 }
 
-func newKeyring(kek []byte, rand io.Reader) (*keyring, error) {
+// NewKEKWrapper returns the KeyWrapper of a KeySize-byte key-encryption
+// key held in memory (what Config.KEK makes), with rand for its nonces
+// (nil: crypto/rand).
+func NewKEKWrapper(kek []byte, rand io.Reader) (KeyWrapper, error) {
 	if len(kek) != KeySize {
 		return nil, fmt.Errorf("key-encryption key: %d bytes, want %d", len(kek), KeySize)
+	}
+	if rand == nil {
+		rand = cryptorand.Reader
 	}
 	a, err := newAEAD(kek)
 	if err != nil {
 		return nil, err
 	}
-	return &keyring{kek: a, rand: rand}, nil
+	return kekWrapper{kek: a, rand: rand}, nil
+}
+
+func (w kekWrapper) Wrap(pseudonym event.Hash, key []byte) ([]byte, error) {
+	return seal(w.kek, w.rand, key, pseudonym[:])
+}
+
+func (w kekWrapper) Unwrap(pseudonym event.Hash, wrapped []byte) ([]byte, error) {
+	return open(w.kek, wrapped, pseudonym[:])
+}
+
+func newKeyring(wrap KeyWrapper, rand io.Reader) *keyring {
+	return &keyring{wrap: wrap, rand: rand}
 }
 
 func newAEAD(key []byte) (cipher.AEAD, error) {
@@ -162,9 +212,9 @@ func (k *keyring) newDataKey(pseudonym event.Hash) (cipher.AEAD, []byte, error) 
 	if _, err := io.ReadFull(k.rand, key); err != nil {
 		return nil, nil, fmt.Errorf("data key: %w", err)
 	}
-	wrapped, err := seal(k.kek, k.rand, key, pseudonym[:])
+	wrapped, err := k.wrap.Wrap(pseudonym, key)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("wrap data key: %w", err)
 	}
 	a, err := newAEAD(key)
 	return a, wrapped, err
@@ -175,7 +225,7 @@ func (k *keyring) dataKey(pseudonym event.Hash, wrapped []byte) (cipher.AEAD, er
 	if wrapped == nil {
 		return nil, ErrErased
 	}
-	key, err := open(k.kek, wrapped, pseudonym[:])
+	key, err := k.wrap.Unwrap(pseudonym, wrapped)
 	if err != nil {
 		return nil, fmt.Errorf("unwrap data key: %w", err)
 	}
