@@ -73,7 +73,7 @@ func (l *Ledger) Rewrap(ctx context.Context) (int, error) {
 // rewrapPass rewraps the stale keys of one pass over the patients table.
 // It returns how many it rewrapped and how many stale ones it found.
 func (l *Ledger) rewrapPass(ctx context.Context, rw Rewrapper, h *LeaseHolder, epoch uint64) (rewrapped, stale int, err error) {
-	var after event.Hash
+	var after *event.Hash
 	for {
 		var page []PatientRow
 		if err := l.store.Read(ctx, func(ctx context.Context, tx StoreReader) error {
@@ -86,7 +86,7 @@ func (l *Ledger) rewrapPass(ctx context.Context, rw Rewrapper, h *LeaseHolder, e
 		if len(page) == 0 {
 			return rewrapped, stale, nil
 		}
-		after = page[len(page)-1].Pseudonym
+		after = &page[len(page)-1].Pseudonym
 		// Unwrap and wrap outside the transaction: a module's calls
 		// would otherwise hold the store's write turn.
 		var todo []PatientRow

@@ -158,8 +158,12 @@ func (t txn) Patient(ctx context.Context, pseudonym event.Hash) (ledger.PatientR
 	return p, notFound(err)
 }
 
-func (t txn) Patients(ctx context.Context, after event.Hash, limit int) ([]ledger.PatientRow, error) {
-	rows, err := t.tx.Query(ctx, "SELECT "+patientColumns+" FROM patients WHERE pseudonym > $1 ORDER BY pseudonym LIMIT $2", after[:], int64(limit))
+func (t txn) Patients(ctx context.Context, after *event.Hash, limit int) ([]ledger.PatientRow, error) {
+	q, args := "SELECT "+patientColumns+" FROM patients ORDER BY pseudonym LIMIT $1", []any{int64(limit)}
+	if after != nil {
+		q, args = "SELECT "+patientColumns+" FROM patients WHERE pseudonym > $2 ORDER BY pseudonym LIMIT $1", append(args, after[:])
+	}
+	rows, err := t.tx.Query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read patients: %w", err)
 	}

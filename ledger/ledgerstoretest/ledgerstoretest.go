@@ -205,17 +205,20 @@ func testPatientCAS(t *testing.T, s ledger.Store) {
 }
 
 // testPatients checks that Patients pages through every patient in
-// pseudonym order.
+// pseudonym order, the system chain's included.
 func testPatients(t *testing.T, s ledger.Store) {
-	var want []event.Hash
+	// The system chain's all-zero pseudonym comes first.
+	want := []event.Hash{event.SystemChain}
 	for i := range 5 {
-		p := ledger.PatientRow{Pseudonym: hash(fmt.Sprint("p", i)), WrappedKey: []byte{byte(i)}}
+		want = append(want, hash(fmt.Sprint("p", i)))
+	}
+	for i, p := range want {
+		p := ledger.PatientRow{Pseudonym: p, WrappedKey: []byte{byte(i)}}
 		readWrite(t, s, func(tx ledger.StoreTx) error { return tx.InsertPatient(ctx, p) })
-		want = append(want, p.Pseudonym)
 	}
 	slices.SortFunc(want, func(a, b event.Hash) int { return bytes.Compare(a[:], b[:]) })
 	var got []event.Hash
-	var after event.Hash
+	var after *event.Hash
 	for {
 		var page []ledger.PatientRow
 		read(t, s, func(tx ledger.StoreReader) error {
@@ -235,7 +238,7 @@ func testPatients(t *testing.T, s ledger.Store) {
 				t.Errorf("Patients: wrapped key %x, want the one inserted", p.WrappedKey)
 			}
 		}
-		after = page[len(page)-1].Pseudonym
+		after = &page[len(page)-1].Pseudonym
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("Patients paged = %x, want %x", got, want)

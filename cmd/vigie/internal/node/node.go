@@ -72,6 +72,11 @@ type Config struct {
 	// KEKFile is the file of the key-encryption key (default
 	// <DataDir>/keys/kek).
 	KEKFile string
+	// Module, if not nil, holds the checkpoint and receipt keys and the
+	// key-encryption key in a hardware security module (vigie built
+	// with -tags pkcs11): KEKFile is then not read, unless Module's
+	// wrapper opens the keys it wrapped (Module.Legacy).
+	Module *ModuleKeys
 	// RulesFile is the file of the national access rules
 	// (consent.LoadRulesFile); empty for the illustrative rules.
 	RulesFile string
@@ -133,6 +138,9 @@ type Node struct {
 	Halted error
 
 	ledgerRun, closed bool
+	module            *ModuleKeys
+	stopRewrap        context.CancelFunc
+	rewrapDone        chan struct{}
 	// trillianLease is held while an in-process Trillian runs on a
 	// PostgreSQL database (ledger.LeaseTrillian).
 	trillianLease *ledger.HeldLease
@@ -148,7 +156,12 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	n := &Node{}
+	n := &Node{module: cfg.Module}
+	if cfg.Module != nil {
+		if c, ok := cfg.Module.KeyWrapper.(prometheus.Collector); ok {
+			n.Collectors = append(n.Collectors, c) // its cache's hits and misses
+		}
+	}
 	defer func() {
 		if err != nil {
 			n.Close(context.Background())
@@ -209,7 +222,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if n.Keys, err = keys.Load(keys.Config{Dir: keysDir, KEKFile: cfg.KEKFile, Origin: n.Origin, NoCreate: cluster || restored}); err != nil {
+	if n.Keys, err = keys.Load(cfg.keysConfig(keysDir, n.Origin, cluster || restored)); err != nil {
 		switch {
 		case cluster && errors.Is(err, fs.ErrNotExist):
 			err = fmt.Errorf("%w: a node with --trillian makes no key; run vigie init once and copy its data directory's keys directory to every node's", err)
@@ -260,6 +273,12 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	n.Ledger.Start(context.WithoutCancel(ctx))
 	n.ledgerRun = true
+	if cfg.Module != nil && cfg.Module.Rewrap {
+		var rctx context.Context
+		rctx, n.stopRewrap = context.WithCancel(context.WithoutCancel(ctx))
+		n.rewrapDone = make(chan struct{})
+		go n.rewrap(rctx, cfg.Logger)
+	}
 	return n, nil
 }
 
@@ -363,6 +382,10 @@ func (n *Node) Close(ctx context.Context) error {
 	if n.Consent != nil {
 		n.Consent.Close()
 	}
+	if n.stopRewrap != nil {
+		n.stopRewrap()
+		<-n.rewrapDone
+	}
 	if n.ledgerRun {
 		n.ledgerRun = false
 		errs = append(errs, n.Ledger.Close(ctx))
@@ -375,6 +398,9 @@ func (n *Node) Close(ctx context.Context) error {
 	}
 	if n.DB != nil {
 		errs = append(errs, n.DB.Close())
+	}
+	if n.module != nil && n.module.Close != nil {
+		errs = append(errs, n.module.Close())
 	}
 	return errors.Join(errs...)
 }
