@@ -72,9 +72,9 @@ type Config struct {
 	KEK []byte
 	// KeyWrapper, if not nil, wraps patients' data keys instead of KEK (a
 	// key-encryption key in a hardware security module); KEK must then be
-	// nil. It is the wrapper's to refuse a KEK that is not the one the
-	// data keys were wrapped with (ledger/keys/pkcs11 finds its KEKs by
-	// label, and a wrapped key under another KEK fails with ErrCorrupt).
+	// nil. A NamedKEK's KEK is checked at every start by a probe saved
+	// under its name at its first use (ledger/keys/hsm names its KEKs by
+	// label); other wrappers are their own to check.
 	KeyWrapper KeyWrapper
 	// KEKName names where the key-encryption key comes from (a file, a
 	// key's label), for the error that refuses it. Default "the
@@ -324,6 +324,11 @@ func New(ctx context.Context, cfg Config, store Store, log Log) (*Ledger, error)
 		err := store.ReadWrite(ctx, func(ctx context.Context, tx StoreTx) error { return tx.SetMeta(ctx, k.name, value) })
 		if err != nil {
 			return nil, fmt.Errorf("ledger: %s is not the one this database was written with (or the database cannot be read): %w", k.what, err)
+		}
+	}
+	if n, ok := cfg.KeyWrapper.(NamedKEK); ok {
+		if err := checkKEK(ctx, store, wrap, n.KEKLabel()); err != nil {
+			return nil, fmt.Errorf("ledger: %s is not the one this database was written with (or the database cannot be read): %w", cfg.KEKName, err)
 		}
 	}
 	l := &Ledger{

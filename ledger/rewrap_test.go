@@ -125,3 +125,32 @@ func TestRewrapUnderLoad(t *testing.T) {
 		}
 	}
 }
+
+// namedWrapper is a KEK known by a name, as a module's by its label.
+type namedWrapper struct {
+	ledger.KeyWrapper
+	name string
+}
+
+func (w namedWrapper) KEKLabel() string { return w.name }
+
+// TestKEKReplacedUnderItsName: a KEK replaced by another of the same name
+// (a token made anew) is refused at start, as a replaced kek file is.
+func TestKEKReplacedUnderItsName(t *testing.T) {
+	a := namedWrapper{newKEK(t), "kek-1"}
+	env := ledgertest.New(t, ledgertest.Options{KeyWrapper: a})
+	record(t, env.Ledger, access("p", 0))
+	if err := ledger.CheckKEK(ctx, env.Store, a, "kek-1"); err != nil {
+		t.Errorf("the same KEK: %v", err)
+	}
+	if err := ledger.CheckKEK(ctx, env.Store, namedWrapper{newKEK(t), "kek-1"}, "kek-1"); !errors.Is(err, ledger.ErrCorrupt) {
+		t.Errorf("another KEK under the same name = %v, want ErrCorrupt", err)
+	}
+	// A new name is a new KEK (a rotation): its probe is saved.
+	b := namedWrapper{newKEK(t), "kek-2"}
+	for range 2 {
+		if err := ledger.CheckKEK(ctx, env.Store, b, "kek-2"); err != nil {
+			t.Errorf("a new KEK's name: %v", err)
+		}
+	}
+}

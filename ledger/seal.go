@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"context"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hmac"
@@ -105,6 +106,60 @@ type KeyWrapper interface {
 type Rewrapper interface {
 	KeyWrapper
 	Stale(wrapped []byte) bool
+}
+
+// NamedKEK is a KeyWrapper whose KEK has a name (a module's label). New
+// checks that the KEK of that name is the one it saw at the first start
+// under that name, as it checks Config.KEK: it saves a probe, a zero key
+// wrapped for no patient, and unwraps it at every start. A KEK replaced
+// under the same name (another token, a key made anew) then stops the
+// ledger instead of making every patient's data unreadable.
+type NamedKEK interface {
+	KeyWrapper
+	KEKLabel() string
+}
+
+// kekProbe is the pseudonym the probes of NamedKEK are wrapped for: the
+// hash of a label, no patient's.
+var kekProbe = event.Hash(sha256.Sum256([]byte("vigie/kek-probe/v1")))
+
+// checkKEK saves the probe of the KEK named name at its first use, and
+// unwraps it afterwards.
+func checkKEK(ctx context.Context, store Store, w KeyWrapper, name string) error {
+	meta := "kek-probe/" + name
+	var saved []byte
+	err := store.Read(ctx, func(ctx context.Context, tx StoreReader) error {
+		var err error
+		saved, err = tx.Meta(ctx, meta)
+		return err
+	})
+	switch {
+	case errors.Is(err, ErrNotFound):
+		probe, err := w.Wrap(kekProbe, make([]byte, KeySize))
+		if err != nil {
+			return err
+		}
+		err = store.ReadWrite(ctx, func(ctx context.Context, tx StoreTx) error {
+			saved = probe
+			err := tx.SetMeta(ctx, meta, probe)
+			if err != nil {
+				// Another node saved its probe first: check that one.
+				if other, rerr := tx.Meta(ctx, meta); rerr == nil {
+					saved, err = other, nil
+				}
+			}
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	case err != nil:
+		return err
+	}
+	if _, err := w.Unwrap(kekProbe, saved); err != nil {
+		return err
+	}
+	return nil
 }
 
 // kekWrapper is the KeyWrapper of a KEK held in memory (Config.KEK): the

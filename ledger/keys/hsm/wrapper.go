@@ -77,6 +77,7 @@ type cached struct {
 
 var (
 	_ ledger.Rewrapper     = (*Wrapper)(nil)
+	_ ledger.NamedKEK      = (*Wrapper)(nil)
 	_ prometheus.Collector = (*Wrapper)(nil)
 )
 
@@ -108,6 +109,10 @@ func (m *Module) Wrapper(cfg WrapperConfig) (*Wrapper, error) {
 	}
 	return w, nil
 }
+
+// KEKLabel implements ledger.NamedKEK: the label of the KEK that wraps,
+// whose probe the ledger checks at every start.
+func (w *Wrapper) KEKLabel() string { return w.current }
 
 // Stale implements ledger.Rewrapper: wrapped is not under the current KEK.
 func (w *Wrapper) Stale(wrapped []byte) bool {
