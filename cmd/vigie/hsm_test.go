@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,20 +19,9 @@ import (
 	"github.com/vigie-sante/vigie/ledger/keys/hsm/hsmtest"
 )
 
-// useHSMBinary builds vigie with -tags pkcs11 (CGO_ENABLED=1, dynamically
-// linked) and makes it the binary the test's processes run.
-func useHSMBinary(t *testing.T) {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "vigie-hsm")
-	build := exec.Command("go", "build", "-tags", "pkcs11", "-ldflags", "-X main.version="+testVersion, "-o", bin, ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=1")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build -tags pkcs11: %v\n%s", err, out)
-	}
-	static := vigieBin
-	vigieBin = bin
-	t.Cleanup(func() { vigieBin = static })
-}
+// Under the pkcs11 tag, the binary the tests run is vigie-hsm
+// (CGO_ENABLED=1, dynamically linked).
+func init() { testBuildTags, testCGO = "pkcs11", "1" }
 
 // TestHSMServe runs a node whose checkpoint and receipt keys and KEK are
 // in a SoftHSM2 token: it signs and seals through the module, vigie verify
@@ -42,7 +30,6 @@ func useHSMBinary(t *testing.T) {
 // needed.
 func TestHSMServe(t *testing.T) {
 	cfg, m := hsmtest.Keys(t, "vigie-hsm", "vigie-kek")
-	useHSMBinary(t)
 	pinFile := filepath.Join(t.TempDir(), "pin")
 	if err := os.WriteFile(pinFile, []byte(cfg.PIN+"\n"), 0o600); err != nil {
 		t.Fatal(err)
