@@ -147,6 +147,9 @@ func TestWrapper(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if w1.KEKLabel() != "kek-1" || w2.KEKLabel() != "kek-2" {
+		t.Errorf("KEKLabel = %q, %q; want the label that wraps", w1.KEKLabel(), w2.KEKLabel())
+	}
 	if !w2.Stale(wrapped) || w1.Stale(wrapped) {
 		t.Errorf("Stale = %v under kek-2, %v under kek-1; want true, false", w2.Stale(wrapped), w1.Stale(wrapped))
 	}
