@@ -74,8 +74,8 @@ type Config struct {
 	KEKFile string
 	// Module, if not nil, holds the checkpoint and receipt keys and the
 	// key-encryption key in a hardware security module (vigie built
-	// with -tags pkcs11): KEKFile is then not read, unless Module's
-	// wrapper opens the keys it wrapped (Module.Legacy).
+	// with -tags pkcs11): KEKFile is then not read (the wrapper itself
+	// may open what a key file wrapped, until it is rewrapped).
 	Module *ModuleKeys
 	// RulesFile is the file of the national access rules
 	// (consent.LoadRulesFile); empty for the illustrative rules.
