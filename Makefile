@@ -9,7 +9,7 @@ export GOTOOLCHAIN := $(shell awk '$$1 == "toolchain" { print $$2 }' go.mod)
 # /healthz): from git, "devel" outside a checkout.
 VERSION ?= $(shell scripts/version.sh)
 
-.PHONY: run build test test-nodes test-ha bench lint fmt proto clean
+.PHONY: run build vigie-hsm test test-nodes test-ha bench lint fmt proto clean
 
 ## run: run the service with the embedded default (data in ./vigie-data)
 run:
@@ -18,6 +18,11 @@ run:
 ## build: build the static binary bin/vigie
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o bin/vigie ./cmd/vigie
+
+## vigie-hsm: build bin/vigie-hsm, dynamically linked (cgo), with the PKCS#11
+## backend (--hsm-module; docs/operations.md, "Keys in a hardware security module")
+vigie-hsm:
+	CGO_ENABLED=1 $(GO) build -tags pkcs11 -trimpath -ldflags "-X main.version=$(VERSION)" -o bin/vigie-hsm ./cmd/vigie
 
 ## test: every test, PostgreSQL ones included (starts a throwaway cluster)
 test:

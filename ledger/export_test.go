@@ -34,3 +34,8 @@ func TryLease(l *Ledger, ctx context.Context, name string) (uint64, error) {
 func ReleaseLease(l *Ledger, ctx context.Context, name string) error {
 	return l.leases[name].Release(ctx)
 }
+
+// CheckKEK is New's check of a KEKNamer's KEK.
+func CheckKEK(ctx context.Context, store Store, w KeyWrapper, name string) error {
+	return checkKEK(ctx, store, w, name)
+}

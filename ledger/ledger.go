@@ -68,8 +68,18 @@ type Config struct {
 	// Default "the checkpoint key" and "the receipt key".
 	CheckpointKeyFile, ReceiptKeyFile string
 	// KEK is the key-encryption key (KeySize bytes) wrapping patients'
-	// data keys.
+	// data keys, unless KeyWrapper is set.
 	KEK []byte
+	// KeyWrapper, if not nil, wraps patients' data keys instead of KEK (a
+	// key-encryption key in a hardware security module); KEK must then be
+	// nil. A NamedKEK's KEK is checked at every start by a probe saved
+	// under its name at its first use (ledger/keys/hsm names its KEKs by
+	// label); other wrappers are their own to check.
+	KeyWrapper KeyWrapper
+	// KEKName names where the key-encryption key comes from (a file, a
+	// key's label), for the error that refuses it. Default "the
+	// key-encryption key (keys/kek or --kek-file)".
+	KEKName string
 	// Pseudonyms derives patients' pseudonyms.
 	Pseudonyms *Pseudonymizer
 	// MergeDelay is the promise a receipt makes: the event is in a signed
@@ -168,6 +178,12 @@ func (c *Config) validate() error {
 		if v, err := note.NewVerifier(k.verifier); err != nil || v.Name() != k.signer.Name() || v.KeyHash() != k.signer.KeyHash() {
 			return fmt.Errorf("ledger: %s is not the verifier key of its signer", k.what)
 		}
+	}
+	if c.KeyWrapper != nil && c.KEK != nil {
+		return errors.New("ledger: KEK and KeyWrapper are both set: one wraps the data keys")
+	}
+	if c.KEKName == "" {
+		c.KEKName = "the key-encryption key (keys/kek or --kek-file)"
 	}
 	if c.CheckpointKeyFile == "" {
 		c.CheckpointKeyFile = "the checkpoint key"
@@ -280,10 +296,14 @@ func New(ctx context.Context, cfg Config, store Store, log Log) (*Ledger, error)
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	keys, err := newKeyring(cfg.KEK, cfg.Rand)
-	if err != nil {
-		return nil, fmt.Errorf("ledger: %w", err)
+	wrap := cfg.KeyWrapper
+	if wrap == nil {
+		var err error
+		if wrap, err = NewKEKWrapper(cfg.KEK, cfg.Rand); err != nil {
+			return nil, fmt.Errorf("ledger: %w", err)
+		}
 	}
+	keys := newKeyring(wrap, cfg.Rand)
 	if err := store.ReadWrite(ctx, func(ctx context.Context, tx StoreTx) error {
 		return tx.SetMeta(ctx, "origin", []byte(cfg.Origin))
 	}); err != nil {
@@ -302,11 +322,14 @@ func New(ctx context.Context, cfg Config, store Store, log Log) (*Ledger, error)
 		key        []byte // a secret, saved as a keyed hash
 		public     string // or a verifier key, saved as is
 	}{
-		{name: "kek-check", what: "the key-encryption key (keys/kek or --kek-file)", key: cfg.KEK},
+		{name: "kek-check", what: cfg.KEKName, key: cfg.KEK},
 		{name: "pseudonym-key-check", what: "the pseudonym key (keys/pseudonym.key)", key: cfg.Pseudonyms.key},
 		{name: "checkpoint-verifier", what: cfg.CheckpointKeyFile, public: cfg.CheckpointVerifier},
 		{name: "receipt-verifier", what: cfg.ReceiptKeyFile, public: cfg.ReceiptVerifier},
 	} {
+		if k.name == "kek-check" && cfg.KeyWrapper != nil {
+			continue // a KeyWrapper's KEK: checked by the wrapper
+		}
 		value := []byte(k.public)
 		if k.key != nil {
 			m := hmac.New(sha256.New, k.key)
@@ -316,6 +339,11 @@ func New(ctx context.Context, cfg Config, store Store, log Log) (*Ledger, error)
 		err := store.ReadWrite(ctx, func(ctx context.Context, tx StoreTx) error { return tx.SetMeta(ctx, k.name, value) })
 		if err != nil {
 			return nil, fmt.Errorf("ledger: %s is not the one this database was written with (or the database cannot be read): %w", k.what, err)
+		}
+	}
+	if n, ok := cfg.KeyWrapper.(NamedKEK); ok {
+		if err := checkKEK(ctx, store, wrap, n.KEKLabel()); err != nil {
+			return nil, fmt.Errorf("ledger: %s is not the one this database was written with (or the database cannot be read): %w", cfg.KEKName, err)
 		}
 	}
 	l := &Ledger{

@@ -1,9 +1,11 @@
 package ledger
 
 import (
+	"context"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hmac"
+	cryptorand "crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -73,25 +75,128 @@ func (p *Pseudonymizer) RequestHash(k Key) RequestHash {
 	return RequestHash(m.Sum(nil)[:16])
 }
 
-// keyring seals event bodies with patients' data keys, and wraps those with
-// the key-encryption key (KEK). Every seal is AES-256-GCM with a random
-// nonce; the additional data binds a ciphertext to what it belongs to (the
-// patient's pseudonym for a wrapped key, the commitment for a body), so a
-// ciphertext moved to another row does not open.
+// keyring seals event bodies with patients' data keys, and wraps those
+// with a KeyWrapper: the key-encryption key (KEK) of a file by default.
+// Every seal is AES-256-GCM with a random nonce; the additional data binds
+// a ciphertext to what it belongs to (the patient's pseudonym for a
+// wrapped key, the commitment for a body), so a ciphertext moved to
+// another row does not open.
 type keyring struct {
+	wrap KeyWrapper
+	rand io.Reader
+}
+
+// KeyWrapper wraps patients' data keys with a key-encryption key, which
+// may live in a hardware security module (ledger/keys/pkcs11).
+//
+// Wrap returns key wrapped for the patient pseudonym: the wrapped form
+// MUST open only for that pseudonym (a wrapped key copied to another
+// patient's row does not open). Unwrap returns the key, or an error
+// wrapping ErrCorrupt if wrapped does not open (altered, another
+// patient's, or under a KEK that is not there). Both are safe for
+// concurrent use and may be retried.
+type KeyWrapper interface {
+	Wrap(pseudonym event.Hash, key []byte) ([]byte, error)
+	Unwrap(pseudonym event.Hash, wrapped []byte) ([]byte, error)
+}
+
+// Rewrapper is a KeyWrapper whose KEK is being replaced: Stale reports
+// whether wrapped is under a KEK other than the one Wrap uses, so that
+// Ledger.Rewrap wraps it again. It reads no key.
+type Rewrapper interface {
+	KeyWrapper
+	Stale(wrapped []byte) bool
+}
+
+// NamedKEK is a KeyWrapper whose KEK has a name (a module's label). New
+// checks that the KEK of that name is the one it saw at the first start
+// under that name, as it checks Config.KEK: it saves a probe, a zero key
+// wrapped for no patient, and unwraps it at every start. A KEK replaced
+// under the same name (another token, a key made anew) then stops the
+// ledger instead of making every patient's data unreadable.
+type NamedKEK interface {
+	KeyWrapper
+	KEKLabel() string
+}
+
+// kekProbe is the pseudonym the probes of NamedKEK are wrapped for: the
+// hash of a label, no patient's.
+var kekProbe = event.Hash(sha256.Sum256([]byte("vigie/kek-probe/v1")))
+
+// checkKEK saves the probe of the KEK named name at its first use, and
+// unwraps it afterwards.
+func checkKEK(ctx context.Context, store Store, w KeyWrapper, name string) error {
+	meta := "kek-probe/" + name
+	var saved []byte
+	err := store.Read(ctx, func(ctx context.Context, tx StoreReader) error {
+		var err error
+		saved, err = tx.Meta(ctx, meta)
+		return err
+	})
+	switch {
+	case errors.Is(err, ErrNotFound):
+		probe, err := w.Wrap(kekProbe, make([]byte, KeySize))
+		if err != nil {
+			return err
+		}
+		err = store.ReadWrite(ctx, func(ctx context.Context, tx StoreTx) error {
+			saved = probe
+			err := tx.SetMeta(ctx, meta, probe)
+			if err != nil {
+				// Another node saved its probe first: check that one.
+				if other, rerr := tx.Meta(ctx, meta); rerr == nil {
+					saved, err = other, nil
+				}
+			}
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	case err != nil:
+		return err
+	}
+	if _, err := w.Unwrap(kekProbe, saved); err != nil {
+		return err
+	}
+	return nil
+}
+
+// kekWrapper is the KeyWrapper of a KEK held in memory (Config.KEK): the
+// wrapped key is nonce ‖ AES-256-GCM(key), with the pseudonym as
+// additional data.
+type kekWrapper struct {
 	kek  cipher.AEAD
 	rand io.Reader
 }
 
-func newKeyring(kek []byte, rand io.Reader) (*keyring, error) {
+// NewKEKWrapper returns the KeyWrapper of a KeySize-byte key-encryption
+// key held in memory (what Config.KEK makes), with rand for its nonces
+// (nil: crypto/rand).
+func NewKEKWrapper(kek []byte, rand io.Reader) (KeyWrapper, error) {
 	if len(kek) != KeySize {
 		return nil, fmt.Errorf("key-encryption key: %d bytes, want %d", len(kek), KeySize)
+	}
+	if rand == nil {
+		rand = cryptorand.Reader
 	}
 	a, err := newAEAD(kek)
 	if err != nil {
 		return nil, err
 	}
-	return &keyring{kek: a, rand: rand}, nil
+	return kekWrapper{kek: a, rand: rand}, nil
+}
+
+func (w kekWrapper) Wrap(pseudonym event.Hash, key []byte) ([]byte, error) {
+	return seal(w.kek, w.rand, key, pseudonym[:])
+}
+
+func (w kekWrapper) Unwrap(pseudonym event.Hash, wrapped []byte) ([]byte, error) {
+	return open(w.kek, wrapped, pseudonym[:])
+}
+
+func newKeyring(wrap KeyWrapper, rand io.Reader) *keyring {
+	return &keyring{wrap: wrap, rand: rand}
 }
 
 func newAEAD(key []byte) (cipher.AEAD, error) {
@@ -162,9 +267,9 @@ func (k *keyring) newDataKey(pseudonym event.Hash) (cipher.AEAD, []byte, error) 
 	if _, err := io.ReadFull(k.rand, key); err != nil {
 		return nil, nil, fmt.Errorf("data key: %w", err)
 	}
-	wrapped, err := seal(k.kek, k.rand, key, pseudonym[:])
+	wrapped, err := k.wrap.Wrap(pseudonym, key)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("wrap data key: %w", err)
 	}
 	a, err := newAEAD(key)
 	return a, wrapped, err
@@ -175,7 +280,7 @@ func (k *keyring) dataKey(pseudonym event.Hash, wrapped []byte) (cipher.AEAD, er
 	if wrapped == nil {
 		return nil, ErrErased
 	}
-	key, err := open(k.kek, wrapped, pseudonym[:])
+	key, err := k.wrap.Unwrap(pseudonym, wrapped)
 	if err != nil {
 		return nil, fmt.Errorf("unwrap data key: %w", err)
 	}

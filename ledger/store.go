@@ -82,6 +82,11 @@ type StoreReader interface {
 	Meta(ctx context.Context, name string) ([]byte, error)
 	// Patient returns the patient's row, or ErrNotFound.
 	Patient(ctx context.Context, pseudonym event.Hash) (PatientRow, error)
+	// PatientsAfter returns up to limit patients' rows in pseudonym order
+	// (bytewise), erased ones included: from the first if after is nil
+	// (the system chain's all-zero pseudonym included), else those
+	// greater than *after.
+	PatientsAfter(ctx context.Context, after *event.Hash, limit int) ([]PatientRow, error)
 	// ChainHead returns the sequence number and commitment of the
 	// patient's latest event, erased or not; zero values if there is none.
 	ChainHead(ctx context.Context, pseudonym event.Hash) (uint64, event.Hash, error)

@@ -16,6 +16,7 @@ func runInit(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("init", stderr)
 	var cfg nodeConfig
 	cfg.initFlags(fs)
+	fs.BoolVar(&cfg.hsm.create, "hsm-create-keys", false, "create the keys missing from the module (--hsm-*) under their labels: the checkpoint and receipt key pairs (Ed25519) and the key-encryption key (AES-256), none extractable")
 	asJSON := fs.Bool("json", false, "print the result as one JSON object (tree_id as a string: it exceeds JSON's exact integers)")
 	if code, done := parseFlags(fs, args); done {
 		return code
@@ -59,6 +60,13 @@ func initLog(ctx context.Context, c nodeConfig, logger *slog.Logger) (*node.Pinn
 		return nil, err
 	}
 	addrs, _ := c.trillianAddrs() // checked by validateInit
+	module, err := c.hsm.open(c.hsm.create)
+	if err != nil {
+		return nil, err
+	}
+	if module != nil {
+		defer module.Close()
+	}
 	return node.Init(ctx, node.Config{
 		DataDir:       c.dataDir,
 		DB:            c.db,
@@ -66,5 +74,6 @@ func initLog(ctx context.Context, c nodeConfig, logger *slog.Logger) (*node.Pinn
 		LogName:       c.logName,
 		KEKFile:       c.kekFile,
 		Logger:        logger,
+		Module:        module,
 	})
 }

@@ -27,6 +27,10 @@ var vigieBin string
 
 const testVersion = "v0.0.0-test.1+vigie"
 
+// testBuildTags and testCGO build vigieBin: the static binary, or, when
+// the tests run under the pkcs11 tag (hsm_test.go), vigie-hsm.
+var testBuildTags, testCGO = "", "0"
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "vigie-bin-")
 	if err != nil {
@@ -35,8 +39,8 @@ func TestMain(m *testing.M) {
 	}
 	os.Chmod(dir, 0o755)
 	vigieBin = filepath.Join(dir, "vigie")
-	build := exec.Command("go", "build", "-ldflags", "-X main.version="+testVersion, "-o", vigieBin, ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	build := exec.Command("go", "build", "-tags", testBuildTags, "-ldflags", "-X main.version="+testVersion, "-o", vigieBin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED="+testCGO)
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
 		os.Exit(1)

@@ -39,6 +39,10 @@ type nodeConfig struct {
 	publishedCheckpoint string
 	// witnessPolicy is --witness-policy's file (serve only).
 	witnessPolicy string
+
+	// hsm says where the keys are if they are in a hardware security
+	// module (--hsm-*; built with -tags pkcs11).
+	hsm hsmFlags
 }
 
 func (c *nodeConfig) flags(fs *flag.FlagSet) {
@@ -60,6 +64,7 @@ func (c *nodeConfig) initFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.trillianAddr, "trillian", "", "addresses (host:port[,host:port...]) of external Trillian log servers on one storage (cluster mode: a node creates no tree and no key, vigie init does); empty runs Trillian in process")
 	fs.StringVar(&c.logName, "log-name", "", "the log's name (a DNS name of the operator's), the start of every checkpoint's origin; saved at first start, never changes. Required at first start when an API listens beyond loopback; default on loopback: vigie.localhost")
 	fs.StringVar(&c.kekFile, "kek-file", "", "file of the key-encryption key (default <data dir>/keys/kek)")
+	c.hsm.flags(fs)
 }
 
 // trillianAddrs returns --trillian's list of addresses.
@@ -151,7 +156,11 @@ func openNode(ctx context.Context, c nodeConfig, logger *slog.Logger) (*node.Nod
 			return nil, fmt.Errorf("--witness-policy: %w", err)
 		}
 	}
-	return node.Open(ctx, node.Config{
+	module, err := c.hsm.open(false)
+	if err != nil {
+		return nil, err
+	}
+	n, err := node.Open(ctx, node.Config{
 		DataDir:            c.dataDir,
 		DB:                 c.db,
 		TrillianAddrs:      addrs,
@@ -166,8 +175,13 @@ func openNode(ctx context.Context, c nodeConfig, logger *slog.Logger) (*node.Nod
 		SendStallAfter:     c.sendStallAfter,
 		RequestIDRetention: c.requestIDRetention,
 		Logger:             logger,
+		Module:             module,
 
 		PublishedCheckpointFile: c.publishedCheckpoint,
 		WitnessPolicy:           policy,
 	})
+	if err != nil && module != nil {
+		module.Close()
+	}
+	return n, err
 }

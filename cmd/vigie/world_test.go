@@ -46,8 +46,11 @@ type world struct {
 	args []string
 }
 
-func newWorld(t testing.TB, dataDir string) *world {
-	w := &world{t: t}
+func newWorld(t testing.TB, dataDir string) *world { return newWorldWith(t, dataDir) }
+
+// newWorldWith is newWorld with more flags of vigie serve (world.args).
+func newWorldWith(t testing.TB, dataDir string, args ...string) *world {
+	w := &world{t: t, args: args}
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
 			w.mu.Lock()

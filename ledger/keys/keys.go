@@ -81,6 +81,10 @@ type Config struct {
 	Origin string
 	// Signers gives the note signers. Default Dir(Dir).
 	Signers Signers
+	// NoKEK leaves the key-encryption key out (Keyring.KEK nil): it is in
+	// a hardware security module (ledger/keys/hsm), and KEKFile is not
+	// read or created.
+	NoKEK bool
 	// NoCreate refuses to create a missing key file (a node of a cluster:
 	// the keys are made once, elsewhere): Load then fails with an error
 	// that names the file and wraps fs.ErrNotExist. Load also makes (or,
@@ -104,8 +108,10 @@ func Load(cfg Config) (*Keyring, error) {
 	}
 	var k Keyring
 	var err error
-	if k.KEK, err = secretFile(cfg.KEKFile, !cfg.NoCreate); err != nil {
-		return nil, err
+	if !cfg.NoKEK {
+		if k.KEK, err = secretFile(cfg.KEKFile, !cfg.NoCreate); err != nil {
+			return nil, err
+		}
 	}
 	if k.Pseudonym, err = secretFile(filepath.Join(cfg.Dir, "pseudonym.key"), !cfg.NoCreate); err != nil {
 		return nil, err
@@ -137,6 +143,10 @@ func Load(cfg Config) (*Keyring, error) {
 // SecretFile reads a hex-encoded ledger.KeySize-byte secret, creating it
 // if absent (mode 0600). A file that CheckPrivate refuses is refused.
 func SecretFile(path string) ([]byte, error) { return secretFile(path, true) }
+
+// ReadSecretFile reads a hex-encoded ledger.KeySize-byte secret that must
+// exist, held to CheckPrivate.
+func ReadSecretFile(path string) ([]byte, error) { return secretFile(path, false) }
 
 // mustExist returns an error wrapping fs.ErrNotExist, naming path, if
 // path does not exist.

@@ -157,6 +157,27 @@ func (t txn) Patient(ctx context.Context, pseudonym event.Hash) (ledger.PatientR
 	return p, notFound(err)
 }
 
+func (t txn) PatientsAfter(ctx context.Context, after *event.Hash, limit int) ([]ledger.PatientRow, error) {
+	q, args := "SELECT "+patientColumns+" FROM patients ORDER BY pseudonym LIMIT $1", []any{int64(limit)}
+	if after != nil {
+		q, args = "SELECT "+patientColumns+" FROM patients WHERE pseudonym > $2 ORDER BY pseudonym LIMIT $1", append(args, after[:])
+	}
+	rows, err := t.tx.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("read patients: %w", err)
+	}
+	defer rows.Close()
+	var out []ledger.PatientRow
+	for rows.Next() {
+		p, err := scanPatient(rows)
+		if err != nil {
+			return nil, fmt.Errorf("read patients: %w", err)
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
 func (t txn) InsertPatient(ctx context.Context, p ledger.PatientRow) error {
 	_, err := t.tx.Exec(ctx, "INSERT INTO patients ("+patientColumns+") VALUES ($1, $2, $3, $4)",
 		p.Pseudonym[:], p.ConsentVersion, p.WrappedKey, p.ErasedNanos)

@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -30,6 +31,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"Meta", testMeta},
 		{"ReserveIndicesIsGapFree", testReserveIndices},
 		{"PatientCompareAndSwap", testPatientCAS},
+		{"PatientsInOrder", testPatients},
 		{"ChainHead", testChainHead},
 		{"Events", testEvents},
 		{"EventUniqueness", testEventUniqueness},
@@ -203,6 +205,47 @@ func testPatientCAS(t *testing.T, s ledger.Store) {
 		}
 		return nil
 	})
+}
+
+// testPatients checks that Patients pages through every patient in
+// pseudonym order, the system chain's included.
+func testPatients(t *testing.T, s ledger.Store) {
+	// The system chain's all-zero pseudonym comes first.
+	want := []event.Hash{event.SystemChain}
+	for i := range 5 {
+		want = append(want, hash(fmt.Sprint("p", i)))
+	}
+	for i, p := range want {
+		p := ledger.PatientRow{Pseudonym: p, WrappedKey: []byte{byte(i)}}
+		readWrite(t, s, func(tx ledger.StoreTx) error { return tx.InsertPatient(ctx, p) })
+	}
+	slices.SortFunc(want, func(a, b event.Hash) int { return bytes.Compare(a[:], b[:]) })
+	var got []event.Hash
+	var after *event.Hash
+	for {
+		var page []ledger.PatientRow
+		read(t, s, func(tx ledger.StoreReader) error {
+			var err error
+			page, err = tx.PatientsAfter(ctx, after, 2)
+			return err
+		})
+		if len(page) > 2 {
+			t.Fatalf("Patients(limit 2) = %d rows", len(page))
+		}
+		if len(page) == 0 {
+			break
+		}
+		for _, p := range page {
+			got = append(got, p.Pseudonym)
+			if len(p.WrappedKey) != 1 {
+				t.Errorf("Patients: wrapped key %x, want the one inserted", p.WrappedKey)
+			}
+		}
+		after = &page[len(page)-1].Pseudonym
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("Patients paged = %x, want %x", got, want)
+	}
 }
 
 // testChainHead checks that the head is the latest event, erased or not.

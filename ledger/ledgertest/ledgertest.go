@@ -80,6 +80,9 @@ type Options struct {
 	Share *Env
 	// LeaseTTL is the ledger's Config.LeaseTTL.
 	LeaseTTL time.Duration
+	// KeyWrapper, if not nil, is the ledger's Config.KeyWrapper, in place
+	// of the seed's KEK (Keys.KEK).
+	KeyWrapper ledger.KeyWrapper
 }
 
 // Env is an assembled ledger.
@@ -187,13 +190,18 @@ func New(t testing.TB, opts Options) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	kek := k.KEK
+	if opts.KeyWrapper != nil {
+		kek = nil
+	}
 	e.Ledger, err = ledger.New(ctx, ledger.Config{
 		Origin:             e.Origin,
 		CheckpointSigner:   cpSigner,
 		ReceiptSigner:      rcSigner,
 		CheckpointVerifier: cpText,
 		ReceiptVerifier:    rcText,
-		KEK:                k.KEK,
+		KEK:                kek,
+		KeyWrapper:         opts.KeyWrapper,
 		Pseudonyms:         e.Pseudonyms,
 		MergeDelay:         opts.MergeDelay,
 		CheckpointInterval: opts.CheckpointInterval,

@@ -176,7 +176,7 @@ func Init(ctx context.Context, cfg Config) (_ *Pinned, err error) {
 	if err := keys.CreateShared(keysDir); err != nil {
 		return nil, err
 	}
-	kr, err := keys.Load(keys.Config{Dir: keysDir, KEKFile: cfg.KEKFile, Origin: origin, NoCreate: pinned != 0})
+	kr, err := keys.Load(cfg.keysConfig(keysDir, origin, pinned != 0))
 	if err != nil {
 		if pinned != 0 && errors.Is(err, fs.ErrNotExist) {
 			err = fmt.Errorf("%w: this database has its log already; copy the keys directory of the data directory vigie init first ran on", err)
@@ -222,7 +222,7 @@ func removeFiles(set map[string]bool) error {
 // newLedger returns the ledger of a node's keys, which pins the origin
 // and the keys in store at the first start and refuses other ones after.
 func newLedger(ctx context.Context, cfg Config, keysDir, origin string, k *keys.Keyring, pseudonyms *ledger.Pseudonymizer, store ledger.Store, log ledger.Log, owner string) (*ledger.Ledger, error) {
-	return ledger.New(ctx, ledger.Config{
+	lc := ledger.Config{
 		Origin:             origin,
 		CheckpointSigner:   k.Checkpoint,
 		ReceiptSigner:      k.Receipt,
@@ -242,5 +242,10 @@ func newLedger(ctx context.Context, cfg Config, keysDir, origin string, k *keys.
 		// Embedded: the SQLite files are locked by this process, the one
 		// writer; chain heads stay in memory.
 		SoleWriter: cfg.DB == "",
-	}, store, log)
+	}
+	if m := cfg.Module; m != nil {
+		lc.KEK, lc.KeyWrapper = nil, m.KeyWrapper
+		lc.KEKName, lc.CheckpointKeyFile, lc.ReceiptKeyFile = m.KEK, m.CheckpointKey, m.ReceiptKey
+	}
+	return ledger.New(ctx, lc, store, log)
 }

@@ -76,6 +76,11 @@ type Config struct {
 	// KEKFile is the file of the key-encryption key (default
 	// <DataDir>/keys/kek).
 	KEKFile string
+	// Module, if not nil, holds the checkpoint and receipt keys and the
+	// key-encryption key in a hardware security module (vigie built
+	// with -tags pkcs11): KEKFile is then not read (the wrapper itself
+	// may open what a key file wrapped, until it is rewrapped).
+	Module *ModuleKeys
 	// RulesFile is the file of the national access rules
 	// (consent.LoadRulesFile); empty for the illustrative rules.
 	RulesFile string
@@ -150,6 +155,9 @@ type Node struct {
 	Halted error
 
 	ledgerRun, closed bool
+	module            *ModuleKeys
+	stopRewrap        context.CancelFunc
+	rewrapDone        chan struct{}
 	// trillianLease is held while an in-process Trillian runs on a
 	// PostgreSQL database (ledger.LeaseTrillian).
 	trillianLease *ledger.HeldLease
@@ -165,7 +173,12 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	n := &Node{}
+	n := &Node{module: cfg.Module}
+	if cfg.Module != nil {
+		if c, ok := cfg.Module.KeyWrapper.(prometheus.Collector); ok {
+			n.Collectors = append(n.Collectors, c) // its cache's hits and misses
+		}
+	}
 	defer func() {
 		if err != nil {
 			n.Close(context.Background())
@@ -226,7 +239,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if n.Keys, err = keys.Load(keys.Config{Dir: keysDir, KEKFile: cfg.KEKFile, Origin: n.Origin, NoCreate: cluster || restored}); err != nil {
+	if n.Keys, err = keys.Load(cfg.keysConfig(keysDir, n.Origin, cluster || restored)); err != nil {
 		switch {
 		case cluster && errors.Is(err, fs.ErrNotExist):
 			err = fmt.Errorf("%w: a node with --trillian makes no key; run vigie init once and copy its data directory's keys directory to every node's", err)
@@ -282,6 +295,12 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		if err := n.startWitnesses(ctx, cfg, owner); err != nil {
 			return nil, err
 		}
+	}
+	if cfg.Module != nil && cfg.Module.Rewrap {
+		var rctx context.Context
+		rctx, n.stopRewrap = context.WithCancel(context.WithoutCancel(ctx))
+		n.rewrapDone = make(chan struct{})
+		go n.rewrap(rctx, cfg.Logger)
 	}
 	return n, nil
 }
@@ -423,6 +442,10 @@ func (n *Node) Close(ctx context.Context) error {
 	if n.Witnesses != nil {
 		errs = append(errs, n.Witnesses.Stop(ctx))
 	}
+	if n.stopRewrap != nil {
+		n.stopRewrap()
+		<-n.rewrapDone
+	}
 	if n.ledgerRun {
 		n.ledgerRun = false
 		errs = append(errs, n.Ledger.Close(ctx))
@@ -435,6 +458,9 @@ func (n *Node) Close(ctx context.Context) error {
 	}
 	if n.DB != nil {
 		errs = append(errs, n.DB.Close())
+	}
+	if n.module != nil && n.module.Close != nil {
+		errs = append(errs, n.module.Close())
 	}
 	return errors.Join(errs...)
 }
