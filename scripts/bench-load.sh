@@ -121,4 +121,10 @@ cleanup
 pids=()
 trap - EXIT
 "$server" bench api --duration "${API_SECONDS:-10}s" --phases noop,check --json >"$out/api.json"
-"$bin" bench gate --dir "$out" | tee "$out/gate.md"
+# Recording, sustained (SQLite, durable; no anchor: its rows end the
+# table). RECORD_SECONDS a run (default 60, the sustained minute).
+"$server" bench record --duration "${RECORD_SECONDS:-60}s" >"$out/record.txt"
+{
+	"$bin" bench gate --dir "$out"
+	grep -E '^\| (Record|outbox)' "$out/record.txt"
+} | tee "$out/gate.md"

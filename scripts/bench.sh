@@ -8,7 +8,8 @@
 #   gate    the gate table of docs/performance.md, in a few minutes
 #           (`make bench`): scripts/bench-load.sh, the external HTTP and
 #           gRPC load (vegeta, ghz) beside bare anchors and vigie bench api
-#           in process, LOAD_SECONDS and API_SECONDS a phase (default 10)
+#           in process, LOAD_SECONDS and API_SECONDS a phase (default 10),
+#           and vigie bench record (SQLite), RECORD_SECONDS (default 60)
 #   go      the Go benchmarks of every package (go test -bench), BENCH_COUNT
 #           runs each (default 5), summarised by benchstat (medians);
 #           BENCH_PATTERN restricts them (default all)
