@@ -369,10 +369,17 @@ const (
 	corpusFINESS = "750712184"
 )
 
+// corpusAccess is an access record as package consent formats it
+// (consent.FormatAccessRecord), so that every face shows its body.
+const corpusAccess = `{"format":"vigie.access.v1","request":{"id":"corpus-1","service":"hospital.example/dpi","actor":{"rpps":"` + corpusRPPS +
+	`","profession":"10","sector":"care","organization":"` + corpusFINESS + `","care_team":false},"action":"read","resource":{"kind":"record"},` +
+	`"purpose":"TREAT","time":"2026-11-28T10:00:00Z"},"decision":{"effect":"ALLOW","reason":"consent","grounds":[],"obligations":[],` +
+	`"consent_version":0,"rules_version":1,"rules_hash":"0000000000000000000000000000000000000000000000000000000000000000","time":"2026-11-28T10:00:00Z"}}`
+
 // fieldsStory records an access, a ledger read, a DPO's review and a
 // regulator's review of it, with payloads that name whom they concern.
 func (b *builder) fieldsStory() {
-	b.record(patient, event.KindAccess, `{"format":"vigie.access.v1","request":{"actor":{"rpps":"`+corpusRPPS+`","organization":"`+corpusFINESS+`"}}}`)
+	b.record(patient, event.KindAccess, corpusAccess)
 	b.record(patient, event.KindLedgerRead, `{"format":"vigie.ledger-read.v2","reader":"patient","method":"ListAccesses","events":1}`)
 	access := fmt.Sprintf(`"event":"%s","leaf_index":%s`, b.commitment(len(b.events)-2), b.events[len(b.events)-2].LeafIndex)
 	b.record(patient, event.KindBreakGlassReview, `{"format":"vigie.break-glass-review.v2",`+access+`,"verdict":"justified","reviewer":"dpo:a","organization":"`+corpusFINESS+`"}`)
