@@ -34,6 +34,12 @@ type HistoryEvent struct {
 	// an event it covers; Receipt is the event's receipt otherwise.
 	Proof   [][]byte
 	Receipt []byte
+	// Kind, Actor and Organization are the event's index columns
+	// (EventRow's), as stored: not bound to the commitment, so a reader
+	// holds them to the body. Empty when erased.
+	Kind         event.Kind
+	Actor        string
+	Organization string
 }
 
 // History is a page of a patient's chain, proved against one checkpoint.
@@ -76,7 +82,8 @@ func (l *Ledger) History(ctx context.Context, patient PatientID, fromSeq uint64,
 		h.Events = make([]HistoryEvent, len(rows))
 		keys := map[event.Hash]cipher.AEAD{} // one patient: one data key
 		for i, r := range rows {
-			e := HistoryEvent{Seq: r.Seq, Index: r.Index, Commitment: r.Commitment, Erased: r.Erased}
+			e := HistoryEvent{Seq: r.Seq, Index: r.Index, Commitment: r.Commitment, Erased: r.Erased,
+				Kind: r.Kind, Actor: r.Actor, Organization: r.Organization}
 			if !r.Erased {
 				if e.Salt, e.Body, err = l.openEventWith(ctx, tx, r, keys); err != nil {
 					return corrupt(r, err)

@@ -24,16 +24,6 @@ type auditService struct {
 
 const searchScope = "SearchEvents"
 
-var eventKinds = map[vigiev1.EventKind]event.Kind{
-	vigiev1.EventKind_EVENT_KIND_ACCESS:             event.KindAccess,
-	vigiev1.EventKind_EVENT_KIND_CONSENT_CHANGE:     event.KindConsentChange,
-	vigiev1.EventKind_EVENT_KIND_RULES_CHANGE:       event.KindRulesChange,
-	vigiev1.EventKind_EVENT_KIND_LEDGER_READ:        event.KindLedgerRead,
-	vigiev1.EventKind_EVENT_KIND_BREAK_GLASS_REVIEW: event.KindBreakGlassReview,
-	vigiev1.EventKind_EVENT_KIND_ERASURE:            event.KindErasure,
-	vigiev1.EventKind_EVENT_KIND_ENROLMENT:          event.KindEnrolment,
-}
-
 // SearchEvents returns the events matching the filters, with their bodies,
 // to a regulator (every event) or a DPO (the events of its organisations).
 // Before anything is returned, the read is recorded in the chain of every
@@ -84,7 +74,7 @@ func (s *auditService) SearchEvents(ctx context.Context, req *vigiev1.SearchEven
 		}
 	}
 	if req.Kind != vigiev1.EventKind_EVENT_KIND_UNSPECIFIED {
-		k, ok := eventKinds[req.Kind]
+		k, ok := kindOf(req.Kind)
 		if !ok {
 			return nil, InvalidField("kind", "unknown value")
 		}
@@ -135,7 +125,9 @@ func (s *auditService) SearchEvents(ctx context.Context, req *vigiev1.SearchEven
 		if err != nil {
 			return nil, err
 		}
-		resp.Events = append(resp.Events, &vigiev1.LedgerEvent{Sequence: r.Seq, LeafIndex: r.Index, Commitment: r.Commitment.String(), Body: e.Body, Salt: e.Salt[:]})
+		m := &vigiev1.LedgerEvent{Sequence: r.Seq, LeafIndex: r.Index, Commitment: r.Commitment.String(), Body: e.Body, Salt: e.Salt[:]}
+		indexFields(m, r.Kind, r.Actor, r.Organization)
+		resp.Events = append(resp.Events, m)
 		if e.Parsed.Kind == event.KindLedgerRead && f.Pseudonym == nil {
 			continue
 		}

@@ -59,6 +59,7 @@ func (s *historyService) ListAccesses(ctx context.Context, req *vigiev1.ListAcce
 			m := &vigiev1.LedgerEvent{Sequence: e.Seq, LeafIndex: e.Index, Commitment: e.Commitment.String(), Erased: e.Erased, InclusionProof: e.Proof, Receipt: e.Receipt}
 			if !e.Erased {
 				m.Body, m.Salt = e.Body, e.Salt[:]
+				indexFields(m, e.Kind, e.Actor, e.Organization)
 			}
 			resp.Events = append(resp.Events, m)
 		}

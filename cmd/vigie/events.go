@@ -23,7 +23,8 @@ import (
 // envelope converts an event as the API serves it.
 func envelope(e *vigiev1.LedgerEvent) audit.Envelope {
 	return audit.Envelope{Seq: e.Sequence, Index: e.LeafIndex, Commitment: e.Commitment, Erased: e.Erased,
-		Body: e.Body, Salt: e.Salt, Proof: e.InclusionProof, Receipt: e.Receipt}
+		Body: e.Body, Salt: e.Salt, Proof: e.InclusionProof, Receipt: e.Receipt,
+		Kind: e.Kind.String(), Actor: e.ActorRpps, Organization: e.Organization}
 }
 
 // historySource is the patient's history over the API.

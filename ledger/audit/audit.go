@@ -161,6 +161,11 @@ const (
 	// (its name and key) does not verify: a forged or damaged
 	// cosignature.
 	KindCosignature Kind = "cosignature"
+	// KindFieldMismatch: what the server says of an event beside its body
+	// (its kind, the professional's RPPS, the establishment's FINESS:
+	// the columns its searches and a DPO's scope select by) disagrees
+	// with the verified body. The body is what is shown.
+	KindFieldMismatch Kind = "field-mismatch"
 )
 
 // A Finding is one thing found wrong, with its evidence.

@@ -3,6 +3,7 @@ package audit
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/vigie-sante/vigie/ledger/event"
 	"github.com/vigie-sante/vigie/ledger/verify"
@@ -22,6 +23,14 @@ type Envelope struct {
 	Salt       []byte
 	Proof      [][]byte
 	Receipt    []byte
+	// Kind, Actor and Organization are what the server's index says of
+	// the event (a LedgerEvent's kind, by its API name such as
+	// EVENT_KIND_ACCESS, actor_rpps and organization: the columns its
+	// searches and a DPO's scope select by), for listing without reading
+	// bodies. The body is the record: [CheckFields] holds them to it.
+	Kind         string
+	Actor        string
+	Organization string
 }
 
 // CheckEvent checks an event's body and salt against its commitment, and
@@ -59,4 +68,46 @@ func CheckEvent(e *Envelope) (event.Logged, *Finding) {
 	}
 	l.Body = b
 	return l, nil
+}
+
+// CheckFields checks what the server's index says of an event (the
+// envelope's Kind, Actor and Organization) against its verified body b
+// ([event.ReadSubject]): the body is the record, and any disagreement is
+// a finding of kind [KindFieldMismatch] naming the field, by its API
+// name. An envelope without a kind (a server that does not serve the
+// fields: no kind, actor or organization) is not checked; neither is the
+// organization of a review whose body does not name one (a regulator's).
+func CheckFields(e *Envelope, b *event.Body) *Finding {
+	k, ok := event.KindOfAPIName(e.Kind)
+	if ok && k == "" && e.Actor == "" && e.Organization == "" {
+		return nil
+	}
+	var bad []string
+	s, err := event.ReadSubject(b)
+	switch {
+	case !ok || k != b.Kind:
+		bad = append(bad, "kind")
+	case err != nil:
+		// A body that does not say whom it concerns confirms nothing.
+		if e.Actor != "" {
+			bad = append(bad, "actor_rpps")
+		}
+		if e.Organization != "" {
+			bad = append(bad, "organization")
+		}
+	default:
+		if e.Actor != s.Actor {
+			bad = append(bad, "actor_rpps")
+		}
+		if !s.OrganizationOpen && e.Organization != s.Organization {
+			bad = append(bad, "organization")
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	c, _ := event.ParseHash(e.Commitment)
+	return &Finding{Kind: KindFieldMismatch, Seq: e.Seq, Index: ptr(e.Index),
+		Message:  fmt.Sprintf("the server's %s disagrees with the event's verified body, which is the record", strings.Join(bad, ", ")),
+		Evidence: &Evidence{Commitment: &c, Body: e.Body, Salt: e.Salt}}
 }

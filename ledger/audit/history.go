@@ -218,6 +218,9 @@ func VerifyHistory(ctx context.Context, src HistorySource, opts HistoryOptions) 
 				r.Pseudonym = l.Body.Patient // the chain checks the others
 			}
 			links = append(links, verify.LinkOf(l.Body, l.Commitment))
+			if f := CheckFields(e, l.Body); f != nil {
+				r.Findings = append(r.Findings, *f)
+			}
 		}
 		switch {
 		case !trusted:
@@ -383,6 +386,10 @@ func CheckEvents(keys Keys, checkpoint []byte, envs []Envelope, now time.Time) (
 		he := HistoryEvent{Logged: l, Seq: e.Seq, Erased: e.Erased, Proof: Failed}
 		if f != nil {
 			findings = append(findings, *f)
+		} else if l.Body != nil {
+			if ff := CheckFields(e, l.Body); ff != nil {
+				findings = append(findings, *ff)
+			}
 		}
 		switch {
 		case f != nil && l.Commitment.IsZero(), bad != nil:

@@ -331,6 +331,13 @@ func (a *accounting) take(q EventQuery, e *Envelope) {
 		at(KindMalformed, "the search of %s served an event of kind %s", q.name(), l.Body.Kind)
 		return
 	}
+	if f := CheckFields(e, l.Body); f != nil {
+		a.finding(*f)
+	} else if s, err := event.ReadSubject(l.Body); q.Organization != "" && err == nil && !s.OrganizationOpen && s.Organization != q.Organization {
+		// The server selects a DPO's events by its index: one that names
+		// another establishment in its body is outside the DPO's scope.
+		at(KindFieldMismatch, "the search of %s for one establishment served an event whose verified body names another", q.name())
+	}
 	a.read.Read++
 	a.read.ByKind[l.Body.Kind]++
 	a.expect[l.Index] = l.Commitment

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -298,5 +299,93 @@ func TestAuditLogReadsEnrolments(t *testing.T) {
 	r := auditLog(t, &fakeSearch{fakeLog: l}, LogAuditOptions{Reader: Regulator})
 	if len(r.Findings) != 0 || !r.Events.Complete || r.Events.ByKind[event.KindEnrolment] != 2 {
 		t.Errorf("findings %v, events %+v; want the two enrolments read, every leaf accounted for", r.Findings, r.Events)
+	}
+}
+
+// TestAuditLogScope: a DPO's audit reads the events the server selects
+// by its index; an event whose verified body names another establishment
+// is a finding, whether the server's fields say so (CheckFields) or
+// repeat the DPO's (the index and the fields tampered together).
+func TestAuditLogScope(t *testing.T) {
+	const ours, theirs = "750712184", "130000001"
+	access := func(org string) string {
+		return `{"format":"vigie.access.v1","request":{"actor":{"rpps":"10000000003","organization":"` + org + `"}}}`
+	}
+	for _, tt := range []struct {
+		name      string
+		org       string // the served field
+		bodyOrg   string
+		wantFound bool
+	}{
+		{"ours", ours, ours, false},
+		{"no fields, ours", "", ours, false},
+		{"fields say ours, body theirs", ours, theirs, true},
+		{"fields and body theirs", theirs, theirs, true},
+		{"no fields, body theirs", "", theirs, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			l := newFakeLog(t, "scope")
+			l.record(testPatient, event.KindAccess, access(ours))
+			e := l.record(testPatient, event.KindAccess, access(tt.bodyOrg))
+			if tt.org != "" {
+				e.env.Kind, e.env.Actor, e.env.Organization = "EVENT_KIND_ACCESS", "10000000003", tt.org
+			}
+			l.sign()
+			r := auditLog(t, &fakeSearch{fakeLog: l}, LogAuditOptions{Reader: DPO, Organization: ours})
+			got := kinds(r.Findings)
+			if want := []Kind{KindFieldMismatch}; tt.wantFound != slices.Equal(got, want) || !tt.wantFound && len(got) != 0 {
+				t.Fatalf("findings %v, want field-mismatch: %v", r.Findings, tt.wantFound)
+			}
+			if tt.wantFound && (r.Findings[0].Index == nil || *r.Findings[0].Index != e.env.Index) {
+				t.Errorf("finding %+v, want it at leaf %d", r.Findings[0], e.env.Index)
+			}
+		})
+	}
+}
+
+// TestCheckFields: the server's fields against the verified body; the
+// message names the field, never a value.
+func TestCheckFields(t *testing.T) {
+	l := newFakeLog(t, "fields")
+	acc := l.record(testPatient, event.KindAccess, `{"format":"vigie.access.v1","request":{"actor":{"rpps":"10000000003","organization":"750712184"}}}`)
+	rv := l.record(testPatient, event.KindBreakGlassReview, `{"format":"vigie.break-glass-review.v2","verdict":"justified","reviewer":"regulator:cnil"}`)
+	rd := l.record(testPatient, event.KindLedgerRead, `{"format":"vigie.ledger-read.v2","reader":"dpo:a","organizations":["750712184"]}`)
+	odd := l.record(testPatient, event.KindAccess, `{"n":1}`)
+	for _, tt := range []struct {
+		name             string
+		e                *testEvent
+		kind, actor, org string
+		wantFields       string // "" for no finding
+	}{
+		{"no fields", acc, "", "", "", ""},
+		{"unspecified", acc, "EVENT_KIND_UNSPECIFIED", "", "", ""},
+		{"access agrees", acc, "EVENT_KIND_ACCESS", "10000000003", "750712184", ""},
+		{"access, other professional", acc, "EVENT_KIND_ACCESS", "10000000004", "750712184", "actor_rpps"},
+		{"access, other establishment", acc, "EVENT_KIND_ACCESS", "10000000003", "130000001", "organization"},
+		{"access, nothing said", acc, "EVENT_KIND_ACCESS", "", "", "actor_rpps, organization"},
+		{"access, fields without a kind", acc, "", "10000000003", "750712184", "kind"},
+		{"access as a read", acc, "EVENT_KIND_LEDGER_READ", "", "", "kind"},
+		{"unknown kind name", acc, "ACCESS", "10000000003", "750712184", "kind"},
+		{"regulator's review, any establishment", rv, "EVENT_KIND_BREAK_GLASS_REVIEW", "", "750712184", ""},
+		{"review with a professional", rv, "EVENT_KIND_BREAK_GLASS_REVIEW", "10000000003", "750712184", "actor_rpps"},
+		{"read", rd, "EVENT_KIND_LEDGER_READ", "", "", ""},
+		{"read with an establishment", rd, "EVENT_KIND_LEDGER_READ", "", "750712184", "organization"},
+		{"unreadable access, no subject", odd, "EVENT_KIND_ACCESS", "", "", ""},
+		{"unreadable access, a subject", odd, "EVENT_KIND_ACCESS", "10000000003", "", "actor_rpps"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := tt.e.env
+			e.Kind, e.Actor, e.Organization = tt.kind, tt.actor, tt.org
+			f := CheckFields(&e, tt.e.body)
+			switch {
+			case tt.wantFields == "" && f != nil:
+				t.Fatalf("CheckFields = %v, want none", f)
+			case tt.wantFields == "":
+			case f == nil || f.Kind != KindFieldMismatch || !strings.Contains(f.Message, "server's "+tt.wantFields+" disagrees"):
+				t.Fatalf("CheckFields = %v, want field-mismatch naming %s", f, tt.wantFields)
+			case strings.Contains(f.Message, "1000000000") || strings.Contains(f.Message, "0000001"):
+				t.Errorf("message %q quotes a value", f.Message)
+			}
+		})
 	}
 }

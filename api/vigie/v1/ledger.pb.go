@@ -212,7 +212,23 @@ type LedgerEvent struct {
 	InclusionProof [][]byte `protobuf:"bytes,7,rep,name=inclusion_proof,json=inclusionProof,proto3" json:"inclusion_proof,omitempty"`
 	// The event's receipt, when the response's checkpoint does not cover it
 	// yet (see RecordedEvent.receipt); empty when `inclusion_proof` is set.
-	Receipt       []byte `protobuf:"bytes,8,opt,name=receipt,proto3" json:"receipt,omitempty"`
+	Receipt []byte `protobuf:"bytes,8,opt,name=receipt,proto3" json:"receipt,omitempty"`
+	// What the ledger's index says of the event, for listing and filtering
+	// without decoding bodies: its kind, the RPPS number of the professional
+	// of an access, and the FINESS number of the establishment of an access
+	// or of the access a review is about. Empty (and `kind` unspecified)
+	// for an erased event; `actor_rpps` is empty for every kind but an
+	// access, `organization` for every kind but an access and a review.
+	// These are the columns searches and a DPO's scope select by; the body
+	// is the record: a verifier holds them to it and reports any
+	// disagreement (finding `field-mismatch`), and shows only what the body
+	// says.
+	Kind EventKind `protobuf:"varint,9,opt,name=kind,proto3,enum=vigie.v1.EventKind" json:"kind,omitempty"`
+	// The professional's RPPS number (11 digits), for an access.
+	ActorRpps string `protobuf:"bytes,10,opt,name=actor_rpps,json=actorRpps,proto3" json:"actor_rpps,omitempty"`
+	// The establishment's FINESS number (9 characters), for an access or a
+	// review.
+	Organization  string `protobuf:"bytes,11,opt,name=organization,proto3" json:"organization,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -303,6 +319,27 @@ func (x *LedgerEvent) GetReceipt() []byte {
 	return nil
 }
 
+func (x *LedgerEvent) GetKind() EventKind {
+	if x != nil {
+		return x.Kind
+	}
+	return EventKind_EVENT_KIND_UNSPECIFIED
+}
+
+func (x *LedgerEvent) GetActorRpps() string {
+	if x != nil {
+		return x.ActorRpps
+	}
+	return ""
+}
+
+func (x *LedgerEvent) GetOrganization() string {
+	if x != nil {
+		return x.Organization
+	}
+	return ""
+}
+
 var File_vigie_v1_ledger_proto protoreflect.FileDescriptor
 
 const file_vigie_v1_ledger_proto_rawDesc = "" +
@@ -314,7 +351,7 @@ const file_vigie_v1_ledger_proto_rawDesc = "" +
 	"commitment\x12\x1d\n" +
 	"\n" +
 	"leaf_index\x18\x02 \x01(\x04R\tleafIndex\x12\x18\n" +
-	"\areceipt\x18\x03 \x01(\fR\areceipt\"\xeb\x01\n" +
+	"\areceipt\x18\x03 \x01(\fR\areceipt\"\xd7\x02\n" +
 	"\vLedgerEvent\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x1d\n" +
 	"\n" +
@@ -326,7 +363,12 @@ const file_vigie_v1_ledger_proto_rawDesc = "" +
 	"\x04body\x18\x05 \x01(\fR\x04body\x12\x12\n" +
 	"\x04salt\x18\x06 \x01(\fR\x04salt\x12'\n" +
 	"\x0finclusion_proof\x18\a \x03(\fR\x0einclusionProof\x12\x18\n" +
-	"\areceipt\x18\b \x01(\fR\areceipt*\xeb\x01\n" +
+	"\areceipt\x18\b \x01(\fR\areceipt\x12'\n" +
+	"\x04kind\x18\t \x01(\x0e2\x13.vigie.v1.EventKindR\x04kind\x12\x1d\n" +
+	"\n" +
+	"actor_rpps\x18\n" +
+	" \x01(\tR\tactorRpps\x12\"\n" +
+	"\forganization\x18\v \x01(\tR\forganization*\xeb\x01\n" +
 	"\tEventKind\x12\x1a\n" +
 	"\x16EVENT_KIND_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11EVENT_KIND_ACCESS\x10\x01\x12\x1d\n" +
@@ -357,11 +399,12 @@ var file_vigie_v1_ledger_proto_goTypes = []any{
 	(*LedgerEvent)(nil),   // 2: vigie.v1.LedgerEvent
 }
 var file_vigie_v1_ledger_proto_depIdxs = []int32{
-	0, // [0:0] is the sub-list for method output_type
-	0, // [0:0] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	0, // 0: vigie.v1.LedgerEvent.kind:type_name -> vigie.v1.EventKind
+	1, // [1:1] is the sub-list for method output_type
+	1, // [1:1] is the sub-list for method input_type
+	1, // [1:1] is the sub-list for extension type_name
+	1, // [1:1] is the sub-list for extension extendee
+	0, // [0:1] is the sub-list for field type_name
 }
 
 func init() { file_vigie_v1_ledger_proto_init() }

@@ -91,6 +91,26 @@ var table = []struct {
 			c.Latest = b.sign()
 			return c
 		}},
+	{"valid-fields", "every event comes with its kind, professional and establishment as the index has them, agreeing with its body (a regulator's review names no establishment: its index has the reviewed access's)", nil,
+		func(b *builder) *Case {
+			b.fieldsStory()
+			return b.withFields(b.serve())
+		}},
+	{"fields-disagree", "the index beside two bodies was altered: an access served with another professional, a DPO's review with another establishment; the bodies are intact", []audit.Kind{audit.KindFieldMismatch, audit.KindFieldMismatch},
+		func(b *builder) *Case {
+			b.fieldsStory()
+			c := b.withFields(b.serve())
+			c.Listing.Events[0].ActorRPPS = "10000000004"
+			c.Listing.Events[2].Organization = "130000001"
+			return c
+		}},
+	{"fields-wrong-kind", "an access served as a consent change", []audit.Kind{audit.KindFieldMismatch},
+		func(b *builder) *Case {
+			b.fieldsStory()
+			c := b.withFields(b.serve())
+			c.Listing.Events[0].Kind = "EVENT_KIND_CONSENT_CHANGE"
+			return c
+		}},
 	{"altered-body", "the server changed a byte of an event's body", []audit.Kind{audit.KindModifiedBody},
 		func(b *builder) *Case {
 			c := b.story(4).serve()
@@ -429,6 +449,48 @@ func (b *builder) serveAt(n []byte) *Case {
 			e.Receipt = rc
 		}
 		c.Listing.Events = append(c.Listing.Events, e)
+	}
+	return c
+}
+
+// The professional and establishment of the corpus's accesses.
+const (
+	corpusRPPS   = "10000000003"
+	corpusFINESS = "750712184"
+)
+
+// corpusAccess is an access record as package consent formats it
+// (consent.FormatAccessRecord), so that every face shows its body.
+const corpusAccess = `{"format":"vigie.access.v1","request":{"id":"corpus-1","service":"hospital.example/dpi","actor":{"rpps":"` + corpusRPPS +
+	`","profession":"10","sector":"care","organization":"` + corpusFINESS + `","care_team":false},"action":"read","resource":{"kind":"record"},` +
+	`"purpose":"TREAT","time":"2026-11-28T10:00:00Z"},"decision":{"effect":"ALLOW","reason":"consent","grounds":[],"obligations":[],` +
+	`"consent_version":0,"rules_version":1,"rules_hash":"0000000000000000000000000000000000000000000000000000000000000000","time":"2026-11-28T10:00:00Z"}}`
+
+// fieldsStory records an access, a ledger read, a DPO's review and a
+// regulator's review of it, with payloads that name whom they concern.
+func (b *builder) fieldsStory() {
+	b.record(patient, event.KindAccess, corpusAccess)
+	b.record(patient, event.KindLedgerRead, `{"format":"vigie.ledger-read.v2","reader":"patient","method":"ListAccesses","events":1}`)
+	access := fmt.Sprintf(`"event":"%s","leaf_index":%s`, b.commitment(len(b.events)-2), b.events[len(b.events)-2].LeafIndex)
+	b.record(patient, event.KindBreakGlassReview, `{"format":"vigie.break-glass-review.v2",`+access+`,"verdict":"justified","reviewer":"dpo:a","organization":"`+corpusFINESS+`"}`)
+	b.record(patient, event.KindBreakGlassReview, `{"format":"vigie.break-glass-review.v2",`+access+`,"verdict":"unjustified","reviewer":"regulator:cnil"}`)
+}
+
+// withFields sets on each event of c what a server's index says of it
+// (kind, RPPS, FINESS), as Vigie's server fills them: an access's
+// professional and establishment, a review's reviewed access's
+// establishment.
+func (b *builder) withFields(c *Case) *Case {
+	for i := range c.Listing.Events {
+		e := &c.Listing.Events[i]
+		body := b.bodies[i]
+		e.Kind = body.Kind.APIName()
+		switch body.Kind {
+		case event.KindAccess:
+			e.ActorRPPS, e.Organization = corpusRPPS, corpusFINESS
+		case event.KindBreakGlassReview:
+			e.Organization = corpusFINESS
+		}
 	}
 	return c
 }

@@ -71,6 +71,9 @@ type Event struct {
 	Salt           []byte   `json:"salt,omitempty"`
 	InclusionProof [][]byte `json:"inclusion_proof,omitempty"`
 	Receipt        []byte   `json:"receipt,omitempty"`
+	Kind           string   `json:"kind,omitempty"`
+	ActorRPPS      string   `json:"actor_rpps,omitempty"`
+	Organization   string   `json:"organization,omitempty"`
 }
 
 // APIError is an error answer of the API: its HTTP status and its
@@ -297,7 +300,8 @@ func (s source) HistoryPage(_ context.Context, token string) (*audit.HistoryPage
 			return nil, err
 		}
 		p.Events = append(p.Events, audit.Envelope{Seq: seq, Index: index, Commitment: e.Commitment, Erased: e.Erased,
-			Body: e.Body, Salt: e.Salt, Proof: e.InclusionProof, Receipt: e.Receipt})
+			Body: e.Body, Salt: e.Salt, Proof: e.InclusionProof, Receipt: e.Receipt,
+			Kind: e.Kind, Actor: e.ActorRPPS, Organization: e.Organization})
 	}
 	return p, nil
 }

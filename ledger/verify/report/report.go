@@ -203,11 +203,17 @@ type Event struct {
 	Salt           []byte   `json:"salt"`
 	InclusionProof [][]byte `json:"inclusion_proof"`
 	Receipt        []byte   `json:"receipt"`
+	// Kind, ActorRPPS and Organization are the server's index, checked
+	// against the body (audit.CheckFields), never shown.
+	Kind         string `json:"kind"`
+	ActorRPPS    string `json:"actor_rpps"`
+	Organization string `json:"organization"`
 }
 
 func (e Event) envelope() audit.Envelope {
 	return audit.Envelope{Seq: uint64(e.Sequence), Index: uint64(e.LeafIndex), Commitment: e.Commitment, Erased: e.Erased,
-		Body: e.Body, Salt: e.Salt, Proof: e.InclusionProof, Receipt: e.Receipt}
+		Body: e.Body, Salt: e.Salt, Proof: e.InclusionProof, Receipt: e.Receipt,
+		Kind: e.Kind, Actor: e.ActorRPPS, Organization: e.Organization}
 }
 
 // Checkpoint is a verified checkpoint's contents.

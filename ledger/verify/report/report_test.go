@@ -1,11 +1,13 @@
 package report
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -190,5 +192,39 @@ func TestVerifyEvents(t *testing.T) {
 		if got := audittest.Kinds(rep.Findings); !slices.Equal(got, c.Want) || rep.OK != (len(c.Want) == 0) || len(rep.Events) != len(c.Listing.Events) {
 			t.Errorf("%s: %+v", c.Name, rep)
 		}
+	}
+}
+
+// TestFieldsReportedNotShown: when the server's kind, RPPS or FINESS of
+// an event disagree with its body, the page gets the finding on the
+// event and the body's contents to show, never the server's fields.
+func TestFieldsReportedNotShown(t *testing.T) {
+	cases, err := audittest.LoadCorpus()
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(cases, func(c audittest.Case) bool { return c.Name == "fields-disagree" })
+	if i < 0 {
+		t.Fatal("no case fields-disagree in the corpus")
+	}
+	c := cases[i]
+	served := c.Listing.Events[0]
+	rep := VerifyHistory(context.Background(), HistoryInput{Keys: Keys{Pinned: &c.Keys}, Now: time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC)}, handlerFetch(&c))
+	if rep.Error != "" || rep.OK || len(rep.Events) != len(c.Listing.Events) {
+		t.Fatalf("report %+v, want a failed report of every event", rep)
+	}
+	e := rep.Events[0]
+	if e.Verdict != Failed || len(e.Problems) != 1 || !strings.Contains(e.Problems[0], "actor_rpps") {
+		t.Errorf("the access: verdict %s, problems %q; want failed, the actor_rpps named", e.Verdict, e.Problems)
+	}
+	out, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if served.ActorRPPS == "" || bytes.Contains(out, []byte(served.ActorRPPS)) || !bytes.Contains(e.Payload, []byte(`"rpps":"10000000003"`)) {
+		t.Errorf("the report shows the server's %s or not the body's RPPS: %s", served.ActorRPPS, e.Payload)
+	}
+	if bytes.Contains(out, []byte(c.Listing.Events[2].Organization)) {
+		t.Errorf("the report shows the server's organization %s", c.Listing.Events[2].Organization)
 	}
 }
