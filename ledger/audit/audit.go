@@ -161,6 +161,11 @@ const (
 	// (its name and key) does not verify: a forged or damaged
 	// cosignature.
 	KindCosignature Kind = "cosignature"
+	// KindWitnessPolicyChanged: the server serves another witness policy
+	// than the one the reader pinned (the portal's trust on first use):
+	// the pinned one is still enforced, and the new one is not accepted
+	// without the reader's say.
+	KindWitnessPolicyChanged Kind = "witness-policy-changed"
 )
 
 // A Finding is one thing found wrong, with its evidence.

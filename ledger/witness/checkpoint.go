@@ -25,6 +25,9 @@ func NewCheckpoints(policy *verify.WitnessPolicy, log note.Verifier, l *ledger.L
 	return &Checkpoints{policy: policy, log: log, ledger: l, store: store}
 }
 
+// Policy returns the witness policy the checkpoints are cosigned for.
+func (c *Checkpoints) Policy() *verify.WitnessPolicy { return c.policy }
+
 // recentSizes is how many of the latest cosigned sizes LatestCheckpoint
 // considers.
 const recentSizes = 16
