@@ -156,6 +156,10 @@ type Node struct {
 	// witnesses, ledger/witness.Checkpoints); nil serves the ledger's
 	// latest checkpoint.
 	Checkpoints server.CheckpointSource
+	// WitnessPolicy is the witness policy of Checkpoints, in canonical
+	// form (verify.WitnessPolicy.Format), served at GET /witness-policy
+	// for the portal's pages to pin; nil serves none (404).
+	WitnessPolicy []byte
 	// Ready reports whether the node can serve (/readyz).
 	Ready func(context.Context) error
 	// Collectors are registered on /metrics beside the ledger's.
@@ -466,6 +470,14 @@ func (a *API) startHTTP(ctx context.Context, cfg Config, n Node, authn *auth.Aut
 	// The log as C2SP tlog-tiles, public and cacheable, beside the
 	// gateway's /checkpoint.
 	mux.Handle(gateway.TilesPrefix, gateway.Tiles(a.tiles, a.logger))
+	if policy := n.WitnessPolicy; policy != nil {
+		// The witness policy /checkpoint's cosignatures are for, public:
+		// the portal's pages pin it on first use (docs/portal.md).
+		mux.HandleFunc("GET /witness-policy", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.Write(policy)
+		})
+	}
 	mux.Handle("/", h)
 	maxTimeout := cfg.MaxTimeout
 	if maxTimeout <= 0 {

@@ -273,6 +273,7 @@ func apiNode(n *node.Node) apiserver.Node {
 		Ready:         n.Ready,
 		Collectors:    n.Collectors,
 		Checkpoints:   checkpoints(n),
+		WitnessPolicy: witnessPolicy(n),
 	}
 }
 
@@ -318,6 +319,14 @@ func (p *prefixes) Set(s string) error {
 
 // checkpoints returns what serves the latest checkpoint: the node's
 // cosigned checkpoints with a witness policy, else the ledger's (nil).
+// witnessPolicy returns n's witness policy in canonical form, or nil.
+func witnessPolicy(n *node.Node) []byte {
+	if n.Checkpoints == nil {
+		return nil
+	}
+	return n.Checkpoints.Policy().Format()
+}
+
 func checkpoints(n *node.Node) server.CheckpointSource {
 	if n.Checkpoints == nil {
 		return nil

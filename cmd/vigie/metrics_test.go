@@ -2,11 +2,17 @@ package main
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -34,6 +40,13 @@ func promtool(t *testing.T) string {
 // metrics with labels have a series).
 func scrape(t *testing.T, args ...string) string {
 	t.Helper()
+	body, _ := scrapeNode(t, args...)
+	return body
+}
+
+// scrapeNode is scrape that also returns the node, still running.
+func scrapeNode(t *testing.T, args ...string) (string, *serveProc) {
+	t.Helper()
 	s := startServe(t, append([]string{"--data-dir", t.TempDir(), "--admin-addr", "127.0.0.1:0"}, args...)...)
 	s.waitReady(t)
 	base := s.httpURL(t)
@@ -51,7 +64,7 @@ func scrape(t *testing.T, args ...string) string {
 			t.Fatalf("/metrics = %d", code)
 		}
 		if strings.Contains(body, "trillian_sequencer_sequenced_total{") && strings.Contains(body, "\nvigie_ledger_checkpoint_age_seconds ") && strings.Contains(body, "\nvigie_auth_failures_total{") {
-			return body
+			return body, s
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("/metrics lacks Trillian's sequencer, the checkpoint or the refused call after 20s:\n%s", body)
@@ -140,7 +153,10 @@ func TestMonitoringRulesMetrics(t *testing.T) {
 	if len(names) == 0 {
 		t.Fatal("the rules name no metric")
 	}
-	body := scrape(t, "--db", pgtest.NewDatabase(t))
+	db, data := pgtest.NewDatabase(t), t.TempDir()
+	body, node := scrapeNode(t, "--db", db, "--data-dir", data)
+	node.stop(t, syscall.SIGTERM)
+	body += scrape(t, "--db", db, "--data-dir", data, "--witness-policy", fakeWitnessPolicy(t, node))
 	have := make(map[string]bool)
 	for _, line := range strings.Split(body, "\n") {
 		if name, ok := strings.CutPrefix(line, "# TYPE "); ok {
@@ -158,4 +174,31 @@ func TestMonitoringRulesMetrics(t *testing.T) {
 			t.Errorf("the rules name %s, which /metrics does not have", name)
 		}
 	}
+}
+
+// fakeWitnessPolicy writes and returns a witness policy file for the log
+// of node (its checkpoint key, from its banner) whose one witness, the
+// quorum, answers every submission 404.
+func fakeWitnessPolicy(t *testing.T, node *serveProc) string {
+	t.Helper()
+	m := keyLine.FindStringSubmatch(node.output())
+	if m == nil {
+		t.Fatalf("no checkpoint key in the banner:\n%s", node.output())
+	}
+	key, err := base64.StdEncoding.DecodeString(strings.SplitN(m[2], "+", 3)[2])
+	if err != nil || len(key) != 33 {
+		t.Fatalf("the checkpoint key of the banner: %v", err)
+	}
+	fake := httptest.NewServer(http.NotFoundHandler())
+	t.Cleanup(fake.Close)
+	wpub, _, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "witnesses.txt")
+	policy := fmt.Sprintf("log %x\nwitness witness.test/fake %x %s\nquorum witness.test/fake\n", key[1:], wpub, fake.URL)
+	if err := os.WriteFile(file, []byte(policy), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file
 }

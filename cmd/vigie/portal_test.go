@@ -1236,3 +1236,64 @@ func TestPortalReaderOrganization(t *testing.T) {
 		t.Errorf("the history names the DPO's organisation %d times, want 2 (its search and its review):\n%s", strings.Count(txt, want), txt)
 	}
 }
+
+// TestPortalWitnessPolicy: the patient's page pins the witness policy the
+// server serves (GET /witness-policy) on first use, beside the log's key,
+// and enforces it; a different policy served later is shown as a finding,
+// never taken, while the same one written otherwise passes.
+func TestPortalWitnessPolicy(t *testing.T) {
+	e := startE2E(t)
+	c := e.http()
+	e.waitCheckpoint(portalAccesses(t, e) + 1)
+	vkey := keyLine.FindStringSubmatch(e.proc.output())[2] // the checkpoint key, printed first
+	raw, err := base64.StdEncoding.DecodeString(strings.SplitN(vkey, "+", 3)[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One witness that cosigned nothing: a quorum of none passes, a
+	// quorum of it does not.
+	policy := fmt.Sprintf("log %x\nwitness witness.test/w1 %x\nquorum none\n", raw[1:], bytes.Repeat([]byte{7}, 32))
+	other := strings.Replace(policy, "quorum none", "quorum witness.test/w1", 1)
+	// This node has no policy (TestLitewitness checks the one served):
+	// the proxy serves one as a node with --witness-policy does.
+	if code, _ := httpGet(t, c.base+"/witness-policy"); code != http.StatusNotFound {
+		t.Errorf("GET /witness-policy without a policy = %d, want 404", code)
+	}
+	p := newReplayProxy(t, c.base)
+	p.serve("/witness-policy", http.StatusOK, "text/plain; charset=utf-8", []byte(policy))
+	verdict := `#verdict[data-state="verified"], #verdict[data-state="failed"], #verdict[data-state="error"]`
+	b := newBrowser(t)
+	b.signIn(p.url, e.token(auth.RolePatient, e2ePatient), verdict)
+	if state := b.attr("#verdict", "data-state"); state != "verified" {
+		t.Fatalf("first visit with a witness policy served: verdict %q: %s", state, b.text("#verdict"))
+	}
+	pinned := get(b, "pinned keys", chromedp.Evaluate[string]("localStorage.getItem('vigie.pinnedKeys') || ''"))
+	var keys struct {
+		CheckpointKey string `json:"checkpoint_key"`
+		WitnessPolicy string `json:"witness_policy"`
+	}
+	if err := json.Unmarshal([]byte(pinned), &keys); err != nil || keys.CheckpointKey != vkey || keys.WitnessPolicy != policy {
+		t.Fatalf("pinned after the first visit: %s (%v); want the key and the policy", pinned, err)
+	}
+
+	// Another policy served: a finding, the pinned one kept.
+	p.serve("/witness-policy", http.StatusOK, "text/plain; charset=utf-8", []byte(other))
+	b.run("another policy", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(`#log-status[data-state="failed"]`)))
+	if txt := b.text("#log-status"); !strings.Contains(txt, "liste de témoins") || b.attr("#log-status", "role") != "alert" {
+		t.Errorf("another policy served: the page says %q", txt)
+	}
+	if state := b.attr("#verdict", "data-state"); state != "failed" {
+		t.Errorf("another policy served: verdict %q, want failed: %s", state, b.text("#verdict"))
+	}
+	if again := get(b, "pinned keys", chromedp.Evaluate[string]("localStorage.getItem('vigie.pinnedKeys') || ''")); again != pinned {
+		t.Errorf("another policy served: pinned %s, want %s unchanged", again, pinned)
+	}
+	b.screenshot("history-witness-policy-changed")
+
+	// The pinned policy, written otherwise: verified.
+	p.serve("/witness-policy", http.StatusOK, "text/plain; charset=utf-8", []byte("# the same\n"+strings.ReplaceAll(policy, " ", "  ")))
+	b.run("the same policy", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(verdict)))
+	if state := b.attr("#verdict", "data-state"); state != "verified" {
+		t.Errorf("the pinned policy served again: verdict %q: %s", state, b.text("#verdict"))
+	}
+}

@@ -170,6 +170,9 @@ func TestLitewitness(t *testing.T) {
 	witnesses[2].stop()
 	w.args = []string{"--witness-policy", policyFile}
 	w.restart(t, data)
+	if code, body := httpGet(t, w.proxy.URL+"/witness-policy"); code != http.StatusOK || body != string(p.Format()) {
+		t.Errorf("GET /witness-policy = %d %q, want the policy in canonical form", code, body)
+	}
 
 	n := 0
 	check := func() {

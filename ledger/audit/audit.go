@@ -166,6 +166,11 @@ const (
 	// the columns its searches and a DPO's scope select by) disagrees
 	// with the verified body. The body is what is shown.
 	KindFieldMismatch Kind = "field-mismatch"
+	// KindWitnessPolicyChanged: the server serves another witness policy
+	// than the one the reader pinned (the portal's trust on first use):
+	// the pinned one is still enforced, and the new one is not accepted
+	// without the reader's say.
+	KindWitnessPolicyChanged Kind = "witness-policy-changed"
 )
 
 // A Finding is one thing found wrong, with its evidence.

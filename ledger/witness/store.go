@@ -102,6 +102,24 @@ ON CONFLICT (witness, size) DO NOTHING`, e.Witness, int64(e.Size), e.Status, int
 	return nil
 }
 
+// recentCosigned returns the largest size with a cosignature stored and
+// how many cosignatures the limit largest sizes that have any hold (0, 0
+// if none): the rows cosignatures reads, counted.
+func recentCosigned(ctx context.Context, store ledger.Store, limit int) (size uint64, count int, err error) {
+	err = store.Read(ctx, func(ctx context.Context, r ledger.StoreReader) error {
+		tx, ok := r.(interface{ SQL() sqldb.Tx })
+		if !ok {
+			return errors.New("witness: the ledger's store is not on Vigie's database")
+		}
+		var s int64
+		err := tx.SQL().QueryRow(ctx, `SELECT COALESCE(MAX(size), 0), COUNT(*) FROM witness_cosignatures
+WHERE size IN (SELECT DISTINCT size FROM witness_cosignatures ORDER BY size DESC LIMIT $1)`, limit).Scan(&s, &count)
+		size = uint64(s)
+		return err
+	})
+	return size, count, err
+}
+
 // cosignatures returns the cosignatures stored for the checkpoints of
 // the limit largest sizes that have any, largest size first.
 func cosignatures(ctx context.Context, store ledger.Store, limit int) ([]Cosignature, error) {

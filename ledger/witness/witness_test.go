@@ -1,6 +1,7 @@
 package witness
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
@@ -433,5 +434,89 @@ func TestSubmitterQuorum(t *testing.T) {
 	st := sub.Stats()
 	if st["witness.test/w1"].Outcomes[OutcomeUnavailable] == 0 || st["witness.test/w2"].Cosigned != size3 {
 		t.Errorf("stats %+v", st)
+	}
+}
+
+// countingStore counts the reads of a store.
+type countingStore struct {
+	ledger.Store
+	reads atomic.Int64
+}
+
+func (c *countingStore) Read(ctx context.Context, f func(ctx context.Context, tx ledger.StoreReader) error) error {
+	c.reads.Add(1)
+	return c.Store.Read(ctx, f)
+}
+
+// TestCheckpointsCache: a node's /checkpoint answer is kept while no
+// cosignature is stored (one read per call instead of the cosignatures
+// and the older checkpoints), and a cosignature stored by another node
+// (the lease holder), even for an older size, is served at the next call.
+func TestCheckpointsCache(t *testing.T) {
+	s := newSetup(t, 1, false)
+	type cp struct {
+		note []byte
+		size uint64
+	}
+	var cps []cp
+	for range 3 {
+		s.record(t, 1)
+		n, size := latest(t, s)
+		cps = append(cps, cp{n, size})
+	}
+	// What the lease holder's submitter stores.
+	cosign := func(w *fakeWitness, c cp) {
+		t.Helper()
+		line, err := verify.SignCosignature(w.name, w.key, uint64(time.Now().Unix()), c.note[:bytes.Index(c.note, []byte("\n\n"))+1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.env.Store.ReadWrite(ctx, func(ctx context.Context, tx ledger.StoreTx) error {
+			return addCosignature(ctx, tx.SQL(), Cosignature{Size: c.size, Witness: w.name, Line: line}, time.Now())
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range cps {
+		cosign(s.witnesses[0], c) // w1 alone: the quorum is two
+	}
+	store := &countingStore{Store: s.env.Store}
+	node := NewCheckpoints(s.policy, s.env.CheckpointKey, s.env.Ledger, store)
+	served := func() (uint64, bool) {
+		t.Helper()
+		n, size, err := node.LatestCheckpoint(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := s.policy.CheckCosignatures(n, s.env.CheckpointKey)
+		if err != nil || r.Checkpoint.Size != size {
+			t.Fatalf("served size %d: %+v, %v", size, r, err)
+		}
+		return size, r.Met
+	}
+	last := cps[2].size
+	if size, met := served(); size != last || met {
+		t.Fatalf("no quorum: served size %d (met %v), want the latest %d unmet", size, met, last)
+	}
+	before := store.reads.Load()
+	if size, met := served(); size != last || met {
+		t.Fatalf("again: served size %d (met %v)", size, met)
+	}
+	if reads := store.reads.Load() - before; reads != 1 {
+		t.Errorf("a second call with nothing stored read the store %d times, want 1", reads)
+	}
+	// w2 cosigns an older size (a slow answer): served at once.
+	cosign(s.witnesses[1], cps[1])
+	if size, met := served(); size != cps[1].size || !met {
+		t.Errorf("after w2 cosigned size %d: served size %d (met %v)", cps[1].size, size, met)
+	}
+	cosign(s.witnesses[1], cps[2])
+	if size, met := served(); size != last || !met {
+		t.Errorf("after w2 cosigned the latest %d: served size %d (met %v)", last, size, met)
+	}
+	// A new checkpoint, not cosigned: the latest met is still served.
+	s.record(t, 1)
+	if size, met := served(); size != last || !met {
+		t.Errorf("after a new checkpoint: served size %d (met %v), want %d met", size, met, last)
 	}
 }

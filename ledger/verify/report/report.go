@@ -136,6 +136,22 @@ func (s Source) PublicKeys(ctx context.Context) (audit.PublicKeys, error) {
 	return k, s.getJSON(ctx, "/v1/log/key", nil, &k)
 }
 
+// WitnessPolicy returns the witness policy the server serves (GET
+// /witness-policy, the operator's --witness-policy), or "" if it serves
+// none (404).
+func (s Source) WitnessPolicy(ctx context.Context) (string, error) {
+	status, body, err := s.Fetch(ctx, "/witness-policy")
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("GET /witness-policy: %w", err)
+	case status == 404:
+		return "", nil
+	case status != 200:
+		return "", fmt.Errorf("GET /witness-policy: %w", apiError(status, body))
+	}
+	return string(body), nil
+}
+
 // Checkpoint implements audit.LogSource (GET /checkpoint).
 func (s Source) Checkpoint(ctx context.Context) ([]byte, error) {
 	return s.get(ctx, "/checkpoint", nil)
@@ -321,11 +337,36 @@ type KeysReport struct {
 	// once a verification succeeded.
 	FirstUse bool `json:"first_use,omitempty"`
 	// Changed: the server serves other keys than those trusted.
-	Changed bool              `json:"changed,omitempty"`
-	Pin     *audit.PublicKeys `json:"pin,omitempty"`
+	Changed bool `json:"changed,omitempty"`
+	// PolicyFirstUse: no witness policy was pinned, and the one the
+	// server serves is enforced and, once a verification succeeded, pinned
+	// (in Pin). PolicyChanged: the server serves another policy than the
+	// one pinned, which is still enforced: a finding.
+	PolicyFirstUse bool              `json:"policy_first_use,omitempty"`
+	PolicyChanged  bool              `json:"policy_changed,omitempty"`
+	Pin            *audit.PublicKeys `json:"pin,omitempty"`
 }
 
-// pin decides the keys with audit.PinKeys, asking the server for its own.
+// pinNow reports whether a successful verification pins what it trusted.
+func (k *KeysReport) pinNow(p *audit.Pinning) bool { return p.FirstUse || k.PolicyFirstUse }
+
+// policyChanged returns the finding of a witness policy served that is
+// not the one pinned, if it is not.
+func (k *KeysReport) policyChanged() []audit.Finding {
+	if !k.PolicyChanged {
+		return nil
+	}
+	return []audit.Finding{{Kind: audit.KindWitnessPolicyChanged,
+		Message: "the server serves another witness policy than the one this browser pinned: the pinned policy is enforced; accept the new one only once its publisher confirms it"}}
+}
+
+// pin decides the keys with audit.PinKeys, asking the server for its own
+// and for its witness policy. The policy is pinned on first use like the
+// keys (the one served is enforced, and pinned once a verification
+// succeeded); once pinned, it alone is enforced, and one served that
+// differs (in canonical form) is reported, never taken. A server that
+// serves none leaves the pinned one enforced: its checkpoints then fail
+// the quorum, if they lack the cosignatures.
 func pin(ctx context.Context, src Source, k Keys) (*audit.Pinning, *KeysReport, error) {
 	var pinned audit.PublicKeys
 	if k.Pinned != nil {
@@ -335,11 +376,24 @@ func pin(ctx context.Context, src Source, k Keys) (*audit.Pinning, *KeysReport, 
 	if err != nil {
 		return nil, nil, err
 	}
+	policy, err := src.WitnessPolicy(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	firstPolicy := pinned.WitnessPolicy == "" && policy != ""
+	if firstPolicy {
+		pinned.WitnessPolicy = policy
+	}
 	p, err := audit.PinKeys(pinned, audit.PublicKeys{}, func() (audit.PublicKeys, error) { return served, nil })
 	if err != nil {
 		return nil, nil, err
 	}
-	return p, &KeysReport{CheckpointKey: p.CheckpointKey, ReceiptKey: p.ReceiptKey, FirstUse: p.FirstUse, Changed: p.Differs(served)}, nil
+	kr := &KeysReport{CheckpointKey: p.CheckpointKey, ReceiptKey: p.ReceiptKey, FirstUse: p.FirstUse, Changed: p.Differs(served), PolicyFirstUse: firstPolicy}
+	if !firstPolicy && p.WitnessPolicy != "" && policy != "" {
+		sp, err := verify.ParseWitnessPolicy([]byte(policy))
+		kr.PolicyChanged = err != nil || string(sp.Format()) != p.WitnessPolicy
+	}
+	return p, kr, nil
 }
 
 // State is what the page keeps between two verifications of a history
@@ -447,6 +501,7 @@ func VerifyHistory(ctx context.Context, in HistoryInput, fetch Fetch) *HistoryRe
 		return rep
 	}
 	rep.Keys = kr
+	rep.Findings = append(rep.Findings, kr.policyChanged()...)
 	state := in.State.saved()
 	opts := state.Options(p)
 	now := in.Now
@@ -467,6 +522,10 @@ func VerifyHistory(ctx context.Context, in HistoryInput, fetch Fetch) *HistoryRe
 	}
 	rep.Findings = append(rep.Findings, hr.Findings...)
 	rep.Events, rep.Problems = eventReports(hr.Events, others)
+	if f := kr.policyChanged(); f != nil {
+		others = append(others, f...)
+		rep.Problems = append(rep.Problems, f[0].Message)
+	}
 	if len(hr.CheckpointNote) > 0 && !hr.Checkpoint.Hash.IsZero() {
 		rep.Checkpoint = checkpointOf(hr.Checkpoint)
 	}
@@ -474,9 +533,9 @@ func VerifyHistory(ctx context.Context, in HistoryInput, fetch Fetch) *HistoryRe
 		rep.Log = growthOf(hr.Growth, hr.Previous.Size, hr.Checkpoint.Size)
 	}
 	rep.OK = len(others) == 0
-	if len(hr.Findings) == 0 {
+	if len(hr.Findings) == 0 && !kr.PolicyChanged {
 		rep.State = stateOf(state.Next(hr))
-		if p.FirstUse {
+		if kr.pinNow(p) {
 			rep.Keys.Pin = &p.PublicKeys
 		}
 	}
@@ -614,7 +673,8 @@ func VerifyLog(ctx context.Context, in LogInput, fetch Fetch) *LogReport {
 		return rep
 	}
 	rep.Findings = append(rep.Findings, sr.Findings...)
-	for _, f := range sr.Findings {
+	rep.Findings = append(rep.Findings, kr.policyChanged()...)
+	for _, f := range rep.Findings {
 		rep.Problems = append(rep.Problems, f.Message)
 	}
 	if !sr.Latest.Hash.IsZero() {
@@ -630,12 +690,12 @@ func VerifyLog(ctx context.Context, in LogInput, fetch Fetch) *LogReport {
 		}
 		rep.Checkpoints = append(rep.Checkpoints, CheckpointReport{Checkpoint: *checkpointOf(c.Checkpoint), Time: c.Time, Signed: c.Signed, Verdict: v})
 	}
-	rep.OK = len(sr.Findings) == 0
+	rep.OK = len(rep.Findings) == 0
 	if rep.OK {
 		for _, s := range sr.Saved {
 			rep.Seen = append(rep.Seen, SeenCheckpoint{Note: s.Note, Time: s.Time})
 		}
-		if p.FirstUse {
+		if kr.pinNow(p) {
 			rep.Keys.Pin = &p.PublicKeys
 		}
 	}

@@ -228,3 +228,66 @@ func TestFieldsReportedNotShown(t *testing.T) {
 		t.Errorf("the report shows the server's organization %s", c.Listing.Events[2].Organization)
 	}
 }
+
+// TestPinWitnessPolicy: the witness policy the server serves is enforced
+// and pinned on first use, like the keys; once pinned, another one served
+// is a finding (the pinned one still enforced, nothing saved or pinned),
+// the same one written otherwise is not.
+func TestPinWitnessPolicy(t *testing.T) {
+	cases, err := audittest.LoadCorpus()
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]audittest.Case{}
+	for _, c := range cases {
+		byName[c.Name] = c
+	}
+	serving := func(c audittest.Case, policy string) Fetch {
+		f := handlerFetch(&c)
+		return func(ctx context.Context, path string) (int, []byte, error) {
+			if path == "/witness-policy" {
+				return 200, []byte(policy), nil
+			}
+			return f(ctx, path)
+		}
+	}
+	met, notMet := byName["witness-met"], byName["witness-not-met"]
+	policy := met.Keys.WitnessPolicy
+	keysOnly := met.Keys
+	keysOnly.WitnessPolicy = ""
+
+	// First use: the served policy is enforced, and pinned on success.
+	rep := VerifyHistory(context.Background(), HistoryInput{Keys: Keys{Pinned: &keysOnly}}, serving(met, "# served\n"+policy))
+	if !rep.OK || rep.Keys == nil || !rep.Keys.PolicyFirstUse || rep.Keys.Pin == nil || rep.Keys.Pin.WitnessPolicy != policy {
+		t.Fatalf("first use over a met quorum: ok %v, keys %+v, findings %v", rep.OK, rep.Keys, rep.Findings)
+	}
+	notMetKeys := notMet.Keys
+	notMetKeys.WitnessPolicy = ""
+	rep = VerifyHistory(context.Background(), HistoryInput{Keys: Keys{Pinned: &notMetKeys}}, serving(notMet, notMet.Keys.WitnessPolicy))
+	if rep.OK || !slices.Equal(audittest.Kinds(rep.Findings), []audit.Kind{audit.KindWitnessQuorum}) || rep.Keys.Pin != nil {
+		t.Errorf("first use over a quorum not met: ok %v, keys %+v, findings %v; want the quorum enforced, nothing pinned", rep.OK, rep.Keys, rep.Findings)
+	}
+
+	// Pinned, served again in another form: no finding.
+	rep = VerifyHistory(context.Background(), HistoryInput{Keys: Keys{Pinned: &met.Keys}}, serving(met, "# again\n"+policy))
+	if !rep.OK || rep.Keys.PolicyChanged || rep.Keys.PolicyFirstUse || len(rep.Findings) != 0 {
+		t.Errorf("the pinned policy served: ok %v, keys %+v, findings %v", rep.OK, rep.Keys, rep.Findings)
+	}
+	// Pinned, another served (quorum one of three, which w1 alone would
+	// meet): a finding, nothing saved, and the pinned quorum still counts.
+	other := strings.Replace(policy, "group witnesses 2", "group witnesses 1", 1)
+	for _, c := range []audittest.Case{met, notMet} {
+		rep = VerifyHistory(context.Background(), HistoryInput{Keys: Keys{Pinned: &c.Keys}}, serving(c, other))
+		want := []audit.Kind{audit.KindWitnessPolicyChanged}
+		if c.Name == "witness-not-met" {
+			want = append(want, audit.KindWitnessQuorum)
+		}
+		if rep.OK || !rep.Keys.PolicyChanged || rep.Keys.Pin != nil || rep.State != nil || !slices.Equal(audittest.Kinds(rep.Findings), want) || len(rep.Problems) == 0 {
+			t.Errorf("%s, another policy served: ok %v, keys %+v, state %v, findings %v; want kinds %v", c.Name, rep.OK, rep.Keys, rep.State != nil, rep.Findings, want)
+		}
+	}
+	lrep := VerifyLog(context.Background(), LogInput{Keys: Keys{Pinned: &met.Keys}}, serving(met, other))
+	if lrep.OK || !slices.Contains(audittest.Kinds(lrep.Findings), audit.KindWitnessPolicyChanged) || lrep.Seen != nil {
+		t.Errorf("the log's verification, another policy served: ok %v, findings %v", lrep.OK, lrep.Findings)
+	}
+}

@@ -189,11 +189,18 @@ const Vigie = (() => {
   function pinnedKeys() {
     try { const k = JSON.parse(localStorage.getItem(PINNED)); return k && k.checkpoint_key ? k : null; } catch (e) { return null; }
   }
-  function pinKeys(checkpointKey, receiptKey) {
-    localStorage.setItem(PINNED, JSON.stringify({ checkpoint_key: checkpointKey, receipt_key: receiptKey }));
+  // The witness policy is pinned beside the keys, by the same path: the
+  // one the server serves (GET /witness-policy) on first use, kept when
+  // keys are pasted; a policy served later that differs is a finding.
+  function pinKeys(checkpointKey, receiptKey, witnessPolicy) {
+    const k = { checkpoint_key: checkpointKey, receipt_key: receiptKey };
+    const policy = witnessPolicy !== undefined ? witnessPolicy : ((pinnedKeys() || {}).witness_policy || '');
+    if (policy) k.witness_policy = policy;
+    localStorage.setItem(PINNED, JSON.stringify(k));
   }
-  // keepKeys pins the keys a successful verification trusted on first use.
-  function keepKeys(keys) { if (keys && keys.pin) pinKeys(keys.pin.checkpoint_key, keys.pin.receipt_key); }
+  // keepKeys pins the keys (and witness policy) a successful verification
+  // trusted on first use.
+  function keepKeys(keys) { if (keys && keys.pin) pinKeys(keys.pin.checkpoint_key, keys.pin.receipt_key, keys.pin.witness_policy || ''); }
 
   // verifyHistory verifies the patient's history against the keys and
   // the state this browser kept (the newest checkpoint verified, the head

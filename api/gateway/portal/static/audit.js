@@ -57,7 +57,7 @@ document.addEventListener('DOMContentLoaded', async () => {
     document.getElementById('cp-list').replaceChildren();
   }
   let keyInfo = null;
-  const keyNote = () => keyInfo && keyInfo.changed ? t('keys.changed') : '';
+  const keyNote = () => [keyInfo && keyInfo.changed ? t('keys.changed') : '', keyInfo && keyInfo.policy_changed ? t('keys.policyChanged') : ''].filter(Boolean).join(' ');
 
   function drawSizes(cps) {
     const W = 720, H = 200, left = 50, bottom = 24, top = 10;

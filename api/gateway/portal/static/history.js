@@ -27,6 +27,7 @@ document.addEventListener('DOMContentLoaded', async () => {
     verdictBox.dataset.failed = failed;
     const notes = [];
     if (keyInfo && keyInfo.changed) notes.push(['failed', t('keys.changed')]);
+    if (keyInfo && keyInfo.policy_changed) notes.push(['failed', t('keys.policyChanged')]);
     if (growth && growth.rollback) notes.push(['failed', Vigie.growthText(growth)]);
     else if (growth && !growth.ok) notes.push(['failed', t('log.inconsistent', { detail: (growth.problems || []).join(' · ') })]);
     else if (growth) notes.push(['verified', t('log.consistent')]);
