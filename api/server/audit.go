@@ -32,6 +32,7 @@ var eventKinds = map[vigiev1.EventKind]event.Kind{
 	vigiev1.EventKind_EVENT_KIND_BREAK_GLASS_REVIEW: event.KindBreakGlassReview,
 	vigiev1.EventKind_EVENT_KIND_ERASURE:            event.KindErasure,
 	vigiev1.EventKind_EVENT_KIND_ENROLMENT:          event.KindEnrolment,
+	vigiev1.EventKind_EVENT_KIND_LOG_SUCCESSION:     event.KindLogSuccession,
 }
 
 // SearchEvents returns the events matching the filters, with their bodies,
