@@ -12,7 +12,7 @@ import (
 // refused, never sent as UNSPECIFIED (every kind).
 func TestEventKind(t *testing.T) {
 	for _, k := range []event.Kind{event.KindAccess, event.KindConsentChange, event.KindRulesChange,
-		event.KindLedgerRead, event.KindBreakGlassReview, event.KindErasure, event.KindEnrolment} {
+		event.KindLedgerRead, event.KindBreakGlassReview, event.KindErasure, event.KindEnrolment, event.KindLogSuccession} {
 		name, ok := EventKind(k)
 		if !ok || name == vigiev1.EventKind_EVENT_KIND_UNSPECIFIED || eventKinds[name] != k {
 			t.Errorf("EventKind(%q) = %v, %v; SearchEvents reads it as %q", k, name, ok, eventKinds[name])
@@ -24,7 +24,7 @@ func TestEventKind(t *testing.T) {
 	if name, ok := EventKind("bogus"); ok {
 		t.Errorf(`EventKind("bogus") = %v, true, want false`, name)
 	}
-	if len(eventKinds) != 7 {
-		t.Errorf("SearchEvents names %d kinds, the test knows 7", len(eventKinds))
+	if len(eventKinds) != 8 {
+		t.Errorf("SearchEvents names %d kinds, the test knows 8", len(eventKinds))
 	}
 }

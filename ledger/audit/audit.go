@@ -146,6 +146,11 @@ const (
 	// did not serve, neither as events nor as erased placeholders: events
 	// withheld from the audit.
 	KindWithheld Kind = "withheld-events"
+	// KindSuccession: a log succession event that does not hold (its
+	// checkpoint does not verify under its key, it names this log, it is
+	// not the log's first event), or names another old log's key than
+	// the one the auditor pinned.
+	KindSuccession Kind = "log-succession"
 )
 
 // A Finding is one thing found wrong, with its evidence.

@@ -39,6 +39,31 @@ type VerifiedSuccession struct {
 // ErrSuccession is wrapped by every error of [CheckSuccession].
 var ErrSuccession = errors.New("log succession")
 
+// A SuccessionError is a succession refused: Field names the part at
+// fault ("format", "origin", "key", "checkpoint", "payload").
+type SuccessionError struct {
+	Field  string
+	Reason string
+	Err    error
+}
+
+func (e *SuccessionError) Error() string {
+	s := "log succession: " + e.Field + ": " + e.Reason
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+// Is makes every SuccessionError an ErrSuccession.
+func (e *SuccessionError) Is(target error) bool { return target == ErrSuccession }
+
+func (e *SuccessionError) Unwrap() error { return e.Err }
+
+func successionErr(field, reason string, err error) error {
+	return &SuccessionError{Field: field, Reason: reason, Err: err}
+}
+
 // NewSuccession checks a succession of the log named newOrigin, from the
 // old log's signed checkpoint and its verifier key, and returns its
 // payload. The errors name the field at fault ("checkpoint", "key") and
@@ -46,7 +71,7 @@ var ErrSuccession = errors.New("log succession")
 func NewSuccession(signedCheckpoint []byte, key, newOrigin string) ([]byte, *VerifiedSuccession, error) {
 	v, err := note.NewVerifier(key)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: key: not a note verifier key", ErrSuccession)
+		return nil, nil, successionErr("key", "not a note verifier key", nil)
 	}
 	s := Succession{Format: SuccessionFormat, Origin: v.Name(), Checkpoint: string(signedCheckpoint), Key: key}
 	payload, err := json.Marshal(s)
@@ -69,27 +94,27 @@ func CheckSuccession(payload []byte, newOrigin string) (*VerifiedSuccession, err
 	d := json.NewDecoder(bytes.NewReader(payload))
 	d.DisallowUnknownFields()
 	if err := d.Decode(&s); err != nil {
-		return nil, fmt.Errorf("%w: payload is not a %s object", ErrSuccession, SuccessionFormat)
+		return nil, successionErr("payload", "not a "+SuccessionFormat+" object", nil)
 	}
 	if s.Format != SuccessionFormat {
-		return nil, fmt.Errorf("%w: format: want %s", ErrSuccession, SuccessionFormat)
+		return nil, successionErr("format", "want "+SuccessionFormat, nil)
 	}
 	if !ValidOrigin(s.Origin) {
-		return nil, fmt.Errorf("%w: origin: not a log origin", ErrSuccession)
+		return nil, successionErr("origin", "not a log origin", nil)
 	}
 	if s.Origin == newOrigin {
-		return nil, fmt.Errorf("%w: origin: the old log's origin is this log's: a new log needs a new origin (a new --log-name)", ErrSuccession)
+		return nil, successionErr("origin", "the old log's origin is this log's: a new log needs a new origin", nil)
 	}
 	v, err := note.NewVerifier(s.Key)
 	if err != nil {
-		return nil, fmt.Errorf("%w: key: not a note verifier key", ErrSuccession)
+		return nil, successionErr("key", "not a note verifier key", nil)
 	}
 	if v.Name() != s.Origin {
-		return nil, fmt.Errorf("%w: key: its name is not the old log's origin", ErrSuccession)
+		return nil, successionErr("key", "its name is not the old log's origin", nil)
 	}
 	cp, err := OpenCheckpoint([]byte(s.Checkpoint), v)
 	if err != nil {
-		return nil, fmt.Errorf("%w: checkpoint: does not verify under the old log's key: %w", ErrSuccession, err)
+		return nil, successionErr("checkpoint", "does not verify under the old log's key", err)
 	}
 	return &VerifiedSuccession{
 		Succession: s,
