@@ -74,7 +74,7 @@ func NewSuccession(signedCheckpoint []byte, key, newOrigin string) ([]byte, *Ver
 		return nil, nil, successionErr("key", "not a note verifier key", nil)
 	}
 	s := Succession{Format: SuccessionFormat, Origin: v.Name(), Checkpoint: string(signedCheckpoint), Key: key}
-	payload, err := json.Marshal(s)
+	payload, err := s.encode()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -85,6 +85,18 @@ func NewSuccession(signedCheckpoint []byte, key, newOrigin string) ([]byte, *Ver
 	return payload, vs, nil
 }
 
+// encode writes s in its one byte form: compact, in field order, without
+// HTML escaping.
+func (s Succession) encode() ([]byte, error) {
+	var b bytes.Buffer
+	e := json.NewEncoder(&b)
+	e.SetEscapeHTML(false)
+	if err := e.Encode(s); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
+
 // CheckSuccession checks the payload of a log succession event recorded
 // in the log named newOrigin: its format, a key whose name is the old
 // origin (which differs from newOrigin), and a checkpoint of that origin
@@ -93,8 +105,11 @@ func CheckSuccession(payload []byte, newOrigin string) (*VerifiedSuccession, err
 	var s Succession
 	d := json.NewDecoder(bytes.NewReader(payload))
 	d.DisallowUnknownFields()
-	if err := d.Decode(&s); err != nil {
+	if err := d.Decode(&s); err != nil || d.More() {
 		return nil, successionErr("payload", "not a "+SuccessionFormat+" object", nil)
+	}
+	if again, err := s.encode(); err != nil || !bytes.Equal(again, payload) {
+		return nil, successionErr("payload", "not in its one byte form (compact, fields in order, no avoidable escape)", nil)
 	}
 	if s.Format != SuccessionFormat {
 		return nil, successionErr("format", "want "+SuccessionFormat, nil)

@@ -46,6 +46,11 @@ func TestSuccession(t *testing.T) {
 		b, _ := json.Marshal(s)
 		return b
 	}
+	var fields map[string]string
+	if err := json.Unmarshal(payload, &fields); err != nil {
+		t.Fatal(err)
+	}
+	reordered, _ := json.Marshal(fields) // sorted keys: checkpoint first
 	for _, tc := range []struct {
 		name, field string
 		payload     []byte
@@ -59,6 +64,8 @@ func TestSuccession(t *testing.T) {
 		{"not a checkpoint", "checkpoint", edit(func(s *verify.Succession) { s.Checkpoint = "secret-value" }), newOrigin},
 		{"other format", "format", edit(func(s *verify.Succession) { s.Format = "vigie.other.v1" }), newOrigin},
 		{"unknown field", "payload", []byte(`{"format":"vigie.log-succession.v1","extra":1}`), newOrigin},
+		{"not compact", "payload", append([]byte(" "), payload...), newOrigin},
+		{"fields out of order", "payload", reordered, newOrigin},
 	} {
 		_, err := verify.CheckSuccession(tc.payload, tc.origin)
 		if !errors.Is(err, verify.ErrSuccession) || !strings.Contains(err.Error(), tc.field) || strings.Contains(err.Error(), "secret-value") {
