@@ -32,8 +32,19 @@ func oldLog(t *testing.T, origin string) ([]byte, string) {
 }
 
 func TestRecordSuccession(t *testing.T) {
+	for _, backend := range []string{"SQLite", "PostgreSQL"} {
+		t.Run(backend, func(t *testing.T) {
+			opts := ledgertest.Options{}
+			if backend == "PostgreSQL" {
+				opts.PostgreSQL = ledgertest.Postgres(t)
+			}
+			testRecordSuccession(t, ledgertest.New(t, opts))
+		})
+	}
+}
+
+func testRecordSuccession(t *testing.T, e *ledgertest.Env) {
 	ctx := context.Background()
-	e := ledgertest.New(t, ledgertest.Options{})
 	cp, vkey := oldLog(t, "old.example/1")
 
 	// Refused, naming the field: the old log's own origin, a checkpoint
