@@ -178,6 +178,9 @@ type auditReport struct {
 	// Succession is what the log's first event says of the closed log
 	// it succeeds, checked (a regulator's audit).
 	Succession *successionSummary `json:"succession,omitempty"`
+	// OriginChanged says the server now serves another log than the one
+	// whose key the state pinned.
+	OriginChanged *originChange `json:"origin_changed,omitempty"`
 
 	lang  lang
 	notes [][]byte
@@ -291,6 +294,7 @@ func auditCommand(ctx context.Context, c *remoteConfig, a *auditConfig, now func
 		rep.notes = append(rep.notes, s.Note)
 	}
 	rep.Findings = append(rep.Findings, lr.Findings...)
+	rep.OriginChanged = originChanged(ctx, cl, st, keys, lr.Findings)
 	if sc := lr.Succession; sc != nil {
 		rep.Succession = &successionSummary{Origin: sc.Origin, Size: sc.Previous.Size, Key: sc.KeyID, Pinned: opts.PreviousKey != nil}
 	}
@@ -382,6 +386,9 @@ func (r *auditReport) evidence() any {
 func (r *auditReport) table(w io.Writer) {
 	l := r.lang
 	fmt.Fprintln(w, l.t("cli.audit.title", "origin", esc(r.Origin), "server", esc(r.Server)))
+	if oc := r.OriginChanged; oc != nil {
+		fmt.Fprintln(w, l.t("cli.audit.originChanged", "pinned", esc(oc.Pinned), "served", esc(oc.Served), "key", esc(oc.ServedKey), "state", esc(oc.State)))
+	}
 	var cps []string
 	for _, s := range r.Log.Checkpoints {
 		x := strconv.FormatUint(s.Size, 10)

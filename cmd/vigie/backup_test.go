@@ -267,6 +267,11 @@ func TestBackupRestore(t *testing.T) {
 		if want := "This log succeeds " + oldOrigin + " at size "; code != exitOK || !strings.Contains(tableOut, want) {
 			t.Errorf("vigie audit's table: exit %d, want %q\n%s", code, want, tableOut)
 		}
+		// An auditor whose state pinned the old log is told too.
+		code, arep, errOut := w.audit(auth.RoleAuditor, copyDir(t, auditAfter))
+		if code != exitFailure || arep.OriginChanged == nil || arep.OriginChanged.Pinned != oldOrigin || arep.OriginChanged.Served != w.e.cpKey.Name() {
+			t.Errorf("audit with the old log's state: exit %d, origin change %+v, findings %v\n%s", code, arep.OriginChanged, arep.Findings, errOut)
+		}
 		// The patient whose state pinned the old log is told the log
 		// changed origin, and the verification fails.
 		code, vrep, errOut := w.verify(e2ePatient, copyDir(t, after))
