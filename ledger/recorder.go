@@ -140,8 +140,8 @@ func (e *Entry) validate() error {
 	if e.Patient != nil && !e.Pseudonym.IsZero() {
 		return fmt.Errorf("%w: a patient and a pseudonym", ErrInvalidEntry)
 	}
-	if hasPatient != (e.Kind != event.KindRulesChange) {
-		return fmt.Errorf("%w: a %s event needs a patient exactly when it is not a rules change", ErrInvalidEntry, e.Kind)
+	if hasPatient == e.Kind.System() {
+		return fmt.Errorf("%w: a %s event needs a patient exactly when it is not a system event", ErrInvalidEntry, e.Kind)
 	}
 	if e.Service == "" {
 		return fmt.Errorf("%w: no service", ErrInvalidEntry)

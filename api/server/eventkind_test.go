@@ -12,7 +12,7 @@ import (
 // refused, never sent as UNSPECIFIED (every kind).
 func TestEventKind(t *testing.T) {
 	for _, k := range []event.Kind{event.KindAccess, event.KindConsentChange, event.KindRulesChange,
-		event.KindLedgerRead, event.KindBreakGlassReview, event.KindErasure, event.KindEnrolment} {
+		event.KindLedgerRead, event.KindBreakGlassReview, event.KindErasure, event.KindEnrolment, event.KindLogSuccession} {
 		name, ok := EventKind(k)
 		back, ok2 := kindOf(name)
 		if !ok || name == vigiev1.EventKind_EVENT_KIND_UNSPECIFIED || !ok2 || back != k {

@@ -13,6 +13,7 @@ import (
 	"time"
 	_ "time/tzdata" // odd hours are in Europe/Paris even where the system has no time zones
 
+	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/term"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -43,9 +44,11 @@ type auditConfig struct {
 	oddHours     string
 	timezone     string
 	misuse       misuse.Config
+	previousKey  string
 }
 
 func (a *auditConfig) flags(fs *flag.FlagSet) {
+	fs.StringVar(&a.previousKey, "previous-key", "", "the checkpoint key (name+hash+key) of the closed log this log succeeds, as you pinned it: a succession naming another key is a finding")
 	fs.BoolVar(&a.logOnly, "log-only", false, "check the log only, even with a regulator's or DPO's token (no event bodies read, no replay, no alerts)")
 	fs.StringVar(&a.organization, "organization", "", "for a DPO: the organisation (FINESS) whose events to audit")
 	fs.StringVar(&a.since, "since", "", "replay and alert on the accesses from this time on: RFC 3339 (2026-11-01T00:00:00Z) or a duration back from now (720h)")
@@ -91,6 +94,11 @@ func (a *auditConfig) validate(now time.Time) (from, to time.Time, err error) {
 	}
 	if a.waitCP < 0 {
 		return from, to, usagef("--wait-checkpoint must not be negative")
+	}
+	if a.previousKey != "" {
+		if _, err := note.NewVerifier(a.previousKey); err != nil {
+			return from, to, usagef("--previous-key: not a note verifier key (name+hash+key)")
+		}
 	}
 	start, end, ok := strings.Cut(a.oddHours, "-")
 	s, err1 := strconv.Atoi(start)
@@ -171,6 +179,13 @@ type auditReport struct {
 	Names    *directoryNames `json:"names,omitempty"`
 	Evidence string          `json:"evidence_file,omitempty"`
 
+	// Succession is what the log's first event says of the closed log
+	// it succeeds, checked (a regulator's audit).
+	Succession *successionSummary `json:"succession,omitempty"`
+	// OriginChanged says the server now serves another log than the one
+	// whose key the state pinned.
+	OriginChanged *originChange `json:"origin_changed,omitempty"`
+
 	lang  lang
 	notes [][]byte
 }
@@ -202,6 +217,14 @@ type eventsSummary struct {
 	// holds together): withheld leaves, if any, are a finding.
 	Erased   int  `json:"erased"`
 	Complete bool `json:"every_leaf_accounted_for"`
+}
+
+type successionSummary struct {
+	Origin string `json:"origin"`
+	Size   uint64 `json:"size"`
+	Key    string `json:"key"`
+	// Pinned: the key is the one --previous-key gave.
+	Pinned bool `json:"key_matches_pinned"`
 }
 
 type replaySummary struct {
@@ -236,6 +259,9 @@ func auditCommand(ctx context.Context, c *remoteConfig, a *auditConfig, now func
 	role, orgs := auth.PeekClaims(c.token)
 	if !a.logOnly {
 		opts.Reader = server.AuditReader(role)
+	}
+	if a.previousKey != "" {
+		opts.PreviousKey, _ = note.NewVerifier(a.previousKey) // checked by validate
 	}
 	if opts.Reader == audit.DPO && a.organization == "" {
 		// A DPO names the organisation it audits; with one, it is that.
@@ -272,6 +298,10 @@ func auditCommand(ctx context.Context, c *remoteConfig, a *auditConfig, now func
 		rep.notes = append(rep.notes, s.Note)
 	}
 	rep.Findings = append(rep.Findings, lr.Findings...)
+	rep.OriginChanged = originChanged(ctx, cl, st, keys, lr.Findings)
+	if sc := lr.Succession; sc != nil {
+		rep.Succession = &successionSummary{Origin: sc.Origin, Size: sc.Previous.Size, Key: sc.KeyID, Pinned: opts.PreviousKey != nil}
+	}
 	if e := lr.Events; e != nil {
 		rep.Events = &eventsSummary{Role: string(role), Organization: opts.Organization, Read: e.Read, ByKind: map[string]int{}, Compared: e.Compared,
 			NotYetInLog: e.NotYetInLog, Erased: e.Erased, Complete: e.Complete}
@@ -360,6 +390,9 @@ func (r *auditReport) evidence() any {
 func (r *auditReport) table(w io.Writer) {
 	l := r.lang
 	fmt.Fprintln(w, l.t("cli.audit.title", "origin", esc(r.Origin), "server", esc(r.Server)))
+	if oc := r.OriginChanged; oc != nil {
+		fmt.Fprintln(w, l.t("cli.audit.originChanged", "pinned", esc(oc.Pinned), "served", esc(oc.Served), "key", esc(oc.ServedKey), "state", esc(oc.State)))
+	}
 	var cps []string
 	for _, s := range r.Log.Checkpoints {
 		x := strconv.FormatUint(s.Size, 10)
@@ -384,6 +417,12 @@ func (r *auditReport) table(w io.Writer) {
 		fmt.Fprintln(w, "  "+l.t("cli.audit.consistency", "pairs", strings.Join(ps, ", ")))
 	}
 	fmt.Fprintln(w, "  "+l.t("cli.audit.fetched", "n", r.Log.Fetched, "first", r.Log.First, "seconds", strconv.FormatFloat(r.Log.Seconds, 'f', 1, 64)))
+	if sc := r.Succession; sc != nil {
+		fmt.Fprintln(w, "  "+l.t("cli.audit.succession", "origin", esc(sc.Origin), "size", sc.Size, "key", esc(sc.Key)))
+		if sc.Pinned {
+			fmt.Fprintln(w, "  "+l.t("cli.audit.successionPinned"))
+		}
+	}
 	if e := r.Events; e != nil {
 		var kinds []string
 		for k, n := range e.ByKind {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -215,6 +216,73 @@ func TestBackupRestore(t *testing.T) {
 		if got := latestCheckpointSize(t, nd); got != m.CheckpointSize {
 			t.Errorf("latest checkpoint of the halted node: size %d, want the backup's %d", got, m.CheckpointSize)
 		}
+	})
+
+	t.Run("a new log succeeds the old one", func(t *testing.T) {
+		pub, err := os.ReadFile(filepath.Join(node.KeysDir(dir), "checkpoint.pub"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		oldKey := strings.TrimSpace(string(pub))
+		oldOrigin, _, _ := strings.Cut(oldKey, "+")
+		nd := filepath.Join(t.TempDir(), "successor")
+		// Refused before anything is made, naming the flag: a checkpoint
+		// that does not verify under the key given, a flag alone.
+		_, otherKey, _ := note.GenerateKey(nil, oldOrigin)
+		if code, _, errOut := runLocal("init", "--data-dir", nd, "--log-name", "successor.localhost", "--succeeds", published, "--previous-key", otherKey); code != exitUsage || !strings.Contains(errOut, "--succeeds") {
+			t.Errorf("init with a checkpoint under another key: exit %d\n%s", code, errOut)
+		}
+		if code, _, errOut := runLocal("init", "--data-dir", nd, "--succeeds", published); code != exitUsage || !strings.Contains(errOut, "--previous-key") {
+			t.Errorf("init with --succeeds alone: exit %d\n%s", code, errOut)
+		}
+		if _, err := os.Stat(nd); !os.IsNotExist(err) {
+			t.Errorf("a refused init made %s: %v", nd, err)
+		}
+		code, out, errOut := runLocal("init", "--data-dir", nd, "--log-name", "successor.localhost", "--succeeds", published, "--previous-key", oldKey)
+		if code != exitOK || !strings.Contains(out, "succeeds "+oldOrigin) {
+			t.Fatalf("vigie init --succeeds: exit %d\n%s%s", code, out, errOut)
+		}
+		// Once only: the succession is the log's first event.
+		if code, _, errOut := runLocal("init", "--data-dir", nd, "--succeeds", published, "--previous-key", oldKey); code != exitFailure || !strings.Contains(errOut, "first event") {
+			t.Errorf("a second succession: exit %d\n%s", code, errOut)
+		}
+
+		w.args = nil
+		w := w.restart(t, nd)
+		if !strings.HasPrefix(w.e.cpKey.Name(), "successor.localhost/") {
+			t.Fatalf("the new log's origin %s", w.e.cpKey.Name())
+		}
+		r := doCheck(t, w.e, "in-the-new-log", e2ePatient, e2eDoctor, vigiev1.PurposeOfUse_PURPOSE_OF_USE_TREAT, true)
+		if r.Event.LeafIndex == 0 {
+			t.Errorf("the first access recorded at leaf 0, before the succession")
+		}
+		waitCheckpoint(t, w, r.Event.LeafIndex+1)
+		auditNew := filepath.Join(t.TempDir(), "audit-new")
+		code, rep, errOut := w.audit(auth.RoleRegulator, auditNew, "--previous-key", oldKey)
+		if code != exitOK || len(rep.Findings) != 0 || rep.Succession == nil || rep.Succession.Origin != oldOrigin ||
+			rep.Succession.Size <= m.CheckpointSize || !rep.Succession.Pinned || !strings.HasPrefix(oldKey, rep.Succession.Key) {
+			t.Errorf("audit of the new log: exit %d, succession %+v, findings %v\n%s", code, rep.Succession, rep.Findings, errOut)
+		}
+		code, tableOut, _ := w.cli("audit", "--lang", "en", "--state-dir", copyDir(t, auditNew), "--token", w.token(auth.RoleRegulator, "cnil"), "--alert-odd-hours-min", "1000000")
+		if want := "This log succeeds " + oldOrigin + " at size "; code != exitOK || !strings.Contains(tableOut, want) {
+			t.Errorf("vigie audit's table: exit %d, want %q\n%s", code, want, tableOut)
+		}
+		// An auditor whose state pinned the old log is told too.
+		code, arep, errOut := w.audit(auth.RoleAuditor, copyDir(t, auditAfter))
+		if code != exitFailure || arep.OriginChanged == nil || arep.OriginChanged.Pinned != oldOrigin || arep.OriginChanged.Served != w.e.cpKey.Name() {
+			t.Errorf("audit with the old log's state: exit %d, origin change %+v, findings %v\n%s", code, arep.OriginChanged, arep.Findings, errOut)
+		}
+		// The patient whose state pinned the old log is told the log
+		// changed origin, and the verification fails.
+		code, vrep, errOut := w.verify(e2ePatient, copyDir(t, after))
+		if code != exitFailure || vrep.OriginChanged == nil || vrep.OriginChanged.Served != w.e.cpKey.Name() || vrep.OriginChanged.Pinned != oldOrigin {
+			t.Errorf("verify with the old log's state: exit %d, origin change %+v, findings %v\n%s", code, vrep.OriginChanged, vrep.Findings, errOut)
+		}
+		// A new state pins the new log on first use and verifies.
+		if code, vrep, errOut := w.verify(e2ePatient, filepath.Join(t.TempDir(), "new-state")); code != exitOK || len(vrep.Findings) != 0 {
+			t.Errorf("verify of the new log from a new state: exit %d, findings %v\n%s", code, vrep.Findings, errOut)
+		}
+		w.stop()
 	})
 
 	t.Run("no checkpoint published past the backup", func(t *testing.T) {

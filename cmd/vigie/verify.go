@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -48,8 +49,19 @@ type verifyReport struct {
 	Findings []audit.Finding `json:"findings"`
 	Evidence string          `json:"evidence_file,omitempty"`
 
+	// OriginChanged says the server now serves another log than the one
+	// whose key the state pinned: a new log, which succeeds the old one.
+	OriginChanged *originChange `json:"origin_changed,omitempty"`
+
 	lang  lang
 	notes [][]byte // the checkpoints seen, for the evidence
+}
+
+type originChange struct {
+	Pinned    string `json:"pinned_origin"`
+	Served    string `json:"served_origin"`
+	ServedKey string `json:"served_checkpoint_key"`
+	State     string `json:"state_file"`
 }
 
 type logSummary struct {
@@ -102,6 +114,7 @@ func verifyCommand(ctx context.Context, c *remoteConfig, receiptFile string, now
 			return nil, err
 		}
 		rep.Findings = append(rep.Findings, hr.Findings...)
+		rep.OriginChanged = originChanged(ctx, cl, st, keys, hr.Findings)
 		rep.Erased = hr.Erased
 		if len(hr.CheckpointNote) > 0 {
 			rep.notes = append(rep.notes, hr.CheckpointNote)
@@ -231,8 +244,26 @@ func finish[R reporter](c *remoteConfig, command string, rep R, err error, stdou
 	return code
 }
 
+// originChanged returns, when the log's checkpoints do not verify under
+// the key pinned before, whether the server names another log than the
+// pinned one now (GET /v1/log/key): a log under a new origin, not a
+// forgery of the old one. Nil otherwise.
+func originChanged(ctx context.Context, cl *client.Client, st *stateFile, keys *logKeys, fs []audit.Finding) *originChange {
+	if keys.firstUse || !slices.ContainsFunc(fs, func(f audit.Finding) bool { return f.Kind == audit.KindSignature }) {
+		return nil
+	}
+	pub, err := cl.PublicKeys(ctx)
+	if err != nil || pub.Origin == "" || pub.Origin == keys.origin {
+		return nil
+	}
+	return &originChange{Pinned: keys.origin, Served: pub.Origin, ServedKey: pub.CheckpointKey, State: st.path}
+}
+
 func (r *verifyReport) table(w io.Writer) {
 	l := r.lang
+	if oc := r.OriginChanged; oc != nil {
+		fmt.Fprintln(w, l.t("cli.verify.originChanged", "pinned", esc(oc.Pinned), "served", esc(oc.Served), "key", esc(oc.ServedKey), "state", esc(oc.State)))
+	}
 	if r.Log != nil {
 		fmt.Fprintln(w, l.t("cli.verify.log", "origin", esc(r.Log.Origin), "size", r.Log.CheckpointSize, "key", esc(r.Log.Key)))
 	}

@@ -171,6 +171,11 @@ const (
 	// the pinned one is still enforced, and the new one is not accepted
 	// without the reader's say.
 	KindWitnessPolicyChanged Kind = "witness-policy-changed"
+	// KindSuccession: a log succession event that does not hold (its
+	// checkpoint does not verify under its key, it names this log, it is
+	// not the log's first event), or names another old log's key than
+	// the one the auditor pinned.
+	KindSuccession Kind = "log-succession"
 )
 
 // A Finding is one thing found wrong, with its evidence.

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
+
 	"github.com/vigie-sante/vigie/ledger/event"
 	"github.com/vigie-sante/vigie/ledger/verify"
 )
@@ -83,6 +85,10 @@ type LogAuditOptions struct {
 	Organization string
 	// From and To bound the accesses read (zero: no bound).
 	From, To time.Time
+	// PreviousKey, if set, is the key of the closed log this log
+	// succeeds, as the auditor pinned it: a succession event naming
+	// another key is a finding.
+	PreviousKey note.Verifier
 	// Follow are the options of the log's check. Keys are required;
 	// Before, Expect and MinSize are set from the events read, and
 	// FromZero when there are any.
@@ -123,6 +129,9 @@ type LogAuditReport struct {
 	Logged []event.Logged
 	// From and To are the window of the accesses read.
 	From, To time.Time
+	// Succession is what the log's first event says when it succeeds a
+	// closed log (a regulator's audit), checked: nil otherwise.
+	Succession *verify.VerifiedSuccession
 }
 
 // Verified reports whether the audit found nothing wrong: the log holds
@@ -162,6 +171,7 @@ func AuditLog(ctx context.Context, src EventSource, opts LogAuditOptions) (*LogA
 		}
 		complete := opts.Reader == Regulator && opts.From.IsZero() && opts.To.IsZero() && opts.Organization == ""
 		a = newAccounting(complete)
+		a.origin, a.previousKey = fo.Keys.Checkpoint.Name(), opts.PreviousKey
 		err = a.search(ctx, src, queries(opts, complete), bound)
 		if f, ok := Unreadable(err); ok {
 			// Nothing to compare, replay or count: the finding says it.
@@ -177,6 +187,7 @@ func AuditLog(ctx context.Context, src EventSource, opts LogAuditOptions) (*LogA
 			fo.MinSize = max(fo.MinSize, i+1)
 		}
 		r.Events = &a.read
+		r.Succession = a.succession
 		r.Findings = append(r.Findings, a.findings...)
 	}
 	fr, err := Follow(ctx, src, fo)
@@ -215,8 +226,9 @@ func AuditLog(ctx context.Context, src EventSource, opts LogAuditOptions) (*LogA
 
 // queries are the searches of an audit: the accesses (in the window) and
 // the break-glass reviews; for a regulator, the consent changes, rules
-// changes and erasures (to fold consents) and the enrolments (links of
-// patients to their sign-ins, each accounted for); with complete, the ledger
+// changes and erasures (to fold consents), the enrolments (links of
+// patients to their sign-ins, each accounted for) and the log succession
+// (of the whole log, whatever the organization); with complete, the ledger
 // reads and the erased placeholders too: every leaf.
 func queries(opts LogAuditOptions, complete bool) []EventQuery {
 	org := opts.Organization
@@ -224,7 +236,8 @@ func queries(opts LogAuditOptions, complete bool) []EventQuery {
 		{Kind: event.KindBreakGlassReview, Organization: org}}
 	if opts.Reader == Regulator {
 		qs = append(qs, EventQuery{Kind: event.KindConsentChange, Organization: org}, EventQuery{Kind: event.KindRulesChange, Organization: org},
-			EventQuery{Kind: event.KindErasure, Organization: org}, EventQuery{Kind: event.KindEnrolment, Organization: org})
+			EventQuery{Kind: event.KindErasure, Organization: org}, EventQuery{Kind: event.KindEnrolment, Organization: org},
+			EventQuery{Kind: event.KindLogSuccession})
 	}
 	if complete {
 		qs = append(qs, EventQuery{Kind: event.KindLedgerRead}, EventQuery{Erased: true})
@@ -243,6 +256,11 @@ type accounting struct {
 	accounted map[uint64]bool
 	findings  []Finding
 	logged    []event.Logged
+	// origin is the log's; previousKey the old log's key the auditor
+	// pinned, if any; succession what the log's first event says.
+	origin      string
+	previousKey note.Verifier
+	succession  *verify.VerifiedSuccession
 }
 
 func newAccounting(complete bool) *accounting {
@@ -341,11 +359,40 @@ func (a *accounting) take(q EventQuery, e *Envelope) {
 	a.read.Read++
 	a.read.ByKind[l.Body.Kind]++
 	a.expect[l.Index] = l.Commitment
+	if l.Body.Kind == event.KindLogSuccession {
+		a.checkSuccession(l)
+		return
+	}
 	if l.Body.Kind != event.KindLedgerRead {
 		// Neither the replay nor the misuse rules read the reads, the
 		// bulk of a busy log: their commitments are enough.
 		a.logged = append(a.logged, l)
 	}
+}
+
+// checkSuccession checks a log succession event (its body verified): the
+// log's first event, its checkpoint verifies under its key, and that key
+// is the one the auditor pinned for the old log, if any.
+func (a *accounting) checkSuccession(l event.Logged) {
+	at := func(format string, args ...any) {
+		// Compared with its leaf all the same: the finding is about what
+		// the log holds, not about what the search served.
+		a.findings = append(a.findings, Finding{Kind: KindSuccession, Seq: l.Body.Seq, Index: ptr(l.Index), Message: fmt.Sprintf(format, args...)})
+	}
+	if l.Index != 0 {
+		at("a log succession event at leaf %d: a log names the log it succeeds in its first event only", l.Index)
+		return
+	}
+	vs, err := verify.CheckSuccession(l.Body.Payload, a.origin)
+	if err != nil {
+		at("the log's first event, a log succession, does not hold: %v", err)
+		return
+	}
+	if k := a.previousKey; k != nil && (k.Name() != vs.Verifier.Name() || k.KeyHash() != vs.Verifier.KeyHash()) {
+		at("the log succeeds %s under key %s, not the key %s+%08x pinned for the old log", vs.Origin, vs.KeyID, k.Name(), k.KeyHash())
+		return
+	}
+	a.succession = vs
 }
 
 // finding records a finding about the leaf it names, which the audit then

@@ -2,8 +2,11 @@ package audit
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/vigie-sante/vigie/ledger/verify"
+	"golang.org/x/mod/sumdb/note"
 	"slices"
 	"strings"
 	"testing"
@@ -385,6 +388,83 @@ func TestCheckFields(t *testing.T) {
 				t.Fatalf("CheckFields = %v, want field-mismatch naming %s", f, tt.wantFields)
 			case strings.Contains(f.Message, "1000000000") || strings.Contains(f.Message, "0000001"):
 				t.Errorf("message %q quotes a value", f.Message)
+			}
+		})
+	}
+}
+
+// successionPayload returns the payload of a succession of the closed log
+// old.example/vigie/1 at size 9, its checkpoint signed by signer, and that
+// log's verifier.
+func successionPayload(t *testing.T, signer note.Signer, v note.Verifier, vkey string) string {
+	t.Helper()
+	cp, err := verify.SignCheckpoint(verify.Checkpoint{Origin: "old.example/vigie/1", Size: 9, Hash: event.Hash{9}}, signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(verify.Succession{Format: verify.SuccessionFormat, Origin: v.Name(), Checkpoint: string(cp), Key: vkey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestAuditLogSuccession(t *testing.T) {
+	// Another log's key, pinned by mistake as the old log's.
+	_, _, otherKeys := testKeys(t, "old")
+	oldVerifier := otherKeys.Checkpoint
+	sk, vk, err := note.GenerateKey(seeded("old log key"), "old.example/vigie/1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, _ := note.NewSigner(sk)
+	verifier, _ := note.NewVerifier(vk)
+	otherSK, _, _ := note.GenerateKey(seeded("another key"), "old.example/vigie/1")
+	forger, _ := note.NewSigner(otherSK)
+	valid := successionPayload(t, signer, verifier, vk)
+	forged := successionPayload(t, forger, verifier, vk)
+
+	for _, tc := range []struct {
+		name    string
+		build   func(l *fakeLog)
+		pinned  note.Verifier
+		want    []Kind
+		succeed bool
+	}{
+		{"first event", func(l *fakeLog) {
+			l.record(event.SystemChain, event.KindLogSuccession, valid)
+			l.record(testPatient, event.KindAccess, `{"n":1}`)
+		}, nil, nil, true},
+		{"first event, the old key pinned", func(l *fakeLog) {
+			l.record(event.SystemChain, event.KindLogSuccession, valid)
+		}, verifier, nil, true},
+		{"another old key pinned", func(l *fakeLog) {
+			l.record(event.SystemChain, event.KindLogSuccession, valid)
+		}, oldVerifier, []Kind{KindSuccession}, false},
+		{"bad signature", func(l *fakeLog) {
+			l.record(event.SystemChain, event.KindLogSuccession, forged)
+		}, nil, []Kind{KindSuccession}, false},
+		{"not first", func(l *fakeLog) {
+			l.record(testPatient, event.KindAccess, `{"n":1}`)
+			l.record(event.SystemChain, event.KindLogSuccession, valid)
+		}, nil, []Kind{KindSuccession}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := newFakeLog(t, "succession")
+			tc.build(l)
+			l.sign()
+			r := auditLog(t, &fakeSearch{fakeLog: l}, LogAuditOptions{Reader: Regulator, PreviousKey: tc.pinned})
+			if got := kinds(r.Findings); !slices.Equal(got, tc.want) {
+				t.Errorf("findings %v, want kinds %v", r.Findings, tc.want)
+			}
+			if (r.Succession != nil) != tc.succeed {
+				t.Fatalf("succession %+v, want one: %t", r.Succession, tc.succeed)
+			}
+			if tc.succeed && (r.Succession.Origin != "old.example/vigie/1" || r.Succession.Previous.Size != 9) {
+				t.Errorf("succession %+v", r.Succession)
+			}
+			if !r.Events.Complete {
+				t.Errorf("not every leaf accounted for: %+v", r.Events)
 			}
 		})
 	}

@@ -79,16 +79,26 @@ const (
 	// KindEnrolment is the link of a patient to their sign-in at an
 	// identity provider that gives no INS, or its removal.
 	KindEnrolment Kind = "enrolment"
+	// KindLogSuccession is the first event of a log that succeeds a
+	// closed one: the old log's origin, its latest published checkpoint
+	// and its key (payload vigie.log-succession.v1, package ledger/verify).
+	KindLogSuccession Kind = "log_succession"
 )
 
 // Valid reports whether k is one of the kinds above.
 func (k Kind) Valid() bool {
 	switch k {
 	case KindAccess, KindConsentChange, KindRulesChange, KindLedgerRead,
-		KindBreakGlassReview, KindErasure, KindEnrolment:
+		KindBreakGlassReview, KindErasure, KindEnrolment, KindLogSuccession:
 		return true
 	}
 	return false
+}
+
+// System reports whether events of kind k concern no patient: they are
+// chained under the [SystemChain] pseudonym.
+func (k Kind) System() bool {
+	return k == KindRulesChange || k == KindLogSuccession
 }
 
 // SystemChain is the pseudonym under which events that concern no patient
@@ -102,8 +112,8 @@ var SystemChain Hash
 //   - ID is [IDLen] lowercase hexadecimal digits (see [NewID]);
 //   - Time is not zero and its year is within 1..9999; it is written in UTC
 //     with nanoseconds ([TimeLayout]);
-//   - Kind is valid; a [KindRulesChange] event has the [SystemChain]
-//     pseudonym, and [KindAccess], [KindConsentChange],
+//   - Kind is valid; a [KindRulesChange] or [KindLogSuccession] event
+//     has the [SystemChain] pseudonym, and [KindAccess], [KindConsentChange],
 //     [KindBreakGlassReview], [KindErasure] and [KindEnrolment] events
 //     have a non-zero one
 //     ([KindLedgerRead] may have either: an auditor reading the log as a
@@ -218,9 +228,9 @@ func (b *Body) check() error {
 		return fieldErr("kind", "unknown kind %q", truncate(string(b.Kind)))
 	}
 	switch {
-	case b.Kind == KindRulesChange && b.Patient != SystemChain:
+	case b.Kind.System() && b.Patient != SystemChain:
 		return fieldErr("patient", "a %s event must use the system chain (zero pseudonym)", b.Kind)
-	case b.Kind != KindRulesChange && b.Kind != KindLedgerRead && b.Patient == SystemChain:
+	case !b.Kind.System() && b.Kind != KindLedgerRead && b.Patient == SystemChain:
 		return fieldErr("patient", "a %s event needs a patient pseudonym", b.Kind)
 	}
 	if b.Seq == 0 {

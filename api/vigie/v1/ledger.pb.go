@@ -59,6 +59,10 @@ const (
 	// The link of a patient to their sign-in at an identity provider that
 	// gives no INS, or its removal (docs/identity.md).
 	EventKind_EVENT_KIND_ENROLMENT EventKind = 7
+	// The first event of a log that succeeds a closed one: the old log's
+	// origin, latest published checkpoint and key (on the system chain;
+	// docs/formats.md, vigie.log-succession.v1).
+	EventKind_EVENT_KIND_LOG_SUCCESSION EventKind = 8
 )
 
 // Enum value maps for EventKind.
@@ -72,6 +76,7 @@ var (
 		5: "EVENT_KIND_BREAK_GLASS_REVIEW",
 		6: "EVENT_KIND_ERASURE",
 		7: "EVENT_KIND_ENROLMENT",
+		8: "EVENT_KIND_LOG_SUCCESSION",
 	}
 	EventKind_value = map[string]int32{
 		"EVENT_KIND_UNSPECIFIED":        0,
@@ -82,6 +87,7 @@ var (
 		"EVENT_KIND_BREAK_GLASS_REVIEW": 5,
 		"EVENT_KIND_ERASURE":            6,
 		"EVENT_KIND_ENROLMENT":          7,
+		"EVENT_KIND_LOG_SUCCESSION":     8,
 	}
 )
 
@@ -368,7 +374,7 @@ const file_vigie_v1_ledger_proto_rawDesc = "" +
 	"\n" +
 	"actor_rpps\x18\n" +
 	" \x01(\tR\tactorRpps\x12\"\n" +
-	"\forganization\x18\v \x01(\tR\forganization*\xeb\x01\n" +
+	"\forganization\x18\v \x01(\tR\forganization*\x8a\x02\n" +
 	"\tEventKind\x12\x1a\n" +
 	"\x16EVENT_KIND_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11EVENT_KIND_ACCESS\x10\x01\x12\x1d\n" +
@@ -377,7 +383,8 @@ const file_vigie_v1_ledger_proto_rawDesc = "" +
 	"\x16EVENT_KIND_LEDGER_READ\x10\x04\x12!\n" +
 	"\x1dEVENT_KIND_BREAK_GLASS_REVIEW\x10\x05\x12\x16\n" +
 	"\x12EVENT_KIND_ERASURE\x10\x06\x12\x18\n" +
-	"\x14EVENT_KIND_ENROLMENT\x10\aB3Z1github.com/vigie-sante/vigie/api/vigie/v1;vigiev1b\x06proto3"
+	"\x14EVENT_KIND_ENROLMENT\x10\a\x12\x1d\n" +
+	"\x19EVENT_KIND_LOG_SUCCESSION\x10\bB3Z1github.com/vigie-sante/vigie/api/vigie/v1;vigiev1b\x06proto3"
 
 var (
 	file_vigie_v1_ledger_proto_rawDescOnce sync.Once

@@ -44,7 +44,9 @@ var keyFiles = []string{"log-name", "pseudonym.key", "checkpoint.key", "checkpoi
 // which every node must share), and pins the origin (which holds the
 // tree's ID) and every key's check in the database, as a node's first
 // start does (ledger.New). Of cfg it reads DataDir, DB, TrillianAddrs,
-// LogName, KEKFile and the in-process sequencer's settings.
+// LogName, KEKFile, Succession and the in-process sequencer's settings.
+// With Succession, it records the old log's checkpoint and key as the
+// log's first event, and refuses a log that has an event already.
 //
 // Run again on a database that has its log, it creates nothing: it
 // checks the keys of cfg.DataDir against the database (a missing key is
@@ -198,6 +200,11 @@ func Init(ctx context.Context, cfg Config) (_ *Pinned, err error) {
 	// started together afterwards find it done.
 	if err := consentsql.SealAtRest(ctx, db, store, pseudonyms, consentsql.New(db, l)); err != nil {
 		return nil, err
+	}
+	if cfg.Succession != nil {
+		if _, _, err := l.RecordSuccession(ctx, cfg.Succession.Checkpoint, cfg.Succession.Key); err != nil {
+			return nil, err
+		}
 	}
 	return &Pinned{
 		TreeID:             treeID,

@@ -111,6 +111,16 @@ type Config struct {
 	// to the policy's witnesses (ledger/witness, a leased duty) and
 	// serves them cosigned (Node.Checkpoints).
 	WitnessPolicy *verify.WitnessPolicy
+	// Succession, read by Init only, is the old log's latest published
+	// checkpoint (a signed note) and its verifier key: Init records them
+	// as the new log's first event (ledger.Ledger.RecordSuccession).
+	Succession *Succession
+}
+
+// A Succession names the closed log a new log succeeds.
+type Succession struct {
+	Checkpoint []byte
+	Key        string
 }
 
 // Node is an assembled Vigie node. Its fields are set by Open and must
