@@ -466,6 +466,11 @@ func (a *API) startHTTP(ctx context.Context, cfg Config, n Node, authn *auth.Aut
 	// The log as C2SP tlog-tiles, public and cacheable, beside the
 	// gateway's /checkpoint.
 	mux.Handle(gateway.TilesPrefix, gateway.Tiles(a.tiles, a.logger))
+	transitions, err := n.Ledger.Transitions(ctx)
+	if err != nil {
+		return fmt.Errorf("transition checkpoints: %w", err)
+	}
+	mux.Handle(gateway.TransitionsRoute, gateway.TransitionsHandler(transitions))
 	mux.Handle("/", h)
 	maxTimeout := cfg.MaxTimeout
 	if maxTimeout <= 0 {
