@@ -136,6 +136,26 @@ func (s Source) PublicKeys(ctx context.Context) (audit.PublicKeys, error) {
 	return k, s.getJSON(ctx, "/v1/log/key", nil, &k)
 }
 
+// Transitions returns the log's transition checkpoints, unverified (GET
+// /checkpoint/transitions); none from a server without the route.
+func (s Source) Transitions(ctx context.Context) ([][]byte, error) {
+	const path = "/checkpoint/transitions"
+	if status, _, err := s.Fetch(ctx, path); err == nil && status == 404 {
+		return nil, nil
+	}
+	var out struct {
+		Transitions []string `json:"transitions"`
+	}
+	if err := s.getJSON(ctx, path, nil, &out); err != nil {
+		return nil, err
+	}
+	notes := make([][]byte, len(out.Transitions))
+	for i, n := range out.Transitions {
+		notes[i] = []byte(n)
+	}
+	return notes, nil
+}
+
 // Checkpoint implements audit.LogSource (GET /checkpoint).
 func (s Source) Checkpoint(ctx context.Context) ([]byte, error) {
 	return s.get(ctx, "/checkpoint", nil)
@@ -315,7 +335,11 @@ type KeysReport struct {
 	// once a verification succeeded.
 	FirstUse bool `json:"first_use,omitempty"`
 	// Changed: the server serves other keys than those trusted.
-	Changed bool              `json:"changed,omitempty"`
+	Changed bool `json:"changed,omitempty"`
+	// Rotated: the log's key changed by a transition checkpoint signed
+	// by the pinned one; Pin holds the new keys to pin once a
+	// verification succeeded.
+	Rotated bool              `json:"rotated,omitempty"`
 	Pin     *audit.PublicKeys `json:"pin,omitempty"`
 }
 
@@ -333,7 +357,17 @@ func pin(ctx context.Context, src Source, k Keys) (*audit.Pinning, *KeysReport, 
 	if err != nil {
 		return nil, nil, err
 	}
-	return p, &KeysReport{CheckpointKey: p.CheckpointKey, ReceiptKey: p.ReceiptKey, FirstUse: p.FirstUse, Changed: p.Differs(served)}, nil
+	rotated := false
+	if !p.FirstUse && p.Differs(served) {
+		notes, err := src.Transitions(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		if rotated, err = p.FollowTransitions(notes); err != nil {
+			return nil, nil, err
+		}
+	}
+	return p, &KeysReport{CheckpointKey: p.CheckpointKey, ReceiptKey: p.ReceiptKey, FirstUse: p.FirstUse, Changed: p.Differs(served), Rotated: rotated}, nil
 }
 
 // State is what the page keeps between two verifications of a history
@@ -470,7 +504,7 @@ func VerifyHistory(ctx context.Context, in HistoryInput, fetch Fetch) *HistoryRe
 	rep.OK = len(others) == 0
 	if len(hr.Findings) == 0 {
 		rep.State = stateOf(state.Next(hr))
-		if p.FirstUse {
+		if p.FirstUse || rep.Keys.Rotated {
 			rep.Keys.Pin = &p.PublicKeys
 		}
 	}
@@ -629,7 +663,7 @@ func VerifyLog(ctx context.Context, in LogInput, fetch Fetch) *LogReport {
 		for _, s := range sr.Saved {
 			rep.Seen = append(rep.Seen, SeenCheckpoint{Note: s.Note, Time: s.Time})
 		}
-		if p.FirstUse {
+		if p.FirstUse || rep.Keys.Rotated {
 			rep.Keys.Pin = &p.PublicKeys
 		}
 	}
