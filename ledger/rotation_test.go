@@ -20,7 +20,12 @@ import (
 // only with the new key (the old one is refused, named), and signs with
 // it; a second rotation chains on the first.
 func TestRotateCheckpointKey(t *testing.T) {
-	env := ledgertest.New(t, ledgertest.Options{LeaseTTL: 300 * time.Millisecond})
+	t.Run("SQLite", func(t *testing.T) { testRotateCheckpointKey(t, "") })
+	t.Run("PostgreSQL", func(t *testing.T) { testRotateCheckpointKey(t, ledgertest.Postgres(t)) })
+}
+
+func testRotateCheckpointKey(t *testing.T, pg string) {
+	env := ledgertest.New(t, ledgertest.Options{PostgreSQL: pg, LeaseTTL: 300 * time.Millisecond})
 	rec := record(t, env.Ledger, access("alice", 1))
 	if err := env.Ledger.WaitCheckpoint(ctx, rec.Index); err != nil {
 		t.Fatal(err)
