@@ -1,9 +1,9 @@
 package verify
 
 import (
-	"fmt"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
