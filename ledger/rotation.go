@@ -1,9 +1,11 @@
 package ledger
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 
 	"golang.org/x/mod/sumdb/note"
@@ -76,7 +78,8 @@ func (l *Ledger) Transitions(ctx context.Context) ([][]byte, error) {
 
 // checkCheckpointKey saves key as the log's first checkpoint key at first
 // start; afterwards key must be the current one (the first followed
-// through the transitions). what names where key comes from.
+// through the transitions). what names where key comes from; the error
+// names it and quotes no key.
 func checkCheckpointKey(ctx context.Context, tx StoreTx, key, what string) error {
 	first, ts, err := CheckpointKeys(ctx, tx)
 	if errors.Is(err, ErrNotFound) {
@@ -89,13 +92,24 @@ func checkCheckpointKey(ctx context.Context, tx StoreTx, key, what string) error
 	if err != nil {
 		return err
 	}
-	if current != key {
-		if len(ts) > 0 {
-			return fmt.Errorf("%w: %s (%s) was replaced by a rotation; the log's key is %s", ErrRotated, what, key, current)
-		}
-		return fmt.Errorf("%w: %s (%s); the log's key is %s", ErrRotated, what, key, current)
+	if current == key {
+		return nil
 	}
-	return nil
+	if key == first || len(ts) > 1 && slices.ContainsFunc(ts[:len(ts)-1], func(t []byte) bool {
+		tr, err := verify.ParseTransition(noteText(t))
+		return err == nil && tr.NextKey == key
+	}) {
+		return fmt.Errorf("%w: %s was replaced by a rotation (vigie rotate-log-key): start with the key it made", ErrRotated, what)
+	}
+	return fmt.Errorf("%w: %s", ErrRotated, what)
+}
+
+// noteText returns the text of a signed note (before its blank line).
+func noteText(n []byte) []byte {
+	if i := bytes.Index(n, []byte("\n\n")); i >= 0 {
+		return n[:i+1]
+	}
+	return n
 }
 
 // RotateCheckpointKey hands the log over from the checkpoint key current
@@ -130,7 +144,7 @@ func RotateCheckpointKey(ctx context.Context, store Store, owner string, current
 			return err
 		}
 		if v.Name() != current.Name() || v.KeyHash() != current.KeyHash() {
-			return fmt.Errorf("%w: the current key given; the log's key is %s", ErrRotated, key)
+			return fmt.Errorf("%w: the current key given", ErrRotated)
 		}
 		cp, err := tx.LatestCheckpoint(ctx)
 		if err != nil {

@@ -64,8 +64,11 @@ func testRotateCheckpointKey(t *testing.T, pg string) {
 	}
 
 	_, err = ledger.New(ctx, old, env.Store, env.Log)
-	if !errors.Is(err, ledger.ErrRotated) || !strings.Contains(err.Error(), old.CheckpointVerifier) || !strings.Contains(err.Error(), nextKey) {
-		t.Fatalf("New with the old key = %v, want ErrRotated naming both keys", err)
+	if !errors.Is(err, ledger.ErrRotated) || !strings.Contains(err.Error(), "replaced by a rotation") || !strings.Contains(err.Error(), old.CheckpointKeyFile) {
+		t.Fatalf("New with the old key = %v, want ErrRotated naming the key", err)
+	}
+	if strings.Contains(err.Error(), old.CheckpointVerifier) || strings.Contains(err.Error(), nextKey) {
+		t.Errorf("New with the old key = %v, quotes a key", err)
 	}
 	cfg := old
 	cfg.CheckpointSigner, cfg.CheckpointVerifier = next, nextKey
