@@ -324,7 +324,6 @@ func New(ctx context.Context, cfg Config, store Store, log Log) (*Ledger, error)
 	}{
 		{name: "kek-check", what: cfg.KEKName, key: cfg.KEK},
 		{name: "pseudonym-key-check", what: "the pseudonym key (keys/pseudonym.key)", key: cfg.Pseudonyms.key},
-		{name: "checkpoint-verifier", what: cfg.CheckpointKeyFile, public: cfg.CheckpointVerifier},
 		{name: "receipt-verifier", what: cfg.ReceiptKeyFile, public: cfg.ReceiptVerifier},
 	} {
 		if k.name == "kek-check" && cfg.KeyWrapper != nil {
@@ -340,6 +339,13 @@ func New(ctx context.Context, cfg Config, store Store, log Log) (*Ledger, error)
 		if err != nil {
 			return nil, fmt.Errorf("ledger: %s is not the one this database was written with (or the database cannot be read): %w", k.what, err)
 		}
+	}
+	// The checkpoint key may have changed by a transition checkpoint
+	// (RotateCheckpointKey): it is the first one followed through them.
+	if err := store.ReadWrite(ctx, func(ctx context.Context, tx StoreTx) error {
+		return checkCheckpointKey(ctx, tx, cfg.CheckpointVerifier, cfg.CheckpointKeyFile)
+	}); err != nil {
+		return nil, fmt.Errorf("ledger: %s is not the one this database was written with (or the database cannot be read): %w", cfg.CheckpointKeyFile, err)
 	}
 	if n, ok := cfg.KeyWrapper.(NamedKEK); ok {
 		if err := checkKEK(ctx, store, wrap, n.KEKLabel()); err != nil {

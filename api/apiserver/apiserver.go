@@ -478,6 +478,11 @@ func (a *API) startHTTP(ctx context.Context, cfg Config, n Node, authn *auth.Aut
 			w.Write(policy)
 		})
 	}
+	transitions, err := n.Ledger.Transitions(ctx)
+	if err != nil {
+		return fmt.Errorf("transition checkpoints: %w", err)
+	}
+	mux.Handle(gateway.TransitionsRoute, gateway.TransitionsHandler(transitions))
 	mux.Handle("/", h)
 	maxTimeout := cfg.MaxTimeout
 	if maxTimeout <= 0 {

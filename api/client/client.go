@@ -184,6 +184,27 @@ func (c *Client) Checkpoint(ctx context.Context) ([]byte, error) {
 	return c.do(ctx, http.MethodGet, public, "/checkpoint", nil, nil)
 }
 
+// Transitions returns the log's transition checkpoints, oldest first
+// (GET /checkpoint/transitions): unverified, as the server sent them.
+func (c *Client) Transitions(ctx context.Context) ([][]byte, error) {
+	const path = "/checkpoint/transitions"
+	b, err := c.do(ctx, http.MethodGet, public, path, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	var body struct { // gateway.Transitions
+		Transitions []string `json:"transitions"`
+	}
+	if err := json.Unmarshal(b, &body); err != nil {
+		return nil, fmt.Errorf("GET %s: %w", path, err)
+	}
+	notes := make([][]byte, len(body.Transitions))
+	for i, n := range body.Transitions {
+		notes[i] = []byte(n)
+	}
+	return notes, nil
+}
+
 // ConsistencyProof returns the proof that the tree of size first is a
 // prefix of the tree of size second (GET /v1/log/consistency).
 func (c *Client) ConsistencyProof(ctx context.Context, first, second uint64) ([][]byte, error) {

@@ -54,6 +54,9 @@ func TestCorpusThreeFaces(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if _, err := p.FollowTransitions(c.Transitions); err != nil {
+			t.Fatal(err)
+		}
 		opts := c.Saved().Options(p)
 		opts.Now = func() time.Time { return now }
 		r, err := audit.VerifyHistory(context.Background(), c.Source(), opts)

@@ -51,18 +51,19 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"serve":     {"run the service", runServe},
-	"init":      {"make a cluster's log once: its Trillian tree and keys, pinned in the database", runInit},
-	"token":     {"mint a bearer token of the embedded issuer (for trying Vigie out)", runToken},
-	"verify":    {"verify your access history, trusting only the log's key (a patient)", runVerify},
-	"audit":     {"follow and verify the log; replay decisions and find misuse (an auditor)", runAudit},
-	"bench":     {"measure Vigie on this machine (bench record)", runBench},
-	"directory": {"import the public directories of professionals (RPPS) and establishments (FINESS)", runDirectory},
-	"version":   {"print the version", runVersion},
-	"health":    {"exit 0 if a node is ready (/readyz): a container's probe", runHealth},
-	"backup":    {"copy a running embedded node's files into one checked archive", runBackup},
-	"restore":   {"check a backup archive and restore it into a new data directory", runRestore},
-	"enrol":     {"issue a patient's one-time enrolment code, or revoke their enrolments (an administrator)", runEnrol},
+	"serve":          {"run the service", runServe},
+	"init":           {"make a cluster's log once: its Trillian tree and keys, pinned in the database", runInit},
+	"token":          {"mint a bearer token of the embedded issuer (for trying Vigie out)", runToken},
+	"verify":         {"verify your access history, trusting only the log's key (a patient)", runVerify},
+	"audit":          {"follow and verify the log; replay decisions and find misuse (an auditor)", runAudit},
+	"bench":          {"measure Vigie on this machine (bench record)", runBench},
+	"directory":      {"import the public directories of professionals (RPPS) and establishments (FINESS)", runDirectory},
+	"version":        {"print the version", runVersion},
+	"health":         {"exit 0 if a node is ready (/readyz): a container's probe", runHealth},
+	"backup":         {"copy a running embedded node's files into one checked archive", runBackup},
+	"restore":        {"check a backup archive and restore it into a new data directory", runRestore},
+	"rotate-log-key": {"replace the log's checkpoint key by a transition checkpoint signed by both keys (every node stopped)", runRotateLogKey},
+	"enrol":          {"issue a patient's one-time enrolment code, or revoke their enrolments (an administrator)", runEnrol},
 }
 
 func main() {

@@ -272,6 +272,9 @@ func (c *remoteConfig) connect(ctx context.Context, command string, stderr io.Wr
 	if keys.firstUse && !c.json {
 		fmt.Fprintln(stderr, langOf(c.lang).t("cli.keyFirstUse", "command", command, "server", cl.BaseURL(), "key", keys.checkpoint))
 	}
+	if keys.rotated && !c.json {
+		fmt.Fprintln(stderr, langOf(c.lang).t("cli.keyRotated", "command", command, "server", cl.BaseURL(), "key", keys.checkpoint))
+	}
 	return cl, st, keys, nil
 }
 
@@ -282,6 +285,8 @@ type logKeys struct {
 	origin, checkpoint, receipt string
 	witnessPolicy               string
 	firstUse                    bool
+	// rotated: the key changed by a transition from the pinned one.
+	rotated bool
 }
 
 // resolveKeys returns the log's keys: given by flag, pinned in the state,
@@ -324,7 +329,20 @@ func resolveKeys(ctx context.Context, c *remoteConfig, cl *client.Client, st *st
 	case err != nil:
 		return nil, err
 	}
-	return &logKeys{Keys: p.Keys, origin: p.Origin, checkpoint: p.CheckpointKey, receipt: p.ReceiptKey, witnessPolicy: p.WitnessPolicy, firstUse: p.FirstUse}, nil
+	rotated := false
+	if !p.FirstUse {
+		// The log's key may have changed by a transition checkpoint
+		// signed by the pinned one (a server without the route has none).
+		notes, err := cl.Transitions(ctx)
+		var ce *client.Error
+		if err != nil && !(errors.As(err, &ce) && ce.HTTPStatus == http.StatusNotFound) {
+			return nil, err
+		}
+		if rotated, err = p.FollowTransitions(notes); err != nil {
+			return nil, fmt.Errorf("the witness policy pinned in %s: %v", st.path, err)
+		}
+	}
+	return &logKeys{Keys: p.Keys, origin: p.Origin, checkpoint: p.CheckpointKey, receipt: p.ReceiptKey, witnessPolicy: p.WitnessPolicy, firstUse: p.FirstUse, rotated: rotated}, nil
 }
 
 // savedState returns what vigie verify saved, as ledger/audit keeps it

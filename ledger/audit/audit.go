@@ -72,6 +72,10 @@ type Keys struct {
 	// checked, and a checkpoint without quorum is a finding of kind
 	// [KindWitnessQuorum].
 	Witnesses *verify.WitnessPolicy
+	// Former are the log's former checkpoint keys, oldest first, each
+	// trusted for the checkpoints up to the transition that replaced it
+	// ([Pinning.FollowTransitions]).
+	Former []FormerKey
 }
 
 // LogSource serves the public log (the API's LogService). Implementations
@@ -253,7 +257,7 @@ var ErrBeyondCheckpoint = errors.New("size beyond the log's latest checkpoint")
 // openCheckpoint opens a signed checkpoint with the log's key, or returns
 // the finding that says why it cannot be trusted.
 func openCheckpoint(n []byte, keys Keys, what string) (verify.Checkpoint, *Finding) {
-	cp, err := verify.OpenCheckpoint(n, keys.Checkpoint)
+	cp, err := keys.openSigned(n)
 	if err != nil {
 		return verify.Checkpoint{}, &Finding{
 			Kind:     KindSignature,

@@ -25,6 +25,9 @@ func TestCorpus(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if _, err := p.FollowTransitions(c.Transitions); err != nil {
+				t.Fatal(err)
+			}
 			opts := c.Saved().Options(p)
 			opts.Now = func() time.Time { return time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC) }
 			r, err := audit.VerifyHistory(context.Background(), c.Source(), opts)

@@ -132,7 +132,7 @@ func Follow(ctx context.Context, src LogSource, opts FollowOptions) (*FollowRepo
 	f := &follower{src: src, opts: opts, r: &FollowReport{Origin: opts.Keys.Checkpoint.Name()}, rb: &verify.RootBuilder{},
 		witnessChecked: make(map[string]bool)}
 	if s := opts.State; s != nil {
-		prev, err := verify.OpenCheckpoint(s.Checkpoint, opts.Keys.Checkpoint)
+		prev, err := opts.Keys.openSigned(s.Checkpoint)
 		if err != nil {
 			return nil, fmt.Errorf("saved state: %w", err)
 		}

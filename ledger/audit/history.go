@@ -178,7 +178,7 @@ func VerifyHistory(ctx context.Context, src HistorySource, opts HistoryOptions) 
 			Message: "the listing has events but no checkpoint: they cannot be proved to be in the log"})
 	}
 	if opts.Previous != nil {
-		prev, err := verify.OpenCheckpoint(opts.Previous, opts.Keys.Checkpoint)
+		prev, err := opts.Keys.openSigned(opts.Previous)
 		if err != nil {
 			return nil, fmt.Errorf("saved checkpoint: %w", err)
 		}

@@ -178,7 +178,7 @@ func CheckReceipt(ctx context.Context, src LogSource, keys Keys, receipt, previo
 	}
 	var prev *verify.Checkpoint
 	if previous != nil {
-		p, err := verify.OpenCheckpoint(previous, keys.Checkpoint)
+		p, err := keys.openSigned(previous)
 		if err != nil {
 			return nil, fmt.Errorf("saved checkpoint: %w", err)
 		}

@@ -79,7 +79,7 @@ func CheckSeries(ctx context.Context, src LogSource, keys Keys, latest []byte, h
 	var largest *SeenCheckpoint
 	var largestCp verify.Checkpoint
 	for i := range seen {
-		c, err := verify.OpenCheckpoint(seen[i].Note, keys.Checkpoint)
+		c, err := keys.openSigned(seen[i].Note)
 		if err == nil && (largest == nil || c.Size > largestCp.Size) {
 			largest, largestCp = &seen[i], c
 		}

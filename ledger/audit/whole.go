@@ -166,7 +166,7 @@ func AuditLog(ctx context.Context, src EventSource, opts LogAuditOptions) (*LogA
 		// A checkpoint that does not open is Follow's finding; nothing is
 		// read below it.
 		var bound uint64
-		if cp, err := verify.OpenCheckpoint(before, fo.Keys.Checkpoint); err == nil {
+		if cp, err := fo.Keys.openSigned(before); err == nil {
 			bound = cp.Size
 		}
 		complete := opts.Reader == Regulator && opts.From.IsZero() && opts.To.IsZero() && opts.Organization == ""

@@ -100,9 +100,12 @@ type Env struct {
 	// (<origin>+<hash>+<key>).
 	CheckpointVerifierKey string
 	Pseudonyms            *ledger.Pseudonymizer
-	closed                bool
-	t                     testing.TB
-	backgroundCancel      context.CancelFunc
+	// Config is the ledger's configuration, to open another ledger on
+	// the same store and log.
+	Config           ledger.Config
+	closed           bool
+	t                testing.TB
+	backgroundCancel context.CancelFunc
 }
 
 var quietOnce sync.Once
@@ -194,7 +197,7 @@ func New(t testing.TB, opts Options) *Env {
 	if opts.KeyWrapper != nil {
 		kek = nil
 	}
-	e.Ledger, err = ledger.New(ctx, ledger.Config{
+	e.Config = ledger.Config{
 		Origin:             e.Origin,
 		CheckpointSigner:   cpSigner,
 		ReceiptSigner:      rcSigner,
@@ -211,7 +214,8 @@ func New(t testing.TB, opts Options) *Env {
 		LeaseTTL:           opts.LeaseTTL,
 		// As a node: the embedded SQLite files have one writer.
 		SoleWriter: opts.PostgreSQL == "" && !opts.NotSoleWriter,
-	}, e.Store, e.Log)
+	}
+	e.Ledger, err = ledger.New(ctx, e.Config, e.Store, e.Log)
 	if err != nil {
 		t.Fatalf("ledgertest: %v", err)
 	}

@@ -236,13 +236,38 @@ func (p *WitnessPolicy) CheckLogKey(vkey string) error {
 	if _, err := note.NewVerifier(vkey); err != nil {
 		return fmt.Errorf("witness policy: the log's key: %w", err)
 	}
-	_, enc, _ := strings.Cut(vkey[strings.Index(vkey, "+")+1:], "+")
-	b, err := base64.StdEncoding.DecodeString(enc)
-	if err != nil || len(b) != 1+ed25519.PublicKeySize || b[0] != 0x01 {
+	key, err := noteEd25519Key(vkey)
+	if err != nil {
 		return errors.New("witness policy: the log's key is not an Ed25519 note key")
 	}
-	if !bytes.Equal(b[1:], p.LogKey) {
+	if !bytes.Equal(key, p.LogKey) {
 		return errors.New("witness policy: the log line's key is not the log's checkpoint key")
 	}
 	return nil
+}
+
+// FollowTransition makes the policy's log key follow the log's key from
+// current (checked by CheckLogKey) to the next key the transition t names
+// (t verified by its caller with [OpenTransition] against current).
+func (p *WitnessPolicy) FollowTransition(current string, t Transition) error {
+	if err := p.CheckLogKey(current); err != nil {
+		return err
+	}
+	key, err := noteEd25519Key(t.NextKey)
+	if err != nil {
+		return errors.New("witness policy: the next log key is not an Ed25519 note key")
+	}
+	p.LogKey = key
+	return nil
+}
+
+// noteEd25519Key returns the Ed25519 public key of a note verifier key
+// (<name>+<hash>+<base64(0x01 || key)>), which note.NewVerifier accepted.
+func noteEd25519Key(vkey string) (ed25519.PublicKey, error) {
+	_, enc, _ := strings.Cut(vkey[strings.Index(vkey, "+")+1:], "+")
+	b, err := base64.StdEncoding.DecodeString(enc)
+	if err != nil || len(b) != 1+ed25519.PublicKeySize || b[0] != 0x01 {
+		return nil, errors.New("not an Ed25519 note key")
+	}
+	return ed25519.PublicKey(b[1:]), nil
 }

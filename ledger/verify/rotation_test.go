@@ -3,6 +3,7 @@ package verify
 import (
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -129,4 +130,44 @@ func FuzzParseTransition(f *testing.F) {
 			t.Errorf("FormatTransition(ParseTransition(%q)) = %q, %v", text, again, err)
 		}
 	})
+}
+
+// TestWitnessPolicyFollowTransition: a policy whose log line is the
+// current key follows a transition to the next key; one whose log line is
+// another key does not.
+func TestWitnessPolicyFollowTransition(t *testing.T) {
+	const origin = "vigie.example/log/1"
+	old, next, other := newRotationKey(t, origin), newRotationKey(t, origin), newRotationKey(t, origin)
+	signed, err := SignTransition(Checkpoint{Origin: origin, Size: 3, Hash: event.Hash{3}}, next.vkey, old.signer, next.signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := OpenTransition(signed, old.verifier)
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy := func(k rotationKey) *WitnessPolicy {
+		key, err := noteEd25519Key(k.vkey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := ParseWitnessPolicy([]byte(fmt.Sprintf("log %x\nquorum none\n", []byte(key))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	p := policy(old)
+	if err := p.FollowTransition(old.vkey, tr); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.CheckLogKey(next.vkey); err != nil {
+		t.Errorf("after the transition: %v, want the next key", err)
+	}
+	if err := p.CheckLogKey(old.vkey); err == nil {
+		t.Errorf("after the transition the old key is still the policy's")
+	}
+	if err := policy(other).FollowTransition(old.vkey, tr); err == nil {
+		t.Errorf("a policy of another log key followed the transition")
+	}
 }

@@ -82,6 +82,12 @@ var table = []struct {
 			c.State = &State{Checkpoint: saved, Chains: map[string]audit.ChainHead{patient.String(): head}}
 			return c
 		}},
+	{"rotation", "the log's key changed since the saved verification, by a transition checkpoint signed by the pinned key and the new one", nil,
+		func(b *builder) *Case { return b.rotation(true, true) }},
+	{"rotation-no-transition", "the log signs with a new key that no transition checkpoint introduces", []audit.Kind{audit.KindSignature},
+		func(b *builder) *Case { return b.rotation(true, false) }},
+	{"rotation-new-key-only", "the transition checkpoint that introduces the new key is signed by the new key only", []audit.Kind{audit.KindSignature},
+		func(b *builder) *Case { return b.rotation(false, true) }},
 	{"valid-pending", "the newest event is beyond the listing's checkpoint, with its receipt; the latest checkpoint includes it", nil,
 		func(b *builder) *Case {
 			b.story(4)
@@ -404,11 +410,52 @@ func (b *builder) sign() []byte {
 }
 
 func (b *builder) sizeOf(n []byte) uint64 {
-	cp, err := verify.OpenCheckpoint(n, mustVerifier(b.keys.CheckpointKey))
+	cp, err := verify.ParseCheckpoint(noteText(n))
 	if err != nil {
 		panic(err)
 	}
 	return cp.Size
+}
+
+// rotation makes a history verified before (saved) under the pinned key,
+// then a transition to the next key (signed by the pinned key if
+// oldSigns, always by the next), then more events under the next key;
+// the case serves the transition if served.
+func (b *builder) rotation(oldSigns, served bool) *Case {
+	b.story(3)
+	saved := b.sign()
+	head := audit.ChainHead{Seq: 3, Commitment: b.commitment(2)}
+	sk, nextKey, err := note.GenerateKey(seeded("vigie corpus next "+Origin), Origin)
+	if err != nil {
+		panic(err)
+	}
+	next, err := note.NewSigner(sk)
+	if err != nil {
+		panic(err)
+	}
+	cp := verify.Checkpoint{Origin: Origin, Size: b.size(), Hash: b.root(b.size())}
+	var transition []byte
+	if oldSigns {
+		transition, err = verify.SignTransition(cp, nextKey, b.cp, next)
+	} else {
+		text, ferr := verify.FormatTransition(cp, nextKey)
+		if ferr != nil {
+			panic(ferr)
+		}
+		transition, err = note.Sign(&note.Note{Text: string(text)}, next)
+	}
+	if err != nil {
+		panic(err)
+	}
+	b.cp = next
+	b.story(2)
+	c := b.serve()
+	c.State = &State{Checkpoint: saved, Chains: map[string]audit.ChainHead{patient.String(): head}}
+	c.Served = &audit.PublicKeys{CheckpointKey: nextKey, ReceiptKey: b.keys.ReceiptKey}
+	if served {
+		c.Transitions = [][]byte{transition}
+	}
+	return c
 }
 
 func mustVerifier(k string) note.Verifier {

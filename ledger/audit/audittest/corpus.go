@@ -39,6 +39,12 @@ type Case struct {
 	Want []audit.Kind `json:"want"`
 	// Keys are the log's keys (GET /v1/log/key), pinned by the reader.
 	Keys audit.PublicKeys `json:"keys"`
+	// Served are the keys the server serves now, if not Keys: the log's
+	// key changed since the reader pinned Keys.
+	Served *audit.PublicKeys `json:"served,omitempty"`
+	// Transitions are the log's transition checkpoints (GET
+	// /checkpoint/transitions), oldest first.
+	Transitions [][]byte `json:"transitions,omitempty"`
 	// Leaves are the log's leaf values, in order.
 	Leaves [][]byte `json:"leaves"`
 	// Latest is the latest signed checkpoint (GET /checkpoint).
@@ -341,8 +347,19 @@ func (c *Case) Handler() http.Handler {
 		return n
 	}
 	mux.HandleFunc("GET /v1/log/key", func(w http.ResponseWriter, r *http.Request) {
-		origin := strings.SplitN(c.Keys.CheckpointKey, "+", 2)[0]
-		writeJSON(w, map[string]string{"origin": origin, "checkpoint_key": c.Keys.CheckpointKey, "receipt_key": c.Keys.ReceiptKey})
+		k := c.Keys
+		if c.Served != nil {
+			k = *c.Served
+		}
+		origin := strings.SplitN(k.CheckpointKey, "+", 2)[0]
+		writeJSON(w, map[string]string{"origin": origin, "checkpoint_key": k.CheckpointKey, "receipt_key": k.ReceiptKey})
+	})
+	mux.HandleFunc("GET /checkpoint/transitions", func(w http.ResponseWriter, r *http.Request) {
+		notes := make([]string, len(c.Transitions))
+		for i, n := range c.Transitions {
+			notes[i] = string(n)
+		}
+		writeJSON(w, map[string][]string{"transitions": notes})
 	})
 	mux.HandleFunc("GET /checkpoint", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

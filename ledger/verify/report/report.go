@@ -152,6 +152,26 @@ func (s Source) WitnessPolicy(ctx context.Context) (string, error) {
 	return string(body), nil
 }
 
+// Transitions returns the log's transition checkpoints, unverified (GET
+// /checkpoint/transitions); none from a server without the route.
+func (s Source) Transitions(ctx context.Context) ([][]byte, error) {
+	const path = "/checkpoint/transitions"
+	if status, _, err := s.Fetch(ctx, path); err == nil && status == 404 {
+		return nil, nil
+	}
+	var out struct {
+		Transitions []string `json:"transitions"`
+	}
+	if err := s.getJSON(ctx, path, nil, &out); err != nil {
+		return nil, err
+	}
+	notes := make([][]byte, len(out.Transitions))
+	for i, n := range out.Transitions {
+		notes[i] = []byte(n)
+	}
+	return notes, nil
+}
+
 // Checkpoint implements audit.LogSource (GET /checkpoint).
 func (s Source) Checkpoint(ctx context.Context) ([]byte, error) {
 	return s.get(ctx, "/checkpoint", nil)
@@ -342,13 +362,19 @@ type KeysReport struct {
 	// server serves is enforced and, once a verification succeeded, pinned
 	// (in Pin). PolicyChanged: the server serves another policy than the
 	// one pinned, which is still enforced: a finding.
-	PolicyFirstUse bool              `json:"policy_first_use,omitempty"`
-	PolicyChanged  bool              `json:"policy_changed,omitempty"`
-	Pin            *audit.PublicKeys `json:"pin,omitempty"`
+	PolicyFirstUse bool `json:"policy_first_use,omitempty"`
+	PolicyChanged  bool `json:"policy_changed,omitempty"`
+	// Rotated: the log's key changed by a transition checkpoint signed
+	// by the pinned one; Pin holds the new keys to pin once a
+	// verification succeeded.
+	Rotated bool              `json:"rotated,omitempty"`
+	Pin     *audit.PublicKeys `json:"pin,omitempty"`
 }
 
 // pinNow reports whether a successful verification pins what it trusted.
-func (k *KeysReport) pinNow(p *audit.Pinning) bool { return p.FirstUse || k.PolicyFirstUse }
+func (k *KeysReport) pinNow(p *audit.Pinning) bool {
+	return p.FirstUse || k.PolicyFirstUse || k.Rotated
+}
 
 // policyChanged returns the finding of a witness policy served that is
 // not the one pinned, if it is not.
@@ -388,7 +414,17 @@ func pin(ctx context.Context, src Source, k Keys) (*audit.Pinning, *KeysReport, 
 	if err != nil {
 		return nil, nil, err
 	}
-	kr := &KeysReport{CheckpointKey: p.CheckpointKey, ReceiptKey: p.ReceiptKey, FirstUse: p.FirstUse, Changed: p.Differs(served), PolicyFirstUse: firstPolicy}
+	rotated := false
+	if !p.FirstUse && p.Differs(served) {
+		notes, err := src.Transitions(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		if rotated, err = p.FollowTransitions(notes); err != nil {
+			return nil, nil, err
+		}
+	}
+	kr := &KeysReport{CheckpointKey: p.CheckpointKey, ReceiptKey: p.ReceiptKey, FirstUse: p.FirstUse, Changed: p.Differs(served), PolicyFirstUse: firstPolicy, Rotated: rotated}
 	if !firstPolicy && p.WitnessPolicy != "" && policy != "" {
 		sp, err := verify.ParseWitnessPolicy([]byte(policy))
 		kr.PolicyChanged = err != nil || string(sp.Format()) != p.WitnessPolicy
