@@ -53,7 +53,7 @@ func (n *Node) rewrap(ctx context.Context, logger *slog.Logger) {
 		count, err := n.Ledger.Rewrap(ctx)
 		switch {
 		case err == nil:
-			logger.Info("node: data keys rewrapped under the current key-encryption key; the old ones may be removed from the module", "rewrapped", count, "took", time.Since(start).Round(time.Millisecond))
+			logger.Info("node: data keys rewrapped under the current key-encryption key; the old ones may be removed from the module once every node runs with the current one and a pass begun after that finds none left", "rewrapped", count, "took", time.Since(start).Round(time.Millisecond))
 			return
 		case ctx.Err() != nil:
 			return
