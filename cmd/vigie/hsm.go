@@ -14,6 +14,9 @@ type hsmFlags struct {
 	checkpointKey, receiptKey string
 	cacheSize                 int
 	create                    bool // vigie init --hsm-create-keys
+	// nextCheckpointKey is the label of the key vigie rotate-log-key
+	// makes the log's checkpoint key (made if missing).
+	nextCheckpointKey string
 }
 
 func (h *hsmFlags) flags(fs *flag.FlagSet) {

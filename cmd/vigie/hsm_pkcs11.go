@@ -53,6 +53,12 @@ func (h hsmFlags) open(create bool) (*node.ModuleKeys, error) {
 		}
 	}
 	signers := hsm.Signers{Module: m, Labels: map[string]string{"checkpoint": h.checkpointKey, "receipt": h.receiptKey}}
+	if h.nextCheckpointKey != "" {
+		if err := createSigningKey(m, h.nextCheckpointKey); err != nil {
+			return fail(err)
+		}
+		signers.Labels["checkpoint-next"] = h.nextCheckpointKey
+	}
 	wc := hsm.WrapperConfig{KEK: h.kek, Old: labels(h.oldKEKs), CacheSize: h.cacheSize}
 	if h.cacheSize == 0 {
 		wc.CacheSize = -1
@@ -74,16 +80,16 @@ func (h hsmFlags) open(create bool) (*node.ModuleKeys, error) {
 	mk.Rewrap = len(wc.Old) > 0 || wc.Legacy != nil
 	at := func(label string) string { return fmt.Sprintf("the key labelled %q in token %q", label, h.token) }
 	mk.CheckpointKey, mk.ReceiptKey, mk.KEK = at(h.checkpointKey), at(h.receiptKey), at(h.kek)
+	if h.nextCheckpointKey != "" {
+		mk.NextCheckpointKey = at(h.nextCheckpointKey)
+	}
 	return mk, nil
 }
 
 // createKeys makes the keys of h missing from the token.
 func createKeys(m *hsm.Module, h hsmFlags) error {
 	for _, label := range []string{h.checkpointKey, h.receiptKey} {
-		if _, _, err := m.Signer(label, "check"); err == nil {
-			continue
-		}
-		if err := m.GenerateSigningKey(label); err != nil {
+		if err := createSigningKey(m, label); err != nil {
 			return err
 		}
 	}
@@ -91,4 +97,13 @@ func createKeys(m *hsm.Module, h hsmFlags) error {
 		return nil
 	}
 	return m.GenerateKEK(h.kek)
+}
+
+// createSigningKey makes the Ed25519 key pair labelled label unless the
+// token holds it.
+func createSigningKey(m *hsm.Module, label string) error {
+	if _, _, err := m.Signer(label, "check"); err == nil {
+		return nil
+	}
+	return m.GenerateSigningKey(label)
 }

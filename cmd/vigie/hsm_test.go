@@ -17,6 +17,7 @@ import (
 	"github.com/vigie-sante/vigie/api/auth"
 	vigiev1 "github.com/vigie-sante/vigie/api/vigie/v1"
 	"github.com/vigie-sante/vigie/ledger/keys/hsm/hsmtest"
+	"github.com/vigie-sante/vigie/ledger/verify"
 )
 
 // Under the pkcs11 tag, the binary the tests run is vigie-hsm
@@ -120,4 +121,79 @@ func TestHSMServe(t *testing.T) {
 	w.start(dataDir)
 	story(2)
 	verifyAll("after the rotation, the old KEK removed", 8)
+}
+
+// TestHSMRotateLogKey: a node signing with a checkpoint key in the
+// module; vigie verify saves its state; vigie rotate-log-key
+// --hsm-next-checkpoint-key makes the new key pair in the module and
+// signs the transition with both; the node restarted with the new label
+// signs with it, vigie verify from its old state follows the transition
+// and pins the new key; the old label is refused, named, no key quoted.
+func TestHSMRotateLogKey(t *testing.T) {
+	cfg, m := hsmtest.Keys(t, "vigie-hsm", "vigie-kek")
+	pinFile := filepath.Join(t.TempDir(), "pin")
+	if err := os.WriteFile(pinFile, []byte(cfg.PIN+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hsmArgs := []string{"--hsm-module", cfg.Module, "--hsm-token", cfg.Token, "--hsm-pin-file", pinFile}
+	w := newWorldWith(t, filepath.Join(t.TempDir(), "data"), hsmArgs...)
+	verifyState := t.TempDir()
+	doCheck(t, w.e, "hr-1", e2ePatient, e2eDoctor, vigiev1.PurposeOfUse_PURPOSE_OF_USE_TREAT, true)
+	w.e.waitCheckpoint(1)
+	if code, rep, errOut := w.verify(e2ePatient, verifyState); code != exitOK || len(rep.Findings) != 0 {
+		t.Fatalf("verify before the rotation: exit %d, %+v\n%s", code, rep.Findings, errOut)
+	}
+	_, oldVKey, err := m.Signer("vigie-checkpoint", w.e.cpKey.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldKey := w.e.cpKey
+	w.stop()
+
+	if code, out := runVigie(t, nil, append([]string{"rotate-log-key", "--data-dir", w.dir, "--hsm-next-checkpoint-key", "vigie-checkpoint-2"}, hsmArgs...)...); code != exitOK ||
+		!strings.Contains(out, "--hsm-checkpoint-key vigie-checkpoint-2") {
+		t.Fatalf("rotate-log-key: exit %d\n%s", code, out)
+	}
+	_, newVKey, err := m.Signer("vigie-checkpoint-2", w.e.cpKey.Name())
+	if err != nil {
+		t.Fatalf("the new key is not in the module: %v", err)
+	}
+	for _, f := range []string{"checkpoint.key", "checkpoint-next.key"} {
+		if _, err := os.Stat(filepath.Join(w.dir, "keys", f)); err == nil {
+			t.Errorf("keys/%s exists: the keys are in the module", f)
+		}
+	}
+	// The old label: refused, named, no key quoted.
+	code, out := runVigie(t, nil, append([]string{"serve", "--data-dir", copyDir(t, w.dir), "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, hsmArgs...)...)
+	if code != exitFailure || !strings.Contains(out, "was replaced by a rotation") || !strings.Contains(out, `"vigie-checkpoint"`) {
+		t.Errorf("serve with the old label: exit %d\n%s", code, out)
+	}
+	if i := strings.LastIndex(oldVKey, "+"); strings.Contains(out, oldVKey[i+1:]) {
+		t.Errorf("serve with the old label quotes the key:\n%s", out)
+	}
+
+	w.args = append(hsmArgs, "--hsm-checkpoint-key", "vigie-checkpoint-2")
+	w.start(w.dir)
+	if w.e.cpKey.KeyHash() == oldKey.KeyHash() {
+		t.Fatal("the node still prints the old key")
+	}
+	doCheck(t, w.e, "hr-2", e2ePatient, e2eDoctor, vigiev1.PurposeOfUse_PURPOSE_OF_USE_TREAT, true)
+	logs := vigiev1.NewLogServiceClient(w.e.conn)
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		body, err := logs.GetCheckpoint(context.Background(), &vigiev1.GetCheckpointRequest{})
+		if err == nil {
+			if cp, err := verify.OpenCheckpoint(body.Data, w.e.cpKey); err == nil && cp.Size >= 2 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no checkpoint of the new key within a minute")
+		}
+	}
+	if code, rep, errOut := w.verify(e2ePatient, verifyState); code != exitOK || len(rep.Findings) != 0 || len(rep.Events) < 2 {
+		t.Fatalf("verify after the rotation: exit %d, %d events, %+v\n%s", code, len(rep.Events), rep.Findings, errOut)
+	}
+	if !stateHolds(t, verifyState, newVKey) {
+		t.Errorf("the verifier's state does not pin the new key %s", newVKey)
+	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -106,4 +107,31 @@ func stateHolds(t *testing.T, dir, s string) bool {
 		return nil
 	})
 	return found
+}
+
+// TestRotateLogKeyHSMFlagsTogether: --hsm-next-checkpoint-key without
+// --hsm-module, or the module without the new key's label, is a usage
+// error naming the flags; nothing is opened.
+func TestRotateLogKeyHSMFlagsTogether(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	for _, args := range [][]string{
+		{"--hsm-next-checkpoint-key", "vigie-checkpoint-2"},
+		{"--hsm-module", "/nonexistent/libpkcs11.so", "--hsm-token", "t", "--hsm-pin-file", "/nonexistent/pin"},
+	} {
+		var out, errOut bytes.Buffer
+		code := run(context.Background(), append([]string{"rotate-log-key", "--data-dir", dir}, args...), &out, &errOut)
+		if code != exitUsage || !strings.Contains(errOut.String(), "--hsm-next-checkpoint-key") {
+			t.Errorf("rotate-log-key %v: exit %d, want a usage error naming the flags:\n%s", args, code, errOut.String())
+		}
+		if _, err := os.Stat(dir); err == nil {
+			t.Errorf("rotate-log-key %v made %s", args, dir)
+		}
+	}
+	if testBuildTags == "" { // the static build refuses the module, as serve does
+		var out, errOut bytes.Buffer
+		code := run(context.Background(), []string{"rotate-log-key", "--data-dir", dir, "--hsm-module", "/nonexistent/libpkcs11.so", "--hsm-next-checkpoint-key", "vigie-checkpoint-2"}, &out, &errOut)
+		if code != exitFailure || !strings.Contains(errOut.String(), "without PKCS#11") {
+			t.Errorf("static rotate-log-key --hsm-module: exit %d\n%s", code, errOut.String())
+		}
+	}
 }

@@ -24,6 +24,10 @@ type ModuleKeys struct {
 	// CheckpointKey, ReceiptKey and KEK say where each key is (a token's
 	// label), for the errors that refuse them.
 	CheckpointKey, ReceiptKey, KEK string
+	// NextCheckpointKey, for RotateLogKey, says where the key the log's
+	// checkpoint key is rotated to is; Signers gives it as role
+	// "checkpoint-next".
+	NextCheckpointKey string
 	// Close, if not nil, closes the module; Node.Close calls it.
 	Close func() error
 }

@@ -21,7 +21,8 @@ type Rotated struct {
 	// OldKey and NewKey are the checkpoint's verifier keys before and
 	// after.
 	OldKey, NewKey string
-	// Retired is the file the old key was moved to.
+	// Retired is the file the old key was moved to (with keys in a
+	// module: where the old key stays).
 	Retired string
 }
 
@@ -32,11 +33,13 @@ type Rotated struct {
 // (ledger.RotateCheckpointKey, under the checkpointer's lease), then
 // moves the old key to keys/checkpoint-retired-<n>.key and the new one
 // in its place. A run interrupted after the transition was saved only
-// moves the files when run again. Of cfg it reads DataDir and DB; keys in
-// a module (cfg.Module) are not rotated by this command.
+// moves the files when run again. Of cfg it reads DataDir, DB and Module:
+// with keys in a module, the old key is its "checkpoint" signer and the
+// new one its "checkpoint-next" (cfg.Module.NextCheckpointKey); no file
+// moves, the operator then starts the nodes with the new key's label.
 func RotateLogKey(ctx context.Context, cfg Config) (_ *Rotated, err error) {
-	if cfg.Module != nil {
-		return nil, errors.New("rotate: the checkpoint key is in a module: rotate-log-key rotates file keys only")
+	if cfg.Module != nil && cfg.Module.NextCheckpointKey == "" {
+		return nil, errors.New("rotate: the checkpoint key is in a module: the new key's label is required")
 	}
 	db, store, err := openDB(ctx, cfg, cfg.DataDir)
 	if err != nil {
@@ -48,17 +51,23 @@ func RotateLogKey(ctx context.Context, cfg Config) (_ *Rotated, err error) {
 		return nil, fmt.Errorf("rotate: the log's origin (has a node run on this database?): %w", err)
 	}
 	dir := KeysDir(cfg.DataDir)
-	// Signer would make a missing key: the current one must exist.
-	if _, err := os.Stat(filepath.Join(dir, "checkpoint.key")); err != nil {
+	var signers keys.Signers = keys.Dir(dir)
+	if cfg.Module != nil {
+		signers = cfg.Module.Signers
+	} else if _, err := os.Stat(filepath.Join(dir, "checkpoint.key")); err != nil {
+		// Signer would make a missing key: the current one must exist.
 		return nil, fmt.Errorf("rotate: %w", err)
 	}
-	current, currentKey, err := keys.Dir(dir).Signer("checkpoint", origin)
+	current, currentKey, err := signers.Signer("checkpoint", origin)
 	if err != nil {
 		return nil, err
 	}
-	next, nextKey, err := keys.Dir(dir).Signer("checkpoint-next", origin)
+	next, nextKey, err := signers.Signer("checkpoint-next", origin)
 	if err != nil {
 		return nil, err
+	}
+	if nextKey == currentKey {
+		return nil, errors.New("rotate: the new checkpoint key is the current one")
 	}
 	r := &Rotated{Origin: origin, OldKey: currentKey, NewKey: nextKey}
 	var first string
@@ -78,6 +87,10 @@ func RotateLogKey(ctx context.Context, cfg Config) (_ *Rotated, err error) {
 		r.Transition = ts[len(ts)-1] // saved by a run that stopped before the files moved
 	} else if r.Transition, err = ledger.RotateCheckpointKey(ctx, store, ledger.NewOwner(), current, next, nextKey); err != nil {
 		return nil, err
+	}
+	if cfg.Module != nil {
+		r.Retired = cfg.Module.CheckpointKey
+		return r, nil
 	}
 	if r.Retired, err = retire(dir); err != nil {
 		return nil, err
