@@ -228,7 +228,9 @@ func TestIdentityProviders(t *testing.T) {
 		t.Fatal(err)
 	}
 	var kinds []string
+	var covered uint64 // a checkpoint of this size covers the revocation
 	for _, ev := range hist.Events {
+		covered = max(covered, ev.LeafIndex+1)
 		if strings.Contains(string(ev.Body), `"kind":"enrolment"`) {
 			kinds = append(kinds, string(ev.Body))
 		}
@@ -247,7 +249,7 @@ func TestIdentityProviders(t *testing.T) {
 	tokens = append(tokens, regTok)
 	_, patTok := signIn(hosp, "hosp-0001", with(pivot, "ins", e2ePatient))
 	tokens = append(tokens, patTok)
-	time.Sleep(300 * time.Millisecond) // a checkpoint covers the revocation
+	e.waitCheckpoint(covered)
 	for _, args := range [][]string{
 		{"verify", "--server", public, "--token", patTok, "--state-dir", t.TempDir(), "--lang", "en"},
 		{"audit", "--server", public, "--token", regTok, "--state-dir", t.TempDir(), "--lang", "en"},
