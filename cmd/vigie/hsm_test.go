@@ -17,7 +17,6 @@ import (
 	"github.com/vigie-sante/vigie/api/auth"
 	vigiev1 "github.com/vigie-sante/vigie/api/vigie/v1"
 	"github.com/vigie-sante/vigie/ledger/keys/hsm/hsmtest"
-	"github.com/vigie-sante/vigie/ledger/verify"
 )
 
 // Under the pkcs11 tag, the binary the tests run is vigie-hsm
@@ -178,18 +177,7 @@ func TestHSMRotateLogKey(t *testing.T) {
 		t.Fatal("the node still prints the old key")
 	}
 	doCheck(t, w.e, "hr-2", e2ePatient, e2eDoctor, vigiev1.PurposeOfUse_PURPOSE_OF_USE_TREAT, true)
-	logs := vigiev1.NewLogServiceClient(w.e.conn)
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
-		body, err := logs.GetCheckpoint(context.Background(), &vigiev1.GetCheckpointRequest{})
-		if err == nil {
-			if cp, err := verify.OpenCheckpoint(body.Data, w.e.cpKey); err == nil && cp.Size >= 2 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no checkpoint of the new key within a minute")
-		}
-	}
+	waitNewKeyCheckpoint(t, w.e, 2)
 	if code, rep, errOut := w.verify(e2ePatient, verifyState); code != exitOK || len(rep.Findings) != 0 || len(rep.Events) < 2 {
 		t.Fatalf("verify after the rotation: exit %d, %d events, %+v\n%s", code, len(rep.Events), rep.Findings, errOut)
 	}

@@ -58,19 +58,7 @@ func TestRotateLogKey(t *testing.T) {
 		t.Fatal("the node still prints the old key")
 	}
 	doCheck(t, w.e, "r-2", e2ePatient, e2eDoctor, vigiev1.PurposeOfUse_PURPOSE_OF_USE_TREAT, true)
-	// Until the log grows, the latest checkpoint is the old key's.
-	logs := vigiev1.NewLogServiceClient(w.e.conn)
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
-		body, err := logs.GetCheckpoint(context.Background(), &vigiev1.GetCheckpointRequest{})
-		if err == nil {
-			if cp, err := verify.OpenCheckpoint(body.Data, w.e.cpKey); err == nil && cp.Size >= 2 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no checkpoint of the new key within a minute")
-		}
-	}
+	waitNewKeyCheckpoint(t, w.e, 2)
 	code, rep, errOut := w.verify(e2ePatient, verifyState)
 	if code != exitOK || len(rep.Findings) != 0 || len(rep.Events) < 2 {
 		t.Fatalf("verify after the rotation: exit %d, %d events, %+v\n%s", code, len(rep.Events), rep.Findings, errOut)
@@ -132,6 +120,25 @@ func TestRotateLogKeyHSMFlagsTogether(t *testing.T) {
 		code := run(context.Background(), []string{"rotate-log-key", "--data-dir", dir, "--hsm-module", "/nonexistent/libpkcs11.so", "--hsm-next-checkpoint-key", "vigie-checkpoint-2"}, &out, &errOut)
 		if code != exitFailure || !strings.Contains(errOut.String(), "without PKCS#11") {
 			t.Errorf("static rotate-log-key --hsm-module: exit %d\n%s", code, errOut.String())
+		}
+	}
+}
+
+// waitNewKeyCheckpoint waits for a signed checkpoint of at least size
+// leaves under the node's key after a rotation: until the log grows, the
+// latest checkpoint is the old key's, which does not open under it.
+func waitNewKeyCheckpoint(t *testing.T, e *e2e, size uint64) {
+	t.Helper()
+	logs := vigiev1.NewLogServiceClient(e.conn)
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		body, err := logs.GetCheckpoint(context.Background(), &vigiev1.GetCheckpointRequest{})
+		if err == nil {
+			if cp, err := verify.OpenCheckpoint(body.Data, e.cpKey); err == nil && cp.Size >= size {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no checkpoint of %d leaves under the new key within a minute", size)
 		}
 	}
 }
